@@ -1,0 +1,28 @@
+//! # tla-core: the pure statistical core of TLA
+//!
+//! TLA (Test, Learn, Adapt) chooses which ad version each impression sees, learns from
+//! what happened which components work for which audience segment, and moves traffic
+//! toward what raises the most. This crate holds everything that is mathematics and
+//! nothing that touches the outside world: no I/O, no clock, no environment, no global
+//! random number generator. Randomness is passed in as `&mut impl Rng`, time as numbers.
+//! The same seed gives the same decisions.
+//!
+//! - [`spec`]: the campaign spec (TOML or JSON text in, validated [`design::Design`] out).
+//! - [`space`]: the version space, indexed in mixed radix, never materialized.
+//! - [`asks`]: whether an option, and so a version, asks the reader to act.
+//! - [`model`]: the factorized Bayesian conversion model and the donation value model.
+//! - [`policy`]: uniform, independent Thompson sampling, factorized Thompson sampling,
+//!   and the exploration floor that wraps any of them.
+//! - [`decision`]: per-segment decision distributions sampled in O(1), with the exact
+//!   propensity of every decision.
+//!
+//! ```
+//! use tla_core::space::VersionSpace;
+//! let space = VersionSpace::product(vec![24, 24, 16, 16]).unwrap();
+//! assert_eq!(space.total(), 147_456);
+//! let index = space.encode(&[3, 5, 0, 15]);
+//! assert_eq!(space.decode(index), vec![3, 5, 0, 15]);
+//! ```
+
+pub mod design;
+pub mod space;
