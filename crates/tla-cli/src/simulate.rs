@@ -1,13 +1,197 @@
 //! `tla simulate`: run a policy online against a world file.
 
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use tla_core::design::{Interactions, Objective};
+use tla_core::policy::thompson::RefreshCadence;
+use tla_sim::sim::{SimConfig, SimReport, Truth, simulate};
+use tla_sim::world::World;
+use tla_sim::{PolicyChoice, PolicySettings, build_policy};
+
+/// Policies `tla simulate` can run.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PolicyArg {
+    /// The even split: every version equally likely.
+    Uniform,
+    /// Independent Beta-Bernoulli Thompson sampling per (segment, version).
+    IndependentTs,
+    /// Factorized Thompson sampling over components, segments and interactions.
+    FactorizedTs,
+}
+
 /// Arguments of `tla simulate`.
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// The world file (tla-creative-world/v1).
+    /// The world file (format tla-creative-world/v1).
     #[arg(long)]
     pub world: std::path::PathBuf,
+    /// The policy to run.
+    #[arg(long, value_enum, default_value = "factorized-ts")]
+    pub policy: PolicyArg,
+    /// Impressions to simulate.
+    #[arg(long, default_value_t = 200_000)]
+    pub impressions: u64,
+    /// Seed of the audience, the outcomes and the policy.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Which interactions the learner models: `segment` (every component x segment),
+    /// `all` (also every component pair), `none` (main effects only), or a list of
+    /// component pairs `A:B,C:D` (added to every component x segment).
+    #[arg(long, default_value = "segment")]
+    pub interactions: String,
+    /// Exploration floor: share of impressions drawn uniformly from the whole space.
+    #[arg(long, default_value_t = 0.02)]
+    pub epsilon: f64,
+    /// Thompson draws per decision distribution.
+    #[arg(long, default_value_t = 64)]
+    pub draws: usize,
+    /// Rebuild a segment's decision distribution after this many of its events.
+    #[arg(long, default_value_t = 250)]
+    pub refresh_every: u64,
+    /// Largest block of linked components searched exactly (else coordinate ascent).
+    #[arg(long, default_value_t = 4096)]
+    pub exact_limit: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_interactions(text: &str, world: &World) -> anyhow::Result<Interactions> {
+    let components = world.component_names.len();
+    match text {
+        "segment" => return Ok(Interactions::segment_only(components)),
+        "all" => return Ok(Interactions::all(components)),
+        "none" => return Ok(Interactions::default()),
+        _ => {}
+    }
+    let mut interactions = Interactions::segment_only(components);
+    for pair in text.split(',') {
+        let Some((a, b)) = pair.split_once(':') else {
+            bail!(
+                "--interactions: {pair:?} is not A:B; accepted: segment, all, none, or component pairs like headline:image,cta:body"
+            );
+        };
+        let find = |name: &str| {
+            world
+                .component_names
+                .iter()
+                .position(|n| n == name.trim())
+                .with_context(|| {
+                    format!(
+                        "--interactions: unknown component {name:?}; this world has {}",
+                        world.component_names.join(", ")
+                    )
+                })
+        };
+        let (a, b) = (find(a)?, find(b)?);
+        if a == b {
+            bail!("--interactions: {pair:?} crosses a component with itself");
+        }
+        let pair = (a.min(b), a.max(b));
+        if !interactions.pairs.contains(&pair) {
+            interactions.pairs.push(pair);
+        }
+    }
+    Ok(interactions)
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet: {}", args.world.display())
+    if !(0.0..1.0).contains(&args.epsilon) {
+        bail!("--epsilon must lie in [0, 1); got {}", args.epsilon);
+    }
+    if args.impressions == 0 {
+        bail!("--impressions must be at least 1");
+    }
+    let text = std::fs::read_to_string(&args.world)
+        .with_context(|| format!("cannot read world file {}", args.world.display()))?;
+    let world = World::from_json(&text).with_context(|| format!("in {}", args.world.display()))?;
+    let worst = world.verify_checks()?;
+    if worst > 1e-9 {
+        bail!(
+            "{}: the world's checks are not reproduced (worst relative error {worst:e} > 1e-9)",
+            args.world.display()
+        );
+    }
+    let interactions = parse_interactions(&args.interactions, &world)?;
+    let design = world.design(interactions, Objective::Value);
+    let mut settings = PolicySettings {
+        epsilon: args.epsilon,
+        ..PolicySettings::default()
+    };
+    settings.thompson.draws = args.draws.max(1);
+    settings.thompson.cadence = RefreshCadence {
+        every_events: args.refresh_every.max(1),
+        every_millis: None,
+    };
+    settings.factorized.exact_limit = args.exact_limit;
+    let choice = match args.policy {
+        PolicyArg::Uniform => PolicyChoice::Uniform,
+        PolicyArg::IndependentTs => PolicyChoice::IndependentTs,
+        PolicyArg::FactorizedTs => PolicyChoice::FactorizedTs,
+    };
+    let truth = Truth::new(&world);
+    let mut policy = build_policy(choice, &design, &settings, args.seed);
+    let bar = if std::io::stderr().is_terminal() {
+        let bar =
+            ProgressBar::with_draw_target(Some(args.impressions), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} impressions ({per_sec}, eta {eta})")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let config = SimConfig::new(args.impressions, args.seed);
+    let report = simulate(&world, &truth, &mut policy, &config, |done| {
+        bar.set_position(done)
+    });
+    bar.finish_and_clear();
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["interactions"] = serde_json::Value::String(args.interactions.clone());
+        value["epsilon"] = args.epsilon.into();
+        value["draws"] = args.draws.into();
+        value["refresh_every"] = args.refresh_every.into();
+        println!("{}", serde_json::to_string(&value)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(report: &SimReport) {
+    println!(
+        "world {}, policy {}, {} impressions, seed {}",
+        report.world, report.policy, report.impressions, report.seed
+    );
+    println!(
+        "  % of oracle (expected)   {:>8.2}",
+        report.pct_of_oracle_expected
+    );
+    println!(
+        "  % of oracle (realized)   {:>8.2}",
+        report.pct_of_oracle_realized
+    );
+    println!(
+        "  even split, % of oracle  {:>8.2}",
+        report.uniform_pct_of_oracle_expected
+    );
+    println!("  conversions              {:>8}", report.conversions);
+    println!("  donations                {:>11.2}", report.value);
+    println!("  versions served          {:>8}", report.versions_served);
+    println!("  decision refreshes       {:>8}", report.refreshes);
+    println!(
+        "  impressions per second   {:>8.0}",
+        report.impressions_per_second
+    );
+    println!("  model bytes              {:>8}", report.model_bytes);
+    println!("  learning curve (cumulative % / window %):");
+    for c in &report.learning_curve {
+        println!(
+            "    {:>10}  {:>6.2}  {:>6.2}",
+            c.impressions, c.pct_of_oracle_expected, c.window_pct_of_oracle_expected
+        );
+    }
 }

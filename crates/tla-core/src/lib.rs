@@ -24,5 +24,11 @@
 //! assert_eq!(space.decode(index), vec![3, 5, 0, 15]);
 //! ```
 
+pub mod asks;
+pub mod decision;
 pub mod design;
+pub mod model;
+pub mod policy;
 pub mod space;
+pub mod spec;
+pub mod stats;

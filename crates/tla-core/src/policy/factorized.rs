@@ -1,0 +1,604 @@
+//! Factorized Thompson sampling: one posterior draw of the campaign model, then the
+//! version with the highest sampled objective for the segment.
+//!
+//! A draw samples every weight the segment can touch: the bias, the segment weight, each
+//! option's main effect and (option, segment) interaction, each declared pair
+//! interaction, and, when the objective is value, the expected donation per ask option.
+//! The sampled conversion probability of a version is `Phi(score / beta)`, with `score`
+//! the sum of its active sampled weights.
+//!
+//! Finding the best version does not enumerate the space. Components are grouped into
+//! *blocks*: two components share a block when a declared pair interaction or an
+//! exclusion links them. Blocks are independent, so the score is maximized block by
+//! block: a single-component block by a scan of its options; a larger block exactly by
+//! enumerating its combinations when there are at most `exact_limit` of them, otherwise
+//! by coordinate ascent with random restarts. With the value objective, the block
+//! holding the ask component is maximized once per ask option, and the ask that
+//! maximizes `Phi((rest + block score) / beta) x E[amount | ask]` wins. With only
+//! (component, segment) interactions every block is a single component and the argmax
+//! is exact in O(sum of option counts).
+
+use super::Outcome;
+use super::thompson::PosteriorSampler;
+use crate::design::{Design, Objective};
+use crate::model::conversion::{ConversionModel, ConversionPrior};
+use crate::model::value::{ValueModel, ValuePrior};
+use crate::space::{OptionRef, VersionSpace};
+use crate::stats;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+/// How a multi-component block is maximized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockSearch {
+    /// Enumerate every combination of the block.
+    Exact,
+    /// Coordinate ascent from the separable optimum and `restarts` random starts.
+    CoordinateAscent {
+        /// Random starting points besides the separable one.
+        restarts: usize,
+    },
+}
+
+/// Settings of the factorized sampler.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FactorizedSettings {
+    /// Conversion model prior.
+    pub conversion: ConversionPrior,
+    /// Value model prior.
+    pub value: ValuePrior,
+    /// Largest number of combinations a block may have to be searched exactly.
+    pub exact_limit: u64,
+    /// Random restarts of coordinate ascent on larger blocks.
+    pub restarts: usize,
+}
+
+impl Default for FactorizedSettings {
+    fn default() -> Self {
+        Self {
+            conversion: ConversionPrior::default(),
+            value: ValuePrior::default(),
+            exact_limit: 4096,
+            restarts: 4,
+        }
+    }
+}
+
+/// Components linked by pair interactions or exclusions.
+#[derive(Debug, Clone)]
+struct Block {
+    /// Components of the block, ascending.
+    components: Vec<usize>,
+    /// Indices into the layout's pairs that fall inside the block.
+    pairs: Vec<usize>,
+    /// Whether any exclusion links two of its components.
+    has_exclusions: bool,
+    /// How the block is maximized.
+    search: BlockSearch,
+}
+
+/// The factorized campaign model as a Thompson sampler.
+#[derive(Debug, Clone)]
+pub struct FactorizedSampler {
+    space: VersionSpace,
+    objective: Objective,
+    /// Ask component, when the objective is value and the campaign has asks.
+    ask_component: Option<usize>,
+    conversion: ConversionModel,
+    value: Option<ValueModel>,
+    blocks: Vec<Block>,
+    /// Index of the block holding the ask component.
+    ask_block: Option<usize>,
+    scratch: Scratch,
+}
+
+/// Sampled weights of one draw, and search state.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// Sampled score of each option, per component (main effect + segment interaction).
+    option_scores: Vec<Vec<f64>>,
+    /// Sampled pair matrices, per layout pair, `o_a * n_b + o_b`.
+    pair_scores: Vec<Vec<f64>>,
+    /// Sampled expected amount per ask option.
+    amounts: Vec<f64>,
+    /// Options under construction.
+    options: Vec<u32>,
+    /// Options of the best configuration found in a block.
+    best: Vec<u32>,
+    /// Options of the current configuration in a search.
+    current: Vec<u32>,
+}
+
+impl FactorizedSampler {
+    /// A sampler at its prior.
+    pub fn new(design: &Design, settings: FactorizedSettings) -> Self {
+        let conversion = ConversionModel::new(design, settings.conversion);
+        let ask_component = match (design.objective, &design.ask) {
+            (Objective::Value, Some(ask)) => Some(ask.component),
+            _ => None,
+        };
+        let value =
+            (design.objective == Objective::Value).then(|| ValueModel::new(design, settings.value));
+        let blocks = build_blocks(
+            &design.space,
+            &conversion,
+            settings.exact_limit,
+            settings.restarts,
+        );
+        let ask_block = ask_component.map(|k| {
+            blocks
+                .iter()
+                .position(|b| b.components.contains(&k))
+                .expect("every component has a block")
+        });
+        let layout = conversion.layout();
+        let scratch = Scratch {
+            option_scores: layout.option_counts.iter().map(|&n| vec![0.0; n]).collect(),
+            pair_scores: layout
+                .pairs
+                .iter()
+                .map(|&(a, b, _)| vec![0.0; layout.option_counts[a] * layout.option_counts[b]])
+                .collect(),
+            amounts: vec![0.0; value.as_ref().map_or(1, |v| v.ask_options().max(1))],
+            options: vec![0; layout.option_counts.len()],
+            best: vec![0; layout.option_counts.len()],
+            current: vec![0; layout.option_counts.len()],
+        };
+        Self {
+            space: design.space.clone(),
+            objective: design.objective,
+            ask_component,
+            conversion,
+            value,
+            blocks,
+            ask_block,
+            scratch,
+        }
+    }
+
+    /// The conversion (or click) model.
+    pub fn conversion(&self) -> &ConversionModel {
+        &self.conversion
+    }
+
+    /// The value model, when the objective is value.
+    pub fn value(&self) -> Option<&ValueModel> {
+        self.value.as_ref()
+    }
+
+    /// How each block of components is searched, with its components.
+    pub fn block_searches(&self) -> Vec<(Vec<usize>, BlockSearch)> {
+        self.blocks
+            .iter()
+            .map(|b| (b.components.clone(), b.search))
+            .collect()
+    }
+
+    /// Samples every weight segment `segment` can touch into the scratch space; returns
+    /// the sampled constant (bias + segment weight).
+    fn sample_weights<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> f64 {
+        let layout = self.conversion.layout();
+        let weights = self.conversion.weights();
+        let mut normal = || rng.sample::<f64, _>(StandardNormal);
+        let constant =
+            weights[0].draw(normal()) + weights[layout.segment_offset + segment].draw(normal());
+        for (k, scores) in self.scratch.option_scores.iter_mut().enumerate() {
+            let main = &weights[layout.option_offset[k]..][..scores.len()];
+            match layout.segment_interaction_offset[k] {
+                Some(offset) => {
+                    let crossed = &weights[offset + segment * scores.len()..][..scores.len()];
+                    for ((score, m), c) in scores.iter_mut().zip(main).zip(crossed) {
+                        *score = m.draw(normal()) + c.draw(normal());
+                    }
+                }
+                None => {
+                    for (score, m) in scores.iter_mut().zip(main) {
+                        *score = m.draw(normal());
+                    }
+                }
+            }
+        }
+        for (p, scores) in self.scratch.pair_scores.iter_mut().enumerate() {
+            let offset = layout.pairs[p].2;
+            for (score, w) in scores.iter_mut().zip(&weights[offset..]) {
+                *score = w.draw(normal());
+            }
+        }
+        if let Some(value) = &self.value {
+            value.draw_expected_amounts(segment, normal, &mut self.scratch.amounts);
+        }
+        constant
+    }
+
+    /// Maximizes the sampled objective given the weights in scratch; writes the chosen
+    /// options into `scratch.options` and returns the sampled objective.
+    fn maximize<R: Rng + ?Sized>(&mut self, constant: f64, exact: bool, rng: &mut R) -> f64 {
+        let beta = self.conversion.prior().beta;
+        let mut rest = constant;
+        for b in 0..self.blocks.len() {
+            if Some(b) == self.ask_block {
+                continue;
+            }
+            let score = self.maximize_block(b, None, exact, rng);
+            rest += score;
+            for &k in &self.blocks[b].components {
+                self.scratch.options[k] = self.scratch.best[k];
+            }
+        }
+        let (Some(b), Some(ask)) = (self.ask_block, self.ask_component) else {
+            return match self.objective {
+                Objective::Value => stats::normal_cdf(rest / beta) * self.scratch.amounts[0],
+                _ => stats::normal_cdf(rest / beta),
+            };
+        };
+        let mut best_objective = f64::NEG_INFINITY;
+        let mut chosen = vec![0u32; self.blocks[b].components.len()];
+        for a in 0..self.space.option_count(ask) {
+            let score = self.maximize_block(b, Some((ask, a)), exact, rng);
+            if score == f64::NEG_INFINITY {
+                continue; // this ask admits no allowed combination in its block
+            }
+            let objective =
+                stats::normal_cdf((rest + score) / beta) * self.scratch.amounts[a as usize];
+            if objective > best_objective {
+                best_objective = objective;
+                for (slot, &k) in chosen.iter_mut().zip(&self.blocks[b].components) {
+                    *slot = self.scratch.best[k];
+                }
+            }
+        }
+        for (&o, &k) in chosen.iter().zip(&self.blocks[b].components) {
+            self.scratch.options[k] = o;
+        }
+        best_objective
+    }
+
+    /// Best block score with an optional component pinned; the options go to
+    /// `scratch.best`. Returns `-inf` when no allowed combination exists.
+    fn maximize_block<R: Rng + ?Sized>(
+        &mut self,
+        b: usize,
+        pinned: Option<(usize, u32)>,
+        exact: bool,
+        rng: &mut R,
+    ) -> f64 {
+        let block = &self.blocks[b];
+        if block.components.len() == 1 {
+            let k = block.components[0];
+            if let Some((_, o)) = pinned {
+                self.scratch.best[k] = o;
+                return self.scratch.option_scores[k][o as usize];
+            }
+            let (o, score) = argmax(&self.scratch.option_scores[k]);
+            self.scratch.best[k] = o as u32;
+            return score;
+        }
+        match (exact, block.search) {
+            (true, _) | (false, BlockSearch::Exact) => self.enumerate_block(b, pinned),
+            (false, BlockSearch::CoordinateAscent { restarts }) => {
+                self.ascend_block(b, pinned, restarts, rng)
+            }
+        }
+    }
+
+    /// Score of the configuration in `scratch.current` over a block's components.
+    fn block_score(&self, b: usize) -> f64 {
+        let block = &self.blocks[b];
+        let current = &self.scratch.current;
+        let layout = self.conversion.layout();
+        let mut score = 0.0;
+        for &k in &block.components {
+            score += self.scratch.option_scores[k][current[k] as usize];
+        }
+        for &p in &block.pairs {
+            let (a, bb, _) = layout.pairs[p];
+            score += self.scratch.pair_scores[p]
+                [current[a] as usize * layout.option_counts[bb] + current[bb] as usize];
+        }
+        score
+    }
+
+    /// Whether `scratch.current` respects every exclusion inside a block.
+    fn block_allowed(&self, b: usize) -> bool {
+        let block = &self.blocks[b];
+        if !block.has_exclusions {
+            return true;
+        }
+        block.components.iter().all(|&k| {
+            self.space
+                .excluded_with(k, self.scratch.current[k])
+                .iter()
+                .all(|other| self.scratch.current[other.component] != other.option)
+        })
+    }
+
+    fn enumerate_block(&mut self, b: usize, pinned: Option<(usize, u32)>) -> f64 {
+        let components = self.blocks[b].components.clone();
+        for &k in &components {
+            self.scratch.current[k] = 0;
+        }
+        if let Some((k, o)) = pinned {
+            self.scratch.current[k] = o;
+        }
+        let mut best = f64::NEG_INFINITY;
+        loop {
+            if self.block_allowed(b) {
+                let score = self.block_score(b);
+                if score > best {
+                    best = score;
+                    for &k in &components {
+                        self.scratch.best[k] = self.scratch.current[k];
+                    }
+                }
+            }
+            // Odometer over the unpinned components, last fastest.
+            let mut advanced = false;
+            for &k in components.iter().rev() {
+                if pinned.is_some_and(|(p, _)| p == k) {
+                    continue;
+                }
+                self.scratch.current[k] += 1;
+                if self.scratch.current[k] < self.space.option_count(k) {
+                    advanced = true;
+                    break;
+                }
+                self.scratch.current[k] = 0;
+            }
+            if !advanced {
+                return best;
+            }
+        }
+    }
+
+    /// Local score of option `o` of component `k` given the other components of the block
+    /// in `scratch.current`.
+    fn local_score(&self, b: usize, k: usize, o: u32) -> f64 {
+        let layout = self.conversion.layout();
+        let current = &self.scratch.current;
+        let mut score = self.scratch.option_scores[k][o as usize];
+        for &p in &self.blocks[b].pairs {
+            let (a, bb, _) = layout.pairs[p];
+            if a == k {
+                score += self.scratch.pair_scores[p]
+                    [o as usize * layout.option_counts[bb] + current[bb] as usize];
+            } else if bb == k {
+                score += self.scratch.pair_scores[p]
+                    [current[a] as usize * layout.option_counts[bb] + o as usize];
+            }
+        }
+        score
+    }
+
+    fn ascend_block<R: Rng + ?Sized>(
+        &mut self,
+        b: usize,
+        pinned: Option<(usize, u32)>,
+        restarts: usize,
+        rng: &mut R,
+    ) -> f64 {
+        const MAX_SWEEPS: usize = 32;
+        let components = self.blocks[b].components.clone();
+        let mut best = f64::NEG_INFINITY;
+        for start in 0..=restarts {
+            for &k in &components {
+                self.scratch.current[k] = if start == 0 {
+                    argmax(&self.scratch.option_scores[k]).0 as u32
+                } else {
+                    rng.random_range(0..self.space.option_count(k))
+                };
+            }
+            if let Some((k, o)) = pinned {
+                self.scratch.current[k] = o;
+            }
+            for _ in 0..MAX_SWEEPS {
+                let mut changed = false;
+                for &k in &components {
+                    if pinned.is_some_and(|(p, _)| p == k) {
+                        continue;
+                    }
+                    let mut best_option = self.scratch.current[k];
+                    let mut best_local = f64::NEG_INFINITY;
+                    for o in 0..self.space.option_count(k) {
+                        if self.blocks[b].has_exclusions && !self.compatible_with_current(b, k, o) {
+                            continue;
+                        }
+                        let local = self.local_score(b, k, o);
+                        if local > best_local {
+                            best_local = local;
+                            best_option = o;
+                        }
+                    }
+                    if best_option != self.scratch.current[k] {
+                        self.scratch.current[k] = best_option;
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+            if self.block_allowed(b) {
+                let score = self.block_score(b);
+                if score > best {
+                    best = score;
+                    for &k in &components {
+                        self.scratch.best[k] = self.scratch.current[k];
+                    }
+                }
+            }
+        }
+        if best == f64::NEG_INFINITY {
+            // No start reached an allowed combination: fall back to the exact search.
+            return self.enumerate_block(b, pinned);
+        }
+        best
+    }
+
+    fn compatible_with_current(&self, b: usize, k: usize, o: u32) -> bool {
+        let block = &self.blocks[b];
+        self.space.excluded_with(k, o).iter().all(|other| {
+            !block.components.contains(&other.component)
+                || other.component == k
+                || self.scratch.current[other.component] != other.option
+        })
+    }
+
+    /// One draw, maximized both by the configured search and exactly; returns the two
+    /// sampled objectives `(configured, exact)`. Used to measure the gap of coordinate
+    /// ascent; the exact search may be slow on large blocks.
+    pub fn compare_with_exact<R: Rng + ?Sized>(
+        &mut self,
+        segment: usize,
+        rng: &mut R,
+    ) -> (f64, f64) {
+        let constant = self.sample_weights(segment, rng);
+        let configured = self.maximize(constant, false, rng);
+        let exact = self.maximize(constant, true, rng);
+        (configured, exact)
+    }
+
+    /// Posterior mean objective of a version for a segment (no sampling).
+    pub fn expected_objective(&self, segment: usize, version: u64) -> f64 {
+        let options = self.space.decode(version);
+        let p = self.conversion.predict(segment, &options);
+        match &self.value {
+            Some(value) => {
+                let ask = self.ask_component.map(|k| options[k] as usize);
+                p * value.expected_amount(segment, ask)
+            }
+            None => p,
+        }
+    }
+}
+
+/// Index and value of the largest element (first on ties).
+fn argmax(values: &[f64]) -> (usize, f64) {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, &v) in values.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best
+}
+
+/// Groups components linked by pair interactions or exclusions (union-find).
+fn build_blocks(
+    space: &VersionSpace,
+    conversion: &ConversionModel,
+    exact_limit: u64,
+    restarts: usize,
+) -> Vec<Block> {
+    let n = space.components();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let union = |parent: &mut Vec<usize>, a: usize, b: usize| {
+        let (ra, rb) = (find(parent, a), find(parent, b));
+        if ra != rb {
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+    };
+    let layout = conversion.layout();
+    for &(a, b, _) in &layout.pairs {
+        union(&mut parent, a, b);
+    }
+    for e in space.exclusions() {
+        union(&mut parent, e.first.component, e.second.component);
+    }
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut block_of_root = vec![usize::MAX; n];
+    for k in 0..n {
+        let root = find(&mut parent, k);
+        if block_of_root[root] == usize::MAX {
+            block_of_root[root] = blocks.len();
+            blocks.push(Block {
+                components: Vec::new(),
+                pairs: Vec::new(),
+                has_exclusions: false,
+                search: BlockSearch::Exact,
+            });
+        }
+        blocks[block_of_root[root]].components.push(k);
+    }
+    for (p, &(a, _, _)) in layout.pairs.iter().enumerate() {
+        let root = find(&mut parent, a);
+        blocks[block_of_root[root]].pairs.push(p);
+    }
+    for e in space.exclusions() {
+        let OptionRef { component, .. } = e.first;
+        let root = find(&mut parent, component);
+        blocks[block_of_root[root]].has_exclusions = true;
+    }
+    for block in &mut blocks {
+        let combinations = block
+            .components
+            .iter()
+            .map(|&k| u64::from(space.option_count(k)))
+            .fold(1u64, |acc, n| acc.saturating_mul(n));
+        block.search = if combinations <= exact_limit {
+            BlockSearch::Exact
+        } else {
+            BlockSearch::CoordinateAscent { restarts }
+        };
+    }
+    blocks
+}
+
+impl PosteriorSampler for FactorizedSampler {
+    fn name(&self) -> &'static str {
+        "factorized-ts"
+    }
+
+    fn segments(&self) -> usize {
+        self.conversion.layout().segments
+    }
+
+    fn draw_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64 {
+        let constant = self.sample_weights(segment, rng);
+        self.maximize(constant, false, rng);
+        self.space.encode(&self.scratch.options)
+    }
+
+    fn observe(&mut self, outcome: &Outcome) {
+        let options = &mut self.scratch.options;
+        self.space.decode_into(outcome.version, options);
+        let positive = match self.objective {
+            Objective::Clicks => outcome.clicked,
+            Objective::Value | Objective::Conversions => outcome.converted,
+        };
+        self.conversion.observe(outcome.segment, options, positive);
+        if let Some(value) = &mut self.value {
+            if outcome.converted && outcome.value > 0.0 && outcome.value.is_finite() {
+                let ask = self.ask_component.map(|k| options[k] as usize);
+                value.observe(outcome.segment, ask, outcome.value);
+            }
+        }
+    }
+
+    fn observations(&self) -> u64 {
+        self.conversion.observations()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.conversion.heap_bytes()
+            + self.value.as_ref().map_or(0, ValueModel::heap_bytes)
+            + self
+                .scratch
+                .option_scores
+                .iter()
+                .map(|v| v.capacity() * 8)
+                .sum::<usize>()
+            + self
+                .scratch
+                .pair_scores
+                .iter()
+                .map(|v| v.capacity() * 8)
+                .sum::<usize>()
+    }
+}

@@ -1,0 +1,98 @@
+//! The exploration floor: a wrapper that keeps every allowed version possible.
+//!
+//! With probability `epsilon` the version is drawn uniformly from the allowed space,
+//! otherwise the base policy decides. The propensity of version `v` is therefore
+//! `epsilon / |allowed| + (1 - epsilon) * base.propensity(v)`, never below
+//! `epsilon / |allowed|`, which is what bounds the variance of off-policy estimates.
+
+use super::{Decision, Outcome, Policy};
+use crate::space::VersionSpace;
+use rand::Rng;
+
+/// Any policy, mixed with a uniform exploration floor.
+#[derive(Debug, Clone)]
+pub struct ExplorationFloor<P> {
+    base: P,
+    space: VersionSpace,
+    epsilon: f64,
+    /// `epsilon / |allowed|`.
+    floor: f64,
+}
+
+impl<P: Policy> ExplorationFloor<P> {
+    /// Wraps `base`; `epsilon` must lie in `[0, 1)`.
+    ///
+    /// # Panics
+    /// If `epsilon` is outside `[0, 1)` (specs validate it before this point).
+    pub fn new(base: P, space: VersionSpace, epsilon: f64) -> Self {
+        assert!((0.0..1.0).contains(&epsilon), "epsilon must lie in [0, 1)");
+        let floor = epsilon / space.allowed_count() as f64;
+        Self {
+            base,
+            space,
+            epsilon,
+            floor,
+        }
+    }
+
+    /// The wrapped policy.
+    pub fn base(&self) -> &P {
+        &self.base
+    }
+
+    /// The wrapped policy, mutably.
+    pub fn base_mut(&mut self) -> &mut P {
+        &mut self.base
+    }
+
+    /// The exploration probability.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+}
+
+impl<P: Policy> Policy for ExplorationFloor<P> {
+    fn name(&self) -> &'static str {
+        self.base.name()
+    }
+
+    fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
+        let explore = self.epsilon > 0.0 && rng.random::<f64>() < self.epsilon;
+        let (version, model_version) = if explore {
+            // The base's model version still names the distribution in force.
+            let version = self.space.sample_uniform(rng);
+            (version, self.base.model_version(segment))
+        } else {
+            let decision = self.base.decide(segment, rng);
+            (decision.version, decision.model_version)
+        };
+        Decision {
+            version,
+            propensity: self.propensity(segment, version),
+            model_version,
+        }
+    }
+
+    fn propensity(&self, segment: usize, version: u64) -> f64 {
+        if !self.space.is_allowed(version) {
+            return 0.0;
+        }
+        self.floor + (1.0 - self.epsilon) * self.base.propensity(segment, version)
+    }
+
+    fn model_version(&self, segment: usize) -> u64 {
+        self.base.model_version(segment)
+    }
+
+    fn observe(&mut self, outcome: &Outcome) {
+        self.base.observe(outcome);
+    }
+
+    fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
+        self.base.refresh_due(rng, now_millis)
+    }
+
+    fn model_bytes(&self) -> usize {
+        self.base.model_bytes()
+    }
+}

@@ -1,0 +1,258 @@
+//! Thompson sampling served through per-segment decision distributions.
+//!
+//! Pure Thompson sampling draws from the posterior at every impression, which makes the
+//! propensity of the chosen version an intractable integral and puts the draw on the
+//! request path. Instead, for each segment, [`ThompsonPolicy`] rebuilds a
+//! [`DecisionTable`] from `M` posterior draws on a cadence (off the decision path):
+//! version `v` is chosen with probability `count(v) / M`, exactly, and sampled in O(1).
+//! As `M` grows the table tends to the Thompson sampling distribution.
+//!
+//! A segment's table is rebuilt when any of these holds since its last rebuild:
+//! `every_events` events of that segment arrived; `every_events x segments` events of
+//! the campaign arrived (rare segments still see what common ones taught the shared
+//! weights); `every_millis` milliseconds passed on the caller's clock.
+
+use super::{Decision, Outcome, Policy};
+use crate::decision::DecisionTable;
+use rand::Rng;
+
+/// A posterior the policy can draw the best version from.
+pub trait PosteriorSampler {
+    /// A short name for reports.
+    fn name(&self) -> &'static str;
+    /// Number of segments.
+    fn segments(&self) -> usize;
+    /// One Thompson draw: sample the model from its posterior and return the version
+    /// with the highest sampled objective for `segment`.
+    fn draw_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64;
+    /// Learns one outcome.
+    fn observe(&mut self, outcome: &Outcome);
+    /// Events learned so far (the model version).
+    fn observations(&self) -> u64;
+    /// Approximate heap bytes held.
+    fn heap_bytes(&self) -> usize;
+}
+
+/// When decision distributions are rebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshCadence {
+    /// Rebuild a segment after this many of its own events (at least 1).
+    pub every_events: u64,
+    /// Rebuild a segment after this many milliseconds, when the caller has a clock.
+    pub every_millis: Option<u64>,
+}
+
+impl Default for RefreshCadence {
+    fn default() -> Self {
+        Self {
+            every_events: 1000,
+            every_millis: Some(1000),
+        }
+    }
+}
+
+/// Thompson sampling settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThompsonSettings {
+    /// Posterior draws per decision distribution (`M`, at least 1).
+    pub draws: usize,
+    /// When distributions are rebuilt.
+    pub cadence: RefreshCadence,
+}
+
+impl Default for ThompsonSettings {
+    fn default() -> Self {
+        Self {
+            draws: 64,
+            cadence: RefreshCadence::default(),
+        }
+    }
+}
+
+/// Refresh bookkeeping of one segment.
+#[derive(Debug, Clone, Copy, Default)]
+struct SegmentClock {
+    /// Events of this segment since its last rebuild.
+    own_events: u64,
+    /// Campaign events counter at its last rebuild.
+    campaign_events_at_build: u64,
+    /// Caller's clock at its last rebuild.
+    built_at_millis: Option<u64>,
+}
+
+/// Thompson sampling through per-segment decision distributions.
+#[derive(Debug, Clone)]
+pub struct ThompsonPolicy<S> {
+    sampler: S,
+    settings: ThompsonSettings,
+    tables: Vec<DecisionTable>,
+    clocks: Vec<SegmentClock>,
+    campaign_events: u64,
+    /// Segments that reached `every_events` own events since their rebuild.
+    pending: Vec<usize>,
+    /// Smallest campaign event count at which some segment is due by campaign events.
+    next_campaign_due: u64,
+    /// Scratch for the draws of one rebuild.
+    chosen: Vec<u64>,
+}
+
+impl<S: PosteriorSampler> ThompsonPolicy<S> {
+    /// A policy whose first distributions are drawn from the sampler's current state.
+    pub fn new<R: Rng + ?Sized>(sampler: S, settings: ThompsonSettings, rng: &mut R) -> Self {
+        let segments = sampler.segments();
+        let mut policy = Self {
+            sampler,
+            settings: ThompsonSettings {
+                draws: settings.draws.max(1),
+                cadence: RefreshCadence {
+                    every_events: settings.cadence.every_events.max(1),
+                    every_millis: settings.cadence.every_millis,
+                },
+            },
+            tables: Vec::with_capacity(segments),
+            clocks: vec![SegmentClock::default(); segments],
+            campaign_events: 0,
+            pending: Vec::new(),
+            next_campaign_due: 0,
+            chosen: Vec::new(),
+        };
+        for segment in 0..segments {
+            let table = policy.build_table(segment, rng);
+            policy.tables.push(table);
+        }
+        policy.next_campaign_due = policy.campaign_window();
+        policy
+    }
+
+    fn build_table<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> DecisionTable {
+        let mut chosen = std::mem::take(&mut self.chosen);
+        chosen.clear();
+        for _ in 0..self.settings.draws {
+            chosen.push(self.sampler.draw_best(segment, rng));
+        }
+        let table = DecisionTable::from_draws(chosen.clone(), self.sampler.observations());
+        self.chosen = chosen;
+        table
+    }
+
+    /// Rebuilds the distribution of one segment now.
+    pub fn refresh_segment<R: Rng + ?Sized>(
+        &mut self,
+        segment: usize,
+        rng: &mut R,
+        now_millis: Option<u64>,
+    ) {
+        self.tables[segment] = self.build_table(segment, rng);
+        self.clocks[segment] = SegmentClock {
+            own_events: 0,
+            campaign_events_at_build: self.campaign_events,
+            built_at_millis: now_millis,
+        };
+    }
+
+    /// Campaign events after which every segment is rebuilt.
+    fn campaign_window(&self) -> u64 {
+        self.settings.cadence.every_events * self.tables.len() as u64
+    }
+
+    /// The sampler.
+    pub fn sampler(&self) -> &S {
+        &self.sampler
+    }
+
+    /// The sampler, mutably.
+    pub fn sampler_mut(&mut self) -> &mut S {
+        &mut self.sampler
+    }
+
+    /// The decision distribution in force for a segment.
+    pub fn table(&self, segment: usize) -> &DecisionTable {
+        &self.tables[segment]
+    }
+
+    fn is_due(&self, segment: usize, now_millis: Option<u64>) -> bool {
+        let clock = &self.clocks[segment];
+        let cadence = &self.settings.cadence;
+        let campaign_since = self.campaign_events - clock.campaign_events_at_build;
+        if clock.own_events >= cadence.every_events || campaign_since >= self.campaign_window() {
+            return true;
+        }
+        match (cadence.every_millis, now_millis, clock.built_at_millis) {
+            (Some(every), Some(now), Some(built)) => now.saturating_sub(built) >= every,
+            (Some(_), Some(_), None) => campaign_since > 0,
+            _ => false,
+        }
+    }
+}
+
+impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
+    fn name(&self) -> &'static str {
+        self.sampler.name()
+    }
+
+    #[inline]
+    fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
+        let table = &self.tables[segment];
+        let version = table.sample(rng);
+        Decision {
+            version,
+            propensity: table.probability(version),
+            model_version: table.model_version(),
+        }
+    }
+
+    fn propensity(&self, segment: usize, version: u64) -> f64 {
+        self.tables[segment].probability(version)
+    }
+
+    fn model_version(&self, segment: usize) -> u64 {
+        self.tables[segment].model_version()
+    }
+
+    fn observe(&mut self, outcome: &Outcome) {
+        self.sampler.observe(outcome);
+        let clock = &mut self.clocks[outcome.segment];
+        clock.own_events += 1;
+        if clock.own_events == self.settings.cadence.every_events {
+            self.pending.push(outcome.segment);
+        }
+        self.campaign_events += 1;
+    }
+
+    fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
+        let scan_all = now_millis.is_some() || self.campaign_events >= self.next_campaign_due;
+        let mut rebuilt = 0;
+        if scan_all {
+            self.pending.clear();
+            for segment in 0..self.tables.len() {
+                if self.is_due(segment, now_millis) {
+                    self.refresh_segment(segment, rng, now_millis);
+                    rebuilt += 1;
+                }
+            }
+            let window = self.campaign_window();
+            self.next_campaign_due = self
+                .clocks
+                .iter()
+                .map(|c| c.campaign_events_at_build + window)
+                .min()
+                .unwrap_or(u64::MAX);
+        } else {
+            while let Some(segment) = self.pending.pop() {
+                self.refresh_segment(segment, rng, now_millis);
+                rebuilt += 1;
+            }
+        }
+        rebuilt
+    }
+
+    fn model_bytes(&self) -> usize {
+        self.sampler.heap_bytes()
+            + self
+                .tables
+                .iter()
+                .map(DecisionTable::heap_bytes)
+                .sum::<usize>()
+            + self.clocks.capacity() * std::mem::size_of::<SegmentClock>()
+    }
+}
