@@ -35,10 +35,12 @@ pub struct SimulateArgs {
     /// Seed of the audience, the outcomes and the policy.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Which interactions the learner models: `segment` (every component x segment),
-    /// `all` (also every component pair), `none` (main effects only), or a list of
-    /// component pairs `A:B,C:D` (added to every component x segment).
-    #[arg(long, default_value = "segment")]
+    /// Which interactions the learner models: `auto` (the spec default: every
+    /// component x segment, plus every component pair when the whole space has at most
+    /// --exact-limit versions), `segment` (every component x segment), `all` (also
+    /// every component pair), `none` (main effects only), or a list of component pairs
+    /// `A:B,C:D` (added to every component x segment).
+    #[arg(long, default_value = "auto")]
     pub interactions: String,
     /// Exploration floor: share of impressions drawn uniformly from the whole space.
     #[arg(long, default_value_t = 0.02)]
@@ -50,16 +52,29 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 250)]
     pub refresh_every: u64,
     /// Largest block of linked components searched exactly (else coordinate ascent).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = tla_core::design::DEFAULT_EXACT_LIMIT)]
     pub exact_limit: u64,
+    /// Prior variance of each option's main effect (probit scale).
+    #[arg(long, default_value_t = tla_core::model::conversion::ConversionPrior::default().option_variance)]
+    pub option_variance: f64,
+    /// Prior variance of each (option, segment) interaction (probit scale).
+    #[arg(long, default_value_t = tla_core::model::conversion::ConversionPrior::default().segment_interaction_variance)]
+    pub segment_interaction_variance: f64,
+    /// Prior variance of each (option, option) interaction (probit scale).
+    #[arg(long, default_value_t = tla_core::model::conversion::ConversionPrior::default().pair_interaction_variance)]
+    pub pair_variance: f64,
+    /// Scale of the posterior spread in each Thompson draw (1 = Thompson sampling).
+    #[arg(long, default_value_t = tla_core::policy::factorized::FactorizedSettings::default().draw_scale)]
+    pub draw_scale: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_interactions(text: &str, world: &World) -> anyhow::Result<Interactions> {
+fn parse_interactions(text: &str, world: &World, exact_limit: u64) -> anyhow::Result<Interactions> {
     let components = world.component_names.len();
     match text {
+        "auto" => return Ok(Interactions::auto(&world.space, exact_limit)),
         "segment" => return Ok(Interactions::segment_only(components)),
         "all" => return Ok(Interactions::all(components)),
         "none" => return Ok(Interactions::default()),
@@ -69,7 +84,7 @@ fn parse_interactions(text: &str, world: &World) -> anyhow::Result<Interactions>
     for pair in text.split(',') {
         let Some((a, b)) = pair.split_once(':') else {
             bail!(
-                "--interactions: {pair:?} is not A:B; accepted: segment, all, none, or component pairs like headline:image,cta:body"
+                "--interactions: {pair:?} is not A:B; accepted: auto, segment, all, none, or component pairs like headline:image,cta:body"
             );
         };
         let find = |name: &str| {
@@ -113,7 +128,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             args.world.display()
         );
     }
-    let interactions = parse_interactions(&args.interactions, &world)?;
+    let interactions = parse_interactions(&args.interactions, &world, args.exact_limit)?;
     let design = world.design(interactions, Objective::Value);
     let mut settings = PolicySettings {
         epsilon: args.epsilon,
@@ -125,6 +140,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         every_millis: None,
     };
     settings.factorized.exact_limit = args.exact_limit;
+    settings.factorized.draw_scale = args.draw_scale;
+    settings.factorized.conversion.option_variance = args.option_variance;
+    settings.factorized.conversion.segment_interaction_variance = args.segment_interaction_variance;
+    settings.factorized.conversion.pair_interaction_variance = args.pair_variance;
     let choice = match args.policy {
         PolicyArg::Uniform => PolicyChoice::Uniform,
         PolicyArg::IndependentTs => PolicyChoice::IndependentTs,

@@ -7,6 +7,10 @@
 
 use crate::space::VersionSpace;
 
+/// Largest number of combinations of linked components searched exactly when choosing
+/// a version; larger blocks use coordinate ascent.
+pub const DEFAULT_EXACT_LIMIT: u64 = 4096;
+
 /// What the campaign maximizes per impression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -56,6 +60,19 @@ impl Interactions {
         Self {
             with_segment: (0..components).collect(),
             pairs: Vec::new(),
+        }
+    }
+
+    /// The default when a campaign says nothing, chosen by measurement on the
+    /// simulation worlds (see `docs/models.md`): every component crossed with the
+    /// segment, plus every pair of components when the whole space has at most
+    /// `exact_limit` versions, so that the joint argmax stays exact and each pair cell
+    /// sees enough traffic to be learned.
+    pub fn auto(space: &crate::space::VersionSpace, exact_limit: u64) -> Self {
+        if space.total() <= exact_limit {
+            Self::all(space.components())
+        } else {
+            Self::segment_only(space.components())
         }
     }
 

@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 
+use crate::design::DEFAULT_EXACT_LIMIT;
 use crate::design::{AskComponent, Design, Interactions, Objective};
 use crate::space::{Exclusion, OptionRef, SpaceError, VersionSpace};
 
@@ -219,9 +220,10 @@ pub struct InteractionsSpec {
     /// Components crossed with the segment: `"all"` (default), `"none"` or a list of names.
     #[cfg_attr(feature = "serde", serde(default = "ComponentSelection::all"))]
     pub segment: ComponentSelection,
-    /// Component pairs crossed with each other: `"none"` (default), `"all"` or a list of
-    /// `[a, b]` name pairs.
-    #[cfg_attr(feature = "serde", serde(default = "PairSelection::none"))]
+    /// Component pairs crossed with each other: `"auto"` (default: every pair when the
+    /// whole space has at most 4,096 versions, none otherwise), `"none"`, `"all"` or a
+    /// list of `[a, b]` name pairs.
+    #[cfg_attr(feature = "serde", serde(default = "PairSelection::auto"))]
     pub pairs: PairSelection,
 }
 
@@ -229,7 +231,7 @@ impl Default for InteractionsSpec {
     fn default() -> Self {
         Self {
             segment: ComponentSelection::All,
-            pairs: PairSelection::None,
+            pairs: PairSelection::Auto,
         }
     }
 }
@@ -255,6 +257,9 @@ impl ComponentSelection {
 /// A set of component pairs: `"none"`, `"all"` or a list of `[a, b]` name pairs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PairSelection {
+    /// Every pair when the whole space is small enough to search exactly, else none
+    /// (see [`crate::design::Interactions::auto`]).
+    Auto,
     /// No pair.
     None,
     /// Every pair of distinct components.
@@ -265,8 +270,8 @@ pub enum PairSelection {
 
 impl PairSelection {
     #[cfg(feature = "serde")]
-    fn none() -> Self {
-        Self::None
+    fn auto() -> Self {
+        Self::Auto
     }
 }
 
@@ -291,6 +296,7 @@ mod selection_serde {
     impl serde::Serialize for PairSelection {
         fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             match self {
+                Self::Auto => serializer.serialize_str("auto"),
                 Self::All => serializer.serialize_str("all"),
                 Self::None => serializer.serialize_str("none"),
                 Self::Only(pairs) => pairs.serialize(serializer),
@@ -337,12 +343,13 @@ mod selection_serde {
 
         fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
             formatter.write_str(
-                r#""none", "all" or a list of component name pairs like [["headline", "image"]]"#,
+                r#""auto", "none", "all" or a list of component name pairs like [["headline", "image"]]"#,
             )
         }
 
         fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
             match value {
+                "auto" => Ok(PairSelection::Auto),
                 "all" => Ok(PairSelection::All),
                 "none" => Ok(PairSelection::None),
                 other => Err(E::invalid_value(Unexpected::Str(other), &self)),
@@ -829,7 +836,7 @@ impl CampaignSpec {
         let ask = self.ask_component()?;
         let segment_shares = self.segment_shares()?;
         let space = self.build_space()?;
-        let interactions = self.interactions()?;
+        let interactions = self.interactions(&space)?;
         self.check_numbers()?;
         let template = self.parse_template()?;
 
@@ -1154,7 +1161,7 @@ impl CampaignSpec {
         })
     }
 
-    fn interactions(&self) -> Result<Interactions, SpecError> {
+    fn interactions(&self, space: &VersionSpace) -> Result<Interactions, SpecError> {
         let n = self.components.len();
         let with_segment = match &self.interactions.segment {
             ComponentSelection::All => (0..n).collect(),
@@ -1184,6 +1191,7 @@ impl CampaignSpec {
             }
         };
         let pairs = match &self.interactions.pairs {
+            PairSelection::Auto => Interactions::auto(space, DEFAULT_EXACT_LIMIT).pairs,
             PairSelection::None => Vec::new(),
             PairSelection::All => Interactions::all(n).pairs,
             PairSelection::Only(listed) => {
@@ -1426,7 +1434,10 @@ options = [
         let design = campaign.design();
         assert_eq!(design.component_names, ["headline", "image", "cta"]);
         assert_eq!(design.segment_names, ["s1", "s2"]);
-        assert_eq!(design.interactions, Interactions::segment_only(3));
+        // The default pairs are "auto": this space is small enough to search exactly,
+        // so every pair is modelled.
+        assert!(design.space.total() <= DEFAULT_EXACT_LIMIT);
+        assert_eq!(design.interactions, Interactions::all(3));
         assert_eq!(
             design.ask,
             Some(AskComponent {

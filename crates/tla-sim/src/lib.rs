@@ -69,9 +69,9 @@ pub enum AnyPolicy {
     /// The even split.
     Uniform(Uniform),
     /// Independent Thompson sampling with the exploration floor.
-    IndependentTs(ExplorationFloor<ThompsonPolicy<IndependentSampler>>),
+    IndependentTs(Box<ExplorationFloor<ThompsonPolicy<IndependentSampler>>>),
     /// Factorized Thompson sampling with the exploration floor.
-    FactorizedTs(ExplorationFloor<ThompsonPolicy<FactorizedSampler>>),
+    FactorizedTs(Box<ExplorationFloor<ThompsonPolicy<FactorizedSampler>>>),
 }
 
 /// Builds a policy for a design; `seed` seeds the first decision distributions.
@@ -87,20 +87,12 @@ pub fn build_policy(
         PolicyChoice::IndependentTs => {
             let sampler = IndependentSampler::new(design, settings.factorized.conversion.base_rate);
             let base = ThompsonPolicy::new(sampler, settings.thompson, &mut rng);
-            AnyPolicy::IndependentTs(ExplorationFloor::new(
-                base,
-                design.space.clone(),
-                settings.epsilon,
-            ))
+            AnyPolicy::IndependentTs(Box::new(ExplorationFloor::new(base, design.space.clone(), settings.epsilon)))
         }
         PolicyChoice::FactorizedTs => {
             let sampler = FactorizedSampler::new(design, settings.factorized);
             let base = ThompsonPolicy::new(sampler, settings.thompson, &mut rng);
-            AnyPolicy::FactorizedTs(ExplorationFloor::new(
-                base,
-                design.space.clone(),
-                settings.epsilon,
-            ))
+            AnyPolicy::FactorizedTs(Box::new(ExplorationFloor::new(base, design.space.clone(), settings.epsilon)))
         }
     }
 }

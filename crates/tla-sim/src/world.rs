@@ -1,13 +1,15 @@
 //! World files: a complete ground truth for a simulated campaign.
 //!
-//! Format `tla-creative-world/v1` (reference implementation: `worlds/world.py`):
-//! `logit P(conversion | s, c) = base + segment_effect[s] + sum_k main_effects[k][o_k]
-//! + sum of interaction terms`, where each interaction block `{between: [A, B], terms:
-//! [[i, j, w], ...]}` adds `w` when A's level is `i` and B's is `j` (A, B are component
-//! names or the pseudo-component `"segment"`). Donation given conversion is
-//! log-normal with mean `exp(log_mean_base + segment_log_effect[s] +
-//! option_log_effect[o_v])` for the option `o_v` of the value component, and
-//! `mu = log(mean) - sigma^2 / 2`.
+//! Format `tla-creative-world/v1` (reference implementation: `worlds/world.py`).
+//!
+//! The log-odds of a conversion for segment `s` and version `c` is
+//! `base + segment_effect[s] + sum_k main_effects[k][o_k]` plus the interaction terms:
+//! each block `{between: [A, B], terms: [[i, j, w], ...]}` adds `w` when A's level is
+//! `i` and B's is `j` (A, B are component names or the pseudo-component `"segment"`).
+//!
+//! A donation given conversion is log-normal with mean
+//! `exp(log_mean_base + segment_log_effect[s] + option_log_effect[o_v])` for the option
+//! `o_v` of the value component, and `mu = log(mean) - sigma^2 / 2`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -162,7 +164,7 @@ impl World {
             )));
         }
         let total: f64 = raw.segments.probs.iter().sum();
-        if !(total > 0.0) || raw.segments.probs.iter().any(|p| !(*p >= 0.0)) {
+        if total.is_nan() || total <= 0.0 || raw.segments.probs.iter().any(|p| p.is_nan() || *p < 0.0) {
             return Err(invalid(
                 "segments.probs must be non-negative with a positive sum".into(),
             ));

@@ -43,7 +43,7 @@ impl Default for ConversionPrior {
             base_rate: 0.02,
             bias_variance: 0.25,
             segment_variance: 0.04,
-            option_variance: 0.02,
+            option_variance: 0.04,
             segment_interaction_variance: 0.005,
             pair_interaction_variance: 0.005,
         }

@@ -51,6 +51,9 @@ pub struct FactorizedSettings {
     pub exact_limit: u64,
     /// Random restarts of coordinate ascent on larger blocks.
     pub restarts: usize,
+    /// Scale of the posterior spread in each draw: 1 is Thompson sampling; below 1
+    /// draws closer to the posterior mean (less exploration).
+    pub draw_scale: f64,
 }
 
 impl Default for FactorizedSettings {
@@ -58,8 +61,9 @@ impl Default for FactorizedSettings {
         Self {
             conversion: ConversionPrior::default(),
             value: ValuePrior::default(),
-            exact_limit: 4096,
+            exact_limit: crate::design::DEFAULT_EXACT_LIMIT,
             restarts: 4,
+            draw_scale: 0.6,
         }
     }
 }
@@ -89,6 +93,7 @@ pub struct FactorizedSampler {
     blocks: Vec<Block>,
     /// Index of the block holding the ask component.
     ask_block: Option<usize>,
+    draw_scale: f64,
     scratch: Scratch,
 }
 
@@ -152,6 +157,7 @@ impl FactorizedSampler {
             value,
             blocks,
             ask_block,
+            draw_scale: settings.draw_scale,
             scratch,
         }
     }
@@ -179,7 +185,8 @@ impl FactorizedSampler {
     fn sample_weights<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> f64 {
         let layout = self.conversion.layout();
         let weights = self.conversion.weights();
-        let mut normal = || rng.sample::<f64, _>(StandardNormal);
+        let scale = self.draw_scale;
+        let mut normal = || scale * rng.sample::<f64, _>(StandardNormal);
         let constant =
             weights[0].draw(normal()) + weights[layout.segment_offset + segment].draw(normal());
         for (k, scores) in self.scratch.option_scores.iter_mut().enumerate() {
