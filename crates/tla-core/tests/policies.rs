@@ -17,7 +17,9 @@ use tla_core::stats::normal_quantile;
 
 fn design(counts: Vec<u32>, exclusions: Vec<Exclusion>, segments: usize, pairs: bool) -> Design {
     let components = counts.len();
-    let asks = (0..counts[components - 1]).map(|o| 5.0 * (o + 1) as f64).collect();
+    let asks = (0..counts[components - 1])
+        .map(|o| 5.0 * (o + 1) as f64)
+        .collect();
     let mut interactions = Interactions::segment_only(components);
     if pairs {
         interactions = Interactions::all(components);
@@ -37,20 +39,35 @@ fn design(counts: Vec<u32>, exclusions: Vec<Exclusion>, segments: usize, pairs: 
 
 fn exclusion(a: (usize, u32), b: (usize, u32)) -> Exclusion {
     Exclusion {
-        first: OptionRef { component: a.0, option: a.1 },
-        second: OptionRef { component: b.0, option: b.1 },
+        first: OptionRef {
+            component: a.0,
+            option: a.1,
+        },
+        second: OptionRef {
+            component: b.0,
+            option: b.1,
+        },
     }
 }
 
 fn settings(draws: usize) -> ThompsonSettings {
     ThompsonSettings {
         draws,
-        cadence: RefreshCadence { every_events: 50, every_millis: None },
+        cadence: RefreshCadence {
+            every_events: 50,
+            every_millis: None,
+        },
     }
 }
 
 /// Feeds `n` outcomes where option 0 of every component converts more often.
-fn teach<P: Policy>(policy: &mut P, space: &VersionSpace, segments: usize, n: usize, rng: &mut Pcg64Mcg) {
+fn teach<P: Policy>(
+    policy: &mut P,
+    space: &VersionSpace,
+    segments: usize,
+    n: usize,
+    rng: &mut Pcg64Mcg,
+) {
     use rand::Rng;
     for i in 0..n {
         let segment = i % segments;
@@ -69,7 +86,11 @@ fn teach<P: Policy>(policy: &mut P, space: &VersionSpace, segments: usize, n: us
     }
 }
 
-fn check_propensities<P: Policy>(policy: &P, space: &VersionSpace, segments: usize) -> Result<(), TestCaseError> {
+fn check_propensities<P: Policy>(
+    policy: &P,
+    space: &VersionSpace,
+    segments: usize,
+) -> Result<(), TestCaseError> {
     for segment in 0..segments {
         let mut sum = 0.0;
         for version in 0..space.total() {
@@ -81,7 +102,12 @@ fn check_propensities<P: Policy>(policy: &P, space: &VersionSpace, segments: usi
             }
             prop_assert!((0.0..=1.0).contains(&p));
         }
-        prop_assert!((sum - 1.0).abs() < 1e-9, "segment {} propensities sum to {}", segment, sum);
+        prop_assert!(
+            (sum - 1.0).abs() < 1e-9,
+            "segment {} propensities sum to {}",
+            segment,
+            sum
+        );
         let mut rng = Pcg64Mcg::seed_from_u64(segment as u64);
         for _ in 0..200 {
             let d = policy.decide(segment, &mut rng);
@@ -141,7 +167,11 @@ fn decision_frequencies_match_propensities() {
     let space = design.space.clone();
     let mut rng = Pcg64Mcg::seed_from_u64(11);
     let sampler = FactorizedSampler::new(&design, FactorizedSettings::default());
-    let mut policy = ExplorationFloor::new(ThompsonPolicy::new(sampler, settings(32), &mut rng), space.clone(), 0.2);
+    let mut policy = ExplorationFloor::new(
+        ThompsonPolicy::new(sampler, settings(32), &mut rng),
+        space.clone(),
+        0.2,
+    );
     teach(&mut policy, &space, 2, 2_000, &mut rng);
     let n = 200_000u64;
     for segment in 0..2 {
@@ -176,9 +206,16 @@ fn the_same_seed_gives_the_same_decisions() {
         let space = design.space.clone();
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let sampler = FactorizedSampler::new(&design, FactorizedSettings::default());
-        let mut policy = ExplorationFloor::new(ThompsonPolicy::new(sampler, settings(16), &mut rng), space.clone(), 0.05);
+        let mut policy = ExplorationFloor::new(
+            ThompsonPolicy::new(sampler, settings(16), &mut rng),
+            space.clone(),
+            0.05,
+        );
         teach(&mut policy, &space, 3, 1_000, &mut rng);
-        (0..500).map(|i| policy.decide(i % 3, &mut rng)).map(|d| (d.version, d.propensity.to_bits())).collect::<Vec<_>>()
+        (0..500)
+            .map(|i| policy.decide(i % 3, &mut rng))
+            .map(|d| (d.version, d.propensity.to_bits()))
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));
@@ -200,7 +237,8 @@ fn factorized_sampler_learns_the_better_options() {
                 let other = space.encode(&[o0, o1, 1]);
                 if other != best {
                     assert!(
-                        policy.sampler().expected_objective(segment, best) > policy.sampler().expected_objective(segment, other),
+                        policy.sampler().expected_objective(segment, best)
+                            > policy.sampler().expected_objective(segment, other),
                         "segment {segment}: {best} should beat {other}"
                     );
                 }
@@ -213,5 +251,8 @@ fn factorized_sampler_learns_the_better_options() {
         let v = policy.decide(0, &mut rng).version;
         on_best += usize::from(space.option_of(v, 0) == 0 && space.option_of(v, 1) == 0);
     }
-    assert!(on_best > 700, "{on_best} of 1000 decisions on the best options");
+    assert!(
+        on_best > 700,
+        "{on_best} of 1000 decisions on the best options"
+    );
 }

@@ -87,12 +87,20 @@ pub fn build_policy(
         PolicyChoice::IndependentTs => {
             let sampler = IndependentSampler::new(design, settings.factorized.conversion.base_rate);
             let base = ThompsonPolicy::new(sampler, settings.thompson, &mut rng);
-            AnyPolicy::IndependentTs(Box::new(ExplorationFloor::new(base, design.space.clone(), settings.epsilon)))
+            AnyPolicy::IndependentTs(Box::new(ExplorationFloor::new(
+                base,
+                design.space.clone(),
+                settings.epsilon,
+            )))
         }
         PolicyChoice::FactorizedTs => {
             let sampler = FactorizedSampler::new(design, settings.factorized);
             let base = ThompsonPolicy::new(sampler, settings.thompson, &mut rng);
-            AnyPolicy::FactorizedTs(Box::new(ExplorationFloor::new(base, design.space.clone(), settings.epsilon)))
+            AnyPolicy::FactorizedTs(Box::new(ExplorationFloor::new(
+                base,
+                design.space.clone(),
+                settings.epsilon,
+            )))
         }
     }
 }

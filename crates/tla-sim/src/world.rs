@@ -164,7 +164,10 @@ impl World {
             )));
         }
         let total: f64 = raw.segments.probs.iter().sum();
-        if total.is_nan() || total <= 0.0 || raw.segments.probs.iter().any(|p| p.is_nan() || *p < 0.0) {
+        if total.is_nan()
+            || total <= 0.0
+            || raw.segments.probs.iter().any(|p| p.is_nan() || *p < 0.0)
+        {
             return Err(invalid(
                 "segments.probs must be non-negative with a positive sum".into(),
             ));

@@ -79,6 +79,18 @@ struct Block {
     has_exclusions: bool,
     /// How the block is maximized.
     search: BlockSearch,
+    /// For exactly searched multi-component blocks: every allowed combination, one
+    /// option per block component (in `components` order), flattened.
+    combinations: Vec<u32>,
+    /// For each pair in `pairs`: (pair index, position of `a` and of `b` in
+    /// `components`, option count of `b`).
+    pair_slots: Vec<(usize, usize, usize, usize)>,
+    /// For exactly searched blocks: per combination, the positions of its terms (one
+    /// per component, one per pair) in the flat score buffer, `terms_per_combination`
+    /// each.
+    combination_terms: Vec<u32>,
+    /// Terms per combination: components plus pairs of the block.
+    terms_per_combination: usize,
 }
 
 /// The factorized campaign model as a Thompson sampler.
@@ -106,6 +118,11 @@ struct Scratch {
     pair_scores: Vec<Vec<f64>>,
     /// Sampled expected amount per ask option.
     amounts: Vec<f64>,
+    /// Option scores then pair scores, concatenated (see `flat_offsets`), for the
+    /// scans of exactly searched blocks.
+    flat: Vec<f64>,
+    /// Where each component's option scores, then each pair's scores, start in `flat`.
+    flat_offsets: Vec<usize>,
     /// Options under construction.
     options: Vec<u32>,
     /// Options of the best configuration found in a block.
@@ -137,7 +154,19 @@ impl FactorizedSampler {
                 .expect("every component has a block")
         });
         let layout = conversion.layout();
+        let mut flat_offsets = Vec::new();
+        let mut flat_len = 0;
+        for &n in &layout.option_counts {
+            flat_offsets.push(flat_len);
+            flat_len += n;
+        }
+        for &(a, b, _) in &layout.pairs {
+            flat_offsets.push(flat_len);
+            flat_len += layout.option_counts[a] * layout.option_counts[b];
+        }
         let scratch = Scratch {
+            flat: vec![0.0; flat_len],
+            flat_offsets,
             option_scores: layout.option_counts.iter().map(|&n| vec![0.0; n]).collect(),
             pair_scores: layout
                 .pairs
@@ -238,6 +267,9 @@ impl FactorizedSampler {
                 _ => stats::normal_cdf(rest / beta),
             };
         };
+        if !exact && !self.blocks[b].combinations.is_empty() {
+            return self.maximize_ask_block_by_combinations(b, ask, rest, beta);
+        }
         let mut best_objective = f64::NEG_INFINITY;
         let mut chosen = vec![0u32; self.blocks[b].components.len()];
         for a in 0..self.space.option_count(ask) {
@@ -260,6 +292,96 @@ impl FactorizedSampler {
         best_objective
     }
 
+    /// Copies the sampled scores into the flat buffer the combination scans read.
+    fn flatten_scores(&mut self) {
+        let scratch = &mut self.scratch;
+        let components = scratch.option_scores.len();
+        for (k, scores) in scratch.option_scores.iter().enumerate() {
+            let offset = scratch.flat_offsets[k];
+            scratch.flat[offset..offset + scores.len()].copy_from_slice(scores);
+        }
+        for (p, scores) in scratch.pair_scores.iter().enumerate() {
+            let offset = scratch.flat_offsets[components + p];
+            scratch.flat[offset..offset + scores.len()].copy_from_slice(scores);
+        }
+    }
+
+    /// Scores of every combination of an exactly searched block, in order, given the
+    /// flat buffer.
+    #[inline]
+    fn combination_scores<'a>(flat: &'a [f64], block: &'a Block) -> impl Iterator<Item = f64> + 'a {
+        block
+            .combination_terms
+            .chunks_exact(block.terms_per_combination)
+            .map(move |terms| terms.iter().map(|&t| flat[t as usize]).sum::<f64>())
+    }
+
+    /// Best combination of an exactly searched block, scanning its precomputed list;
+    /// the options go to `scratch.best`.
+    fn maximize_block_by_combinations(&mut self, b: usize) -> f64 {
+        self.flatten_scores();
+        let block = &self.blocks[b];
+        let width = block.components.len();
+        let mut best = (0, f64::NEG_INFINITY);
+        for (c, score) in Self::combination_scores(&self.scratch.flat, block).enumerate() {
+            if score > best.1 {
+                best = (c, score);
+            }
+        }
+        for (i, &k) in block.components.iter().enumerate() {
+            self.scratch.best[k] = block.combinations[best.0 * width + i];
+        }
+        best.1
+    }
+
+    /// The ask block searched through its precomputed combinations in one pass: the
+    /// best score per ask option, then the ask with the best sampled objective.
+    fn maximize_ask_block_by_combinations(
+        &mut self,
+        b: usize,
+        ask: usize,
+        rest: f64,
+        beta: f64,
+    ) -> f64 {
+        self.flatten_scores();
+        let block = &self.blocks[b];
+        let width = block.components.len();
+        let ask_slot = block
+            .components
+            .iter()
+            .position(|&k| k == ask)
+            .expect("ask in its block");
+        let asks = self.space.option_count(ask) as usize;
+        let mut best_per_ask = [(usize::MAX, f64::NEG_INFINITY); 64];
+        let mut best_per_ask_heap;
+        let best_per_ask: &mut [(usize, f64)] = if asks <= 64 {
+            &mut best_per_ask[..asks]
+        } else {
+            best_per_ask_heap = vec![(usize::MAX, f64::NEG_INFINITY); asks];
+            &mut best_per_ask_heap
+        };
+        for (c, score) in Self::combination_scores(&self.scratch.flat, block).enumerate() {
+            let a = block.combinations[c * width + ask_slot] as usize;
+            if score > best_per_ask[a].1 {
+                best_per_ask[a] = (c, score);
+            }
+        }
+        let mut best = (usize::MAX, f64::NEG_INFINITY);
+        for (a, &(c, score)) in best_per_ask.iter().enumerate() {
+            if c == usize::MAX {
+                continue;
+            }
+            let objective = stats::normal_cdf((rest + score) / beta) * self.scratch.amounts[a];
+            if objective > best.1 {
+                best = (c, objective);
+            }
+        }
+        for (i, &k) in block.components.iter().enumerate() {
+            self.scratch.options[k] = block.combinations[best.0 * width + i];
+        }
+        best.1
+    }
+
     /// Best block score with an optional component pinned; the options go to
     /// `scratch.best`. Returns `-inf` when no allowed combination exists.
     fn maximize_block<R: Rng + ?Sized>(
@@ -279,6 +401,9 @@ impl FactorizedSampler {
             let (o, score) = argmax(&self.scratch.option_scores[k]);
             self.scratch.best[k] = o as u32;
             return score;
+        }
+        if pinned.is_none() && !block.combinations.is_empty() {
+            return self.maximize_block_by_combinations(b);
         }
         match (exact, block.search) {
             (true, _) | (false, BlockSearch::Exact) => self.enumerate_block(b, pinned),
@@ -529,6 +654,10 @@ fn build_blocks(
                 pairs: Vec::new(),
                 has_exclusions: false,
                 search: BlockSearch::Exact,
+                combinations: Vec::new(),
+                pair_slots: Vec::new(),
+                combination_terms: Vec::new(),
+                terms_per_combination: 0,
             });
         }
         blocks[block_of_root[root]].components.push(k);
@@ -553,8 +682,85 @@ fn build_blocks(
         } else {
             BlockSearch::CoordinateAscent { restarts }
         };
+        block.pair_slots = block
+            .pairs
+            .iter()
+            .map(|&p| {
+                let (a, b, _) = layout.pairs[p];
+                let slot = |k| {
+                    block
+                        .components
+                        .iter()
+                        .position(|&c| c == k)
+                        .expect("pair inside block")
+                };
+                (p, slot(a), slot(b), layout.option_counts[b])
+            })
+            .collect();
+        if block.search == BlockSearch::Exact && block.components.len() > 1 {
+            block.combinations = allowed_combinations(space, &block.components);
+            // Flat positions: component k's options start at the sum of the option
+            // counts before it; pair p's cells after all options.
+            let mut offsets = Vec::new();
+            let mut next = 0;
+            for &n in &layout.option_counts {
+                offsets.push(next);
+                next += n;
+            }
+            for &(a, b, _) in &layout.pairs {
+                offsets.push(next);
+                next += layout.option_counts[a] * layout.option_counts[b];
+            }
+            let components = layout.option_counts.len();
+            let width = block.components.len();
+            block.terms_per_combination = width + block.pair_slots.len();
+            for combination in block.combinations.chunks_exact(width) {
+                for (&k, &o) in block.components.iter().zip(combination) {
+                    block
+                        .combination_terms
+                        .push((offsets[k] + o as usize) as u32);
+                }
+                for &(p, ia, ib, nb) in &block.pair_slots {
+                    let cell = combination[ia] as usize * nb + combination[ib] as usize;
+                    block
+                        .combination_terms
+                        .push((offsets[components + p] + cell) as u32);
+                }
+            }
+        }
     }
     blocks
+}
+
+/// Every allowed combination of options of `components` (odometer order), flattened.
+fn allowed_combinations(space: &VersionSpace, components: &[usize]) -> Vec<u32> {
+    let mut current = vec![0u32; components.len()];
+    let mut out = Vec::new();
+    loop {
+        let allowed = components.iter().enumerate().all(|(i, &k)| {
+            space.excluded_with(k, current[i]).iter().all(|other| {
+                components
+                    .iter()
+                    .position(|&c| c == other.component)
+                    .is_none_or(|j| current[j] != other.option)
+            })
+        });
+        if allowed {
+            out.extend_from_slice(&current);
+        }
+        let mut i = components.len();
+        loop {
+            if i == 0 {
+                return out;
+            }
+            i -= 1;
+            current[i] += 1;
+            if current[i] < space.option_count(components[i]) {
+                break;
+            }
+            current[i] = 0;
+        }
+    }
 }
 
 impl PosteriorSampler for FactorizedSampler {
