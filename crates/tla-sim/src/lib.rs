@@ -105,6 +105,65 @@ pub fn build_policy(
     }
 }
 
+/// How far the configured argmax (coordinate ascent on large blocks) falls short of
+/// the exact argmax, measured on posterior draws of a trained factorized model.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ArgmaxGap {
+    /// Draws compared.
+    pub draws: u64,
+    /// Share of draws where the configured search found the exact optimum's objective.
+    pub share_exact: f64,
+    /// Mean of `1 - configured / exact` over the draws, in percent.
+    pub mean_gap_pct: f64,
+    /// Largest such gap, in percent.
+    pub max_gap_pct: f64,
+    /// Mean microseconds per configured search draw (sampling included).
+    pub configured_micros: f64,
+    /// Mean microseconds per exact search draw.
+    pub exact_micros: f64,
+}
+
+impl AnyPolicy {
+    /// For the factorized policy: compares the configured argmax with the exact one on
+    /// `draws_per_segment` posterior draws of every segment. `None` for other policies.
+    pub fn argmax_gap(&mut self, draws_per_segment: u64, seed: u64) -> Option<ArgmaxGap> {
+        let AnyPolicy::FactorizedTs(floor) = self else {
+            return None;
+        };
+        let sampler = floor.base_mut().sampler_mut();
+        let segments = tla_core::policy::thompson::PosteriorSampler::segments(sampler);
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let (mut exact_hits, mut gap_sum, mut gap_max) = (0u64, 0.0, 0.0f64);
+        let (mut configured_time, mut exact_time) = (0.0, 0.0);
+        let mut draws = 0u64;
+        let clock = std::time::Instant::now();
+        for segment in 0..segments {
+            for _ in 0..draws_per_segment {
+                let comparison =
+                    sampler.compare_with_exact(segment, &mut rng, || clock.elapsed().as_secs_f64());
+                configured_time += comparison.configured_seconds;
+                exact_time += comparison.exact_seconds;
+                let gap = (1.0 - comparison.configured / comparison.exact).max(0.0);
+                if gap <= 1e-12 {
+                    exact_hits += 1;
+                }
+                gap_sum += gap;
+                gap_max = gap_max.max(gap);
+                draws += 1;
+            }
+        }
+        let n = draws.max(1) as f64;
+        Some(ArgmaxGap {
+            draws,
+            share_exact: exact_hits as f64 / n,
+            mean_gap_pct: 100.0 * gap_sum / n,
+            max_gap_pct: 100.0 * gap_max,
+            configured_micros: 1e6 * configured_time / n,
+            exact_micros: 1e6 * exact_time / n,
+        })
+    }
+}
+
 macro_rules! dispatch {
     ($self:expr, $p:ident => $body:expr) => {
         match $self {
