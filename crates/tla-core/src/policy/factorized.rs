@@ -85,12 +85,20 @@ struct Block {
     /// For each pair in `pairs`: (pair index, position of `a` and of `b` in
     /// `components`, option count of `b`).
     pair_slots: Vec<(usize, usize, usize, usize)>,
-    /// For exactly searched blocks: per combination, the positions of its terms (one
-    /// per component, one per pair) in the flat score buffer, `terms_per_combination`
-    /// each.
-    combination_terms: Vec<u32>,
-    /// Terms per combination: components plus pairs of the block.
-    terms_per_combination: usize,
+    /// For exactly searched blocks, the score of a combination is split in a prefix
+    /// (terms not involving the block's last component, shared by the consecutive
+    /// combinations that differ only in that component) and a tail (the last
+    /// component's option and the pairs involving it). Each prefix: positions of its
+    /// terms in the flat score buffer, `terms_per_prefix` each.
+    prefix_terms: Vec<u32>,
+    /// Per prefix, the end (exclusive) of its run of combinations.
+    prefix_ends: Vec<u32>,
+    /// Terms per prefix.
+    terms_per_prefix: usize,
+    /// Per combination, positions of its tail terms, `terms_per_tail` each.
+    tail_terms: Vec<u32>,
+    /// Terms per tail.
+    terms_per_tail: usize,
 }
 
 /// The factorized campaign model as a Thompson sampler.
@@ -306,14 +314,28 @@ impl FactorizedSampler {
         }
     }
 
-    /// Scores of every combination of an exactly searched block, in order, given the
-    /// flat buffer.
+    /// Calls `visit(combination, score)` for every combination of an exactly searched
+    /// block, in order, given the flat buffer.
     #[inline]
-    fn combination_scores<'a>(flat: &'a [f64], block: &'a Block) -> impl Iterator<Item = f64> + 'a {
-        block
-            .combination_terms
-            .chunks_exact(block.terms_per_combination)
-            .map(move |terms| terms.iter().map(|&t| flat[t as usize]).sum::<f64>())
+    fn for_each_combination_score(flat: &[f64], block: &Block, mut visit: impl FnMut(usize, f64)) {
+        let sum = |terms: &[u32]| terms.iter().map(|&t| flat[t as usize]).sum::<f64>();
+        let mut combination = 0usize;
+        for (prefix, &end) in block
+            .prefix_terms
+            .chunks_exact(block.terms_per_prefix)
+            .zip(&block.prefix_ends)
+        {
+            // A multi-component block has at least one prefix term.
+            let prefix_score = sum(prefix);
+            let end = end as usize;
+            for tail in block.tail_terms
+                [combination * block.terms_per_tail..end * block.terms_per_tail]
+                .chunks_exact(block.terms_per_tail)
+            {
+                visit(combination, prefix_score + sum(tail));
+                combination += 1;
+            }
+        }
     }
 
     /// Best combination of an exactly searched block, scanning its precomputed list;
@@ -323,11 +345,11 @@ impl FactorizedSampler {
         let block = &self.blocks[b];
         let width = block.components.len();
         let mut best = (0, f64::NEG_INFINITY);
-        for (c, score) in Self::combination_scores(&self.scratch.flat, block).enumerate() {
+        Self::for_each_combination_score(&self.scratch.flat, block, |c, score| {
             if score > best.1 {
                 best = (c, score);
             }
-        }
+        });
         for (i, &k) in block.components.iter().enumerate() {
             self.scratch.best[k] = block.combinations[best.0 * width + i];
         }
@@ -360,12 +382,12 @@ impl FactorizedSampler {
             best_per_ask_heap = vec![(usize::MAX, f64::NEG_INFINITY); asks];
             &mut best_per_ask_heap
         };
-        for (c, score) in Self::combination_scores(&self.scratch.flat, block).enumerate() {
+        Self::for_each_combination_score(&self.scratch.flat, block, |c, score| {
             let a = block.combinations[c * width + ask_slot] as usize;
             if score > best_per_ask[a].1 {
                 best_per_ask[a] = (c, score);
             }
-        }
+        });
         let mut best = (usize::MAX, f64::NEG_INFINITY);
         for (a, &(c, score)) in best_per_ask.iter().enumerate() {
             if c == usize::MAX {
@@ -679,8 +701,11 @@ fn build_blocks(
                 search: BlockSearch::Exact,
                 combinations: Vec::new(),
                 pair_slots: Vec::new(),
-                combination_terms: Vec::new(),
-                terms_per_combination: 0,
+                prefix_terms: Vec::new(),
+                prefix_ends: Vec::new(),
+                terms_per_prefix: 0,
+                tail_terms: Vec::new(),
+                terms_per_tail: 0,
             });
         }
         blocks[block_of_root[root]].components.push(k);
@@ -736,20 +761,46 @@ fn build_blocks(
             }
             let components = layout.option_counts.len();
             let width = block.components.len();
-            block.terms_per_combination = width + block.pair_slots.len();
-            for combination in block.combinations.chunks_exact(width) {
-                for (&k, &o) in block.components.iter().zip(combination) {
-                    block
-                        .combination_terms
-                        .push((offsets[k] + o as usize) as u32);
+            let last = width - 1;
+            let in_tail = |&(_, ia, ib, _): &(usize, usize, usize, usize)| ia == last || ib == last;
+            block.terms_per_prefix = last
+                + block
+                    .pair_slots
+                    .iter()
+                    .filter(|slot| !in_tail(slot))
+                    .count();
+            block.terms_per_tail = 1 + block.pair_slots.iter().filter(|slot| in_tail(slot)).count();
+            let position = |k: usize, o: u32| (offsets[k] + o as usize) as u32;
+            let cell = |combination: &[u32], &(p, ia, ib, nb): &(usize, usize, usize, usize)| {
+                (offsets[components + p] + combination[ia] as usize * nb + combination[ib] as usize)
+                    as u32
+            };
+            let mut previous: Option<&[u32]> = None;
+            for (c, combination) in block.combinations.chunks_exact(width).enumerate() {
+                if previous.is_none_or(|p| p[..last] != combination[..last]) {
+                    if previous.is_some() {
+                        block.prefix_ends.push(c as u32);
+                    }
+                    for i in 0..last {
+                        block
+                            .prefix_terms
+                            .push(position(block.components[i], combination[i]));
+                    }
+                    for slot in block.pair_slots.iter().filter(|slot| !in_tail(slot)) {
+                        block.prefix_terms.push(cell(combination, slot));
+                    }
                 }
-                for &(p, ia, ib, nb) in &block.pair_slots {
-                    let cell = combination[ia] as usize * nb + combination[ib] as usize;
-                    block
-                        .combination_terms
-                        .push((offsets[components + p] + cell) as u32);
+                block
+                    .tail_terms
+                    .push(position(block.components[last], combination[last]));
+                for slot in block.pair_slots.iter().filter(|slot| in_tail(slot)) {
+                    block.tail_terms.push(cell(combination, slot));
                 }
+                previous = Some(combination);
             }
+            block
+                .prefix_ends
+                .push((block.combinations.len() / width) as u32);
         }
     }
     blocks
