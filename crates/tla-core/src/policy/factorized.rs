@@ -889,3 +889,107 @@ impl PosteriorSampler for FactorizedSampler {
                 .sum::<usize>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::design::{AskComponent, Interactions};
+    use crate::space::Exclusion;
+    use rand::SeedableRng;
+
+    fn design(exclusions: Vec<Exclusion>) -> Design {
+        Design {
+            component_names: vec!["a".into(), "b".into(), "c".into()],
+            segment_names: vec!["s0".into(), "s1".into()],
+            space: VersionSpace::new(vec![4, 5, 3], exclusions).unwrap(),
+            ask: Some(AskComponent {
+                component: 1,
+                amounts: vec![5.0, 10.0, 25.0, 50.0, 100.0],
+            }),
+            objective: Objective::Value,
+            interactions: Interactions::all(3),
+        }
+    }
+
+    fn exclusion(a: (usize, u32), b: (usize, u32)) -> Exclusion {
+        Exclusion {
+            first: OptionRef {
+                component: a.0,
+                option: a.1,
+            },
+            second: OptionRef {
+                component: b.0,
+                option: b.1,
+            },
+        }
+    }
+
+    /// Gives the sampler a posterior with real differences between options.
+    fn trained(design: &Design, settings: FactorizedSettings) -> FactorizedSampler {
+        let mut sampler = FactorizedSampler::new(design, settings);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        for i in 0..3_000u64 {
+            let version = design.space.sample_uniform(&mut rng);
+            let options = design.space.decode(version);
+            let converted = rng.random::<f64>() < 0.02 + 0.03 * f64::from(options[0] == options[2]);
+            sampler.observe(&Outcome {
+                segment: (i % 2) as usize,
+                version,
+                clicked: converted,
+                converted,
+                value: if converted {
+                    5.0 + 10.0 * f64::from(options[1])
+                } else {
+                    0.0
+                },
+            });
+        }
+        sampler
+    }
+
+    #[test]
+    fn precomputed_scan_agrees_with_enumeration_under_exclusions() {
+        let design = design(vec![exclusion((0, 1), (1, 4)), exclusion((1, 0), (2, 2))]);
+        let mut sampler = trained(&design, FactorizedSettings::default());
+        assert_eq!(
+            sampler.block_searches(),
+            vec![(vec![0, 1, 2], BlockSearch::Exact)]
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        for i in 0..300 {
+            let c = sampler.compare_with_exact(i % 2, &mut rng, || 0.0);
+            assert!(
+                (c.configured - c.exact).abs() <= 1e-12 * c.exact.abs(),
+                "{c:?}"
+            );
+            let version = sampler.draw_best(i % 2, &mut rng);
+            assert!(design.space.is_allowed(version));
+        }
+    }
+
+    #[test]
+    fn coordinate_ascent_never_beats_the_exact_optimum() {
+        let design = design(vec![exclusion((0, 1), (1, 4))]);
+        let settings = FactorizedSettings {
+            exact_limit: 1,
+            ..FactorizedSettings::default()
+        };
+        let mut sampler = trained(&design, settings);
+        assert!(matches!(
+            sampler.block_searches()[0].1,
+            BlockSearch::CoordinateAscent { .. }
+        ));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut hits = 0;
+        for i in 0..300 {
+            let c = sampler.compare_with_exact(i % 2, &mut rng, || 0.0);
+            assert!(c.configured <= c.exact * (1.0 + 1e-12), "{c:?}");
+            hits += usize::from(c.configured >= c.exact * (1.0 - 1e-12));
+            assert!(design.space.is_allowed(sampler.draw_best(i % 2, &mut rng)));
+        }
+        assert!(
+            hits > 250,
+            "coordinate ascent found the optimum in {hits} of 300 draws"
+        );
+    }
+}
