@@ -93,20 +93,20 @@ fn count_small_and_fundraising() {
     let fundraising = example("fundraising.toml");
     let text = tla_ok(&["versions", "count", &fundraising]);
     assert!(
-        text.contains("30 headline x 24 image x 16 body x 16 cta"),
+        text.contains("30 headline x 24 image x 16 body x 12 description x 16 cta"),
         "{text}"
     );
-    assert!(text.contains("total versions:      184,320"), "{text}");
+    assert!(text.contains("total versions:      2,211,840"), "{text}");
     assert!(
-        text.contains("allowed versions:    183,680 (after 2 exclusions)"),
+        text.contains("allowed versions:    2,204,160 (after 2 exclusions)"),
         "{text}"
     );
-    assert!(text.contains("versions x segments: 7,347,200"), "{text}");
+    assert!(text.contains("versions x segments: 88,166,400"), "{text}");
     let json = tla_json(&["versions", "count", &fundraising]);
-    assert_eq!(json["total_versions"], 184_320);
-    assert_eq!(json["version_segment_pairs"], 7_347_200);
+    assert_eq!(json["total_versions"], 2_211_840);
+    assert_eq!(json["version_segment_pairs"], 88_166_400);
     let acting = json["acting_versions"].as_u64().unwrap();
-    assert!(acting > 0 && acting <= 183_680, "{json}");
+    assert!(acting > 0 && acting <= 2_204_160, "{json}");
 }
 
 #[test]
@@ -129,9 +129,10 @@ fn show_prints_options_rendered_text_and_asks() {
     assert_eq!(json["asks_to_act"], false);
     assert_eq!(json["ask"], 25.0);
 
-    let json = tla_json(&["versions", "show", &example("fundraising.toml"), "184319"]);
+    let json = tla_json(&["versions", "show", &example("fundraising.toml"), "2211839"]);
     assert_eq!(json["options"][0]["option"], "every_dollar");
-    assert_eq!(json["options"][3]["option"], "see_map");
+    assert_eq!(json["options"][3]["option"], "chip_in_today");
+    assert_eq!(json["options"][4]["option"], "see_map");
 
     let output = tla(&["versions", "show", &small, "18"]);
     assert!(!output.status.success());

@@ -1566,13 +1566,13 @@ options = [
 
         let fundraising = parse(FUNDRAISING).unwrap();
         let design = fundraising.design();
-        assert_eq!(design.space.option_counts(), [30, 24, 16, 16]);
-        assert_eq!(fundraising.total_versions(), 184_320);
-        // Two exclusions, disjoint: 24 x 16 and 16 x 16 versions removed.
-        assert_eq!(fundraising.allowed_versions(), 184_320 - 384 - 256);
+        assert_eq!(design.space.option_counts(), [30, 24, 16, 12, 16]);
+        assert_eq!(fundraising.total_versions(), 2_211_840);
+        // Two exclusions, disjoint: 24 x 16 x 12 and 16 x 16 x 12 versions removed.
+        assert_eq!(fundraising.allowed_versions(), 2_211_840 - 4_608 - 3_072);
         assert_eq!(design.segments(), 40);
         assert_eq!(design.objective, Objective::Value);
-        assert_eq!(design.ask.as_ref().map(|a| a.component), Some(3));
+        assert_eq!(design.ask.as_ref().map(|a| a.component), Some(4));
         assert!((fundraising.segment_shares().iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!(fundraising.acting_versions() > 0);
         assert!(fundraising.acting_versions() < fundraising.allowed_versions());
@@ -1590,7 +1590,7 @@ options = [
         let again = CampaignSpec::from_json_str(&json).unwrap();
         assert_eq!(spec, again);
         let campaign = again.validate().unwrap();
-        assert_eq!(campaign.total_versions(), 184_320);
+        assert_eq!(campaign.total_versions(), 2_211_840);
     }
 
     #[test]
