@@ -43,13 +43,13 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "auto")]
     pub interactions: String,
     /// Exploration floor: share of impressions drawn uniformly from the whole space.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = tla_sim::PolicySettings::default().epsilon)]
     pub epsilon: f64,
     /// Thompson draws per decision distribution.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = tla_core::policy::thompson::ThompsonSettings::default().draws)]
     pub draws: usize,
     /// Rebuild a segment's decision distribution after this many of its events.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = tla_core::policy::thompson::RefreshCadence::default().every_events)]
     pub refresh_every: u64,
     /// Largest block of linked components searched exactly (else coordinate ascent).
     #[arg(long, default_value_t = tla_core::design::DEFAULT_EXACT_LIMIT)]

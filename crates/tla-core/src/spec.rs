@@ -41,8 +41,9 @@ use crate::space::{Exclusion, OptionRef, SpaceError, VersionSpace};
 pub const SPEC_VERSION: u32 = 1;
 /// Default exploration floor epsilon.
 pub const DEFAULT_EXPLORATION: f64 = 0.02;
-/// Default number of events between two refreshes of the decision distributions.
-pub const DEFAULT_REFRESH_EVERY_EVENTS: u64 = 1000;
+/// Default number of a segment's events between two refreshes of its decision
+/// distribution (chosen by measurement in the simulator, see `docs/models.md`).
+pub const DEFAULT_REFRESH_EVERY_EVENTS: u64 = 250;
 /// Default milliseconds between two refreshes of the decision distributions.
 pub const DEFAULT_REFRESH_EVERY_MILLIS: u64 = 1000;
 /// Default number of Thompson draws per refresh.

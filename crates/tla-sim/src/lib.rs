@@ -27,7 +27,7 @@ use tla_core::design::Design;
 use tla_core::policy::factorized::{FactorizedSampler, FactorizedSettings};
 use tla_core::policy::floor::ExplorationFloor;
 use tla_core::policy::independent::IndependentSampler;
-use tla_core::policy::thompson::{ThompsonPolicy, ThompsonSettings};
+use tla_core::policy::thompson::{RefreshCadence, ThompsonPolicy, ThompsonSettings};
 use tla_core::policy::uniform::Uniform;
 use tla_core::policy::{Decision, Outcome, Policy};
 
@@ -56,7 +56,14 @@ pub struct PolicySettings {
 impl Default for PolicySettings {
     fn default() -> Self {
         Self {
-            thompson: ThompsonSettings::default(),
+            // The simulator has no clock: refresh on events only.
+            thompson: ThompsonSettings {
+                cadence: RefreshCadence {
+                    every_events: RefreshCadence::default().every_events,
+                    every_millis: None,
+                },
+                ..ThompsonSettings::default()
+            },
             epsilon: 0.02,
             factorized: FactorizedSettings::default(),
         }

@@ -45,7 +45,7 @@ pub struct RefreshCadence {
 impl Default for RefreshCadence {
     fn default() -> Self {
         Self {
-            every_events: 1000,
+            every_events: 250,
             every_millis: Some(1000),
         }
     }
