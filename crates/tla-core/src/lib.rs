@@ -29,6 +29,7 @@ pub mod decision;
 pub mod design;
 pub mod model;
 pub mod policy;
+pub mod snapshot;
 pub mod space;
 pub mod spec;
 pub mod stats;

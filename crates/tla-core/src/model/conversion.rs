@@ -236,4 +236,24 @@ impl ConversionModel {
         self.weights.capacity() * std::mem::size_of::<Belief>()
             + self.active.capacity() * std::mem::size_of::<usize>()
     }
+
+    /// Writes the learned state (weights and event count) to a snapshot.
+    pub fn write_state(&self, writer: &mut crate::snapshot::Writer) {
+        writer.u64(self.observations);
+        writer.beliefs(&self.weights);
+    }
+
+    /// Restores the learned state from a snapshot written by [`Self::write_state`]
+    /// for a model of the same shape.
+    pub fn read_state(
+        &mut self,
+        reader: &mut crate::snapshot::Reader<'_>,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        let observations = reader.u64()?;
+        let mut weights = self.weights.clone();
+        reader.beliefs("the conversion model", &mut weights)?;
+        self.weights = weights;
+        self.observations = observations;
+        Ok(())
+    }
 }

@@ -214,4 +214,35 @@ impl ValueModel {
     pub fn heap_bytes(&self) -> usize {
         self.weights.capacity() * std::mem::size_of::<Belief>() + self.log_ask.capacity() * 8
     }
+
+    /// Writes the learned state to a snapshot.
+    pub fn write_state(&self, writer: &mut crate::snapshot::Writer) {
+        writer.u64(self.observations);
+        writer.f64(self.noise_shape);
+        writer.f64(self.noise_scale);
+        writer.beliefs(&self.weights);
+    }
+
+    /// Restores the learned state from a snapshot written by [`Self::write_state`]
+    /// for a model of the same shape.
+    pub fn read_state(
+        &mut self,
+        reader: &mut crate::snapshot::Reader<'_>,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        let observations = reader.u64()?;
+        let noise_shape = reader.f64()?;
+        let noise_scale = reader.f64()?;
+        if !(noise_shape > 1.0 && noise_scale > 0.0 && noise_scale.is_finite()) {
+            return Err(crate::snapshot::SnapshotError::Format(format!(
+                "the value model's noise belief IG({noise_shape}, {noise_scale}) is invalid"
+            )));
+        }
+        let mut weights = self.weights.clone();
+        reader.beliefs("the value model", &mut weights)?;
+        self.weights = weights;
+        self.observations = observations;
+        self.noise_shape = noise_shape;
+        self.noise_scale = noise_scale;
+        Ok(())
+    }
 }
