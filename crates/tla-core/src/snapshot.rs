@@ -127,7 +127,7 @@ impl<'a> Reader<'a> {
         for belief in out.iter_mut() {
             let mean = self.f64()?;
             let variance = self.f64()?;
-            if !mean.is_finite() || !(variance.is_finite() && variance > 0.0) {
+            if !(mean.is_finite() && variance.is_finite() && variance > 0.0) {
                 return Err(SnapshotError::Format(format!(
                     "{what} holds a weight with mean {mean} and variance {variance}"
                 )));
