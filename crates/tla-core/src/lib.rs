@@ -13,6 +13,7 @@
 //! - [`model`]: the factorized Bayesian conversion model and the donation value model.
 //! - [`policy`]: uniform, independent Thompson sampling, factorized Thompson sampling,
 //!   and the exploration floor that wraps any of them.
+//! - [`engine`]: one live campaign: decides, learns from events in log order, snapshots.
 //! - [`decision`]: per-segment decision distributions sampled in O(1), with the exact
 //!   propensity of every decision.
 //!
@@ -27,6 +28,7 @@
 pub mod asks;
 pub mod decision;
 pub mod design;
+pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod snapshot;

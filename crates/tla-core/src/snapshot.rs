@@ -52,6 +52,12 @@ impl Writer {
         self.bytes.extend_from_slice(&value.to_bits().to_le_bytes());
     }
 
+    /// Appends a length and the bytes.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.u64(bytes.len() as u64);
+        self.bytes.extend_from_slice(bytes);
+    }
+
     /// Appends a count and the beliefs.
     pub fn beliefs(&mut self, beliefs: &[Belief]) {
         self.u64(beliefs.len() as u64);
@@ -113,6 +119,13 @@ impl<'a> Reader<'a> {
     /// Reads an f64.
     pub fn f64(&mut self) -> Result<f64, SnapshotError> {
         Ok(f64::from_bits(self.u64()?))
+    }
+
+    /// Reads bytes written by [`Writer::bytes`].
+    pub fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
+        let len = usize::try_from(self.u64()?)
+            .map_err(|_| SnapshotError::Format("length overflows".into()))?;
+        self.take(len)
     }
 
     /// Reads beliefs into `out`, which must have the stored count.

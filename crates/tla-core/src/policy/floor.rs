@@ -45,6 +45,11 @@ impl<P: Policy> ExplorationFloor<P> {
         &mut self.base
     }
 
+    /// The space the floor spreads over.
+    pub fn space(&self) -> &VersionSpace {
+        &self.space
+    }
+
     /// The exploration probability.
     pub fn epsilon(&self) -> f64 {
         self.epsilon
