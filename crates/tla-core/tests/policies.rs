@@ -219,6 +219,25 @@ fn the_same_seed_gives_the_same_decisions() {
     };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));
+
+    let run_independent = |seed: u64| {
+        let design = design(vec![4, 3, 5], Vec::new(), 3, false);
+        let space = design.space.clone();
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let sampler = IndependentSampler::new(&design, 0.05);
+        let mut policy = ExplorationFloor::new(
+            ThompsonPolicy::new(sampler, settings(16), &mut rng),
+            space.clone(),
+            0.05,
+        );
+        teach(&mut policy, &space, 3, 1_000, &mut rng);
+        (0..500)
+            .map(|i| policy.decide(i % 3, &mut rng))
+            .map(|d| (d.version, d.propensity.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    // Two instances in one process: a per-instance random hasher would break this.
+    assert_eq!(run_independent(5), run_independent(5));
 }
 
 #[test]

@@ -624,6 +624,15 @@ impl FactorizedSampler {
         }
     }
 
+    /// The version with the highest posterior-mean objective for a segment: the argmax
+    /// of a draw with no spread (`rng` only feeds random restarts of coordinate ascent).
+    pub fn posterior_mean_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64 {
+        let scale = std::mem::replace(&mut self.draw_scale, 0.0);
+        let version = self.draw_best(segment, rng);
+        self.draw_scale = scale;
+        version
+    }
+
     /// The learned state as snapshot bytes (see [`crate::snapshot`]).
     pub fn snapshot(&self) -> Vec<u8> {
         let mut writer = crate::snapshot::Writer::new(SNAPSHOT_KIND);

@@ -17,6 +17,12 @@ use crate::space::{Exclusion, OptionRef, VersionSpace};
 use rand::Rng;
 use rand_distr::{Beta, Distribution};
 use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::BuildHasherDefault;
+
+/// A map with a fixed hasher: its iteration order, and so the order in which a draw
+/// consumes random numbers, depends only on what was inserted, never on the process.
+type ArmMap = HashMap<u64, Arm, BuildHasherDefault<DefaultHasher>>;
 
 /// Evidence about one (segment, version).
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,7 +35,7 @@ struct Arm {
 /// Per-segment evidence.
 #[derive(Debug, Clone, Default)]
 struct SegmentArms {
-    arms: HashMap<u64, Arm>,
+    arms: ArmMap,
     /// Seen versions per ask option (a single group without asks).
     seen_per_group: Vec<u64>,
 }
@@ -104,7 +110,7 @@ impl IndependentSampler {
             prior_failures: ((1.0 - base_rate) / base_rate).max(1.0),
             segments: (0..design.segments())
                 .map(|_| SegmentArms {
-                    arms: HashMap::new(),
+                    arms: ArmMap::default(),
                     seen_per_group: vec![0; groups],
                 })
                 .collect(),
