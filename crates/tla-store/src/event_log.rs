@@ -1,0 +1,302 @@
+//! The event log: the [`EventLog`] trait, its record types, and [`MemoryEventLog`].
+//!
+//! The log is append-only. Each stored event has a sequence number (`seq`), strictly
+//! increasing in the order events were committed, starting at 1. An event is
+//! identified by `(campaign_id, event_id)`; appending an id that is already stored
+//! stores nothing and reports the stored copy's `seq`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use crate::error::StoreError;
+
+/// What happened in an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The ad was shown.
+    Impression,
+    /// The ad was clicked.
+    Click,
+    /// The person converted (donated, signed up); `value` is the amount.
+    Conversion,
+    /// Money was spent on the impression; `value` is the spend.
+    Cost,
+}
+
+impl EventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Impression,
+        EventKind::Click,
+        EventKind::Conversion,
+        EventKind::Cost,
+    ];
+
+    /// The lowercase name stored in the database and used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Impression => "impression",
+            EventKind::Click => "click",
+            EventKind::Conversion => "conversion",
+            EventKind::Cost => "cost",
+        }
+    }
+
+    /// Parses a name written by [`EventKind::as_str`].
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// An event to append. Ids are the server's strings; the store does not interpret
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The campaign the event belongs to. Event ids are unique within a campaign.
+    pub campaign_id: String,
+    /// The client-supplied id; a repeat is reported as a duplicate.
+    pub event_id: String,
+    /// The decision (impression opportunity) this outcome joins to.
+    pub decision_id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Donation amount for a conversion, spend for a cost, 0 otherwise.
+    pub value: f64,
+    /// The segment the decision was made for.
+    pub segment: u32,
+    /// The creative (version index) that was served. At most `i64::MAX`.
+    pub version: u64,
+    /// When the decision was made, in milliseconds since the Unix epoch.
+    pub decided_at_ms: i64,
+    /// When the event happened, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// A stored event: a [`NewEvent`] with the sequence number it was given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the log, strictly increasing, starting at 1.
+    pub seq: u64,
+    /// See [`NewEvent::campaign_id`].
+    pub campaign_id: String,
+    /// See [`NewEvent::event_id`].
+    pub event_id: String,
+    /// See [`NewEvent::decision_id`].
+    pub decision_id: String,
+    /// See [`NewEvent::kind`].
+    pub kind: EventKind,
+    /// See [`NewEvent::value`].
+    pub value: f64,
+    /// See [`NewEvent::segment`].
+    pub segment: u32,
+    /// See [`NewEvent::version`].
+    pub version: u64,
+    /// See [`NewEvent::decided_at_ms`].
+    pub decided_at_ms: i64,
+    /// See [`NewEvent::at_ms`].
+    pub at_ms: i64,
+}
+
+impl StoredEvent {
+    /// Joins an event to the sequence number it was stored under.
+    pub fn from_new(seq: u64, event: NewEvent) -> StoredEvent {
+        StoredEvent {
+            seq,
+            campaign_id: event.campaign_id,
+            event_id: event.event_id,
+            decision_id: event.decision_id,
+            kind: event.kind,
+            value: event.value,
+            segment: event.segment,
+            version: event.version,
+            decided_at_ms: event.decided_at_ms,
+            at_ms: event.at_ms,
+        }
+    }
+}
+
+/// What happened to one event of an appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AppendOutcome {
+    /// Stored now, under this sequence number.
+    Appended {
+        /// The new event's sequence number.
+        seq: u64,
+    },
+    /// `(campaign_id, event_id)` was already stored (earlier, or earlier in the same
+    /// batch); nothing was written.
+    Duplicate {
+        /// The sequence number of the stored copy.
+        seq: u64,
+    },
+}
+
+impl AppendOutcome {
+    /// The sequence number the event is stored under, either way.
+    pub fn seq(self) -> u64 {
+        match self {
+            AppendOutcome::Appended { seq } | AppendOutcome::Duplicate { seq } => seq,
+        }
+    }
+
+    /// True for [`AppendOutcome::Duplicate`].
+    pub fn is_duplicate(self) -> bool {
+        matches!(self, AppendOutcome::Duplicate { .. })
+    }
+}
+
+/// Checks that an event can be stored: its version fits SQLite's signed integers and
+/// its value is a finite number. Returns the version as stored. Every [`EventLog`]
+/// applies it to the whole batch before storing anything.
+pub fn validate_event(event: &NewEvent) -> Result<i64, StoreError> {
+    let version = crate::error::to_sql_int("version", event.version)?;
+    if !event.value.is_finite() {
+        return Err(StoreError::InvalidInput(format!(
+            "event {:?} of campaign {:?} has value {}; the value must be a finite number",
+            event.event_id, event.campaign_id, event.value
+        )));
+    }
+    Ok(version)
+}
+
+/// The durable, ordered, deduplicated event log.
+///
+/// Behind a trait so that a replicated stream can replace SQLite later; every
+/// implementation must give the same outcomes for the same appends (the integration
+/// tests compare [`crate::SqliteEventLog`] with [`MemoryEventLog`]).
+pub trait EventLog: Send + Sync {
+    /// Appends a batch durably (one transaction). Each event gets a sequence number,
+    /// or is reported a duplicate when `(campaign_id, event_id)` is already stored
+    /// (also within the same batch). Returns one outcome per input, in order. Must
+    /// not return before the commit is durable.
+    fn append(&self, batch: &[NewEvent]) -> Result<Vec<AppendOutcome>, StoreError>;
+
+    /// Events with `seq > after`, ascending, at most `limit`.
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Highest sequence number stored (0 if none).
+    fn last_seq(&self) -> Result<u64, StoreError>;
+}
+
+/// An [`EventLog`] in memory, with the same semantics as the SQLite one: for tests,
+/// and as the model the property tests check the SQLite log against.
+#[derive(Debug, Default)]
+pub struct MemoryEventLog {
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    /// Event `seq` is at index `seq - 1`.
+    events: Vec<StoredEvent>,
+    /// `(campaign_id, event_id)` to `seq`.
+    seq_by_id: HashMap<(String, String), u64>,
+}
+
+impl MemoryEventLog {
+    /// An empty log.
+    pub fn new() -> MemoryEventLog {
+        MemoryEventLog::default()
+    }
+}
+
+impl EventLog for MemoryEventLog {
+    fn append(&self, batch: &[NewEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        // Check every value before storing any, so a rejected batch stores nothing,
+        // as the SQLite log does.
+        for event in batch {
+            validate_event(event)?;
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for event in batch {
+            let key = (event.campaign_id.clone(), event.event_id.clone());
+            if let Some(&seq) = state.seq_by_id.get(&key) {
+                outcomes.push(AppendOutcome::Duplicate { seq });
+                continue;
+            }
+            let seq = state.events.len() as u64 + 1;
+            state.seq_by_id.insert(key, seq);
+            state.events.push(StoredEvent::from_new(seq, event.clone()));
+            outcomes.push(AppendOutcome::Appended { seq });
+        }
+        Ok(outcomes)
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(state.events.len());
+        Ok(state.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(state.events.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(campaign_id: &str, event_id: &str) -> NewEvent {
+        NewEvent {
+            campaign_id: campaign_id.to_owned(),
+            event_id: event_id.to_owned(),
+            decision_id: format!("d-{event_id}"),
+            kind: EventKind::Click,
+            value: 0.0,
+            segment: 1,
+            version: 2,
+            decided_at_ms: 3,
+            at_ms: 4,
+        }
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::from_name("Click"), None);
+    }
+
+    #[test]
+    fn memory_log_deduplicates_per_campaign() {
+        let log = MemoryEventLog::new();
+        let outcomes = log
+            .append(&[event("a", "1"), event("b", "1"), event("a", "1")])
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                AppendOutcome::Appended { seq: 1 },
+                AppendOutcome::Appended { seq: 2 },
+                AppendOutcome::Duplicate { seq: 1 },
+            ]
+        );
+        assert_eq!(log.last_seq().unwrap(), 2);
+        assert_eq!(log.read_after(1, 10).unwrap()[0].campaign_id, "b");
+        assert!(log.read_after(5, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn memory_log_rejects_a_batch_with_an_oversized_version_whole() {
+        let log = MemoryEventLog::new();
+        let mut bad = event("a", "2");
+        bad.version = u64::MAX;
+        assert!(log.append(&[event("a", "1"), bad]).is_err());
+        assert_eq!(log.last_seq().unwrap(), 0);
+        let mut not_a_number = event("a", "3");
+        not_a_number.value = f64::NAN;
+        let error = log.append(&[not_a_number]).unwrap_err();
+        assert!(
+            error.to_string().contains("must be a finite number"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! The storage layer of TLA: every byte on disk lives here.
+//!
+//! One SQLite database, `tla.db`, in a data directory, in write-ahead-logging mode
+//! with `synchronous = FULL`. It holds campaigns, the decision log (every decision
+//! with its propensity), API keys (hashes only), model snapshots, and the event log.
+//! [`Store`] owns the connections; it is `Clone + Send + Sync` and every method
+//! blocks, so an async server calls it from `spawn_blocking`.
+//!
+//! The event log sits behind the [`EventLog`] trait (append a batch durably, read
+//! from a position) so that a replicated stream can take SQLite's place later.
+//! [`SqliteEventLog`] is the durable implementation, [`MemoryEventLog`] the one for
+//! tests. An append is acknowledged only once its transaction is committed and on
+//! disk; concurrent appends share one commit through leader-based group commit (one
+//! caller writes everyone's queued batches in one transaction, the others wait for
+//! it). A background thread per file-backed store copies the write-ahead log back
+//! into the database file (checkpoints), off the append path. Events are deduplicated on `(campaign_id, event_id)`: a repeat is reported
+//! with the sequence number of the stored copy.
+//!
+//! This crate does not depend on `tla-core`: ids are strings and integers, and the
+//! server maps them. The schema and the group-commit method are written down in
+//! `docs/storage.md`.
+//!
+//! ```
+//! use tla_store::{AppendOutcome, EventKind, EventLog, NewEvent, Store};
+//!
+//! let store = Store::open_in_memory()?;
+//! let log = store.event_log();
+//! let click = NewEvent {
+//!     campaign_id: "spring".into(),
+//!     event_id: "e-1".into(),
+//!     decision_id: "d-1".into(),
+//!     kind: EventKind::Click,
+//!     value: 0.0,
+//!     segment: 3,
+//!     version: 1_234,
+//!     decided_at_ms: 1_700_000_000_000,
+//!     at_ms: 1_700_000_004_000,
+//! };
+//! let outcomes = log.append(&[click.clone(), click])?;
+//! assert_eq!(
+//!     outcomes,
+//!     [AppendOutcome::Appended { seq: 1 }, AppendOutcome::Duplicate { seq: 1 }]
+//! );
+//! assert_eq!(log.read_after(0, 100)?.len(), 1);
+//! # Ok::<(), tla_store::StoreError>(())
+//! ```
+
+mod checkpoint;
+mod error;
+mod event_log;
+mod group_commit;
+mod rows;
+mod schema;
+mod store;
+
+pub use error::StoreError;
+pub use event_log::{
+    AppendOutcome, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent, validate_event,
+};
+pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
+pub use schema::SCHEMA_VERSION;
+pub use store::{DATABASE_FILE_NAME, SNAPSHOTS_KEPT, SqliteEventLog, Store};

@@ -1,0 +1,248 @@
+//! The database schema, its version, and how a connection is set up.
+//!
+//! The schema version lives in SQLite's `PRAGMA user_version` (0 in a fresh file).
+//! Opening checks it before writing anything: a newer version, or a file that holds
+//! tables but no version, is refused and the file is left as it was. The tables are
+//! described for readers in `docs/storage.md`; keep the two in step.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::StoreError;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another connection's write lock before failing
+/// with "database is locked". Writes are short, so this is only reached when
+/// something is badly wrong (another process holding the file).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Page cache per connection, in KiB (SQLite's negative `cache_size`): the index on
+/// event ids is written at many places at once, and keeping its pages in memory
+/// spares a read per insert.
+const CACHE_SIZE_KIB: i64 = -8_192;
+
+/// Pages the write-ahead log may grow to before a commit of the appending connection
+/// checkpoints it itself (SQLite's default is 1,000). The background checkpointer
+/// copies pages long before; this one finishes the log so it can start over, and
+/// bounds the file at about 32 MiB.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 8_192;
+
+/// Schema version 1. `STRICT` tables make SQLite reject a value of the wrong type
+/// instead of storing it.
+const SCHEMA_V1: &str = "
+CREATE TABLE campaigns (
+    id            TEXT PRIMARY KEY NOT NULL,
+    name          TEXT NOT NULL,
+    spec_json     TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE decisions (
+    id            INTEGER PRIMARY KEY,
+    decision_id   TEXT NOT NULL UNIQUE,
+    campaign_id   TEXT NOT NULL,
+    segment       INTEGER NOT NULL,
+    version       INTEGER NOT NULL,
+    propensity    REAL NOT NULL,
+    model_version INTEGER NOT NULL,
+    at_ms         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX decisions_by_campaign ON decisions (campaign_id, id);
+
+CREATE TABLE events (
+    seq           INTEGER PRIMARY KEY,
+    campaign_id   TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    decision_id   TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    value         REAL NOT NULL,
+    segment       INTEGER NOT NULL,
+    version       INTEGER NOT NULL,
+    decided_at_ms INTEGER NOT NULL,
+    at_ms         INTEGER NOT NULL,
+    UNIQUE (campaign_id, event_id)
+) STRICT;
+
+CREATE TABLE api_keys (
+    id            TEXT PRIMARY KEY NOT NULL,
+    hash          BLOB NOT NULL,
+    scopes_json   TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    revoked       INTEGER NOT NULL,
+    label         TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE snapshots (
+    campaign_id   TEXT NOT NULL,
+    covers_seq    INTEGER NOT NULL,
+    bytes         BLOB NOT NULL,
+    at_ms         INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, covers_seq)
+) STRICT;
+";
+
+/// Opens a connection to the database file with a busy timeout. Writes nothing and
+/// reads nothing: call [`check_version`] next, then [`configure`].
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(StoreError::sqlite("opening the database"))?;
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite("setting the busy timeout"))?;
+    Ok(connection)
+}
+
+/// Per-connection settings. `synchronous = FULL` makes every commit wait for the
+/// write-ahead log to reach the disk (`fsync`), which is what lets the event log
+/// acknowledge a batch only once it is durable.
+pub(crate) fn configure(connection: &Connection) -> Result<(), StoreError> {
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite("setting the busy timeout"))?;
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(StoreError::sqlite("setting synchronous = full"))?;
+    connection
+        .pragma_update(None, "cache_size", CACHE_SIZE_KIB)
+        .map_err(StoreError::sqlite("setting the page cache size"))?;
+    Ok(())
+}
+
+/// Settings of the connection that appends: its automatic checkpoint is the
+/// fallback that lets the log file start over (see `checkpoint.rs`).
+pub(crate) fn configure_writer(connection: &Connection) -> Result<(), StoreError> {
+    connection
+        .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(StoreError::sqlite("setting the checkpoint interval"))?;
+    Ok(())
+}
+
+/// Reads the schema version and refuses files this build cannot use, before anything
+/// is written. Returns the version found (0 for a new, empty file).
+pub(crate) fn check_version(connection: &Connection, path: &str) -> Result<i64, StoreError> {
+    let version: i64 = match connection.pragma_query_value(None, "user_version", |row| row.get(0)) {
+        Ok(version) => version,
+        Err(error) if is_not_a_database(&error) => {
+            return Err(StoreError::Schema(format!(
+                "{path} is not a sqlite database; point the data directory at a tla data directory or an empty one"
+            )));
+        }
+        Err(error) => return Err(StoreError::sqlite("reading the schema version")(error)),
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Schema(format!(
+            "{path} has schema version {version}, newer than version {SCHEMA_VERSION} that this build of tla supports; \
+             run a newer tla, or use another data directory (the file was not changed)"
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Schema(format!(
+            "{path} has schema version {version}; tla writes versions 1 to {SCHEMA_VERSION} (the file was not changed)"
+        )));
+    }
+    if version == 0 {
+        let objects: i64 = connection
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(|error| {
+                if is_not_a_database(&error) {
+                    StoreError::Schema(format!(
+                        "{path} is not a sqlite database; point the data directory at a tla data directory or an empty one"
+                    ))
+                } else {
+                    StoreError::sqlite("reading the schema")(error)
+                }
+            })?;
+        if objects > 0 {
+            return Err(StoreError::Schema(format!(
+                "{path} holds {objects} tables or indexes but no tla schema version; it is not a tla database \
+                 (the file was not changed)"
+            )));
+        }
+    }
+    Ok(version)
+}
+
+fn is_not_a_database(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Switches a file database to write-ahead logging, so readers do not block the
+/// writer and a commit appends to the log instead of rewriting pages in place.
+pub(crate) fn enable_wal(connection: &Connection) -> Result<(), StoreError> {
+    let mode: String = connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(StoreError::sqlite("switching to write-ahead logging"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Schema(format!(
+            "the database refused write-ahead logging (journal mode stayed {mode:?})"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the tables in an empty database and sets the schema version. Does nothing
+/// when the version is already current. Runs in one immediate transaction, and
+/// checks the version again inside it in case another process created the schema
+/// first.
+pub(crate) fn create_or_check(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::sqlite("starting the schema transaction"))?;
+    let version = check_version(&transaction, path)?;
+    if version == 0 {
+        transaction
+            .execute_batch(SCHEMA_V1)
+            .map_err(StoreError::sqlite("creating the schema"))?;
+        transaction
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(StoreError::sqlite("setting the schema version"))?;
+    }
+    transaction
+        .commit()
+        .map_err(StoreError::sqlite("committing the schema"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_database_gets_the_current_version_and_every_table() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        create_or_check(&mut connection, ":memory:").unwrap();
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mut tables: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        tables.sort();
+        assert_eq!(
+            tables,
+            ["api_keys", "campaigns", "decisions", "events", "snapshots"]
+        );
+        // A second call is a no-op.
+        create_or_check(&mut connection, ":memory:").unwrap();
+    }
+
+    #[test]
+    fn a_database_with_foreign_tables_is_refused() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch("CREATE TABLE other (x)").unwrap();
+        let error = create_or_check(&mut connection, "x.db").unwrap_err();
+        assert!(matches!(error, StoreError::Schema(_)));
+        assert!(error.to_string().contains("not a tla database"), "{error}");
+    }
+}

@@ -1,0 +1,739 @@
+//! [`Store`]: the database file, its connections, and the tables other than the
+//! event log; [`SqliteEventLog`]: the event log over the same database.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::checkpoint::Checkpointer;
+use crate::error::{StoreError, from_sql_int, to_sql_int};
+use crate::event_log::{AppendOutcome, EventKind, EventLog, NewEvent, StoredEvent, validate_event};
+use crate::group_commit::{EncodedDecision, EncodedEvent, GroupCommit, JobOutput, WriteJob};
+use crate::rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
+use crate::schema;
+
+/// The name of the database file inside the data directory.
+pub const DATABASE_FILE_NAME: &str = "tla.db";
+
+/// How many snapshots are kept per campaign (the newest by `covers_seq`).
+pub const SNAPSHOTS_KEPT: usize = 3;
+
+/// The storage layer: one SQLite database in a data directory.
+///
+/// Cheap to clone (an `Arc` inside) and safe to share between threads. Every method
+/// blocks on disk I/O; call it from a blocking thread (`spawn_blocking`), not from
+/// an async task.
+#[derive(Debug, Clone)]
+pub struct Store {
+    database: Arc<Database>,
+}
+
+#[derive(Debug)]
+struct Database {
+    /// The database file, or `None` in memory.
+    path: Option<PathBuf>,
+    /// Reads, and the rare writes (campaigns, keys, snapshots).
+    general: Mutex<Connection>,
+    /// The connection group-commit leaders append events and decisions with, so
+    /// appends never wait behind a read. `None` in memory, where `general` is the
+    /// only connection to the database.
+    writer: Option<Mutex<Connection>>,
+    /// The queue of appends waiting for a group commit.
+    group_commit: GroupCommit,
+    /// Copies the write-ahead log into the database file off the append path.
+    /// `None` in memory. Declared last: dropped (stopped and joined) after the
+    /// connections above are closed.
+    checkpointer: Option<Checkpointer>,
+}
+
+impl Database {
+    fn general(&self) -> MutexGuard<'_, Connection> {
+        self.general.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn writer(&self) -> &Mutex<Connection> {
+        self.writer.as_ref().unwrap_or(&self.general)
+    }
+
+    fn submit(&self, job: WriteJob) -> Result<JobOutput, StoreError> {
+        self.group_commit.submit(job, self.writer(), |rows| {
+            if let Some(checkpointer) = &self.checkpointer {
+                checkpointer.note_committed_rows(rows);
+            }
+        })
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database `tla.db` in `dir`, creating the directory if it
+    /// is missing, switching the file to write-ahead logging and creating the schema
+    /// in a new file.
+    ///
+    /// A file with a newer schema version than this build knows, or one that is not
+    /// a TLA database, is refused with [`StoreError::Schema`] before anything is
+    /// written to it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source: Arc::new(source),
+        })?;
+        let path = dir.join(DATABASE_FILE_NAME);
+        let shown = path.display().to_string();
+        let mut general = schema::open_connection(&path)?;
+        schema::check_version(&general, &shown)?;
+        schema::enable_wal(&general)?;
+        schema::configure(&general)?;
+        schema::create_or_check(&mut general, &shown)?;
+        let writer = schema::open_connection(&path)?;
+        schema::configure(&writer)?;
+        schema::configure_writer(&writer)?;
+        let checkpoint_connection = schema::open_connection(&path)?;
+        schema::configure(&checkpoint_connection)?;
+        let checkpointer =
+            Checkpointer::start(checkpoint_connection).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source: Arc::new(source),
+            })?;
+        Ok(Store {
+            database: Arc::new(Database {
+                path: Some(path),
+                general: Mutex::new(general),
+                writer: Some(Mutex::new(writer)),
+                group_commit: GroupCommit::default(),
+                checkpointer: Some(checkpointer),
+            }),
+        })
+    }
+
+    /// A fresh database in memory, for tests. Same schema and semantics, no file and
+    /// no durability; one connection serves reads and appends.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let mut connection = Connection::open_in_memory()
+            .map_err(StoreError::sqlite("opening an in-memory database"))?;
+        schema::configure(&connection)?;
+        schema::create_or_check(&mut connection, ":memory:")?;
+        Ok(Store {
+            database: Arc::new(Database {
+                path: None,
+                general: Mutex::new(connection),
+                writer: None,
+                group_commit: GroupCommit::default(),
+                checkpointer: None,
+            }),
+        })
+    }
+
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.database.path.as_deref()
+    }
+
+    /// The event log over this database. Clones share the group-commit queue.
+    pub fn event_log(&self) -> SqliteEventLog {
+        SqliteEventLog {
+            database: Arc::clone(&self.database),
+        }
+    }
+
+    // ---- campaigns ----------------------------------------------------------------
+
+    /// Stores a new campaign. An id already stored is a [`StoreError::Conflict`].
+    pub fn insert_campaign(&self, campaign: &CampaignRow) -> Result<(), StoreError> {
+        let inserted = self
+            .database
+            .general()
+            .prepare_cached(
+                "INSERT INTO campaigns (id, name, spec_json, status, created_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    campaign.id,
+                    campaign.name,
+                    campaign.spec_json,
+                    campaign.status.as_str(),
+                    campaign.created_at_ms,
+                ])
+            })
+            .map_err(StoreError::sqlite("inserting a campaign"))?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a campaign with id {:?} already exists",
+                campaign.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every campaign, oldest first (by creation time, then id).
+    pub fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError> {
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, name, spec_json, status, created_at_ms FROM campaigns \
+                 ORDER BY created_at_ms, id",
+            )
+            .map_err(StoreError::sqlite("listing campaigns"))?;
+        let raw = statement
+            .query_map([], RawCampaign::from_row)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("listing campaigns"))?;
+        raw.into_iter().map(RawCampaign::decode).collect()
+    }
+
+    /// The campaign with this id, if stored.
+    pub fn campaign(&self, id: &str) -> Result<Option<CampaignRow>, StoreError> {
+        let raw = self
+            .database
+            .general()
+            .prepare_cached(
+                "SELECT id, name, spec_json, status, created_at_ms FROM campaigns WHERE id = ?1",
+            )
+            .and_then(|mut statement| statement.query_row([id], RawCampaign::from_row).optional())
+            .map_err(StoreError::sqlite("reading a campaign"))?;
+        raw.map(RawCampaign::decode).transpose()
+    }
+
+    /// Sets a campaign's status. Returns `false` if no campaign has this id.
+    pub fn set_campaign_status(
+        &self,
+        id: &str,
+        status: CampaignStatus,
+    ) -> Result<bool, StoreError> {
+        let updated = self
+            .database
+            .general()
+            .prepare_cached("UPDATE campaigns SET status = ?2 WHERE id = ?1")
+            .and_then(|mut statement| statement.execute(params![id, status.as_str()]))
+            .map_err(StoreError::sqlite("updating a campaign's status"))?;
+        Ok(updated > 0)
+    }
+
+    // ---- decisions ----------------------------------------------------------------
+
+    /// Appends decisions to the decision log, durably, through the same group commit
+    /// as the event log. A `decision_id` already stored is skipped (the first write
+    /// wins), so retrying a batch is safe.
+    ///
+    /// The whole batch is refused with [`StoreError::InvalidInput`] if a propensity is
+    /// not in (0, 1] or a number exceeds `i64::MAX`.
+    pub fn append_decisions(&self, rows: &[DecisionRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let encoded = rows
+            .iter()
+            .map(encode_decision)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.database.submit(WriteJob::Decisions(encoded))?;
+        Ok(())
+    }
+
+    /// A campaign's decisions with a row id greater than `after_rowid`, ascending, at
+    /// most `limit`, each with its row id (pass the last one back to read the next
+    /// page; start with 0).
+    pub fn decisions(
+        &self,
+        campaign_id: &str,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, DecisionRow)>, StoreError> {
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms \
+                 FROM decisions WHERE campaign_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )
+            .map_err(StoreError::sqlite("reading decisions"))?;
+        let raw = statement
+            .query_map(params![campaign_id, after_rowid, sql_limit(limit)], |row| {
+                Ok((row.get::<_, i64>(0)?, RawDecision::from_row(row, 1)?))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading decisions"))?;
+        raw.into_iter()
+            .map(|(rowid, decision)| Ok((rowid, decision.decode()?)))
+            .collect()
+    }
+
+    /// The decision with this id, if stored (to join an event to its decision).
+    pub fn decision(&self, decision_id: &str) -> Result<Option<DecisionRow>, StoreError> {
+        let raw = self
+            .database
+            .general()
+            .prepare_cached(
+                "SELECT decision_id, campaign_id, segment, version, propensity, model_version, at_ms \
+                 FROM decisions WHERE decision_id = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row([decision_id], |row| RawDecision::from_row(row, 0))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("reading a decision"))?;
+        raw.map(RawDecision::decode).transpose()
+    }
+
+    // ---- API keys -----------------------------------------------------------------
+
+    /// Stores a new API key. An id already stored is a [`StoreError::Conflict`].
+    pub fn insert_key(&self, key: &KeyRow) -> Result<(), StoreError> {
+        let scopes_json = serde_json::to_string(&key.scopes).map_err(|error| {
+            StoreError::InvalidInput(format!(
+                "the scopes of key {:?} do not encode: {error}",
+                key.id
+            ))
+        })?;
+        let inserted = self
+            .database
+            .general()
+            .prepare_cached(
+                "INSERT INTO api_keys (id, hash, scopes_json, created_at_ms, revoked, label) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    key.id,
+                    &key.hash[..],
+                    scopes_json,
+                    key.created_at_ms,
+                    key.revoked,
+                    key.label,
+                ])
+            })
+            .map_err(StoreError::sqlite("inserting an api key"))?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "an api key with id {:?} already exists",
+                key.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every API key, revoked ones included, oldest first (by creation time, then id).
+    pub fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, hash, scopes_json, created_at_ms, revoked, label FROM api_keys \
+                 ORDER BY created_at_ms, id",
+            )
+            .map_err(StoreError::sqlite("listing api keys"))?;
+        let raw = statement
+            .query_map([], RawKey::from_row)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("listing api keys"))?;
+        raw.into_iter().map(RawKey::decode).collect()
+    }
+
+    /// The API key with this id, if stored (revoked or not).
+    pub fn key(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
+        let raw = self
+            .database
+            .general()
+            .prepare_cached(
+                "SELECT id, hash, scopes_json, created_at_ms, revoked, label FROM api_keys WHERE id = ?1",
+            )
+            .and_then(|mut statement| statement.query_row([id], RawKey::from_row).optional())
+            .map_err(StoreError::sqlite("reading an api key"))?;
+        raw.map(RawKey::decode).transpose()
+    }
+
+    /// Marks a key revoked. Returns `false` if no key has this id (revoking a revoked
+    /// key returns `true`).
+    pub fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let updated = self
+            .database
+            .general()
+            .prepare_cached("UPDATE api_keys SET revoked = 1 WHERE id = ?1")
+            .and_then(|mut statement| statement.execute([id]))
+            .map_err(StoreError::sqlite("revoking an api key"))?;
+        Ok(updated > 0)
+    }
+
+    // ---- model snapshots ----------------------------------------------------------
+
+    /// Saves a campaign's model snapshot covering the event log up to `covers_seq`
+    /// (opaque bytes), replacing one with the same `covers_seq`, and deletes all but
+    /// the [`SNAPSHOTS_KEPT`] newest (by `covers_seq`) of that campaign.
+    pub fn save_snapshot(
+        &self,
+        campaign_id: &str,
+        covers_seq: u64,
+        bytes: &[u8],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let covers_seq = to_sql_int("covers_seq", covers_seq)?;
+        let mut connection = self.database.general();
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("starting the snapshot transaction"))?;
+        transaction
+            .prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (campaign_id, covers_seq, bytes, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![campaign_id, covers_seq, bytes, at_ms])
+            })
+            .map_err(StoreError::sqlite("saving a snapshot"))?;
+        transaction
+            .prepare_cached(
+                "DELETE FROM snapshots WHERE campaign_id = ?1 AND covers_seq NOT IN \
+                 (SELECT covers_seq FROM snapshots WHERE campaign_id = ?1 \
+                  ORDER BY covers_seq DESC LIMIT ?2)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![campaign_id, SNAPSHOTS_KEPT as i64])
+            })
+            .map_err(StoreError::sqlite("deleting old snapshots"))?;
+        transaction
+            .commit()
+            .map_err(StoreError::sqlite("committing a snapshot"))
+    }
+
+    /// The newest snapshot of a campaign (highest `covers_seq`) with the sequence
+    /// number it covers, if any.
+    pub fn latest_snapshot(&self, campaign_id: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let raw: Option<(i64, Vec<u8>)> = self
+            .database
+            .general()
+            .prepare_cached(
+                "SELECT covers_seq, bytes FROM snapshots WHERE campaign_id = ?1 \
+                 ORDER BY covers_seq DESC LIMIT 1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row([campaign_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("reading the latest snapshot"))?;
+        raw.map(|(covers_seq, bytes)| {
+            Ok((from_sql_int("snapshots", "covers_seq", covers_seq)?, bytes))
+        })
+        .transpose()
+    }
+}
+
+/// The event log stored in the `events` table of a [`Store`]'s database, appended to
+/// by leader-based group commit (see the crate documentation and `docs/storage.md`).
+///
+/// Cheap to clone; all clones and the [`Store`] share one queue and one writer
+/// connection.
+#[derive(Debug, Clone)]
+pub struct SqliteEventLog {
+    database: Arc<Database>,
+}
+
+impl EventLog for SqliteEventLog {
+    fn append(&self, batch: &[NewEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded = batch
+            .iter()
+            .map(encode_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.database.submit(WriteJob::Events(encoded))? {
+            JobOutput::Events(outcomes) => Ok(outcomes),
+            JobOutput::Decisions => unreachable!("an events job yields event outcomes"),
+        }
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
+                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(StoreError::sqlite("reading events"))?;
+        let raw = statement
+            .query_map(params![after, sql_limit(limit)], RawEvent::from_row)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading events"))?;
+        raw.into_iter().map(RawEvent::decode).collect()
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        let last_seq: i64 = self
+            .database
+            .general()
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+            .map_err(StoreError::sqlite("reading the last sequence number"))?;
+        from_sql_int("events", "seq", last_seq)
+    }
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn encode_event(event: &NewEvent) -> Result<EncodedEvent, StoreError> {
+    let version = validate_event(event)?;
+    Ok(EncodedEvent {
+        campaign_id: event.campaign_id.clone(),
+        event_id: event.event_id.clone(),
+        decision_id: event.decision_id.clone(),
+        kind: event.kind.as_str(),
+        value: event.value,
+        segment: event.segment,
+        version,
+        decided_at_ms: event.decided_at_ms,
+        at_ms: event.at_ms,
+    })
+}
+
+fn encode_decision(decision: &DecisionRow) -> Result<EncodedDecision, StoreError> {
+    if !(decision.propensity > 0.0 && decision.propensity <= 1.0) {
+        return Err(StoreError::InvalidInput(format!(
+            "decision {:?} has propensity {}; a propensity must be in (0, 1]",
+            decision.decision_id, decision.propensity
+        )));
+    }
+    Ok(EncodedDecision {
+        decision_id: decision.decision_id.clone(),
+        campaign_id: decision.campaign_id.clone(),
+        segment: decision.segment,
+        version: to_sql_int("version", decision.version)?,
+        propensity: decision.propensity,
+        model_version: to_sql_int("model_version", decision.model_version)?,
+        at_ms: decision.at_ms,
+    })
+}
+
+fn to_u32(table: &'static str, field: &'static str, value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt {
+        table,
+        detail: format!("{field} {value} is not in 0..=4294967295"),
+    })
+}
+
+/// Columns as SQLite returns them, decoded into a row outside the query callback so
+/// a bad value becomes [`StoreError::Corrupt`] rather than a SQLite error.
+struct RawCampaign {
+    id: String,
+    name: String,
+    spec_json: String,
+    status: String,
+    created_at_ms: i64,
+}
+
+impl RawCampaign {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawCampaign> {
+        Ok(RawCampaign {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            spec_json: row.get(2)?,
+            status: row.get(3)?,
+            created_at_ms: row.get(4)?,
+        })
+    }
+
+    fn decode(self) -> Result<CampaignRow, StoreError> {
+        let status =
+            CampaignStatus::from_name(&self.status).ok_or_else(|| StoreError::Corrupt {
+                table: "campaigns",
+                detail: format!(
+                    "campaign {:?} has status {:?}; expected \"active\" or \"paused\"",
+                    self.id, self.status
+                ),
+            })?;
+        Ok(CampaignRow {
+            id: self.id,
+            name: self.name,
+            spec_json: self.spec_json,
+            status,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+struct RawDecision {
+    decision_id: String,
+    campaign_id: String,
+    segment: i64,
+    version: i64,
+    propensity: f64,
+    model_version: i64,
+    at_ms: i64,
+}
+
+impl RawDecision {
+    /// Reads the seven decision columns starting at column `first`.
+    fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RawDecision> {
+        Ok(RawDecision {
+            decision_id: row.get(first)?,
+            campaign_id: row.get(first + 1)?,
+            segment: row.get(first + 2)?,
+            version: row.get(first + 3)?,
+            propensity: row.get(first + 4)?,
+            model_version: row.get(first + 5)?,
+            at_ms: row.get(first + 6)?,
+        })
+    }
+
+    fn decode(self) -> Result<DecisionRow, StoreError> {
+        Ok(DecisionRow {
+            segment: to_u32("decisions", "segment", self.segment)?,
+            version: from_sql_int("decisions", "version", self.version)?,
+            model_version: from_sql_int("decisions", "model_version", self.model_version)?,
+            decision_id: self.decision_id,
+            campaign_id: self.campaign_id,
+            propensity: self.propensity,
+            at_ms: self.at_ms,
+        })
+    }
+}
+
+struct RawKey {
+    id: String,
+    hash: Vec<u8>,
+    scopes_json: String,
+    created_at_ms: i64,
+    revoked: bool,
+    label: String,
+}
+
+impl RawKey {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawKey> {
+        Ok(RawKey {
+            id: row.get(0)?,
+            hash: row.get(1)?,
+            scopes_json: row.get(2)?,
+            created_at_ms: row.get(3)?,
+            revoked: row.get(4)?,
+            label: row.get(5)?,
+        })
+    }
+
+    fn decode(self) -> Result<KeyRow, StoreError> {
+        let hash: [u8; 32] = self
+            .hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt {
+                table: "api_keys",
+                detail: format!(
+                    "key {:?} has a hash of {} bytes; expected 32",
+                    self.id,
+                    self.hash.len()
+                ),
+            })?;
+        let scopes: Vec<String> =
+            serde_json::from_str(&self.scopes_json).map_err(|error| StoreError::Corrupt {
+                table: "api_keys",
+                detail: format!(
+                    "key {:?} has scopes {:?}, not a json array of strings: {error}",
+                    self.id, self.scopes_json
+                ),
+            })?;
+        Ok(KeyRow {
+            id: self.id,
+            hash,
+            scopes,
+            created_at_ms: self.created_at_ms,
+            revoked: self.revoked,
+            label: self.label,
+        })
+    }
+}
+
+struct RawEvent {
+    seq: i64,
+    campaign_id: String,
+    event_id: String,
+    decision_id: String,
+    kind: String,
+    value: f64,
+    segment: i64,
+    version: i64,
+    decided_at_ms: i64,
+    at_ms: i64,
+}
+
+impl RawEvent {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
+        Ok(RawEvent {
+            seq: row.get(0)?,
+            campaign_id: row.get(1)?,
+            event_id: row.get(2)?,
+            decision_id: row.get(3)?,
+            kind: row.get(4)?,
+            value: row.get(5)?,
+            segment: row.get(6)?,
+            version: row.get(7)?,
+            decided_at_ms: row.get(8)?,
+            at_ms: row.get(9)?,
+        })
+    }
+
+    fn decode(self) -> Result<StoredEvent, StoreError> {
+        let kind = EventKind::from_name(&self.kind).ok_or_else(|| StoreError::Corrupt {
+            table: "events",
+            detail: format!(
+                "event at seq {} has kind {:?}; expected impression, click, conversion or cost",
+                self.seq, self.kind
+            ),
+        })?;
+        Ok(StoredEvent {
+            seq: from_sql_int("events", "seq", self.seq)?,
+            segment: to_u32("events", "segment", self.segment)?,
+            version: from_sql_int("events", "version", self.version)?,
+            campaign_id: self.campaign_id,
+            event_id: self.event_id,
+            decision_id: self.decision_id,
+            kind,
+            value: self.value,
+            decided_at_ms: self.decided_at_ms,
+            at_ms: self.at_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_status_in_the_file_is_reported_corrupt() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .database
+            .general()
+            .execute(
+                "INSERT INTO campaigns VALUES ('c', 'n', '{}', 'archived', 0)",
+                [],
+            )
+            .unwrap();
+        let error = store.campaign("c").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "corrupt row in table `campaigns`: campaign \"c\" has status \"archived\"; expected \"active\" or \"paused\""
+        );
+    }
+
+    #[test]
+    fn a_short_key_hash_in_the_file_is_reported_corrupt() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .database
+            .general()
+            .execute(
+                "INSERT INTO api_keys VALUES ('k', x'0102', '[]', 0, 0, '')",
+                [],
+            )
+            .unwrap();
+        let error = store.keys().unwrap_err();
+        assert!(
+            error.to_string().contains("hash of 2 bytes; expected 32"),
+            "{error}"
+        );
+    }
+}

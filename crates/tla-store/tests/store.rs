@@ -1,0 +1,658 @@
+//! Integration tests of the storage layer: round trips of every table, the event
+//! log's deduplication and ordering, the SQLite log against the in-memory model,
+//! concurrent group commit, and reopening a data directory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use proptest::prelude::*;
+use tla_store::{
+    AppendOutcome, CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, KeyRow,
+    MemoryEventLog, NewEvent, SCHEMA_VERSION, Store, StoreError,
+};
+
+/// A data directory under the system temp dir, removed when dropped.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "tla-store-test-{name}-{}-{unique}-{nanos}",
+            std::process::id()
+        ));
+        TempDir { path }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn database(&self) -> PathBuf {
+        self.path.join(tla_store::DATABASE_FILE_NAME)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn event(campaign_id: &str, event_id: &str) -> NewEvent {
+    NewEvent {
+        campaign_id: campaign_id.to_owned(),
+        event_id: event_id.to_owned(),
+        decision_id: format!("decision-{event_id}"),
+        kind: EventKind::Conversion,
+        value: 25.5,
+        segment: 7,
+        version: 123_456_789,
+        decided_at_ms: 1_700_000_000_000,
+        at_ms: 1_700_000_000_500,
+    }
+}
+
+fn campaign(id: &str, created_at_ms: i64) -> CampaignRow {
+    CampaignRow {
+        id: id.to_owned(),
+        name: format!("campaign {id}"),
+        spec_json: format!(r#"{{"id":"{id}","components":[]}}"#),
+        status: CampaignStatus::Active,
+        created_at_ms,
+    }
+}
+
+fn decision(decision_id: &str, campaign_id: &str) -> DecisionRow {
+    DecisionRow {
+        decision_id: decision_id.to_owned(),
+        campaign_id: campaign_id.to_owned(),
+        segment: 2,
+        version: u64::try_from(i64::MAX).unwrap(),
+        propensity: 0.125,
+        model_version: 9,
+        at_ms: 1_700_000_000_000,
+    }
+}
+
+fn key(id: &str) -> KeyRow {
+    KeyRow {
+        id: id.to_owned(),
+        hash: [7; 32],
+        scopes: vec!["decide".to_owned(), "events:write".to_owned()],
+        created_at_ms: 5,
+        revoked: false,
+        label: format!("key {id}"),
+    }
+}
+
+// ---- campaigns ------------------------------------------------------------------------
+
+#[test]
+fn campaigns_round_trip_and_duplicate_ids_conflict() {
+    let store = Store::open_in_memory().unwrap();
+    assert!(store.campaigns().unwrap().is_empty());
+    store.insert_campaign(&campaign("b", 2)).unwrap();
+    store.insert_campaign(&campaign("a", 1)).unwrap();
+
+    let error = store.insert_campaign(&campaign("a", 3)).unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert_eq!(error.to_string(), "a campaign with id \"a\" already exists");
+
+    assert_eq!(
+        store.campaigns().unwrap(),
+        [campaign("a", 1), campaign("b", 2)]
+    );
+    assert_eq!(store.campaign("b").unwrap(), Some(campaign("b", 2)));
+    assert_eq!(store.campaign("missing").unwrap(), None);
+
+    assert!(
+        store
+            .set_campaign_status("a", CampaignStatus::Paused)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_campaign_status("missing", CampaignStatus::Paused)
+            .unwrap()
+    );
+    assert_eq!(
+        store.campaign("a").unwrap().unwrap().status,
+        CampaignStatus::Paused
+    );
+    assert_eq!(
+        store.campaign("b").unwrap().unwrap().status,
+        CampaignStatus::Active
+    );
+}
+
+// ---- decisions ------------------------------------------------------------------------
+
+#[test]
+fn decisions_round_trip_page_by_rowid_and_ignore_repeated_ids() {
+    let store = Store::open_in_memory().unwrap();
+    store.append_decisions(&[]).unwrap();
+    let rows: Vec<DecisionRow> = (0..10)
+        .map(|index| {
+            decision(
+                &format!("d{index}"),
+                if index % 2 == 0 { "even" } else { "odd" },
+            )
+        })
+        .collect();
+    store.append_decisions(&rows).unwrap();
+
+    // A retry with the same ids (even with other values) changes nothing.
+    let mut retried = rows[0].clone();
+    retried.propensity = 0.5;
+    store.append_decisions(&[retried]).unwrap();
+    assert_eq!(store.decision("d0").unwrap(), Some(rows[0].clone()));
+    assert_eq!(store.decision("missing").unwrap(), None);
+
+    let mut read = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.decisions("even", after, 2).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        for (rowid, _) in &page {
+            assert!(*rowid > after, "row ids ascend");
+            after = *rowid;
+        }
+        read.extend(page.into_iter().map(|(_, row)| row));
+    }
+    let expected: Vec<DecisionRow> = rows.iter().step_by(2).cloned().collect();
+    assert_eq!(read, expected);
+    assert_eq!(store.decisions("odd", 0, 100).unwrap().len(), 5);
+    assert!(store.decisions("none", 0, 100).unwrap().is_empty());
+}
+
+#[test]
+fn decisions_with_a_bad_propensity_or_oversized_number_are_refused_whole() {
+    let store = Store::open_in_memory().unwrap();
+    for propensity in [0.0, -0.1, 1.5, f64::NAN] {
+        let mut bad = decision("bad", "c");
+        bad.propensity = propensity;
+        let error = store
+            .append_decisions(&[decision("good", "c"), bad])
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InvalidInput(_)), "{error:?}");
+        assert!(error.to_string().contains("must be in (0, 1]"), "{error}");
+    }
+    let mut oversized = decision("big", "c");
+    oversized.model_version = u64::MAX;
+    let error = store.append_decisions(&[oversized]).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("model_version 18446744073709551615 is too large")
+    );
+    assert!(store.decisions("c", 0, 10).unwrap().is_empty());
+}
+
+// ---- keys -----------------------------------------------------------------------------
+
+#[test]
+fn keys_round_trip_conflict_and_revoke() {
+    let store = Store::open_in_memory().unwrap();
+    let mut second = key("k2");
+    second.created_at_ms = 6;
+    second.scopes = Vec::new();
+    second.hash = std::array::from_fn(|index| index as u8);
+    store.insert_key(&second).unwrap();
+    store.insert_key(&key("k1")).unwrap();
+    let error = store.insert_key(&key("k1")).unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+
+    assert_eq!(store.keys().unwrap(), [key("k1"), second.clone()]);
+    assert_eq!(store.key("k2").unwrap(), Some(second));
+    assert_eq!(store.key("missing").unwrap(), None);
+
+    assert!(store.revoke_key("k1").unwrap());
+    assert!(store.revoke_key("k1").unwrap(), "revoking twice is fine");
+    assert!(!store.revoke_key("missing").unwrap());
+    assert!(store.key("k1").unwrap().unwrap().revoked);
+    assert!(!store.key("k2").unwrap().unwrap().revoked);
+}
+
+// ---- snapshots ------------------------------------------------------------------------
+
+#[test]
+fn snapshots_keep_the_latest_three_per_campaign() {
+    let dir = TempDir::new("snapshots");
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.latest_snapshot("a").unwrap(), None);
+    for covers_seq in [10, 50, 20, 40, 30] {
+        store
+            .save_snapshot("a", covers_seq, &covers_seq.to_le_bytes(), 1)
+            .unwrap();
+    }
+    store.save_snapshot("b", 5, b"b-model", 1).unwrap();
+    // Same covers_seq again replaces the bytes.
+    store.save_snapshot("a", 50, b"newer bytes", 2).unwrap();
+
+    assert_eq!(
+        store.latest_snapshot("a").unwrap(),
+        Some((50, b"newer bytes".to_vec()))
+    );
+    assert_eq!(
+        store.latest_snapshot("b").unwrap(),
+        Some((5, b"b-model".to_vec()))
+    );
+    let error = store.save_snapshot("a", u64::MAX, b"", 0).unwrap_err();
+    assert!(matches!(error, StoreError::InvalidInput(_)));
+
+    let connection = rusqlite::Connection::open(dir.database()).unwrap();
+    let kept: Vec<(String, i64)> = connection
+        .prepare("SELECT campaign_id, covers_seq FROM snapshots ORDER BY campaign_id, covers_seq")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        kept,
+        [
+            ("a".to_owned(), 30),
+            ("a".to_owned(), 40),
+            ("a".to_owned(), 50),
+            ("b".to_owned(), 5)
+        ]
+    );
+}
+
+// ---- event log ------------------------------------------------------------------------
+
+#[test]
+fn duplicates_across_and_within_batches_report_the_stored_seq_and_are_stored_once() {
+    let store = Store::open_in_memory().unwrap();
+    let log = store.event_log();
+    assert_eq!(log.last_seq().unwrap(), 0);
+    assert!(log.append(&[]).unwrap().is_empty());
+
+    let first = log
+        .append(&[event("c", "1"), event("c", "2"), event("c", "1")])
+        .unwrap();
+    assert_eq!(
+        first,
+        [
+            AppendOutcome::Appended { seq: 1 },
+            AppendOutcome::Appended { seq: 2 },
+            AppendOutcome::Duplicate { seq: 1 },
+        ]
+    );
+    // Same event id in another campaign is another event.
+    let second = log
+        .append(&[event("c", "2"), event("other", "1"), event("c", "3")])
+        .unwrap();
+    assert_eq!(
+        second,
+        [
+            AppendOutcome::Duplicate { seq: 2 },
+            AppendOutcome::Appended { seq: 3 },
+            AppendOutcome::Appended { seq: 4 },
+        ]
+    );
+    assert_eq!(log.last_seq().unwrap(), 4);
+
+    let stored = log.read_after(0, 100).unwrap();
+    let ids: Vec<(&str, &str, u64)> = stored
+        .iter()
+        .map(|stored| {
+            (
+                stored.campaign_id.as_str(),
+                stored.event_id.as_str(),
+                stored.seq,
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("c", "1", 1),
+            ("c", "2", 2),
+            ("other", "1", 3),
+            ("c", "3", 4)
+        ]
+    );
+    // Every field survives.
+    assert_eq!(
+        stored[0],
+        tla_store::StoredEvent::from_new(1, event("c", "1"))
+    );
+}
+
+#[test]
+fn read_after_pages_in_ascending_seq() {
+    let store = Store::open_in_memory().unwrap();
+    let log = store.event_log();
+    let batch: Vec<NewEvent> = (0..25)
+        .map(|index| event("c", &index.to_string()))
+        .collect();
+    log.append(&batch).unwrap();
+
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = log.read_after(after, 7).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 7);
+        seen.extend(page.iter().map(|stored| stored.seq));
+        after = page.last().unwrap().seq;
+    }
+    assert_eq!(seen, (1..=25).collect::<Vec<u64>>());
+    assert_eq!(log.read_after(20, 100).unwrap().len(), 5);
+    assert!(log.read_after(25, 100).unwrap().is_empty());
+    assert!(log.read_after(u64::MAX, 100).unwrap().is_empty());
+    assert!(log.read_after(0, 0).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_with_an_invalid_event_stores_nothing() {
+    let store = Store::open_in_memory().unwrap();
+    let log = store.event_log();
+    let mut bad = event("c", "bad");
+    bad.value = f64::INFINITY;
+    let error = log.append(&[event("c", "good"), bad]).unwrap_err();
+    assert!(matches!(error, StoreError::InvalidInput(_)), "{error:?}");
+    let mut bad = event("c", "bad");
+    bad.version = u64::MAX;
+    assert!(log.append(&[event("c", "good"), bad]).is_err());
+    assert_eq!(log.last_seq().unwrap(), 0);
+}
+
+/// One generated batch: `(campaign index, event index)` pairs over small ranges, so
+/// ids repeat within and across batches.
+fn batches_strategy() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {
+    prop::collection::vec(prop::collection::vec((0..3u8, 0..30u8), 0..20), 1..12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn sqlite_log_matches_the_memory_log(batches in batches_strategy(), page in 1usize..40) {
+        let store = Store::open_in_memory().unwrap();
+        let sqlite = store.event_log();
+        let memory = MemoryEventLog::new();
+        for batch in &batches {
+            let events: Vec<NewEvent> = batch
+                .iter()
+                .map(|(campaign, index)| {
+                    let mut new = event(&format!("c{campaign}"), &format!("e{index}"));
+                    new.kind = EventKind::ALL[usize::from(*index) % 4];
+                    new.value = f64::from(*index) * 0.25;
+                    new
+                })
+                .collect();
+            prop_assert_eq!(sqlite.append(&events).unwrap(), memory.append(&events).unwrap());
+        }
+        prop_assert_eq!(sqlite.last_seq().unwrap(), memory.last_seq().unwrap());
+        let mut after = 0;
+        loop {
+            let from_sqlite = sqlite.read_after(after, page).unwrap();
+            prop_assert_eq!(&from_sqlite, &memory.read_after(after, page).unwrap());
+            let Some(last) = from_sqlite.last() else { break };
+            after = last.seq;
+        }
+    }
+}
+
+/// Appends, from `threads` threads at once, `batches` batches of 100 events each;
+/// thread `t` uses the same ids as thread `t ^ 1`, so pairs of threads race on every
+/// id. Checks that each id is stored exactly once and every caller was told its seq.
+fn append_concurrently(store: &Store, threads: usize, batches: usize) {
+    let log = store.event_log();
+    let per_thread: Vec<Vec<(String, AppendOutcome)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|thread| {
+                let log = log.clone();
+                scope.spawn(move || {
+                    let id_space = thread / 2;
+                    let mut outcomes = Vec::new();
+                    for batch in 0..batches {
+                        let events: Vec<NewEvent> = (0..100)
+                            .map(|index| event("c", &format!("{id_space}-{batch}-{index}")))
+                            .collect();
+                        let result = log.append(&events).unwrap();
+                        assert_eq!(result.len(), events.len());
+                        outcomes.extend(events.into_iter().map(|event| event.event_id).zip(result));
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+
+    let distinct = threads.div_ceil(2) * batches * 100;
+    assert_eq!(log.last_seq().unwrap(), distinct as u64);
+    let stored = log.read_after(0, usize::MAX).unwrap();
+    assert_eq!(stored.len(), distinct);
+    let seqs: Vec<u64> = stored.iter().map(|stored| stored.seq).collect();
+    assert_eq!(seqs, (1..=distinct as u64).collect::<Vec<_>>());
+    let seq_by_id: HashMap<&str, u64> = stored
+        .iter()
+        .map(|stored| (stored.event_id.as_str(), stored.seq))
+        .collect();
+    assert_eq!(seq_by_id.len(), distinct, "every id stored exactly once");
+
+    let mut appended_once: HashSet<&str> = HashSet::new();
+    for (event_id, outcome) in per_thread.iter().flatten() {
+        assert_eq!(seq_by_id[event_id.as_str()], outcome.seq(), "{event_id}");
+        if !outcome.is_duplicate() {
+            assert!(appended_once.insert(event_id), "{event_id} appended twice");
+        }
+    }
+    assert_eq!(appended_once.len(), distinct);
+}
+
+#[test]
+fn eight_threads_appending_overlapping_batches_store_every_id_once() {
+    let dir = TempDir::new("concurrent");
+    let store = Store::open(dir.path()).unwrap();
+    append_concurrently(&store, 8, 25);
+}
+
+#[test]
+fn group_commit_works_on_the_single_connection_of_an_in_memory_store() {
+    let store = Store::open_in_memory().unwrap();
+    append_concurrently(&store, 8, 10);
+}
+
+#[test]
+fn decisions_and_events_appended_concurrently_share_the_writer() {
+    let dir = TempDir::new("mixed");
+    let store = Store::open(dir.path()).unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let store = store.clone();
+            scope.spawn(move || {
+                for batch in 0..20 {
+                    let ids: Vec<String> = (0..50)
+                        .map(|index| format!("{thread}-{batch}-{index}"))
+                        .collect();
+                    if thread % 2 == 0 {
+                        let events: Vec<NewEvent> = ids.iter().map(|id| event("c", id)).collect();
+                        store.event_log().append(&events).unwrap();
+                    } else {
+                        let rows: Vec<DecisionRow> =
+                            ids.iter().map(|id| decision(id, "c")).collect();
+                        store.append_decisions(&rows).unwrap();
+                    }
+                    // Reads go on while others append.
+                    store.event_log().read_after(0, 10).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.event_log().last_seq().unwrap(), 2 * 20 * 50);
+    assert_eq!(
+        store.decisions("c", 0, usize::MAX).unwrap().len(),
+        2 * 20 * 50
+    );
+}
+
+// ---- files ----------------------------------------------------------------------------
+
+#[test]
+fn everything_written_is_there_after_reopening() {
+    let dir = TempDir::new("reopen");
+    let nested = dir.path().join("nested").join("data");
+    {
+        let store = Store::open(&nested).unwrap();
+        assert_eq!(store.path(), Some(nested.join("tla.db").as_path()));
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+        store
+            .set_campaign_status("a", CampaignStatus::Paused)
+            .unwrap();
+        store.append_decisions(&[decision("d1", "a")]).unwrap();
+        store.insert_key(&key("k1")).unwrap();
+        store.revoke_key("k1").unwrap();
+        store.save_snapshot("a", 2, b"model", 3).unwrap();
+        let log = store.event_log();
+        log.append(&[event("a", "1"), event("a", "2")]).unwrap();
+    }
+    let store = Store::open(&nested).unwrap();
+    let mut paused = campaign("a", 1);
+    paused.status = CampaignStatus::Paused;
+    assert_eq!(store.campaigns().unwrap(), [paused]);
+    assert_eq!(store.decision("d1").unwrap(), Some(decision("d1", "a")));
+    let mut revoked = key("k1");
+    revoked.revoked = true;
+    assert_eq!(store.keys().unwrap(), [revoked]);
+    assert_eq!(
+        store.latest_snapshot("a").unwrap(),
+        Some((2, b"model".to_vec()))
+    );
+    let log = store.event_log();
+    assert_eq!(log.last_seq().unwrap(), 2);
+    // Sequence numbers continue, and the old ids are still known.
+    assert_eq!(
+        log.append(&[event("a", "2"), event("a", "3")]).unwrap(),
+        [
+            AppendOutcome::Duplicate { seq: 2 },
+            AppendOutcome::Appended { seq: 3 }
+        ]
+    );
+
+    let connection = rusqlite::Connection::open(store.path().unwrap()).unwrap();
+    let journal_mode: String = connection
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .unwrap();
+    assert_eq!(journal_mode, "wal");
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// The bytes of every file in a directory, by name.
+fn directory_contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_database_with_a_newer_schema_version_is_refused_and_left_unchanged() {
+    let dir = TempDir::new("newer");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+        store.event_log().append(&[event("a", "1")]).unwrap();
+    }
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let before = directory_contents(dir.path());
+
+    let error = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Schema(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("has schema version {}", SCHEMA_VERSION + 1))
+            && message.contains(&format!("newer than version {SCHEMA_VERSION}"))
+            && message.contains("the file was not changed"),
+        "{message}"
+    );
+    assert_eq!(directory_contents(dir.path()), before);
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_unchanged() {
+    let dir = TempDir::new("garbage");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let garbage = b"this is not a sqlite database, just some text long enough to have a header...."
+        .repeat(20);
+    std::fs::write(dir.database(), &garbage).unwrap();
+    let error = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Schema(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("is not a sqlite database"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(dir.database()).unwrap(), garbage);
+}
+
+#[test]
+fn a_sqlite_file_of_another_application_is_refused() {
+    let dir = TempDir::new("foreign");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch("CREATE TABLE notes (body TEXT)")
+            .unwrap();
+    }
+    let error = Store::open(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("not a tla database"), "{error}");
+}
+
+#[test]
+fn a_data_directory_path_that_is_a_file_is_an_io_error() {
+    let dir = TempDir::new("file-not-dir");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let error = Store::open(&file).unwrap_err();
+    assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
+    assert!(error.to_string().starts_with("i/o error on "), "{error}");
+    assert!(!error.is_client_error());
+}
+
+#[test]
+fn store_and_logs_can_be_shared_between_threads() {
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+    assert_shareable::<Store>();
+    assert_shareable::<tla_store::SqliteEventLog>();
+    fn assert_log<T: EventLog + 'static>() {}
+    assert_log::<tla_store::SqliteEventLog>();
+    assert_log::<MemoryEventLog>();
+    let _: Box<dyn EventLog> = Box::new(MemoryEventLog::new());
+}
