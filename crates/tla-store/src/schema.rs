@@ -84,6 +84,11 @@ CREATE TABLE snapshots (
     at_ms         INTEGER NOT NULL,
     PRIMARY KEY (campaign_id, covers_seq)
 ) STRICT;
+
+CREATE TABLE meta (
+    key           TEXT PRIMARY KEY,
+    value         BLOB NOT NULL
+) STRICT;
 ";
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
@@ -231,7 +236,7 @@ mod tests {
         tables.sort();
         assert_eq!(
             tables,
-            ["api_keys", "campaigns", "decisions", "events", "snapshots"]
+            ["api_keys", "campaigns", "decisions", "events", "meta", "snapshots"]
         );
         // A second call is a no-op.
         create_or_check(&mut connection, ":memory:").unwrap();

@@ -394,6 +394,22 @@ impl Store {
             .map_err(StoreError::sqlite("committing a snapshot"))
     }
 
+    /// The server's secret (32 random bytes, made by SQLite's `randomblob` the first
+    /// time it is asked for, then kept): the key that signs decision ids, so ids stay
+    /// valid across restarts of the same data directory.
+    pub fn server_secret(&self) -> Result<Vec<u8>, StoreError> {
+        let connection = self.database.general();
+        connection
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('decision_secret', randomblob(32))",
+                [],
+            )
+            .map_err(StoreError::sqlite("creating the server secret"))?;
+        connection
+            .query_row("SELECT value FROM meta WHERE key = 'decision_secret'", [], |row| row.get(0))
+            .map_err(StoreError::sqlite("reading the server secret"))
+    }
+
     /// The newest snapshot of a campaign (highest `covers_seq`) with the sequence
     /// number it covers, if any.
     pub fn latest_snapshot(&self, campaign_id: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
