@@ -10,7 +10,8 @@
 //! A segment's table is rebuilt when any of these holds since its last rebuild:
 //! `every_events` events of that segment arrived; `every_events x segments` events of
 //! the campaign arrived (rare segments still see what common ones taught the shared
-//! weights); `every_millis` milliseconds passed on the caller's clock.
+//! weights); `every_millis` milliseconds passed on the caller's clock and the campaign
+//! learned something since.
 
 use super::{Decision, Outcome, Policy};
 use crate::decision::DecisionTable;
@@ -178,7 +179,10 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
             return true;
         }
         match (cadence.every_millis, now_millis, clock.built_at_millis) {
-            (Some(every), Some(now), Some(built)) => now.saturating_sub(built) >= every,
+            // Time alone rebuilds only a table that has something new to learn from.
+            (Some(every), Some(now), Some(built)) => {
+                campaign_since > 0 && now.saturating_sub(built) >= every
+            }
             (Some(_), Some(_), None) => campaign_since > 0,
             _ => false,
         }
