@@ -236,7 +236,14 @@ mod tests {
         tables.sort();
         assert_eq!(
             tables,
-            ["api_keys", "campaigns", "decisions", "events", "meta", "snapshots"]
+            [
+                "api_keys",
+                "campaigns",
+                "decisions",
+                "events",
+                "meta",
+                "snapshots"
+            ]
         );
         // A second call is a no-op.
         create_or_check(&mut connection, ":memory:").unwrap();
