@@ -1,9 +1,12 @@
 //! `tla`: the command line of TLA (Test, Learn, Adapt).
 //!
 //! `tla versions` inspects the version space of a campaign spec; `tla simulate` runs a
-//! policy against a simulated world. This binary parses flags and calls the library
+//! policy against a simulated world; `tla serve` runs the HTTP service; `tla keys`
+//! manages its API keys. This binary parses flags and calls the library
 //! crates; it holds no statistics of its own.
 
+mod demo;
+mod serve;
 mod simulate;
 mod versions;
 
@@ -23,6 +26,22 @@ enum Command {
     Versions(versions::VersionsArgs),
     /// Run a policy online against a simulated world file.
     Simulate(simulate::SimulateArgs),
+    /// Serve the HTTP API on an embedded data directory.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys of a data directory.
+    Keys(serve::KeysArgs),
+}
+
+/// Logs to stderr; `TLA_LOG` sets the level (error, warn, info, debug, trace).
+fn init_logging() {
+    let level = std::env::var("TLA_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +49,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Versions(args) => versions::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Serve(args) => {
+            init_logging();
+            serve::run(args)
+        }
+        Command::Keys(args) => serve::run_keys(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

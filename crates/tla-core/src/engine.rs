@@ -166,6 +166,37 @@ impl Engine {
         self.policy.refresh_due(rng, Some(now_millis))
     }
 
+    /// Segments whose decision distribution is due for a rebuild at `now_millis`.
+    pub fn due_segments(&self, now_millis: u64) -> Vec<usize> {
+        self.policy.base().due_segments(Some(now_millis))
+    }
+
+    /// Draws new decision tables for `segments` from a copy of the model, leaving the
+    /// engine untouched: a server builds them under a read lock, so decisions go on,
+    /// then installs them with [`Engine::install_tables`].
+    pub fn build_tables<R: Rng + ?Sized>(
+        &self,
+        segments: &[usize],
+        rng: &mut R,
+    ) -> Vec<(usize, DecisionTable)> {
+        let base = self.policy.base();
+        let mut sampler = base.sampler().clone();
+        segments
+            .iter()
+            .map(|&segment| (segment, base.draw_table(&mut sampler, segment, rng)))
+            .collect()
+    }
+
+    /// Installs tables from [`Engine::build_tables`] (built from this engine's current
+    /// model).
+    pub fn install_tables(&mut self, tables: Vec<(usize, DecisionTable)>, now_millis: u64) {
+        let base = self.policy.base_mut();
+        for (segment, table) in tables {
+            base.install_table(segment, table, Some(now_millis));
+        }
+        base.finish_refresh();
+    }
+
     /// Rebuilds every segment's decision distribution now (after a restore).
     pub fn refresh_all<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: u64) {
         for segment in 0..self.segment_counts.len() {

@@ -18,6 +18,7 @@
 //! assert_eq!(report.impressions, 20_000);
 //! ```
 
+pub mod generate;
 pub mod sim;
 pub mod world;
 

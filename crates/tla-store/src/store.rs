@@ -406,7 +406,11 @@ impl Store {
             )
             .map_err(StoreError::sqlite("creating the server secret"))?;
         connection
-            .query_row("SELECT value FROM meta WHERE key = 'decision_secret'", [], |row| row.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'decision_secret'",
+                [],
+                |row| row.get(0),
+            )
             .map_err(StoreError::sqlite("reading the server secret"))
     }
 

@@ -661,11 +661,20 @@ fn store_and_logs_can_be_shared_between_threads() {
 fn server_secret_is_made_once_and_kept_across_reopen() {
     let dir = std::env::temp_dir().join(format!("tla-store-secret-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let first = tla_store::Store::open(&dir).unwrap().server_secret().unwrap();
+    let first = tla_store::Store::open(&dir)
+        .unwrap()
+        .server_secret()
+        .unwrap();
     assert_eq!(first.len(), 32);
     let store = tla_store::Store::open(&dir).unwrap();
     assert_eq!(store.server_secret().unwrap(), first);
-    assert_ne!(tla_store::Store::open_in_memory().unwrap().server_secret().unwrap(), first);
+    assert_ne!(
+        tla_store::Store::open_in_memory()
+            .unwrap()
+            .server_secret()
+            .unwrap(),
+        first
+    );
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -278,7 +278,7 @@ impl FactorizedSampler {
                 _ => stats::normal_cdf(rest / beta),
             };
         };
-        if !exact && !self.blocks[b].combinations.is_empty() {
+        if !exact && !self.blocks[b].combinations.is_empty() && !self.blocks[b].pairs.is_empty() {
             return self.maximize_ask_block_by_combinations(b, ask, rest, beta);
         }
         let mut best_objective = f64::NEG_INFINITY;
@@ -427,6 +427,28 @@ impl FactorizedSampler {
             self.scratch.best[k] = o as u32;
             return score;
         }
+        if block.pairs.is_empty() {
+            // Linked by exclusions only: the score is separable, so the best option of
+            // each component is optimal whenever that combination is allowed, which
+            // with a few exclusions is nearly always.
+            let components = block.components.len();
+            for i in 0..components {
+                let k = self.blocks[b].components[i];
+                self.scratch.current[k] = match pinned {
+                    Some((p, o)) if p == k => o,
+                    _ => argmax(&self.scratch.option_scores[k]).0 as u32,
+                };
+            }
+            if self.block_allowed(b) {
+                let score = self.block_score(b);
+                for i in 0..components {
+                    let k = self.blocks[b].components[i];
+                    self.scratch.best[k] = self.scratch.current[k];
+                }
+                return score;
+            }
+        }
+        let block = &self.blocks[b];
         if pinned.is_none() && !block.combinations.is_empty() {
             return self.maximize_block_by_combinations(b);
         }

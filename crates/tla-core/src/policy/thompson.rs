@@ -143,12 +143,59 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
         rng: &mut R,
         now_millis: Option<u64>,
     ) {
-        self.tables[segment] = self.build_table(segment, rng);
+        let table = self.build_table(segment, rng);
+        self.install_table(segment, table, now_millis);
+    }
+
+    /// Segments whose distribution is due for a rebuild, in the order
+    /// [`Policy::refresh_due`] rebuilds them. A caller that must not block decisions
+    /// while drawing can build the tables from a copy of the sampler
+    /// ([`ThompsonPolicy::draw_table`]) and install them afterwards.
+    pub fn due_segments(&self, now_millis: Option<u64>) -> Vec<usize> {
+        let scan_all = now_millis.is_some() || self.campaign_events >= self.next_campaign_due;
+        if scan_all {
+            (0..self.tables.len())
+                .filter(|&segment| self.is_due(segment, now_millis))
+                .collect()
+        } else {
+            self.pending.iter().rev().copied().collect()
+        }
+    }
+
+    /// Draws a decision table for `segment` from `sampler` (this policy's sampler or a
+    /// copy of it) with this policy's number of draws.
+    pub fn draw_table<R: Rng + ?Sized>(
+        &self,
+        sampler: &mut S,
+        segment: usize,
+        rng: &mut R,
+    ) -> DecisionTable {
+        let chosen: Vec<u64> = (0..self.settings.draws)
+            .map(|_| sampler.draw_best(segment, rng))
+            .collect();
+        DecisionTable::from_draws(chosen, sampler.observations())
+    }
+
+    /// Puts a table built from the current model in force for `segment`.
+    pub fn install_table(&mut self, segment: usize, table: DecisionTable, now_millis: Option<u64>) {
+        self.tables[segment] = table;
         self.clocks[segment] = SegmentClock {
             own_events: 0,
             campaign_events_at_build: self.campaign_events,
             built_at_millis: now_millis,
         };
+        self.pending.retain(|&s| s != segment);
+    }
+
+    /// Recomputes when the campaign-wide cadence is next due (after installing tables).
+    pub fn finish_refresh(&mut self) {
+        let window = self.campaign_window();
+        self.next_campaign_due = self
+            .clocks
+            .iter()
+            .map(|c| c.campaign_events_at_build + window)
+            .min()
+            .unwrap_or(u64::MAX);
     }
 
     /// Campaign events after which every segment is rebuilt.
@@ -224,29 +271,13 @@ impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
     }
 
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
-        let scan_all = now_millis.is_some() || self.campaign_events >= self.next_campaign_due;
-        let mut rebuilt = 0;
-        if scan_all {
-            self.pending.clear();
-            for segment in 0..self.tables.len() {
-                if self.is_due(segment, now_millis) {
-                    self.refresh_segment(segment, rng, now_millis);
-                    rebuilt += 1;
-                }
-            }
-            let window = self.campaign_window();
-            self.next_campaign_due = self
-                .clocks
-                .iter()
-                .map(|c| c.campaign_events_at_build + window)
-                .min()
-                .unwrap_or(u64::MAX);
-        } else {
-            while let Some(segment) = self.pending.pop() {
-                self.refresh_segment(segment, rng, now_millis);
-                rebuilt += 1;
-            }
+        let due = self.due_segments(now_millis);
+        let rebuilt = due.len();
+        for segment in due {
+            let table = self.build_table(segment, rng);
+            self.install_table(segment, table, now_millis);
         }
+        self.finish_refresh();
         rebuilt
     }
 

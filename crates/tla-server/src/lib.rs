@@ -1,0 +1,73 @@
+//! # tla-server: the TLA HTTP service
+//!
+//! The service a campaign's ad server, landing page or email sender calls for every
+//! impression: `POST /v1/campaigns/{id}/decisions` answers versions with their exact
+//! propensities and signed decision ids; `POST /v1/events` takes impressions, clicks,
+//! conversions and costs, acknowledges each only once it is committed to the event log,
+//! and reports repeated event ids as duplicates. A learner applies the log to each
+//! campaign's engine in order, rebuilds decision distributions off the request path,
+//! and snapshots the models. Errors have one shape and are mapped to a status in one
+//! place ([`error::ApiError`]); every endpoint but `/healthz` needs an API key with the
+//! right scope ([`auth`]).
+//!
+//! [`app`] builds the router from a state, so most of the API is tested without a
+//! socket; [`run`] serves it on a listener until a shutdown signal, then stops the
+//! learner, writes the pending decisions and a snapshot of every campaign.
+
+pub mod auth;
+pub mod decision_id;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+pub use state::{AppState, ServerConfig};
+
+/// The router of API v1 over a state.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config().max_body_bytes;
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
+        .route(
+            "/v1/campaigns",
+            post(routes::create_campaign).get(routes::list_campaigns),
+        )
+        .route("/v1/campaigns/{id}", get(routes::get_campaign))
+        .route("/v1/campaigns/{id}/pause", post(routes::pause))
+        .route("/v1/campaigns/{id}/resume", post(routes::resume))
+        .route(
+            "/v1/campaigns/{id}/versions/{index}",
+            get(routes::get_version),
+        )
+        .route("/v1/campaigns/{id}/decisions", post(routes::decide))
+        .route("/v1/campaigns/{id}/report", get(routes::report))
+        .route("/v1/events", post(routes::ingest))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, with the learner running
+/// beside it; then drains requests, applies every committed event, writes pending
+/// decisions and snapshots every campaign.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let learner = tokio::spawn(state.clone().run_learner());
+    let served = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    state.begin_close();
+    if let Err(error) = learner.await {
+        tracing::error!(%error, "learner task failed");
+    }
+    served
+}

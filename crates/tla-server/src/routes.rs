@@ -1,0 +1,570 @@
+//! HTTP handlers of API v1. Parsing and validation live here; the state does the rest.
+
+use crate::auth::Scope;
+use crate::decision_id::DecisionClaims;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::{AppState, CampaignSlot, now_ms};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tla_core::spec::{Campaign, CampaignSpec};
+use tla_store::{DecisionRow, EventKind, NewEvent};
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Checks the key, counting refusals.
+fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+    state.authorize(bearer(headers), scope).inspect_err(|_| {
+        Metrics::add(&state.metrics().client_errors, 1);
+    })
+}
+
+/// The request body, or an error in the API's shape (413 past the limit).
+fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    bytes.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                "request body is larger than the accepted maximum (see the OpenAPI document)",
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {rejection}"))
+        }
+    })
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    Json(
+        json!({"status": if state.closing() { "closing" } else { "ok" }, "applied_seq": state.applied_seq()}),
+    )
+}
+
+/// `GET /metrics`.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    ))
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    Ok(Json(crate::openapi::document(state.config())))
+}
+
+fn campaign_json(slot: &CampaignSlot) -> Value {
+    let campaign = &slot.campaign;
+    let design = campaign.design();
+    let engine = slot.engine();
+    json!({
+        "id": slot.id,
+        "name": slot.name,
+        "status": if slot.paused.load(Ordering::SeqCst) { "paused" } else { "active" },
+        "created_at": slot.created_at_ms,
+        "objective": design.objective.as_str(),
+        "versions": campaign.allowed_versions(),
+        "total_versions": campaign.total_versions(),
+        "versions_asking_to_act": campaign.acting_versions(),
+        "components": design.component_names.iter().zip(design.space.option_counts())
+            .map(|(name, &n)| json!({"name": name, "options": n})).collect::<Vec<_>>(),
+        "segments": design.segment_names,
+        "events_learned": engine.events(),
+        "attribution_window_hours": campaign.spec().attribution_window_hours,
+    })
+}
+
+fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("the spec is not UTF-8 text"))?;
+    let spec = match media.as_str() {
+        "application/json" => CampaignSpec::from_json_str(text),
+        "application/toml" | "text/toml" | "application/x-toml" => {
+            CampaignSpec::from_toml_str(text)
+        }
+        other => {
+            return Err(ApiError::unsupported_media(format!(
+                "content type {other:?} is not accepted; send the spec as application/json or application/toml"
+            )));
+        }
+    };
+    spec.and_then(|s| s.validate())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `POST /v1/campaigns`.
+pub async fn create_campaign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let bytes = body(bytes)?;
+    let campaign = parse_spec(&headers, &bytes)?;
+    let id = format!("c_{:012x}", rand::rng().random::<u64>() & 0xFFFF_FFFF_FFFF);
+    let state2 = state.clone();
+    let slot = tokio::task::spawn_blocking(move || state2.create_campaign(campaign, id))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, Json(campaign_json(&slot))))
+}
+
+/// `GET /v1/campaigns`.
+pub async fn list_campaigns(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let all: Vec<Value> = state.campaigns().iter().map(|s| campaign_json(s)).collect();
+    Ok(Json(json!({"campaigns": all})))
+}
+
+/// `GET /v1/campaigns/{id}`.
+pub async fn get_campaign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot = state.campaign(&id)?;
+    Ok(Json(campaign_json(&slot)))
+}
+
+/// `POST /v1/campaigns/{id}/pause`.
+pub async fn pause(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let slot = state.set_paused(&id, true)?;
+    Ok(Json(campaign_json(&slot)))
+}
+
+/// `POST /v1/campaigns/{id}/resume`.
+pub async fn resume(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let slot = state.set_paused(&id, false)?;
+    Ok(Json(campaign_json(&slot)))
+}
+
+fn version_json(campaign: &Campaign, version: u64) -> Value {
+    let options: serde_json::Map<String, Value> = campaign
+        .options_of(version)
+        .into_iter()
+        .map(|(component, option)| (component.to_string(), Value::String(option.to_string())))
+        .collect();
+    json!({
+        "version": version,
+        "options": options,
+        "text": campaign.render(version),
+        "asks_action": campaign.asks_to_act(version),
+        "ask": campaign.ask_amount(version),
+    })
+}
+
+/// `GET /v1/campaigns/{id}/versions/{index}`.
+pub async fn get_version(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot = state.campaign(&id)?;
+    let total = slot.campaign.total_versions();
+    let version: u64 = index.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "version index {index:?} is not a whole number; accepted: 0 to {}",
+            total - 1
+        ))
+    })?;
+    if version >= total {
+        return Err(ApiError::not_found(format!(
+            "version {version} does not exist; this campaign has versions 0 to {}",
+            total - 1
+        )));
+    }
+    if !slot.campaign.is_allowed(version) {
+        return Err(ApiError::not_found(format!(
+            "version {version} is removed by the campaign's exclusions {:?}",
+            slot.campaign.violated_exclusions(version)
+        )));
+    }
+    Ok(Json(version_json(&slot.campaign, version)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionRequest {
+    segment: String,
+    #[serde(default = "one")]
+    count: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// `POST /v1/campaigns/{id}/decisions`.
+pub async fn decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Decide)?;
+    let bytes = body(bytes)?;
+    let request: DecisionRequest = json_body(&bytes)?;
+    let slot = state.campaign(&id)?;
+    let max = state.config().max_decisions_per_request as i64;
+    if request.count < 1 || request.count > max {
+        return Err(ApiError::bad_request(format!(
+            "count is {}; accepted: 1 to {max}",
+            request.count
+        )));
+    }
+    let Some(&segment) = slot.segments.get(&request.segment) else {
+        let names = &slot.campaign.design().segment_names;
+        let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+        return Err(ApiError::bad_request(format!(
+            "segment {:?} is not a segment of campaign {}; it has {} segments, e.g. {}",
+            request.segment,
+            slot.id,
+            names.len(),
+            shown.join(", ")
+        )));
+    };
+    if slot.paused.load(Ordering::SeqCst) {
+        return Err(ApiError::conflict(format!(
+            "campaign {} is paused; resume it to get decisions",
+            slot.id
+        )));
+    }
+    let at_ms = now_ms();
+    let mut rng = rand::rng();
+    let chosen: Vec<_> = {
+        let engine = slot.engine();
+        (0..request.count)
+            .map(|_| engine.decide(segment, &mut rng))
+            .collect()
+    };
+    let mut out = Vec::with_capacity(chosen.len());
+    let mut rows = Vec::with_capacity(chosen.len());
+    for decision in chosen {
+        let claims = DecisionClaims {
+            campaign_id: slot.id.clone(),
+            segment: segment as u32,
+            version: decision.version,
+            model_version: decision.model_version,
+            propensity: decision.propensity,
+            at_ms,
+            nonce: rng.random(),
+        };
+        let decision_id = state.signer().sign(&claims);
+        let mut item = version_json(&slot.campaign, decision.version);
+        item["decision_id"] = Value::String(decision_id.clone());
+        item["propensity"] = decision.propensity.into();
+        item["model_version"] = decision.model_version.into();
+        out.push(item);
+        rows.push(DecisionRow {
+            decision_id,
+            campaign_id: slot.id.clone(),
+            segment: segment as u32,
+            version: decision.version,
+            propensity: decision.propensity,
+            model_version: decision.model_version,
+            at_ms,
+        });
+    }
+    Metrics::add(&state.metrics().decisions, rows.len() as u64);
+    state.log_decisions(rows);
+    Ok(Json(json!({"decisions": out})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBatch {
+    events: Vec<Value>,
+}
+
+/// One event as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    event_id: String,
+    decision_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    value: Option<f64>,
+    amount: Option<f64>,
+    at: Option<i64>,
+}
+
+/// Parses and checks one event of a batch against the signed decision it names.
+pub fn check_event(state: &AppState, item: Value, now: i64) -> Result<NewEvent, String> {
+    let event: EventIn = serde_json::from_value(item).map_err(|e| format!("invalid event: {e}"))?;
+    if event.event_id.is_empty() || event.event_id.len() > 128 {
+        return Err("event_id must be 1 to 128 characters".into());
+    }
+    let claims = state
+        .signer()
+        .verify(&event.decision_id)
+        .map_err(|reason| format!("decision_id {reason}"))?;
+    let slot = state.campaign(&claims.campaign_id).map_err(|_| {
+        format!(
+            "decision_id names campaign {:?}, which does not exist",
+            claims.campaign_id
+        )
+    })?;
+    let Some(kind) = EventKind::from_name(&event.kind) else {
+        return Err(format!(
+            "type {:?} is not accepted; accepted: impression, click, conversion, cost",
+            event.kind
+        ));
+    };
+    let check_amount = |name: &str, amount: f64| {
+        if amount.is_finite() && amount >= 0.0 {
+            Ok(amount)
+        } else {
+            Err(format!(
+                "{name} is {amount}; accepted: a finite number >= 0"
+            ))
+        }
+    };
+    let value = match kind {
+        EventKind::Impression | EventKind::Click => {
+            if event.value.is_some() || event.amount.is_some() {
+                return Err(format!(
+                    "a {} event carries no value or amount",
+                    kind.as_str()
+                ));
+            }
+            0.0
+        }
+        EventKind::Conversion => {
+            if event.amount.is_some() {
+                return Err("a conversion carries its donation as `value`, not `amount`".into());
+            }
+            check_amount("value", event.value.unwrap_or(0.0))?
+        }
+        EventKind::Cost => {
+            if event.value.is_some() {
+                return Err("a cost event carries its spend as `amount`, not `value`".into());
+            }
+            let Some(amount) = event.amount else {
+                return Err("a cost event needs `amount` (the spend)".into());
+            };
+            check_amount("amount", amount)?
+        }
+    };
+    let at_ms = event.at.unwrap_or(now);
+    if at_ms < claims.at_ms - 60_000 {
+        return Err(format!(
+            "at is {} ms before its decision; events come after the decision they follow",
+            claims.at_ms - at_ms
+        ));
+    }
+    if kind != EventKind::Impression
+        && kind != EventKind::Cost
+        && at_ms - claims.at_ms > slot.attribution_window_ms
+    {
+        return Err(format!(
+            "this {} came {:.1} hours after its decision; the campaign's attribution window is {} hours",
+            kind.as_str(),
+            (at_ms - claims.at_ms) as f64 / 3_600_000.0,
+            slot.attribution_window_ms / 3_600_000
+        ));
+    }
+    Ok(NewEvent {
+        campaign_id: claims.campaign_id,
+        event_id: event.event_id,
+        decision_id: event.decision_id,
+        kind,
+        value,
+        segment: claims.segment,
+        version: claims.version,
+        decided_at_ms: claims.at_ms,
+        at_ms,
+    })
+}
+
+/// `POST /v1/events`.
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Ingest)?;
+    if state.closing() {
+        return Err(ApiError::unavailable(
+            "the server is shutting down; retry against another instance or later",
+        ));
+    }
+    let bytes = body(bytes)?;
+    let batch: EventBatch = json_body(&bytes)?;
+    let max = state.config().max_events_per_request;
+    if batch.events.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds {} events; accepted: at most {max}",
+            batch.events.len()
+        )));
+    }
+    let now = now_ms();
+    let mut good = Vec::with_capacity(batch.events.len());
+    let mut rejected = Vec::new();
+    for (index, item) in batch.events.into_iter().enumerate() {
+        match check_event(&state, item, now) {
+            Ok(event) => good.push(event),
+            Err(error) => rejected.push(json!({"index": index, "error": error})),
+        }
+    }
+    let (mut accepted, mut duplicates) = (0u64, 0u64);
+    if !good.is_empty() {
+        let log = state.log().clone();
+        let started = std::time::Instant::now();
+        let outcomes = tokio::task::spawn_blocking(move || log.append(&good))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)?;
+        state
+            .metrics()
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for outcome in outcomes {
+            if outcome.is_duplicate() {
+                duplicates += 1;
+            } else {
+                accepted += 1;
+            }
+        }
+        state.wake_learner();
+    }
+    let metrics = state.metrics();
+    Metrics::add(&metrics.events_accepted, accepted);
+    Metrics::add(&metrics.events_duplicate, duplicates);
+    Metrics::add(&metrics.events_rejected, rejected.len() as u64);
+    Ok(Json(
+        json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected}),
+    ))
+}
+
+/// `GET /v1/campaigns/{id}/report`: posterior summaries per option and per segment.
+pub async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot: Arc<CampaignSlot> = state.campaign(&id)?;
+    let (mut sampler, segment_counts, option_counts, events) = {
+        let engine = slot.engine();
+        (
+            engine.sampler().clone(),
+            engine.segment_counts().to_vec(),
+            engine.option_counts().to_vec(),
+            engine.events(),
+        )
+    };
+    let design = slot.campaign.design();
+    let spec = slot.campaign.spec();
+    let mut rng = rand_pcg::Pcg64Mcg::new(0x5EED);
+    let components: Vec<Value> = design
+        .component_names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let options: Vec<Value> = spec.components[k]
+                .options
+                .iter()
+                .enumerate()
+                .map(|(o, option)| {
+                    let effect = sampler.conversion().option_effect(k, o as u32);
+                    let counts = option_counts[k][o];
+                    json!({
+                        "option": option.name,
+                        "effect_mean": effect.mean,
+                        "effect_sd": effect.variance.sqrt(),
+                        "impressions": counts.impressions,
+                        "clicks": counts.clicks,
+                        "conversions": counts.conversions,
+                        "value": counts.value,
+                        "spend": counts.spend,
+                    })
+                })
+                .collect();
+            json!({"component": name, "options": options})
+        })
+        .collect();
+    let segments: Vec<Value> = design
+        .segment_names
+        .iter()
+        .enumerate()
+        .map(|(s, name)| {
+            let best = sampler.posterior_mean_best(s, &mut rng);
+            let counts = segment_counts[s];
+            json!({
+                "segment": name,
+                "impressions": counts.impressions,
+                "clicks": counts.clicks,
+                "conversions": counts.conversions,
+                "value": counts.value,
+                "spend": counts.spend,
+                "best_version": best,
+                "best_text": slot.campaign.render(best),
+                "best_expected_value": sampler.expected_objective(s, best),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "campaign": slot.id,
+        "events_learned": events,
+        "objective": design.objective.as_str(),
+        "components": components,
+        "segments": segments,
+        "note": "effect_mean and effect_sd are the posterior of each option's main effect on the probit scale; best_version is the argmax of the posterior mean objective for the segment",
+    })))
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; GET /openapi.json lists them")
+}

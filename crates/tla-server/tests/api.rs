@@ -1,0 +1,478 @@
+//! API v1 through the router, without a socket (`tower::ServiceExt::oneshot`), over an
+//! in-memory store.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tla_server::auth::new_key;
+use tla_server::{AppState, ServerConfig, app};
+use tla_store::{KeyRow, Store};
+use tower::ServiceExt;
+
+const SPEC: &str = include_str!("../../../examples/small.toml");
+
+struct Api {
+    state: AppState,
+    admin: String,
+    decide: String,
+    ingest: String,
+    read: String,
+}
+
+fn key(store: &Store, seed: u8, scopes: &[&str]) -> String {
+    let key = new_key([seed; 22]);
+    store
+        .insert_key(&KeyRow {
+            id: key.id.clone(),
+            hash: key.hash,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            created_at_ms: 0,
+            revoked: false,
+            label: format!("test {}", scopes.join(",")),
+        })
+        .unwrap();
+    key.token
+}
+
+fn api() -> Api {
+    let store = Store::open_in_memory().unwrap();
+    let admin = key(&store, 1, &["admin"]);
+    let decide = key(&store, 2, &["decide"]);
+    let ingest = key(&store, 3, &["ingest"]);
+    let read = key(&store, 4, &["read"]);
+    let state = AppState::open(store, b"test secret", ServerConfig::default()).unwrap();
+    Api {
+        state,
+        admin,
+        decide,
+        ingest,
+        read,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: String,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn post(&self, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            uri,
+            Some(token),
+            "application/json",
+            body.to_string(),
+        )
+        .await
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, Some(token), "application/json", String::new())
+            .await
+    }
+
+    async fn campaign(&self) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/campaigns",
+                Some(&self.admin),
+                "application/toml",
+                SPEC.into(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, fragment: &str) {
+    assert_eq!(status, expected, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(
+        message.contains(fragment),
+        "{message:?} should contain {fragment:?}"
+    );
+}
+
+#[tokio::test]
+async fn campaign_lifecycle_decisions_and_events() {
+    let api = api();
+    let id = api.campaign().await;
+    let (status, list) = api.get("/v1/campaigns", &api.read).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["campaigns"][0]["id"], id.as_str());
+    assert_eq!(list["campaigns"][0]["versions"], 16);
+
+    let (status, version) = api
+        .get(&format!("/v1/campaigns/{id}/versions/2"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{version}");
+    assert_eq!(version["asks_action"], false);
+
+    let (status, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors", "count": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let decisions = body["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 5);
+    for d in decisions {
+        let p = d["propensity"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0);
+        assert!(d["decision_id"].as_str().unwrap().len() > 40);
+        assert!(d["text"].is_string() && d["options"].is_object());
+    }
+    let decision_id = decisions[0]["decision_id"].as_str().unwrap();
+    let events = json!({"events": [
+        {"event_id": "e1", "decision_id": decision_id, "type": "impression"},
+        {"event_id": "e2", "decision_id": decision_id, "type": "conversion", "value": 25.0},
+        {"event_id": "e1", "decision_id": decision_id, "type": "impression"},
+        {"event_id": "e3", "decision_id": decision_id, "type": "conversion", "value": -3},
+        {"event_id": "e4", "decision_id": "forged", "type": "click"},
+        {"event_id": "e5", "decision_id": decision_id, "type": "refund"},
+        {"event_id": "e6", "decision_id": decision_id, "type": "cost"},
+        {"event_id": "e7", "decision_id": decision_id, "type": "conversion", "value": 5, "at": 4102444800000i64},
+        {"event_id": "e8", "decision_id": decision_id, "type": "click", "bogus": 1},
+    ]});
+    let (status, body) = api.post("/v1/events", &api.ingest, events.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 2, "{body}");
+    assert_eq!(body["duplicates"], 1, "{body}");
+    let rejected: Vec<(u64, String)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![3, 4, 5, 6, 7, 8]
+    );
+    assert!(rejected[0].1.contains("value is -3"), "{rejected:?}");
+    assert!(
+        rejected[1]
+            .1
+            .contains("not a decision id issued by this server")
+    );
+    assert!(
+        rejected[2]
+            .1
+            .contains("accepted: impression, click, conversion, cost")
+    );
+    assert!(rejected[3].1.contains("needs `amount`"));
+    assert!(rejected[4].1.contains("attribution window is 168 hours"));
+    assert!(rejected[5].1.contains("bogus"));
+    // The same batch again: everything stored is now a duplicate.
+    let (_, again) = api.post("/v1/events", &api.ingest, events).await;
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(3))
+    );
+
+    // The learner applies the log in order.
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || state.learner_step(true))
+        .await
+        .unwrap();
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["events_learned"], 2);
+    let (_, metrics) = api
+        .call("GET", "/metrics", Some(&api.read), "", String::new())
+        .await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(metrics.contains("tla_events_accepted_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("tla_events_duplicate_total 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tla_decisions_total 5"), "{metrics}");
+
+    // Pause stops decisions; resume brings them back.
+    let (status, _) = api
+        .post(&format!("/v1/campaigns/{id}/pause"), &api.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "paused");
+    let (status, _) = api
+        .post(&format!("/v1/campaigns/{id}/resume"), &api.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_and_scopes_are_enforced_everywhere_but_healthz() {
+    let api = api();
+    let id = api.campaign().await;
+    let (status, _) = api.call("GET", "/healthz", None, "", String::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    for uri in [
+        "/metrics",
+        "/openapi.json",
+        "/v1/campaigns",
+        &format!("/v1/campaigns/{id}"),
+        &format!("/v1/campaigns/{id}/report"),
+    ] {
+        let (status, body) = api.call("GET", uri, None, "", String::new()).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "missing API key");
+        let (status, body) = api.get(uri, &api.decide).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "needs `read`");
+        let (status, _) = api.get(uri, &api.admin).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+    let (status, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.ingest,
+            json!({"segment": "past-donors"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "needs `decide`");
+    let (status, body) = api
+        .post("/v1/events", &api.decide, json!({"events": []}))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "needs `ingest`");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/campaigns",
+            Some(&api.read),
+            "application/toml",
+            SPEC.into(),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "needs `admin`");
+    let (status, body) = api
+        .get(
+            "/v1/campaigns",
+            "tla_0123456789ab_0123456789abcdef0123456789abcdef",
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "unknown or revoked",
+    );
+    let (status, body) = api.get("/v1/campaigns", "not-a-key").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "malformed API key");
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_error_shape_and_stores_nothing() {
+    let api = api();
+    let id = api.campaign().await;
+    let decisions = format!("/v1/campaigns/{id}/decisions");
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"segment": "past-donors", "count": 0}),
+            StatusCode::BAD_REQUEST,
+            "accepted: 1 to 100",
+        ),
+        (
+            json!({"segment": "past-donors", "count": 1000}),
+            StatusCode::BAD_REQUEST,
+            "accepted: 1 to 100",
+        ),
+        (
+            json!({"segment": "nobody"}),
+            StatusCode::BAD_REQUEST,
+            "is not a segment",
+        ),
+        (
+            json!({"segment": "past-donors", "colour": "red"}),
+            StatusCode::BAD_REQUEST,
+            "unknown field `colour`",
+        ),
+    ];
+    for (body, expected, fragment) in cases {
+        let (status, answer) = api.post(&decisions, &api.decide, body).await;
+        assert_error(status, &answer, expected, fragment);
+    }
+    let (status, body) = api
+        .call(
+            "POST",
+            &decisions,
+            Some(&api.decide),
+            "application/json",
+            "{not json".into(),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid JSON body");
+    let (status, body) = api
+        .post(
+            "/v1/campaigns/c_nope/decisions",
+            &api.decide,
+            json!({"segment": "x"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "no campaign");
+    let (status, body) = api
+        .get(&format!("/v1/campaigns/{id}/versions/999"), &api.read)
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "versions 0 to 17");
+    let (status, body) = api
+        .get(&format!("/v1/campaigns/{id}/versions/abc"), &api.read)
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "not a whole number");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/campaigns",
+            Some(&api.admin),
+            "application/json",
+            "{\"version\": 1, \"name\": \"x\", \"components\": []}".into(),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "missing field `segments`",
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/campaigns",
+            Some(&api.admin),
+            "text/plain",
+            SPEC.into(),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "application/json or application/toml",
+    );
+    let huge = format!("{{\"events\": [\"{}\"]}}", "x".repeat(2 << 20));
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/events",
+            Some(&api.ingest),
+            "application/json",
+            huge,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "larger than");
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [], "extra": true}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unknown field `extra`",
+    );
+    let (status, body) = api.get("/v1/nothing-here", &api.read).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "no such endpoint");
+    assert_eq!(api.state.log().last_seq().unwrap(), 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn restart_restores_snapshot_and_replays_to_the_same_model() {
+    let dir = std::env::temp_dir().join(format!("tla-api-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (id, token_ingest, expected) = {
+        let store = Store::open(&dir).unwrap();
+        let admin = key(&store, 1, &["admin"]);
+        let state = AppState::open(store, b"s", ServerConfig::default()).unwrap();
+        let api = Api {
+            state: state.clone(),
+            read: admin.clone(),
+            decide: admin.clone(),
+            ingest: admin.clone(),
+            admin,
+        };
+        let id = api.campaign().await;
+        for round in 0..3 {
+            let (_, body) = api
+                .post(
+                    &format!("/v1/campaigns/{id}/decisions"),
+                    &api.decide,
+                    json!({"segment": "new-visitors", "count": 50}),
+                )
+                .await;
+            let events: Vec<Value> = body["decisions"].as_array().unwrap().iter().enumerate().flat_map(|(i, d)| {
+                let mut e = vec![json!({"event_id": format!("i{round}-{i}"), "decision_id": d["decision_id"], "type": "impression"})];
+                if i % 7 == 0 {
+                    e.push(json!({"event_id": format!("c{round}-{i}"), "decision_id": d["decision_id"], "type": "conversion", "value": 10 + i}));
+                }
+                e
+            }).collect();
+            let (status, body) = api
+                .post("/v1/events", &api.ingest, json!({"events": events}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let s = state.clone();
+            // A snapshot after the first round only: the rest must come from replay.
+            tokio::task::spawn_blocking(move || s.learner_step(round == 0))
+                .await
+                .unwrap();
+        }
+        let expected = state.campaign(&id).unwrap().engine().snapshot();
+        (id, api.ingest, expected)
+    };
+    let _ = token_ingest;
+    // Restart from the data directory: snapshot of round 0, then replay.
+    let store = Store::open(&dir).unwrap();
+    let state = AppState::open(store, b"s", ServerConfig::default()).unwrap();
+    assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), expected);
+    drop(state);
+    // And a replay of the whole log with no snapshot gives the same model.
+    {
+        let store = Store::open(&dir).unwrap();
+        let config = ServerConfig {
+            replay_from_start: true,
+            ..ServerConfig::default()
+        };
+        let state = AppState::open(store, b"s", config).unwrap();
+        assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), expected);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,93 @@
+//! Bytes -> the server's event parsing (`tla_server::routes::check_event`), as
+//! `POST /v1/events` runs it on each item of a batch, against a state over an
+//! in-memory store holding one campaign.
+//!
+//! The input is JSON text in which `@D` stands for a real decision id signed by the
+//! state's key and `@X` for a signed id naming a campaign that does not exist, so the
+//! fuzzer reaches the checks after the signature. A top-level `{"events": [...]}` is
+//! checked item by item, anything else as one event. Never panics; every refusal is a
+//! non-empty message; every accepted event is one the store accepts.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use std::sync::OnceLock;
+use tla_core::spec::CampaignSpec;
+use tla_server::decision_id::DecisionClaims;
+use tla_server::{AppState, ServerConfig};
+use tla_store::Store;
+
+const SPEC: &str = include_str!("../../examples/small.toml");
+/// Decision time of the signed ids; "now" is a minute later.
+const DECIDED_AT: i64 = 1_790_000_000_000;
+
+struct Fixture {
+    state: AppState,
+    decision: String,
+    unknown: String,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let store = Store::open_in_memory().expect("in-memory store");
+        let state = AppState::open(store, b"fuzz secret", ServerConfig::default()).expect("state");
+        let campaign = CampaignSpec::from_toml_str(SPEC)
+            .and_then(|spec| spec.validate())
+            .expect("examples/small.toml validates");
+        let slot = state
+            .create_campaign(campaign, "c_fuzz00000001".into())
+            .expect("campaign");
+        let claims = |campaign_id: &str| DecisionClaims {
+            campaign_id: campaign_id.into(),
+            segment: 1,
+            version: 3,
+            model_version: 0,
+            propensity: 0.25,
+            at_ms: DECIDED_AT,
+            nonce: 7,
+        };
+        Fixture {
+            decision: state.signer().sign(&claims(&slot.id)),
+            unknown: state.signer().sign(&claims("c_missing")),
+            state,
+        }
+    })
+}
+
+fn check(fixture: &Fixture, item: Value) {
+    match tla_server::routes::check_event(&fixture.state, item, DECIDED_AT + 60_000) {
+        Ok(event) => {
+            assert!(!event.event_id.is_empty() && event.event_id.len() <= 128);
+            assert!(event.value.is_finite() && event.value >= 0.0, "{event:?}");
+            tla_store::validate_event(&event).expect("the store accepts what the server accepts");
+        }
+        Err(message) => assert!(!message.trim().is_empty(), "a refusal without a message"),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let fixture = fixture();
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let text = text
+        .replace("@D", &fixture.decision)
+        .replace("@X", &fixture.unknown);
+    let Ok(value) = serde_json::from_str::<Value>(&text) else {
+        return;
+    };
+    match value {
+        Value::Object(mut map)
+            if map.len() == 1 && map.get("events").is_some_and(Value::is_array) =>
+        {
+            if let Some(Value::Array(items)) = map.remove("events") {
+                for item in items {
+                    check(fixture, item);
+                }
+            }
+        }
+        other => check(fixture, other),
+    }
+});
