@@ -81,9 +81,13 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// Prometheus text exposition; `backlog` is the decision-log queue length.
+    pub fn render(&self, backlog: usize) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP tla_decision_log_backlog Decisions served and not yet written to the decision log.\n# TYPE tla_decision_log_backlog gauge\ntla_decision_log_backlog {backlog}"
+        );
         let counters = [
             ("tla_decisions_total", "Decisions served.", &self.decisions),
             (

@@ -65,7 +65,7 @@ pub async fn metrics(
     authorize(&state, &headers, Scope::Read)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
+        state.metrics().render(state.decision_backlog()),
     ))
 }
 
@@ -397,6 +397,12 @@ pub fn check_event(state: &AppState, item: Value, now: i64) -> Result<NewEvent, 
         }
     };
     let at_ms = event.at.unwrap_or(now);
+    if at_ms > now + 300_000 {
+        return Err(format!(
+            "at is {:.1} minutes in the future; accepted: up to 5 minutes ahead of the server's clock",
+            (at_ms - now) as f64 / 60_000.0
+        ));
+    }
     if at_ms < claims.at_ms - 60_000 {
         return Err(format!(
             "at is {} ms before its decision; events come after the decision they follow",

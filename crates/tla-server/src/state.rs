@@ -123,6 +123,13 @@ impl CampaignSlot {
     }
 }
 
+/// Rows per decision-log transaction.
+const DECISION_CHUNK: usize = 10_000;
+
+/// Decisions queued for the log beyond which new decisions are refused (503) until the
+/// log catches up: every decision served must be logged with its propensity.
+pub const DECISION_BACKLOG_LIMIT: usize = 1_000_000;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -437,7 +444,17 @@ impl AppState {
         self.inner.learner_wake.notify_one();
     }
 
-    /// Writes queued decisions to the decision log.
+    /// Decisions queued for the decision log and not yet written.
+    pub fn decision_backlog(&self) -> usize {
+        self.inner
+            .decision_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Writes queued decisions to the decision log, in transactions of at most
+    /// `DECISION_CHUNK` rows so event commits interleave with a large backlog.
     fn flush_decisions(&self) {
         let rows = std::mem::take(
             &mut *self
@@ -446,12 +463,13 @@ impl AppState {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        if rows.is_empty() {
-            return;
-        }
-        match self.inner.store.append_decisions(&rows) {
-            Ok(()) => Metrics::add(&self.inner.metrics.decisions_logged, rows.len() as u64),
-            Err(error) => tracing::error!(%error, rows = rows.len(), "decision log write failed"),
+        for chunk in rows.chunks(DECISION_CHUNK) {
+            match self.inner.store.append_decisions(chunk) {
+                Ok(()) => Metrics::add(&self.inner.metrics.decisions_logged, chunk.len() as u64),
+                Err(error) => {
+                    tracing::error!(%error, rows = chunk.len(), "decision log write failed")
+                }
+            }
         }
     }
 

@@ -149,6 +149,10 @@ async fn campaign_lifecycle_decisions_and_events() {
         assert!(d["text"].is_string() && d["options"].is_object());
     }
     let decision_id = decisions[0]["decision_id"].as_str().unwrap();
+    // A decision made eight days ago, signed by this server.
+    let mut old = api.state.signer().verify(decision_id).unwrap();
+    old.at_ms -= 8 * 24 * 3_600_000;
+    let old_id = api.state.signer().sign(&old);
     let events = json!({"events": [
         {"event_id": "e1", "decision_id": decision_id, "type": "impression"},
         {"event_id": "e2", "decision_id": decision_id, "type": "conversion", "value": 25.0},
@@ -159,6 +163,7 @@ async fn campaign_lifecycle_decisions_and_events() {
         {"event_id": "e6", "decision_id": decision_id, "type": "cost"},
         {"event_id": "e7", "decision_id": decision_id, "type": "conversion", "value": 5, "at": 4102444800000i64},
         {"event_id": "e8", "decision_id": decision_id, "type": "click", "bogus": 1},
+        {"event_id": "e9", "decision_id": old_id, "type": "conversion", "value": 5},
     ]});
     let (status, body) = api.post("/v1/events", &api.ingest, events.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -177,7 +182,7 @@ async fn campaign_lifecycle_decisions_and_events() {
         .collect();
     assert_eq!(
         rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
-        vec![3, 4, 5, 6, 7, 8]
+        vec![3, 4, 5, 6, 7, 8, 9]
     );
     assert!(rejected[0].1.contains("value is -3"), "{rejected:?}");
     assert!(
@@ -191,8 +196,15 @@ async fn campaign_lifecycle_decisions_and_events() {
             .contains("accepted: impression, click, conversion, cost")
     );
     assert!(rejected[3].1.contains("needs `amount`"));
-    assert!(rejected[4].1.contains("attribution window is 168 hours"));
+    assert!(
+        rejected[4].1.contains("minutes in the future"),
+        "{rejected:?}"
+    );
     assert!(rejected[5].1.contains("bogus"));
+    assert!(
+        rejected[6].1.contains("attribution window is 168 hours"),
+        "{rejected:?}"
+    );
     // The same batch again: everything stored is now a duplicate.
     let (_, again) = api.post("/v1/events", &api.ingest, events).await;
     assert_eq!(

@@ -226,8 +226,7 @@ const INSERT_EVENT: &str = "INSERT INTO events \
 const SELECT_EVENT_SEQ: &str = "SELECT seq FROM events WHERE campaign_id = ?1 AND event_id = ?2";
 const INSERT_DECISION: &str = "INSERT INTO decisions \
      (decision_id, campaign_id, segment, version, propensity, model_version, at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-     ON CONFLICT (decision_id) DO NOTHING";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 fn write_group_transaction(
     connection: &mut Connection,

@@ -44,7 +44,7 @@ CREATE TABLE campaigns (
 
 CREATE TABLE decisions (
     id            INTEGER PRIMARY KEY,
-    decision_id   TEXT NOT NULL UNIQUE,
+    decision_id   TEXT NOT NULL,
     campaign_id   TEXT NOT NULL,
     segment       INTEGER NOT NULL,
     version       INTEGER NOT NULL,

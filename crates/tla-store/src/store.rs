@@ -213,8 +213,8 @@ impl Store {
     // ---- decisions ----------------------------------------------------------------
 
     /// Appends decisions to the decision log, durably, through the same group commit
-    /// as the event log. A `decision_id` already stored is skipped (the first write
-    /// wins), so retrying a batch is safe.
+    /// as the event log. Decision ids are not indexed (the server makes them unique by
+    /// construction); the caller writes each decision once.
     ///
     /// The whole batch is refused with [`StoreError::InvalidInput`] if a propensity is
     /// not in (0, 1] or a number exceeds `i64::MAX`.
@@ -257,7 +257,8 @@ impl Store {
             .collect()
     }
 
-    /// The decision with this id, if stored (to join an event to its decision).
+    /// The decision with this id, if stored. A scan of the decision log (ids are not
+    /// indexed): for tests and investigation, not for the request path.
     pub fn decision(&self, decision_id: &str) -> Result<Option<DecisionRow>, StoreError> {
         let raw = self
             .database

@@ -137,7 +137,7 @@ fn campaigns_round_trip_and_duplicate_ids_conflict() {
 // ---- decisions ------------------------------------------------------------------------
 
 #[test]
-fn decisions_round_trip_page_by_rowid_and_ignore_repeated_ids() {
+fn decisions_round_trip_and_page_by_rowid() {
     let store = Store::open_in_memory().unwrap();
     store.append_decisions(&[]).unwrap();
     let rows: Vec<DecisionRow> = (0..10)
@@ -150,10 +150,6 @@ fn decisions_round_trip_page_by_rowid_and_ignore_repeated_ids() {
         .collect();
     store.append_decisions(&rows).unwrap();
 
-    // A retry with the same ids (even with other values) changes nothing.
-    let mut retried = rows[0].clone();
-    retried.propensity = 0.5;
-    store.append_decisions(&[retried]).unwrap();
     assert_eq!(store.decision("d0").unwrap(), Some(rows[0].clone()));
     assert_eq!(store.decision("missing").unwrap(), None);
 
