@@ -322,8 +322,11 @@ pub async fn decide(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EventBatch {
-    events: Vec<Value>,
+struct EventBatch<'a> {
+    /// Each event kept as raw text, so it is parsed once, into its typed form, and a
+    /// bad one is reported by index without refusing the batch.
+    #[serde(borrow)]
+    events: Vec<&'a serde_json::value::RawValue>,
 }
 
 /// One event as sent.
@@ -342,6 +345,16 @@ pub struct EventIn {
 /// Parses and checks one event of a batch against the signed decision it names.
 pub fn check_event(state: &AppState, item: Value, now: i64) -> Result<NewEvent, String> {
     let event: EventIn = serde_json::from_value(item).map_err(|e| format!("invalid event: {e}"))?;
+    check_parsed_event(state, event, now)
+}
+
+/// [`check_event`] on one event's raw JSON text (the batch path: parsed once).
+pub fn check_raw_event(state: &AppState, raw: &str, now: i64) -> Result<NewEvent, String> {
+    let event: EventIn = serde_json::from_str(raw).map_err(|e| format!("invalid event: {e}"))?;
+    check_parsed_event(state, event, now)
+}
+
+fn check_parsed_event(state: &AppState, event: EventIn, now: i64) -> Result<NewEvent, String> {
     if event.event_id.is_empty() || event.event_id.len() > 128 {
         return Err("event_id must be 1 to 128 characters".into());
     }
@@ -446,7 +459,8 @@ pub async fn ingest(
         ));
     }
     let bytes = body(bytes)?;
-    let batch: EventBatch = json_body(&bytes)?;
+    let batch: EventBatch<'_> = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let max = state.config().max_events_per_request;
     if batch.events.len() > max {
         return Err(ApiError::bad_request(format!(
@@ -458,7 +472,7 @@ pub async fn ingest(
     let mut good = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
     for (index, item) in batch.events.into_iter().enumerate() {
-        match check_event(&state, item, now) {
+        match check_raw_event(&state, item.get(), now) {
             Ok(event) => good.push(event),
             Err(error) => rejected.push(json!({"index": index, "error": error})),
         }
