@@ -488,3 +488,50 @@ async fn restart_restores_snapshot_and_replays_to_the_same_model() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn out_of_order_events_are_accepted_and_learned_in_log_order() {
+    let api = api();
+    let id = api.campaign().await;
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors", "count": 2}),
+        )
+        .await;
+    let first = body["decisions"][0]["decision_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = body["decisions"][1]["decision_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The conversion of the first decision arrives before its impression, in another
+    // batch than the second decision's events, and a click arrives last.
+    let batches = [
+        json!({"events": [{"event_id": "c1", "decision_id": first, "type": "conversion", "value": 40}]}),
+        json!({"events": [{"event_id": "i2", "decision_id": second, "type": "impression"}]}),
+        json!({"events": [{"event_id": "i1", "decision_id": first, "type": "impression"}, {"event_id": "k1", "decision_id": first, "type": "click"}]}),
+    ];
+    for batch in batches {
+        let (status, body) = api.post("/v1/events", &api.ingest, batch).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["accepted"].as_u64().unwrap() >= 1, "{body}");
+        assert!(body["rejected"].as_array().unwrap().is_empty(), "{body}");
+    }
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || state.learner_step(false))
+        .await
+        .unwrap();
+    let slot = api.state.campaign(&id).unwrap();
+    let engine = slot.engine();
+    assert_eq!(engine.events(), 4);
+    let counts = engine.segment_counts()[1];
+    assert_eq!(
+        (counts.impressions, counts.clicks, counts.conversions),
+        (2, 1, 1)
+    );
+    assert_eq!(counts.value, 40.0);
+}
