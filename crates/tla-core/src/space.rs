@@ -308,6 +308,57 @@ impl VersionSpace {
         }
     }
 
+    /// Allowed versions that use only the kept options (`keep[k][o]`): the space is
+    /// rebuilt over the kept options, renumbered, with the exclusions between kept
+    /// options, and counted exactly. 0 when a component keeps no option.
+    ///
+    /// # Panics
+    /// If `keep` does not have one entry per option of the space.
+    pub fn allowed_within(&self, keep: &[Vec<bool>]) -> Result<u64, SpaceError> {
+        assert_eq!(keep.len(), self.components(), "one keep list per component");
+        let mut renumbered: Vec<Vec<Option<u32>>> = Vec::with_capacity(keep.len());
+        let mut counts = Vec::with_capacity(keep.len());
+        for (component, kept) in keep.iter().enumerate() {
+            assert_eq!(kept.len(), self.option_count(component) as usize);
+            let mut next = 0u32;
+            let map: Vec<Option<u32>> = kept
+                .iter()
+                .map(|&is_kept| {
+                    is_kept.then(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect();
+            if next == 0 {
+                return Ok(0);
+            }
+            counts.push(next);
+            renumbered.push(map);
+        }
+        let remap = |side: OptionRef| {
+            renumbered[side.component][side.option as usize].map(|option| OptionRef {
+                component: side.component,
+                option,
+            })
+        };
+        let exclusions: Vec<Exclusion> = self
+            .exclusions()
+            .iter()
+            .filter_map(|e| {
+                Some(Exclusion {
+                    first: remap(e.first)?,
+                    second: remap(e.second)?,
+                })
+            })
+            .collect();
+        match VersionSpace::new(counts, exclusions) {
+            Ok(restricted) => Ok(restricted.allowed_count()),
+            Err(SpaceError::Empty) => Ok(0),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Exact count of allowed versions.
     ///
     /// Components that no exclusion touches multiply the count by their option count.

@@ -758,7 +758,8 @@ impl Campaign {
     }
 }
 
-/// Counts the allowed versions of `space` that use only kept options (`keep[k][o]` says
+/// Counts the allowed versions of `space` that use only kept options (delegates to
+/// [`VersionSpace::allowed_within`]; `keep[k][o]` says
 /// whether option `o` of component `k` is kept).
 ///
 /// Method: the kept options of each component are renumbered `0..kept`, the exclusions
@@ -771,52 +772,7 @@ impl Campaign {
 /// # Panics
 /// If `keep` does not have one entry per option of `space`.
 pub fn count_allowed_within(space: &VersionSpace, keep: &[Vec<bool>]) -> Result<u64, SpaceError> {
-    assert_eq!(
-        keep.len(),
-        space.components(),
-        "one keep list per component"
-    );
-    let mut renumbered: Vec<Vec<Option<u32>>> = Vec::with_capacity(keep.len());
-    let mut counts = Vec::with_capacity(keep.len());
-    for (component, kept) in keep.iter().enumerate() {
-        assert_eq!(kept.len(), space.option_count(component) as usize);
-        let mut next = 0u32;
-        let map: Vec<Option<u32>> = kept
-            .iter()
-            .map(|&is_kept| {
-                is_kept.then(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect();
-        if next == 0 {
-            return Ok(0);
-        }
-        counts.push(next);
-        renumbered.push(map);
-    }
-    let remap = |side: OptionRef| {
-        renumbered[side.component][side.option as usize].map(|option| OptionRef {
-            component: side.component,
-            option,
-        })
-    };
-    let exclusions: Vec<Exclusion> = space
-        .exclusions()
-        .iter()
-        .filter_map(|e| {
-            Some(Exclusion {
-                first: remap(e.first)?,
-                second: remap(e.second)?,
-            })
-        })
-        .collect();
-    match VersionSpace::new(counts, exclusions) {
-        Ok(restricted) => Ok(restricted.allowed_count()),
-        Err(SpaceError::Empty) => Ok(0),
-        Err(other) => Err(other),
-    }
+    space.allowed_within(keep)
 }
 
 impl CampaignSpec {

@@ -13,7 +13,7 @@
 use super::Outcome;
 use super::thompson::PosteriorSampler;
 use crate::design::{Design, Objective};
-use crate::space::{Exclusion, OptionRef, VersionSpace};
+use crate::space::VersionSpace;
 use rand::Rng;
 use rand_distr::{Beta, Distribution};
 use std::collections::HashMap;
@@ -61,31 +61,14 @@ pub struct IndependentSampler {
 
 /// Allowed versions whose component `k` holds option `option`.
 pub fn allowed_with_option(space: &VersionSpace, k: usize, option: u32) -> u64 {
-    let mut counts = space.option_counts().to_vec();
-    counts[k] = 1;
-    let remap = |side: OptionRef| -> Option<OptionRef> {
-        if side.component != k {
-            Some(side)
-        } else if side.option == option {
-            Some(OptionRef {
-                component: k,
-                option: 0,
-            })
-        } else {
-            None
-        }
-    };
-    let exclusions: Vec<Exclusion> = space
-        .exclusions()
-        .iter()
-        .filter_map(|e| {
-            Some(Exclusion {
-                first: remap(e.first)?,
-                second: remap(e.second)?,
-            })
+    let keep: Vec<Vec<bool>> = (0..space.components())
+        .map(|c| {
+            (0..space.option_count(c))
+                .map(|o| c != k || o == option)
+                .collect()
         })
         .collect();
-    VersionSpace::new(counts, exclusions).map_or(0, |s| s.allowed_count())
+    space.allowed_within(&keep).unwrap_or(0)
 }
 
 impl IndependentSampler {
