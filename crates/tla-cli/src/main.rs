@@ -6,6 +6,7 @@
 //! crates; it holds no statistics of its own.
 
 mod demo;
+mod evaluate;
 mod serve;
 mod simulate;
 mod versions;
@@ -26,6 +27,8 @@ enum Command {
     Versions(versions::VersionsArgs),
     /// Run a policy online against a simulated world file.
     Simulate(simulate::SimulateArgs),
+    /// Validate off-policy estimators (IPS, SNIPS, DR) on simulator logs.
+    Evaluate(evaluate::EvaluateArgs),
     /// Serve the HTTP API on an embedded data directory.
     Serve(serve::ServeArgs),
     /// Create, list and revoke API keys of a data directory.
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Versions(args) => versions::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Serve(args) => {
             init_logging();
             serve::run(args)

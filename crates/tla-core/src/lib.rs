@@ -16,6 +16,7 @@
 //! - [`engine`]: one live campaign: decides, learns from events in log order, snapshots.
 //! - [`decision`]: per-segment decision distributions sampled in O(1), with the exact
 //!   propensity of every decision.
+//! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR.
 //!
 //! ```
 //! use tla_core::space::VersionSpace;
@@ -30,6 +31,7 @@ pub mod decision;
 pub mod design;
 pub mod engine;
 pub mod model;
+pub mod ope;
 pub mod policy;
 pub mod snapshot;
 pub mod space;

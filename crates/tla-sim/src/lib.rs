@@ -19,6 +19,7 @@
 //! ```
 
 pub mod generate;
+pub mod ope;
 pub mod sim;
 pub mod world;
 
