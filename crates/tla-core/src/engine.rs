@@ -30,6 +30,7 @@ use crate::policy::{Decision, Outcome, Policy};
 use crate::snapshot::SnapshotError;
 use crate::spec::Campaign;
 use rand::Rng;
+use std::collections::BTreeMap;
 
 /// What one event says about one decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,6 +90,9 @@ pub struct Engine {
     segment_counts: Vec<Counts>,
     /// Counts per component and option.
     option_counts: Vec<Vec<Counts>>,
+    /// Counts per (segment, version) served, sparse: only pairs with an event. A
+    /// `BTreeMap`, so iteration (reports, snapshots) is in a fixed order.
+    version_counts: BTreeMap<(u32, u64), Counts>,
     /// Events learned.
     events: u64,
 }
@@ -119,6 +123,7 @@ impl Engine {
                 .iter()
                 .map(|&n| vec![Counts::default(); n as usize])
                 .collect(),
+            version_counts: BTreeMap::new(),
             events: 0,
         }
     }
@@ -140,6 +145,10 @@ impl Engine {
         for (k, counts) in self.option_counts.iter_mut().enumerate() {
             counts[space.option_of(version, k) as usize].add(feedback);
         }
+        self.version_counts
+            .entry((segment as u32, version))
+            .or_default()
+            .add(feedback);
         self.events += 1;
         let outcome = |clicked, converted, value| Outcome {
             segment,
@@ -236,7 +245,15 @@ impl Engine {
         &self.option_counts
     }
 
-    /// The learned state as bytes: events learned, the model's snapshot, the counts.
+    /// Served counts per (segment, version), only for pairs that received an event,
+    /// in (segment, version) order.
+    pub fn version_counts(&self) -> &BTreeMap<(u32, u64), Counts> {
+        &self.version_counts
+    }
+
+    /// The learned state as bytes: events learned, the model's snapshot, the counts
+    /// per segment and per option, then the sparse counts per (segment, version): their
+    /// number, then each pair's segment, version and counts in (segment, version) order.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut writer = crate::snapshot::Writer::new(ENGINE_SNAPSHOT_KIND);
         writer.u64(self.events);
@@ -246,6 +263,12 @@ impl Engine {
             .iter()
             .chain(self.option_counts.iter().flatten())
         {
+            write_counts(&mut writer, counts);
+        }
+        writer.u64(self.version_counts.len() as u64);
+        for (&(segment, version), counts) in &self.version_counts {
+            writer.u64(u64::from(segment));
+            writer.u64(version);
             write_counts(&mut writer, counts);
         }
         writer.finish()
@@ -266,10 +289,24 @@ impl Engine {
         {
             *counts = read_counts(&mut reader)?;
         }
+        let pairs = reader.u64()?;
+        let mut version_counts = BTreeMap::new();
+        for _ in 0..pairs {
+            let segment = reader.u64()?;
+            let version = reader.u64()?;
+            let counts = read_counts(&mut reader)?;
+            if segment >= segment_counts.len() as u64 || version >= self.space().total() {
+                return Err(SnapshotError::Mismatch(format!(
+                    "served counts of segment {segment}, version {version} outside the campaign"
+                )));
+            }
+            version_counts.insert((segment as u32, version), counts);
+        }
         reader.finish()?;
         *self.policy.base_mut().sampler_mut() = sampler;
         self.segment_counts = segment_counts;
         self.option_counts = option_counts;
+        self.version_counts = version_counts;
         self.events = events;
         Ok(())
     }
@@ -336,6 +373,8 @@ mod tests {
         assert_eq!(restored.snapshot(), bytes);
         assert_eq!(restored.events(), engine.events());
         assert_eq!(restored.segment_counts(), engine.segment_counts());
+        assert_eq!(restored.version_counts(), engine.version_counts());
+        assert!(!engine.version_counts().is_empty());
         let before = restored.snapshot();
         assert!(restored.restore(&bytes[..bytes.len() - 1]).is_err());
         assert_eq!(
@@ -367,5 +406,31 @@ mod tests {
         );
         assert_eq!((counts.value, counts.spend), (25.0, 0.5));
         assert_eq!(engine.events(), 4);
+        assert_eq!(engine.version_counts().len(), 1);
+        assert_eq!(engine.version_counts()[&(0, 3)], counts);
+    }
+
+    #[test]
+    fn restore_refuses_version_counts_outside_the_campaign() {
+        let campaign = CampaignSpec::from_toml_str(SPEC)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut engine = Engine::new(&campaign, &mut rng);
+        engine.learn(0, 3, Feedback::Impression);
+        let mut bytes = engine.snapshot();
+        // The last pair's version sits 40 + 8 bytes before the end.
+        let at = bytes.len() - 48;
+        bytes[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let mut other = Engine::new(&campaign, &mut rng);
+        assert!(matches!(
+            other.restore(&bytes),
+            Err(SnapshotError::Mismatch(_))
+        ));
+        assert!(other.version_counts().is_empty());
+        // A snapshot without the sparse section (the old shape) is refused too.
+        let old = engine.snapshot();
+        assert!(other.restore(&old[..old.len() - 64]).is_err());
     }
 }

@@ -16,6 +16,7 @@
 //! - [`engine`]: one live campaign: decides, learns from events in log order, snapshots.
 //! - [`decision`]: per-segment decision distributions sampled in O(1), with the exact
 //!   propensity of every decision.
+//! - [`report`]: the campaign report: summary, leaderboards, posterior intervals, lift.
 //! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR.
 //!
 //! ```
@@ -33,6 +34,7 @@ pub mod engine;
 pub mod model;
 pub mod ope;
 pub mod policy;
+pub mod report;
 pub mod snapshot;
 pub mod space;
 pub mod spec;
