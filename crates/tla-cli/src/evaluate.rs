@@ -1,4 +1,7 @@
-//! `tla evaluate`: off-policy evaluation validated on simulator logs.
+//! `tla evaluate`: off-policy evaluation validated on simulator logs (`--world`), or
+//! run on an imported logged-bandit file (`--log`, see `import`).
+
+mod import;
 
 use anyhow::{Context, bail};
 use tla_sim::PolicyChoice;
@@ -14,6 +17,15 @@ pub enum LoggingArg {
     FactorizedTs,
 }
 
+/// Formats of an imported log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
 /// Arguments of `tla evaluate`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -22,20 +34,46 @@ cross-fitted direct model) on simulator logs where the truth is known: for each 
 policy runs against the world and every decision's segment, version, exact propensity and \
 donation is logged; the target policy's value is estimated from the log and compared with its \
 exact value computed from the world. Prints bias, 95% interval coverage, mean interval width and \
-effective sample size per estimator.\n\nEvaluating a stored campaign's log or an imported CSV / \
-JSON-lines log is not implemented yet (it comes with the import work of issue 4)."
+effective sample size per estimator.\n\nWith --log FILE instead of --world: import a logged-bandit \
+file (CSV with a header row, or JSON lines) through a column mapping, e.g. --map \
+timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p, and print the IPS, SNIPS and doubly \
+robust estimates of the target's value per row (95% intervals, effective sample size). \
+Propensities that are missing, zero, above 1 or not numbers are refused with the 1-based data-row \
+number. Targets with --log: uniform (over the distinct actions of the log, or --actions N), \
+fixed:ACTION, best-logged (the action with the highest SNIPS value on the first half, evaluated \
+on the second half). See docs/import-export.md."
 )]
 pub struct EvaluateArgs {
     /// The world file (format tla-creative-world/v1).
+    #[arg(long, required_unless_present = "log", conflicts_with = "log")]
+    pub world: Option<std::path::PathBuf>,
+    /// A logged-bandit file to import and evaluate on (instead of --world).
     #[arg(long)]
-    pub world: std::path::PathBuf,
+    pub log: Option<std::path::PathBuf>,
+    /// Format of --log (default: jsonl for .jsonl / .ndjson files, csv otherwise).
+    #[arg(long, value_enum, requires = "log")]
+    pub format: Option<LogFormat>,
+    /// Column mapping of --log: KEY=COLUMN,... with keys timestamp, action, reward,
+    /// propensity (action, reward and propensity required), segment, slot, position.
+    #[arg(long, requires = "log")]
+    pub map: Option<String>,
+    /// Column holding the slot or position (part of the context).
+    #[arg(long, requires = "log")]
+    pub slot: Option<String>,
+    /// Further context columns, comma-separated.
+    #[arg(long, requires = "log", value_delimiter = ',')]
+    pub context: Vec<String>,
+    /// Size of the uniform target's action space (default: distinct actions of --log).
+    #[arg(long, requires = "log")]
+    pub actions: Option<usize>,
     /// The logging policy.
     #[arg(long, value_enum, default_value = "uniform")]
     pub logging: LoggingArg,
-    /// The target policy: `oracle` (the best version per segment), `uniform`, or
-    /// `fixed-options:0,1,2,3` (one option per component, in every segment).
-    #[arg(long, default_value = "oracle")]
-    pub target: String,
+    /// The target policy. With --world: `oracle` (the best version per segment, the
+    /// default), `uniform`, or `fixed-options:0,1,2,3` (one option per component, in
+    /// every segment). With --log: `uniform` (the default), `fixed:ACTION`, `best-logged`.
+    #[arg(long)]
+    pub target: Option<String>,
     /// Impressions logged per seed.
     #[arg(long, default_value_t = 200_000)]
     pub impressions: u64,
@@ -75,6 +113,12 @@ fn parse_target(text: &str) -> anyhow::Result<TargetChoice> {
 }
 
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    if let Some(log) = &args.log {
+        return run_log(log, &args);
+    }
+    let Some(world_path) = &args.world else {
+        bail!("give --world FILE (simulator validation) or --log FILE (an imported log)");
+    };
     if args.impressions < 2 {
         bail!("--impressions must be at least 2");
     }
@@ -89,10 +133,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             args.epsilon
         );
     }
-    let target = parse_target(&args.target)?;
-    let text = std::fs::read_to_string(&args.world)
-        .with_context(|| format!("cannot read world file {}", args.world.display()))?;
-    let world = World::from_json(&text).with_context(|| format!("in {}", args.world.display()))?;
+    let target = parse_target(args.target.as_deref().unwrap_or("oracle"))?;
+    let text = std::fs::read_to_string(world_path)
+        .with_context(|| format!("cannot read world file {}", world_path.display()))?;
+    let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
     let mut config = ValidationConfig::new(
         match args.logging {
             LoggingArg::Uniform => PolicyChoice::Uniform,
@@ -152,4 +196,95 @@ fn print_table(report: &ValidationReport, seconds: f64) {
             s.mean_ess
         );
     }
+}
+
+fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
+    let Some(map) = &args.map else {
+        bail!(
+            "--log needs --map: say which columns hold the action, reward and propensity, e.g. --map action=arm,reward=r,propensity=p"
+        );
+    };
+    let mapping = import::Mapping::parse(map, args.slot.as_deref(), &args.context)?;
+    let target = import::Target::parse(args.target.as_deref().unwrap_or("uniform"))?;
+    let format = args
+        .format
+        .unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "ndjson") => LogFormat::Jsonl,
+            _ => LogFormat::Csv,
+        });
+    let start = std::time::Instant::now();
+    let log = match format {
+        LogFormat::Csv => import::read_csv(path, &mapping),
+        LogFormat::Jsonl => import::read_jsonl(path, &mapping),
+    }
+    .with_context(|| format!("refusing {}", path.display()))?;
+    let read_seconds = start.elapsed().as_secs_f64();
+    let evaluation = import::evaluate(&log, &target, args.actions, args.folds)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        let estimates: Vec<serde_json::Value> = evaluation
+            .estimates
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "estimator": e.estimator.name(),
+                    "value": e.value,
+                    "std_error": e.std_error,
+                    "lower": e.lower,
+                    "upper": e.upper,
+                    "ess": e.ess,
+                    "rows": e.rows,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "log": path.display().to_string(),
+            "rows": log.rows.len(),
+            "distinct_actions": log.actions.len(),
+            "action_space": evaluation.action_space,
+            "contexts": log.contexts,
+            "target": evaluation.target,
+            "logged_mean_reward": evaluation.logged_mean,
+            "estimates": estimates,
+            "read_seconds": read_seconds,
+            "seconds": seconds,
+        });
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(());
+    }
+    println!(
+        "log {}: {} rows, {} distinct actions, {} contexts ({}), read in {read_seconds:.2} s, evaluated in {:.2} s",
+        path.display(),
+        log.rows.len(),
+        log.actions.len(),
+        log.contexts,
+        if mapping.context.is_empty() {
+            "no context columns mapped".to_string()
+        } else {
+            format!("columns {}", mapping.context.join(", "))
+        },
+        seconds - read_seconds
+    );
+    println!("target: {}", evaluation.target);
+    println!(
+        "logged mean reward on the evaluated rows: {:.4}",
+        evaluation.logged_mean
+    );
+    println!(
+        "{:<9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
+        "estimator", "value", "std.err", "95% low", "95% high", "ESS", "rows"
+    );
+    for e in &evaluation.estimates {
+        println!(
+            "{:<9} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>12.1} {:>9}",
+            e.estimator.name(),
+            e.value,
+            e.std_error,
+            e.lower,
+            e.upper,
+            e.ess,
+            e.rows
+        );
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod demo;
 mod evaluate;
+mod export;
 mod serve;
 mod simulate;
 mod versions;
@@ -29,6 +30,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Validate off-policy estimators (IPS, SNIPS, DR) on simulator logs.
     Evaluate(evaluate::EvaluateArgs),
+    /// Export a campaign's decisions or events to CSV or Parquet.
+    Export(export::ExportArgs),
     /// Serve the HTTP API on an embedded data directory.
     Serve(serve::ServeArgs),
     /// Create, list and revoke API keys of a data directory.
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Versions(args) => versions::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Export(args) => export::run(args),
         Command::Serve(args) => {
             init_logging();
             serve::run(args)

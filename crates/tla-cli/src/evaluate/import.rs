@@ -1,0 +1,596 @@
+//! Importing a logged-bandit file (CSV or JSON lines) with a column mapping, and
+//! evaluating a target policy on it with IPS, SNIPS and cross-fitted DR.
+//!
+//! Every data row must carry an action, a reward and a propensity in (0, 1]; the first
+//! row that does not is refused with its 1-based data-row number (the header is not a
+//! data row; in JSON lines, blank lines are skipped and not counted).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use tla_core::ope::{self, DirectModel, Estimate, LoggedRow};
+
+/// Pseudo-observations of the per-context mean in the direct model's per-(context,
+/// action) mean: `q(s, a) = (sum r + K * mean(s)) / (n(s, a) + K)`.
+pub const SHRINKAGE: f64 = 10.0;
+
+/// The mapping keys `--map` accepts.
+pub const MAP_KEYS: [&str; 7] = [
+    "timestamp",
+    "action",
+    "reward",
+    "propensity",
+    "segment",
+    "slot",
+    "position",
+];
+
+/// Which columns of the file hold what.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    pub timestamp: Option<String>,
+    pub action: String,
+    pub reward: String,
+    pub propensity: String,
+    /// Columns whose values, together, make the context (segment, slot, others).
+    pub context: Vec<String>,
+}
+
+impl Mapping {
+    /// Parses `timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p` plus the
+    /// `--slot` and `--context` flags. Action, reward and propensity are required.
+    pub fn parse(map: &str, slot: Option<&str>, context: &[String]) -> anyhow::Result<Mapping> {
+        let mut given: HashMap<&str, &str> = HashMap::new();
+        for pair in map.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((key, column)) = pair.split_once('=') else {
+                bail!(
+                    "--map: {pair:?} is not KEY=COLUMN (keys: {})",
+                    MAP_KEYS.join(", ")
+                );
+            };
+            let (key, column) = (key.trim(), column.trim());
+            if !MAP_KEYS.contains(&key) {
+                bail!(
+                    "--map: unknown key {key:?}; accepted: {}",
+                    MAP_KEYS.join(", ")
+                );
+            }
+            if column.is_empty() {
+                bail!("--map: {key}= names no column");
+            }
+            if given.insert(key, column).is_some() {
+                bail!("--map: {key} is given twice");
+            }
+        }
+        let required = |key: &str| -> anyhow::Result<String> {
+            given.get(key).map(|c| c.to_string()).with_context(|| {
+                format!(
+                    "the column mapping does not say which column holds the {key}: add {key}=COLUMN to --map"
+                )
+            })
+        };
+        let action = required("action")?;
+        let reward = required("reward")?;
+        let propensity = required("propensity")?;
+        let mut columns = Vec::new();
+        for key in ["segment", "slot", "position"] {
+            if let Some(c) = given.get(key) {
+                columns.push(c.to_string());
+            }
+        }
+        if let Some(s) = slot {
+            columns.push(s.to_string());
+        }
+        columns.extend(context.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        columns.retain(|c| seen.insert(c.clone()));
+        Ok(Mapping {
+            timestamp: given.get("timestamp").map(|c| c.to_string()),
+            action,
+            reward,
+            propensity,
+            context: columns,
+        })
+    }
+}
+
+/// The imported log: rows in evaluation order (by timestamp when one is mapped, else
+/// file order), with contexts and actions numbered in order of first appearance.
+#[derive(Debug, Clone)]
+pub struct ImportedLog {
+    pub rows: Vec<LoggedRow>,
+    /// Action labels, indexed by `LoggedRow::action`.
+    pub actions: Vec<String>,
+    /// Number of distinct contexts.
+    pub contexts: usize,
+    /// Whether rows were sorted by a timestamp column.
+    pub sorted_by_time: bool,
+}
+
+#[derive(Default)]
+struct Builder {
+    rows: Vec<LoggedRow>,
+    times: Vec<Time>,
+    action_index: HashMap<String, u64>,
+    actions: Vec<String>,
+    context_index: HashMap<String, usize>,
+}
+
+#[derive(Clone, PartialEq, PartialOrd)]
+enum Time {
+    Number(f64),
+    Text(String),
+}
+
+impl Builder {
+    fn action(&mut self, label: &str) -> u64 {
+        if let Some(&a) = self.action_index.get(label) {
+            return a;
+        }
+        let a = self.actions.len() as u64;
+        self.actions.push(label.to_string());
+        self.action_index.insert(label.to_string(), a);
+        a
+    }
+
+    fn context(&mut self, key: &str) -> usize {
+        if let Some(&c) = self.context_index.get(key) {
+            return c;
+        }
+        let c = self.context_index.len();
+        self.context_index.insert(key.to_string(), c);
+        c
+    }
+
+    /// Adds data row `row` (1-based) from its fields.
+    fn push(
+        &mut self,
+        row: usize,
+        mapping: &Mapping,
+        field: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<()> {
+        let action = field(&mapping.action)
+            .filter(|a| !a.is_empty())
+            .with_context(|| {
+                format!(
+                    "data row {row}: the action (column {:?}) is missing",
+                    mapping.action
+                )
+            })?;
+        let propensity = parse_propensity(row, &mapping.propensity, field(&mapping.propensity))?;
+        let reward_text = field(&mapping.reward).filter(|r| !r.trim().is_empty());
+        let reward = match reward_text {
+            None => bail!(
+                "data row {row}: the reward (column {:?}) is missing",
+                mapping.reward
+            ),
+            Some(text) => match text.trim().parse::<f64>() {
+                Ok(r) if r.is_finite() => r,
+                _ => bail!(
+                    "data row {row}: the reward (column {:?}) is {text:?}, not a finite number",
+                    mapping.reward
+                ),
+            },
+        };
+        let mut key = String::new();
+        for column in &mapping.context {
+            key.push_str(&field(column).unwrap_or_default());
+            key.push('\u{1f}');
+        }
+        if let Some(column) = &mapping.timestamp {
+            let text = field(column).unwrap_or_default();
+            self.times.push(match text.trim().parse::<f64>() {
+                Ok(t) => Time::Number(t),
+                Err(_) => Time::Text(text),
+            });
+        }
+        let action = self.action(&action);
+        let segment = self.context(&key);
+        self.rows.push(LoggedRow {
+            segment,
+            action,
+            propensity,
+            reward,
+        });
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<ImportedLog> {
+        if self.rows.is_empty() {
+            bail!("the log has no data rows");
+        }
+        let sorted_by_time = !self.times.is_empty();
+        if sorted_by_time {
+            let mut order: Vec<usize> = (0..self.rows.len()).collect();
+            // Numbers before text; stable, so equal times keep file order.
+            order.sort_by(|&a, &b| {
+                self.times[a]
+                    .partial_cmp(&self.times[b])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            self.rows = order.iter().map(|&i| self.rows[i]).collect();
+        }
+        Ok(ImportedLog {
+            rows: self.rows,
+            actions: self.actions,
+            contexts: self.context_index.len(),
+            sorted_by_time,
+        })
+    }
+}
+
+fn parse_propensity(row: usize, column: &str, text: Option<String>) -> anyhow::Result<f64> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        bail!("data row {row}: the propensity (column {column:?}) is missing");
+    };
+    let Ok(p) = text.trim().parse::<f64>() else {
+        bail!("data row {row}: the propensity (column {column:?}) is {text:?}, not a number");
+    };
+    if p.is_nan() {
+        bail!("data row {row}: the propensity (column {column:?}) is {text:?}, not a number");
+    }
+    if p == 0.0 {
+        bail!(
+            "data row {row}: the propensity (column {column:?}) is 0; a logged action must have had a positive probability, in (0, 1]"
+        );
+    }
+    if p < 0.0 {
+        bail!(
+            "data row {row}: the propensity (column {column:?}) is {text}, negative; it must be in (0, 1]"
+        );
+    }
+    if p > 1.0 {
+        bail!(
+            "data row {row}: the propensity (column {column:?}) is {text}, above 1; it must be in (0, 1]"
+        );
+    }
+    Ok(p)
+}
+
+/// Reads a CSV file with a header row.
+pub fn read_csv(path: &Path, mapping: &Mapping) -> anyhow::Result<ImportedLog> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("cannot read the header row of {}", path.display()))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let position = |column: &str, what: &str| -> anyhow::Result<usize> {
+        header.iter().position(|h| h == column).with_context(|| {
+            format!(
+                "the {what} column {column:?} is not in the header of {} (columns: {})",
+                path.display(),
+                header.join(", ")
+            )
+        })
+    };
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (column, what) in [
+        (&mapping.action, "action"),
+        (&mapping.reward, "reward"),
+        (&mapping.propensity, "propensity"),
+    ] {
+        index.insert(column.clone(), position(column, what)?);
+    }
+    if let Some(t) = &mapping.timestamp {
+        index.insert(t.clone(), position(t, "timestamp")?);
+    }
+    for c in &mapping.context {
+        index.insert(c.clone(), position(c, "context")?);
+    }
+    let mut builder = Builder::default();
+    let mut record = csv::StringRecord::new();
+    let mut row = 0usize;
+    loop {
+        let more = reader
+            .read_record(&mut record)
+            .with_context(|| format!("data row {}: cannot parse the CSV", row + 1))?;
+        if !more {
+            break;
+        }
+        row += 1;
+        let field = |column: &str| -> Option<String> {
+            index
+                .get(column)
+                .and_then(|&i| record.get(i))
+                .map(str::to_string)
+        };
+        builder.push(row, mapping, &field)?;
+    }
+    builder.finish()
+}
+
+/// Reads JSON lines: one object per non-blank line.
+pub fn read_jsonl(path: &Path, mapping: &Mapping) -> anyhow::Result<ImportedLog> {
+    use std::io::BufRead;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut builder = Builder::default();
+    let mut row = 0usize;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        row += 1;
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("data row {row}: not a JSON object"))?;
+        let Some(object) = value.as_object() else {
+            bail!("data row {row}: not a JSON object");
+        };
+        if row == 1 {
+            for (column, what) in [
+                (&mapping.action, "action"),
+                (&mapping.reward, "reward"),
+                (&mapping.propensity, "propensity"),
+            ] {
+                if !object.contains_key(column.as_str()) {
+                    let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+                    bail!(
+                        "the {what} column {column:?} is not a key of the first object (keys: {})",
+                        keys.join(", ")
+                    );
+                }
+            }
+        }
+        let field = |column: &str| -> Option<String> {
+            match object.get(column)? {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            }
+        };
+        builder.push(row, mapping, &field)?;
+    }
+    builder.finish()
+}
+
+/// The target policies for an imported log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Every action of the action space equally likely.
+    Uniform,
+    /// Always this action (a label as it appears in the log).
+    Fixed(String),
+    /// The action with the highest SNIPS value on the first half, evaluated on the second.
+    BestLogged,
+}
+
+impl Target {
+    pub fn parse(text: &str) -> anyhow::Result<Target> {
+        match text {
+            "uniform" => Ok(Target::Uniform),
+            "best-logged" => Ok(Target::BestLogged),
+            _ => match text.strip_prefix("fixed:") {
+                Some(action) if !action.is_empty() => Ok(Target::Fixed(action.to_string())),
+                _ => bail!(
+                    "--target: {text:?}; accepted with --log: uniform, fixed:ACTION, best-logged"
+                ),
+            },
+        }
+    }
+}
+
+/// What was evaluated, and the three estimates.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// A sentence saying what the target is and on which rows it was evaluated.
+    pub target: String,
+    /// Size of the action space used by the uniform target.
+    pub action_space: usize,
+    /// Mean logged reward over the evaluated rows.
+    pub logged_mean: f64,
+    pub estimates: [Estimate; 3],
+}
+
+/// Per-(context, action) mean reward shrunk to the per-context mean.
+struct TableModel {
+    q: HashMap<(usize, u64), f64>,
+    context_mean: Vec<f64>,
+    target: Vec<f64>,
+}
+
+impl DirectModel for TableModel {
+    fn q_hat(&self, segment: usize, action: u64) -> f64 {
+        self.q
+            .get(&(segment, action))
+            .copied()
+            .unwrap_or(self.context_mean[segment])
+    }
+    fn target_value(&self, segment: usize) -> f64 {
+        self.target[segment]
+    }
+}
+
+/// Fits the direct model on `training`; `target` is the target's probabilities: either
+/// uniform over `action_space` actions or one fixed action.
+fn fit(training: &[LoggedRow], contexts: usize, target: TargetProb) -> TableModel {
+    let global = training.iter().map(|r| r.reward).sum::<f64>() / training.len().max(1) as f64;
+    let mut per_context = vec![(0.0, 0.0); contexts];
+    let mut cells: HashMap<(usize, u64), (f64, f64)> = HashMap::new();
+    for r in training {
+        let c = &mut per_context[r.segment];
+        c.0 += r.reward;
+        c.1 += 1.0;
+        let cell = cells.entry((r.segment, r.action)).or_insert((0.0, 0.0));
+        cell.0 += r.reward;
+        cell.1 += 1.0;
+    }
+    let context_mean: Vec<f64> = per_context
+        .iter()
+        .map(|&(sum, n)| if n > 0.0 { sum / n } else { global })
+        .collect();
+    let q: HashMap<(usize, u64), f64> = cells
+        .into_iter()
+        .map(|((s, a), (sum, n))| {
+            (
+                (s, a),
+                (sum + SHRINKAGE * context_mean[s]) / (n + SHRINKAGE),
+            )
+        })
+        .collect();
+    let target = match target {
+        TargetProb::Uniform(k) => {
+            // (1/k) [sum over actions seen in s of q(s, a) + (k - seen) * mean(s)]
+            let mut sums = vec![(0.0, 0usize); contexts];
+            for (&(s, _), &v) in &q {
+                sums[s].0 += v;
+                sums[s].1 += 1;
+            }
+            sums.iter()
+                .enumerate()
+                .map(|(s, &(sum, seen))| {
+                    (sum + (k.saturating_sub(seen)) as f64 * context_mean[s]) / k as f64
+                })
+                .collect()
+        }
+        TargetProb::Fixed(a) => (0..contexts)
+            .map(|s| q.get(&(s, a)).copied().unwrap_or(context_mean[s]))
+            .collect(),
+    };
+    TableModel {
+        q,
+        context_mean,
+        target,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TargetProb {
+    Uniform(usize),
+    Fixed(u64),
+}
+
+impl TargetProb {
+    fn prob(self, action: u64) -> f64 {
+        match self {
+            TargetProb::Uniform(k) => 1.0 / k as f64,
+            TargetProb::Fixed(a) => {
+                if action == a {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+fn estimate(
+    rows: &[LoggedRow],
+    contexts: usize,
+    target: TargetProb,
+    folds: usize,
+) -> anyhow::Result<[Estimate; 3]> {
+    ope::evaluate_all(rows, move |_, a| target.prob(a), folds, |training| {
+        fit(training, contexts, target)
+    })
+    .map_err(|e| match e {
+        ope::OpeError::NoOverlap => anyhow::anyhow!(
+            "the target gives probability 0 to every logged row: the action it picks never appears in these rows"
+        ),
+        other => anyhow::Error::new(other),
+    })
+}
+
+/// Evaluates `target` on `log`. `actions` sets the uniform target's action space
+/// (default: the distinct actions of the log).
+pub fn evaluate(
+    log: &ImportedLog,
+    target: &Target,
+    actions: Option<usize>,
+    folds: usize,
+) -> anyhow::Result<Evaluation> {
+    let seen = log.actions.len();
+    let action_space = match actions {
+        Some(n) if n < seen => {
+            bail!("--actions {n}: the log already holds {seen} distinct actions")
+        }
+        Some(n) => n,
+        None => seen,
+    };
+    let mean = |rows: &[LoggedRow]| rows.iter().map(|r| r.reward).sum::<f64>() / rows.len() as f64;
+    let order = if log.sorted_by_time {
+        "rows ordered by timestamp"
+    } else {
+        "rows in file order"
+    };
+    match target {
+        Target::Uniform => {
+            let estimates = estimate(
+                &log.rows,
+                log.contexts,
+                TargetProb::Uniform(action_space),
+                folds,
+            )?;
+            let space = match actions {
+                Some(n) => format!("{n} actions (--actions)"),
+                None => format!(
+                    "the {seen} distinct actions seen in the log (set --actions N for another action space)"
+                ),
+            };
+            Ok(Evaluation {
+                target: format!("uniform over {space}; all {} rows", log.rows.len()),
+                action_space,
+                logged_mean: mean(&log.rows),
+                estimates,
+            })
+        }
+        Target::Fixed(label) => {
+            let a = log
+                .actions
+                .iter()
+                .position(|l| l == label)
+                .with_context(|| {
+                    format!("--target fixed:{label}: action {label:?} never appears in the log")
+                })?;
+            let estimates = estimate(&log.rows, log.contexts, TargetProb::Fixed(a as u64), folds)?;
+            Ok(Evaluation {
+                target: format!("always action {label:?}; all {} rows", log.rows.len()),
+                action_space,
+                logged_mean: mean(&log.rows),
+                estimates,
+            })
+        }
+        Target::BestLogged => {
+            let n = log.rows.len();
+            if n < 2 * folds.max(2) {
+                bail!(
+                    "best-logged needs at least {} rows (two halves, {folds} folds each); the log has {n}",
+                    2 * folds.max(2)
+                );
+            }
+            let (first, second) = log.rows.split_at(n / 2);
+            // SNIPS of "always a" on the first half: sum_{a_i = a} r_i / p_i / sum_{a_i = a} 1 / p_i.
+            let mut sums: HashMap<u64, (f64, f64)> = HashMap::new();
+            for r in first {
+                let s = sums.entry(r.action).or_insert((0.0, 0.0));
+                s.0 += r.reward / r.propensity;
+                s.1 += 1.0 / r.propensity;
+            }
+            let mut ranked: Vec<(u64, f64)> = sums
+                .into_iter()
+                .map(|(a, (num, den))| (a, num / den))
+                .collect();
+            ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            let (best, first_value) = ranked[0];
+            let estimates = estimate(second, log.contexts, TargetProb::Fixed(best), folds)?;
+            Ok(Evaluation {
+                target: format!(
+                    "best-logged: action {:?} had the highest SNIPS value ({first_value:.4}) on the first half ({} {order}); it is evaluated on the second half ({} rows), not on the rows that chose it",
+                    log.actions[best as usize],
+                    first.len(),
+                    second.len()
+                ),
+                action_space,
+                logged_mean: mean(second),
+                estimates,
+            })
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! `tla export`: a campaign's decisions or events from a data directory, as CSV or
+//! Parquet, streamed page by page (never the whole log in memory).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use tla_core::spec::CampaignSpec;
+use tla_store::{DATABASE_FILE_NAME, DecisionRow, EventLog, Store, StoredEvent};
+
+/// Rows read from the store per page (and written per Parquet record batch).
+pub const PAGE: usize = 8_192;
+
+/// What to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// The decision log: one row per decision, with its exact propensity.
+    Decisions,
+    /// The event log: one row per stored event (impression, click, conversion, cost).
+    Events,
+}
+
+/// File format of the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Apache Parquet (snappy-compressed), written with arrow-rs.
+    Parquet,
+}
+
+/// Arguments of `tla export`.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Export a campaign's decisions or events from a data directory to CSV or \
+Parquet, readable by pandas and DuckDB. Segments are written by name (from the campaign's spec). \
+Columns are listed in docs/import-export.md.\n\ndecisions: decision_id, campaign_id, segment, \
+version, propensity, model_version, at_ms\nevents: seq, event_id, decision_id, type, value, \
+segment, version, decided_at_ms, at_ms"
+)]
+pub struct ExportArgs {
+    /// The data directory (holding tla.db).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The campaign id.
+    #[arg(long)]
+    pub campaign: String,
+    /// What to export.
+    #[arg(long, value_enum)]
+    pub what: What,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: Format,
+    /// Output file (overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Column names of the decisions export, in order.
+pub const DECISION_COLUMNS: [&str; 7] = [
+    "decision_id",
+    "campaign_id",
+    "segment",
+    "version",
+    "propensity",
+    "model_version",
+    "at_ms",
+];
+
+/// Column names of the events export, in order.
+pub const EVENT_COLUMNS: [&str; 9] = [
+    "seq",
+    "event_id",
+    "decision_id",
+    "type",
+    "value",
+    "segment",
+    "version",
+    "decided_at_ms",
+    "at_ms",
+];
+
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let database = args.data.join(DATABASE_FILE_NAME);
+    if !database.is_file() {
+        bail!(
+            "{} holds no {DATABASE_FILE_NAME}: not a TLA data directory",
+            args.data.display()
+        );
+    }
+    let store = Store::open(&args.data)
+        .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
+    let campaign = store
+        .campaign(&args.campaign)?
+        .with_context(|| format!("no campaign {:?} in {}", args.campaign, args.data.display()))?;
+    let spec = CampaignSpec::from_json_str(&campaign.spec_json)
+        .with_context(|| format!("the stored spec of campaign {:?}", args.campaign))?;
+    let segments: Vec<String> = spec.segments.iter().map(|s| s.name.clone()).collect();
+    let start = std::time::Instant::now();
+    let rows = match args.what {
+        What::Decisions => export_decisions(&store, &args, &segments)?,
+        What::Events => export_events(&store, &args, &segments)?,
+    };
+    eprintln!(
+        "wrote {rows} {} of campaign {} to {} ({:.2} s)",
+        match args.what {
+            What::Decisions => "decisions",
+            What::Events => "events",
+        },
+        args.campaign,
+        args.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn segment_name<'a>(segments: &'a [String], index: u32, what: &str) -> anyhow::Result<&'a str> {
+    segments
+        .get(index as usize)
+        .map(String::as_str)
+        .with_context(|| {
+            format!(
+                "{what} has segment index {index}, but the campaign spec has {} segments",
+                segments.len()
+            )
+        })
+}
+
+/// Where pages of rows go: a CSV writer or a Parquet writer.
+enum Sink {
+    Csv(csv::Writer<BufWriter<File>>),
+    Parquet(ArrowWriter<File>, Arc<Schema>),
+}
+
+impl Sink {
+    fn create(
+        path: &Path,
+        format: Format,
+        columns: &[&str],
+        schema: Schema,
+    ) -> anyhow::Result<Sink> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        match format {
+            Format::Csv => {
+                let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+                writer.write_record(columns)?;
+                Ok(Sink::Csv(writer))
+            }
+            Format::Parquet => {
+                let schema = Arc::new(schema);
+                let properties = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build();
+                let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))?;
+                Ok(Sink::Parquet(writer, schema))
+            }
+        }
+    }
+
+    fn finish(self, path: &Path) -> anyhow::Result<()> {
+        match self {
+            Sink::Csv(writer) => {
+                let mut inner = writer
+                    .into_inner()
+                    .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error()))?;
+                inner.flush()?;
+            }
+            Sink::Parquet(writer, _) => {
+                writer.close()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decision_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("decision_id", DataType::Utf8, false),
+        Field::new("campaign_id", DataType::Utf8, false),
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("version", DataType::UInt64, false),
+        Field::new("propensity", DataType::Float64, false),
+        Field::new("model_version", DataType::UInt64, false),
+        Field::new("at_ms", DataType::Int64, false),
+    ])
+}
+
+fn event_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("decision_id", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("version", DataType::UInt64, false),
+        Field::new("decided_at_ms", DataType::Int64, false),
+        Field::new("at_ms", DataType::Int64, false),
+    ])
+}
+
+fn export_decisions(store: &Store, args: &ExportArgs, segments: &[String]) -> anyhow::Result<u64> {
+    let mut sink = Sink::create(&args.out, args.format, &DECISION_COLUMNS, decision_schema())?;
+    let mut after = 0;
+    let mut total = 0u64;
+    loop {
+        let page = store.decisions(&args.campaign, after, PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = *last;
+        total += page.len() as u64;
+        let rows: Vec<&DecisionRow> = page.iter().map(|(_, d)| d).collect();
+        write_decisions(&mut sink, &rows, segments)?;
+    }
+    sink.finish(&args.out)?;
+    Ok(total)
+}
+
+fn write_decisions(
+    sink: &mut Sink,
+    rows: &[&DecisionRow],
+    segments: &[String],
+) -> anyhow::Result<()> {
+    match sink {
+        Sink::Csv(writer) => {
+            for d in rows {
+                let segment =
+                    segment_name(segments, d.segment, &format!("decision {}", d.decision_id))?;
+                writer.write_record([
+                    d.decision_id.as_str(),
+                    d.campaign_id.as_str(),
+                    segment,
+                    &d.version.to_string(),
+                    &d.propensity.to_string(),
+                    &d.model_version.to_string(),
+                    &d.at_ms.to_string(),
+                ])?;
+            }
+        }
+        Sink::Parquet(writer, schema) => {
+            let mut decision_id = StringBuilder::new();
+            let mut campaign_id = StringBuilder::new();
+            let mut segment = StringBuilder::new();
+            let mut version = UInt64Builder::with_capacity(rows.len());
+            let mut propensity = Float64Builder::with_capacity(rows.len());
+            let mut model_version = UInt64Builder::with_capacity(rows.len());
+            let mut at_ms = Int64Builder::with_capacity(rows.len());
+            for d in rows {
+                decision_id.append_value(&d.decision_id);
+                campaign_id.append_value(&d.campaign_id);
+                segment.append_value(segment_name(
+                    segments,
+                    d.segment,
+                    &format!("decision {}", d.decision_id),
+                )?);
+                version.append_value(d.version);
+                propensity.append_value(d.propensity);
+                model_version.append_value(d.model_version);
+                at_ms.append_value(d.at_ms);
+            }
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(decision_id.finish()),
+                Arc::new(campaign_id.finish()),
+                Arc::new(segment.finish()),
+                Arc::new(version.finish()),
+                Arc::new(propensity.finish()),
+                Arc::new(model_version.finish()),
+                Arc::new(at_ms.finish()),
+            ];
+            writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn export_events(store: &Store, args: &ExportArgs, segments: &[String]) -> anyhow::Result<u64> {
+    let mut sink = Sink::create(&args.out, args.format, &EVENT_COLUMNS, event_schema())?;
+    let log = store.event_log();
+    let mut after = 0;
+    let mut total = 0u64;
+    loop {
+        let page = log.read_after(after, PAGE)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.seq;
+        // The event log holds every campaign's events; keep this campaign's.
+        let rows: Vec<&StoredEvent> = page
+            .iter()
+            .filter(|e| e.campaign_id == args.campaign)
+            .collect();
+        total += rows.len() as u64;
+        write_events(&mut sink, &rows, segments)?;
+    }
+    sink.finish(&args.out)?;
+    Ok(total)
+}
+
+fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> anyhow::Result<()> {
+    match sink {
+        Sink::Csv(writer) => {
+            for e in rows {
+                let segment = segment_name(segments, e.segment, &format!("event {}", e.seq))?;
+                writer.write_record([
+                    e.seq.to_string().as_str(),
+                    &e.event_id,
+                    &e.decision_id,
+                    e.kind.as_str(),
+                    &e.value.to_string(),
+                    segment,
+                    &e.version.to_string(),
+                    &e.decided_at_ms.to_string(),
+                    &e.at_ms.to_string(),
+                ])?;
+            }
+        }
+        Sink::Parquet(writer, schema) => {
+            let mut seq = UInt64Builder::with_capacity(rows.len());
+            let mut event_id = StringBuilder::new();
+            let mut decision_id = StringBuilder::new();
+            let mut kind = StringBuilder::new();
+            let mut value = Float64Builder::with_capacity(rows.len());
+            let mut segment = StringBuilder::new();
+            let mut version = UInt64Builder::with_capacity(rows.len());
+            let mut decided_at_ms = Int64Builder::with_capacity(rows.len());
+            let mut at_ms = Int64Builder::with_capacity(rows.len());
+            for e in rows {
+                seq.append_value(e.seq);
+                event_id.append_value(&e.event_id);
+                decision_id.append_value(&e.decision_id);
+                kind.append_value(e.kind.as_str());
+                value.append_value(e.value);
+                segment.append_value(segment_name(
+                    segments,
+                    e.segment,
+                    &format!("event {}", e.seq),
+                )?);
+                version.append_value(e.version);
+                decided_at_ms.append_value(e.decided_at_ms);
+                at_ms.append_value(e.at_ms);
+            }
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(seq.finish()),
+                Arc::new(event_id.finish()),
+                Arc::new(decision_id.finish()),
+                Arc::new(kind.finish()),
+                Arc::new(value.finish()),
+                Arc::new(segment.finish()),
+                Arc::new(version.finish()),
+                Arc::new(decided_at_ms.finish()),
+                Arc::new(at_ms.finish()),
+            ];
+            writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+        }
+    }
+    Ok(())
+}
