@@ -82,6 +82,8 @@ pub struct Interval {
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Report {
+    /// Campaign id (set by the server; null from [`build`]).
+    pub campaign: Option<String>,
     /// Campaign name from the spec.
     pub name: String,
     /// What the campaign maximizes: `value`, `conversions` or `clicks`.
@@ -650,6 +652,7 @@ pub fn build<R: Rng + ?Sized>(
         .map(|&i| version_row(&tracked[i], None))
         .collect();
     Report {
+        campaign: None,
         name: spec.name.clone(),
         objective: design.objective.as_str(),
         events_learned: engine.events(),

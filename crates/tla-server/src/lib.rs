@@ -19,6 +19,7 @@ pub mod decision_id;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod report;
 pub mod routes;
 pub mod state;
 

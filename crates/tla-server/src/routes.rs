@@ -14,7 +14,6 @@ use axum::response::IntoResponse;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tla_core::spec::{Campaign, CampaignSpec};
 use tla_store::{DecisionRow, EventKind, NewEvent};
@@ -507,81 +506,27 @@ pub async fn ingest(
     ))
 }
 
-/// `GET /v1/campaigns/{id}/report`: posterior summaries per option and per segment.
+/// `GET /v1/campaigns/{id}/report`: the campaign report (see `docs/reports.md`):
+/// summary in the story's terms, option leaderboards, segment leaders, version rows,
+/// and the lift over an even split and the best single version from the decision log.
 pub async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    let slot: Arc<CampaignSlot> = state.campaign(&id)?;
-    let (mut sampler, segment_counts, option_counts, events) = {
-        let engine = slot.engine();
-        (
-            engine.sampler().clone(),
-            engine.segment_counts().to_vec(),
-            engine.option_counts().to_vec(),
-            engine.events(),
+    state.campaign(&id)?;
+    let report = tokio::task::spawn_blocking(move || {
+        crate::report::campaign_report(
+            &state,
+            &id,
+            &tla_core::report::ReportSettings::default(),
+            crate::report::LOG_ROWS_CAP,
         )
-    };
-    let design = slot.campaign.design();
-    let spec = slot.campaign.spec();
-    let mut rng = rand_pcg::Pcg64Mcg::new(0x5EED);
-    let components: Vec<Value> = design
-        .component_names
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            let options: Vec<Value> = spec.components[k]
-                .options
-                .iter()
-                .enumerate()
-                .map(|(o, option)| {
-                    let effect = sampler.conversion().option_effect(k, o as u32);
-                    let counts = option_counts[k][o];
-                    json!({
-                        "option": option.name,
-                        "effect_mean": effect.mean,
-                        "effect_sd": effect.variance.sqrt(),
-                        "impressions": counts.impressions,
-                        "clicks": counts.clicks,
-                        "conversions": counts.conversions,
-                        "value": counts.value,
-                        "spend": counts.spend,
-                    })
-                })
-                .collect();
-            json!({"component": name, "options": options})
-        })
-        .collect();
-    let segments: Vec<Value> = design
-        .segment_names
-        .iter()
-        .enumerate()
-        .map(|(s, name)| {
-            let best = sampler.posterior_mean_best(s, &mut rng);
-            let counts = segment_counts[s];
-            json!({
-                "segment": name,
-                "impressions": counts.impressions,
-                "clicks": counts.clicks,
-                "conversions": counts.conversions,
-                "value": counts.value,
-                "spend": counts.spend,
-                "best_version": best,
-                "best_text": slot.campaign.render(best),
-                "best_expected_value": sampler.expected_objective(s, best),
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "campaign": slot.id,
-        "events_learned": events,
-        "objective": design.objective.as_str(),
-        "components": components,
-        "segments": segments,
-        "note": "effect_mean and effect_sd are the posterior of each option's main effect on the probit scale; best_version is the argmax of the posterior mean objective for the segment",
-    })))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(report))
 }
 
 /// Fallback for unknown routes.

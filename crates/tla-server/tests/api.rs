@@ -222,6 +222,11 @@ async fn campaign_lifecycle_decisions_and_events() {
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["events_learned"], 2);
+    assert_eq!(report["draws"], 1000);
+    assert!(report["summary"]["versions_defined"].as_u64().unwrap() > 0);
+    assert!(report["components"][0]["options"][0]["p_best"].is_number());
+    assert_eq!(report["lift"]["rows"], 5, "{report}");
+    assert_eq!(report["lift"]["rows_cap"], 2_000_000);
     let (_, metrics) = api
         .call("GET", "/metrics", Some(&api.read), "", String::new())
         .await;
