@@ -8,6 +8,7 @@
 mod demo;
 mod evaluate;
 mod export;
+mod report;
 mod serve;
 mod simulate;
 mod versions;
@@ -32,6 +33,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Export a campaign's decisions or events to CSV or Parquet.
     Export(export::ExportArgs),
+    /// Report a campaign (or compare two) straight from a data directory.
+    Report(report::ReportArgs),
     /// Serve the HTTP API on an embedded data directory.
     Serve(serve::ServeArgs),
     /// Create, list and revoke API keys of a data directory.
@@ -57,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Export(args) => export::run(args),
+        Command::Report(args) => report::run(args),
         Command::Serve(args) => {
             init_logging();
             serve::run(args)

@@ -776,7 +776,8 @@ fn compare(rows: &[LoggedRow], target: impl Fn(usize, u64) -> f64) -> Comparison
 /// version). This is unbiased in the limit because every allowed version had a
 /// positive propensity in every decision: the exploration floor mixes the uniform
 /// distribution over allowed versions into every decision distribution, so the
-/// logging policy covers the support of both targets. The best single version is rarely
+/// logging policy covers the support of both targets (this needs the spec's
+/// `exploration > 0`, the default). The best single version is rarely
 /// logged in a space of millions of versions, so its estimate may be unavailable or
 /// wide (see its effective sample size).
 pub fn lift(rows: &[LoggedRow], allowed_versions: u64, best: &[u64]) -> Result<Lift, OpeError> {

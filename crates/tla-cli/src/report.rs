@@ -1,0 +1,399 @@
+//! `tla report`: the campaign report straight from a data directory, the same report
+//! `GET /v1/campaigns/{id}/report` serves (`tla_server::report::campaign_report`).
+//!
+//! `tla report CAMPAIGN --data DIR [--format table|json|csv]`;
+//! `tla report compare A B --data DIR` puts two campaigns side by side.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use tla_core::report::{Interval, Report, ReportSettings};
+use tla_server::report::{LOG_ROWS_CAP, campaign_report};
+use tla_server::{AppState, ServerConfig};
+use tla_store::Store;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables for a terminal.
+    Table,
+    /// The report JSON (as the API serves it).
+    Json,
+    /// The option leaderboard rows as CSV.
+    Csv,
+}
+
+/// Arguments of `tla report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A campaign id, or `compare A B` for two campaigns side by side.
+    #[arg(required = true, num_args = 1..=3, value_name = "CAMPAIGN_ID | compare A B")]
+    pub campaigns: Vec<String>,
+    /// The data directory of the server (read; stop the server or use a copy).
+    #[arg(long, env = "TLA_DATA")]
+    pub data: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Monte Carlo draws of the posterior.
+    #[arg(long, default_value_t = tla_core::report::DEFAULT_DRAWS)]
+    pub draws: usize,
+}
+
+/// Runs `tla report`.
+pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.data)
+        .with_context(|| format!("cannot open the data directory {}", args.data.display()))?;
+    let secret = store
+        .server_secret()
+        .context("cannot read the server secret")?;
+    let state = AppState::open(store, &secret, ServerConfig::default())
+        .context("cannot rebuild the campaigns from the data directory")?;
+    let settings = ReportSettings {
+        draws: args.draws.max(1),
+        ..ReportSettings::default()
+    };
+    let build = |id: &str| {
+        campaign_report(&state, id, &settings, LOG_ROWS_CAP)
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+    };
+    match args.campaigns.as_slice() {
+        [id] => {
+            let report = build(id)?;
+            match args.format {
+                Format::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
+                Format::Csv => emit(&leaderboard_csv(&report))?,
+                Format::Table => emit(&table(&report))?,
+            }
+        }
+        [compare, a, b] if compare == "compare" => {
+            let (a, b) = (build(a)?, build(b)?);
+            match args.format {
+                Format::Json => emit(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&serde_json::json!({"a": a, "b": b}))?
+                ))?,
+                Format::Csv => emit(&compare_csv(&a, &b))?,
+                Format::Table => emit(&compare_table(&a, &b))?,
+            }
+        }
+        _ => anyhow::bail!("expected `tla report CAMPAIGN_ID` or `tla report compare A B`"),
+    }
+    Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{:.1}%", 100.0 * x))
+}
+
+fn ci(i: &Interval, digits: usize) -> String {
+    format!(
+        "{:.d$} [{:.d$}, {:.d$}]",
+        i.mean,
+        i.lower,
+        i.upper,
+        d = digits
+    )
+}
+
+fn ci_opt(i: Option<&Interval>, digits: usize) -> String {
+    i.map_or_else(|| "-".into(), |i| ci(i, digits))
+}
+
+/// The report as terminal tables.
+pub fn table(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "{} ({}) — objective {}, {} events learned, {} posterior draws, 95% intervals",
+        report.name,
+        report.campaign.as_deref().unwrap_or("-"),
+        report.objective,
+        report.events_learned,
+        report.draws
+    );
+    let _ = writeln!(out, "\nSummary");
+    let rows = [
+        ("versions defined", s.versions_defined.to_string()),
+        (
+            "  asking to act",
+            format!(
+                "{} ({})",
+                s.acting_versions_defined,
+                pct(Some(s.acting_share_defined))
+            ),
+        ),
+        ("versions served", s.versions_served.to_string()),
+        ("  share asking to act", pct(s.acting_share_served)),
+        (
+            "spend behind versions asking to act",
+            pct(s.acting_share_spend),
+        ),
+        ("impressions", s.impressions.to_string()),
+        ("clicks", s.clicks.to_string()),
+        ("spend", format!("{:.2}", s.spend)),
+        ("donors", s.donors.to_string()),
+        ("donations", format!("{:.2}", s.donations)),
+        ("cost per donor", opt(s.cost_per_donor, 2)),
+        ("value per dollar", opt(s.value_per_dollar, 3)),
+    ];
+    for (label, value) in rows {
+        let _ = writeln!(out, "  {label:<38} {value:>14}");
+    }
+    for component in &report.components {
+        let _ = writeln!(out, "\nComponent {}", component.component);
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>4} {:>9} {:>6} {:>10} {:>28} {:>28} {:>7} {:>9}",
+            "option", "act", "impr", "conv", "value", "rate", "value/impr", "P(best)", "exp.loss"
+        );
+        for o in &component.options {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>4} {:>9} {:>6} {:>10.2} {:>28} {:>28} {:>7.3} {:>9.4}",
+                truncate(&o.option, 24),
+                if o.asks_to_act { "yes" } else { "no" },
+                o.counts.impressions,
+                o.counts.conversions,
+                o.counts.value,
+                ci(&o.posterior.rate, 4),
+                ci_opt(o.posterior.value_per_impression.as_ref(), 3),
+                o.p_best,
+                o.expected_loss
+            );
+        }
+    }
+    for segment in &report.segments {
+        let _ = writeln!(
+            out,
+            "\nSegment {} (weight {:.3}): {} impressions, {} donors, {:.2} donated; average version rate {}, value/impr {}",
+            segment.segment,
+            segment.weight,
+            segment.counts.impressions,
+            segment.counts.conversions,
+            segment.counts.value,
+            ci(&segment.posterior.rate, 4),
+            ci_opt(segment.posterior.value_per_impression.as_ref(), 3)
+        );
+        for v in &segment.leaders {
+            let _ = writeln!(
+                out,
+                "  #{:<9} P(best) {:.3}  loss {:.4}  {:>7} impr  rate {}  value/impr {}\n             {}",
+                v.version,
+                v.p_best.unwrap_or(0.0),
+                v.expected_loss.unwrap_or(0.0),
+                v.counts.impressions,
+                ci(&v.posterior.rate, 4),
+                ci_opt(v.posterior.value_per_impression.as_ref(), 3),
+                v.text
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nMost served versions ({} of {} served (segment, version) pairs)",
+        report.versions.rows.len(),
+        report.versions.served_pairs
+    );
+    for v in report.versions.rows.iter().take(20) {
+        let _ = writeln!(
+            out,
+            "  {:<16} #{:<9} {:>7} impr {:>5} conv  rate {}  {}",
+            truncate(&v.segment, 16),
+            v.version,
+            v.counts.impressions,
+            v.counts.conversions,
+            ci(&v.posterior.rate, 4),
+            truncate(&v.text, 60)
+        );
+    }
+    match &report.lift {
+        None => {
+            let _ = writeln!(out, "\nLift: no logged decisions");
+        }
+        Some(lift) => {
+            let _ = writeln!(
+                out,
+                "\nValue per impression from the decision log ({} decisions{}):",
+                lift.rows,
+                if lift.capped {
+                    format!(", capped at {}", lift.rows_cap.unwrap_or(0))
+                } else {
+                    String::new()
+                }
+            );
+            let r = &lift.realized;
+            let _ = writeln!(
+                out,
+                "  policy that ran        {:.4} [{:.4}, {:.4}]",
+                r.value, r.lower, r.upper
+            );
+            for (name, c) in [
+                ("even split", &lift.even_split),
+                ("best single version", &lift.best_single_version),
+            ] {
+                match (&c.estimate, &c.lift) {
+                    (Some(e), Some(l)) => {
+                        let _ = writeln!(
+                            out,
+                            "  {name:<22} {:.4} [{:.4}, {:.4}] (SNIPS, ESS {:.0}); lift {:+.4} [{:+.4}, {:+.4}]",
+                            e.value, e.lower, e.upper, e.ess, l.value, l.lower, l.upper
+                        );
+                    }
+                    _ => {
+                        let _ = writeln!(
+                            out,
+                            "  {name:<22} not estimable: {}",
+                            c.error.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut t: String = text.chars().take(width.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The option leaderboard rows as CSV.
+pub fn leaderboard_csv(report: &Report) -> String {
+    let mut out = String::from(
+        "component,option,asks_to_act,impressions,clicks,conversions,value,spend,rate_mean,rate_lower,rate_upper,value_per_impression_mean,value_per_impression_lower,value_per_impression_upper,p_best,expected_loss,draws\n",
+    );
+    for component in &report.components {
+        for o in &component.options {
+            let vpi = o.posterior.value_per_impression;
+            let f = |x: Option<f64>| x.map_or_else(String::new, |x| x.to_string());
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                csv_field(&component.component),
+                csv_field(&o.option),
+                o.asks_to_act,
+                o.counts.impressions,
+                o.counts.clicks,
+                o.counts.conversions,
+                o.counts.value,
+                o.counts.spend,
+                o.posterior.rate.mean,
+                o.posterior.rate.lower,
+                o.posterior.rate.upper,
+                f(vpi.map(|i| i.mean)),
+                f(vpi.map(|i| i.lower)),
+                f(vpi.map(|i| i.upper)),
+                o.p_best,
+                o.expected_loss,
+                report.draws
+            ));
+        }
+    }
+    out
+}
+
+/// Rows of the side-by-side comparison: (label, value of A, value of B).
+fn compare_rows(a: &Report, b: &Report) -> Vec<(&'static str, String, String)> {
+    let both = |f: &dyn Fn(&Report) -> String| (f(a), f(b));
+    let mut rows = Vec::new();
+    let mut push = |label, (x, y): (String, String)| rows.push((label, x, y));
+    push(
+        "campaign",
+        both(&|r| r.campaign.clone().unwrap_or_default()),
+    );
+    push("name", both(&|r| r.name.clone()));
+    push(
+        "versions defined",
+        both(&|r| r.summary.versions_defined.to_string()),
+    );
+    push(
+        "versions run",
+        both(&|r| r.summary.versions_served.to_string()),
+    );
+    push(
+        "share of versions run asking to act",
+        both(&|r| pct(r.summary.acting_share_served)),
+    );
+    push(
+        "share of spend asking to act",
+        both(&|r| pct(r.summary.acting_share_spend)),
+    );
+    push("impressions", both(&|r| r.summary.impressions.to_string()));
+    push("spend", both(&|r| format!("{:.2}", r.summary.spend)));
+    push("donors", both(&|r| r.summary.donors.to_string()));
+    push(
+        "donations",
+        both(&|r| format!("{:.2}", r.summary.donations)),
+    );
+    push(
+        "cost per donor",
+        both(&|r| opt(r.summary.cost_per_donor, 2)),
+    );
+    push(
+        "value per dollar",
+        both(&|r| opt(r.summary.value_per_dollar, 3)),
+    );
+    push(
+        "value per impression (realized)",
+        both(&|r| opt(r.lift.as_ref().map(|l| l.realized.value), 4)),
+    );
+    push(
+        "lift over an even split",
+        both(&|r| {
+            r.lift.as_ref().and_then(|l| l.even_split.lift).map_or_else(
+                || "-".into(),
+                |l| format!("{:+.4} [{:+.4}, {:+.4}]", l.value, l.lower, l.upper),
+            )
+        }),
+    );
+    rows
+}
+
+fn compare_table(a: &Report, b: &Report) -> String {
+    let mut out = String::new();
+    for (label, x, y) in compare_rows(a, b) {
+        out.push_str(&format!("{label:<36} {x:>30} {y:>30}\n"));
+    }
+    out
+}
+
+fn compare_csv(a: &Report, b: &Report) -> String {
+    let mut out = String::from("measure,a,b\n");
+    for (label, x, y) in compare_rows(a, b) {
+        out.push_str(&format!(
+            "{},{},{}\n",
+            csv_field(label),
+            csv_field(&x),
+            csv_field(&y)
+        ));
+    }
+    out
+}

@@ -1,0 +1,142 @@
+//! `tla report` on a data directory: table, JSON, CSV and `compare`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tla_core::spec::CampaignSpec;
+use tla_store::{CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, NewEvent, Store};
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A campaign of examples/small.toml with `n` uniform decisions over its allowed
+/// versions, an impression each, and a conversion of 20 for one in five.
+fn fill(store: &Store, id: &str, n: u64) {
+    let spec = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml")).unwrap();
+    let campaign = spec.validate().unwrap();
+    store
+        .insert_campaign(&CampaignRow {
+            id: id.into(),
+            name: spec.name.clone(),
+            spec_json: serde_json::to_string(&spec).unwrap(),
+            status: CampaignStatus::Active,
+            created_at_ms: 1_700_000_000_000,
+        })
+        .unwrap();
+    let allowed: Vec<u64> = (0..campaign.total_versions())
+        .filter(|&v| campaign.is_allowed(v))
+        .collect();
+    let (mut decisions, mut events) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let version = allowed[(i as usize * 7) % allowed.len()];
+        let segment = (i % 3) as u32;
+        let at_ms = 1_700_000_000_000 + i as i64;
+        let decision_id = format!("{id}-d{i}");
+        decisions.push(DecisionRow {
+            decision_id: decision_id.clone(),
+            campaign_id: id.into(),
+            segment,
+            version,
+            propensity: 1.0 / allowed.len() as f64,
+            model_version: 1,
+            at_ms,
+        });
+        let event = |kind, value, prefix: &str| NewEvent {
+            campaign_id: id.into(),
+            event_id: format!("{prefix}{i}"),
+            decision_id: decision_id.clone(),
+            kind,
+            value,
+            segment,
+            version,
+            decided_at_ms: at_ms,
+            at_ms: at_ms + 1_000,
+        };
+        events.push(event(EventKind::Impression, 0.0, "i"));
+        events.push(event(EventKind::Cost, 0.01, "s"));
+        if i % 5 == 0 {
+            events.push(event(EventKind::Conversion, 20.0, "c"));
+        }
+    }
+    store.append_decisions(&decisions).unwrap();
+    store.event_log().append(&events).unwrap();
+}
+
+fn tla(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tla"))
+        .arg("report")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .args(["--draws", "200"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn report_from_a_data_directory_in_every_format() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("tla-report-test-{}-{nanos}", std::process::id())),
+    );
+    let data = dir.0.join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        fill(&store, "c_a", 1_000);
+        fill(&store, "c_b", 500);
+    }
+
+    let (ok, json, err) = tla(&data, &["c_a", "--format", "json"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["campaign"], "c_a");
+    assert_eq!(report["draws"], 200);
+    assert_eq!(report["summary"]["impressions"], 1_000);
+    assert_eq!(report["summary"]["donors"], 200);
+    assert_eq!(report["summary"]["donations"], 4_000.0);
+    let spend = report["summary"]["spend"].as_f64().unwrap();
+    assert!((spend - 10.0).abs() < 1e-9);
+    let cost_per_donor = report["summary"]["cost_per_donor"].as_f64().unwrap();
+    assert!((cost_per_donor - 0.05).abs() < 1e-9);
+    assert_eq!(report["lift"]["rows"], 1_000);
+    // The log is uniform, so the even split is the policy that ran: lift 0.
+    let lift = report["lift"]["even_split"]["lift"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(lift.abs() < 1e-9, "{lift}");
+    let realized = report["lift"]["realized"]["value"].as_f64().unwrap();
+    assert!((realized - 4.0).abs() < 1e-9);
+
+    let (ok, table, err) = tla(&data, &["c_a"]);
+    assert!(ok, "{err}");
+    assert!(table.contains("versions served"), "{table}");
+    assert!(table.contains("Component headline"), "{table}");
+    assert!(table.contains("even split"), "{table}");
+
+    let (ok, csv, err) = tla(&data, &["c_a", "--format", "csv"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("component,option,asks_to_act,impressions"));
+    assert_eq!(lines.len(), 1 + 3 + 2 + 3, "{csv}");
+
+    let (ok, compare, err) = tla(&data, &["compare", "c_a", "c_b"]);
+    assert!(ok, "{err}");
+    assert!(compare.contains("versions run"), "{compare}");
+    assert!(compare.contains("c_b"), "{compare}");
+
+    let (ok, _, err) = tla(&data, &["c_missing"]);
+    assert!(!ok);
+    assert!(err.contains("no campaign"), "{err}");
+}
