@@ -241,7 +241,7 @@ fn write_decisions(
                     d.campaign_id.as_str(),
                     segment,
                     &d.version.to_string(),
-                    &d.propensity.to_string(),
+                    &format!("{:?}", d.propensity),
                     &d.model_version.to_string(),
                     &d.at_ms.to_string(),
                 ])?;
@@ -316,7 +316,7 @@ fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> 
                     &e.event_id,
                     &e.decision_id,
                     e.kind.as_str(),
-                    &e.value.to_string(),
+                    &format!("{:?}", e.value),
                     segment,
                     &e.version.to_string(),
                     &e.decided_at_ms.to_string(),
