@@ -594,3 +594,91 @@ pub fn evaluate(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("tla-import-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn mapping_requires_action_reward_propensity_and_collects_context() {
+        let m = Mapping::parse(
+            "timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p",
+            Some("pos"),
+            &["device".to_string(), "ctx".to_string()],
+        )
+        .unwrap();
+        assert_eq!(m.context, ["ctx", "pos", "device"]);
+        assert_eq!(m.timestamp.as_deref(), Some("ts"));
+        for (map, fragment) in [
+            ("reward=r,propensity=p", "holds the action"),
+            ("action=a,propensity=p", "holds the reward"),
+            ("action=a,reward=r,colour=c", "unknown key \"colour\""),
+            ("action=a,action=b", "action is given twice"),
+            ("action", "not KEY=COLUMN"),
+        ] {
+            let error = Mapping::parse(map, None, &[]).unwrap_err().to_string();
+            assert!(error.contains(fragment), "{map}: {error}");
+        }
+    }
+
+    #[test]
+    fn rows_sorted_by_numeric_timestamp_and_best_logged_uses_halves() {
+        // File order is not time order: ts 10 comes before ts 9.
+        let text = "ts,arm,r,p\n10,b,0,0.5\n9,a,4,0.5\n1,a,1,0.5\n2,b,0,0.5\n3,a,0,0.5\n4,b,2,0.5\n5,a,0,0.5\n6,b,2,0.5\n";
+        let path = write("order.csv", text);
+        let m = Mapping::parse("timestamp=ts,action=arm,reward=r,propensity=p", None, &[]).unwrap();
+        let log = read_csv(&path, &m).unwrap();
+        let rewards: Vec<f64> = log.rows.iter().map(|r| r.reward).collect();
+        assert_eq!(rewards, [1.0, 0.0, 0.0, 2.0, 0.0, 2.0, 4.0, 0.0]);
+        // First half (ts 1-4): a earns 1/2 = 0.5, b earns 2/2 = 1.0: b is picked and
+        // evaluated on ts 5, 6, 9, 10, where b's rows earn 2 and 0: SNIPS 1.0.
+        let e = evaluate(&log, &Target::BestLogged, None, 2).unwrap();
+        assert!(e.target.contains("action \"b\""), "{}", e.target);
+        assert_eq!(e.estimates[1].rows, 4);
+        assert!((e.estimates[1].value - 1.0).abs() < 1e-12);
+        // IPS: (1/4) (2 / 0.5 + 0) = 1.0; logged mean of the second half 1.5.
+        assert!((e.estimates[0].value - 1.0).abs() < 1e-12);
+        assert!((e.logged_mean - 1.5).abs() < 1e-12);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn uniform_direct_value_counts_unseen_actions_at_the_context_mean() {
+        // Context 0: action 0 earns 2 (n = 10), action 1 earns 0 (n = 10); mean 1.
+        let rows: Vec<LoggedRow> = (0..20)
+            .map(|i| LoggedRow {
+                segment: 0,
+                action: (i % 2) as u64,
+                propensity: 0.5,
+                reward: if i % 2 == 0 { 2.0 } else { 0.0 },
+            })
+            .collect();
+        let model = fit(&rows, 1, TargetProb::Uniform(4));
+        // q(0) = (20 + 10) / 20 = 1.5, q(1) = (0 + 10) / 20 = 0.5; two unseen at 1.
+        assert!((model.q_hat(0, 0) - 1.5).abs() < 1e-12);
+        assert!((model.q_hat(0, 1) - 0.5).abs() < 1e-12);
+        assert!((model.q_hat(0, 7) - 1.0).abs() < 1e-12);
+        assert!((model.target_value(0) - (1.5 + 0.5 + 1.0 + 1.0) / 4.0).abs() < 1e-12);
+        let fixed = fit(&rows, 1, TargetProb::Fixed(0));
+        assert!((fixed.target_value(0) - 1.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn jsonl_rows_count_non_blank_lines_and_accept_numbers_or_text() {
+        let text = "{\"arm\":1,\"r\":1,\"p\":0.5}\n\n{\"arm\":\"x\",\"r\":\"0\",\"p\":\"0.5\"}\n{\"arm\":2,\"r\":0,\"p\":2}\n";
+        let path = write("rows.jsonl", text);
+        let m = Mapping::parse("action=arm,reward=r,propensity=p", None, &[]).unwrap();
+        let error = read_jsonl(&path, &m).unwrap_err().to_string();
+        assert!(
+            error.contains("data row 3") && error.contains("above 1"),
+            "{error}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+}
