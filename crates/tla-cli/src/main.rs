@@ -29,7 +29,8 @@ enum Command {
     Versions(versions::VersionsArgs),
     /// Run a policy online against a simulated world file.
     Simulate(simulate::SimulateArgs),
-    /// Validate off-policy estimators (IPS, SNIPS, DR) on simulator logs.
+    /// Off-policy evaluation (IPS, SNIPS, DR): validate on simulator logs, or evaluate
+    /// an imported log of decisions with propensities.
     Evaluate(evaluate::EvaluateArgs),
     /// Export a campaign's decisions or events to CSV or Parquet.
     Export(export::ExportArgs),

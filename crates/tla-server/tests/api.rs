@@ -540,3 +540,42 @@ async fn out_of_order_events_are_accepted_and_learned_in_log_order() {
     );
     assert_eq!(counts.value, 40.0);
 }
+
+#[tokio::test]
+async fn an_event_with_an_out_of_range_number_is_one_rejected_item() {
+    // Found by the fuzz smoke test: each event is parsed on its own, so a number that
+    // does not fit an f64 refuses that event only, by index.
+    let api = api();
+    let id = api.campaign().await;
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors"}),
+        )
+        .await;
+    let decision_id = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let raw = format!(
+        r#"{{"events": [{{"event_id": "a", "decision_id": "{decision_id}", "type": "impression"}},
+                       {{"event_id": "b", "decision_id": "{decision_id}", "type": "conversion", "value": 1e400}}]}}"#
+    );
+    let (status, answer) = api
+        .call(
+            "POST",
+            "/v1/events",
+            Some(&api.ingest),
+            "application/json",
+            raw,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["rejected"][0]["index"], 1);
+    assert!(
+        answer["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid event"),
+        "{answer}"
+    );
+}
