@@ -165,16 +165,7 @@ impl FactorizedSampler {
                 .expect("every component has a block")
         });
         let layout = conversion.layout();
-        let mut flat_offsets = Vec::new();
-        let mut flat_len = 0;
-        for &n in &layout.option_counts {
-            flat_offsets.push(flat_len);
-            flat_len += n;
-        }
-        for &(a, b, _) in &layout.pairs {
-            flat_offsets.push(flat_len);
-            flat_len += layout.option_counts[a] * layout.option_counts[b];
-        }
+        let (flat_offsets, flat_len) = flat_layout(layout);
         let scratch = Scratch {
             flat: vec![0.0; flat_len],
             flat_offsets,
@@ -816,18 +807,7 @@ fn build_blocks(
             .collect();
         if block.search == BlockSearch::Exact && block.components.len() > 1 {
             block.combinations = allowed_combinations(space, &block.components);
-            // Flat positions: component k's options start at the sum of the option
-            // counts before it; pair p's cells after all options.
-            let mut offsets = Vec::new();
-            let mut next = 0;
-            for &n in &layout.option_counts {
-                offsets.push(next);
-                next += n;
-            }
-            for &(a, b, _) in &layout.pairs {
-                offsets.push(next);
-                next += layout.option_counts[a] * layout.option_counts[b];
-            }
+            let (offsets, _) = flat_layout(layout);
             let components = layout.option_counts.len();
             let width = block.components.len();
             let last = width - 1;
@@ -873,6 +853,23 @@ fn build_blocks(
         }
     }
     blocks
+}
+
+/// Where each component's option scores, then each pair's cells, start in the flat
+/// score buffer, and the buffer's length: options first, in component order, then the
+/// pairs in layout order.
+fn flat_layout(layout: &crate::model::conversion::FeatureLayout) -> (Vec<usize>, usize) {
+    let mut offsets = Vec::with_capacity(layout.option_counts.len() + layout.pairs.len());
+    let mut next = 0;
+    for &n in &layout.option_counts {
+        offsets.push(next);
+        next += n;
+    }
+    for &(a, b, _) in &layout.pairs {
+        offsets.push(next);
+        next += layout.option_counts[a] * layout.option_counts[b];
+    }
+    (offsets, next)
 }
 
 /// Every allowed combination of options of `components` (odometer order), flattened.
