@@ -271,6 +271,14 @@ impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
     }
 
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
+        // Called after every event on the simulator's hot path: nothing to do is the
+        // common case and must stay cheap.
+        if self.pending.is_empty()
+            && now_millis.is_none()
+            && self.campaign_events < self.next_campaign_due
+        {
+            return 0;
+        }
         let due = self.due_segments(now_millis);
         let rebuilt = due.len();
         for segment in due {
