@@ -1,4 +1,7 @@
-//! `tla simulate`: run a policy online against a world file.
+//! `tla simulate`: run a policy online against a world file, or a campaign spec
+//! against a ground truth drawn for it (`campaign`).
+
+mod campaign;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -22,10 +25,41 @@ pub enum PolicyArg {
 
 /// Arguments of `tla simulate`.
 #[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Run a policy online against a simulated world file (--world), scoring it as a \
+percentage of the oracle that knows the truth.\n\nWith --campaign SPEC instead: draw a ground truth \
+for the campaign (--world-seed; the same kind of world `tla serve --demo` draws), serve it \
+--impressions impressions through the engine the service runs (the spec's exploration floor, \
+Thompson draws and refresh cadence), and print the campaign report of the run with two checks \
+against the truth: \"leaders match the truth\" (per component, is the option the report ranks \
+first the one with the highest true even-split value?) and the lift section's estimates against \
+the true values of the even split and the best single versions."
+)]
 pub struct SimulateArgs {
     /// The world file (format tla-creative-world/v1).
-    #[arg(long)]
-    pub world: std::path::PathBuf,
+    #[arg(long, required_unless_present = "campaign")]
+    pub world: Option<std::path::PathBuf>,
+    /// A campaign spec (TOML or JSON) to run against a ground truth drawn for it,
+    /// instead of a world file.
+    #[arg(long, conflicts_with_all = [
+        "world", "policy", "interactions", "epsilon", "draws", "refresh_every",
+        "exact_limit", "option_variance", "segment_interaction_variance", "pair_variance",
+        "draw_scale", "argmax_gap",
+    ])]
+    pub campaign: Option<std::path::PathBuf>,
+    /// With --campaign: seed of the ground truth drawn for the campaign.
+    #[arg(long, default_value_t = 1, requires = "campaign")]
+    pub world_seed: u64,
+    /// With --campaign: spend per thousand impressions, learned as cost events.
+    #[arg(long, default_value_t = 8.0, requires = "campaign")]
+    pub cpm: f64,
+    /// With --campaign: impressions per simulated second (the spec's time-based
+    /// refresh cadence counts simulated time; the demo audience serves 500).
+    #[arg(long, default_value_t = 5_000, requires = "campaign")]
+    pub rate: u64,
+    /// With --campaign: Monte Carlo draws of the report's posterior.
+    #[arg(long, default_value_t = tla_core::report::DEFAULT_DRAWS, requires = "campaign")]
+    pub report_draws: usize,
     /// The policy to run.
     #[arg(long, value_enum, default_value = "factorized-ts")]
     pub policy: PolicyArg,
@@ -123,14 +157,20 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.impressions == 0 {
         bail!("--impressions must be at least 1");
     }
-    let text = std::fs::read_to_string(&args.world)
-        .with_context(|| format!("cannot read world file {}", args.world.display()))?;
-    let world = World::from_json(&text).with_context(|| format!("in {}", args.world.display()))?;
+    if let Some(spec) = &args.campaign {
+        return campaign::run(spec, &args);
+    }
+    let Some(world_path) = &args.world else {
+        bail!("give --world FILE (a world file) or --campaign SPEC (a campaign spec)");
+    };
+    let text = std::fs::read_to_string(world_path)
+        .with_context(|| format!("cannot read world file {}", world_path.display()))?;
+    let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
     let worst = world.verify_checks()?;
     if worst > 1e-9 {
         bail!(
             "{}: the world's checks are not reproduced (worst relative error {worst:e} > 1e-9)",
-            args.world.display()
+            world_path.display()
         );
     }
     let interactions = parse_interactions(&args.interactions, &world, args.exact_limit)?;
@@ -156,17 +196,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let truth = Truth::new(&world);
     let mut policy = build_policy(choice, &design, &settings, args.seed);
-    let bar = if std::io::stderr().is_terminal() {
-        let bar =
-            ProgressBar::with_draw_target(Some(args.impressions), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} impressions ({per_sec}, eta {eta})")
-                .expect("valid template"),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(args.impressions);
     let config = SimConfig::new(args.impressions, args.seed);
     let report = simulate(&world, &truth, &mut policy, &config, |done| {
         bar.set_position(done)
@@ -202,6 +232,20 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A progress bar of impressions on stderr when it is a terminal, hidden otherwise.
+fn progress_bar(impressions: u64) -> ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(impressions), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} impressions ({per_sec}, eta {eta})")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    }
 }
 
 fn print_table(report: &SimReport) {

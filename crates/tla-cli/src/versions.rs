@@ -166,7 +166,7 @@ pub fn run(args: VersionsArgs) -> anyhow::Result<()> {
 }
 
 /// Reads and validates a spec, choosing the format by extension.
-fn load(path: &Path) -> anyhow::Result<Campaign> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<Campaign> {
     let extension = path
         .extension()
         .and_then(|e| e.to_str())

@@ -18,6 +18,7 @@
 //! assert_eq!(report.impressions, 20_000);
 //! ```
 
+pub mod campaign;
 pub mod generate;
 pub mod ope;
 pub mod sim;
