@@ -3,8 +3,9 @@
 //! `cargo run --release -p tla-cli --example fill_store -- DIR DECISIONS [CAMPAIGN_ID...]`.
 //! Each campaign (default one, `c_fill`) gets DECISIONS decisions; with several
 //! campaigns their pages of 10,000 decisions alternate, so their events interleave in
-//! the log. Each decision gets an impression; one in four also a conversion. Uniform
-//! propensity 1/16 (the campaign's 16 versions); written straight through `tla_store`.
+//! the log. Each decision gets an impression; one in four also a conversion. Versions
+//! cycle over the campaign's 16 allowed versions (the 18 defined minus the 2 its exclusion
+//! removes) with uniform propensity 1/16; written straight through `tla_store`.
 
 use tla_core::spec::CampaignSpec;
 use tla_store::{CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, NewEvent, Store};
@@ -21,6 +22,14 @@ fn main() -> anyhow::Result<()> {
     }
     let store = Store::open(std::path::Path::new(&dir))?;
     let spec = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml"))?;
+    let validated = spec.validate()?;
+    let allowed: Vec<u64> = (0..validated.total_versions())
+        .filter(|&v| validated.is_allowed(v))
+        .collect();
+    anyhow::ensure!(
+        allowed.len() == 16,
+        "examples/small.toml should allow 16 versions"
+    );
     for campaign in &campaigns {
         store.insert_campaign(&CampaignRow {
             id: campaign.clone(),
@@ -39,7 +48,7 @@ fn main() -> anyhow::Result<()> {
             let mut rows = Vec::new();
             let mut events = Vec::new();
             for i in next..end {
-                let version = (i * 7 + i / 3) % 16;
+                let version = allowed[((i * 7 + i / 3) % 16) as usize];
                 let segment = (i % 3) as u32;
                 let at_ms = 1_700_000_000_000 + i as i64;
                 let decision_id = format!("{campaign}-d{i}");
