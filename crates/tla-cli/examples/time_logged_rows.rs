@@ -2,13 +2,14 @@
 //! conversions) on a data directory, apart from rebuilding the engines:
 //! `cargo run --release -p tla-cli --example time_logged_rows -- DIR CAMPAIGN_ID [RUNS]`.
 //! Prints the time to open the store (which applies pending schema migrations) and to
-//! rebuild the state, then each run's time, rows and total reward.
+//! rebuild the state, then each run's time, rows and total reward, and the time of its
+//! conversion read alone (`Store::value_by_decision`).
 
 use std::time::Instant;
 
 use tla_server::report::{LOG_ROWS_CAP, logged_rows};
 use tla_server::{AppState, ServerConfig};
-use tla_store::Store;
+use tla_store::{EventKind, Store};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -27,9 +28,16 @@ fn main() -> anyhow::Result<()> {
         let (rows, capped) = logged_rows(&state, &campaign, LOG_ROWS_CAP)?;
         let seconds = start.elapsed().as_secs_f64();
         let reward: f64 = rows.iter().map(|r| r.reward).sum();
+        let start = Instant::now();
+        let rewards = state
+            .store()
+            .value_by_decision(&campaign, EventKind::Conversion)?;
+        let conversions = start.elapsed().as_secs_f64();
         println!(
-            "run {run}: logged_rows {seconds:.3} s, {} rows (capped {capped}), total reward {reward}",
-            rows.len()
+            "run {run}: logged_rows {seconds:.3} s, {} rows (capped {capped}), total reward {reward}; \
+             value_by_decision alone {conversions:.3} s ({} decisions with conversions)",
+            rows.len(),
+            rewards.len()
         );
     }
     Ok(())

@@ -143,7 +143,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         return run_campaign(data, id, &args);
     }
     let Some(world_path) = &args.world else {
-        bail!("give --world FILE (simulator validation) or --log FILE (an imported log)");
+        bail!(
+            "give --world FILE (simulator validation), --log FILE (an imported log) or --data DIR --campaign ID (a stored campaign's log)"
+        );
     };
     if args.impressions < 2 {
         bail!("--impressions must be at least 2");
