@@ -13,7 +13,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
-/// migrated when opened (see [`MIGRATIONS`]).
+/// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another connection's write lock before failing
