@@ -1,6 +1,9 @@
-//! `tla evaluate`: off-policy evaluation validated on simulator logs (`--world`), or
-//! run on an imported logged-bandit file (`--log`, see `import`).
+//! `tla evaluate`: off-policy evaluation validated on simulator logs (`--world`), run
+//! on an imported logged-bandit file (`--log`, see `import`), or on a stored
+//! campaign's own decisions and conversions (`--data DIR --campaign ID`, see
+//! `campaign`).
 
+mod campaign;
 mod import;
 
 use anyhow::{Context, bail};
@@ -41,15 +44,33 @@ robust estimates of the target's value per row (95% intervals, effective sample 
 Propensities that are missing, zero, above 1 or not numbers are refused with the 1-based data-row \
 number. Targets with --log: uniform (over the distinct actions of the log, or --actions N), \
 fixed:ACTION, best-logged (the action with the highest SNIPS value on the first half, evaluated \
-on the second half). See docs/import-export.md."
+on the second half). See docs/import-export.md.\n\nWith --data DIR --campaign ID: evaluate on a \
+stored campaign's own log: its decisions, each with the exact propensity it was served with, joined \
+with its conversion events (reward = sum of the conversion values of each decision). The data \
+directory is read as `tla report` reads it (the store is opened and the campaigns rebuilt); no \
+running server is needed: stop the server or point --data at a copy. Targets with --data: uniform \
+(the even split over the campaign's allowed versions), version:INDEX (one version everywhere), \
+fixed-options:O1,O2,... (one option per component, by index or name), best-logged (the version with \
+the highest SNIPS value on the first half of the decisions, evaluated on the second half). See \
+docs/evaluation.md."
 )]
 pub struct EvaluateArgs {
     /// The world file (format tla-creative-world/v1).
-    #[arg(long, required_unless_present = "log", conflicts_with = "log")]
+    #[arg(long, required_unless_present_any = ["log", "data"], conflicts_with_all = ["log", "data"])]
     pub world: Option<std::path::PathBuf>,
     /// A logged-bandit file to import and evaluate on (instead of --world).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "data")]
     pub log: Option<std::path::PathBuf>,
+    /// A data directory (holding tla.db) whose campaign's own log to evaluate on, with
+    /// --campaign. Read as `tla report` reads it: stop the server or use a copy.
+    #[arg(long, requires = "campaign")]
+    pub data: Option<std::path::PathBuf>,
+    /// The campaign of --data.
+    #[arg(long, requires = "data")]
+    pub campaign: Option<String>,
+    /// Most decisions of the campaign read with --data (the first ones, in log order).
+    #[arg(long, requires = "data", default_value_t = tla_server::report::LOG_ROWS_CAP)]
+    pub max_decisions: usize,
     /// Format of --log (default: jsonl for .jsonl / .ndjson files, csv otherwise).
     #[arg(long, value_enum, requires = "log")]
     pub format: Option<LogFormat>,
@@ -72,6 +93,8 @@ pub struct EvaluateArgs {
     /// The target policy. With --world: `oracle` (the best version per segment, the
     /// default), `uniform`, or `fixed-options:0,1,2,3` (one option per component, in
     /// every segment). With --log: `uniform` (the default), `fixed:ACTION`, `best-logged`.
+    /// With --data: `uniform` (the default), `version:INDEX`, `fixed-options:O1,O2,...`
+    /// (indices or names), `best-logged`.
     #[arg(long)]
     pub target: Option<String>,
     /// Impressions logged per seed.
@@ -116,8 +139,13 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if let Some(log) = &args.log {
         return run_log(log, &args);
     }
+    if let (Some(data), Some(id)) = (&args.data, &args.campaign) {
+        return run_campaign(data, id, &args);
+    }
     let Some(world_path) = &args.world else {
-        bail!("give --world FILE (simulator validation) or --log FILE (an imported log)");
+        bail!(
+            "give --world FILE (simulator validation), --log FILE (an imported log) or --data DIR --campaign ID (a stored campaign's log)"
+        );
     };
     if args.impressions < 2 {
         bail!("--impressions must be at least 2");
@@ -222,21 +250,7 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
     let evaluation = import::evaluate(&log, &target, args.actions, args.folds)?;
     let seconds = start.elapsed().as_secs_f64();
     if args.json {
-        let estimates: Vec<serde_json::Value> = evaluation
-            .estimates
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "estimator": e.estimator.name(),
-                    "value": e.value,
-                    "std_error": e.std_error,
-                    "lower": e.lower,
-                    "upper": e.upper,
-                    "ess": e.ess,
-                    "rows": e.rows,
-                })
-            })
-            .collect();
+        let estimates = estimates_json(&evaluation);
         let value = serde_json::json!({
             "log": path.display().to_string(),
             "rows": log.rows.len(),
@@ -265,6 +279,31 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
         },
         seconds - read_seconds
     );
+    print_estimates(&evaluation);
+    Ok(())
+}
+
+/// The estimates as JSON objects (the `estimates` array of `--json`).
+fn estimates_json(evaluation: &import::Evaluation) -> Vec<serde_json::Value> {
+    evaluation
+        .estimates
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "estimator": e.estimator.name(),
+                "value": e.value,
+                "std_error": e.std_error,
+                "lower": e.lower,
+                "upper": e.upper,
+                "ess": e.ess,
+                "rows": e.rows,
+            })
+        })
+        .collect()
+}
+
+/// The target, the logged mean and the table of estimates.
+fn print_estimates(evaluation: &import::Evaluation) {
     println!("target: {}", evaluation.target);
     println!(
         "logged mean reward on the evaluated rows: {:.4}",
@@ -286,5 +325,94 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
             e.rows
         );
     }
+}
+
+fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow::Result<()> {
+    use tla_server::{AppState, ServerConfig};
+    use tla_store::{DATABASE_FILE_NAME, Store};
+
+    if args.actions.is_some() {
+        bail!(
+            "--actions is for --log; with --data the uniform target spans the campaign's allowed versions"
+        );
+    }
+    let target = campaign::CampaignTarget::parse(args.target.as_deref().unwrap_or("uniform"))?;
+    if !data.join(DATABASE_FILE_NAME).is_file() {
+        bail!(
+            "{} holds no {DATABASE_FILE_NAME}: not a TLA data directory (give the directory `tla serve --data` used)",
+            data.display()
+        );
+    }
+    let start = std::time::Instant::now();
+    let store = Store::open(data)
+        .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+    if store.campaign(id)?.is_none() {
+        let ids: Vec<String> = store.campaigns()?.into_iter().map(|c| c.id).collect();
+        bail!(
+            "no campaign {id:?} in {} (campaigns: {})",
+            data.display(),
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        );
+    }
+    // The state signs no decision ids here, so it needs no server secret: reading the
+    // stored one would create it in a directory that has none.
+    let state = AppState::open(
+        store,
+        b"tla evaluate signs nothing",
+        ServerConfig::default(),
+    )
+    .context("cannot rebuild the campaigns from the data directory")?;
+    let slot = state
+        .campaign(id)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+    let (rows, capped) = tla_server::report::logged_rows(&state, id, args.max_decisions)
+        .with_context(|| format!("cannot read the log of campaign {id}"))?;
+    if rows.is_empty() {
+        bail!(
+            "campaign {id} has no logged decisions in {}: nothing to evaluate",
+            data.display()
+        );
+    }
+    let distinct = campaign::check_rows(&slot.campaign, &rows)?;
+    let read_seconds = start.elapsed().as_secs_f64();
+    let evaluation = target.evaluate(&slot.campaign, &rows, args.folds)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let segments = slot.campaign.design().segments();
+    if args.json {
+        let value = serde_json::json!({
+            "data": data.display().to_string(),
+            "campaign": id,
+            "rows": rows.len(),
+            "capped": capped,
+            "max_decisions": args.max_decisions,
+            "distinct_actions": distinct,
+            "action_space": evaluation.action_space,
+            "contexts": segments,
+            "target": evaluation.target,
+            "logged_mean_reward": evaluation.logged_mean,
+            "estimates": estimates_json(&evaluation),
+            "read_seconds": read_seconds,
+            "seconds": seconds,
+        });
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(());
+    }
+    println!(
+        "campaign {id} in {}: {} decisions{}, {distinct} distinct versions served of {} allowed, {segments} segments, read in {read_seconds:.2} s, evaluated in {:.2} s",
+        data.display(),
+        rows.len(),
+        if capped {
+            format!(" (the first {}; --max-decisions)", args.max_decisions)
+        } else {
+            String::new()
+        },
+        evaluation.action_space,
+        seconds - read_seconds
+    );
+    print_estimates(&evaluation);
     Ok(())
 }

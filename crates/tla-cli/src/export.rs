@@ -1,5 +1,8 @@
 //! `tla export`: a campaign's decisions or events from a data directory, as CSV or
-//! Parquet, streamed page by page (never the whole log in memory).
+//! Parquet, streamed page by page (never the whole log in memory); or one table of the
+//! campaign's report (see `report`).
+
+mod report;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -13,7 +16,10 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use tla_core::report::ReportSettings;
 use tla_core::spec::CampaignSpec;
+use tla_server::report::{LOG_ROWS_CAP, campaign_report};
+use tla_server::{AppState, ServerConfig};
 use tla_store::{DATABASE_FILE_NAME, DecisionRow, EventLog, Store, StoredEvent};
 
 /// Rows read from the store per page (and written per Parquet record batch).
@@ -26,6 +32,39 @@ pub enum What {
     Decisions,
     /// The event log: one row per stored event (impression, click, conversion, cost).
     Events,
+    /// The report's option leaderboard: one row per option of every component.
+    ReportOptions,
+    /// The report's segments: one row per segment.
+    ReportSegments,
+    /// The report's leading versions of each segment, with P(best) among them.
+    ReportLeaders,
+    /// The report's most served (segment, version) pairs.
+    ReportVersions,
+}
+
+impl What {
+    /// The report table, for the `report-*` choices.
+    fn report_table(self) -> Option<report::ReportTable> {
+        match self {
+            What::Decisions | What::Events => None,
+            What::ReportOptions => Some(report::ReportTable::Options),
+            What::ReportSegments => Some(report::ReportTable::Segments),
+            What::ReportLeaders => Some(report::ReportTable::Leaders),
+            What::ReportVersions => Some(report::ReportTable::Versions),
+        }
+    }
+
+    /// What the rows are, for the closing message.
+    fn rows_name(self) -> &'static str {
+        match self {
+            What::Decisions => "decisions",
+            What::Events => "events",
+            What::ReportOptions => "option rows of the report",
+            What::ReportSegments => "segment rows of the report",
+            What::ReportLeaders => "leading-version rows of the report",
+            What::ReportVersions => "served-version rows of the report",
+        }
+    }
 }
 
 /// File format of the export.
@@ -44,7 +83,12 @@ pub enum Format {
 Parquet, readable by pandas and DuckDB. Segments are written by name (from the campaign's spec). \
 Columns are listed in docs/import-export.md.\n\ndecisions: decision_id, campaign_id, segment, \
 version, propensity, model_version, at_ms\nevents: seq, event_id, decision_id, type, value, \
-segment, version, decided_at_ms, at_ms"
+segment, version, decided_at_ms, at_ms\n\nreport-options, report-segments, report-leaders, \
+report-versions: one table of the campaign report (the report `tla report` prints, built the same \
+way: the campaigns are rebuilt from the data directory, so stop the server or use a copy), one \
+table per file, with the counts (impressions, clicks, conversions, value, spend) and the posterior \
+rate and value per impression (mean, lower, upper of the 95% interval) of each row; options and \
+leaders also carry p_best and expected_loss. --draws sets the Monte Carlo draws."
 )]
 pub struct ExportArgs {
     /// The data directory (holding tla.db).
@@ -62,6 +106,10 @@ pub struct ExportArgs {
     /// Output file (overwritten).
     #[arg(long)]
     pub out: PathBuf,
+    /// Monte Carlo draws of the posterior, for the report tables (default 1000, as
+    /// `tla report`).
+    #[arg(long)]
+    pub draws: Option<usize>,
 }
 
 /// Column names of the decisions export, in order.
@@ -101,25 +149,54 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let campaign = store
         .campaign(&args.campaign)?
         .with_context(|| format!("no campaign {:?} in {}", args.campaign, args.data.display()))?;
-    let spec = CampaignSpec::from_json_str(&campaign.spec_json)
-        .with_context(|| format!("the stored spec of campaign {:?}", args.campaign))?;
-    let segments: Vec<String> = spec.segments.iter().map(|s| s.name.clone()).collect();
     let start = std::time::Instant::now();
-    let rows = match args.what {
-        What::Decisions => export_decisions(&store, &args, &segments)?,
-        What::Events => export_events(&store, &args, &segments)?,
+    let rows = if let Some(table) = args.what.report_table() {
+        export_report(store, &args, table)?
+    } else {
+        if args.draws.is_some() {
+            bail!(
+                "--draws is for the report tables (--what report-...); decisions and events have no draws"
+            );
+        }
+        let spec = CampaignSpec::from_json_str(&campaign.spec_json)
+            .with_context(|| format!("the stored spec of campaign {:?}", args.campaign))?;
+        let segments: Vec<String> = spec.segments.iter().map(|s| s.name.clone()).collect();
+        match args.what {
+            What::Decisions => export_decisions(&store, &args, &segments)?,
+            _ => export_events(&store, &args, &segments)?,
+        }
     };
     eprintln!(
         "wrote {rows} {} of campaign {} to {} ({:.2} s)",
-        match args.what {
-            What::Decisions => "decisions",
-            What::Events => "events",
-        },
+        args.what.rows_name(),
         args.campaign,
         args.out.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Builds the campaign's report as `tla report` does and writes one of its tables.
+fn export_report(
+    store: Store,
+    args: &ExportArgs,
+    table: report::ReportTable,
+) -> anyhow::Result<u64> {
+    let draws = args.draws.unwrap_or(tla_core::report::DEFAULT_DRAWS);
+    if draws == 0 {
+        bail!("--draws must be at least 1");
+    }
+    // The state signs no decision ids here, so it needs no server secret: reading the
+    // stored one would create it in a directory that has none.
+    let state = AppState::open(store, b"tla export signs nothing", ServerConfig::default())
+        .context("cannot rebuild the campaigns from the data directory")?;
+    let settings = ReportSettings {
+        draws,
+        ..ReportSettings::default()
+    };
+    let built = campaign_report(&state, &args.campaign, &settings, LOG_ROWS_CAP)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+    Ok(report::write(&built, table, args.format, &args.out)? as u64)
 }
 
 fn segment_name<'a>(segments: &'a [String], index: u32, what: &str) -> anyhow::Result<&'a str> {

@@ -8,7 +8,6 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use rand::SeedableRng;
-use std::collections::HashMap;
 use tla_core::ope::LoggedRow;
 use tla_core::report::{self, Report, ReportSettings};
 use tla_store::{EventKind, StoreError};
@@ -49,26 +48,16 @@ pub fn campaign_report(
 }
 
 /// The campaign's first `cap` logged decisions with their propensities and rewards
-/// (sum of conversion values), and whether the cap cut the log short.
+/// (sum of conversion values), and whether the cap cut the log short. Reads the
+/// campaign's decisions and its conversions only ([`tla_store::Store::value_by_decision`]),
+/// not the other campaigns' events.
 pub fn logged_rows(
     state: &AppState,
     id: &str,
     cap: usize,
 ) -> Result<(Vec<LoggedRow>, bool), StoreError> {
-    let mut rewards: HashMap<String, f64> = HashMap::new();
-    let mut after = 0;
-    loop {
-        let events = state.log().read_after(after, 8192)?;
-        let Some(last) = events.last().map(|e| e.seq) else {
-            break;
-        };
-        for event in &events {
-            if event.campaign_id == id && event.kind == EventKind::Conversion {
-                *rewards.entry(event.decision_id.clone()).or_default() += event.value;
-            }
-        }
-        after = last;
-    }
+    // Only this campaign's conversions, through the store's (campaign, kind) index.
+    let rewards = state.store().value_by_decision(id, EventKind::Conversion)?;
     let mut rows = Vec::new();
     let mut after_rowid = 0;
     let mut capped = false;

@@ -12,8 +12,9 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::StoreError;
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads. Files of an older version are
+/// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -90,6 +91,18 @@ CREATE TABLE meta (
     value         BLOB NOT NULL
 ) STRICT;
 ";
+
+/// Schema version 2: an index over each campaign's events of one kind, so a campaign's
+/// conversions (or impressions, ...) are read without scanning the whole event log.
+/// The rowid (`seq`) ends every index entry, so the entries of one (campaign, kind)
+/// are in log order and an append adds at the end of its group.
+const MIGRATION_V2: &str = "
+CREATE INDEX events_by_campaign_kind ON events (campaign_id, kind);
+";
+
+/// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
+/// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
+const MIGRATIONS: [&str; 1] = [MIGRATION_V2];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
 /// reads nothing: call [`check_version`] next, then [`configure`].
@@ -192,23 +205,39 @@ pub(crate) fn enable_wal(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Creates the tables in an empty database and sets the schema version. Does nothing
-/// when the version is already current. Runs in one immediate transaction, and
-/// checks the version again inside it in case another process created the schema
-/// first.
+/// Creates the tables in an empty database, or migrates an older file to the current
+/// version, and sets the schema version. Does nothing when the version is already
+/// current. Runs in one immediate transaction (a failed migration leaves the file as
+/// it was), and checks the version again inside it in case another process created or
+/// migrated the schema first. Migrations add to the schema; they change no stored row.
 pub(crate) fn create_or_check(connection: &mut Connection, path: &str) -> Result<(), StoreError> {
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(StoreError::sqlite("starting the schema transaction"))?;
     let version = check_version(&transaction, path)?;
+    if version == SCHEMA_VERSION {
+        return transaction
+            .commit()
+            .map_err(StoreError::sqlite("committing the schema"));
+    }
     if version == 0 {
         transaction
             .execute_batch(SCHEMA_V1)
             .map_err(StoreError::sqlite("creating the schema"))?;
-        transaction
-            .pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(StoreError::sqlite("setting the schema version"))?;
     }
+    // Version 0 got version 1's tables above; migrate from there.
+    let from = version.max(1);
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let to = index as i64 + 2;
+        if to > from {
+            transaction
+                .execute_batch(migration)
+                .map_err(StoreError::sqlite("migrating the schema"))?;
+        }
+    }
+    transaction
+        .pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(StoreError::sqlite("setting the schema version"))?;
     transaction
         .commit()
         .map_err(StoreError::sqlite("committing the schema"))
@@ -244,6 +273,17 @@ mod tests {
                 "meta",
                 "snapshots"
             ]
+        );
+        let indexes: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            ["decisions_by_campaign", "events_by_campaign_kind"]
         );
         // A second call is a no-op.
         create_or_check(&mut connection, ":memory:").unwrap();

@@ -1,6 +1,7 @@
 //! [`Store`]: the database file, its connections, and the tables other than the
 //! event log; [`SqliteEventLog`]: the event log over the same database.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -18,6 +19,22 @@ pub const DATABASE_FILE_NAME: &str = "tla.db";
 
 /// How many snapshots are kept per campaign (the newest by `covers_seq`).
 pub const SNAPSHOTS_KEPT: usize = 3;
+
+/// A page of one campaign's events of one kind. `INDEXED BY` makes SQLite fail rather
+/// than fall back to a scan of the whole log; the index ends with the rowid (`seq`),
+/// so `seq > ?3 ORDER BY seq` is a range of the index, in order.
+const CAMPAIGN_EVENTS_SQL: &str = "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
+     FROM events INDEXED BY events_by_campaign_kind \
+     WHERE campaign_id = ?1 AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4";
+
+/// [`CAMPAIGN_EVENTS_SQL`] with only the columns a sum per decision needs.
+const CAMPAIGN_EVENT_VALUES_SQL: &str = "SELECT seq, decision_id, value \
+     FROM events INDEXED BY events_by_campaign_kind \
+     WHERE campaign_id = ?1 AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4";
+
+/// Events read per page by [`Store::value_by_decision`]; the general connection is
+/// released between pages.
+const EVENT_PAGE: usize = 8_192;
 
 /// The storage layer: one SQLite database in a data directory.
 ///
@@ -274,6 +291,77 @@ impl Store {
             })
             .map_err(StoreError::sqlite("reading a decision"))?;
         raw.map(RawDecision::decode).transpose()
+    }
+
+    // ---- one campaign's events -----------------------------------------------------
+
+    /// A campaign's events of one kind with `seq > after`, ascending, at most `limit`
+    /// (pass the last `seq` back to read the next page; start with 0).
+    ///
+    /// Read through the index on `(campaign_id, kind)`: the cost follows the number of
+    /// matching events, not the size of the log (which holds every campaign).
+    pub fn campaign_events(
+        &self,
+        campaign_id: &str,
+        kind: EventKind,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(CAMPAIGN_EVENTS_SQL)
+            .map_err(StoreError::sqlite("reading a campaign's events"))?;
+        let raw = statement
+            .query_map(
+                params![campaign_id, kind.as_str(), after, sql_limit(limit)],
+                RawEvent::from_row,
+            )
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading a campaign's events"))?;
+        raw.into_iter().map(RawEvent::decode).collect()
+    }
+
+    /// The values of a campaign's events of one kind, summed per decision id: with
+    /// [`EventKind::Conversion`], each decision's donations (decisions without such an
+    /// event are absent). Reads only the matching events, through the index on
+    /// `(campaign_id, kind)`, a page at a time.
+    pub fn value_by_decision(
+        &self,
+        campaign_id: &str,
+        kind: EventKind,
+    ) -> Result<HashMap<String, f64>, StoreError> {
+        let mut sums: HashMap<String, f64> = HashMap::new();
+        let mut after: i64 = 0;
+        loop {
+            let page: Vec<(i64, String, f64)> = {
+                let connection = self.database.general();
+                let mut statement = connection
+                    .prepare_cached(CAMPAIGN_EVENT_VALUES_SQL)
+                    .map_err(StoreError::sqlite("reading a campaign's event values"))?;
+                statement
+                    .query_map(
+                        params![campaign_id, kind.as_str(), after, sql_limit(EVENT_PAGE)],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                    .map_err(StoreError::sqlite("reading a campaign's event values"))?
+            };
+            let Some(&(last, _, _)) = page.last() else {
+                break;
+            };
+            let full = page.len() == EVENT_PAGE;
+            for (_, decision_id, value) in page {
+                *sums.entry(decision_id).or_default() += value;
+            }
+            if !full {
+                break;
+            }
+            after = last;
+        }
+        Ok(sums)
     }
 
     // ---- API keys -----------------------------------------------------------------
@@ -738,6 +826,28 @@ mod tests {
             error.to_string(),
             "corrupt row in table `campaigns`: campaign \"c\" has status \"archived\"; expected \"active\" or \"paused\""
         );
+    }
+
+    #[test]
+    fn campaign_event_reads_are_index_ranges_without_a_sort() {
+        let store = Store::open_in_memory().unwrap();
+        let connection = store.database.general();
+        for sql in [CAMPAIGN_EVENTS_SQL, CAMPAIGN_EVENT_VALUES_SQL] {
+            let plan: Vec<String> = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params!["c", "conversion", 0, 10], |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                plan,
+                [
+                    "SEARCH events USING INDEX events_by_campaign_kind (campaign_id=? AND kind=? AND rowid>?)"
+                ],
+                "{sql}"
+            );
+        }
     }
 
     #[test]

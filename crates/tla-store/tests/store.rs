@@ -674,3 +674,175 @@ fn server_secret_is_made_once_and_kept_across_reopen() {
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// ---- one campaign's events ------------------------------------------------------------
+
+fn kind_event(
+    campaign_id: &str,
+    event_id: &str,
+    kind: EventKind,
+    decision: &str,
+    value: f64,
+) -> NewEvent {
+    NewEvent {
+        kind,
+        value,
+        decision_id: decision.to_owned(),
+        ..event(campaign_id, event_id)
+    }
+}
+
+/// Two campaigns' impressions and conversions, interleaved: campaign `a`'s conversions
+/// are at seqs 2, 5 and 7 (decisions d1, d2, d1), campaign `b`'s at 4.
+fn two_campaigns(log: &impl EventLog) {
+    log.append(&[
+        kind_event("a", "i1", EventKind::Impression, "d1", 0.0),
+        kind_event("a", "c1", EventKind::Conversion, "d1", 10.0),
+        kind_event("b", "i1", EventKind::Impression, "d1", 0.0),
+        kind_event("b", "c1", EventKind::Conversion, "d1", 99.0),
+        kind_event("a", "c2", EventKind::Conversion, "d2", 5.0),
+        kind_event("a", "k2", EventKind::Click, "d2", 0.0),
+        kind_event("a", "c3", EventKind::Conversion, "d1", 2.5),
+    ])
+    .unwrap();
+}
+
+#[test]
+fn campaign_events_reads_one_campaigns_kind_in_log_order_and_pages() {
+    let store = Store::open_in_memory().unwrap();
+    two_campaigns(&store.event_log());
+    let seqs = |after, limit| -> Vec<u64> {
+        store
+            .campaign_events("a", EventKind::Conversion, after, limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(seqs(0, 10), [2, 5, 7]);
+    assert_eq!(seqs(0, 2), [2, 5]);
+    assert_eq!(seqs(5, 2), [7]);
+    assert!(seqs(7, 10).is_empty());
+    assert!(seqs(u64::MAX, 10).is_empty());
+    let events = store
+        .campaign_events("a", EventKind::Conversion, 0, 10)
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.campaign_id == "a" && e.kind == EventKind::Conversion)
+    );
+    assert_eq!(events[2].event_id, "c3");
+    assert_eq!(events[2].value, 2.5);
+    // The same rows the whole-log reader gives, filtered.
+    let filtered: Vec<_> = store
+        .event_log()
+        .read_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.campaign_id == "a" && e.kind == EventKind::Conversion)
+        .collect();
+    assert_eq!(events, filtered);
+    let b_impressions = store
+        .campaign_events("b", EventKind::Impression, 0, 10)
+        .unwrap();
+    assert_eq!(b_impressions.len(), 1);
+    assert_eq!(b_impressions[0].seq, 3);
+    assert!(
+        store
+            .campaign_events("missing", EventKind::Conversion, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn value_by_decision_sums_one_campaigns_conversions_per_decision() {
+    let store = Store::open_in_memory().unwrap();
+    two_campaigns(&store.event_log());
+    let sums = store.value_by_decision("a", EventKind::Conversion).unwrap();
+    assert_eq!(
+        sums,
+        HashMap::from([("d1".to_owned(), 12.5), ("d2".to_owned(), 5.0)])
+    );
+    let b = store.value_by_decision("b", EventKind::Conversion).unwrap();
+    assert_eq!(b, HashMap::from([("d1".to_owned(), 99.0)]));
+    assert!(
+        store
+            .value_by_decision("missing", EventKind::Conversion)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn value_by_decision_reads_past_one_page() {
+    // More conversions than one page (8,192) of one decision, interleaved with another
+    // campaign's.
+    let store = Store::open_in_memory().unwrap();
+    let log = store.event_log();
+    let batch: Vec<NewEvent> = (0..20_000)
+        .map(|i| {
+            let campaign = if i % 2 == 0 { "a" } else { "b" };
+            kind_event(
+                campaign,
+                &format!("c{i}"),
+                EventKind::Conversion,
+                &format!("d{}", i % 6),
+                1.0,
+            )
+        })
+        .collect();
+    log.append(&batch).unwrap();
+    let sums = store.value_by_decision("a", EventKind::Conversion).unwrap();
+    assert_eq!(sums.len(), 3);
+    assert_eq!(sums.values().sum::<f64>(), 10_000.0);
+    assert_eq!(sums["d0"], 3_334.0);
+}
+
+#[test]
+fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
+    let dir = TempDir::new("migrate-v1");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+        store.append_decisions(&[decision("d1", "a")]).unwrap();
+        two_campaigns(&store.event_log());
+    }
+    // Make it the file version 1 wrote: the same tables without the index.
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch("DROP INDEX events_by_campaign_kind; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
+    assert_eq!(store.decision("d1").unwrap(), Some(decision("d1", "a")));
+    let log = store.event_log();
+    assert_eq!(log.last_seq().unwrap(), 7);
+    assert_eq!(
+        store.value_by_decision("a", EventKind::Conversion).unwrap(),
+        HashMap::from([("d1".to_owned(), 12.5), ("d2".to_owned(), 5.0)])
+    );
+    // Appends go on after the migration, deduplicated as before.
+    assert_eq!(
+        log.append(&[kind_event("a", "c1", EventKind::Conversion, "d1", 1.0)])
+            .unwrap(),
+        [AppendOutcome::Duplicate { seq: 2 }]
+    );
+    let connection = rusqlite::Connection::open(dir.database()).unwrap();
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 2);
+    let indexes: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'events_by_campaign_kind'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 1);
+}

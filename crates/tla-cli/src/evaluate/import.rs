@@ -460,9 +460,14 @@ fn fit(training: &[LoggedRow], contexts: usize, target: TargetProb) -> TableMode
     }
 }
 
+/// A target's probabilities `pi(a | s)`, in the forms the direct model can sum over.
+/// A target that depends on the segment (one trained on the log, say) adds a variant
+/// here and its direct value in [`fit`].
 #[derive(Debug, Clone, Copy)]
-enum TargetProb {
+pub(super) enum TargetProb {
+    /// Every action of an action space of this size equally likely.
     Uniform(usize),
+    /// Always this action.
     Fixed(u64),
 }
 
@@ -481,7 +486,9 @@ impl TargetProb {
     }
 }
 
-fn estimate(
+/// IPS, SNIPS and cross-fitted DR of `target` on `rows` (contexts numbered
+/// `0..contexts`).
+pub(super) fn estimate(
     rows: &[LoggedRow],
     contexts: usize,
     target: TargetProb,
@@ -496,6 +503,24 @@ fn estimate(
         ),
         other => anyhow::Error::new(other),
     })
+}
+
+/// The action with the highest SNIPS value of "always this action" on `rows`,
+/// `sum_{a_i = a} r_i / p_i / sum_{a_i = a} 1 / p_i`, with that value; ties go to the
+/// lowest action. `rows` must not be empty.
+pub(super) fn best_by_snips(rows: &[LoggedRow]) -> (u64, f64) {
+    let mut sums: HashMap<u64, (f64, f64)> = HashMap::new();
+    for r in rows {
+        let s = sums.entry(r.action).or_insert((0.0, 0.0));
+        s.0 += r.reward / r.propensity;
+        s.1 += 1.0 / r.propensity;
+    }
+    let mut ranked: Vec<(u64, f64)> = sums
+        .into_iter()
+        .map(|(a, (num, den))| (a, num / den))
+        .collect();
+    ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    ranked[0]
 }
 
 /// Evaluates `target` on `log`. `actions` sets the uniform target's action space
@@ -566,19 +591,7 @@ pub fn evaluate(
                 );
             }
             let (first, second) = log.rows.split_at(n / 2);
-            // SNIPS of "always a" on the first half: sum_{a_i = a} r_i / p_i / sum_{a_i = a} 1 / p_i.
-            let mut sums: HashMap<u64, (f64, f64)> = HashMap::new();
-            for r in first {
-                let s = sums.entry(r.action).or_insert((0.0, 0.0));
-                s.0 += r.reward / r.propensity;
-                s.1 += 1.0 / r.propensity;
-            }
-            let mut ranked: Vec<(u64, f64)> = sums
-                .into_iter()
-                .map(|(a, (num, den))| (a, num / den))
-                .collect();
-            ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-            let (best, first_value) = ranked[0];
+            let (best, first_value) = best_by_snips(first);
             let estimates = estimate(second, log.contexts, TargetProb::Fixed(best), folds)?;
             Ok(Evaluation {
                 target: format!(
