@@ -34,7 +34,7 @@
 //! (value per impression when the objective is value, otherwise the rate) among its
 //! rivals; the expected loss is the mean over draws of `max(rivals) - item`.
 
-use crate::engine::{Counts, Engine};
+use crate::engine::{Counts, Engine, Feedback};
 use crate::ope::{self, Estimate, LoggedRow, OpeError, Z95};
 use crate::spec::Campaign;
 use crate::stats;
@@ -766,40 +766,172 @@ fn compare(rows: &[LoggedRow], target: impl Fn(usize, u64) -> f64) -> Comparison
     }
 }
 
+/// Combines the comparisons of the two halves of a cross-fitted estimate, weighting
+/// each by its rows; the halves are independent given the choices, so their variances
+/// add.
+fn combine_halves(halves: [(Comparison, usize); 2]) -> Comparison {
+    let n = (halves[0].1 + halves[1].1) as f64;
+    let mut estimates = Vec::new();
+    let mut lifts = Vec::new();
+    for (half, (comparison, rows)) in halves.iter().enumerate() {
+        match (&comparison.estimate, &comparison.lift) {
+            (Some(e), Some(l)) => {
+                estimates.push((*e, *rows as f64));
+                lifts.push((*l, *rows as f64));
+            }
+            _ => {
+                return Comparison {
+                    estimate: None,
+                    lift: None,
+                    error: Some(format!(
+                        "half {} of the log: {}",
+                        half + 1,
+                        comparison.error.as_deref().unwrap_or("no estimate")
+                    )),
+                };
+            }
+        }
+    }
+    let mix = |parts: &[(f64, f64, f64)]| {
+        let value = parts.iter().map(|(v, _, m)| v * m).sum::<f64>() / n;
+        let se = parts
+            .iter()
+            .map(|(_, se, m)| (se * m) * (se * m))
+            .sum::<f64>()
+            .sqrt()
+            / n;
+        (value, se)
+    };
+    let (value, se) = mix(&[
+        (
+            estimates[0].0.value,
+            estimates[0].0.std_error,
+            estimates[0].1,
+        ),
+        (
+            estimates[1].0.value,
+            estimates[1].0.std_error,
+            estimates[1].1,
+        ),
+    ]);
+    let (lift, lift_se) = mix(&[
+        (lifts[0].0.value, lifts[0].0.std_error, lifts[0].1),
+        (lifts[1].0.value, lifts[1].0.std_error, lifts[1].1),
+    ]);
+    Comparison {
+        estimate: Some(Estimate {
+            estimator: estimates[0].0.estimator,
+            value,
+            std_error: se,
+            lower: value - Z95 * se,
+            upper: value + Z95 * se,
+            ess: estimates[0].0.ess + estimates[1].0.ess,
+            rows: estimates[0].0.rows + estimates[1].0.rows,
+        }),
+        lift: Some(MeanEstimate {
+            value: lift,
+            std_error: lift_se,
+            lower: lift - Z95 * lift_se,
+            upper: lift + Z95 * lift_se,
+        }),
+        error: None,
+    }
+}
+
 /// What the policy that ran earned against an even split and against the best single
 /// version per segment, from its own log.
 ///
 /// Every row is a decision with the exact propensity the logging policy gave it and
 /// its reward (the sum of its conversion values, 0 without one). The realized value is
 /// the mean reward; each counterfactual is estimated by self-normalized IPS with target
-/// `1 / allowed_versions` (even split) or `1[action = best[segment]]` (best single
+/// `1 / allowed_versions` (even split) or `1[action = best(segment)]` (best single
 /// version). This is unbiased in the limit because every allowed version had a
 /// positive propensity in every decision: the exploration floor mixes the uniform
 /// distribution over allowed versions into every decision distribution, so the
 /// logging policy covers the support of both targets (this needs the spec's
-/// `exploration > 0`, the default). The best single version is rarely
-/// logged in a space of millions of versions, so its estimate may be unavailable or
-/// wide (see its effective sample size).
-pub fn lift(rows: &[LoggedRow], allowed_versions: u64, best: &[u64]) -> Result<Lift, OpeError> {
+/// `exploration > 0`, the default).
+///
+/// The best single version is cross-fitted: a version picked as best on a log and
+/// scored on the same log is scored optimistically (it was picked partly for its luck
+/// there, and under adaptive logging that luck sits in the early rows with the largest
+/// weights). So the rows alternate between two halves (even and odd positions), and
+/// `chosen_by_half[h]` (the best version per segment of a model trained on half `h`
+/// only, see [`best_versions_by_half`]) is scored on the other half; the two SNIPS
+/// estimates are combined weighted by rows. `best` (the best versions of the model
+/// trained on everything, the ones a team would run) is reported as is. The best single
+/// version is rarely logged in a space of millions of versions, so its estimate may be
+/// unavailable or wide (see its effective sample size).
+pub fn lift(
+    rows: &[LoggedRow],
+    allowed_versions: u64,
+    best: &[u64],
+    chosen_by_half: &[Vec<u64>; 2],
+) -> Result<Lift, OpeError> {
     if rows.is_empty() {
         return Err(OpeError::EmptyLog);
     }
     let realized = MeanEstimate::from_terms(rows.iter().map(|r| r.reward), rows.len());
     let even = 1.0 / allowed_versions.max(1) as f64;
+    let halves: [Vec<LoggedRow>; 2] = [
+        rows.iter().step_by(2).copied().collect(),
+        rows.iter().skip(1).step_by(2).copied().collect(),
+    ];
+    let best_single_version = if halves[1].is_empty() {
+        Comparison {
+            estimate: None,
+            lift: None,
+            error: Some("one row cannot be split into two halves".into()),
+        }
+    } else {
+        combine_halves([0, 1].map(|h| {
+            let chooser = &chosen_by_half[1 - h];
+            let comparison = compare(&halves[h], |s, a| {
+                f64::from(u8::from(chooser.get(s).is_some_and(|&b| b == a)))
+            });
+            (comparison, halves[h].len())
+        }))
+    };
     Ok(Lift {
         rows: rows.len(),
         rows_cap: None,
         capped: false,
         realized,
         even_split: compare(rows, |_, _| even),
-        best_single_version: compare(rows, |s, a| {
-            f64::from(u8::from(best.get(s).is_some_and(|&b| b == a)))
-        }),
+        best_single_version,
         best_versions: best.to_vec(),
     })
 }
 
-/// Each segment's top posterior-mean version (the target of the best single version).
+/// The best single version per segment by posterior mean ([`best_versions`]) of two
+/// models of `campaign`, each trained from its prior on one half of `rows` (even and
+/// odd positions, as [`lift`] splits them): each row is learned as an impression, and
+/// as a conversion with its reward when the reward is positive.
+///
+/// # Panics
+/// If a row's segment or version is outside the campaign (rows from its own decision
+/// log never are).
+pub fn best_versions_by_half<R: Rng + ?Sized>(
+    campaign: &Campaign,
+    rows: &[LoggedRow],
+    rng: &mut R,
+) -> [Vec<u64>; 2] {
+    [0, 1].map(|h| {
+        let mut engine = Engine::new(campaign, rng);
+        for row in rows.iter().skip(h).step_by(2) {
+            engine.learn(row.segment, row.action, Feedback::Impression);
+            if row.reward > 0.0 {
+                engine.learn(
+                    row.segment,
+                    row.action,
+                    Feedback::Conversion { amount: row.reward },
+                );
+            }
+        }
+        best_versions(&engine, rng)
+    })
+}
+
+/// The allowed version with the highest posterior mean objective in each segment.
 pub fn best_versions<R: Rng + ?Sized>(engine: &Engine, rng: &mut R) -> Vec<u64> {
     let mut sampler = engine.sampler().clone();
     (0..engine.segment_counts().len())
@@ -956,18 +1088,32 @@ mod tests {
                 reward: 2.0,
             },
         ];
-        let lift = lift(&rows, 2, &[0]).unwrap();
+        // Half 0 is rows 0 and 2 (version 0), half 1 rows 1 and 3 (version 1). Half 1's
+        // model picked version 0, scored on half 0: SNIPS (10 + 0) / 2 = 5; half 0's
+        // picked version 1, scored on half 1: (0 + 2) / 2 = 1. Combined by rows:
+        // (2 x 5 + 2 x 1) / 4 = 3, the realized mean: lift 0.
+        let lift = lift(&rows, 2, &[0], &[vec![1], vec![0]]).unwrap();
         assert_eq!(lift.realized.value, 3.0);
+        assert_eq!(lift.best_versions, vec![0]);
         let even = lift.even_split.estimate.unwrap();
         assert!((even.value - 3.0).abs() < 1e-12);
         assert!(lift.even_split.lift.unwrap().value.abs() < 1e-12);
-        // Always version 0: SNIPS = (10 + 0) / 2 = 5, lift = 3 - 5 = -2.
         let best = lift.best_single_version.estimate.unwrap();
-        assert!((best.value - 5.0).abs() < 1e-12);
-        assert!((lift.best_single_version.lift.unwrap().value + 2.0).abs() < 1e-12);
-        // A target never logged cannot be estimated.
-        let none = super::lift(&rows, 2, &[7]).unwrap();
+        assert!((best.value - 3.0).abs() < 1e-12, "{best:?}");
+        assert_eq!(best.rows, 4);
+        assert!(lift.best_single_version.lift.unwrap().value.abs() < 1e-12);
+        // Both halves' models picking version 0: half 0 scores 5, half 1 never logged
+        // version 0 and cannot be estimated, so neither is the whole.
+        let none = super::lift(&rows, 2, &[0], &[vec![0], vec![0]]).unwrap();
         assert!(none.best_single_version.estimate.is_none());
-        assert!(none.best_single_version.error.is_some());
+        assert!(
+            none.best_single_version
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("half 2"),
+            "{:?}",
+            none.best_single_version.error
+        );
     }
 }

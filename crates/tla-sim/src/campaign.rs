@@ -283,8 +283,13 @@ pub struct LiftTruth {
     pub realized_expected: f64,
     /// True value per impression of the even split over the allowed versions.
     pub even_split: f64,
-    /// True value per impression of serving `best_versions[s]` in every segment `s`.
+    /// True value per impression of the cross-fitted best single version the lift
+    /// estimates: each row's segment served the version the model of the other half
+    /// of the log picked.
     pub best_single_version: f64,
+    /// True value per impression of serving `best_versions[s]` (the full model's
+    /// picks) in every segment `s`.
+    pub best_versions_value: f64,
     /// Logged rows that served their segment's best single version.
     pub best_version_rows: u64,
     /// Their mean reward, unweighted: above `best_version_true_mean` by more than
@@ -295,19 +300,26 @@ pub struct LiftTruth {
 }
 
 /// The true counterparts of [`tla_core::report::Lift`]: `best_versions` are the lift's
-/// best single version per segment.
+/// best single version per segment, `chosen_by_half` the halves' picks it was
+/// cross-fitted with ([`tla_core::report::best_versions_by_half`]).
 pub fn lift_truth(
     world: &World,
     truths: &[SegmentTruth],
     rows: &[LoggedRow],
     best_versions: &[u64],
+    chosen_by_half: &[Vec<u64>; 2],
 ) -> LiftTruth {
     let segments = world.segments();
     let mut count = vec![0u64; segments];
     let mut realized = 0.0;
     let mut options = vec![0u32; world.space.components()];
     let (mut best_rows, mut best_reward, mut best_true) = (0u64, 0.0, 0.0);
-    for row in rows {
+    let mut cross_fitted = 0.0;
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(&v) = chosen_by_half[1 - i % 2].get(row.segment) {
+            world.space.decode_into(v, &mut options);
+            cross_fitted += world.expected_value(row.segment, &options);
+        }
         count[row.segment] += 1;
         world.space.decode_into(row.action, &mut options);
         let ev = world.expected_value(row.segment, &options);
@@ -331,7 +343,8 @@ pub fn lift_truth(
     LiftTruth {
         realized_expected: realized / n,
         even_split: even,
-        best_single_version: best,
+        best_single_version: cross_fitted / n,
+        best_versions_value: best,
         best_version_rows: best_rows,
         best_version_logged_mean: best_reward / best_rows.max(1) as f64,
         best_version_true_mean: best_true / best_rows.max(1) as f64,

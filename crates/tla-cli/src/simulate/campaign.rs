@@ -59,10 +59,16 @@ pub fn run(spec: &Path, args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let mut report = report::build(&campaign, &run.engine, &settings, &mut rng);
     let best = report::best_versions(&run.engine, &mut rng);
-    report.lift = Some(report::lift(&run.rows, campaign.allowed_versions(), &best)?);
+    let halves = report::best_versions_by_half(&campaign, &run.rows, &mut rng);
+    report.lift = Some(report::lift(
+        &run.rows,
+        campaign.allowed_versions(),
+        &best,
+        &halves,
+    )?);
     let report_seconds = start.elapsed().as_secs_f64();
     let check = leader_check(&report, &options, design.objective);
-    let lift_true = lift_truth(&world, &truths, &run.rows, &best);
+    let lift_true = lift_truth(&world, &truths, &run.rows, &best, &halves);
 
     if args.json {
         let value = serde_json::json!({
@@ -203,8 +209,15 @@ fn lift_table(lift: &report::Lift, truth: &LiftTruth) -> String {
     }
     let _ = writeln!(
         out,
-        "  rows serving their segment's best single version: {}, mean reward {:.4}, mean true value {:.4}",
-        truth.best_version_rows, truth.best_version_logged_mean, truth.best_version_true_mean
+        "  (best single version: cross-fitted, each half of the log scored with the versions a model of the other half picked)"
+    );
+    let _ = writeln!(
+        out,
+        "  the full model's best versions: true value {:.4}; the {} rows serving them earned {:.4} (true {:.4})",
+        truth.best_versions_value,
+        truth.best_version_rows,
+        truth.best_version_logged_mean,
+        truth.best_version_true_mean
     );
     out
 }
