@@ -916,7 +916,7 @@ pub fn best_versions_by_half<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> [Vec<u64>; 2] {
     [0, 1].map(|h| {
-        let mut engine = Engine::new(campaign, rng);
+        let mut engine = Engine::for_learning(campaign, rng);
         for row in rows.iter().skip(h).step_by(2) {
             engine.learn(row.segment, row.action, Feedback::Impression);
             if row.reward > 0.0 {
