@@ -300,6 +300,9 @@ pub struct WeightDiagnostics {
     /// adaptive logging; a mean well below 1 says target mass sits on rows too rare to
     /// have been drawn, whose weights are larger than any seen.
     pub mean_weight: f64,
+    /// Standard error of `mean_weight` (sample sd of the weights, divisor `n - 1`, over
+    /// `sqrt(n)`; infinite for one row), to test it against 1.
+    pub mean_weight_std_error: f64,
     /// Largest weight.
     pub max_weight: f64,
     /// Effective sample size `(sum w)^2 / sum w^2`.
@@ -325,11 +328,17 @@ pub fn weight_diagnostics(rows: &[LoggedRow], weights: &[f64]) -> WeightDiagnost
     let total: f64 = positive.iter().map(|(_, wr)| wr).sum();
     let top = positive.len().div_ceil(100);
     let top_sum: f64 = positive[..top].iter().map(|(_, wr)| wr).sum();
+    let (mean_weight, mean_weight_std_error) = if weights.is_empty() {
+        (0.0, f64::INFINITY)
+    } else {
+        mean_and_se(weights)
+    };
     WeightDiagnostics {
         rows: rows.len(),
         rows_with_weight: positive.len(),
         rewarded_with_weight: positive.iter().filter(|(_, wr)| *wr > 0.0).count(),
-        mean_weight: weights.iter().sum::<f64>() / rows.len().max(1) as f64,
+        mean_weight,
+        mean_weight_std_error,
         max_weight: weights.iter().copied().fold(0.0, f64::max),
         ess: effective_sample_size(weights),
         top_weight_share: if total > 0.0 { top_sum / total } else { 0.0 },
@@ -646,6 +655,9 @@ mod tests {
             (4, 2, 2)
         );
         close(d.mean_weight, 1.5);
+        // Deviations from 1.5: 0.5, -1.5, 2.5, -1.5; squares sum to 11; var 11 / 3;
+        // se = sqrt(11 / 3 / 4).
+        close(d.mean_weight_std_error, (11.0f64 / 12.0).sqrt());
         close(d.max_weight, 4.0);
         close(d.ess, 1.8);
         close(d.top_weight_share, 16.0 / 36.0);

@@ -4,28 +4,41 @@
 //! A logging policy (the even split, or factorized Thompson sampling with its
 //! exploration floor) runs online against a world for `impressions` impressions; each
 //! impression's segment, version, exact propensity and drawn donation are logged. A
-//! target policy (the oracle's best version per segment, one fixed version, or the even
-//! split) is then evaluated on the log with IPS, SNIPS and cross-fitted doubly robust,
-//! and compared with its true value `sum_s P(s) sum_a pi(a|s) EV(s, a)`, computed
-//! exactly from the world. Over many seeds this measures each estimator's bias, the
-//! coverage of its 95% interval, the interval's width and the effective sample size.
+//! target policy (the oracle's best version per segment, one fixed version, the even
+//! split, or factorized Thompson sampling trained on the first half of the log) is then
+//! evaluated on the log with IPS, SNIPS and cross-fitted doubly robust, and compared
+//! with its true value `sum_s P(s) sum_a pi(a|s) EV(s, a)`, computed exactly from the
+//! world. Over many seeds this measures each estimator's bias, the coverage of its 95%
+//! interval, the interval's width and the effective sample size.
+//!
+//! The trained target ([`TargetChoice::FactorizedTs`]) differs per seed: it is trained
+//! on the first half of that seed's log (time order) and evaluated on the second half
+//! only, so no estimator scores a row the target learned from; each seed is compared
+//! with its own target's truth.
 
+use crate::generate::segment_truths;
 use crate::world::World;
 use crate::{PolicyChoice, PolicySettings, build_policy};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
-use tla_core::design::{DEFAULT_EXACT_LIMIT, Interactions, Objective};
-use tla_core::ope::{DirectModel, Estimate, Estimator, LoggedRow, OpeError, evaluate_all};
+use tla_core::design::{DEFAULT_EXACT_LIMIT, Design, Interactions, Objective};
+use tla_core::ope::{
+    DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, evaluate_all,
+    weight_diagnostics, weights,
+};
 use tla_core::policy::{Outcome, Policy};
+use tla_core::target::{DEFAULT_TARGET_FLOOR, TrainedTarget, TrainedTargetSettings};
 
 /// A target policy to evaluate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Target {
     /// The even split over every version.
     Uniform,
     /// One fixed version per segment (deterministic).
     PerSegment(Vec<u64>),
+    /// Factorized Thompson sampling trained on a log ([`TrainedTarget`]).
+    Trained(Box<TrainedTarget>),
 }
 
 /// A target policy as asked for on the command line.
@@ -37,12 +50,33 @@ pub enum TargetChoice {
     Uniform,
     /// One option per component, the same version in every segment.
     FixedOptions(Vec<u32>),
+    /// Factorized Thompson sampling trained on the first half of each seed's log and
+    /// evaluated on the second half, `floor` of its probability spread evenly over the
+    /// allowed versions ([`TrainedTarget`]).
+    FactorizedTs {
+        /// The target's floor, in `[0, 1)`.
+        floor: f64,
+    },
 }
 
 impl TargetChoice {
-    /// Resolves the choice against a world.
+    /// The trained target with the default floor ([`DEFAULT_TARGET_FLOOR`]).
+    pub fn factorized_ts() -> Self {
+        TargetChoice::FactorizedTs {
+            floor: DEFAULT_TARGET_FLOOR,
+        }
+    }
+}
+
+impl TargetChoice {
+    /// Resolves a fixed choice against a world. The trained target has no resolution
+    /// before a log exists: see [`PreparedTarget`].
     pub fn resolve(&self, world: &World) -> Result<Target, String> {
         match self {
+            TargetChoice::FactorizedTs { .. } => Err(
+                "the factorized-ts target is trained on each seed's log, not resolved from the world"
+                    .into(),
+            ),
             TargetChoice::Oracle => Ok(Target::PerSegment(
                 world.oracle().into_iter().map(|(v, _)| v).collect(),
             )),
@@ -60,11 +94,19 @@ impl TargetChoice {
         }
     }
 
-    /// A short label: `oracle`, `uniform`, `fixed-options:0,1,2,3`.
+    /// A short label: `oracle`, `uniform`, `fixed-options:0,1,2,3`, `factorized-ts`
+    /// (`factorized-ts (floor 0.1)` when the floor is not the default).
     pub fn label(&self) -> String {
         match self {
             TargetChoice::Oracle => "oracle".into(),
             TargetChoice::Uniform => "uniform".into(),
+            TargetChoice::FactorizedTs { floor } => {
+                if *floor == DEFAULT_TARGET_FLOOR {
+                    "factorized-ts".into()
+                } else {
+                    format!("factorized-ts (floor {floor})")
+                }
+            }
             TargetChoice::FixedOptions(o) => format!(
                 "fixed-options:{}",
                 o.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
@@ -85,12 +127,38 @@ impl Target {
                     0.0
                 }
             }
+            Target::Trained(target) => target.probability(segment, version),
         }
     }
 
-    /// The exact value per impression: `sum_s P(s) sum_a pi(a|s) EV(s, a)`.
+    /// The exact value per impression: `sum_s P(s) sum_a pi(a|s) EV(s, a)`. For the
+    /// trained target it computes the even split over the allowed versions with
+    /// [`segment_truths`]; [`Target::true_value_with`] takes them precomputed.
     pub fn true_value(&self, world: &World) -> f64 {
+        let even: Vec<f64> = match self {
+            Target::Trained(_) => segment_truths(world).iter().map(|t| t.even_value).collect(),
+            _ => Vec::new(),
+        };
+        self.true_value_with(world, &even)
+    }
+
+    /// [`Target::true_value`] given, for the trained target, the even split's exact
+    /// value per segment over the allowed versions (`even_values`, unused by the other
+    /// targets). The trained target's value in segment `s` is
+    /// `floor · even(s) + (1 - floor) · sum_v table_s(v) EV(s, v)`.
+    pub fn true_value_with(&self, world: &World, even_values: &[f64]) -> f64 {
         let per_segment: Vec<f64> = match self {
+            Target::Trained(target) => {
+                let mut options = vec![0u32; world.space.components()];
+                (0..world.segments())
+                    .map(|s| {
+                        target.expectation(s, even_values[s], |v| {
+                            world.space.decode_into(v, &mut options);
+                            world.expected_value(s, &options)
+                        })
+                    })
+                    .collect()
+            }
             Target::Uniform => world.uniform_expected_value(),
             Target::PerSegment(versions) => {
                 let mut options = vec![0u32; world.space.components()];
@@ -118,7 +186,8 @@ impl Target {
 /// (rate: [`AskModel::RATE_PSEUDO_IMPRESSIONS`] pseudo-impressions; amount:
 /// [`AskModel::AMOUNT_PSEUDO_CONVERSIONS`] pseudo-conversions). Cheap for any target:
 /// the target's direct value is `q` of its version's ask option, or the mean over ask
-/// options for the even split.
+/// options for the even split (and for the trained target's floor, with its table's
+/// entries weighted by their probabilities).
 #[derive(Debug, Clone)]
 pub struct AskModel {
     q: Vec<f64>,
@@ -172,12 +241,16 @@ impl AskModel {
             stride,
             target: Vec::new(),
         };
+        let even = |model: &Self, s: usize| {
+            model.q[s * asks..(s + 1) * asks].iter().sum::<f64>() / asks as f64
+        };
         model.target = (0..segments)
             .map(|s| match target {
-                Target::Uniform => {
-                    model.q[s * asks..(s + 1) * asks].iter().sum::<f64>() / asks as f64
-                }
+                Target::Uniform => even(&model, s),
                 Target::PerSegment(v) => model.q_hat(s, v[s]),
+                Target::Trained(trained) => {
+                    trained.expectation(s, even(&model, s), |v| model.q_hat(s, v))
+                }
             })
             .collect();
         model
@@ -295,15 +368,16 @@ pub struct EstimatorSummary {
     pub estimator: &'static str,
     /// Mean estimate.
     pub mean_estimate: f64,
-    /// Mean of `estimate - truth`.
+    /// Mean of `estimate - truth` (each seed against its own truth).
     pub bias: f64,
-    /// `bias / truth`.
+    /// `bias / mean truth`.
     pub relative_bias: f64,
-    /// Standard error of the bias (sd of the estimates / sqrt(seeds)).
+    /// Standard error of the bias (sd of `estimate - truth` / sqrt(seeds)).
     pub bias_std_error: f64,
     /// Root mean squared error.
     pub rmse: f64,
-    /// Standard deviation of the estimates across seeds.
+    /// Standard deviation of `estimate - truth` across seeds (of the estimates when the
+    /// truth is the same in every seed).
     pub sd_estimate: f64,
     /// Mean reported standard error (compare with `sd_estimate`).
     pub mean_std_error: f64,
@@ -313,6 +387,42 @@ pub struct EstimatorSummary {
     pub mean_width: f64,
     /// Mean effective sample size.
     pub mean_ess: f64,
+}
+
+/// The importance weights over all seeds (see [`WeightDiagnostics`]).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct WeightSummary {
+    /// Mean number of evaluated rows per seed.
+    pub mean_rows: f64,
+    /// Mean number of rows with a positive weight.
+    pub mean_rows_with_weight: f64,
+    /// Mean number of rows with a positive weight and a donation.
+    pub mean_rewarded_with_weight: f64,
+    /// Mean over seeds of `(1/n) sum w` (expectation 1).
+    pub mean_weight: f64,
+    /// Smallest `(1/n) sum w` of a seed.
+    pub min_mean_weight: f64,
+    /// Largest weight of any seed.
+    pub max_weight: f64,
+    /// Smallest ESS of a seed.
+    pub min_ess: f64,
+    /// Mean share of `sum w r` from the top 1% of positive weights.
+    pub mean_top_weight_share: f64,
+    /// Seeds flagged by [`caution`].
+    pub seeds_with_caution: u64,
+}
+
+/// What one seed measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// The target's true value per impression (differs per seed for a trained target).
+    pub truth: f64,
+    /// IPS, SNIPS and DR.
+    pub estimates: [Estimate; 3],
+    /// The importance weights of the evaluated rows.
+    pub weights: WeightDiagnostics,
 }
 
 /// What a validation measured.
@@ -326,52 +436,184 @@ pub struct ValidationReport {
     pub target: String,
     /// Impressions per seed.
     pub impressions: u64,
+    /// Rows evaluated per seed (all impressions, or the second half for a trained
+    /// target).
+    pub evaluated_rows: u64,
     /// Seeds run.
     pub seeds: u64,
     /// First seed.
     pub first_seed: u64,
     /// Cross-fitting folds.
     pub folds: usize,
-    /// True value per impression of the target.
+    /// True value per impression of the target (mean over seeds for a trained target).
     pub truth: f64,
+    /// Standard deviation of the truth across seeds (0 unless the target is trained).
+    pub truth_sd: f64,
     /// One row per estimator: IPS, SNIPS, DR.
     pub estimators: Vec<EstimatorSummary>,
-    /// Per seed, the three estimates.
-    #[serde(skip)]
-    pub runs: Vec<[Estimate; 3]>,
+    /// The importance weights over all seeds.
+    pub weights: WeightSummary,
+    /// Per seed: truth, the three estimates, the weights.
+    pub runs: Vec<SeedRun>,
 }
 
-/// Logs and evaluates once for one seed.
+/// A target ready for the seeds: a fixed target with its truth, or what a trained
+/// target needs to be trained and scored per seed.
+#[derive(Debug, Clone)]
+pub enum PreparedTarget {
+    /// A target the same in every seed, and its exact value.
+    Fixed {
+        /// The target.
+        target: Target,
+        /// Its exact value per impression.
+        truth: f64,
+    },
+    /// Factorized Thompson sampling trained on each seed's first half.
+    Trained {
+        /// The target's floor.
+        floor: f64,
+        /// The even split's exact value per segment over the allowed versions.
+        even_values: Vec<f64>,
+    },
+}
+
+impl PreparedTarget {
+    /// Resolves `choice` against `world` and computes what does not depend on the seed.
+    pub fn new(choice: &TargetChoice, world: &World) -> Result<Self, String> {
+        match choice {
+            TargetChoice::FactorizedTs { floor } => {
+                if !(floor.is_finite() && (0.0..1.0).contains(floor)) {
+                    return Err(format!(
+                        "the target floor {floor} is not in [0, 1); accepted: a share such as 0 or 0.02"
+                    ));
+                }
+                Ok(PreparedTarget::Trained {
+                    floor: *floor,
+                    even_values: segment_truths(world).iter().map(|t| t.even_value).collect(),
+                })
+            }
+            _ => {
+                let target = choice.resolve(world)?;
+                let truth = target.true_value(world);
+                Ok(PreparedTarget::Fixed { target, truth })
+            }
+        }
+    }
+}
+
+/// The design every simulated learner is given (as in [`run_seed`]'s logging policy).
+fn learner_design(world: &World) -> Design {
+    let interactions = Interactions::auto(&world.space, DEFAULT_EXACT_LIMIT);
+    world.design(interactions, Objective::Value)
+}
+
+/// Seeds the trained target's Thompson draws (apart from the logging policy's stream).
+const TRAINED_TARGET_STREAM: u64 = 0x2545_F491_4F6C_DD1D;
+
+/// Trains the factorized-ts target on `rows` (the logging policy's model settings and
+/// draws, the given floor), its Thompson draws seeded from `seed`.
+pub fn train_target(
+    world: &World,
+    settings: &PolicySettings,
+    floor: f64,
+    rows: &[LoggedRow],
+    seed: u64,
+) -> Result<TrainedTarget, String> {
+    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ TRAINED_TARGET_STREAM);
+    let target_settings = TrainedTargetSettings {
+        factorized: settings.factorized,
+        draws: settings.thompson.draws,
+        floor,
+    };
+    TrainedTarget::train(&learner_design(world), &target_settings, rows, &mut rng)
+        .map_err(|e| e.to_string())
+}
+
+/// Logs and evaluates once for one seed. A fixed target is evaluated on every logged
+/// row; the trained target is trained on the first half (time order) and evaluated on
+/// the second.
 pub fn run_seed(
     world: &World,
-    target: &Target,
+    target: &PreparedTarget,
     config: &ValidationConfig,
     seed: u64,
-) -> Result<[Estimate; 3], OpeError> {
-    let interactions = Interactions::auto(&world.space, DEFAULT_EXACT_LIMIT);
-    let design = world.design(interactions, Objective::Value);
+) -> Result<SeedRun, String> {
+    let design = learner_design(world);
     let mut policy = build_policy(config.logging, &design, &config.settings, seed);
     let rows = log_impressions(world, &mut policy, config.impressions, seed);
+    let (target, truth, evaluated) = match target {
+        PreparedTarget::Fixed { target, truth } => (target.clone(), *truth, &rows[..]),
+        PreparedTarget::Trained { floor, even_values } => {
+            let (train, evaluate) = rows.split_at(rows.len() / 2);
+            let trained = train_target(world, &config.settings, *floor, train, seed)?;
+            let target = Target::Trained(Box::new(trained));
+            let truth = target.true_value_with(world, even_values);
+            (target, truth, evaluate)
+        }
+    };
     let total = world.space.total();
-    evaluate_all(
-        &rows,
-        |s, a| target.prob(total, s, a),
-        config.folds,
-        |train| AskModel::fit(world, train, target),
-    )
+    let prob = |s, a| target.prob(total, s, a);
+    let estimates = evaluate_all(evaluated, prob, config.folds, |train| {
+        AskModel::fit(world, train, &target)
+    })
+    .map_err(|e| e.to_string())?;
+    let w = weights(evaluated, prob).map_err(|e| e.to_string())?;
+    Ok(SeedRun {
+        seed,
+        truth,
+        estimates,
+        weights: weight_diagnostics(evaluated, &w),
+    })
 }
+
+/// Why an estimate's normal interval may not be trusted, from its weights; `None` when
+/// nothing is flagged. Two signs of a heavy right tail of `w_i r_i` that the sample
+/// variance does not see:
+///
+/// - fewer than [`CAUTION_MIN_REWARDED`] rows with a positive weight carry a donation:
+///   the estimate is then a sum of a handful of log-normal donations (on the small
+///   world, coverage is 0.68 with ~3 such rows and 0.90-0.93 from ~25 on, see
+///   `docs/evaluation.md`);
+/// - `(1/n) sum w_i` lies more than [`CAUTION_MEAN_WEIGHT_Z`] standard errors below 1.
+///   Its expectation is exactly 1 whenever the logging policy can choose every version
+///   the target can, adaptive or not, so a mean weight clearly below 1 says part of the
+///   target's mass sits on rows too rare to have been drawn (versions the logging
+///   policy chose only through its exploration floor), whose weights are larger than
+///   any seen: the estimate is then typically low and its interval too narrow.
+pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
+    let mut reasons = Vec::new();
+    if (weights.rewarded_with_weight as f64) < CAUTION_MIN_REWARDED {
+        reasons.push(format!(
+            "only {} rows the target could have chosen carry a donation (fewer than {CAUTION_MIN_REWARDED})",
+            weights.rewarded_with_weight
+        ));
+    }
+    let shortfall = (1.0 - weights.mean_weight) / weights.mean_weight_std_error;
+    if shortfall > CAUTION_MEAN_WEIGHT_Z {
+        reasons.push(format!(
+            "the mean importance weight is {:.3} (s.e. {:.3}) where 1 is expected: part of the \
+             target's probability sits on rows logged too rarely to be seen",
+            weights.mean_weight, weights.mean_weight_std_error
+        ));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// See [`caution`].
+pub const CAUTION_MIN_REWARDED: f64 = 25.0;
+/// See [`caution`].
+pub const CAUTION_MEAN_WEIGHT_Z: f64 = 3.0;
 
 /// Runs every seed (in parallel over the available cores) and summarizes.
 pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationReport, String> {
-    let target = config.target.resolve(world)?;
-    let truth = target.true_value(world);
+    let target = PreparedTarget::new(&config.target, world)?;
     let seeds: Vec<u64> = (0..config.seeds).map(|k| config.first_seed + k).collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(seeds.len().max(1));
     let chunk = seeds.len().div_ceil(threads).max(1);
-    let results: Vec<Result<[Estimate; 3], OpeError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<SeedRun, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = seeds
             .chunks(chunk)
             .map(|part| {
@@ -393,9 +635,35 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         .zip(&seeds)
         .map(|(r, seed)| r.map_err(|e| format!("seed {seed}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let n = runs.len().max(1) as f64;
+    let truth = runs.iter().map(|r| r.truth).sum::<f64>() / n;
+    let truth_sd = if runs.len() > 1 {
+        (runs.iter().map(|r| (r.truth - truth).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     let estimators = (0..3)
-        .map(|k| summarize(runs.iter().map(|r| r[k]), truth))
+        .map(|k| summarize(runs.iter().map(|r| (r.estimates[k], r.truth)), truth))
         .collect();
+    let mean =
+        |f: &dyn Fn(&WeightDiagnostics) -> f64| runs.iter().map(|r| f(&r.weights)).sum::<f64>() / n;
+    let fold = |f: &dyn Fn(&WeightDiagnostics) -> f64, init: f64, pick: fn(f64, f64) -> f64| {
+        runs.iter().map(|r| f(&r.weights)).fold(init, pick)
+    };
+    let weights = WeightSummary {
+        mean_rows: mean(&|w| w.rows as f64),
+        mean_rows_with_weight: mean(&|w| w.rows_with_weight as f64),
+        mean_rewarded_with_weight: mean(&|w| w.rewarded_with_weight as f64),
+        mean_weight: mean(&|w| w.mean_weight),
+        min_mean_weight: fold(&|w| w.mean_weight, f64::INFINITY, f64::min),
+        max_weight: fold(&|w| w.max_weight, 0.0, f64::max),
+        min_ess: fold(&|w| w.ess, f64::INFINITY, f64::min),
+        mean_top_weight_share: mean(&|w| w.top_weight_share),
+        seeds_with_caution: runs
+            .iter()
+            .filter(|r| caution(&r.weights).is_some())
+            .count() as u64,
+    };
     Ok(ValidationReport {
         world: world.name.clone(),
         logging: match config.logging {
@@ -406,25 +674,36 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         .into(),
         target: config.target.label(),
         impressions: config.impressions,
+        evaluated_rows: match target {
+            PreparedTarget::Fixed { .. } => config.impressions,
+            PreparedTarget::Trained { .. } => config.impressions - config.impressions / 2,
+        },
         seeds: config.seeds,
         first_seed: config.first_seed,
         folds: config.folds,
         truth,
+        truth_sd,
         estimators,
+        weights,
         runs,
     })
 }
 
-fn summarize(estimates: impl Iterator<Item = Estimate>, truth: f64) -> EstimatorSummary {
-    let estimates: Vec<Estimate> = estimates.collect();
+fn summarize(
+    estimates: impl Iterator<Item = (Estimate, f64)>,
+    mean_truth: f64,
+) -> EstimatorSummary {
+    let estimates: Vec<(Estimate, f64)> = estimates.collect();
     let n = estimates.len().max(1) as f64;
-    let mean = |f: &dyn Fn(&Estimate) -> f64| estimates.iter().map(f).sum::<f64>() / n;
-    let mean_estimate = mean(&|e| e.value);
-    let bias = mean_estimate - truth;
+    let mean = |f: &dyn Fn(&Estimate, f64) -> f64| {
+        estimates.iter().map(|(e, t)| f(e, *t)).sum::<f64>() / n
+    };
+    let mean_estimate = mean(&|e, _| e.value);
+    let bias = mean(&|e, truth| e.value - truth);
     let sd_estimate = if estimates.len() > 1 {
         (estimates
             .iter()
-            .map(|e| (e.value - mean_estimate).powi(2))
+            .map(|(e, truth)| (e.value - truth - bias).powi(2))
             .sum::<f64>()
             / (n - 1.0))
             .sqrt()
@@ -433,20 +712,20 @@ fn summarize(estimates: impl Iterator<Item = Estimate>, truth: f64) -> Estimator
     };
     let estimator = estimates
         .first()
-        .map(|e| e.estimator)
+        .map(|(e, _)| e.estimator)
         .unwrap_or(Estimator::Ips);
     EstimatorSummary {
         estimator: estimator.name(),
         mean_estimate,
         bias,
-        relative_bias: bias / truth,
+        relative_bias: bias / mean_truth,
         bias_std_error: sd_estimate / n.sqrt(),
-        rmse: mean(&|e| (e.value - truth).powi(2)).sqrt(),
+        rmse: mean(&|e, truth| (e.value - truth).powi(2)).sqrt(),
         sd_estimate,
-        mean_std_error: mean(&|e| e.std_error),
-        coverage: mean(&|e| if e.covers(truth) { 1.0 } else { 0.0 }),
-        mean_width: mean(&|e| e.width()),
-        mean_ess: mean(&|e| e.ess),
+        mean_std_error: mean(&|e, _| e.std_error),
+        coverage: mean(&|e, truth| if e.covers(truth) { 1.0 } else { 0.0 }),
+        mean_width: mean(&|e, _| e.width()),
+        mean_ess: mean(&|e, _| e.ess),
     }
 }
 
@@ -474,7 +753,7 @@ mod tests {
         let fixed = TargetChoice::FixedOptions(vec![0, 1, 2, 3])
             .resolve(&world)
             .unwrap();
-        assert_eq!(fixed, Target::PerSegment(vec![0b00_01_10_11; 4]));
+        assert!(matches!(fixed, Target::PerSegment(v) if v == vec![0b00_01_10_11; 4]));
         assert!(
             TargetChoice::FixedOptions(vec![0, 9, 0, 0])
                 .resolve(&world)
