@@ -303,6 +303,18 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
         {
             println!("  seed {}: {why}", run.seed);
         }
+        if w.seeds_with_caution < report.seeds {
+            println!(
+                "  coverage on the {} seeds without caution: {}",
+                report.seeds - w.seeds_with_caution,
+                report
+                    .estimators
+                    .iter()
+                    .map(|s| format!("{} {:.2}", s.estimator, s.coverage_without_caution))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
 }
 

@@ -305,6 +305,9 @@ pub struct WeightDiagnostics {
     pub mean_weight_std_error: f64,
     /// Largest weight.
     pub max_weight: f64,
+    /// `max w / sum w`: the share of the target's traffic the heaviest row stands for
+    /// (`1 / ESS` when every positive weight is equal); 0 when every weight is 0.
+    pub max_weight_share: f64,
     /// Effective sample size `(sum w)^2 / sum w^2`.
     pub ess: f64,
     /// Share of `sum w_i r_i` coming from the top 1% (at least one) of the rows with a
@@ -328,6 +331,8 @@ pub fn weight_diagnostics(rows: &[LoggedRow], weights: &[f64]) -> WeightDiagnost
     let total: f64 = positive.iter().map(|(_, wr)| wr).sum();
     let top = positive.len().div_ceil(100);
     let top_sum: f64 = positive[..top].iter().map(|(_, wr)| wr).sum();
+    let max_weight = weights.iter().copied().fold(0.0, f64::max);
+    let sum_w: f64 = weights.iter().sum();
     let (mean_weight, mean_weight_std_error) = if weights.is_empty() {
         (0.0, f64::INFINITY)
     } else {
@@ -339,7 +344,8 @@ pub fn weight_diagnostics(rows: &[LoggedRow], weights: &[f64]) -> WeightDiagnost
         rewarded_with_weight: positive.iter().filter(|(_, wr)| *wr > 0.0).count(),
         mean_weight,
         mean_weight_std_error,
-        max_weight: weights.iter().copied().fold(0.0, f64::max),
+        max_weight,
+        max_weight_share: if sum_w > 0.0 { max_weight / sum_w } else { 0.0 },
         ess: effective_sample_size(weights),
         top_weight_share: if total > 0.0 { top_sum / total } else { 0.0 },
     }
@@ -659,6 +665,7 @@ mod tests {
         // se = sqrt(11 / 3 / 4).
         close(d.mean_weight_std_error, (11.0f64 / 12.0).sqrt());
         close(d.max_weight, 4.0);
+        close(d.max_weight_share, 4.0 / 6.0);
         close(d.ess, 1.8);
         close(d.top_weight_share, 16.0 / 36.0);
         let none = weight_diagnostics(&rows, &[0.0; 4]);

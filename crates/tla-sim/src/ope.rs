@@ -275,6 +275,19 @@ pub fn log_impressions<P: Policy>(
     impressions: u64,
     seed: u64,
 ) -> Vec<LoggedRow> {
+    log_impressions_inspecting(world, policy, impressions, seed, |_, _| {})
+}
+
+/// [`log_impressions`], calling `before_decision(policy, segment)` before each
+/// decision, with the decision distribution about to be used in force (to record, say,
+/// the propensity the logging policy gives some version at that moment).
+pub fn log_impressions_inspecting<P: Policy>(
+    world: &World,
+    policy: &mut P,
+    impressions: u64,
+    seed: u64,
+    mut before_decision: impl FnMut(&P, usize),
+) -> Vec<LoggedRow> {
     let mut segment_rng = Pcg64Mcg::seed_from_u64(seed);
     let mut conversion_rng = Pcg64Mcg::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut donation_rng = Pcg64Mcg::seed_from_u64(seed ^ 0xD1B5_4A32_D192_ED03);
@@ -298,6 +311,7 @@ pub fn log_impressions<P: Policy>(
             .min(cumulative.len() - 1);
         let uc: f64 = conversion_rng.random();
         let z: f64 = donation_rng.sample(StandardNormal);
+        before_decision(policy, segment);
         let decision = policy.decide(segment, &mut policy_rng);
         world.space.decode_into(decision.version, &mut options);
         let p = world.conversion_probability(segment, &options);
@@ -383,6 +397,8 @@ pub struct EstimatorSummary {
     pub mean_std_error: f64,
     /// Share of seeds whose 95% interval contains the truth.
     pub coverage: f64,
+    /// The same over the seeds [`caution`] does not flag (NaN when it flags them all).
+    pub coverage_without_caution: f64,
     /// Mean width of the 95% interval.
     pub mean_width: f64,
     /// Mean effective sample size.
@@ -567,25 +583,29 @@ pub fn run_seed(
 }
 
 /// Why an estimate's normal interval may not be trusted, from its weights; `None` when
-/// nothing is flagged. Two signs of a heavy right tail of `w_i r_i` that the sample
-/// variance does not see:
+/// nothing is flagged. Three signs of a heavy right tail of `w_i r_i` that the sample
+/// variance does not represent (measured in `docs/evaluation.md`):
 ///
-/// - fewer than [`CAUTION_MIN_REWARDED`] rows with a positive weight carry a donation:
-///   the estimate is then a sum of a handful of log-normal donations (on the small
-///   world, coverage is 0.68 with ~3 such rows and 0.90-0.93 from ~25 on, see
-///   `docs/evaluation.md`);
+/// - the heaviest row holds more than [`CAUTION_MAX_WEIGHT_SHARE`] of the total weight
+///   (`max w / sum w`; with equal weights this is `1 / ESS`, i.e. an ESS below 100). Such
+///   a row stands for that share of the target's traffic, but with conversion rates of
+///   a few percent it almost never carries a donation: that part of the value is
+///   realised as 0 or as a jump of many standard errors, and the estimate is typically
+///   low with an interval too narrow;
 /// - `(1/n) sum w_i` lies more than [`CAUTION_MEAN_WEIGHT_Z`] standard errors below 1.
 ///   Its expectation is exactly 1 whenever the logging policy can choose every version
 ///   the target can, adaptive or not, so a mean weight clearly below 1 says part of the
 ///   target's mass sits on rows too rare to have been drawn (versions the logging
-///   policy chose only through its exploration floor), whose weights are larger than
-///   any seen: the estimate is then typically low and its interval too narrow.
+///   policy chose only through its exploration floor);
+/// - fewer than [`CAUTION_MIN_REWARDED`] rows with a positive weight carry a donation:
+///   the estimate is then a sum of a handful of log-normal donations.
 pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
     let mut reasons = Vec::new();
-    if (weights.rewarded_with_weight as f64) < CAUTION_MIN_REWARDED {
+    if weights.max_weight_share > CAUTION_MAX_WEIGHT_SHARE {
         reasons.push(format!(
-            "only {} rows the target could have chosen carry a donation (fewer than {CAUTION_MIN_REWARDED})",
-            weights.rewarded_with_weight
+            "one row holds {:.1}% of the total importance weight (weight {:.1})",
+            100.0 * weights.max_weight_share,
+            weights.max_weight
         ));
     }
     let shortfall = (1.0 - weights.mean_weight) / weights.mean_weight_std_error;
@@ -596,13 +616,21 @@ pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
             weights.mean_weight, weights.mean_weight_std_error
         ));
     }
+    if (weights.rewarded_with_weight as f64) < CAUTION_MIN_REWARDED {
+        reasons.push(format!(
+            "only {} rows the target could have chosen carry a donation (fewer than {CAUTION_MIN_REWARDED})",
+            weights.rewarded_with_weight
+        ));
+    }
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// See [`caution`].
-pub const CAUTION_MIN_REWARDED: f64 = 25.0;
+pub const CAUTION_MAX_WEIGHT_SHARE: f64 = 0.01;
 /// See [`caution`].
 pub const CAUTION_MEAN_WEIGHT_Z: f64 = 3.0;
+/// See [`caution`].
+pub const CAUTION_MIN_REWARDED: f64 = 25.0;
 
 /// Runs every seed (in parallel over the available cores) and summarizes.
 pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationReport, String> {
@@ -643,7 +671,19 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         0.0
     };
     let estimators = (0..3)
-        .map(|k| summarize(runs.iter().map(|r| (r.estimates[k], r.truth)), truth))
+        .map(|k| {
+            let mut summary = summarize(runs.iter().map(|r| (r.estimates[k], r.truth)), truth);
+            let unflagged: Vec<&SeedRun> = runs
+                .iter()
+                .filter(|r| caution(&r.weights).is_none())
+                .collect();
+            summary.coverage_without_caution = unflagged
+                .iter()
+                .filter(|r| r.estimates[k].covers(r.truth))
+                .count() as f64
+                / unflagged.len() as f64;
+            summary
+        })
         .collect();
     let mean =
         |f: &dyn Fn(&WeightDiagnostics) -> f64| runs.iter().map(|r| f(&r.weights)).sum::<f64>() / n;
@@ -724,6 +764,7 @@ fn summarize(
         sd_estimate,
         mean_std_error: mean(&|e, _| e.std_error),
         coverage: mean(&|e, truth| if e.covers(truth) { 1.0 } else { 0.0 }),
+        coverage_without_caution: f64::NAN,
         mean_width: mean(&|e, _| e.width()),
         mean_ess: mean(&|e, _| e.ess),
     }
@@ -792,5 +833,160 @@ mod tests {
                 s.coverage
             );
         }
+    }
+
+    /// The trained target's truth and its direct value are the brute-force sums over
+    /// every version: `sum_s P(s) sum_v pi(v | s) EV(s, v)` and `sum_v pi(v | s) q(s, v)`.
+    #[test]
+    fn trained_target_truth_is_the_sum_over_every_version() {
+        let world = small();
+        let design = learner_design(&world);
+        let mut policy = build_policy(PolicyChoice::Uniform, &design, &Default::default(), 4);
+        let rows = log_impressions(&world, &mut policy, 20_000, 4);
+        for floor in [0.0, DEFAULT_TARGET_FLOOR, 0.3] {
+            let trained =
+                train_target(&world, &PolicySettings::default(), floor, &rows, 4).unwrap();
+            let target = Target::Trained(Box::new(trained));
+            let total = world.space.total();
+            let mut options = vec![0u32; world.space.components()];
+            let mut brute = 0.0;
+            for s in 0..world.segments() {
+                let mut mass = 0.0;
+                for v in 0..total {
+                    world.space.decode_into(v, &mut options);
+                    let pi = target.prob(total, s, v);
+                    mass += pi;
+                    brute += world.segment_probs[s] * pi * world.expected_value(s, &options);
+                }
+                assert!((mass - 1.0).abs() < 1e-12, "segment {s}: mass {mass}");
+            }
+            let truth = target.true_value(&world);
+            assert!(
+                (truth - brute).abs() < 1e-9,
+                "floor {floor}: {truth} vs {brute}"
+            );
+            let model = AskModel::fit(&world, &rows, &target);
+            for s in 0..world.segments() {
+                let direct: f64 = (0..total)
+                    .map(|v| target.prob(total, s, v) * model.q_hat(s, v))
+                    .sum();
+                assert!((model.target_value(s) - direct).abs() < 1e-9);
+            }
+            // The learner beats the even split on this log.
+            assert!(truth > Target::Uniform.true_value(&world));
+        }
+    }
+
+    /// The trained target learns the first half of the log and is scored on the second.
+    #[test]
+    fn trained_target_is_scored_on_rows_it_did_not_learn() {
+        let world = small();
+        let config = ValidationConfig::new(
+            PolicyChoice::Uniform,
+            TargetChoice::factorized_ts(),
+            10_001,
+            1,
+        );
+        let prepared = PreparedTarget::new(&config.target, &world).unwrap();
+        let run = run_seed(&world, &prepared, &config, 9).unwrap();
+        assert_eq!(run.weights.rows, 5_001);
+        assert_eq!(run.estimates[0].rows, 5_001);
+        let mut policy = build_policy(
+            PolicyChoice::Uniform,
+            &learner_design(&world),
+            &config.settings,
+            9,
+        );
+        let rows = log_impressions(&world, &mut policy, 10_001, 9);
+        let trained = train_target(
+            &world,
+            &config.settings,
+            DEFAULT_TARGET_FLOOR,
+            &rows[..5_000],
+            9,
+        )
+        .unwrap();
+        assert_eq!(trained.rows_learned(), 5_000);
+        let truth = Target::Trained(Box::new(trained)).true_value(&world);
+        assert_eq!(run.truth, truth);
+        assert!(
+            PreparedTarget::new(&TargetChoice::FactorizedTs { floor: 1.0 }, &world)
+                .unwrap_err()
+                .contains("[0, 1)")
+        );
+    }
+
+    #[test]
+    fn caution_flags_heavy_tails() {
+        let fine = WeightDiagnostics {
+            rows: 100_000,
+            rows_with_weight: 100_000,
+            rewarded_with_weight: 1_800,
+            mean_weight: 1.0,
+            mean_weight_std_error: 0.03,
+            max_weight: 250.0,
+            max_weight_share: 0.0025,
+            ess: 1_100.0,
+            top_weight_share: 0.8,
+        };
+        assert_eq!(caution(&fine), None);
+        // One row at the logging floor holds 6% of the weight.
+        let floor_hit = WeightDiagnostics {
+            max_weight: 12_800.0,
+            max_weight_share: 0.06,
+            ..fine
+        };
+        assert!(caution(&floor_hit).unwrap().contains("6.0% of the total"));
+        // Mass missing: mean weight 0.96 with s.e. 0.004 (10 s.e. below 1).
+        let missing = WeightDiagnostics {
+            mean_weight: 0.96,
+            mean_weight_std_error: 0.004,
+            ..fine
+        };
+        assert!(caution(&missing).unwrap().contains("0.960"));
+        let few = WeightDiagnostics {
+            rewarded_with_weight: 3,
+            ..fine
+        };
+        assert!(caution(&few).unwrap().contains("only 3 rows"));
+    }
+
+    /// Factorized TS trained on the log, under uniform logging (small world, 40 seeds
+    /// of 200k impressions, the target trained on the first half of each): no
+    /// detectable bias, and coverage close to nominal. Measured over 200 seeds
+    /// (`docs/evaluation.md`), coverage is 0.88 for all three estimators at 200k
+    /// impressions and 0.92-0.93 at 1M, the misses almost all on the low side (the
+    /// right skew of donations), so this asserts 0.8, not 0.9; these 40 seeds measure
+    /// 0.90 (IPS), 0.925 (SNIPS), 0.90 (DR).
+    #[test]
+    fn trained_target_is_estimated_without_bias() {
+        let world = small();
+        let config = ValidationConfig::new(
+            PolicyChoice::Uniform,
+            TargetChoice::factorized_ts(),
+            200_000,
+            40,
+        );
+        let report = validate(&world, &config).unwrap();
+        for s in &report.estimators {
+            eprintln!("{s:?}");
+        }
+        assert!(report.truth_sd > 0.0, "each seed trains its own target");
+        for s in &report.estimators {
+            assert!(
+                s.bias.abs() < 3.0 * s.bias_std_error,
+                "{}: bias {} (s.e. {})",
+                s.estimator,
+                s.bias,
+                s.bias_std_error
+            );
+            assert!(
+                s.coverage >= 0.8,
+                "{}: coverage {}",
+                s.estimator,
+                s.coverage
+            );
+        }
+        assert!(report.weights.seeds_with_caution <= 2);
     }
 }
