@@ -598,7 +598,9 @@ pub fn run_seed(
 ///   target's mass sits on rows too rare to have been drawn (versions the logging
 ///   policy chose only through its exploration floor);
 /// - fewer than [`CAUTION_MIN_REWARDED`] rows with a positive weight carry a donation:
-///   the estimate is then a sum of a handful of log-normal donations.
+///   the estimate is then a sum of a handful of log-normal donations (small world,
+///   uniform logging, oracle target, 600 seeds: coverage 0.61 below 5 such rows, 0.84
+///   from 5 to 9, 0.90 from 10 to 14).
 pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
     let mut reasons = Vec::new();
     if weights.max_weight_share > CAUTION_MAX_WEIGHT_SHARE {
@@ -630,7 +632,7 @@ pub const CAUTION_MAX_WEIGHT_SHARE: f64 = 0.01;
 /// See [`caution`].
 pub const CAUTION_MEAN_WEIGHT_Z: f64 = 3.0;
 /// See [`caution`].
-pub const CAUTION_MIN_REWARDED: f64 = 25.0;
+pub const CAUTION_MIN_REWARDED: f64 = 10.0;
 
 /// Runs every seed (in parallel over the available cores) and summarizes.
 pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationReport, String> {
@@ -945,10 +947,10 @@ mod tests {
         };
         assert!(caution(&missing).unwrap().contains("0.960"));
         let few = WeightDiagnostics {
-            rewarded_with_weight: 3,
+            rewarded_with_weight: 9,
             ..fine
         };
-        assert!(caution(&few).unwrap().contains("only 3 rows"));
+        assert!(caution(&few).unwrap().contains("only 9 rows"));
     }
 
     /// Factorized TS trained on the log, under uniform logging (small world, 40 seeds
