@@ -87,8 +87,9 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub target_floor: Option<f64>,
     /// Also print one line per seed: truth, estimates, and the importance weights (rows
-    /// with a positive weight, donations among them, mean and largest weight, ESS,
-    /// share of the estimate from the top 1% of weights).
+    /// with a positive weight, effective number of donations, mean weight and its
+    /// standard error, largest weight, ESS, share of the estimate from the top 1% of
+    /// weights).
     #[arg(long)]
     pub per_seed: bool,
     /// Impressions logged per seed.
@@ -244,12 +245,13 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
     }
     let w = &report.weights;
     println!(
-        "weights: {:.1} of {:.0} rows with weight > 0 ({:.1} with a donation), mean weight {:.4} \
+        "weights: {:.1} of {:.0} rows with weight > 0 ({:.1} with a donation, {:.1} effective), mean weight {:.4} \
          (min over seeds {:.4}; 1 expected), max weight {:.1}, min ESS {:.1}, top 1% of weights \
          give {:.1}% of the estimate",
         w.mean_rows_with_weight,
         w.mean_rows,
         w.mean_rewarded_with_weight,
+        w.mean_effective_rewarded,
         w.mean_weight,
         w.min_mean_weight,
         w.max_weight,
@@ -265,7 +267,7 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
             "snips",
             "dr",
             "rows w>0",
-            "donors",
+            "eff.don",
             "mean w",
             "s.e. w",
             "max w",
@@ -275,14 +277,14 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
         for run in &report.runs {
             let w = &run.weights;
             println!(
-                "{:>5} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>7} {:>7.4} {:>9.4} {:>10.1} {:>10.1} {:>6.1}%",
+                "{:>5} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>7.1} {:>7.4} {:>9.4} {:>10.1} {:>10.1} {:>6.1}%",
                 run.seed,
                 run.truth,
                 run.estimates[0].value,
                 run.estimates[1].value,
                 run.estimates[2].value,
                 w.rows_with_weight,
-                w.rewarded_with_weight,
+                w.effective_rewarded,
                 w.mean_weight,
                 w.mean_weight_std_error,
                 w.max_weight,

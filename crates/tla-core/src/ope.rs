@@ -295,6 +295,10 @@ pub struct WeightDiagnostics {
     pub rows_with_weight: usize,
     /// Rows with a positive weight and a positive reward.
     pub rewarded_with_weight: usize,
+    /// The effective number of rewarded rows behind the estimate: `(sum w)^2 / sum w^2`
+    /// over the rows with a positive reward (their count when their weights are equal;
+    /// rows of tiny weight count for little).
+    pub effective_rewarded: f64,
     /// `(1/n) sum w_i`. Its expectation is exactly 1 when the logging policy can choose
     /// every version the target can (each `p_i > 0` where `pi > 0`), also under
     /// adaptive logging; a mean well below 1 says target mass sits on rows too rare to
@@ -342,6 +346,14 @@ pub fn weight_diagnostics(rows: &[LoggedRow], weights: &[f64]) -> WeightDiagnost
         rows: rows.len(),
         rows_with_weight: positive.len(),
         rewarded_with_weight: positive.iter().filter(|(_, wr)| *wr > 0.0).count(),
+        effective_rewarded: effective_sample_size(
+            &rows
+                .iter()
+                .zip(weights)
+                .filter(|(row, _)| row.reward > 0.0)
+                .map(|(_, &w)| w)
+                .collect::<Vec<f64>>(),
+        ),
         mean_weight,
         mean_weight_std_error,
         max_weight,
@@ -660,6 +672,8 @@ mod tests {
             (d.rows, d.rows_with_weight, d.rewarded_with_weight),
             (4, 2, 2)
         );
+        // Rewarded rows: weights 2 and 4, (2 + 4)^2 / (4 + 16) = 1.8.
+        close(d.effective_rewarded, 1.8);
         close(d.mean_weight, 1.5);
         // Deviations from 1.5: 0.5, -1.5, 2.5, -1.5; squares sum to 11; var 11 / 3;
         // se = sqrt(11 / 3 / 4).

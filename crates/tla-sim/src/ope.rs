@@ -414,6 +414,8 @@ pub struct WeightSummary {
     pub mean_rows_with_weight: f64,
     /// Mean number of rows with a positive weight and a donation.
     pub mean_rewarded_with_weight: f64,
+    /// Mean effective number of donations ([`WeightDiagnostics::effective_rewarded`]).
+    pub mean_effective_rewarded: f64,
     /// Mean over seeds of `(1/n) sum w` (expectation 1).
     pub mean_weight: f64,
     /// Smallest `(1/n) sum w` of a seed.
@@ -597,8 +599,9 @@ pub fn run_seed(
 ///   the target can, adaptive or not, so a mean weight clearly below 1 says part of the
 ///   target's mass sits on rows too rare to have been drawn (versions the logging
 ///   policy chose only through its exploration floor);
-/// - fewer than [`CAUTION_MIN_REWARDED`] rows with a positive weight carry a donation:
-///   the estimate is then a sum of a handful of log-normal donations (small world,
+/// - the donations carry fewer than [`CAUTION_MIN_REWARDED`] effective rows
+///   ([`WeightDiagnostics::effective_rewarded`]): the estimate is then a sum of a
+///   handful of log-normal donations (small world,
 ///   uniform logging, oracle target, 600 seeds: coverage 0.61 below 5 such rows, 0.84
 ///   from 5 to 9, 0.90 from 10 to 14).
 pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
@@ -618,10 +621,10 @@ pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
             weights.mean_weight, weights.mean_weight_std_error
         ));
     }
-    if (weights.rewarded_with_weight as f64) < CAUTION_MIN_REWARDED {
+    if weights.effective_rewarded < CAUTION_MIN_REWARDED {
         reasons.push(format!(
-            "only {} rows the target could have chosen carry a donation (fewer than {CAUTION_MIN_REWARDED})",
-            weights.rewarded_with_weight
+            "the donations behind the estimate count as {:.1} rows (fewer than {CAUTION_MIN_REWARDED})",
+            weights.effective_rewarded
         ));
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
@@ -696,6 +699,7 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         mean_rows: mean(&|w| w.rows as f64),
         mean_rows_with_weight: mean(&|w| w.rows_with_weight as f64),
         mean_rewarded_with_weight: mean(&|w| w.rewarded_with_weight as f64),
+        mean_effective_rewarded: mean(&|w| w.effective_rewarded),
         mean_weight: mean(&|w| w.mean_weight),
         min_mean_weight: fold(&|w| w.mean_weight, f64::INFINITY, f64::min),
         max_weight: fold(&|w| w.max_weight, 0.0, f64::max),
@@ -924,6 +928,7 @@ mod tests {
             rows: 100_000,
             rows_with_weight: 100_000,
             rewarded_with_weight: 1_800,
+            effective_rewarded: 40.0,
             mean_weight: 1.0,
             mean_weight_std_error: 0.03,
             max_weight: 250.0,
@@ -947,10 +952,10 @@ mod tests {
         };
         assert!(caution(&missing).unwrap().contains("0.960"));
         let few = WeightDiagnostics {
-            rewarded_with_weight: 9,
+            effective_rewarded: 9.0,
             ..fine
         };
-        assert!(caution(&few).unwrap().contains("only 9 rows"));
+        assert!(caution(&few).unwrap().contains("count as 9.0 rows"));
     }
 
     /// Factorized TS trained on the log, under uniform logging (small world, 40 seeds
