@@ -84,13 +84,13 @@ pub struct EvaluateArgs {
     /// over the allowed versions, in [0, 1) (default 0.02, the engine's exploration
     /// floor: the target is then the policy a campaign would serve after learning the
     /// log; 0 gives the pure Thompson table).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "log")]
     pub target_floor: Option<f64>,
     /// Also print one line per seed: truth, estimates, and the importance weights (rows
     /// with a positive weight, effective number of donations, mean weight and its
     /// standard error, largest weight, ESS, share of the estimate from the top 1% of
     /// weights).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "log")]
     pub per_seed: bool,
     /// Impressions logged per seed.
     #[arg(long, default_value_t = 200_000)]
