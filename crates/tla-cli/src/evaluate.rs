@@ -8,7 +8,7 @@ mod import;
 
 use anyhow::{Context, bail};
 use tla_sim::PolicyChoice;
-use tla_sim::ope::{TargetChoice, ValidationConfig, ValidationReport, validate};
+use tla_sim::ope::{TargetChoice, ValidationConfig, ValidationReport, caution, validate};
 use tla_sim::world::World;
 
 /// Logging policies `tla evaluate` can simulate.
@@ -37,7 +37,11 @@ cross-fitted direct model) on simulator logs where the truth is known: for each 
 policy runs against the world and every decision's segment, version, exact propensity and \
 donation is logged; the target policy's value is estimated from the log and compared with its \
 exact value computed from the world. Prints bias, 95% interval coverage, mean interval width and \
-effective sample size per estimator.\n\nWith --log FILE instead of --world: import a logged-bandit \
+effective sample size per estimator, a summary of the importance weights, and a caution when a \
+seed's weights say its normal interval may be too narrow. --target factorized-ts trains factorized \
+Thompson sampling on the first half of each seed's log (each row an impression, and a conversion \
+when it carries a donation), draws its decision tables, and evaluates that policy on the second \
+half against its own exact value.\n\nWith --log FILE instead of --world: import a logged-bandit \
 file (CSV with a header row, or JSON lines) through a column mapping, e.g. --map \
 timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p, and print the IPS, SNIPS and doubly \
 robust estimates of the target's value per row (95% intervals, effective sample size). \
@@ -91,12 +95,27 @@ pub struct EvaluateArgs {
     #[arg(long, value_enum, default_value = "uniform")]
     pub logging: LoggingArg,
     /// The target policy. With --world: `oracle` (the best version per segment, the
-    /// default), `uniform`, or `fixed-options:0,1,2,3` (one option per component, in
-    /// every segment). With --log: `uniform` (the default), `fixed:ACTION`, `best-logged`.
-    /// With --data: `uniform` (the default), `version:INDEX`, `fixed-options:O1,O2,...`
-    /// (indices or names), `best-logged`.
+    /// default), `uniform`, `fixed-options:0,1,2,3` (one option per component, in every
+    /// segment), or `factorized-ts` (factorized Thompson sampling trained on the first
+    /// half of each seed's log, evaluated on the second half). With --log: `uniform`
+    /// (the default), `fixed:ACTION`, `best-logged`. With --data: `uniform` (the
+    /// default), `version:INDEX`, `fixed-options:O1,O2,...` (indices or names),
+    /// `best-logged`, `factorized-ts` (trained on the first half of the campaign's log,
+    /// evaluated on the second half).
     #[arg(long)]
     pub target: Option<String>,
+    /// Floor of the factorized-ts target: the share of its probability spread evenly
+    /// over the allowed versions, in [0, 1) (default 0.02, the engine's exploration
+    /// floor: the target is then the policy a campaign would serve after learning the
+    /// log; 0 gives the pure Thompson table).
+    #[arg(long, conflicts_with = "log")]
+    pub target_floor: Option<f64>,
+    /// Also print one line per seed: truth, estimates, and the importance weights (rows
+    /// with a positive weight, effective number of donations, mean weight and its
+    /// standard error, largest weight, ESS, share of the estimate from the top 1% of
+    /// weights).
+    #[arg(long, conflicts_with = "log")]
+    pub per_seed: bool,
     /// Impressions logged per seed.
     #[arg(long, default_value_t = 200_000)]
     pub impressions: u64,
@@ -117,13 +136,27 @@ pub struct EvaluateArgs {
     pub json: bool,
 }
 
-fn parse_target(text: &str) -> anyhow::Result<TargetChoice> {
+fn parse_target(text: &str, floor: Option<f64>) -> anyhow::Result<TargetChoice> {
+    if floor.is_some() && text != "factorized-ts" {
+        bail!("--target-floor applies only to --target factorized-ts (got --target {text})");
+    }
     match text {
         "oracle" => Ok(TargetChoice::Oracle),
         "uniform" => Ok(TargetChoice::Uniform),
+        "factorized-ts" => {
+            let floor = floor.unwrap_or(tla_core::target::DEFAULT_TARGET_FLOOR);
+            if !(floor.is_finite() && (0.0..1.0).contains(&floor)) {
+                bail!(
+                    "--target-floor {floor}: accepted: a share in [0, 1), e.g. 0 (the pure Thompson table) or 0.02 (the default)"
+                );
+            }
+            Ok(TargetChoice::FactorizedTs { floor })
+        }
         _ => {
             let Some(list) = text.strip_prefix("fixed-options:") else {
-                bail!("--target: {text:?}; accepted: oracle, uniform, fixed-options:0,1,2,3");
+                bail!(
+                    "--target: {text:?}; accepted: oracle, uniform, factorized-ts, fixed-options:0,1,2,3"
+                );
             };
             let options = list
                 .split(',')
@@ -161,7 +194,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             args.epsilon
         );
     }
-    let target = parse_target(args.target.as_deref().unwrap_or("oracle"))?;
+    let target = parse_target(
+        args.target.as_deref().unwrap_or("oracle"),
+        args.target_floor,
+    )?;
     let text = std::fs::read_to_string(world_path)
         .with_context(|| format!("cannot read world file {}", world_path.display()))?;
     let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
@@ -185,17 +221,29 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         value["seconds"] = seconds.into();
         println!("{}", serde_json::to_string(&value)?);
     } else {
-        print_table(&report, seconds);
+        print_table(&report, seconds, args.per_seed);
     }
     Ok(())
 }
 
-fn print_table(report: &ValidationReport, seconds: f64) {
+fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
     println!(
         "world {}, logging {}, target {}: {} seeds x {} impressions, {} folds ({seconds:.1} s)",
         report.world, report.logging, report.target, report.seeds, report.impressions, report.folds
     );
-    println!("truth (exact value per impression): {:.4}", report.truth);
+    if report.evaluated_rows != report.impressions {
+        println!(
+            "the target is trained on the first {} rows of each seed and evaluated on the last {}",
+            report.impressions - report.evaluated_rows,
+            report.evaluated_rows
+        );
+        println!(
+            "truth (exact value per impression of each seed's target): mean {:.4}, sd {:.4} across seeds",
+            report.truth, report.truth_sd
+        );
+    } else {
+        println!("truth (exact value per impression): {:.4}", report.truth);
+    }
     println!(
         "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9} {:>11} {:>10}",
         "estimator",
@@ -223,6 +271,81 @@ fn print_table(report: &ValidationReport, seconds: f64) {
             s.mean_width,
             s.mean_ess
         );
+    }
+    let w = &report.weights;
+    println!(
+        "weights: {:.1} of {:.0} rows with weight > 0 ({:.1} with a donation, {:.1} effective), mean weight {:.4} \
+         (min over seeds {:.4}; 1 expected), max weight {:.1}, min ESS {:.1}, top 1% of weights \
+         give {:.1}% of the estimate",
+        w.mean_rows_with_weight,
+        w.mean_rows,
+        w.mean_rewarded_with_weight,
+        w.mean_effective_rewarded,
+        w.mean_weight,
+        w.min_mean_weight,
+        w.max_weight,
+        w.min_ess,
+        100.0 * w.mean_top_weight_share
+    );
+    if per_seed {
+        println!(
+            "{:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>7}",
+            "seed",
+            "truth",
+            "ips",
+            "snips",
+            "dr",
+            "rows w>0",
+            "eff.don",
+            "mean w",
+            "s.e. w",
+            "max w",
+            "ESS",
+            "top 1%"
+        );
+        for run in &report.runs {
+            let w = &run.weights;
+            println!(
+                "{:>5} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>7.1} {:>7.4} {:>9.4} {:>10.1} {:>10.1} {:>6.1}%",
+                run.seed,
+                run.truth,
+                run.estimates[0].value,
+                run.estimates[1].value,
+                run.estimates[2].value,
+                w.rows_with_weight,
+                w.effective_rewarded,
+                w.mean_weight,
+                w.mean_weight_std_error,
+                w.max_weight,
+                w.ess,
+                100.0 * w.top_weight_share
+            );
+        }
+    }
+    if w.seeds_with_caution > 0 {
+        println!(
+            "caution: in {} of {} seeds the 95% intervals may be too narrow (heavy-tailed weights); first flagged:",
+            w.seeds_with_caution, report.seeds
+        );
+        if let Some((run, why)) = report
+            .runs
+            .iter()
+            .find_map(|run| caution(&run.weights).map(|why| (run, why)))
+        {
+            println!("  seed {}: {why}", run.seed);
+        }
+        if w.seeds_with_caution < report.seeds {
+            println!(
+                "  coverage on the {} seeds without caution: {}",
+                report.seeds - w.seeds_with_caution,
+                report
+                    .estimators
+                    .iter()
+                    .map(|s| format!("{} {:.2}", s.estimator, s.coverage_without_caution))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
 }
 
@@ -337,6 +460,12 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
         );
     }
     let target = campaign::CampaignTarget::parse(args.target.as_deref().unwrap_or("uniform"))?;
+    if args.target_floor.is_some() && target != campaign::CampaignTarget::FactorizedTs {
+        bail!("--target-floor is the floor of --target factorized-ts; this target has none");
+    }
+    if args.per_seed {
+        bail!("--per-seed is for --world (simulator seeds); a campaign's log is one run");
+    }
     if !data.join(DATABASE_FILE_NAME).is_file() {
         bail!(
             "{} holds no {DATABASE_FILE_NAME}: not a TLA data directory (give the directory `tla serve --data` used)",
@@ -379,7 +508,7 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
     }
     let distinct = campaign::check_rows(&slot.campaign, &rows)?;
     let read_seconds = start.elapsed().as_secs_f64();
-    let evaluation = target.evaluate(&slot.campaign, &rows, args.folds)?;
+    let evaluation = target.evaluate(&slot.campaign, &rows, args.folds, args.target_floor)?;
     let seconds = start.elapsed().as_secs_f64();
     let segments = slot.campaign.design().segments();
     if args.json {

@@ -217,6 +217,39 @@ fn estimates_on_a_campaign_log_match_the_hand_computed_values() {
     assert_eq!(estimate(&result, "snips")["rows"], 2);
     close(&result["logged_mean_reward"], 0.0);
 
+    // factorized-ts: the campaign's model trained on the first half (h0, h1), its
+    // decision distribution evaluated on the second half (h2, h3), where nothing
+    // converted: every estimate is 0, on 2 rows, with positive weights (the floor gives
+    // every allowed version probability >= 0.02 / 16).
+    let result = json(&data, "factorized-ts");
+    let target = result["target"].as_str().unwrap();
+    assert!(
+        target.starts_with("factorized-ts: the campaign's model trained from its prior on the first half (2 decisions"),
+        "{target}"
+    );
+    for name in ["ips", "snips", "dr"] {
+        close(&estimate(&result, name)["value"], 0.0);
+        assert_eq!(estimate(&result, name)["rows"], 2);
+    }
+    assert!(estimate(&result, "snips")["ess"].as_f64().unwrap() > 0.0);
+    close(&result["logged_mean_reward"], 0.0);
+    // Its floor is the spec's exploration unless --target-floor says otherwise.
+    let (ok, out, err) = evaluate(
+        &data,
+        &[
+            "--campaign",
+            "c_hand",
+            "--target",
+            "factorized-ts",
+            "--target-floor",
+            "0.5",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let result: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(result["target"].as_str().unwrap().contains("floor 0.5;"));
+
     // --max-decisions cuts the log: the first three decisions.
     let (ok, out, err) = evaluate(
         &data,
@@ -307,6 +340,25 @@ fn bad_input_is_refused_with_what_is_accepted() {
         err.contains("version 5") && err.contains("never served"),
         "{err}"
     );
+    let err = refused(&[
+        "--campaign",
+        "c_hand",
+        "--target",
+        "factorized-ts",
+        "--target-floor",
+        "1.5",
+    ]);
+    assert!(
+        err.contains("the target floor 1.5 is not in [0, 1)"),
+        "{err}"
+    );
+    let err = refused(&["--campaign", "c_hand", "--target-floor", "0.1"]);
+    assert!(
+        err.contains("--target-floor is the floor of --target factorized-ts"),
+        "{err}"
+    );
+    let err = refused(&["--campaign", "c_hand", "--per-seed"]);
+    assert!(err.contains("--per-seed is for --world"), "{err}");
     let err = refused(&["--campaign", "c_hand", "--actions", "20"]);
     assert!(err.contains("--actions is for --log"), "{err}");
     let err = refused(&["--campaign", "c_hand", "--log", "x.csv"]);

@@ -51,6 +51,33 @@ pub enum Feedback {
     },
 }
 
+/// What the model learns from one event under an objective (the table above): an
+/// impression is a miss; a click is a hit of the click model; a conversion with its
+/// amount is a hit of the conversion model and a donation of the value model; a cost,
+/// or an event the objective does not model, teaches nothing (`None`).
+pub fn learned_outcome(
+    objective: Objective,
+    segment: usize,
+    version: u64,
+    feedback: Feedback,
+) -> Option<Outcome> {
+    let outcome = |clicked, converted, value| Outcome {
+        segment,
+        version,
+        clicked,
+        converted,
+        value,
+    };
+    match (feedback, objective) {
+        (Feedback::Impression, _) => Some(outcome(false, false, 0.0)),
+        (Feedback::Click, Objective::Clicks) => Some(outcome(true, false, 0.0)),
+        (Feedback::Conversion { amount }, Objective::Value | Objective::Conversions) => {
+            Some(outcome(false, true, amount))
+        }
+        _ => None,
+    }
+}
+
 /// Served counts of one segment, option or version.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -162,22 +189,7 @@ impl Engine {
             .or_default()
             .add(feedback);
         self.events += 1;
-        let outcome = |clicked, converted, value| Outcome {
-            segment,
-            version,
-            clicked,
-            converted,
-            value,
-        };
-        let learned = match (feedback, self.objective) {
-            (Feedback::Impression, _) => Some(outcome(false, false, 0.0)),
-            (Feedback::Click, Objective::Clicks) => Some(outcome(true, false, 0.0)),
-            (Feedback::Conversion { amount }, Objective::Value | Objective::Conversions) => {
-                Some(outcome(false, true, amount))
-            }
-            _ => None,
-        };
-        if let Some(outcome) = learned {
+        if let Some(outcome) = learned_outcome(self.objective, segment, version, feedback) {
             self.policy.observe(&outcome);
         }
     }

@@ -18,6 +18,8 @@
 //!   propensity of every decision.
 //! - [`report`]: the campaign report: summary, leaderboards, posterior intervals, lift.
 //! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR.
+//! - [`target`]: target policies learned from a log (factorized Thompson sampling
+//!   trained on logged rows) for off-policy evaluation.
 //!
 //! ```
 //! use tla_core::space::VersionSpace;
@@ -39,3 +41,4 @@ pub mod snapshot;
 pub mod space;
 pub mod spec;
 pub mod stats;
+pub mod target;

@@ -284,6 +284,85 @@ pub fn effective_sample_size(weights: &[f64]) -> f64 {
     }
 }
 
+/// How a log's importance weights spread: what tells a heavy tail apart, reported
+/// beside the estimates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct WeightDiagnostics {
+    /// Rows.
+    pub rows: usize,
+    /// Rows with a positive weight (the target could have chosen the logged version).
+    pub rows_with_weight: usize,
+    /// Rows with a positive weight and a positive reward.
+    pub rewarded_with_weight: usize,
+    /// The effective number of rewarded rows behind the estimate: `(sum w)^2 / sum w^2`
+    /// over the rows with a positive reward (their count when their weights are equal;
+    /// rows of tiny weight count for little).
+    pub effective_rewarded: f64,
+    /// `(1/n) sum w_i`. Its expectation is exactly 1 when the logging policy can choose
+    /// every version the target can (each `p_i > 0` where `pi > 0`), also under
+    /// adaptive logging; a mean well below 1 says target mass sits on rows too rare to
+    /// have been drawn, whose weights are larger than any seen.
+    pub mean_weight: f64,
+    /// Standard error of `mean_weight` (sample sd of the weights, divisor `n - 1`, over
+    /// `sqrt(n)`; infinite for one row), to test it against 1.
+    pub mean_weight_std_error: f64,
+    /// Largest weight.
+    pub max_weight: f64,
+    /// `max w / sum w`: the share of the target's traffic the heaviest row stands for
+    /// (`1 / ESS` when every positive weight is equal); 0 when every weight is 0.
+    pub max_weight_share: f64,
+    /// Effective sample size `(sum w)^2 / sum w^2`.
+    pub ess: f64,
+    /// Share of `sum w_i r_i` coming from the top 1% (at least one) of the rows with a
+    /// positive weight, ranked by weight; 0 when the sum is 0.
+    pub top_weight_share: f64,
+}
+
+/// [`WeightDiagnostics`] of `rows` under `weights` (from [`weights`]).
+///
+/// # Panics
+/// If the two slices differ in length (a caller bug).
+pub fn weight_diagnostics(rows: &[LoggedRow], weights: &[f64]) -> WeightDiagnostics {
+    assert_eq!(rows.len(), weights.len(), "one weight per row");
+    let mut positive: Vec<(f64, f64)> = rows
+        .iter()
+        .zip(weights)
+        .filter(|(_, w)| **w > 0.0)
+        .map(|(row, &w)| (w, w * row.reward))
+        .collect();
+    positive.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total: f64 = positive.iter().map(|(_, wr)| wr).sum();
+    let top = positive.len().div_ceil(100);
+    let top_sum: f64 = positive[..top].iter().map(|(_, wr)| wr).sum();
+    let max_weight = weights.iter().copied().fold(0.0, f64::max);
+    let sum_w: f64 = weights.iter().sum();
+    let (mean_weight, mean_weight_std_error) = if weights.is_empty() {
+        (0.0, f64::INFINITY)
+    } else {
+        mean_and_se(weights)
+    };
+    WeightDiagnostics {
+        rows: rows.len(),
+        rows_with_weight: positive.len(),
+        rewarded_with_weight: positive.iter().filter(|(_, wr)| *wr > 0.0).count(),
+        effective_rewarded: effective_sample_size(
+            &rows
+                .iter()
+                .zip(weights)
+                .filter(|(row, _)| row.reward > 0.0)
+                .map(|(_, &w)| w)
+                .collect::<Vec<f64>>(),
+        ),
+        mean_weight,
+        mean_weight_std_error,
+        max_weight,
+        max_weight_share: if sum_w > 0.0 { max_weight / sum_w } else { 0.0 },
+        ess: effective_sample_size(weights),
+        top_weight_share: if total > 0.0 { top_sum / total } else { 0.0 },
+    }
+}
+
 /// Mean and standard error of the mean (sample variance with divisor `n - 1`; the
 /// standard error is infinite for one row).
 fn mean_and_se(terms: &[f64]) -> (f64, f64) {
@@ -578,6 +657,35 @@ mod tests {
         assert_eq!(
             [i.estimator, s.estimator, d.estimator],
             [Estimator::Ips, Estimator::Snips, Estimator::DoublyRobust]
+        );
+    }
+
+    #[test]
+    fn weight_diagnostics_by_hand() {
+        // Target: action 0. Weights 2, 0, 4, 0; w r = 20, 0, 16, 0.
+        // mean w = 6 / 4; ESS = 36 / 20; the top 1% of the 2 positive rows is one row,
+        // the one of weight 4: share 16 / 36.
+        let rows = log();
+        let w = weights(&rows, always_zero).unwrap();
+        let d = weight_diagnostics(&rows, &w);
+        assert_eq!(
+            (d.rows, d.rows_with_weight, d.rewarded_with_weight),
+            (4, 2, 2)
+        );
+        // Rewarded rows: weights 2 and 4, (2 + 4)^2 / (4 + 16) = 1.8.
+        close(d.effective_rewarded, 1.8);
+        close(d.mean_weight, 1.5);
+        // Deviations from 1.5: 0.5, -1.5, 2.5, -1.5; squares sum to 11; var 11 / 3;
+        // se = sqrt(11 / 3 / 4).
+        close(d.mean_weight_std_error, (11.0f64 / 12.0).sqrt());
+        close(d.max_weight, 4.0);
+        close(d.max_weight_share, 4.0 / 6.0);
+        close(d.ess, 1.8);
+        close(d.top_weight_share, 16.0 / 36.0);
+        let none = weight_diagnostics(&rows, &[0.0; 4]);
+        assert_eq!(
+            (none.rows_with_weight, none.ess, none.top_weight_share),
+            (0, 0.0, 0.0)
         );
     }
 

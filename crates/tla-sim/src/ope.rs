@@ -4,28 +4,41 @@
 //! A logging policy (the even split, or factorized Thompson sampling with its
 //! exploration floor) runs online against a world for `impressions` impressions; each
 //! impression's segment, version, exact propensity and drawn donation are logged. A
-//! target policy (the oracle's best version per segment, one fixed version, or the even
-//! split) is then evaluated on the log with IPS, SNIPS and cross-fitted doubly robust,
-//! and compared with its true value `sum_s P(s) sum_a pi(a|s) EV(s, a)`, computed
-//! exactly from the world. Over many seeds this measures each estimator's bias, the
-//! coverage of its 95% interval, the interval's width and the effective sample size.
+//! target policy (the oracle's best version per segment, one fixed version, the even
+//! split, or factorized Thompson sampling trained on the first half of the log) is then
+//! evaluated on the log with IPS, SNIPS and cross-fitted doubly robust, and compared
+//! with its true value `sum_s P(s) sum_a pi(a|s) EV(s, a)`, computed exactly from the
+//! world. Over many seeds this measures each estimator's bias, the coverage of its 95%
+//! interval, the interval's width and the effective sample size.
+//!
+//! The trained target ([`TargetChoice::FactorizedTs`]) differs per seed: it is trained
+//! on the first half of that seed's log (time order) and evaluated on the second half
+//! only, so no estimator scores a row the target learned from; each seed is compared
+//! with its own target's truth.
 
+use crate::generate::segment_truths;
 use crate::world::World;
 use crate::{PolicyChoice, PolicySettings, build_policy};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
-use tla_core::design::{DEFAULT_EXACT_LIMIT, Interactions, Objective};
-use tla_core::ope::{DirectModel, Estimate, Estimator, LoggedRow, OpeError, evaluate_all};
+use tla_core::design::{DEFAULT_EXACT_LIMIT, Design, Interactions, Objective};
+use tla_core::ope::{
+    DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, evaluate_all,
+    weight_diagnostics, weights,
+};
 use tla_core::policy::{Outcome, Policy};
+use tla_core::target::{DEFAULT_TARGET_FLOOR, TrainedTarget, TrainedTargetSettings};
 
 /// A target policy to evaluate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Target {
     /// The even split over every version.
     Uniform,
     /// One fixed version per segment (deterministic).
     PerSegment(Vec<u64>),
+    /// Factorized Thompson sampling trained on a log ([`TrainedTarget`]).
+    Trained(Box<TrainedTarget>),
 }
 
 /// A target policy as asked for on the command line.
@@ -37,12 +50,33 @@ pub enum TargetChoice {
     Uniform,
     /// One option per component, the same version in every segment.
     FixedOptions(Vec<u32>),
+    /// Factorized Thompson sampling trained on the first half of each seed's log and
+    /// evaluated on the second half, `floor` of its probability spread evenly over the
+    /// allowed versions ([`TrainedTarget`]).
+    FactorizedTs {
+        /// The target's floor, in `[0, 1)`.
+        floor: f64,
+    },
 }
 
 impl TargetChoice {
-    /// Resolves the choice against a world.
+    /// The trained target with the default floor ([`DEFAULT_TARGET_FLOOR`]).
+    pub fn factorized_ts() -> Self {
+        TargetChoice::FactorizedTs {
+            floor: DEFAULT_TARGET_FLOOR,
+        }
+    }
+}
+
+impl TargetChoice {
+    /// Resolves a fixed choice against a world. The trained target has no resolution
+    /// before a log exists: see [`PreparedTarget`].
     pub fn resolve(&self, world: &World) -> Result<Target, String> {
         match self {
+            TargetChoice::FactorizedTs { .. } => Err(
+                "the factorized-ts target is trained on each seed's log, not resolved from the world"
+                    .into(),
+            ),
             TargetChoice::Oracle => Ok(Target::PerSegment(
                 world.oracle().into_iter().map(|(v, _)| v).collect(),
             )),
@@ -60,11 +94,19 @@ impl TargetChoice {
         }
     }
 
-    /// A short label: `oracle`, `uniform`, `fixed-options:0,1,2,3`.
+    /// A short label: `oracle`, `uniform`, `fixed-options:0,1,2,3`, `factorized-ts`
+    /// (`factorized-ts (floor 0.1)` when the floor is not the default).
     pub fn label(&self) -> String {
         match self {
             TargetChoice::Oracle => "oracle".into(),
             TargetChoice::Uniform => "uniform".into(),
+            TargetChoice::FactorizedTs { floor } => {
+                if *floor == DEFAULT_TARGET_FLOOR {
+                    "factorized-ts".into()
+                } else {
+                    format!("factorized-ts (floor {floor})")
+                }
+            }
             TargetChoice::FixedOptions(o) => format!(
                 "fixed-options:{}",
                 o.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
@@ -85,12 +127,38 @@ impl Target {
                     0.0
                 }
             }
+            Target::Trained(target) => target.probability(segment, version),
         }
     }
 
-    /// The exact value per impression: `sum_s P(s) sum_a pi(a|s) EV(s, a)`.
+    /// The exact value per impression: `sum_s P(s) sum_a pi(a|s) EV(s, a)`. For the
+    /// trained target it computes the even split over the allowed versions with
+    /// [`segment_truths`]; [`Target::true_value_with`] takes them precomputed.
     pub fn true_value(&self, world: &World) -> f64 {
+        let even: Vec<f64> = match self {
+            Target::Trained(_) => segment_truths(world).iter().map(|t| t.even_value).collect(),
+            _ => Vec::new(),
+        };
+        self.true_value_with(world, &even)
+    }
+
+    /// [`Target::true_value`] given, for the trained target, the even split's exact
+    /// value per segment over the allowed versions (`even_values`, unused by the other
+    /// targets). The trained target's value in segment `s` is
+    /// `floor · even(s) + (1 - floor) · sum_v table_s(v) EV(s, v)`.
+    pub fn true_value_with(&self, world: &World, even_values: &[f64]) -> f64 {
         let per_segment: Vec<f64> = match self {
+            Target::Trained(target) => {
+                let mut options = vec![0u32; world.space.components()];
+                (0..world.segments())
+                    .map(|s| {
+                        target.expectation(s, even_values[s], |v| {
+                            world.space.decode_into(v, &mut options);
+                            world.expected_value(s, &options)
+                        })
+                    })
+                    .collect()
+            }
             Target::Uniform => world.uniform_expected_value(),
             Target::PerSegment(versions) => {
                 let mut options = vec![0u32; world.space.components()];
@@ -118,7 +186,8 @@ impl Target {
 /// (rate: [`AskModel::RATE_PSEUDO_IMPRESSIONS`] pseudo-impressions; amount:
 /// [`AskModel::AMOUNT_PSEUDO_CONVERSIONS`] pseudo-conversions). Cheap for any target:
 /// the target's direct value is `q` of its version's ask option, or the mean over ask
-/// options for the even split.
+/// options for the even split (and for the trained target's floor, with its table's
+/// entries weighted by their probabilities).
 #[derive(Debug, Clone)]
 pub struct AskModel {
     q: Vec<f64>,
@@ -172,12 +241,16 @@ impl AskModel {
             stride,
             target: Vec::new(),
         };
+        let even = |model: &Self, s: usize| {
+            model.q[s * asks..(s + 1) * asks].iter().sum::<f64>() / asks as f64
+        };
         model.target = (0..segments)
             .map(|s| match target {
-                Target::Uniform => {
-                    model.q[s * asks..(s + 1) * asks].iter().sum::<f64>() / asks as f64
-                }
+                Target::Uniform => even(&model, s),
                 Target::PerSegment(v) => model.q_hat(s, v[s]),
+                Target::Trained(trained) => {
+                    trained.expectation(s, even(&model, s), |v| model.q_hat(s, v))
+                }
             })
             .collect();
         model
@@ -202,6 +275,19 @@ pub fn log_impressions<P: Policy>(
     impressions: u64,
     seed: u64,
 ) -> Vec<LoggedRow> {
+    log_impressions_inspecting(world, policy, impressions, seed, |_, _| {})
+}
+
+/// [`log_impressions`], calling `before_decision(policy, segment)` before each
+/// decision, with the decision distribution about to be used in force (to record, say,
+/// the propensity the logging policy gives some version at that moment).
+pub fn log_impressions_inspecting<P: Policy>(
+    world: &World,
+    policy: &mut P,
+    impressions: u64,
+    seed: u64,
+    mut before_decision: impl FnMut(&P, usize),
+) -> Vec<LoggedRow> {
     let mut segment_rng = Pcg64Mcg::seed_from_u64(seed);
     let mut conversion_rng = Pcg64Mcg::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut donation_rng = Pcg64Mcg::seed_from_u64(seed ^ 0xD1B5_4A32_D192_ED03);
@@ -225,6 +311,7 @@ pub fn log_impressions<P: Policy>(
             .min(cumulative.len() - 1);
         let uc: f64 = conversion_rng.random();
         let z: f64 = donation_rng.sample(StandardNormal);
+        before_decision(policy, segment);
         let decision = policy.decide(segment, &mut policy_rng);
         world.space.decode_into(decision.version, &mut options);
         let p = world.conversion_probability(segment, &options);
@@ -295,24 +382,65 @@ pub struct EstimatorSummary {
     pub estimator: &'static str,
     /// Mean estimate.
     pub mean_estimate: f64,
-    /// Mean of `estimate - truth`.
+    /// Mean of `estimate - truth` (each seed against its own truth).
     pub bias: f64,
-    /// `bias / truth`.
+    /// `bias / mean truth`.
     pub relative_bias: f64,
-    /// Standard error of the bias (sd of the estimates / sqrt(seeds)).
+    /// Standard error of the bias (sd of `estimate - truth` / sqrt(seeds)).
     pub bias_std_error: f64,
     /// Root mean squared error.
     pub rmse: f64,
-    /// Standard deviation of the estimates across seeds.
+    /// Standard deviation of `estimate - truth` across seeds (of the estimates when the
+    /// truth is the same in every seed).
     pub sd_estimate: f64,
     /// Mean reported standard error (compare with `sd_estimate`).
     pub mean_std_error: f64,
     /// Share of seeds whose 95% interval contains the truth.
     pub coverage: f64,
+    /// The same over the seeds [`caution`] does not flag (NaN when it flags them all).
+    pub coverage_without_caution: f64,
     /// Mean width of the 95% interval.
     pub mean_width: f64,
     /// Mean effective sample size.
     pub mean_ess: f64,
+}
+
+/// The importance weights over all seeds (see [`WeightDiagnostics`]).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct WeightSummary {
+    /// Mean number of evaluated rows per seed.
+    pub mean_rows: f64,
+    /// Mean number of rows with a positive weight.
+    pub mean_rows_with_weight: f64,
+    /// Mean number of rows with a positive weight and a donation.
+    pub mean_rewarded_with_weight: f64,
+    /// Mean effective number of donations ([`WeightDiagnostics::effective_rewarded`]).
+    pub mean_effective_rewarded: f64,
+    /// Mean over seeds of `(1/n) sum w` (expectation 1).
+    pub mean_weight: f64,
+    /// Smallest `(1/n) sum w` of a seed.
+    pub min_mean_weight: f64,
+    /// Largest weight of any seed.
+    pub max_weight: f64,
+    /// Smallest ESS of a seed.
+    pub min_ess: f64,
+    /// Mean share of `sum w r` from the top 1% of positive weights.
+    pub mean_top_weight_share: f64,
+    /// Seeds flagged by [`caution`].
+    pub seeds_with_caution: u64,
+}
+
+/// What one seed measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// The target's true value per impression (differs per seed for a trained target).
+    pub truth: f64,
+    /// IPS, SNIPS and DR.
+    pub estimates: [Estimate; 3],
+    /// The importance weights of the evaluated rows.
+    pub weights: WeightDiagnostics,
 }
 
 /// What a validation measured.
@@ -326,52 +454,199 @@ pub struct ValidationReport {
     pub target: String,
     /// Impressions per seed.
     pub impressions: u64,
+    /// Rows evaluated per seed (all impressions, or the second half for a trained
+    /// target).
+    pub evaluated_rows: u64,
     /// Seeds run.
     pub seeds: u64,
     /// First seed.
     pub first_seed: u64,
     /// Cross-fitting folds.
     pub folds: usize,
-    /// True value per impression of the target.
+    /// True value per impression of the target (mean over seeds for a trained target).
     pub truth: f64,
+    /// Standard deviation of the truth across seeds (0 unless the target is trained).
+    pub truth_sd: f64,
     /// One row per estimator: IPS, SNIPS, DR.
     pub estimators: Vec<EstimatorSummary>,
-    /// Per seed, the three estimates.
-    #[serde(skip)]
-    pub runs: Vec<[Estimate; 3]>,
+    /// The importance weights over all seeds.
+    pub weights: WeightSummary,
+    /// Per seed: truth, the three estimates, the weights.
+    pub runs: Vec<SeedRun>,
 }
 
-/// Logs and evaluates once for one seed.
+/// A target ready for the seeds: a fixed target with its truth, or what a trained
+/// target needs to be trained and scored per seed.
+#[derive(Debug, Clone)]
+pub enum PreparedTarget {
+    /// A target the same in every seed, and its exact value.
+    Fixed {
+        /// The target.
+        target: Target,
+        /// Its exact value per impression.
+        truth: f64,
+    },
+    /// Factorized Thompson sampling trained on each seed's first half.
+    Trained {
+        /// The target's floor.
+        floor: f64,
+        /// The even split's exact value per segment over the allowed versions.
+        even_values: Vec<f64>,
+    },
+}
+
+impl PreparedTarget {
+    /// Resolves `choice` against `world` and computes what does not depend on the seed.
+    pub fn new(choice: &TargetChoice, world: &World) -> Result<Self, String> {
+        match choice {
+            TargetChoice::FactorizedTs { floor } => {
+                if !(floor.is_finite() && (0.0..1.0).contains(floor)) {
+                    return Err(format!(
+                        "the target floor {floor} is not in [0, 1); accepted: a share such as 0 or 0.02"
+                    ));
+                }
+                Ok(PreparedTarget::Trained {
+                    floor: *floor,
+                    even_values: segment_truths(world).iter().map(|t| t.even_value).collect(),
+                })
+            }
+            _ => {
+                let target = choice.resolve(world)?;
+                let truth = target.true_value(world);
+                Ok(PreparedTarget::Fixed { target, truth })
+            }
+        }
+    }
+}
+
+/// The design every simulated learner is given (as in [`run_seed`]'s logging policy).
+fn learner_design(world: &World) -> Design {
+    let interactions = Interactions::auto(&world.space, DEFAULT_EXACT_LIMIT);
+    world.design(interactions, Objective::Value)
+}
+
+/// Seeds the trained target's Thompson draws (apart from the logging policy's stream).
+const TRAINED_TARGET_STREAM: u64 = 0x2545_F491_4F6C_DD1D;
+
+/// Trains the factorized-ts target on `rows` (the logging policy's model settings and
+/// draws, the given floor), its Thompson draws seeded from `seed`.
+pub fn train_target(
+    world: &World,
+    settings: &PolicySettings,
+    floor: f64,
+    rows: &[LoggedRow],
+    seed: u64,
+) -> Result<TrainedTarget, String> {
+    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ TRAINED_TARGET_STREAM);
+    let target_settings = TrainedTargetSettings {
+        factorized: settings.factorized,
+        draws: settings.thompson.draws,
+        floor,
+    };
+    TrainedTarget::train(&learner_design(world), &target_settings, rows, &mut rng)
+        .map_err(|e| e.to_string())
+}
+
+/// Logs and evaluates once for one seed. A fixed target is evaluated on every logged
+/// row; the trained target is trained on the first half (time order) and evaluated on
+/// the second.
 pub fn run_seed(
     world: &World,
-    target: &Target,
+    target: &PreparedTarget,
     config: &ValidationConfig,
     seed: u64,
-) -> Result<[Estimate; 3], OpeError> {
-    let interactions = Interactions::auto(&world.space, DEFAULT_EXACT_LIMIT);
-    let design = world.design(interactions, Objective::Value);
+) -> Result<SeedRun, String> {
+    let design = learner_design(world);
     let mut policy = build_policy(config.logging, &design, &config.settings, seed);
     let rows = log_impressions(world, &mut policy, config.impressions, seed);
+    let (target, truth, evaluated) = match target {
+        PreparedTarget::Fixed { target, truth } => (target.clone(), *truth, &rows[..]),
+        PreparedTarget::Trained { floor, even_values } => {
+            let (train, evaluate) = rows.split_at(rows.len() / 2);
+            let trained = train_target(world, &config.settings, *floor, train, seed)?;
+            let target = Target::Trained(Box::new(trained));
+            let truth = target.true_value_with(world, even_values);
+            (target, truth, evaluate)
+        }
+    };
     let total = world.space.total();
-    evaluate_all(
-        &rows,
-        |s, a| target.prob(total, s, a),
-        config.folds,
-        |train| AskModel::fit(world, train, target),
-    )
+    let prob = |s, a| target.prob(total, s, a);
+    let estimates = evaluate_all(evaluated, prob, config.folds, |train| {
+        AskModel::fit(world, train, &target)
+    })
+    .map_err(|e| e.to_string())?;
+    let w = weights(evaluated, prob).map_err(|e| e.to_string())?;
+    Ok(SeedRun {
+        seed,
+        truth,
+        estimates,
+        weights: weight_diagnostics(evaluated, &w),
+    })
 }
+
+/// Why an estimate's normal interval may not be trusted, from its weights; `None` when
+/// nothing is flagged. Three signs of a heavy right tail of `w_i r_i` that the sample
+/// variance does not represent (measured in `docs/evaluation.md`):
+///
+/// - the heaviest row holds more than [`CAUTION_MAX_WEIGHT_SHARE`] of the total weight
+///   (`max w / sum w`; with equal weights this is `1 / ESS`, i.e. an ESS below 100). Such
+///   a row stands for that share of the target's traffic, but with conversion rates of
+///   a few percent it almost never carries a donation: that part of the value is
+///   realised as 0 or as a jump of many standard errors, and the estimate is typically
+///   low with an interval too narrow;
+/// - `(1/n) sum w_i` lies more than [`CAUTION_MEAN_WEIGHT_Z`] standard errors below 1.
+///   Its expectation is exactly 1 whenever the logging policy can choose every version
+///   the target can, adaptive or not, so a mean weight clearly below 1 says part of the
+///   target's mass sits on rows too rare to have been drawn (versions the logging
+///   policy chose only through its exploration floor);
+/// - the donations carry fewer than [`CAUTION_MIN_REWARDED`] effective rows
+///   ([`WeightDiagnostics::effective_rewarded`]): the estimate is then a sum of a
+///   handful of log-normal donations (small world,
+///   uniform logging, oracle target, 600 seeds: coverage 0.61 below 5 such rows, 0.84
+///   from 5 to 9, 0.90 from 10 to 14).
+pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
+    let mut reasons = Vec::new();
+    if weights.max_weight_share > CAUTION_MAX_WEIGHT_SHARE {
+        reasons.push(format!(
+            "one row holds {:.1}% of the total importance weight (weight {:.1})",
+            100.0 * weights.max_weight_share,
+            weights.max_weight
+        ));
+    }
+    let shortfall = (1.0 - weights.mean_weight) / weights.mean_weight_std_error;
+    if shortfall > CAUTION_MEAN_WEIGHT_Z {
+        reasons.push(format!(
+            "the mean importance weight is {:.3} (s.e. {:.3}) where 1 is expected: part of the \
+             target's probability sits on rows logged too rarely to be seen",
+            weights.mean_weight, weights.mean_weight_std_error
+        ));
+    }
+    if weights.effective_rewarded < CAUTION_MIN_REWARDED {
+        reasons.push(format!(
+            "the donations behind the estimate count as {:.1} rows (fewer than {CAUTION_MIN_REWARDED})",
+            weights.effective_rewarded
+        ));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// See [`caution`].
+pub const CAUTION_MAX_WEIGHT_SHARE: f64 = 0.01;
+/// See [`caution`].
+pub const CAUTION_MEAN_WEIGHT_Z: f64 = 3.0;
+/// See [`caution`].
+pub const CAUTION_MIN_REWARDED: f64 = 10.0;
 
 /// Runs every seed (in parallel over the available cores) and summarizes.
 pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationReport, String> {
-    let target = config.target.resolve(world)?;
-    let truth = target.true_value(world);
+    let target = PreparedTarget::new(&config.target, world)?;
     let seeds: Vec<u64> = (0..config.seeds).map(|k| config.first_seed + k).collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(seeds.len().max(1));
     let chunk = seeds.len().div_ceil(threads).max(1);
-    let results: Vec<Result<[Estimate; 3], OpeError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<SeedRun, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = seeds
             .chunks(chunk)
             .map(|part| {
@@ -393,9 +668,48 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         .zip(&seeds)
         .map(|(r, seed)| r.map_err(|e| format!("seed {seed}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let n = runs.len().max(1) as f64;
+    let truth = runs.iter().map(|r| r.truth).sum::<f64>() / n;
+    let truth_sd = if runs.len() > 1 {
+        (runs.iter().map(|r| (r.truth - truth).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     let estimators = (0..3)
-        .map(|k| summarize(runs.iter().map(|r| r[k]), truth))
+        .map(|k| {
+            let mut summary = summarize(runs.iter().map(|r| (r.estimates[k], r.truth)), truth);
+            let unflagged: Vec<&SeedRun> = runs
+                .iter()
+                .filter(|r| caution(&r.weights).is_none())
+                .collect();
+            summary.coverage_without_caution = unflagged
+                .iter()
+                .filter(|r| r.estimates[k].covers(r.truth))
+                .count() as f64
+                / unflagged.len() as f64;
+            summary
+        })
         .collect();
+    let mean =
+        |f: &dyn Fn(&WeightDiagnostics) -> f64| runs.iter().map(|r| f(&r.weights)).sum::<f64>() / n;
+    let fold = |f: &dyn Fn(&WeightDiagnostics) -> f64, init: f64, pick: fn(f64, f64) -> f64| {
+        runs.iter().map(|r| f(&r.weights)).fold(init, pick)
+    };
+    let weights = WeightSummary {
+        mean_rows: mean(&|w| w.rows as f64),
+        mean_rows_with_weight: mean(&|w| w.rows_with_weight as f64),
+        mean_rewarded_with_weight: mean(&|w| w.rewarded_with_weight as f64),
+        mean_effective_rewarded: mean(&|w| w.effective_rewarded),
+        mean_weight: mean(&|w| w.mean_weight),
+        min_mean_weight: fold(&|w| w.mean_weight, f64::INFINITY, f64::min),
+        max_weight: fold(&|w| w.max_weight, 0.0, f64::max),
+        min_ess: fold(&|w| w.ess, f64::INFINITY, f64::min),
+        mean_top_weight_share: mean(&|w| w.top_weight_share),
+        seeds_with_caution: runs
+            .iter()
+            .filter(|r| caution(&r.weights).is_some())
+            .count() as u64,
+    };
     Ok(ValidationReport {
         world: world.name.clone(),
         logging: match config.logging {
@@ -406,25 +720,36 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         .into(),
         target: config.target.label(),
         impressions: config.impressions,
+        evaluated_rows: match target {
+            PreparedTarget::Fixed { .. } => config.impressions,
+            PreparedTarget::Trained { .. } => config.impressions - config.impressions / 2,
+        },
         seeds: config.seeds,
         first_seed: config.first_seed,
         folds: config.folds,
         truth,
+        truth_sd,
         estimators,
+        weights,
         runs,
     })
 }
 
-fn summarize(estimates: impl Iterator<Item = Estimate>, truth: f64) -> EstimatorSummary {
-    let estimates: Vec<Estimate> = estimates.collect();
+fn summarize(
+    estimates: impl Iterator<Item = (Estimate, f64)>,
+    mean_truth: f64,
+) -> EstimatorSummary {
+    let estimates: Vec<(Estimate, f64)> = estimates.collect();
     let n = estimates.len().max(1) as f64;
-    let mean = |f: &dyn Fn(&Estimate) -> f64| estimates.iter().map(f).sum::<f64>() / n;
-    let mean_estimate = mean(&|e| e.value);
-    let bias = mean_estimate - truth;
+    let mean = |f: &dyn Fn(&Estimate, f64) -> f64| {
+        estimates.iter().map(|(e, t)| f(e, *t)).sum::<f64>() / n
+    };
+    let mean_estimate = mean(&|e, _| e.value);
+    let bias = mean(&|e, truth| e.value - truth);
     let sd_estimate = if estimates.len() > 1 {
         (estimates
             .iter()
-            .map(|e| (e.value - mean_estimate).powi(2))
+            .map(|(e, truth)| (e.value - truth - bias).powi(2))
             .sum::<f64>()
             / (n - 1.0))
             .sqrt()
@@ -433,20 +758,21 @@ fn summarize(estimates: impl Iterator<Item = Estimate>, truth: f64) -> Estimator
     };
     let estimator = estimates
         .first()
-        .map(|e| e.estimator)
+        .map(|(e, _)| e.estimator)
         .unwrap_or(Estimator::Ips);
     EstimatorSummary {
         estimator: estimator.name(),
         mean_estimate,
         bias,
-        relative_bias: bias / truth,
+        relative_bias: bias / mean_truth,
         bias_std_error: sd_estimate / n.sqrt(),
-        rmse: mean(&|e| (e.value - truth).powi(2)).sqrt(),
+        rmse: mean(&|e, truth| (e.value - truth).powi(2)).sqrt(),
         sd_estimate,
-        mean_std_error: mean(&|e| e.std_error),
-        coverage: mean(&|e| if e.covers(truth) { 1.0 } else { 0.0 }),
-        mean_width: mean(&|e| e.width()),
-        mean_ess: mean(&|e| e.ess),
+        mean_std_error: mean(&|e, _| e.std_error),
+        coverage: mean(&|e, truth| if e.covers(truth) { 1.0 } else { 0.0 }),
+        coverage_without_caution: f64::NAN,
+        mean_width: mean(&|e, _| e.width()),
+        mean_ess: mean(&|e, _| e.ess),
     }
 }
 
@@ -474,7 +800,7 @@ mod tests {
         let fixed = TargetChoice::FixedOptions(vec![0, 1, 2, 3])
             .resolve(&world)
             .unwrap();
-        assert_eq!(fixed, Target::PerSegment(vec![0b00_01_10_11; 4]));
+        assert!(matches!(fixed, Target::PerSegment(v) if v == vec![0b00_01_10_11; 4]));
         assert!(
             TargetChoice::FixedOptions(vec![0, 9, 0, 0])
                 .resolve(&world)
@@ -513,5 +839,161 @@ mod tests {
                 s.coverage
             );
         }
+    }
+
+    /// The trained target's truth and its direct value are the brute-force sums over
+    /// every version: `sum_s P(s) sum_v pi(v | s) EV(s, v)` and `sum_v pi(v | s) q(s, v)`.
+    #[test]
+    fn trained_target_truth_is_the_sum_over_every_version() {
+        let world = small();
+        let design = learner_design(&world);
+        let mut policy = build_policy(PolicyChoice::Uniform, &design, &Default::default(), 4);
+        let rows = log_impressions(&world, &mut policy, 20_000, 4);
+        for floor in [0.0, DEFAULT_TARGET_FLOOR, 0.3] {
+            let trained =
+                train_target(&world, &PolicySettings::default(), floor, &rows, 4).unwrap();
+            let target = Target::Trained(Box::new(trained));
+            let total = world.space.total();
+            let mut options = vec![0u32; world.space.components()];
+            let mut brute = 0.0;
+            for s in 0..world.segments() {
+                let mut mass = 0.0;
+                for v in 0..total {
+                    world.space.decode_into(v, &mut options);
+                    let pi = target.prob(total, s, v);
+                    mass += pi;
+                    brute += world.segment_probs[s] * pi * world.expected_value(s, &options);
+                }
+                assert!((mass - 1.0).abs() < 1e-12, "segment {s}: mass {mass}");
+            }
+            let truth = target.true_value(&world);
+            assert!(
+                (truth - brute).abs() < 1e-9,
+                "floor {floor}: {truth} vs {brute}"
+            );
+            let model = AskModel::fit(&world, &rows, &target);
+            for s in 0..world.segments() {
+                let direct: f64 = (0..total)
+                    .map(|v| target.prob(total, s, v) * model.q_hat(s, v))
+                    .sum();
+                assert!((model.target_value(s) - direct).abs() < 1e-9);
+            }
+            // The learner beats the even split on this log.
+            assert!(truth > Target::Uniform.true_value(&world));
+        }
+    }
+
+    /// The trained target learns the first half of the log and is scored on the second.
+    #[test]
+    fn trained_target_is_scored_on_rows_it_did_not_learn() {
+        let world = small();
+        let config = ValidationConfig::new(
+            PolicyChoice::Uniform,
+            TargetChoice::factorized_ts(),
+            10_001,
+            1,
+        );
+        let prepared = PreparedTarget::new(&config.target, &world).unwrap();
+        let run = run_seed(&world, &prepared, &config, 9).unwrap();
+        assert_eq!(run.weights.rows, 5_001);
+        assert_eq!(run.estimates[0].rows, 5_001);
+        let mut policy = build_policy(
+            PolicyChoice::Uniform,
+            &learner_design(&world),
+            &config.settings,
+            9,
+        );
+        let rows = log_impressions(&world, &mut policy, 10_001, 9);
+        let trained = train_target(
+            &world,
+            &config.settings,
+            DEFAULT_TARGET_FLOOR,
+            &rows[..5_000],
+            9,
+        )
+        .unwrap();
+        assert_eq!(trained.rows_learned(), 5_000);
+        let truth = Target::Trained(Box::new(trained)).true_value(&world);
+        assert_eq!(run.truth, truth);
+        assert!(
+            PreparedTarget::new(&TargetChoice::FactorizedTs { floor: 1.0 }, &world)
+                .unwrap_err()
+                .contains("[0, 1)")
+        );
+    }
+
+    #[test]
+    fn caution_flags_heavy_tails() {
+        let fine = WeightDiagnostics {
+            rows: 100_000,
+            rows_with_weight: 100_000,
+            rewarded_with_weight: 1_800,
+            effective_rewarded: 40.0,
+            mean_weight: 1.0,
+            mean_weight_std_error: 0.03,
+            max_weight: 250.0,
+            max_weight_share: 0.0025,
+            ess: 1_100.0,
+            top_weight_share: 0.8,
+        };
+        assert_eq!(caution(&fine), None);
+        // One row at the logging floor holds 6% of the weight.
+        let floor_hit = WeightDiagnostics {
+            max_weight: 12_800.0,
+            max_weight_share: 0.06,
+            ..fine
+        };
+        assert!(caution(&floor_hit).unwrap().contains("6.0% of the total"));
+        // Mass missing: mean weight 0.96 with s.e. 0.004 (10 s.e. below 1).
+        let missing = WeightDiagnostics {
+            mean_weight: 0.96,
+            mean_weight_std_error: 0.004,
+            ..fine
+        };
+        assert!(caution(&missing).unwrap().contains("0.960"));
+        let few = WeightDiagnostics {
+            effective_rewarded: 9.0,
+            ..fine
+        };
+        assert!(caution(&few).unwrap().contains("count as 9.0 rows"));
+    }
+
+    /// Factorized TS trained on the log, under uniform logging (small world, 40 seeds
+    /// of 200k impressions, the target trained on the first half of each): no
+    /// detectable bias, and coverage close to nominal. Measured over 200 seeds
+    /// (`docs/evaluation.md`), coverage is 0.88 for all three estimators at 200k
+    /// impressions and 0.92-0.93 at 1M, the misses almost all on the low side (the
+    /// right skew of donations), so this asserts 0.8, not 0.9; these 40 seeds measure
+    /// 0.90 (IPS), 0.925 (SNIPS), 0.90 (DR).
+    #[test]
+    fn trained_target_is_estimated_without_bias() {
+        let world = small();
+        let config = ValidationConfig::new(
+            PolicyChoice::Uniform,
+            TargetChoice::factorized_ts(),
+            200_000,
+            40,
+        );
+        let report = validate(&world, &config).unwrap();
+        for s in &report.estimators {
+            eprintln!("{s:?}");
+        }
+        assert!(report.truth_sd > 0.0, "each seed trains its own target");
+        for s in &report.estimators {
+            assert!(
+                s.bias.abs() < 3.0 * s.bias_std_error,
+                "{}: bias {} (s.e. {})",
+                s.estimator,
+                s.bias,
+                s.bias_std_error
+            );
+            assert!(
+                s.coverage >= 0.8,
+                "{}: coverage {}",
+                s.estimator,
+                s.coverage
+            );
+        }
+        assert!(report.weights.seeds_with_caution <= 2);
     }
 }

@@ -12,14 +12,20 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, bail};
+use rand::SeedableRng;
 use tla_core::ope::LoggedRow;
 use tla_core::spec::Campaign;
+use tla_core::target::{TrainedTarget, TrainedTargetSettings};
+
+/// Seed of the factorized-ts target's Thompson draws: the same log gives the same
+/// target.
+const TRAINED_TARGET_SEED: u64 = 0x7A26_E7ED;
 
 use super::import::{Evaluation, TargetProb, best_by_snips, estimate};
 
 /// The forms `--target` takes with `--data`, for error messages and help.
 pub const TARGET_FORMS: &str = "uniform, version:INDEX, fixed-options:O1,O2,... (one option per component, \
-by index or name), best-logged";
+by index or name), best-logged, factorized-ts";
 
 /// One option of a `fixed-options:` list, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +48,9 @@ pub enum CampaignTarget {
     /// The version with the highest SNIPS value on the first half of the decisions,
     /// evaluated on the second half.
     BestLogged,
+    /// Factorized Thompson sampling trained on the first half of the decisions (the
+    /// campaign's own model and settings, from its prior), evaluated on the second half.
+    FactorizedTs,
 }
 
 impl CampaignTarget {
@@ -52,6 +61,7 @@ impl CampaignTarget {
         match text {
             "uniform" => return Ok(CampaignTarget::Uniform),
             "best-logged" => return Ok(CampaignTarget::BestLogged),
+            "factorized-ts" => return Ok(CampaignTarget::FactorizedTs),
             _ => {}
         }
         if let Some(index) = text.strip_prefix("version:") {
@@ -89,6 +99,7 @@ impl CampaignTarget {
         campaign: &Campaign,
         rows: &[LoggedRow],
         folds: usize,
+        target_floor: Option<f64>,
     ) -> anyhow::Result<Evaluation> {
         let segments = campaign.design().segments();
         let allowed = campaign.allowed_versions();
@@ -121,6 +132,44 @@ impl CampaignTarget {
                     ),
                     action_space,
                     logged_mean: mean(rows),
+                    estimates,
+                })
+            }
+            CampaignTarget::FactorizedTs => {
+                let n = rows.len();
+                let needed = 2 * folds.max(2);
+                if n < needed {
+                    bail!(
+                        "factorized-ts needs at least {needed} decisions (two halves, {folds} folds each); the campaign has {n}"
+                    );
+                }
+                let (first, second) = rows.split_at(n / 2);
+                let mut settings = TrainedTargetSettings::for_campaign(campaign);
+                if let Some(floor) = target_floor {
+                    settings.floor = floor;
+                }
+                let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(TRAINED_TARGET_SEED);
+                let trained = TrainedTarget::train(campaign.design(), &settings, first, &mut rng)
+                    .context("cannot train the factorized-ts target on the first half")?;
+                let estimates = estimate(
+                    second,
+                    segments,
+                    TargetProb::Trained {
+                        target: &trained,
+                        allowed: action_space,
+                    },
+                    folds,
+                )?;
+                Ok(Evaluation {
+                    target: format!(
+                        "factorized-ts: the campaign's model trained from its prior on the first half ({} decisions in log order), {} Thompson draws per segment, floor {}; evaluated on the second half ({} decisions), not on the decisions it learned",
+                        first.len(),
+                        settings.draws,
+                        settings.floor,
+                        second.len()
+                    ),
+                    action_space,
+                    logged_mean: mean(second),
                     estimates,
                 })
             }
@@ -216,7 +265,7 @@ impl CampaignTarget {
                     .try_encode(&options)
                     .map_err(|e| anyhow::anyhow!("--target fixed-options: {e}"))?
             }
-            CampaignTarget::Uniform | CampaignTarget::BestLogged => {
+            CampaignTarget::Uniform | CampaignTarget::BestLogged | CampaignTarget::FactorizedTs => {
                 unreachable!("only version and fixed-options targets name one version")
             }
         };
@@ -397,7 +446,7 @@ mod tests {
             .collect();
         assert_eq!(check_rows(&campaign, &rows).unwrap(), 2);
         let evaluation = CampaignTarget::Uniform
-            .evaluate(&campaign, &rows, 2)
+            .evaluate(&campaign, &rows, 2, None)
             .unwrap();
         assert_eq!(evaluation.action_space, 16);
         // IPS: weights (1/16) / (1/2) = 1/8; (1/8) * mean reward 4 = 0.5.

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use tla_core::ope::{self, DirectModel, Estimate, LoggedRow};
+use tla_core::target::TrainedTarget;
 
 /// Pseudo-observations of the per-context mean in the direct model's per-(context,
 /// action) mean: `q(s, a) = (sum r + K * mean(s)) / (n(s, a) + K)`.
@@ -409,7 +410,7 @@ impl DirectModel for TableModel {
 
 /// Fits the direct model on `training`; `target` is the target's probabilities: either
 /// uniform over `action_space` actions or one fixed action.
-fn fit(training: &[LoggedRow], contexts: usize, target: TargetProb) -> TableModel {
+fn fit(training: &[LoggedRow], contexts: usize, target: TargetProb<'_>) -> TableModel {
     let global = training.iter().map(|r| r.reward).sum::<f64>() / training.len().max(1) as f64;
     let mut per_context = vec![(0.0, 0.0); contexts];
     let mut cells: HashMap<(usize, u64), (f64, f64)> = HashMap::new();
@@ -434,23 +435,34 @@ fn fit(training: &[LoggedRow], contexts: usize, target: TargetProb) -> TableMode
             )
         })
         .collect();
-    let target = match target {
-        TargetProb::Uniform(k) => {
-            // (1/k) [sum over actions seen in s of q(s, a) + (k - seen) * mean(s)]
-            let mut sums = vec![(0.0, 0usize); contexts];
-            for (&(s, _), &v) in &q {
-                sums[s].0 += v;
-                sums[s].1 += 1;
-            }
-            sums.iter()
-                .enumerate()
-                .map(|(s, &(sum, seen))| {
-                    (sum + (k.saturating_sub(seen)) as f64 * context_mean[s]) / k as f64
-                })
-                .collect()
+    // The direct value of the even split over k actions in each context:
+    // (1/k) [sum over actions seen in s of q(s, a) + (k - seen) * mean(s)].
+    let even = |k: usize| -> Vec<f64> {
+        let mut sums = vec![(0.0, 0usize); contexts];
+        for (&(s, _), &v) in &q {
+            sums[s].0 += v;
+            sums[s].1 += 1;
         }
+        sums.iter()
+            .enumerate()
+            .map(|(s, &(sum, seen))| {
+                (sum + (k.saturating_sub(seen)) as f64 * context_mean[s]) / k as f64
+            })
+            .collect()
+    };
+    let target = match target {
+        TargetProb::Uniform(k) => even(k),
         TargetProb::Fixed(a) => (0..contexts)
             .map(|s| q.get(&(s, a)).copied().unwrap_or(context_mean[s]))
+            .collect(),
+        TargetProb::Trained { target, allowed } => even(allowed)
+            .into_iter()
+            .enumerate()
+            .map(|(s, even_mean)| {
+                target.expectation(s, even_mean, |v| {
+                    q.get(&(s, v)).copied().unwrap_or(context_mean[s])
+                })
+            })
             .collect(),
     };
     TableModel {
@@ -461,18 +473,26 @@ fn fit(training: &[LoggedRow], contexts: usize, target: TargetProb) -> TableMode
 }
 
 /// A target's probabilities `pi(a | s)`, in the forms the direct model can sum over.
-/// A target that depends on the segment (one trained on the log, say) adds a variant
-/// here and its direct value in [`fit`].
+/// A new kind of target adds a variant here and its direct value in [`fit`].
 #[derive(Debug, Clone, Copy)]
-pub(super) enum TargetProb {
+pub(super) enum TargetProb<'a> {
     /// Every action of an action space of this size equally likely.
     Uniform(usize),
     /// Always this action.
     Fixed(u64),
+    /// Factorized Thompson sampling trained on other rows of the log; actions are
+    /// version indices and `allowed` is the campaign's allowed versions (the floor's
+    /// even split spans them).
+    Trained {
+        /// The trained target.
+        target: &'a TrainedTarget,
+        /// Allowed versions.
+        allowed: usize,
+    },
 }
 
-impl TargetProb {
-    fn prob(self, action: u64) -> f64 {
+impl TargetProb<'_> {
+    fn prob(self, segment: usize, action: u64) -> f64 {
         match self {
             TargetProb::Uniform(k) => 1.0 / k as f64,
             TargetProb::Fixed(a) => {
@@ -482,6 +502,7 @@ impl TargetProb {
                     0.0
                 }
             }
+            TargetProb::Trained { target, .. } => target.probability(segment, action),
         }
     }
 }
@@ -491,10 +512,10 @@ impl TargetProb {
 pub(super) fn estimate(
     rows: &[LoggedRow],
     contexts: usize,
-    target: TargetProb,
+    target: TargetProb<'_>,
     folds: usize,
 ) -> anyhow::Result<[Estimate; 3]> {
-    ope::evaluate_all(rows, move |_, a| target.prob(a), folds, |training| {
+    ope::evaluate_all(rows, move |s, a| target.prob(s, a), folds, |training| {
         fit(training, contexts, target)
     })
     .map_err(|e| match e {
