@@ -234,25 +234,32 @@ pub struct SegmentTruth {
 /// The oracle and the even split of every segment, over the allowed versions of the
 /// world's space, on every available core.
 pub fn segment_truths(world: &World) -> Vec<SegmentTruth> {
+    per_segment(world, |s| segment_truth(world, s))
+}
+
+/// `f(segment)` for every segment of `world`, in segment order, spread over every
+/// available core.
+fn per_segment<T: Send>(world: &World, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let segments = world.segments();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, segments.max(1));
-    let mut out = vec![None; segments];
+    let mut out: Vec<Option<T>> = (0..segments).map(|_| None).collect();
+    let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
                     (t..segments)
                         .step_by(threads)
-                        .map(|s| (s, segment_truth(world, s)))
+                        .map(|s| (s, f(s)))
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
         for handle in handles {
-            for (s, truth) in handle.join().expect("truth thread panicked") {
-                out[s] = Some(truth);
+            for (s, value) in handle.join().expect("a segment's thread panicked") {
+                out[s] = Some(value);
             }
         }
     });
@@ -432,36 +439,14 @@ pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
         .iter()
         .map(|&n| n as usize)
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, segments.max(1));
     // Per segment, per flat option: (sum of rates, sum of values, versions).
-    let mut per_segment: Vec<Option<Vec<(f64, f64, u64)>>> = vec![None; segments];
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let counts = &counts;
-                scope.spawn(move || {
-                    (t..segments)
-                        .step_by(threads)
-                        .map(|s| (s, segment_option_sums(world, s, counts)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for handle in handles {
-            for (s, sums) in handle.join().expect("option truth thread panicked") {
-                per_segment[s] = Some(sums);
-            }
-        }
-    });
+    let per_segment_sums = per_segment(world, |s| segment_option_sums(world, s, &counts));
     let total_share: f64 = world.segment_probs.iter().sum();
     let mut out: Vec<Vec<OptionTruth>> = counts
         .iter()
         .map(|&n| vec![OptionTruth::default(); n])
         .collect();
-    for (s, sums) in per_segment.into_iter().enumerate() {
-        let sums = sums.expect("every segment computed");
+    for (s, sums) in per_segment_sums.into_iter().enumerate() {
         let share = world.segment_probs[s] / total_share;
         let mut flat = 0;
         for truths in &mut out {
