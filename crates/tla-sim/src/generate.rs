@@ -432,7 +432,6 @@ pub struct OptionTruth {
 /// Exact: every allowed version of every segment is evaluated once (the demo campaign's
 /// 2.2M versions x 40 segments take about a second per core), on every available core.
 pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
-    let segments = world.segments();
     let counts: Vec<usize> = world
         .space
         .option_counts()
