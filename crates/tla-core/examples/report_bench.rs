@@ -65,8 +65,8 @@ fn main() {
     let build = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let best = report::best_versions(&engine, &mut rng);
-    let halves = report::best_versions_by_half(&campaign, &rows, &mut rng);
-    let lift = report::lift(&rows, campaign.allowed_versions(), &best, &halves).unwrap();
+    let first_half_best = report::best_versions_on_first_half(&campaign, &rows, &mut rng);
+    let lift = report::lift(&rows, campaign.allowed_versions(), &best, &first_half_best).unwrap();
     let lift_seconds = start.elapsed().as_secs_f64();
     println!(
         "campaign: {} versions defined, {} segments; {} impressions ({} events) fed in {feed:.1} s",

@@ -729,7 +729,9 @@ pub struct Lift {
     pub realized: MeanEstimate,
     /// Against every allowed version with probability `1 / versions_defined`.
     pub even_split: Comparison,
-    /// Against always serving each segment's top posterior-mean version.
+    /// Against always serving each segment's top posterior-mean version as a model of
+    /// the log's first half picks it, scored on the second half (its `lift` is the
+    /// second half's realized value minus the estimate).
     pub best_single_version: Comparison,
     /// The best single version per segment, in segment order.
     pub best_versions: Vec<u64>,
@@ -766,78 +768,6 @@ fn compare(rows: &[LoggedRow], target: impl Fn(usize, u64) -> f64) -> Comparison
     }
 }
 
-/// Combines the comparisons of the two halves of a cross-fitted estimate, weighting
-/// each by its rows; the halves are independent given the choices, so their variances
-/// add.
-fn combine_halves(halves: [(Comparison, usize); 2]) -> Comparison {
-    let n = (halves[0].1 + halves[1].1) as f64;
-    let mut estimates = Vec::new();
-    let mut lifts = Vec::new();
-    for (half, (comparison, rows)) in halves.iter().enumerate() {
-        match (&comparison.estimate, &comparison.lift) {
-            (Some(e), Some(l)) => {
-                estimates.push((*e, *rows as f64));
-                lifts.push((*l, *rows as f64));
-            }
-            _ => {
-                return Comparison {
-                    estimate: None,
-                    lift: None,
-                    error: Some(format!(
-                        "half {} of the log: {}",
-                        half + 1,
-                        comparison.error.as_deref().unwrap_or("no estimate")
-                    )),
-                };
-            }
-        }
-    }
-    let mix = |parts: &[(f64, f64, f64)]| {
-        let value = parts.iter().map(|(v, _, m)| v * m).sum::<f64>() / n;
-        let se = parts
-            .iter()
-            .map(|(_, se, m)| (se * m) * (se * m))
-            .sum::<f64>()
-            .sqrt()
-            / n;
-        (value, se)
-    };
-    let (value, se) = mix(&[
-        (
-            estimates[0].0.value,
-            estimates[0].0.std_error,
-            estimates[0].1,
-        ),
-        (
-            estimates[1].0.value,
-            estimates[1].0.std_error,
-            estimates[1].1,
-        ),
-    ]);
-    let (lift, lift_se) = mix(&[
-        (lifts[0].0.value, lifts[0].0.std_error, lifts[0].1),
-        (lifts[1].0.value, lifts[1].0.std_error, lifts[1].1),
-    ]);
-    Comparison {
-        estimate: Some(Estimate {
-            estimator: estimates[0].0.estimator,
-            value,
-            std_error: se,
-            lower: value - Z95 * se,
-            upper: value + Z95 * se,
-            ess: estimates[0].0.ess + estimates[1].0.ess,
-            rows: estimates[0].0.rows + estimates[1].0.rows,
-        }),
-        lift: Some(MeanEstimate {
-            value: lift,
-            std_error: lift_se,
-            lower: lift - Z95 * lift_se,
-            upper: lift + Z95 * lift_se,
-        }),
-        error: None,
-    }
-}
-
 /// What the policy that ran earned against an even split and against the best single
 /// version per segment, from its own log.
 ///
@@ -851,45 +781,44 @@ fn combine_halves(halves: [(Comparison, usize); 2]) -> Comparison {
 /// logging policy covers the support of both targets (this needs the spec's
 /// `exploration > 0`, the default).
 ///
-/// The best single version is cross-fitted: a version picked as best on a log and
-/// scored on the same log is scored optimistically (it was picked partly for its luck
-/// there, and under adaptive logging that luck sits in the early rows with the largest
-/// weights). So the rows alternate between two halves (even and odd positions), and
-/// `chosen_by_half[h]` (the best version per segment of a model trained on half `h`
-/// only, see [`best_versions_by_half`]) is scored on the other half; the two SNIPS
-/// estimates are combined weighted by rows. `best` (the best versions of the model
-/// trained on everything, the ones a team would run) is reported as is. The best single
-/// version is rarely logged in a space of millions of versions, so its estimate may be
-/// unavailable or wide (see its effective sample size).
+/// The best single version is picked on the first half of the log (in log order) and
+/// scored on the second half only: a version picked as best on a log and scored on the
+/// same log is scored optimistically (it was picked partly for its luck there, and
+/// under adaptive logging that luck sits in the early rows, logged with small
+/// propensities and so the largest weights). Splitting by time, not by alternate rows,
+/// keeps the second half's outcomes out of the pick altogether: under adaptive logging
+/// alternate rows are not independent, since each half's outcomes steer the
+/// propensities, and so the data, of the other. `chosen_on_first_half` is the best
+/// version per segment of a model trained on the first half only
+/// ([`best_versions_on_first_half`]); the realized value it is compared with is the
+/// second half's. `best` (the picks of the model trained on everything, the versions a
+/// team would run) is reported as is. The best single version is rarely logged in a
+/// space of millions of versions, so its estimate may be unavailable or wide (see its
+/// effective sample size).
 pub fn lift(
     rows: &[LoggedRow],
     allowed_versions: u64,
     best: &[u64],
-    chosen_by_half: &[Vec<u64>; 2],
+    chosen_on_first_half: &[u64],
 ) -> Result<Lift, OpeError> {
     if rows.is_empty() {
         return Err(OpeError::EmptyLog);
     }
     let realized = MeanEstimate::from_terms(rows.iter().map(|r| r.reward), rows.len());
     let even = 1.0 / allowed_versions.max(1) as f64;
-    let halves: [Vec<LoggedRow>; 2] = [
-        rows.iter().step_by(2).copied().collect(),
-        rows.iter().skip(1).step_by(2).copied().collect(),
-    ];
-    let best_single_version = if halves[1].is_empty() {
+    let second = &rows[rows.len() / 2..];
+    let best_single_version = if rows.len() < 2 {
         Comparison {
             estimate: None,
             lift: None,
             error: Some("one row cannot be split into two halves".into()),
         }
     } else {
-        combine_halves([0, 1].map(|h| {
-            let chooser = &chosen_by_half[1 - h];
-            let comparison = compare(&halves[h], |s, a| {
-                f64::from(u8::from(chooser.get(s).is_some_and(|&b| b == a)))
-            });
-            (comparison, halves[h].len())
-        }))
+        compare(second, |s, a| {
+            f64::from(u8::from(
+                chosen_on_first_half.get(s).is_some_and(|&b| b == a),
+            ))
+        })
     };
     Ok(Lift {
         rows: rows.len(),
@@ -902,33 +831,31 @@ pub fn lift(
     })
 }
 
-/// The best single version per segment by posterior mean ([`best_versions`]) of two
-/// models of `campaign`, each trained from its prior on one half of `rows` (even and
-/// odd positions, as [`lift`] splits them): each row is learned as an impression, and
-/// as a conversion with its reward when the reward is positive.
+/// The best single version per segment by posterior mean ([`best_versions`]) of a
+/// model of `campaign` trained from its prior on the first half of `rows` (in log
+/// order, as [`lift`] splits them): each row is learned as an impression, and as a
+/// conversion with its reward when the reward is positive.
 ///
 /// # Panics
 /// If a row's segment or version is outside the campaign (rows from its own decision
 /// log never are).
-pub fn best_versions_by_half<R: Rng + ?Sized>(
+pub fn best_versions_on_first_half<R: Rng + ?Sized>(
     campaign: &Campaign,
     rows: &[LoggedRow],
     rng: &mut R,
-) -> [Vec<u64>; 2] {
-    [0, 1].map(|h| {
-        let mut engine = Engine::for_learning(campaign, rng);
-        for row in rows.iter().skip(h).step_by(2) {
-            engine.learn(row.segment, row.action, Feedback::Impression);
-            if row.reward > 0.0 {
-                engine.learn(
-                    row.segment,
-                    row.action,
-                    Feedback::Conversion { amount: row.reward },
-                );
-            }
+) -> Vec<u64> {
+    let mut engine = Engine::for_learning(campaign, rng);
+    for row in &rows[..rows.len() / 2] {
+        engine.learn(row.segment, row.action, Feedback::Impression);
+        if row.reward > 0.0 {
+            engine.learn(
+                row.segment,
+                row.action,
+                Feedback::Conversion { amount: row.reward },
+            );
         }
-        best_versions(&engine, rng)
-    })
+    }
+    best_versions(&engine, rng)
 }
 
 /// The allowed version with the highest posterior mean objective in each segment.
@@ -1088,32 +1015,26 @@ mod tests {
                 reward: 2.0,
             },
         ];
-        // Half 0 is rows 0 and 2 (version 0), half 1 rows 1 and 3 (version 1). Half 1's
-        // model picked version 0, scored on half 0: SNIPS (10 + 0) / 2 = 5; half 0's
-        // picked version 1, scored on half 1: (0 + 2) / 2 = 1. Combined by rows:
-        // (2 x 5 + 2 x 1) / 4 = 3, the realized mean: lift 0.
-        let lift = lift(&rows, 2, &[0], &[vec![1], vec![0]]).unwrap();
+        // The first half (rows 0, 1) picked version 0; the second half (rows 2, 3)
+        // scores it: only row 2 matches, reward 0, so SNIPS 0 on 2 rows; the lift is
+        // the realized mean of the second half (1) minus 0.
+        let lift = lift(&rows, 2, &[1], &[0]).unwrap();
         assert_eq!(lift.realized.value, 3.0);
-        assert_eq!(lift.best_versions, vec![0]);
+        assert_eq!(lift.best_versions, vec![1]);
         let even = lift.even_split.estimate.unwrap();
         assert!((even.value - 3.0).abs() < 1e-12);
         assert!(lift.even_split.lift.unwrap().value.abs() < 1e-12);
         let best = lift.best_single_version.estimate.unwrap();
-        assert!((best.value - 3.0).abs() < 1e-12, "{best:?}");
-        assert_eq!(best.rows, 4);
-        assert!(lift.best_single_version.lift.unwrap().value.abs() < 1e-12);
-        // Both halves' models picking version 0: half 0 scores 5, half 1 never logged
-        // version 0 and cannot be estimated, so neither is the whole.
-        let none = super::lift(&rows, 2, &[0], &[vec![0], vec![0]]).unwrap();
+        assert!(best.value.abs() < 1e-12, "{best:?}");
+        assert_eq!(best.rows, 2);
+        assert!((lift.best_single_version.lift.unwrap().value - 1.0).abs() < 1e-12);
+        // Picked version 1 instead: only row 3 matches, SNIPS 2, lift 1 - 2 = -1.
+        let other = super::lift(&rows, 2, &[1], &[1]).unwrap();
+        assert!((other.best_single_version.estimate.unwrap().value - 2.0).abs() < 1e-12);
+        assert!((other.best_single_version.lift.unwrap().value + 1.0).abs() < 1e-12);
+        // A version the second half never logged cannot be estimated.
+        let none = super::lift(&rows, 2, &[1], &[7]).unwrap();
         assert!(none.best_single_version.estimate.is_none());
-        assert!(
-            none.best_single_version
-                .error
-                .as_deref()
-                .unwrap()
-                .starts_with("half 2"),
-            "{:?}",
-            none.best_single_version.error
-        );
+        assert!(none.best_single_version.error.is_some());
     }
 }

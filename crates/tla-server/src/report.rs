@@ -38,9 +38,13 @@ pub fn campaign_report(
     let (rows, capped) = logged_rows(state, id, rows_cap).map_err(ApiError::from)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
-        let halves = report::best_versions_by_half(&slot.campaign, &rows, &mut rng);
-        if let Ok(mut lift) = report::lift(&rows, slot.campaign.allowed_versions(), &best, &halves)
-        {
+        let first_half_best = report::best_versions_on_first_half(&slot.campaign, &rows, &mut rng);
+        if let Ok(mut lift) = report::lift(
+            &rows,
+            slot.campaign.allowed_versions(),
+            &best,
+            &first_half_best,
+        ) {
             lift.rows_cap = Some(rows_cap);
             lift.capped = capped;
             report.lift = Some(lift);

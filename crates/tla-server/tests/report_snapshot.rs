@@ -86,8 +86,9 @@ fn report_json_of_a_seeded_simulated_campaign() {
     };
     let mut report = report::build(&campaign, &engine, &settings, &mut rng);
     let best = report::best_versions(&engine, &mut rng);
-    let halves = report::best_versions_by_half(&campaign, &rows, &mut rng);
-    report.lift = Some(report::lift(&rows, campaign.allowed_versions(), &best, &halves).unwrap());
+    let first_half_best = report::best_versions_on_first_half(&campaign, &rows, &mut rng);
+    report.lift =
+        Some(report::lift(&rows, campaign.allowed_versions(), &best, &first_half_best).unwrap());
     report.campaign = Some("cmp_0000000000".into());
     // The check against the truth: headline 1 leads its component.
     let headline = &report.components[0].options;

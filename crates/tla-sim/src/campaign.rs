@@ -283,9 +283,9 @@ pub struct LiftTruth {
     pub realized_expected: f64,
     /// True value per impression of the even split over the allowed versions.
     pub even_split: f64,
-    /// True value per impression of the cross-fitted best single version the lift
-    /// estimates: each row's segment served the version the model of the other half
-    /// of the log picked.
+    /// True value per impression of the best single version the lift estimates: over
+    /// the second half of the log, each row's segment served the version a model of
+    /// the first half picked.
     pub best_single_version: f64,
     /// True value per impression of serving `best_versions[s]` (the full model's
     /// picks) in every segment `s`.
@@ -300,26 +300,29 @@ pub struct LiftTruth {
 }
 
 /// The true counterparts of [`tla_core::report::Lift`]: `best_versions` are the lift's
-/// best single version per segment, `chosen_by_half` the halves' picks it was
-/// cross-fitted with ([`tla_core::report::best_versions_by_half`]).
+/// best single version per segment, `chosen_on_first_half` the picks its estimate
+/// scores on the second half ([`tla_core::report::best_versions_on_first_half`]).
 pub fn lift_truth(
     world: &World,
     truths: &[SegmentTruth],
     rows: &[LoggedRow],
     best_versions: &[u64],
-    chosen_by_half: &[Vec<u64>; 2],
+    chosen_on_first_half: &[u64],
 ) -> LiftTruth {
     let segments = world.segments();
     let mut count = vec![0u64; segments];
     let mut realized = 0.0;
     let mut options = vec![0u32; world.space.components()];
     let (mut best_rows, mut best_reward, mut best_true) = (0u64, 0.0, 0.0);
-    let mut cross_fitted = 0.0;
-    for (i, row) in rows.iter().enumerate() {
-        if let Some(&v) = chosen_by_half[1 - i % 2].get(row.segment) {
+    let (mut chosen, mut second_half) = (0.0, 0usize);
+    for row in &rows[rows.len() / 2..] {
+        if let Some(&v) = chosen_on_first_half.get(row.segment) {
             world.space.decode_into(v, &mut options);
-            cross_fitted += world.expected_value(row.segment, &options);
+            chosen += world.expected_value(row.segment, &options);
         }
+        second_half += 1;
+    }
+    for row in rows {
         count[row.segment] += 1;
         world.space.decode_into(row.action, &mut options);
         let ev = world.expected_value(row.segment, &options);
@@ -343,7 +346,7 @@ pub fn lift_truth(
     LiftTruth {
         realized_expected: realized / n,
         even_split: even,
-        best_single_version: cross_fitted / n,
+        best_single_version: chosen / second_half.max(1) as f64,
         best_versions_value: best,
         best_version_rows: best_rows,
         best_version_logged_mean: best_reward / best_rows.max(1) as f64,

@@ -48,15 +48,21 @@ fn report_leaders_are_the_oracles_options_on_seeded_runs() {
         };
         let mut report = report::build(&campaign, &run.engine, &settings, &mut rng);
         let best = report::best_versions(&run.engine, &mut rng);
-        let halves = report::best_versions_by_half(&campaign, &run.rows, &mut rng);
-        let lift = report::lift(&run.rows, campaign.allowed_versions(), &best, &halves).unwrap();
+        let first_half_best = report::best_versions_on_first_half(&campaign, &run.rows, &mut rng);
+        let lift = report::lift(
+            &run.rows,
+            campaign.allowed_versions(),
+            &best,
+            &first_half_best,
+        )
+        .unwrap();
         let check = leader_check(&report, &options, design.objective);
         for c in &check.components[1..] {
             assert!(c.matched, "world {world_seed}: {c:?}");
         }
         matched += check.matched;
         components += check.components.len();
-        let truth = lift_truth(&world, &truths, &run.rows, &best, &halves);
+        let truth = lift_truth(&world, &truths, &run.rows, &best, &first_half_best);
         let even = lift
             .even_split
             .estimate

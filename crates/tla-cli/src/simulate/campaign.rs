@@ -59,16 +59,16 @@ pub fn run(spec: &Path, args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let mut report = report::build(&campaign, &run.engine, &settings, &mut rng);
     let best = report::best_versions(&run.engine, &mut rng);
-    let halves = report::best_versions_by_half(&campaign, &run.rows, &mut rng);
+    let first_half_best = report::best_versions_on_first_half(&campaign, &run.rows, &mut rng);
     report.lift = Some(report::lift(
         &run.rows,
         campaign.allowed_versions(),
         &best,
-        &halves,
+        &first_half_best,
     )?);
     let report_seconds = start.elapsed().as_secs_f64();
     let check = leader_check(&report, &options, design.objective);
-    let lift_true = lift_truth(&world, &truths, &run.rows, &best, &halves);
+    let lift_true = lift_truth(&world, &truths, &run.rows, &best, &first_half_best);
 
     if args.json {
         let value = serde_json::json!({
@@ -209,7 +209,7 @@ fn lift_table(lift: &report::Lift, truth: &LiftTruth) -> String {
     }
     let _ = writeln!(
         out,
-        "  (best single version: cross-fitted, each half of the log scored with the versions a model of the other half picked)"
+        "  (best single version: picked by a model of the log's first half, scored on its second half)"
     );
     let _ = writeln!(
         out,
