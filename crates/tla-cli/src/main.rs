@@ -5,6 +5,7 @@
 //! manages its API keys. This binary parses flags and calls the library
 //! crates; it holds no statistics of its own.
 
+mod client;
 mod demo;
 mod evaluate;
 mod export;

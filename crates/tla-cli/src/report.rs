@@ -1,8 +1,9 @@
-//! `tla report`: the campaign report straight from a data directory, the same report
-//! `GET /v1/campaigns/{id}/report` serves (`tla_server::report::campaign_report`).
+//! `tla report`: the campaign report from a running server (`--server URL`, through
+//! `GET /v1/campaigns/{id}/report`) or straight from a data directory (`--data DIR`,
+//! the same report built the same way: `tla_server::report::campaign_report`).
 //!
-//! `tla report CAMPAIGN --data DIR [--format table|json|csv]`;
-//! `tla report compare A B --data DIR` puts two campaigns side by side.
+//! `tla report CAMPAIGN (--data DIR | --server URL --key KEY) [--format table|json|csv]`;
+//! `tla report compare A B ...` puts two campaigns side by side.
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -29,44 +30,127 @@ pub struct ReportArgs {
     #[arg(required = true, num_args = 1..=3, value_name = "CAMPAIGN_ID | compare A B")]
     pub campaigns: Vec<String>,
     /// The data directory of the server (read; stop the server or use a copy).
-    #[arg(long, env = "TLA_DATA")]
-    pub data: PathBuf,
+    #[arg(long, env = "TLA_DATA", required_unless_present = "server")]
+    pub data: Option<PathBuf>,
+    /// A running server to ask instead, e.g. http://127.0.0.1:8080 (plain HTTP).
+    #[arg(long, env = "TLA_SERVER", conflicts_with = "data")]
+    pub server: Option<String>,
+    /// API key with the read scope, for --server.
+    #[arg(long, env = "TLA_KEY", requires = "server", hide_env_values = true)]
+    pub key: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Monte Carlo draws of the posterior.
-    #[arg(long, default_value_t = tla_core::report::DEFAULT_DRAWS)]
-    pub draws: usize,
+    /// Monte Carlo draws of the posterior (with --data; a server uses its default,
+    /// 1000).
+    #[arg(long, conflicts_with = "server")]
+    pub draws: Option<usize>,
+}
+
+/// How long `--server` waits for one report.
+const SERVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The socket address of `--server`: `http://HOST:PORT[/]` or `HOST:PORT`.
+fn server_address(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    if text.starts_with("https://") {
+        anyhow::bail!(
+            "--server {text}: TLA serves plain HTTP; give http://HOST:PORT (put TLS in a proxy in front of it)"
+        );
+    }
+    let rest = text.strip_prefix("http://").unwrap_or(text);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        anyhow::bail!("--server {text}: give the server's root, http://HOST:PORT, without a path");
+    }
+    rest.to_socket_addrs()
+        .with_context(|| format!("--server {text}: not HOST:PORT (e.g. http://127.0.0.1:8080)"))?
+        .next()
+        .with_context(|| format!("--server {text}: the name resolves to no address"))
+}
+
+/// Fetches the reports of `ids` from a running server, one connection.
+fn fetch(server: &str, key: Option<&str>, ids: &[&str]) -> anyhow::Result<Vec<Report>> {
+    let Some(key) = key else {
+        anyhow::bail!("--server needs --key (or TLA_KEY): an API key with the read scope");
+    };
+    let address = server_address(server)?;
+    for id in ids {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            anyhow::bail!(
+                "{id:?} is not a campaign id (letters, digits, '_' and '-' only, as `GET /v1/campaigns` lists them)"
+            );
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut client = crate::client::Client::new(address, key);
+        let mut reports = Vec::with_capacity(ids.len());
+        for id in ids {
+            let path = format!("/v1/campaigns/{id}/report");
+            let report = tokio::time::timeout(SERVER_TIMEOUT, client.get_json::<Report>(&path))
+                .await
+                .with_context(|| {
+                    format!(
+                        "{server}{path} gave no answer in {} s",
+                        SERVER_TIMEOUT.as_secs()
+                    )
+                })??;
+            reports.push(report);
+        }
+        Ok(reports)
+    })
 }
 
 /// Runs `tla report`.
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data)
-        .with_context(|| format!("cannot open the data directory {}", args.data.display()))?;
-    let secret = store
-        .server_secret()
-        .context("cannot read the server secret")?;
-    let state = AppState::open(store, &secret, ServerConfig::default())
-        .context("cannot rebuild the campaigns from the data directory")?;
-    let settings = ReportSettings {
-        draws: args.draws.max(1),
-        ..ReportSettings::default()
+    let ids: Vec<&str> = match args.campaigns.as_slice() {
+        [id] => vec![id.as_str()],
+        [compare, a, b] if compare == "compare" => vec![a.as_str(), b.as_str()],
+        _ => anyhow::bail!("expected `tla report CAMPAIGN_ID` or `tla report compare A B`"),
     };
-    let build = |id: &str| {
-        campaign_report(&state, id, &settings, LOG_ROWS_CAP)
-            .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+    let mut reports = if let Some(server) = &args.server {
+        fetch(server, args.key.as_deref(), &ids)?
+    } else {
+        let Some(data) = &args.data else {
+            anyhow::bail!("give --data DIR (a data directory) or --server URL (a running server)");
+        };
+        let store = Store::open(data)
+            .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+        let secret = store
+            .server_secret()
+            .context("cannot read the server secret")?;
+        let state = AppState::open(store, &secret, ServerConfig::default())
+            .context("cannot rebuild the campaigns from the data directory")?;
+        let settings = ReportSettings {
+            draws: args.draws.unwrap_or(tla_core::report::DEFAULT_DRAWS).max(1),
+            ..ReportSettings::default()
+        };
+        ids.iter()
+            .map(|id| {
+                campaign_report(&state, id, &settings, LOG_ROWS_CAP)
+                    .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
     };
-    match args.campaigns.as_slice() {
-        [id] => {
-            let report = build(id)?;
+    let mut take = || reports.remove(0);
+    match ids.len() {
+        1 => {
+            let report = take();
             match args.format {
                 Format::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
                 Format::Csv => emit(&leaderboard_csv(&report))?,
                 Format::Table => emit(&table(&report))?,
             }
         }
-        [compare, a, b] if compare == "compare" => {
-            let (a, b) = (build(a)?, build(b)?);
+        _ => {
+            let (a, b) = (take(), take());
             match args.format {
                 Format::Json => emit(&format!(
                     "{}\n",
@@ -76,7 +160,6 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
                 Format::Table => emit(&compare_table(&a, &b))?,
             }
         }
-        _ => anyhow::bail!("expected `tla report CAMPAIGN_ID` or `tla report compare A B`"),
     }
     Ok(())
 }

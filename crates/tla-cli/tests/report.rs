@@ -140,3 +140,155 @@ fn report_from_a_data_directory_in_every_format() {
     assert!(!ok);
     assert!(err.contains("no campaign"), "{err}");
 }
+
+/// Kills the server child (only the one this test started, by its handle) if the test
+/// fails before stopping it.
+struct ServerGuard(Option<std::process::Child>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn report_from_a_running_server_equals_the_data_directory_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "tla-report-server-test-{}-{nanos}",
+        std::process::id()
+    )));
+    let data = dir.0.join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        fill(&store, "c_a", 600);
+        fill(&store, "c_b", 300);
+    }
+    // From the directory first (the server's defaults: 1000 draws).
+    let from_dir = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tla"))
+            .arg("report")
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dir_json = from_dir(&["c_a", "--format", "json"]);
+    let dir_compare = from_dir(&["compare", "c_a", "c_b"]);
+
+    let admin = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
+    let mut guard = ServerGuard(None);
+    let child = guard.0.insert(
+        Command::new(env!("CARGO_BIN_EXE_tla"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env("TLA_ADMIN_KEY", admin)
+            .env("TLA_LOG", "warn")
+            .env_remove("TLA_LISTEN")
+            .env_remove("TLA_DATA")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("tla serving on ") {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    let from_server = |args: &[&str], key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tla"))
+            .arg("report")
+            .args(args)
+            .args(["--server", &address, "--key", key])
+            .env_remove("TLA_DATA")
+            .output()
+            .unwrap()
+    };
+    let out = from_server(&["c_a", "--format", "json"], admin);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), dir_json);
+    let out = from_server(&["compare", "c_a", "c_b"], admin);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), dir_compare);
+
+    // Refusals name what is wrong.
+    let out = from_server(
+        &["c_a"],
+        "tla_0123456789ab_ffffffffffffffffffffffffffffffff",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    let out = from_server(&["c_zz"], admin);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("404"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tla"))
+        .args([
+            "report",
+            "c_a",
+            "--server",
+            "https://127.0.0.1:1",
+            "--key",
+            admin,
+        ])
+        .env_remove("TLA_DATA")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("plain HTTP"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tla"))
+        .args(["report", "c_a", "--server", &address])
+        .env_remove("TLA_DATA")
+        .env_remove("TLA_KEY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--key"), "{err}");
+
+    // Stop the server we started: SIGTERM by its id, a bounded wait.
+    let child = guard.0.as_mut().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    guard.0 = None;
+}

@@ -68,7 +68,7 @@ impl Default for ReportSettings {
 
 /// A posterior summary: mean and 95% equal-tailed credible interval of the draws.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Interval {
     /// Mean of the draws.
     pub mean: f64,
@@ -80,14 +80,14 @@ pub struct Interval {
 
 /// A campaign report.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Report {
     /// Campaign id (set by the server; null from [`build`]).
     pub campaign: Option<String>,
     /// Campaign name from the spec.
     pub name: String,
     /// What the campaign maximizes: `value`, `conversions` or `clicks`.
-    pub objective: &'static str,
+    pub objective: String,
     /// Events the model has learned.
     pub events_learned: u64,
     /// Monte Carlo draws behind every interval, P(best) and expected loss.
@@ -109,7 +109,7 @@ pub struct Report {
 
 /// The campaign in the story's terms.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Summary {
     /// Versions the spec defines (after exclusions).
     pub versions_defined: u64,
@@ -141,7 +141,7 @@ pub struct Summary {
 
 /// Posterior of a rate and of value per impression.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PosteriorStats {
     /// Conversion rate (click rate when the objective is clicks).
     pub rate: Interval,
@@ -152,7 +152,7 @@ pub struct PosteriorStats {
 
 /// The option leaderboard of one component.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ComponentReport {
     /// Component name.
     pub component: String,
@@ -162,7 +162,7 @@ pub struct ComponentReport {
 
 /// One option of a component.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OptionRow {
     /// Option name.
     pub option: String,
@@ -182,7 +182,7 @@ pub struct OptionRow {
 
 /// One segment.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SegmentReport {
     /// Segment name.
     pub segment: String,
@@ -201,7 +201,7 @@ pub struct SegmentReport {
 
 /// One version in one segment.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct VersionRow {
     /// Segment name.
     pub segment: String,
@@ -225,7 +225,7 @@ pub struct VersionRow {
 
 /// The most served (segment, version) pairs.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct VersionTable {
     /// (segment, version) pairs with at least one impression.
     pub served_pairs: u64,
@@ -654,7 +654,7 @@ pub fn build<R: Rng + ?Sized>(
     Report {
         campaign: None,
         name: spec.name.clone(),
-        objective: design.objective.as_str(),
+        objective: design.objective.as_str().to_string(),
         events_learned: engine.events(),
         draws,
         credible_level: 0.95,
@@ -672,7 +672,7 @@ pub fn build<R: Rng + ?Sized>(
 
 /// A mean per impression with its 95% normal interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MeanEstimate {
     /// Value per impression.
     pub value: f64,
@@ -704,7 +704,7 @@ impl MeanEstimate {
 
 /// The realized policy against one counterfactual policy.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Comparison {
     /// SNIPS estimate of the counterfactual's value per impression (null when it
     /// cannot be estimated; see `error`).
@@ -717,7 +717,7 @@ pub struct Comparison {
 
 /// Value of the policy that ran against an even split and the best single version.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Lift {
     /// Decisions evaluated.
     pub rows: usize,

@@ -1,0 +1,116 @@
+//! A minimal HTTP/1.1 client of one TLA server (hyper, one keep-alive connection):
+//! the demo audience and `tla report --server` speak to the API through it.
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+
+/// A minimal HTTP/1.1 client of one server: one keep-alive connection, opened again
+/// after any error.
+pub struct Client {
+    target: SocketAddr,
+    host: String,
+    authorization: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Client {
+    pub fn new(target: SocketAddr, token: &str) -> Self {
+        Self {
+            target,
+            host: target.to_string(),
+            authorization: format!("Bearer {token}"),
+            sender: None,
+        }
+    }
+
+    async fn connection(&mut self) -> anyhow::Result<&mut SendRequest<Full<Bytes>>> {
+        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
+            let stream = tokio::net::TcpStream::connect(self.target)
+                .await
+                .with_context(|| format!("cannot connect to {}", self.target))?;
+            stream.set_nodelay(true)?;
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected above");
+        sender.ready().await?;
+        Ok(sender)
+    }
+
+    pub async fn post_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        self.post(path, serde_json::to_vec(body)?).await
+    }
+
+    /// POSTs a JSON body and parses a 200 answer; anything else is an error (and a
+    /// transport error drops the connection).
+    pub async fn post<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        let result = self.exchange(Method::POST, path, body).await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        let (status, bytes) = result?;
+        if status != StatusCode::OK {
+            bail!(
+                "{path} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("{path} answered invalid JSON"))
+    }
+
+    /// GETs `path` and parses a 200 answer; anything else is an error.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        let result = self.exchange(Method::GET, path, Vec::new()).await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        let (status, bytes) = result?;
+        if status != StatusCode::OK {
+            bail!(
+                "{path} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("{path} answered invalid JSON"))
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.host)
+            .header(header::AUTHORIZATION, &self.authorization)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let sender = self.connection().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
