@@ -61,18 +61,7 @@ impl Client {
         path: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<T> {
-        let result = self.exchange(Method::POST, path, body).await;
-        if result.is_err() {
-            self.sender = None;
-        }
-        let (status, bytes) = result?;
-        if status != StatusCode::OK {
-            bail!(
-                "{path} answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            );
-        }
-        serde_json::from_slice(&bytes).with_context(|| format!("{path} answered invalid JSON"))
+        self.call(Method::POST, path, body).await
     }
 
     /// GETs `path` and parses a 200 answer; anything else is an error.
@@ -80,7 +69,16 @@ impl Client {
         &mut self,
         path: &str,
     ) -> anyhow::Result<T> {
-        let result = self.exchange(Method::GET, path, Vec::new()).await;
+        self.call(Method::GET, path, Vec::new()).await
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        let result = self.exchange(method, path, body).await;
         if result.is_err() {
             self.sender = None;
         }

@@ -1,46 +1,15 @@
 //! `tla evaluate --data DIR --campaign ID` on data directories written through the
 //! store: a log small enough to check by hand, the targets, and the refusals.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use tla_core::spec::CampaignSpec;
-use tla_store::{CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, NewEvent, Store};
+use tla_store::{DecisionRow, EventKind, EventLog, NewEvent, Store};
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempDir(std::env::temp_dir().join(format!(
-            "tla-evaluate-campaign-{name}-{}-{nanos}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn insert_campaign(store: &Store, id: &str) {
-    let spec = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml")).unwrap();
-    store
-        .insert_campaign(&CampaignRow {
-            id: id.into(),
-            name: spec.name.clone(),
-            spec_json: serde_json::to_string(&spec).unwrap(),
-            status: CampaignStatus::Active,
-            created_at_ms: 1_700_000_000_000,
-        })
-        .unwrap();
-}
+use common::{TempDir, insert_small_campaign as insert_campaign};
 
 fn decision(id: &str, campaign: &str, segment: u32, version: u64, propensity: f64) -> DecisionRow {
     DecisionRow {
@@ -161,7 +130,7 @@ fn close(value: &Value, expected: f64) {
 
 #[test]
 fn estimates_on_a_campaign_log_match_the_hand_computed_values() {
-    let dir = TempDir::new("hand");
+    let dir = TempDir::new("evaluate-campaign-hand");
     let data = dir.0.join("data");
     fill_by_hand(&data);
 
@@ -290,7 +259,7 @@ fn estimates_on_a_campaign_log_match_the_hand_computed_values() {
 
 #[test]
 fn bad_input_is_refused_with_what_is_accepted() {
-    let dir = TempDir::new("refusals");
+    let dir = TempDir::new("evaluate-campaign-refusals");
     let data = dir.0.join("data");
     fill_by_hand(&data);
     let refused = |args: &[&str]| {

@@ -1,82 +1,31 @@
 //! `tla export --what report-*`: the report's tables as CSV and Parquet, read back and
 //! compared with `tla report --format json` on the same data directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use arrow_array::{Array, BooleanArray, Float64Array, RecordBatch, StringArray, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
-use tla_core::spec::CampaignSpec;
-use tla_store::{CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, NewEvent, Store};
+use tla_store::Store;
 
-struct TempDir(PathBuf);
+mod common;
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{Fill, TempDir};
 
 /// Campaign `id` of examples/small.toml with `n` uniform decisions over its allowed
 /// versions, an impression each, a click for one in three and a conversion whose value
 /// depends on the version for one in five.
 fn fill(store: &Store, id: &str, n: u64) {
-    let spec = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml")).unwrap();
-    let campaign = spec.validate().unwrap();
-    store
-        .insert_campaign(&CampaignRow {
-            id: id.into(),
-            name: spec.name.clone(),
-            spec_json: serde_json::to_string(&spec).unwrap(),
-            status: CampaignStatus::Active,
-            created_at_ms: 1_700_000_000_000,
-        })
-        .unwrap();
-    let allowed: Vec<u64> = (0..campaign.total_versions())
-        .filter(|&v| campaign.is_allowed(v))
-        .collect();
-    let (mut decisions, mut events) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let version = allowed[(i as usize * 7) % allowed.len()];
-        let segment = (i % 3) as u32;
-        let at_ms = 1_700_000_000_000 + i as i64;
-        let decision_id = format!("{id}-d{i}");
-        decisions.push(DecisionRow {
-            decision_id: decision_id.clone(),
-            campaign_id: id.into(),
-            segment,
-            version,
-            propensity: 1.0 / allowed.len() as f64,
-            model_version: 1,
-            at_ms,
-        });
-        let event = |kind, value, prefix: &str| NewEvent {
-            campaign_id: id.into(),
-            event_id: format!("{prefix}{i}"),
-            decision_id: decision_id.clone(),
-            kind,
-            value,
-            segment,
-            version,
-            decided_at_ms: at_ms,
-            at_ms: at_ms + 1_000,
-        };
-        events.push(event(EventKind::Impression, 0.0, "i"));
-        events.push(event(EventKind::Cost, 0.01, "s"));
-        if i % 3 == 0 {
-            events.push(event(EventKind::Click, 0.0, "k"));
-        }
-        if i % 5 == 0 {
-            events.push(event(
-                EventKind::Conversion,
-                10.0 + (version % 3) as f64 * 5.0,
-                "c",
-            ));
-        }
-    }
-    store.append_decisions(&decisions).unwrap();
-    store.event_log().append(&events).unwrap();
+    common::fill(
+        store,
+        id,
+        n,
+        Fill {
+            clicks_every: 3,
+            conversion_value: |version| 10.0 + (version % 3) as f64 * 5.0,
+        },
+    );
 }
 
 fn tla(args: &[&str], data: &Path) -> String {
@@ -175,14 +124,7 @@ fn csv_rows(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
 
 #[test]
 fn report_tables_read_back_from_parquet_and_csv_match_the_json_report() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "tla-export-report-test-{}-{nanos}",
-        std::process::id()
-    )));
+    let dir = TempDir::new("export-report-test");
     let data = dir.0.join("data");
     {
         let store = Store::open(&data).unwrap();

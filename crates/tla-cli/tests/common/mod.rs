@@ -1,0 +1,107 @@
+//! Helpers shared by the CLI's integration tests: a temporary directory removed on drop,
+//! and campaigns of examples/small.toml written straight through the store.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::path::PathBuf;
+use tla_core::spec::CampaignSpec;
+use tla_store::{CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, NewEvent, Store};
+
+/// A directory under the system's temporary directory, removed with its contents when
+/// dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory name (not created) unique to this process, `name` and time.
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        TempDir(std::env::temp_dir().join(format!("tla-{name}-{}-{nanos}", std::process::id())))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Inserts campaign `id` with the spec of examples/small.toml.
+pub fn insert_small_campaign(store: &Store, id: &str) {
+    let spec =
+        CampaignSpec::from_toml_str(include_str!("../../../../examples/small.toml")).unwrap();
+    store
+        .insert_campaign(&CampaignRow {
+            id: id.into(),
+            name: spec.name.clone(),
+            spec_json: serde_json::to_string(&spec).unwrap(),
+            status: CampaignStatus::Active,
+            created_at_ms: 1_700_000_000_000,
+        })
+        .unwrap();
+}
+
+/// What [`fill`] writes besides an impression and a cost of 0.01 per decision.
+#[derive(Clone, Copy)]
+pub struct Fill {
+    /// A click for decision `i` when `i % clicks_every == 0` (0: no clicks).
+    pub clicks_every: u64,
+    /// A conversion for decision `i` when `i % 5 == 0`, of this value for its version.
+    pub conversion_value: fn(u64) -> f64,
+}
+
+/// Campaign `id` of examples/small.toml with `n` decisions cycling over its allowed
+/// versions (version `allowed[7i mod 16]`, segment `i mod 3`, propensity 1/16), each
+/// with an impression and a cost of 0.01, clicks and conversions as `fill` says.
+pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
+    insert_small_campaign(store, id);
+    let spec =
+        CampaignSpec::from_toml_str(include_str!("../../../../examples/small.toml")).unwrap();
+    let campaign = spec.validate().unwrap();
+    let allowed: Vec<u64> = (0..campaign.total_versions())
+        .filter(|&v| campaign.is_allowed(v))
+        .collect();
+    let (mut decisions, mut events) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let version = allowed[(i as usize * 7) % allowed.len()];
+        let segment = (i % 3) as u32;
+        let at_ms = 1_700_000_000_000 + i as i64;
+        let decision_id = format!("{id}-d{i}");
+        decisions.push(DecisionRow {
+            decision_id: decision_id.clone(),
+            campaign_id: id.into(),
+            segment,
+            version,
+            propensity: 1.0 / allowed.len() as f64,
+            model_version: 1,
+            at_ms,
+        });
+        let event = |kind, value, prefix: &str| NewEvent {
+            campaign_id: id.into(),
+            event_id: format!("{prefix}{i}"),
+            decision_id: decision_id.clone(),
+            kind,
+            value,
+            segment,
+            version,
+            decided_at_ms: at_ms,
+            at_ms: at_ms + 1_000,
+        };
+        events.push(event(EventKind::Impression, 0.0, "i"));
+        events.push(event(EventKind::Cost, 0.01, "s"));
+        if fill.clicks_every > 0 && i % fill.clicks_every == 0 {
+            events.push(event(EventKind::Click, 0.0, "k"));
+        }
+        if i % 5 == 0 {
+            events.push(event(
+                EventKind::Conversion,
+                (fill.conversion_value)(version),
+                "c",
+            ));
+        }
+    }
+    store.append_decisions(&decisions).unwrap();
+    store.event_log().append(&events).unwrap();
+}
