@@ -196,6 +196,10 @@ pub struct ComponentCheck {
     pub even_rank: usize,
     /// The leader's true even-split objective as a share below the even-split best.
     pub even_shortfall: f64,
+    /// The option with the highest true value at the segment-average version
+    /// ([`OptionTruth::average_version_value`]), the quantity the leaderboard's model
+    /// estimates.
+    pub average_version_best: String,
 }
 
 /// The check "leaders are the oracle's options": per component, is the option a
@@ -247,6 +251,7 @@ pub fn leader_check(
             let leader = first_max(&|o| component.options[o].p_best);
             let oracle = first_max(&|o| truths[o].oracle_share);
             let even = first_max(&|o| truth_of(&truths[o]));
+            let average = first_max(&|o| truths[o].average_version_value);
             let leader_truth = truth_of(&truths[leader]);
             let even_truth = truth_of(&truths[even]);
             ComponentCheck {
@@ -265,6 +270,7 @@ pub fn leader_check(
                 } else {
                     0.0
                 },
+                average_version_best: component.options[average].option.clone(),
             }
         })
         .collect();
@@ -379,9 +385,9 @@ mod tests {
         // By brute force for the first component's options.
         let mut options = vec![0u32; space.components()];
         for o in 0..space.option_count(0) {
-            let (mut value, mut rate) = (0.0, 0.0);
+            let (mut value, mut rate, mut average) = (0.0, 0.0, 0.0);
             for s in 0..world.segments() {
-                let (mut v_sum, mut r_sum, mut n) = (0.0, 0.0, 0u64);
+                let (mut v_sum, mut r_sum, mut logit_sum, mut n) = (0.0, 0.0, 0.0, 0u64);
                 for v in 0..space.total() {
                     space.decode_into(v, &mut options);
                     if options[0] != o || !space.is_allowed(v) {
@@ -389,16 +395,28 @@ mod tests {
                     }
                     v_sum += world.expected_value(s, &options);
                     r_sum += world.conversion_probability(s, &options);
+                    logit_sum += world.logit(s, &options);
                     n += 1;
                 }
                 let share = world.segment_probs[s] / world.segment_probs.iter().sum::<f64>();
                 value += share * v_sum / n as f64;
                 rate += share * r_sum / n as f64;
+                // The first component is not the ask: the mean donation over the asks.
+                let asks = space.option_count(world.value_component);
+                let mean_amount = (0..asks)
+                    .map(|a| world.log_mean_amount(s, a).exp())
+                    .sum::<f64>()
+                    / f64::from(asks);
+                average += share * tla_core::stats::logistic(logit_sum / n as f64) * mean_amount;
                 assert_eq!(truths[0][o as usize].versions, n);
             }
             let t = truths[0][o as usize];
             assert!((t.value - value).abs() < 1e-12, "{t:?} vs {value}");
             assert!((t.rate - rate).abs() < 1e-12, "{t:?} vs {rate}");
+            assert!(
+                (t.average_version_value - average).abs() < 1e-12,
+                "{t:?} vs {average}"
+            );
         }
         // The even split of the whole space is the versions-weighted mean of any
         // component's options.

@@ -421,6 +421,12 @@ pub struct OptionTruth {
     pub versions: u64,
     /// Share of traffic whose segment's best version (the oracle's) carries the option.
     pub oracle_share: f64,
+    /// Value per impression (rate when the design has no ask) at the segment-average
+    /// version carrying the option: the logistic of the mean log-odds over the allowed
+    /// versions carrying it, times the mean donation of its ask (the ask component) or
+    /// the mean over asks (the others), traffic-weighted. The report's leaderboard
+    /// estimates this quantity with its own model.
+    pub average_version_value: f64,
 }
 
 /// Per component, per option, the truth of each option ([`OptionTruth`]): what an even
@@ -438,8 +444,10 @@ pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
         .iter()
         .map(|&n| n as usize)
         .collect();
-    // Per segment, per flat option: (sum of rates, sum of values, versions).
+    // Per segment, per flat option: (sum of rates, sum of values, versions, sum of
+    // log-odds).
     let per_segment_sums = per_segment(world, |s| segment_option_sums(world, s, &counts));
+    let value_k = world.value_component;
     let total_share: f64 = world.segment_probs.iter().sum();
     let mut out: Vec<Vec<OptionTruth>> = counts
         .iter()
@@ -448,13 +456,24 @@ pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
     for (s, sums) in per_segment_sums.into_iter().enumerate() {
         let share = world.segment_probs[s] / total_share;
         let mut flat = 0;
-        for truths in &mut out {
-            for truth in truths.iter_mut() {
-                let (rate, value, n) = sums[flat];
+        let amounts: Vec<f64> = (0..counts[value_k])
+            .map(|o| world.log_mean_amount(s, o as u32).exp())
+            .collect();
+        let mean_amount = amounts.iter().sum::<f64>() / amounts.len() as f64;
+        for (k, truths) in out.iter_mut().enumerate() {
+            for (o, truth) in truths.iter_mut().enumerate() {
+                let (rate, value, n, logit) = sums[flat];
                 flat += 1;
                 if n > 0 {
                     truth.rate += share * rate / n as f64;
                     truth.value += share * value / n as f64;
+                    let amount = if k == value_k {
+                        amounts[o]
+                    } else {
+                        mean_amount
+                    };
+                    truth.average_version_value +=
+                        share * tla_core::stats::logistic(logit / n as f64) * amount;
                 }
                 truth.versions = n;
             }
@@ -471,8 +490,9 @@ pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
     out
 }
 
-/// One segment's sums of rate and value per flat option over the allowed versions.
-fn segment_option_sums(world: &World, s: usize, counts: &[usize]) -> Vec<(f64, f64, u64)> {
+/// One segment's sums of rate, value and log-odds per flat option over the allowed
+/// versions, and their number.
+fn segment_option_sums(world: &World, s: usize, counts: &[usize]) -> Vec<(f64, f64, u64, f64)> {
     let space = &world.space;
     let k_count = counts.len();
     let base: Vec<usize> = counts
@@ -487,18 +507,20 @@ fn segment_option_sums(world: &World, s: usize, counts: &[usize]) -> Vec<(f64, f
     let means: Vec<f64> = (0..counts[value_k])
         .map(|o| world.log_mean_amount(s, o as u32).exp())
         .collect();
-    let mut sums = vec![(0.0, 0.0, 0u64); counts.iter().sum()];
+    let mut sums = vec![(0.0, 0.0, 0u64, 0.0); counts.iter().sum()];
     let mut options = vec![0u32; k_count];
     let check = space.has_exclusions();
     loop {
         if !check || space.is_allowed_options(&options) {
-            let p = world.conversion_probability(s, &options);
+            let logit = world.logit(s, &options);
+            let p = tla_core::stats::logistic(logit);
             let v = p * means[options[value_k] as usize];
             for (k, &o) in options.iter().enumerate() {
                 let cell = &mut sums[base[k] + o as usize];
                 cell.0 += p;
                 cell.1 += v;
                 cell.2 += 1;
+                cell.3 += logit;
             }
         }
         let mut carry = true;

@@ -130,7 +130,7 @@ fn leader_table(check: &LeaderCheck) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:<12} {:<22} {:>7}  {:<22} {:>7}  {:<22} {:>5} {:>9}",
+        "  {:<12} {:<22} {:>7}  {:<22} {:>7}  {:<22} {:>5} {:>9}  {:<22}",
         "component",
         "report's leader",
         "P(best)",
@@ -138,12 +138,13 @@ fn leader_table(check: &LeaderCheck) -> String {
         "traffic",
         format!("even-split best ({})", check.by),
         "rank",
-        "shortfall"
+        "shortfall",
+        "average-version best"
     );
     for c in &check.components {
         let _ = writeln!(
             out,
-            "  {:<12} {:<22} {:>7.3}  {:<22} {:>6.1}%  {:<22} {:>5} {:>8.2}%{}",
+            "  {:<12} {:<22} {:>7.3}  {:<22} {:>6.1}%  {:<22} {:>5} {:>8.2}%  {:<22}{}",
             clip(&c.component, 12),
             clip(&c.leader, 22),
             c.leader_p_best,
@@ -152,6 +153,7 @@ fn leader_table(check: &LeaderCheck) -> String {
             clip(&c.even_best, 22),
             c.even_rank,
             100.0 * c.even_shortfall,
+            clip(&c.average_version_best, 22),
             if c.matched {
                 ""
             } else {
@@ -161,9 +163,9 @@ fn leader_table(check: &LeaderCheck) -> String {
     }
     let _ = writeln!(
         out,
-        "  (rank and shortfall: the leader against the option with the best true value averaged over every version carrying it)"
+        "  (rank and shortfall: the leader against the option with the best true value averaged over every version carrying it;\n   average-version best: the best true value at the segment-average version, what the leaderboard's model estimates)"
     );
-    out
+    out.lines().map(|line| format!("{}\n", line.trim_end())).collect()
 }
 
 fn lift_table(lift: &report::Lift, truth: &LiftTruth) -> String {
