@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     println!("rebuild state: {:.3} s", start.elapsed().as_secs_f64());
     for run in 1..=runs {
         let start = Instant::now();
-        let (rows, capped) = logged_rows(&state, &campaign, LOG_ROWS_CAP)?;
+        let (rows, capped) = logged_rows(state.store(), &campaign, LOG_ROWS_CAP)?;
         let seconds = start.elapsed().as_secs_f64();
         let reward: f64 = rows.iter().map(|r| r.reward).sum();
         let start = Instant::now();

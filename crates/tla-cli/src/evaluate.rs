@@ -51,7 +51,7 @@ fixed:ACTION, best-logged (the action with the highest SNIPS value on the first 
 on the second half). See docs/import-export.md.\n\nWith --data DIR --campaign ID: evaluate on a \
 stored campaign's own log: its decisions, each with the exact propensity it was served with, joined \
 with its conversion events (reward = sum of the conversion values of each decision). The data \
-directory is read as `tla report` reads it (the store is opened and the campaigns rebuilt); no \
+directory is only read: the campaign's spec, decisions and conversions (no engine is rebuilt); no \
 running server is needed: stop the server or point --data at a copy. Targets with --data: uniform \
 (the even split over the campaign's allowed versions), version:INDEX (one version everywhere), \
 fixed-options:O1,O2,... (one option per component, by index or name), best-logged (the version with \
@@ -451,7 +451,6 @@ fn print_estimates(evaluation: &import::Evaluation) {
 }
 
 fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow::Result<()> {
-    use tla_server::{AppState, ServerConfig};
     use tla_store::{DATABASE_FILE_NAME, Store};
 
     if args.actions.is_some() {
@@ -475,7 +474,7 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
     let start = std::time::Instant::now();
     let store = Store::open(data)
         .with_context(|| format!("cannot open the data directory {}", data.display()))?;
-    if store.campaign(id)?.is_none() {
+    let Some(row) = store.campaign(id)? else {
         let ids: Vec<String> = store.campaigns()?.into_iter().map(|c| c.id).collect();
         bail!(
             "no campaign {id:?} in {} (campaigns: {})",
@@ -486,19 +485,13 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
                 ids.join(", ")
             }
         );
-    }
-    // The state signs no decision ids here, so it needs no server secret: reading the
-    // stored one would create it in a directory that has none.
-    let state = AppState::open(
-        store,
-        b"tla evaluate signs nothing",
-        ServerConfig::default(),
-    )
-    .context("cannot rebuild the campaigns from the data directory")?;
-    let slot = state
-        .campaign(id)
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-    let (rows, capped) = tla_server::report::logged_rows(&state, id, args.max_decisions)
+    };
+    // Only the spec and the log are needed: no engine is rebuilt (no replay), and
+    // nothing is written (no server secret is created).
+    let campaign = tla_core::spec::CampaignSpec::from_json_str(&row.spec_json)
+        .and_then(|spec| spec.validate())
+        .with_context(|| format!("the stored spec of campaign {id} does not validate"))?;
+    let (rows, capped) = tla_server::report::logged_rows(&store, id, args.max_decisions)
         .with_context(|| format!("cannot read the log of campaign {id}"))?;
     if rows.is_empty() {
         bail!(
@@ -506,11 +499,11 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
             data.display()
         );
     }
-    let distinct = campaign::check_rows(&slot.campaign, &rows)?;
+    let distinct = campaign::check_rows(&campaign, &rows)?;
     let read_seconds = start.elapsed().as_secs_f64();
-    let evaluation = target.evaluate(&slot.campaign, &rows, args.folds, args.target_floor)?;
+    let evaluation = target.evaluate(&campaign, &rows, args.folds, args.target_floor)?;
     let seconds = start.elapsed().as_secs_f64();
-    let segments = slot.campaign.design().segments();
+    let segments = campaign.design().segments();
     if args.json {
         let value = serde_json::json!({
             "data": data.display().to_string(),

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use rand::SeedableRng;
 use tla_core::ope::LoggedRow;
 use tla_core::report::{self, Report, ReportSettings};
-use tla_store::{EventKind, StoreError};
+use tla_store::{EventKind, Store, StoreError};
 
 /// Most decisions read from the log for the lift section; the report says when the log
 /// was cut short (`lift.capped`).
@@ -35,7 +35,7 @@ pub fn campaign_report(
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(REPORT_SEED);
     let mut report = report::build(&slot.campaign, &engine, settings, &mut rng);
     report.campaign = Some(slot.id.clone());
-    let (rows, capped) = logged_rows(state, id, rows_cap).map_err(ApiError::from)?;
+    let (rows, capped) = logged_rows(state.store(), id, rows_cap).map_err(ApiError::from)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
         let first_half_best = report::best_versions_on_first_half(&slot.campaign, &rows, &mut rng);
@@ -58,22 +58,22 @@ pub fn campaign_report(
 /// campaign's decisions and its conversions only ([`tla_store::Store::value_by_decision`]),
 /// not the other campaigns' events.
 pub fn logged_rows(
-    state: &AppState,
+    store: &Store,
     id: &str,
     cap: usize,
 ) -> Result<(Vec<LoggedRow>, bool), StoreError> {
     // Only this campaign's conversions, through the store's (campaign, kind) index.
-    let rewards = state.store().value_by_decision(id, EventKind::Conversion)?;
+    let rewards = store.value_by_decision(id, EventKind::Conversion)?;
     let mut rows = Vec::new();
     let mut after_rowid = 0;
     let mut capped = false;
     loop {
         let limit = PAGE.min(cap - rows.len());
         if limit == 0 {
-            capped = !state.store().decisions(id, after_rowid, 1)?.is_empty();
+            capped = !store.decisions(id, after_rowid, 1)?.is_empty();
             break;
         }
-        let page = state.store().decisions(id, after_rowid, limit)?;
+        let page = store.decisions(id, after_rowid, limit)?;
         let Some(&(last, _)) = page.last() else {
             break;
         };

@@ -165,7 +165,9 @@ fn leader_table(check: &LeaderCheck) -> String {
         out,
         "  (rank and shortfall: the leader against the option with the best true value averaged over every version carrying it;\n   average-version best: the best true value at the segment-average version, what the leaderboard's model estimates)"
     );
-    out.lines().map(|line| format!("{}\n", line.trim_end())).collect()
+    out.lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
 }
 
 fn lift_table(lift: &report::Lift, truth: &LiftTruth) -> String {
