@@ -819,7 +819,7 @@ mod tests {
         assert!(rows.iter().any(|r| r.reward > 0.0));
     }
 
-    /// The acceptance check of issue 4: over 40 seeds of 200k impressions of the even
+    /// The estimators' acceptance check: over 40 seeds of 200k impressions of the even
     /// split on the small world, SNIPS and DR intervals cover the oracle's true value in
     /// at least 90% of seeds.
     #[test]
