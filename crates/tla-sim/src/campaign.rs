@@ -239,6 +239,20 @@ pub fn leader_check(
     assert_eq!(report.components.len(), truths.len(), "shape mismatch");
     let by_value = objective == Objective::Value;
     let truth_of = |t: &OptionTruth| if by_value { t.value } else { t.rate };
+    let oracle_of = |t: &OptionTruth| {
+        if by_value {
+            t.oracle_share
+        } else {
+            t.oracle_share_rate
+        }
+    };
+    let average_of = |t: &OptionTruth| {
+        if by_value {
+            t.average_version_value
+        } else {
+            t.average_version_rate
+        }
+    };
     let components: Vec<ComponentCheck> = report
         .components
         .iter()
@@ -249,9 +263,9 @@ pub fn leader_check(
                 (0..truths.len()).fold(0, |best, o| if score(o) > score(best) { o } else { best })
             };
             let leader = first_max(&|o| component.options[o].p_best);
-            let oracle = first_max(&|o| truths[o].oracle_share);
+            let oracle = first_max(&|o| oracle_of(&truths[o]));
             let even = first_max(&|o| truth_of(&truths[o]));
-            let average = first_max(&|o| truths[o].average_version_value);
+            let average = first_max(&|o| average_of(&truths[o]));
             let leader_truth = truth_of(&truths[leader]);
             let even_truth = truth_of(&truths[even]);
             ComponentCheck {
@@ -259,10 +273,10 @@ pub fn leader_check(
                 leader: component.options[leader].option.clone(),
                 leader_p_best: component.options[leader].p_best,
                 oracle_option: component.options[oracle].option.clone(),
-                oracle_share: truths[oracle].oracle_share,
-                leader_oracle_share: truths[leader].oracle_share,
+                oracle_share: oracle_of(&truths[oracle]),
+                leader_oracle_share: oracle_of(&truths[leader]),
                 // A tie in oracle share counts for either option.
-                matched: truths[leader].oracle_share >= truths[oracle].oracle_share,
+                matched: oracle_of(&truths[leader]) >= oracle_of(&truths[oracle]),
                 even_best: component.options[even].option.clone(),
                 even_rank: 1 + truths.iter().filter(|t| truth_of(t) > leader_truth).count(),
                 even_shortfall: if even_truth > 0.0 {
@@ -417,6 +431,31 @@ mod tests {
                 (t.average_version_value - average).abs() < 1e-12,
                 "{t:?} vs {average}"
             );
+        }
+        // The oracles by value and by rate, by brute force, for the first component.
+        let total_share: f64 = world.segment_probs.iter().sum();
+        let (mut by_value, mut by_rate) = (vec![0.0; truths[0].len()], vec![0.0; truths[0].len()]);
+        for s in 0..world.segments() {
+            let (mut best_v, mut best_r) = ((f64::NEG_INFINITY, 0), (f64::NEG_INFINITY, 0));
+            for v in (0..space.total()).filter(|&v| space.is_allowed(v)) {
+                space.decode_into(v, &mut options);
+                let (value, rate) = (
+                    world.expected_value(s, &options),
+                    world.conversion_probability(s, &options),
+                );
+                if value > best_v.0 {
+                    best_v = (value, options[0] as usize);
+                }
+                if rate > best_r.0 {
+                    best_r = (rate, options[0] as usize);
+                }
+            }
+            by_value[best_v.1] += world.segment_probs[s] / total_share;
+            by_rate[best_r.1] += world.segment_probs[s] / total_share;
+        }
+        for (o, t) in truths[0].iter().enumerate() {
+            assert!((t.oracle_share - by_value[o]).abs() < 1e-12, "{t:?}");
+            assert!((t.oracle_share_rate - by_rate[o]).abs() < 1e-12, "{t:?}");
         }
         // The even split of the whole space is the versions-weighted mean of any
         // component's options.

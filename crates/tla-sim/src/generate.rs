@@ -419,14 +419,20 @@ pub struct OptionTruth {
     pub value: f64,
     /// Allowed versions carrying the option.
     pub versions: u64,
-    /// Share of traffic whose segment's best version (the oracle's) carries the option.
+    /// Share of traffic whose segment's best version by value (the oracle's) carries
+    /// the option.
     pub oracle_share: f64,
+    /// The same for the best version by conversion rate (the oracle of a campaign that
+    /// maximizes conversions).
+    pub oracle_share_rate: f64,
     /// Value per impression (rate when the design has no ask) at the segment-average
     /// version carrying the option: the logistic of the mean log-odds over the allowed
     /// versions carrying it, times the mean donation of its ask (the ask component) or
     /// the mean over asks (the others), traffic-weighted. The report's leaderboard
     /// estimates this quantity with its own model.
     pub average_version_value: f64,
+    /// The conversion rate at the segment-average version carrying the option.
+    pub average_version_rate: f64,
 }
 
 /// Per component, per option, the truth of each option ([`OptionTruth`]): what an even
@@ -447,13 +453,15 @@ pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
     // Per segment, per flat option: (sum of rates, sum of values, versions, sum of
     // log-odds).
     let per_segment_sums = per_segment(world, |s| segment_option_sums(world, s, &counts));
+    let mut oracles = Vec::with_capacity(per_segment_sums.len());
     let value_k = world.value_component;
     let total_share: f64 = world.segment_probs.iter().sum();
     let mut out: Vec<Vec<OptionTruth>> = counts
         .iter()
         .map(|&n| vec![OptionTruth::default(); n])
         .collect();
-    for (s, sums) in per_segment_sums.into_iter().enumerate() {
+    for (s, (sums, best_by_value, best_by_rate)) in per_segment_sums.into_iter().enumerate() {
+        oracles.push((best_by_value, best_by_rate));
         let share = world.segment_probs[s] / total_share;
         let mut flat = 0;
         let amounts: Vec<f64> = (0..counts[value_k])
@@ -472,19 +480,19 @@ pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
                     } else {
                         mean_amount
                     };
-                    truth.average_version_value +=
-                        share * tla_core::stats::logistic(logit / n as f64) * amount;
+                    let average_rate = tla_core::stats::logistic(logit / n as f64);
+                    truth.average_version_rate += share * average_rate;
+                    truth.average_version_value += share * average_rate * amount;
                 }
                 truth.versions = n;
             }
         }
     }
-    let oracle = segment_truths(world);
-    let mut options = vec![0u32; counts.len()];
-    for (s, truth) in oracle.iter().enumerate() {
-        world.space.decode_into(truth.best_version, &mut options);
-        for (k, &o) in options.iter().enumerate() {
-            out[k][o as usize].oracle_share += world.segment_probs[s] / total_share;
+    for (s, (by_value, by_rate)) in oracles.iter().enumerate() {
+        let share = world.segment_probs[s] / total_share;
+        for (k, (&v, &r)) in by_value.iter().zip(by_rate).enumerate() {
+            out[k][v as usize].oracle_share += share;
+            out[k][r as usize].oracle_share_rate += share;
         }
     }
     out
@@ -492,7 +500,14 @@ pub fn option_truths(world: &World) -> Vec<Vec<OptionTruth>> {
 
 /// One segment's sums of rate, value and log-odds per flat option over the allowed
 /// versions, and their number.
-fn segment_option_sums(world: &World, s: usize, counts: &[usize]) -> Vec<(f64, f64, u64, f64)> {
+/// Also the options of the segment's best allowed version by value and by rate (the
+/// first in enumeration order on a tie).
+#[allow(clippy::type_complexity)]
+fn segment_option_sums(
+    world: &World,
+    s: usize,
+    counts: &[usize],
+) -> (Vec<(f64, f64, u64, f64)>, Vec<u32>, Vec<u32>) {
     let space = &world.space;
     let k_count = counts.len();
     let base: Vec<usize> = counts
@@ -508,6 +523,8 @@ fn segment_option_sums(world: &World, s: usize, counts: &[usize]) -> Vec<(f64, f
         .map(|o| world.log_mean_amount(s, o as u32).exp())
         .collect();
     let mut sums = vec![(0.0, 0.0, 0u64, 0.0); counts.iter().sum()];
+    let (mut best_value, mut best_rate) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    let (mut by_value, mut by_rate) = (vec![0u32; k_count], vec![0u32; k_count]);
     let mut options = vec![0u32; k_count];
     let check = space.has_exclusions();
     loop {
@@ -515,6 +532,14 @@ fn segment_option_sums(world: &World, s: usize, counts: &[usize]) -> Vec<(f64, f
             let logit = world.logit(s, &options);
             let p = tla_core::stats::logistic(logit);
             let v = p * means[options[value_k] as usize];
+            if v > best_value {
+                best_value = v;
+                by_value.clone_from(&options);
+            }
+            if p > best_rate {
+                best_rate = p;
+                by_rate.clone_from(&options);
+            }
             for (k, &o) in options.iter().enumerate() {
                 let cell = &mut sums[base[k] + o as usize];
                 cell.0 += p;
@@ -536,7 +561,7 @@ fn segment_option_sums(world: &World, s: usize, counts: &[usize]) -> Vec<(f64, f
             break;
         }
     }
-    sums
+    (sums, by_value, by_rate)
 }
 
 #[cfg(test)]
