@@ -57,3 +57,33 @@ fn report_table_of_a_seeded_simulated_campaign() {
     }
     insta::assert_snapshot!("report_table_small_seeded", redacted);
 }
+
+#[test]
+fn simulate_campaign_refuses_what_it_cannot_hold() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tla"))
+            .current_dir(root)
+            .arg("simulate")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let err = run(&[
+        "--campaign",
+        "examples/small.toml",
+        "--impressions",
+        "200000000",
+    ]);
+    assert!(err.contains("at most 100000000 per run"), "{err}");
+    let err = run(&["--campaign", "examples/small.toml", "--cpm=-1"]);
+    assert!(err.contains("--cpm must be a finite spend"), "{err}");
+    let err = run(&["--campaign", "examples/small.toml", "--rate", "0"]);
+    assert!(err.contains("--rate must be at least 1"), "{err}");
+    let err = run(&["--campaign", "examples/small.toml", "--policy", "uniform"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = run(&["--campaign", "examples/missing.toml"]);
+    assert!(err.contains("cannot read campaign spec"), "{err}");
+}

@@ -17,6 +17,13 @@ use tla_sim::generate::{option_truths, segment_truths, world_for};
 /// Seed of the report's Monte Carlo draws (as the service's).
 const REPORT_SEED: u64 = 0x5EED;
 
+/// Most (segment, version) pairs the truth is computed over: the option truths visit
+/// every one (the demo campaign's 88 million take about a second per core).
+const MAX_TRUTH_PAIRS: u64 = 1_000_000_000;
+
+/// Most impressions in one run (the decision log is held in memory, 32 bytes a row).
+const MAX_IMPRESSIONS: u64 = 100_000_000;
+
 pub fn run(spec: &Path, args: &SimulateArgs) -> anyhow::Result<()> {
     if !(args.cpm.is_finite() && args.cpm >= 0.0) {
         bail!(
@@ -27,8 +34,25 @@ pub fn run(spec: &Path, args: &SimulateArgs) -> anyhow::Result<()> {
     if args.report_draws == 0 {
         bail!("--report-draws must be at least 1");
     }
+    if args.impressions > MAX_IMPRESSIONS {
+        bail!(
+            "--impressions {}: at most {MAX_IMPRESSIONS} per run (the decision log is held in memory)",
+            args.impressions
+        );
+    }
     let campaign = crate::versions::load(spec)?;
     let design = campaign.design();
+    let pairs = campaign
+        .total_versions()
+        .saturating_mul(design.segments() as u64);
+    if pairs > MAX_TRUTH_PAIRS {
+        bail!(
+            "{}: {} versions x {} segments = {pairs} (segment, version) pairs; the truth is computed exactly over every pair, up to {MAX_TRUTH_PAIRS}",
+            spec.display(),
+            campaign.total_versions(),
+            design.segments()
+        );
+    }
     let start = Instant::now();
     let world = world_for(design, campaign.segment_shares(), args.world_seed);
     let truths = segment_truths(&world);
