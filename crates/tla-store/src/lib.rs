@@ -61,4 +61,4 @@ pub use event_log::{
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;
-pub use store::{DATABASE_FILE_NAME, SNAPSHOTS_KEPT, SqliteEventLog, Store};
+pub use store::{CampaignEventsReader, DATABASE_FILE_NAME, SNAPSHOTS_KEPT, SqliteEventLog, Store};

@@ -27,6 +27,10 @@ const CAMPAIGN_EVENTS_SQL: &str = "SELECT seq, campaign_id, event_id, decision_i
      FROM events INDEXED BY events_by_campaign_kind \
      WHERE campaign_id = ?1 AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4";
 
+/// How many events a campaign holds, counted on the `(campaign_id, kind)` index.
+const CAMPAIGN_EVENT_COUNT_SQL: &str =
+    "SELECT COUNT(*) FROM events INDEXED BY events_by_campaign_kind WHERE campaign_id = ?1";
+
 /// [`CAMPAIGN_EVENTS_SQL`] with only the columns a sum per decision needs.
 const CAMPAIGN_EVENT_VALUES_SQL: &str = "SELECT seq, decision_id, value \
      FROM events INDEXED BY events_by_campaign_kind \
@@ -322,6 +326,35 @@ impl Store {
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(StoreError::sqlite("reading a campaign's events"))?;
         raw.into_iter().map(RawEvent::decode).collect()
+    }
+
+    /// How many events campaign `campaign_id` holds (counted on the `(campaign_id, kind)`
+    /// index, without reading the events).
+    pub fn campaign_event_count(&self, campaign_id: &str) -> Result<u64, StoreError> {
+        let connection = self.database.general();
+        let count: i64 = connection
+            .prepare_cached(CAMPAIGN_EVENT_COUNT_SQL)
+            .and_then(|mut statement| statement.query_row(params![campaign_id], |row| row.get(0)))
+            .map_err(StoreError::sqlite("counting a campaign's events"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// A reader of all of campaign `campaign_id`'s events in log order, through the
+    /// `(campaign_id, kind)` index: one cursor per kind, merged by sequence number, each
+    /// event read once. Worth it when the campaign holds a small share of the log; for a
+    /// large share the log's own sequential scan ([`EventLog::read_after`]) is faster
+    /// (index lookups are random reads).
+    pub fn campaign_events_reader<'a>(&'a self, campaign_id: &'a str) -> CampaignEventsReader<'a> {
+        CampaignEventsReader {
+            store: self,
+            campaign_id,
+            cursors: EventKind::ALL.map(|kind| KindCursor {
+                kind,
+                after: 0,
+                buffer: std::collections::VecDeque::new(),
+                exhausted: false,
+            }),
+        }
     }
 
     /// The values of a campaign's events of one kind, summed per decision id: with
@@ -803,6 +836,62 @@ impl RawEvent {
             decided_at_ms: self.decided_at_ms,
             at_ms: self.at_ms,
         })
+    }
+}
+
+/// One kind's cursor of a [`CampaignEventsReader`].
+#[derive(Debug)]
+struct KindCursor {
+    kind: EventKind,
+    /// Last sequence number read from the store for this kind.
+    after: u64,
+    /// Read, not yet handed out.
+    buffer: std::collections::VecDeque<StoredEvent>,
+    /// The store holds no more events of this kind.
+    exhausted: bool,
+}
+
+/// All of one campaign's events in log order, a page at a time
+/// ([`Store::campaign_events_reader`]).
+#[derive(Debug)]
+pub struct CampaignEventsReader<'a> {
+    store: &'a Store,
+    campaign_id: &'a str,
+    cursors: [KindCursor; 4],
+}
+
+impl CampaignEventsReader<'_> {
+    /// The next at most `limit` events (ascending sequence numbers); empty at the end.
+    pub fn next_page(&mut self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut page = Vec::with_capacity(limit.min(1 << 16));
+        while page.len() < limit {
+            for cursor in &mut self.cursors {
+                if cursor.buffer.is_empty() && !cursor.exhausted {
+                    let read = self.store.campaign_events(
+                        self.campaign_id,
+                        cursor.kind,
+                        cursor.after,
+                        limit.max(1),
+                    )?;
+                    match read.last() {
+                        Some(last) => cursor.after = last.seq,
+                        None => cursor.exhausted = true,
+                    }
+                    cursor.buffer.extend(read);
+                }
+            }
+            // Every non-exhausted cursor has a head now: the smallest is next in the log.
+            let next = self
+                .cursors
+                .iter_mut()
+                .filter(|c| !c.buffer.is_empty())
+                .min_by_key(|c| c.buffer.front().map_or(u64::MAX, |e| e.seq));
+            match next.and_then(|c| c.buffer.pop_front()) {
+                Some(event) => page.push(event),
+                None => break,
+            }
+        }
+        Ok(page)
     }
 }
 

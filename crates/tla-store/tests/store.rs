@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use proptest::prelude::*;
 use tla_store::{
     AppendOutcome, CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, KeyRow,
-    MemoryEventLog, NewEvent, SCHEMA_VERSION, Store, StoreError,
+    MemoryEventLog, NewEvent, SCHEMA_VERSION, Store, StoreError, StoredEvent,
 };
 
 /// A data directory under the system temp dir, removed when dropped.
@@ -754,6 +754,87 @@ fn campaign_events_reads_one_campaigns_kind_in_log_order_and_pages() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn campaign_events_reader_reads_one_campaign_in_log_order_in_pages() {
+    let store = Store::open_in_memory().unwrap();
+    two_campaigns(&store.event_log());
+    let whole: Vec<StoredEvent> = store
+        .event_log()
+        .read_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.campaign_id == "a")
+        .collect();
+    assert_eq!(
+        whole.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 5, 6, 7]
+    );
+    assert_eq!(store.campaign_event_count("a").unwrap(), 5);
+    assert_eq!(store.campaign_event_count("b").unwrap(), 2);
+    assert_eq!(store.campaign_event_count("missing").unwrap(), 0);
+    // Every page size gives the same events, in log order, each once.
+    for limit in 1..=6 {
+        let mut reader = store.campaign_events_reader("a");
+        let mut read = Vec::new();
+        loop {
+            let page = reader.next_page(limit).unwrap();
+            assert!(page.len() <= limit);
+            if page.is_empty() {
+                break;
+            }
+            read.extend(page);
+        }
+        assert_eq!(read, whole, "page size {limit}");
+        assert!(reader.next_page(limit).unwrap().is_empty());
+    }
+    assert!(
+        store
+            .campaign_events_reader("missing")
+            .next_page(10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Any interleaving of campaigns and kinds: the index reader gives exactly the
+    /// filtered scan, whatever the page size.
+    #[test]
+    fn campaign_events_reader_equals_the_filtered_scan(
+        events in prop::collection::vec((0usize..3, 0usize..4), 1..300),
+        limit in 1usize..40,
+    ) {
+        let store = Store::open_in_memory().unwrap();
+        let campaigns = ["a", "b", "c"];
+        let batch: Vec<NewEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, &(c, k))| {
+                kind_event(campaigns[c], &format!("e{i}"), EventKind::ALL[k], &format!("d{i}"), 1.0)
+            })
+            .collect();
+        store.event_log().append(&batch).unwrap();
+        let all = store.event_log().read_after(0, 10_000).unwrap();
+        for campaign in campaigns {
+            let expected: Vec<StoredEvent> =
+                all.iter().filter(|e| e.campaign_id == campaign).cloned().collect();
+            prop_assert_eq!(store.campaign_event_count(campaign).unwrap(), expected.len() as u64);
+            let mut reader = store.campaign_events_reader(campaign);
+            let mut read = Vec::new();
+            loop {
+                let page = reader.next_page(limit).unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                read.extend(page);
+            }
+            prop_assert_eq!(read, expected);
+        }
+    }
 }
 
 #[test]
