@@ -16,7 +16,8 @@
 //! into the database file (checkpoints), off the append path. Events are deduplicated on `(campaign_id, event_id)`: a repeat is reported
 //! with the sequence number of the stored copy. [`Store::campaign_events`] and
 //! [`Store::value_by_decision`] read one campaign's events of one kind through an index,
-//! without scanning the other campaigns' events.
+//! without scanning the other campaigns' events; [`Store::campaign_events_reader`] reads
+//! all of a campaign's events in log order the same way.
 //!
 //! This crate does not depend on `tla-core`: ids are strings and integers, and the
 //! server maps them. The schema and the group-commit method are written down in
