@@ -128,23 +128,11 @@ impl Engine {
     /// The engine of a validated campaign at its prior; `rng` draws the first decision
     /// distributions.
     pub fn new<R: Rng + ?Sized>(campaign: &Campaign, rng: &mut R) -> Self {
-        Self::with_draws(campaign, campaign.spec().draws.max(1) as usize, rng)
-    }
-
-    /// An engine to learn a log with and read its posterior, not to decide: its first
-    /// decision distributions hold one Thompson draw per segment instead of the spec's
-    /// `draws`, which saves their cost (tens of milliseconds per segment for millions
-    /// of versions). Learning and the posterior are those of [`Engine::new`].
-    pub fn for_learning<R: Rng + ?Sized>(campaign: &Campaign, rng: &mut R) -> Self {
-        Self::with_draws(campaign, 1, rng)
-    }
-
-    fn with_draws<R: Rng + ?Sized>(campaign: &Campaign, draws: usize, rng: &mut R) -> Self {
         let spec = campaign.spec();
         let design = campaign.design();
         let sampler = FactorizedSampler::new(design, FactorizedSettings::default());
         let settings = ThompsonSettings {
-            draws,
+            draws: spec.draws.max(1) as usize,
             cadence: RefreshCadence {
                 every_events: spec.refresh.every_events.max(1),
                 every_millis: Some(spec.refresh.every_millis.max(1)),

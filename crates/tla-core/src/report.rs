@@ -34,8 +34,9 @@
 //! (value per impression when the objective is value, otherwise the rate) among its
 //! rivals; the expected loss is the mean over draws of `max(rivals) - item`.
 
-use crate::engine::{Counts, Engine, Feedback};
+use crate::engine::{Counts, Engine};
 use crate::ope::{self, Estimate, LoggedRow, OpeError, Z95};
+use crate::policy::factorized::{FactorizedSampler, FactorizedSettings};
 use crate::spec::Campaign;
 use crate::stats;
 use rand::Rng;
@@ -844,24 +845,24 @@ pub fn best_versions_on_first_half<R: Rng + ?Sized>(
     rows: &[LoggedRow],
     rng: &mut R,
 ) -> Vec<u64> {
-    let mut engine = Engine::for_learning(campaign, rng);
-    for row in &rows[..rows.len() / 2] {
-        engine.learn(row.segment, row.action, Feedback::Impression);
-        if row.reward > 0.0 {
-            engine.learn(
-                row.segment,
-                row.action,
-                Feedback::Conversion { amount: row.reward },
-            );
-        }
-    }
-    best_versions(&engine, rng)
+    let design = campaign.design();
+    let mut sampler = FactorizedSampler::new(design, FactorizedSettings::default());
+    crate::target::learn_rows(&mut sampler, design, &rows[..rows.len() / 2]);
+    best_of(&mut sampler, design.segments(), rng)
 }
 
 /// The allowed version with the highest posterior mean objective in each segment.
 pub fn best_versions<R: Rng + ?Sized>(engine: &Engine, rng: &mut R) -> Vec<u64> {
     let mut sampler = engine.sampler().clone();
-    (0..engine.segment_counts().len())
+    best_of(&mut sampler, engine.segment_counts().len(), rng)
+}
+
+fn best_of<R: Rng + ?Sized>(
+    sampler: &mut FactorizedSampler,
+    segments: usize,
+    rng: &mut R,
+) -> Vec<u64> {
+    (0..segments)
         .map(|s| sampler.posterior_mean_best(s, rng))
         .collect()
 }

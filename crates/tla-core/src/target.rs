@@ -118,6 +118,25 @@ pub enum TargetError {
     },
 }
 
+/// Teaches `sampler` (of `design`) the logged `rows` in order, as the engine learns
+/// served traffic ([`learned_outcome`]): each row an impression, and a conversion with
+/// its reward when the reward is positive. The rows must lie inside the design.
+pub fn learn_rows(sampler: &mut FactorizedSampler, design: &Design, rows: &[LoggedRow]) {
+    for row in rows {
+        let mut learn = |feedback| {
+            if let Some(outcome) =
+                learned_outcome(design.objective, row.segment, row.action, feedback)
+            {
+                sampler.observe(&outcome);
+            }
+        };
+        learn(Feedback::Impression);
+        if row.reward > 0.0 {
+            learn(Feedback::Conversion { amount: row.reward });
+        }
+    }
+}
+
 /// Factorized Thompson sampling trained on logged rows, frozen as a target policy.
 #[derive(Debug, Clone)]
 pub struct TrainedTarget {
@@ -167,19 +186,7 @@ impl TrainedTarget {
             }
         }
         let mut sampler = FactorizedSampler::new(design, settings.factorized);
-        for row in rows {
-            let mut learn = |feedback| {
-                if let Some(outcome) =
-                    learned_outcome(design.objective, row.segment, row.action, feedback)
-                {
-                    sampler.observe(&outcome);
-                }
-            };
-            learn(Feedback::Impression);
-            if row.reward > 0.0 {
-                learn(Feedback::Conversion { amount: row.reward });
-            }
-        }
+        learn_rows(&mut sampler, design, rows);
         // The tables drawn now are the target: it learns nothing more, so the cadence
         // never fires.
         let thompson = ThompsonSettings {

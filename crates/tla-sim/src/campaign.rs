@@ -112,15 +112,13 @@ pub fn run_campaign(
     let mut engine_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0xE261_4E00_0000_0001);
     let mut audience_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0xA0D1_E4CE_0000_0002);
     let mut outcome_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x0C7C_0E00_0000_0003);
-    let mut engine = Engine::new(campaign, &mut engine_rng);
     let segment_of =
         WeightedIndex::new(campaign.segment_shares()).expect("validated shares are positive");
-    let mut rows = Vec::with_capacity(usize::try_from(config.impressions).unwrap_or(0));
     let mut options = vec![0u32; design.components()];
     let rate = config.impressions_per_second.max(1);
     let mut run = CampaignRun {
-        engine: engine.clone(),
-        rows: Vec::new(),
+        engine: Engine::new(campaign, &mut engine_rng),
+        rows: Vec::with_capacity(usize::try_from(config.impressions).unwrap_or(0)),
         donors: 0,
         raised: 0.0,
         spend: 0.0,
@@ -130,15 +128,15 @@ pub fn run_campaign(
     };
     for i in 0..config.impressions {
         let segment = segment_of.sample(&mut audience_rng);
-        let decision = engine.decide(segment, &mut engine_rng);
+        let decision = run.engine.decide(segment, &mut engine_rng);
         let version = decision.version;
         world.space.decode_into(version, &mut options);
         run.expected_value += world.expected_value(segment, &options);
         run.oracle_value += truths[segment].best_value;
         run.even_value += truths[segment].even_value;
-        engine.learn(segment, version, Feedback::Impression);
+        run.engine.learn(segment, version, Feedback::Impression);
         if config.cost_per_impression > 0.0 {
-            engine.learn(
+            run.engine.learn(
                 segment,
                 version,
                 Feedback::Cost {
@@ -153,21 +151,20 @@ pub fn run_campaign(
             reward = (amount * 100.0).round().max(1.0) / 100.0;
             run.donors += 1;
             run.raised += reward;
-            engine.learn(segment, version, Feedback::Conversion { amount: reward });
+            run.engine
+                .learn(segment, version, Feedback::Conversion { amount: reward });
         }
-        rows.push(LoggedRow {
+        run.rows.push(LoggedRow {
             segment,
             action: version,
             propensity: decision.propensity,
             reward,
         });
-        engine.refresh_due(&mut engine_rng, i * 1000 / rate);
+        run.engine.refresh_due(&mut engine_rng, i * 1000 / rate);
         if (i + 1) % 10_000 == 0 {
             progress(i + 1);
         }
     }
-    run.engine = engine;
-    run.rows = rows;
     run
 }
 

@@ -136,14 +136,7 @@ impl CampaignTarget {
                 })
             }
             CampaignTarget::FactorizedTs => {
-                let n = rows.len();
-                let needed = 2 * folds.max(2);
-                if n < needed {
-                    bail!(
-                        "factorized-ts needs at least {needed} decisions (two halves, {folds} folds each); the campaign has {n}"
-                    );
-                }
-                let (first, second) = rows.split_at(n / 2);
+                let (first, second) = halves(rows, folds, "factorized-ts")?;
                 let mut settings = TrainedTargetSettings::for_campaign(campaign);
                 if let Some(floor) = target_floor {
                     settings.floor = floor;
@@ -174,14 +167,7 @@ impl CampaignTarget {
                 })
             }
             CampaignTarget::BestLogged => {
-                let n = rows.len();
-                let needed = 2 * folds.max(2);
-                if n < needed {
-                    bail!(
-                        "best-logged needs at least {needed} decisions (two halves, {folds} folds each); the campaign has {n}"
-                    );
-                }
-                let (first, second) = rows.split_at(n / 2);
+                let (first, second) = halves(rows, folds, "best-logged")?;
                 let (best, first_value) = best_by_snips(first);
                 served(second, best, campaign).with_context(|| {
                     format!(
@@ -286,6 +272,23 @@ impl CampaignTarget {
         }
         Ok(version)
     }
+}
+
+/// The first and second halves of `rows` in log order, refused (naming `target`) when
+/// either half is too short for `folds` folds.
+fn halves<'a>(
+    rows: &'a [LoggedRow],
+    folds: usize,
+    target: &str,
+) -> anyhow::Result<(&'a [LoggedRow], &'a [LoggedRow])> {
+    let n = rows.len();
+    let needed = 2 * folds.max(2);
+    if n < needed {
+        bail!(
+            "{target} needs at least {needed} decisions (two halves, {folds} folds each); the campaign has {n}"
+        );
+    }
+    Ok(rows.split_at(n / 2))
 }
 
 /// `component=option, ...` of a version.
