@@ -129,7 +129,7 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = tla_core::ope::DEFAULT_FOLDS)]
     pub folds: usize,
     /// Exploration floor of the factorized-ts logging policy.
-    #[arg(long, default_value_t = tla_sim::PolicySettings::default().epsilon)]
+    #[arg(long, default_value_t = tla_core::policy::campaign::DEFAULT_EXPLORATION)]
     pub epsilon: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -212,7 +212,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     );
     config.first_seed = args.first_seed;
     config.folds = args.folds;
-    config.settings.epsilon = args.epsilon;
+    config.settings.exploration = args.epsilon;
     let start = std::time::Instant::now();
     let report = validate(&world, &config).map_err(anyhow::Error::msg)?;
     let seconds = start.elapsed().as_secs_f64();

@@ -182,7 +182,9 @@ fn export_report(
     args: &ExportArgs,
     table: report::ReportTable,
 ) -> anyhow::Result<u64> {
-    let draws = args.draws.unwrap_or(tla_core::report::DEFAULT_DRAWS);
+    let draws = args
+        .draws
+        .unwrap_or(tla_core::report::DEFAULT_POSTERIOR_DRAWS);
     if draws == 0 {
         bail!("--draws must be at least 1");
     }

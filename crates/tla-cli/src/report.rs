@@ -129,7 +129,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         let state = AppState::open(store, &secret, ServerConfig::default())
             .context("cannot rebuild the campaigns from the data directory")?;
         let settings = ReportSettings {
-            draws: args.draws.unwrap_or(tla_core::report::DEFAULT_DRAWS).max(1),
+            draws: args
+                .draws
+                .unwrap_or(tla_core::report::DEFAULT_POSTERIOR_DRAWS)
+                .max(1),
             ..ReportSettings::default()
         };
         ids.iter()

@@ -7,10 +7,11 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use tla_core::design::{Interactions, Objective};
+use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::policy::thompson::RefreshCadence;
 use tla_sim::sim::{SimConfig, SimReport, Truth, simulate};
 use tla_sim::world::World;
-use tla_sim::{PolicyChoice, PolicySettings, build_policy};
+use tla_sim::{PolicyChoice, build_policy};
 
 /// Policies `tla simulate` can run.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -58,7 +59,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 5_000, requires = "campaign")]
     pub rate: u64,
     /// With --campaign: Monte Carlo draws of the report's posterior.
-    #[arg(long, default_value_t = tla_core::report::DEFAULT_DRAWS, requires = "campaign")]
+    #[arg(long, default_value_t = tla_core::report::DEFAULT_POSTERIOR_DRAWS, requires = "campaign")]
     pub report_draws: usize,
     /// The policy to run.
     #[arg(long, value_enum, default_value = "factorized-ts")]
@@ -77,13 +78,13 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "auto")]
     pub interactions: String,
     /// Exploration floor: share of impressions drawn uniformly from the whole space.
-    #[arg(long, default_value_t = tla_sim::PolicySettings::default().epsilon)]
+    #[arg(long, default_value_t = tla_core::policy::campaign::DEFAULT_EXPLORATION)]
     pub epsilon: f64,
     /// Thompson draws per decision distribution.
-    #[arg(long, default_value_t = tla_core::policy::thompson::ThompsonSettings::default().draws)]
+    #[arg(long, default_value_t = tla_core::policy::campaign::DEFAULT_DRAWS as usize)]
     pub draws: usize,
     /// Rebuild a segment's decision distribution after this many of its events.
-    #[arg(long, default_value_t = tla_core::policy::thompson::RefreshCadence::default().every_events)]
+    #[arg(long, default_value_t = tla_core::policy::campaign::DEFAULT_REFRESH_EVERY_EVENTS)]
     pub refresh_every: u64,
     /// Largest block of linked components searched exactly (else coordinate ascent).
     #[arg(long, default_value_t = tla_core::design::DEFAULT_EXACT_LIMIT)]
@@ -175,12 +176,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     let interactions = parse_interactions(&args.interactions, &world, args.exact_limit)?;
     let design = world.design(interactions, Objective::Value);
-    let mut settings = PolicySettings {
-        epsilon: args.epsilon,
-        ..PolicySettings::default()
+    let mut settings = CampaignPolicySettings {
+        exploration: args.epsilon,
+        ..tla_sim::default_settings()
     };
-    settings.thompson.draws = args.draws.max(1);
-    settings.thompson.cadence = RefreshCadence {
+    settings.draws = args.draws.max(1);
+    settings.cadence = RefreshCadence {
         every_events: args.refresh_every.max(1),
         every_millis: None,
     };

@@ -1,7 +1,7 @@
 //! The engine of one live campaign: decides, learns from events, summarizes.
 //!
 //! [`Engine`] wraps the campaign's policy (factorized Thompson sampling under the
-//! exploration floor, configured from the spec) and maps the events a campaign receives
+//! exploration floor, built by [`CampaignPolicySettings`] from the spec) and maps the events a campaign receives
 //! onto what the models learn:
 //!
 //! | event | conversion model (objective value or conversions) | click model (objective clicks) | value model |
@@ -23,9 +23,8 @@
 
 use crate::decision::DecisionTable;
 use crate::design::Objective;
-use crate::policy::factorized::{FactorizedSampler, FactorizedSettings};
-use crate::policy::floor::ExplorationFloor;
-use crate::policy::thompson::{RefreshCadence, ThompsonPolicy, ThompsonSettings};
+use crate::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
+use crate::policy::factorized::FactorizedSampler;
 use crate::policy::{Decision, Outcome, Policy};
 use crate::snapshot::SnapshotError;
 use crate::spec::Campaign;
@@ -112,7 +111,7 @@ impl Counts {
 #[derive(Debug, Clone)]
 pub struct Engine {
     objective: Objective,
-    policy: ExplorationFloor<ThompsonPolicy<FactorizedSampler>>,
+    policy: CampaignPolicy,
     /// Counts per segment.
     segment_counts: Vec<Counts>,
     /// Counts per component and option.
@@ -128,18 +127,8 @@ impl Engine {
     /// The engine of a validated campaign at its prior; `rng` draws the first decision
     /// distributions.
     pub fn new<R: Rng + ?Sized>(campaign: &Campaign, rng: &mut R) -> Self {
-        let spec = campaign.spec();
         let design = campaign.design();
-        let sampler = FactorizedSampler::new(design, FactorizedSettings::default());
-        let settings = ThompsonSettings {
-            draws: spec.draws.max(1) as usize,
-            cadence: RefreshCadence {
-                every_events: spec.refresh.every_events.max(1),
-                every_millis: Some(spec.refresh.every_millis.max(1)),
-            },
-        };
-        let base = ThompsonPolicy::new(sampler, settings, rng);
-        let policy = ExplorationFloor::new(base, design.space.clone(), spec.exploration);
+        let policy = CampaignPolicySettings::for_campaign(campaign).build(design, rng);
         Self {
             objective: design.objective,
             policy,

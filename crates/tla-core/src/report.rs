@@ -43,8 +43,10 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use std::collections::BTreeMap;
 
-/// Default number of Monte Carlo draws.
-pub const DEFAULT_DRAWS: usize = 1000;
+/// Default number of Monte Carlo draws of the report's posterior (probability of being
+/// best, expected loss). Not the policy's Thompson draws per decision distribution
+/// ([`crate::policy::campaign::DEFAULT_DRAWS`]).
+pub const DEFAULT_POSTERIOR_DRAWS: usize = 1000;
 
 /// How a report is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +62,7 @@ pub struct ReportSettings {
 impl Default for ReportSettings {
     fn default() -> Self {
         Self {
-            draws: DEFAULT_DRAWS,
+            draws: DEFAULT_POSTERIOR_DRAWS,
             leaders: 5,
             max_versions: 100,
         }

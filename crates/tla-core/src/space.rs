@@ -202,11 +202,6 @@ impl VersionSpace {
         &self.excluded_with[component][option as usize]
     }
 
-    /// Whether the two options may stand together in one version.
-    pub fn compatible(&self, a: OptionRef, b: OptionRef) -> bool {
-        !self.excluded_with[a.component][a.option as usize].contains(&b)
-    }
-
     /// The index of the version holding `options` (one per component, declared order).
     ///
     /// # Panics

@@ -39,15 +39,10 @@ use crate::space::{Exclusion, OptionRef, SpaceError, VersionSpace};
 
 /// The only spec format version this build accepts.
 pub const SPEC_VERSION: u32 = 1;
-/// Default exploration floor epsilon.
-pub const DEFAULT_EXPLORATION: f64 = 0.02;
-/// Default number of a segment's events between two refreshes of its decision
-/// distribution (chosen by measurement in the simulator, see `docs/models.md`).
-pub const DEFAULT_REFRESH_EVERY_EVENTS: u64 = 250;
-/// Default milliseconds between two refreshes of the decision distributions.
-pub const DEFAULT_REFRESH_EVERY_MILLIS: u64 = 1000;
-/// Default number of Thompson draws per refresh.
-pub const DEFAULT_DRAWS: u32 = 64;
+// The policy defaults are written once, with the campaign policy.
+pub use crate::policy::campaign::{
+    DEFAULT_DRAWS, DEFAULT_EXPLORATION, DEFAULT_REFRESH_EVERY_EVENTS, DEFAULT_REFRESH_EVERY_MILLIS,
+};
 /// Default attribution window: one week.
 pub const DEFAULT_ATTRIBUTION_WINDOW_HOURS: u32 = 168;
 
@@ -471,7 +466,7 @@ pub enum SpecError {
         /// The value given.
         found: String,
         /// The accepted range.
-        accepted: &'static str,
+        accepted: String,
     },
     /// Any other rule broken; `problem` says what and what is accepted.
     #[error("{field}: {problem}")]
@@ -618,11 +613,6 @@ impl Campaign {
         &self.design
     }
 
-    /// Gives up the spec and keeps the design.
-    pub fn into_design(self) -> Design {
-        self.design
-    }
-
     /// Traffic share of each segment, in declared order, summing to 1 (equal shares when
     /// the spec gives none).
     pub fn segment_shares(&self) -> &[f64] {
@@ -758,23 +748,6 @@ impl Campaign {
     }
 }
 
-/// Counts the allowed versions of `space` that use only kept options (delegates to
-/// [`VersionSpace::allowed_within`]; `keep[k][o]` says
-/// whether option `o` of component `k` is kept).
-///
-/// Method: the kept options of each component are renumbered `0..kept`, the exclusions
-/// whose two sides are both kept are renumbered the same way (the others can never
-/// apply), and a new [`VersionSpace`] is built from those counts, so its exact count
-/// (see `VersionSpace::allowed_count`) is the answer. A component with no kept option, or
-/// exclusions that remove every restricted version, give 0. The restricted search never
-/// has more components or options to visit than the original one.
-///
-/// # Panics
-/// If `keep` does not have one entry per option of `space`.
-pub fn count_allowed_within(space: &VersionSpace, keep: &[Vec<bool>]) -> Result<u64, SpaceError> {
-    space.allowed_within(keep)
-}
-
 impl CampaignSpec {
     /// Checks every rule of the format and builds the [`Campaign`].
     pub fn validate(&self) -> Result<Campaign, SpecError> {
@@ -807,10 +780,12 @@ impl CampaignSpec {
             .map(|options| options.iter().map(|acts| !acts).collect())
             .collect();
         let non_acting =
-            count_allowed_within(&space, &keep_non_acting).map_err(|source| SpecError::Space {
-                field: "exclusions".into(),
-                source,
-            })?;
+            space
+                .allowed_within(&keep_non_acting)
+                .map_err(|source| SpecError::Space {
+                    field: "exclusions".into(),
+                    source,
+                })?;
         let acting_versions = space.allowed_count() - non_acting;
 
         let design = Design {
@@ -924,7 +899,7 @@ impl CampaignSpec {
                     return Err(SpecError::OutOfRange {
                         field: format!("{path}.ask"),
                         found: ask.to_string(),
-                        accepted: "a positive, finite amount (like 5 or 25.0)",
+                        accepted: "a positive, finite amount (like 5 or 25.0)".into(),
                     });
                 }
             }
@@ -1023,7 +998,8 @@ impl CampaignSpec {
                 return Err(SpecError::OutOfRange {
                     field: format!("segments[{s}].share"),
                     found: share.to_string(),
-                    accepted: "a positive, finite number (shares are normalized to sum to 1)",
+                    accepted: "a positive, finite number (shares are normalized to sum to 1)"
+                        .into(),
                 });
             }
             shares.push(share);
@@ -1205,35 +1181,45 @@ impl CampaignSpec {
             return Err(SpecError::OutOfRange {
                 field: "exploration".into(),
                 found: self.exploration.to_string(),
-                accepted: "a number with 0 <= exploration < 1 (default 0.02)",
+                accepted: format!(
+                    "a number with 0 <= exploration < 1 (default {DEFAULT_EXPLORATION})"
+                ),
             });
         }
         if self.refresh.every_events == 0 {
             return Err(SpecError::OutOfRange {
                 field: "refresh.every_events".into(),
                 found: "0".into(),
-                accepted: "a whole number of events, at least 1 (default 1000)",
+                accepted: format!(
+                    "a whole number of events, at least 1 (default {DEFAULT_REFRESH_EVERY_EVENTS})"
+                ),
             });
         }
         if self.refresh.every_millis == 0 {
             return Err(SpecError::OutOfRange {
                 field: "refresh.every_millis".into(),
                 found: "0".into(),
-                accepted: "a whole number of milliseconds, at least 1 (default 1000)",
+                accepted: format!(
+                    "a whole number of milliseconds, at least 1 (default {DEFAULT_REFRESH_EVERY_MILLIS})"
+                ),
             });
         }
         if self.draws == 0 {
             return Err(SpecError::OutOfRange {
                 field: "draws".into(),
                 found: "0".into(),
-                accepted: "a whole number of Thompson draws per refresh, at least 1 (default 64)",
+                accepted: format!(
+                    "a whole number of Thompson draws per refresh, at least 1 (default {DEFAULT_DRAWS})"
+                ),
             });
         }
         if self.attribution_window_hours == 0 {
             return Err(SpecError::OutOfRange {
                 field: "attribution_window_hours".into(),
                 found: "0".into(),
-                accepted: "a whole number of hours, at least 1 (default 168, one week)",
+                accepted: format!(
+                    "a whole number of hours, at least 1 (default {DEFAULT_ATTRIBUTION_WINDOW_HOURS})"
+                ),
             });
         }
         Ok(())
@@ -1499,16 +1485,16 @@ options = [
                         .all(|(k, &o)| keep[k][o as usize])
             })
             .count() as u64;
-        assert_eq!(count_allowed_within(&space, &keep).unwrap(), brute);
+        assert_eq!(space.allowed_within(&keep).unwrap(), brute);
         let none_kept = vec![vec![true; 3], vec![false; 2], vec![true; 4]];
-        assert_eq!(count_allowed_within(&space, &none_kept).unwrap(), 0);
+        assert_eq!(space.allowed_within(&none_kept).unwrap(), 0);
         // Keeping only an excluded pair leaves nothing.
         let only_pair = vec![
             vec![false, true, false],
             vec![true, true],
             vec![true, false, false, false],
         ];
-        assert_eq!(count_allowed_within(&space, &only_pair).unwrap(), 0);
+        assert_eq!(space.allowed_within(&only_pair).unwrap(), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! semantics ([`crate::engine::learned_outcome`]): every row is an impression, learned
 //! as a miss, and a row whose reward is positive is also a conversion with that amount.
 //! It then draws each segment's decision table from `M` Thompson draws (the engine's
-//! usual `M`, [`crate::spec::DEFAULT_DRAWS`]) and serves them under a uniform floor:
+//! usual `M`, [`crate::policy::campaign::DEFAULT_DRAWS`]) and serves them under a uniform floor:
 //!
 //! `pi(v | s) = floor / |allowed| + (1 - floor) · table_s(v)`, and 0 for a version
 //! outside the allowed space,
@@ -29,9 +29,9 @@ use crate::decision::DecisionTable;
 use crate::design::Design;
 use crate::engine::{Feedback, learned_outcome};
 use crate::ope::LoggedRow;
+use crate::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use crate::policy::factorized::{FactorizedSampler, FactorizedSettings};
-use crate::policy::floor::ExplorationFloor;
-use crate::policy::thompson::{PosteriorSampler, RefreshCadence, ThompsonPolicy, ThompsonSettings};
+use crate::policy::thompson::PosteriorSampler;
 use crate::policy::{Decision, Policy};
 use crate::space::VersionSpace;
 use crate::spec::Campaign;
@@ -55,14 +55,10 @@ pub struct TrainedTargetSettings {
 }
 
 impl Default for TrainedTargetSettings {
-    /// The engine's defaults: default model settings, [`crate::spec::DEFAULT_DRAWS`]
-    /// draws, floor [`DEFAULT_TARGET_FLOOR`].
+    /// The campaign policy's defaults ([`CampaignPolicySettings::default`]): its model
+    /// settings, its draws and its floor ([`DEFAULT_TARGET_FLOOR`]).
     fn default() -> Self {
-        Self {
-            factorized: FactorizedSettings::default(),
-            draws: crate::spec::DEFAULT_DRAWS as usize,
-            floor: DEFAULT_TARGET_FLOOR,
-        }
+        Self::from_policy(&CampaignPolicySettings::default())
     }
 }
 
@@ -70,12 +66,28 @@ impl TrainedTargetSettings {
     /// The settings an [`crate::engine::Engine`] of `campaign` runs with: its draws and
     /// its exploration floor as the target's floor.
     pub fn for_campaign(campaign: &Campaign) -> Self {
-        let spec = campaign.spec();
+        Self::from_policy(&CampaignPolicySettings::for_campaign(campaign))
+    }
+
+    /// The target of a campaign policy with `policy`'s model, draws and floor.
+    pub fn from_policy(policy: &CampaignPolicySettings) -> Self {
         Self {
-            factorized: FactorizedSettings::default(),
-            draws: spec.draws.max(1) as usize,
-            floor: spec.exploration,
+            factorized: policy.factorized,
+            draws: policy.draws,
+            floor: policy.exploration,
         }
+    }
+
+    /// The campaign policy settings the target is drawn with: these draws and model,
+    /// this floor, and no refresh (the target is frozen).
+    pub fn policy_settings(&self) -> CampaignPolicySettings {
+        CampaignPolicySettings {
+            draws: self.draws,
+            exploration: self.floor,
+            factorized: self.factorized,
+            ..CampaignPolicySettings::default()
+        }
+        .without_clock()
     }
 }
 
@@ -141,7 +153,7 @@ pub fn learn_rows(sampler: &mut FactorizedSampler, design: &Design, rows: &[Logg
 #[derive(Debug, Clone)]
 pub struct TrainedTarget {
     /// The trained model's decision tables under the floor.
-    policy: ExplorationFloor<ThompsonPolicy<FactorizedSampler>>,
+    policy: CampaignPolicy,
     /// Rows the model learned.
     rows_learned: usize,
 }
@@ -189,16 +201,11 @@ impl TrainedTarget {
         learn_rows(&mut sampler, design, rows);
         // The tables drawn now are the target: it learns nothing more, so the cadence
         // never fires.
-        let thompson = ThompsonSettings {
-            draws: settings.draws.max(1),
-            cadence: RefreshCadence {
-                every_millis: None,
-                ..RefreshCadence::default()
-            },
-        };
-        let base = ThompsonPolicy::new(sampler, thompson, rng);
+        let policy = settings
+            .policy_settings()
+            .wrap(sampler, design.space.clone(), rng);
         Ok(Self {
-            policy: ExplorationFloor::new(base, design.space.clone(), settings.floor),
+            policy,
             rows_learned: rows.len(),
         })
     }

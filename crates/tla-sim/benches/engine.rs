@@ -13,7 +13,7 @@ use tla_core::design::{DEFAULT_EXACT_LIMIT, Interactions, Objective};
 use tla_core::policy::{Outcome, Policy};
 use tla_sim::sim::{SimConfig, Truth, simulate};
 use tla_sim::world::World;
-use tla_sim::{AnyPolicy, PolicyChoice, PolicySettings, build_policy};
+use tla_sim::{AnyPolicy, PolicyChoice, build_policy};
 
 fn world(name: &str) -> World {
     let path = format!("{}/../../worlds/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -29,7 +29,7 @@ fn trained(world: &World, warmup: u64) -> AnyPolicy {
     let mut policy = build_policy(
         PolicyChoice::FactorizedTs,
         &design,
-        &PolicySettings::default(),
+        &tla_sim::default_settings(),
         1,
     );
     if warmup > 0 {

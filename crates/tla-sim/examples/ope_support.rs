@@ -21,7 +21,7 @@ use tla_core::design::{DEFAULT_EXACT_LIMIT, Interactions, Objective};
 use tla_core::policy::Policy;
 use tla_sim::ope::log_impressions_inspecting;
 use tla_sim::world::World;
-use tla_sim::{PolicyChoice, PolicySettings, build_policy};
+use tla_sim::{PolicyChoice, build_policy};
 
 /// Upper ends of the weight groups (the last is open).
 const EDGES: [f64; 4] = [10.0, 100.0, 1000.0, f64::INFINITY];
@@ -50,7 +50,7 @@ fn main() {
         Interactions::auto(&world.space, DEFAULT_EXACT_LIMIT),
         Objective::Value,
     );
-    let settings = PolicySettings::default();
+    let settings = tla_sim::default_settings();
     let group = |q: f64| EDGES.iter().position(|&edge| 1.0 / q < edge).unwrap_or(3);
     let mut totals = [[0.0f64; 4]; 4];
     println!(

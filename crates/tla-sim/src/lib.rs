@@ -13,7 +13,7 @@
 //! let world = World::from_json(include_str!("../../../worlds/small.json")).unwrap();
 //! assert!(world.verify_checks().unwrap() < 1e-9);
 //! let design = world.design(Interactions::segment_only(4), Objective::Value);
-//! let mut policy = build_policy(PolicyChoice::FactorizedTs, &design, &Default::default(), 7);
+//! let mut policy = build_policy(PolicyChoice::FactorizedTs, &design, &tla_sim::default_settings(), 7);
 //! let report = simulate(&world, &Truth::new(&world), &mut policy, &SimConfig::new(20_000, 7), |_| {});
 //! assert_eq!(report.impressions, 20_000);
 //! ```
@@ -27,10 +27,10 @@ pub mod world;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::Design;
-use tla_core::policy::factorized::{FactorizedSampler, FactorizedSettings};
+use tla_core::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use tla_core::policy::floor::ExplorationFloor;
 use tla_core::policy::independent::IndependentSampler;
-use tla_core::policy::thompson::{RefreshCadence, ThompsonPolicy, ThompsonSettings};
+use tla_core::policy::thompson::ThompsonPolicy;
 use tla_core::policy::uniform::Uniform;
 use tla_core::policy::{Decision, Outcome, Policy};
 
@@ -45,32 +45,11 @@ pub enum PolicyChoice {
     FactorizedTs,
 }
 
-/// Settings shared by the adaptive policies.
-#[derive(Debug, Clone, Copy)]
-pub struct PolicySettings {
-    /// Thompson draws and refresh cadence.
-    pub thompson: ThompsonSettings,
-    /// Exploration floor.
-    pub epsilon: f64,
-    /// Factorized model settings.
-    pub factorized: FactorizedSettings,
-}
-
-impl Default for PolicySettings {
-    fn default() -> Self {
-        Self {
-            // The simulator has no clock: refresh on events only.
-            thompson: ThompsonSettings {
-                cadence: RefreshCadence {
-                    every_events: RefreshCadence::default().every_events,
-                    every_millis: None,
-                },
-                ..ThompsonSettings::default()
-            },
-            epsilon: 0.02,
-            factorized: FactorizedSettings::default(),
-        }
-    }
+/// The settings the simulator runs a policy with: the campaign policy's settings and
+/// defaults ([`CampaignPolicySettings::default`]), refreshed on events only, since the
+/// simulator has no clock.
+pub fn default_settings() -> CampaignPolicySettings {
+    CampaignPolicySettings::default().without_clock()
 }
 
 /// One of the simulator's policies, behind one type.
@@ -81,14 +60,16 @@ pub enum AnyPolicy {
     /// Independent Thompson sampling with the exploration floor.
     IndependentTs(Box<ExplorationFloor<ThompsonPolicy<IndependentSampler>>>),
     /// Factorized Thompson sampling with the exploration floor.
-    FactorizedTs(Box<ExplorationFloor<ThompsonPolicy<FactorizedSampler>>>),
+    FactorizedTs(Box<CampaignPolicy>),
 }
 
-/// Builds a policy for a design; `seed` seeds the first decision distributions.
+/// Builds a policy for a design; `seed` seeds the first decision distributions. The
+/// adaptive policies are the campaign policy's stack ([`CampaignPolicySettings::build`]
+/// and, around the independent baseline's sampler, [`CampaignPolicySettings::wrap`]).
 pub fn build_policy(
     choice: PolicyChoice,
     design: &Design,
-    settings: &PolicySettings,
+    settings: &CampaignPolicySettings,
     seed: u64,
 ) -> AnyPolicy {
     let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5851_F42D_4C95_7F2D);
@@ -96,21 +77,14 @@ pub fn build_policy(
         PolicyChoice::Uniform => AnyPolicy::Uniform(Uniform::new(design.space.clone())),
         PolicyChoice::IndependentTs => {
             let sampler = IndependentSampler::new(design, settings.factorized.conversion.base_rate);
-            let base = ThompsonPolicy::new(sampler, settings.thompson, &mut rng);
-            AnyPolicy::IndependentTs(Box::new(ExplorationFloor::new(
-                base,
+            AnyPolicy::IndependentTs(Box::new(settings.wrap(
+                sampler,
                 design.space.clone(),
-                settings.epsilon,
+                &mut rng,
             )))
         }
         PolicyChoice::FactorizedTs => {
-            let sampler = FactorizedSampler::new(design, settings.factorized);
-            let base = ThompsonPolicy::new(sampler, settings.thompson, &mut rng);
-            AnyPolicy::FactorizedTs(Box::new(ExplorationFloor::new(
-                base,
-                design.space.clone(),
-                settings.epsilon,
-            )))
+            AnyPolicy::FactorizedTs(Box::new(settings.build(design, &mut rng)))
         }
     }
 }

@@ -18,7 +18,7 @@
 
 use crate::generate::segment_truths;
 use crate::world::World;
-use crate::{PolicyChoice, PolicySettings, build_policy};
+use crate::{PolicyChoice, build_policy};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
@@ -27,6 +27,7 @@ use tla_core::ope::{
     DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, evaluate_all,
     weight_diagnostics, weights,
 };
+use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::policy::{Outcome, Policy};
 use tla_core::target::{DEFAULT_TARGET_FLOOR, TrainedTarget, TrainedTargetSettings};
 
@@ -357,7 +358,7 @@ pub struct ValidationConfig {
     /// Cross-fitting folds of the doubly robust estimator.
     pub folds: usize,
     /// Settings of an adaptive logging policy.
-    pub settings: PolicySettings,
+    pub settings: CampaignPolicySettings,
 }
 
 impl ValidationConfig {
@@ -370,7 +371,7 @@ impl ValidationConfig {
             seeds,
             first_seed: 1,
             folds: tla_core::ope::DEFAULT_FOLDS,
-            settings: PolicySettings::default(),
+            settings: crate::default_settings(),
         }
     }
 }
@@ -532,16 +533,15 @@ const TRAINED_TARGET_STREAM: u64 = 0x2545_F491_4F6C_DD1D;
 /// draws, the given floor), its Thompson draws seeded from `seed`.
 pub fn train_target(
     world: &World,
-    settings: &PolicySettings,
+    settings: &CampaignPolicySettings,
     floor: f64,
     rows: &[LoggedRow],
     seed: u64,
 ) -> Result<TrainedTarget, String> {
     let mut rng = Pcg64Mcg::seed_from_u64(seed ^ TRAINED_TARGET_STREAM);
     let target_settings = TrainedTargetSettings {
-        factorized: settings.factorized,
-        draws: settings.thompson.draws,
         floor,
+        ..TrainedTargetSettings::from_policy(settings)
     };
     TrainedTarget::train(&learner_design(world), &target_settings, rows, &mut rng)
         .map_err(|e| e.to_string())
@@ -851,7 +851,7 @@ mod tests {
         let rows = log_impressions(&world, &mut policy, 20_000, 4);
         for floor in [0.0, DEFAULT_TARGET_FLOOR, 0.3] {
             let trained =
-                train_target(&world, &PolicySettings::default(), floor, &rows, 4).unwrap();
+                train_target(&world, &crate::default_settings(), floor, &rows, 4).unwrap();
             let target = Target::Trained(Box::new(trained));
             let total = world.space.total();
             let mut options = vec![0u32; world.space.components()];

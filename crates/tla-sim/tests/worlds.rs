@@ -4,7 +4,7 @@
 use tla_core::design::{DEFAULT_EXACT_LIMIT, Interactions, Objective};
 use tla_sim::sim::{SimConfig, Truth, simulate};
 use tla_sim::world::World;
-use tla_sim::{PolicyChoice, PolicySettings, build_policy};
+use tla_sim::{PolicyChoice, build_policy};
 
 fn load(name: &str) -> World {
     let path = format!("{}/../../worlds/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -73,7 +73,7 @@ fn simulation_is_deterministic_and_learns() {
         Objective::Value,
     );
     let run = |choice, seed| {
-        let mut policy = build_policy(choice, &design, &PolicySettings::default(), seed);
+        let mut policy = build_policy(choice, &design, &tla_sim::default_settings(), seed);
         simulate(
             &world,
             &truth,

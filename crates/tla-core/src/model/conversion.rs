@@ -191,11 +191,6 @@ impl ConversionModel {
         &self.weights
     }
 
-    /// Posterior belief of the main effect of option `option` of component `component`.
-    pub fn option_effect(&self, component: usize, option: u32) -> Belief {
-        self.weights[self.layout.option_offset[component] + option as usize]
-    }
-
     /// Events learned so far.
     pub fn observations(&self) -> u64 {
         self.observations

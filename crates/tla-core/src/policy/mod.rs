@@ -13,9 +13,14 @@
 //! - [`floor::ExplorationFloor`]: wraps any policy; with probability `epsilon` the
 //!   version is drawn uniformly from the whole allowed space instead.
 //!
+//! - [`campaign`]: the campaign policy (factorized Thompson sampling under the floor),
+//!   its settings with every default, and the one constructor the engine, the trained
+//!   target and the simulator use.
+//!
 //! Policies are generic over the random number generator and take it as an argument;
 //! they hold no clock (time, where a cadence needs it, is passed in as milliseconds).
 
+pub mod campaign;
 pub mod factorized;
 pub mod floor;
 pub mod independent;

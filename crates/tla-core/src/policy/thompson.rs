@@ -44,10 +44,11 @@ pub struct RefreshCadence {
 }
 
 impl Default for RefreshCadence {
+    /// The campaign defaults ([`super::campaign`]).
     fn default() -> Self {
         Self {
-            every_events: 250,
-            every_millis: Some(1000),
+            every_events: super::campaign::DEFAULT_REFRESH_EVERY_EVENTS,
+            every_millis: Some(super::campaign::DEFAULT_REFRESH_EVERY_MILLIS),
         }
     }
 }
@@ -62,9 +63,10 @@ pub struct ThompsonSettings {
 }
 
 impl Default for ThompsonSettings {
+    /// The campaign defaults ([`super::campaign`]).
     fn default() -> Self {
         Self {
-            draws: 64,
+            draws: super::campaign::DEFAULT_DRAWS as usize,
             cadence: RefreshCadence::default(),
         }
     }
