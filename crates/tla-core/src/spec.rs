@@ -1837,6 +1837,28 @@ options = [
             "refresh.every_events",
             "at least 1",
         );
+        // Each refusal quotes the default the spec really falls back to.
+        let quoted = [
+            ("exploration = 1.0\n".to_owned(), DEFAULT_EXPLORATION.to_string()),
+            ("draws = 0\n".to_owned(), DEFAULT_DRAWS.to_string()),
+            (
+                "attribution_window_hours = 0\n".to_owned(),
+                DEFAULT_ATTRIBUTION_WINDOW_HOURS.to_string(),
+            ),
+        ];
+        for (line, default) in quoted {
+            assert_refused(&format!("{line}{BASE}"), "", &format!("(default {default})"));
+        }
+        for (field, default) in [
+            ("every_events", DEFAULT_REFRESH_EVERY_EVENTS),
+            ("every_millis", DEFAULT_REFRESH_EVERY_MILLIS),
+        ] {
+            assert_refused(
+                &format!("{BASE}\n[refresh]\n{field} = 0\n"),
+                field,
+                &format!("(default {default})"),
+            );
+        }
     }
 
     #[test]
