@@ -146,6 +146,7 @@ pub enum OpeError {
 /// Which estimator produced an estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Estimator {
     /// Inverse propensity scoring.
@@ -170,6 +171,7 @@ impl Estimator {
 /// The value of a target policy per impression, estimated from a log.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Estimate {
     /// Which estimator.
     pub estimator: Estimator,

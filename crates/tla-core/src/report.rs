@@ -70,6 +70,7 @@ impl Default for ReportSettings {
 /// A posterior summary: mean and 95% equal-tailed credible interval of the draws.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Interval {
     /// Mean of the draws.
     pub mean: f64,
@@ -82,6 +83,7 @@ pub struct Interval {
 /// A campaign report.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// Campaign id (set by the server; null from [`build`]).
     pub campaign: Option<String>,
@@ -111,6 +113,7 @@ pub struct Report {
 /// The campaign in the story's terms.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Summary {
     /// Versions the spec defines (after exclusions).
     pub versions_defined: u64,
@@ -143,6 +146,7 @@ pub struct Summary {
 /// Posterior of a rate and of value per impression.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PosteriorStats {
     /// Conversion rate (click rate when the objective is clicks).
     pub rate: Interval,
@@ -154,6 +158,7 @@ pub struct PosteriorStats {
 /// The option leaderboard of one component.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentReport {
     /// Component name.
     pub component: String,
@@ -164,6 +169,7 @@ pub struct ComponentReport {
 /// One option of a component.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OptionRow {
     /// Option name.
     pub option: String,
@@ -184,6 +190,7 @@ pub struct OptionRow {
 /// One segment.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SegmentReport {
     /// Segment name.
     pub segment: String,
@@ -203,6 +210,7 @@ pub struct SegmentReport {
 /// One version in one segment.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionRow {
     /// Segment name.
     pub segment: String,
@@ -227,6 +235,7 @@ pub struct VersionRow {
 /// The most served (segment, version) pairs.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionTable {
     /// (segment, version) pairs with at least one impression.
     pub served_pairs: u64,
@@ -674,6 +683,7 @@ pub fn build<R: Rng + ?Sized>(
 /// A mean per impression with its 95% normal interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeanEstimate {
     /// Value per impression.
     pub value: f64,
@@ -706,6 +716,7 @@ impl MeanEstimate {
 /// The realized policy against one counterfactual policy.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     /// SNIPS estimate of the counterfactual's value per impression (null when it
     /// cannot be estimated; see `error`).
@@ -719,6 +730,7 @@ pub struct Comparison {
 /// Value of the policy that ran against an even split and the best single version.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lift {
     /// Decisions evaluated.
     pub rows: usize,
