@@ -90,6 +90,7 @@ pub struct Report {
     /// Campaign name from the spec.
     pub name: String,
     /// What the campaign maximizes: `value`, `conversions` or `clicks`.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::design::Objective))]
     pub objective: String,
     /// Events the model has learned.
     pub events_learned: u64,
@@ -114,6 +115,7 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReportSummary))]
 pub struct Summary {
     /// Versions the spec defines (after exclusions).
     pub versions_defined: u64,
@@ -687,11 +689,14 @@ pub fn build<R: Rng + ?Sized>(
 pub struct MeanEstimate {
     /// Value per impression.
     pub value: f64,
-    /// Standard error.
+    /// Standard error; infinite with fewer than two rows (null in JSON).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub std_error: f64,
-    /// Lower end of the 95% interval.
+    /// Lower end of the 95% interval; null in JSON when the standard error is infinite.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub lower: f64,
-    /// Upper end of the 95% interval.
+    /// Upper end of the 95% interval; null in JSON when the standard error is infinite.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub upper: f64,
 }
 

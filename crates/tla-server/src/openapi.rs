@@ -95,6 +95,9 @@ impl Modify for BearerScheme {
         routes::report,
         routes::ingest,
     ),
+    // Schemas named only by the error responses (IntoResponses types) are not
+    // collected from the paths.
+    components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
 )]
@@ -123,6 +126,13 @@ pub fn document(config: &ServerConfig) -> Value {
     for (pointer, value) in limits {
         set(&mut doc, pointer, value);
     }
+    // `security(())` on the handler writes `[{}]` (a key is optional); `/healthz`
+    // takes none at all.
+    set(
+        &mut doc,
+        "/paths/~1healthz/get/security",
+        Value::Array(Vec::new()),
+    );
     doc
 }
 
@@ -156,7 +166,14 @@ mod tests {
             schemas["DecisionRequest"]["properties"]["count"]["maximum"],
             77
         );
-        assert_eq!(schemas["EventBatch"]["properties"]["events"]["maxItems"], 99);
+        assert_eq!(
+            schemas["EventBatch"]["properties"]["events"]["maxItems"],
+            99
+        );
+        assert_eq!(
+            doc["paths"]["/healthz"]["get"]["security"],
+            serde_json::json!([])
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::openapi::{
 };
 use crate::state::{AppState, now_ms};
 use crate::wire::{
-    CampaignBody, CampaignList, DecisionBody, DecisionList, Health, HealthStatus,
-    IngestOutcome, RejectedEvent, VersionBody,
+    CampaignBody, CampaignList, DecisionBody, DecisionList, Health, HealthStatus, IngestOutcome,
+    RejectedEvent, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -159,7 +159,11 @@ pub async fn list_campaigns(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    let campaigns = state.campaigns().iter().map(|s| CampaignBody::new(s)).collect();
+    let campaigns = state
+        .campaigns()
+        .iter()
+        .map(|s| CampaignBody::new(s))
+        .collect();
     Ok(Json(CampaignList { campaigns }))
 }
 
