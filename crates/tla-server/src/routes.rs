@@ -84,10 +84,11 @@ pub async fn metrics(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(state.decision_backlog()),
-    ))
+    let text = state
+        .metrics()
+        .render(state.decision_backlog())
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text))
 }
 
 /// `GET /openapi.json`.
