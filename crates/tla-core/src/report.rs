@@ -86,6 +86,7 @@ pub struct Interval {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// Campaign id (set by the server; null from [`build`]).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub campaign: Option<String>,
     /// Campaign name from the spec.
     pub name: String,
@@ -108,6 +109,7 @@ pub struct Report {
     pub versions: VersionTable,
     /// Value against an even split and against the best single version, from the
     /// logged propensities; absent when no decision log was read.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub lift: Option<Lift>,
 }
 
@@ -126,8 +128,10 @@ pub struct Summary {
     /// Distinct versions with at least one impression (any segment).
     pub versions_served: u64,
     /// Share of the versions served that ask to act (null when none was served).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub acting_share_served: Option<f64>,
     /// Share of spend behind versions that ask to act (null when spend is 0).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub acting_share_spend: Option<f64>,
     /// Impressions.
     pub impressions: u64,
@@ -140,8 +144,10 @@ pub struct Summary {
     /// Donations: the sum of conversion amounts.
     pub donations: f64,
     /// `spend / donors` (null when there is no donor).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub cost_per_donor: Option<f64>,
     /// `donations / spend` (null when spend is 0).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub value_per_dollar: Option<f64>,
 }
 
@@ -154,6 +160,7 @@ pub struct PosteriorStats {
     pub rate: Interval,
     /// Value per impression: rate times expected donation (null without a value model,
     /// i.e. when the objective is not value).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub value_per_impression: Option<Interval>,
 }
 
@@ -229,8 +236,10 @@ pub struct VersionRow {
     #[cfg_attr(feature = "serde", serde(flatten))]
     pub posterior: PosteriorStats,
     /// Probability of being best among the segment's leaders (null outside them).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub p_best: Option<f64>,
     /// Expected loss against the segment's leaders (null outside them).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub expected_loss: Option<f64>,
 }
 
@@ -725,10 +734,13 @@ impl MeanEstimate {
 pub struct Comparison {
     /// SNIPS estimate of the counterfactual's value per impression (null when it
     /// cannot be estimated; see `error`).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub estimate: Option<Estimate>,
     /// Realized minus the estimate, per impression, with its interval.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub lift: Option<MeanEstimate>,
     /// Why the counterfactual could not be estimated.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub error: Option<String>,
 }
 
@@ -740,6 +752,7 @@ pub struct Lift {
     /// Decisions evaluated.
     pub rows: usize,
     /// Cap on the decisions read (set by the caller; null when none).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub rows_cap: Option<usize>,
     /// Whether the cap cut the log short (only the first `rows_cap` decisions count).
     pub capped: bool,

@@ -168,6 +168,7 @@ pub struct DecisionBody {
     /// Signed; carries what the event join needs. Events name it.
     pub decision_id: String,
     /// Exact probability the policy chose this version for this segment, in (0, 1].
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub propensity: f64,
     /// Which rebuild of the decision distributions chose it.
     pub model_version: u64,
