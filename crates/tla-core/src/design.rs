@@ -14,6 +14,7 @@ pub const DEFAULT_EXACT_LIMIT: u64 = 4096;
 /// What the campaign maximizes per impression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Objective {
     /// Expected donation amount: P(conversion) x E[amount | conversion].

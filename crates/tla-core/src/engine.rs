@@ -80,6 +80,7 @@ pub fn learned_outcome(
 /// Served counts of one segment, option or version.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
     /// Impressions.
     pub impressions: u64,

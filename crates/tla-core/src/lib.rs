@@ -21,6 +21,10 @@
 //! - [`target`]: target policies learned from a log (factorized Thompson sampling
 //!   trained on logged rows) for off-policy evaluation.
 //!
+//! Cargo features: `serde` (default) derives Serialize/Deserialize on the spec and
+//! report types; `text` (default) parses specs from TOML and JSON; `openapi` derives
+//! OpenAPI schemas (utoipa) on the types the HTTP API serves.
+//!
 //! ```
 //! use tla_core::space::VersionSpace;
 //! let space = VersionSpace::product(vec![24, 24, 16, 16]).unwrap();

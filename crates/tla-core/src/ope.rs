@@ -146,6 +146,7 @@ pub enum OpeError {
 /// Which estimator produced an estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Estimator {
     /// Inverse propensity scoring.
@@ -170,16 +171,21 @@ impl Estimator {
 /// The value of a target policy per impression, estimated from a log.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Estimate {
     /// Which estimator.
     pub estimator: Estimator,
     /// Estimated value per impression.
     pub value: f64,
-    /// Standard error (normal approximation; delta method for SNIPS).
+    /// Standard error (normal approximation; delta method for SNIPS); infinite with
+    /// fewer than two rows (null in JSON).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub std_error: f64,
-    /// Lower end of the 95% interval.
+    /// Lower end of the 95% interval; null in JSON when the standard error is infinite.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub lower: f64,
-    /// Upper end of the 95% interval.
+    /// Upper end of the 95% interval; null in JSON when the standard error is infinite.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub upper: f64,
     /// Effective sample size `(sum w)^2 / sum w^2` (0 when every weight is 0).
     pub ess: f64,

@@ -72,6 +72,7 @@ impl Default for ReportSettings {
 /// A posterior summary: mean and 95% equal-tailed credible interval of the draws.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Interval {
     /// Mean of the draws.
     pub mean: f64,
@@ -84,12 +85,15 @@ pub struct Interval {
 /// A campaign report.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// Campaign id (set by the server; null from [`build`]).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub campaign: Option<String>,
     /// Campaign name from the spec.
     pub name: String,
     /// What the campaign maximizes: `value`, `conversions` or `clicks`.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::design::Objective))]
     pub objective: String,
     /// Events the model has learned.
     pub events_learned: u64,
@@ -107,12 +111,15 @@ pub struct Report {
     pub versions: VersionTable,
     /// Value against an even split and against the best single version, from the
     /// logged propensities; absent when no decision log was read.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub lift: Option<Lift>,
 }
 
 /// The campaign in the story's terms.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReportSummary))]
 pub struct Summary {
     /// Versions the spec defines (after exclusions).
     pub versions_defined: u64,
@@ -123,8 +130,10 @@ pub struct Summary {
     /// Distinct versions with at least one impression (any segment).
     pub versions_served: u64,
     /// Share of the versions served that ask to act (null when none was served).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub acting_share_served: Option<f64>,
     /// Share of spend behind versions that ask to act (null when spend is 0).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub acting_share_spend: Option<f64>,
     /// Impressions.
     pub impressions: u64,
@@ -137,25 +146,30 @@ pub struct Summary {
     /// Donations: the sum of conversion amounts.
     pub donations: f64,
     /// `spend / donors` (null when there is no donor).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub cost_per_donor: Option<f64>,
     /// `donations / spend` (null when spend is 0).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub value_per_dollar: Option<f64>,
 }
 
 /// Posterior of a rate and of value per impression.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PosteriorStats {
     /// Conversion rate (click rate when the objective is clicks).
     pub rate: Interval,
     /// Value per impression: rate times expected donation (null without a value model,
     /// i.e. when the objective is not value).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub value_per_impression: Option<Interval>,
 }
 
 /// The option leaderboard of one component.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentReport {
     /// Component name.
     pub component: String,
@@ -166,6 +180,7 @@ pub struct ComponentReport {
 /// One option of a component.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OptionRow {
     /// Option name.
     pub option: String,
@@ -186,6 +201,7 @@ pub struct OptionRow {
 /// One segment.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SegmentReport {
     /// Segment name.
     pub segment: String,
@@ -205,6 +221,7 @@ pub struct SegmentReport {
 /// One version in one segment.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionRow {
     /// Segment name.
     pub segment: String,
@@ -221,14 +238,17 @@ pub struct VersionRow {
     #[cfg_attr(feature = "serde", serde(flatten))]
     pub posterior: PosteriorStats,
     /// Probability of being best among the segment's leaders (null outside them).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub p_best: Option<f64>,
     /// Expected loss against the segment's leaders (null outside them).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub expected_loss: Option<f64>,
 }
 
 /// The most served (segment, version) pairs.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionTable {
     /// (segment, version) pairs with at least one impression.
     pub served_pairs: u64,
@@ -676,14 +696,18 @@ pub fn build<R: Rng + ?Sized>(
 /// A mean per impression with its 95% normal interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeanEstimate {
     /// Value per impression.
     pub value: f64,
-    /// Standard error.
+    /// Standard error; infinite with fewer than two rows (null in JSON).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub std_error: f64,
-    /// Lower end of the 95% interval.
+    /// Lower end of the 95% interval; null in JSON when the standard error is infinite.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub lower: f64,
-    /// Upper end of the 95% interval.
+    /// Upper end of the 95% interval; null in JSON when the standard error is infinite.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required))]
     pub upper: f64,
 }
 
@@ -708,23 +732,29 @@ impl MeanEstimate {
 /// The realized policy against one counterfactual policy.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     /// SNIPS estimate of the counterfactual's value per impression (null when it
     /// cannot be estimated; see `error`).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub estimate: Option<Estimate>,
     /// Realized minus the estimate, per impression, with its interval.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub lift: Option<MeanEstimate>,
     /// Why the counterfactual could not be estimated.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub error: Option<String>,
 }
 
 /// Value of the policy that ran against an even split and the best single version.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lift {
     /// Decisions evaluated.
     pub rows: usize,
     /// Cap on the decisions read (set by the caller; null when none).
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub rows_cap: Option<usize>,
     /// Whether the cap cut the log short (only the first `rows_cap` decisions count).
     pub capped: bool,

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod report;
 pub mod routes;
 pub mod state;
+pub mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

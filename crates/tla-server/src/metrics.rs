@@ -1,148 +1,204 @@
-//! Counters and a latency histogram, rendered as Prometheus text at `/metrics`.
+//! Counters, a gauge and a latency histogram, served as Prometheus text at `/metrics`.
+//!
+//! Kept in a [`prometheus::Registry`] and written by its [`TextEncoder`] in the text
+//! exposition format 0.0.4 ([`CONTENT_TYPE`]): every family announces its name with
+//! `# HELP` and `# TYPE` (counters under their `_total` name), then its samples.
+//! The names are an interface (`bench/http.sh` and dashboards read them); the table
+//! in `docs/service.md` lists them.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+
+/// Content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
 /// Upper bounds (seconds) of the commit latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
 ];
 
-/// A histogram with fixed buckets.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in microseconds.
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation, in seconds.
-    pub fn observe(&self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
-            if seconds <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
-
 /// The service's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Holds every metric below, for [`Metrics::render`].
+    registry: Registry,
+    /// Decisions served and not yet written to the decision log (set when rendered).
+    decision_log_backlog: IntGauge,
     /// Decisions served.
-    pub decisions: AtomicU64,
+    pub decisions: IntCounter,
     /// Events stored.
-    pub events_accepted: AtomicU64,
+    pub events_accepted: IntCounter,
     /// Events whose id was already stored.
-    pub events_duplicate: AtomicU64,
+    pub events_duplicate: IntCounter,
     /// Events refused, with their reason in the response.
-    pub events_rejected: AtomicU64,
+    pub events_rejected: IntCounter,
     /// Requests refused with a 4xx (auth, validation, unknown resources).
-    pub client_errors: AtomicU64,
+    pub client_errors: IntCounter,
     /// Decision distributions rebuilt.
-    pub refreshes: AtomicU64,
+    pub refreshes: IntCounter,
     /// Events the learner has applied to the models.
-    pub events_learned: AtomicU64,
+    pub events_learned: IntCounter,
     /// Decisions written to the decision log.
-    pub decisions_logged: AtomicU64,
+    pub decisions_logged: IntCounter,
     /// Snapshots written.
-    pub snapshots: AtomicU64,
-    /// Time from handing a batch to the event log until its commit returned.
+    pub snapshots: IntCounter,
+    /// Time from handing a batch to the event log until its commit returned, seconds.
     pub commit_seconds: Histogram,
 }
 
-impl Metrics {
-    /// Adds to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
+/// A counter registered in `registry`. The names are constants of this module, valid
+/// and distinct (a unit test renders them all), so registration cannot fail.
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("metric names here are valid");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric names here are distinct");
+    counter
+}
 
-    /// Prometheus text exposition; `backlog` is the decision-log queue length.
-    pub fn render(&self, backlog: usize) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP tla_decision_log_backlog Decisions served and not yet written to the decision log.\n# TYPE tla_decision_log_backlog gauge\ntla_decision_log_backlog {backlog}"
-        );
-        let counters = [
-            ("tla_decisions_total", "Decisions served.", &self.decisions),
-            (
-                "tla_events_accepted_total",
-                "Events stored.",
-                &self.events_accepted,
-            ),
-            (
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let decision_log_backlog = IntGauge::new(
+            "tla_decision_log_backlog",
+            "Decisions served and not yet written to the decision log.",
+        )
+        .expect("metric names here are valid");
+        registry
+            .register(Box::new(decision_log_backlog.clone()))
+            .expect("metric names here are distinct");
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tla_event_commit_seconds",
+                "Time to commit a batch of events durably.",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("metric names and buckets here are valid");
+        registry
+            .register(Box::new(commit_seconds.clone()))
+            .expect("metric names here are distinct");
+        let r = &registry;
+        Self {
+            decision_log_backlog,
+            decisions: counter(r, "tla_decisions_total", "Decisions served."),
+            events_accepted: counter(r, "tla_events_accepted_total", "Events stored."),
+            events_duplicate: counter(
+                r,
                 "tla_events_duplicate_total",
                 "Events whose id was already stored.",
-                &self.events_duplicate,
             ),
-            (
-                "tla_events_rejected_total",
-                "Events refused.",
-                &self.events_rejected,
-            ),
-            (
+            events_rejected: counter(r, "tla_events_rejected_total", "Events refused."),
+            client_errors: counter(
+                r,
                 "tla_client_errors_total",
                 "Requests refused with a 4xx status.",
-                &self.client_errors,
+            ),
+            refreshes: counter(r, "tla_refreshes_total", "Decision distributions rebuilt."),
+            events_learned: counter(
+                r,
+                "tla_events_learned_total",
+                "Events applied to the models.",
+            ),
+            decisions_logged: counter(
+                r,
+                "tla_decisions_logged_total",
+                "Decisions written to the decision log.",
+            ),
+            snapshots: counter(r, "tla_snapshots_total", "Model snapshots written."),
+            commit_seconds,
+            registry,
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &IntCounter, n: u64) {
+        counter.inc_by(n);
+    }
+
+    /// Prometheus text exposition ([`CONTENT_TYPE`]); `backlog` is the decision-log
+    /// queue length.
+    pub fn render(&self, backlog: usize) -> Result<String, prometheus::Error> {
+        self.decision_log_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_keeps_its_name_type_and_help() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.decisions, 5);
+        Metrics::add(&metrics.events_accepted, 2);
+        metrics.commit_seconds.observe(0.003);
+        metrics.commit_seconds.observe(2.0);
+        let text = metrics.render(7).unwrap();
+        for (name, kind, help) in [
+            (
+                "tla_decision_log_backlog",
+                "gauge",
+                "Decisions served and not yet written to the decision log.",
+            ),
+            ("tla_decisions_total", "counter", "Decisions served."),
+            ("tla_events_accepted_total", "counter", "Events stored."),
+            (
+                "tla_events_duplicate_total",
+                "counter",
+                "Events whose id was already stored.",
+            ),
+            ("tla_events_rejected_total", "counter", "Events refused."),
+            (
+                "tla_client_errors_total",
+                "counter",
+                "Requests refused with a 4xx status.",
             ),
             (
                 "tla_refreshes_total",
+                "counter",
                 "Decision distributions rebuilt.",
-                &self.refreshes,
             ),
             (
                 "tla_events_learned_total",
+                "counter",
                 "Events applied to the models.",
-                &self.events_learned,
             ),
             (
                 "tla_decisions_logged_total",
+                "counter",
                 "Decisions written to the decision log.",
-                &self.decisions_logged,
             ),
+            ("tla_snapshots_total", "counter", "Model snapshots written."),
             (
-                "tla_snapshots_total",
-                "Model snapshots written.",
-                &self.snapshots,
+                "tla_event_commit_seconds",
+                "histogram",
+                "Time to commit a batch of events durably.",
             ),
-        ];
-        for (name, help, counter) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.load(Ordering::Relaxed)
+        ] {
+            assert!(
+                text.contains(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")),
+                "{name} {kind}: {text}"
             );
         }
-        self.commit_seconds.render(
-            "tla_event_commit_seconds",
-            "Time to commit a batch of events durably.",
-            &mut out,
-        );
-        out
+        for sample in [
+            "tla_decision_log_backlog 7\n",
+            "tla_decisions_total 5\n",
+            "tla_events_accepted_total 2\n",
+            "tla_snapshots_total 0\n",
+            "tla_event_commit_seconds_bucket{le=\"0.0005\"} 0\n",
+            "tla_event_commit_seconds_bucket{le=\"0.004\"} 1\n",
+            "tla_event_commit_seconds_bucket{le=\"1.024\"} 1\n",
+            "tla_event_commit_seconds_bucket{le=\"+Inf\"} 2\n",
+            "tla_event_commit_seconds_sum 2.003\n",
+            "tla_event_commit_seconds_count 2\n",
+        ] {
+            assert!(text.contains(sample), "{sample:?} missing from {text}");
+        }
+        assert_eq!(text.matches("# TYPE ").count(), 11, "{text}");
+        assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
     }
 }

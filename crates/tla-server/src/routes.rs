@@ -4,7 +4,15 @@ use crate::auth::Scope;
 use crate::decision_id::DecisionClaims;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::state::{AppState, CampaignSlot, now_ms};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+    UnsupportedMedia,
+};
+use crate::state::{AppState, now_ms};
+use crate::wire::{
+    CampaignBody, CampaignList, DecisionBody, DecisionList, Health, HealthStatus, IngestOutcome,
+    RejectedEvent, VersionBody,
+};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,10 +21,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use rand::Rng;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::atomic::Ordering;
 use tla_core::spec::{Campaign, CampaignSpec};
 use tla_store::{DecisionRow, EventKind, NewEvent};
+use utoipa::ToSchema;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -50,52 +59,47 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
 }
 
 /// `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", summary = "liveness (no key needed)", security(()),
+    responses((status = 200, description = "serving or closing", body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    Json(
-        json!({"status": if state.closing() { "closing" } else { "ok" }, "applied_seq": state.applied_seq()}),
-    )
+    let status = if state.closing() {
+        HealthStatus::Closing
+    } else {
+        HealthStatus::Ok
+    };
+    Json(Health {
+        status,
+        applied_seq: state.applied_seq(),
+    })
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics (scope read)",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4",
+            content_type = "text/plain", body = String),
+        Unauthorized, Forbidden))]
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(state.decision_backlog()),
-    ))
+    let text = state
+        .metrics()
+        .render(state.decision_backlog())
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text))
 }
 
 /// `GET /openapi.json`.
+#[utoipa::path(get, path = "/openapi.json", summary = "this document (scope read)",
+    responses((status = 200, description = "the document", body = Object), Unauthorized, Forbidden))]
 pub async fn openapi(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
     Ok(Json(crate::openapi::document(state.config())))
-}
-
-fn campaign_json(slot: &CampaignSlot) -> Value {
-    let campaign = &slot.campaign;
-    let design = campaign.design();
-    let engine = slot.engine();
-    json!({
-        "id": slot.id,
-        "name": slot.name,
-        "status": if slot.paused.load(Ordering::SeqCst) { "paused" } else { "active" },
-        "created_at": slot.created_at_ms,
-        "objective": design.objective.as_str(),
-        "versions": campaign.allowed_versions(),
-        "total_versions": campaign.total_versions(),
-        "versions_asking_to_act": campaign.acting_versions(),
-        "components": design.component_names.iter().zip(design.space.option_counts())
-            .map(|(name, &n)| json!({"name": name, "options": n})).collect::<Vec<_>>(),
-        "segments": design.segment_names,
-        "events_learned": engine.events(),
-        "attribution_window_hours": campaign.spec().attribution_window_hours,
-    })
 }
 
 fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
@@ -127,6 +131,11 @@ fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
 }
 
 /// `POST /v1/campaigns`.
+#[utoipa::path(post, path = "/v1/campaigns", summary = "create a campaign from its spec (scope admin)",
+    request_body(description = "the campaign spec, docs/spec.md", content(
+        (Object = "application/json"), (String = "application/toml"))),
+    responses((status = 201, description = "created", body = CampaignBody),
+        BadRequest, Unauthorized, Forbidden, TooLarge, UnsupportedMedia))]
 pub async fn create_campaign(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -140,20 +149,30 @@ pub async fn create_campaign(
     let slot = tokio::task::spawn_blocking(move || state2.create_campaign(campaign, id))
         .await
         .map_err(ApiError::internal)??;
-    Ok((StatusCode::CREATED, Json(campaign_json(&slot))))
+    Ok((StatusCode::CREATED, Json(CampaignBody::new(&slot))))
 }
 
 /// `GET /v1/campaigns`.
+#[utoipa::path(get, path = "/v1/campaigns", summary = "list campaigns (scope read)",
+    responses((status = 200, description = "campaigns", body = CampaignList), Unauthorized, Forbidden))]
 pub async fn list_campaigns(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    let all: Vec<Value> = state.campaigns().iter().map(|s| campaign_json(s)).collect();
-    Ok(Json(json!({"campaigns": all})))
+    let campaigns = state
+        .campaigns()
+        .iter()
+        .map(|s| CampaignBody::new(s))
+        .collect();
+    Ok(Json(CampaignList { campaigns }))
 }
 
 /// `GET /v1/campaigns/{id}`.
+#[utoipa::path(get, path = "/v1/campaigns/{id}", summary = "one campaign (scope read)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "the campaign", body = CampaignBody),
+        Unauthorized, Forbidden, NotFound))]
 pub async fn get_campaign(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -161,10 +180,14 @@ pub async fn get_campaign(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
     let slot = state.campaign(&id)?;
-    Ok(Json(campaign_json(&slot)))
+    Ok(Json(CampaignBody::new(&slot)))
 }
 
 /// `POST /v1/campaigns/{id}/pause`.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/pause", summary = "stop serving decisions (scope admin)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "the campaign", body = CampaignBody),
+        Unauthorized, Forbidden, NotFound))]
 pub async fn pause(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -172,10 +195,14 @@ pub async fn pause(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
     let slot = state.set_paused(&id, true)?;
-    Ok(Json(campaign_json(&slot)))
+    Ok(Json(CampaignBody::new(&slot)))
 }
 
 /// `POST /v1/campaigns/{id}/resume`.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/resume", summary = "serve decisions again (scope admin)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "the campaign", body = CampaignBody),
+        Unauthorized, Forbidden, NotFound))]
 pub async fn resume(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -183,25 +210,15 @@ pub async fn resume(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
     let slot = state.set_paused(&id, false)?;
-    Ok(Json(campaign_json(&slot)))
-}
-
-fn version_json(campaign: &Campaign, version: u64) -> Value {
-    let options: serde_json::Map<String, Value> = campaign
-        .options_of(version)
-        .into_iter()
-        .map(|(component, option)| (component.to_string(), Value::String(option.to_string())))
-        .collect();
-    json!({
-        "version": version,
-        "options": options,
-        "text": campaign.render(version),
-        "asks_action": campaign.asks_to_act(version),
-        "ask": campaign.ask_amount(version),
-    })
+    Ok(Json(CampaignBody::new(&slot)))
 }
 
 /// `GET /v1/campaigns/{id}/versions/{index}`.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/versions/{index}", summary = "one version (scope read)",
+    params(("id" = String, Path, description = "campaign id"),
+        ("index" = u64, Path, description = "version index")),
+    responses((status = 200, description = "the version", body = VersionBody),
+        BadRequest, Unauthorized, Forbidden, NotFound))]
 pub async fn get_version(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -228,14 +245,18 @@ pub async fn get_version(
             slot.campaign.violated_exclusions(version)
         )));
     }
-    Ok(Json(version_json(&slot.campaign, version)))
+    Ok(Json(VersionBody::new(&slot.campaign, version)))
 }
 
-#[derive(Debug, Deserialize)]
+/// What `POST /v1/campaigns/{id}/decisions` asks for.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DecisionRequest {
+pub struct DecisionRequest {
+    /// A segment name of the campaign.
     segment: String,
+    /// Impressions to decide for (the maximum is the configured limit).
     #[serde(default = "one")]
+    #[schema(minimum = 1, default = 1)]
     count: i64,
 }
 
@@ -244,6 +265,12 @@ fn one() -> i64 {
 }
 
 /// `POST /v1/campaigns/{id}/decisions`.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/decisions",
+    summary = "choose versions for impressions of a segment (scope decide)",
+    params(("id" = String, Path, description = "campaign id")),
+    request_body = DecisionRequest,
+    responses((status = 200, description = "decisions", body = DecisionList),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge))]
 pub async fn decide(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -299,11 +326,12 @@ pub async fn decide(
             nonce: rng.random(),
         };
         let decision_id = state.signer().sign(&claims);
-        let mut item = version_json(&slot.campaign, decision.version);
-        item["decision_id"] = Value::String(decision_id.clone());
-        item["propensity"] = decision.propensity.into();
-        item["model_version"] = decision.model_version.into();
-        out.push(item);
+        out.push(DecisionBody {
+            version: VersionBody::new(&slot.campaign, decision.version),
+            decision_id: decision_id.clone(),
+            propensity: decision.propensity,
+            model_version: decision.model_version,
+        });
         rows.push(DecisionRow {
             decision_id,
             campaign_id: slot.id.clone(),
@@ -316,28 +344,43 @@ pub async fn decide(
     }
     Metrics::add(&state.metrics().decisions, rows.len() as u64);
     state.log_decisions(rows);
-    Ok(Json(json!({"decisions": out})))
+    Ok(Json(DecisionList { decisions: out }))
 }
 
-#[derive(Debug, Deserialize)]
+/// What `POST /v1/events` takes.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EventBatch<'a> {
+pub struct EventBatch<'a> {
     /// Each event kept as raw text, so it is parsed once, into its typed form, and a
-    /// bad one is reported by index without refusing the batch.
+    /// bad one is reported by index without refusing the batch. At most the configured
+    /// number of events.
     #[serde(borrow)]
+    #[schema(value_type = Vec<EventIn>)]
     events: Vec<&'a serde_json::value::RawValue>,
 }
 
 /// One event as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Event)]
 pub struct EventIn {
+    /// Client-supplied; a repeated id is stored once and counted as a duplicate.
+    #[schema(min_length = 1, max_length = 128)]
     event_id: String,
+    /// The `decision_id` of the decision the event follows.
     decision_id: String,
+    /// `impression`, `click`, `conversion` or `cost`.
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::openapi::event_type_schema)]
     kind: String,
+    /// Donation amount, conversions only.
+    #[schema(minimum = 0)]
     value: Option<f64>,
+    /// Spend, cost events only (required there).
+    #[schema(minimum = 0)]
     amount: Option<f64>,
+    /// Milliseconds since the Unix epoch; default now. Clicks and conversions must fall
+    /// within the campaign's attribution window after the decision.
     at: Option<i64>,
 }
 
@@ -446,6 +489,12 @@ fn check_parsed_event(state: &AppState, event: EventIn, now: i64) -> Result<NewE
 }
 
 /// `POST /v1/events`.
+#[utoipa::path(post, path = "/v1/events",
+    summary = "send events; each good one is acknowledged only once committed (scope ingest)",
+    request_body = EventBatch<'_>,
+    responses((status = 200, description = "per-batch outcome; bad items are listed and nothing is stored for them",
+            body = IngestOutcome),
+        BadRequest, Unauthorized, Forbidden, TooLarge, Unavailable))]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -473,7 +522,7 @@ pub async fn ingest(
     for (index, item) in batch.events.into_iter().enumerate() {
         match check_raw_event(&state, item.get(), now) {
             Ok(event) => good.push(event),
-            Err(error) => rejected.push(json!({"index": index, "error": error})),
+            Err(error) => rejected.push(RejectedEvent { index, error }),
         }
     }
     let (mut accepted, mut duplicates) = (0u64, 0u64);
@@ -501,14 +550,21 @@ pub async fn ingest(
     Metrics::add(&metrics.events_accepted, accepted);
     Metrics::add(&metrics.events_duplicate, duplicates);
     Metrics::add(&metrics.events_rejected, rejected.len() as u64);
-    Ok(Json(
-        json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected}),
-    ))
+    Ok(Json(IngestOutcome {
+        accepted,
+        duplicates,
+        rejected,
+    }))
 }
 
 /// `GET /v1/campaigns/{id}/report`: the campaign report (see `docs/reports.md`):
 /// summary in the story's terms, option leaderboards, segment leaders, version rows,
 /// and the lift over an even split and the best single version from the decision log.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/report",
+    summary = "the campaign report: summary, option leaderboards, segment leaders, versions served, lift from the decision log; see docs/reports.md (scope read)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "report", body = tla_core::report::Report),
+        Unauthorized, Forbidden, NotFound))]
 pub async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,14 +1,26 @@
 //! API v1 through the router, without a socket (`tower::ServiceExt::oneshot`), over an
-//! in-memory store.
+//! in-memory store. Every response is checked against the OpenAPI document
+//! (`support::openapi_check`): its path, status and content type must be documented and
+//! a JSON body must match the schema, every member included.
+
+mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use std::sync::OnceLock;
+use support::openapi_check::OpenApiCheck;
 use tla_server::auth::new_key;
 use tla_server::{AppState, ServerConfig, app};
 use tla_store::{KeyRow, Store};
 use tower::ServiceExt;
+
+/// The document the API serves with the default configuration (the one [`api`] uses).
+fn openapi() -> &'static OpenApiCheck {
+    static CHECK: OnceLock<OpenApiCheck> = OnceLock::new();
+    CHECK.get_or_init(|| OpenApiCheck::new(tla_server::openapi::document(&ServerConfig::default())))
+}
 
 const SPEC: &str = include_str!("../../../examples/small.toml");
 
@@ -70,7 +82,24 @@ impl Api {
             .unwrap();
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        if let Err(errors) = openapi().response(
+            method,
+            uri,
+            status.as_u16(),
+            content_type.as_deref(),
+            &bytes,
+        ) {
+            panic!(
+                "the response disagrees with the OpenAPI document:\n{}",
+                errors.join("\n")
+            );
+        }
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, value)
@@ -577,5 +606,82 @@ async fn an_event_with_an_out_of_range_number_is_one_rejected_item() {
             .unwrap()
             .contains("invalid event"),
         "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn the_report_of_a_one_decision_log_matches_the_openapi_document() {
+    // One logged decision: every standard error of the lift section is infinite and
+    // serialized as null; the document must say so (the check in `Api::call`).
+    let api = api();
+    let id = api.campaign().await;
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors"}),
+        )
+        .await;
+    let decision_id = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let events = json!({"events": [
+        {"event_id": "i", "decision_id": decision_id, "type": "impression"},
+        {"event_id": "c", "decision_id": decision_id, "type": "conversion", "value": 25},
+    ]});
+    let (status, body) = api.post("/v1/events", &api.ingest, events).await;
+    assert_eq!(
+        (status, &body["accepted"]),
+        (StatusCode::OK, &json!(2)),
+        "{body}"
+    );
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || state.learner_step(true))
+        .await
+        .unwrap();
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["lift"]["rows"], 1, "{report}");
+    assert!(
+        report["lift"]["realized"]["std_error"].is_null(),
+        "{report}"
+    );
+}
+
+/// The check in `Api::call` can fail: an undocumented member, a wrong type, an
+/// undocumented status and an unknown path are each refused.
+#[test]
+fn the_openapi_check_refuses_what_the_document_does_not_say() {
+    let check = openapi();
+    let health = |body: Value, status: u16| {
+        check.response(
+            "GET",
+            "/healthz",
+            status,
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+    };
+    assert!(health(json!({"status": "ok", "applied_seq": 3}), 200).is_ok());
+    let refused = [
+        health(json!({"status": "ok", "applied_seq": 3, "extra": 1}), 200),
+        health(json!({"status": "ok", "applied_seq": -3}), 200),
+        health(json!({"status": "fine", "applied_seq": 3}), 200),
+        health(json!({"status": "ok"}), 200),
+        health(json!({"status": "ok", "applied_seq": 3}), 500),
+        check.response("GET", "/v2/unknown", 200, None, b""),
+    ];
+    for result in refused {
+        assert!(result.is_err(), "{result:?}");
+    }
+    let summary = json!({"mean": 1.0, "lower": 0.5, "upper": "high"});
+    assert!(check.component("Interval", &summary).is_err());
+    assert!(
+        check
+            .component(
+                "Interval",
+                &json!({"mean": 1.0, "lower": 0.5, "upper": 2.0})
+            )
+            .is_ok()
     );
 }

@@ -6,6 +6,8 @@
 //! `cargo insta review` (or `INSTA_UPDATE=always cargo test -p tla-server --test
 //! report_snapshot`, then read the diff of `tests/snapshots/`).
 
+mod support;
+
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tla_core::engine::{Engine, Feedback};
@@ -97,6 +99,16 @@ fn report_json_of_a_seeded_simulated_campaign() {
         .unwrap();
     assert_eq!(leader, 1, "{headline:?}");
     let mut json = serde_json::to_value(&report).unwrap();
+    // The report as the API serves it matches the OpenAPI document's schema.
+    let openapi = support::openapi_check::OpenApiCheck::new(tla_server::openapi::document(
+        &tla_server::ServerConfig::default(),
+    ));
+    if let Err(errors) = openapi.component("Report", &json) {
+        panic!(
+            "the report disagrees with the OpenAPI document:\n{}",
+            errors.join("\n")
+        );
+    }
     json["campaign"] = Value::String("[id]".into());
     round(&mut json);
     insta::assert_json_snapshot!("report_small_seeded", json);

@@ -1,0 +1,219 @@
+//! The JSON bodies of API v1 as types: the handlers serialize these, and the OpenAPI
+//! document ([`crate::openapi`]) takes its schemas from the same types, so the two
+//! cannot drift apart. The report is [`tla_core::report::Report`], documented the same
+//! way through tla-core's `openapi` feature.
+//!
+//! The request bodies the handlers parse ([`crate::routes::EventIn`] and the decision
+//! request) carry their schemas beside their parsers in [`crate::routes`].
+
+use crate::state::CampaignSlot;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use tla_core::design::Objective;
+use tla_core::spec::Campaign;
+use utoipa::ToSchema;
+
+/// Whether the service is serving or draining for shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Serving.
+    Ok,
+    /// Shutting down: ingest is refused, the learner finishes the log.
+    Closing,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `closing` once shutdown began.
+    pub status: HealthStatus,
+    /// Sequence number of the last event the learner applied to the models.
+    pub applied_seq: u64,
+}
+
+/// Whether a campaign serves decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// Serves decisions.
+    Active,
+    /// Refuses decisions with 409 until resumed; events are still taken.
+    Paused,
+}
+
+/// One component of a campaign and how many options it has.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComponentSize {
+    /// Component name from the spec.
+    pub name: String,
+    /// Number of options.
+    pub options: u32,
+}
+
+/// A campaign as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Campaign)]
+pub struct CampaignBody {
+    /// Campaign id.
+    pub id: String,
+    /// Campaign name from the spec.
+    pub name: String,
+    /// `active` or `paused`.
+    pub status: CampaignStatus,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// What the campaign maximizes.
+    pub objective: Objective,
+    /// Allowed versions (after exclusions).
+    pub versions: u64,
+    /// Versions of the full product of the components, exclusions included.
+    pub total_versions: u64,
+    /// Allowed versions that ask the reader to act.
+    pub versions_asking_to_act: u64,
+    /// The components in declared order.
+    pub components: Vec<ComponentSize>,
+    /// The segment names in declared order.
+    pub segments: Vec<String>,
+    /// Events the learner has applied to the campaign's models.
+    pub events_learned: u64,
+    /// Hours after a decision within which its clicks and conversions are attributed.
+    pub attribution_window_hours: u32,
+}
+
+impl CampaignBody {
+    /// The campaign of `slot` as it stands now (status and events learned included).
+    pub fn new(slot: &CampaignSlot) -> Self {
+        let campaign = &slot.campaign;
+        let design = campaign.design();
+        let status = if slot.paused.load(Ordering::SeqCst) {
+            CampaignStatus::Paused
+        } else {
+            CampaignStatus::Active
+        };
+        Self {
+            id: slot.id.clone(),
+            name: slot.name.clone(),
+            status,
+            created_at: slot.created_at_ms,
+            objective: design.objective,
+            versions: campaign.allowed_versions(),
+            total_versions: campaign.total_versions(),
+            versions_asking_to_act: campaign.acting_versions(),
+            components: design
+                .component_names
+                .iter()
+                .zip(design.space.option_counts())
+                .map(|(name, &options)| ComponentSize {
+                    name: name.clone(),
+                    options,
+                })
+                .collect(),
+            segments: design.segment_names.clone(),
+            events_learned: slot.engine().events(),
+            attribution_window_hours: campaign.spec().attribution_window_hours,
+        }
+    }
+}
+
+/// `GET /v1/campaigns`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignList {
+    /// Every campaign, oldest first.
+    pub campaigns: Vec<CampaignBody>,
+}
+
+/// One version of a campaign: its options and its text.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Version)]
+pub struct VersionBody {
+    /// Version index in the campaign's version space.
+    pub version: u64,
+    /// The option chosen for each component, by component name.
+    pub options: BTreeMap<String, String>,
+    /// The version rendered as text.
+    pub text: String,
+    /// Whether the version asks the reader to act.
+    pub asks_action: bool,
+    /// The donation ask amount (null when the version carries none).
+    #[schema(required)]
+    pub ask: Option<f64>,
+}
+
+impl VersionBody {
+    /// Version `version` of `campaign` (the caller checks it exists).
+    pub fn new(campaign: &Campaign, version: u64) -> Self {
+        Self {
+            version,
+            options: campaign
+                .options_of(version)
+                .into_iter()
+                .map(|(component, option)| (component.to_string(), option.to_string()))
+                .collect(),
+            text: campaign.render(version),
+            asks_action: campaign.asks_to_act(version),
+            ask: campaign.ask_amount(version),
+        }
+    }
+}
+
+/// One decision: the version chosen, with what the event join needs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Decision)]
+pub struct DecisionBody {
+    /// The version chosen.
+    #[serde(flatten)]
+    pub version: VersionBody,
+    /// Signed; carries what the event join needs. Events name it.
+    pub decision_id: String,
+    /// Exact probability the policy chose this version for this segment, in (0, 1].
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub propensity: f64,
+    /// Which rebuild of the decision distributions chose it.
+    pub model_version: u64,
+}
+
+/// `POST /v1/campaigns/{id}/decisions`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DecisionList {
+    /// One decision per impression asked for, in order.
+    pub decisions: Vec<DecisionBody>,
+}
+
+/// An event of a batch that was refused; nothing is stored for it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RejectedEvent {
+    /// Position of the event in the batch, from 0.
+    pub index: usize,
+    /// What was wrong with it and what is accepted.
+    pub error: String,
+}
+
+/// `POST /v1/events`: the outcome of a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestOutcome {
+    /// Events stored (committed to the event log).
+    pub accepted: u64,
+    /// Events whose id was already stored; stored once.
+    pub duplicates: u64,
+    /// Events refused, with their reasons.
+    pub rejected: Vec<RejectedEvent>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `bad_request`, `not_found`.
+    pub code: String,
+    /// What was wrong and what is accepted.
+    pub message: String,
+}
