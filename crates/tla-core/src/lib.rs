@@ -33,6 +33,8 @@
 //! assert_eq!(space.decode(index), vec![3, 5, 0, 15]);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod asks;
 pub mod decision;
 pub mod design;

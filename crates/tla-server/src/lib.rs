@@ -14,6 +14,8 @@
 //! socket; [`run`] serves it on a listener until a shutdown signal, then stops the
 //! learner, writes the pending decisions and a snapshot of every campaign.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod decision_id;
 pub mod error;

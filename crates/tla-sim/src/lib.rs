@@ -18,6 +18,8 @@
 //! assert_eq!(report.impressions, 20_000);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod campaign;
 pub mod generate;
 pub mod ope;

@@ -48,6 +48,8 @@
 //! # Ok::<(), tla_store::StoreError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod checkpoint;
 mod error;
 mod event_log;
