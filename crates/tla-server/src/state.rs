@@ -116,6 +116,16 @@ impl CampaignSlot {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Rebuilds the decision distributions due at `now_millis`: the engine plans the
+    /// refresh under the read lock (decisions go on), then applies it under a short
+    /// write lock. Returns how many were rebuilt.
+    pub fn refresh<R: rand::Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> usize {
+        let Some(plan) = self.engine().plan_refresh(rng, now_millis) else {
+            return 0;
+        };
+        self.engine_mut().apply_refresh(plan)
+    }
+
     fn engine_mut(&self) -> std::sync::RwLockWriteGuard<'_, Engine> {
         self.engine
             .write()
@@ -530,18 +540,8 @@ impl AppState {
         let now = now_ms().max(0) as u64;
         let mut learner = self.learner_state();
         for slot in self.campaigns() {
-            // Draw under the read lock (decisions go on), install under a short write
-            // lock. The learner is the only writer, so nothing changes in between.
-            let tables = {
-                let engine = slot.engine();
-                let due = engine.due_segments(now);
-                if due.is_empty() {
-                    continue;
-                }
-                engine.build_tables(&due, &mut learner.rng)
-            };
-            Metrics::add(&self.inner.metrics.refreshes, tables.len() as u64);
-            slot.engine_mut().install_tables(tables, now);
+            let rebuilt = slot.refresh(&mut learner.rng, now);
+            Metrics::add(&self.inner.metrics.refreshes, rebuilt as u64);
         }
         self.flush_decisions();
         let config = &self.inner.config;
