@@ -106,6 +106,13 @@ pub struct Report {
     /// Value against an even split and against the best single version, from the
     /// logged propensities; absent when no decision log was read.
     pub lift: Option<Lift>,
+    /// Why the lift section is absent although the decision log had rows (left out of
+    /// the JSON when there is nothing to explain).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub lift_unavailable: Option<String>,
 }
 
 /// The campaign in the story's terms.
@@ -668,6 +675,7 @@ pub fn build<R: Rng + ?Sized>(
             rows,
         },
         lift: None,
+        lift_unavailable: None,
     }
 }
 

@@ -116,7 +116,10 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 
 /// Opens a read-only connection to the database file through a URI with `params`
 /// (`mode=ro` or `immutable=1`), refusing every write (`query_only`).
-pub(crate) fn open_read_only_connection(path: &Path, params: &str) -> Result<Connection, StoreError> {
+pub(crate) fn open_read_only_connection(
+    path: &Path,
+    params: &str,
+) -> Result<Connection, StoreError> {
     let uri = format!("file:{}?{params}", uri_path(path));
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI

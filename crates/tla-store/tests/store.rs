@@ -974,7 +974,13 @@ fn a_read_only_open_reads_everything_and_changes_no_byte_of_the_directory() {
             store.latest_snapshot("a").unwrap(),
             Some((2, b"model".to_vec()))
         );
-        assert_eq!(store.value_by_decision("a", EventKind::Click).unwrap().len(), 0);
+        assert_eq!(
+            store
+                .value_by_decision("a", EventKind::Click)
+                .unwrap()
+                .len(),
+            0
+        );
         // Writes are refused, and the refusal writes nothing either.
         assert!(store.insert_campaign(&campaign("b", 2)).is_err());
         assert!(store.server_secret().is_err());
