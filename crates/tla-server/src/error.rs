@@ -306,6 +306,41 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
 
+    /// The table of `docs/service.md`, through `IntoResponse`: every code answers its
+    /// status and its code string.
+    #[test]
+    fn every_code_answers_its_documented_status() {
+        let table = [
+            ("bad_request", 400),
+            ("unauthorized", 401),
+            ("forbidden", 403),
+            ("not_found", 404),
+            ("conflict", 409),
+            ("payload_too_large", 413),
+            ("unsupported_media_type", 415),
+            ("unavailable", 503),
+            ("internal", 500),
+            ("invalid_event", 400),
+            ("invalid_event_id", 400),
+            ("invalid_decision_id", 400),
+            ("unknown_campaign", 404),
+            ("invalid_event_type", 400),
+            ("invalid_amount", 400),
+            ("unexpected_amount", 400),
+            ("misplaced_amount", 400),
+            ("missing_amount", 400),
+            ("future_event", 400),
+            ("before_decision", 400),
+            ("outside_attribution_window", 400),
+        ];
+        assert_eq!(table.len(), ErrorCode::ALL.len());
+        for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {
+            assert_eq!(code.as_str(), name);
+            let response = ApiError::new(code, "m").into_response();
+            assert_eq!(response.status().as_u16(), status, "{name}");
+        }
+    }
+
     #[test]
     fn codes_are_distinct_and_internal_causes_stay_out_of_the_body() {
         let names: std::collections::HashSet<_> =

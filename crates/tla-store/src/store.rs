@@ -131,13 +131,12 @@ impl Store {
     /// written or created, so a report can run over a read-only copy of a data
     /// directory. Writes through the store fail.
     ///
-    /// A file without a write-ahead log (a server stopped cleanly, or a copy of its
-    /// directory) is opened `immutable`: SQLite takes no lock and makes no `-shm`
-    /// file, so no other process may change the file meanwhile (stop the server or
-    /// use a copy). A file with a write-ahead log (a server running or killed) is
-    /// opened `mode=ro`, which reads the commits still in the log; SQLite may then
-    /// update the shared-memory index (`tla.db-shm`) beside it, never the database
-    /// or its log.
+    /// A file with neither a write-ahead log nor its shared-memory index beside it (a
+    /// server stopped cleanly, or a copy of its directory) is opened `immutable`:
+    /// SQLite takes no lock and creates no file. A file with either (a server running
+    /// or killed) is opened `mode=ro`, which reads the commits still in the log and
+    /// takes the usual read locks, so a server may go on writing; SQLite may then
+    /// update the shared-memory index (`tla.db-shm`), never the database or its log.
     ///
     /// Refused with [`StoreError::Schema`]: a file that is not a TLA database, or
     /// whose schema version is not this build's (an older one needs the migration a
@@ -148,9 +147,8 @@ impl Store {
             path: path.clone(),
             source: Arc::new(source),
         })?;
-        let wal = dir.join(format!("{DATABASE_FILE_NAME}-wal"));
-        let wal_has_commits = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
-        let mode = if wal_has_commits {
+        let beside = |suffix: &str| dir.join(format!("{DATABASE_FILE_NAME}-{suffix}")).exists();
+        let mode = if beside("wal") || beside("shm") {
             "mode=ro"
         } else {
             "immutable=1"
