@@ -2,15 +2,16 @@
 //! attributing it to the signed decision it names, and mapping a stored event onto
 //! what its campaign's engine learns.
 //!
-//! `POST /v1/events` calls [`check_raw_event`] on each item of a batch (kept as raw
-//! JSON text, so it is parsed once); the fuzz target and the property tests call the
-//! same function. A refused event is an [`EventRejection`]: one variant per reason, one
-//! stable code each ([`EventRejection::code`]), and the message the API has always
-//! answered. The learner applies a stored event with [`learn`].
+//! `POST /v1/events` splits its body with [`parse_batch`] and calls [`check_raw_event`]
+//! on each item (kept as raw JSON text, so it is parsed once); the fuzz target and the
+//! property tests call the same two functions. A refused event is an
+//! [`EventRejection`]: one variant per reason, one stable code each
+//! ([`EventRejection::code`]), and the message the API has always answered. The learner applies a stored event with [`learn`].
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tla_core::engine::{Engine, Feedback};
 use tla_store::{EventKind, NewEvent, StoredEvent};
 
@@ -22,6 +23,31 @@ pub const MAX_AHEAD_MS: i64 = 300_000;
 
 /// How far before its decision an event's `at` may be, ms (clocks differ).
 pub const MAX_BEFORE_DECISION_MS: i64 = 60_000;
+
+/// A batch as sent: `{"events": [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBatch<'a> {
+    /// Each event kept as raw text, so it is parsed once, into its typed form, and a
+    /// bad one is reported by index without refusing the batch.
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// Splits a request body `{"events": [...]}` into its events' raw JSON texts, or
+/// refuses the whole request (`bad_request`): a malformed body, an unknown top-level
+/// field, more than `max_events` events.
+pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<&RawValue>, ApiError> {
+    let batch: EventBatch<'_> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if batch.events.len() > max_events {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds {} events; accepted: at most {max_events}",
+            batch.events.len()
+        )));
+    }
+    Ok(batch.events)
+}
 
 /// One event as sent.
 #[derive(Debug, Deserialize)]

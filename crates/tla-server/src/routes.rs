@@ -321,15 +321,6 @@ pub async fn decide(
     Ok(Json(json!({"decisions": out})))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventBatch<'a> {
-    /// Each event kept as raw text, so it is parsed once, into its typed form, and a
-    /// bad one is reported by index without refusing the batch.
-    #[serde(borrow)]
-    events: Vec<&'a serde_json::value::RawValue>,
-}
-
 /// `POST /v1/events`.
 pub async fn ingest(
     State(state): State<AppState>,
@@ -343,19 +334,11 @@ pub async fn ingest(
         ));
     }
     let bytes = body(bytes)?;
-    let batch: EventBatch<'_> = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let max = state.config().max_events_per_request;
-    if batch.events.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds {} events; accepted: at most {max}",
-            batch.events.len()
-        )));
-    }
+    let items = crate::event::parse_batch(&bytes, state.config().max_events_per_request)?;
     let now = state.clock().now_ms();
-    let mut good = Vec::with_capacity(batch.events.len());
+    let mut good = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    for (index, item) in batch.events.into_iter().enumerate() {
+    for (index, item) in items.into_iter().enumerate() {
         match crate::event::check_raw_event(&state, item.get(), now) {
             Ok(event) => good.push(event),
             Err(rejection) => rejected.push(rejection.to_batch_item(index)),

@@ -624,17 +624,12 @@ fn event_batches_through_the_router_never_answer_5xx() {
     let stored = AtomicUsize::new(0);
     runner(400)
         .run(&body, |body| {
-            // Count the items as the server does: each event is kept as raw JSON text,
-            // so an item whose number does not fit an f64 is one rejected item, not a
-            // malformed batch.
-            #[derive(serde::Deserialize)]
-            struct RawBatch<'a> {
-                #[serde(borrow)]
-                events: Vec<&'a serde_json::value::RawValue>,
-            }
-            let sent: Option<usize> = serde_json::from_slice::<RawBatch<'_>>(&body)
+            // Count the items as the server splits the batch: each event is kept as raw
+            // JSON text, so an item whose number does not fit an f64 is one rejected
+            // item, not a malformed batch.
+            let sent: Option<usize> = tla_server::event::parse_batch(&body, usize::MAX)
                 .ok()
-                .map(|batch| batch.events.len());
+                .map(|items| items.len());
             let request = Request::builder()
                 .method("POST")
                 .uri("/v1/events")
