@@ -31,7 +31,7 @@ pub(crate) struct LearnerState {
     pub(crate) last_key_reload_ms: i64,
 }
 
-/// What one pass over the log did.
+/// How far a pass over the log got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaughtUp {
     /// Events read from the log.
@@ -39,27 +39,35 @@ pub struct CaughtUp {
     /// Events applied to an engine (the rest were covered by a snapshot, of an
     /// unknown campaign or outside their campaign).
     pub applied: u64,
-    /// The highest sequence read, or the starting one when the log had nothing new.
+    /// The highest sequence applied (every event up to it is in the engines).
     pub last_seq: u64,
 }
 
-/// Applies every event of `log` after sequence `after` to its campaign's engine, in
-/// order. `covered` skips, per campaign, the events its restored snapshot holds.
+impl CaughtUp {
+    /// A pass that starts after sequence `after`.
+    pub fn after(after: u64) -> Self {
+        Self {
+            read: 0,
+            applied: 0,
+            last_seq: after,
+        }
+    }
+}
+
+/// Applies every event of `log` after `caught_up.last_seq` to its campaign's engine,
+/// in order, page by page, moving `caught_up` on after each page: when a read fails,
+/// `caught_up` still says how far the engines got, so no event is applied twice.
+/// `covered` skips, per campaign, the events its restored snapshot holds.
 pub fn apply_log(
     campaigns: &Campaigns,
     log: &dyn EventLog,
-    after: u64,
     covered: &HashMap<String, u64>,
-) -> Result<CaughtUp, StoreError> {
-    let mut caught_up = CaughtUp {
-        read: 0,
-        applied: 0,
-        last_seq: after,
-    };
+    caught_up: &mut CaughtUp,
+) -> Result<(), StoreError> {
     loop {
         let events = log.read_after(caught_up.last_seq, PAGE)?;
         let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok(caught_up);
+            return Ok(());
         };
         let mut current: Option<Arc<CampaignSlot>> = None;
         for stored in &events {
@@ -93,7 +101,7 @@ pub fn apply_log(
         caught_up.read += events.len() as u64;
         caught_up.last_seq = last;
         if events.len() < PAGE {
-            return Ok(caught_up);
+            return Ok(());
         }
     }
 }
@@ -105,14 +113,18 @@ pub fn step(state: &AppState, force_snapshot: bool) {
     // One step at a time: two would apply the same events twice.
     let mut learner = state.learner_state();
     let log = state.log().clone();
-    let after = state.applied_seq();
-    match apply_log(state.campaigns_set(), log.as_ref(), after, &HashMap::new()) {
-        Ok(caught_up) => {
-            Metrics::add(&state.metrics().events_learned, caught_up.read);
-            state.set_applied_seq(caught_up.last_seq);
-        }
-        Err(error) => tracing::error!(%error, "reading the event log failed"),
+    let mut caught_up = CaughtUp::after(state.applied_seq());
+    let read = apply_log(
+        state.campaigns_set(),
+        log.as_ref(),
+        &HashMap::new(),
+        &mut caught_up,
+    );
+    if let Err(error) = read {
+        tracing::error!(%error, "reading the event log failed");
     }
+    Metrics::add(&state.metrics().events_learned, caught_up.read);
+    state.set_applied_seq(caught_up.last_seq);
     let now_ms = state.clock().now_ms();
     for slot in state.campaigns() {
         let rebuilt = slot.refresh(&mut learner.rng, now_ms.max(0) as u64);
@@ -175,5 +187,90 @@ pub async fn run(state: AppState) {
         if closing {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::sync::atomic::AtomicUsize;
+    use tla_core::spec::CampaignSpec;
+    use tla_store::{
+        AppendOutcome, CampaignRow, CampaignStatus, EventKind, MemoryEventLog, NewEvent,
+        StoredEvent,
+    };
+
+    /// A memory log whose `fail_at`-th read fails.
+    #[derive(Debug)]
+    struct FlakyLog {
+        inner: MemoryEventLog,
+        reads: AtomicUsize,
+        fail_at: usize,
+    }
+
+    impl EventLog for FlakyLog {
+        fn append(&self, batch: &[NewEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+            self.inner.append(batch)
+        }
+
+        fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+            if self.reads.fetch_add(1, Ordering::SeqCst) == self.fail_at {
+                return Err(StoreError::WriterPanicked);
+            }
+            self.inner.read_after(after, limit)
+        }
+
+        fn last_seq(&self) -> Result<u64, StoreError> {
+            self.inner.last_seq()
+        }
+    }
+
+    #[test]
+    fn a_failed_read_keeps_the_pages_applied_so_no_event_is_applied_twice() {
+        let campaign = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml"))
+            .and_then(|spec| spec.validate())
+            .unwrap();
+        let version = (0..).find(|&v| campaign.is_allowed(v)).unwrap();
+        let row = CampaignRow {
+            id: "c".into(),
+            name: "c".into(),
+            spec_json: String::new(),
+            status: CampaignStatus::Active,
+            created_at_ms: 0,
+        };
+        let campaigns = Campaigns::default();
+        let mut rng = Pcg64Mcg::seed_from_u64(1);
+        campaigns.insert(Arc::new(CampaignSlot::new(&row, campaign, &mut rng)));
+        // The second read fails: after one full page.
+        let log = FlakyLog {
+            inner: MemoryEventLog::new(),
+            reads: AtomicUsize::new(0),
+            fail_at: 1,
+        };
+        let events: Vec<NewEvent> = (0..PAGE + 10)
+            .map(|i| NewEvent {
+                campaign_id: "c".into(),
+                event_id: format!("e{i}"),
+                decision_id: format!("d{i}"),
+                kind: EventKind::Impression,
+                value: 0.0,
+                segment: 0,
+                version,
+                decided_at_ms: 0,
+                at_ms: 0,
+            })
+            .collect();
+        log.append(&events).unwrap();
+        let mut caught_up = CaughtUp::after(0);
+        let failed = apply_log(&campaigns, &log, &HashMap::new(), &mut caught_up);
+        assert!(failed.is_err());
+        assert_eq!(caught_up.last_seq, PAGE as u64);
+        assert_eq!(caught_up.applied, PAGE as u64);
+        // The next pass goes on from there.
+        apply_log(&campaigns, &log, &HashMap::new(), &mut caught_up).unwrap();
+        assert_eq!(caught_up.last_seq, (PAGE + 10) as u64);
+        let engine_events = campaigns.get("c").unwrap().engine().events();
+        assert_eq!(engine_events, (PAGE + 10) as u64);
     }
 }

@@ -89,7 +89,8 @@ pub fn replay(
         campaigns.insert(Arc::new(slot));
     }
     let start = covered.values().copied().min().unwrap_or(0);
-    let caught_up = learner::apply_log(&campaigns, log, start, &covered)?;
+    let mut caught_up = learner::CaughtUp::after(start);
+    learner::apply_log(&campaigns, log, &covered, &mut caught_up)?;
     let now = options.now_ms.max(0) as u64;
     for slot in campaigns.all() {
         slot.engine_mut().refresh_all(&mut rng, now);
