@@ -1,21 +1,21 @@
-//! Bytes -> the server's event parsing (`tla_server::routes::check_event`), as
-//! `POST /v1/events` runs it on each item of a batch, against a state over an
-//! in-memory store holding one campaign.
+//! Bytes -> the server's event parsing (`tla_server::event::check_raw_event`), the
+//! function `POST /v1/events` runs on each item's raw text, against a state over an
+//! in-memory store holding one campaign, on a manual clock.
 //!
 //! The input is JSON text in which `@D` stands for a real decision id signed by the
 //! state's key and `@X` for a signed id naming a campaign that does not exist, so the
 //! fuzzer reaches the checks after the signature. A top-level `{"events": [...]}` is
-//! checked item by item, anything else as one event. Never panics; every refusal is a
-//! non-empty message; every accepted event is one the store accepts.
+//! checked item by item (each item's raw text, as the server keeps it), anything else
+//! as one event. Never panics; every refusal has a code and a non-empty message; every
+//! accepted event is one the store accepts.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use tla_core::spec::CampaignSpec;
 use tla_server::decision_id::DecisionClaims;
-use tla_server::{AppState, ServerConfig};
+use tla_server::{AppState, ManualClock, ServerConfig};
 use tla_store::Store;
 
 const SPEC: &str = include_str!("../../examples/small.toml");
@@ -32,7 +32,10 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let store = Store::open_in_memory().expect("in-memory store");
-        let state = AppState::open(store, b"fuzz secret", ServerConfig::default()).expect("state");
+        let log = Arc::new(store.event_log());
+        let clock = Arc::new(ManualClock::new(DECIDED_AT + 60_000));
+        let state = AppState::open(store, log, clock, b"fuzz secret", ServerConfig::default())
+            .expect("state");
         let campaign = CampaignSpec::from_toml_str(SPEC)
             .and_then(|spec| spec.validate())
             .expect("examples/small.toml validates");
@@ -56,14 +59,17 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn check(fixture: &Fixture, item: Value) {
-    match tla_server::routes::check_event(&fixture.state, item, DECIDED_AT + 60_000) {
+fn check(fixture: &Fixture, item: &str) {
+    match tla_server::event::check_raw_event(&fixture.state, item, DECIDED_AT + 60_000) {
         Ok(event) => {
             assert!(!event.event_id.is_empty() && event.event_id.len() <= 128);
             assert!(event.value.is_finite() && event.value >= 0.0, "{event:?}");
             tla_store::validate_event(&event).expect("the store accepts what the server accepts");
         }
-        Err(message) => assert!(!message.trim().is_empty(), "a refusal without a message"),
+        Err(rejection) => {
+            assert!(!rejection.to_string().trim().is_empty(), "a refusal without a message");
+            assert!(!rejection.code().as_str().is_empty());
+        }
     }
 }
 
@@ -75,19 +81,13 @@ fuzz_target!(|data: &[u8]| {
     let text = text
         .replace("@D", &fixture.decision)
         .replace("@X", &fixture.unknown);
-    let Ok(value) = serde_json::from_str::<Value>(&text) else {
-        return;
-    };
-    match value {
-        Value::Object(mut map)
-            if map.len() == 1 && map.get("events").is_some_and(Value::is_array) =>
-        {
-            if let Some(Value::Array(items)) = map.remove("events") {
-                for item in items {
-                    check(fixture, item);
-                }
+    // A batch is split as the server splits it; anything else is checked as one event.
+    match tla_server::event::parse_batch(text.as_bytes(), usize::MAX) {
+        Ok(items) => {
+            for item in items {
+                check(fixture, item.get());
             }
         }
-        other => check(fixture, other),
+        Err(_) => check(fixture, &text),
     }
 });

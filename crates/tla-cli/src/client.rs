@@ -1,13 +1,54 @@
 //! A minimal HTTP/1.1 client of one TLA server (hyper, one keep-alive connection):
 //! the demo audience and `tla report --server` speak to the API through it.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+
+/// A refusal the server answered in its error shape
+/// (`{"error": {"code": "...", "message": "..."}}`), kept as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The server's stable error code.
+    pub code: String,
+    /// The server's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl ServerError {
+    /// The error a non-200 answer carries, if its body has the API's error shape.
+    pub fn from_answer(status: StatusCode, body: &[u8]) -> Option<ServerError> {
+        #[derive(serde::Deserialize)]
+        struct Shape {
+            error: Inner,
+        }
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            code: String,
+            message: String,
+        }
+        let shape: Shape = serde_json::from_slice(body).ok()?;
+        Some(ServerError {
+            status,
+            code: shape.error.code,
+            message: shape.error.message,
+        })
+    }
+}
 
 /// A minimal HTTP/1.1 client of one server: one keep-alive connection, opened again
 /// after any error.
@@ -84,10 +125,17 @@ impl Client {
         }
         let (status, bytes) = result?;
         if status != StatusCode::OK {
-            bail!(
-                "{path} answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            );
+            // The server's own code and message when it answered in its error shape;
+            // otherwise (a proxy in between, say) the body as it came.
+            return Err(match ServerError::from_answer(status, &bytes) {
+                Some(error) => {
+                    anyhow::Error::new(error).context(format!("{path} answered {status}"))
+                }
+                None => anyhow::anyhow!(
+                    "{path} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            });
         }
         serde_json::from_slice(&bytes).with_context(|| format!("{path} answered invalid JSON"))
     }
@@ -110,5 +158,19 @@ impl Client {
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
         Ok((status, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_in_the_error_shape_is_kept_as_given() {
+        let body = br#"{"error": {"code": "not_found", "message": "no campaign with id \"x\""}}"#;
+        let error = ServerError::from_answer(StatusCode::NOT_FOUND, body).unwrap();
+        assert_eq!(error.to_string(), "not_found: no campaign with id \"x\"");
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        assert!(ServerError::from_answer(StatusCode::BAD_GATEWAY, b"<html>").is_none());
     }
 }

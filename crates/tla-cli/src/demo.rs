@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tla_core::spec::CampaignSpec;
 use tla_server::AppState;
 use tla_server::auth::{Scope, new_key};
-use tla_server::state::CampaignSlot;
+use tla_server::campaign::CampaignSlot;
 use tla_sim::generate::{SegmentTruth, draw_outcome, segment_truths, world_for};
 use tla_sim::world::World;
 use tla_store::KeyRow;
@@ -94,7 +94,7 @@ fn setup(state: &AppState) -> anyhow::Result<(Arc<CampaignSlot>, String, String,
             let id = format!("c_demo{:06x}", rand::rng().random::<u32>() & 0xFF_FFFF);
             let slot = state
                 .create_campaign(campaign, id)
-                .map_err(|e| anyhow::anyhow!("cannot create the demo campaign: {e:?}"))?;
+                .context("cannot create the demo campaign")?;
             (slot, true)
         }
     };
@@ -103,7 +103,7 @@ fn setup(state: &AppState) -> anyhow::Result<(Arc<CampaignSlot>, String, String,
         id: key.id.clone(),
         hash: key.hash,
         scopes: vec![Scope::Decide.as_str().into(), Scope::Ingest.as_str().into()],
-        created_at_ms: tla_server::state::now_ms(),
+        created_at_ms: state.clock().now_ms(),
         revoked: false,
         label: KEY_LABEL.into(),
     })?;

@@ -18,8 +18,6 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tla_core::report::ReportSettings;
 use tla_core::spec::CampaignSpec;
-use tla_server::report::{LOG_ROWS_CAP, campaign_report};
-use tla_server::{AppState, ServerConfig};
 use tla_store::{DATABASE_FILE_NAME, DecisionRow, EventLog, Store, StoredEvent};
 
 /// Rows read from the store per page (and written per Parquet record batch).
@@ -144,7 +142,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             args.data.display()
         );
     }
-    let store = Store::open(&args.data)
+    let store = Store::open_read_only(&args.data)
         .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
     let campaign = store
         .campaign(&args.campaign)?
@@ -188,16 +186,12 @@ fn export_report(
     if draws == 0 {
         bail!("--draws must be at least 1");
     }
-    // The state signs no decision ids here, so it needs no server secret: reading the
-    // stored one would create it in a directory that has none.
-    let state = AppState::open(store, b"tla export signs nothing", ServerConfig::default())
-        .context("cannot rebuild the campaigns from the data directory")?;
     let settings = ReportSettings {
         draws,
         ..ReportSettings::default()
     };
-    let built = campaign_report(&state, &args.campaign, &settings, LOG_ROWS_CAP)
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+    let replayed = crate::report::replay_campaigns(&store)?;
+    let built = crate::report::report_of(&store, &replayed, &args.campaign, &settings, &args.data)?;
     Ok(report::write(&built, table, args.format, &args.out)? as u64)
 }
 

@@ -6,10 +6,11 @@
 //! `tla report compare A B ...` puts two campaigns side by side.
 
 use anyhow::Context;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tla_core::report::{Interval, Report, ReportSettings};
+use tla_server::replay::{ReplayOptions, Replayed, replay};
 use tla_server::report::{LOG_ROWS_CAP, campaign_report};
-use tla_server::{AppState, ServerConfig};
+use tla_server::{Clock, ServerConfig, SystemClock};
 use tla_store::Store;
 
 /// Output formats.
@@ -29,7 +30,8 @@ pub struct ReportArgs {
     /// A campaign id, or `compare A B` for two campaigns side by side.
     #[arg(required = true, num_args = 1..=3, value_name = "CAMPAIGN_ID | compare A B")]
     pub campaigns: Vec<String>,
-    /// The data directory of the server (read; stop the server or use a copy).
+    /// The data directory of the server (only read, never written: a read-only copy
+    /// works; stop the server or use a copy).
     #[arg(long, env = "TLA_DATA", required_unless_present = "server")]
     pub data: Option<PathBuf>,
     /// A running server to ask instead, e.g. http://127.0.0.1:8080 (plain HTTP).
@@ -121,13 +123,6 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         let Some(data) = &args.data else {
             anyhow::bail!("give --data DIR (a data directory) or --server URL (a running server)");
         };
-        let store = Store::open(data)
-            .with_context(|| format!("cannot open the data directory {}", data.display()))?;
-        let secret = store
-            .server_secret()
-            .context("cannot read the server secret")?;
-        let state = AppState::open(store, &secret, ServerConfig::default())
-            .context("cannot rebuild the campaigns from the data directory")?;
         let settings = ReportSettings {
             draws: args
                 .draws
@@ -135,11 +130,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
                 .max(1),
             ..ReportSettings::default()
         };
+        let (store, replayed) = rebuild(data)?;
         ids.iter()
-            .map(|id| {
-                campaign_report(&state, id, &settings, LOG_ROWS_CAP)
-                    .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
-            })
+            .map(|id| report_of(&store, &replayed, id, &settings, data))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
     let mut take = || reports.remove(0);
@@ -165,6 +158,44 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opens a data directory read-only and rebuilds its campaigns (latest snapshot,
+/// then the events after it), writing nothing: no server secret, no snapshot, no
+/// write-ahead log.
+pub(crate) fn rebuild(data: &Path) -> anyhow::Result<(Store, Replayed)> {
+    let store = Store::open_read_only(data)
+        .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+    let replayed = replay_campaigns(&store)?;
+    Ok((store, replayed))
+}
+
+/// Rebuilds the campaigns of a store (latest snapshot, then the events after it),
+/// reading only.
+pub(crate) fn replay_campaigns(store: &Store) -> anyhow::Result<Replayed> {
+    let log = store.event_log();
+    let options = ReplayOptions {
+        seed: ServerConfig::default().seed,
+        from_start: false,
+        now_ms: SystemClock.now_ms(),
+    };
+    replay(store, &log, options).context("cannot rebuild the campaigns from the data directory")
+}
+
+/// The report of campaign `id` of a rebuilt data directory.
+pub(crate) fn report_of(
+    store: &Store,
+    replayed: &Replayed,
+    id: &str,
+    settings: &ReportSettings,
+    data: &Path,
+) -> anyhow::Result<Report> {
+    let slot = replayed
+        .campaigns
+        .get(id)
+        .with_context(|| format!("no campaign {id:?} in {}", data.display()))?;
+    campaign_report(&slot, store, settings, LOG_ROWS_CAP)
+        .with_context(|| format!("cannot build the report of campaign {id}"))
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the output quietly.
@@ -309,7 +340,11 @@ pub fn table(report: &Report) -> String {
     }
     match &report.lift {
         None => {
-            let _ = writeln!(out, "\nLift: no logged decisions");
+            let why = report
+                .lift_unavailable
+                .as_deref()
+                .unwrap_or("no logged decisions");
+            let _ = writeln!(out, "\nLift: {why}");
         }
         Some(lift) => {
             let _ = writeln!(

@@ -9,8 +9,9 @@ use rand::Rng as _;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tla_server::auth::{Scope, hash_secret, new_key, parse_token};
-use tla_server::{AppState, ServerConfig};
+use tla_server::{AppState, Clock, ServerConfig, SystemClock};
 use tla_store::{KeyRow, Store};
 
 /// Arguments of `tla serve`.
@@ -133,7 +134,7 @@ pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow
 }
 
 fn now_ms() -> i64 {
-    tla_server::state::now_ms()
+    SystemClock.now_ms()
 }
 
 /// Makes sure an admin key exists: `TLA_ADMIN_KEY` if given, else a new one printed once.
@@ -220,7 +221,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let state = tokio::task::spawn_blocking({
             let server = resolved.server.clone();
-            move || AppState::open(store, &secret, server)
+            move || {
+                let log = Arc::new(store.event_log());
+                AppState::open(store, log, Arc::new(SystemClock), &secret, server)
+            }
         })
         .await??;
         let listener = tokio::net::TcpListener::bind(resolved.listen)

@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tla_server::auth::new_key;
-use tla_server::{AppState, ServerConfig, app};
+use tla_server::{AppState, ServerConfig, SystemClock, app};
 use tla_store::{KeyRow, Store};
 use tower::ServiceExt;
 
@@ -97,7 +97,15 @@ async fn fill(dir: &Path, per_segment: usize) -> String {
     let admin = key(&store, 1, &["admin"]);
     let decide = key(&store, 2, &["decide"]);
     let ingest = key(&store, 3, &["ingest"]);
-    let state = AppState::open(store, b"test secret", ServerConfig::default()).unwrap();
+    let log = std::sync::Arc::new(store.event_log());
+    let state = AppState::open(
+        store,
+        log,
+        std::sync::Arc::new(SystemClock),
+        b"test secret",
+        ServerConfig::default(),
+    )
+    .unwrap();
     let created = call(
         &state,
         "POST",
@@ -156,7 +164,7 @@ async fn fill(dir: &Path, per_segment: usize) -> String {
     }
     // Writes the queued decisions to the decision log.
     let s = state.clone();
-    tokio::task::spawn_blocking(move || s.learner_step(true))
+    tokio::task::spawn_blocking(move || tla_server::learner::step(&s, true))
         .await
         .unwrap();
     id

@@ -235,3 +235,107 @@ fn report_from_a_running_server_equals_the_data_directory_one() {
     }
     guard.0 = None;
 }
+
+/// Every file of a directory (not recursive) with its bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Sets the permissions of `dir` and its files: read-only (`0o555`/`0o444`) or back.
+fn set_read_only(dir: &Path, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (dir_mode, file_mode) = if read_only {
+        (0o555, 0o444)
+    } else {
+        (0o755, 0o644)
+    };
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file_mode)).unwrap();
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+}
+
+#[test]
+fn a_report_over_a_data_directory_writes_nothing_and_runs_on_a_read_only_copy() {
+    let dir = TempDir::new("report-read-only");
+    let data = dir.0.join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        fill(&store, "c_a", 1_000);
+    }
+    let (ok, from_log, err) = tla(&data, &["c_a", "--format", "json"]);
+    assert!(ok, "{err}");
+    // A snapshot covering the log: the report then restores it instead of replaying.
+    {
+        let store = Store::open(&data).unwrap();
+        let options = tla_server::replay::ReplayOptions {
+            seed: tla_server::ServerConfig::default().seed,
+            from_start: false,
+            now_ms: 0,
+        };
+        let replayed = tla_server::replay::replay(&store, &store.event_log(), options).unwrap();
+        let engine = replayed.campaigns.get("c_a").unwrap().engine().snapshot();
+        store
+            .save_snapshot("c_a", replayed.applied_seq, &engine, 0)
+            .unwrap();
+    }
+    let before = files(&data);
+    assert!(before.contains_key("tla.db") && !before.contains_key("tla.db-wal"));
+    let (ok, from_snapshot, err) = tla(&data, &["c_a", "--format", "json"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        from_snapshot, from_log,
+        "snapshot + replay equals the replay"
+    );
+    assert_eq!(
+        files(&data),
+        before,
+        "the report changed a file or created one (no secret, no log)"
+    );
+
+    // On a read-only directory, as a user the permissions apply to (root passes them,
+    // so a root test runs the report as `nobody`).
+    set_read_only(&data, true);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    let tla_binary = env!("CARGO_BIN_EXE_tla");
+    let mut command = if root {
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            tla_binary,
+        ]);
+        command
+    } else {
+        Command::new(tla_binary)
+    };
+    let out = command
+        .args([
+            "report", "c_a", "--format", "json", "--draws", "200", "--data",
+        ])
+        .arg(&data)
+        .output();
+    set_read_only(&data, false);
+    let out = out.expect("run tla report on the read-only directory");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), from_log);
+    assert_eq!(files(&data), before);
+}

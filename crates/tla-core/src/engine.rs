@@ -108,6 +108,31 @@ impl Counts {
     }
 }
 
+/// New decision tables drawn from a copy of an engine's model by
+/// [`Engine::plan_refresh`], waiting to be put in force by [`Engine::apply_refresh`].
+#[derive(Debug, Clone)]
+pub struct RefreshPlan {
+    /// The segments due and their new tables.
+    tables: Vec<(usize, DecisionTable)>,
+    /// When the plan was made, ms; the tables' cadence clocks start there.
+    now_millis: u64,
+    /// Events the engine had learned when the plan was made.
+    events_at_plan: u64,
+}
+
+impl RefreshPlan {
+    /// How many segments the plan rebuilds.
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Whether the plan rebuilds no segment (never, as made by
+    /// [`Engine::plan_refresh`]).
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
 /// The live state of one campaign.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -182,30 +207,47 @@ impl Engine {
         self.policy.base().due_segments(Some(now_millis))
     }
 
-    /// Draws new decision tables for `segments` from a copy of the model, leaving the
-    /// engine untouched: a server builds them under a read lock, so decisions go on,
-    /// then installs them with [`Engine::install_tables`].
-    pub fn build_tables<R: Rng + ?Sized>(
+    /// The first half of a refresh that leaves decisions running: draws new decision
+    /// tables for the segments due at `now_millis` from a copy of the model, leaving
+    /// the engine untouched, so a server holds only a read lock meanwhile. `None` when
+    /// no segment is due. Put the plan in force with [`Engine::apply_refresh`].
+    pub fn plan_refresh<R: Rng + ?Sized>(
         &self,
-        segments: &[usize],
         rng: &mut R,
-    ) -> Vec<(usize, DecisionTable)> {
+        now_millis: u64,
+    ) -> Option<RefreshPlan> {
+        let due = self.due_segments(now_millis);
+        if due.is_empty() {
+            return None;
+        }
         let base = self.policy.base();
         let mut sampler = base.sampler().clone();
-        segments
+        let tables = due
             .iter()
             .map(|&segment| (segment, base.draw_table(&mut sampler, segment, rng)))
-            .collect()
+            .collect();
+        Some(RefreshPlan {
+            tables,
+            now_millis,
+            events_at_plan: self.events,
+        })
     }
 
-    /// Installs tables from [`Engine::build_tables`] (built from this engine's current
-    /// model).
-    pub fn install_tables(&mut self, tables: Vec<(usize, DecisionTable)>, now_millis: u64) {
+    /// The second half of a refresh: installs the tables of a plan this engine made
+    /// with [`Engine::plan_refresh`] and returns how many. A plan made before the engine
+    /// learned further events was drawn from an older model; it is dropped (0), its
+    /// segments stay due, and the next plan draws from the current model.
+    pub fn apply_refresh(&mut self, plan: RefreshPlan) -> usize {
+        if plan.events_at_plan != self.events {
+            return 0;
+        }
+        let installed = plan.tables.len();
         let base = self.policy.base_mut();
-        for (segment, table) in tables {
-            base.install_table(segment, table, Some(now_millis));
+        for (segment, table) in plan.tables {
+            base.install_table(segment, table, Some(plan.now_millis));
         }
         base.finish_refresh();
+        installed
     }
 
     /// Rebuilds every segment's decision distribution now (after a restore).
@@ -384,6 +426,45 @@ mod tests {
             before,
             "a refused snapshot changes nothing"
         );
+    }
+
+    #[test]
+    fn a_planned_refresh_draws_what_an_in_place_refresh_draws_and_a_stale_plan_is_dropped() {
+        let campaign = CampaignSpec::from_toml_str(SPEC)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut in_place = Engine::new(&campaign, &mut rand::rngs::StdRng::seed_from_u64(1));
+        let mut planned = Engine::new(&campaign, &mut rand::rngs::StdRng::seed_from_u64(1));
+        for engine in [&mut in_place, &mut planned] {
+            for i in 0..300u64 {
+                engine.learn((i % 2) as usize, i % 7, Feedback::Impression);
+            }
+        }
+        // Far past the time cadence: every segment is due.
+        let now = 1 << 40;
+        let segments = in_place.segment_counts().len();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        assert_eq!(in_place.refresh_due(&mut rng, now), segments);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let plan = planned.plan_refresh(&mut rng, now).unwrap();
+        assert_eq!(plan.len(), segments);
+        assert_eq!(planned.apply_refresh(plan), segments);
+        for segment in 0..segments {
+            assert_eq!(
+                planned.propensity(segment, 3),
+                in_place.propensity(segment, 3)
+            );
+        }
+        assert!(planned.plan_refresh(&mut rng, now).is_none(), "nothing due");
+        // Something new to learn from, then the plan goes stale before it is applied.
+        let later = now * 2;
+        planned.learn(0, 3, Feedback::Impression);
+        planned.learn(1, 3, Feedback::Impression);
+        let stale = planned.plan_refresh(&mut rng, later).unwrap();
+        planned.learn(0, 3, Feedback::Impression);
+        assert_eq!(planned.apply_refresh(stale), 0);
+        assert_eq!(planned.due_segments(later).len(), segments);
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub struct Report {
     /// logged propensities; absent when no decision log was read.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub lift: Option<Lift>,
+    /// Why the lift section is absent although the decision log had rows (left out of
+    /// the JSON when there is nothing to explain).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub lift_unavailable: Option<String>,
 }
 
 /// The campaign in the story's terms.
@@ -690,6 +697,7 @@ pub fn build<R: Rng + ?Sized>(
             rows,
         },
         lift: None,
+        lift_unavailable: None,
     }
 }
 

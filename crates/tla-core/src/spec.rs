@@ -1839,7 +1839,10 @@ options = [
         );
         // Each refusal quotes the default the spec really falls back to.
         let quoted = [
-            ("exploration = 1.0\n".to_owned(), DEFAULT_EXPLORATION.to_string()),
+            (
+                "exploration = 1.0\n".to_owned(),
+                DEFAULT_EXPLORATION.to_string(),
+            ),
             ("draws = 0\n".to_owned(), DEFAULT_DRAWS.to_string()),
             (
                 "attribution_window_hours = 0\n".to_owned(),
@@ -1847,7 +1850,11 @@ options = [
             ),
         ];
         for (line, default) in quoted {
-            assert_refused(&format!("{line}{BASE}"), "", &format!("(default {default})"));
+            assert_refused(
+                &format!("{line}{BASE}"),
+                "",
+                &format!("(default {default})"),
+            );
         }
         for (field, default) in [
             ("every_events", DEFAULT_REFRESH_EVERY_EVENTS),

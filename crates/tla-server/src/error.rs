@@ -1,121 +1,361 @@
-//! One error type for the API, mapped to an HTTP status in one place.
+//! One error type for the API, and the one place where a code becomes an HTTP status.
 //!
-//! Every error answers `{"error": {"code": "...", "message": "..."}}`. Client errors
-//! say what was wrong and what is accepted; internal errors are logged with their cause
-//! and answer a generic message, so no internals leak.
+//! Every refusal carries an [`ErrorCode`]: a request refused whole answers
+//! `{"error": {"code": "...", "message": "..."}}` with the status [`ErrorCode::status`]
+//! gives; an event refused inside a batch is listed with its code (see
+//! [`crate::event::EventRejection`]). Client errors say what was wrong and what is
+//! accepted. An internal error keeps its cause, which is logged once, when the response
+//! is made; the client gets a generic message, so no internals leak.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tla_store::StoreError;
 
-/// An API error: a stable code, an HTTP status and a message for the client.
-#[derive(Debug)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable machine-readable code.
-    pub code: &'static str,
-    /// Human-readable message.
-    pub message: String,
+/// Every reason the API refuses something, each with one stable code string.
+///
+/// The request-level codes answer whole requests; the event codes name why one event
+/// of a batch was refused (they map to a status too, for a refusal answered alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request is malformed or a field is invalid.
+    BadRequest,
+    /// No key, or a key that does not authenticate.
+    Unauthorized,
+    /// A valid key without the scope the endpoint needs.
+    Forbidden,
+    /// An unknown campaign, version or route.
+    NotFound,
+    /// The request conflicts with the resource's state (a paused campaign, a taken id).
+    Conflict,
+    /// The body is larger than accepted.
+    PayloadTooLarge,
+    /// A content type that is not accepted.
+    UnsupportedMediaType,
+    /// The service cannot serve now (shutting down, decision log backlog).
+    Unavailable,
+    /// The server failed; the log has the cause.
+    Internal,
+    /// An event that is not a JSON object of the accepted fields.
+    InvalidEvent,
+    /// An `event_id` that is empty or longer than 128 characters.
+    InvalidEventId,
+    /// A `decision_id` this server did not sign.
+    InvalidDecisionId,
+    /// A signed `decision_id` naming a campaign that does not exist.
+    UnknownCampaign,
+    /// A `type` other than impression, click, conversion, cost.
+    InvalidEventType,
+    /// A `value` or `amount` that is not a finite number >= 0.
+    InvalidAmount,
+    /// An impression or click carrying a `value` or `amount`.
+    UnexpectedAmount,
+    /// A conversion with `amount`, or a cost with `value`.
+    MisplacedAmount,
+    /// A cost event without `amount`.
+    MissingAmount,
+    /// An `at` more than 5 minutes ahead of the server's clock.
+    FutureEvent,
+    /// An `at` more than a minute before its decision.
+    BeforeDecision,
+    /// A click or conversion after its campaign's attribution window.
+    OutsideAttributionWindow,
 }
+
+impl ErrorCode {
+    /// Every code, in the order of the docs.
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::InvalidEvent,
+        ErrorCode::InvalidEventId,
+        ErrorCode::InvalidDecisionId,
+        ErrorCode::UnknownCampaign,
+        ErrorCode::InvalidEventType,
+        ErrorCode::InvalidAmount,
+        ErrorCode::UnexpectedAmount,
+        ErrorCode::MisplacedAmount,
+        ErrorCode::MissingAmount,
+        ErrorCode::FutureEvent,
+        ErrorCode::BeforeDecision,
+        ErrorCode::OutsideAttributionWindow,
+    ];
+
+    /// The stable code string clients match on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::InvalidEvent => "invalid_event",
+            ErrorCode::InvalidEventId => "invalid_event_id",
+            ErrorCode::InvalidDecisionId => "invalid_decision_id",
+            ErrorCode::UnknownCampaign => "unknown_campaign",
+            ErrorCode::InvalidEventType => "invalid_event_type",
+            ErrorCode::InvalidAmount => "invalid_amount",
+            ErrorCode::UnexpectedAmount => "unexpected_amount",
+            ErrorCode::MisplacedAmount => "misplaced_amount",
+            ErrorCode::MissingAmount => "missing_amount",
+            ErrorCode::FutureEvent => "future_event",
+            ErrorCode::BeforeDecision => "before_decision",
+            ErrorCode::OutsideAttributionWindow => "outside_attribution_window",
+        }
+    }
+
+    /// The HTTP status of a request refused with this code: the only place a status
+    /// is chosen for an error.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidEvent
+            | ErrorCode::InvalidEventId
+            | ErrorCode::InvalidDecisionId
+            | ErrorCode::InvalidEventType
+            | ErrorCode::InvalidAmount
+            | ErrorCode::UnexpectedAmount
+            | ErrorCode::MisplacedAmount
+            | ErrorCode::MissingAmount
+            | ErrorCode::FutureEvent
+            | ErrorCode::BeforeDecision
+            | ErrorCode::OutsideAttributionWindow => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code of a storage error: the caller's conflicts, missing rows and values
+    /// that cannot be stored are client errors; everything else is internal.
+    pub fn of_store_error(error: &StoreError) -> ErrorCode {
+        match error {
+            StoreError::Conflict(_) => ErrorCode::Conflict,
+            StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::InvalidInput(_) => ErrorCode::BadRequest,
+            StoreError::Schema(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::Io { .. }
+            | StoreError::Sqlite { .. }
+            | StoreError::WriterPanicked => ErrorCode::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The cause of an internal error, kept for the log.
+type Cause = Box<dyn std::fmt::Display + Send + Sync>;
+
+/// An API error: a code and a message for the client; for an internal error, also the
+/// cause, logged when the response is made.
+pub struct ApiError {
+    /// What went wrong, as a code.
+    code: ErrorCode,
+    /// What the client is told.
+    message: String,
+    /// The cause of an internal error (never shown to the client).
+    cause: Option<Cause>,
+}
+
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cause = self.cause.as_ref().map(ToString::to_string);
+        f.debug_struct("ApiError")
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("cause", &cause)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    /// `code: message`, as a client prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
 
 impl ApiError {
-    /// 400: the request is malformed or a field is invalid.
+    /// A client error with `code` and a message saying what was wrong and what is
+    /// accepted.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// `bad_request`: the request is malformed or a field is invalid.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message: message.into(),
-        }
+        Self::new(ErrorCode::BadRequest, message)
     }
 
-    /// 401: no key, or a key that does not authenticate.
+    /// `unauthorized`: no key, or a key that does not authenticate.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: message.into(),
-        }
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
-    /// 403: a valid key without the scope the endpoint needs.
+    /// `forbidden`: a valid key without the scope the endpoint needs.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: message.into(),
-        }
+        Self::new(ErrorCode::Forbidden, message)
     }
 
-    /// 404: an unknown campaign, version or route.
+    /// `not_found`: an unknown campaign, version or route.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: message.into(),
-        }
+        Self::new(ErrorCode::NotFound, message)
     }
 
-    /// 409: the request conflicts with the resource's state.
+    /// `conflict`: the request conflicts with the resource's state.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::CONFLICT,
-            code: "conflict",
-            message: message.into(),
-        }
+        Self::new(ErrorCode::Conflict, message)
     }
 
-    /// 413: the body is larger than accepted.
+    /// `payload_too_large`: the body is larger than accepted.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "payload_too_large",
-            message: message.into(),
-        }
+        Self::new(ErrorCode::PayloadTooLarge, message)
     }
 
-    /// 415: a content type that is not accepted.
+    /// `unsupported_media_type`: a content type that is not accepted.
     pub fn unsupported_media(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported_media_type",
-            message: message.into(),
-        }
+        Self::new(ErrorCode::UnsupportedMediaType, message)
     }
 
-    /// 503: the service cannot serve now (shutting down).
+    /// `unavailable`: the service cannot serve now.
     pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    /// `internal`: keeps `cause` for the log (written when the response is made); the
+    /// client sees a generic message.
+    pub fn internal(cause: impl std::fmt::Display + Send + Sync + 'static) -> Self {
         Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            message: message.into(),
+            code: ErrorCode::Internal,
+            message: "internal error; the server log has the cause".into(),
+            cause: Some(Box::new(cause)),
         }
     }
 
-    /// 500: logs the cause; the client sees a generic message.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(%cause, "internal error");
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: "internal error; the server log has the cause".into(),
+    /// The error's code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message the client is told.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status the error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match ErrorCode::of_store_error(&error) {
+            ErrorCode::Internal => Self::internal(error),
+            code => Self::new(code, error.to_string()),
         }
     }
 }
 
-impl From<tla_store::StoreError> for ApiError {
-    fn from(error: tla_store::StoreError) -> Self {
-        if error.is_client_error() {
-            Self::conflict(error.to_string())
-        } else {
-            Self::internal(error)
-        }
+impl From<tokio::task::JoinError> for ApiError {
+    /// A blocking task that panicked or was cancelled.
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::internal(error)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        if let Some(cause) = &self.cause {
+            tracing::error!(code = %self.code, %cause, "internal error");
+        }
+        let body =
+            serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        (self.code.status(), Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of `docs/service.md`, through `IntoResponse`: every code answers its
+    /// status and its code string.
+    #[test]
+    fn every_code_answers_its_documented_status() {
+        let table = [
+            ("bad_request", 400),
+            ("unauthorized", 401),
+            ("forbidden", 403),
+            ("not_found", 404),
+            ("conflict", 409),
+            ("payload_too_large", 413),
+            ("unsupported_media_type", 415),
+            ("unavailable", 503),
+            ("internal", 500),
+            ("invalid_event", 400),
+            ("invalid_event_id", 400),
+            ("invalid_decision_id", 400),
+            ("unknown_campaign", 404),
+            ("invalid_event_type", 400),
+            ("invalid_amount", 400),
+            ("unexpected_amount", 400),
+            ("misplaced_amount", 400),
+            ("missing_amount", 400),
+            ("future_event", 400),
+            ("before_decision", 400),
+            ("outside_attribution_window", 400),
+        ];
+        assert_eq!(table.len(), ErrorCode::ALL.len());
+        for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {
+            assert_eq!(code.as_str(), name);
+            let response = ApiError::new(code, "m").into_response();
+            assert_eq!(response.status().as_u16(), status, "{name}");
+        }
+    }
+
+    #[test]
+    fn codes_are_distinct_and_internal_causes_stay_out_of_the_body() {
+        let names: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        let error = ApiError::internal("disk on fire at /secret/path");
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!error.message().contains("/secret/path"));
+        assert!(format!("{error:?}").contains("/secret/path"));
+        let conflict = ApiError::from(StoreError::Conflict("campaign id taken".into()));
+        assert_eq!(
+            (conflict.code(), conflict.message()),
+            (ErrorCode::Conflict, "campaign id taken")
+        );
+        let invalid = ApiError::from(StoreError::InvalidInput("too large".into()));
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
     }
 }

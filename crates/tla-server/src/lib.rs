@@ -4,11 +4,14 @@
 //! impression: `POST /v1/campaigns/{id}/decisions` answers versions with their exact
 //! propensities and signed decision ids; `POST /v1/events` takes impressions, clicks,
 //! conversions and costs, acknowledges each only once it is committed to the event log,
-//! and reports repeated event ids as duplicates. A learner applies the log to each
-//! campaign's engine in order, rebuilds decision distributions off the request path,
-//! and snapshots the models. Errors have one shape and are mapped to a status in one
-//! place ([`error::ApiError`]); every endpoint but `/healthz` needs an API key with the
-//! right scope ([`auth`]).
+//! and reports repeated event ids as duplicates. The rules of an event live in
+//! [`event`]; the [`learner`] applies the log to each campaign's engine in order,
+//! rebuilds decision distributions off the request path, and snapshots the models;
+//! [`replay`] rebuilds the campaigns of a data directory without writing (the server
+//! opens with it, and so does `tla report --data`). Errors carry a code, mapped to a
+//! status in one place ([`error::ErrorCode::status`]); every endpoint but `/healthz`
+//! needs an API key with the right scope ([`auth`]). Time comes from a [`Clock`]
+//! passed in.
 //!
 //! [`app`] builds the router from a state, so most of the API is tested without a
 //! socket; [`run`] serves it on a listener until a shutdown signal, then stops the
@@ -17,10 +20,15 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod campaign;
+pub mod clock;
 pub mod decision_id;
 pub mod error;
+pub mod event;
+pub mod learner;
 pub mod metrics;
 pub mod openapi;
+pub mod replay;
 pub mod report;
 pub mod routes;
 pub mod state;
@@ -29,6 +37,7 @@ pub mod wire;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use state::{AppState, ServerConfig};
 
 /// The router of API v1 over a state.
@@ -65,7 +74,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let learner = tokio::spawn(state.clone().run_learner());
+    let learner = tokio::spawn(learner::run(state.clone()));
     let served = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;

@@ -1,12 +1,13 @@
 //! The campaign report as the API and the CLI serve it: the core's report
 //! ([`tla_core::report::build`]) of a clone of the campaign's engine, plus the lift
 //! section computed from the decision log (every decision with its propensity) joined
-//! with the event log (each decision's reward: the sum of its conversion values).
+//! with the event log (each decision's reward: the sum of its conversion values). It
+//! needs a campaign and a store, not a running service: `tla report --data` builds it
+//! over campaigns rebuilt by [`crate::replay`].
 //!
 //! Blocking: call it from `spawn_blocking` in async code.
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::campaign::CampaignSlot;
 use rand::SeedableRng;
 use tla_core::ope::LoggedRow;
 use tla_core::report::{self, Report, ReportSettings};
@@ -22,32 +23,42 @@ pub const REPORT_SEED: u64 = 0x5EED;
 /// Decisions read per page.
 const PAGE: usize = 50_000;
 
-/// The report of campaign `id`, with the lift section when the store has decisions.
+/// The report of one campaign, with the lift section when `store` has its decisions.
+/// When the lift cannot be computed, the report says why (`lift_unavailable`) and the
+/// reason is logged.
 pub fn campaign_report(
-    state: &AppState,
-    id: &str,
+    slot: &CampaignSlot,
+    store: &Store,
     settings: &ReportSettings,
     rows_cap: usize,
-) -> Result<Report, ApiError> {
-    let slot = state.campaign(id)?;
+) -> Result<Report, StoreError> {
     // Clone under the read lock, compute outside it: decisions go on meanwhile.
     let engine = slot.engine().clone();
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(REPORT_SEED);
     let mut report = report::build(&slot.campaign, &engine, settings, &mut rng);
     report.campaign = Some(slot.id.clone());
-    let (rows, capped) = logged_rows(state.store(), id, rows_cap).map_err(ApiError::from)?;
+    let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
         let first_half_best = report::best_versions_on_first_half(&slot.campaign, &rows, &mut rng);
-        if let Ok(mut lift) = report::lift(
+        match report::lift(
             &rows,
             slot.campaign.allowed_versions(),
             &best,
             &first_half_best,
         ) {
-            lift.rows_cap = Some(rows_cap);
-            lift.capped = capped;
-            report.lift = Some(lift);
+            Ok(mut lift) => {
+                lift.rows_cap = Some(rows_cap);
+                lift.capped = capped;
+                report.lift = Some(lift);
+            }
+            Err(error) => {
+                tracing::warn!(campaign = %slot.id, rows = rows.len(), %error, "lift not computed");
+                report.lift_unavailable = Some(format!(
+                    "the lift over {} logged decisions could not be estimated: {error}",
+                    rows.len()
+                ));
+            }
         }
     }
     Ok(report)

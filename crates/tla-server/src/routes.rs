@@ -1,4 +1,6 @@
-//! HTTP handlers of API v1. Parsing and validation live here; the state does the rest.
+//! HTTP handlers of API v1: parse the request, check the key, call the state; the
+//! rules of an event are in [`crate::event`], errors and their statuses in
+//! [`crate::error`].
 
 use crate::auth::Scope;
 use crate::decision_id::DecisionClaims;
@@ -8,10 +10,10 @@ use crate::openapi::{
     BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
     UnsupportedMedia,
 };
-use crate::state::{AppState, now_ms};
+use crate::state::AppState;
 use crate::wire::{
     CampaignBody, CampaignList, DecisionBody, DecisionList, Health, HealthStatus, IngestOutcome,
-    RejectedEvent, VersionBody,
+    VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -21,10 +23,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use rand::Rng;
 use serde::Deserialize;
-use serde_json::Value;
-use std::sync::atomic::Ordering;
 use tla_core::spec::{Campaign, CampaignSpec};
-use tla_store::{DecisionRow, EventKind, NewEvent};
+use tla_store::DecisionRow;
 use utoipa::ToSchema;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -146,9 +146,7 @@ pub async fn create_campaign(
     let campaign = parse_spec(&headers, &bytes)?;
     let id = format!("c_{:012x}", rand::rng().random::<u64>() & 0xFFFF_FFFF_FFFF);
     let state2 = state.clone();
-    let slot = tokio::task::spawn_blocking(move || state2.create_campaign(campaign, id))
-        .await
-        .map_err(ApiError::internal)??;
+    let slot = tokio::task::spawn_blocking(move || state2.create_campaign(campaign, id)).await??;
     Ok((StatusCode::CREATED, Json(CampaignBody::new(&slot))))
 }
 
@@ -194,7 +192,8 @@ pub async fn pause(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
-    let slot = state.set_paused(&id, true)?;
+    // A durable write: on a blocking thread, like every other store write.
+    let slot = tokio::task::spawn_blocking(move || state.set_paused(&id, true)).await??;
     Ok(Json(CampaignBody::new(&slot)))
 }
 
@@ -209,7 +208,8 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
-    let slot = state.set_paused(&id, false)?;
+    // A durable write: on a blocking thread, like every other store write.
+    let slot = tokio::task::spawn_blocking(move || state.set_paused(&id, false)).await??;
     Ok(Json(CampaignBody::new(&slot)))
 }
 
@@ -299,13 +299,13 @@ pub async fn decide(
             shown.join(", ")
         )));
     };
-    if slot.paused.load(Ordering::SeqCst) {
+    if slot.is_paused() {
         return Err(ApiError::conflict(format!(
             "campaign {} is paused; resume it to get decisions",
             slot.id
         )));
     }
-    let at_ms = now_ms();
+    let at_ms = state.clock().now_ms();
     let mut rng = rand::rng();
     let chosen: Vec<_> = {
         let engine = slot.engine();
@@ -347,151 +347,10 @@ pub async fn decide(
     Ok(Json(DecisionList { decisions: out }))
 }
 
-/// What `POST /v1/events` takes.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventBatch<'a> {
-    /// Each event kept as raw text, so it is parsed once, into its typed form, and a
-    /// bad one is reported by index without refusing the batch. At most the configured
-    /// number of events.
-    #[serde(borrow)]
-    #[schema(value_type = Vec<EventIn>)]
-    events: Vec<&'a serde_json::value::RawValue>,
-}
-
-/// One event as sent.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Event)]
-pub struct EventIn {
-    /// Client-supplied; a repeated id is stored once and counted as a duplicate.
-    #[schema(min_length = 1, max_length = 128)]
-    event_id: String,
-    /// The `decision_id` of the decision the event follows.
-    decision_id: String,
-    /// `impression`, `click`, `conversion` or `cost`.
-    #[serde(rename = "type")]
-    #[schema(schema_with = crate::openapi::event_type_schema)]
-    kind: String,
-    /// Donation amount, conversions only.
-    #[schema(minimum = 0)]
-    value: Option<f64>,
-    /// Spend, cost events only (required there).
-    #[schema(minimum = 0)]
-    amount: Option<f64>,
-    /// Milliseconds since the Unix epoch; default now. Clicks and conversions must fall
-    /// within the campaign's attribution window after the decision.
-    at: Option<i64>,
-}
-
-/// Parses and checks one event of a batch against the signed decision it names.
-pub fn check_event(state: &AppState, item: Value, now: i64) -> Result<NewEvent, String> {
-    let event: EventIn = serde_json::from_value(item).map_err(|e| format!("invalid event: {e}"))?;
-    check_parsed_event(state, event, now)
-}
-
-/// [`check_event`] on one event's raw JSON text (the batch path: parsed once).
-pub fn check_raw_event(state: &AppState, raw: &str, now: i64) -> Result<NewEvent, String> {
-    let event: EventIn = serde_json::from_str(raw).map_err(|e| format!("invalid event: {e}"))?;
-    check_parsed_event(state, event, now)
-}
-
-fn check_parsed_event(state: &AppState, event: EventIn, now: i64) -> Result<NewEvent, String> {
-    if event.event_id.is_empty() || event.event_id.len() > 128 {
-        return Err("event_id must be 1 to 128 characters".into());
-    }
-    let claims = state
-        .signer()
-        .verify(&event.decision_id)
-        .map_err(|reason| format!("decision_id {reason}"))?;
-    let slot = state.campaign(&claims.campaign_id).map_err(|_| {
-        format!(
-            "decision_id names campaign {:?}, which does not exist",
-            claims.campaign_id
-        )
-    })?;
-    let Some(kind) = EventKind::from_name(&event.kind) else {
-        return Err(format!(
-            "type {:?} is not accepted; accepted: impression, click, conversion, cost",
-            event.kind
-        ));
-    };
-    let check_amount = |name: &str, amount: f64| {
-        if amount.is_finite() && amount >= 0.0 {
-            Ok(amount)
-        } else {
-            Err(format!(
-                "{name} is {amount}; accepted: a finite number >= 0"
-            ))
-        }
-    };
-    let value = match kind {
-        EventKind::Impression | EventKind::Click => {
-            if event.value.is_some() || event.amount.is_some() {
-                return Err(format!(
-                    "a {} event carries no value or amount",
-                    kind.as_str()
-                ));
-            }
-            0.0
-        }
-        EventKind::Conversion => {
-            if event.amount.is_some() {
-                return Err("a conversion carries its donation as `value`, not `amount`".into());
-            }
-            check_amount("value", event.value.unwrap_or(0.0))?
-        }
-        EventKind::Cost => {
-            if event.value.is_some() {
-                return Err("a cost event carries its spend as `amount`, not `value`".into());
-            }
-            let Some(amount) = event.amount else {
-                return Err("a cost event needs `amount` (the spend)".into());
-            };
-            check_amount("amount", amount)?
-        }
-    };
-    let at_ms = event.at.unwrap_or(now);
-    if at_ms > now + 300_000 {
-        return Err(format!(
-            "at is {:.1} minutes in the future; accepted: up to 5 minutes ahead of the server's clock",
-            (at_ms - now) as f64 / 60_000.0
-        ));
-    }
-    if at_ms < claims.at_ms - 60_000 {
-        return Err(format!(
-            "at is {} ms before its decision; events come after the decision they follow",
-            claims.at_ms - at_ms
-        ));
-    }
-    if kind != EventKind::Impression
-        && kind != EventKind::Cost
-        && at_ms - claims.at_ms > slot.attribution_window_ms
-    {
-        return Err(format!(
-            "this {} came {:.1} hours after its decision; the campaign's attribution window is {} hours",
-            kind.as_str(),
-            (at_ms - claims.at_ms) as f64 / 3_600_000.0,
-            slot.attribution_window_ms / 3_600_000
-        ));
-    }
-    Ok(NewEvent {
-        campaign_id: claims.campaign_id,
-        event_id: event.event_id,
-        decision_id: event.decision_id,
-        kind,
-        value,
-        segment: claims.segment,
-        version: claims.version,
-        decided_at_ms: claims.at_ms,
-        at_ms,
-    })
-}
-
 /// `POST /v1/events`.
 #[utoipa::path(post, path = "/v1/events",
     summary = "send events; each good one is acknowledged only once committed (scope ingest)",
-    request_body = EventBatch<'_>,
+    request_body = crate::event::EventBatch<'_>,
     responses((status = 200, description = "per-batch outcome; bad items are listed and nothing is stored for them",
             body = IngestOutcome),
         BadRequest, Unauthorized, Forbidden, TooLarge, Unavailable))]
@@ -507,32 +366,21 @@ pub async fn ingest(
         ));
     }
     let bytes = body(bytes)?;
-    let batch: EventBatch<'_> = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let max = state.config().max_events_per_request;
-    if batch.events.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds {} events; accepted: at most {max}",
-            batch.events.len()
-        )));
-    }
-    let now = now_ms();
-    let mut good = Vec::with_capacity(batch.events.len());
+    let items = crate::event::parse_batch(&bytes, state.config().max_events_per_request)?;
+    let now = state.clock().now_ms();
+    let mut good = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    for (index, item) in batch.events.into_iter().enumerate() {
-        match check_raw_event(&state, item.get(), now) {
+    for (index, item) in items.into_iter().enumerate() {
+        match crate::event::check_raw_event(&state, item.get(), now) {
             Ok(event) => good.push(event),
-            Err(error) => rejected.push(RejectedEvent { index, error }),
+            Err(rejection) => rejected.push(rejection.to_batch_item(index)),
         }
     }
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     if !good.is_empty() {
         let log = state.log().clone();
         let started = std::time::Instant::now();
-        let outcomes = tokio::task::spawn_blocking(move || log.append(&good))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from)?;
+        let outcomes = tokio::task::spawn_blocking(move || log.append(&good)).await??;
         state
             .metrics()
             .commit_seconds
@@ -571,17 +419,16 @@ pub async fn report(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    state.campaign(&id)?;
+    let slot = state.campaign(&id)?;
     let report = tokio::task::spawn_blocking(move || {
         crate::report::campaign_report(
-            &state,
-            &id,
+            &slot,
+            state.store(),
             &tla_core::report::ReportSettings::default(),
             crate::report::LOG_ROWS_CAP,
         )
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await??;
     Ok(Json(report))
 }
 

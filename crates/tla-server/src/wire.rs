@@ -3,13 +3,12 @@
 //! cannot drift apart. The report is [`tla_core::report::Report`], documented the same
 //! way through tla-core's `openapi` feature.
 //!
-//! The request bodies the handlers parse ([`crate::routes::EventIn`] and the decision
+//! The request bodies the handlers parse ([`crate::event::EventIn`] and the decision
 //! request) carry their schemas beside their parsers in [`crate::routes`].
 
-use crate::state::CampaignSlot;
+use crate::campaign::CampaignSlot;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use tla_core::design::Objective;
 use tla_core::spec::Campaign;
 use utoipa::ToSchema;
@@ -87,7 +86,7 @@ impl CampaignBody {
     pub fn new(slot: &CampaignSlot) -> Self {
         let campaign = &slot.campaign;
         let design = campaign.design();
-        let status = if slot.paused.load(Ordering::SeqCst) {
+        let status = if slot.is_paused() {
             CampaignStatus::Paused
         } else {
             CampaignStatus::Active
@@ -186,6 +185,9 @@ pub struct DecisionList {
 pub struct RejectedEvent {
     /// Position of the event in the batch, from 0.
     pub index: usize,
+    /// Why, as a stable code (`docs/service.md` lists them).
+    #[schema(value_type = String)]
+    pub code: &'static str,
     /// What was wrong with it and what is accepted.
     pub error: String,
 }

@@ -9,10 +9,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use support::openapi_check::OpenApiCheck;
 use tla_server::auth::new_key;
-use tla_server::{AppState, ServerConfig, app};
+use tla_server::error::{ApiError, ErrorCode};
+use tla_server::event::check_raw_event;
+use tla_server::{AppState, ManualClock, ServerConfig, app, learner};
 use tla_store::{KeyRow, Store};
 use tower::ServiceExt;
 
@@ -23,6 +26,15 @@ fn openapi() -> &'static OpenApiCheck {
 }
 
 const SPEC: &str = include_str!("../../../examples/small.toml");
+
+/// Where the tests' manual clocks start, ms since the Unix epoch.
+const START_MS: i64 = 1_790_000_000_000;
+
+/// A state over `store` and its own event log, on `clock`.
+fn open(store: Store, clock: Arc<ManualClock>, config: ServerConfig) -> AppState {
+    let log = Arc::new(store.event_log());
+    AppState::open(store, log, clock, b"test secret", config).unwrap()
+}
 
 struct Api {
     state: AppState,
@@ -53,7 +65,11 @@ fn api() -> Api {
     let decide = key(&store, 2, &["decide"]);
     let ingest = key(&store, 3, &["ingest"]);
     let read = key(&store, 4, &["read"]);
-    let state = AppState::open(store, b"test secret", ServerConfig::default()).unwrap();
+    let state = open(
+        store,
+        Arc::new(ManualClock::new(START_MS)),
+        ServerConfig::default(),
+    );
     Api {
         state,
         admin,
@@ -213,6 +229,24 @@ async fn campaign_lifecycle_decisions_and_events() {
         rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
         vec![3, 4, 5, 6, 7, 8, 9]
     );
+    let codes: Vec<&str> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid_amount",
+            "invalid_decision_id",
+            "invalid_event_type",
+            "missing_amount",
+            "future_event",
+            "invalid_event",
+            "outside_attribution_window"
+        ]
+    );
     assert!(rejected[0].1.contains("value is -3"), "{rejected:?}");
     assert!(
         rejected[1]
@@ -243,7 +277,7 @@ async fn campaign_lifecycle_decisions_and_events() {
 
     // The learner applies the log in order.
     let state = api.state.clone();
-    tokio::task::spawn_blocking(move || state.learner_step(true))
+    tokio::task::spawn_blocking(move || learner::step(&state, true))
         .await
         .unwrap();
     let (status, report) = api
@@ -467,7 +501,11 @@ async fn restart_restores_snapshot_and_replays_to_the_same_model() {
     let (id, token_ingest, expected) = {
         let store = Store::open(&dir).unwrap();
         let admin = key(&store, 1, &["admin"]);
-        let state = AppState::open(store, b"s", ServerConfig::default()).unwrap();
+        let state = open(
+            store,
+            Arc::new(ManualClock::new(START_MS)),
+            ServerConfig::default(),
+        );
         let api = Api {
             state: state.clone(),
             read: admin.clone(),
@@ -497,7 +535,7 @@ async fn restart_restores_snapshot_and_replays_to_the_same_model() {
             assert_eq!(status, StatusCode::OK, "{body}");
             let s = state.clone();
             // A snapshot after the first round only: the rest must come from replay.
-            tokio::task::spawn_blocking(move || s.learner_step(round == 0))
+            tokio::task::spawn_blocking(move || learner::step(&s, round == 0))
                 .await
                 .unwrap();
         }
@@ -507,7 +545,11 @@ async fn restart_restores_snapshot_and_replays_to_the_same_model() {
     let _ = token_ingest;
     // Restart from the data directory: snapshot of round 0, then replay.
     let store = Store::open(&dir).unwrap();
-    let state = AppState::open(store, b"s", ServerConfig::default()).unwrap();
+    let state = open(
+        store,
+        Arc::new(ManualClock::new(START_MS)),
+        ServerConfig::default(),
+    );
     assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), expected);
     drop(state);
     // And a replay of the whole log with no snapshot gives the same model.
@@ -517,7 +559,7 @@ async fn restart_restores_snapshot_and_replays_to_the_same_model() {
             replay_from_start: true,
             ..ServerConfig::default()
         };
-        let state = AppState::open(store, b"s", config).unwrap();
+        let state = open(store, Arc::new(ManualClock::new(START_MS)), config);
         assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), expected);
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -556,7 +598,7 @@ async fn out_of_order_events_are_accepted_and_learned_in_log_order() {
         assert!(body["rejected"].as_array().unwrap().is_empty(), "{body}");
     }
     let state = api.state.clone();
-    tokio::task::spawn_blocking(move || state.learner_step(false))
+    tokio::task::spawn_blocking(move || learner::step(&state, false))
         .await
         .unwrap();
     let slot = api.state.campaign(&id).unwrap();
@@ -634,7 +676,7 @@ async fn the_report_of_a_one_decision_log_matches_the_openapi_document() {
         "{body}"
     );
     let state = api.state.clone();
-    tokio::task::spawn_blocking(move || state.learner_step(true))
+    tokio::task::spawn_blocking(move || learner::step(&state, true))
         .await
         .unwrap();
     let (status, report) = api
@@ -684,4 +726,250 @@ fn the_openapi_check_refuses_what_the_document_does_not_say() {
             )
             .is_ok()
     );
+}
+
+/// Every reason an event is refused: its code in the batch answer, the message the
+/// API has always given, and the status the one match in `error.rs` gives the code.
+#[tokio::test]
+async fn each_event_rejection_has_its_code_message_and_status() {
+    let api = api();
+    let id = api.campaign().await;
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors"}),
+        )
+        .await;
+    let decision = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let mut claims = api.state.signer().verify(decision).unwrap();
+    claims.campaign_id = "c_missing".into();
+    let unknown = api.state.signer().sign(&claims);
+    let now = api.state.clock().now_ms();
+    let cases: Vec<(Value, &str, StatusCode, &str)> = vec![
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "click", "x": 1}),
+            "invalid_event",
+            StatusCode::BAD_REQUEST,
+            "invalid event: unknown field `x`",
+        ),
+        (
+            json!({"event_id": "", "decision_id": decision, "type": "click"}),
+            "invalid_event_id",
+            StatusCode::BAD_REQUEST,
+            "event_id must be 1 to 128 characters",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": "forged", "type": "click"}),
+            "invalid_decision_id",
+            StatusCode::BAD_REQUEST,
+            "decision_id is not a decision id issued by this server",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": unknown, "type": "click"}),
+            "unknown_campaign",
+            StatusCode::NOT_FOUND,
+            "decision_id names campaign \"c_missing\", which does not exist",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "refund"}),
+            "invalid_event_type",
+            StatusCode::BAD_REQUEST,
+            "type \"refund\" is not accepted; accepted: impression, click, conversion, cost",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "cost", "amount": -1.0}),
+            "invalid_amount",
+            StatusCode::BAD_REQUEST,
+            "amount is -1; accepted: a finite number >= 0",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "click", "value": 1.0}),
+            "unexpected_amount",
+            StatusCode::BAD_REQUEST,
+            "a click event carries no value or amount",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "conversion", "amount": 1.0}),
+            "misplaced_amount",
+            StatusCode::BAD_REQUEST,
+            "a conversion carries its donation as `value`, not `amount`",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "cost", "value": 1.0}),
+            "misplaced_amount",
+            StatusCode::BAD_REQUEST,
+            "a cost event carries its spend as `amount`, not `value`",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "cost"}),
+            "missing_amount",
+            StatusCode::BAD_REQUEST,
+            "a cost event needs `amount` (the spend)",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "click", "at": now + 600_000}),
+            "future_event",
+            StatusCode::BAD_REQUEST,
+            "at is 10.0 minutes in the future; accepted: up to 5 minutes ahead of the server's clock",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "click", "at": now - 120_000}),
+            "before_decision",
+            StatusCode::BAD_REQUEST,
+            "at is 120000 ms before its decision; events come after the decision they follow",
+        ),
+        (
+            json!({"event_id": "a", "decision_id": decision, "type": "click", "at": now + 1}),
+            "",
+            StatusCode::OK,
+            "",
+        ),
+    ];
+    for (event, code, status, message) in cases {
+        let checked = check_raw_event(&api.state, &event.to_string(), now);
+        if status == StatusCode::OK {
+            assert!(checked.is_ok(), "{event}: {checked:?}");
+            continue;
+        }
+        let rejection = checked.expect_err(&event.to_string());
+        assert_eq!(rejection.code().as_str(), code, "{event}");
+        // The parser's message follows `invalid event: ...`; the others are exact.
+        let said = rejection.to_string();
+        assert!(
+            said == message || (code == "invalid_event" && said.starts_with(message)),
+            "{said:?} for {event}"
+        );
+        // Answered alone, the rejection's code picks the status in the one match.
+        let response = axum::response::IntoResponse::into_response(ApiError::from(rejection));
+        assert_eq!(response.status(), status, "{event}");
+        // In a batch, the same code and message are listed by index.
+        let (answer_status, answer) = api
+            .post("/v1/events", &api.ingest, json!({"events": [event]}))
+            .await;
+        assert_eq!(answer_status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["rejected"][0]["code"], code, "{answer}");
+        assert_eq!(answer["rejected"][0]["error"], said.as_str(), "{answer}");
+        assert_eq!(answer["rejected"][0]["index"], 0, "{answer}");
+    }
+    // The window of a click: an event 8 days after its decision is too late.
+    let mut old = api.state.signer().verify(decision).unwrap();
+    old.at_ms -= 8 * 24 * 3_600_000;
+    let old = api.state.signer().sign(&old);
+    let late = json!({"event_id": "a", "decision_id": old, "type": "click"}).to_string();
+    let rejection = check_raw_event(&api.state, &late, now).unwrap_err();
+    assert_eq!(rejection.code(), ErrorCode::OutsideAttributionWindow);
+    assert_eq!(ApiError::from(rejection).status(), StatusCode::BAD_REQUEST);
+}
+
+/// Request-level refusals answer their code's status, in the error shape.
+#[tokio::test]
+async fn request_refusals_carry_their_code() {
+    let api = api();
+    let id = api.campaign().await;
+    let cases = [
+        (api.get("/v1/campaigns", "not-a-key").await, "unauthorized"),
+        (api.get("/v1/campaigns", &api.ingest).await, "forbidden"),
+        (
+            api.get("/v1/campaigns/c_nope", &api.read).await,
+            "not_found",
+        ),
+        (
+            api.get(&format!("/v1/campaigns/{id}/versions/x"), &api.read)
+                .await,
+            "bad_request",
+        ),
+    ];
+    for ((status, body), code) in cases {
+        assert_eq!(body["error"]["code"], code, "{body}");
+        let expected = ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap()
+            .status();
+        assert_eq!(status, expected, "{body}");
+    }
+    api.state.begin_close();
+    let (status, body) = api
+        .post("/v1/events", &api.ingest, json!({"events": []}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
+}
+
+/// The learner's cadences run on the state's clock: nothing is rebuilt or snapshot
+/// until the manual clock passes the cadence.
+#[tokio::test]
+async fn a_manual_clock_drives_refresh_and_snapshot_cadences() {
+    let store = Store::open_in_memory().unwrap();
+    let admin = key(&store, 1, &["admin"]);
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let config = ServerConfig {
+        snapshot_every: std::time::Duration::from_secs(60),
+        snapshot_every_events: u64::MAX,
+        ..ServerConfig::default()
+    };
+    let state = open(store, clock.clone(), config);
+    let api = Api {
+        state: state.clone(),
+        read: admin.clone(),
+        decide: admin.clone(),
+        ingest: admin.clone(),
+        admin,
+    };
+    let id = api.campaign().await;
+    let decide = || async {
+        let (_, body) = api
+            .post(
+                &format!("/v1/campaigns/{id}/decisions"),
+                &api.decide,
+                json!({"segment": "past-donors", "count": 10}),
+            )
+            .await;
+        body["decisions"].as_array().unwrap().clone()
+    };
+    let (api, decide) = (&api, &decide);
+    let impressions = |round: u32| async move {
+        let events: Vec<Value> = decide()
+            .await
+            .iter()
+            .enumerate()
+            .map(|(i, d)| json!({"event_id": format!("i{round}-{i}"), "decision_id": d["decision_id"], "type": "impression"}))
+            .collect();
+        let (status, body) = api
+            .post("/v1/events", &api.ingest, json!({"events": events}))
+            .await;
+        assert_eq!(
+            (status, body["accepted"].as_u64()),
+            (StatusCode::OK, Some(10))
+        );
+    };
+    let step = |force| {
+        let state = state.clone();
+        async move {
+            tokio::task::spawn_blocking(move || learner::step(&state, force))
+                .await
+                .unwrap()
+        }
+    };
+    let snapshot = || state.store().latest_snapshot(&id).unwrap();
+    // A new campaign's first tables carry no build time: its first events rebuild them.
+    impressions(0).await;
+    step(false).await;
+    assert!(decide().await.iter().all(|d| d["model_version"] == 10));
+    // Learned, but neither the refresh cadence (1 s) nor the snapshot one (60 s) is due.
+    impressions(1).await;
+    step(false).await;
+    assert_eq!(state.campaign(&id).unwrap().engine().events(), 20);
+    assert!(decide().await.iter().all(|d| d["model_version"] == 10));
+    assert_eq!(snapshot(), None);
+    clock.advance(1_000);
+    step(false).await;
+    assert!(decide().await.iter().all(|d| d["model_version"] == 20));
+    assert_eq!(snapshot(), None);
+    clock.advance(59_000);
+    step(false).await;
+    assert_eq!(snapshot().map(|(covers, _)| covers), Some(20));
 }

@@ -4,7 +4,9 @@
 //! with `synchronous = FULL`. It holds campaigns, the decision log (every decision
 //! with its propensity), API keys (hashes only), model snapshots, and the event log.
 //! [`Store`] owns the connections; it is `Clone + Send + Sync` and every method
-//! blocks, so an async server calls it from `spawn_blocking`.
+//! blocks, so an async server calls it from `spawn_blocking`. [`Store::open_read_only`]
+//! opens a data directory without writing or creating any file in it (reports over a
+//! read-only copy).
 //!
 //! The event log sits behind the [`EventLog`] trait (append a batch durably, read
 //! from a position) so that a replicated stream can take SQLite's place later.

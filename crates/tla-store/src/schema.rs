@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::StoreError;
 
@@ -112,6 +112,44 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite("setting the busy timeout"))?;
     Ok(connection)
+}
+
+/// Opens a read-only connection to the database file through a URI with `params`
+/// (`mode=ro` or `immutable=1`), refusing every write (`query_only`).
+pub(crate) fn open_read_only_connection(
+    path: &Path,
+    params: &str,
+) -> Result<Connection, StoreError> {
+    let uri = format!("file:{}?{params}", uri_path(path));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(uri, flags)
+        .map_err(StoreError::sqlite("opening the database read-only"))?;
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::sqlite("setting the busy timeout"))?;
+    connection
+        .pragma_update(None, "query_only", true)
+        .map_err(StoreError::sqlite("setting query_only"))?;
+    connection
+        .pragma_update(None, "cache_size", CACHE_SIZE_KIB)
+        .map_err(StoreError::sqlite("setting the page cache size"))?;
+    Ok(connection)
+}
+
+/// A path as the path part of an SQLite URI: every byte but unreserved characters
+/// and `/` percent-encoded (so `?`, `#` and `%` in a directory name stay in the path).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'.' | b'-' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Per-connection settings. `synchronous = FULL` makes every commit wait for the

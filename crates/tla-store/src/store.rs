@@ -127,6 +127,53 @@ impl Store {
         })
     }
 
+    /// Opens the database `tla.db` in `dir` for reading only: nothing in `dir` is
+    /// written or created, so a report can run over a read-only copy of a data
+    /// directory. Writes through the store fail.
+    ///
+    /// A file with neither a write-ahead log nor its shared-memory index beside it (a
+    /// server stopped cleanly, or a copy of its directory) is opened `immutable`:
+    /// SQLite takes no lock and creates no file. A file with either (a server running
+    /// or killed) is opened `mode=ro`, which reads the commits still in the log and
+    /// takes the usual read locks, so a server may go on writing; SQLite may then
+    /// update the shared-memory index (`tla.db-shm`), never the database or its log.
+    ///
+    /// Refused with [`StoreError::Schema`]: a file that is not a TLA database, or
+    /// whose schema version is not this build's (an older one needs the migration a
+    /// writable open does).
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join(DATABASE_FILE_NAME);
+        std::fs::metadata(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source: Arc::new(source),
+        })?;
+        let beside = |suffix: &str| dir.join(format!("{DATABASE_FILE_NAME}-{suffix}")).exists();
+        let mode = if beside("wal") || beside("shm") {
+            "mode=ro"
+        } else {
+            "immutable=1"
+        };
+        let general = schema::open_read_only_connection(&path, mode)?;
+        let shown = path.display().to_string();
+        let version = schema::check_version(&general, &shown)?;
+        if version != schema::SCHEMA_VERSION {
+            return Err(StoreError::Schema(format!(
+                "{shown} has schema version {version}; reading without writing needs version {}: \
+                 open the directory once with a writable `tla` command (which migrates it), or use a newer copy",
+                schema::SCHEMA_VERSION
+            )));
+        }
+        Ok(Store {
+            database: Arc::new(Database {
+                path: Some(path),
+                general: Mutex::new(general),
+                writer: None,
+                group_commit: GroupCommit::default(),
+                checkpointer: None,
+            }),
+        })
+    }
+
     /// A fresh database in memory, for tests. Same schema and semantics, no file and
     /// no durability; one connection serves reads and appends.
     pub fn open_in_memory() -> Result<Store, StoreError> {

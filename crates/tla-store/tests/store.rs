@@ -927,3 +927,87 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .unwrap();
     assert_eq!(indexes, 1);
 }
+
+// ---- read-only open -------------------------------------------------------------------
+
+/// Every file of a directory (not recursive) with its bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_read_only_open_reads_everything_and_changes_no_byte_of_the_directory() {
+    let dir = TempDir::new("read-only");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+        store
+            .append_decisions(&[decision("d-1", "a"), decision("d-2", "a")])
+            .unwrap();
+        store
+            .event_log()
+            .append(&[event("a", "e-1"), event("a", "e-2")])
+            .unwrap();
+        store.save_snapshot("a", 2, b"model", 5).unwrap();
+    }
+    let before = files(dir.path());
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        ["tla.db"],
+        "a closed store leaves no write-ahead log nor index"
+    );
+    {
+        let store = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
+        assert_eq!(store.decisions("a", 0, 10).unwrap().len(), 2);
+        assert_eq!(store.event_log().read_after(0, 10).unwrap().len(), 2);
+        assert_eq!(
+            store.latest_snapshot("a").unwrap(),
+            Some((2, b"model".to_vec()))
+        );
+        assert_eq!(
+            store
+                .value_by_decision("a", EventKind::Click)
+                .unwrap()
+                .len(),
+            0
+        );
+        // Writes are refused, and the refusal writes nothing either.
+        assert!(store.insert_campaign(&campaign("b", 2)).is_err());
+        assert!(store.server_secret().is_err());
+        assert!(store.event_log().append(&[event("a", "e-3")]).is_err());
+    }
+    assert_eq!(files(dir.path()), before, "the directory changed");
+}
+
+#[test]
+fn a_read_only_open_reads_commits_still_in_the_write_ahead_log() {
+    let dir = TempDir::new("read-only-wal");
+    let writer = Store::open(dir.path()).unwrap();
+    writer.insert_campaign(&campaign("a", 1)).unwrap();
+    writer.event_log().append(&[event("a", "e-1")]).unwrap();
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.campaigns().unwrap(), [campaign("a", 1)]);
+    assert_eq!(reader.event_log().read_after(0, 10).unwrap().len(), 1);
+    let database = files(dir.path())["tla.db"].clone();
+    drop(reader);
+    assert_eq!(files(dir.path())["tla.db"], database);
+}
+
+#[test]
+fn a_read_only_open_refuses_a_missing_database_and_creates_nothing() {
+    let dir = TempDir::new("read-only-missing");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let error = Store::open_read_only(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
+    assert!(files(dir.path()).is_empty());
+}

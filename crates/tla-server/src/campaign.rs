@@ -1,0 +1,131 @@
+//! The live campaigns: each one's validated spec, its engine behind a lock (decisions
+//! read it, the learner writes it) and what the event checks need, and the set of them
+//! by id.
+
+use crate::error::ApiError;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tla_core::engine::Engine;
+use tla_core::spec::Campaign;
+use tla_store::{CampaignRow, CampaignStatus};
+
+/// One live campaign.
+#[derive(Debug)]
+pub struct CampaignSlot {
+    /// Campaign id.
+    pub id: String,
+    /// Name from the spec.
+    pub name: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: i64,
+    /// Whether decisions are paused.
+    pub paused: AtomicBool,
+    /// The validated spec.
+    pub campaign: Campaign,
+    /// The engine: decisions read it, the learner writes it.
+    engine: RwLock<Engine>,
+    /// Segment index by name.
+    pub segments: HashMap<String, usize>,
+    /// Attribution window, ms.
+    pub attribution_window_ms: i64,
+    /// Events applied since the last snapshot.
+    pub(crate) since_snapshot: AtomicU64,
+}
+
+impl CampaignSlot {
+    /// The slot of a stored campaign, its engine at the prior; `rng` draws the first
+    /// decision distributions.
+    pub fn new<R: Rng + ?Sized>(row: &CampaignRow, campaign: Campaign, rng: &mut R) -> Self {
+        let engine = Engine::new(&campaign, rng);
+        let segments = campaign
+            .design()
+            .segment_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i))
+            .collect();
+        let attribution_window_ms = i64::from(campaign.spec().attribution_window_hours) * 3_600_000;
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            created_at_ms: row.created_at_ms,
+            paused: AtomicBool::new(row.status == CampaignStatus::Paused),
+            campaign,
+            engine: RwLock::new(engine),
+            segments,
+            attribution_window_ms,
+            since_snapshot: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads the engine.
+    pub fn engine(&self) -> RwLockReadGuard<'_, Engine> {
+        self.engine.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the engine (the learner and the replay only).
+    pub(crate) fn engine_mut(&self) -> RwLockWriteGuard<'_, Engine> {
+        self.engine.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether decisions are paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Rebuilds the decision distributions due at `now_millis`: the engine plans the
+    /// refresh under the read lock (decisions go on), then applies it under a short
+    /// write lock. Returns how many were rebuilt.
+    pub fn refresh<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> usize {
+        let Some(plan) = self.engine().plan_refresh(rng, now_millis) else {
+            return 0;
+        };
+        self.engine_mut().apply_refresh(plan)
+    }
+}
+
+/// The live campaigns by id.
+#[derive(Debug, Default)]
+pub struct Campaigns {
+    by_id: RwLock<HashMap<String, Arc<CampaignSlot>>>,
+}
+
+impl Campaigns {
+    /// Adds (or replaces) a campaign.
+    pub fn insert(&self, slot: Arc<CampaignSlot>) {
+        self.by_id
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(slot.id.clone(), slot);
+    }
+
+    /// One campaign, if it exists.
+    pub fn get(&self, id: &str) -> Option<Arc<CampaignSlot>> {
+        self.by_id
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// One campaign, or a `not_found` error naming it.
+    pub fn find(&self, id: &str) -> Result<Arc<CampaignSlot>, ApiError> {
+        self.get(id)
+            .ok_or_else(|| ApiError::not_found(format!("no campaign with id {id:?}")))
+    }
+
+    /// Every campaign, by creation time, then id.
+    pub fn all(&self) -> Vec<Arc<CampaignSlot>> {
+        let mut all: Vec<_> = self
+            .by_id
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        all
+    }
+}

@@ -1,0 +1,276 @@
+//! The learner: the task that tails the event log and applies each event to its
+//! campaign's engine in sequence order, rebuilds the decision distributions that are
+//! due, writes the queued decisions, snapshots the models and reloads the keys.
+//!
+//! Every engine is a function of the log prefix it has applied, so a restart (latest
+//! snapshot, then the events after it: [`crate::replay`]) rebuilds exactly the model
+//! that a replay of the whole log would. The cadences run on the state's clock
+//! ([`crate::clock::Clock`]), so tests drive them with a manual clock.
+
+use crate::campaign::{CampaignSlot, Campaigns};
+use crate::event;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use rand_pcg::Pcg64Mcg;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tla_store::{EventLog, StoreError};
+
+/// Events read from the log per page.
+const PAGE: usize = 8192;
+
+/// The learner's own state, behind the state's lock: one learner step at a time.
+#[derive(Debug)]
+pub(crate) struct LearnerState {
+    /// The engines' random stream (decision tables, new campaigns' first tables).
+    pub(crate) rng: Pcg64Mcg,
+    /// When the last timed snapshot round ran, ms on the state's clock.
+    pub(crate) last_snapshot_ms: i64,
+    /// When the keys were last reloaded, ms on the state's clock.
+    pub(crate) last_key_reload_ms: i64,
+}
+
+/// How far a pass over the log got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Events read from the log.
+    pub read: u64,
+    /// Events applied to an engine (the rest were covered by a snapshot, of an
+    /// unknown campaign or outside their campaign).
+    pub applied: u64,
+    /// The highest sequence applied (every event up to it is in the engines).
+    pub last_seq: u64,
+}
+
+impl CaughtUp {
+    /// A pass that starts after sequence `after`.
+    pub fn after(after: u64) -> Self {
+        Self {
+            read: 0,
+            applied: 0,
+            last_seq: after,
+        }
+    }
+}
+
+/// Applies every event of `log` after `caught_up.last_seq` to its campaign's engine,
+/// in order, page by page, moving `caught_up` on after each page: when a read fails,
+/// `caught_up` still says how far the engines got, so no event is applied twice.
+/// `covered` skips, per campaign, the events its restored snapshot holds.
+pub fn apply_log(
+    campaigns: &Campaigns,
+    log: &dyn EventLog,
+    covered: &HashMap<String, u64>,
+    caught_up: &mut CaughtUp,
+) -> Result<(), StoreError> {
+    loop {
+        let events = log.read_after(caught_up.last_seq, PAGE)?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        let mut current: Option<Arc<CampaignSlot>> = None;
+        for stored in &events {
+            if covered
+                .get(&stored.campaign_id)
+                .is_some_and(|&c| stored.seq <= c)
+            {
+                continue;
+            }
+            let slot = match &current {
+                Some(slot) if slot.id == stored.campaign_id => slot.clone(),
+                _ => match campaigns.get(&stored.campaign_id) {
+                    Some(slot) => {
+                        current = Some(slot.clone());
+                        slot
+                    }
+                    None => {
+                        tracing::warn!(seq = stored.seq, campaign = %stored.campaign_id, "event of an unknown campaign skipped");
+                        continue;
+                    }
+                },
+            };
+            match event::learn(&mut slot.engine_mut(), stored) {
+                Ok(()) => {
+                    slot.since_snapshot.fetch_add(1, Ordering::Relaxed);
+                    caught_up.applied += 1;
+                }
+                Err(error) => tracing::warn!(%error, "event skipped"),
+            }
+        }
+        caught_up.read += events.len() as u64;
+        caught_up.last_seq = last;
+        if events.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// One learner step: apply new events, rebuild due decision tables, write queued
+/// decisions, snapshot when due (or when `force_snapshot`), reload keys when due.
+/// Blocking: run it on a blocking thread.
+pub fn step(state: &AppState, force_snapshot: bool) {
+    // One step at a time: two would apply the same events twice.
+    let mut learner = state.learner_state();
+    let log = state.log().clone();
+    let mut caught_up = CaughtUp::after(state.applied_seq());
+    let read = apply_log(
+        state.campaigns_set(),
+        log.as_ref(),
+        &HashMap::new(),
+        &mut caught_up,
+    );
+    if let Err(error) = read {
+        tracing::error!(%error, "reading the event log failed");
+    }
+    Metrics::add(&state.metrics().events_learned, caught_up.read);
+    state.set_applied_seq(caught_up.last_seq);
+    let now_ms = state.clock().now_ms();
+    for slot in state.campaigns() {
+        let rebuilt = slot.refresh(&mut learner.rng, now_ms.max(0) as u64);
+        Metrics::add(&state.metrics().refreshes, rebuilt as u64);
+    }
+    state.flush_decisions();
+    let config = state.config();
+    let every_ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let snapshot_due =
+        now_ms.saturating_sub(learner.last_snapshot_ms) >= every_ms(config.snapshot_every);
+    for slot in state.campaigns() {
+        let since = slot.since_snapshot.load(Ordering::Relaxed);
+        if since > 0 && (force_snapshot || snapshot_due || since >= config.snapshot_every_events) {
+            snapshot(state, &slot, now_ms);
+        }
+    }
+    if snapshot_due || force_snapshot {
+        learner.last_snapshot_ms = now_ms;
+    }
+    if now_ms.saturating_sub(learner.last_key_reload_ms) >= every_ms(config.key_reload) {
+        if let Err(error) = state.reload_keys() {
+            tracing::error!(%error, "reloading keys failed");
+        }
+        learner.last_key_reload_ms = now_ms;
+    }
+}
+
+/// Saves a snapshot of one campaign's engine with the sequence it covers.
+fn snapshot(state: &AppState, slot: &CampaignSlot, now_ms: i64) {
+    // The engine is read under its lock together with the sequence it covers.
+    let (bytes, covers) = {
+        let engine = slot.engine();
+        (engine.snapshot(), state.applied_seq())
+    };
+    match state
+        .store()
+        .save_snapshot(&slot.id, covers, &bytes, now_ms)
+    {
+        Ok(()) => {
+            slot.since_snapshot.store(0, Ordering::Relaxed);
+            Metrics::add(&state.metrics().snapshots, 1);
+        }
+        Err(error) => tracing::error!(campaign = %slot.id, %error, "snapshot failed"),
+    }
+}
+
+/// Runs the learner until the state is closing, then a last step with snapshots.
+pub async fn run(state: AppState) {
+    loop {
+        let tick = state.config().learner_tick;
+        tokio::select! {
+            () = state.learner_woken() => {}
+            () = tokio::time::sleep(tick) => {}
+        }
+        let closing = state.closing();
+        let stepping = state.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || step(&stepping, closing)).await {
+            tracing::error!(%error, "learner step failed");
+        }
+        if closing {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::sync::atomic::AtomicUsize;
+    use tla_core::spec::CampaignSpec;
+    use tla_store::{
+        AppendOutcome, CampaignRow, CampaignStatus, EventKind, MemoryEventLog, NewEvent,
+        StoredEvent,
+    };
+
+    /// A memory log whose `fail_at`-th read fails.
+    #[derive(Debug)]
+    struct FlakyLog {
+        inner: MemoryEventLog,
+        reads: AtomicUsize,
+        fail_at: usize,
+    }
+
+    impl EventLog for FlakyLog {
+        fn append(&self, batch: &[NewEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+            self.inner.append(batch)
+        }
+
+        fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+            if self.reads.fetch_add(1, Ordering::SeqCst) == self.fail_at {
+                return Err(StoreError::WriterPanicked);
+            }
+            self.inner.read_after(after, limit)
+        }
+
+        fn last_seq(&self) -> Result<u64, StoreError> {
+            self.inner.last_seq()
+        }
+    }
+
+    #[test]
+    fn a_failed_read_keeps_the_pages_applied_so_no_event_is_applied_twice() {
+        let campaign = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml"))
+            .and_then(|spec| spec.validate())
+            .unwrap();
+        let version = (0..).find(|&v| campaign.is_allowed(v)).unwrap();
+        let row = CampaignRow {
+            id: "c".into(),
+            name: "c".into(),
+            spec_json: String::new(),
+            status: CampaignStatus::Active,
+            created_at_ms: 0,
+        };
+        let campaigns = Campaigns::default();
+        let mut rng = Pcg64Mcg::seed_from_u64(1);
+        campaigns.insert(Arc::new(CampaignSlot::new(&row, campaign, &mut rng)));
+        // The second read fails: after one full page.
+        let log = FlakyLog {
+            inner: MemoryEventLog::new(),
+            reads: AtomicUsize::new(0),
+            fail_at: 1,
+        };
+        let events: Vec<NewEvent> = (0..PAGE + 10)
+            .map(|i| NewEvent {
+                campaign_id: "c".into(),
+                event_id: format!("e{i}"),
+                decision_id: format!("d{i}"),
+                kind: EventKind::Impression,
+                value: 0.0,
+                segment: 0,
+                version,
+                decided_at_ms: 0,
+                at_ms: 0,
+            })
+            .collect();
+        log.append(&events).unwrap();
+        let mut caught_up = CaughtUp::after(0);
+        let failed = apply_log(&campaigns, &log, &HashMap::new(), &mut caught_up);
+        assert!(failed.is_err());
+        assert_eq!(caught_up.last_seq, PAGE as u64);
+        assert_eq!(caught_up.applied, PAGE as u64);
+        // The next pass goes on from there.
+        apply_log(&campaigns, &log, &HashMap::new(), &mut caught_up).unwrap();
+        assert_eq!(caught_up.last_seq, (PAGE + 10) as u64);
+        let engine_events = campaigns.get("c").unwrap().engine().events();
+        assert_eq!(engine_events, (PAGE + 10) as u64);
+    }
+}

@@ -1,0 +1,103 @@
+//! Rebuilds the campaigns of a data directory: each stored campaign's engine from its
+//! latest snapshot plus the events after it, in log order.
+//!
+//! [`replay`] only reads: it needs no server secret, builds no [`crate::AppState`] and
+//! writes nothing, so `tla report --data` and `tla export` run it over a store opened
+//! read-only ([`tla_store::Store::open_read_only`]). The server opens its state with
+//! the same function, so a restart and a report see the same models.
+
+use crate::campaign::{CampaignSlot, Campaigns};
+use crate::learner;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tla_core::spec::CampaignSpec;
+use tla_store::{EventLog, Store, StoreError};
+
+/// How to replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Seed of the engines' random stream (their decision distributions).
+    pub seed: u64,
+    /// Ignore snapshots and rebuild every model from the whole event log.
+    pub from_start: bool,
+    /// The time the decision distributions are built at, ms since the Unix epoch.
+    pub now_ms: i64,
+}
+
+/// The campaigns of a data directory, rebuilt.
+#[derive(Debug)]
+pub struct Replayed {
+    /// The campaigns, with their engines.
+    pub campaigns: Campaigns,
+    /// The highest event sequence applied to every engine.
+    pub applied_seq: u64,
+    /// The engines' random stream after the replay (the learner goes on with it).
+    pub rng: Pcg64Mcg,
+}
+
+/// Why the campaigns could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored campaign no longer validates.
+    #[error("stored campaign {id} does not validate: {message}")]
+    Campaign {
+        /// Campaign id.
+        id: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Rebuilds every campaign of `store` from its latest snapshot (unless
+/// `options.from_start`) and the events of `log` after it. Reads only.
+pub fn replay(
+    store: &Store,
+    log: &dyn EventLog,
+    options: ReplayOptions,
+) -> Result<Replayed, OpenError> {
+    let mut rng = Pcg64Mcg::seed_from_u64(options.seed);
+    let campaigns = Campaigns::default();
+    let mut covered = HashMap::new();
+    for row in store.campaigns()? {
+        let campaign = CampaignSpec::from_json_str(&row.spec_json)
+            .and_then(|spec| spec.validate())
+            .map_err(|e| OpenError::Campaign {
+                id: row.id.clone(),
+                message: e.to_string(),
+            })?;
+        let slot = CampaignSlot::new(&row, campaign, &mut rng);
+        let mut seq = 0;
+        let snapshot = if options.from_start {
+            None
+        } else {
+            store.latest_snapshot(&row.id)?
+        };
+        if let Some((covers, bytes)) = snapshot {
+            match slot.engine_mut().restore(&bytes) {
+                Ok(()) => seq = covers,
+                Err(error) => {
+                    tracing::warn!(campaign = %row.id, %error, "snapshot refused; replaying the whole log")
+                }
+            }
+        }
+        covered.insert(row.id.clone(), seq);
+        campaigns.insert(Arc::new(slot));
+    }
+    let start = covered.values().copied().min().unwrap_or(0);
+    let mut caught_up = learner::CaughtUp::after(start);
+    learner::apply_log(&campaigns, log, &covered, &mut caught_up)?;
+    let now = options.now_ms.max(0) as u64;
+    for slot in campaigns.all() {
+        slot.engine_mut().refresh_all(&mut rng, now);
+    }
+    Ok(Replayed {
+        campaigns,
+        applied_seq: caught_up.last_seq,
+        rng,
+    })
+}
