@@ -62,6 +62,25 @@ pub struct CampaignRun {
     pub engine: Engine,
     /// Every decision with its exact propensity and reward (its donation, 0 without).
     pub rows: Vec<LoggedRow>,
+    /// What was raised and spent, and what it was worth.
+    pub totals: CampaignTotals,
+}
+
+impl CampaignRun {
+    /// Share of the oracle's expected value the served versions earned.
+    pub fn oracle_share(&self) -> f64 {
+        self.totals.expected_value / self.totals.oracle_value.max(f64::MIN_POSITIVE)
+    }
+
+    /// Share of the oracle's expected value the even split would have earned.
+    pub fn even_share(&self) -> f64 {
+        self.totals.even_value / self.totals.oracle_value.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Sums over the impressions of a campaign run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CampaignTotals {
     /// Conversions.
     pub donors: u64,
     /// Donations, summed.
@@ -74,18 +93,6 @@ pub struct CampaignRun {
     pub oracle_value: f64,
     /// Sum over impressions of the segment's even-split expected value.
     pub even_value: f64,
-}
-
-impl CampaignRun {
-    /// Share of the oracle's expected value the served versions earned.
-    pub fn oracle_share(&self) -> f64 {
-        self.expected_value / self.oracle_value.max(f64::MIN_POSITIVE)
-    }
-
-    /// Share of the oracle's expected value the even split would have earned.
-    pub fn even_share(&self) -> f64 {
-        self.even_value / self.oracle_value.max(f64::MIN_POSITIVE)
-    }
 }
 
 /// The observer behind [`run_campaign`]: logs every decision with its propensity and
@@ -96,18 +103,8 @@ pub struct CampaignRecorder<'a> {
     truths: &'a [SegmentTruth],
     /// Every decision with its exact propensity and reward (its donation, 0 without).
     pub rows: Vec<LoggedRow>,
-    /// Conversions.
-    pub donors: u64,
-    /// Donations, summed.
-    pub raised: f64,
-    /// Spend, summed.
-    pub spend: f64,
-    /// Sum over impressions of the true expected value of the version served.
-    pub expected_value: f64,
-    /// Sum over impressions of the segment oracle's expected value.
-    pub oracle_value: f64,
-    /// Sum over impressions of the segment's even-split expected value.
-    pub even_value: f64,
+    /// The sums so far.
+    pub totals: CampaignTotals,
 }
 
 impl<'a> CampaignRecorder<'a> {
@@ -117,12 +114,7 @@ impl<'a> CampaignRecorder<'a> {
         Self {
             truths,
             rows: Vec::with_capacity(usize::try_from(impressions).unwrap_or(0)),
-            donors: 0,
-            raised: 0.0,
-            spend: 0.0,
-            expected_value: 0.0,
-            oracle_value: 0.0,
-            even_value: 0.0,
+            totals: CampaignTotals::default(),
         }
     }
 
@@ -131,12 +123,7 @@ impl<'a> CampaignRecorder<'a> {
         CampaignRun {
             engine,
             rows: self.rows,
-            donors: self.donors,
-            raised: self.raised,
-            spend: self.spend,
-            expected_value: self.expected_value,
-            oracle_value: self.oracle_value,
-            even_value: self.even_value,
+            totals: self.totals,
         }
     }
 }
@@ -144,15 +131,16 @@ impl<'a> CampaignRecorder<'a> {
 impl<L: ?Sized> Observer<L> for CampaignRecorder<'_> {
     fn impression(&mut self, impression: &Impression) -> Flow {
         let (segment, answer) = (impression.segment, &impression.answer);
-        self.expected_value += answer.expected_value;
-        self.oracle_value += self.truths[segment].best_value;
-        self.even_value += self.truths[segment].even_value;
+        let totals = &mut self.totals;
+        totals.expected_value += answer.expected_value;
+        totals.oracle_value += self.truths[segment].best_value;
+        totals.even_value += self.truths[segment].even_value;
         if answer.cost > 0.0 {
-            self.spend += answer.cost;
+            totals.spend += answer.cost;
         }
         if answer.converted {
-            self.donors += 1;
-            self.raised += answer.donation;
+            totals.donors += 1;
+            totals.raised += answer.donation;
         }
         self.rows.push(LoggedRow {
             segment,
@@ -538,11 +526,11 @@ mod tests {
                 .all(|r| r.propensity > 0.0 && r.propensity <= 1.0)
         );
         assert_eq!(
-            a.donors,
+            a.totals.donors,
             a.rows.iter().filter(|r| r.reward > 0.0).count() as u64
         );
-        assert!((a.spend - 3_000.0 * 0.008).abs() < 1e-9);
-        assert!(a.expected_value <= a.oracle_value);
+        assert!((a.totals.spend - 3_000.0 * 0.008).abs() < 1e-9);
+        assert!(a.totals.expected_value <= a.totals.oracle_value);
         let other = run_campaign(
             &campaign,
             &world,

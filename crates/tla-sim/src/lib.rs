@@ -70,8 +70,8 @@
 
 pub mod campaign;
 pub mod generate;
-pub mod ope;
 pub mod online;
+pub mod ope;
 pub mod sim;
 pub mod world;
 

@@ -77,7 +77,10 @@ impl Streams {
     /// # Panics
     /// If `segment_probs` is empty.
     pub fn new(seed: u64, segment_probs: &[f64]) -> Self {
-        assert!(!segment_probs.is_empty(), "a world has at least one segment");
+        assert!(
+            !segment_probs.is_empty(),
+            "a world has at least one segment"
+        );
         let mut acc = 0.0;
         let cumulative = segment_probs
             .iter()
@@ -341,7 +344,8 @@ impl Learner for EngineLearner<'_> {
         self.engine.learn(segment, version, Feedback::Impression);
         if answer.cost > 0.0 {
             let amount = answer.cost;
-            self.engine.learn(segment, version, Feedback::Cost { amount });
+            self.engine
+                .learn(segment, version, Feedback::Cost { amount });
         }
         if answer.converted {
             let amount = answer.donation;
@@ -572,7 +576,12 @@ mod tests {
 
     fn policy(world: &World, seed: u64) -> crate::AnyPolicy {
         let design = world.design(Interactions::segment_only(4), Objective::Value);
-        build_policy(PolicyChoice::FactorizedTs, &design, &Default::default(), seed)
+        build_policy(
+            PolicyChoice::FactorizedTs,
+            &design,
+            &Default::default(),
+            seed,
+        )
     }
 
     #[test]
@@ -660,7 +669,11 @@ mod tests {
                     &RunConfig::new(2_000),
                     &mut tally,
                 );
-                tally.impressions.iter().map(|i| i.segment).collect::<Vec<_>>()
+                tally
+                    .impressions
+                    .iter()
+                    .map(|i| i.segment)
+                    .collect::<Vec<_>>()
             },
             "another seed, another audience"
         );
@@ -690,7 +703,10 @@ mod tests {
             .collect();
         assert!(!donations.is_empty());
         for d in donations {
-            assert!(d >= 0.01 && ((d * 100.0).round() - d * 100.0).abs() < 1e-6, "{d}");
+            assert!(
+                d >= 0.01 && ((d * 100.0).round() - d * 100.0).abs() < 1e-6,
+                "{d}"
+            );
         }
         assert!(tally.impressions.iter().all(|i| i.answer.cost == 0.01));
     }

@@ -17,9 +17,9 @@
 //! with its own target's truth.
 
 use crate::generate::segment_truths;
+use crate::online::{self, Flow, Impression, Observer, RunConfig, Streams};
 use crate::world::World;
 use crate::{PolicyChoice, PolicySettings, build_policy};
-use crate::online::{self, Flow, Impression, Observer, RunConfig, Streams};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::{DEFAULT_EXACT_LIMIT, Design, Interactions, Objective};
@@ -794,6 +794,27 @@ mod tests {
         assert_eq!(rows.len(), 1000);
         assert!(rows.iter().all(|r| r.propensity == 1.0 / 256.0));
         assert!(rows.iter().any(|r| r.reward > 0.0));
+    }
+
+    /// The log of a seed is the run `simulate` makes at that seed: the same loop and
+    /// streams, another observer.
+    #[test]
+    fn a_seeds_log_is_the_simulated_run_of_that_seed() {
+        let world = small();
+        let design = learner_design(&world);
+        let settings = PolicySettings::default();
+        let mut logged = build_policy(PolicyChoice::FactorizedTs, &design, &settings, 11);
+        let rows = log_impressions(&world, &mut logged, 30_000, 11);
+        let mut simulated = build_policy(PolicyChoice::FactorizedTs, &design, &settings, 11);
+        let truth = crate::sim::Truth::new(&world);
+        let config = crate::sim::SimConfig::new(30_000, 11);
+        let report = crate::sim::simulate(&world, &truth, &mut simulated, &config, |_| {});
+        let donations: Vec<f64> = rows.iter().map(|r| r.reward).filter(|&r| r > 0.0).collect();
+        assert_eq!(donations.len() as u64, report.conversions);
+        let value = donations.iter().fold(0.0, |sum, d| sum + d);
+        assert_eq!(value.to_bits(), report.value.to_bits());
+        let mean_propensity = rows.iter().map(|r| r.propensity).sum::<f64>() / 30_000.0;
+        assert_eq!(mean_propensity.to_bits(), report.mean_propensity.to_bits());
     }
 
     /// The estimators' acceptance check: over 40 seeds of 200k impressions of the even
