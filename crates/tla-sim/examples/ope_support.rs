@@ -19,9 +19,24 @@
 
 use tla_core::design::{DEFAULT_EXACT_LIMIT, Interactions, Objective};
 use tla_core::policy::Policy;
-use tla_sim::ope::log_impressions_inspecting;
+use tla_sim::online::{self, Observer, RunConfig, Streams};
+use tla_sim::ope::RowLog;
 use tla_sim::world::World;
 use tla_sim::{PolicyChoice, build_policy};
+
+/// Records, before each decision, the propensity the logging policy gives the oracle's
+/// version of the impression's segment.
+struct OraclePropensity<'a> {
+    oracle: &'a [(u64, f64)],
+    propensities: Vec<f64>,
+}
+
+impl<P: Policy> Observer<P> for OraclePropensity<'_> {
+    fn before_decision(&mut self, policy: &P, segment: usize) {
+        self.propensities
+            .push(policy.propensity(segment, self.oracle[segment].0));
+    }
+}
 
 /// Upper ends of the weight groups (the last is open).
 const EDGES: [f64; 4] = [10.0, 100.0, 1000.0, f64::INFINITY];
@@ -59,16 +74,20 @@ fn main() {
     );
     for seed in 1..=seeds {
         let mut policy = build_policy(PolicyChoice::FactorizedTs, &design, &settings, seed);
-        let mut oracle_propensity = Vec::with_capacity(impressions as usize);
-        let rows = log_impressions_inspecting(
+        let mut log = RowLog::with_capacity(impressions);
+        let mut inspect = OraclePropensity {
+            oracle: &oracle,
+            propensities: Vec::with_capacity(impressions as usize),
+        };
+        // The streams and the loop of `log_impressions`, with a second observer.
+        online::run(
             &world,
+            &mut Streams::new(seed, &world.segment_probs),
             &mut policy,
-            impressions,
-            seed,
-            |policy, segment| {
-                oracle_propensity.push(policy.propensity(segment, oracle[segment].0));
-            },
+            &RunConfig::new(impressions),
+            (&mut log, &mut inspect),
         );
+        let (rows, oracle_propensity) = (log.rows, inspect.propensities);
         let n = rows.len() as f64;
         // Per group: truth carried, expected donors, seen donors, IPS part.
         let mut g = [[0.0f64; 4]; 4];

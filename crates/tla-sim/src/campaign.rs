@@ -3,26 +3,26 @@
 //!
 //! [`run_campaign`] drives the same [`Engine`] the service runs (factorized Thompson
 //! sampling under the spec's exploration floor, decision tables refreshed on the
-//! spec's cadence) with the audience of `tla serve --demo`: a segment arrives with the
-//! spec's traffic shares, the engine decides, the world of
-//! [`crate::generate::world_for`] answers with a conversion and its donation or
-//! nothing, and the engine learns the impression, its cost and the conversion. Every
-//! decision is logged with its exact propensity and its reward, as the service's
-//! decision log would hold it. No HTTP, no clock: simulated time advances by
+//! spec's cadence) through the simulation loop of [`crate::online`], with the audience
+//! of `tla serve --demo`: a segment arrives with the spec's traffic shares, the engine
+//! decides, the world of [`crate::generate::world_for`] answers with a conversion and
+//! its donation in cents or nothing, and the engine learns the impression, its cost and
+//! the conversion ([`EngineLearner`]). The observer [`CampaignRecorder`] logs every
+//! decision with its exact propensity and its reward, as the service's decision log
+//! would hold it. No HTTP, no clock: simulated time advances by
 //! `1 / impressions_per_second` per impression, so the same seed gives the same run.
 //!
 //! [`leader_check`] compares a report's option leaderboards with
 //! [`crate::generate::option_truths`]; [`lift_truth`] gives the true values of the
 //! counterfactuals the report's lift section estimates.
 
-use crate::generate::{OptionTruth, SegmentTruth, draw_outcome};
+use crate::generate::{OptionTruth, SegmentTruth};
+use crate::online::{
+    self, Clock, EngineLearner, Flow, Impression, Observer, Progress, RunConfig, Streams,
+};
 use crate::world::World;
-use rand::SeedableRng;
-use rand::distr::Distribution;
-use rand::distr::weighted::WeightedIndex;
-use rand_pcg::Pcg64Mcg;
 use tla_core::design::Objective;
-use tla_core::engine::{Engine, Feedback};
+use tla_core::engine::Engine;
 use tla_core::ope::LoggedRow;
 use tla_core::report::Report;
 use tla_core::spec::Campaign;
@@ -62,6 +62,25 @@ pub struct CampaignRun {
     pub engine: Engine,
     /// Every decision with its exact propensity and reward (its donation, 0 without).
     pub rows: Vec<LoggedRow>,
+    /// What was raised and spent, and what it was worth.
+    pub totals: CampaignTotals,
+}
+
+impl CampaignRun {
+    /// Share of the oracle's expected value the served versions earned.
+    pub fn oracle_share(&self) -> f64 {
+        self.totals.expected_value / self.totals.oracle_value.max(f64::MIN_POSITIVE)
+    }
+
+    /// Share of the oracle's expected value the even split would have earned.
+    pub fn even_share(&self) -> f64 {
+        self.totals.even_value / self.totals.oracle_value.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Sums over the impressions of a campaign run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CampaignTotals {
     /// Conversions.
     pub donors: u64,
     /// Donations, summed.
@@ -76,22 +95,71 @@ pub struct CampaignRun {
     pub even_value: f64,
 }
 
-impl CampaignRun {
-    /// Share of the oracle's expected value the served versions earned.
-    pub fn oracle_share(&self) -> f64 {
-        self.expected_value / self.oracle_value.max(f64::MIN_POSITIVE)
+/// The observer behind [`run_campaign`]: logs every decision with its propensity and
+/// reward, and sums what was raised and spent and what the truth says the served
+/// versions were worth.
+#[derive(Debug)]
+pub struct CampaignRecorder<'a> {
+    truths: &'a [SegmentTruth],
+    /// Every decision with its exact propensity and reward (its donation, 0 without).
+    pub rows: Vec<LoggedRow>,
+    /// The sums so far.
+    pub totals: CampaignTotals,
+}
+
+impl<'a> CampaignRecorder<'a> {
+    /// A recorder scoring against `truths` (one per segment), with room for
+    /// `impressions` rows.
+    pub fn new(truths: &'a [SegmentTruth], impressions: u64) -> Self {
+        Self {
+            truths,
+            rows: Vec::with_capacity(usize::try_from(impressions).unwrap_or(0)),
+            totals: CampaignTotals::default(),
+        }
     }
 
-    /// Share of the oracle's expected value the even split would have earned.
-    pub fn even_share(&self) -> f64 {
-        self.even_value / self.oracle_value.max(f64::MIN_POSITIVE)
+    /// The run recorded, with the engine it left.
+    pub fn into_run(self, engine: Engine) -> CampaignRun {
+        CampaignRun {
+            engine,
+            rows: self.rows,
+            totals: self.totals,
+        }
+    }
+}
+
+impl<L: ?Sized> Observer<L> for CampaignRecorder<'_> {
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        let (segment, answer) = (impression.segment, &impression.answer);
+        let totals = &mut self.totals;
+        totals.expected_value += answer.expected_value;
+        totals.oracle_value += self.truths[segment].best_value;
+        totals.even_value += self.truths[segment].even_value;
+        if answer.cost > 0.0 {
+            totals.spend += answer.cost;
+        }
+        if answer.converted {
+            totals.donors += 1;
+            totals.raised += answer.donation;
+        }
+        self.rows.push(LoggedRow {
+            segment,
+            action: impression.decision.version,
+            propensity: impression.decision.propensity,
+            reward: answer.donation,
+        });
+        Flow::Continue
     }
 }
 
 /// Runs `campaign` against `world` (drawn for its design: same space and segments)
 /// for `config.impressions` impressions; `truths` are the world's
-/// [`crate::generate::segment_truths`]. `progress` is called every 10,000 impressions
-/// with the number done.
+/// [`crate::generate::segment_truths`]. The loop is [`crate::online::run`] with
+/// [`Streams::for_campaign_run`] at `config.seed` (the engine's first decision tables
+/// drawn from its policy stream), an [`EngineLearner`], a [`Clock`] at
+/// `config.impressions_per_second`, spend `config.cost_per_impression` per impression
+/// and donations in cents; a [`CampaignRecorder`] records it. `progress` is called
+/// every 10,000 impressions with the number done, and at the end.
 ///
 /// # Panics
 /// If the world's space or segments differ from the campaign's.
@@ -100,7 +168,7 @@ pub fn run_campaign(
     world: &World,
     truths: &[SegmentTruth],
     config: &CampaignRunConfig,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> CampaignRun {
     let design = campaign.design();
     assert_eq!(
@@ -109,63 +177,25 @@ pub fn run_campaign(
     );
     assert_eq!(world.segments(), design.segments());
     assert_eq!(truths.len(), design.segments());
-    let mut engine_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0xE261_4E00_0000_0001);
-    let mut audience_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0xA0D1_E4CE_0000_0002);
-    let mut outcome_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x0C7C_0E00_0000_0003);
-    let segment_of =
-        WeightedIndex::new(campaign.segment_shares()).expect("validated shares are positive");
-    let mut options = vec![0u32; design.components()];
-    let rate = config.impressions_per_second.max(1);
-    let mut run = CampaignRun {
-        engine: Engine::new(campaign, &mut engine_rng),
-        rows: Vec::with_capacity(usize::try_from(config.impressions).unwrap_or(0)),
-        donors: 0,
-        raised: 0.0,
-        spend: 0.0,
-        expected_value: 0.0,
-        oracle_value: 0.0,
-        even_value: 0.0,
+    let mut streams = Streams::for_campaign_run(config.seed, campaign.segment_shares());
+    let mut engine = Engine::new(campaign, streams.policy());
+    let mut recorder = CampaignRecorder::new(truths, config.impressions);
+    let run_config = RunConfig {
+        clock: Clock::per_second(config.impressions_per_second),
+        cost_per_impression: config.cost_per_impression,
+        donations_in_cents: true,
+        ..RunConfig::new(config.impressions)
     };
-    for i in 0..config.impressions {
-        let segment = segment_of.sample(&mut audience_rng);
-        let decision = run.engine.decide(segment, &mut engine_rng);
-        let version = decision.version;
-        world.space.decode_into(version, &mut options);
-        run.expected_value += world.expected_value(segment, &options);
-        run.oracle_value += truths[segment].best_value;
-        run.even_value += truths[segment].even_value;
-        run.engine.learn(segment, version, Feedback::Impression);
-        if config.cost_per_impression > 0.0 {
-            run.engine.learn(
-                segment,
-                version,
-                Feedback::Cost {
-                    amount: config.cost_per_impression,
-                },
-            );
-            run.spend += config.cost_per_impression;
-        }
-        let mut reward = 0.0;
-        if let Some(amount) = draw_outcome(world, segment, &options, &mut outcome_rng) {
-            // Cents, as a payment processor reports them.
-            reward = (amount * 100.0).round().max(1.0) / 100.0;
-            run.donors += 1;
-            run.raised += reward;
-            run.engine
-                .learn(segment, version, Feedback::Conversion { amount: reward });
-        }
-        run.rows.push(LoggedRow {
-            segment,
-            action: version,
-            propensity: decision.propensity,
-            reward,
-        });
-        run.engine.refresh_due(&mut engine_rng, i * 1000 / rate);
-        if (i + 1) % 10_000 == 0 {
-            progress(i + 1);
-        }
-    }
-    run
+    online::run(
+        world,
+        &mut streams,
+        &mut EngineLearner {
+            engine: &mut engine,
+        },
+        &run_config,
+        (&mut recorder, Progress::new(10_000, progress)),
+    );
+    recorder.into_run(engine)
 }
 
 /// One component of the [`leader_check`].
@@ -375,6 +405,8 @@ pub fn lift_truth(
 mod tests {
     use super::*;
     use crate::generate::{option_truths, segment_truths, world_for};
+    use rand::SeedableRng;
+    use rand_pcg::Pcg64Mcg;
     use tla_core::report::{self, ReportSettings};
     use tla_core::spec::CampaignSpec;
 
@@ -494,11 +526,11 @@ mod tests {
                 .all(|r| r.propensity > 0.0 && r.propensity <= 1.0)
         );
         assert_eq!(
-            a.donors,
+            a.totals.donors,
             a.rows.iter().filter(|r| r.reward > 0.0).count() as u64
         );
-        assert!((a.spend - 3_000.0 * 0.008).abs() < 1e-9);
-        assert!(a.expected_value <= a.oracle_value);
+        assert!((a.totals.spend - 3_000.0 * 0.008).abs() < 1e-9);
+        assert!(a.totals.expected_value <= a.totals.oracle_value);
         let other = run_campaign(
             &campaign,
             &world,

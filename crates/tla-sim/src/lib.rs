@@ -1,27 +1,78 @@
-//! # tla-sim: world files and the simulator
+//! # tla-sim: world files, ground truths and the simulation loop
 //!
 //! A world file (`tla-creative-world/v1`, see `worlds/README.md`) fully defines a
-//! simulated campaign's ground truth. This crate reads it ([`world::World`]), checks it
-//! against the file's reference rows, and runs any [`tla_core::policy::Policy`] online
-//! against it ([`sim::simulate`]), scoring the policy as a percentage of the oracle that
-//! knows the truth. The learner is only given what a campaign team would know
+//! simulated campaign's ground truth: [`world::World`] reads it and checks it against
+//! the file's reference rows. [`generate`] draws such a world for any campaign design
+//! and computes its exact truths (each segment's oracle and even split, each option's
+//! value). The learner is only given what a campaign team would know
 //! ([`world::World::design`]).
 //!
+//! ## One loop, observers for each mode
+//!
+//! [`online::run`] is the one place where the world answers a learner. Per impression a
+//! segment arrives, the learner decides (a version with its exact propensity), the
+//! world answers (conversion, donation, spend, and the true expected value of the
+//! version served), the learner learns it and rebuilds what is due at the impression's
+//! simulated time. The loop keeps no score and prints nothing: it pushes each
+//! [`online::Impression`] and each checkpoint to an [`online::Observer`] the caller
+//! supplies, whose methods all default to doing nothing; an observer may stop the run,
+//! and a pair `(A, B)` of observers is one. The simulator's modes are observers:
+//!
+//! - [`sim::Scorer`], run by [`sim::simulate`] (`tla simulate --world`): the policy's
+//!   expected value as a percentage of the oracle's on the same audience, and the
+//!   learning curve at the checkpoints;
+//! - [`ope::RowLog`], run by [`ope::log_impressions`] (`tla evaluate --world`): the
+//!   logged rows the off-policy estimators are validated on;
+//! - [`campaign::CampaignRecorder`], run by [`campaign::run_campaign`] (`tla simulate
+//!   --campaign`): the decision log, donations and spend of the service's engine;
+//! - [`online::Progress`]: a progress bar's counter.
+//!
+//! The learner is any [`tla_core::policy::Policy`] (such as [`build_policy`]'s) or a
+//! campaign's engine ([`online::EngineLearner`]). [`online::Streams`] owns the random
+//! streams (audience, outcome, policy) seeded from one seed, so the same seed gives the
+//! same run in every observer; [`online::RunConfig`] holds the impressions, the
+//! checkpoints, the simulated [`online::Clock`], the spend per impression and whether
+//! donations are in cents.
+//!
 //! ```
-//! use tla_sim::{world::World, sim::{simulate, SimConfig, Truth}, PolicyChoice, build_policy};
 //! use tla_core::design::{Interactions, Objective};
+//! use tla_sim::online::{self, Flow, Impression, Observer, RunConfig, Streams};
+//! use tla_sim::sim::{SimConfig, Truth, simulate};
+//! use tla_sim::{PolicyChoice, build_policy, world::World};
+//!
+//! /// Counts donors and stops the run at the 50th.
+//! struct Donors(u64);
+//!
+//! impl<L> Observer<L> for Donors {
+//!     fn impression(&mut self, impression: &Impression) -> Flow {
+//!         self.0 += u64::from(impression.answer.converted);
+//!         if self.0 == 50 { Flow::Stop } else { Flow::Continue }
+//!     }
+//! }
+//!
 //! let world = World::from_json(include_str!("../../../worlds/small.json")).unwrap();
 //! assert!(world.verify_checks().unwrap() < 1e-9);
 //! let design = world.design(Interactions::segment_only(4), Objective::Value);
-//! let mut policy = build_policy(PolicyChoice::FactorizedTs, &design, &tla_sim::default_settings(), 7);
-//! let report = simulate(&world, &Truth::new(&world), &mut policy, &SimConfig::new(20_000, 7), |_| {});
-//! assert_eq!(report.impressions, 20_000);
+//! let policy = || build_policy(PolicyChoice::FactorizedTs, &design, &tla_sim::default_settings(), 7);
+//!
+//! let mut donors = Donors(0);
+//! let mut streams = Streams::new(7, &world.segment_probs);
+//! let served = online::run(&world, &mut streams, &mut policy(), &RunConfig::new(20_000), &mut donors);
+//! assert_eq!(donors.0, 50);
+//! assert!(served < 20_000);
+//!
+//! // The plain simulation is the same loop with another observer: at the same seed
+//! // its first `served` impressions are these.
+//! let truth = Truth::new(&world);
+//! let report = simulate(&world, &truth, &mut policy(), &SimConfig::new(served, 7), |_| {});
+//! assert_eq!((report.impressions, report.conversions), (served, 50));
 //! ```
 
 #![warn(missing_docs)]
 
 pub mod campaign;
 pub mod generate;
+pub mod online;
 pub mod ope;
 pub mod sim;
 pub mod world;

@@ -17,18 +17,18 @@
 //! with its own target's truth.
 
 use crate::generate::segment_truths;
+use crate::online::{self, Flow, Impression, Observer, RunConfig, Streams};
 use crate::world::World;
 use crate::{PolicyChoice, build_policy};
-use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
+use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::{DEFAULT_EXACT_LIMIT, Design, Interactions, Objective};
 use tla_core::ope::{
     DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, evaluate_all,
     weight_diagnostics, weights,
 };
+use tla_core::policy::Policy;
 use tla_core::policy::campaign::CampaignPolicySettings;
-use tla_core::policy::{Outcome, Policy};
 use tla_core::target::{DEFAULT_TARGET_FLOOR, TrainedTarget, TrainedTargetSettings};
 
 /// A target policy to evaluate.
@@ -267,78 +267,55 @@ impl DirectModel for AskModel {
     }
 }
 
-/// Runs `policy` online against `world` for `impressions` impressions and logs every
-/// decision: segment, version, exact propensity, drawn donation (0 when none). The
-/// world's random streams follow [`crate::sim::simulate`]'s layout.
+/// The observer that logs every decision as the estimators read it: segment,
+/// version, exact propensity, donation (0 when none).
+#[derive(Debug, Clone, Default)]
+pub struct RowLog {
+    /// The rows, in the order the impressions were served.
+    pub rows: Vec<LoggedRow>,
+}
+
+impl RowLog {
+    /// An empty log with room for `impressions` rows.
+    pub fn with_capacity(impressions: u64) -> Self {
+        Self {
+            rows: Vec::with_capacity(usize::try_from(impressions).unwrap_or(0)),
+        }
+    }
+}
+
+impl<L: ?Sized> Observer<L> for RowLog {
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        self.rows.push(LoggedRow {
+            segment: impression.segment,
+            action: impression.decision.version,
+            propensity: impression.decision.propensity,
+            reward: impression.answer.donation,
+        });
+        Flow::Continue
+    }
+}
+
+/// Runs `policy` online against `world` for `impressions` impressions
+/// ([`crate::online::run`] with [`Streams::new`] at `seed`, the streams of
+/// [`crate::sim::simulate`]: the same seed gives the same run) and logs every decision
+/// ([`RowLog`]). To see more of the run, pass a pair of observers to
+/// [`crate::online::run`], a [`RowLog`] and your own.
 pub fn log_impressions<P: Policy>(
     world: &World,
     policy: &mut P,
     impressions: u64,
     seed: u64,
 ) -> Vec<LoggedRow> {
-    log_impressions_inspecting(world, policy, impressions, seed, |_, _| {})
-}
-
-/// [`log_impressions`], calling `before_decision(policy, segment)` before each
-/// decision, with the decision distribution about to be used in force (to record, say,
-/// the propensity the logging policy gives some version at that moment).
-pub fn log_impressions_inspecting<P: Policy>(
-    world: &World,
-    policy: &mut P,
-    impressions: u64,
-    seed: u64,
-    mut before_decision: impl FnMut(&P, usize),
-) -> Vec<LoggedRow> {
-    let mut segment_rng = Pcg64Mcg::seed_from_u64(seed);
-    let mut conversion_rng = Pcg64Mcg::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
-    let mut donation_rng = Pcg64Mcg::seed_from_u64(seed ^ 0xD1B5_4A32_D192_ED03);
-    let mut policy_rng = Pcg64Mcg::seed_from_u64(seed ^ 0x94D0_49BB_1331_11EB);
-    let mut acc = 0.0;
-    let cumulative: Vec<f64> = world
-        .segment_probs
-        .iter()
-        .map(|p| {
-            acc += p;
-            acc
-        })
-        .collect();
-    let sigma = world.sigma();
-    let mut options = vec![0u32; world.space.components()];
-    let mut rows = Vec::with_capacity(impressions as usize);
-    for _ in 0..impressions {
-        let u: f64 = segment_rng.random();
-        let segment = cumulative
-            .partition_point(|&c| c <= u)
-            .min(cumulative.len() - 1);
-        let uc: f64 = conversion_rng.random();
-        let z: f64 = donation_rng.sample(StandardNormal);
-        before_decision(policy, segment);
-        let decision = policy.decide(segment, &mut policy_rng);
-        world.space.decode_into(decision.version, &mut options);
-        let p = world.conversion_probability(segment, &options);
-        let log_mean = world.log_mean_amount(segment, options[world.value_component]);
-        let converted = uc < p;
-        let reward = if converted {
-            (log_mean - 0.5 * sigma * sigma + sigma * z).exp()
-        } else {
-            0.0
-        };
-        policy.observe(&Outcome {
-            segment,
-            version: decision.version,
-            clicked: converted,
-            converted,
-            value: reward,
-        });
-        policy.refresh_due(&mut policy_rng, None);
-        rows.push(LoggedRow {
-            segment,
-            action: decision.version,
-            propensity: decision.propensity,
-            reward,
-        });
-    }
-    rows
+    let mut log = RowLog::with_capacity(impressions);
+    online::run(
+        world,
+        &mut Streams::new(seed, &world.segment_probs),
+        policy,
+        &RunConfig::new(impressions),
+        &mut log,
+    );
+    log.rows
 }
 
 /// How to validate.
@@ -817,6 +794,27 @@ mod tests {
         assert_eq!(rows.len(), 1000);
         assert!(rows.iter().all(|r| r.propensity == 1.0 / 256.0));
         assert!(rows.iter().any(|r| r.reward > 0.0));
+    }
+
+    /// The log of a seed is the run `simulate` makes at that seed: the same loop and
+    /// streams, another observer.
+    #[test]
+    fn a_seeds_log_is_the_simulated_run_of_that_seed() {
+        let world = small();
+        let design = learner_design(&world);
+        let settings = crate::default_settings();
+        let mut logged = build_policy(PolicyChoice::FactorizedTs, &design, &settings, 11);
+        let rows = log_impressions(&world, &mut logged, 30_000, 11);
+        let mut simulated = build_policy(PolicyChoice::FactorizedTs, &design, &settings, 11);
+        let truth = crate::sim::Truth::new(&world);
+        let config = crate::sim::SimConfig::new(30_000, 11);
+        let report = crate::sim::simulate(&world, &truth, &mut simulated, &config, |_| {});
+        let donations: Vec<f64> = rows.iter().map(|r| r.reward).filter(|&r| r > 0.0).collect();
+        assert_eq!(donations.len() as u64, report.conversions);
+        let value = donations.iter().fold(0.0, |sum, d| sum + d);
+        assert_eq!(value.to_bits(), report.value.to_bits());
+        let mean_propensity = rows.iter().map(|r| r.propensity).sum::<f64>() / 30_000.0;
+        assert_eq!(mean_propensity.to_bits(), report.mean_propensity.to_bits());
     }
 
     /// The estimators' acceptance check: over 40 seeds of 200k impressions of the even

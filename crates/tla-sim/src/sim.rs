@@ -1,18 +1,17 @@
-//! The online loop: a segment arrives, the policy decides, the world answers, the
-//! policy learns.
+//! The plain simulation: a policy run online against a world file ([`crate::online`]'s
+//! loop), scored as a percentage of the oracle that knows the truth, with its learning
+//! curve.
 //!
-//! Randomness is split into independent streams seeded from one seed: the segment of
-//! each impression, the uniform draw of its conversion and the normal draw of its
-//! donation come from three world streams that consume exactly one value per
-//! impression, so every policy run with the same seed meets the same audience and the
-//! same luck (common random numbers); the policy has a stream of its own.
+//! [`Scorer`] is the observer that keeps the score; [`simulate`] runs the loop with it.
+//! Every policy run with the same seed meets the same audience and the same luck
+//! ([`Streams::new`]), so the oracle's and the even split's values are the same across
+//! policies and the difference between two policies is not the audience's.
 
+use crate::online::{self, Flow, Impression, Moment, Observer, Progress, RunConfig, Streams};
 use crate::world::World;
-use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
-use rand_pcg::Pcg64Mcg;
+use std::collections::HashSet;
 use std::time::Instant;
-use tla_core::policy::{Outcome, Policy};
+use tla_core::policy::Policy;
 
 /// How to run a simulation.
 #[derive(Debug, Clone)]
@@ -113,133 +112,151 @@ pub struct Truth {
     pub oracle: Vec<f64>,
     /// Even split expected value per segment.
     pub uniform: Vec<f64>,
-    /// Cumulative segment probabilities.
-    cumulative: Vec<f64>,
 }
 
 impl Truth {
     /// Enumerates the world once (O(versions x segments)).
     pub fn new(world: &World) -> Self {
-        let mut acc = 0.0;
-        let cumulative = world
-            .segment_probs
-            .iter()
-            .map(|p| {
-                acc += p;
-                acc
-            })
-            .collect();
         Self {
             oracle: world.oracle().into_iter().map(|(_, ev)| ev).collect(),
             uniform: world.uniform_expected_value(),
-            cumulative,
         }
-    }
-
-    #[inline]
-    fn draw_segment(&self, u: f64) -> usize {
-        let i = self.cumulative.partition_point(|&c| c <= u);
-        i.min(self.cumulative.len() - 1)
     }
 }
 
-/// Runs `policy` online against `world`; `progress` is called with the impressions done
-/// every 65,536 impressions.
+/// The observer behind [`simulate`]: scores each impression against the oracle and the
+/// even split on the same audience, and records the learning curve at the run's
+/// checkpoints.
+#[derive(Debug)]
+pub struct Scorer<'a> {
+    truth: &'a Truth,
+    expected: f64,
+    oracle: f64,
+    uniform: f64,
+    value: f64,
+    conversions: u64,
+    refreshes: u64,
+    propensity_sum: f64,
+    min_propensity: f64,
+    served: HashSet<u64>,
+    curve: Vec<Checkpoint>,
+    last_expected: f64,
+    last_oracle: f64,
+    started: Option<Instant>,
+    seconds: f64,
+    impressions: u64,
+}
+
+impl<'a> Scorer<'a> {
+    /// A scorer against `truth`, its learning curve sized for `checkpoints` points.
+    pub fn new(truth: &'a Truth, checkpoints: usize) -> Self {
+        Self {
+            truth,
+            expected: 0.0,
+            oracle: 0.0,
+            uniform: 0.0,
+            value: 0.0,
+            conversions: 0,
+            refreshes: 0,
+            propensity_sum: 0.0,
+            min_propensity: f64::INFINITY,
+            served: HashSet::new(),
+            curve: Vec::with_capacity(checkpoints),
+            last_expected: 0.0,
+            last_oracle: 0.0,
+            started: None,
+            seconds: 0.0,
+            impressions: 0,
+        }
+    }
+
+    /// The report of the run scored, for `policy` on `world` at `seed`.
+    pub fn into_report<P: Policy>(self, world: &World, policy: &P, seed: u64) -> SimReport {
+        let n = self.impressions.max(1) as f64;
+        SimReport {
+            world: world.name.clone(),
+            policy: policy.name().to_string(),
+            impressions: self.impressions,
+            seed,
+            pct_of_oracle_expected: 100.0 * self.expected / self.oracle,
+            pct_of_oracle_realized: 100.0 * self.value / self.oracle,
+            uniform_pct_of_oracle_expected: 100.0 * self.uniform / self.oracle,
+            conversions: self.conversions,
+            value: self.value,
+            expected_value: self.expected,
+            oracle_expected_value: self.oracle,
+            versions_served: self.served.len() as u64,
+            refreshes: self.refreshes,
+            mean_propensity: self.propensity_sum / n,
+            min_propensity: self.min_propensity,
+            seconds: self.seconds,
+            impressions_per_second: self.impressions as f64 / self.seconds,
+            model_bytes: policy.model_bytes(),
+            learning_curve: self.curve,
+        }
+    }
+}
+
+impl<L: ?Sized> Observer<L> for Scorer<'_> {
+    fn begin(&mut self) {
+        self.started = Some(Instant::now());
+    }
+
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        let (decision, answer) = (&impression.decision, &impression.answer);
+        self.propensity_sum += decision.propensity;
+        self.min_propensity = self.min_propensity.min(decision.propensity);
+        self.served.insert(decision.version);
+        self.expected += answer.expected_value;
+        self.oracle += self.truth.oracle[impression.segment];
+        self.uniform += self.truth.uniform[impression.segment];
+        if answer.converted {
+            self.conversions += 1;
+            self.value += answer.donation;
+        }
+        self.refreshes += impression.refreshes as u64;
+        Flow::Continue
+    }
+
+    fn checkpoint(&mut self, moment: &Moment) -> Flow {
+        self.curve.push(Checkpoint {
+            impressions: moment.served,
+            pct_of_oracle_expected: 100.0 * self.expected / self.oracle,
+            window_pct_of_oracle_expected: 100.0 * (self.expected - self.last_expected)
+                / (self.oracle - self.last_oracle),
+        });
+        self.last_expected = self.expected;
+        self.last_oracle = self.oracle;
+        Flow::Continue
+    }
+
+    fn finish(&mut self, _learner: &L, served: u64) {
+        self.seconds = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.impressions = served;
+    }
+}
+
+/// Runs `policy` online against `world` ([`crate::online::run`] with [`Streams::new`]
+/// at `config.seed`), scored by a [`Scorer`]; `progress` is called with the impressions
+/// done every 65,536 impressions and at the end.
 pub fn simulate<P: Policy>(
     world: &World,
     truth: &Truth,
     policy: &mut P,
     config: &SimConfig,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> SimReport {
-    let mut segment_rng = Pcg64Mcg::seed_from_u64(config.seed);
-    let mut conversion_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x9E37_79B9_7F4A_7C15);
-    let mut donation_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0xD1B5_4A32_D192_ED03);
-    let mut policy_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x94D0_49BB_1331_11EB);
-    let sigma = world.sigma();
-    let half_sigma2 = 0.5 * sigma * sigma;
-    let mut options = vec![0u32; world.space.components()];
-    let mut served = std::collections::HashSet::new();
-
-    let (mut expected, mut oracle, mut uniform, mut value) = (0.0, 0.0, 0.0, 0.0);
-    let (mut conversions, mut refreshes) = (0u64, 0u64);
-    let (mut propensity_sum, mut min_propensity) = (0.0, f64::INFINITY);
-    let mut curve = Vec::with_capacity(config.checkpoints.len());
-    let (mut last_expected, mut last_oracle) = (0.0, 0.0);
-    let mut next_checkpoint = config.checkpoints.iter().copied().peekable();
-
-    let start = Instant::now();
-    for t in 1..=config.impressions {
-        let segment = truth.draw_segment(segment_rng.random::<f64>());
-        let u: f64 = conversion_rng.random();
-        let z: f64 = donation_rng.sample(StandardNormal);
-
-        let decision = policy.decide(segment, &mut policy_rng);
-        propensity_sum += decision.propensity;
-        min_propensity = min_propensity.min(decision.propensity);
-        served.insert(decision.version);
-
-        world.space.decode_into(decision.version, &mut options);
-        let p = world.conversion_probability(segment, &options);
-        let log_mean = world.log_mean_amount(segment, options[world.value_component]);
-        expected += p * log_mean.exp();
-        oracle += truth.oracle[segment];
-        uniform += truth.uniform[segment];
-        let converted = u < p;
-        let amount = if converted {
-            conversions += 1;
-            let amount = (log_mean - half_sigma2 + sigma * z).exp();
-            value += amount;
-            amount
-        } else {
-            0.0
-        };
-        policy.observe(&Outcome {
-            segment,
-            version: decision.version,
-            clicked: converted,
-            converted,
-            value: amount,
-        });
-        refreshes += policy.refresh_due(&mut policy_rng, None) as u64;
-
-        if next_checkpoint.peek() == Some(&t) {
-            next_checkpoint.next();
-            curve.push(Checkpoint {
-                impressions: t,
-                pct_of_oracle_expected: 100.0 * expected / oracle,
-                window_pct_of_oracle_expected: 100.0 * (expected - last_expected)
-                    / (oracle - last_oracle),
-            });
-            last_expected = expected;
-            last_oracle = oracle;
-        }
-        if t % 65_536 == 0 {
-            progress(t);
-        }
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    progress(config.impressions);
-    let n = config.impressions.max(1) as f64;
-    SimReport {
-        world: world.name.clone(),
-        policy: policy.name().to_string(),
-        impressions: config.impressions,
-        seed: config.seed,
-        pct_of_oracle_expected: 100.0 * expected / oracle,
-        pct_of_oracle_realized: 100.0 * value / oracle,
-        uniform_pct_of_oracle_expected: 100.0 * uniform / oracle,
-        conversions,
-        value,
-        expected_value: expected,
-        oracle_expected_value: oracle,
-        versions_served: served.len() as u64,
-        refreshes,
-        mean_propensity: propensity_sum / n,
-        min_propensity,
-        seconds,
-        impressions_per_second: config.impressions as f64 / seconds,
-        model_bytes: policy.model_bytes(),
-        learning_curve: curve,
-    }
+    let mut scorer = Scorer::new(truth, config.checkpoints.len());
+    let run_config = RunConfig {
+        checkpoints: config.checkpoints.clone(),
+        ..RunConfig::new(config.impressions)
+    };
+    online::run(
+        world,
+        &mut Streams::new(config.seed, &world.segment_probs),
+        policy,
+        &run_config,
+        (&mut scorer, Progress::new(65_536, progress)),
+    );
+    scorer.into_report(world, policy, config.seed)
 }

@@ -1,0 +1,710 @@
+//! The one online loop: a segment arrives, the learner decides, the world answers, the
+//! learner learns, and whatever happened is pushed to an [`Observer`] the caller
+//! supplies.
+//!
+//! [`run`] never keeps a score and never writes output. It pushes each impression (the
+//! decision with its propensity, the world's answer, the refreshes that followed) and
+//! each checkpoint to the observer, the way a searcher pushes matches into a sink; the
+//! plain simulation ([`crate::sim::simulate`]), the logs of the estimator validation
+//! ([`crate::ope::log_impressions`]) and the campaign run
+//! ([`crate::campaign::run_campaign`]) are observers of this loop. Observers compose:
+//! a pair `(A, B)` of observers is an observer, and so is `&mut O`.
+//!
+//! What decides and learns is a [`Learner`]: every [`Policy`] is one (it learns one
+//! [`Outcome`] per impression), and [`EngineLearner`] teaches a campaign's [`Engine`]
+//! the events the service would (impression, cost, conversion).
+//!
+//! [`Streams`] owns every random stream of a run (audience, outcome, policy), seeded
+//! from one seed. The world's streams consume a fixed number of values per impression
+//! whatever the learner does, so every learner run with the same seed meets the same
+//! audience and the same luck (common random numbers); the policy has a stream of its
+//! own. Time is carried by the loop too: each impression has its index and, when the
+//! run has a [`Clock`], a simulated time in milliseconds that the learner's refresh
+//! cadence sees.
+
+use crate::world::World;
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64Mcg;
+use tla_core::engine::{Engine, Feedback};
+use tla_core::policy::{Decision, Outcome, Policy};
+
+/// Seed offsets of the streams of [`Streams::new`].
+const CONVERSION_STREAM: u64 = 0x9E37_79B9_7F4A_7C15;
+const DONATION_STREAM: u64 = 0xD1B5_4A32_D192_ED03;
+const POLICY_STREAM: u64 = 0x94D0_49BB_1331_11EB;
+
+/// Seed offsets of the streams of [`Streams::for_campaign_run`].
+const CAMPAIGN_POLICY_STREAM: u64 = 0xE261_4E00_0000_0001;
+const CAMPAIGN_AUDIENCE_STREAM: u64 = 0xA0D1_E4CE_0000_0002;
+const CAMPAIGN_OUTCOME_STREAM: u64 = 0x0C7C_0E00_0000_0003;
+
+/// Every random stream of one run, seeded from one seed.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    layout: Layout,
+    policy: Pcg64Mcg,
+}
+
+#[derive(Debug, Clone)]
+enum Layout {
+    /// One stream per draw: the segment (a uniform against the cumulative shares), the
+    /// conversion (a uniform) and the donation (a standard normal, drawn whether or not
+    /// the impression converts), one value of each per impression.
+    PerDraw {
+        cumulative: Vec<f64>,
+        segment: Pcg64Mcg,
+        conversion: Pcg64Mcg,
+        donation: Pcg64Mcg,
+    },
+    /// The audience from a weighted index; the conversion uniform and, only when it
+    /// converts, the donation's normal from one outcome stream.
+    Campaign {
+        audience: WeightedIndex<f64>,
+        audience_rng: Pcg64Mcg,
+        outcome: Pcg64Mcg,
+    },
+}
+
+impl Streams {
+    /// The streams of every world simulation ([`crate::sim::simulate`] and the logs of
+    /// [`crate::ope`]): segments drawn with probabilities `segment_probs` (summing to
+    /// 1), and an independent stream per draw, so the world's streams advance by one
+    /// value each per impression.
+    ///
+    /// # Panics
+    /// If `segment_probs` is empty.
+    pub fn new(seed: u64, segment_probs: &[f64]) -> Self {
+        assert!(
+            !segment_probs.is_empty(),
+            "a world has at least one segment"
+        );
+        let mut acc = 0.0;
+        let cumulative = segment_probs
+            .iter()
+            .map(|p| {
+                acc += p;
+                acc
+            })
+            .collect();
+        Self {
+            layout: Layout::PerDraw {
+                cumulative,
+                segment: Pcg64Mcg::seed_from_u64(seed),
+                conversion: Pcg64Mcg::seed_from_u64(seed ^ CONVERSION_STREAM),
+                donation: Pcg64Mcg::seed_from_u64(seed ^ DONATION_STREAM),
+            },
+            policy: Pcg64Mcg::seed_from_u64(seed ^ POLICY_STREAM),
+        }
+    }
+
+    /// The streams of [`crate::campaign::run_campaign`]: segments drawn in proportion
+    /// to `segment_shares` (positive weights, not necessarily summing to 1) from an
+    /// audience stream, and one outcome stream that gives a uniform per impression and
+    /// a normal per conversion. This layout predates [`Streams::new`] and is kept so
+    /// that seeded campaign runs, and the report snapshots built from them, stay as
+    /// they were; the engine's first decision tables are drawn from its policy stream
+    /// ([`Streams::policy`]) before the run.
+    ///
+    /// # Panics
+    /// If `segment_shares` is empty, or holds a negative or non-finite share, or sums
+    /// to 0 (a validated campaign's shares never do).
+    pub fn for_campaign_run(seed: u64, segment_shares: &[f64]) -> Self {
+        Self {
+            layout: Layout::Campaign {
+                audience: WeightedIndex::new(segment_shares)
+                    .expect("segment shares are finite, non-negative and not all 0"),
+                audience_rng: Pcg64Mcg::seed_from_u64(seed ^ CAMPAIGN_AUDIENCE_STREAM),
+                outcome: Pcg64Mcg::seed_from_u64(seed ^ CAMPAIGN_OUTCOME_STREAM),
+            },
+            policy: Pcg64Mcg::seed_from_u64(seed ^ CAMPAIGN_POLICY_STREAM),
+        }
+    }
+
+    /// The policy's stream: its decisions and its refreshes draw from it.
+    pub fn policy(&mut self) -> &mut Pcg64Mcg {
+        &mut self.policy
+    }
+
+    /// The segment of the next impression.
+    fn segment(&mut self) -> usize {
+        match &mut self.layout {
+            Layout::PerDraw {
+                cumulative,
+                segment,
+                ..
+            } => {
+                let u: f64 = segment.random();
+                cumulative
+                    .partition_point(|&c| c <= u)
+                    .min(cumulative.len() - 1)
+            }
+            Layout::Campaign {
+                audience,
+                audience_rng,
+                ..
+            } => audience.sample(audience_rng),
+        }
+    }
+
+    /// Whether an impression that converts with probability `conversion_probability`
+    /// converts and, if so, the standard normal draw of its donation.
+    fn conversion(&mut self, conversion_probability: f64) -> Option<f64> {
+        match &mut self.layout {
+            Layout::PerDraw {
+                conversion,
+                donation,
+                ..
+            } => {
+                let u: f64 = conversion.random();
+                let z: f64 = donation.sample(StandardNormal);
+                (u < conversion_probability).then_some(z)
+            }
+            Layout::Campaign { outcome, .. } => {
+                if outcome.random::<f64>() >= conversion_probability {
+                    return None;
+                }
+                Some(outcome.sample(StandardNormal))
+            }
+        }
+    }
+}
+
+/// The simulated clock of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Clock {
+    /// Impressions per simulated second; `None`: the run has no clock, and learners are
+    /// refreshed on their event cadence only.
+    pub impressions_per_second: Option<u64>,
+}
+
+impl Clock {
+    /// No clock: learners see no time.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// `rate` impressions per simulated second (at least 1).
+    pub fn per_second(rate: u64) -> Self {
+        Self {
+            impressions_per_second: Some(rate.max(1)),
+        }
+    }
+
+    /// Simulated milliseconds at the impression that follows `before` others:
+    /// `before * 1000 / rate`.
+    pub fn millis(&self, before: u64) -> Option<u64> {
+        self.impressions_per_second
+            .map(|rate| before.saturating_mul(1000) / rate)
+    }
+}
+
+/// How a run goes, apart from its random streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// Impressions to serve, unless an observer stops the run first.
+    pub impressions: u64,
+    /// Impression counts after which [`Observer::checkpoint`] is called, in increasing
+    /// order.
+    pub checkpoints: Vec<u64>,
+    /// The simulated clock.
+    pub clock: Clock,
+    /// Spend per impression, part of each answer (0: none).
+    pub cost_per_impression: f64,
+    /// Whether donations are rounded to cents (at least one cent), as a payment
+    /// processor reports them.
+    pub donations_in_cents: bool,
+}
+
+impl RunConfig {
+    /// `impressions` with no checkpoint, no clock, no spend and exact donations.
+    pub fn new(impressions: u64) -> Self {
+        Self {
+            impressions,
+            checkpoints: Vec::new(),
+            clock: Clock::none(),
+            cost_per_impression: 0.0,
+            donations_in_cents: false,
+        }
+    }
+}
+
+/// When in the run an impression happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    /// Impressions served so far, this one included (1 for the first).
+    pub served: u64,
+    /// Simulated milliseconds since the start ([`Clock::millis`]), if the run has a
+    /// clock.
+    pub now_millis: Option<u64>,
+}
+
+/// What the world answered to one decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Answer {
+    /// Whether the impression converted.
+    pub converted: bool,
+    /// The donation (0 without a conversion).
+    pub donation: f64,
+    /// Spend on the impression.
+    pub cost: f64,
+    /// The true expected value of the version served to the segment: `P(conversion) x
+    /// E[donation | conversion]`.
+    pub expected_value: f64,
+}
+
+/// One impression as the loop pushes it to the observer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Impression {
+    /// When it happened.
+    pub moment: Moment,
+    /// The segment that arrived.
+    pub segment: usize,
+    /// The learner's decision, with its exact propensity.
+    pub decision: Decision,
+    /// What the world answered.
+    pub answer: Answer,
+    /// Decision distributions the learner rebuilt after learning it.
+    pub refreshes: usize,
+}
+
+/// Whether the run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flow {
+    /// Serve the next impression.
+    #[default]
+    Continue,
+    /// End the run after this impression.
+    Stop,
+}
+
+impl Flow {
+    /// `Stop` if either says stop.
+    pub fn and(self, other: Flow) -> Flow {
+        if self == Flow::Stop || other == Flow::Stop {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+/// What decides and learns in a run.
+pub trait Learner {
+    /// Chooses a version for an impression of `segment`, with its exact propensity.
+    fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision;
+
+    /// Learns what the world answered to `decision` for `segment`.
+    fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer);
+
+    /// Rebuilds the decision distributions that are due at `now_millis` (`None`: the
+    /// run has no clock); returns how many.
+    fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize;
+}
+
+/// A policy learns one outcome per impression: converted or not, with its donation.
+impl<P: Policy> Learner for P {
+    fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
+        Policy::decide(self, segment, rng)
+    }
+
+    fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
+        self.observe(&Outcome {
+            segment,
+            version: decision.version,
+            clicked: answer.converted,
+            converted: answer.converted,
+            value: answer.donation,
+        });
+    }
+
+    fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
+        Policy::refresh_due(self, rng, now_millis)
+    }
+}
+
+/// A campaign's [`Engine`] as the service feeds it: each impression is learned as an
+/// impression event, then a cost event when it cost something, then a conversion
+/// event with its donation when it converted.
+#[derive(Debug)]
+pub struct EngineLearner<'a> {
+    /// The engine taught.
+    pub engine: &'a mut Engine,
+}
+
+impl Learner for EngineLearner<'_> {
+    fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
+        self.engine.decide(segment, rng)
+    }
+
+    fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
+        let version = decision.version;
+        self.engine.learn(segment, version, Feedback::Impression);
+        if answer.cost > 0.0 {
+            let amount = answer.cost;
+            self.engine
+                .learn(segment, version, Feedback::Cost { amount });
+        }
+        if answer.converted {
+            let amount = answer.donation;
+            self.engine
+                .learn(segment, version, Feedback::Conversion { amount });
+        }
+    }
+
+    /// Without a clock the engine's time stands at 0: only its event cadence refreshes.
+    fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
+        self.engine.refresh_due(rng, now_millis.unwrap_or(0))
+    }
+}
+
+/// What a run tells its caller, as it happens. Every method has a default that does
+/// nothing, so an observer implements only what it needs.
+pub trait Observer<L: ?Sized> {
+    /// Before the first impression.
+    fn begin(&mut self) {}
+
+    /// Before each decision, with the learner whose decision distribution is about to be
+    /// used (to record, say, the propensity it gives some version at that moment).
+    fn before_decision(&mut self, _learner: &L, _segment: usize) {}
+
+    /// After each impression has been learned and the due refreshes done.
+    fn impression(&mut self, _impression: &Impression) -> Flow {
+        Flow::Continue
+    }
+
+    /// After the impression that brings the count served to one of
+    /// [`RunConfig::checkpoints`].
+    fn checkpoint(&mut self, _moment: &Moment) -> Flow {
+        Flow::Continue
+    }
+
+    /// After the last impression, with the learner as the run leaves it and the number
+    /// of impressions served.
+    fn finish(&mut self, _learner: &L, _served: u64) {}
+}
+
+impl<L: ?Sized, O: Observer<L> + ?Sized> Observer<L> for &mut O {
+    fn begin(&mut self) {
+        (**self).begin();
+    }
+    fn before_decision(&mut self, learner: &L, segment: usize) {
+        (**self).before_decision(learner, segment);
+    }
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        (**self).impression(impression)
+    }
+    fn checkpoint(&mut self, moment: &Moment) -> Flow {
+        (**self).checkpoint(moment)
+    }
+    fn finish(&mut self, learner: &L, served: u64) {
+        (**self).finish(learner, served);
+    }
+}
+
+/// Both observers see everything, the first first; the run stops if either asks.
+impl<L: ?Sized, A: Observer<L>, B: Observer<L>> Observer<L> for (A, B) {
+    fn begin(&mut self) {
+        self.0.begin();
+        self.1.begin();
+    }
+    fn before_decision(&mut self, learner: &L, segment: usize) {
+        self.0.before_decision(learner, segment);
+        self.1.before_decision(learner, segment);
+    }
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        let first = self.0.impression(impression);
+        first.and(self.1.impression(impression))
+    }
+    fn checkpoint(&mut self, moment: &Moment) -> Flow {
+        let first = self.0.checkpoint(moment);
+        first.and(self.1.checkpoint(moment))
+    }
+    fn finish(&mut self, learner: &L, served: u64) {
+        self.0.finish(learner, served);
+        self.1.finish(learner, served);
+    }
+}
+
+/// Calls a function with the impressions served every `every` impressions and once at
+/// the end of the run (for a progress bar).
+#[derive(Debug)]
+pub struct Progress<F> {
+    every: u64,
+    report: F,
+}
+
+impl<F: FnMut(u64)> Progress<F> {
+    /// Calls `report(served)` every `every` impressions (at least 1) and at the end.
+    pub fn new(every: u64, report: F) -> Self {
+        Self {
+            every: every.max(1),
+            report,
+        }
+    }
+}
+
+impl<L: ?Sized, F: FnMut(u64)> Observer<L> for Progress<F> {
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        if impression.moment.served % self.every == 0 {
+            (self.report)(impression.moment.served);
+        }
+        Flow::Continue
+    }
+    fn finish(&mut self, _learner: &L, served: u64) {
+        (self.report)(served);
+    }
+}
+
+/// Runs `learner` online against `world` for `config.impressions` impressions (fewer if
+/// the observer stops the run), drawing from `streams`, and pushes every impression and
+/// checkpoint to `observer`. Returns the number of impressions served.
+///
+/// Per impression: the segment is drawn, [`Observer::before_decision`] is called, the
+/// learner decides from the policy stream, the world answers (conversion with its
+/// donation, the spend, the version's true expected value), the learner learns the
+/// answer and rebuilds what is due at the impression's simulated time, then
+/// [`Observer::impression`] and, at a checkpoint, [`Observer::checkpoint`] are called.
+///
+/// # Panics
+/// If the world's space cannot decode a version the learner chose.
+pub fn run<L: Learner, O: Observer<L>>(
+    world: &World,
+    streams: &mut Streams,
+    learner: &mut L,
+    config: &RunConfig,
+    mut observer: O,
+) -> u64 {
+    let sigma = world.sigma();
+    let half_sigma2 = 0.5 * sigma * sigma;
+    let mut options = vec![0u32; world.space.components()];
+    let mut checkpoints = config.checkpoints.iter().copied().peekable();
+    let mut served = 0;
+    observer.begin();
+    while served < config.impressions {
+        let now_millis = config.clock.millis(served);
+        served += 1;
+        let moment = Moment { served, now_millis };
+        let segment = streams.segment();
+        observer.before_decision(learner, segment);
+        let decision = learner.decide(segment, streams.policy());
+
+        world.space.decode_into(decision.version, &mut options);
+        let conversion_probability = world.conversion_probability(segment, &options);
+        let log_mean = world.log_mean_amount(segment, options[world.value_component]);
+        let drawn = streams.conversion(conversion_probability);
+        let donation = match drawn {
+            Some(z) => {
+                let amount = (log_mean - half_sigma2 + sigma * z).exp();
+                if config.donations_in_cents {
+                    (amount * 100.0).round().max(1.0) / 100.0
+                } else {
+                    amount
+                }
+            }
+            None => 0.0,
+        };
+        let answer = Answer {
+            converted: drawn.is_some(),
+            donation,
+            cost: config.cost_per_impression,
+            expected_value: conversion_probability * log_mean.exp(),
+        };
+        learner.learn(segment, &decision, &answer);
+        let refreshes = learner.refresh_due(streams.policy(), now_millis);
+
+        let mut flow = observer.impression(&Impression {
+            moment,
+            segment,
+            decision,
+            answer,
+            refreshes,
+        });
+        if checkpoints.peek() == Some(&served) {
+            checkpoints.next();
+            flow = flow.and(observer.checkpoint(&moment));
+        }
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    observer.finish(learner, served);
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PolicyChoice, build_policy};
+    use tla_core::design::{Interactions, Objective};
+
+    fn small() -> World {
+        World::from_json(include_str!("../../../worlds/small.json")).unwrap()
+    }
+
+    #[derive(Default)]
+    struct Tally {
+        impressions: Vec<Impression>,
+        checkpoints: Vec<u64>,
+        begun: bool,
+        finished: Option<u64>,
+        stop_after: Option<u64>,
+    }
+
+    impl<L> Observer<L> for Tally {
+        fn begin(&mut self) {
+            self.begun = true;
+        }
+        fn impression(&mut self, impression: &Impression) -> Flow {
+            self.impressions.push(*impression);
+            if Some(impression.moment.served) == self.stop_after {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        }
+        fn checkpoint(&mut self, moment: &Moment) -> Flow {
+            self.checkpoints.push(moment.served);
+            Flow::Continue
+        }
+        fn finish(&mut self, _learner: &L, served: u64) {
+            self.finished = Some(served);
+        }
+    }
+
+    fn policy(world: &World, seed: u64) -> crate::AnyPolicy {
+        let design = world.design(Interactions::segment_only(4), Objective::Value);
+        build_policy(
+            PolicyChoice::FactorizedTs,
+            &design,
+            &Default::default(),
+            seed,
+        )
+    }
+
+    #[test]
+    fn pushes_every_impression_and_checkpoint_and_can_be_stopped() {
+        let world = small();
+        let config = RunConfig {
+            checkpoints: vec![10, 250, 400],
+            clock: Clock::per_second(100),
+            ..RunConfig::new(300)
+        };
+        let mut tally = Tally::default();
+        let mut learner = policy(&world, 1);
+        let served = run(
+            &world,
+            &mut Streams::new(1, &world.segment_probs),
+            &mut learner,
+            &config,
+            &mut tally,
+        );
+        assert_eq!(served, 300);
+        assert!(tally.begun);
+        assert_eq!(tally.finished, Some(300));
+        assert_eq!(tally.checkpoints, vec![10, 250]);
+        let served: Vec<u64> = tally.impressions.iter().map(|i| i.moment.served).collect();
+        assert_eq!(served, (1..=300).collect::<Vec<_>>());
+        // The clock: 100 impressions a second, the time of the impression after `n`.
+        assert_eq!(tally.impressions[0].moment.now_millis, Some(0));
+        assert_eq!(tally.impressions[150].moment.now_millis, Some(1500));
+        for i in &tally.impressions {
+            assert!(i.decision.propensity > 0.0 && i.decision.propensity <= 1.0);
+            assert_eq!(i.answer.converted, i.answer.donation > 0.0);
+        }
+
+        let mut stopping = Tally {
+            stop_after: Some(42),
+            ..Tally::default()
+        };
+        let served = run(
+            &world,
+            &mut Streams::new(1, &world.segment_probs),
+            &mut policy(&world, 1),
+            &config,
+            &mut stopping,
+        );
+        assert_eq!(served, 42);
+        assert_eq!(stopping.finished, Some(42));
+        assert_eq!(stopping.checkpoints, vec![10]);
+        // The same seed, the same first 42 impressions.
+        assert_eq!(stopping.impressions[..], tally.impressions[..42]);
+    }
+
+    /// Common random numbers: two learners run with the same seed meet the same
+    /// segments and, where they serve the same version, the same luck.
+    #[test]
+    fn the_same_seed_gives_every_learner_the_same_audience_and_luck() {
+        let world = small();
+        let design = world.design(Interactions::segment_only(4), Objective::Value);
+        // The learner's own seed draws its first tables; the run's seed the streams.
+        let impressions = |choice, learner_seed, run_seed| {
+            let mut tally = Tally::default();
+            let mut learner = build_policy(choice, &design, &Default::default(), learner_seed);
+            let mut streams = Streams::new(run_seed, &world.segment_probs);
+            run(
+                &world,
+                &mut streams,
+                &mut learner,
+                &RunConfig::new(2_000),
+                &mut tally,
+            );
+            tally.impressions
+        };
+        let segments = |run: &[Impression]| run.iter().map(|i| i.segment).collect::<Vec<_>>();
+        let uniform = impressions(PolicyChoice::Uniform, 5, 5);
+        let learner = impressions(PolicyChoice::FactorizedTs, 5, 5);
+        let other_learner = impressions(PolicyChoice::FactorizedTs, 6, 5);
+        assert_eq!(segments(&uniform), segments(&learner));
+        assert_eq!(segments(&learner), segments(&other_learner));
+        let same_version: Vec<(&Impression, &Impression)> = learner
+            .iter()
+            .zip(&other_learner)
+            .filter(|(a, b)| a.decision.version == b.decision.version)
+            .collect();
+        assert!(same_version.len() > 100, "{}", same_version.len());
+        for (a, b) in same_version {
+            assert_eq!(a.answer, b.answer);
+        }
+        let other_seed = impressions(PolicyChoice::FactorizedTs, 5, 6);
+        assert_ne!(
+            segments(&learner),
+            segments(&other_seed),
+            "another seed, another audience"
+        );
+    }
+
+    #[test]
+    fn donations_in_cents_are_whole_cents() {
+        let world = small();
+        let config = RunConfig {
+            donations_in_cents: true,
+            cost_per_impression: 0.01,
+            ..RunConfig::new(5_000)
+        };
+        let mut tally = Tally::default();
+        run(
+            &world,
+            &mut Streams::new(2, &world.segment_probs),
+            &mut policy(&world, 2),
+            &config,
+            &mut tally,
+        );
+        let donations: Vec<f64> = tally
+            .impressions
+            .iter()
+            .filter(|i| i.answer.converted)
+            .map(|i| i.answer.donation)
+            .collect();
+        assert!(!donations.is_empty());
+        for d in donations {
+            assert!(
+                d >= 0.01 && ((d * 100.0).round() - d * 100.0).abs() < 1e-6,
+                "{d}"
+            );
+        }
+        assert!(tally.impressions.iter().all(|i| i.answer.cost == 0.01));
+    }
+}
