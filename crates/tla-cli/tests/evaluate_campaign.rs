@@ -281,7 +281,8 @@ fn bad_input_is_refused_with_what_is_accepted() {
     );
     let err = refused(&["--campaign", "c_hand", "--target", "oracle"]);
     assert!(
-        err.contains("\"oracle\" is not a target; accepted with --data: uniform, version:INDEX, fixed-options:"),
+        err.contains("--target: \"oracle\" does not apply to --data; accepted: oracle (--world), uniform (--world, --log, --data)")
+            && err.contains("version:INDEX (--data), fixed:ACTION (--log), best-logged (--log, --data)"),
         "{err}"
     );
     let err = refused(&["--campaign", "c_hand", "--target", "version:18"]);
