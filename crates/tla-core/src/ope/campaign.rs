@@ -345,9 +345,15 @@ mod tests {
         let version = |text: &str| fixed_version(&campaign, &text.parse().unwrap());
         assert_eq!(version("version:5").unwrap(), 5);
         assert_eq!(version("fixed-options:1,1,2").unwrap(), 6 + 3 + 2);
-        assert_eq!(version("fixed-options:fish_back,heron,learn_more").unwrap(), 11);
+        assert_eq!(
+            version("fixed-options:fish_back,heron,learn_more").unwrap(),
+            11
+        );
         let error = version("version:18").unwrap_err().to_string();
-        assert!(error.contains("versions are 0 to 17 (18 versions)"), "{error}");
+        assert!(
+            error.contains("versions are 0 to 17 (18 versions)"),
+            "{error}"
+        );
         let error = version("fixed-options:0,1").unwrap_err().to_string();
         assert!(
             error.contains("expected 3 options, one per component (headline, image, cta), got 2"),
@@ -359,15 +365,23 @@ mod tests {
             "{error}"
         );
         let error = version("fixed-options:0,otter,0").unwrap_err().to_string();
-        assert!(error.contains("component image has no option \"otter\""), "{error}");
+        assert!(
+            error.contains("component image has no option \"otter\""),
+            "{error}"
+        );
         // first_gift (2) with learn_more (2) is excluded: versions 12 + 0 + 2 and 12 + 3 + 2.
         let error = version("version:14").unwrap_err().to_string();
         assert!(
             error.contains("excluded") && error.contains("headline.first_gift with cta.learn_more"),
             "{error}"
         );
-        let error = version("fixed-options:first_gift,heron,learn_more").unwrap_err().to_string();
-        assert!(error.contains("version 17") && error.contains("excluded"), "{error}");
+        let error = version("fixed-options:first_gift,heron,learn_more")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("version 17") && error.contains("excluded"),
+            "{error}"
+        );
         assert!(version("uniform").is_err());
     }
 
@@ -395,21 +409,37 @@ mod tests {
         assert!((evaluation.estimates[0].value - 0.5).abs() < 1e-12);
         // SNIPS: sum w r / sum w = mean reward 4.
         assert!((evaluation.estimates[1].value - 4.0).abs() < 1e-12);
-        assert!(evaluation.target.contains("16 allowed versions (18 defined"));
+        assert!(
+            evaluation
+                .target
+                .contains("16 allowed versions (18 defined")
+        );
     }
 
     #[test]
     fn fixed_versions_must_have_been_served_and_targets_must_apply() {
         let campaign = small();
         let rows = two_version_rows();
-        let error = evaluate(&campaign, &rows, "version:5").unwrap_err().to_string();
-        assert!(error.contains("version 5") && error.contains("never served"), "{error}");
+        let error = evaluate(&campaign, &rows, "version:5")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("version 5") && error.contains("never served"),
+            "{error}"
+        );
         let evaluation = evaluate(&campaign, &rows, "version:1").unwrap();
         // Version 1's rows (i odd) pay 8 at i = 1, 5 and 0 at i = 3, 7: SNIPS 4.
         assert!((evaluation.estimates[1].value - 4.0).abs() < 1e-12);
-        let error = evaluate(&campaign, &rows, "oracle").unwrap_err().to_string();
-        assert!(error.contains("\"oracle\" does not apply to --data"), "{error}");
-        let error = evaluate(&campaign, &rows[..3], "best-logged").unwrap_err().to_string();
+        let error = evaluate(&campaign, &rows, "oracle")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"oracle\" does not apply to --data"),
+            "{error}"
+        );
+        let error = evaluate(&campaign, &rows[..3], "best-logged")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "best-logged needs at least 4 decisions (two halves, 2 folds each); the campaign has 3"
@@ -446,8 +476,16 @@ mod tests {
         let error = check_campaign_rows(&campaign, &[row(0, 1), row(3, 1)])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("decision 2") && error.contains("3 segments"), "{error}");
-        let error = check_campaign_rows(&campaign, &[row(0, 14)]).unwrap_err().to_string();
-        assert!(error.contains("version 14, which the campaign does not allow"), "{error}");
+        assert!(
+            error.contains("decision 2") && error.contains("3 segments"),
+            "{error}"
+        );
+        let error = check_campaign_rows(&campaign, &[row(0, 14)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("version 14, which the campaign does not allow"),
+            "{error}"
+        );
     }
 }

@@ -151,7 +151,7 @@ pub enum TargetParseError {
         text: String,
     },
     /// `fixed:` is not followed by an action.
-    #[error("--target {text}: give the action after fixed:, e.g. fixed:a19")]
+    #[error("--target {text:?}: give the action after fixed:, e.g. fixed:a19")]
     EmptyAction {
         /// The text given.
         text: String,
@@ -165,9 +165,7 @@ pub enum TargetParseError {
         text: String,
     },
     /// `--target-floor` with a target that has no floor.
-    #[error(
-        "--target-floor is the floor of --target factorized-ts; --target {target} has none"
-    )]
+    #[error("--target-floor is the floor of --target factorized-ts; --target {target} has none")]
     FloorWithoutTrainedTarget {
         /// The target as written.
         target: String,
@@ -344,7 +342,10 @@ mod tests {
             parse("fixed-options: 3, 2,1 ,0"),
             T::FixedOptions(vec![Index(3), Index(2), Index(1), Index(0)])
         );
-        assert_eq!(parse("fixed-options:0,1,2,3").option_indices(), Some(vec![0, 1, 2, 3]));
+        assert_eq!(
+            parse("fixed-options:0,1,2,3").option_indices(),
+            Some(vec![0, 1, 2, 3])
+        );
         // --log: fixed:ACTION keeps the label as written, blanks included.
         assert_eq!(parse("fixed:a19"), T::Fixed("a19".into()));
         assert_eq!(parse("fixed: a b "), T::Fixed(" a b ".into()));
@@ -354,7 +355,11 @@ mod tests {
         assert_eq!(parse(" version: 7 "), T::Version(7));
         assert_eq!(
             parse(" fixed-options:fish_back,1,learn_more "),
-            T::FixedOptions(vec![Name("fish_back".into()), Index(1), Name("learn_more".into())])
+            T::FixedOptions(vec![
+                Name("fish_back".into()),
+                Index(1),
+                Name("learn_more".into())
+            ])
         );
         assert_eq!(parse("fixed-options:+1").option_indices(), Some(vec![1]));
     }
@@ -373,7 +378,11 @@ mod tests {
         for (text, applies) in table {
             let target = parse(text);
             for (input, expected) in INPUTS.into_iter().zip(applies) {
-                assert_eq!(target.check_input(input).is_ok(), expected, "{text} {input:?}");
+                assert_eq!(
+                    target.check_input(input).is_ok(),
+                    expected,
+                    "{text} {input:?}"
+                );
                 assert!(ACCEPTED_TARGETS.contains(text.split(':').next().unwrap()));
             }
         }
@@ -384,7 +393,10 @@ mod tests {
 
     #[test]
     fn refusals_say_what_is_accepted_and_where() {
-        let error = "sometimes".parse::<EvaluationTarget>().unwrap_err().to_string();
+        let error = "sometimes"
+            .parse::<EvaluationTarget>()
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             format!("--target: \"sometimes\" is not a target; accepted: {ACCEPTED_TARGETS}")
@@ -394,10 +406,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("--target: \"oracle\" does not apply to --data; accepted: oracle (--world), uniform (--world, --log, --data)"), "{error}");
-        let error = parse("fixed:a19").check_input(EvaluationInput::World).unwrap_err().to_string();
-        assert!(error.contains("does not apply to --world") && error.contains("fixed:ACTION (--log)"), "{error}");
-        let error = parse("fixed-options:0,heron").check_input(EvaluationInput::World).unwrap_err().to_string();
-        assert!(error.contains("with --world, options are given by index"), "{error}");
+        let error = parse("fixed:a19")
+            .check_input(EvaluationInput::World)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("does not apply to --world") && error.contains("fixed:ACTION (--log)"),
+            "{error}"
+        );
+        let error = parse("fixed-options:0,heron")
+            .check_input(EvaluationInput::World)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("with --world, options are given by index"),
+            "{error}"
+        );
         for (text, fragment) in [
             ("version:x", "the version index must be a whole number"),
             ("version:-1", "the version index must be a whole number"),
@@ -420,7 +444,10 @@ mod tests {
             let error = trained.check_floor(Some(bad)).unwrap_err().to_string();
             assert!(error.contains("is not in [0, 1)"), "{bad}: {error}");
         }
-        let error = parse("uniform").check_floor(Some(0.1)).unwrap_err().to_string();
+        let error = parse("uniform")
+            .check_floor(Some(0.1))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "--target-floor is the floor of --target factorized-ts; --target uniform has none"

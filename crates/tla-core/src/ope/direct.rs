@@ -41,8 +41,7 @@ impl ShrunkMeanModel {
         contexts: usize,
         target: TargetProbabilities<'_>,
     ) -> ShrunkMeanModel {
-        let global =
-            training.iter().map(|r| r.reward).sum::<f64>() / training.len().max(1) as f64;
+        let global = training.iter().map(|r| r.reward).sum::<f64>() / training.len().max(1) as f64;
         let mut per_context = vec![(0.0, 0.0); contexts];
         let mut cells: HashMap<(usize, u64), (f64, f64)> = HashMap::new();
         for row in training {

@@ -140,7 +140,16 @@ mod tests {
 
     /// Actions a = 0 and b = 1, in time order; the first half has a earning 1/2 and b 2/2.
     fn log() -> LabelledLog {
-        let rewards = [(0, 1.0), (1, 0.0), (0, 0.0), (1, 2.0), (0, 0.0), (1, 2.0), (0, 4.0), (1, 0.0)];
+        let rewards = [
+            (0, 1.0),
+            (1, 0.0),
+            (0, 0.0),
+            (1, 2.0),
+            (0, 0.0),
+            (1, 2.0),
+            (0, 4.0),
+            (1, 0.0),
+        ];
         LabelledLog {
             rows: rewards.iter().map(|&(a, r)| row(0, a, r)).collect(),
             actions: vec!["a".into(), "b".into()],
@@ -153,7 +162,11 @@ mod tests {
     fn best_logged_picks_on_the_first_half_and_evaluates_on_the_second() {
         let e = evaluate_labelled_log(&log(), &EvaluationTarget::BestLogged, None, 2).unwrap();
         assert!(e.target.contains("action \"b\""), "{}", e.target);
-        assert!(e.target.contains("rows ordered by timestamp"), "{}", e.target);
+        assert!(
+            e.target.contains("rows ordered by timestamp"),
+            "{}",
+            e.target
+        );
         assert_eq!(e.estimates[1].rows, 4);
         // b's rows of the second half earn 2 and 0: SNIPS 1; IPS (1/4)(2/0.5) = 1.
         assert!((e.estimates[1].value - 1.0).abs() < 1e-12);
@@ -174,8 +187,12 @@ mod tests {
         assert_eq!(e.action_space, 4);
         // IPS: weights (1/4)/(1/2) = 1/2; mean reward 9/8; IPS 9/16.
         assert!((e.estimates[0].value - 9.0 / 16.0).abs() < 1e-12);
-        assert!(e.target.starts_with("uniform over 4 actions (--actions); all 8 rows"));
-        let e = evaluate_labelled_log(&log(), &EvaluationTarget::Fixed("a".into()), None, 2).unwrap();
+        assert!(
+            e.target
+                .starts_with("uniform over 4 actions (--actions); all 8 rows")
+        );
+        let e =
+            evaluate_labelled_log(&log(), &EvaluationTarget::Fixed("a".into()), None, 2).unwrap();
         // a's rows earn 1, 0, 0, 4: SNIPS 5/4.
         assert!((e.estimates[1].value - 1.25).abs() < 1e-12);
         assert_eq!(e.target, "always action \"a\"; all 8 rows");
@@ -186,11 +203,17 @@ mod tests {
         let error = evaluate_labelled_log(&log(), &EvaluationTarget::Fixed("c".into()), None, 2)
             .unwrap_err()
             .to_string();
-        assert_eq!(error, "--target fixed:c: action \"c\" never appears in the log");
+        assert_eq!(
+            error,
+            "--target fixed:c: action \"c\" never appears in the log"
+        );
         let error = evaluate_labelled_log(&log(), &EvaluationTarget::Uniform, Some(1), 2)
             .unwrap_err()
             .to_string();
-        assert_eq!(error, "--actions 1: the log already holds 2 distinct actions");
+        assert_eq!(
+            error,
+            "--actions 1: the log already holds 2 distinct actions"
+        );
         let error = evaluate_labelled_log(&log(), &EvaluationTarget::Version(1), None, 2)
             .unwrap_err()
             .to_string();

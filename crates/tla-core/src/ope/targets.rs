@@ -296,7 +296,10 @@ mod tests {
             / contexts as f64;
         for (target, truth) in [
             (TargetProbabilities::Fixed(2), truth_fixed),
-            (TargetProbabilities::Uniform(actions as usize), truth_uniform),
+            (
+                TargetProbabilities::Uniform(actions as usize),
+                truth_uniform,
+            ),
         ] {
             let mut sums = [0.0; 3];
             let mut squared_errors = [0.0; 3];
@@ -355,9 +358,16 @@ mod tests {
         }; 4];
         let error = estimate_target(&rows, 1, TargetProbabilities::Fixed(0), 2).unwrap_err();
         assert_eq!(error, EvaluationError::NoOverlap);
-        assert!(error.to_string().contains("probability 0 to every logged row"));
+        assert!(
+            error
+                .to_string()
+                .contains("probability 0 to every logged row")
+        );
         assert!(halves(&rows[..3], 2).is_none());
-        assert_eq!(halves(&rows, 2).map(|(a, b)| (a.len(), b.len())), Some((2, 2)));
+        assert_eq!(
+            halves(&rows, 2).map(|(a, b)| (a.len(), b.len())),
+            Some((2, 2))
+        );
         assert!(halves(&rows, 3).is_none());
         assert_eq!(best_action_by_snips(&[]), None);
     }
