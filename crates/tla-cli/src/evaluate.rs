@@ -1,7 +1,9 @@
-//! `tla evaluate`: off-policy evaluation validated on simulator logs (`--world`), run
-//! on an imported logged-bandit file (`--log`, see `import`), or on a stored
-//! campaign's own decisions and conversions (`--data DIR --campaign ID`, see
-//! `campaign`).
+//! `tla evaluate`: off-policy evaluation validated on simulator logs (`--world`, run by
+//! `tla_sim::ope::validate`), on an imported logged-bandit file (`--log`: read by
+//! `import`, evaluated by `tla_core::ope::labelled`), or on a stored campaign's own
+//! decisions and conversions (`--data DIR --campaign ID`: read through `tla-store`,
+//! evaluated by `tla_core::ope::campaign`). `--target` is parsed once, by
+//! `tla_core::ope::choice`, for every input. This module reads and prints.
 
 mod import;
 
