@@ -1,12 +1,18 @@
-//! `tla evaluate`: off-policy evaluation validated on simulator logs (`--world`), run
-//! on an imported logged-bandit file (`--log`, see `import`), or on a stored
-//! campaign's own decisions and conversions (`--data DIR --campaign ID`, see
-//! `campaign`).
+//! `tla evaluate`: off-policy evaluation validated on simulator logs (`--world`, run by
+//! `tla_sim::ope::validate`), on an imported logged-bandit file (`--log`: read by
+//! `import`, evaluated by `tla_core::ope::labelled`), or on a stored campaign's own
+//! decisions and conversions (`--data DIR --campaign ID`: read through `tla-store`,
+//! evaluated by `tla_core::ope::campaign`). `--target` is parsed once, by
+//! `tla_core::ope::choice`, for every input. This module reads and prints.
 
-mod campaign;
 mod import;
 
 use anyhow::{Context, bail};
+use rand::SeedableRng;
+use tla_core::ope::campaign::{check_campaign_rows, evaluate_campaign};
+use tla_core::ope::choice::{EvaluationInput, EvaluationTarget};
+use tla_core::ope::labelled::evaluate_labelled_log;
+use tla_core::ope::targets::Evaluation;
 use tla_sim::PolicyChoice;
 use tla_sim::ope::{TargetChoice, ValidationConfig, ValidationReport, caution, validate};
 use tla_sim::world::World;
@@ -94,14 +100,14 @@ pub struct EvaluateArgs {
     /// The logging policy.
     #[arg(long, value_enum, default_value = "uniform")]
     pub logging: LoggingArg,
-    /// The target policy. With --world: `oracle` (the best version per segment, the
-    /// default), `uniform`, `fixed-options:0,1,2,3` (one option per component, in every
-    /// segment), or `factorized-ts` (factorized Thompson sampling trained on the first
-    /// half of each seed's log, evaluated on the second half). With --log: `uniform`
-    /// (the default), `fixed:ACTION`, `best-logged`. With --data: `uniform` (the
-    /// default), `version:INDEX`, `fixed-options:O1,O2,...` (indices or names),
-    /// `best-logged`, `factorized-ts` (trained on the first half of the campaign's log,
-    /// evaluated on the second half).
+    /// The target policy, one grammar for every input (`tla_core::ope::choice`):
+    /// `oracle` (--world; the best version per segment, the default there), `uniform`
+    /// (every input; the default with --log and --data), `factorized-ts` (--world,
+    /// --data: factorized Thompson sampling trained on the first half of the log,
+    /// evaluated on the second half), `fixed-options:O1,O2,...` (one option per
+    /// component: indices with --world, indices or names with --data), `version:INDEX`
+    /// (--data), `fixed:ACTION` (--log), `best-logged` (--log, --data). A value that
+    /// does not apply to the input is refused with this list.
     #[arg(long)]
     pub target: Option<String>,
     /// Floor of the factorized-ts target: the share of its probability spread evenly
@@ -136,35 +142,36 @@ pub struct EvaluateArgs {
     pub json: bool,
 }
 
-fn parse_target(text: &str, floor: Option<f64>) -> anyhow::Result<TargetChoice> {
-    if floor.is_some() && text != "factorized-ts" {
-        bail!("--target-floor applies only to --target factorized-ts (got --target {text})");
-    }
-    match text {
-        "oracle" => Ok(TargetChoice::Oracle),
-        "uniform" => Ok(TargetChoice::Uniform),
-        "factorized-ts" => {
-            let floor = floor.unwrap_or(tla_core::target::DEFAULT_TARGET_FLOOR);
-            if !(floor.is_finite() && (0.0..1.0).contains(&floor)) {
-                bail!(
-                    "--target-floor {floor}: accepted: a share in [0, 1), e.g. 0 (the pure Thompson table) or 0.02 (the default)"
-                );
-            }
-            Ok(TargetChoice::FactorizedTs { floor })
-        }
-        _ => {
-            let Some(list) = text.strip_prefix("fixed-options:") else {
-                bail!(
-                    "--target: {text:?}; accepted: oracle, uniform, factorized-ts, fixed-options:0,1,2,3"
-                );
-            };
-            let options = list
-                .split(',')
-                .map(|o| o.trim().parse::<u32>())
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("--target: {list:?} is not a list of option indices"))?;
-            Ok(TargetChoice::FixedOptions(options))
-        }
+/// Seed of the factorized-ts target's Thompson draws with --data: the same log gives
+/// the same target.
+const TRAINED_TARGET_SEED: u64 = 0x7A26_E7ED;
+
+/// The `--target` of `input` (its default when none is given), checked against the input
+/// and `--target-floor`: one grammar for every input ([`tla_core::ope::choice`]).
+fn target_for(args: &EvaluateArgs, input: EvaluationInput) -> anyhow::Result<EvaluationTarget> {
+    let target = match &args.target {
+        Some(text) => text.parse::<EvaluationTarget>()?,
+        None => input.default_target(),
+    };
+    target.check_input(input)?;
+    target.check_floor(args.target_floor)?;
+    Ok(target)
+}
+
+/// The simulator's form of a target checked for `--world`.
+fn world_target(target: &EvaluationTarget, floor: Option<f64>) -> TargetChoice {
+    match target {
+        EvaluationTarget::Oracle => TargetChoice::Oracle,
+        EvaluationTarget::Uniform => TargetChoice::Uniform,
+        EvaluationTarget::FactorizedTs => TargetChoice::FactorizedTs {
+            floor: floor.unwrap_or(tla_core::target::DEFAULT_TARGET_FLOOR),
+        },
+        EvaluationTarget::FixedOptions(_) => TargetChoice::FixedOptions(
+            target
+                .option_indices()
+                .expect("check_input refuses option names with --world"),
+        ),
+        other => unreachable!("check_input refuses --target {other} with --world"),
     }
 }
 
@@ -194,10 +201,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             args.epsilon
         );
     }
-    let target = parse_target(
-        args.target.as_deref().unwrap_or("oracle"),
+    let target = world_target(
+        &target_for(&args, EvaluationInput::World)?,
         args.target_floor,
-    )?;
+    );
     let text = std::fs::read_to_string(world_path)
         .with_context(|| format!("cannot read world file {}", world_path.display()))?;
     let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
@@ -356,7 +363,7 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
         );
     };
     let mapping = import::Mapping::parse(map, args.slot.as_deref(), &args.context)?;
-    let target = import::Target::parse(args.target.as_deref().unwrap_or("uniform"))?;
+    let target = target_for(args, EvaluationInput::Log)?;
     let format = args
         .format
         .unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
@@ -370,7 +377,7 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
     }
     .with_context(|| format!("refusing {}", path.display()))?;
     let read_seconds = start.elapsed().as_secs_f64();
-    let evaluation = import::evaluate(&log, &target, args.actions, args.folds)?;
+    let evaluation = evaluate_labelled_log(&log, &target, args.actions, args.folds)?;
     let seconds = start.elapsed().as_secs_f64();
     if args.json {
         let estimates = estimates_json(&evaluation);
@@ -407,7 +414,7 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
 }
 
 /// The estimates as JSON objects (the `estimates` array of `--json`).
-fn estimates_json(evaluation: &import::Evaluation) -> Vec<serde_json::Value> {
+fn estimates_json(evaluation: &Evaluation) -> Vec<serde_json::Value> {
     evaluation
         .estimates
         .iter()
@@ -426,7 +433,7 @@ fn estimates_json(evaluation: &import::Evaluation) -> Vec<serde_json::Value> {
 }
 
 /// The target, the logged mean and the table of estimates.
-fn print_estimates(evaluation: &import::Evaluation) {
+fn print_estimates(evaluation: &Evaluation) {
     println!("target: {}", evaluation.target);
     println!(
         "logged mean reward on the evaluated rows: {:.4}",
@@ -458,10 +465,7 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
             "--actions is for --log; with --data the uniform target spans the campaign's allowed versions"
         );
     }
-    let target = campaign::CampaignTarget::parse(args.target.as_deref().unwrap_or("uniform"))?;
-    if args.target_floor.is_some() && target != campaign::CampaignTarget::FactorizedTs {
-        bail!("--target-floor is the floor of --target factorized-ts; this target has none");
-    }
+    let target = target_for(args, EvaluationInput::Campaign)?;
     if args.per_seed {
         bail!("--per-seed is for --world (simulator seeds); a campaign's log is one run");
     }
@@ -499,9 +503,17 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
             data.display()
         );
     }
-    let distinct = campaign::check_rows(&campaign, &rows)?;
+    let distinct = check_campaign_rows(&campaign, &rows)?;
     let read_seconds = start.elapsed().as_secs_f64();
-    let evaluation = target.evaluate(&campaign, &rows, args.folds, args.target_floor)?;
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(TRAINED_TARGET_SEED);
+    let evaluation = evaluate_campaign(
+        &campaign,
+        &rows,
+        &target,
+        args.folds,
+        args.target_floor,
+        &mut rng,
+    )?;
     let seconds = start.elapsed().as_secs_f64();
     let segments = campaign.design().segments();
     if args.json {

@@ -1,9 +1,19 @@
 //! `tla`: the command line of TLA (Test, Learn, Adapt).
 //!
 //! `tla versions` inspects the version space of a campaign spec; `tla simulate` runs a
-//! policy against a simulated world; `tla serve` runs the HTTP service; `tla keys`
-//! manages its API keys. This binary parses flags and calls the library
-//! crates; it holds no statistics of its own.
+//! policy against a simulated world file (or a campaign spec against a drawn world);
+//! `tla evaluate` estimates off-policy what a target policy would have earned, on
+//! simulator logs, an imported log file or a stored campaign's own log; `tla report` and
+//! `tla export` read a campaign straight from a data directory (or `report` from a
+//! running server); `tla serve` runs the HTTP service (with `--demo`, against a
+//! simulated audience), and `tla keys` manages its API keys.
+//!
+//! The binary is the shell around the library crates: it parses flags and input files
+//! (world files, CSV and JSON-lines logs, specs), opens data directories through
+//! `tla-store`, calls `tla-core`, `tla-sim` and `tla-server`, and prints tables, CSV,
+//! Parquet and JSON. The statistics live in those crates: the estimators, the evaluated
+//! targets, their `--target` grammar and the direct model in `tla_core::ope`, the
+//! models, policies and reports elsewhere in `tla-core`, the simulations in `tla-sim`.
 
 mod client;
 mod demo;

@@ -281,7 +281,8 @@ fn bad_input_is_refused_with_what_is_accepted() {
     );
     let err = refused(&["--campaign", "c_hand", "--target", "oracle"]);
     assert!(
-        err.contains("\"oracle\" is not a target; accepted with --data: uniform, version:INDEX, fixed-options:"),
+        err.contains("--target: \"oracle\" does not apply to --data; accepted: oracle (--world), uniform (--world, --log, --data)")
+            && err.contains("version:INDEX (--data), fixed:ACTION (--log), best-logged (--log, --data)"),
         "{err}"
     );
     let err = refused(&["--campaign", "c_hand", "--target", "version:18"]);
@@ -351,4 +352,71 @@ fn bad_input_is_refused_with_what_is_accepted() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--data"));
+}
+
+/// `--target` has one grammar: a form that does not apply to the input is refused with
+/// the same list of every form and the inputs it applies to, on --world, --log and
+/// --data alike.
+#[test]
+fn one_target_grammar_refuses_alike_on_every_input() {
+    let dir = TempDir::new("evaluate-target-grammar");
+    let data = dir.0.join("data");
+    fill_by_hand(&data);
+    let log = dir.0.join("log.csv");
+    std::fs::write(&log, "arm,r,p\na,1,0.5\nb,0,0.5\na,0,0.5\nb,2,0.5\n").unwrap();
+    let world = concat!(env!("CARGO_MANIFEST_DIR"), "/../../worlds/small.json");
+    let tail = "accepted: oracle (--world), uniform (--world, --log, --data), factorized-ts \
+(--world, --data), fixed-options:O1,O2,... (one option per component: indices with --world, \
+indices or names with --data), version:INDEX (--data), fixed:ACTION (--log), best-logged \
+(--log, --data)";
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tla"))
+            .arg("evaluate")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let data = data.to_str().unwrap();
+    let log = log.to_str().unwrap();
+    let world_args = ["--world", world, "--seeds", "1", "--impressions", "5000"];
+    let log_args = ["--log", log, "--map", "action=arm,reward=r,propensity=p"];
+    let data_args = ["--data", data, "--campaign", "c_hand"];
+    for (input, args, target) in [
+        ("--world", &world_args[..], "best-logged"),
+        ("--log", &log_args[..], "version:3"),
+        ("--data", &data_args[..], "fixed:a"),
+    ] {
+        let (ok, err) = run(&[args, &["--target", target]].concat());
+        assert!(!ok, "{input} {target} should be refused");
+        assert!(
+            err.contains(&format!(
+                "--target: {target:?} does not apply to {input}; {tail}"
+            )),
+            "{input}: {err}"
+        );
+    }
+    let (ok, err) = run(&[&world_args[..], &["--target", "sometimes"]].concat());
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("--target: \"sometimes\" is not a target; {tail}")),
+        "{err}"
+    );
+    // Forms each input accepted before still run: blanks around world option indices,
+    // a log's fixed action, a campaign's options by name (version 1, served).
+    for args in [
+        [&world_args[..], &["--target", "fixed-options: 0, 1,2,3"]].concat(),
+        [&log_args[..], &["--target", "fixed:b"]].concat(),
+        [
+            &data_args[..],
+            &["--target", "fixed-options:river_needs_you, canoe ,give_25"],
+        ]
+        .concat(),
+    ] {
+        let (ok, err) = run(&args);
+        assert!(ok, "{args:?}: {err}");
+    }
 }

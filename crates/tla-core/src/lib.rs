@@ -17,7 +17,9 @@
 //! - [`decision`]: per-segment decision distributions sampled in O(1), with the exact
 //!   propensity of every decision.
 //! - [`report`]: the campaign report: summary, leaderboards, posterior intervals, lift.
-//! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR.
+//! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR;
+//!   the targets evaluated (one grammar for their text), the direct model, and their
+//!   evaluation on an imported log or a campaign's own log.
 //! - [`target`]: target policies learned from a log (factorized Thompson sampling
 //!   trained on logged rows) for off-policy evaluation.
 //!

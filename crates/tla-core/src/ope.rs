@@ -16,6 +16,22 @@
 //! Every estimate carries a 95% normal interval from its per-row influence terms and the
 //! effective sample size `(sum w)^2 / sum w^2`. Pure: no I/O, no clock, no randomness
 //! (folds are assigned by row index, `i mod K`).
+//!
+//! The targets evaluated on a log and the direct model live in submodules:
+//!
+//! - [`choice`]: the grammar of a target's text (`--target`), one parser for every kind
+//!   of log, and which targets apply to which;
+//! - [`targets`]: a target's probabilities in summable forms, its three estimates on a
+//!   log, and the best logged action by SNIPS;
+//! - [`direct`]: the direct model, per-(context, action) means shrunk to the context's;
+//! - [`labelled`]: targets on an imported log whose actions are labels;
+//! - [`campaign`]: targets on a stored campaign's own decisions and conversions.
+
+pub mod campaign;
+pub mod choice;
+pub mod direct;
+pub mod labelled;
+pub mod targets;
 
 use thiserror::Error;
 

@@ -1,5 +1,5 @@
-//! Importing a logged-bandit file (CSV or JSON lines) with a column mapping, and
-//! evaluating a target policy on it with IPS, SNIPS and cross-fitted DR.
+//! Importing a logged-bandit file (CSV or JSON lines) with a column mapping into a
+//! [`LabelledLog`], which `tla_core::ope::labelled` evaluates.
 //!
 //! Every data row must carry an action, a reward and a propensity in (0, 1]; the first
 //! row that does not is refused with its 1-based data-row number (the header is not a
@@ -9,12 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use tla_core::ope::{self, DirectModel, Estimate, LoggedRow};
-use tla_core::target::TrainedTarget;
-
-/// Pseudo-observations of the per-context mean in the direct model's per-(context,
-/// action) mean: `q(s, a) = (sum r + K * mean(s)) / (n(s, a) + K)`.
-pub const SHRINKAGE: f64 = 10.0;
+use tla_core::ope::LoggedRow;
+use tla_core::ope::labelled::LabelledLog;
 
 /// The mapping keys `--map` accepts.
 pub const MAP_KEYS: [&str; 7] = [
@@ -94,19 +90,6 @@ impl Mapping {
             context: columns,
         })
     }
-}
-
-/// The imported log: rows in evaluation order (by timestamp when one is mapped, else
-/// file order), with contexts and actions numbered in order of first appearance.
-#[derive(Debug, Clone)]
-pub struct ImportedLog {
-    pub rows: Vec<LoggedRow>,
-    /// Action labels, indexed by `LoggedRow::action`.
-    pub actions: Vec<String>,
-    /// Number of distinct contexts.
-    pub contexts: usize,
-    /// Whether rows were sorted by a timestamp column.
-    pub sorted_by_time: bool,
 }
 
 #[derive(Default)]
@@ -197,7 +180,7 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(mut self) -> anyhow::Result<ImportedLog> {
+    fn finish(mut self) -> anyhow::Result<LabelledLog> {
         if self.rows.is_empty() {
             bail!("the log has no data rows");
         }
@@ -212,7 +195,7 @@ impl Builder {
             });
             self.rows = order.iter().map(|&i| self.rows[i]).collect();
         }
-        Ok(ImportedLog {
+        Ok(LabelledLog {
             rows: self.rows,
             actions: self.actions,
             contexts: self.context_index.len(),
@@ -250,7 +233,7 @@ fn parse_propensity(row: usize, column: &str, text: Option<String>) -> anyhow::R
 }
 
 /// Reads a CSV file with a header row.
-pub fn read_csv(path: &Path, mapping: &Mapping) -> anyhow::Result<ImportedLog> {
+pub fn read_csv(path: &Path, mapping: &Mapping) -> anyhow::Result<LabelledLog> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_path(path)
@@ -307,7 +290,7 @@ pub fn read_csv(path: &Path, mapping: &Mapping) -> anyhow::Result<ImportedLog> {
 }
 
 /// Reads JSON lines: one object per non-blank line.
-pub fn read_jsonl(path: &Path, mapping: &Mapping) -> anyhow::Result<ImportedLog> {
+pub fn read_jsonl(path: &Path, mapping: &Mapping) -> anyhow::Result<LabelledLog> {
     use std::io::BufRead;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -351,284 +334,6 @@ pub fn read_jsonl(path: &Path, mapping: &Mapping) -> anyhow::Result<ImportedLog>
     builder.finish()
 }
 
-/// The target policies for an imported log.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    /// Every action of the action space equally likely.
-    Uniform,
-    /// Always this action (a label as it appears in the log).
-    Fixed(String),
-    /// The action with the highest SNIPS value on the first half, evaluated on the second.
-    BestLogged,
-}
-
-impl Target {
-    pub fn parse(text: &str) -> anyhow::Result<Target> {
-        match text {
-            "uniform" => Ok(Target::Uniform),
-            "best-logged" => Ok(Target::BestLogged),
-            _ => match text.strip_prefix("fixed:") {
-                Some(action) if !action.is_empty() => Ok(Target::Fixed(action.to_string())),
-                _ => bail!(
-                    "--target: {text:?}; accepted with --log: uniform, fixed:ACTION, best-logged"
-                ),
-            },
-        }
-    }
-}
-
-/// What was evaluated, and the three estimates.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    /// A sentence saying what the target is and on which rows it was evaluated.
-    pub target: String,
-    /// Size of the action space used by the uniform target.
-    pub action_space: usize,
-    /// Mean logged reward over the evaluated rows.
-    pub logged_mean: f64,
-    pub estimates: [Estimate; 3],
-}
-
-/// Per-(context, action) mean reward shrunk to the per-context mean.
-struct TableModel {
-    q: HashMap<(usize, u64), f64>,
-    context_mean: Vec<f64>,
-    target: Vec<f64>,
-}
-
-impl DirectModel for TableModel {
-    fn q_hat(&self, segment: usize, action: u64) -> f64 {
-        self.q
-            .get(&(segment, action))
-            .copied()
-            .unwrap_or(self.context_mean[segment])
-    }
-    fn target_value(&self, segment: usize) -> f64 {
-        self.target[segment]
-    }
-}
-
-/// Fits the direct model on `training`; `target` is the target's probabilities: either
-/// uniform over `action_space` actions or one fixed action.
-fn fit(training: &[LoggedRow], contexts: usize, target: TargetProb<'_>) -> TableModel {
-    let global = training.iter().map(|r| r.reward).sum::<f64>() / training.len().max(1) as f64;
-    let mut per_context = vec![(0.0, 0.0); contexts];
-    let mut cells: HashMap<(usize, u64), (f64, f64)> = HashMap::new();
-    for r in training {
-        let c = &mut per_context[r.segment];
-        c.0 += r.reward;
-        c.1 += 1.0;
-        let cell = cells.entry((r.segment, r.action)).or_insert((0.0, 0.0));
-        cell.0 += r.reward;
-        cell.1 += 1.0;
-    }
-    let context_mean: Vec<f64> = per_context
-        .iter()
-        .map(|&(sum, n)| if n > 0.0 { sum / n } else { global })
-        .collect();
-    let q: HashMap<(usize, u64), f64> = cells
-        .into_iter()
-        .map(|((s, a), (sum, n))| {
-            (
-                (s, a),
-                (sum + SHRINKAGE * context_mean[s]) / (n + SHRINKAGE),
-            )
-        })
-        .collect();
-    // The direct value of the even split over k actions in each context:
-    // (1/k) [sum over actions seen in s of q(s, a) + (k - seen) * mean(s)].
-    let even = |k: usize| -> Vec<f64> {
-        let mut sums = vec![(0.0, 0usize); contexts];
-        for (&(s, _), &v) in &q {
-            sums[s].0 += v;
-            sums[s].1 += 1;
-        }
-        sums.iter()
-            .enumerate()
-            .map(|(s, &(sum, seen))| {
-                (sum + (k.saturating_sub(seen)) as f64 * context_mean[s]) / k as f64
-            })
-            .collect()
-    };
-    let target = match target {
-        TargetProb::Uniform(k) => even(k),
-        TargetProb::Fixed(a) => (0..contexts)
-            .map(|s| q.get(&(s, a)).copied().unwrap_or(context_mean[s]))
-            .collect(),
-        TargetProb::Trained { target, allowed } => even(allowed)
-            .into_iter()
-            .enumerate()
-            .map(|(s, even_mean)| {
-                target.expectation(s, even_mean, |v| {
-                    q.get(&(s, v)).copied().unwrap_or(context_mean[s])
-                })
-            })
-            .collect(),
-    };
-    TableModel {
-        q,
-        context_mean,
-        target,
-    }
-}
-
-/// A target's probabilities `pi(a | s)`, in the forms the direct model can sum over.
-/// A new kind of target adds a variant here and its direct value in [`fit`].
-#[derive(Debug, Clone, Copy)]
-pub(super) enum TargetProb<'a> {
-    /// Every action of an action space of this size equally likely.
-    Uniform(usize),
-    /// Always this action.
-    Fixed(u64),
-    /// Factorized Thompson sampling trained on other rows of the log; actions are
-    /// version indices and `allowed` is the campaign's allowed versions (the floor's
-    /// even split spans them).
-    Trained {
-        /// The trained target.
-        target: &'a TrainedTarget,
-        /// Allowed versions.
-        allowed: usize,
-    },
-}
-
-impl TargetProb<'_> {
-    fn prob(self, segment: usize, action: u64) -> f64 {
-        match self {
-            TargetProb::Uniform(k) => 1.0 / k as f64,
-            TargetProb::Fixed(a) => {
-                if action == a {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            TargetProb::Trained { target, .. } => target.probability(segment, action),
-        }
-    }
-}
-
-/// IPS, SNIPS and cross-fitted DR of `target` on `rows` (contexts numbered
-/// `0..contexts`).
-pub(super) fn estimate(
-    rows: &[LoggedRow],
-    contexts: usize,
-    target: TargetProb<'_>,
-    folds: usize,
-) -> anyhow::Result<[Estimate; 3]> {
-    ope::evaluate_all(rows, move |s, a| target.prob(s, a), folds, |training| {
-        fit(training, contexts, target)
-    })
-    .map_err(|e| match e {
-        ope::OpeError::NoOverlap => anyhow::anyhow!(
-            "the target gives probability 0 to every logged row: the action it picks never appears in these rows"
-        ),
-        other => anyhow::Error::new(other),
-    })
-}
-
-/// The action with the highest SNIPS value of "always this action" on `rows`,
-/// `sum_{a_i = a} r_i / p_i / sum_{a_i = a} 1 / p_i`, with that value; ties go to the
-/// lowest action. `rows` must not be empty.
-pub(super) fn best_by_snips(rows: &[LoggedRow]) -> (u64, f64) {
-    let mut sums: HashMap<u64, (f64, f64)> = HashMap::new();
-    for r in rows {
-        let s = sums.entry(r.action).or_insert((0.0, 0.0));
-        s.0 += r.reward / r.propensity;
-        s.1 += 1.0 / r.propensity;
-    }
-    let mut ranked: Vec<(u64, f64)> = sums
-        .into_iter()
-        .map(|(a, (num, den))| (a, num / den))
-        .collect();
-    ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-    ranked[0]
-}
-
-/// Evaluates `target` on `log`. `actions` sets the uniform target's action space
-/// (default: the distinct actions of the log).
-pub fn evaluate(
-    log: &ImportedLog,
-    target: &Target,
-    actions: Option<usize>,
-    folds: usize,
-) -> anyhow::Result<Evaluation> {
-    let seen = log.actions.len();
-    let action_space = match actions {
-        Some(n) if n < seen => {
-            bail!("--actions {n}: the log already holds {seen} distinct actions")
-        }
-        Some(n) => n,
-        None => seen,
-    };
-    let mean = |rows: &[LoggedRow]| rows.iter().map(|r| r.reward).sum::<f64>() / rows.len() as f64;
-    let order = if log.sorted_by_time {
-        "rows ordered by timestamp"
-    } else {
-        "rows in file order"
-    };
-    match target {
-        Target::Uniform => {
-            let estimates = estimate(
-                &log.rows,
-                log.contexts,
-                TargetProb::Uniform(action_space),
-                folds,
-            )?;
-            let space = match actions {
-                Some(n) => format!("{n} actions (--actions)"),
-                None => format!(
-                    "the {seen} distinct actions seen in the log (set --actions N for another action space)"
-                ),
-            };
-            Ok(Evaluation {
-                target: format!("uniform over {space}; all {} rows", log.rows.len()),
-                action_space,
-                logged_mean: mean(&log.rows),
-                estimates,
-            })
-        }
-        Target::Fixed(label) => {
-            let a = log
-                .actions
-                .iter()
-                .position(|l| l == label)
-                .with_context(|| {
-                    format!("--target fixed:{label}: action {label:?} never appears in the log")
-                })?;
-            let estimates = estimate(&log.rows, log.contexts, TargetProb::Fixed(a as u64), folds)?;
-            Ok(Evaluation {
-                target: format!("always action {label:?}; all {} rows", log.rows.len()),
-                action_space,
-                logged_mean: mean(&log.rows),
-                estimates,
-            })
-        }
-        Target::BestLogged => {
-            let n = log.rows.len();
-            if n < 2 * folds.max(2) {
-                bail!(
-                    "best-logged needs at least {} rows (two halves, {folds} folds each); the log has {n}",
-                    2 * folds.max(2)
-                );
-            }
-            let (first, second) = log.rows.split_at(n / 2);
-            let (best, first_value) = best_by_snips(first);
-            let estimates = estimate(second, log.contexts, TargetProb::Fixed(best), folds)?;
-            Ok(Evaluation {
-                target: format!(
-                    "best-logged: action {:?} had the highest SNIPS value ({first_value:.4}) on the first half ({} {order}); it is evaluated on the second half ({} rows), not on the rows that chose it",
-                    log.actions[best as usize],
-                    first.len(),
-                    second.len()
-                ),
-                action_space,
-                logged_mean: mean(second),
-                estimates,
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,6 +368,8 @@ mod tests {
 
     #[test]
     fn rows_sorted_by_numeric_timestamp_and_best_logged_uses_halves() {
+        use tla_core::ope::choice::EvaluationTarget;
+        use tla_core::ope::labelled::evaluate_labelled_log;
         // File order is not time order: ts 10 comes before ts 9.
         let text = "ts,arm,r,p\n10,b,0,0.5\n9,a,4,0.5\n1,a,1,0.5\n2,b,0,0.5\n3,a,0,0.5\n4,b,2,0.5\n5,a,0,0.5\n6,b,2,0.5\n";
         let path = write("order.csv", text);
@@ -672,7 +379,7 @@ mod tests {
         assert_eq!(rewards, [1.0, 0.0, 0.0, 2.0, 0.0, 2.0, 4.0, 0.0]);
         // First half (ts 1-4): a earns 1/2 = 0.5, b earns 2/2 = 1.0: b is picked and
         // evaluated on ts 5, 6, 9, 10, where b's rows earn 2 and 0: SNIPS 1.0.
-        let e = evaluate(&log, &Target::BestLogged, None, 2).unwrap();
+        let e = evaluate_labelled_log(&log, &EvaluationTarget::BestLogged, None, 2).unwrap();
         assert!(e.target.contains("action \"b\""), "{}", e.target);
         assert_eq!(e.estimates[1].rows, 4);
         assert!((e.estimates[1].value - 1.0).abs() < 1e-12);
@@ -680,27 +387,6 @@ mod tests {
         assert!((e.estimates[0].value - 1.0).abs() < 1e-12);
         assert!((e.logged_mean - 1.5).abs() < 1e-12);
         std::fs::remove_file(path).unwrap();
-    }
-
-    #[test]
-    fn uniform_direct_value_counts_unseen_actions_at_the_context_mean() {
-        // Context 0: action 0 earns 2 (n = 10), action 1 earns 0 (n = 10); mean 1.
-        let rows: Vec<LoggedRow> = (0..20)
-            .map(|i| LoggedRow {
-                segment: 0,
-                action: (i % 2) as u64,
-                propensity: 0.5,
-                reward: if i % 2 == 0 { 2.0 } else { 0.0 },
-            })
-            .collect();
-        let model = fit(&rows, 1, TargetProb::Uniform(4));
-        // q(0) = (20 + 10) / 20 = 1.5, q(1) = (0 + 10) / 20 = 0.5; two unseen at 1.
-        assert!((model.q_hat(0, 0) - 1.5).abs() < 1e-12);
-        assert!((model.q_hat(0, 1) - 0.5).abs() < 1e-12);
-        assert!((model.q_hat(0, 7) - 1.0).abs() < 1e-12);
-        assert!((model.target_value(0) - (1.5 + 0.5 + 1.0 + 1.0) / 4.0).abs() < 1e-12);
-        let fixed = fit(&rows, 1, TargetProb::Fixed(0));
-        assert!((fixed.target_value(0) - 1.5).abs() < 1e-12);
     }
 
     #[test]
