@@ -191,10 +191,7 @@ pub async fn pause(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&state, &headers, Scope::Admin)?;
-    // A durable write: on a blocking thread, like every other store write.
-    let slot = tokio::task::spawn_blocking(move || state.set_paused(&id, true)).await??;
-    Ok(Json(CampaignBody::new(&slot)))
+    set_paused(state, &headers, id, true).await
 }
 
 /// `POST /v1/campaigns/{id}/resume`.
@@ -207,9 +204,19 @@ pub async fn resume(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&state, &headers, Scope::Admin)?;
-    // A durable write: on a blocking thread, like every other store write.
-    let slot = tokio::task::spawn_blocking(move || state.set_paused(&id, false)).await??;
+    set_paused(state, &headers, id, false).await
+}
+
+/// Pause or resume (scope admin): a durable write, on a blocking thread like every
+/// other store write; answers the campaign as it now stands.
+async fn set_paused(
+    state: AppState,
+    headers: &HeaderMap,
+    id: String,
+    paused: bool,
+) -> Result<Json<CampaignBody>, ApiError> {
+    authorize(&state, headers, Scope::Admin)?;
+    let slot = tokio::task::spawn_blocking(move || state.set_paused(&id, paused)).await??;
     Ok(Json(CampaignBody::new(&slot)))
 }
 
