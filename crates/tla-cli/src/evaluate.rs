@@ -476,7 +476,8 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
         );
     }
     let start = std::time::Instant::now();
-    let store = Store::open(data)
+    // Reads only: the same read-only open as `tla report --data` and `tla export`.
+    let store = Store::open_read_only(data)
         .with_context(|| format!("cannot open the data directory {}", data.display()))?;
     let Some(row) = store.campaign(id)? else {
         let ids: Vec<String> = store.campaigns()?.into_iter().map(|c| c.id).collect();
