@@ -296,8 +296,12 @@ impl IntoResponse for ApiError {
         if let Some(cause) = &self.cause {
             tracing::error!(code = %self.code, %cause, "internal error");
         }
-        let body =
-            serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        let body = crate::wire::ErrorBody {
+            error: crate::wire::ErrorDetail {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+            },
+        };
         (self.code.status(), Json(body)).into_response()
     }
 }
