@@ -28,7 +28,7 @@ use tla_core::spec::CampaignSpec;
 use tla_server::AppState;
 use tla_server::auth::{Scope, new_key};
 use tla_server::campaign::CampaignSlot;
-use tla_sim::generate::{SegmentTruth, draw_outcome, segment_truths, world_for};
+use tla_sim::generate::{AudienceTruth, SegmentTruth, draw_outcome, segment_truths, world_for};
 use tla_sim::world::World;
 use tla_store::KeyRow;
 use tokio::sync::{mpsc, watch};
@@ -150,8 +150,7 @@ struct Truth {
     segments: Vec<SegmentTruth>,
     /// Expected value per impression of the oracle and of the even split, averaged over
     /// segments by traffic share.
-    oracle_mean: f64,
-    even_mean: f64,
+    audience: AudienceTruth,
 }
 
 /// Counters shared by the audience's parts.
@@ -226,20 +225,11 @@ impl Audience {
         let job = tokio::task::spawn_blocking(move || {
             let world = world_for(&design, &shares, seed);
             let segments = segment_truths(&world);
-            let weigh = |f: fn(&SegmentTruth) -> f64| -> f64 {
-                segments
-                    .iter()
-                    .zip(&shares)
-                    .map(|(t, share)| f(t) * share)
-                    .sum()
-            };
-            let oracle_mean = weigh(|t| t.best_value);
-            let even_mean = weigh(|t| t.even_value);
+            let audience = AudienceTruth::weigh(&segments, &shares);
             Truth {
                 world,
                 segments,
-                oracle_mean,
-                even_mean,
+                audience,
             }
         });
         let truth = tokio::select! {
@@ -257,9 +247,9 @@ impl Audience {
                 "demo: ground truth drawn in {:.1}s (seed {}): the oracle earns ${:.4} per impression, the even split ${:.4} ({:.1}%); {} requests/s of {DECISIONS_PER_REQUEST} decisions to http://{}",
                 clock.elapsed().as_secs_f64(),
                 self.seed,
-                truth.oracle_mean,
-                truth.even_mean,
-                100.0 * truth.even_mean / truth.oracle_mean,
+                truth.audience.oracle_value,
+                truth.audience.even_value,
+                100.0 * truth.audience.even_value / truth.audience.oracle_value,
                 self.rate,
                 self.target,
             );

@@ -231,6 +231,35 @@ pub struct SegmentTruth {
     pub even_value: f64,
 }
 
+/// The oracle's and the even split's expected value per impression over a whole
+/// audience: each segment's [`SegmentTruth`] weighted by its traffic share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudienceTruth {
+    /// `sum_s share(s) · best_value(s)`: what the oracle earns per impression.
+    pub oracle_value: f64,
+    /// `sum_s share(s) · even_value(s)`: what the even split earns per impression.
+    pub even_value: f64,
+}
+
+impl AudienceTruth {
+    /// Weighs `truths` (one per segment, as [`segment_truths`] gives them) by
+    /// `shares`, the segments' traffic shares in the same order (a campaign's
+    /// `segment_shares`, which sum to 1). A segment without a share counts for nothing.
+    pub fn weigh(truths: &[SegmentTruth], shares: &[f64]) -> Self {
+        let weigh = |value: fn(&SegmentTruth) -> f64| -> f64 {
+            truths
+                .iter()
+                .zip(shares)
+                .map(|(truth, share)| value(truth) * share)
+                .sum()
+        };
+        Self {
+            oracle_value: weigh(|t| t.best_value),
+            even_value: weigh(|t| t.even_value),
+        }
+    }
+}
+
 /// The oracle and the even split of every segment, over the allowed versions of the
 /// world's space, on every available core.
 pub fn segment_truths(world: &World) -> Vec<SegmentTruth> {
@@ -602,6 +631,46 @@ mod tests {
     }
 
     const SHARES: [f64; 6] = [0.3, 0.2, 0.2, 0.1, 0.1, 0.1];
+
+    /// The audience's oracle and even split weigh each segment by its traffic share:
+    /// by hand on two segments, and against the sum over every allowed version of a
+    /// generated world.
+    #[test]
+    fn audience_truth_weighs_segments_by_their_share() {
+        let truth = |best_value, even_value| SegmentTruth {
+            best_version: 0,
+            best_value,
+            even_value,
+        };
+        let audience = AudienceTruth::weigh(&[truth(2.0, 1.0), truth(4.0, 3.0)], &[0.25, 0.75]);
+        assert_eq!(audience.oracle_value, 0.25 * 2.0 + 0.75 * 4.0);
+        assert_eq!(audience.even_value, 0.25 * 1.0 + 0.75 * 3.0);
+
+        let world = world_for(&design(true), &SHARES, 7);
+        let audience = AudienceTruth::weigh(&segment_truths(&world), &SHARES);
+        let (mut oracle, mut even) = (0.0, 0.0);
+        let mut options = vec![0u32; world.space.components()];
+        for (s, share) in SHARES.iter().enumerate() {
+            let values: Vec<f64> = (0..world.space.total())
+                .filter(|&v| world.space.is_allowed(v))
+                .map(|v| {
+                    world.space.decode_into(v, &mut options);
+                    world.expected_value(s, &options)
+                })
+                .collect();
+            oracle += share * values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            even += share * values.iter().sum::<f64>() / values.len() as f64;
+        }
+        assert!(
+            (audience.oracle_value - oracle).abs() < 1e-9 * oracle,
+            "{audience:?} vs {oracle}"
+        );
+        assert!(
+            (audience.even_value - even).abs() < 1e-9 * even,
+            "{audience:?} vs {even}"
+        );
+        assert!(audience.even_value < audience.oracle_value);
+    }
 
     #[test]
     fn same_seed_same_world_other_seed_other_world() {
