@@ -260,6 +260,49 @@ impl AudienceTruth {
     }
 }
 
+/// Sums over served impressions of the true expected value of the versions served, of
+/// their segments' oracle and of their segments' even split: how close serving comes to
+/// the oracle, and how far the even split stays from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValueTally {
+    /// Impressions tallied.
+    pub impressions: u64,
+    /// Sum of the true expected value of each version served.
+    pub served_value: f64,
+    /// Sum of the segment oracle's expected value, one per impression.
+    pub oracle_value: f64,
+    /// Sum of the segment's even-split expected value, one per impression.
+    pub even_value: f64,
+}
+
+impl ValueTally {
+    /// Adds `impressions` impressions of the segment `truth` describes, the versions
+    /// served to them worth `served_value` in all (the sum of their true expected
+    /// values).
+    pub fn add(&mut self, truth: &SegmentTruth, impressions: u64, served_value: f64) {
+        self.impressions += impressions;
+        self.served_value += served_value;
+        self.oracle_value += impressions as f64 * truth.best_value;
+        self.even_value += impressions as f64 * truth.even_value;
+    }
+
+    /// The served versions' share of the oracle's value; `None` before any impression
+    /// or while the oracle's value is not positive.
+    pub fn oracle_share(&self) -> Option<f64> {
+        self.of_oracle(self.served_value)
+    }
+
+    /// The even split's share of the oracle's value, on the same impressions; `None`
+    /// as for [`ValueTally::oracle_share`].
+    pub fn even_share(&self) -> Option<f64> {
+        self.of_oracle(self.even_value)
+    }
+
+    fn of_oracle(&self, value: f64) -> Option<f64> {
+        (self.impressions > 0 && self.oracle_value > 0.0).then(|| value / self.oracle_value)
+    }
+}
+
 /// The oracle and the even split of every segment, over the allowed versions of the
 /// world's space, on every available core.
 pub fn segment_truths(world: &World) -> Vec<SegmentTruth> {
@@ -670,6 +713,40 @@ mod tests {
             "{audience:?} vs {even}"
         );
         assert!(audience.even_value < audience.oracle_value);
+    }
+
+    /// The tally weighs each batch by its impressions and its segment's truth, and
+    /// gives no share before an impression.
+    #[test]
+    fn value_tally_sums_served_oracle_and_even_values() {
+        let mut tally = ValueTally::default();
+        assert_eq!(tally.oracle_share(), None);
+        assert_eq!(tally.even_share(), None);
+        let truth = |best_value, even_value| SegmentTruth {
+            best_version: 0,
+            best_value,
+            even_value,
+        };
+        // 3 impressions where the oracle earns 2 and the even split 1, served worth 4.5;
+        // 1 impression where they earn 4 and 2, served worth 1.5.
+        tally.add(&truth(2.0, 1.0), 3, 4.5);
+        tally.add(&truth(4.0, 2.0), 1, 1.5);
+        assert_eq!(
+            tally,
+            ValueTally {
+                impressions: 4,
+                served_value: 6.0,
+                oracle_value: 10.0,
+                even_value: 5.0,
+            }
+        );
+        assert_eq!(tally.oracle_share(), Some(0.6));
+        assert_eq!(tally.even_share(), Some(0.5));
+        let nothing_to_earn = ValueTally {
+            impressions: 2,
+            ..ValueTally::default()
+        };
+        assert_eq!(nothing_to_earn.oracle_share(), None);
     }
 
     #[test]
