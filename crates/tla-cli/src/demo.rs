@@ -28,7 +28,9 @@ use tla_core::spec::CampaignSpec;
 use tla_server::AppState;
 use tla_server::auth::{Scope, new_key};
 use tla_server::campaign::CampaignSlot;
-use tla_sim::generate::{SegmentTruth, draw_outcome, segment_truths, world_for};
+use tla_sim::generate::{
+    AudienceTruth, SegmentTruth, ValueTally, draw_outcome, segment_truths, world_for,
+};
 use tla_sim::world::World;
 use tla_store::KeyRow;
 use tokio::sync::{mpsc, watch};
@@ -150,8 +152,7 @@ struct Truth {
     segments: Vec<SegmentTruth>,
     /// Expected value per impression of the oracle and of the even split, averaged over
     /// segments by traffic share.
-    oracle_mean: f64,
-    even_mean: f64,
+    audience: AudienceTruth,
 }
 
 /// Counters shared by the audience's parts.
@@ -162,10 +163,7 @@ struct Stats {
     donors: u64,
     raised: f64,
     /// Of the decisions made since the last progress line.
-    window_decisions: u64,
-    window_value: f64,
-    window_oracle: f64,
-    window_even: f64,
+    window: ValueTally,
     /// Problems since the last progress line.
     failed_requests: u64,
     events_lost: u64,
@@ -226,20 +224,11 @@ impl Audience {
         let job = tokio::task::spawn_blocking(move || {
             let world = world_for(&design, &shares, seed);
             let segments = segment_truths(&world);
-            let weigh = |f: fn(&SegmentTruth) -> f64| -> f64 {
-                segments
-                    .iter()
-                    .zip(&shares)
-                    .map(|(t, share)| f(t) * share)
-                    .sum()
-            };
-            let oracle_mean = weigh(|t| t.best_value);
-            let even_mean = weigh(|t| t.even_value);
+            let audience = AudienceTruth::weigh(&segments, &shares);
             Truth {
                 world,
                 segments,
-                oracle_mean,
-                even_mean,
+                audience,
             }
         });
         let truth = tokio::select! {
@@ -257,9 +246,9 @@ impl Audience {
                 "demo: ground truth drawn in {:.1}s (seed {}): the oracle earns ${:.4} per impression, the even split ${:.4} ({:.1}%); {} requests/s of {DECISIONS_PER_REQUEST} decisions to http://{}",
                 clock.elapsed().as_secs_f64(),
                 self.seed,
-                truth.oracle_mean,
-                truth.even_mean,
-                100.0 * truth.even_mean / truth.oracle_mean,
+                truth.audience.oracle_value,
+                truth.audience.even_value,
+                100.0 * truth.audience.even_value / truth.audience.oracle_value,
                 self.rate,
                 self.target,
             );
@@ -367,10 +356,7 @@ impl Audience {
         let shown = decisions.len() as u64;
         let segment_truth = &truth.segments[segment];
         let mut stats = lock(stats);
-        stats.window_decisions += shown;
-        stats.window_value += batch_value;
-        stats.window_oracle += shown as f64 * segment_truth.best_value;
-        stats.window_even += shown as f64 * segment_truth.even_value;
+        stats.window.add(segment_truth, shown, batch_value);
         drop(stats);
         Batch {
             body: serde_json::to_vec(&json!({ "events": events })).expect("JSON"),
@@ -503,14 +489,13 @@ fn progress_line(stats: &mut Stats) -> String {
         thousands(stats.donors),
         thousands(stats.raised.round() as u64),
     );
-    if stats.window_decisions == 0 || stats.window_oracle <= 0.0 {
-        line.push_str("no decisions");
-    } else {
-        line.push_str(&format!(
+    match (stats.window.oracle_share(), stats.window.even_share()) {
+        (Some(served), Some(even)) => line.push_str(&format!(
             "{:.1}% of the oracle's expected value (even split: {:.1}%)",
-            100.0 * stats.window_value / stats.window_oracle,
-            100.0 * stats.window_even / stats.window_oracle,
-        ));
+            100.0 * served,
+            100.0 * even,
+        )),
+        _ => line.push_str("no decisions"),
     }
     if stats.failed_requests > 0 || stats.events_lost > 0 || stats.events_rejected > 0 {
         line.push_str(&format!(
@@ -521,10 +506,7 @@ fn progress_line(stats: &mut Stats) -> String {
             line.push_str(&format!(" (last: {error})"));
         }
     }
-    stats.window_decisions = 0;
-    stats.window_value = 0.0;
-    stats.window_oracle = 0.0;
-    stats.window_even = 0.0;
+    stats.window = ValueTally::default();
     stats.failed_requests = 0;
     stats.events_lost = 0;
     stats.events_rejected = 0;
@@ -589,10 +571,12 @@ mod tests {
             impressions: 12_340,
             donors: 231,
             raised: 6_120.4,
-            window_decisions: 100,
-            window_value: 0.412,
-            window_oracle: 1.0,
-            window_even: 0.169,
+            window: ValueTally {
+                impressions: 100,
+                served_value: 0.412,
+                oracle_value: 1.0,
+                even_value: 0.169,
+            },
             ..Stats::default()
         };
         assert_eq!(

@@ -14,7 +14,7 @@ use tla_core::ope::choice::{EvaluationInput, EvaluationTarget};
 use tla_core::ope::labelled::evaluate_labelled_log;
 use tla_core::ope::targets::Evaluation;
 use tla_sim::PolicyChoice;
-use tla_sim::ope::{TargetChoice, ValidationConfig, ValidationReport, caution, validate};
+use tla_sim::ope::{ValidationConfig, ValidationReport, caution, validate};
 use tla_sim::world::World;
 
 /// Logging policies `tla evaluate` can simulate.
@@ -158,23 +158,6 @@ fn target_for(args: &EvaluateArgs, input: EvaluationInput) -> anyhow::Result<Eva
     Ok(target)
 }
 
-/// The simulator's form of a target checked for `--world`.
-fn world_target(target: &EvaluationTarget, floor: Option<f64>) -> TargetChoice {
-    match target {
-        EvaluationTarget::Oracle => TargetChoice::Oracle,
-        EvaluationTarget::Uniform => TargetChoice::Uniform,
-        EvaluationTarget::FactorizedTs => TargetChoice::FactorizedTs {
-            floor: floor.unwrap_or(tla_core::target::DEFAULT_TARGET_FLOOR),
-        },
-        EvaluationTarget::FixedOptions(_) => TargetChoice::FixedOptions(
-            target
-                .option_indices()
-                .expect("check_input refuses option names with --world"),
-        ),
-        other => unreachable!("check_input refuses --target {other} with --world"),
-    }
-}
-
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if let Some(log) = &args.log {
         return run_log(log, &args);
@@ -201,10 +184,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             args.epsilon
         );
     }
-    let target = world_target(
-        &target_for(&args, EvaluationInput::World)?,
-        args.target_floor,
-    );
+    let target = target_for(&args, EvaluationInput::World)?;
     let text = std::fs::read_to_string(world_path)
         .with_context(|| format!("cannot read world file {}", world_path.display()))?;
     let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
@@ -217,6 +197,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         args.impressions,
         args.seeds,
     );
+    config.target_floor = args.target_floor;
     config.first_seed = args.first_seed;
     config.folds = args.folds;
     config.settings.exploration = args.epsilon;

@@ -231,6 +231,78 @@ pub struct SegmentTruth {
     pub even_value: f64,
 }
 
+/// The oracle's and the even split's expected value per impression over a whole
+/// audience: each segment's [`SegmentTruth`] weighted by its traffic share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudienceTruth {
+    /// `sum_s share(s) · best_value(s)`: what the oracle earns per impression.
+    pub oracle_value: f64,
+    /// `sum_s share(s) · even_value(s)`: what the even split earns per impression.
+    pub even_value: f64,
+}
+
+impl AudienceTruth {
+    /// Weighs `truths` (one per segment, as [`segment_truths`] gives them) by
+    /// `shares`, the segments' traffic shares in the same order (a campaign's
+    /// `segment_shares`, which sum to 1). A segment without a share counts for nothing.
+    pub fn weigh(truths: &[SegmentTruth], shares: &[f64]) -> Self {
+        let weigh = |value: fn(&SegmentTruth) -> f64| -> f64 {
+            truths
+                .iter()
+                .zip(shares)
+                .map(|(truth, share)| value(truth) * share)
+                .sum()
+        };
+        Self {
+            oracle_value: weigh(|t| t.best_value),
+            even_value: weigh(|t| t.even_value),
+        }
+    }
+}
+
+/// Sums over served impressions of the true expected value of the versions served, of
+/// their segments' oracle and of their segments' even split: how close serving comes to
+/// the oracle, and how far the even split stays from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValueTally {
+    /// Impressions tallied.
+    pub impressions: u64,
+    /// Sum of the true expected value of each version served.
+    pub served_value: f64,
+    /// Sum of the segment oracle's expected value, one per impression.
+    pub oracle_value: f64,
+    /// Sum of the segment's even-split expected value, one per impression.
+    pub even_value: f64,
+}
+
+impl ValueTally {
+    /// Adds `impressions` impressions of the segment `truth` describes, the versions
+    /// served to them worth `served_value` in all (the sum of their true expected
+    /// values).
+    pub fn add(&mut self, truth: &SegmentTruth, impressions: u64, served_value: f64) {
+        self.impressions += impressions;
+        self.served_value += served_value;
+        self.oracle_value += impressions as f64 * truth.best_value;
+        self.even_value += impressions as f64 * truth.even_value;
+    }
+
+    /// The served versions' share of the oracle's value; `None` before any impression
+    /// or while the oracle's value is not positive.
+    pub fn oracle_share(&self) -> Option<f64> {
+        self.of_oracle(self.served_value)
+    }
+
+    /// The even split's share of the oracle's value, on the same impressions; `None`
+    /// as for [`ValueTally::oracle_share`].
+    pub fn even_share(&self) -> Option<f64> {
+        self.of_oracle(self.even_value)
+    }
+
+    fn of_oracle(&self, value: f64) -> Option<f64> {
+        (self.impressions > 0 && self.oracle_value > 0.0).then(|| value / self.oracle_value)
+    }
+}
+
 /// The oracle and the even split of every segment, over the allowed versions of the
 /// world's space, on every available core.
 pub fn segment_truths(world: &World) -> Vec<SegmentTruth> {
@@ -602,6 +674,80 @@ mod tests {
     }
 
     const SHARES: [f64; 6] = [0.3, 0.2, 0.2, 0.1, 0.1, 0.1];
+
+    /// The audience's oracle and even split weigh each segment by its traffic share:
+    /// by hand on two segments, and against the sum over every allowed version of a
+    /// generated world.
+    #[test]
+    fn audience_truth_weighs_segments_by_their_share() {
+        let truth = |best_value, even_value| SegmentTruth {
+            best_version: 0,
+            best_value,
+            even_value,
+        };
+        let audience = AudienceTruth::weigh(&[truth(2.0, 1.0), truth(4.0, 3.0)], &[0.25, 0.75]);
+        assert_eq!(audience.oracle_value, 0.25 * 2.0 + 0.75 * 4.0);
+        assert_eq!(audience.even_value, 0.25 * 1.0 + 0.75 * 3.0);
+
+        let world = world_for(&design(true), &SHARES, 7);
+        let audience = AudienceTruth::weigh(&segment_truths(&world), &SHARES);
+        let (mut oracle, mut even) = (0.0, 0.0);
+        let mut options = vec![0u32; world.space.components()];
+        for (s, share) in SHARES.iter().enumerate() {
+            let values: Vec<f64> = (0..world.space.total())
+                .filter(|&v| world.space.is_allowed(v))
+                .map(|v| {
+                    world.space.decode_into(v, &mut options);
+                    world.expected_value(s, &options)
+                })
+                .collect();
+            oracle += share * values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            even += share * values.iter().sum::<f64>() / values.len() as f64;
+        }
+        assert!(
+            (audience.oracle_value - oracle).abs() < 1e-9 * oracle,
+            "{audience:?} vs {oracle}"
+        );
+        assert!(
+            (audience.even_value - even).abs() < 1e-9 * even,
+            "{audience:?} vs {even}"
+        );
+        assert!(audience.even_value < audience.oracle_value);
+    }
+
+    /// The tally weighs each batch by its impressions and its segment's truth, and
+    /// gives no share before an impression.
+    #[test]
+    fn value_tally_sums_served_oracle_and_even_values() {
+        let mut tally = ValueTally::default();
+        assert_eq!(tally.oracle_share(), None);
+        assert_eq!(tally.even_share(), None);
+        let truth = |best_value, even_value| SegmentTruth {
+            best_version: 0,
+            best_value,
+            even_value,
+        };
+        // 3 impressions where the oracle earns 2 and the even split 1, served worth 4.5;
+        // 1 impression where they earn 4 and 2, served worth 1.5.
+        tally.add(&truth(2.0, 1.0), 3, 4.5);
+        tally.add(&truth(4.0, 2.0), 1, 1.5);
+        assert_eq!(
+            tally,
+            ValueTally {
+                impressions: 4,
+                served_value: 6.0,
+                oracle_value: 10.0,
+                even_value: 5.0,
+            }
+        );
+        assert_eq!(tally.oracle_share(), Some(0.6));
+        assert_eq!(tally.even_share(), Some(0.5));
+        let nothing_to_earn = ValueTally {
+            impressions: 2,
+            ..ValueTally::default()
+        };
+        assert_eq!(nothing_to_earn.oracle_share(), None);
+    }
 
     #[test]
     fn same_seed_same_world_other_seed_other_world() {

@@ -11,7 +11,13 @@
 //! world. Over many seeds this measures each estimator's bias, the coverage of its 95%
 //! interval, the interval's width and the effective sample size.
 //!
-//! The trained target ([`TargetChoice::FactorizedTs`]) differs per seed: it is trained
+//! The target is written in the grammar every evaluation shares
+//! ([`tla_core::ope::choice::EvaluationTarget`]: `oracle`, `uniform`,
+//! `fixed-options:O1,O2,...` by index, `factorized-ts` with its floor); [`PreparedTarget::new`]
+//! checks that it applies to a world and resolves it against the world, once for all
+//! seeds.
+//!
+//! The trained target ([`EvaluationTarget::FactorizedTs`]) differs per seed: it is trained
 //! on the first half of that seed's log (time order) and evaluated on the second half
 //! only, so no estimator scores a row the target learned from; each seed is compared
 //! with its own target's truth.
@@ -23,6 +29,7 @@ use crate::{PolicyChoice, build_policy};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::{DEFAULT_EXACT_LIMIT, Design, Interactions, Objective};
+use tla_core::ope::choice::{EvaluationInput, EvaluationTarget};
 use tla_core::ope::{
     DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, evaluate_all,
     weight_diagnostics, weights,
@@ -40,80 +47,6 @@ pub enum Target {
     PerSegment(Vec<u64>),
     /// Factorized Thompson sampling trained on a log ([`TrainedTarget`]).
     Trained(Box<TrainedTarget>),
-}
-
-/// A target policy as asked for on the command line.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TargetChoice {
-    /// The oracle's best version in each segment.
-    Oracle,
-    /// The even split.
-    Uniform,
-    /// One option per component, the same version in every segment.
-    FixedOptions(Vec<u32>),
-    /// Factorized Thompson sampling trained on the first half of each seed's log and
-    /// evaluated on the second half, `floor` of its probability spread evenly over the
-    /// allowed versions ([`TrainedTarget`]).
-    FactorizedTs {
-        /// The target's floor, in `[0, 1)`.
-        floor: f64,
-    },
-}
-
-impl TargetChoice {
-    /// The trained target with the default floor ([`DEFAULT_TARGET_FLOOR`]).
-    pub fn factorized_ts() -> Self {
-        TargetChoice::FactorizedTs {
-            floor: DEFAULT_TARGET_FLOOR,
-        }
-    }
-}
-
-impl TargetChoice {
-    /// Resolves a fixed choice against a world. The trained target has no resolution
-    /// before a log exists: see [`PreparedTarget`].
-    pub fn resolve(&self, world: &World) -> Result<Target, String> {
-        match self {
-            TargetChoice::FactorizedTs { .. } => Err(
-                "the factorized-ts target is trained on each seed's log, not resolved from the world"
-                    .into(),
-            ),
-            TargetChoice::Oracle => Ok(Target::PerSegment(
-                world.oracle().into_iter().map(|(v, _)| v).collect(),
-            )),
-            TargetChoice::Uniform => Ok(Target::Uniform),
-            TargetChoice::FixedOptions(options) => {
-                let version = world.space.try_encode(options).map_err(|e| {
-                    format!(
-                        "fixed options {options:?} do not name a version of this world \
-                         (option counts {:?}): {e}",
-                        world.space.option_counts()
-                    )
-                })?;
-                Ok(Target::PerSegment(vec![version; world.segments()]))
-            }
-        }
-    }
-
-    /// A short label: `oracle`, `uniform`, `fixed-options:0,1,2,3`, `factorized-ts`
-    /// (`factorized-ts (floor 0.1)` when the floor is not the default).
-    pub fn label(&self) -> String {
-        match self {
-            TargetChoice::Oracle => "oracle".into(),
-            TargetChoice::Uniform => "uniform".into(),
-            TargetChoice::FactorizedTs { floor } => {
-                if *floor == DEFAULT_TARGET_FLOOR {
-                    "factorized-ts".into()
-                } else {
-                    format!("factorized-ts (floor {floor})")
-                }
-            }
-            TargetChoice::FixedOptions(o) => format!(
-                "fixed-options:{}",
-                o.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-            ),
-        }
-    }
 }
 
 impl Target {
@@ -324,8 +257,13 @@ pub struct ValidationConfig {
     /// The logging policy: [`PolicyChoice::Uniform`] or an adaptive one (with its
     /// exploration floor, so every version keeps a positive propensity).
     pub logging: PolicyChoice,
-    /// The target policy.
-    pub target: TargetChoice,
+    /// The target policy; it must apply to a world
+    /// ([`EvaluationTarget::check_input`] with [`EvaluationInput::World`]).
+    pub target: EvaluationTarget,
+    /// The floor of the `factorized-ts` target, in `[0, 1)` (`None`:
+    /// [`DEFAULT_TARGET_FLOOR`]); refused with any other target
+    /// ([`EvaluationTarget::check_floor`]).
+    pub target_floor: Option<f64>,
     /// Impressions logged per seed.
     pub impressions: u64,
     /// Seeds `first_seed, first_seed + 1, ...`.
@@ -339,11 +277,18 @@ pub struct ValidationConfig {
 }
 
 impl ValidationConfig {
-    /// `seeds` seeds of `impressions` each, 2 folds, default policy settings.
-    pub fn new(logging: PolicyChoice, target: TargetChoice, impressions: u64, seeds: u64) -> Self {
+    /// `seeds` seeds of `impressions` each, 2 folds, default policy settings, the
+    /// default target floor.
+    pub fn new(
+        logging: PolicyChoice,
+        target: EvaluationTarget,
+        impressions: u64,
+        seeds: u64,
+    ) -> Self {
         Self {
             logging,
             target,
+            target_floor: None,
             impressions,
             seeds,
             first_seed: 1,
@@ -474,26 +419,65 @@ pub enum PreparedTarget {
 }
 
 impl PreparedTarget {
-    /// Resolves `choice` against `world` and computes what does not depend on the seed.
-    pub fn new(choice: &TargetChoice, world: &World) -> Result<Self, String> {
-        match choice {
-            TargetChoice::FactorizedTs { floor } => {
-                if !(floor.is_finite() && (0.0..1.0).contains(floor)) {
-                    return Err(format!(
-                        "the target floor {floor} is not in [0, 1); accepted: a share such as 0 or 0.02"
-                    ));
-                }
-                Ok(PreparedTarget::Trained {
-                    floor: *floor,
+    /// Checks that `target` applies to a world and that `floor` is the floor of a
+    /// trained target ([`EvaluationTarget::check_input`], [`EvaluationTarget::check_floor`]),
+    /// resolves it against `world` and computes what does not depend on the seed.
+    pub fn new(
+        target: &EvaluationTarget,
+        floor: Option<f64>,
+        world: &World,
+    ) -> Result<Self, String> {
+        target
+            .check_input(EvaluationInput::World)
+            .and_then(|()| target.check_floor(floor))
+            .map_err(|e| e.to_string())?;
+        let fixed = match target {
+            EvaluationTarget::FactorizedTs => {
+                return Ok(PreparedTarget::Trained {
+                    floor: floor.unwrap_or(DEFAULT_TARGET_FLOOR),
                     even_values: segment_truths(world).iter().map(|t| t.even_value).collect(),
-                })
+                });
             }
-            _ => {
-                let target = choice.resolve(world)?;
-                let truth = target.true_value(world);
-                Ok(PreparedTarget::Fixed { target, truth })
+            EvaluationTarget::Oracle => {
+                Target::PerSegment(world.oracle().into_iter().map(|(v, _)| v).collect())
             }
+            EvaluationTarget::Uniform => Target::Uniform,
+            EvaluationTarget::FixedOptions(_) => {
+                let options = target
+                    .option_indices()
+                    .expect("check_input refuses option names on a world");
+                let version = world.space.try_encode(&options).map_err(|e| {
+                    format!(
+                        "fixed options {options:?} do not name a version of this world \
+                         (option counts {:?}): {e}",
+                        world.space.option_counts()
+                    )
+                })?;
+                Target::PerSegment(vec![version; world.segments()])
+            }
+            EvaluationTarget::Version(_)
+            | EvaluationTarget::Fixed(_)
+            | EvaluationTarget::BestLogged => {
+                unreachable!("check_input refuses --target {target} on a world")
+            }
+        };
+        let truth = fixed.true_value(world);
+        Ok(PreparedTarget::Fixed {
+            target: fixed,
+            truth,
+        })
+    }
+}
+
+/// The report's label of a target: its text (`oracle`, `uniform`,
+/// `fixed-options:0,1,2,3`, `factorized-ts`), with `(floor F)` after `factorized-ts`
+/// when the floor is not the default.
+fn target_label(target: &EvaluationTarget, floor: Option<f64>) -> String {
+    match (target, floor) {
+        (EvaluationTarget::FactorizedTs, Some(floor)) if floor != DEFAULT_TARGET_FLOOR => {
+            format!("{target} (floor {floor})")
         }
+        _ => target.to_string(),
     }
 }
 
@@ -616,7 +600,7 @@ pub const CAUTION_MIN_REWARDED: f64 = 10.0;
 
 /// Runs every seed (in parallel over the available cores) and summarizes.
 pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationReport, String> {
-    let target = PreparedTarget::new(&config.target, world)?;
+    let target = PreparedTarget::new(&config.target, config.target_floor, world)?;
     let seeds: Vec<u64> = (0..config.seeds).map(|k| config.first_seed + k).collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -695,7 +679,7 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
             PolicyChoice::FactorizedTs => "factorized-ts",
         }
         .into(),
-        target: config.target.label(),
+        target: target_label(&config.target, config.target_floor),
         impressions: config.impressions,
         evaluated_rows: match target {
             PreparedTarget::Fixed { .. } => config.impressions,
@@ -774,14 +758,61 @@ mod tests {
         assert!((oracle.true_value(&world) - want).abs() < 1e-12);
         // worlds/small.json's summary: uniform EV per impression 0.88094...
         assert!((Target::Uniform.true_value(&world) - 0.880_941_628_885_77).abs() < 1e-9);
-        let fixed = TargetChoice::FixedOptions(vec![0, 1, 2, 3])
-            .resolve(&world)
-            .unwrap();
-        assert!(matches!(fixed, Target::PerSegment(v) if v == vec![0b00_01_10_11; 4]));
+        let fixed = PreparedTarget::new(&parse("fixed-options:0,1,2,3"), None, &world).unwrap();
+        assert!(matches!(
+            fixed,
+            PreparedTarget::Fixed { target: Target::PerSegment(v), .. } if v == vec![0b00_01_10_11; 4]
+        ));
+        let error = PreparedTarget::new(&parse("fixed-options:0,9,0,0"), None, &world).unwrap_err();
         assert!(
-            TargetChoice::FixedOptions(vec![0, 9, 0, 0])
-                .resolve(&world)
-                .is_err()
+            error.starts_with("fixed options [0, 9, 0, 0] do not name a version of this world (option counts [4, 4, 4, 4])"),
+            "{error}"
+        );
+        let oracle = PreparedTarget::new(&parse("oracle"), None, &world).unwrap();
+        assert!(
+            matches!(oracle, PreparedTarget::Fixed { truth, .. } if (truth - want).abs() < 1e-12)
+        );
+    }
+
+    fn parse(text: &str) -> EvaluationTarget {
+        text.parse().unwrap()
+    }
+
+    /// The validation checks the target it is given as every evaluation does: a form
+    /// that does not apply to a world, option names, and a floor on a target without
+    /// one are refused with the grammar's messages.
+    #[test]
+    fn targets_that_do_not_apply_to_a_world_are_refused() {
+        let world = small();
+        for (text, floor, fragment) in [
+            ("best-logged", None, "does not apply to --world"),
+            ("version:1", None, "does not apply to --world"),
+            ("fixed:a", None, "does not apply to --world"),
+            ("fixed-options:0,heron", None, "options are given by index"),
+            ("uniform", Some(0.1), "--target uniform has none"),
+            ("factorized-ts", Some(1.0), "is not in [0, 1)"),
+        ] {
+            let error = PreparedTarget::new(&parse(text), floor, &world).unwrap_err();
+            assert!(error.contains(fragment), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn labels_name_the_target_and_a_floor_that_is_not_the_default() {
+        assert_eq!(target_label(&parse("oracle"), None), "oracle");
+        assert_eq!(
+            target_label(&parse("fixed-options: 3, 2,1 ,0"), None),
+            "fixed-options:3,2,1,0"
+        );
+        let trained = parse("factorized-ts");
+        assert_eq!(target_label(&trained, None), "factorized-ts");
+        assert_eq!(
+            target_label(&trained, Some(DEFAULT_TARGET_FLOOR)),
+            "factorized-ts"
+        );
+        assert_eq!(
+            target_label(&trained, Some(0.1)),
+            "factorized-ts (floor 0.1)"
         );
     }
 
@@ -824,7 +855,7 @@ mod tests {
     fn snips_and_dr_cover_the_truth() {
         let world = small();
         let config =
-            ValidationConfig::new(PolicyChoice::Uniform, TargetChoice::Oracle, 200_000, 40);
+            ValidationConfig::new(PolicyChoice::Uniform, EvaluationTarget::Oracle, 200_000, 40);
         let report = validate(&world, &config).unwrap();
         for s in &report.estimators {
             eprintln!("{s:?}");
@@ -887,11 +918,11 @@ mod tests {
         let world = small();
         let config = ValidationConfig::new(
             PolicyChoice::Uniform,
-            TargetChoice::factorized_ts(),
+            EvaluationTarget::FactorizedTs,
             10_001,
             1,
         );
-        let prepared = PreparedTarget::new(&config.target, &world).unwrap();
+        let prepared = PreparedTarget::new(&config.target, config.target_floor, &world).unwrap();
         let run = run_seed(&world, &prepared, &config, 9).unwrap();
         assert_eq!(run.weights.rows, 5_001);
         assert_eq!(run.estimates[0].rows, 5_001);
@@ -913,11 +944,6 @@ mod tests {
         assert_eq!(trained.rows_learned(), 5_000);
         let truth = Target::Trained(Box::new(trained)).true_value(&world);
         assert_eq!(run.truth, truth);
-        assert!(
-            PreparedTarget::new(&TargetChoice::FactorizedTs { floor: 1.0 }, &world)
-                .unwrap_err()
-                .contains("[0, 1)")
-        );
     }
 
     #[test]
@@ -968,7 +994,7 @@ mod tests {
         let world = small();
         let config = ValidationConfig::new(
             PolicyChoice::Uniform,
-            TargetChoice::factorized_ts(),
+            EvaluationTarget::FactorizedTs,
             200_000,
             40,
         );
