@@ -155,8 +155,8 @@ impl<L: ?Sized> Observer<L> for CampaignRecorder<'_> {
 /// Runs `campaign` against `world` (drawn for its design: same space and segments)
 /// for `config.impressions` impressions; `truths` are the world's
 /// [`crate::generate::segment_truths`]. The loop is [`crate::online::run`] with
-/// [`Streams::for_campaign_run`] at `config.seed` (the engine's first decision tables
-/// drawn from its policy stream), an [`EngineLearner`], a [`Clock`] at
+/// [`Streams::new`] at `config.seed` over the campaign's segment shares, the layout of
+/// every mode (the engine's first decision tables drawn from its policy stream), an [`EngineLearner`], a [`Clock`] at
 /// `config.impressions_per_second`, spend `config.cost_per_impression` per impression
 /// and donations in cents; a [`CampaignRecorder`] records it. `progress` is called
 /// every 10,000 impressions with the number done, and at the end.
@@ -177,7 +177,7 @@ pub fn run_campaign(
     );
     assert_eq!(world.segments(), design.segments());
     assert_eq!(truths.len(), design.segments());
-    let mut streams = Streams::for_campaign_run(config.seed, campaign.segment_shares());
+    let mut streams = Streams::new(config.seed, campaign.segment_shares());
     let mut engine = Engine::new(campaign, streams.policy());
     let mut recorder = CampaignRecorder::new(truths, config.impressions);
     let run_config = RunConfig {

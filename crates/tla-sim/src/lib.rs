@@ -29,8 +29,10 @@
 //!
 //! The learner is any [`tla_core::policy::Policy`] (such as [`build_policy`]'s) or a
 //! campaign's engine ([`online::EngineLearner`]). [`online::Streams`] owns the random
-//! streams (audience, outcome, policy) seeded from one seed, so the same seed gives the
-//! same run in every observer; [`online::RunConfig`] holds the impressions, the
+//! streams (audience, outcome, policy) seeded from one seed, in one layout that every
+//! mode uses (the plain simulation, the validation logs and the campaign run), so the
+//! same seed meets the same audience and the same luck in every mode and with every
+//! learner; [`online::RunConfig`] holds the impressions, the
 //! checkpoints, the simulated [`online::Clock`], the spend per impression and whether
 //! donations are in cents.
 //!

@@ -15,72 +15,59 @@
 //! the events the service would (impression, cost, conversion).
 //!
 //! [`Streams`] owns every random stream of a run (audience, outcome, policy), seeded
-//! from one seed. The world's streams consume a fixed number of values per impression
-//! whatever the learner does, so every learner run with the same seed meets the same
-//! audience and the same luck (common random numbers); the policy has a stream of its
-//! own. Time is carried by the loop too: each impression has its index and, when the
+//! from one seed, in one layout that serves every mode: the plain simulation, the
+//! validation logs and the campaign run draw their segments, conversions and donations
+//! the same way. The world's streams consume a fixed number of values per impression
+//! whatever the learner does, so every learner, in every mode, run with the same seed
+//! meets the same audience and the same luck (common random numbers); the policy has
+//! a stream of its own. Time is carried by the loop too: each impression has its index and, when the
 //! run has a [`Clock`], a simulated time in milliseconds that the learner's refresh
 //! cadence sees.
 
 use crate::world::World;
-use rand::distr::Distribution;
-use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 use tla_core::engine::{Engine, Feedback};
 use tla_core::policy::{Decision, Outcome, Policy};
 
-/// Seed offsets of the streams of [`Streams::new`].
+/// Seed offsets of the streams of [`Streams::new`] (the segment stream takes the seed
+/// itself).
 const CONVERSION_STREAM: u64 = 0x9E37_79B9_7F4A_7C15;
 const DONATION_STREAM: u64 = 0xD1B5_4A32_D192_ED03;
 const POLICY_STREAM: u64 = 0x94D0_49BB_1331_11EB;
 
-/// Seed offsets of the streams of [`Streams::for_campaign_run`].
-const CAMPAIGN_POLICY_STREAM: u64 = 0xE261_4E00_0000_0001;
-const CAMPAIGN_AUDIENCE_STREAM: u64 = 0xA0D1_E4CE_0000_0002;
-const CAMPAIGN_OUTCOME_STREAM: u64 = 0x0C7C_0E00_0000_0003;
-
-/// Every random stream of one run, seeded from one seed.
+/// Every random stream of one run, seeded from one seed: one stream per draw of the
+/// world (the segment, the conversion, the donation), each advanced by exactly one
+/// value per impression whatever the learner does, and the policy's stream. Every mode
+/// (the plain simulation, the estimator validation's logs, the campaign run) uses this
+/// one layout, so the same seed gives every mode the same audience.
 #[derive(Debug, Clone)]
 pub struct Streams {
-    layout: Layout,
+    /// Cumulative segment probabilities; the segment is the first whose cumulative
+    /// probability exceeds a uniform draw (the last if rounding leaves the total below
+    /// it).
+    cumulative: Vec<f64>,
+    /// One uniform per impression: its segment.
+    segment: Pcg64Mcg,
+    /// One uniform per impression: whether it converts.
+    conversion: Pcg64Mcg,
+    /// One standard normal per impression, drawn whether or not it converts: the
+    /// donation's log-normal noise.
+    donation: Pcg64Mcg,
+    /// The policy's decisions and refreshes.
     policy: Pcg64Mcg,
 }
 
-#[derive(Debug, Clone)]
-enum Layout {
-    /// One stream per draw: the segment (a uniform against the cumulative shares), the
-    /// conversion (a uniform) and the donation (a standard normal, drawn whether or not
-    /// the impression converts), one value of each per impression.
-    PerDraw {
-        cumulative: Vec<f64>,
-        segment: Pcg64Mcg,
-        conversion: Pcg64Mcg,
-        donation: Pcg64Mcg,
-    },
-    /// The audience from a weighted index; the conversion uniform and, only when it
-    /// converts, the donation's normal from one outcome stream.
-    Campaign {
-        audience: WeightedIndex<f64>,
-        audience_rng: Pcg64Mcg,
-        outcome: Pcg64Mcg,
-    },
-}
-
 impl Streams {
-    /// The streams of every world simulation ([`crate::sim::simulate`] and the logs of
-    /// [`crate::ope`]): segments drawn with probabilities `segment_probs` (summing to
-    /// 1), and an independent stream per draw, so the world's streams advance by one
-    /// value each per impression.
+    /// The streams of a run at `seed` whose segments arrive with probabilities
+    /// `segment_probs` (summing to 1: a world's `segment_probs`, or a validated
+    /// campaign's `segment_shares`).
     ///
     /// # Panics
     /// If `segment_probs` is empty.
     pub fn new(seed: u64, segment_probs: &[f64]) -> Self {
-        assert!(
-            !segment_probs.is_empty(),
-            "a world has at least one segment"
-        );
+        assert!(!segment_probs.is_empty(), "a run has at least one segment");
         let mut acc = 0.0;
         let cumulative = segment_probs
             .iter()
@@ -90,85 +77,34 @@ impl Streams {
             })
             .collect();
         Self {
-            layout: Layout::PerDraw {
-                cumulative,
-                segment: Pcg64Mcg::seed_from_u64(seed),
-                conversion: Pcg64Mcg::seed_from_u64(seed ^ CONVERSION_STREAM),
-                donation: Pcg64Mcg::seed_from_u64(seed ^ DONATION_STREAM),
-            },
+            cumulative,
+            segment: Pcg64Mcg::seed_from_u64(seed),
+            conversion: Pcg64Mcg::seed_from_u64(seed ^ CONVERSION_STREAM),
+            donation: Pcg64Mcg::seed_from_u64(seed ^ DONATION_STREAM),
             policy: Pcg64Mcg::seed_from_u64(seed ^ POLICY_STREAM),
         }
     }
 
-    /// The streams of [`crate::campaign::run_campaign`]: segments drawn in proportion
-    /// to `segment_shares` (positive weights, not necessarily summing to 1) from an
-    /// audience stream, and one outcome stream that gives a uniform per impression and
-    /// a normal per conversion. This layout predates [`Streams::new`] and is kept so
-    /// that seeded campaign runs, and the report snapshots built from them, stay as
-    /// they were; the engine's first decision tables are drawn from its policy stream
-    /// ([`Streams::policy`]) before the run.
-    ///
-    /// # Panics
-    /// If `segment_shares` is empty, or holds a negative or non-finite share, or sums
-    /// to 0 (a validated campaign's shares never do).
-    pub fn for_campaign_run(seed: u64, segment_shares: &[f64]) -> Self {
-        Self {
-            layout: Layout::Campaign {
-                audience: WeightedIndex::new(segment_shares)
-                    .expect("segment shares are finite, non-negative and not all 0"),
-                audience_rng: Pcg64Mcg::seed_from_u64(seed ^ CAMPAIGN_AUDIENCE_STREAM),
-                outcome: Pcg64Mcg::seed_from_u64(seed ^ CAMPAIGN_OUTCOME_STREAM),
-            },
-            policy: Pcg64Mcg::seed_from_u64(seed ^ CAMPAIGN_POLICY_STREAM),
-        }
-    }
-
-    /// The policy's stream: its decisions and its refreshes draw from it.
+    /// The policy's stream: its decisions and its refreshes draw from it (and a
+    /// campaign run's engine its first decision tables, before the run).
     pub fn policy(&mut self) -> &mut Pcg64Mcg {
         &mut self.policy
     }
 
     /// The segment of the next impression.
     fn segment(&mut self) -> usize {
-        match &mut self.layout {
-            Layout::PerDraw {
-                cumulative,
-                segment,
-                ..
-            } => {
-                let u: f64 = segment.random();
-                cumulative
-                    .partition_point(|&c| c <= u)
-                    .min(cumulative.len() - 1)
-            }
-            Layout::Campaign {
-                audience,
-                audience_rng,
-                ..
-            } => audience.sample(audience_rng),
-        }
+        let u: f64 = self.segment.random();
+        self.cumulative
+            .partition_point(|&c| c <= u)
+            .min(self.cumulative.len() - 1)
     }
 
     /// Whether an impression that converts with probability `conversion_probability`
     /// converts and, if so, the standard normal draw of its donation.
     fn conversion(&mut self, conversion_probability: f64) -> Option<f64> {
-        match &mut self.layout {
-            Layout::PerDraw {
-                conversion,
-                donation,
-                ..
-            } => {
-                let u: f64 = conversion.random();
-                let z: f64 = donation.sample(StandardNormal);
-                (u < conversion_probability).then_some(z)
-            }
-            Layout::Campaign { outcome, .. } => {
-                if outcome.random::<f64>() >= conversion_probability {
-                    return None;
-                }
-                Some(outcome.sample(StandardNormal))
-            }
-        }
+        let u: f64 = self.conversion.random();
+        let z: f64 = self.donation.sample(StandardNormal);
+        (u < conversion_probability).then_some(z)
     }
 }
 
@@ -674,6 +610,69 @@ mod tests {
             segments(&other_seed),
             "another seed, another audience"
         );
+    }
+
+    /// Common random numbers across modes: a campaign run
+    /// ([`crate::campaign::run_campaign`]) and a plain simulation of the same world
+    /// (the loop [`crate::sim::simulate`] runs: a policy, [`Streams::new`] over the
+    /// world's segment probabilities) at the same seed meet the same audience, and
+    /// where they serve a segment the same version, the same luck.
+    #[test]
+    fn a_campaign_run_and_a_plain_simulation_meet_the_same_audience() {
+        use crate::campaign::{CampaignRunConfig, run_campaign};
+        use crate::generate::{segment_truths, world_for};
+        use tla_core::spec::CampaignSpec;
+
+        let campaign = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        let world = world_for(campaign.design(), campaign.segment_shares(), 3);
+        let (impressions, seed) = (3_000, 11);
+        let campaign_run = run_campaign(
+            &campaign,
+            &world,
+            &segment_truths(&world),
+            &CampaignRunConfig::new(impressions, seed),
+            |_| {},
+        );
+
+        let design = world.design(Interactions::segment_only(4), Objective::Value);
+        let mut learner = build_policy(PolicyChoice::Uniform, &design, &Default::default(), 1);
+        let mut plain = Tally::default();
+        run(
+            &world,
+            &mut Streams::new(seed, &world.segment_probs),
+            &mut learner,
+            &RunConfig::new(impressions),
+            &mut plain,
+        );
+
+        let campaign_segments: Vec<usize> = campaign_run.rows.iter().map(|r| r.segment).collect();
+        let plain_segments: Vec<usize> = plain.impressions.iter().map(|i| i.segment).collect();
+        assert_eq!(campaign_segments.len(), 3_000);
+        assert_eq!(campaign_segments, plain_segments);
+        assert!(
+            (0..world.segments()).all(|s| campaign_segments.contains(&s)),
+            "every segment arrives"
+        );
+
+        // The same luck: the campaign run's donations are the plain run's in cents.
+        let same_version: Vec<_> = campaign_run
+            .rows
+            .iter()
+            .zip(&plain.impressions)
+            .filter(|(row, i)| row.action == i.decision.version)
+            .collect();
+        assert!(same_version.len() > 50, "{}", same_version.len());
+        for (row, i) in same_version {
+            let in_cents = if i.answer.converted {
+                (i.answer.donation * 100.0).round().max(1.0) / 100.0
+            } else {
+                0.0
+            };
+            assert_eq!(row.reward, in_cents);
+        }
     }
 
     #[test]
