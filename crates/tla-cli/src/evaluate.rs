@@ -57,8 +57,9 @@ fixed:ACTION, best-logged (the action with the highest SNIPS value on the first 
 on the second half). See docs/import-export.md.\n\nWith --data DIR --campaign ID: evaluate on a \
 stored campaign's own log: its decisions, each with the exact propensity it was served with, joined \
 with its conversion events (reward = sum of the conversion values of each decision). The data \
-directory is only read: the campaign's spec, decisions and conversions (no engine is rebuilt); no \
-running server is needed: stop the server or point --data at a copy. Targets with --data: uniform \
+directory is only read: the campaign's spec, decisions and conversions (no engine is rebuilt); it \
+is opened read-only, so a read-only copy works, and while a server runs on it the log read is what it \
+has committed so far. Targets with --data: uniform \
 (the even split over the campaign's allowed versions), version:INDEX (one version everywhere), \
 fixed-options:O1,O2,... (one option per component, by index or name), best-logged (the version with \
 the highest SNIPS value on the first half of the decisions, evaluated on the second half). See \
@@ -72,7 +73,7 @@ pub struct EvaluateArgs {
     #[arg(long, conflicts_with = "data")]
     pub log: Option<std::path::PathBuf>,
     /// A data directory (holding tla.db) whose campaign's own log to evaluate on, with
-    /// --campaign. Read as `tla report` reads it: stop the server or use a copy.
+    /// --campaign. Opened read-only, as `tla report --data` opens it.
     #[arg(long, requires = "campaign")]
     pub data: Option<std::path::PathBuf>,
     /// The campaign of --data.

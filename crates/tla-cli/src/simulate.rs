@@ -8,7 +8,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use tla_core::design::{Interactions, Objective};
 use tla_core::policy::campaign::CampaignPolicySettings;
-use tla_core::policy::thompson::RefreshCadence;
 use tla_sim::sim::{SimConfig, SimReport, Truth, simulate};
 use tla_sim::world::World;
 use tla_sim::{PolicyChoice, build_policy};
@@ -181,10 +180,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         ..tla_sim::default_settings()
     };
     settings.draws = args.draws.max(1);
-    settings.cadence = RefreshCadence {
-        every_events: args.refresh_every.max(1),
-        every_millis: None,
-    };
+    settings.cadence.every_events = args.refresh_every.max(1);
     settings.factorized.exact_limit = args.exact_limit;
     settings.factorized.draw_scale = args.draw_scale;
     settings.factorized.conversion.option_variance = args.option_variance;

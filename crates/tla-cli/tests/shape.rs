@@ -76,30 +76,41 @@ fn test_code(path: &Path, text: &str) -> Option<String> {
     Some(text[at..].to_owned())
 }
 
-/// Lines of test code that decide by elapsed time: an assertion on a duration, or a
-/// time budget after which a loop stops doing its work (what it covers would depend on
-/// the machine). Waiting for a server with a deadline that fails the test is allowed.
+/// Statements of test code that decide by elapsed time: an assertion on a duration, a
+/// loop that runs while time is left, or a time budget after which a loop stops doing
+/// its work (what it covers would depend on the machine). Waiting for a server against
+/// a `deadline` that fails the test when passed is allowed: it decides nothing unless
+/// the server hangs.
 fn timed_lines(code: &str) -> Vec<String> {
-    let lines: Vec<&str> = code.lines().collect();
+    const TIMING: [&str; 4] = ["elapsed()", "as_secs", "as_millis", "Instant::now"];
+    let timing = |text: &str| TIMING.iter().any(|word| text.contains(word));
+    let lines: Vec<&str> = code.lines().map(str::trim).collect();
     let mut found = Vec::new();
     for (at, line) in lines.iter().enumerate() {
-        let line = line.trim();
         if line.starts_with("//") {
             continue;
         }
-        let timing = ["elapsed()", "as_secs", "as_millis", "Instant::now"]
-            .iter()
-            .any(|word| line.contains(word));
-        let asserts = line.starts_with("assert") || line.starts_with("prop_assert");
-        if timing && asserts {
-            found.push(line.to_owned());
+        if line.starts_with("assert") || line.starts_with("prop_assert") {
+            // The whole statement: rustfmt splits a long assertion over several lines.
+            let end = (at..lines.len().min(at + 12))
+                .find(|&i| lines[i].ends_with(';'))
+                .unwrap_or(at);
+            let statement = lines[at..=end].join(" ");
+            if timing(&statement) && !statement.contains("deadline") {
+                found.push(statement);
+            }
+            continue;
+        }
+        // `while started.elapsed() < budget {`: work bounded by time.
+        if line.starts_with("while ") && timing(line) && !line.contains("deadline") {
+            found.push((*line).to_owned());
             continue;
         }
         // `if Instant::now() > deadline { break; }`: a budget that skips work.
-        if line.starts_with("if ") && timing && line.contains('>') {
+        if line.starts_with("if ") && timing(line) && (line.contains('>') || line.contains('<')) {
             let next: String = lines[at..(at + 3).min(lines.len())].join(" ");
             if next.contains("break") || next.contains("return") {
-                found.push(line.to_owned());
+                found.push((*line).to_owned());
             }
         }
     }
@@ -137,6 +148,14 @@ fn no_test_asserts_on_time_or_stops_on_a_time_budget() {
 fn the_timing_check_finds_what_it_looks_for() {
     let asserted = "let started = Instant::now();\nassert!(started.elapsed() < limit);";
     assert_eq!(timed_lines(asserted).len(), 1);
+    let split = "assert!(\n    started.elapsed() < Duration::from_secs(60),\n    \"too slow\"\n);";
+    assert_eq!(timed_lines(split).len(), 1);
+    let bounded = "while started.elapsed() < BUDGET {\n    run_case();\n}";
+    assert_eq!(timed_lines(bounded).len(), 1);
+    let reversed = "if deadline < Instant::now() {\n    break;\n}";
+    assert_eq!(timed_lines(reversed).len(), 1);
+    let waited = "assert!(\n    Instant::now() < deadline,\n    \"the server did not stop\"\n);";
+    assert!(timed_lines(waited).is_empty());
     let budget =
         "for case in cases {\n    if Instant::now() > deadline {\n        break;\n    }\n}";
     assert_eq!(timed_lines(budget).len(), 1);

@@ -123,7 +123,7 @@ pub fn step(state: &AppState, force_snapshot: bool) {
     if let Err(error) = read {
         tracing::error!(%error, "reading the event log failed");
     }
-    Metrics::add(&state.metrics().events_learned, caught_up.read);
+    Metrics::add(&state.metrics().events_learned, caught_up.applied);
     state.set_applied_seq(caught_up.last_seq);
     let now_ms = state.clock().now_ms();
     for slot in state.campaigns() {

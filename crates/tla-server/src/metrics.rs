@@ -31,7 +31,7 @@ pub struct Metrics {
     pub events_duplicate: IntCounter,
     /// Events refused, with their reason in the response.
     pub events_rejected: IntCounter,
-    /// Requests refused with a 4xx (auth, validation, unknown resources).
+    /// Requests refused at the key check (401, 403).
     pub client_errors: IntCounter,
     /// Decision distributions rebuilt.
     pub refreshes: IntCounter,
@@ -91,7 +91,7 @@ impl Default for Metrics {
             client_errors: counter(
                 r,
                 "tla_client_errors_total",
-                "Requests refused with a 4xx status.",
+                "Requests refused at the key check (401 or 403).",
             ),
             refreshes: counter(r, "tla_refreshes_total", "Decision distributions rebuilt."),
             events_learned: counter(
@@ -155,7 +155,7 @@ mod tests {
             (
                 "tla_client_errors_total",
                 "counter",
-                "Requests refused with a 4xx status.",
+                "Requests refused at the key check (401 or 403).",
             ),
             (
                 "tla_refreshes_total",

@@ -2,7 +2,8 @@
 //! latest snapshot plus the events after it, in log order.
 //!
 //! [`replay`] only reads: it needs no server secret, builds no [`crate::AppState`] and
-//! writes nothing, so `tla report --data` and `tla export` run it over a store opened
+//! writes nothing (see [`tla_store::Store::open_read_only`] for SQLite's shared-memory
+//! index), so `tla report --data` and `tla export` run it over a store opened
 //! read-only ([`tla_store::Store::open_read_only`]). The server opens its state with
 //! the same function, so a restart and a report see the same models.
 

@@ -458,8 +458,17 @@ pub fn run<L: Learner, O: Observer<L>>(
             answer,
             refreshes,
         });
-        if checkpoints.peek() == Some(&served) {
+        // A checkpoint at this impression is pushed once; one already passed (0, a
+        // repeat, one out of order) is skipped rather than stopping the later ones.
+        let mut at_checkpoint = false;
+        while let Some(&at) = checkpoints.peek() {
+            if at > served {
+                break;
+            }
+            at_checkpoint |= at == served;
             checkpoints.next();
+        }
+        if at_checkpoint {
             flow = flow.and(observer.checkpoint(&moment));
         }
         if flow == Flow::Stop {

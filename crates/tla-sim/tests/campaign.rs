@@ -10,9 +10,9 @@ use tla_sim::generate::{option_truths, segment_truths, world_for};
 
 /// Six ground truths for examples/small.toml (3 headlines, 2 images, 3 calls to
 /// action), 40,000 impressions each at seed 7. The test fails if a change to the engine
-/// or the report starts crowning wrong options; its claims are what was measured, with
-/// the margins of two independent draws of the runs (the random streams' layout before
-/// and after campaign runs took the layout of every other mode), not of one:
+/// or the report starts crowning wrong options; its claims are what was measured on two
+/// independent draws of the runs (these seeds, and a second assignment of the audience
+/// and outcome streams), so that they do not rest on one draw's luck:
 ///
 /// - A leader the report calls decisive (P(best) >= 0.9, so a reader would act on it)
 ///   is the oracle's option. Below that the report itself says the race is open, and
@@ -20,19 +20,19 @@ use tla_sim::generate::{option_truths, segment_truths, world_for};
 ///   `learn_more` at P(best) 0.41, the oracle's `give_25` close behind, and headline
 ///   leaders mostly stand at 0.4–0.9 (the runner-up headline's true even-split value
 ///   lies 3–22% below the best in these worlds). Measured, every decisive leader was
-///   the oracle's: 8 of 8 (old layout) and 8 of 8 (new) in these six worlds and
-///   settings; 43 of 43 in `tla simulate --campaign examples/small.toml --seed 7
-///   --world-seed 1..8` over both layouts at 40,000 and 200,000 impressions. At least
+///   the oracle's: 8 of 8 in each draw in these six worlds and settings; 43 of 43 in
+///   `tla simulate --campaign examples/small.toml --seed 7 --world-seed 1..8` over both
+///   draws at 40,000 and 200,000 impressions. At least
 ///   5 leaders must be decisive, so that this check cannot pass by the report never
 ///   deciding. The claim rests on this campaign modelling every pair of components:
 ///   examples/fundraising.toml models only headline × image, and there two leaders at
 ///   P(best) 0.97 and 0.94 crown the option best averaged over every version where an
 ///   unmodelled interaction makes the oracle prefer another (docs/reports.md).
-/// - At least 15 of the 18 leaders are the oracle's options: 15 (old) and 16 (new)
-///   here, 20 and 22 of 24 over world seeds 1..8; a report picking options at random
+/// - At least 15 of the 18 leaders are the oracle's options: 16 here (15 in the other
+///   draw), 20 and 22 of 24 over world seeds 1..8; a report picking options at random
 ///   would match about 7 of 18.
 /// - The even split's 95% interval covers its true value in at least 4 of the 6 worlds
-///   (5 of 6 in both layouts, 7 of 8 over world seeds 1..8); at a true 95% coverage, 3
+///   (5 of 6 in both draws, 7 of 8 over world seeds 1..8); at a true 95% coverage, 3
 ///   or fewer happens with probability 0.002.
 #[test]
 fn report_leaders_are_the_oracles_options_on_seeded_runs() {

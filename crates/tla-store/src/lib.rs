@@ -5,8 +5,8 @@
 //! with its propensity), API keys (hashes only), model snapshots, and the event log.
 //! [`Store`] owns the connections; it is `Clone + Send + Sync` and every method
 //! blocks, so an async server calls it from `spawn_blocking`. [`Store::open_read_only`]
-//! opens a data directory without writing or creating any file in it (reports over a
-//! read-only copy).
+//! opens a data directory without writing its database or log (reports over a
+//! read-only copy; with a write-ahead log present SQLite may touch `tla.db-shm`).
 //!
 //! The event log sits behind the [`EventLog`] trait (append a batch durably, read
 //! from a position) so that a replicated stream can take SQLite's place later.

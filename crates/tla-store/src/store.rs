@@ -127,13 +127,17 @@ impl Store {
         })
     }
 
-    /// Opens the database `tla.db` in `dir` for reading only: nothing in `dir` is
-    /// written or created, so a report can run over a read-only copy of a data
-    /// directory. Writes through the store fail.
+    /// Opens the database `tla.db` in `dir` for reading only: the database and its
+    /// write-ahead log are never written, so a report can run over a read-only copy of
+    /// a data directory. Writes through the store fail. The one exception is below:
+    /// with a write-ahead log present, SQLite may create or update its shared-memory
+    /// index `tla.db-shm` (a copy that has `tla.db-wal` but no `tla.db-shm` therefore
+    /// needs a writable directory, or a clean stop of its server before copying).
     ///
     /// A file with neither a write-ahead log nor its shared-memory index beside it (a
     /// server stopped cleanly, or a copy of its directory) is opened `immutable`:
-    /// SQLite takes no lock and creates no file. A file with either (a server running
+    /// SQLite takes no lock and creates no file; this is decided once, at the open, so
+    /// a server must not start on the directory while the reader runs. A file with either (a server running
     /// or killed) is opened `mode=ro`, which reads the commits still in the log and
     /// takes the usual read locks, so a server may go on writing; SQLite may then
     /// update the shared-memory index (`tla.db-shm`), never the database or its log.
