@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::{AskComponent, Design, Interactions, Objective};
+use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::policy::factorized::{FactorizedSampler, FactorizedSettings};
 use tla_core::policy::floor::ExplorationFloor;
 use tla_core::policy::independent::IndependentSampler;
@@ -86,16 +87,26 @@ fn teach<P: Policy>(
     }
 }
 
+/// `floor`: the least propensity the policy promises every allowed version (`1 / allowed`
+/// for the even split, `epsilon / allowed` under the exploration floor, 0 without one).
 fn check_propensities<P: Policy>(
     policy: &P,
     space: &VersionSpace,
     segments: usize,
+    floor: f64,
 ) -> Result<(), TestCaseError> {
     for segment in 0..segments {
         let mut sum = 0.0;
         for version in 0..space.total() {
             let p = policy.propensity(segment, version);
             if space.is_allowed(version) {
+                prop_assert!(
+                    p >= floor * (1.0 - 1e-12),
+                    "allowed version {} has {} < floor {}",
+                    version,
+                    p,
+                    floor
+                );
                 sum += p;
             } else {
                 prop_assert_eq!(p, 0.0, "excluded version {} has a propensity", version);
@@ -140,17 +151,26 @@ proptest! {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
 
         let uniform = Uniform::new(space.clone());
-        check_propensities(&uniform, &space, segments)?;
+        let allowed = space.allowed_count() as f64;
+        check_propensities(&uniform, &space, segments, 1.0 / allowed)?;
 
-        let sampler = FactorizedSampler::new(&design, FactorizedSettings::default());
-        let mut factorized = ExplorationFloor::new(ThompsonPolicy::new(sampler, settings(16), &mut rng), space.clone(), epsilon);
+        // The campaign policy through its one constructor, and the same stack around
+        // the independent baseline's sampler.
+        let campaign = CampaignPolicySettings {
+            draws: 16,
+            cadence: settings(16).cadence,
+            exploration: epsilon,
+            ..CampaignPolicySettings::default()
+        };
+        let mut factorized = campaign.build(&design, &mut rng);
+        prop_assert_eq!(factorized.epsilon(), epsilon);
         teach(&mut factorized, &space, segments, 300, &mut rng);
-        check_propensities(&factorized, &space, segments)?;
+        check_propensities(&factorized, &space, segments, epsilon / allowed)?;
 
         let sampler = IndependentSampler::new(&design, 0.05);
-        let mut independent = ExplorationFloor::new(ThompsonPolicy::new(sampler, settings(16), &mut rng), space.clone(), epsilon);
+        let mut independent = campaign.wrap(sampler, space.clone(), &mut rng);
         teach(&mut independent, &space, segments, 300, &mut rng);
-        check_propensities(&independent, &space, segments)?;
+        check_propensities(&independent, &space, segments, epsilon / allowed)?;
     }
 }
 
