@@ -62,7 +62,10 @@ fn fixture() -> &'static Fixture {
 fn check(fixture: &Fixture, item: &str) {
     match tla_server::event::check_raw_event(&fixture.state, item, DECIDED_AT + 60_000) {
         Ok(event) => {
-            assert!(!event.event_id.is_empty() && event.event_id.len() <= 128);
+            assert!(
+                !event.event_id.is_empty()
+                    && event.event_id.chars().count() <= tla_server::event::MAX_EVENT_ID_LEN
+            );
             assert!(event.value.is_finite() && event.value >= 0.0, "{event:?}");
             tla_store::validate_event(&event).expect("the store accepts what the server accepts");
         }

@@ -18,6 +18,15 @@ use tla_core::engine::{Engine, Feedback};
 use tla_store::{EventKind, NewEvent, StoredEvent};
 use utoipa::ToSchema;
 
+/// The indefinite article of a word: `an impression`, `a click`.
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
 /// Longest `event_id` accepted, characters.
 pub const MAX_EVENT_ID_LEN: usize = 128;
 
@@ -118,7 +127,7 @@ pub enum EventRejection {
         amount: f64,
     },
     /// An impression or click with a `value` or `amount` (`unexpected_amount`).
-    #[error("a {} event carries no value or amount", kind.as_str())]
+    #[error("{} {} event carries no value or amount", article(kind.as_str()), kind.as_str())]
     UnexpectedAmount {
         /// The event's type.
         kind: EventKind,
@@ -227,7 +236,8 @@ fn check_parsed_event(
     event: EventIn,
     now_ms: i64,
 ) -> Result<NewEvent, EventRejection> {
-    if event.event_id.is_empty() || event.event_id.len() > MAX_EVENT_ID_LEN {
+    // Characters, as the message and the OpenAPI document say (not bytes).
+    if event.event_id.is_empty() || event.event_id.chars().count() > MAX_EVENT_ID_LEN {
         return Err(EventRejection::EventId);
     }
     let claims = state

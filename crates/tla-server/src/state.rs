@@ -261,7 +261,11 @@ impl AppState {
                 "missing API key: send it as `Authorization: Bearer tla_<id>_<secret>`",
             ));
         };
-        let token = header.strip_prefix("Bearer ").unwrap_or("").trim();
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
+        let token = match header.trim().split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => "",
+        };
         let Some((id, secret)) = auth::parse_token(token) else {
             return Err(ApiError::unauthorized(
                 "malformed API key: expected `Authorization: Bearer tla_<12 hex>_<32 hex>`",
@@ -285,10 +289,13 @@ impl AppState {
         if allowed {
             Ok(())
         } else {
+            let needs = match scope {
+                Scope::Admin => "`admin`".to_owned(),
+                other => format!("`{}` (or `admin`)", other.as_str()),
+            };
             Err(ApiError::forbidden(format!(
-                "this key has scopes [{}]; this endpoint needs `{}` (or `admin`)",
+                "this key has scopes [{}]; this endpoint needs {needs}",
                 key.scopes.join(", "),
-                scope.as_str()
             )))
         }
     }

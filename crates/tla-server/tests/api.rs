@@ -973,3 +973,61 @@ async fn a_manual_clock_drives_refresh_and_snapshot_cadences() {
     step(false).await;
     assert_eq!(snapshot().map(|(covers, _)| covers), Some(20));
 }
+
+/// Small rules of the input, as documented: the `Bearer` scheme name in any case, an
+/// `event_id` counted in characters, the scope a refusal names, the article of an
+/// event type.
+#[tokio::test]
+async fn small_input_rules_read_as_documented() {
+    let api = api();
+    let id = api.campaign().await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let request = Request::builder()
+            .uri("/v1/campaigns")
+            .header(header::AUTHORIZATION, format!("{scheme} {}", api.read))
+            .body(Body::empty())
+            .unwrap();
+        let response = app(api.state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+    // An admin-only endpoint names one scope; the others name theirs and admin.
+    let (status, body) = api
+        .post(&format!("/v1/campaigns/{id}/pause"), &api.read, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.ends_with("this endpoint needs `admin`"),
+        "{message}"
+    );
+    let (status, body) = api.get("/v1/campaigns", &api.ingest).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.ends_with("needs `read` (or `admin`)"), "{message}");
+    // 128 two-byte characters (256 bytes) is a valid event id; 129 is not.
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors"}),
+        )
+        .await;
+    let decision = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let now = api.state.clock().now_ms();
+    let event = |event_id: String, extra: Value| {
+        let mut event =
+            json!({"event_id": event_id, "decision_id": decision, "type": "impression"});
+        if let (Some(event), Some(extra)) = (event.as_object_mut(), extra.as_object()) {
+            event.extend(extra.clone());
+        }
+        check_raw_event(&api.state, &event.to_string(), now)
+    };
+    assert!(event("é".repeat(128), json!({})).is_ok());
+    let refused = event("é".repeat(129), json!({})).unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::InvalidEventId);
+    let refused = event("v".into(), json!({"value": 1.0})).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "an impression event carries no value or amount"
+    );
+}

@@ -458,7 +458,8 @@ fn check_event(item: &str, now: i64) -> Result<(), TestCaseError> {
         Ok(event) => {
             ACCEPTED.fetch_add(1, Ordering::Relaxed);
             prop_assert!(
-                !event.event_id.is_empty() && event.event_id.len() <= 128,
+                !event.event_id.is_empty()
+                    && event.event_id.chars().count() <= tla_server::event::MAX_EVENT_ID_LEN,
                 "{event:?}"
             );
             prop_assert!(event.value.is_finite() && event.value >= 0.0, "{event:?}");
