@@ -26,6 +26,8 @@ pub enum ErrorCode {
     Forbidden,
     /// An unknown campaign, version or route.
     NotFound,
+    /// A known route asked with a method it does not answer.
+    MethodNotAllowed,
     /// The request conflicts with the resource's state (a paused campaign, a taken id).
     Conflict,
     /// The body is larger than accepted.
@@ -64,11 +66,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -95,6 +98,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
@@ -134,6 +138,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -229,6 +234,11 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, message)
     }
 
+    /// `method_not_allowed`: a known route asked with another method.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::MethodNotAllowed, message)
+    }
+
     /// `conflict`: the request conflicts with the resource's state.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Conflict, message)
@@ -319,6 +329,7 @@ mod tests {
             ("unauthorized", 401),
             ("forbidden", 403),
             ("not_found", 404),
+            ("method_not_allowed", 405),
             ("conflict", 409),
             ("payload_too_large", 413),
             ("unsupported_media_type", 415),

@@ -62,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/report", get(routes::report))
         .route("/v1/events", post(routes::ingest))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

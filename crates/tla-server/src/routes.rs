@@ -443,3 +443,11 @@ pub async fn report(
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; GET /openapi.json lists them")
 }
+
+/// Any known path asked with a method it does not answer: the error shape, not an
+/// empty body.
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "this endpoint does not answer {method}; GET /openapi.json lists the methods of each path"
+    ))
+}

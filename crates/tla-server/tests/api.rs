@@ -1031,3 +1031,43 @@ async fn small_input_rules_read_as_documented() {
         "an impression event carries no value or amount"
     );
 }
+
+/// A known path asked with another method answers 405 in the error shape, with a code;
+/// an unknown path answers 404 the same way.
+#[tokio::test]
+async fn a_wrong_method_answers_the_error_shape() {
+    let api = api();
+    for (method, uri, status, code) in [
+        (
+            "DELETE",
+            "/v1/campaigns",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/events",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        ("GET", "/v1/nothing", StatusCode::NOT_FOUND, "not_found"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", api.admin))
+            .body(Body::empty())
+            .unwrap();
+        let response = app(api.state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status, "{method} {uri}");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], code, "{method} {uri}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("openapi.json")
+        );
+    }
+}
