@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tla_server::auth::{Scope, hash_secret, new_key, parse_token};
+use tla_server::auth::{Scope, hash_secret, new_key, parse_token, secret_matches};
 use tla_server::{AppState, Clock, ServerConfig, SystemClock};
 use tla_store::{KeyRow, Store};
 
@@ -144,7 +144,19 @@ fn ensure_admin_key(store: &Store, admin_key: Option<&str>) -> anyhow::Result<()
         let Some((id, secret)) = parse_token(token) else {
             bail!("TLA_ADMIN_KEY is not a key of the form tla_<12 hex>_<32 hex>");
         };
-        if keys.iter().any(|k| k.id == id) {
+        if let Some(stored) = keys.iter().find(|k| k.id == id) {
+            // The same id with another secret, or a revoked key, would leave the
+            // operator locked out while the server starts as if all were well.
+            if !secret_matches(secret, &stored.hash) {
+                bail!(
+                    "TLA_ADMIN_KEY names key {id}, which this data directory holds with another secret; give that key's full token, or a key with a new id"
+                );
+            }
+            if stored.revoked {
+                bail!(
+                    "TLA_ADMIN_KEY names key {id}, which is revoked in this data directory; give a key with a new id"
+                );
+            }
             return Ok(());
         }
         store.insert_key(&KeyRow {
@@ -334,4 +346,31 @@ pub fn run_keys(args: KeysArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `TLA_ADMIN_KEY`: installed when new, accepted when stored as given, refused with
+    /// a reason when its id is stored with another secret or revoked.
+    #[test]
+    fn an_admin_key_from_the_environment_is_installed_or_refused_with_a_reason() {
+        let store = Store::open_in_memory().unwrap();
+        let key = new_key([7; 22]);
+        ensure_admin_key(&store, Some(&key.token)).unwrap();
+        ensure_admin_key(&store, Some(&key.token)).unwrap();
+        assert_eq!(store.keys().unwrap().len(), 1);
+        let other_secret = format!("tla_{}_{}", key.id, "0".repeat(32));
+        let refused = ensure_admin_key(&store, Some(&other_secret)).unwrap_err();
+        assert!(refused.to_string().contains("another secret"), "{refused}");
+        store.revoke_key(&key.id).unwrap();
+        let refused = ensure_admin_key(&store, Some(&key.token)).unwrap_err();
+        assert!(refused.to_string().contains("revoked"), "{refused}");
+        assert_eq!(
+            store.keys().unwrap().len(),
+            1,
+            "nothing stored by a refusal"
+        );
+    }
 }

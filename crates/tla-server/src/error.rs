@@ -316,9 +316,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A client's text quoted in an error message, at most [`QUOTED_CHARS`] characters
+/// of it: a refusal names what it refuses without echoing a huge input back.
+pub fn quoted(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= QUOTED_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(QUOTED_CHARS).collect();
+    format!("{head:?}... ({count} characters)")
+}
+
+/// The most characters of a client's text an error message quotes.
+pub const QUOTED_CHARS: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_input_is_cut_to_a_readable_length() {
+        assert_eq!(quoted("past-donors"), "\"past-donors\"");
+        let long = "x".repeat(900_000);
+        let shown = quoted(&long);
+        assert!(shown.len() < 100, "{shown}");
+        assert!(shown.ends_with("... (900000 characters)"), "{shown}");
+    }
 
     /// The table of `docs/service.md`, through `IntoResponse`: every code answers its
     /// status and its code string.

@@ -299,8 +299,8 @@ pub async fn decide(
         let names = &slot.campaign.design().segment_names;
         let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
         return Err(ApiError::bad_request(format!(
-            "segment {:?} is not a segment of campaign {}; it has {} segments, e.g. {}",
-            request.segment,
+            "segment {} is not a segment of campaign {}; it has {} segments, e.g. {}",
+            crate::error::quoted(&request.segment),
             slot.id,
             names.len(),
             shown.join(", ")
