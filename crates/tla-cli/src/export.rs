@@ -4,6 +4,7 @@
 
 mod report;
 
+use crate::csv_text::spreadsheet_safe as safe;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -310,9 +311,9 @@ fn write_decisions(
                 let segment =
                     segment_name(segments, d.segment, &format!("decision {}", d.decision_id))?;
                 writer.write_record([
-                    d.decision_id.as_str(),
-                    d.campaign_id.as_str(),
-                    segment,
+                    safe(&d.decision_id).as_ref(),
+                    safe(&d.campaign_id).as_ref(),
+                    safe(segment).as_ref(),
                     &d.version.to_string(),
                     &format!("{:?}", d.propensity),
                     &d.model_version.to_string(),
@@ -407,11 +408,11 @@ fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> 
                 let segment = segment_name(segments, e.segment, &format!("event {}", e.seq))?;
                 writer.write_record([
                     e.seq.to_string().as_str(),
-                    &e.event_id,
-                    &e.decision_id,
+                    safe(&e.event_id).as_ref(),
+                    safe(&e.decision_id).as_ref(),
                     e.kind.as_str(),
                     &format!("{:?}", e.value),
-                    segment,
+                    safe(segment).as_ref(),
                     &e.version.to_string(),
                     &e.decided_at_ms.to_string(),
                     &e.at_ms.to_string(),

@@ -16,6 +16,7 @@
 //! models, policies and reports elsewhere in `tla-core`, the simulations in `tla-sim`.
 
 mod client;
+mod csv_text;
 mod demo;
 mod evaluate;
 mod export;

@@ -399,6 +399,13 @@ fn truncate(text: &str, width: usize) -> String {
     }
 }
 
+/// A name or label as a CSV cell: safe for spreadsheets ([`crate::csv_text`]), quoted
+/// where needed.
+fn csv_text(text: &str) -> String {
+    csv_field(&crate::csv_text::spreadsheet_safe(text))
+}
+
+/// A value as a CSV cell, quoted where needed (numbers are written as they are).
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
@@ -418,8 +425,8 @@ pub fn leaderboard_csv(report: &Report) -> String {
             let f = |x: Option<f64>| x.map_or_else(String::new, |x| x.to_string());
             out.push_str(&format!(
                 "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                csv_field(&component.component),
-                csv_field(&o.option),
+                csv_text(&component.component),
+                csv_text(&o.option),
                 o.asks_to_act,
                 o.counts.impressions,
                 o.counts.clicks,
@@ -511,7 +518,7 @@ fn compare_csv(a: &Report, b: &Report) -> String {
     for (label, x, y) in compare_rows(a, b) {
         out.push_str(&format!(
             "{},{},{}\n",
-            csv_field(label),
+            csv_text(label),
             csv_field(&x),
             csv_field(&y)
         ));

@@ -235,7 +235,7 @@ fn write_csv(table: &Table, path: &Path) -> anyhow::Result<()> {
     writer.write_record(table.columns.iter().map(|(name, _)| *name))?;
     for row in &table.rows {
         writer.write_record(row.iter().map(|cell| match cell {
-            Cell::Text(text) => text.clone(),
+            Cell::Text(text) => crate::csv_text::spreadsheet_safe(text).into_owned(),
             Cell::UInt(n) => n.to_string(),
             // `{:?}` keeps a decimal point (`10.0`), so readers type the column as float.
             Cell::Float(x) => format!("{x:?}"),
