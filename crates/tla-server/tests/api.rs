@@ -137,6 +137,22 @@ impl Api {
             .await
     }
 
+    /// The `decision_id` of one decision of campaign `id` (segment `past-donors`).
+    async fn one_decision(&self, id: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/v1/campaigns/{id}/decisions"),
+                &self.decide,
+                json!({"segment": "past-donors"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["decisions"][0]["decision_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     async fn campaign(&self) -> String {
         let (status, body) = self
             .call(
@@ -618,14 +634,7 @@ async fn an_event_with_an_out_of_range_number_is_one_rejected_item() {
     // does not fit an f64 refuses that event only, by index.
     let api = api();
     let id = api.campaign().await;
-    let (_, body) = api
-        .post(
-            &format!("/v1/campaigns/{id}/decisions"),
-            &api.decide,
-            json!({"segment": "past-donors"}),
-        )
-        .await;
-    let decision_id = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let decision_id = &api.one_decision(&id).await;
     let raw = format!(
         r#"{{"events": [{{"event_id": "a", "decision_id": "{decision_id}", "type": "impression"}},
                        {{"event_id": "b", "decision_id": "{decision_id}", "type": "conversion", "value": 1e400}}]}}"#
@@ -657,14 +666,7 @@ async fn the_report_of_a_one_decision_log_matches_the_openapi_document() {
     // serialized as null; the document must say so (the check in `Api::call`).
     let api = api();
     let id = api.campaign().await;
-    let (_, body) = api
-        .post(
-            &format!("/v1/campaigns/{id}/decisions"),
-            &api.decide,
-            json!({"segment": "past-donors"}),
-        )
-        .await;
-    let decision_id = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let decision_id = &api.one_decision(&id).await;
     let events = json!({"events": [
         {"event_id": "i", "decision_id": decision_id, "type": "impression"},
         {"event_id": "c", "decision_id": decision_id, "type": "conversion", "value": 25},
@@ -734,14 +736,7 @@ fn the_openapi_check_refuses_what_the_document_does_not_say() {
 async fn each_event_rejection_has_its_code_message_and_status() {
     let api = api();
     let id = api.campaign().await;
-    let (_, body) = api
-        .post(
-            &format!("/v1/campaigns/{id}/decisions"),
-            &api.decide,
-            json!({"segment": "past-donors"}),
-        )
-        .await;
-    let decision = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let decision = &api.one_decision(&id).await;
     let mut claims = api.state.signer().verify(decision).unwrap();
     claims.campaign_id = "c_missing".into();
     let unknown = api.state.signer().sign(&claims);
@@ -1005,14 +1000,7 @@ async fn small_input_rules_read_as_documented() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.ends_with("needs `read` (or `admin`)"), "{message}");
     // 128 two-byte characters (256 bytes) is a valid event id; 129 is not.
-    let (_, body) = api
-        .post(
-            &format!("/v1/campaigns/{id}/decisions"),
-            &api.decide,
-            json!({"segment": "past-donors"}),
-        )
-        .await;
-    let decision = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let decision = &api.one_decision(&id).await;
     let now = api.state.clock().now_ms();
     let event = |event_id: String, extra: Value| {
         let mut event =

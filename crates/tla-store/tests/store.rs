@@ -930,20 +930,6 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
 
 // ---- read-only open -------------------------------------------------------------------
 
-/// Every file of a directory (not recursive) with its bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                std::fs::read(entry.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_read_only_open_reads_everything_and_changes_no_byte_of_the_directory() {
     let dir = TempDir::new("read-only");
@@ -959,7 +945,7 @@ fn a_read_only_open_reads_everything_and_changes_no_byte_of_the_directory() {
             .unwrap();
         store.save_snapshot("a", 2, b"model", 5).unwrap();
     }
-    let before = files(dir.path());
+    let before = directory_contents(dir.path());
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
         ["tla.db"],
@@ -986,7 +972,11 @@ fn a_read_only_open_reads_everything_and_changes_no_byte_of_the_directory() {
         assert!(store.server_secret().is_err());
         assert!(store.event_log().append(&[event("a", "e-3")]).is_err());
     }
-    assert_eq!(files(dir.path()), before, "the directory changed");
+    assert_eq!(
+        directory_contents(dir.path()),
+        before,
+        "the directory changed"
+    );
 }
 
 #[test]
@@ -998,9 +988,9 @@ fn a_read_only_open_reads_commits_still_in_the_write_ahead_log() {
     let reader = Store::open_read_only(dir.path()).unwrap();
     assert_eq!(reader.campaigns().unwrap(), [campaign("a", 1)]);
     assert_eq!(reader.event_log().read_after(0, 10).unwrap().len(), 1);
-    let database = files(dir.path())["tla.db"].clone();
+    let database = directory_contents(dir.path())["tla.db"].clone();
     drop(reader);
-    assert_eq!(files(dir.path())["tla.db"], database);
+    assert_eq!(directory_contents(dir.path())["tla.db"], database);
 }
 
 #[test]
@@ -1009,5 +999,5 @@ fn a_read_only_open_refuses_a_missing_database_and_creates_nothing() {
     std::fs::create_dir_all(dir.path()).unwrap();
     let error = Store::open_read_only(dir.path()).unwrap_err();
     assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
-    assert!(files(dir.path()).is_empty());
+    assert!(directory_contents(dir.path()).is_empty());
 }
