@@ -337,8 +337,12 @@ impl EventLog for MemoryEventLog {
             Some(last) => last.new_value().unwrap_or(event.value),
             None => event.value,
         };
-        let stored =
-            StoredCorrection::of(state.corrections.len() as u64 + 1, &event, old_value, correction);
+        let stored = StoredCorrection::of(
+            state.corrections.len() as u64 + 1,
+            &event,
+            old_value,
+            correction,
+        );
         state.corrections.push(stored.clone());
         Ok(CorrectionOutcome::Recorded(stored))
     }

@@ -595,13 +595,19 @@ impl Store {
     /// event as it was). The snapshots left cover only earlier events, or were taken
     /// after the correction. With [`SNAPSHOTS_KEPT`] per campaign, a correction of an
     /// early event can leave none (the next rebuild starts from the prior).
-    pub fn delete_snapshots_covering(&self, campaign_id: &str, seq: u64) -> Result<usize, StoreError> {
+    pub fn delete_snapshots_covering(
+        &self,
+        campaign_id: &str,
+        seq: u64,
+    ) -> Result<usize, StoreError> {
         let seq = to_sql_int("seq", seq)?;
         self.database
             .general()
             .prepare_cached("DELETE FROM snapshots WHERE campaign_id = ?1 AND covers_seq >= ?2")
             .and_then(|mut statement| statement.execute(params![campaign_id, seq]))
-            .map_err(StoreError::sqlite("deleting snapshots that cover a corrected event"))
+            .map_err(StoreError::sqlite(
+                "deleting snapshots that cover a corrected event",
+            ))
     }
 
     /// The newest snapshot of a campaign (highest `covers_seq`) with the sequence

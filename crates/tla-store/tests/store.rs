@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use proptest::prelude::*;
 use tla_store::{
     AppendOutcome, CampaignRow, CampaignStatus, CorrectionAction, CorrectionOutcome, DecisionRow,
-    EventFix, EventKind, EventLog, KeyRow, MemoryEventLog, NewCorrection, NewEvent,
-    SCHEMA_VERSION, Store, StoreError, StoredCorrection, StoredEvent,
+    EventFix, EventKind, EventLog, KeyRow, MemoryEventLog, NewCorrection, NewEvent, SCHEMA_VERSION,
+    Store, StoreError, StoredCorrection, StoredEvent,
 };
 
 /// A data directory under the system temp dir, removed when dropped.
@@ -565,7 +565,12 @@ fn corrections_are_recorded_alike_by_both_logs_with_old_and_new_values() {
     );
     assert_eq!(sqlite.find_event("b", "c2").unwrap(), None);
     // A bad value is refused before anything is recorded.
-    let bad = correction("c1", CorrectionAction::Correct { value: f64::INFINITY });
+    let bad = correction(
+        "c1",
+        CorrectionAction::Correct {
+            value: f64::INFINITY,
+        },
+    );
     assert!(matches!(
         sqlite.append_correction(&bad),
         Err(StoreError::InvalidInput(_))
@@ -629,7 +634,10 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
     let outcome = log
         .append_correction(&correction("c1", CorrectionAction::Retract))
         .unwrap();
-    assert!(matches!(outcome, CorrectionOutcome::Recorded(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, CorrectionOutcome::Recorded(_)),
+        "{outcome:?}"
+    );
     let connection = rusqlite::Connection::open(dir.database()).unwrap();
     let version: i64 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
