@@ -92,15 +92,18 @@ fn full_replay(store: &Store) -> (f64, Vec<u8>) {
     )
     .unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    let bytes = replayed.campaigns.get("c_bench").unwrap().engine().snapshot();
+    let bytes = replayed
+        .campaigns
+        .get("c_bench")
+        .unwrap()
+        .engine()
+        .snapshot();
     (seconds, bytes)
 }
 
 fn main() {
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "tla-correction-bench-{}",
-        std::process::id()
-    )));
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("tla-correction-bench-{}", std::process::id())));
     let spec_text = include_str!("../../../examples/small.toml");
     let campaign = CampaignSpec::from_toml_str(spec_text)
         .and_then(|spec| spec.validate())
@@ -153,18 +156,24 @@ fn main() {
         let rebuild = outcome.rebuild.expect("the learner had applied the event");
         let rebuilt = state.campaign("c_bench").unwrap().engine().snapshot();
         let (replay_seconds, replayed) = full_replay(&store);
+        let from = match rebuild.from_seq {
+            0 => "from the prior".to_owned(),
+            covers => format!("from the snapshot covering seq {covers}"),
+        };
         println!(
             "{label} event (seq {seq}): retraction recorded and model rebuilt in {:.3} s \
-             (from snapshot covering seq {}, {} events replayed up to seq {}); \
+             ({from}, {} events replayed up to seq {}); \
              full replay from the prior {:.3} s; models equal: {}",
             seconds,
-            rebuild.from_seq,
             rebuild.events_replayed,
             rebuild.to_seq,
             replay_seconds,
             rebuilt == replayed
         );
-        assert_eq!(rebuilt, replayed, "the rebuilt model differs from the replay");
+        assert_eq!(
+            rebuilt, replayed,
+            "the rebuilt model differs from the replay"
+        );
         // Snapshot the rebuilt model, as the next learner round would.
         learner::step(&state, true);
     }

@@ -513,7 +513,9 @@ fn corrections_are_recorded_alike_by_both_logs_with_old_and_new_values() {
         })
         .collect();
     // c1 (seq 2, value 10): 10 -> 1 -> 2; i1 (seq 1) retracted; c2 (seq 5) retracted.
-    let audit: Vec<(u64, &str, u64, &str, f64, Option<f64>)> = recorded
+    /// Id, event id, event seq, action, old value, new value.
+    type Audit<'a> = (u64, &'a str, u64, &'a str, f64, Option<f64>);
+    let audit: Vec<Audit<'_>> = recorded
         .iter()
         .map(|c| {
             (
