@@ -68,7 +68,9 @@ pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<&RawValue>, Api
 #[serde(deny_unknown_fields)]
 #[schema(as = Event)]
 pub struct EventIn {
-    /// Client-supplied; a repeated id is stored once and counted as a duplicate.
+    /// Client-supplied, one event per id: an exact repeat (same type, decision_id and
+    /// amount) is stored once and counted as a duplicate; the id with another content is
+    /// refused (`event_id_conflict`).
     #[schema(min_length = 1, max_length = 128)]
     event_id: String,
     /// The `decision_id` of the decision the event follows.

@@ -197,7 +197,8 @@ pub struct RejectedEvent {
 pub struct IngestOutcome {
     /// Events stored (committed to the event log).
     pub accepted: u64,
-    /// Events whose id was already stored; stored once.
+    /// Exact repeats of a stored event (same id, type, decision_id and amount); stored
+    /// once.
     pub duplicates: u64,
     /// Events refused, with their reasons.
     pub rejected: Vec<RejectedEvent>,
