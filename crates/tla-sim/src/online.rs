@@ -286,7 +286,7 @@ impl Learner for EngineLearner<'_> {
         if answer.converted {
             let amount = answer.donation;
             self.engine
-                .learn(segment, version, Feedback::Conversion { amount });
+                .learn(segment, version, Feedback::Conversion { amount: Some(amount) });
         }
     }
 
