@@ -311,6 +311,7 @@ fn check_parsed_event(
         decision_id: event.decision_id,
         kind,
         value,
+        amount_known: true,
         segment: claims.segment,
         version: claims.version,
         decided_at_ms: claims.at_ms,

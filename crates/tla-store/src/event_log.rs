@@ -62,8 +62,13 @@ pub struct NewEvent {
     pub decision_id: String,
     /// What happened.
     pub kind: EventKind,
-    /// Donation amount for a conversion, spend for a cost, 0 otherwise.
+    /// Donation amount for a conversion, spend for a cost, 0 otherwise (and 0 for a
+    /// conversion of unknown amount).
     pub value: f64,
+    /// Whether `value` is the event's amount: false only for a conversion sent without
+    /// one, whose amount is unknown (not 0). Events stored before schema version 3
+    /// read as true.
+    pub amount_known: bool,
     /// The segment the decision was made for.
     pub segment: u32,
     /// The creative (version index) that was served. At most `i64::MAX`.
@@ -89,6 +94,8 @@ pub struct StoredEvent {
     pub kind: EventKind,
     /// See [`NewEvent::value`].
     pub value: f64,
+    /// See [`NewEvent::amount_known`].
+    pub amount_known: bool,
     /// See [`NewEvent::segment`].
     pub segment: u32,
     /// See [`NewEvent::version`].
@@ -109,6 +116,7 @@ impl StoredEvent {
             decision_id: event.decision_id,
             kind: event.kind,
             value: event.value,
+            amount_known: event.amount_known,
             segment: event.segment,
             version: event.version,
             decided_at_ms: event.decided_at_ms,
@@ -148,13 +156,19 @@ impl AppendOutcome {
 }
 
 /// Checks that an event can be stored: its version fits SQLite's signed integers and
-/// its value is a finite number. Returns the version as stored. Every [`EventLog`]
+/// its value is a finite number (0 when its amount is unknown). Returns the version as stored. Every [`EventLog`]
 /// applies it to the whole batch before storing anything.
 pub fn validate_event(event: &NewEvent) -> Result<i64, StoreError> {
     let version = crate::error::to_sql_int("version", event.version)?;
     if !event.value.is_finite() {
         return Err(StoreError::InvalidInput(format!(
             "event {:?} of campaign {:?} has value {}; the value must be a finite number",
+            event.event_id, event.campaign_id, event.value
+        )));
+    }
+    if !event.amount_known && event.value != 0.0 {
+        return Err(StoreError::InvalidInput(format!(
+            "event {:?} of campaign {:?} has value {} and an unknown amount; an event of unknown amount has value 0",
             event.event_id, event.campaign_id, event.value
         )));
     }
@@ -250,6 +264,7 @@ mod tests {
             decision_id: format!("d-{event_id}"),
             kind: EventKind::Click,
             value: 0.0,
+            amount_known: true,
             segment: 1,
             version: 2,
             decided_at_ms: 3,

@@ -37,6 +37,7 @@ pub(crate) struct EncodedEvent {
     pub(crate) decision_id: String,
     pub(crate) kind: &'static str,
     pub(crate) value: f64,
+    pub(crate) amount_known: bool,
     pub(crate) segment: u32,
     pub(crate) version: i64,
     pub(crate) decided_at_ms: i64,
@@ -220,8 +221,8 @@ fn write_group(writer: &Mutex<Connection>, group: Vec<(u64, WriteJob)>) -> Vec<(
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events \
-     (seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     (seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms, amount_known) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
      ON CONFLICT (campaign_id, event_id) DO NOTHING";
 const SELECT_EVENT_SEQ: &str = "SELECT seq FROM events WHERE campaign_id = ?1 AND event_id = ?2";
 const INSERT_DECISION: &str = "INSERT INTO decisions \
@@ -267,6 +268,7 @@ fn write_group_transaction(
                                 event.version,
                                 event.decided_at_ms,
                                 event.at_ms,
+                                event.amount_known,
                             ])
                             .map_err(StoreError::sqlite("appending events"))?;
                         if inserted == 1 {

@@ -23,7 +23,7 @@ pub const SNAPSHOTS_KEPT: usize = 3;
 /// A page of one campaign's events of one kind. `INDEXED BY` makes SQLite fail rather
 /// than fall back to a scan of the whole log; the index ends with the rowid (`seq`),
 /// so `seq > ?3 ORDER BY seq` is a range of the index, in order.
-const CAMPAIGN_EVENTS_SQL: &str = "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
+const CAMPAIGN_EVENTS_SQL: &str = "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms, amount_known \
      FROM events INDEXED BY events_by_campaign_kind \
      WHERE campaign_id = ?1 AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4";
 
@@ -642,7 +642,7 @@ impl EventLog for SqliteEventLog {
         let connection = self.database.general();
         let mut statement = connection
             .prepare_cached(
-                "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
+                "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms, amount_known \
                  FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(StoreError::sqlite("reading events"))?;
@@ -676,6 +676,7 @@ fn encode_event(event: &NewEvent) -> Result<EncodedEvent, StoreError> {
         decision_id: event.decision_id.clone(),
         kind: event.kind.as_str(),
         value: event.value,
+        amount_known: event.amount_known,
         segment: event.segment,
         version,
         decided_at_ms: event.decided_at_ms,
@@ -849,6 +850,7 @@ struct RawEvent {
     version: i64,
     decided_at_ms: i64,
     at_ms: i64,
+    amount_known: bool,
 }
 
 impl RawEvent {
@@ -864,6 +866,7 @@ impl RawEvent {
             version: row.get(7)?,
             decided_at_ms: row.get(8)?,
             at_ms: row.get(9)?,
+            amount_known: row.get(10)?,
         })
     }
 
@@ -884,6 +887,7 @@ impl RawEvent {
             decision_id: self.decision_id,
             kind,
             value: self.value,
+            amount_known: self.amount_known,
             decided_at_ms: self.decided_at_ms,
             at_ms: self.at_ms,
         })
