@@ -48,7 +48,8 @@ pub enum ErrorCode {
     UnknownCampaign,
     /// A `type` other than impression, click, conversion, cost.
     InvalidEventType,
-    /// A `value` or `amount` that is not a finite number >= 0.
+    /// A `value` or `amount` that is not a finite number >= 0, or a cost `amount`
+    /// above the amount limit (1e12).
     InvalidAmount,
     /// An impression or click carrying a `value` or `amount`.
     UnexpectedAmount,
@@ -62,11 +63,13 @@ pub enum ErrorCode {
     BeforeDecision,
     /// A click or conversion after its campaign's attribution window.
     OutsideAttributionWindow,
+    /// A conversion `value` above its campaign's `max_value`.
+    ValueAboveMax,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -89,6 +92,7 @@ impl ErrorCode {
         ErrorCode::FutureEvent,
         ErrorCode::BeforeDecision,
         ErrorCode::OutsideAttributionWindow,
+        ErrorCode::ValueAboveMax,
     ];
 
     /// The stable code string clients match on.
@@ -116,6 +120,7 @@ impl ErrorCode {
             ErrorCode::FutureEvent => "future_event",
             ErrorCode::BeforeDecision => "before_decision",
             ErrorCode::OutsideAttributionWindow => "outside_attribution_window",
+            ErrorCode::ValueAboveMax => "value_above_max",
         }
     }
 
@@ -134,7 +139,8 @@ impl ErrorCode {
             | ErrorCode::MissingAmount
             | ErrorCode::FutureEvent
             | ErrorCode::BeforeDecision
-            | ErrorCode::OutsideAttributionWindow => StatusCode::BAD_REQUEST,
+            | ErrorCode::OutsideAttributionWindow
+            | ErrorCode::ValueAboveMax => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
@@ -370,6 +376,7 @@ mod tests {
             ("future_event", 400),
             ("before_decision", 400),
             ("outside_attribution_window", 400),
+            ("value_above_max", 400),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -15,6 +15,7 @@ use crate::wire::RejectedEvent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tla_core::engine::{Engine, Feedback};
+use tla_core::spec::AMOUNT_LIMIT;
 use tla_store::{EventKind, NewEvent, StoredEvent};
 use utoipa::ToSchema;
 
@@ -77,11 +78,12 @@ pub struct EventIn {
     #[serde(rename = "type")]
     #[schema(schema_with = crate::openapi::event_type_schema)]
     kind: String,
-    /// Donation amount, conversions only.
+    /// Donation amount, conversions only; at most the campaign's `max_value`. A
+    /// conversion without it has an unknown amount (counted as a conversion, not as $0).
     #[schema(minimum = 0)]
     value: Option<f64>,
-    /// Spend, cost events only (required there).
-    #[schema(minimum = 0)]
+    /// Spend, cost events only (required there); at most 1e12.
+    #[schema(minimum = 0, maximum = 1e12)]
     amount: Option<f64>,
     /// Milliseconds since the Unix epoch; default now. Clicks and conversions must fall
     /// within the campaign's attribution window after the decision.
@@ -118,8 +120,9 @@ pub enum EventRejection {
         /// The type sent.
         kind: String,
     },
-    /// A `value` or `amount` that is not a finite number >= 0 (`invalid_amount`).
-    #[error("{field} is {amount}; accepted: a finite number >= 0")]
+    /// A `value` or `amount` that is not a finite number >= 0, or a cost `amount` above
+    /// [`AMOUNT_LIMIT`] (`invalid_amount`).
+    #[error("{field} is {amount}; accepted: a finite number >= 0 and at most {AMOUNT_LIMIT}")]
     Amount {
         /// `value` or `amount`.
         field: &'static str,
@@ -137,6 +140,17 @@ pub enum EventRejection {
     MisplacedAmount {
         /// The event's type: conversion or cost.
         kind: EventKind,
+    },
+    /// A conversion `value` above its campaign's `max_value` (`value_above_max`).
+    #[error(
+        "value {value} is above this campaign's max_value of {max_value}; accepted: a conversion value from 0 to {max_value} \
+         (a larger gift needs a larger max_value in the campaign's spec)"
+    )]
+    ValueAboveMax {
+        /// The value sent.
+        value: f64,
+        /// The campaign's `max_value`.
+        max_value: f64,
     },
     /// A cost without `amount` (`missing_amount`).
     #[error("a cost event needs `amount` (the spend)")]
@@ -195,6 +209,7 @@ impl EventRejection {
             EventRejection::UnexpectedAmount { .. } => ErrorCode::UnexpectedAmount,
             EventRejection::MisplacedAmount { .. } => ErrorCode::MisplacedAmount,
             EventRejection::MissingAmount => ErrorCode::MissingAmount,
+            EventRejection::ValueAboveMax { .. } => ErrorCode::ValueAboveMax,
             EventRejection::Future { .. } => ErrorCode::FutureEvent,
             EventRejection::BeforeDecision { .. } => ErrorCode::BeforeDecision,
             EventRejection::OutsideAttributionWindow { .. } => ErrorCode::OutsideAttributionWindow,
@@ -260,18 +275,29 @@ fn check_parsed_event(
             Err(EventRejection::Amount { field, amount })
         }
     };
+    // `None`: a conversion of unknown amount, stored as value 0 with the amount unknown.
     let value = match kind {
         EventKind::Impression | EventKind::Click => {
             if event.value.is_some() || event.amount.is_some() {
                 return Err(EventRejection::UnexpectedAmount { kind });
             }
-            0.0
+            Some(0.0)
         }
         EventKind::Conversion => {
             if event.amount.is_some() {
                 return Err(EventRejection::MisplacedAmount { kind });
             }
-            check_amount("value", event.value.unwrap_or(0.0))?
+            match event.value {
+                None => None,
+                Some(value) => {
+                    let value = check_amount("value", value)?;
+                    let max_value = slot.campaign.max_value();
+                    if value > max_value {
+                        return Err(EventRejection::ValueAboveMax { value, max_value });
+                    }
+                    Some(value)
+                }
+            }
         }
         EventKind::Cost => {
             if event.value.is_some() {
@@ -280,7 +306,14 @@ fn check_parsed_event(
             let Some(amount) = event.amount else {
                 return Err(EventRejection::MissingAmount);
             };
-            check_amount("amount", amount)?
+            let amount = check_amount("amount", amount)?;
+            if amount > AMOUNT_LIMIT {
+                return Err(EventRejection::Amount {
+                    field: "amount",
+                    amount,
+                });
+            }
+            Some(amount)
         }
     };
     let at_ms = event.at.unwrap_or(now_ms);
@@ -310,8 +343,8 @@ fn check_parsed_event(
         event_id: event.event_id,
         decision_id: event.decision_id,
         kind,
-        value,
-        amount_known: true,
+        value: value.unwrap_or(0.0),
+        amount_known: value.is_some(),
         segment: claims.segment,
         version: claims.version,
         decided_at_ms: claims.at_ms,
@@ -325,7 +358,7 @@ pub fn feedback(event: &StoredEvent) -> Feedback {
         EventKind::Impression => Feedback::Impression,
         EventKind::Click => Feedback::Click,
         EventKind::Conversion => Feedback::Conversion {
-            amount: event.value,
+            amount: event.amount_known.then_some(event.value),
         },
         EventKind::Cost => Feedback::Cost {
             amount: event.value,

@@ -776,7 +776,7 @@ async fn each_event_rejection_has_its_code_message_and_status() {
             json!({"event_id": "a", "decision_id": decision, "type": "cost", "amount": -1.0}),
             "invalid_amount",
             StatusCode::BAD_REQUEST,
-            "amount is -1; accepted: a finite number >= 0",
+            "amount is -1; accepted: a finite number >= 0 and at most 1000000000000",
         ),
         (
             json!({"event_id": "a", "decision_id": decision, "type": "click", "value": 1.0}),
