@@ -113,34 +113,42 @@ pub struct Counts {
 
 impl Counts {
     /// Counts one event; `learned` is the amount the value model learned from (the
-    /// conversion's amount, or less when capped).
+    /// conversion's amount, or less when capped). Sums saturate at `f64::MAX`, so they
+    /// stay finite even over a log written before amounts were bounded.
     fn add(&mut self, feedback: Feedback, learned: f64) {
         match feedback {
             Feedback::Impression => self.impressions += 1,
             Feedback::Click => self.clicks += 1,
-            Feedback::Conversion { amount: Some(amount) } => {
+            Feedback::Conversion {
+                amount: Some(amount),
+            } => {
                 self.conversions += 1;
-                self.value += amount;
-                self.value_learned += learned;
+                self.value = finite_sum(self.value, amount);
+                self.value_learned = finite_sum(self.value_learned, learned);
             }
             Feedback::Conversion { amount: None } => {
                 self.conversions += 1;
                 self.conversions_amount_unknown += 1;
             }
-            Feedback::Cost { amount } => self.spend += amount,
+            Feedback::Cost { amount } => self.spend = finite_sum(self.spend, amount),
         }
     }
 
-    /// Adds another's counts to these.
+    /// Adds another's counts to these (sums saturate as in counting).
     pub fn merge(&mut self, other: &Counts) {
         self.impressions += other.impressions;
         self.clicks += other.clicks;
         self.conversions += other.conversions;
-        self.value += other.value;
-        self.spend += other.spend;
+        self.value = finite_sum(self.value, other.value);
+        self.spend = finite_sum(self.spend, other.spend);
         self.conversions_amount_unknown += other.conversions_amount_unknown;
-        self.value_learned += other.value_learned;
+        self.value_learned = finite_sum(self.value_learned, other.value_learned);
     }
+}
+
+/// `a + b` for amounts (finite, >= 0), at most `f64::MAX`.
+fn finite_sum(a: f64, b: f64) -> f64 {
+    (a + b).min(f64::MAX)
 }
 
 /// New decision tables drawn from a copy of an engine's model by

@@ -291,9 +291,7 @@ fn segment_weights(campaign: &Campaign, engine: &Engine) -> Vec<f64> {
 pub fn summary(campaign: &Campaign, engine: &Engine) -> Summary {
     let mut per_version: BTreeMap<u64, Counts> = BTreeMap::new();
     for (&(_, version), counts) in engine.version_counts() {
-        let entry = per_version.entry(version).or_default();
-        entry.impressions += counts.impressions;
-        entry.spend += counts.spend;
+        per_version.entry(version).or_default().merge(counts);
     }
     let (mut served, mut acting_served, mut acting_spend) = (0u64, 0u64, 0.0);
     for (&version, counts) in &per_version {
@@ -303,7 +301,7 @@ pub fn summary(campaign: &Campaign, engine: &Engine) -> Summary {
             acting_served += u64::from(acting);
         }
         if acting {
-            acting_spend += counts.spend;
+            acting_spend = (acting_spend + counts.spend).min(f64::MAX);
         }
     }
     let mut total = Counts::default();
