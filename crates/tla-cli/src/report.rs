@@ -493,10 +493,7 @@ fn compare_rows(a: &Report, b: &Report) -> Vec<(&'static str, String, String)> {
     push("impressions", both(&|r| r.summary.impressions.to_string()));
     push("spend", both(&|r| fixed(r.summary.spend, 2)));
     push("donors", both(&|r| r.summary.donors.to_string()));
-    push(
-        "donations",
-        both(&|r| fixed(r.summary.donations, 2)),
-    );
+    push("donations", both(&|r| fixed(r.summary.donations, 2)));
     push(
         "cost per donor",
         both(&|r| opt(r.summary.cost_per_donor, 2)),

@@ -196,8 +196,22 @@ impl Engine {
     /// The engine of a validated campaign at its prior; `rng` draws the first decision
     /// distributions.
     pub fn new<R: Rng + ?Sized>(campaign: &Campaign, rng: &mut R) -> Self {
+        Self::with_settings(
+            campaign,
+            CampaignPolicySettings::for_campaign(campaign),
+            rng,
+        )
+    }
+
+    /// The engine of a validated campaign with other policy settings (a comparison of
+    /// model settings, say); [`Engine::new`] uses the campaign's own.
+    pub fn with_settings<R: Rng + ?Sized>(
+        campaign: &Campaign,
+        settings: CampaignPolicySettings,
+        rng: &mut R,
+    ) -> Self {
         let design = campaign.design();
-        let policy = CampaignPolicySettings::for_campaign(campaign).build(design, rng);
+        let policy = settings.build(design, rng);
         Self {
             objective: design.objective,
             policy,
@@ -604,7 +618,13 @@ mod tests {
         for _ in 0..50 {
             engine.learn(0, 3, Feedback::Conversion { amount: Some(20.0) });
         }
-        engine.learn(0, 3, Feedback::Conversion { amount: Some(2_000.0) });
+        engine.learn(
+            0,
+            3,
+            Feedback::Conversion {
+                amount: Some(2_000.0),
+            },
+        );
         let counts = engine.segment_counts()[0];
         assert_eq!(counts.value, 50.0 * 20.0 + 2_000.0);
         assert!(

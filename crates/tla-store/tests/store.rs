@@ -954,7 +954,10 @@ fn a_version_2_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
     let store = Store::open(dir.path()).unwrap();
     let log = store.event_log();
     let after = log.read_after(0, 100).unwrap();
-    assert_eq!(after, before, "every stored event reads back, its amount known");
+    assert_eq!(
+        after, before,
+        "every stored event reads back, its amount known"
+    );
     assert!(after.iter().all(|event| event.amount_known));
     let unknown = NewEvent {
         amount_known: false,

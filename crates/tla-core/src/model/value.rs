@@ -366,7 +366,10 @@ mod tests {
             robust_after < 1.5 * before,
             "robust: {before} -> {robust_after}"
         );
-        assert!(plain_after > 3.0 * before, "plain: {before} -> {plain_after}");
+        assert!(
+            plain_after > 3.0 * before,
+            "plain: {before} -> {plain_after}"
+        );
         assert!(robust.noise_variance() < 0.5 * plain.noise_variance());
         // What the model learned from: far below the amount raised, at most e^(3 sqrt(S))
         // times the prediction.
