@@ -220,6 +220,17 @@ fn fixed(x: f64, digits: usize) -> String {
     }
 }
 
+/// [`fixed`] with its sign always written.
+fn signed(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 1e12 {
+        format!("{x:+.3e}")
+    } else {
+        format!("{x:+.digits$}")
+    }
+}
+
 fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or_else(|| "-".into(), |x| fixed(x, digits))
 }
@@ -311,12 +322,12 @@ pub fn table(report: &Report) -> String {
     for segment in &report.segments {
         let _ = writeln!(
             out,
-            "\nSegment {} (weight {:.3}): {} impressions, {} donors, {:.2} donated; average version rate {}, value/impr {}",
+            "\nSegment {} (weight {:.3}): {} impressions, {} donors, {} donated; average version rate {}, value/impr {}",
             segment.segment,
             segment.weight,
             segment.counts.impressions,
             segment.counts.conversions,
-            segment.counts.value,
+            fixed(segment.counts.value, 2),
             ci(&segment.posterior.rate, 4),
             ci_opt(segment.posterior.value_per_impression.as_ref(), 3)
         );
@@ -374,8 +385,10 @@ pub fn table(report: &Report) -> String {
             let r = &lift.realized;
             let _ = writeln!(
                 out,
-                "  policy that ran        {:.4} [{:.4}, {:.4}]",
-                r.value, r.lower, r.upper
+                "  policy that ran        {} [{}, {}]",
+                fixed(r.value, 4),
+                fixed(r.lower, 4),
+                fixed(r.upper, 4)
             );
             for (name, c) in [
                 ("even split", &lift.even_split),
@@ -385,8 +398,14 @@ pub fn table(report: &Report) -> String {
                     (Some(e), Some(l)) => {
                         let _ = writeln!(
                             out,
-                            "  {name:<22} {:.4} [{:.4}, {:.4}] (SNIPS, ESS {:.0}); lift {:+.4} [{:+.4}, {:+.4}]",
-                            e.value, e.lower, e.upper, e.ess, l.value, l.lower, l.upper
+                            "  {name:<22} {} [{}, {}] (SNIPS, ESS {:.0}); lift {} [{}, {}]",
+                            fixed(e.value, 4),
+                            fixed(e.lower, 4),
+                            fixed(e.upper, 4),
+                            e.ess,
+                            signed(l.value, 4),
+                            signed(l.lower, 4),
+                            signed(l.upper, 4)
                         );
                     }
                     _ => {

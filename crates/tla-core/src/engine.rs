@@ -17,6 +17,10 @@
 //! force when it arrived, [`crate::model::value::ValueModel::learned_amount`]). A
 //! conversion without an amount counts as a conversion and in
 //! `conversions_amount_unknown`, adding nothing to either sum: its amount is unknown, not 0.
+//! The value model never learns an amount above the campaign's `max_value`: the server
+//! refuses such conversions, and one in a log written before that rule is learned as
+//! `max_value` (and counted as raised in full). So every sum and every expected amount
+//! stays a finite number.
 //!
 //! An impression is learned as a miss when it arrives; a conversion that follows it is
 //! learned as a hit. Learning both is the usual treatment of delayed conversions: the
@@ -180,6 +184,9 @@ impl RefreshPlan {
 #[derive(Debug, Clone)]
 pub struct Engine {
     objective: Objective,
+    /// The campaign's `max_value`: the value model learns no amount above it (events
+    /// above it are refused at ingest; a log written before that is learned capped).
+    max_value: f64,
     policy: CampaignPolicy,
     /// Counts per segment.
     segment_counts: Vec<Counts>,
@@ -214,6 +221,7 @@ impl Engine {
         let policy = settings.build(design, rng);
         Self {
             objective: design.objective,
+            max_value: campaign.max_value(),
             policy,
             segment_counts: vec![Counts::default(); design.segments()],
             option_counts: design
@@ -239,15 +247,20 @@ impl Engine {
 
     /// Learns one event about a decision of `version` for `segment`.
     pub fn learn(&mut self, segment: usize, version: u64, feedback: Feedback) {
-        // What the value model learns from, read before it learns.
-        let learned = match feedback {
+        // What the value model learns from, read before it learns: the amount, at most
+        // the campaign's max_value, after the model's heavy-tail cap.
+        let (learned, model_amount) = match feedback {
             Feedback::Conversion {
                 amount: Some(amount),
-            } => self
-                .sampler()
-                .learned_amount(segment, version, amount)
-                .unwrap_or(amount),
-            _ => 0.0,
+            } => {
+                let bounded = amount.min(self.max_value);
+                let learned = self
+                    .sampler()
+                    .learned_amount(segment, version, bounded)
+                    .unwrap_or(bounded);
+                (learned, Some(bounded))
+            }
+            _ => (0.0, None),
         };
         let space = self.policy.space();
         self.segment_counts[segment].add(feedback, learned);
@@ -259,7 +272,13 @@ impl Engine {
             .or_default()
             .add(feedback, learned);
         self.events += 1;
-        if let Some(outcome) = learned_outcome(self.objective, segment, version, feedback) {
+        let model_feedback = match model_amount {
+            Some(amount) => Feedback::Conversion {
+                amount: Some(amount),
+            },
+            None => feedback,
+        };
+        if let Some(outcome) = learned_outcome(self.objective, segment, version, model_feedback) {
             self.policy.observe(&outcome);
         }
     }

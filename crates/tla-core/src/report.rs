@@ -802,9 +802,22 @@ fn compare(rows: &[LoggedRow], target: impl Fn(usize, u64) -> f64) -> Comparison
                 (r.reward - realized) - w * (r.reward - snips.value) / mean_w
                     + (realized - snips.value)
             });
+            let lift = MeanEstimate::from_terms(terms, n);
+            if !(snips.value.is_finite() && lift.value.is_finite()) {
+                return Comparison {
+                    estimate: None,
+                    lift: None,
+                    error: Some(
+                        OpeError::RewardsTooLarge {
+                            largest: rows.iter().map(|r| r.reward).fold(0.0, f64::max),
+                        }
+                        .to_string(),
+                    ),
+                };
+            }
             Comparison {
                 estimate: Some(snips),
-                lift: Some(MeanEstimate::from_terms(terms, n)),
+                lift: Some(lift),
                 error: None,
             }
         }
@@ -853,6 +866,11 @@ pub fn lift(
         return Err(OpeError::EmptyLog);
     }
     let realized = MeanEstimate::from_terms(rows.iter().map(|r| r.reward), rows.len());
+    if !realized.value.is_finite() {
+        return Err(OpeError::RewardsTooLarge {
+            largest: rows.iter().map(|r| r.reward).fold(0.0, f64::max),
+        });
+    }
     let even = 1.0 / allowed_versions.max(1) as f64;
     let second = &rows[rows.len() / 2..];
     let best_single_version = if rows.len() < 2 {
