@@ -28,6 +28,16 @@ fn article(word: &str) -> &'static str {
     }
 }
 
+/// An amount as a refusal quotes it: as sent up to 1e15, in scientific notation beyond
+/// (never hundreds of digits).
+fn amount_text(amount: f64) -> String {
+    if amount.abs() < 1e15 {
+        amount.to_string()
+    } else {
+        format!("{amount:e}")
+    }
+}
+
 /// Longest `event_id` accepted, characters.
 pub const MAX_EVENT_ID_LEN: usize = 128;
 
@@ -122,7 +132,10 @@ pub enum EventRejection {
     },
     /// A `value` or `amount` that is not a finite number >= 0, or a cost `amount` above
     /// [`AMOUNT_LIMIT`] (`invalid_amount`).
-    #[error("{field} is {amount}; accepted: a finite number >= 0 and at most {AMOUNT_LIMIT}")]
+    #[error(
+        "{field} is {}; accepted: a finite number >= 0 and at most {AMOUNT_LIMIT}",
+        amount_text(*amount)
+    )]
     Amount {
         /// `value` or `amount`.
         field: &'static str,
@@ -143,8 +156,9 @@ pub enum EventRejection {
     },
     /// A conversion `value` above its campaign's `max_value` (`value_above_max`).
     #[error(
-        "value {value} is above this campaign's max_value of {max_value}; accepted: a conversion value from 0 to {max_value} \
-         (a larger gift needs a larger max_value in the campaign's spec)"
+        "value {} is above this campaign's max_value of {max_value}; accepted: a conversion value from 0 to {max_value} \
+         (a larger gift needs a larger max_value in the campaign's spec)",
+        amount_text(*value)
     )]
     ValueAboveMax {
         /// The value sent.

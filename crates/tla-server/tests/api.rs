@@ -1308,6 +1308,20 @@ async fn extreme_but_accepted_amounts_keep_every_report_field_a_number_of_the_sc
         ["value_above_max", "invalid_amount", "value_above_max"],
         "{refused}"
     );
+    let messages: Vec<&str> = refused["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages[1].starts_with("amount is 1e308; accepted"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].starts_with("value 1e308 is above this campaign's max_value of 1000000000000"),
+        "{messages:?}"
+    );
     // The report (checked against the OpenAPI document by `call`) has a finite number
     // wherever the schema does not allow null.
     let report = api.learned_report(&id).await;
