@@ -11,7 +11,8 @@
 //! campaign report, every segment's leader and every call to action's value per
 //! impression (posterior mean and 95% interval), and the donations raised and learned.
 //!
-//! - `before`: the Gaussian step (`residual_cutoff = inf`) and no `max_value`, as the
+//! - `before`: the Gaussian step (`residual_cutoff = inf`) and no `max_value` (the
+//!   campaign's bound raised to the 1e12 limit, so nothing is refused or capped), as the
 //!   engine was: the amount 1e9 is learned as sent;
 //! - `after, 1e9`: the amount is above the campaign's `max_value` (100 x the largest
 //!   ask = 5000) and refused, as `POST /v1/events` does (`value_above_max`);
@@ -141,13 +142,18 @@ fn main() {
         .unwrap()
         .validate()
         .unwrap();
+    // Before max_value: nothing below the 1e12 limit is refused or capped.
+    let unbounded = CampaignSpec::from_toml_str(&format!("max_value = 1e12\n{SPEC}"))
+        .unwrap()
+        .validate()
+        .unwrap();
     println!(
         "true value per impression: give_50 2.000, give_25 0.900, donate_10 0.400; max_value {}\n",
         campaign.max_value()
     );
     run(&campaign, "no outlier", 3.0, None, true);
     run(
-        &campaign,
+        &unbounded,
         "BEFORE (Gaussian step, no max_value), 1e9 on donate_10",
         f64::INFINITY,
         Some(1e9),
@@ -161,7 +167,7 @@ fn main() {
         true,
     );
     run(
-        &campaign,
+        &unbounded,
         "BEFORE (Gaussian step), 4999 on donate_10",
         f64::INFINITY,
         Some(4999.0),
