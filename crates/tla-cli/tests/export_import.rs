@@ -240,6 +240,7 @@ async fn export_join_evaluate_round_trip() {
         ]
     );
     let mut unknown_amounts = 0;
+    let mut conversions = 0;
     for record in reader.records() {
         let record = record.unwrap();
         assert!(
@@ -255,6 +256,7 @@ async fn export_join_evaluate_round_trip() {
         }
         match &record[3] {
             "conversion" => {
+                conversions += 1;
                 *reward.entry(record[2].to_string()).or_default() +=
                     record[4].parse::<f64>().unwrap()
             }
@@ -364,7 +366,7 @@ async fn export_join_evaluate_round_trip() {
     // Parquet exports: well-formed files with every row.
     for (what, expected) in [
         ("decisions", rows.len()),
-        ("events", impressions + reward.len()),
+        ("events", impressions + conversions),
     ] {
         let path = root.join(format!("{what}.parquet"));
         export(&data, &id, what, "parquet", &path);
