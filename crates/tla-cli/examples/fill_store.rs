@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
                     decision_id: decision_id.clone(),
                     kind,
                     value,
+                    amount_known: true,
                     segment,
                     version,
                     decided_at_ms: at_ms,

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder, UInt64Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -82,12 +84,13 @@ pub enum Format {
 Parquet, readable by pandas and DuckDB. Segments are written by name (from the campaign's spec). \
 Columns are listed in docs/import-export.md.\n\ndecisions: decision_id, campaign_id, segment, \
 version, propensity, model_version, at_ms\nevents: seq, event_id, decision_id, type, value, \
-segment, version, decided_at_ms, at_ms\n\nreport-options, report-segments, report-leaders, \
+segment, version, decided_at_ms, at_ms, amount_known\n\nreport-options, report-segments, report-leaders, \
 report-versions: one table of the campaign report (the report `tla report` prints, built the same \
 way: the campaigns are rebuilt from the data directory, so stop the server or use a copy), one \
 table per file, with the counts (impressions, clicks, conversions, value, spend) and the posterior \
 rate and value per impression (mean, lower, upper of the 95% interval) of each row; options and \
-leaders also carry p_best and expected_loss. --draws sets the Monte Carlo draws."
+leaders also carry p_best and expected_loss; every table ends with conversions_amount_unknown \
+and value_learned. --draws sets the Monte Carlo draws."
 )]
 pub struct ExportArgs {
     /// The data directory (holding tla.db).
@@ -123,7 +126,7 @@ pub const DECISION_COLUMNS: [&str; 7] = [
 ];
 
 /// Column names of the events export, in order.
-pub const EVENT_COLUMNS: [&str; 9] = [
+pub const EVENT_COLUMNS: [&str; 10] = [
     "seq",
     "event_id",
     "decision_id",
@@ -133,6 +136,7 @@ pub const EVENT_COLUMNS: [&str; 9] = [
     "version",
     "decided_at_ms",
     "at_ms",
+    "amount_known",
 ];
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
@@ -279,6 +283,7 @@ fn event_schema() -> Schema {
         Field::new("version", DataType::UInt64, false),
         Field::new("decided_at_ms", DataType::Int64, false),
         Field::new("at_ms", DataType::Int64, false),
+        Field::new("amount_known", DataType::Boolean, false),
     ])
 }
 
@@ -416,6 +421,7 @@ fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> 
                     &e.version.to_string(),
                     &e.decided_at_ms.to_string(),
                     &e.at_ms.to_string(),
+                    if e.amount_known { "true" } else { "false" },
                 ])?;
             }
         }
@@ -429,6 +435,7 @@ fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> 
             let mut version = UInt64Builder::with_capacity(rows.len());
             let mut decided_at_ms = Int64Builder::with_capacity(rows.len());
             let mut at_ms = Int64Builder::with_capacity(rows.len());
+            let mut amount_known = BooleanBuilder::with_capacity(rows.len());
             for e in rows {
                 seq.append_value(e.seq);
                 event_id.append_value(&e.event_id);
@@ -443,6 +450,7 @@ fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> 
                 version.append_value(e.version);
                 decided_at_ms.append_value(e.decided_at_ms);
                 at_ms.append_value(e.at_ms);
+                amount_known.append_value(e.amount_known);
             }
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(seq.finish()),
@@ -454,6 +462,7 @@ fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> 
                 Arc::new(version.finish()),
                 Arc::new(decided_at_ms.finish()),
                 Arc::new(at_ms.finish()),
+                Arc::new(amount_known.finish()),
             ];
             writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
         }

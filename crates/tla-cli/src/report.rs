@@ -207,8 +207,32 @@ pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A number with `digits` decimals; in scientific notation from 1e12 on, so a table
+/// never prints a number of hundreds of digits, and `-` for a number that is not finite
+/// (never printed as `inf` or `NaN`).
+fn fixed(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 1e12 {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.digits$}")
+    }
+}
+
+/// [`fixed`] with its sign always written.
+fn signed(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 1e12 {
+        format!("{x:+.3e}")
+    } else {
+        format!("{x:+.digits$}")
+    }
+}
+
 fn opt(x: Option<f64>, digits: usize) -> String {
-    x.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+    x.map_or_else(|| "-".into(), |x| fixed(x, digits))
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -217,11 +241,10 @@ fn pct(x: Option<f64>) -> String {
 
 fn ci(i: &Interval, digits: usize) -> String {
     format!(
-        "{:.d$} [{:.d$}, {:.d$}]",
-        i.mean,
-        i.lower,
-        i.upper,
-        d = digits
+        "{} [{}, {}]",
+        fixed(i.mean, digits),
+        fixed(i.lower, digits),
+        fixed(i.upper, digits)
     )
 }
 
@@ -262,9 +285,11 @@ pub fn table(report: &Report) -> String {
         ),
         ("impressions", s.impressions.to_string()),
         ("clicks", s.clicks.to_string()),
-        ("spend", format!("{:.2}", s.spend)),
+        ("spend", fixed(s.spend, 2)),
         ("donors", s.donors.to_string()),
-        ("donations", format!("{:.2}", s.donations)),
+        ("  of unknown amount", s.donors_amount_unknown.to_string()),
+        ("donations", fixed(s.donations, 2)),
+        ("  as the model learned them", fixed(s.donations_learned, 2)),
         ("cost per donor", opt(s.cost_per_donor, 2)),
         ("value per dollar", opt(s.value_per_dollar, 3)),
     ];
@@ -281,12 +306,12 @@ pub fn table(report: &Report) -> String {
         for o in &component.options {
             let _ = writeln!(
                 out,
-                "  {:<24} {:>4} {:>9} {:>6} {:>10.2} {:>28} {:>28} {:>7.3} {:>9.4}",
+                "  {:<24} {:>4} {:>9} {:>6} {:>10} {:>28} {:>28} {:>7.3} {:>9.4}",
                 truncate(&o.option, 24),
                 if o.asks_to_act { "yes" } else { "no" },
                 o.counts.impressions,
                 o.counts.conversions,
-                o.counts.value,
+                fixed(o.counts.value, 2),
                 ci(&o.posterior.rate, 4),
                 ci_opt(o.posterior.value_per_impression.as_ref(), 3),
                 o.p_best,
@@ -297,12 +322,12 @@ pub fn table(report: &Report) -> String {
     for segment in &report.segments {
         let _ = writeln!(
             out,
-            "\nSegment {} (weight {:.3}): {} impressions, {} donors, {:.2} donated; average version rate {}, value/impr {}",
+            "\nSegment {} (weight {:.3}): {} impressions, {} donors, {} donated; average version rate {}, value/impr {}",
             segment.segment,
             segment.weight,
             segment.counts.impressions,
             segment.counts.conversions,
-            segment.counts.value,
+            fixed(segment.counts.value, 2),
             ci(&segment.posterior.rate, 4),
             ci_opt(segment.posterior.value_per_impression.as_ref(), 3)
         );
@@ -360,8 +385,10 @@ pub fn table(report: &Report) -> String {
             let r = &lift.realized;
             let _ = writeln!(
                 out,
-                "  policy that ran        {:.4} [{:.4}, {:.4}]",
-                r.value, r.lower, r.upper
+                "  policy that ran        {} [{}, {}]",
+                fixed(r.value, 4),
+                fixed(r.lower, 4),
+                fixed(r.upper, 4)
             );
             for (name, c) in [
                 ("even split", &lift.even_split),
@@ -371,8 +398,14 @@ pub fn table(report: &Report) -> String {
                     (Some(e), Some(l)) => {
                         let _ = writeln!(
                             out,
-                            "  {name:<22} {:.4} [{:.4}, {:.4}] (SNIPS, ESS {:.0}); lift {:+.4} [{:+.4}, {:+.4}]",
-                            e.value, e.lower, e.upper, e.ess, l.value, l.lower, l.upper
+                            "  {name:<22} {} [{}, {}] (SNIPS, ESS {:.0}); lift {} [{}, {}]",
+                            fixed(e.value, 4),
+                            fixed(e.lower, 4),
+                            fixed(e.upper, 4),
+                            e.ess,
+                            signed(l.value, 4),
+                            signed(l.lower, 4),
+                            signed(l.upper, 4)
                         );
                     }
                     _ => {
@@ -448,14 +481,14 @@ fn csv_field(text: &str) -> String {
 /// The option leaderboard rows as CSV.
 pub fn leaderboard_csv(report: &Report) -> String {
     let mut out = String::from(
-        "component,option,asks_to_act,impressions,clicks,conversions,value,spend,rate_mean,rate_lower,rate_upper,value_per_impression_mean,value_per_impression_lower,value_per_impression_upper,p_best,expected_loss,draws\n",
+        "component,option,asks_to_act,impressions,clicks,conversions,value,spend,rate_mean,rate_lower,rate_upper,value_per_impression_mean,value_per_impression_lower,value_per_impression_upper,p_best,expected_loss,draws,conversions_amount_unknown,value_learned\n",
     );
     for component in &report.components {
         for o in &component.options {
             let vpi = o.posterior.value_per_impression;
             let f = |x: Option<f64>| x.map_or_else(String::new, |x| x.to_string());
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 csv_text(&component.component),
                 csv_text(&o.option),
                 o.asks_to_act,
@@ -472,7 +505,9 @@ pub fn leaderboard_csv(report: &Report) -> String {
                 f(vpi.map(|i| i.upper)),
                 o.p_best,
                 o.expected_loss,
-                report.draws
+                report.draws,
+                o.counts.conversions_amount_unknown,
+                o.counts.value_learned
             ));
         }
     }
@@ -506,12 +541,9 @@ fn compare_rows(a: &Report, b: &Report) -> Vec<(&'static str, String, String)> {
         both(&|r| pct(r.summary.acting_share_spend)),
     );
     push("impressions", both(&|r| r.summary.impressions.to_string()));
-    push("spend", both(&|r| format!("{:.2}", r.summary.spend)));
+    push("spend", both(&|r| fixed(r.summary.spend, 2)));
     push("donors", both(&|r| r.summary.donors.to_string()));
-    push(
-        "donations",
-        both(&|r| format!("{:.2}", r.summary.donations)),
-    );
+    push("donations", both(&|r| fixed(r.summary.donations, 2)));
     push(
         "cost per donor",
         both(&|r| opt(r.summary.cost_per_donor, 2)),

@@ -36,6 +36,7 @@ fn event(
         decision_id: decision.decision_id.clone(),
         kind,
         value,
+        amount_known: true,
         segment: decision.segment,
         version: decision.version,
         decided_at_ms: decision.at_ms,

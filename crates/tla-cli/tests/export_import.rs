@@ -146,6 +146,10 @@ async fn fill(dir: &Path, per_segment: usize) -> String {
             events.push(json!({"event_id": format!("c{i}"), "decision_id": decision_id, "type": "conversion", "value": value}));
         }
     }
+    // One conversion whose amount is unknown: exported with value 0, amount_known false.
+    events.push(
+        json!({"event_id": "unknown-amount", "decision_id": decisions[0].0, "type": "conversion"}),
+    );
     for chunk in events.chunks(5_000) {
         let body = call(
             &state,
@@ -231,9 +235,12 @@ async fn export_join_evaluate_round_trip() {
             "segment",
             "version",
             "decided_at_ms",
-            "at_ms"
+            "at_ms",
+            "amount_known"
         ]
     );
+    let mut unknown_amounts = 0;
+    let mut conversions = 0;
     for record in reader.records() {
         let record = record.unwrap();
         assert!(
@@ -241,8 +248,15 @@ async fn export_join_evaluate_round_trip() {
             "segment by name: {:?}",
             &record[5]
         );
+        if &record[9] == "false" {
+            assert_eq!((&record[1], &record[4]), ("unknown-amount", "0.0"));
+            unknown_amounts += 1;
+        } else {
+            assert_eq!(&record[9], "true");
+        }
         match &record[3] {
             "conversion" => {
+                conversions += 1;
                 *reward.entry(record[2].to_string()).or_default() +=
                     record[4].parse::<f64>().unwrap()
             }
@@ -251,6 +265,7 @@ async fn export_join_evaluate_round_trip() {
         }
     }
     assert_eq!(impressions, 3 * per_segment);
+    assert_eq!(unknown_amounts, 1);
 
     // Join: one logged row per decision.
     let log = root.join("logged.csv");
@@ -351,7 +366,7 @@ async fn export_join_evaluate_round_trip() {
     // Parquet exports: well-formed files with every row.
     for (what, expected) in [
         ("decisions", rows.len()),
-        ("events", impressions + reward.len()),
+        ("events", impressions + conversions),
     ] {
         let path = root.join(format!("{what}.parquet"));
         export(&data, &id, what, "parquet", &path);

@@ -146,7 +146,7 @@ fn report_tables_read_back_from_parquet_and_csv_match_the_json_report() {
     export(&data, "report-options", "parquet", &path);
     let batch = read_parquet(&path);
     assert_eq!(batch.num_rows(), options.len());
-    assert_eq!(batch.num_columns(), 17);
+    assert_eq!(batch.num_columns(), 19);
     for (row, (component, option)) in options.iter().enumerate() {
         assert_eq!(
             text(&batch, "component").value(row),
@@ -181,6 +181,14 @@ fn report_tables_read_back_from_parquet_and_csv_match_the_json_report() {
             option["value_per_impression"]["upper"].as_f64().unwrap(),
         );
         assert_eq!(uint(&batch, "draws").value(row), 200);
+        same(
+            float(&batch, "value_learned").value(row),
+            option["value_learned"].as_f64().unwrap(),
+        );
+        assert_eq!(
+            uint(&batch, "conversions_amount_unknown").value(row),
+            option["conversions_amount_unknown"].as_u64().unwrap()
+        );
     }
     let asks: &BooleanArray = batch
         .column_by_name("asks_to_act")

@@ -339,3 +339,62 @@ fn a_report_over_a_data_directory_writes_nothing_and_runs_on_a_read_only_copy() 
     assert_eq!(String::from_utf8_lossy(&out.stdout), from_log);
     assert_eq!(files(&data), before);
 }
+
+/// A data directory written before amounts were bounded: conversions of 1e308 (then
+/// accepted) on some versions. `tla report --data` still prints numbers only: no `inf`,
+/// `NaN` or hundreds of digits in the table, JSON that parses with numbers where the
+/// schema has them, and the lift says why it is left out.
+#[test]
+fn a_report_over_amounts_of_1e308_prints_only_finite_numbers() {
+    let dir = TempDir::new("report-huge");
+    let data = dir.0.join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        common::fill(
+            &store,
+            "c_huge",
+            600,
+            Fill {
+                clicks_every: 0,
+                conversion_value: |version| if version % 2 == 0 { 1e308 } else { 20.0 },
+            },
+        );
+    }
+    let (ok, table, err) = tla(&data, &["c_huge"]);
+    assert!(ok, "{err}");
+    let lowercase = table.to_lowercase();
+    assert!(
+        !lowercase.contains("inf") && !lowercase.contains("nan"),
+        "{table}"
+    );
+    let longest_digit_run = table
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(longest_digit_run < 20, "{table}");
+    assert!(table.contains("e308"), "{table}");
+
+    let (ok, json, err) = tla(&data, &["c_huge", "--format", "json"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let summary = &report["summary"];
+    for field in ["donations", "donations_learned", "spend"] {
+        assert!(summary[field].as_f64().unwrap().is_finite(), "{summary}");
+    }
+    assert!(summary["donations_learned"].as_f64() < summary["donations"].as_f64());
+    for option in report["components"][0]["options"].as_array().unwrap() {
+        assert!(option["value"].as_f64().unwrap().is_finite(), "{option}");
+        let vpi = &option["value_per_impression"];
+        for end in ["mean", "lower", "upper"] {
+            assert!(vpi[end].as_f64().unwrap().is_finite(), "{option}");
+        }
+    }
+    assert!(report["lift"].is_null(), "{}", report["lift"]);
+    let why = report["lift_unavailable"].as_str().unwrap();
+    assert!(why.contains("too large to sum"), "{why}");
+
+    let (ok, csv, err) = tla(&data, &["c_huge", "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert!(!csv.to_lowercase().contains("inf"), "{csv}");
+}

@@ -43,7 +43,13 @@ fn main() {
         let mut reward = 0.0;
         if rng.random::<f64>() < p {
             reward = 25.0;
-            engine.learn(segment, v, Feedback::Conversion { amount: reward });
+            engine.learn(
+                segment,
+                v,
+                Feedback::Conversion {
+                    amount: Some(reward),
+                },
+            );
         }
         rows.push(LoggedRow {
             segment,

@@ -8,8 +8,19 @@
 //! |---|---|---|---|
 //! | `impression` | a miss | a miss | — |
 //! | `click` | — | a hit | — |
-//! | `conversion` with amount | a hit | — | the amount |
+//! | `conversion` with amount | a hit | — | the amount (Huber-capped, see `model::value`) |
+//! | `conversion` without amount | a hit | — | — (amount unknown) |
 //! | `cost` | — | — | — |
+//!
+//! The counts keep both sides of an amount: `value` sums the amounts raised, as sent;
+//! `value_learned` sums the amounts the value model learned from (each after the cap in
+//! force when it arrived, [`crate::model::value::ValueModel::learned_amount`]). A
+//! conversion without an amount counts as a conversion and in
+//! `conversions_amount_unknown`, adding nothing to either sum: its amount is unknown, not 0.
+//! The value model never learns an amount above the campaign's `max_value`: the server
+//! refuses such conversions, and one in a log written before that rule is learned as
+//! `max_value` (and counted as raised in full). So every sum and every expected amount
+//! stays a finite number.
 //!
 //! An impression is learned as a miss when it arrives; a conversion that follows it is
 //! learned as a hit. Learning both is the usual treatment of delayed conversions: the
@@ -38,10 +49,10 @@ pub enum Feedback {
     Impression,
     /// The reader clicked.
     Click,
-    /// The reader converted, giving `amount` (0 when the conversion carries no amount).
+    /// The reader converted, giving `amount`.
     Conversion {
-        /// Donation amount.
-        amount: f64,
+        /// Donation amount; `None` when the conversion carried none (unknown, not 0).
+        amount: Option<f64>,
     },
     /// Money spent on the impression.
     Cost {
@@ -51,9 +62,10 @@ pub enum Feedback {
 }
 
 /// What the model learns from one event under an objective (the table above): an
-/// impression is a miss; a click is a hit of the click model; a conversion with its
-/// amount is a hit of the conversion model and a donation of the value model; a cost,
-/// or an event the objective does not model, teaches nothing (`None`).
+/// impression is a miss; a click is a hit of the click model; a conversion is a hit of
+/// the conversion model and, with a positive amount, a donation of the value model (an
+/// unknown amount is passed as 0, which the value model does not learn); a cost, or an
+/// event the objective does not model, teaches nothing (`None`).
 pub fn learned_outcome(
     objective: Objective,
     segment: usize,
@@ -71,7 +83,7 @@ pub fn learned_outcome(
         (Feedback::Impression, _) => Some(outcome(false, false, 0.0)),
         (Feedback::Click, Objective::Clicks) => Some(outcome(true, false, 0.0)),
         (Feedback::Conversion { amount }, Objective::Value | Objective::Conversions) => {
-            Some(outcome(false, true, amount))
+            Some(outcome(false, true, amount.unwrap_or(0.0)))
         }
         _ => None,
     }
@@ -86,26 +98,61 @@ pub struct Counts {
     pub impressions: u64,
     /// Clicks.
     pub clicks: u64,
-    /// Conversions.
+    /// Conversions (with or without an amount).
     pub conversions: u64,
-    /// Donations, summed.
+    /// Donations raised: the conversion amounts as sent, summed.
     pub value: f64,
     /// Spend, summed.
     pub spend: f64,
+    /// Conversions that carried no amount (included in `conversions`; their amount is
+    /// unknown and adds nothing to `value` or `value_learned`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub conversions_amount_unknown: u64,
+    /// Donations as the value model learned them: each amount after the cap in force
+    /// when it arrived (`docs/models.md`), summed; equal to `value` when no amount was
+    /// capped or the campaign has no value model (objective not `value`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub value_learned: f64,
 }
 
 impl Counts {
-    fn add(&mut self, feedback: Feedback) {
+    /// Counts one event; `learned` is the amount the value model learned from (the
+    /// conversion's amount, or less when capped). Sums saturate at `f64::MAX`, so they
+    /// stay finite even over a log written before amounts were bounded.
+    fn add(&mut self, feedback: Feedback, learned: f64) {
         match feedback {
             Feedback::Impression => self.impressions += 1,
             Feedback::Click => self.clicks += 1,
-            Feedback::Conversion { amount } => {
+            Feedback::Conversion {
+                amount: Some(amount),
+            } => {
                 self.conversions += 1;
-                self.value += amount;
+                self.value = finite_sum(self.value, amount);
+                self.value_learned = finite_sum(self.value_learned, learned);
             }
-            Feedback::Cost { amount } => self.spend += amount,
+            Feedback::Conversion { amount: None } => {
+                self.conversions += 1;
+                self.conversions_amount_unknown += 1;
+            }
+            Feedback::Cost { amount } => self.spend = finite_sum(self.spend, amount),
         }
     }
+
+    /// Adds another's counts to these (sums saturate as in counting).
+    pub fn merge(&mut self, other: &Counts) {
+        self.impressions += other.impressions;
+        self.clicks += other.clicks;
+        self.conversions += other.conversions;
+        self.value = finite_sum(self.value, other.value);
+        self.spend = finite_sum(self.spend, other.spend);
+        self.conversions_amount_unknown += other.conversions_amount_unknown;
+        self.value_learned = finite_sum(self.value_learned, other.value_learned);
+    }
+}
+
+/// `a + b` for amounts (finite, >= 0), at most `f64::MAX`.
+fn finite_sum(a: f64, b: f64) -> f64 {
+    (a + b).min(f64::MAX)
 }
 
 /// New decision tables drawn from a copy of an engine's model by
@@ -137,6 +184,9 @@ impl RefreshPlan {
 #[derive(Debug, Clone)]
 pub struct Engine {
     objective: Objective,
+    /// The campaign's `max_value`: the value model learns no amount above it (events
+    /// above it are refused at ingest; a log written before that is learned capped).
+    max_value: f64,
     policy: CampaignPolicy,
     /// Counts per segment.
     segment_counts: Vec<Counts>,
@@ -153,10 +203,25 @@ impl Engine {
     /// The engine of a validated campaign at its prior; `rng` draws the first decision
     /// distributions.
     pub fn new<R: Rng + ?Sized>(campaign: &Campaign, rng: &mut R) -> Self {
+        Self::with_settings(
+            campaign,
+            CampaignPolicySettings::for_campaign(campaign),
+            rng,
+        )
+    }
+
+    /// The engine of a validated campaign with other policy settings (a comparison of
+    /// model settings, say); [`Engine::new`] uses the campaign's own.
+    pub fn with_settings<R: Rng + ?Sized>(
+        campaign: &Campaign,
+        settings: CampaignPolicySettings,
+        rng: &mut R,
+    ) -> Self {
         let design = campaign.design();
-        let policy = CampaignPolicySettings::for_campaign(campaign).build(design, rng);
+        let policy = settings.build(design, rng);
         Self {
             objective: design.objective,
+            max_value: campaign.max_value(),
             policy,
             segment_counts: vec![Counts::default(); design.segments()],
             option_counts: design
@@ -182,17 +247,38 @@ impl Engine {
 
     /// Learns one event about a decision of `version` for `segment`.
     pub fn learn(&mut self, segment: usize, version: u64, feedback: Feedback) {
+        // What the value model learns from, read before it learns: the amount, at most
+        // the campaign's max_value, after the model's heavy-tail cap.
+        let (learned, model_amount) = match feedback {
+            Feedback::Conversion {
+                amount: Some(amount),
+            } => {
+                let bounded = amount.min(self.max_value);
+                let learned = self
+                    .sampler()
+                    .learned_amount(segment, version, bounded)
+                    .unwrap_or(bounded);
+                (learned, Some(bounded))
+            }
+            _ => (0.0, None),
+        };
         let space = self.policy.space();
-        self.segment_counts[segment].add(feedback);
+        self.segment_counts[segment].add(feedback, learned);
         for (k, counts) in self.option_counts.iter_mut().enumerate() {
-            counts[space.option_of(version, k) as usize].add(feedback);
+            counts[space.option_of(version, k) as usize].add(feedback, learned);
         }
         self.version_counts
             .entry((segment as u32, version))
             .or_default()
-            .add(feedback);
+            .add(feedback, learned);
         self.events += 1;
-        if let Some(outcome) = learned_outcome(self.objective, segment, version, feedback) {
+        let model_feedback = match model_amount {
+            Some(amount) => Feedback::Conversion {
+                amount: Some(amount),
+            },
+            None => feedback,
+        };
+        if let Some(outcome) = learned_outcome(self.objective, segment, version, model_feedback) {
             self.policy.observe(&outcome);
         }
     }
@@ -298,8 +384,16 @@ impl Engine {
     /// The learned state as bytes: events learned, the model's snapshot, the counts
     /// per segment and per option, then the sparse counts per (segment, version): their
     /// number, then each pair's segment, version and counts in (segment, version) order.
+    /// Counts are impressions, clicks, conversions, value, spend and (from snapshot
+    /// format 2) conversions of unknown amount and value learned.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut writer = crate::snapshot::Writer::new(ENGINE_SNAPSHOT_KIND);
+        self.snapshot_in_format(crate::snapshot::FORMAT)
+    }
+
+    /// [`Engine::snapshot`] in `format` (1 leaves out what format 2 added; tests write
+    /// it to check that older snapshots are still read).
+    fn snapshot_in_format(&self, format: u32) -> Vec<u8> {
+        let mut writer = crate::snapshot::Writer::with_format(ENGINE_SNAPSHOT_KIND, format);
         writer.u64(self.events);
         writer.bytes(&self.sampler().snapshot());
         for counts in self
@@ -318,8 +412,10 @@ impl Engine {
         writer.finish()
     }
 
-    /// Restores [`Engine::snapshot`] bytes of an engine of the same campaign. On error
-    /// the engine is left unchanged. Call [`Engine::refresh_all`] afterwards.
+    /// Restores [`Engine::snapshot`] bytes of an engine of the same campaign, of this
+    /// format or format 1 (whose counts have no unknown amounts, and whose value model
+    /// learned every amount as sent: `value_learned = value`). On error the engine is
+    /// left unchanged. Call [`Engine::refresh_all`] afterwards.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
         let mut reader = crate::snapshot::Reader::new(bytes, ENGINE_SNAPSHOT_KIND)?;
         let events = reader.u64()?;
@@ -365,16 +461,28 @@ fn write_counts(writer: &mut crate::snapshot::Writer, counts: &Counts) {
     writer.u64(counts.conversions);
     writer.f64(counts.value);
     writer.f64(counts.spend);
+    if writer.format() >= 2 {
+        writer.u64(counts.conversions_amount_unknown);
+        writer.f64(counts.value_learned);
+    }
 }
 
 fn read_counts(reader: &mut crate::snapshot::Reader<'_>) -> Result<Counts, SnapshotError> {
-    Ok(Counts {
+    let mut counts = Counts {
         impressions: reader.u64()?,
         clicks: reader.u64()?,
         conversions: reader.u64()?,
         value: reader.f64()?,
         spend: reader.f64()?,
-    })
+        ..Counts::default()
+    };
+    if reader.format() >= 2 {
+        counts.conversions_amount_unknown = reader.u64()?;
+        counts.value_learned = reader.f64()?;
+    } else {
+        counts.value_learned = counts.value;
+    }
+    Ok(counts)
 }
 
 #[cfg(all(test, feature = "text"))]
@@ -395,7 +503,7 @@ mod tests {
                 engine.learn(
                     segment,
                     decision.version,
-                    Feedback::Conversion { amount: 20.0 },
+                    Feedback::Conversion { amount: Some(20.0) },
                 );
             }
             engine.refresh_due(&mut rng, i as u64);
@@ -478,7 +586,7 @@ mod tests {
         engine.learn(0, 3, Feedback::Impression);
         engine.learn(0, 3, Feedback::Click);
         engine.learn(0, 3, Feedback::Cost { amount: 0.5 });
-        engine.learn(0, 3, Feedback::Conversion { amount: 25.0 });
+        engine.learn(0, 3, Feedback::Conversion { amount: Some(25.0) });
         // Value objective: the impression and the conversion reach the model.
         assert_eq!(engine.sampler().conversion().observations(), 2);
         assert_eq!(engine.sampler().value().unwrap().observations(), 1);
@@ -494,6 +602,90 @@ mod tests {
     }
 
     #[test]
+    fn a_conversion_without_amount_is_a_conversion_of_unknown_amount() {
+        let campaign = CampaignSpec::from_toml_str(SPEC)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut engine = Engine::new(&campaign, &mut rng);
+        engine.learn(0, 3, Feedback::Impression);
+        engine.learn(0, 3, Feedback::Conversion { amount: None });
+        // A hit of the conversion model; the value model learns nothing.
+        assert_eq!(engine.sampler().conversion().observations(), 2);
+        assert_eq!(engine.sampler().value().unwrap().observations(), 0);
+        let counts = engine.segment_counts()[0];
+        assert_eq!(
+            (counts.conversions, counts.conversions_amount_unknown),
+            (1, 1)
+        );
+        assert_eq!((counts.value, counts.value_learned), (0.0, 0.0));
+        engine.learn(0, 3, Feedback::Conversion { amount: Some(25.0) });
+        let counts = engine.segment_counts()[0];
+        assert_eq!((counts.conversions, counts.value), (2, 25.0));
+        assert_eq!(counts.value_learned, 25.0);
+    }
+
+    #[test]
+    fn an_outlier_is_counted_as_raised_and_learned_as_capped() {
+        let campaign = CampaignSpec::from_toml_str(SPEC)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut engine = Engine::new(&campaign, &mut rng);
+        for _ in 0..50 {
+            engine.learn(0, 3, Feedback::Conversion { amount: Some(20.0) });
+        }
+        engine.learn(
+            0,
+            3,
+            Feedback::Conversion {
+                amount: Some(2_000.0),
+            },
+        );
+        let counts = engine.segment_counts()[0];
+        assert_eq!(counts.value, 50.0 * 20.0 + 2_000.0);
+        assert!(
+            counts.value_learned > 50.0 * 20.0 + 20.0
+                && counts.value_learned < 50.0 * 20.0 + 2_000.0,
+            "{counts:?}"
+        );
+        assert_eq!(engine.version_counts()[&(0, 3)], counts);
+    }
+
+    #[test]
+    fn a_format_1_snapshot_is_still_read() {
+        let campaign = CampaignSpec::from_toml_str(SPEC)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut engine = Engine::new(&campaign, &mut rng);
+        feed(&mut engine, 2, 500);
+        let old = engine.snapshot_in_format(1);
+        assert_eq!(&old[4..8], &1u32.to_le_bytes());
+        let mut restored = Engine::new(&campaign, &mut rng);
+        restored.restore(&old).unwrap();
+        // Format 1 knows no unknown amounts; its model learned every amount as sent.
+        let expected: Vec<Counts> = engine
+            .segment_counts()
+            .iter()
+            .map(|c| Counts {
+                value_learned: c.value,
+                ..*c
+            })
+            .collect();
+        assert_eq!(restored.segment_counts(), expected.as_slice());
+        assert_eq!(
+            restored.sampler().snapshot(),
+            engine.sampler().snapshot(),
+            "the model is restored as saved"
+        );
+        assert_eq!(restored.events(), engine.events());
+    }
+
+    #[test]
     fn restore_refuses_version_counts_outside_the_campaign() {
         let campaign = CampaignSpec::from_toml_str(SPEC)
             .unwrap()
@@ -503,8 +695,8 @@ mod tests {
         let mut engine = Engine::new(&campaign, &mut rng);
         engine.learn(0, 3, Feedback::Impression);
         let mut bytes = engine.snapshot();
-        // The last pair's version sits 40 + 8 bytes before the end.
-        let at = bytes.len() - 48;
+        // The last pair's version sits 56 + 8 bytes before the end.
+        let at = bytes.len() - 64;
         bytes[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         let mut other = Engine::new(&campaign, &mut rng);
         assert!(matches!(
@@ -514,6 +706,6 @@ mod tests {
         assert!(other.version_counts().is_empty());
         // A snapshot without the sparse section (the old shape) is refused too.
         let old = engine.snapshot();
-        assert!(other.restore(&old[..old.len() - 64]).is_err());
+        assert!(other.restore(&old[..old.len() - 80]).is_err());
     }
 }

@@ -149,6 +149,15 @@ pub enum OpeError {
     /// The target gives probability 0 to every logged action (SNIPS undefined).
     #[error("the target policy gives probability 0 to every logged decision")]
     NoOverlap,
+    /// Rewards so large that their sums leave the range of numbers (a log written before
+    /// amounts were bounded), so the estimate is not a number.
+    #[error(
+        "the rewards are too large to sum (up to {largest:e}); the estimate would not be a finite number"
+    )]
+    RewardsTooLarge {
+        /// The largest reward of the log.
+        largest: f64,
+    },
     /// Cross-fitting needs 2 <= folds <= rows.
     #[error("cross-fitting needs between 2 and {rows} folds, got {folds}")]
     BadFolds {

@@ -182,14 +182,23 @@ pub struct Summary {
     pub spend: f64,
     /// Donors: conversions.
     pub donors: u64,
-    /// Donations: the sum of conversion amounts.
+    /// Donations: the sum of conversion amounts, as raised.
     pub donations: f64,
     /// `spend / donors` (null when there is no donor).
     #[cfg_attr(feature = "openapi", schema(required))]
     pub cost_per_donor: Option<f64>,
-    /// `donations / spend` (null when spend is 0).
+    /// `donations / spend` (null when spend is 0, or the ratio is too large for a
+    /// number).
     #[cfg_attr(feature = "openapi", schema(required))]
     pub value_per_dollar: Option<f64>,
+    /// Donors whose conversion carried no amount (counted in `donors`, not in
+    /// `donations`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub donors_amount_unknown: u64,
+    /// Donations as the value model learned them: each amount after the model's
+    /// heavy-tail cap (`docs/models.md`); below `donations` when an outlier was capped.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub donations_learned: f64,
 }
 
 /// Posterior of a rate and of value per impression.
@@ -314,9 +323,7 @@ fn segment_weights(campaign: &Campaign, engine: &Engine) -> Vec<f64> {
 pub fn summary(campaign: &Campaign, engine: &Engine) -> Summary {
     let mut per_version: BTreeMap<u64, Counts> = BTreeMap::new();
     for (&(_, version), counts) in engine.version_counts() {
-        let entry = per_version.entry(version).or_default();
-        entry.impressions += counts.impressions;
-        entry.spend += counts.spend;
+        per_version.entry(version).or_default().merge(counts);
     }
     let (mut served, mut acting_served, mut acting_spend) = (0u64, 0u64, 0.0);
     for (&version, counts) in &per_version {
@@ -326,16 +333,12 @@ pub fn summary(campaign: &Campaign, engine: &Engine) -> Summary {
             acting_served += u64::from(acting);
         }
         if acting {
-            acting_spend += counts.spend;
+            acting_spend = (acting_spend + counts.spend).min(f64::MAX);
         }
     }
     let mut total = Counts::default();
     for counts in engine.segment_counts() {
-        total.impressions += counts.impressions;
-        total.clicks += counts.clicks;
-        total.conversions += counts.conversions;
-        total.value += counts.value;
-        total.spend += counts.spend;
+        total.merge(counts);
     }
     let defined = campaign.allowed_versions();
     let acting_defined = campaign.acting_versions();
@@ -356,7 +359,11 @@ pub fn summary(campaign: &Campaign, engine: &Engine) -> Summary {
         donors: total.conversions,
         donations: total.value,
         cost_per_donor: (total.conversions > 0).then(|| total.spend / total.conversions as f64),
-        value_per_dollar: (total.spend > 0.0).then(|| total.value / total.spend),
+        value_per_dollar: (total.spend > 0.0)
+            .then(|| total.value / total.spend)
+            .filter(|ratio| ratio.is_finite()),
+        donors_amount_unknown: total.conversions_amount_unknown,
+        donations_learned: total.value_learned,
     }
 }
 
@@ -828,9 +835,22 @@ fn compare(rows: &[LoggedRow], target: impl Fn(usize, u64) -> f64) -> Comparison
                 (r.reward - realized) - w * (r.reward - snips.value) / mean_w
                     + (realized - snips.value)
             });
+            let lift = MeanEstimate::from_terms(terms, n);
+            if !(snips.value.is_finite() && lift.value.is_finite()) {
+                return Comparison {
+                    estimate: None,
+                    lift: None,
+                    error: Some(
+                        OpeError::RewardsTooLarge {
+                            largest: rows.iter().map(|r| r.reward).fold(0.0, f64::max),
+                        }
+                        .to_string(),
+                    ),
+                };
+            }
             Comparison {
                 estimate: Some(snips),
-                lift: Some(MeanEstimate::from_terms(terms, n)),
+                lift: Some(lift),
                 error: None,
             }
         }
@@ -879,6 +899,11 @@ pub fn lift(
         return Err(OpeError::EmptyLog);
     }
     let realized = MeanEstimate::from_terms(rows.iter().map(|r| r.reward), rows.len());
+    if !realized.value.is_finite() {
+        return Err(OpeError::RewardsTooLarge {
+            largest: rows.iter().map(|r| r.reward).fold(0.0, f64::max),
+        });
+    }
     let even = 1.0 / allowed_versions.max(1) as f64;
     let second = &rows[rows.len() / 2..];
     let best_single_version = if rows.len() < 2 {
@@ -986,7 +1011,7 @@ mod tests {
             .find(|&v| campaign.is_allowed(v) && !campaign.asks_to_act(v));
         engine.learn(0, acting, Feedback::Impression);
         engine.learn(0, acting, Feedback::Cost { amount: 3.0 });
-        engine.learn(0, acting, Feedback::Conversion { amount: 30.0 });
+        engine.learn(0, acting, Feedback::Conversion { amount: Some(30.0) });
         engine.learn(1, acting, Feedback::Impression);
         if let Some(quiet) = quiet {
             engine.learn(0, quiet, Feedback::Impression);
@@ -1035,7 +1060,7 @@ mod tests {
                 0.01
             };
             if rng.random::<f64>() < p {
-                engine.learn(s, v, Feedback::Conversion { amount: 20.0 });
+                engine.learn(s, v, Feedback::Conversion { amount: Some(20.0) });
             }
         }
         let settings = ReportSettings {

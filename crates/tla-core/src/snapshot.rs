@@ -1,8 +1,8 @@
 //! Model snapshots: the learned state of a campaign's model as bytes, so a restart
 //! loads it instead of replaying every event.
 //!
-//! The format is little-endian and versioned: the magic `TLAM`, a format number (1), a
-//! model kind, then each model's weights as `(mean, variance)` pairs of `f64` preceded by
+//! The format is little-endian and versioned: the magic `TLAM`, a format number (2; 1 is
+//! still read), a model kind, then each model's weights as `(mean, variance)` pairs of `f64` preceded by
 //! their count. Restoring checks the kind and every count against the campaign's
 //! design, so a snapshot is never applied to a model of another shape. `f64` values are
 //! stored bit for bit: a restored model equals the saved one exactly, which is what lets
@@ -12,14 +12,18 @@ use crate::model::Belief;
 
 /// Magic bytes at the start of every snapshot.
 pub const MAGIC: &[u8; 4] = b"TLAM";
-/// The snapshot format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The snapshot format this build writes. Format 2 added, to the engine's counts,
+/// conversions of unknown amount and the value learned; format 1 is still read
+/// ([`OLDEST_FORMAT`]).
+pub const FORMAT: u32 = 2;
+/// The oldest snapshot format this build reads.
+pub const OLDEST_FORMAT: u32 = 1;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
     /// Not a snapshot, or of another format version.
-    #[error("not a TLA model snapshot of format {FORMAT}: {0}")]
+    #[error("not a TLA model snapshot of format {OLDEST_FORMAT} to {FORMAT}: {0}")]
     Format(String),
     /// A snapshot of a model of another shape or kind.
     #[error("snapshot does not fit this campaign's model: {0}")]
@@ -27,19 +31,33 @@ pub enum SnapshotError {
 }
 
 /// Appends values to a snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Writer {
     bytes: Vec<u8>,
+    /// The format being written.
+    format: u32,
 }
 
 impl Writer {
-    /// A snapshot of model `kind`.
+    /// A snapshot of model `kind`, in [`FORMAT`].
     pub fn new(kind: u8) -> Self {
+        Self::with_format(kind, FORMAT)
+    }
+
+    /// A snapshot of model `kind` in `format` ([`OLDEST_FORMAT`] to [`FORMAT`]; the
+    /// caller writes that format's layout).
+    pub(crate) fn with_format(kind: u8, format: u32) -> Self {
+        debug_assert!((OLDEST_FORMAT..=FORMAT).contains(&format));
         let mut bytes = Vec::with_capacity(1024);
         bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT.to_le_bytes());
+        bytes.extend_from_slice(&format.to_le_bytes());
         bytes.push(kind);
-        Self { bytes }
+        Self { bytes, format }
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> u32 {
+        self.format
     }
 
     /// Appends a u64.
@@ -77,6 +95,8 @@ impl Writer {
 #[derive(Debug)]
 pub struct Reader<'a> {
     bytes: &'a [u8],
+    /// The format the snapshot was written in.
+    format: u32,
 }
 
 impl<'a> Reader<'a> {
@@ -86,9 +106,9 @@ impl<'a> Reader<'a> {
             return Err(SnapshotError::Format("missing the TLAM header".into()));
         }
         let format = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        if format != FORMAT {
+        if !(OLDEST_FORMAT..=FORMAT).contains(&format) {
             return Err(SnapshotError::Format(format!(
-                "format {format}; this build reads {FORMAT}"
+                "format {format}; this build reads {OLDEST_FORMAT} to {FORMAT}"
             )));
         }
         if bytes[8] != kind {
@@ -97,7 +117,15 @@ impl<'a> Reader<'a> {
                 bytes[8]
             )));
         }
-        Ok(Self { bytes: &bytes[9..] })
+        Ok(Self {
+            bytes: &bytes[9..],
+            format,
+        })
+    }
+
+    /// The format the snapshot was written in, [`OLDEST_FORMAT`] to [`FORMAT`].
+    pub fn format(&self) -> u32 {
+        self.format
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {

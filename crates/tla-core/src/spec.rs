@@ -46,6 +46,29 @@ pub use crate::policy::campaign::{
 /// Default attribution window: one week.
 pub const DEFAULT_ATTRIBUTION_WINDOW_HOURS: u32 = 168;
 
+/// The largest amount anywhere in a campaign: an ask, `max_value`, a conversion's value
+/// or a cost's amount. Sums of many such amounts stay finite, so every report figure
+/// does.
+pub const AMOUNT_LIMIT: f64 = 1e12;
+
+/// Without `max_value`, a campaign with asks refuses conversion values above this many
+/// times its largest ask.
+pub const DEFAULT_MAX_VALUE_ASK_MULTIPLE: f64 = 100.0;
+
+/// Without `max_value`, a campaign without asks refuses conversion values above this.
+pub const DEFAULT_MAX_VALUE_WITHOUT_ASKS: f64 = 10_000.0;
+
+/// The largest conversion value a campaign accepts when its spec gives no `max_value`:
+/// [`DEFAULT_MAX_VALUE_ASK_MULTIPLE`] times the largest ask, or
+/// [`DEFAULT_MAX_VALUE_WITHOUT_ASKS`] without asks; at most [`AMOUNT_LIMIT`]. The only
+/// place the default is computed.
+pub fn default_max_value(asks: Option<&[f64]>) -> f64 {
+    match asks.and_then(|asks| asks.iter().copied().reduce(f64::max)) {
+        Some(largest) => (DEFAULT_MAX_VALUE_ASK_MULTIPLE * largest).min(AMOUNT_LIMIT),
+        None => DEFAULT_MAX_VALUE_WITHOUT_ASKS,
+    }
+}
+
 /// Separator between the parts of a rendered version when the spec has no template.
 pub const RENDER_SEPARATOR: &str = " | ";
 
@@ -110,6 +133,14 @@ pub struct CampaignSpec {
     /// How long after its impression a conversion still counts, in hours (at least 1).
     #[cfg_attr(feature = "serde", serde(default = "default_attribution_window_hours"))]
     pub attribution_window_hours: u32,
+    /// The largest conversion value accepted (a positive amount, at least the largest
+    /// ask, at most [`AMOUNT_LIMIT`]); a larger one is refused. Default
+    /// [`default_max_value`] of the asks.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub max_value: Option<f64>,
 }
 
 /// One component (slot) of the ad.
@@ -585,6 +616,8 @@ pub struct Campaign {
     acting_versions: u64,
     /// The template, parsed; `None` joins the parts with [`RENDER_SEPARATOR`].
     template: Option<Vec<TemplatePart>>,
+    /// The largest conversion value accepted: the spec's `max_value` or its default.
+    max_value: f64,
 }
 
 /// One option of a version, with its component.
@@ -710,6 +743,12 @@ impl Campaign {
         })
     }
 
+    /// The largest conversion value the campaign accepts: the spec's `max_value`, or
+    /// [`default_max_value`] of its asks.
+    pub fn max_value(&self) -> f64 {
+        self.max_value
+    }
+
     /// The donation ask of version `index`, when the campaign has an ask component.
     ///
     /// # Panics
@@ -764,6 +803,7 @@ impl CampaignSpec {
         }
         self.check_components()?;
         let ask = self.ask_component()?;
+        let max_value = self.max_value(ask.as_ref())?;
         let segment_shares = self.segment_shares()?;
         let space = self.build_space()?;
         let interactions = self.interactions(&space)?;
@@ -803,6 +843,7 @@ impl CampaignSpec {
             asks_action,
             acting_versions,
             template,
+            max_value,
         })
     }
 
@@ -894,17 +935,46 @@ impl CampaignSpec {
                         "must not be empty; accepted: non-empty labels",
                     ));
                 }
-                let bad_ask = option.ask.filter(|ask| !(ask.is_finite() && *ask > 0.0));
+                let bad_ask = option
+                    .ask
+                    .filter(|ask| !(ask.is_finite() && *ask > 0.0 && *ask <= AMOUNT_LIMIT));
                 if let Some(ask) = bad_ask {
                     return Err(SpecError::OutOfRange {
                         field: format!("{path}.ask"),
                         found: ask.to_string(),
-                        accepted: "a positive, finite amount (like 5 or 25.0)".into(),
+                        accepted: format!(
+                            "a positive, finite amount up to {AMOUNT_LIMIT} (like 5 or 25.0)"
+                        ),
                     });
                 }
             }
         }
         Ok(())
+    }
+
+    /// The spec's `max_value` checked against the asks, or its default.
+    fn max_value(&self, ask: Option<&AskComponent>) -> Result<f64, SpecError> {
+        let asks = ask.map(|ask| ask.amounts.as_slice());
+        let Some(max_value) = self.max_value else {
+            return Ok(default_max_value(asks));
+        };
+        let largest_ask = asks
+            .and_then(|asks| asks.iter().copied().reduce(f64::max))
+            .unwrap_or(0.0);
+        if !(max_value.is_finite() && max_value > 0.0 && max_value <= AMOUNT_LIMIT)
+            || max_value < largest_ask
+        {
+            return Err(SpecError::OutOfRange {
+                field: "max_value".into(),
+                found: max_value.to_string(),
+                accepted: format!(
+                    "a positive amount, at least the largest ask ({largest_ask}) and at most {AMOUNT_LIMIT} \
+                     (default {} = {DEFAULT_MAX_VALUE_ASK_MULTIPLE} x the largest ask, or {DEFAULT_MAX_VALUE_WITHOUT_ASKS} without asks)",
+                    default_max_value(asks)
+                ),
+            });
+        }
+        Ok(max_value)
     }
 
     fn ask_component(&self) -> Result<Option<AskComponent>, SpecError> {
@@ -1706,11 +1776,28 @@ options = [
 
     #[test]
     fn refuses_non_positive_and_nan_asks() {
-        for bad in ["0", "-5", "nan", "inf"] {
+        for bad in ["0", "-5", "nan", "inf", "1e13"] {
             assert_refused(
                 &BASE.replace("ask = 5 }", &format!("ask = {bad} }}")),
                 "components[2].options[0].ask",
                 "positive, finite",
+            );
+        }
+    }
+
+    #[test]
+    fn max_value_defaults_to_a_multiple_of_the_largest_ask_and_is_checked() {
+        // BASE asks 5 and 25.
+        assert_eq!(parse(BASE).unwrap().max_value(), 2_500.0);
+        assert_eq!(default_max_value(None), DEFAULT_MAX_VALUE_WITHOUT_ASKS);
+        assert_eq!(default_max_value(Some(&[1e11])), AMOUNT_LIMIT);
+        let campaign = parse(&format!("max_value = 800.5\n{BASE}")).unwrap();
+        assert_eq!(campaign.max_value(), 800.5);
+        for bad in ["0", "-1", "nan", "inf", "1e13", "20"] {
+            assert_refused(
+                &format!("max_value = {bad}\n{BASE}"),
+                "max_value",
+                "at least the largest ask (25) and at most 1000000000000",
             );
         }
     }

@@ -144,7 +144,9 @@ pub fn learn_rows(sampler: &mut FactorizedSampler, design: &Design, rows: &[Logg
         };
         learn(Feedback::Impression);
         if row.reward > 0.0 {
-            learn(Feedback::Conversion { amount: row.reward });
+            learn(Feedback::Conversion {
+                amount: Some(row.reward),
+            });
         }
     }
 }
@@ -509,7 +511,9 @@ mod tests {
                 engine.learn(
                     row.segment,
                     row.action,
-                    Feedback::Conversion { amount: row.reward },
+                    Feedback::Conversion {
+                        amount: Some(row.reward),
+                    },
                 );
             }
         }

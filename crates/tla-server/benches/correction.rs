@@ -62,6 +62,7 @@ fn event(n: u64, allowed: &[u64]) -> NewEvent {
         version: allowed[(decision as usize * 7) % allowed.len()],
         decided_at_ms: START_MS,
         at_ms: START_MS + 1_000,
+        amount_known: true,
     }
 }
 

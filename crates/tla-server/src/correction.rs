@@ -61,13 +61,8 @@ fn check_request(request: &CorrectionRequest) -> Result<CorrectionAction, ApiErr
         (CorrectionActionName::Correct, None) => Err(ApiError::bad_request(
             "action \"correct\" needs `value`: the event's new donation (conversion) or spend (cost)",
         )),
-        (CorrectionActionName::Correct, Some(value)) if value.is_finite() && value >= 0.0 => {
-            Ok(CorrectionAction::Correct { value })
-        }
-        (CorrectionActionName::Correct, Some(value)) => Err(ApiError::new(
-            ErrorCode::InvalidAmount,
-            format!("value is {value}; accepted: a finite number >= 0"),
-        )),
+        // The amount is checked against the event's kind once the event is found.
+        (CorrectionActionName::Correct, Some(value)) => Ok(CorrectionAction::Correct { value }),
     }
 }
 
@@ -88,22 +83,21 @@ pub fn correct(
     let Some(event) = log.find_event(&slot.id, &request.event_id)? else {
         return Err(unknown_event(&slot.id, &request.event_id));
     };
-    if let CorrectionAction::Correct { .. } = action {
+    if let CorrectionAction::Correct { value } = action {
         if matches!(event.kind, EventKind::Impression | EventKind::Click) {
             return Err(ApiError::new(
                 ErrorCode::UnexpectedAmount,
                 format!(
                     "event {} is {} {} event, which carries no value; it can be retracted, not corrected",
                     crate::error::quoted(&event.event_id),
-                    if event.kind == EventKind::Impression {
-                        "an"
-                    } else {
-                        "a"
-                    },
+                    event::article(event.kind.as_str()),
                     event.kind.as_str()
                 ),
             ));
         }
+        // The rule new events follow: a finite number, at most `max_value` for a
+        // conversion.
+        event::check_amount(event.kind, value, slot.campaign.max_value())?;
     }
     let earlier = log.corrections(&slot.id)?;
     if let Some(retraction) = retraction_of(&earlier, event.seq) {

@@ -48,7 +48,8 @@ pub enum ErrorCode {
     UnknownCampaign,
     /// A `type` other than impression, click, conversion, cost.
     InvalidEventType,
-    /// A `value` or `amount` that is not a finite number >= 0.
+    /// A `value` or `amount` that is not a finite number >= 0, or a cost `amount`
+    /// above the amount limit (1e12).
     InvalidAmount,
     /// An impression or click carrying a `value` or `amount`.
     UnexpectedAmount,
@@ -68,11 +69,13 @@ pub enum ErrorCode {
     EventNotFound,
     /// A correction of an event that was retracted (a retraction is final).
     EventRetracted,
+    /// A conversion `value` above its campaign's `max_value`.
+    ValueAboveMax,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -98,6 +101,7 @@ impl ErrorCode {
         ErrorCode::EventIdConflict,
         ErrorCode::EventNotFound,
         ErrorCode::EventRetracted,
+        ErrorCode::ValueAboveMax,
     ];
 
     /// The stable code string clients match on.
@@ -128,6 +132,7 @@ impl ErrorCode {
             ErrorCode::EventIdConflict => "event_id_conflict",
             ErrorCode::EventNotFound => "event_not_found",
             ErrorCode::EventRetracted => "event_retracted",
+            ErrorCode::ValueAboveMax => "value_above_max",
         }
     }
 
@@ -146,7 +151,8 @@ impl ErrorCode {
             | ErrorCode::MissingAmount
             | ErrorCode::FutureEvent
             | ErrorCode::BeforeDecision
-            | ErrorCode::OutsideAttributionWindow => StatusCode::BAD_REQUEST,
+            | ErrorCode::OutsideAttributionWindow
+            | ErrorCode::ValueAboveMax => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
@@ -388,6 +394,7 @@ mod tests {
             ("event_id_conflict", 409),
             ("event_not_found", 404),
             ("event_retracted", 409),
+            ("value_above_max", 400),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -15,15 +15,26 @@ use crate::wire::RejectedEvent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tla_core::engine::{Engine, Feedback};
+use tla_core::spec::AMOUNT_LIMIT;
 use tla_store::{EventFix, EventKind, NewEvent, StoredEvent};
 use utoipa::ToSchema;
 
 /// The indefinite article of a word: `an impression`, `a click`.
-fn article(word: &str) -> &'static str {
+pub(crate) fn article(word: &str) -> &'static str {
     if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
         "a"
+    }
+}
+
+/// An amount as a refusal quotes it: as sent up to 1e15, in scientific notation beyond
+/// (never hundreds of digits).
+fn amount_text(amount: f64) -> String {
+    if amount.abs() < 1e15 {
+        amount.to_string()
+    } else {
+        format!("{amount:e}")
     }
 }
 
@@ -79,11 +90,12 @@ pub struct EventIn {
     #[serde(rename = "type")]
     #[schema(schema_with = crate::openapi::event_type_schema)]
     kind: String,
-    /// Donation amount, conversions only.
+    /// Donation amount, conversions only; at most the campaign's `max_value`. A
+    /// conversion without it has an unknown amount (counted as a conversion, not as $0).
     #[schema(minimum = 0)]
     value: Option<f64>,
-    /// Spend, cost events only (required there).
-    #[schema(minimum = 0)]
+    /// Spend, cost events only (required there); at most 1e12.
+    #[schema(minimum = 0, maximum = 1e12)]
     amount: Option<f64>,
     /// Milliseconds since the Unix epoch; default now. Clicks and conversions must fall
     /// within the campaign's attribution window after the decision.
@@ -120,8 +132,12 @@ pub enum EventRejection {
         /// The type sent.
         kind: String,
     },
-    /// A `value` or `amount` that is not a finite number >= 0 (`invalid_amount`).
-    #[error("{field} is {amount}; accepted: a finite number >= 0")]
+    /// A `value` or `amount` that is not a finite number >= 0, or a cost `amount` above
+    /// [`AMOUNT_LIMIT`] (`invalid_amount`).
+    #[error(
+        "{field} is {}; accepted: a finite number >= 0 and at most {AMOUNT_LIMIT}",
+        amount_text(*amount)
+    )]
     Amount {
         /// `value` or `amount`.
         field: &'static str,
@@ -139,6 +155,18 @@ pub enum EventRejection {
     MisplacedAmount {
         /// The event's type: conversion or cost.
         kind: EventKind,
+    },
+    /// A conversion `value` above its campaign's `max_value` (`value_above_max`).
+    #[error(
+        "value {} is above this campaign's max_value of {max_value}; accepted: a conversion value from 0 to {max_value} \
+         (a larger gift needs a larger max_value in the campaign's spec)",
+        amount_text(*value)
+    )]
+    ValueAboveMax {
+        /// The value sent.
+        value: f64,
+        /// The campaign's `max_value`.
+        max_value: f64,
     },
     /// A cost without `amount` (`missing_amount`).
     #[error("a cost event needs `amount` (the spend)")]
@@ -211,6 +239,7 @@ impl EventRejection {
             EventRejection::UnexpectedAmount { .. } => ErrorCode::UnexpectedAmount,
             EventRejection::MisplacedAmount { .. } => ErrorCode::MisplacedAmount,
             EventRejection::MissingAmount => ErrorCode::MissingAmount,
+            EventRejection::ValueAboveMax { .. } => ErrorCode::ValueAboveMax,
             EventRejection::Future { .. } => ErrorCode::FutureEvent,
             EventRejection::BeforeDecision { .. } => ErrorCode::BeforeDecision,
             EventRejection::OutsideAttributionWindow { .. } => ErrorCode::OutsideAttributionWindow,
@@ -270,25 +299,23 @@ fn check_parsed_event(
     let Some(kind) = EventKind::from_name(&event.kind) else {
         return Err(EventRejection::EventType { kind: event.kind });
     };
-    let check_amount = |field: &'static str, amount: f64| {
-        if amount.is_finite() && amount >= 0.0 {
-            Ok(amount)
-        } else {
-            Err(EventRejection::Amount { field, amount })
-        }
-    };
+    // `None`: a conversion of unknown amount, stored as value 0 with the amount unknown.
+    let max_value = slot.campaign.max_value();
     let value = match kind {
         EventKind::Impression | EventKind::Click => {
             if event.value.is_some() || event.amount.is_some() {
                 return Err(EventRejection::UnexpectedAmount { kind });
             }
-            0.0
+            Some(0.0)
         }
         EventKind::Conversion => {
             if event.amount.is_some() {
                 return Err(EventRejection::MisplacedAmount { kind });
             }
-            check_amount("value", event.value.unwrap_or(0.0))?
+            match event.value {
+                None => None,
+                Some(value) => Some(check_amount(kind, value, max_value)?),
+            }
         }
         EventKind::Cost => {
             if event.value.is_some() {
@@ -297,7 +324,7 @@ fn check_parsed_event(
             let Some(amount) = event.amount else {
                 return Err(EventRejection::MissingAmount);
             };
-            check_amount("amount", amount)?
+            Some(check_amount(kind, amount, max_value)?)
         }
     };
     let at_ms = event.at.unwrap_or(now_ms);
@@ -327,7 +354,8 @@ fn check_parsed_event(
         event_id: event.event_id,
         decision_id: event.decision_id,
         kind,
-        value,
+        value: value.unwrap_or(0.0),
+        amount_known: value.is_some(),
         segment: claims.segment,
         version: claims.version,
         decided_at_ms: claims.at_ms,
@@ -341,7 +369,7 @@ pub fn feedback(event: &StoredEvent) -> Feedback {
         EventKind::Impression => Feedback::Impression,
         EventKind::Click => Feedback::Click,
         EventKind::Conversion => Feedback::Conversion {
-            amount: event.value,
+            amount: event.amount_known.then_some(event.value),
         },
         EventKind::Cost => Feedback::Cost {
             amount: event.value,
@@ -362,8 +390,33 @@ pub struct OutsideCampaign {
     pub version: u64,
 }
 
+/// The amount rule, one place for events and corrections: a conversion's `value` is a
+/// finite number from 0 to the campaign's `max_value`; a cost's `amount` a finite
+/// number from 0 to [`AMOUNT_LIMIT`]; an impression or a click carries none.
+pub fn check_amount(kind: EventKind, amount: f64, max_value: f64) -> Result<f64, EventRejection> {
+    let field = match kind {
+        EventKind::Impression | EventKind::Click => {
+            return Err(EventRejection::UnexpectedAmount { kind });
+        }
+        EventKind::Conversion => "value",
+        EventKind::Cost => "amount",
+    };
+    if !(amount.is_finite() && amount >= 0.0) || (kind == EventKind::Cost && amount > AMOUNT_LIMIT)
+    {
+        return Err(EventRejection::Amount { field, amount });
+    }
+    if kind == EventKind::Conversion && amount > max_value {
+        return Err(EventRejection::ValueAboveMax {
+            value: amount,
+            max_value,
+        });
+    }
+    Ok(amount)
+}
+
 /// Applies one stored event to its campaign's engine as its correction says: not at
-/// all when retracted (`Ok`), with the new value when corrected, as stored otherwise.
+/// all when retracted (`Ok`), with the new value (now a known amount) when corrected, as
+/// stored otherwise.
 pub fn learn_fixed(
     engine: &mut Engine,
     event: &StoredEvent,
@@ -376,6 +429,7 @@ pub fn learn_fixed(
             engine,
             &StoredEvent {
                 value,
+                amount_known: true,
                 ..event.clone()
             },
         ),

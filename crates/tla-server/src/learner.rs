@@ -283,6 +283,7 @@ mod tests {
                 decision_id: format!("d{i}"),
                 kind: EventKind::Impression,
                 value: 0.0,
+                amount_known: true,
                 segment: 0,
                 version,
                 decided_at_ms: 0,

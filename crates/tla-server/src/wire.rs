@@ -79,6 +79,9 @@ pub struct CampaignBody {
     pub events_learned: u64,
     /// Hours after a decision within which its clicks and conversions are attributed.
     pub attribution_window_hours: u32,
+    /// The largest conversion value accepted: the spec's `max_value` or its default
+    /// (100 times the largest ask; 10000 without asks).
+    pub max_value: f64,
 }
 
 impl CampaignBody {
@@ -112,6 +115,7 @@ impl CampaignBody {
             segments: design.segment_names.clone(),
             events_learned: slot.engine().events(),
             attribution_window_hours: campaign.spec().attribution_window_hours,
+            max_value: campaign.max_value(),
         }
     }
 }

@@ -776,7 +776,7 @@ async fn each_event_rejection_has_its_code_message_and_status() {
             json!({"event_id": "a", "decision_id": decision, "type": "cost", "amount": -1.0}),
             "invalid_amount",
             StatusCode::BAD_REQUEST,
-            "amount is -1; accepted: a finite number >= 0",
+            "amount is -1; accepted: a finite number >= 0 and at most 1000000000000",
         ),
         (
             json!({"event_id": "a", "decision_id": decision, "type": "click", "value": 1.0}),
@@ -1129,7 +1129,10 @@ fn reference_model(state: &AppState, id: &str) -> Vec<u8> {
         }
         match fixes.get(&stored.seq) {
             Some(tla_store::EventFix::Retracted) => continue,
-            Some(tla_store::EventFix::Value(value)) => stored.value = *value,
+            Some(tla_store::EventFix::Value(value)) => {
+                stored.value = *value;
+                stored.amount_known = true;
+            }
             None => {}
         }
         tla_server::event::learn(&mut engine, &stored).unwrap();
@@ -1182,7 +1185,7 @@ async fn corrections_rebuild_the_model_as_a_replay_of_the_corrected_log() {
                 events.push(json!({"event_id": format!("i{round}-{i}"), "decision_id": d["decision_id"], "type": "impression"}));
                 if i % 5 == 0 {
                     let value = if outlier && i == 0 {
-                        1e9
+                        2_400.0
                     } else {
                         10.0 + i as f64
                     };
@@ -1247,6 +1250,12 @@ async fn corrections_rebuild_the_model_as_a_replay_of_the_corrected_log() {
             "finite number >= 0",
         ),
         (
+            json!({"event_id": "c0-5", "action": "correct", "value": 20_000, "reason": "r"}),
+            StatusCode::BAD_REQUEST,
+            "value_above_max",
+            "above this campaign's max_value of 2500",
+        ),
+        (
             json!({"event_id": "c0-5", "action": "retract", "reason": "  "}),
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -1296,7 +1305,7 @@ async fn corrections_rebuild_the_model_as_a_replay_of_the_corrected_log() {
     let (status, body) = api.post(&uri, &corrector, retract_outlier.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["repeated"], false);
-    assert_eq!(body["correction"]["old_value"], 1e9);
+    assert_eq!(body["correction"]["old_value"], 2_400.0);
     assert_eq!(body["correction"]["new_value"], Value::Null);
     assert_eq!(body["correction"]["event_type"], "conversion");
     assert_eq!(body["correction"]["key_id"], new_key([5; 22]).id);
@@ -1394,4 +1403,290 @@ async fn corrections_rebuild_the_model_as_a_replay_of_the_corrected_log() {
     drop(state);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- amounts: max_value, the robust value model, unknown amounts, finite reports ------
+
+/// A campaign of three calls to action with asks 50, 25 and 10 (so `max_value` is 5000
+/// by default), one segment.
+const THREE_CTAS: &str = r#"
+version = 1
+name = "three calls to action"
+objective = "value"
+segments = [{ name = "everyone" }]
+
+[[components]]
+name = "cta"
+options = [
+  { name = "give_50", text = "Give $50", ask = 50, asks_action = true },
+  { name = "give_25", text = "Give $25", ask = 25, asks_action = true },
+  { name = "donate_10", text = "Donate $10", ask = 10, asks_action = true },
+]
+"#;
+
+impl Api {
+    /// Creates a campaign from a TOML spec; its id.
+    async fn campaign_from(&self, spec: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/campaigns",
+                Some(&self.admin),
+                "application/toml",
+                spec.into(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// The `decision_id` of one decision of campaign `id` in `segment`.
+    async fn one_decision_in(&self, id: &str, segment: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/v1/campaigns/{id}/decisions"),
+                &self.decide,
+                json!({ "segment": segment }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["decisions"][0]["decision_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Posts `events` in batches the server accepts; every one must be accepted.
+    async fn post_all(&self, events: Vec<Value>) {
+        for batch in events.chunks(5_000) {
+            let (status, body) = self
+                .post("/v1/events", &self.ingest, json!({ "events": batch }))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(
+                body["accepted"].as_u64(),
+                Some(batch.len() as u64),
+                "{body}"
+            );
+        }
+    }
+
+    /// Applies the event log and returns the campaign's report.
+    async fn learned_report(&self, id: &str) -> Value {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || learner::step(&state, true))
+            .await
+            .unwrap();
+        let (status, report) = self
+            .get(&format!("/v1/campaigns/{id}/report"), &self.read)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        report
+    }
+}
+
+/// Decision ids for `version` in segment 0, signed by the server as its policy's would
+/// be (the test chooses the version), one per `nonce`.
+fn signed_decision(api: &Api, template: &str, version: u64, nonce: u64) -> String {
+    let mut claims = api.state.signer().verify(template).unwrap();
+    claims.segment = 0;
+    claims.version = version;
+    claims.nonce = nonce;
+    api.state.signer().sign(&claims)
+}
+
+/// Honest traffic on three calls to action: `impressions` each; CTA `v` converts every
+/// `every[v]`-th impression, giving `base[v]` times 0.5, 0.8, 1, 1.25, 2 in turn.
+/// `give_50` is best in value per impression (about 2.2, against 1.0 and 0.45).
+fn honest_traffic(api: &Api, template: &str, impressions: u64) -> Vec<Value> {
+    const EVERY: [u64; 3] = [25, 33, 50];
+    const BASE: [f64; 3] = [50.0, 30.0, 20.0];
+    const SPREAD: [f64; 5] = [0.5, 0.8, 1.0, 1.25, 2.0];
+    let mut events = Vec::new();
+    let mut conversions = 0;
+    for version in 0..3u64 {
+        for i in 0..impressions {
+            let decision = signed_decision(api, template, version, version * impressions + i);
+            events.push(json!({"event_id": format!("i-{version}-{i}"), "decision_id": decision, "type": "impression"}));
+            if i % EVERY[version as usize] == 0 {
+                let value = BASE[version as usize] * SPREAD[conversions % SPREAD.len()];
+                conversions += 1;
+                events.push(json!({"event_id": format!("c-{version}-{i}"), "decision_id": decision, "type": "conversion", "value": value}));
+            }
+        }
+    }
+    events
+}
+
+/// The leader of the report's only segment and the value per impression (posterior
+/// mean) of each call to action.
+fn leader_and_values(report: &Value) -> (u64, [f64; 3]) {
+    let leader = report["segments"][0]["leaders"][0]["version"]
+        .as_u64()
+        .unwrap();
+    let options = report["components"][0]["options"].as_array().unwrap();
+    let value = |o: usize| options[o]["value_per_impression"]["mean"].as_f64().unwrap();
+    (leader, [value(0), value(1), value(2)])
+}
+
+#[tokio::test]
+async fn one_outlier_is_refused_above_max_value_and_one_below_it_does_not_change_the_leader() {
+    let api = api();
+    let id = api.campaign_from(THREE_CTAS).await;
+    let (_, campaign) = api.get(&format!("/v1/campaigns/{id}"), &api.read).await;
+    assert_eq!(campaign["max_value"], 5000.0, "{campaign}");
+    let template = api.one_decision_in(&id, "everyone").await;
+    api.post_all(honest_traffic(&api, &template, 3_000)).await;
+    let before = api.learned_report(&id).await;
+    let (leader, values) = leader_and_values(&before);
+    assert_eq!(leader, 0, "give_50 leads on honest traffic: {values:?}");
+    assert!(values[0] > 1.5 && values[0] < 3.5, "{values:?}");
+    assert!(values[2] < values[1] && values[1] < values[0], "{values:?}");
+
+    // An order number pasted as a value, on the worst call to action: refused, with the
+    // limit in the message; nothing is stored.
+    let worst = signed_decision(&api, &template, 2, 1 << 40);
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [{"event_id": "order-number", "decision_id": worst, "type": "conversion", "value": 1e9}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 0, "{body}");
+    assert_eq!(body["rejected"][0]["code"], "value_above_max", "{body}");
+    let message = body["rejected"][0]["error"].as_str().unwrap();
+    assert!(
+        message.contains("value 1000000000 is above this campaign's max_value of 5000"),
+        "{message}"
+    );
+
+    // A large gift just under the limit, and a conversion whose amount is unknown.
+    api.post_all(vec![
+        json!({"event_id": "big-gift", "decision_id": worst, "type": "conversion", "value": 4999.0}),
+        json!({"event_id": "no-amount", "decision_id": worst, "type": "conversion"}),
+    ])
+    .await;
+    let after = api.learned_report(&id).await;
+    let (leader_after, values_after) = leader_and_values(&after);
+    assert_eq!(leader_after, 0, "the leader stays: {values_after:?}");
+    // One gift of 250 times the usual moves the value per impression little (the
+    // Gaussian step moved these by +8% and +44%).
+    assert!(
+        values_after[0] > 0.95 * values[0] && values_after[0] < 1.05 * values[0],
+        "the leader's value per impression stays: {values:?} -> {values_after:?}"
+    );
+    assert!(
+        values_after[2] < 1.25 * values[2] && values_after[2] < values_after[1],
+        "the worst call to action stays behind: {values:?} -> {values_after:?}"
+    );
+    // Raised counts the gift as sent; learned, as the model took it; the conversion
+    // without amount is a donor of unknown amount, not a $0 gift.
+    let summary = &after["summary"];
+    let raised = summary["donations"].as_f64().unwrap();
+    let learned = summary["donations_learned"].as_f64().unwrap();
+    let raised_before = before["summary"]["donations"].as_f64().unwrap();
+    assert_eq!(raised, raised_before + 4999.0);
+    assert!(learned < raised - 4_000.0, "{summary}");
+    assert_eq!(summary["donors_amount_unknown"], 1, "{summary}");
+    assert_eq!(
+        summary["donors"].as_u64().unwrap(),
+        before["summary"]["donors"].as_u64().unwrap() + 2
+    );
+    let worst_row = &after["components"][0]["options"][2];
+    assert_eq!(worst_row["conversions_amount_unknown"], 1, "{worst_row}");
+    assert!(worst_row["value_learned"].as_f64() < worst_row["value"].as_f64());
+}
+
+#[tokio::test]
+async fn extreme_but_accepted_amounts_keep_every_report_field_a_number_of_the_schema() {
+    let api = api();
+    // The largest max_value a spec may give.
+    let id = api
+        .campaign_from(&format!("max_value = 1e12\n{THREE_CTAS}"))
+        .await;
+    let (status, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "everyone", "count": 40}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut events = Vec::new();
+    for (i, decision) in body["decisions"].as_array().unwrap().iter().enumerate() {
+        let decision_id = decision["decision_id"].as_str().unwrap();
+        events.push(
+            json!({"event_id": format!("i{i}"), "decision_id": decision_id, "type": "impression"}),
+        );
+        events.push(json!({"event_id": format!("c{i}"), "decision_id": decision_id, "type": "conversion", "value": 1e12}));
+        events.push(json!({"event_id": format!("d{i}"), "decision_id": decision_id, "type": "conversion", "value": 1e12}));
+        let cost = if i % 2 == 0 { 1e12 } else { 5e-324 };
+        events.push(json!({"event_id": format!("k{i}"), "decision_id": decision_id, "type": "cost", "amount": cost}));
+        if i % 3 == 0 {
+            events.push(json!({"event_id": format!("u{i}"), "decision_id": decision_id, "type": "conversion"}));
+        }
+    }
+    api.post_all(events).await;
+    // Above the limits: refused with their codes.
+    let decision_id = body["decisions"][0]["decision_id"].as_str().unwrap();
+    let (_, refused) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [
+                {"event_id": "x1", "decision_id": decision_id, "type": "conversion", "value": 1.5e12},
+                {"event_id": "x2", "decision_id": decision_id, "type": "cost", "amount": 1e308},
+                {"event_id": "x3", "decision_id": decision_id, "type": "conversion", "value": 1e308},
+            ]}),
+        )
+        .await;
+    let codes: Vec<&str> = refused["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["value_above_max", "invalid_amount", "value_above_max"],
+        "{refused}"
+    );
+    let messages: Vec<&str> = refused["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages[1].starts_with("amount is 1e308; accepted"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].starts_with("value 1e308 is above this campaign's max_value of 1000000000000"),
+        "{messages:?}"
+    );
+    // The report (checked against the OpenAPI document by `call`) has a finite number
+    // wherever the schema does not allow null.
+    let report = api.learned_report(&id).await;
+    let summary = &report["summary"];
+    assert_eq!(
+        summary["donations"].as_f64(),
+        Some(80.0 * 1e12),
+        "{summary}"
+    );
+    assert!(
+        summary["spend"].as_f64().unwrap() >= 20.0 * 1e12,
+        "{summary}"
+    );
+    assert_eq!(summary["donors_amount_unknown"], 14, "{summary}");
+    assert!(report["lift"].is_object(), "{report}");
+    for segment in report["segments"].as_array().unwrap() {
+        let vpi = &segment["value_per_impression"];
+        for end in ["mean", "lower", "upper"] {
+            assert!(vpi[end].as_f64().unwrap().is_finite(), "{segment}");
+        }
+    }
+    assert!(report["versions"]["rows"][0]["value_learned"].is_number());
 }

@@ -114,6 +114,7 @@ proptest! {
                         version: allowed[version % allowed.len()],
                         decided_at_ms: 0,
                         at_ms: 0,
+                        amount_known: true,
                     };
                     state.log().append(std::slice::from_ref(&new)).unwrap();
                     events.push((new, false, value));

@@ -71,7 +71,13 @@ fn report_json_of_a_seeded_simulated_campaign() {
         let mut reward = 0.0;
         if rng.random::<f64>() < p {
             reward = campaign.ask_amount(v).unwrap_or(20.0);
-            engine.learn(segment, v, Feedback::Conversion { amount: reward });
+            engine.learn(
+                segment,
+                v,
+                Feedback::Conversion {
+                    amount: Some(reward),
+                },
+            );
         }
         rows.push(LoggedRow {
             segment,

@@ -285,8 +285,13 @@ impl Learner for EngineLearner<'_> {
         }
         if answer.converted {
             let amount = answer.donation;
-            self.engine
-                .learn(segment, version, Feedback::Conversion { amount });
+            self.engine.learn(
+                segment,
+                version,
+                Feedback::Conversion {
+                    amount: Some(amount),
+                },
+            );
         }
     }
 

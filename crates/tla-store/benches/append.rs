@@ -44,6 +44,7 @@ fn round_batches(round: u64) -> Vec<Vec<Vec<NewEvent>>> {
                             ),
                             kind: EventKind::ALL[index % 4],
                             value: if index % 4 == 2 { 25.0 } else { 0.0 },
+                            amount_known: true,
                             segment: (index % 8) as u32,
                             version: (index * 7_919) as u64,
                             decided_at_ms: 1_700_000_000_000,

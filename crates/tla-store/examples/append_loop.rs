@@ -60,6 +60,7 @@ fn append_forever(dir: &std::path::Path, batch_size: usize) -> Result<(), String
                 decision_id: format!("decision-{number}"),
                 kind: EventKind::Impression,
                 value: 0.0,
+                amount_known: true,
                 segment: 0,
                 version: number,
                 decided_at_ms: 0,

@@ -69,8 +69,13 @@ pub struct NewEvent {
     pub decision_id: String,
     /// What happened.
     pub kind: EventKind,
-    /// Donation amount for a conversion, spend for a cost, 0 otherwise.
+    /// Donation amount for a conversion, spend for a cost, 0 otherwise (and 0 for a
+    /// conversion of unknown amount).
     pub value: f64,
+    /// Whether `value` is the event's amount: false only for a conversion sent without
+    /// one, whose amount is unknown (not 0). Events stored before schema version 4
+    /// read as true.
+    pub amount_known: bool,
     /// The segment the decision was made for.
     pub segment: u32,
     /// The creative (version index) that was served. At most `i64::MAX`.
@@ -84,12 +89,15 @@ pub struct NewEvent {
 impl NewEvent {
     /// Whether this event is an exact repeat of a stored event with the same
     /// `(campaign_id, event_id)`: the same kind, the same decision and the same value
-    /// (numerically equal). Segment, version and decision time come from the decision
+    /// (numerically equal, and known or unknown alike). Segment, version and decision time come from the decision
     /// id, so they are the same too. The event time `at_ms` is not compared: a client
     /// that retries an event without `at` gets the server's clock, a new time each
     /// try, and the time teaches the model nothing; the stored time is kept.
-    pub fn repeats(&self, kind: EventKind, decision_id: &str, value: f64) -> bool {
-        self.kind == kind && self.decision_id == decision_id && self.value == value
+    pub fn repeats(&self, stored: &StoredEvent) -> bool {
+        self.kind == stored.kind
+            && self.decision_id == stored.decision_id
+            && self.value == stored.value
+            && self.amount_known == stored.amount_known
     }
 }
 
@@ -108,6 +116,8 @@ pub struct StoredEvent {
     pub kind: EventKind,
     /// See [`NewEvent::value`].
     pub value: f64,
+    /// See [`NewEvent::amount_known`].
+    pub amount_known: bool,
     /// See [`NewEvent::segment`].
     pub segment: u32,
     /// See [`NewEvent::version`].
@@ -128,6 +138,7 @@ impl StoredEvent {
             decision_id: event.decision_id,
             kind: event.kind,
             value: event.value,
+            amount_known: event.amount_known,
             segment: event.segment,
             version: event.version,
             decided_at_ms: event.decided_at_ms,
@@ -180,13 +191,19 @@ impl AppendOutcome {
 }
 
 /// Checks that an event can be stored: its version fits SQLite's signed integers and
-/// its value is a finite number. Returns the version as stored. Every [`EventLog`]
+/// its value is a finite number (0 when its amount is unknown). Returns the version as stored. Every [`EventLog`]
 /// applies it to the whole batch before storing anything.
 pub fn validate_event(event: &NewEvent) -> Result<i64, StoreError> {
     let version = crate::error::to_sql_int("version", event.version)?;
     if !event.value.is_finite() {
         return Err(StoreError::InvalidInput(format!(
             "event {:?} of campaign {:?} has value {}; the value must be a finite number",
+            event.event_id, event.campaign_id, event.value
+        )));
+    }
+    if !event.amount_known && event.value != 0.0 {
+        return Err(StoreError::InvalidInput(format!(
+            "event {:?} of campaign {:?} has value {} and an unknown amount; an event of unknown amount has value 0",
             event.event_id, event.campaign_id, event.value
         )));
     }
@@ -271,13 +288,11 @@ impl EventLog for MemoryEventLog {
             let key = (event.campaign_id.clone(), event.event_id.clone());
             if let Some(&seq) = state.seq_by_id.get(&key) {
                 let stored = &state.events[(seq - 1) as usize];
-                outcomes.push(
-                    if event.repeats(stored.kind, &stored.decision_id, stored.value) {
-                        AppendOutcome::Duplicate { seq }
-                    } else {
-                        AppendOutcome::Conflict { seq }
-                    },
-                );
+                outcomes.push(if event.repeats(stored) {
+                    AppendOutcome::Duplicate { seq }
+                } else {
+                    AppendOutcome::Conflict { seq }
+                });
                 continue;
             }
             let seq = state.events.len() as u64 + 1;
@@ -369,6 +384,7 @@ mod tests {
             decision_id: format!("d-{event_id}"),
             kind: EventKind::Click,
             value: 0.0,
+            amount_known: true,
             segment: 1,
             version: 2,
             decided_at_ms: 3,

@@ -37,6 +37,7 @@ pub(crate) struct EncodedEvent {
     pub(crate) decision_id: String,
     pub(crate) kind: &'static str,
     pub(crate) value: f64,
+    pub(crate) amount_known: bool,
     pub(crate) segment: u32,
     pub(crate) version: i64,
     pub(crate) decided_at_ms: i64,
@@ -221,11 +222,10 @@ fn write_group(writer: &Mutex<Connection>, group: Vec<(u64, WriteJob)>) -> Vec<(
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events \
-     (seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     (seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms, amount_known) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
      ON CONFLICT (campaign_id, event_id) DO NOTHING";
-const SELECT_STORED_EVENT: &str =
-    "SELECT seq, kind, decision_id, value FROM events WHERE campaign_id = ?1 AND event_id = ?2";
+const SELECT_STORED_EVENT: &str = "SELECT seq, kind, decision_id, value, amount_known FROM events WHERE campaign_id = ?1 AND event_id = ?2";
 const INSERT_DECISION: &str = "INSERT INTO decisions \
      (decision_id, campaign_id, segment, version, propensity, model_version, at_ms) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -269,6 +269,7 @@ fn write_group_transaction(
                                 event.version,
                                 event.decided_at_ms,
                                 event.at_ms,
+                                event.amount_known,
                             ])
                             .map_err(StoreError::sqlite("appending events"))?;
                         if inserted == 1 {
@@ -279,13 +280,25 @@ fn write_group_transaction(
                             next_seq += 1;
                             continue;
                         }
-                        let stored: Option<(i64, String, String, f64)> = lookup
+                        let stored: Option<(i64, String, String, f64, bool)> = lookup
                             .query_row(params![event.campaign_id, event.event_id], |row| {
-                                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                                Ok((
+                                    row.get(0)?,
+                                    row.get(1)?,
+                                    row.get(2)?,
+                                    row.get(3)?,
+                                    row.get(4)?,
+                                ))
                             })
                             .optional()
                             .map_err(StoreError::sqlite("looking up a duplicate event"))?;
-                        let Some((stored_seq, stored_kind, stored_decision, stored_value)) = stored
+                        let Some((
+                            stored_seq,
+                            stored_kind,
+                            stored_decision,
+                            stored_value,
+                            stored_known,
+                        )) = stored
                         else {
                             return Err(StoreError::Corrupt {
                                 table: "events",
@@ -299,7 +312,8 @@ fn write_group_transaction(
                         // The same rule as `NewEvent::repeats`, on the encoded forms.
                         let repeat = stored_kind == event.kind
                             && stored_decision == event.decision_id
-                            && stored_value == event.value;
+                            && stored_value == event.value
+                            && stored_known == event.amount_known;
                         outcomes.push(if repeat {
                             AppendOutcome::Duplicate { seq: stored_seq }
                         } else {

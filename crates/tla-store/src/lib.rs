@@ -39,6 +39,7 @@
 //!     decision_id: "d-1".into(),
 //!     kind: EventKind::Click,
 //!     value: 0.0,
+//!     amount_known: true,
 //!     segment: 3,
 //!     version: 1_234,
 //!     decided_at_ms: 1_700_000_000_000,

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -122,9 +122,16 @@ CREATE TABLE corrections (
 CREATE INDEX corrections_by_event ON corrections (campaign_id, event_id);
 ";
 
+/// Schema version 4: whether an event's `value` is its amount. A conversion sent
+/// without an amount has an unknown amount (stored as value 0 with `amount_known` 0),
+/// not a $0 donation. Events stored before read as known (1), as they were counted.
+const MIGRATION_V4: &str = "
+ALTER TABLE events ADD COLUMN amount_known INTEGER NOT NULL DEFAULT 1;
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 2] = [MIGRATION_V2, MIGRATION_V3];
+const MIGRATIONS: [&str; 3] = [MIGRATION_V2, MIGRATION_V3, MIGRATION_V4];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
 /// reads nothing: call [`check_version`] next, then [`configure`].

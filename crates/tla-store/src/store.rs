@@ -23,12 +23,25 @@ pub const DATABASE_FILE_NAME: &str = "tla.db";
 /// How many snapshots are kept per campaign (the newest by `covers_seq`).
 pub const SNAPSHOTS_KEPT: usize = 3;
 
+/// `SELECT` of every column of an event, in [`RawEvent::from_row`]'s order, followed by
+/// the rest of a query: the one list of the columns every event read uses.
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, \
+             decided_at_ms, at_ms, amount_known FROM events ",
+            $rest
+        )
+    };
+}
+
 /// A page of one campaign's events of one kind. `INDEXED BY` makes SQLite fail rather
 /// than fall back to a scan of the whole log; the index ends with the rowid (`seq`),
 /// so `seq > ?3 ORDER BY seq` is a range of the index, in order.
-const CAMPAIGN_EVENTS_SQL: &str = "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
-     FROM events INDEXED BY events_by_campaign_kind \
-     WHERE campaign_id = ?1 AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4";
+const CAMPAIGN_EVENTS_SQL: &str = select_events!(
+    "INDEXED BY events_by_campaign_kind \
+     WHERE campaign_id = ?1 AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
+);
 
 /// How many events a campaign holds, counted on the `(campaign_id, kind)` index.
 const CAMPAIGN_EVENT_COUNT_SQL: &str =
@@ -664,10 +677,7 @@ impl EventLog for SqliteEventLog {
         };
         let connection = self.database.general();
         let mut statement = connection
-            .prepare_cached(
-                "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
-                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
+            .prepare_cached(select_events!("WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
             .map_err(StoreError::sqlite("reading events"))?;
         let raw = statement
             .query_map(params![after, sql_limit(limit)], RawEvent::from_row)
@@ -802,8 +812,7 @@ impl EventLog for SqliteEventLog {
 }
 
 /// One event by its id, through the `UNIQUE (campaign_id, event_id)` index.
-const FIND_EVENT_SQL: &str = "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
-     FROM events WHERE campaign_id = ?1 AND event_id = ?2";
+const FIND_EVENT_SQL: &str = select_events!("WHERE campaign_id = ?1 AND event_id = ?2");
 
 /// The columns of a correction, in [`RawCorrection::from_row`]'s order.
 const SELECT_CORRECTIONS: &str = "SELECT id, campaign_id, event_id, event_seq, event_kind, decision_id, \
@@ -892,6 +901,7 @@ fn encode_event(event: &NewEvent) -> Result<EncodedEvent, StoreError> {
         decision_id: event.decision_id.clone(),
         kind: event.kind.as_str(),
         value: event.value,
+        amount_known: event.amount_known,
         segment: event.segment,
         version,
         decided_at_ms: event.decided_at_ms,
@@ -1065,6 +1075,7 @@ struct RawEvent {
     version: i64,
     decided_at_ms: i64,
     at_ms: i64,
+    amount_known: bool,
 }
 
 impl RawEvent {
@@ -1080,6 +1091,7 @@ impl RawEvent {
             version: row.get(7)?,
             decided_at_ms: row.get(8)?,
             at_ms: row.get(9)?,
+            amount_known: row.get(10)?,
         })
     }
 
@@ -1100,6 +1112,7 @@ impl RawEvent {
             decision_id: self.decision_id,
             kind,
             value: self.value,
+            amount_known: self.amount_known,
             decided_at_ms: self.decided_at_ms,
             at_ms: self.at_ms,
         })

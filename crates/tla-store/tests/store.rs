@@ -55,6 +55,7 @@ fn event(campaign_id: &str, event_id: &str) -> NewEvent {
         decision_id: format!("decision-{event_id}"),
         kind: EventKind::Conversion,
         value: 25.5,
+        amount_known: true,
         segment: 7,
         version: 123_456_789,
         decided_at_ms: 1_700_000_000_000,
@@ -623,7 +624,7 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("DROP TABLE corrections; PRAGMA user_version = 2;")
+            .execute_batch("DROP TABLE corrections; ALTER TABLE events DROP COLUMN amount_known; PRAGMA user_version = 2;")
             .unwrap();
     }
     // Read-only opening wants the migration first.
@@ -644,7 +645,7 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
     let version: i64 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 /// Appends, from `threads` threads at once, `batches` batches of 100 events each;
@@ -1131,12 +1132,14 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         store.append_decisions(&[decision("d1", "a")]).unwrap();
         two_campaigns(&store.event_log());
     }
-    // Make it the file version 1 wrote: the same tables without the index.
+    // Make it the file version 1 wrote: the same tables without the index and the
+    // amount_known column.
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; PRAGMA user_version = 1;",
+                "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; \
+                 ALTER TABLE events DROP COLUMN amount_known; PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -1160,7 +1163,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let indexes: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'events_by_campaign_kind'",
@@ -1169,6 +1172,51 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         )
         .unwrap();
     assert_eq!(indexes, 1);
+}
+
+#[test]
+fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_are_stored() {
+    let dir = TempDir::new("migrate-v2");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        two_campaigns(&store.event_log());
+    }
+    let before = {
+        let store = Store::open(dir.path()).unwrap();
+        store.event_log().read_after(0, 100).unwrap()
+    };
+    // Make it the file version 3 wrote: no amount_known column.
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch("ALTER TABLE events DROP COLUMN amount_known; PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let log = store.event_log();
+    let after = log.read_after(0, 100).unwrap();
+    assert_eq!(
+        after, before,
+        "every stored event reads back, its amount known"
+    );
+    assert!(after.iter().all(|event| event.amount_known));
+    let unknown = NewEvent {
+        amount_known: false,
+        ..kind_event("a", "c-unknown", EventKind::Conversion, "d1", 0.0)
+    };
+    let seq = log.append(std::slice::from_ref(&unknown)).unwrap()[0].seq();
+    let stored = log.read_after(seq - 1, 1).unwrap();
+    assert_eq!(stored, [StoredEvent::from_new(seq, unknown.clone())]);
+    assert!(!stored[0].amount_known);
+    // A value with an unknown amount is refused before anything is stored.
+    let error = log
+        .append(&[NewEvent {
+            event_id: "c-bad".into(),
+            value: 3.0,
+            ..unknown
+        }])
+        .unwrap_err();
+    assert!(error.to_string().contains("unknown amount"), "{error}");
 }
 
 // ---- read-only open -------------------------------------------------------------------

@@ -78,6 +78,20 @@ const POSTERIOR_COLUMNS: [(&str, Kind); 6] = [
     ("value_per_impression_upper", Kind::OptFloat),
 ];
 
+/// Appended to every report table, after its other columns (so the older columns keep
+/// their positions): conversions of unknown amount and the value the model learned.
+const AMOUNT_COLUMNS: [(&str, Kind); 2] = [
+    ("conversions_amount_unknown", Kind::UInt),
+    ("value_learned", Kind::Float),
+];
+
+fn amounts(counts: &Counts) -> [Cell; 2] {
+    [
+        Cell::UInt(counts.conversions_amount_unknown),
+        Cell::Float(counts.value_learned),
+    ]
+}
+
 fn counts(counts: &Counts) -> [Cell; 5] {
     [
         Cell::UInt(counts.impressions),
@@ -138,6 +152,7 @@ impl ReportTable {
             ]),
             ReportTable::Segments | ReportTable::Versions => {}
         }
+        columns.extend(AMOUNT_COLUMNS);
         columns
     }
 
@@ -168,6 +183,7 @@ impl ReportTable {
                             Cell::Float(o.expected_loss),
                             draws.clone(),
                         ]);
+                        row.extend(amounts(&o.counts));
                         rows.push(row);
                     }
                 }
@@ -177,6 +193,7 @@ impl ReportTable {
                     let mut row = vec![Cell::Text(s.segment.clone()), Cell::Float(s.weight)];
                     row.extend(counts(&s.counts));
                     row.extend(posterior(&s.posterior));
+                    row.extend(amounts(&s.counts));
                     rows.push(row);
                 }
             }
@@ -193,6 +210,7 @@ impl ReportTable {
                             Cell::OptFloat(v.expected_loss),
                             draws.clone(),
                         ]);
+                        row.extend(amounts(&v.counts));
                         rows.push(row);
                     }
                 }
@@ -203,6 +221,7 @@ impl ReportTable {
                     row.extend(version_cells(v));
                     row.extend(counts(&v.counts));
                     row.extend(posterior(&v.posterior));
+                    row.extend(amounts(&v.counts));
                     rows.push(row);
                 }
             }
@@ -374,7 +393,9 @@ mod tests {
                 "value_per_impression_upper",
                 "p_best",
                 "expected_loss",
-                "draws"
+                "draws",
+                "conversions_amount_unknown",
+                "value_learned"
             ]
         );
     }

@@ -84,6 +84,7 @@ pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
             decision_id: decision_id.clone(),
             kind,
             value,
+            amount_known: true,
             segment,
             version,
             decided_at_ms: at_ms,

@@ -203,6 +203,20 @@ impl FactorizedSampler {
         self.value.as_ref()
     }
 
+    /// The amount the value model would learn from if a conversion of `amount` on
+    /// `version` in `segment` arrived now ([`ValueModel::learned_amount`]); `None`
+    /// without a value model or for an amount it does not learn (not positive).
+    pub fn learned_amount(&self, segment: usize, version: u64, amount: f64) -> Option<f64> {
+        let value = self.value.as_ref()?;
+        if !(amount > 0.0 && amount.is_finite()) {
+            return None;
+        }
+        let ask = self
+            .ask_component
+            .map(|k| self.space.option_of(version, k) as usize);
+        Some(value.learned_amount(segment, ask, amount))
+    }
+
     /// How each block of components is searched, with its components.
     pub fn block_searches(&self) -> Vec<(Vec<usize>, BlockSearch)> {
         self.blocks
