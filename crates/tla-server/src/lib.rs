@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod campaign;
 pub mod clock;
+pub mod connections;
 pub mod decision_id;
 pub mod error;
 pub mod event;
@@ -68,17 +69,24 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, with the learner running
-/// beside it; then drains requests, applies every committed event, writes pending
-/// decisions and snapshots every campaign.
+/// beside it, under the connection limits and timeouts of its config
+/// ([`connections::serve`]); then lets requests in progress finish (for at most
+/// `shutdown_grace`), applies every committed event, writes pending decisions and
+/// snapshots every campaign.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let learner = tokio::spawn(learner::run(state.clone()));
-    let served = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = connections::serve(
+        listener,
+        app(state.clone()),
+        state.config(),
+        state.metrics(),
+        shutdown,
+    )
+    .await;
     state.begin_close();
     if let Err(error) = learner.await {
         tracing::error!(%error, "learner task failed");
