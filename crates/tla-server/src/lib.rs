@@ -14,7 +14,8 @@
 //! passed in.
 //!
 //! [`app`] builds the router from a state, so most of the API is tested without a
-//! socket; [`run`] serves it on a listener until a shutdown signal, then stops the
+//! socket; [`run`] serves it on a listener until a shutdown signal, with timeouts for
+//! slow clients and a cap on open connections ([`connections`]), then stops the
 //! learner, writes the pending decisions and a snapshot of every campaign.
 
 #![warn(missing_docs)]
