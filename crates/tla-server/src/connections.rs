@@ -20,8 +20,9 @@
 //!   new connections wait (the one just accepted, then the listen queue) until one
 //!   ends;
 //! - **shutdown** (`shutdown_grace`): when the shutdown signal comes, the listener
-//!   closes, idle connections close, requests in progress may finish for this long, and
-//!   then every connection still open is closed.
+//!   closes, connections with no request in progress close (idle ones, and those still
+//!   sending a request head), requests in progress may finish for this long, and then
+//!   every connection still open is closed.
 //!
 //! The idle and head limits are one timer in hyper (its header read timeout, started
 //! when the connection waits for a request); [`HeadTimer`] gives that timer the two
@@ -613,6 +614,11 @@ async fn serve_connection(
             tracing::debug!("connection closed to make room under the connection limit");
         }
         () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+            // No request in progress (idle, or a head still arriving): nothing to
+            // finish, so close at once.
+            if activity.idle() {
+                return;
+            }
             connection.as_mut().graceful_shutdown();
             tokio::select! {
                 result = connection.as_mut() => {

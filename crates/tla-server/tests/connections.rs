@@ -382,3 +382,23 @@ async fn shutdown_lets_a_request_in_progress_finish() {
         .unwrap()
         .unwrap();
 }
+
+/// Connections with no request in progress (silent, or still sending a request head)
+/// are closed at the shutdown signal, without waiting for the grace period (which
+/// never ends here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_request_head() {
+    let server = start(config()).await;
+    let mut mid_head = connect(server.address).await;
+    mid_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost")
+        .await
+        .unwrap();
+    let mut silent = connect(server.address).await;
+    let open = &server.state.metrics().connections_open;
+    eventually("two connections are open", || open.get() == 2).await;
+    server.shut_down().await;
+    for stream in [&mut mid_head, &mut silent] {
+        until_closed(stream).await;
+    }
+}
