@@ -5,6 +5,7 @@ Two cases, each on a fresh data directory and a server on 127.0.0.1:
 
 - slowloris: one connection sends half a request head and stalls; the server gets
   SIGTERM; how long until it exits (killed after --bound seconds).
+- stalled body: the same with a complete head and a body that stops after 12 bytes.
 - idle: the server runs with an open-file limit of --nofile (1024, a common default);
   --idle connections (1,100) connect and send nothing; then --probes requests
   GET /healthz on new connections, each given --bound seconds; then SIGTERM.
@@ -88,6 +89,20 @@ def slowloris(args):
     print(f"slowloris: SIGTERM with one stalled client: {shown}")
 
 
+def stalled_body(args):
+    server, data, address = start(args.tla, None)
+    stalled = socket.create_connection(address)
+    stalled.sendall(
+        b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{\"events\": ["
+    )
+    time.sleep(1)
+    took, _ = stop(server, data, args.bound)
+    stalled.close()
+    shown = f"{took:.2f} s" if took is not None else f"did not exit within {args.bound} s (killed)"
+    print(f"stalled body: SIGTERM with one request whose body stalls: {shown}")
+
+
 def idle(args):
     server, data, address = start(args.tla, args.nofile)
     sockets = []
@@ -126,6 +141,7 @@ def main():
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     slowloris(args)
+    stalled_body(args)
     idle(args)
 
 

@@ -34,7 +34,7 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESIS_
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-tla=${TLA_BIN:-target/debug/tla}
+tla=${TLA_BIN:-${CARGO_TARGET_DIR:-target}/debug/tla}
 if [[ -z ${TLA_BIN:-} ]]; then
     cargo build --quiet --locked -p tla-cli
 fi
