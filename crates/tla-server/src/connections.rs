@@ -54,6 +54,40 @@ use tower::ServiceExt as _;
 /// own descriptors, and room for a snapshot or an export.
 pub const FD_RESERVE: u64 = 128;
 
+/// One connection's place under the cap: its permit, its registry entry and its count
+/// in the open-connections gauge, all given back when it is dropped (also when the
+/// connection's task is aborted at the end of the shutdown grace period).
+struct Slot {
+    registry: Arc<Registry>,
+    id: u64,
+    open: prometheus::IntGauge,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn take(
+        registry: &Arc<Registry>,
+        activity: Arc<Activity>,
+        open: &prometheus::IntGauge,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        open.inc();
+        Self {
+            registry: registry.clone(),
+            id: registry.insert(activity),
+            open: open.clone(),
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+        self.open.dec();
+    }
+}
+
 /// The "connection limit reached" log line is written at most once per this interval
 /// (with the count of times the limit was reached since the last line).
 pub const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -520,17 +554,17 @@ pub async fn serve(
             }
         };
         let activity = Arc::new(Activity::new());
-        let id = registry.insert(activity.clone());
-        let registry = registry.clone();
+        let slot = Slot::take(
+            &registry,
+            activity.clone(),
+            &metrics.connections_open,
+            permit,
+        );
         let router = router.clone();
         let closing = closing.clone();
-        let open = metrics.connections_open.clone();
         connections.spawn(async move {
-            open.inc();
             serve_connection(stream, router, limits, activity, closing).await;
-            open.dec();
-            registry.remove(id);
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -646,6 +680,18 @@ mod tests {
         assert_eq!(connection_cap(10_000, Some(200)), 100, "half a small limit");
         assert_eq!(connection_cap(10_000, Some(0)), 1, "at least one");
         assert_eq!(connection_cap(10_000, None), 10_000);
+    }
+
+    #[test]
+    fn the_limit_line_is_written_once_per_interval_with_a_count() {
+        let mut log = LimitLog::default();
+        log.reached(3, true);
+        assert_eq!(log.unlogged, 0, "the first time is logged");
+        let first = log.last.unwrap();
+        log.reached(3, true);
+        log.reached(3, false);
+        assert_eq!(log.unlogged, 2, "counted for the next line, not logged");
+        assert_eq!(log.last, Some(first));
     }
 
     #[test]

@@ -350,12 +350,18 @@ async fn shutdown_ends_while_clients_stall() {
     begin_ingest(&mut mid_body, &server.ingest, 100).await;
     mid_body.write_all(b"{").await.unwrap();
     let mut silent = connect(server.address).await;
-    let open = &server.state.metrics().connections_open;
+    let state = server.state.clone();
+    let open = &state.metrics().connections_open;
     eventually("three connections are open", || open.get() == 3).await;
     server.shut_down().await;
     for stream in [&mut mid_head, &mut mid_body, &mut silent] {
         until_closed(stream).await;
     }
+    assert_eq!(
+        open.get(),
+        0,
+        "every connection given back, aborted ones too"
+    );
 }
 
 /// A request in progress when the shutdown signal comes is finished and answered,
