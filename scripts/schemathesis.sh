@@ -14,6 +14,7 @@
 #   scripts/schemathesis.sh            # builds target/debug/tla if needed
 #   TLA_BIN=target/release/tla scripts/schemathesis.sh
 #   SCHEMATHESIS_MAX_EXAMPLES=200 scripts/schemathesis.sh   # a longer run
+#   SCHEMATHESIS_SIGNED_EVENTS=1 scripts/schemathesis.sh    # events that pass the id check
 #
 # Runs in the test command of the README, after the Rust tests.
 set -euo pipefail
@@ -105,16 +106,50 @@ for segment in ["new-visitors", "past-donors", "volunteers"]:
                            "type": "conversion", "value": 25})
 outcome = json.loads(call("POST", "/v1/events", json.dumps({"events": events}).encode()))
 assert outcome["accepted"] == len(events), outcome
+# Signed decision ids and segment names for the generator (SCHEMATHESIS_SIGNED_EVENTS).
+import os
+work = os.path.dirname(document)
+fresh = []
+for segment in ["new-visitors", "past-donors", "volunteers"]:
+    body = json.dumps({"segment": segment, "count": 10}).encode()
+    fresh += [d["decision_id"] for d in json.loads(
+        call("POST", f"/v1/campaigns/{campaign}/decisions", body))["decisions"]]
+with open(os.path.join(work, "decision_ids.dict"), "w") as out:
+    out.writelines(f'"{decision_id}"\n' for decision_id in fresh)
+with open(os.path.join(work, "segments.dict"), "w") as out:
+    out.writelines(f'"{segment}"\n' for segment in ["new-visitors", "past-donors", "volunteers"])
 with open(document, "wb") as out:
     out.write(call("GET", "/openapi.json"))
 print(campaign)
 EOF
 )
 
+# The configuration: every {id} in the document is the campaign above, so the campaign
+# paths answer with data rather than 404. With SCHEMATHESIS_SIGNED_EVENTS=1, most
+# generated events also carry a decision id the server signed and most decisions ask for
+# a segment of the campaign, so generated amounts, times and counts reach the rules
+# behind those checks (and the report then shows what they did to the models).
+cat >"$work/config.toml" <<'EOF'
+[parameters]
+"path.id" = "${TLA_CAMPAIGN}"
+EOF
+if [[ ${SCHEMATHESIS_SIGNED_EVENTS:-0} == 1 ]]; then
+    cat >>"$work/config.toml" <<'EOF'
+"body.events[*].decision_id" = { dictionary = "decision_ids", probability = 0.8 }
+"body.segment" = { dictionary = "segments", probability = 0.8 }
+
+[dictionaries.decision_ids]
+from-file = "decision_ids.dict"
+
+[dictionaries.segments]
+from-file = "segments.dict"
+EOF
+fi
+
 # One worker: with several threads, CPython 3.11's ast module can raise a spurious
 # "AST constructor recursion depth mismatch" inside Hypothesis (CPython gh-106905).
 set +e
-TLA_CAMPAIGN=$campaign "$venv/bin/st" --config-file scripts/schemathesis.toml run "$work/openapi.json" \
+TLA_CAMPAIGN=$campaign "$venv/bin/st" --config-file "$work/config.toml" run "$work/openapi.json" \
     --url "$address" \
     --header "Authorization: Bearer $key" \
     --checks all \
@@ -130,6 +165,18 @@ if ! kill -0 "$server_pid" 2>/dev/null; then
     echo "schemathesis: tla serve died during the run" >&2
     cat "$work/server.err" >&2
     status=1
+else
+    # How far the generated requests went, from the server's own counters.
+    "$python" - "$address" "$key" <<'EOF' || status=1
+import sys, urllib.request
+address, key = sys.argv[1:3]
+request = urllib.request.Request(address + "/metrics", headers={"Authorization": "Bearer " + key})
+text = urllib.request.urlopen(request, timeout=30).read().decode()
+counts = dict(line.split() for line in text.splitlines() if line and not line.startswith("#"))
+names = ["tla_decisions_total", "tla_events_accepted_total", "tla_events_rejected_total",
+         "tla_events_duplicate_total", "tla_client_errors_total"]
+print("schemathesis: the server counted " + ", ".join(f"{n.removeprefix('tla_')} {counts.get(n, '?')}" for n in names))
+EOF
 fi
 cases=$(grep -A1 '^Test cases:' "$work/run.log" | tail -1 | sed 's/^ *//')
 echo "schemathesis: ${cases:-no test case count}; $(( $(date +%s) - started )) s in all, exit status $status"
