@@ -61,6 +61,7 @@ struct FileConfig {
     idle_timeout_secs: Option<f64>,
     header_read_timeout_secs: Option<f64>,
     body_read_timeout_secs: Option<f64>,
+    write_timeout_secs: Option<f64>,
     shutdown_grace_secs: Option<f64>,
 }
 
@@ -159,6 +160,11 @@ pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow
             "body_read_timeout_secs",
             file.body_read_timeout_secs,
             &mut server.body_read_timeout,
+        ),
+        (
+            "write_timeout_secs",
+            file.write_timeout_secs,
+            &mut server.write_timeout,
         ),
         (
             "shutdown_grace_secs",
@@ -448,7 +454,8 @@ mod tests {
         std::fs::write(
             &file,
             "version = 1\nmax_connections = 50\nidle_timeout_secs = 0.5\n\
-             header_read_timeout_secs = 2\nbody_read_timeout_secs = 3\nshutdown_grace_secs = 4\n",
+             header_read_timeout_secs = 2\nbody_read_timeout_secs = 3\nshutdown_grace_secs = 4\n\
+             write_timeout_secs = 5\n",
         )
         .unwrap();
         let no_env = |_: &str| None;
@@ -464,6 +471,7 @@ mod tests {
             std::time::Duration::from_secs(3)
         );
         assert_eq!(resolved.shutdown_grace, std::time::Duration::from_secs(4));
+        assert_eq!(resolved.write_timeout, std::time::Duration::from_secs(5));
         let mut args = args_with(&file);
         args.max_connections = Some(7);
         args.shutdown_grace = Some(1.5);

@@ -12,6 +12,8 @@
 //! - **body** (`body_read_timeout`): a handler reading the request body gets an error
 //!   once this long has passed since it started reading, and answers 408
 //!   `request_timeout`;
+//! - **write** (`write_timeout`): a response that the client reads none of for this
+//!   long (its writes make no progress) closes the connection;
 //! - **connections** (`max_connections`): at most this many connections are open at
 //!   once, and never more than the process's file limit less a reserve for the store
 //!   and the listener ([`connection_cap`]). At the cap the oldest connection with no
@@ -187,11 +189,42 @@ impl Activity {
     }
 }
 
-/// A socket that tells its [`Activity`] when bytes are read.
+/// A socket that tells its [`Activity`] when bytes are read, and fails a write that
+/// makes no progress for `write_timeout` (a client that stopped reading its response).
 #[derive(Debug)]
 struct Watched {
     stream: TcpStream,
     activity: Arc<Activity>,
+    write_timeout: Duration,
+    /// Runs while writes wait for the client to read; reset by any progress.
+    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Watched {
+    /// Passes a write's outcome on, failing it once writes have waited `write_timeout`
+    /// without progress.
+    fn stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if outcome.is_ready() {
+            self.write_stall = None;
+            return outcome;
+        }
+        let timeout = self.write_timeout;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stall.as_mut().poll(cx));
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the client read none of the response for {} ms",
+                timeout.as_millis()
+            ),
+        )))
+    }
 }
 
 impl AsyncRead for Watched {
@@ -216,7 +249,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.stalled(cx, outcome)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -232,7 +267,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.stalled(cx, outcome)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -590,6 +627,7 @@ struct Limits {
     idle: Duration,
     head: Duration,
     body: Duration,
+    write: Duration,
 }
 
 impl Limits {
@@ -598,6 +636,7 @@ impl Limits {
             idle: config.idle_timeout,
             head: config.header_read_timeout,
             body: config.body_read_timeout,
+            write: config.write_timeout,
         }
     }
 }
@@ -615,6 +654,8 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         stream,
         activity: activity.clone(),
+        write_timeout: limits.write,
+        write_stall: None,
     });
     let service_activity = activity.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// Longest a handler waits for the whole request body from its first read; then
     /// 408 `request_timeout`.
     pub body_read_timeout: Duration,
+    /// Longest a response write may wait for the client to read before the connection
+    /// is closed.
+    pub write_timeout: Duration,
     /// Most connections open at once; the server lowers it below the process's
     /// open-file limit ([`crate::connections::connection_cap`]).
     pub max_connections: usize,
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
         }

@@ -67,10 +67,10 @@ async fn start(config: ServerConfig) -> Server {
         .insert_key(&KeyRow {
             id: key.id.clone(),
             hash: key.hash,
-            scopes: vec!["ingest".into()],
+            scopes: vec!["ingest".into(), "read".into()],
             created_at_ms: 0,
             revoked: false,
-            label: "test ingest".into(),
+            label: "test ingest and read".into(),
         })
         .unwrap();
     let event_log = Arc::new(store.event_log());
@@ -108,6 +108,7 @@ fn config() -> ServerConfig {
         idle_timeout: NEVER,
         header_read_timeout: NEVER,
         body_read_timeout: NEVER,
+        write_timeout: NEVER,
         shutdown_grace: NEVER,
         ..ServerConfig::default()
     }
@@ -407,4 +408,32 @@ async fn shutdown_does_not_wait_for_a_request_head() {
     for stream in [&mut mid_head, &mut silent] {
         until_closed(stream).await;
     }
+}
+
+/// A client that sends requests and never reads the responses is disconnected once the
+/// server's writes have waited the write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed() {
+    let server = start(ServerConfig {
+        write_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.address).await.unwrap();
+    // 300 requests for the OpenAPI document (about 30 kB each): far more than the
+    // socket buffers hold, so the server's writes wait for this client, which reads
+    // nothing.
+    let request = format!(
+        "GET /openapi.json HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.ingest
+    );
+    stream
+        .write_all(request.repeat(300).as_bytes())
+        .await
+        .unwrap();
+    let open = &server.state.metrics().connections_open;
+    eventually("the server closed the connection", || open.get() == 0).await;
+    server.shut_down().await;
 }
