@@ -129,7 +129,12 @@ EOF
 # generated events also carry a decision id the server signed and most decisions ask for
 # a segment of the campaign, so generated amounts, times and counts reach the rules
 # behind those checks (and the report then shows what they did to the models).
+# No cache: each run stands alone (a cache would replay earlier failures, and it is kept
+# in the working directory).
 cat >"$work/config.toml" <<'EOF'
+[cache]
+enabled = false
+
 [parameters]
 "path.id" = "${TLA_CAMPAIGN}"
 EOF
