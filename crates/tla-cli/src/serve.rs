@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// Seed of the server's random streams [env TLA_SEED].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Most HTTP connections open at once [default: 10000]; the server keeps it below
+    /// the process's open-file limit.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before
+    /// every connection is closed [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace: Option<f64>,
 }
 
 /// The config file.
@@ -49,6 +57,12 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_events_per_request: Option<usize>,
     max_decisions_per_request: Option<usize>,
+    max_connections: Option<usize>,
+    idle_timeout_secs: Option<f64>,
+    header_read_timeout_secs: Option<f64>,
+    body_read_timeout_secs: Option<f64>,
+    write_timeout_secs: Option<f64>,
+    shutdown_grace_secs: Option<f64>,
 }
 
 /// The resolved configuration.
@@ -125,12 +139,57 @@ pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow
     if let Some(n) = file.max_decisions_per_request {
         server.max_decisions_per_request = n;
     }
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        if n == 0 {
+            bail!("max_connections = 0 is not accepted; accepted: 1 or more");
+        }
+        server.max_connections = n;
+    }
+    for (name, value, field) in [
+        (
+            "idle_timeout_secs",
+            file.idle_timeout_secs,
+            &mut server.idle_timeout,
+        ),
+        (
+            "header_read_timeout_secs",
+            file.header_read_timeout_secs,
+            &mut server.header_read_timeout,
+        ),
+        (
+            "body_read_timeout_secs",
+            file.body_read_timeout_secs,
+            &mut server.body_read_timeout,
+        ),
+        (
+            "write_timeout_secs",
+            file.write_timeout_secs,
+            &mut server.write_timeout,
+        ),
+        (
+            "shutdown_grace_secs",
+            args.shutdown_grace.or(file.shutdown_grace_secs),
+            &mut server.shutdown_grace,
+        ),
+    ] {
+        if let Some(seconds) = value {
+            *field = seconds_setting(name, seconds)?;
+        }
+    }
     Ok(Resolved {
         data,
         listen,
         server,
         admin_key: env_parse("TLA_ADMIN_KEY")?,
     })
+}
+
+/// A duration setting in seconds: finite, above 0 and at most a day.
+fn seconds_setting(name: &str, seconds: f64) -> anyhow::Result<std::time::Duration> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        bail!("{name} = {seconds} is not accepted; accepted: seconds above 0, at most 86400");
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 fn now_ms() -> i64 {
@@ -376,5 +435,69 @@ mod tests {
             1,
             "nothing stored by a refusal"
         );
+    }
+
+    fn args_with(config: &Path) -> ServeArgs {
+        ServeArgs {
+            data: None,
+            listen: None,
+            config: Some(config.to_path_buf()),
+            demo: false,
+            demo_rate: 50,
+            seed: None,
+            max_connections: None,
+            shutdown_grace: None,
+        }
+    }
+
+    /// The connection limits come from the file, the two flags beat it, and a duration
+    /// that is not a positive number of seconds is refused with what is accepted.
+    #[test]
+    fn connection_limits_resolve_from_file_and_flags() {
+        let file = std::env::temp_dir().join(format!("tla-limits-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            "version = 1\nmax_connections = 50\nidle_timeout_secs = 0.5\n\
+             header_read_timeout_secs = 2\nbody_read_timeout_secs = 3\nshutdown_grace_secs = 4\n\
+             write_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let no_env = |_: &str| None;
+        let resolved = resolve(&args_with(&file), &no_env).unwrap().server;
+        assert_eq!(resolved.max_connections, 50);
+        assert_eq!(resolved.idle_timeout, std::time::Duration::from_millis(500));
+        assert_eq!(
+            resolved.header_read_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            resolved.body_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(resolved.shutdown_grace, std::time::Duration::from_secs(4));
+        assert_eq!(resolved.write_timeout, std::time::Duration::from_secs(5));
+        let mut args = args_with(&file);
+        args.max_connections = Some(7);
+        args.shutdown_grace = Some(1.5);
+        let resolved = resolve(&args, &no_env).unwrap().server;
+        assert_eq!(resolved.max_connections, 7);
+        assert_eq!(
+            resolved.shutdown_grace,
+            std::time::Duration::from_millis(1500)
+        );
+
+        std::fs::write(&file, "version = 1\nheader_read_timeout_secs = 0\n").unwrap();
+        let refused = resolve(&args_with(&file), &no_env).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "header_read_timeout_secs = 0 is not accepted; accepted: seconds above 0, at most 86400"
+        );
+        std::fs::write(&file, "version = 1\nmax_connections = 0\n").unwrap();
+        let refused = resolve(&args_with(&file), &no_env).unwrap_err().to_string();
+        assert!(
+            refused.contains("max_connections = 0 is not accepted"),
+            "{refused}"
+        );
+        std::fs::remove_file(&file).unwrap();
     }
 }

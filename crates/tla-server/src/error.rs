@@ -32,6 +32,8 @@ pub enum ErrorCode {
     Conflict,
     /// The body is larger than accepted.
     PayloadTooLarge,
+    /// The body did not arrive within the body read timeout.
+    RequestTimeout,
     /// A content type that is not accepted.
     UnsupportedMediaType,
     /// The service cannot serve now (shutting down, decision log backlog).
@@ -75,7 +77,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -83,6 +85,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestTimeout,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
@@ -114,6 +117,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
@@ -162,6 +166,7 @@ impl ErrorCode {
             }
             ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -270,6 +275,11 @@ impl ApiError {
         Self::new(ErrorCode::PayloadTooLarge, message)
     }
 
+    /// `request_timeout`: the body did not arrive in time.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::RequestTimeout, message)
+    }
+
     /// `unsupported_media_type`: a content type that is not accepted.
     pub fn unsupported_media(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::UnsupportedMediaType, message)
@@ -376,6 +386,7 @@ mod tests {
             ("method_not_allowed", 405),
             ("conflict", 409),
             ("payload_too_large", 413),
+            ("request_timeout", 408),
             ("unsupported_media_type", 415),
             ("unavailable", 503),
             ("internal", 500),

@@ -16,7 +16,8 @@
 //! passed in.
 //!
 //! [`app`] builds the router from a state, so most of the API is tested without a
-//! socket; [`run`] serves it on a listener until a shutdown signal, then stops the
+//! socket; [`run`] serves it on a listener until a shutdown signal, with timeouts for
+//! slow clients and a cap on open connections ([`connections`]), then stops the
 //! learner, writes the pending decisions and a snapshot of every campaign.
 
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@
 pub mod auth;
 pub mod campaign;
 pub mod clock;
+pub mod connections;
 pub mod correction;
 pub mod decision_id;
 pub mod error;
@@ -72,17 +74,24 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, with the learner running
-/// beside it; then drains requests, applies every committed event, writes pending
-/// decisions and snapshots every campaign.
+/// beside it, under the connection limits and timeouts of its config
+/// ([`connections::serve`]); then lets requests in progress finish (for at most
+/// `shutdown_grace`), applies every committed event, writes pending decisions and
+/// snapshots every campaign.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let learner = tokio::spawn(learner::run(state.clone()));
-    let served = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = connections::serve(
+        listener,
+        app(state.clone()),
+        state.config(),
+        state.metrics(),
+        shutdown,
+    )
+    .await;
     state.begin_close();
     if let Err(error) = learner.await {
         tracing::error!(%error, "learner task failed");

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub snapshots: IntCounter,
     /// Time from handing a batch to the event log until its commit returned, seconds.
     pub commit_seconds: Histogram,
+    /// HTTP connections open now.
+    pub connections_open: IntGauge,
+    /// Times a connection found the connection cap reached.
+    pub connection_limit_reached: IntCounter,
 }
 
 /// A counter registered in `registry`. The names are constants of this module, valid
@@ -77,6 +81,12 @@ impl Default for Metrics {
         registry
             .register(Box::new(commit_seconds.clone()))
             .expect("metric names here are distinct");
+        let connections_open =
+            IntGauge::new("tla_http_connections_open", "HTTP connections open now.")
+                .expect("metric names here are valid");
+        registry
+            .register(Box::new(connections_open.clone()))
+            .expect("metric names here are distinct");
         let r = &registry;
         Self {
             decision_log_backlog,
@@ -106,6 +116,12 @@ impl Default for Metrics {
             ),
             snapshots: counter(r, "tla_snapshots_total", "Model snapshots written."),
             commit_seconds,
+            connections_open,
+            connection_limit_reached: counter(
+                r,
+                "tla_http_connection_limit_reached_total",
+                "Times a new connection found the connection cap reached.",
+            ),
             registry,
         }
     }
@@ -178,6 +194,16 @@ mod tests {
                 "histogram",
                 "Time to commit a batch of events durably.",
             ),
+            (
+                "tla_http_connections_open",
+                "gauge",
+                "HTTP connections open now.",
+            ),
+            (
+                "tla_http_connection_limit_reached_total",
+                "counter",
+                "Times a new connection found the connection cap reached.",
+            ),
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")),
@@ -198,7 +224,7 @@ mod tests {
         ] {
             assert!(text.contains(sample), "{sample:?} missing from {text}");
         }
-        assert_eq!(text.matches("# TYPE ").count(), 11, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 13, "{text}");
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
     }
 }

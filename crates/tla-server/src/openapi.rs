@@ -45,6 +45,11 @@ pub struct Conflict(pub ErrorBody);
 #[response(status = 413)]
 pub struct TooLarge(pub ErrorBody);
 
+/// The body did not arrive within the body read timeout.
+#[derive(Debug, IntoResponses)]
+#[response(status = 408)]
+pub struct BodyTimedOut(pub ErrorBody);
+
 /// Content type not accepted.
 #[derive(Debug, IntoResponses)]
 #[response(status = 415)]

@@ -3,11 +3,12 @@
 //! [`crate::error`].
 
 use crate::auth::Scope;
+use crate::connections::BodyTimeout;
 use crate::decision_id::DecisionClaims;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+    BadRequest, BodyTimedOut, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
     UnsupportedMedia,
 };
 use crate::state::AppState;
@@ -40,10 +41,15 @@ fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), 
     })
 }
 
-/// The request body, or an error in the API's shape (413 past the limit).
+/// The request body, or an error in the API's shape (413 past the limit, 408 past the
+/// body read timeout).
 fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(timeout) = body_timeout(&rejection) {
+            ApiError::request_timeout(format!(
+                "{timeout}; send the whole body at once, or set body_read_timeout"
+            ))
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(
                 "request body is larger than the accepted maximum (see the OpenAPI document)",
             )
@@ -51,6 +57,18 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
             ApiError::bad_request(format!("cannot read the request body: {rejection}"))
         }
     })
+}
+
+/// The [`BodyTimeout`] behind a body that could not be read, if that was the cause.
+fn body_timeout(rejection: &BytesRejection) -> Option<BodyTimeout> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
+            return Some(*timeout);
+        }
+        cause = error.source();
+    }
+    None
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -135,7 +153,7 @@ fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
     request_body(description = "the campaign spec, docs/spec.md", content(
         (Object = "application/json"), (String = "application/toml"))),
     responses((status = 201, description = "created", body = CampaignBody),
-        BadRequest, Unauthorized, Forbidden, TooLarge, UnsupportedMedia))]
+        BadRequest, Unauthorized, Forbidden, BodyTimedOut, TooLarge, UnsupportedMedia))]
 pub async fn create_campaign(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -277,7 +295,7 @@ fn one() -> i64 {
     params(("id" = String, Path, description = "campaign id")),
     request_body = DecisionRequest,
     responses((status = 200, description = "decisions", body = DecisionList),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge))]
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge))]
 pub async fn decide(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -360,7 +378,7 @@ pub async fn decide(
     request_body = crate::event::EventBatch<'_>,
     responses((status = 200, description = "per-batch outcome; bad items (an event_id stored with another content among them) are listed and nothing is stored for them",
             body = IngestOutcome),
-        BadRequest, Unauthorized, Forbidden, TooLarge, Unavailable))]
+        BadRequest, Unauthorized, Forbidden, BodyTimedOut, TooLarge, Unavailable))]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -438,7 +456,7 @@ pub async fn ingest(
     request_body = CorrectionRequest,
     responses((status = 200, description = "recorded (or, for a repeated retraction, the earlier one)",
             body = crate::wire::CorrectionOutcome),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge))]
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge))]
 pub async fn correct(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -45,6 +45,24 @@ pub struct ServerConfig {
     pub seed: u64,
     /// Ignore snapshots on open and rebuild every model from the whole event log.
     pub replay_from_start: bool,
+    /// Longest a connection may wait, sending nothing, for its next request (a new
+    /// connection, or one kept alive after a response) before it is closed.
+    pub idle_timeout: Duration,
+    /// Longest a request head (request line and headers) may take from its first byte
+    /// before the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Longest a handler waits for the whole request body from its first read; then
+    /// 408 `request_timeout`.
+    pub body_read_timeout: Duration,
+    /// Longest a response write may wait for the client to read before the connection
+    /// is closed.
+    pub write_timeout: Duration,
+    /// Most connections open at once; the server lowers it below the process's
+    /// open-file limit ([`crate::connections::connection_cap`]).
+    pub max_connections: usize,
+    /// After the shutdown signal, how long requests in progress may finish before
+    /// every connection still open is closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +77,12 @@ impl Default for ServerConfig {
             key_reload: Duration::from_secs(1),
             seed: 0x7A1A,
             replay_from_start: false,
+            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
