@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -100,9 +100,17 @@ const MIGRATION_V2: &str = "
 CREATE INDEX events_by_campaign_kind ON events (campaign_id, kind);
 ";
 
+/// Schema version 3: an index over each campaign's decisions by time, so a decision is
+/// found from what its id says (campaign, time) without a scan: a decision written twice
+/// (a retried write, or one recovered from an event's signed id) is stored once. Decisions
+/// are appended in time order, so an append adds near the end of its campaign's entries.
+const MIGRATION_V3: &str = "
+CREATE INDEX decisions_by_time ON decisions (campaign_id, at_ms);
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 1] = [MIGRATION_V2];
+const MIGRATIONS: [&str; 2] = [MIGRATION_V2, MIGRATION_V3];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
 /// reads nothing: call [`check_version`] next, then [`configure`].
@@ -321,7 +329,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             indexes,
-            ["decisions_by_campaign", "events_by_campaign_kind"]
+            [
+                "decisions_by_campaign",
+                "decisions_by_time",
+                "events_by_campaign_kind"
+            ]
         );
         // A second call is a no-op.
         create_or_check(&mut connection, ":memory:").unwrap();
