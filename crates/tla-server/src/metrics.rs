@@ -1,4 +1,4 @@
-//! Counters, a gauge and a latency histogram, served as Prometheus text at `/metrics`.
+//! Counters, a gauge and latency histograms, served as Prometheus text at `/metrics`.
 //!
 //! Kept in a [`prometheus::Registry`] and written by its [`TextEncoder`] in the text
 //! exposition format 0.0.4 ([`CONTENT_TYPE`]): every family announces its name with
@@ -39,6 +39,12 @@ pub struct Metrics {
     pub events_learned: IntCounter,
     /// Decisions written to the decision log.
     pub decisions_logged: IntCounter,
+    /// Decisions refused because the decision log was behind or could not be written
+    /// (503 `decision_log_unavailable`, 507 `storage_full`).
+    pub decisions_refused: IntCounter,
+    /// Time from a decision to the commit that wrote it to the decision log, seconds:
+    /// one sample per write, for its oldest decision (the write's largest lag).
+    pub decision_log_lag_seconds: Histogram,
     /// Snapshots written.
     pub snapshots: IntCounter,
     /// Time from handing a batch to the event log until its commit returned, seconds.
@@ -77,6 +83,17 @@ impl Default for Metrics {
         registry
             .register(Box::new(commit_seconds.clone()))
             .expect("metric names here are distinct");
+        let decision_log_lag_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tla_decision_log_lag_seconds",
+                "Time from a decision to its commit in the decision log (oldest of each write).",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("metric names and buckets here are valid");
+        registry
+            .register(Box::new(decision_log_lag_seconds.clone()))
+            .expect("metric names here are distinct");
         let r = &registry;
         Self {
             decision_log_backlog,
@@ -104,8 +121,14 @@ impl Default for Metrics {
                 "tla_decisions_logged_total",
                 "Decisions written to the decision log.",
             ),
+            decisions_refused: counter(
+                r,
+                "tla_decisions_refused_total",
+                "Decisions refused because the decision log was behind or unwritable.",
+            ),
             snapshots: counter(r, "tla_snapshots_total", "Model snapshots written."),
             commit_seconds,
+            decision_log_lag_seconds,
             registry,
         }
     }
@@ -174,6 +197,16 @@ mod tests {
             ),
             ("tla_snapshots_total", "counter", "Model snapshots written."),
             (
+                "tla_decisions_refused_total",
+                "counter",
+                "Decisions refused because the decision log was behind or unwritable.",
+            ),
+            (
+                "tla_decision_log_lag_seconds",
+                "histogram",
+                "Time from a decision to its commit in the decision log (oldest of each write).",
+            ),
+            (
                 "tla_event_commit_seconds",
                 "histogram",
                 "Time to commit a batch of events durably.",
@@ -198,7 +231,7 @@ mod tests {
         ] {
             assert!(text.contains(sample), "{sample:?} missing from {text}");
         }
-        assert_eq!(text.matches("# TYPE ").count(), 11, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 13, "{text}");
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
     }
 }

@@ -706,13 +706,45 @@ fn the_openapi_check_refuses_what_the_document_does_not_say() {
             body.to_string().as_bytes(),
         )
     };
-    assert!(health(json!({"status": "ok", "applied_seq": 3}), 200).is_ok());
+    let storage = json!({"status": "ok", "decision_backlog": 0, "decision_backlog_limit": 9});
+    assert!(
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": storage}),
+            200
+        )
+        .is_ok()
+    );
+    let full = json!({"status": "full", "decision_backlog": 5, "decision_backlog_limit": 9});
+    assert!(
+        health(
+            json!({"status": "degraded", "applied_seq": 3, "storage": full}),
+            503
+        )
+        .is_ok()
+    );
     let refused = [
-        health(json!({"status": "ok", "applied_seq": 3, "extra": 1}), 200),
-        health(json!({"status": "ok", "applied_seq": -3}), 200),
-        health(json!({"status": "fine", "applied_seq": 3}), 200),
-        health(json!({"status": "ok"}), 200),
-        health(json!({"status": "ok", "applied_seq": 3}), 500),
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": storage, "extra": 1}),
+            200,
+        ),
+        health(
+            json!({"status": "ok", "applied_seq": -3, "storage": storage}),
+            200,
+        ),
+        health(
+            json!({"status": "fine", "applied_seq": 3, "storage": storage}),
+            200,
+        ),
+        health(json!({"status": "ok", "storage": storage}), 200),
+        health(json!({"status": "ok", "applied_seq": 3}), 200),
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": {"status": "gone"}}),
+            200,
+        ),
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": storage}),
+            500,
+        ),
         check.response("GET", "/v2/unknown", 200, None, b""),
     ];
     for result in refused {
