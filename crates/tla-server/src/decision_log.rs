@@ -302,11 +302,13 @@ pub fn restore_from_events(
 }
 
 /// Runs the writer until the state is closing: woken when decisions are queued, it
-/// writes them; after a failure it retries with a doubling wait (1 ms to 1 s).
+/// writes them; after a failure it retries with a doubling wait (1 ms to 1 s). While
+/// the event log's last append failed it also probes the store once a second
+/// ([`AppState::probe_storage`]), so `/healthz` recovers when space returns.
 pub async fn run(state: AppState) {
     let mut retry = RETRY_FIRST;
     loop {
-        let wait = if state.decisions().failure().is_some() {
+        let wait = if state.storage_failure().is_some() {
             retry
         } else {
             IDLE_TICK
@@ -317,7 +319,14 @@ pub async fn run(state: AppState) {
         }
         let closing = state.closing();
         let writing = state.clone();
-        match tokio::task::spawn_blocking(move || writing.write_decisions()).await {
+        let written = tokio::task::spawn_blocking(move || {
+            let written = writing.write_decisions();
+            if written.is_ok() {
+                writing.probe_storage();
+            }
+            written
+        });
+        match written.await {
             Ok(Ok(_)) => retry = RETRY_FIRST,
             Ok(Err(_)) => retry = (retry * 2).min(RETRY_MAX),
             Err(error) => tracing::error!(%error, "decision log writer failed"),

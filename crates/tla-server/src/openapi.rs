@@ -56,6 +56,13 @@ pub struct UnsupportedMedia(pub ErrorBody);
 #[response(status = 503)]
 pub struct Unavailable(pub ErrorBody);
 
+/// The server failed (`internal`), for example a commit the disk refused other than
+/// for lack of space; the server log has the cause. Nothing of the request was
+/// acknowledged; a retry with the same event ids is safe.
+#[derive(Debug, IntoResponses)]
+#[response(status = 500)]
+pub struct Internal(pub ErrorBody);
+
 /// The server's disk is full (`storage_full`): nothing of the request was stored or
 /// served; retry once space is freed.
 #[derive(Debug, IntoResponses)]

@@ -7,8 +7,8 @@ use crate::decision_id::DecisionClaims;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, StorageFull, TooLarge, Unauthorized, Unavailable,
-    UnsupportedMedia,
+    BadRequest, Conflict, Forbidden, Internal, NotFound, StorageFull, TooLarge, Unauthorized,
+    Unavailable, UnsupportedMedia,
 };
 use crate::state::AppState;
 use crate::wire::{
@@ -384,7 +384,7 @@ pub async fn decide(
     request_body = crate::event::EventBatch<'_>,
     responses((status = 200, description = "per-batch outcome; bad items are listed and nothing is stored for them",
             body = IngestOutcome),
-        BadRequest, Unauthorized, Forbidden, TooLarge, Unavailable, StorageFull))]
+        BadRequest, Unauthorized, Forbidden, TooLarge, Internal, Unavailable, StorageFull))]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -446,12 +446,40 @@ impl AppState {
     /// rows for the next call. Blocking. Returns the rows written.
     pub fn write_decisions(&self) -> Result<usize, StoreError> {
         let last_seq = self.inner.log.last_seq().ok();
-        self.inner.decisions.write(
+        let written = self.inner.decisions.write(
             self.inner.decision_log.as_ref(),
             last_seq,
             &self.inner.metrics,
             || self.inner.clock.now_ms(),
-        )
+        )?;
+        if written > 0 {
+            // The disk took a commit: the event log's last failure is over too.
+            self.note_event_append(Ok(()));
+        }
+        Ok(written)
+    }
+
+    /// While the event log's last append failed: one durable write to the store (the
+    /// decision log's coverage record) to learn whether it is writable again, so
+    /// `/healthz` recovers without waiting for an event. Blocking.
+    pub fn probe_storage(&self) {
+        let failing = self
+            .inner
+            .event_log_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if !failing {
+            return;
+        }
+        let probe = self
+            .inner
+            .store
+            .decisions_cover_seq()
+            .and_then(|seq| self.inner.store.set_decisions_cover_seq(seq));
+        if probe.is_ok() {
+            self.note_event_append(Ok(()));
+        }
     }
 
     /// Marks the state closing and wakes the learner and the decision writer for

@@ -225,8 +225,8 @@ const INSERT_EVENT: &str = "INSERT INTO events \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
      ON CONFLICT (campaign_id, event_id) DO NOTHING";
 const SELECT_EVENT_SEQ: &str = "SELECT seq FROM events WHERE campaign_id = ?1 AND event_id = ?2";
-/// Inserts a decision unless its id is stored: the probe goes through
-/// `decisions_by_time` (campaign, time), then compares the few ids of that millisecond.
+/// Inserts a decision unless its id is stored: one seek in `decisions_by_time`
+/// (campaign, time, id).
 const INSERT_DECISION: &str = "INSERT INTO decisions \
      (decision_id, campaign_id, segment, version, propensity, model_version, at_ms) \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS \

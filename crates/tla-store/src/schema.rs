@@ -100,12 +100,13 @@ const MIGRATION_V2: &str = "
 CREATE INDEX events_by_campaign_kind ON events (campaign_id, kind);
 ";
 
-/// Schema version 3: an index over each campaign's decisions by time, so a decision is
-/// found from what its id says (campaign, time) without a scan: a decision written twice
-/// (a retried write, or one recovered from an event's signed id) is stored once. Decisions
-/// are appended in time order, so an append adds near the end of its campaign's entries.
+/// Schema version 3: an index over each campaign's decisions by time and id, so a
+/// decision is found from what its id says (campaign, time, id) in one seek: a decision
+/// written twice (a retried write, or one restored from an event's signed id) is stored
+/// once. Decisions are appended in time order, so an append adds near the end of its
+/// campaign's entries, not at random places as an index on the id alone would.
 const MIGRATION_V3: &str = "
-CREATE INDEX decisions_by_time ON decisions (campaign_id, at_ms);
+CREATE INDEX decisions_by_time ON decisions (campaign_id, at_ms, decision_id);
 ";
 
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
