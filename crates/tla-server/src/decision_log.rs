@@ -319,16 +319,12 @@ pub async fn run(state: AppState) {
         }
         let closing = state.closing();
         let writing = state.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let written = writing.write_decisions();
-            if written.is_ok() {
-                writing.probe_storage();
-            }
-            written
+        let healthy = tokio::task::spawn_blocking(move || {
+            writing.write_decisions().is_ok() && writing.probe_storage()
         });
-        match written.await {
-            Ok(Ok(_)) => retry = RETRY_FIRST,
-            Ok(Err(_)) => retry = (retry * 2).min(RETRY_MAX),
+        match healthy.await {
+            Ok(true) => retry = RETRY_FIRST,
+            Ok(false) => retry = (retry * 2).min(RETRY_MAX),
             Err(error) => tracing::error!(%error, "decision log writer failed"),
         }
         if closing {

@@ -461,8 +461,9 @@ impl AppState {
 
     /// While the event log's last append failed: one durable write to the store (the
     /// decision log's coverage record) to learn whether it is writable again, so
-    /// `/healthz` recovers without waiting for an event. Blocking.
-    pub fn probe_storage(&self) {
+    /// `/healthz` recovers without waiting for an event. Returns whether the event log
+    /// is taken as writable. Blocking.
+    pub fn probe_storage(&self) -> bool {
         let failing = self
             .inner
             .event_log_failure
@@ -470,7 +471,7 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_some();
         if !failing {
-            return;
+            return true;
         }
         let probe = self
             .inner
@@ -480,6 +481,7 @@ impl AppState {
         if probe.is_ok() {
             self.note_event_append(Ok(()));
         }
+        probe.is_ok()
     }
 
     /// Marks the state closing and wakes the learner and the decision writer for

@@ -1222,7 +1222,7 @@ async fn a_full_disk_refuses_decisions_and_events_with_507_and_recovers_by_itsel
         .post(
             "/v1/events",
             &api.ingest,
-            impressions(&["e1"], &[queued.clone()]),
+            impressions(&["e1"], std::slice::from_ref(&queued)),
         )
         .await;
     assert_error(
@@ -1253,7 +1253,7 @@ async fn a_full_disk_refuses_decisions_and_events_with_507_and_recovers_by_itsel
         .post(
             "/v1/events",
             &api.ingest,
-            impressions(&["e1"], &[queued.clone()]),
+            impressions(&["e1"], std::slice::from_ref(&queued)),
         )
         .await;
     assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(1)));
