@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The decision log under load and on a full disk, against a real `tla serve`.
 
-    python3 bench/decision_log.py lag [--seconds 10] [--ingest-threads 3]
-    sudo python3 bench/decision_log.py full-disk [--size-mib 8] [--ballast-mib 2]
+    python3 bench/decision_log.py lag [--seconds 10] [--ingest-threads 3] [--count 16]
+        [--decide-rate 0]
+    sudo python3 bench/decision_log.py full-disk [--size-mib 8] [--ballast-mib 4]
 
 Both build nothing: they run target/release/tla (build it first with
 `cargo build --release -p tla-cli`) on 127.0.0.1, port 0, with bounded load, stop it
@@ -141,11 +142,14 @@ def lag(args):
 
         def decide():
             connection = server.connection()
+            pause = 1 / args.decide_rate if args.decide_rate else 0
             while time.monotonic() < stop:
                 status, _ = call(connection, "POST", f"/v1/campaigns/{campaign}/decisions",
-                                 server.admin, {"segment": "volunteers", "count": 16})
+                                 server.admin, {"segment": "volunteers", "count": args.count})
                 with lock:
                     counts[f"decide {status}"] += 1
+                if pause:
+                    time.sleep(pause)
 
         threads = [threading.Thread(target=ingest, args=(t,)) for t in range(args.ingest_threads)]
         threads.append(threading.Thread(target=decide))
@@ -154,23 +158,32 @@ def lag(args):
         for thread in threads:
             thread.join()
         values = metrics(server.connection(), server.admin)
-        buckets = sorted(
-            (float(re.search(r'le="([^"]+)"', name).group(1).replace("+Inf", "inf")), value)
-            for name, value in values.items()
-            if name.startswith("tla_decision_log_lag_seconds_bucket"))
-        samples = values["tla_decision_log_lag_seconds_count"]
-        bound = next(le for le, count in buckets if count == samples)
+
+        def histogram(name):
+            buckets = sorted(
+                (float(re.search(r'le="([^"]+)"', key).group(1).replace("+Inf", "inf")), value)
+                for key, value in values.items() if key.startswith(f"{name}_bucket"))
+            samples = values[f"{name}_count"]
+            return {
+                "samples": samples,
+                "mean_ms": round(1000 * values[f"{name}_sum"] / samples, 2),
+                "p50_le_s": next(le for le, count in buckets if count >= samples / 2),
+                "p99_le_s": next(le for le, count in buckets if count >= samples * 0.99),
+                "max_le_s": next(le for le, count in buckets if count == samples),
+                "buckets": {str(le): count for le, count in buckets},
+            }
+
         print(json.dumps({
             "seconds": args.seconds,
             "ingest_threads": args.ingest_threads,
+            "decide_count": args.count,
+            "decide_rate_limit": args.decide_rate,
             "requests": dict(counts),
             "events_per_s": round(counts["events accepted"] / args.seconds),
             "decisions_served": values["tla_decisions_total"],
             "decisions_logged": values["tla_decisions_logged_total"],
-            "lag_samples": samples,
-            "lag_mean_ms": round(1000 * values["tla_decision_log_lag_seconds_sum"] / samples, 2),
-            "lag_max_bucket_le_s": bound,
-            "lag_buckets": {str(le): count for le, count in buckets},
+            "decision_log_lag": histogram("tla_decision_log_lag_seconds"),
+            "event_commit": histogram("tla_event_commit_seconds"),
         }, indent=2))
     finally:
         print(f"tla exit code {server.stop()}", file=sys.stderr)
@@ -242,8 +255,8 @@ def full_disk(args):
                 break
             time.sleep(0.02)
         resumed_after_s = round(time.monotonic() - freed, 3)
-        for _ in range(20):
-            round_trip("after freeing")
+        for _ in range(10):
+            round_trip("after freeing", count=10)
         time.sleep(1.5)
         recovered_status, recovered = call(connection, "GET", "/healthz")
         final = metrics(connection, server.admin)
@@ -295,9 +308,12 @@ def main():
     lag_args = commands.add_parser("lag")
     lag_args.add_argument("--seconds", type=float, default=10)
     lag_args.add_argument("--ingest-threads", type=int, default=3)
+    lag_args.add_argument("--count", type=int, default=16, help="decisions per request")
+    lag_args.add_argument("--decide-rate", type=float, default=0,
+                          help="decision requests per second at most (0: as fast as answered)")
     full = commands.add_parser("full-disk")
     full.add_argument("--size-mib", type=int, default=8)
-    full.add_argument("--ballast-mib", type=int, default=2)
+    full.add_argument("--ballast-mib", type=int, default=4)
     args = parser.parse_args()
     if not os.path.exists(TLA):
         sys.exit(f"{TLA} is missing: cargo build --release -p tla-cli")

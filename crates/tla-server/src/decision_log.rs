@@ -332,3 +332,84 @@ pub async fn run(state: AppState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A decision log that records what it stored and fails while `failing` is set.
+    #[derive(Default)]
+    struct Recording {
+        stored: Mutex<Vec<String>>,
+        failing: AtomicBool,
+    }
+
+    impl DecisionLog for Recording {
+        fn append_decisions(&self, rows: &[DecisionRow]) -> Result<usize, StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::StorageFull {
+                    context: "appending decisions",
+                    detail: "test".into(),
+                });
+            }
+            let mut stored = lock(&self.stored);
+            stored.extend(rows.iter().map(|row| row.decision_id.clone()));
+            Ok(rows.len())
+        }
+    }
+
+    fn rows(ids: std::ops::Range<usize>) -> Vec<DecisionRow> {
+        ids.map(|index| DecisionRow {
+            decision_id: format!("d{index}"),
+            campaign_id: "c".into(),
+            segment: 0,
+            version: 0,
+            propensity: 1.0,
+            model_version: 0,
+            at_ms: 0,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_failed_write_keeps_its_rows_in_order_and_refuses_until_a_retry_succeeds() {
+        let queue = DecisionQueue::new(0);
+        let log = Recording::default();
+        let metrics = Metrics::default();
+        queue.admit(rows(0..3)).unwrap();
+        log.failing.store(true, Ordering::SeqCst);
+        let error = queue.write(&log, Some(7), &metrics, || 0).unwrap_err();
+        assert!(error.is_storage_full());
+        assert_eq!(queue.failure(), Some(LogFailure::Full));
+        assert_eq!(queue.backlog(), 3);
+        let refused = queue.admit(rows(3..4)).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::StorageFull);
+        // The coverage moves only once the queue is written.
+        assert_eq!(queue.covers_seq(), 0);
+
+        log.failing.store(false, Ordering::SeqCst);
+        assert_eq!(queue.write(&log, Some(7), &metrics, || 0).unwrap(), 3);
+        assert_eq!(queue.failure(), None);
+        queue.admit(rows(3..5)).unwrap();
+        assert_eq!(queue.write(&log, Some(9), &metrics, || 0).unwrap(), 2);
+        assert_eq!(*lock(&log.stored), ["d0", "d1", "d2", "d3", "d4"]);
+        assert_eq!((queue.backlog(), queue.covers_seq()), (0, 9));
+        assert_eq!(metrics.decisions_logged.get(), 5);
+    }
+
+    #[test]
+    fn the_backlog_limit_refuses_a_request_that_would_pass_it() {
+        let queue = DecisionQueue::new(0);
+        queue.admit(rows(0..DECISION_BACKLOG_LIMIT - 1)).unwrap();
+        let refused = queue.admit(rows(0..2)).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::DecisionLogUnavailable);
+        assert!(
+            refused.message().contains("49999 decisions behind"),
+            "{}",
+            refused.message()
+        );
+        queue.admit(rows(0..1)).unwrap();
+        assert_eq!(queue.backlog(), DECISION_BACKLOG_LIMIT);
+    }
+}
