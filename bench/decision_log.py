@@ -4,6 +4,7 @@
     python3 bench/decision_log.py lag [--seconds 10] [--ingest-threads 3] [--count 16]
         [--decide-rate 0]
     sudo python3 bench/decision_log.py full-disk [--size-mib 8] [--ballast-mib 4]
+    python3 bench/decision_log.py crash [--cycles 5] [--seconds 1.5]
 
 Both build nothing: they run target/release/tla (build it first with
 `cargo build --release -p tla-cli`) on 127.0.0.1, port 0, with bounded load, stop it
@@ -24,6 +25,12 @@ creation while full; then deletes the ballast (space returns), waits for decisio
 be served again, drives a little more, stops the server and compares, from the
 database file: the decision ids served with those logged, the event ids acknowledged
 with those stored. Unmounts and removes the mount point at the end, whatever happens.
+
+crash: a fresh data directory under /tmp (removed afterwards); each cycle asks for
+decisions (50 a request) and sends an impression for each as fast as answered for
+--seconds, SIGKILLs the server by its pid, counts the decision ids that stored events
+refer to and the decision log lacks, restarts the server (its open restores them),
+stops it and counts again.
 """
 
 import argparse
@@ -302,6 +309,63 @@ def full_disk(args):
         os.rmdir(mount)
 
 
+def unlogged_referenced(path):
+    """Decision ids that stored events refer to and the decision log lacks."""
+    database = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    count = database.execute(
+        "SELECT count(DISTINCT decision_id) FROM events e WHERE NOT EXISTS "
+        "(SELECT 1 FROM decisions d WHERE d.campaign_id = e.campaign_id "
+        "AND d.at_ms = e.decided_at_ms AND d.decision_id = e.decision_id)").fetchone()[0]
+    rows = database.execute("SELECT count(*) FROM decisions").fetchone()[0]
+    database.close()
+    return count, rows
+
+
+def crash(args):
+    data = tempfile.mkdtemp(prefix="tla-decision-crash.")
+    directory = os.path.join(data, "data")
+    results = []
+    try:
+        for cycle in range(args.cycles):
+            server = Server(directory, os.path.join(data, "tla.stderr"))
+            if cycle == 0:
+                campaign = create_campaign(server)
+            connection = server.connection()
+            served = 0
+            stop = time.monotonic() + args.seconds
+            number = 0
+            while time.monotonic() < stop:
+                status, body = call(connection, "POST", f"/v1/campaigns/{campaign}/decisions",
+                                    server.admin, {"segment": "past-donors", "count": 50})
+                ids = [d["decision_id"] for d in body["decisions"]]
+                served += len(ids)
+                events = [{"event_id": f"c{cycle}-{number}-{i}", "decision_id": d,
+                           "type": "impression"} for i, d in enumerate(ids)]
+                number += 1
+                call(connection, "POST", "/v1/events", server.admin, {"events": events})
+            # SIGKILL, by the server's own pid.
+            server.process.kill()
+            server.process.wait()
+            server.log.close()
+            missing_after_kill, rows_after_kill = unlogged_referenced(
+                os.path.join(directory, "tla.db"))
+            # Restart: the open restores the decisions the stored events refer to.
+            restarted = Server(directory, os.path.join(data, "tla.stderr"))
+            restarted.stop()
+            missing_after_restart, rows_after_restart = unlogged_referenced(
+                os.path.join(directory, "tla.db"))
+            results.append({
+                "cycle": cycle, "decisions_served": served,
+                "referenced_unlogged_after_kill": missing_after_kill,
+                "decision_rows_after_kill": rows_after_kill,
+                "referenced_unlogged_after_restart": missing_after_restart,
+                "decision_rows_after_restart": rows_after_restart,
+            })
+        print(json.dumps(results, indent=2))
+    finally:
+        shutil.rmtree(data)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -314,10 +378,13 @@ def main():
     full = commands.add_parser("full-disk")
     full.add_argument("--size-mib", type=int, default=8)
     full.add_argument("--ballast-mib", type=int, default=4)
+    crash_args = commands.add_parser("crash")
+    crash_args.add_argument("--cycles", type=int, default=5)
+    crash_args.add_argument("--seconds", type=float, default=1.5)
     args = parser.parse_args()
     if not os.path.exists(TLA):
         sys.exit(f"{TLA} is missing: cargo build --release -p tla-cli")
-    {"lag": lag, "full-disk": full_disk}[args.command](args)
+    {"lag": lag, "full-disk": full_disk, "crash": crash}[args.command](args)
 
 
 if __name__ == "__main__":
