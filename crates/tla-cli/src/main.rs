@@ -6,7 +6,8 @@
 //! simulator logs, an imported log file or a stored campaign's own log; `tla report` and
 //! `tla export` read a campaign straight from a data directory (or `report` from a
 //! running server); `tla serve` runs the HTTP service (with `--demo`, against a
-//! simulated audience), and `tla keys` manages its API keys.
+//! simulated audience), `tla keys` manages its API keys, and `tla events` retracts or
+//! corrects a stored event of a running server.
 //!
 //! The binary is the shell around the library crates: it parses flags and input files
 //! (world files, CSV and JSON-lines logs, specs), opens data directories through
@@ -19,6 +20,7 @@ mod client;
 mod csv_text;
 mod demo;
 mod evaluate;
+mod events;
 mod export;
 mod report;
 mod serve;
@@ -52,6 +54,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Create, list and revoke API keys of a data directory.
     Keys(serve::KeysArgs),
+    /// Retract or correct a stored event of a running server (audited; the model is
+    /// rebuilt as a replay of the corrected log).
+    Events(events::EventsArgs),
 }
 
 /// Logs to stderr; `TLA_LOG` sets the level (error, warn, info, debug, trace).
@@ -82,6 +87,7 @@ fn main() -> std::process::ExitCode {
             serve::run(args)
         }
         Command::Keys(args) => serve::run_keys(args),
+        Command::Events(args) => events::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

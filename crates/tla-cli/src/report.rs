@@ -53,7 +53,7 @@ pub struct ReportArgs {
 const SERVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The socket address of `--server`: `http://HOST:PORT[/]` or `HOST:PORT`.
-fn server_address(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+pub(crate) fn server_address(text: &str) -> anyhow::Result<std::net::SocketAddr> {
     use std::net::ToSocketAddrs as _;
     if text.starts_with("https://") {
         anyhow::bail!(
@@ -386,7 +386,38 @@ pub fn table(report: &Report) -> String {
             }
         }
     }
+    if !report.corrections.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nCorrections ({}; the model and the lift learned the events as corrected):",
+            report.corrections.len()
+        );
+        for c in &report.corrections {
+            let new_value = c
+                .new_value
+                .map_or_else(|| "retracted".to_owned(), |v| format!("{v}"));
+            let _ = writeln!(
+                out,
+                "  {:<7} {:<24} {:<10} {} -> {}  key {}  at {} ms  {}",
+                c.action,
+                truncate(&c.event_id, 24),
+                c.event_type,
+                c.old_value,
+                new_value,
+                c.key_id,
+                c.at,
+                truncate(&one_line(&c.reason), 60)
+            );
+        }
+    }
     out
+}
+
+/// A client's free text on one line of a table.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 fn truncate(text: &str, width: usize) -> String {

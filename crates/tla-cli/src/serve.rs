@@ -290,7 +290,8 @@ pub struct KeysArgs {
 pub enum KeysCommand {
     /// Create a key; prints the token once.
     Create {
-        /// Scopes, comma-separated: admin, decide, ingest, read.
+        /// Scopes, comma-separated: admin, decide, ingest, read, correct (retract or
+        /// correct stored events).
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// What the key is for.
@@ -321,7 +322,10 @@ pub fn run_keys(args: KeysArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| {
                     Scope::parse(s.trim()).with_context(|| {
-                        format!("unknown scope {s:?}; accepted: admin, decide, ingest, read")
+                        format!(
+                            "unknown scope {s:?}; accepted: {}",
+                            Scope::ALL.map(Scope::as_str).join(", ")
+                        )
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;

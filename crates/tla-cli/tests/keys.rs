@@ -58,6 +58,9 @@ fn create_list_revoke_and_refuse_unknown_scopes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key with id"));
     let out = tla(&data, &["create", "--scopes", "write"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("accepted: admin, decide, ingest, read"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("accepted: admin, decide, ingest, read, correct")
+    );
     std::fs::remove_dir_all(&data).unwrap();
 }

@@ -120,6 +120,38 @@ pub struct Report {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub lift_unavailable: Option<String>,
+    /// The corrections of the campaign's events (retractions and new amounts), in the
+    /// order they were made, as audited; the model and the lift have learned the
+    /// events as corrected. Set by the server; left out of the JSON when there are none.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub corrections: Vec<ReportCorrection>,
+}
+
+/// One correction of an event, as the report lists it.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportCorrection {
+    /// The corrected event's id.
+    pub event_id: String,
+    /// The corrected event's type: `impression`, `click`, `conversion` or `cost`.
+    pub event_type: String,
+    /// `retract` (learned as if never sent) or `correct` (a new value).
+    pub action: String,
+    /// The event's value before this correction.
+    pub old_value: f64,
+    /// The value after it; null for a retraction.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub new_value: Option<f64>,
+    /// Why, as given by whoever asked.
+    pub reason: String,
+    /// The id of the API key that asked.
+    pub key_id: String,
+    /// When, ms since the Unix epoch.
+    pub at: i64,
 }
 
 /// The campaign in the story's terms.
@@ -698,6 +730,7 @@ pub fn build<R: Rng + ?Sized>(
         },
         lift: None,
         lift_unavailable: None,
+        corrections: Vec::new(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! A key reads `tla_<id>_<secret>`: a public id of 12 hex digits and a secret of 32. Only
 //! SHA-256 of the secret is stored; a presented key is looked up by id and its hash
 //! compared in constant time. Scopes: `admin` (campaigns and keys, and everything
-//! else), `decide`, `ingest`, `read`.
+//! else), `decide`, `ingest`, `read`, `correct` (retract or correct stored events).
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -19,11 +19,20 @@ pub enum Scope {
     Ingest,
     /// Read campaigns, versions, reports, metrics.
     Read,
+    /// Retract or correct stored events (audited with the key's id). Apart from
+    /// `ingest`, so a key that sends events cannot rewrite what was learned.
+    Correct,
 }
 
 impl Scope {
     /// Every scope, in the order of the docs.
-    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::Decide, Scope::Ingest, Scope::Read];
+    pub const ALL: [Scope; 5] = [
+        Scope::Admin,
+        Scope::Decide,
+        Scope::Ingest,
+        Scope::Read,
+        Scope::Correct,
+    ];
 
     /// The scope's name.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +41,7 @@ impl Scope {
             Scope::Decide => "decide",
             Scope::Ingest => "ingest",
             Scope::Read => "read",
+            Scope::Correct => "correct",
         }
     }
 

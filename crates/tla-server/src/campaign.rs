@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tla_core::engine::Engine;
 use tla_core::spec::Campaign;
-use tla_store::{CampaignRow, CampaignStatus};
+use tla_store::{CampaignRow, CampaignStatus, EventFix, StoredEvent};
 
 /// One live campaign.
 #[derive(Debug)]
@@ -32,6 +32,9 @@ pub struct CampaignSlot {
     pub attribution_window_ms: i64,
     /// Events applied since the last snapshot.
     pub(crate) since_snapshot: AtomicU64,
+    /// The net effect of the campaign's corrections by event sequence number
+    /// ([`tla_store::effects`]): every event is applied through [`CampaignSlot::fix_of`].
+    fixes: RwLock<HashMap<u64, EventFix>>,
 }
 
 impl CampaignSlot {
@@ -57,7 +60,28 @@ impl CampaignSlot {
             segments,
             attribution_window_ms,
             since_snapshot: AtomicU64::new(0),
+            fixes: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The correction in force for a stored event of this campaign, if any.
+    pub fn fix_of(&self, event: &StoredEvent) -> Option<EventFix> {
+        let fixes = self.fixes.read().unwrap_or_else(PoisonError::into_inner);
+        if fixes.is_empty() {
+            return None;
+        }
+        fixes.get(&event.seq).copied()
+    }
+
+    /// Puts the net effect of the campaign's corrections in force for the events
+    /// applied from now on.
+    pub(crate) fn set_fixes(&self, fixes: HashMap<u64, EventFix>) {
+        *self.fixes.write().unwrap_or_else(PoisonError::into_inner) = fixes;
+    }
+
+    /// Swaps in a rebuilt engine (after a correction), under a brief write lock.
+    pub(crate) fn replace_engine(&self, engine: Engine) {
+        *self.engine_mut() = engine;
     }
 
     /// Reads the engine.

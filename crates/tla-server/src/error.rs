@@ -67,11 +67,17 @@ pub enum ErrorCode {
     BeforeDecision,
     /// A click or conversion after its campaign's attribution window.
     OutsideAttributionWindow,
+    /// An `event_id` already stored with another content (type, decision or amount).
+    EventIdConflict,
+    /// A correction naming an `event_id` the campaign does not hold.
+    EventNotFound,
+    /// A correction of an event that was retracted (a retraction is final).
+    EventRetracted,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -96,6 +102,9 @@ impl ErrorCode {
         ErrorCode::FutureEvent,
         ErrorCode::BeforeDecision,
         ErrorCode::OutsideAttributionWindow,
+        ErrorCode::EventIdConflict,
+        ErrorCode::EventNotFound,
+        ErrorCode::EventRetracted,
     ];
 
     /// The stable code string clients match on.
@@ -125,6 +134,9 @@ impl ErrorCode {
             ErrorCode::FutureEvent => "future_event",
             ErrorCode::BeforeDecision => "before_decision",
             ErrorCode::OutsideAttributionWindow => "outside_attribution_window",
+            ErrorCode::EventIdConflict => "event_id_conflict",
+            ErrorCode::EventNotFound => "event_not_found",
+            ErrorCode::EventRetracted => "event_retracted",
         }
     }
 
@@ -148,7 +160,10 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict | ErrorCode::EventIdConflict | ErrorCode::EventRetracted => {
+                StatusCode::CONFLICT
+            }
+            ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unavailable | ErrorCode::DecisionLogUnavailable => {
@@ -393,6 +408,9 @@ mod tests {
             ("future_event", 400),
             ("before_decision", 400),
             ("outside_attribution_window", 400),
+            ("event_id_conflict", 409),
+            ("event_not_found", 404),
+            ("event_retracted", 409),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

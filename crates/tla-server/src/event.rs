@@ -15,7 +15,7 @@ use crate::wire::RejectedEvent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tla_core::engine::{Engine, Feedback};
-use tla_store::{EventKind, NewEvent, StoredEvent};
+use tla_store::{EventFix, EventKind, NewEvent, StoredEvent};
 use utoipa::ToSchema;
 
 /// The indefinite article of a word: `an impression`, `a click`.
@@ -68,7 +68,9 @@ pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<&RawValue>, Api
 #[serde(deny_unknown_fields)]
 #[schema(as = Event)]
 pub struct EventIn {
-    /// Client-supplied; a repeated id is stored once and counted as a duplicate.
+    /// Client-supplied, one event per id: an exact repeat (same type, decision_id and
+    /// amount) is stored once and counted as a duplicate; the id with another content is
+    /// refused (`event_id_conflict`).
     #[schema(min_length = 1, max_length = 128)]
     event_id: String,
     /// The `decision_id` of the decision the event follows.
@@ -157,6 +159,20 @@ pub enum EventRejection {
         /// How far before, ms.
         before_ms: i64,
     },
+    /// An `event_id` the campaign already holds with another content: another type,
+    /// decision or amount (`event_id_conflict`). Found when appending.
+    #[error(
+        "event_id {} is already stored with another type, decision_id or amount (as event {seq}); \
+         an event id names one event: send this one under a new id, or correct the stored one \
+         (POST /v1/campaigns/{{id}}/corrections)",
+        crate::error::quoted(event_id)
+    )]
+    IdConflict {
+        /// The event id sent.
+        event_id: String,
+        /// The sequence number of the stored event with this id.
+        seq: u64,
+    },
     /// A click or conversion after the attribution window (`outside_attribution_window`).
     #[error(
         "this {} came {:.1} hours after its decision; the campaign's attribution window is {} hours",
@@ -198,6 +214,7 @@ impl EventRejection {
             EventRejection::Future { .. } => ErrorCode::FutureEvent,
             EventRejection::BeforeDecision { .. } => ErrorCode::BeforeDecision,
             EventRejection::OutsideAttributionWindow { .. } => ErrorCode::OutsideAttributionWindow,
+            EventRejection::IdConflict { .. } => ErrorCode::EventIdConflict,
         }
     }
 
@@ -343,6 +360,26 @@ pub struct OutsideCampaign {
     pub segment: u32,
     /// Its version.
     pub version: u64,
+}
+
+/// Applies one stored event to its campaign's engine as its correction says: not at
+/// all when retracted (`Ok`), with the new value when corrected, as stored otherwise.
+pub fn learn_fixed(
+    engine: &mut Engine,
+    event: &StoredEvent,
+    fix: Option<EventFix>,
+) -> Result<(), OutsideCampaign> {
+    match fix {
+        None => learn(engine, event),
+        Some(EventFix::Retracted) => Ok(()),
+        Some(EventFix::Value(value)) => learn(
+            engine,
+            &StoredEvent {
+                value,
+                ..event.clone()
+            },
+        ),
+    }
 }
 
 /// Applies one stored event to its campaign's engine, or says why it cannot.

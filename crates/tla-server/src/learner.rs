@@ -18,10 +18,10 @@ use rand_pcg::Pcg64Mcg;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tla_store::{DecisionRow, EventLog, StoreError, StoredEvent};
+use tla_store::{DecisionRow, EventFix, EventLog, StoreError, StoredEvent};
 
 /// Events read from the log per page.
-const PAGE: usize = 8192;
+pub(crate) const PAGE: usize = 8192;
 
 /// The learner's own state, behind the state's lock: one learner step at a time.
 #[derive(Debug)]
@@ -74,7 +74,9 @@ impl CaughtUp {
 /// Applies every event of `log` after `caught_up.last_seq` to its campaign's engine,
 /// in order, page by page, moving `caught_up` on after each page: when a read fails,
 /// `caught_up` still says how far the engines got, so no event is applied twice.
-/// `covered` skips, per campaign, the events its restored snapshot holds.
+/// `covered` skips, per campaign, the events its restored snapshot holds. Each event is
+/// applied with its campaign's corrections ([`CampaignSlot::fix_of`]): a retracted one
+/// is skipped, a corrected one learned with its new value.
 pub fn apply_log(
     campaigns: &Campaigns,
     log: &dyn EventLog,
@@ -119,7 +121,11 @@ pub fn apply_log_observed(
                     }
                 },
             };
-            match event::learn(&mut slot.engine_mut(), stored) {
+            let fix = slot.fix_of(stored);
+            if fix == Some(EventFix::Retracted) {
+                continue;
+            }
+            match event::learn_fixed(&mut slot.engine_mut(), stored, fix) {
                 Ok(()) => {
                     slot.since_snapshot.fetch_add(1, Ordering::Relaxed);
                     caught_up.applied += 1;
@@ -316,6 +322,28 @@ mod tests {
 
         fn last_seq(&self) -> Result<u64, StoreError> {
             self.inner.last_seq()
+        }
+
+        fn find_event(
+            &self,
+            campaign_id: &str,
+            event_id: &str,
+        ) -> Result<Option<StoredEvent>, StoreError> {
+            self.inner.find_event(campaign_id, event_id)
+        }
+
+        fn append_correction(
+            &self,
+            correction: &tla_store::NewCorrection,
+        ) -> Result<tla_store::CorrectionOutcome, StoreError> {
+            self.inner.append_correction(correction)
+        }
+
+        fn corrections(
+            &self,
+            campaign_id: &str,
+        ) -> Result<Vec<tla_store::StoredCorrection>, StoreError> {
+            self.inner.corrections(campaign_id)
         }
     }
 

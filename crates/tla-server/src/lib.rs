@@ -4,7 +4,9 @@
 //! impression: `POST /v1/campaigns/{id}/decisions` answers versions with their exact
 //! propensities and signed decision ids; `POST /v1/events` takes impressions, clicks,
 //! conversions and costs, acknowledges each only once it is committed to the event log,
-//! and reports repeated event ids as duplicates. The rules of an event live in
+//! and reports exact repeats as duplicates (an event id reused for another content is
+//! refused for that item); [`correction`] retracts or corrects a stored event and
+//! rebuilds its campaign's model as a replay of the corrected log. The rules of an event live in
 //! [`event`]; the [`learner`] applies the log to each campaign's engine in order,
 //! rebuilds decision distributions off the request path, and snapshots the models;
 //! [`replay`] rebuilds the campaigns of a data directory without writing (the server
@@ -24,6 +26,7 @@
 pub mod auth;
 pub mod campaign;
 pub mod clock;
+pub mod correction;
 pub mod decision_id;
 pub mod decision_log;
 pub mod error;
@@ -63,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/campaigns/{id}/decisions", post(routes::decide))
         .route("/v1/campaigns/{id}/report", get(routes::report))
+        .route("/v1/campaigns/{id}/corrections", post(routes::correct))
         .route("/v1/events", post(routes::ingest))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -27,7 +27,7 @@ pub struct Metrics {
     pub decisions: IntCounter,
     /// Events stored.
     pub events_accepted: IntCounter,
-    /// Events whose id was already stored.
+    /// Exact repeats of a stored event (a reused id with another content is rejected).
     pub events_duplicate: IntCounter,
     /// Events refused, with their reason in the response.
     pub events_rejected: IntCounter,
@@ -102,7 +102,7 @@ impl Default for Metrics {
             events_duplicate: counter(
                 r,
                 "tla_events_duplicate_total",
-                "Events whose id was already stored.",
+                "Exact repeats of a stored event (same id and content).",
             ),
             events_rejected: counter(r, "tla_events_rejected_total", "Events refused."),
             client_errors: counter(
@@ -172,7 +172,7 @@ mod tests {
             (
                 "tla_events_duplicate_total",
                 "counter",
-                "Events whose id was already stored.",
+                "Exact repeats of a stored event (same id and content).",
             ),
             ("tla_events_rejected_total", "counter", "Events refused."),
             (

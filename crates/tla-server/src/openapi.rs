@@ -35,7 +35,7 @@ pub struct Forbidden(pub ErrorBody);
 #[response(status = 404)]
 pub struct NotFound(pub ErrorBody);
 
-/// Conflicts with the campaign's state (paused).
+/// Conflicts with the campaign's state (paused), or with a stored event (retracted).
 #[derive(Debug, IntoResponses)]
 #[response(status = 409)]
 pub struct Conflict(pub ErrorBody);
@@ -108,6 +108,7 @@ impl Modify for BearerScheme {
         routes::decide,
         routes::report,
         routes::ingest,
+        routes::correct,
     ),
     // Schemas named only by the error responses (IntoResponses types) are not
     // collected from the paths.
@@ -211,9 +212,10 @@ mod tests {
             "/v1/campaigns/{id}/decisions",
             "/v1/campaigns/{id}/report",
             "/v1/events",
+            "/v1/campaigns/{id}/corrections",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 11, "{paths:?}");
+        assert_eq!(paths.len(), 12, "{paths:?}");
     }
 }

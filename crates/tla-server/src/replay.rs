@@ -1,5 +1,6 @@
 //! Rebuilds the campaigns of a data directory: each stored campaign's engine from its
-//! latest snapshot plus the events after it, in log order.
+//! latest snapshot plus the events after it, in log order, each event as its
+//! corrections say (a retracted one skipped, a corrected one with its new value).
 //!
 //! [`replay`] only reads: it needs no server secret, builds no [`crate::AppState`] and
 //! writes nothing (see [`tla_store::Store::open_read_only`] for SQLite's shared-memory
@@ -72,6 +73,9 @@ pub fn replay(
                 message: e.to_string(),
             })?;
         let slot = CampaignSlot::new(&row, campaign, &mut rng);
+        // Corrections first: every event is applied as corrected, and a snapshot
+        // that covered a corrected event was deleted when the correction was made.
+        slot.set_fixes(tla_store::effects(&log.corrections(&row.id)?));
         let mut seq = 0;
         let snapshot = if options.from_start {
             None

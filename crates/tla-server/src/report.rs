@@ -5,13 +5,19 @@
 //! needs a campaign and a store, not a running service: `tla report --data` builds it
 //! over campaigns rebuilt by [`crate::replay`].
 //!
+//! Corrections count everywhere: the engine has learned the events as corrected, the
+//! lift's rewards are the corrected values ([`logged_rows`]), and the report lists every
+//! correction with its audit (`corrections`). They are read from the store's event log
+//! ([`tla_store::Store::event_log`]), the log the server writes.
+//!
 //! Blocking: call it from `spawn_blocking` in async code.
 
 use crate::campaign::CampaignSlot;
 use rand::SeedableRng;
+use std::collections::HashMap;
 use tla_core::ope::LoggedRow;
-use tla_core::report::{self, Report, ReportSettings};
-use tla_store::{EventKind, Store, StoreError};
+use tla_core::report::{self, Report, ReportCorrection, ReportSettings};
+use tla_store::{EventKind, EventLog, Store, StoreError, StoredCorrection};
 
 /// Most decisions read from the log for the lift section; the report says when the log
 /// was cut short (`lift.capped`).
@@ -37,6 +43,8 @@ pub fn campaign_report(
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(REPORT_SEED);
     let mut report = report::build(&slot.campaign, &engine, settings, &mut rng);
     report.campaign = Some(slot.id.clone());
+    let corrections = store.event_log().corrections(&slot.id)?;
+    report.corrections = corrections.iter().map(report_correction).collect();
     let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
@@ -64,17 +72,56 @@ pub fn campaign_report(
     Ok(report)
 }
 
+/// A correction as the report lists it.
+fn report_correction(correction: &StoredCorrection) -> ReportCorrection {
+    ReportCorrection {
+        event_id: correction.event_id.clone(),
+        event_type: correction.event_kind.as_str().to_owned(),
+        action: correction.action.as_str().to_owned(),
+        old_value: correction.old_value,
+        new_value: correction.new_value(),
+        reason: correction.reason.clone(),
+        key_id: correction.key_id.clone(),
+        at: correction.at_ms,
+    }
+}
+
+/// Applies a campaign's corrections to the conversion values summed per decision: each
+/// corrected conversion counts with its last value, a retracted one not at all.
+pub fn correct_rewards(rewards: &mut HashMap<String, f64>, corrections: &[StoredCorrection]) {
+    // The first correction of an event holds the value it was stored with; the
+    // last one its value now.
+    let mut first_and_last: HashMap<u64, (&StoredCorrection, &StoredCorrection)> = HashMap::new();
+    for correction in corrections
+        .iter()
+        .filter(|c| c.event_kind == EventKind::Conversion)
+    {
+        first_and_last
+            .entry(correction.event_seq)
+            .and_modify(|(_, last)| *last = correction)
+            .or_insert((correction, correction));
+    }
+    for (first, last) in first_and_last.into_values() {
+        let now = last.new_value().unwrap_or(0.0);
+        if let Some(sum) = rewards.get_mut(&first.decision_id) {
+            // Sums are >= 0; rounding must not make one negative.
+            *sum = (*sum + now - first.old_value).max(0.0);
+        }
+    }
+}
+
 /// The campaign's first `cap` logged decisions with their propensities and rewards
-/// (sum of conversion values), and whether the cap cut the log short. Reads the
-/// campaign's decisions and its conversions only ([`tla_store::Store::value_by_decision`]),
-/// not the other campaigns' events.
+/// (sum of conversion values, as corrected: [`correct_rewards`]), and whether the cap
+/// cut the log short. Reads the campaign's decisions and its conversions only
+/// ([`tla_store::Store::value_by_decision`]), not the other campaigns' events.
 pub fn logged_rows(
     store: &Store,
     id: &str,
     cap: usize,
 ) -> Result<(Vec<LoggedRow>, bool), StoreError> {
     // Only this campaign's conversions, through the store's (campaign, kind) index.
-    let rewards = store.value_by_decision(id, EventKind::Conversion)?;
+    let mut rewards = store.value_by_decision(id, EventKind::Conversion)?;
+    correct_rewards(&mut rewards, &store.event_log().corrections(id)?);
     let mut rows = Vec::new();
     let mut after_rowid = 0;
     let mut capped = false;

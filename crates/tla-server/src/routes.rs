@@ -12,8 +12,8 @@ use crate::openapi::{
 };
 use crate::state::AppState;
 use crate::wire::{
-    CampaignBody, CampaignList, DecisionBody, DecisionList, Health, HealthStatus, IngestOutcome,
-    StorageHealth, StorageStatus, VersionBody,
+    CampaignBody, CampaignList, CorrectionRequest, DecisionBody, DecisionList, Health,
+    HealthStatus, IngestOutcome, StorageHealth, StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -24,7 +24,7 @@ use axum::response::IntoResponse;
 use rand::Rng;
 use serde::Deserialize;
 use tla_core::spec::{Campaign, CampaignSpec};
-use tla_store::DecisionRow;
+use tla_store::{AppendOutcome, DecisionRow};
 use utoipa::ToSchema;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -382,7 +382,7 @@ pub async fn decide(
 #[utoipa::path(post, path = "/v1/events",
     summary = "send events; each good one is acknowledged only once committed (scope ingest)",
     request_body = crate::event::EventBatch<'_>,
-    responses((status = 200, description = "per-batch outcome; bad items are listed and nothing is stored for them",
+    responses((status = 200, description = "per-batch outcome; bad items (an event_id stored with another content among them) are listed and nothing is stored for them",
             body = IngestOutcome),
         BadRequest, Unauthorized, Forbidden, TooLarge, Internal, Unavailable, StorageFull))]
 pub async fn ingest(
@@ -400,10 +400,15 @@ pub async fn ingest(
     let items = crate::event::parse_batch(&bytes, state.config().max_events_per_request)?;
     let now = state.clock().now_ms();
     let mut good = Vec::with_capacity(items.len());
+    // The batch index of each good event, to list a conflict found at the append.
+    let mut good_index = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         match crate::event::check_raw_event(&state, item.get(), now) {
-            Ok(event) => good.push(event),
+            Ok(event) => {
+                good.push(event);
+                good_index.push(index);
+            }
             Err(rejection) => rejected.push(rejection.to_batch_item(index)),
         }
     }
@@ -411,7 +416,11 @@ pub async fn ingest(
     if !good.is_empty() {
         let log = state.log().clone();
         let started = std::time::Instant::now();
-        let appended = tokio::task::spawn_blocking(move || log.append(&good)).await?;
+        let (good, appended) = tokio::task::spawn_blocking(move || {
+            let outcomes = log.append(&good);
+            (good, outcomes)
+        })
+        .await?;
         state.note_event_append(appended.as_ref().map(|_| ()));
         // Nothing of a failed append is acknowledged or counted (507 on a full disk).
         let outcomes = appended?;
@@ -419,13 +428,20 @@ pub async fn ingest(
             .metrics()
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        for outcome in outcomes {
-            if outcome.is_duplicate() {
-                duplicates += 1;
-            } else {
-                accepted += 1;
+        for ((outcome, event), index) in outcomes.into_iter().zip(good).zip(good_index) {
+            match outcome {
+                AppendOutcome::Appended { .. } => accepted += 1,
+                AppendOutcome::Duplicate { .. } => duplicates += 1,
+                AppendOutcome::Conflict { seq } => {
+                    let rejection = crate::event::EventRejection::IdConflict {
+                        event_id: event.event_id,
+                        seq,
+                    };
+                    rejected.push(rejection.to_batch_item(index));
+                }
             }
         }
+        rejected.sort_by_key(|item| item.index);
         state.wake_learner();
     }
     let metrics = state.metrics();
@@ -437,6 +453,35 @@ pub async fn ingest(
         duplicates,
         rejected,
     }))
+}
+
+/// `POST /v1/campaigns/{id}/corrections`: retract a stored event or give it a new
+/// value; the campaign's model is rebuilt as if the log had held it so (see
+/// [`crate::correction`] and `docs/service.md`).
+#[utoipa::path(post, path = "/v1/campaigns/{id}/corrections",
+    summary = "retract a stored event, or correct a conversion's or a cost's value; audited, and the model is rebuilt as a replay of the corrected log (scope correct)",
+    params(("id" = String, Path, description = "campaign id")),
+    request_body = CorrectionRequest,
+    responses((status = 200, description = "recorded (or, for a repeated retraction, the earlier one)",
+            body = crate::wire::CorrectionOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge))]
+pub async fn correct(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Correct)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let bytes = body(bytes)?;
+    let request: CorrectionRequest = json_body(&bytes)?;
+    state.campaign(&id)?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::correction::correct(&state, &id, &request, &key_id)
+    })
+    .await??;
+    Ok(Json(outcome))
 }
 
 /// `GET /v1/campaigns/{id}/report`: the campaign report (see `docs/reports.md`):

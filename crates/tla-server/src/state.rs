@@ -308,6 +308,11 @@ impl AppState {
 
     /// Checks a bearer token for a scope (admin holds every scope).
     pub fn authorize(&self, header: Option<&str>, scope: Scope) -> Result<(), ApiError> {
+        self.authorize_key(header, scope).map(drop)
+    }
+
+    /// [`AppState::authorize`], returning the key's public id (for an audit record).
+    pub fn authorize_key(&self, header: Option<&str>, scope: Scope) -> Result<String, ApiError> {
         let Some(header) = header else {
             return Err(ApiError::unauthorized(
                 "missing API key: send it as `Authorization: Bearer tla_<id>_<secret>`",
@@ -339,7 +344,7 @@ impl AppState {
             .iter()
             .any(|s| s == Scope::Admin.as_str() || s == scope.as_str());
         if allowed {
-            Ok(())
+            Ok(key.id.clone())
         } else {
             let needs = match scope {
                 Scope::Admin => "`admin`".to_owned(),

@@ -229,7 +229,8 @@ pub struct RejectedEvent {
 pub struct IngestOutcome {
     /// Events stored (committed to the event log).
     pub accepted: u64,
-    /// Events whose id was already stored; stored once.
+    /// Exact repeats of a stored event (same id, type, decision_id and amount); stored
+    /// once.
     pub duplicates: u64,
     /// Events refused, with their reasons.
     pub rejected: Vec<RejectedEvent>,
@@ -250,4 +251,102 @@ pub struct ErrorDetail {
     pub code: String,
     /// What was wrong and what is accepted.
     pub message: String,
+}
+
+/// `POST /v1/campaigns/{id}/corrections`: what to do to which stored event, and why.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionRequest {
+    /// The `event_id` the event was sent with.
+    #[schema(min_length = 1, max_length = 128)]
+    pub event_id: String,
+    /// `retract` (learned as if never sent) or `correct` (a new value).
+    pub action: CorrectionActionName,
+    /// The new value, for `correct` only: a conversion's donation or a cost's spend.
+    #[schema(minimum = 0)]
+    pub value: Option<f64>,
+    /// Why (kept for the audit and listed by the report), 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+/// What a correction does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionActionName {
+    /// The event is learned as if it had never been sent.
+    Retract,
+    /// The event's value becomes `value`.
+    Correct,
+}
+
+/// A recorded correction, as audited.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Correction)]
+pub struct CorrectionBody {
+    /// The corrected event's id.
+    pub event_id: String,
+    /// The corrected event's sequence number in the event log.
+    pub event_seq: u64,
+    /// The corrected event's type.
+    #[schema(schema_with = crate::openapi::event_type_schema)]
+    pub event_type: &'static str,
+    /// `retract` or `correct`.
+    pub action: CorrectionActionName,
+    /// The event's value before this correction.
+    pub old_value: f64,
+    /// The value after it; null for a retraction.
+    #[schema(required)]
+    pub new_value: Option<f64>,
+    /// Why, as given.
+    pub reason: String,
+    /// The id of the API key that asked.
+    pub key_id: String,
+    /// When, ms since the Unix epoch.
+    pub at: i64,
+}
+
+impl CorrectionBody {
+    /// The body of a stored correction.
+    pub fn new(correction: &tla_store::StoredCorrection) -> Self {
+        Self {
+            event_id: correction.event_id.clone(),
+            event_seq: correction.event_seq,
+            event_type: correction.event_kind.as_str(),
+            action: match correction.action {
+                tla_store::CorrectionAction::Retract => CorrectionActionName::Retract,
+                tla_store::CorrectionAction::Correct { .. } => CorrectionActionName::Correct,
+            },
+            old_value: correction.old_value,
+            new_value: correction.new_value(),
+            reason: correction.reason.clone(),
+            key_id: correction.key_id.clone(),
+            at: correction.at_ms,
+        }
+    }
+}
+
+/// How the campaign's model was rebuilt after a correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RebuildBody {
+    /// The event sequence the rebuild started after: the snapshot it restored, or 0
+    /// (from the prior).
+    pub from_seq: u64,
+    /// The event sequence the rebuilt model covers (the learner's position).
+    pub to_seq: u64,
+    /// Events of the campaign applied after the snapshot.
+    pub events_replayed: u64,
+}
+
+/// `POST /v1/campaigns/{id}/corrections`: the outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CorrectionOutcome {
+    /// The correction recorded, or for a repeated retraction the earlier one.
+    pub correction: CorrectionBody,
+    /// True when the event was already retracted: nothing was recorded or changed.
+    pub repeated: bool,
+    /// How the model was rebuilt; null when nothing had been learned from the event yet
+    /// (the learner applies it as corrected) or nothing changed.
+    #[schema(required)]
+    pub rebuild: Option<RebuildBody>,
 }

@@ -1132,14 +1132,6 @@ async fn write_decisions(state: &AppState) -> Result<usize, StoreError> {
         .unwrap()
 }
 
-/// One learner step.
-async fn step(state: &AppState) {
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || learner::step(&state, false))
-        .await
-        .unwrap();
-}
-
 /// The decision ids in the decision log of campaign `id`, in log order.
 fn logged(state: &AppState, id: &str) -> Vec<String> {
     state
@@ -1238,7 +1230,7 @@ async fn a_full_disk_refuses_decisions_and_events_with_507_and_recovers_by_itsel
     assert_eq!(health["storage"]["status"], "full");
     assert_eq!(health["storage"]["decision_backlog"], 1);
     // The learner goes on; a retry while the disk is full fails again.
-    step(&api.state).await;
+    step(&api.state, false).await;
     assert!(write_decisions(&api.state).await.is_err());
     let slot = api.state.campaign(&id).unwrap();
     assert_eq!(slot.engine().events(), 1);
@@ -1257,7 +1249,7 @@ async fn a_full_disk_refuses_decisions_and_events_with_507_and_recovers_by_itsel
         )
         .await;
     assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(1)));
-    step(&api.state).await;
+    step(&api.state, false).await;
     let (status, health) = api.health().await;
     assert_eq!(
         (status, &health["storage"]["status"]),
@@ -1330,7 +1322,7 @@ async fn failed_commits_and_half_written_batches_lose_nothing_acknowledged_and_c
         (&body["accepted"], &body["duplicates"]),
         (&json!(2), &json!(2))
     );
-    step(&api.state).await;
+    step(&api.state, false).await;
     assert_eq!(api.state.campaign(&id).unwrap().engine().events(), 4);
     assert_eq!(api.state.metrics().decisions.get(), 4);
     assert_eq!(api.state.metrics().decisions_logged.get(), 4);
@@ -1438,11 +1430,347 @@ async fn after_a_crash_every_decision_an_event_refers_to_is_restored_from_its_id
         )
         .await;
     assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(1)));
-    step(&api.state).await;
+    step(&api.state, false).await;
     assert_eq!(logged(&api.state, &id), served[..4]);
 
     // Opening again restores nothing twice.
     drop(api);
     let state = open(store.clone(), clock, ServerConfig::default());
     assert_eq!(logged(&state, &id), served[..4]);
+}
+
+// ---- same event id, another content; corrections ----------------------------------------
+
+#[tokio::test]
+async fn a_reused_event_id_with_another_content_is_refused_for_that_item() {
+    let api = api();
+    let id = api.campaign().await;
+    let decision = api.one_decision(&id).await;
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [{"event_id": "e1", "decision_id": decision, "type": "impression"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [
+                {"event_id": "x", "decision_id": "forged", "type": "click"},
+                // A conversion reusing the impression's id: refused, not a duplicate.
+                {"event_id": "e1", "decision_id": decision, "type": "conversion", "value": 25},
+                // The exact repeat (the time is not compared): a duplicate.
+                {"event_id": "e1", "decision_id": decision, "type": "impression", "at": START_MS + 1},
+                {"event_id": "e2", "decision_id": decision, "type": "conversion", "value": 25},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["duplicates"], 1, "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    let listed: Vec<(u64, &str)> = rejected
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(0, "invalid_decision_id"), (1, "event_id_conflict")]
+    );
+    let message = rejected[1]["error"].as_str().unwrap();
+    assert!(
+        message.contains("\"e1\" is already stored with another type, decision_id or amount"),
+        "{message}"
+    );
+    // The stored event is the impression, unchanged.
+    let stored = api.state.log().find_event(&id, "e1").unwrap().unwrap();
+    assert_eq!(stored.kind, tla_store::EventKind::Impression);
+}
+
+/// The model a replay of the log learns when the events are taken as `effective` says:
+/// built from the prior with the event rules alone, independently of the corrections
+/// code.
+fn reference_model(state: &AppState, id: &str) -> Vec<u8> {
+    let slot = state.campaign(id).unwrap();
+    let corrections = state.log().corrections(id).unwrap();
+    let fixes = tla_store::effects(&corrections);
+    let mut rng = <rand_pcg::Pcg64Mcg as rand::SeedableRng>::seed_from_u64(1);
+    let mut engine = tla_core::engine::Engine::new(&slot.campaign, &mut rng);
+    for mut stored in state.log().read_after(0, usize::MAX).unwrap() {
+        if stored.campaign_id != id {
+            continue;
+        }
+        match fixes.get(&stored.seq) {
+            Some(tla_store::EventFix::Retracted) => continue,
+            Some(tla_store::EventFix::Value(value)) => stored.value = *value,
+            None => {}
+        }
+        tla_server::event::learn(&mut engine, &stored).unwrap();
+    }
+    engine.snapshot()
+}
+
+async fn step(state: &AppState, snapshot: bool) {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || learner::step(&state, snapshot))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn corrections_rebuild_the_model_as_a_replay_of_the_corrected_log() {
+    let dir = std::env::temp_dir().join(format!("tla-api-corrections-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap();
+    let admin = key(&store, 1, &["admin"]);
+    let corrector = key(&store, 5, &["correct"]);
+    let ingest = key(&store, 3, &["ingest"]);
+    let reader = key(&store, 4, &["read"]);
+    let state = open(
+        store.clone(),
+        Arc::new(ManualClock::new(START_MS)),
+        ServerConfig::default(),
+    );
+    let api = Api {
+        state: state.clone(),
+        read: admin.clone(),
+        decide: admin.clone(),
+        ingest: ingest.clone(),
+        admin,
+    };
+    let id = api.campaign().await;
+    let send = |round: usize, outlier: bool| {
+        let api = &api;
+        let id = id.clone();
+        async move {
+            let (_, body) = api
+                .post(
+                    &format!("/v1/campaigns/{id}/decisions"),
+                    &api.decide,
+                    json!({"segment": "past-donors", "count": 40}),
+                )
+                .await;
+            let mut events = Vec::new();
+            for (i, d) in body["decisions"].as_array().unwrap().iter().enumerate() {
+                events.push(json!({"event_id": format!("i{round}-{i}"), "decision_id": d["decision_id"], "type": "impression"}));
+                if i % 5 == 0 {
+                    let value = if outlier && i == 0 {
+                        1e9
+                    } else {
+                        10.0 + i as f64
+                    };
+                    events.push(json!({"event_id": format!("c{round}-{i}"), "decision_id": d["decision_id"], "type": "conversion", "value": value}));
+                    events.push(json!({"event_id": format!("k{round}-{i}"), "decision_id": d["decision_id"], "type": "cost", "amount": 0.5}));
+                }
+            }
+            let (status, body) = api
+                .post("/v1/events", &api.ingest, json!({"events": events}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    // Round 0 holds the outlier; a snapshot covers it; round 1 comes after.
+    send(0, true).await;
+    step(&state, true).await;
+    send(1, false).await;
+    step(&state, true).await;
+    let uri = format!("/v1/campaigns/{id}/corrections");
+
+    // Scopes: read and ingest keys may not correct.
+    let retract_outlier = json!({"event_id": "c0-0", "action": "retract", "reason": "an order number pasted as the amount"});
+    for token in [&reader, &ingest] {
+        let (status, body) = api.post(&uri, token, retract_outlier.clone()).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::FORBIDDEN,
+            "`correct` (or `admin`)",
+        );
+    }
+    // Refusals, each with its code.
+    let refusals: Vec<(Value, StatusCode, &str, &str)> = vec![
+        (
+            json!({"event_id": "nope", "action": "retract", "reason": "r"}),
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+            "holds no event with event_id \"nope\"",
+        ),
+        (
+            json!({"event_id": "i0-1", "action": "correct", "value": 3, "reason": "r"}),
+            StatusCode::BAD_REQUEST,
+            "unexpected_amount",
+            "can be retracted, not corrected",
+        ),
+        (
+            json!({"event_id": "c0-5", "action": "correct", "reason": "r"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "needs `value`",
+        ),
+        (
+            json!({"event_id": "c0-5", "action": "retract", "value": 1, "reason": "r"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "takes no value",
+        ),
+        (
+            json!({"event_id": "c0-5", "action": "correct", "value": -1, "reason": "r"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+            "finite number >= 0",
+        ),
+        (
+            json!({"event_id": "c0-5", "action": "retract", "reason": "  "}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "reason must be 1 to 500 characters",
+        ),
+        (
+            json!({"event_id": "c0-5", "action": "undo", "reason": "r"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "unknown variant `undo`",
+        ),
+    ];
+    for (request, expected, code, fragment) in refusals {
+        let (status, body) = api.post(&uri, &corrector, request.clone()).await;
+        assert_error(status, &body, expected, fragment);
+        assert_eq!(body["error"]["code"], code, "{request}");
+    }
+    let (status, body) = api
+        .post(
+            "/v1/campaigns/c_missing/corrections",
+            &corrector,
+            retract_outlier.clone(),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "no campaign");
+    assert!(state.log().corrections(&id).unwrap().is_empty());
+
+    // Correct a round-1 conversion: the snapshot after round 0 does not cover it.
+    let (status, body) = api
+        .post(&uri, &corrector, json!({"event_id": "c1-5", "action": "correct", "value": 40, "reason": "the card was charged $40"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["correction"]["old_value"], 15.0);
+    assert_eq!(body["correction"]["new_value"], 40.0);
+    let from_seq = body["rebuild"]["from_seq"].as_u64().unwrap();
+    let c1_5 = state.log().find_event(&id, "c1-5").unwrap().unwrap().seq;
+    assert!(
+        from_seq > 0 && from_seq < c1_5,
+        "rebuilt from {from_seq}, event {c1_5}"
+    );
+    assert_eq!(
+        state.campaign(&id).unwrap().engine().snapshot(),
+        reference_model(&state, &id)
+    );
+
+    // Retract the outlier: every snapshot covered it, so the rebuild starts from the prior.
+    let (status, body) = api.post(&uri, &corrector, retract_outlier.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["repeated"], false);
+    assert_eq!(body["correction"]["old_value"], 1e9);
+    assert_eq!(body["correction"]["new_value"], Value::Null);
+    assert_eq!(body["correction"]["event_type"], "conversion");
+    assert_eq!(body["correction"]["key_id"], new_key([5; 22]).id);
+    assert_eq!(body["rebuild"]["from_seq"], 0, "{body}");
+    let applied = state.applied_seq();
+    assert_eq!(body["rebuild"]["to_seq"], applied);
+    assert_eq!(
+        state.campaign(&id).unwrap().engine().snapshot(),
+        reference_model(&state, &id)
+    );
+
+    // Retracting again answers the first retraction; correcting it is refused.
+    let (status, body) = api.post(&uri, &corrector, retract_outlier.clone()).await;
+    assert_eq!(
+        (status, &body["repeated"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+    assert_eq!(body["rebuild"], Value::Null);
+    assert_eq!(
+        body["correction"]["reason"],
+        "an order number pasted as the amount"
+    );
+    let (status, body) = api
+        .post(
+            &uri,
+            &corrector,
+            json!({"event_id": "c0-0", "action": "correct", "value": 5, "reason": "r"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "a retraction is final");
+    assert_eq!(body["error"]["code"], "event_retracted");
+
+    // An event the learner has not applied yet: recorded, no rebuild, learned as corrected.
+    send(2, false).await;
+    let (status, body) = api
+        .post(
+            &uri,
+            &corrector,
+            json!({"event_id": "i2-3", "action": "retract", "reason": "a bot"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rebuild"], Value::Null, "{body}");
+    step(&state, false).await;
+    let expected = reference_model(&state, &id);
+    assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), expected);
+
+    // The report lists the corrections, oldest first, and learned without the outlier.
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let listed: Vec<(&str, &str)> = report["corrections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["event_id"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("c1-5", "correct"),
+            ("c0-0", "retract"),
+            ("i2-3", "retract")
+        ]
+    );
+    let raised = report["summary"]["donations"].as_f64().unwrap();
+    assert!(raised < 10_000.0, "donations {raised}");
+
+    // A restart (latest snapshot, corrections, the events after it) gives the same model.
+    drop(api);
+    drop(state);
+    let state = open(
+        Store::open(&dir).unwrap(),
+        Arc::new(ManualClock::new(START_MS)),
+        ServerConfig::default(),
+    );
+    assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), expected);
+    drop(state);
+    let state = open(
+        Store::open(&dir).unwrap(),
+        Arc::new(ManualClock::new(START_MS)),
+        ServerConfig {
+            replay_from_start: true,
+            ..ServerConfig::default()
+        },
+    );
+    assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), expected);
+    drop(state);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

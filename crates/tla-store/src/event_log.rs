@@ -3,11 +3,18 @@
 //! The log is append-only. Each stored event has a sequence number (`seq`), strictly
 //! increasing in the order events were committed, starting at 1. An event is
 //! identified by `(campaign_id, event_id)`; appending an id that is already stored
-//! stores nothing and reports the stored copy's `seq`.
+//! stores nothing: an exact repeat ([`NewEvent::repeats`]) is reported a duplicate with
+//! the stored copy's `seq`, another content under the same id a conflict.
+//!
+//! Corrections ([`crate::correction`]) sit in the same log: an event can be retracted or
+//! given a new amount, by its id, without rewriting the event itself.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use crate::correction::{
+    CorrectionAction, CorrectionOutcome, NewCorrection, StoredCorrection, validate_correction,
+};
 use crate::error::StoreError;
 
 /// What happened in an event.
@@ -74,6 +81,18 @@ pub struct NewEvent {
     pub at_ms: i64,
 }
 
+impl NewEvent {
+    /// Whether this event is an exact repeat of a stored event with the same
+    /// `(campaign_id, event_id)`: the same kind, the same decision and the same value
+    /// (numerically equal). Segment, version and decision time come from the decision
+    /// id, so they are the same too. The event time `at_ms` is not compared: a client
+    /// that retries an event without `at` gets the server's clock, a new time each
+    /// try, and the time teaches the model nothing; the stored time is kept.
+    pub fn repeats(&self, kind: EventKind, decision_id: &str, value: f64) -> bool {
+        self.kind == kind && self.decision_id == decision_id && self.value == value
+    }
+}
+
 /// A stored event: a [`NewEvent`] with the sequence number it was given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -126,9 +145,15 @@ pub enum AppendOutcome {
         seq: u64,
     },
     /// `(campaign_id, event_id)` was already stored (earlier, or earlier in the same
-    /// batch); nothing was written.
+    /// batch) with the same content ([`NewEvent::repeats`]); nothing was written.
     Duplicate {
         /// The sequence number of the stored copy.
+        seq: u64,
+    },
+    /// `(campaign_id, event_id)` was already stored with another content (another
+    /// kind, decision or value); nothing was written and the stored event is kept.
+    Conflict {
+        /// The sequence number of the stored event with this id.
         seq: u64,
     },
 }
@@ -137,8 +162,15 @@ impl AppendOutcome {
     /// The sequence number the event is stored under, either way.
     pub fn seq(self) -> u64 {
         match self {
-            AppendOutcome::Appended { seq } | AppendOutcome::Duplicate { seq } => seq,
+            AppendOutcome::Appended { seq }
+            | AppendOutcome::Duplicate { seq }
+            | AppendOutcome::Conflict { seq } => seq,
         }
+    }
+
+    /// True for [`AppendOutcome::Conflict`].
+    pub fn is_conflict(self) -> bool {
+        matches!(self, AppendOutcome::Conflict { .. })
     }
 
     /// True for [`AppendOutcome::Duplicate`].
@@ -161,16 +193,17 @@ pub fn validate_event(event: &NewEvent) -> Result<i64, StoreError> {
     Ok(version)
 }
 
-/// The durable, ordered, deduplicated event log.
+/// The durable, ordered, deduplicated event log, with its corrections.
 ///
 /// Behind a trait so that a replicated stream can replace SQLite later; every
-/// implementation must give the same outcomes for the same appends (the integration
-/// tests compare [`crate::SqliteEventLog`] with [`MemoryEventLog`]).
+/// implementation must give the same outcomes for the same appends and corrections
+/// (the integration tests compare [`crate::SqliteEventLog`] with [`MemoryEventLog`]).
 pub trait EventLog: Send + Sync {
     /// Appends a batch durably (one transaction). Each event gets a sequence number,
     /// or is reported a duplicate when `(campaign_id, event_id)` is already stored
-    /// (also within the same batch). Returns one outcome per input, in order. Must
-    /// not return before the commit is durable.
+    /// with the same content ([`NewEvent::repeats`]), or a conflict when it is stored
+    /// with another (also within the same batch). Returns one outcome per input, in
+    /// order. Must not return before the commit is durable.
     fn append(&self, batch: &[NewEvent]) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// Events with `seq > after`, ascending, at most `limit`.
@@ -178,6 +211,27 @@ pub trait EventLog: Send + Sync {
 
     /// Highest sequence number stored (0 if none).
     fn last_seq(&self) -> Result<u64, StoreError>;
+
+    /// The stored event `(campaign_id, event_id)`, if any, as first stored
+    /// (corrections do not change it).
+    fn find_event(
+        &self,
+        campaign_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Records a correction of a stored event durably (it must not return before the
+    /// record is on disk), with the value the event had before it (the event's own,
+    /// or the last correction's). Nothing is recorded for an event that is not stored
+    /// ([`CorrectionOutcome::UnknownEvent`]) or already retracted
+    /// ([`CorrectionOutcome::AlreadyRetracted`]: a retraction is final).
+    fn append_correction(
+        &self,
+        correction: &NewCorrection,
+    ) -> Result<CorrectionOutcome, StoreError>;
+
+    /// Every correction of one campaign, in the order they were recorded.
+    fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError>;
 }
 
 /// An [`EventLog`] in memory, with the same semantics as the SQLite one: for tests,
@@ -193,6 +247,8 @@ struct MemoryState {
     events: Vec<StoredEvent>,
     /// `(campaign_id, event_id)` to `seq`.
     seq_by_id: HashMap<(String, String), u64>,
+    /// Every correction, in the order recorded (its `id` is its index + 1).
+    corrections: Vec<StoredCorrection>,
 }
 
 impl MemoryEventLog {
@@ -214,7 +270,14 @@ impl EventLog for MemoryEventLog {
         for event in batch {
             let key = (event.campaign_id.clone(), event.event_id.clone());
             if let Some(&seq) = state.seq_by_id.get(&key) {
-                outcomes.push(AppendOutcome::Duplicate { seq });
+                let stored = &state.events[(seq - 1) as usize];
+                outcomes.push(
+                    if event.repeats(stored.kind, &stored.decision_id, stored.value) {
+                        AppendOutcome::Duplicate { seq }
+                    } else {
+                        AppendOutcome::Conflict { seq }
+                    },
+                );
                 continue;
             }
             let seq = state.events.len() as u64 + 1;
@@ -236,6 +299,62 @@ impl EventLog for MemoryEventLog {
     fn last_seq(&self) -> Result<u64, StoreError> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(state.events.len() as u64)
+    }
+
+    fn find_event(
+        &self,
+        campaign_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (campaign_id.to_owned(), event_id.to_owned());
+        Ok(state
+            .seq_by_id
+            .get(&key)
+            .map(|&seq| state.events[(seq - 1) as usize].clone()))
+    }
+
+    fn append_correction(
+        &self,
+        correction: &NewCorrection,
+    ) -> Result<CorrectionOutcome, StoreError> {
+        validate_correction(correction)?;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (correction.campaign_id.clone(), correction.event_id.clone());
+        let Some(&seq) = state.seq_by_id.get(&key) else {
+            return Ok(CorrectionOutcome::UnknownEvent);
+        };
+        let event = state.events[(seq - 1) as usize].clone();
+        let last = state
+            .corrections
+            .iter()
+            .rev()
+            .find(|c| c.campaign_id == event.campaign_id && c.event_seq == seq);
+        let old_value = match last {
+            Some(last) if last.action == CorrectionAction::Retract => {
+                return Ok(CorrectionOutcome::AlreadyRetracted(last.clone()));
+            }
+            Some(last) => last.new_value().unwrap_or(event.value),
+            None => event.value,
+        };
+        let stored = StoredCorrection::of(
+            state.corrections.len() as u64 + 1,
+            &event,
+            old_value,
+            correction,
+        );
+        state.corrections.push(stored.clone());
+        Ok(CorrectionOutcome::Recorded(stored))
+    }
+
+    fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(state
+            .corrections
+            .iter()
+            .filter(|c| c.campaign_id == campaign_id)
+            .cloned()
+            .collect())
     }
 }
 

@@ -58,7 +58,8 @@ pub(crate) struct EncodedDecision {
 /// One caller's work.
 #[derive(Debug)]
 pub(crate) enum WriteJob {
-    /// Append events to the log, deduplicated on `(campaign_id, event_id)`.
+    /// Append events to the log, deduplicated on `(campaign_id, event_id)` (an exact
+    /// repeat is a duplicate, another content a conflict).
     Events(Vec<EncodedEvent>),
     /// Append decisions, skipping a `decision_id` already stored (found through the
     /// campaign and time its id carries).
@@ -224,7 +225,8 @@ const INSERT_EVENT: &str = "INSERT INTO events \
      (seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
      ON CONFLICT (campaign_id, event_id) DO NOTHING";
-const SELECT_EVENT_SEQ: &str = "SELECT seq FROM events WHERE campaign_id = ?1 AND event_id = ?2";
+const SELECT_STORED_EVENT: &str =
+    "SELECT seq, kind, decision_id, value FROM events WHERE campaign_id = ?1 AND event_id = ?2";
 /// Inserts a decision unless its id is stored: one seek in `decisions_by_time`
 /// (campaign, time, id).
 const INSERT_DECISION: &str = "INSERT INTO decisions \
@@ -255,7 +257,7 @@ fn write_group_transaction(
                         .prepare_cached(INSERT_EVENT)
                         .map_err(StoreError::sqlite("preparing the event insert"))?;
                     let mut lookup = transaction
-                        .prepare_cached(SELECT_EVENT_SEQ)
+                        .prepare_cached(SELECT_STORED_EVENT)
                         .map_err(StoreError::sqlite("preparing the duplicate lookup"))?;
                     let mut outcomes = Vec::with_capacity(events.len());
                     for event in events {
@@ -281,11 +283,14 @@ fn write_group_transaction(
                             next_seq += 1;
                             continue;
                         }
-                        let stored_seq: Option<i64> = lookup
-                            .query_row(params![event.campaign_id, event.event_id], |row| row.get(0))
+                        let stored: Option<(i64, String, String, f64)> = lookup
+                            .query_row(params![event.campaign_id, event.event_id], |row| {
+                                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                            })
                             .optional()
                             .map_err(StoreError::sqlite("looking up a duplicate event"))?;
-                        let Some(stored_seq) = stored_seq else {
+                        let Some((stored_seq, stored_kind, stored_decision, stored_value)) = stored
+                        else {
                             return Err(StoreError::Corrupt {
                                 table: "events",
                                 detail: format!(
@@ -295,7 +300,15 @@ fn write_group_transaction(
                             });
                         };
                         let stored_seq = crate::error::from_sql_int("events", "seq", stored_seq)?;
-                        outcomes.push(AppendOutcome::Duplicate { seq: stored_seq });
+                        // The same rule as `NewEvent::repeats`, on the encoded forms.
+                        let repeat = stored_kind == event.kind
+                            && stored_decision == event.decision_id
+                            && stored_value == event.value;
+                        outcomes.push(if repeat {
+                            AppendOutcome::Duplicate { seq: stored_seq }
+                        } else {
+                            AppendOutcome::Conflict { seq: stored_seq }
+                        });
                     }
                     outputs.push(JobOutput::Events(outcomes));
                 }

@@ -15,8 +15,11 @@
 //! disk; concurrent appends share one commit through leader-based group commit (one
 //! caller writes everyone's queued batches in one transaction, the others wait for
 //! it). A background thread per file-backed store copies the write-ahead log back
-//! into the database file (checkpoints), off the append path. Events are deduplicated on `(campaign_id, event_id)`: a repeat is reported
-//! with the sequence number of the stored copy. [`Store::campaign_events`] and
+//! into the database file (checkpoints), off the append path. Events are deduplicated on `(campaign_id, event_id)`: an exact repeat is reported
+//! a duplicate with the sequence number of the stored copy, another content under a
+//! stored id a conflict. Corrections (a retraction, a new amount) of stored events
+//! are records of the same log ([`EventLog::append_correction`], [`correction`
+//! semantics](crate::StoredCorrection)); the events themselves are never rewritten. [`Store::campaign_events`] and
 //! [`Store::value_by_decision`] read one campaign's events of one kind through an index,
 //! without scanning the other campaigns' events; [`Store::campaign_events_reader`] reads
 //! all of a campaign's events in log order the same way.
@@ -53,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
+mod correction;
 mod error;
 mod event_log;
 mod group_commit;
@@ -60,6 +64,10 @@ mod rows;
 mod schema;
 mod store;
 
+pub use correction::{
+    CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, StoredCorrection, effects,
+    validate_correction,
+};
 pub use error::StoreError;
 pub use event_log::{
     AppendOutcome, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent, validate_event,

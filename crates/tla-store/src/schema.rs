@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -100,18 +100,40 @@ const MIGRATION_V2: &str = "
 CREATE INDEX events_by_campaign_kind ON events (campaign_id, kind);
 ";
 
-/// Schema version 3: an index over each campaign's decisions by time and id, so a
+/// Schema version 3: the corrections of stored events (a retraction or a new amount),
+/// each with who asked (the key id), when, why, and the value before and after; the
+/// events themselves are never rewritten. `new_value` is null for a retraction.
+/// Looked up by event (is it retracted, what is its value now) and listed by campaign.
+const MIGRATION_V3: &str = "
+CREATE TABLE corrections (
+    id            INTEGER PRIMARY KEY,
+    campaign_id   TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    event_seq     INTEGER NOT NULL,
+    event_kind    TEXT NOT NULL,
+    decision_id   TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    old_value     REAL NOT NULL,
+    new_value     REAL,
+    reason        TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX corrections_by_event ON corrections (campaign_id, event_id);
+";
+
+/// Schema version 4: an index over each campaign's decisions by time and id, so a
 /// decision is found from what its id says (campaign, time, id) in one seek: a decision
 /// written twice (a retried write, or one restored from an event's signed id) is stored
 /// once. Decisions are appended in time order, so an append adds near the end of its
 /// campaign's entries, not at random places as an index on the id alone would.
-const MIGRATION_V3: &str = "
+const MIGRATION_V4: &str = "
 CREATE INDEX decisions_by_time ON decisions (campaign_id, at_ms, decision_id);
 ";
 
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 2] = [MIGRATION_V2, MIGRATION_V3];
+const MIGRATIONS: [&str; 3] = [MIGRATION_V2, MIGRATION_V3, MIGRATION_V4];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
 /// reads nothing: call [`check_version`] next, then [`configure`].
@@ -315,6 +337,7 @@ mod tests {
             [
                 "api_keys",
                 "campaigns",
+                "corrections",
                 "decisions",
                 "events",
                 "meta",
@@ -331,6 +354,7 @@ mod tests {
         assert_eq!(
             indexes,
             [
+                "corrections_by_event",
                 "decisions_by_campaign",
                 "decisions_by_time",
                 "events_by_campaign_kind"

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::checkpoint::Checkpointer;
+use crate::correction::{
+    CorrectionAction, CorrectionOutcome, NewCorrection, StoredCorrection, validate_correction,
+};
 use crate::error::{StoreError, from_sql_int, to_sql_int};
 use crate::event_log::{AppendOutcome, EventKind, EventLog, NewEvent, StoredEvent, validate_event};
 use crate::group_commit::{EncodedDecision, EncodedEvent, GroupCommit, JobOutput, WriteJob};
@@ -630,6 +633,26 @@ impl Store {
             .map_err(StoreError::sqlite("reading the server secret"))
     }
 
+    /// Deletes a campaign's snapshots that cover event `seq` (`covers_seq >= seq`) and
+    /// returns how many: a correction of that event makes them wrong (they learned the
+    /// event as it was). The snapshots left cover only earlier events, or were taken
+    /// after the correction. With [`SNAPSHOTS_KEPT`] per campaign, a correction of an
+    /// early event can leave none (the next rebuild starts from the prior).
+    pub fn delete_snapshots_covering(
+        &self,
+        campaign_id: &str,
+        seq: u64,
+    ) -> Result<usize, StoreError> {
+        let seq = to_sql_int("seq", seq)?;
+        self.database
+            .general()
+            .prepare_cached("DELETE FROM snapshots WHERE campaign_id = ?1 AND covers_seq >= ?2")
+            .and_then(|mut statement| statement.execute(params![campaign_id, seq]))
+            .map_err(StoreError::sqlite(
+                "deleting snapshots that cover a corrected event",
+            ))
+    }
+
     /// The newest snapshot of a campaign (highest `covers_seq`) with the sequence
     /// number it covers, if any.
     pub fn latest_snapshot(&self, campaign_id: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
@@ -719,6 +742,199 @@ impl EventLog for SqliteEventLog {
             .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
             .map_err(StoreError::sqlite("reading the last sequence number"))?;
         from_sql_int("events", "seq", last_seq)
+    }
+
+    fn find_event(
+        &self,
+        campaign_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let raw = self
+            .database
+            .general()
+            .prepare_cached(FIND_EVENT_SQL)
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![campaign_id, event_id], RawEvent::from_row)
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("looking up an event by id"))?;
+        raw.map(RawEvent::decode).transpose()
+    }
+
+    fn append_correction(
+        &self,
+        correction: &NewCorrection,
+    ) -> Result<CorrectionOutcome, StoreError> {
+        validate_correction(correction)?;
+        let mut connection = self.database.general();
+        // Immediate: the check (is the event retracted?) and the insert see the same
+        // state; `synchronous = FULL` makes the commit durable before we return.
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("starting the correction transaction"))?;
+        let raw = transaction
+            .prepare_cached(FIND_EVENT_SQL)
+            .and_then(|mut statement| {
+                statement
+                    .query_row(
+                        params![correction.campaign_id, correction.event_id],
+                        RawEvent::from_row,
+                    )
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("looking up the corrected event"))?;
+        let Some(event) = raw.map(RawEvent::decode).transpose()? else {
+            return Ok(CorrectionOutcome::UnknownEvent);
+        };
+        let last = transaction
+            .prepare_cached(&format!(
+                "{SELECT_CORRECTIONS} WHERE campaign_id = ?1 AND event_id = ?2 ORDER BY id DESC LIMIT 1"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_row(
+                        params![correction.campaign_id, correction.event_id],
+                        RawCorrection::from_row,
+                    )
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("reading an event's last correction"))?
+            .map(RawCorrection::decode)
+            .transpose()?;
+        let old_value = match last {
+            Some(last) if last.action == CorrectionAction::Retract => {
+                return Ok(CorrectionOutcome::AlreadyRetracted(last));
+            }
+            Some(last) => last.new_value().unwrap_or(event.value),
+            None => event.value,
+        };
+        let event_seq = to_sql_int("event_seq", event.seq)?;
+        transaction
+            .prepare_cached(
+                "INSERT INTO corrections (campaign_id, event_id, event_seq, event_kind, decision_id, \
+                 action, old_value, new_value, reason, key_id, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    event.campaign_id,
+                    event.event_id,
+                    event_seq,
+                    event.kind.as_str(),
+                    event.decision_id,
+                    correction.action.as_str(),
+                    old_value,
+                    match correction.action {
+                        CorrectionAction::Retract => None,
+                        CorrectionAction::Correct { value } => Some(value),
+                    },
+                    correction.reason,
+                    correction.key_id,
+                    correction.at_ms,
+                ])
+            })
+            .map_err(StoreError::sqlite("recording a correction"))?;
+        let id = from_sql_int("corrections", "id", transaction.last_insert_rowid())?;
+        transaction
+            .commit()
+            .map_err(StoreError::sqlite("committing a correction"))?;
+        Ok(CorrectionOutcome::Recorded(StoredCorrection::of(
+            id, &event, old_value, correction,
+        )))
+    }
+
+    fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError> {
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "{SELECT_CORRECTIONS} WHERE campaign_id = ?1 ORDER BY id"
+            ))
+            .map_err(StoreError::sqlite("reading corrections"))?;
+        let raw = statement
+            .query_map(params![campaign_id], RawCorrection::from_row)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading corrections"))?;
+        raw.into_iter().map(RawCorrection::decode).collect()
+    }
+}
+
+/// One event by its id, through the `UNIQUE (campaign_id, event_id)` index.
+const FIND_EVENT_SQL: &str = "SELECT seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms \
+     FROM events WHERE campaign_id = ?1 AND event_id = ?2";
+
+/// The columns of a correction, in [`RawCorrection::from_row`]'s order.
+const SELECT_CORRECTIONS: &str = "SELECT id, campaign_id, event_id, event_seq, event_kind, decision_id, \
+     action, old_value, new_value, reason, key_id, at_ms FROM corrections";
+
+struct RawCorrection {
+    id: i64,
+    campaign_id: String,
+    event_id: String,
+    event_seq: i64,
+    event_kind: String,
+    decision_id: String,
+    action: String,
+    old_value: f64,
+    new_value: Option<f64>,
+    reason: String,
+    key_id: String,
+    at_ms: i64,
+}
+
+impl RawCorrection {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawCorrection> {
+        Ok(RawCorrection {
+            id: row.get(0)?,
+            campaign_id: row.get(1)?,
+            event_id: row.get(2)?,
+            event_seq: row.get(3)?,
+            event_kind: row.get(4)?,
+            decision_id: row.get(5)?,
+            action: row.get(6)?,
+            old_value: row.get(7)?,
+            new_value: row.get(8)?,
+            reason: row.get(9)?,
+            key_id: row.get(10)?,
+            at_ms: row.get(11)?,
+        })
+    }
+
+    fn decode(self) -> Result<StoredCorrection, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            table: "corrections",
+            detail,
+        };
+        let event_kind = EventKind::from_name(&self.event_kind).ok_or_else(|| {
+            corrupt(format!(
+                "correction {} has event kind {:?}; expected impression, click, conversion or cost",
+                self.id, self.event_kind
+            ))
+        })?;
+        let action = match (self.action.as_str(), self.new_value) {
+            ("retract", None) => CorrectionAction::Retract,
+            ("correct", Some(value)) => CorrectionAction::Correct { value },
+            (action, new_value) => {
+                return Err(corrupt(format!(
+                    "correction {} has action {action:?} with new value {new_value:?}; \
+                     expected \"retract\" without a value or \"correct\" with one",
+                    self.id
+                )));
+            }
+        };
+        Ok(StoredCorrection {
+            id: from_sql_int("corrections", "id", self.id)?,
+            event_seq: from_sql_int("corrections", "event_seq", self.event_seq)?,
+            campaign_id: self.campaign_id,
+            event_id: self.event_id,
+            event_kind,
+            decision_id: self.decision_id,
+            action,
+            old_value: self.old_value,
+            reason: self.reason,
+            key_id: self.key_id,
+            at_ms: self.at_ms,
+        })
     }
 }
 

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
 use tla_store::{
-    AppendOutcome, CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, KeyRow,
-    MemoryEventLog, NewEvent, SCHEMA_VERSION, Store, StoreError, StoredEvent,
+    AppendOutcome, CampaignRow, CampaignStatus, CorrectionAction, CorrectionOutcome, DecisionRow,
+    EventFix, EventKind, EventLog, KeyRow, MemoryEventLog, NewCorrection, NewEvent, SCHEMA_VERSION,
+    Store, StoreError, StoredCorrection, StoredEvent,
 };
 
 /// A data directory under the system temp dir, removed when dropped.
@@ -405,10 +406,14 @@ fn a_batch_with_an_invalid_event_stores_nothing() {
     assert_eq!(log.last_seq().unwrap(), 0);
 }
 
-/// One generated batch: `(campaign index, event index)` pairs over small ranges, so
-/// ids repeat within and across batches.
-fn batches_strategy() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {
-    prop::collection::vec(prop::collection::vec((0..3u8, 0..30u8), 0..20), 1..12)
+/// One generated batch: `(campaign index, event index, content variant)` triples over
+/// small ranges, so ids repeat within and across batches, with the same content
+/// (duplicates) or another (conflicts).
+fn batches_strategy() -> impl Strategy<Value = Vec<Vec<(u8, u8, u8)>>> {
+    prop::collection::vec(
+        prop::collection::vec((0..3u8, 0..30u8, 0..3u8), 0..20),
+        1..12,
+    )
 }
 
 proptest! {
@@ -422,10 +427,18 @@ proptest! {
         for batch in &batches {
             let events: Vec<NewEvent> = batch
                 .iter()
-                .map(|(campaign, index)| {
+                .map(|(campaign, index, variant)| {
                     let mut new = event(&format!("c{campaign}"), &format!("e{index}"));
                     new.kind = EventKind::ALL[usize::from(*index) % 4];
                     new.value = f64::from(*index) * 0.25;
+                    match variant {
+                        // Another value, or another decision: a conflict.
+                        1 => new.value += 1.0,
+                        2 => new.decision_id.push('x'),
+                        _ => {}
+                    }
+                    // The time is not part of the content.
+                    new.at_ms += i64::from(*variant);
                     new
                 })
                 .collect();
@@ -440,6 +453,236 @@ proptest! {
             after = last.seq;
         }
     }
+}
+
+#[test]
+fn the_same_id_with_another_content_is_a_conflict_in_both_logs() {
+    let store = Store::open_in_memory().unwrap();
+    let sqlite = store.event_log();
+    let memory = MemoryEventLog::new();
+    let impression = kind_event("c", "e1", EventKind::Impression, "d1", 0.0);
+    let mut later = impression.clone();
+    later.at_ms += 60_000;
+    let batches = [
+        vec![impression.clone()],
+        vec![
+            // A conversion reusing the impression's id: refused, not a duplicate.
+            kind_event("c", "e1", EventKind::Conversion, "d1", 10.0),
+            // Another decision under the same id.
+            kind_event("c", "e1", EventKind::Impression, "d2", 0.0),
+            // The exact repeat, at another time: a duplicate.
+            later,
+            // Within one batch: the first is stored, another content after it conflicts.
+            kind_event("c", "e2", EventKind::Conversion, "d1", 5.0),
+            kind_event("c", "e2", EventKind::Conversion, "d1", 6.0),
+            kind_event("c", "e2", EventKind::Conversion, "d1", 5.0),
+        ],
+    ];
+    let expected = [
+        vec![AppendOutcome::Appended { seq: 1 }],
+        vec![
+            AppendOutcome::Conflict { seq: 1 },
+            AppendOutcome::Conflict { seq: 1 },
+            AppendOutcome::Duplicate { seq: 1 },
+            AppendOutcome::Appended { seq: 2 },
+            AppendOutcome::Conflict { seq: 2 },
+            AppendOutcome::Duplicate { seq: 2 },
+        ],
+    ];
+    for (batch, expected) in batches.iter().zip(expected) {
+        assert_eq!(sqlite.append(batch).unwrap(), expected);
+        assert_eq!(memory.append(batch).unwrap(), expected);
+    }
+    assert!(AppendOutcome::Conflict { seq: 1 }.is_conflict());
+    assert!(!AppendOutcome::Conflict { seq: 1 }.is_duplicate());
+    // The stored events are the first ones, unchanged.
+    let stored = sqlite.read_after(0, 10).unwrap();
+    assert_eq!(stored, memory.read_after(0, 10).unwrap());
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0], StoredEvent::from_new(1, impression));
+    assert_eq!(stored[1].value, 5.0);
+}
+
+// ---- corrections ----------------------------------------------------------------------
+
+fn correction(event_id: &str, action: CorrectionAction) -> NewCorrection {
+    NewCorrection {
+        campaign_id: "a".to_owned(),
+        event_id: event_id.to_owned(),
+        action,
+        reason: format!("fix {event_id}"),
+        key_id: "0123456789ab".to_owned(),
+        at_ms: 1_700_000_100_000,
+    }
+}
+
+/// Records the same corrections in `log`, returning the outcomes.
+fn correct_all(log: &impl EventLog) -> Vec<CorrectionOutcome> {
+    [
+        correction("c1", CorrectionAction::Correct { value: 1.0 }),
+        correction("c1", CorrectionAction::Correct { value: 2.0 }),
+        correction("i1", CorrectionAction::Retract),
+        correction("i1", CorrectionAction::Retract),
+        correction("i1", CorrectionAction::Correct { value: 3.0 }),
+        correction("nope", CorrectionAction::Retract),
+        correction("c2", CorrectionAction::Retract),
+    ]
+    .iter()
+    .map(|c| log.append_correction(c).unwrap())
+    .collect()
+}
+
+#[test]
+fn corrections_are_recorded_alike_by_both_logs_with_old_and_new_values() {
+    let store = Store::open_in_memory().unwrap();
+    let sqlite = store.event_log();
+    let memory = MemoryEventLog::new();
+    two_campaigns(&sqlite);
+    two_campaigns(&memory);
+    let outcomes = correct_all(&sqlite);
+    assert_eq!(outcomes, correct_all(&memory));
+    let recorded: Vec<&StoredCorrection> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            CorrectionOutcome::Recorded(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    // c1 (seq 2, value 10): 10 -> 1 -> 2; i1 (seq 1) retracted; c2 (seq 5) retracted.
+    /// Id, event id, event seq, action, old value, new value.
+    type Audit<'a> = (u64, &'a str, u64, &'a str, f64, Option<f64>);
+    let audit: Vec<Audit<'_>> = recorded
+        .iter()
+        .map(|c| {
+            (
+                c.id,
+                c.event_id.as_str(),
+                c.event_seq,
+                c.action.as_str(),
+                c.old_value,
+                c.new_value(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            (1, "c1", 2, "correct", 10.0, Some(1.0)),
+            (2, "c1", 2, "correct", 1.0, Some(2.0)),
+            (3, "i1", 1, "retract", 0.0, None),
+            (4, "c2", 5, "retract", 5.0, None),
+        ]
+    );
+    assert_eq!(recorded[0].decision_id, "d1");
+    assert_eq!(recorded[0].event_kind, EventKind::Conversion);
+    assert_eq!(recorded[0].key_id, "0123456789ab");
+    assert_eq!(recorded[0].reason, "fix c1");
+    // A second retraction, and a correction after one, record nothing.
+    assert_eq!(
+        outcomes[3],
+        CorrectionOutcome::AlreadyRetracted(recorded[2].clone())
+    );
+    assert_eq!(
+        outcomes[4],
+        CorrectionOutcome::AlreadyRetracted(recorded[2].clone())
+    );
+    assert_eq!(outcomes[5], CorrectionOutcome::UnknownEvent);
+    // Listed per campaign, in order; campaign b has none.
+    let listed = sqlite.corrections("a").unwrap();
+    assert_eq!(listed, memory.corrections("a").unwrap());
+    assert_eq!(listed.len(), 4);
+    assert!(sqlite.corrections("b").unwrap().is_empty());
+    let fixes = tla_store::effects(&listed);
+    assert_eq!(fixes[&2], EventFix::Value(2.0));
+    assert_eq!(fixes[&1], EventFix::Retracted);
+    // The events themselves are unchanged.
+    assert_eq!(sqlite.find_event("a", "c1").unwrap().unwrap().value, 10.0);
+    assert_eq!(
+        sqlite.find_event("a", "c1").unwrap(),
+        memory.find_event("a", "c1").unwrap()
+    );
+    assert_eq!(sqlite.find_event("b", "c2").unwrap(), None);
+    // A bad value is refused before anything is recorded.
+    let bad = correction(
+        "c1",
+        CorrectionAction::Correct {
+            value: f64::INFINITY,
+        },
+    );
+    assert!(matches!(
+        sqlite.append_correction(&bad),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        memory.append_correction(&bad),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert_eq!(sqlite.corrections("a").unwrap().len(), 4);
+}
+
+#[test]
+fn corrections_survive_reopening() {
+    let dir = TempDir::new("corrections-reopen");
+    let recorded = {
+        let store = Store::open(dir.path()).unwrap();
+        two_campaigns(&store.event_log());
+        correct_all(&store.event_log());
+        store.event_log().corrections("a").unwrap()
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.event_log().corrections("a").unwrap(), recorded);
+    let read_only = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(read_only.event_log().corrections("a").unwrap(), recorded);
+}
+
+#[test]
+fn snapshots_covering_a_corrected_event_are_deleted_and_earlier_ones_kept() {
+    let store = Store::open_in_memory().unwrap();
+    for covers in [10, 20, 30] {
+        store.save_snapshot("a", covers, &[1], 0).unwrap();
+    }
+    store.save_snapshot("b", 30, &[2], 0).unwrap();
+    assert_eq!(store.delete_snapshots_covering("a", 20).unwrap(), 2);
+    assert_eq!(store.latest_snapshot("a").unwrap(), Some((10, vec![1])));
+    assert_eq!(store.latest_snapshot("b").unwrap(), Some((30, vec![2])));
+    assert_eq!(store.delete_snapshots_covering("a", 1).unwrap(), 1);
+    assert_eq!(store.latest_snapshot("a").unwrap(), None);
+}
+
+#[test]
+fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
+    let dir = TempDir::new("migrate-v2");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        two_campaigns(&store.event_log());
+    }
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch(
+                "DROP TABLE corrections; DROP INDEX decisions_by_time; PRAGMA user_version = 2;",
+            )
+            .unwrap();
+    }
+    // Read-only opening wants the migration first.
+    let error = Store::open_read_only(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("schema version 2"), "{error}");
+    let store = Store::open(dir.path()).unwrap();
+    let log = store.event_log();
+    assert_eq!(log.last_seq().unwrap(), 7);
+    assert!(log.corrections("a").unwrap().is_empty());
+    let outcome = log
+        .append_correction(&correction("c1", CorrectionAction::Retract))
+        .unwrap();
+    assert!(
+        matches!(outcome, CorrectionOutcome::Recorded(_)),
+        "{outcome:?}"
+    );
+    let connection = rusqlite::Connection::open(dir.database()).unwrap();
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 /// Appends, from `threads` threads at once, `batches` batches of 100 events each;
@@ -931,8 +1174,8 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP INDEX events_by_campaign_kind; DROP INDEX decisions_by_time; \
-                 PRAGMA user_version = 1;",
+                "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; \
+                 DROP INDEX decisions_by_time; PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -947,7 +1190,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
     );
     // Appends go on after the migration, deduplicated as before.
     assert_eq!(
-        log.append(&[kind_event("a", "c1", EventKind::Conversion, "d1", 1.0)])
+        log.append(&[kind_event("a", "c1", EventKind::Conversion, "d1", 10.0)])
             .unwrap(),
         [AppendOutcome::Duplicate { seq: 2 }]
     );
@@ -956,7 +1199,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let indexes: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \

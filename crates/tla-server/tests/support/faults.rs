@@ -1,6 +1,7 @@
 //! An event log and a decision log that fail on demand, around the real ones: a full
 //! disk, a failed commit (an I/O error such as a failed `fsync`), and a write that
-//! stops halfway through a batch after storing its first half. The tests switch the
+//! stops halfway through a batch after storing its first half. Event appends are
+//! faulted; reads and corrections pass through. The tests switch the
 //! fault on and off and check that nothing acknowledged is lost, nothing
 //! unacknowledged is counted, and every decision served is logged.
 
@@ -8,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tla_store::{
-    AppendOutcome, DecisionLog, DecisionRow, EventLog, NewEvent, StoreError, StoredEvent,
+    AppendOutcome, CorrectionOutcome, DecisionLog, DecisionRow, EventLog, NewCorrection, NewEvent,
+    StoreError, StoredCorrection, StoredEvent,
 };
 
 /// What the next writes do.
@@ -101,6 +103,25 @@ impl<L: EventLog> EventLog for FaultyEventLog<L> {
 
     fn last_seq(&self) -> Result<u64, StoreError> {
         self.inner.last_seq()
+    }
+
+    fn find_event(
+        &self,
+        campaign_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        self.inner.find_event(campaign_id, event_id)
+    }
+
+    fn append_correction(
+        &self,
+        correction: &NewCorrection,
+    ) -> Result<CorrectionOutcome, StoreError> {
+        self.inner.append_correction(correction)
+    }
+
+    fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError> {
+        self.inner.corrections(campaign_id)
     }
 }
 

@@ -1,0 +1,183 @@
+//! `tla events retract|correct` against a running server: the answer in a sentence,
+//! each refusal with the server's code, the corrections listed by `tla report`, and the
+//! report over the data directory afterwards (a replay with the corrections) equal to
+//! the server's.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use tla_store::Store;
+
+mod common;
+
+use common::{Fill, TempDir};
+
+/// Kills the server child (only the one this test started, by its handle) if the test
+/// fails before stopping it.
+struct ServerGuard(Option<std::process::Child>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn events_retract_and_correct_through_a_running_server() {
+    let dir = TempDir::new("events-test");
+    let data = dir.0.join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        // Impressions i0.., conversions c0, c5, c10, ... of 20.
+        common::fill(
+            &store,
+            "c_a",
+            300,
+            Fill {
+                clicks_every: 0,
+                conversion_value: |_| 20.0,
+            },
+        );
+    }
+    let admin = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
+    let mut guard = ServerGuard(None);
+    let child = guard.0.insert(
+        Command::new(env!("CARGO_BIN_EXE_tla"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env("TLA_ADMIN_KEY", admin)
+            .env("TLA_LOG", "warn")
+            .env_remove("TLA_LISTEN")
+            .env_remove("TLA_DATA")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("tla serving on ") {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    let tla = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tla"))
+            .args(args)
+            .args(["--server", &address, "--key", admin])
+            .env_remove("TLA_DATA")
+            .output()
+            .unwrap()
+    };
+
+    let out = tla(&["events", "retract", "c_a", "c0", "--reason", "a test order"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with(
+            "retracted event c0 (conversion, seq 3): value 20 -> none\nmodel rebuilt from seq 0 to "
+        ),
+        "{stdout}"
+    );
+    let out = tla(&["events", "retract", "c_a", "c0", "--reason", "again"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("was already retracted"), "{stdout}");
+    let out = tla(&[
+        "events",
+        "correct",
+        "c_a",
+        "c5",
+        "--value",
+        "40",
+        "--reason",
+        "charged $40",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["correction"]["old_value"], 20.0);
+    assert_eq!(answer["correction"]["new_value"], 40.0);
+    assert_eq!(answer["correction"]["key_id"], "0123456789ab");
+
+    // Refusals carry the server's code and message.
+    for (args, fragment) in [
+        (
+            vec![
+                "events", "correct", "c_a", "i1", "--value", "1", "--reason", "r",
+            ],
+            "unexpected_amount: event \"i1\" is an impression event",
+        ),
+        (
+            vec!["events", "retract", "c_a", "nope", "--reason", "r"],
+            "event_not_found",
+        ),
+        (
+            vec![
+                "events", "correct", "c_a", "c0", "--value", "1", "--reason", "r",
+            ],
+            "event_retracted",
+        ),
+        (
+            vec!["events", "retract", "c_zz", "c0", "--reason", "r"],
+            "404",
+        ),
+    ] {
+        let out = tla(&args);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(fragment), "{args:?}: {stderr}");
+    }
+
+    // The report lists them, in the table and in JSON.
+    let out = tla(&["report", "c_a"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\nCorrections (2;"), "{stdout}");
+    assert!(stdout.contains("retract c0"), "{stdout}");
+    let out = tla(&["report", "c_a", "--format", "json"]);
+    assert!(out.status.success());
+    let from_server = String::from_utf8(out.stdout).unwrap();
+
+    // Stop the server we started: SIGTERM by its id, a bounded wait.
+    let child = guard.0.as_mut().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    guard.0 = None;
+
+    // The data directory replays to the same report, corrections included.
+    let out = Command::new(env!("CARGO_BIN_EXE_tla"))
+        .args(["report", "c_a", "--format", "json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, from_server);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["corrections"].as_array().unwrap().len(), 2);
+}

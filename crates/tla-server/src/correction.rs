@@ -1,0 +1,272 @@
+//! Corrections: retract a stored event, or give a conversion or a cost a new amount,
+//! by its `event_id`; the campaign's model is then what a replay of the log without
+//! the retracted events (and with the new amounts) gives.
+//!
+//! [`correct`] runs under the learner's lock, so no event is applied and no snapshot is
+//! written meanwhile:
+//!
+//! 1. it checks the request and finds the event ([`tla_store::EventLog::find_event`]);
+//! 2. it deletes the campaign's snapshots that cover the event
+//!    ([`tla_store::Store::delete_snapshots_covering`]): they learned it as it was;
+//! 3. it records the correction durably, with the key id, time, reason, old and new
+//!    value ([`tla_store::EventLog::append_correction`]); a crash after 2 and before 3
+//!    only costs a longer start, and after 3 the start applies the correction;
+//! 4. it puts the campaign's corrections in force for the events the learner has not
+//!    applied yet ([`CampaignSlot::fix_of`]);
+//! 5. if the learner had applied the event, it rebuilds the engine ([`rebuild`]): the
+//!    nearest snapshot left (one that does not cover the event), or the prior, then
+//!    the campaign's events after it up to the learner's position, each as corrected,
+//!    and swaps it into the slot.
+//!
+//! A retraction is final: retracting again answers the first retraction (`repeated`,
+//! nothing recorded); correcting a retracted event is refused (`event_retracted`).
+
+use crate::campaign::CampaignSlot;
+use crate::error::{ApiError, ErrorCode};
+use crate::event::{self, MAX_EVENT_ID_LEN};
+use crate::learner;
+use crate::state::AppState;
+use crate::wire::{
+    CorrectionActionName, CorrectionBody, CorrectionOutcome, CorrectionRequest, RebuildBody,
+};
+use rand::Rng;
+use tla_core::engine::Engine;
+use tla_store::{
+    CorrectionAction, EventFix, EventKind, EventLog, NewCorrection, Store, StoreError,
+    StoredCorrection,
+};
+
+/// Longest `reason` accepted, characters.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// Checks a correction request; the action to record.
+fn check_request(request: &CorrectionRequest) -> Result<CorrectionAction, ApiError> {
+    if request.event_id.is_empty() || request.event_id.chars().count() > MAX_EVENT_ID_LEN {
+        return Err(ApiError::new(
+            ErrorCode::InvalidEventId,
+            format!("event_id must be 1 to {MAX_EVENT_ID_LEN} characters"),
+        ));
+    }
+    let reason_len = request.reason.trim().chars().count();
+    if reason_len == 0 || request.reason.chars().count() > MAX_REASON_LEN {
+        return Err(ApiError::bad_request(format!(
+            "reason must be 1 to {MAX_REASON_LEN} characters (not only spaces): say why the event is corrected"
+        )));
+    }
+    match (request.action, request.value) {
+        (CorrectionActionName::Retract, None) => Ok(CorrectionAction::Retract),
+        (CorrectionActionName::Retract, Some(_)) => Err(ApiError::bad_request(
+            "a retraction takes no value; send action \"correct\" to give the event a new value",
+        )),
+        (CorrectionActionName::Correct, None) => Err(ApiError::bad_request(
+            "action \"correct\" needs `value`: the event's new donation (conversion) or spend (cost)",
+        )),
+        (CorrectionActionName::Correct, Some(value)) if value.is_finite() && value >= 0.0 => {
+            Ok(CorrectionAction::Correct { value })
+        }
+        (CorrectionActionName::Correct, Some(value)) => Err(ApiError::new(
+            ErrorCode::InvalidAmount,
+            format!("value is {value}; accepted: a finite number >= 0"),
+        )),
+    }
+}
+
+/// Records a correction of an event of campaign `campaign_id`, asked by key `key_id`,
+/// and brings the campaign's model in line with it (see the module documentation).
+/// Blocking: run it on a blocking thread.
+pub fn correct(
+    state: &AppState,
+    campaign_id: &str,
+    request: &CorrectionRequest,
+    key_id: &str,
+) -> Result<CorrectionOutcome, ApiError> {
+    let action = check_request(request)?;
+    let slot = state.campaign(campaign_id)?;
+    // One learner step at a time, and no correction during one.
+    let mut learner = state.learner_state();
+    let log = state.log();
+    let Some(event) = log.find_event(&slot.id, &request.event_id)? else {
+        return Err(unknown_event(&slot.id, &request.event_id));
+    };
+    if let CorrectionAction::Correct { .. } = action {
+        if matches!(event.kind, EventKind::Impression | EventKind::Click) {
+            return Err(ApiError::new(
+                ErrorCode::UnexpectedAmount,
+                format!(
+                    "event {} is {} {} event, which carries no value; it can be retracted, not corrected",
+                    crate::error::quoted(&event.event_id),
+                    if event.kind == EventKind::Impression {
+                        "an"
+                    } else {
+                        "a"
+                    },
+                    event.kind.as_str()
+                ),
+            ));
+        }
+    }
+    let earlier = log.corrections(&slot.id)?;
+    if let Some(retraction) = retraction_of(&earlier, event.seq) {
+        return already_retracted(action, retraction);
+    }
+    state
+        .store()
+        .delete_snapshots_covering(&slot.id, event.seq)?;
+    let new = NewCorrection {
+        campaign_id: slot.id.clone(),
+        event_id: event.event_id.clone(),
+        action,
+        reason: request.reason.clone(),
+        key_id: key_id.to_owned(),
+        at_ms: state.clock().now_ms(),
+    };
+    let recorded = match log.append_correction(&new)? {
+        tla_store::CorrectionOutcome::Recorded(recorded) => recorded,
+        tla_store::CorrectionOutcome::AlreadyRetracted(retraction) => {
+            return already_retracted(action, &retraction);
+        }
+        tla_store::CorrectionOutcome::UnknownEvent => {
+            return Err(unknown_event(&slot.id, &request.event_id));
+        }
+    };
+    let mut all = earlier;
+    all.push(recorded.clone());
+    slot.set_fixes(tla_store::effects(&all));
+    let applied = state.applied_seq();
+    let rebuild = if event.seq <= applied {
+        let now_ms = state.clock().now_ms();
+        let (engine, rebuilt) = rebuild(
+            &slot,
+            state.store(),
+            log.as_ref(),
+            applied,
+            &mut learner.rng,
+            now_ms,
+        )?;
+        slot.replace_engine(engine);
+        // Snapshot the rebuilt model at the next round, so a start need not redo it.
+        slot.since_snapshot.store(
+            rebuilt.events_replayed.max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Some(rebuilt)
+    } else {
+        None
+    };
+    tracing::info!(
+        campaign = %slot.id,
+        event_id = %recorded.event_id,
+        action = recorded.action.as_str(),
+        key = %key_id,
+        "event corrected"
+    );
+    Ok(CorrectionOutcome {
+        correction: CorrectionBody::new(&recorded),
+        repeated: false,
+        rebuild,
+    })
+}
+
+fn unknown_event(campaign_id: &str, event_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::EventNotFound,
+        format!(
+            "campaign {campaign_id} holds no event with event_id {}; a correction names an event already sent (and acknowledged)",
+            crate::error::quoted(event_id)
+        ),
+    )
+}
+
+/// The retraction of event `seq` among a campaign's corrections, if any.
+fn retraction_of(corrections: &[StoredCorrection], seq: u64) -> Option<&StoredCorrection> {
+    corrections
+        .iter()
+        .find(|c| c.event_seq == seq && c.action == CorrectionAction::Retract)
+}
+
+/// A retraction again answers the first one; a correction is refused.
+fn already_retracted(
+    action: CorrectionAction,
+    retraction: &StoredCorrection,
+) -> Result<CorrectionOutcome, ApiError> {
+    match action {
+        CorrectionAction::Retract => Ok(CorrectionOutcome {
+            correction: CorrectionBody::new(retraction),
+            repeated: true,
+            rebuild: None,
+        }),
+        CorrectionAction::Correct { .. } => Err(ApiError::new(
+            ErrorCode::EventRetracted,
+            format!(
+                "event {} was retracted (at {} ms, by key {}); a retraction is final, so it cannot be corrected",
+                crate::error::quoted(&retraction.event_id),
+                retraction.at_ms,
+                retraction.key_id
+            ),
+        )),
+    }
+}
+
+/// Rebuilds the engine of `slot` up to event sequence `up_to`: from the campaign's
+/// latest snapshot (the caller has deleted those that cover a corrected event) or its
+/// prior, then the campaign's events after it, each as its corrections say
+/// ([`CampaignSlot::fix_of`]); then draws every decision distribution with `rng` at
+/// `now_ms`. The slot's engine is not touched; swap the result in.
+///
+/// Reads the log after the snapshot with [`EventLog::read_after`], the one read every
+/// event log has, so its cost follows the log's length after the snapshot.
+pub fn rebuild<R: Rng + ?Sized>(
+    slot: &CampaignSlot,
+    store: &Store,
+    log: &dyn EventLog,
+    up_to: u64,
+    rng: &mut R,
+    now_ms: i64,
+) -> Result<(Engine, RebuildBody), StoreError> {
+    let mut engine = Engine::new(&slot.campaign, rng);
+    let mut from_seq = 0;
+    if let Some((covers, bytes)) = store.latest_snapshot(&slot.id)? {
+        if covers <= up_to {
+            match engine.restore(&bytes) {
+                Ok(()) => from_seq = covers,
+                Err(error) => {
+                    tracing::warn!(campaign = %slot.id, %error, "snapshot refused; rebuilding from the prior");
+                }
+            }
+        }
+    }
+    let mut after = from_seq;
+    let mut events_replayed = 0;
+    'pages: while after < up_to {
+        let page = log.read_after(after, learner::PAGE)?;
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        for stored in &page {
+            if stored.seq > up_to {
+                break 'pages;
+            }
+            if stored.campaign_id != slot.id {
+                continue;
+            }
+            let fix = slot.fix_of(stored);
+            if fix == Some(EventFix::Retracted) {
+                continue;
+            }
+            match event::learn_fixed(&mut engine, stored, fix) {
+                Ok(()) => events_replayed += 1,
+                Err(error) => tracing::warn!(%error, "event skipped"),
+            }
+        }
+        after = last;
+    }
+    engine.refresh_all(rng, now_ms.max(0) as u64);
+    Ok((
+        engine,
+        RebuildBody {
+            from_seq,
+            to_seq: up_to,
+            events_replayed,
+        },
+    ))
+}
