@@ -36,8 +36,13 @@ pub enum ErrorCode {
     RequestTimeout,
     /// A content type that is not accepted.
     UnsupportedMediaType,
-    /// The service cannot serve now (shutting down, decision log backlog).
+    /// The service cannot serve now (shutting down).
     Unavailable,
+    /// A decision was not served because the decision log is too far behind or cannot
+    /// be written; retry shortly.
+    DecisionLogUnavailable,
+    /// The server's disk is full: nothing of the request was stored or served.
+    StorageFull,
     /// The server failed; the log has the cause.
     Internal,
     /// An event that is not a JSON object of the accepted fields.
@@ -77,7 +82,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -88,6 +93,8 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unavailable,
+        ErrorCode::DecisionLogUnavailable,
+        ErrorCode::StorageFull,
         ErrorCode::Internal,
         ErrorCode::InvalidEvent,
         ErrorCode::InvalidEventId,
@@ -120,6 +127,8 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::DecisionLogUnavailable => "decision_log_unavailable",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidEvent => "invalid_event",
             ErrorCode::InvalidEventId => "invalid_event_id",
@@ -168,18 +177,23 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable | ErrorCode::DecisionLogUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The code of a storage error: the caller's conflicts, missing rows and values
-    /// that cannot be stored are client errors; everything else is internal.
+    /// that cannot be stored are client errors; a full disk is `storage_full`;
+    /// everything else is internal.
     pub fn of_store_error(error: &StoreError) -> ErrorCode {
         match error {
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::NotFound(_) => ErrorCode::NotFound,
             StoreError::InvalidInput(_) => ErrorCode::BadRequest,
+            StoreError::StorageFull { .. } => ErrorCode::StorageFull,
             StoreError::Schema(_)
             | StoreError::Corrupt { .. }
             | StoreError::Io { .. }
@@ -320,6 +334,13 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match ErrorCode::of_store_error(&error) {
             ErrorCode::Internal => Self::internal(error),
+            ErrorCode::StorageFull => Self {
+                code: ErrorCode::StorageFull,
+                message: "the server's disk is full; nothing of this request was stored; \
+                          retry once space is freed"
+                    .into(),
+                cause: Some(Box::new(error)),
+            },
             code => Self::new(code, error.to_string()),
         }
     }
@@ -335,7 +356,7 @@ impl From<tokio::task::JoinError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = &self.cause {
-            tracing::error!(code = %self.code, %cause, "internal error");
+            tracing::error!(code = %self.code, %cause, "request failed");
         }
         let body = crate::wire::ErrorBody {
             error: crate::wire::ErrorDetail {
@@ -389,6 +410,8 @@ mod tests {
             ("request_timeout", 408),
             ("unsupported_media_type", 415),
             ("unavailable", 503),
+            ("decision_log_unavailable", 503),
+            ("storage_full", 507),
             ("internal", 500),
             ("invalid_event", 400),
             ("invalid_event_id", 400),
@@ -431,5 +454,15 @@ mod tests {
         );
         let invalid = ApiError::from(StoreError::InvalidInput("too large".into()));
         assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+        let full = ApiError::from(StoreError::StorageFull {
+            context: "appending events",
+            detail: "database or disk is full at /secret/path".into(),
+        });
+        assert_eq!(
+            (full.code(), full.status()),
+            (ErrorCode::StorageFull, StatusCode::INSUFFICIENT_STORAGE)
+        );
+        assert!(!full.message().contains("/secret/path"), "{full}");
+        assert!(format!("{full:?}").contains("/secret/path"));
     }
 }

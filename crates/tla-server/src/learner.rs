@@ -1,6 +1,9 @@
 //! The learner: the task that tails the event log and applies each event to its
 //! campaign's engine in sequence order, rebuilds the decision distributions that are
-//! due, writes the queued decisions, snapshots the models and reloads the keys.
+//! due, snapshots the models and reloads the keys. It also writes the queued decisions
+//! at the start of each step (the decision writer, [`crate::decision_log::run`], does
+//! so on its own cadence too), restores the decisions of earlier processes that new
+//! events refer to, and records how far the decision log covers the event log.
 //!
 //! Every engine is a function of the log prefix it has applied, so a restart (latest
 //! snapshot, then the events after it: [`crate::replay`]) rebuilds exactly the model
@@ -15,7 +18,7 @@ use rand_pcg::Pcg64Mcg;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tla_store::{EventFix, EventLog, StoreError};
+use tla_store::{DecisionRow, EventFix, EventLog, StoreError, StoredEvent};
 
 /// Events read from the log per page.
 pub(crate) const PAGE: usize = 8192;
@@ -29,7 +32,21 @@ pub(crate) struct LearnerState {
     pub(crate) last_snapshot_ms: i64,
     /// When the keys were last reloaded, ms on the state's clock.
     pub(crate) last_key_reload_ms: i64,
+    /// Decisions of earlier processes that applied events refer to, not yet written
+    /// (a write failed); retried at every step.
+    pub(crate) restoring: Vec<DecisionRow>,
+    /// Every event up to this sequence that refers to a decision of an earlier
+    /// process has that decision in the log.
+    pub(crate) restored_through: u64,
+    /// The coverage last recorded in the store ([`tla_store::Store::decisions_cover_seq`]).
+    pub(crate) recorded_cover: u64,
+    /// When the coverage was last recorded, ms on the state's clock.
+    pub(crate) last_cover_ms: i64,
 }
+
+/// How often the learner records the decision log's coverage of the event log: after
+/// a crash, the next start checks the events since then for missing decisions.
+const RECORD_COVER_EVERY_MS: i64 = 1_000;
 
 /// How far a pass over the log got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +83,17 @@ pub fn apply_log(
     covered: &HashMap<String, u64>,
     caught_up: &mut CaughtUp,
 ) -> Result<(), StoreError> {
+    apply_log_observed(campaigns, log, covered, caught_up, &mut |_| {})
+}
+
+/// [`apply_log`], showing every event read to `observe` (applied or skipped).
+pub fn apply_log_observed(
+    campaigns: &Campaigns,
+    log: &dyn EventLog,
+    covered: &HashMap<String, u64>,
+    caught_up: &mut CaughtUp,
+    observe: &mut dyn FnMut(&StoredEvent),
+) -> Result<(), StoreError> {
     loop {
         let events = log.read_after(caught_up.last_seq, PAGE)?;
         let Some(last) = events.last().map(|e| e.seq) else {
@@ -73,6 +101,7 @@ pub fn apply_log(
         };
         let mut current: Option<Arc<CampaignSlot>> = None;
         for stored in &events {
+            observe(stored);
             if covered
                 .get(&stored.campaign_id)
                 .is_some_and(|&c| stored.seq <= c)
@@ -112,23 +141,40 @@ pub fn apply_log(
     }
 }
 
-/// One learner step: apply new events, rebuild due decision tables, write queued
-/// decisions, snapshot when due (or when `force_snapshot`), reload keys when due.
-/// Blocking: run it on a blocking thread.
+/// One learner step: write queued decisions, apply new events (restoring the
+/// decisions of earlier processes they refer to), rebuild due decision tables,
+/// snapshot when due (or when `force_snapshot`), record the decision log's coverage,
+/// reload keys when due. Blocking: run it on a blocking thread.
 pub fn step(state: &AppState, force_snapshot: bool) {
     // One step at a time: two would apply the same events twice.
     let mut learner = state.learner_state();
+    // Decisions first, so they never wait behind event application. After a failure
+    // the decision writer retries on its own backoff; the last step writes anyway.
+    if state.decisions().failure().is_none() || state.closing() {
+        // A failure is kept in the queue's state and logged there.
+        let _ = state.write_decisions();
+    }
     let log = state.log().clone();
     let mut caught_up = CaughtUp::after(state.applied_seq());
-    let read = apply_log(
+    let opened_at_ms = state.opened_at_ms();
+    let mut restoring = std::mem::take(&mut learner.restoring);
+    let read = apply_log_observed(
         state.campaigns_set(),
         log.as_ref(),
         &HashMap::new(),
         &mut caught_up,
+        &mut |stored| {
+            // A decision of this process is in the queue or the log; one made before
+            // the start may have been lost with an earlier process.
+            if stored.decided_at_ms < opened_at_ms {
+                restoring.extend(crate::decision_log::decision_row_of(state.signer(), stored));
+            }
+        },
     );
     if let Err(error) = read {
         tracing::error!(%error, "reading the event log failed");
     }
+    restore_decisions(state, &mut learner, restoring, caught_up.last_seq);
     Metrics::add(&state.metrics().events_learned, caught_up.applied);
     state.set_applied_seq(caught_up.last_seq);
     let now_ms = state.clock().now_ms();
@@ -136,7 +182,6 @@ pub fn step(state: &AppState, force_snapshot: bool) {
         let rebuilt = slot.refresh(&mut learner.rng, now_ms.max(0) as u64);
         Metrics::add(&state.metrics().refreshes, rebuilt as u64);
     }
-    state.flush_decisions();
     let config = state.config();
     let every_ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let snapshot_due =
@@ -150,11 +195,59 @@ pub fn step(state: &AppState, force_snapshot: bool) {
     if snapshot_due || force_snapshot {
         learner.last_snapshot_ms = now_ms;
     }
+    if force_snapshot || now_ms.saturating_sub(learner.last_cover_ms) >= RECORD_COVER_EVERY_MS {
+        record_cover(state, &mut learner, now_ms);
+    }
     if now_ms.saturating_sub(learner.last_key_reload_ms) >= every_ms(config.key_reload) {
         if let Err(error) = state.reload_keys() {
             tracing::error!(%error, "reloading keys failed");
         }
         learner.last_key_reload_ms = now_ms;
+    }
+}
+
+/// Writes the decisions of earlier processes that the events up to `through` refer
+/// to (the store skips those already logged); on a failure keeps them for the next
+/// step.
+fn restore_decisions(
+    state: &AppState,
+    learner: &mut LearnerState,
+    restoring: Vec<DecisionRow>,
+    through: u64,
+) {
+    if restoring.is_empty() {
+        learner.restored_through = through;
+        return;
+    }
+    match state.decision_log().append_decisions(&restoring) {
+        Ok(restored) => {
+            if restored > 0 {
+                tracing::warn!(
+                    restored,
+                    "decisions of an earlier process missing from the decision log were restored from events"
+                );
+            }
+            learner.restored_through = through;
+        }
+        Err(error) => {
+            tracing::error!(%error, rows = restoring.len(), "restoring decisions from events failed; retried at the next step");
+            learner.restoring = restoring;
+        }
+    }
+}
+
+/// Records in the store how far the decision log covers the event log: every event up
+/// to the lower of the writer's and the restorer's positions refers to a logged
+/// decision.
+fn record_cover(state: &AppState, learner: &mut LearnerState, now_ms: i64) {
+    learner.last_cover_ms = now_ms;
+    let cover = state.decisions().covers_seq().min(learner.restored_through);
+    if cover <= learner.recorded_cover {
+        return;
+    }
+    match state.store().set_decisions_cover_seq(cover) {
+        Ok(()) => learner.recorded_cover = cover,
+        Err(error) => tracing::warn!(%error, "recording the decision log's coverage failed"),
     }
 }
 

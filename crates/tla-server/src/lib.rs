@@ -18,7 +18,9 @@
 //! [`app`] builds the router from a state, so most of the API is tested without a
 //! socket; [`run`] serves it on a listener until a shutdown signal, with timeouts for
 //! slow clients and a cap on open connections ([`connections`]), then stops the
-//! learner, writes the pending decisions and a snapshot of every campaign.
+//! learner, writes the pending decisions and a snapshot of every campaign. Decisions
+//! are written by their own task ([`decision_log`]); a decision the log cannot take
+//! is refused, not served.
 
 #![warn(missing_docs)]
 
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod connections;
 pub mod correction;
 pub mod decision_id;
+pub mod decision_log;
 pub mod error;
 pub mod event;
 pub mod learner;
@@ -84,6 +87,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let learner = tokio::spawn(learner::run(state.clone()));
+    let decision_writer = tokio::spawn(decision_log::run(state.clone()));
     let served = connections::serve(
         listener,
         app(state.clone()),
@@ -95,6 +99,17 @@ pub async fn run(
     state.begin_close();
     if let Err(error) = learner.await {
         tracing::error!(%error, "learner task failed");
+    }
+    if let Err(error) = decision_writer.await {
+        tracing::error!(%error, "decision writer task failed");
+    }
+    let unlogged = state.decision_backlog();
+    if unlogged > 0 {
+        tracing::error!(
+            unlogged,
+            "decisions served could not be written to the decision log before exit; \
+             those that stored events refer to are restored at the next start"
+        );
     }
     served
 }

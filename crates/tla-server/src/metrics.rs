@@ -1,4 +1,4 @@
-//! Counters, a gauge and a latency histogram, served as Prometheus text at `/metrics`.
+//! Counters, a gauge and latency histograms, served as Prometheus text at `/metrics`.
 //!
 //! Kept in a [`prometheus::Registry`] and written by its [`TextEncoder`] in the text
 //! exposition format 0.0.4 ([`CONTENT_TYPE`]): every family announces its name with
@@ -39,6 +39,12 @@ pub struct Metrics {
     pub events_learned: IntCounter,
     /// Decisions written to the decision log.
     pub decisions_logged: IntCounter,
+    /// Decisions refused because the decision log was behind or could not be written
+    /// (503 `decision_log_unavailable`, 507 `storage_full`).
+    pub decisions_refused: IntCounter,
+    /// Time from a decision to the commit that wrote it to the decision log, seconds:
+    /// one sample per write, for its oldest decision (the write's largest lag).
+    pub decision_log_lag_seconds: Histogram,
     /// Snapshots written.
     pub snapshots: IntCounter,
     /// Time from handing a batch to the event log until its commit returned, seconds.
@@ -87,6 +93,17 @@ impl Default for Metrics {
         registry
             .register(Box::new(connections_open.clone()))
             .expect("metric names here are distinct");
+        let decision_log_lag_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tla_decision_log_lag_seconds",
+                "Time from a decision to its commit in the decision log (oldest of each write).",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("metric names and buckets here are valid");
+        registry
+            .register(Box::new(decision_log_lag_seconds.clone()))
+            .expect("metric names here are distinct");
         let r = &registry;
         Self {
             decision_log_backlog,
@@ -114,6 +131,11 @@ impl Default for Metrics {
                 "tla_decisions_logged_total",
                 "Decisions written to the decision log.",
             ),
+            decisions_refused: counter(
+                r,
+                "tla_decisions_refused_total",
+                "Decisions refused because the decision log was behind or unwritable.",
+            ),
             snapshots: counter(r, "tla_snapshots_total", "Model snapshots written."),
             commit_seconds,
             connections_open,
@@ -122,6 +144,7 @@ impl Default for Metrics {
                 "tla_http_connection_limit_reached_total",
                 "Times a new connection found the connection cap reached.",
             ),
+            decision_log_lag_seconds,
             registry,
         }
     }
@@ -190,6 +213,16 @@ mod tests {
             ),
             ("tla_snapshots_total", "counter", "Model snapshots written."),
             (
+                "tla_decisions_refused_total",
+                "counter",
+                "Decisions refused because the decision log was behind or unwritable.",
+            ),
+            (
+                "tla_decision_log_lag_seconds",
+                "histogram",
+                "Time from a decision to its commit in the decision log (oldest of each write).",
+            ),
+            (
                 "tla_event_commit_seconds",
                 "histogram",
                 "Time to commit a batch of events durably.",
@@ -224,7 +257,7 @@ mod tests {
         ] {
             assert!(text.contains(sample), "{sample:?} missing from {text}");
         }
-        assert_eq!(text.matches("# TYPE ").count(), 13, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 15, "{text}");
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
     }
 }

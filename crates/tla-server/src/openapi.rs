@@ -55,10 +55,24 @@ pub struct BodyTimedOut(pub ErrorBody);
 #[response(status = 415)]
 pub struct UnsupportedMedia(pub ErrorBody);
 
-/// Shutting down.
+/// Shutting down (`unavailable`), or, for a decision, the decision log is behind or
+/// cannot be written (`decision_log_unavailable`); retry shortly.
 #[derive(Debug, IntoResponses)]
 #[response(status = 503)]
 pub struct Unavailable(pub ErrorBody);
+
+/// The server failed (`internal`), for example a commit the disk refused other than
+/// for lack of space; the server log has the cause. Nothing of the request was
+/// acknowledged; a retry with the same event ids is safe.
+#[derive(Debug, IntoResponses)]
+#[response(status = 500)]
+pub struct Internal(pub ErrorBody);
+
+/// The server's disk is full (`storage_full`): nothing of the request was stored or
+/// served; retry once space is freed.
+#[derive(Debug, IntoResponses)]
+#[response(status = 507)]
+pub struct StorageFull(pub ErrorBody);
 
 /// The schema of an event's `type`: the names [`tla_store::EventKind::from_name`]
 /// accepts.

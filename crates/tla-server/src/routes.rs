@@ -8,13 +8,13 @@ use crate::decision_id::DecisionClaims;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openapi::{
-    BadRequest, BodyTimedOut, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
-    UnsupportedMedia,
+    BadRequest, BodyTimedOut, Conflict, Forbidden, Internal, NotFound, StorageFull, TooLarge,
+    Unauthorized, Unavailable, UnsupportedMedia,
 };
 use crate::state::AppState;
 use crate::wire::{
     CampaignBody, CampaignList, CorrectionRequest, DecisionBody, DecisionList, Health,
-    HealthStatus, IngestOutcome, VersionBody,
+    HealthStatus, IngestOutcome, StorageHealth, StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -77,18 +77,35 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
 }
 
 /// `GET /healthz`.
-#[utoipa::path(get, path = "/healthz", summary = "liveness (no key needed)", security(()),
-    responses((status = 200, description = "serving or closing", body = Health)))]
+#[utoipa::path(get, path = "/healthz", summary = "liveness and storage health (no key needed)", security(()),
+    responses((status = 200, description = "serving or closing", body = Health),
+        (status = 503, description = "degraded: storage cannot take writes, decisions are refused", body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let status = if state.closing() {
-        HealthStatus::Closing
-    } else {
-        HealthStatus::Ok
+    let backlog = state.decision_backlog();
+    let limit = crate::decision_log::DECISION_BACKLOG_LIMIT;
+    let storage = match state.storage_failure() {
+        Some(crate::decision_log::LogFailure::Full) => StorageStatus::Full,
+        Some(crate::decision_log::LogFailure::Unwritable) => StorageStatus::Unwritable,
+        None if backlog >= limit => StorageStatus::Unwritable,
+        None => StorageStatus::Ok,
     };
-    Json(Health {
+    let (code, status) = if state.closing() {
+        (StatusCode::OK, HealthStatus::Closing)
+    } else if storage != StorageStatus::Ok {
+        (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Degraded)
+    } else {
+        (StatusCode::OK, HealthStatus::Ok)
+    };
+    let health = Health {
         status,
         applied_seq: state.applied_seq(),
-    })
+        storage: StorageHealth {
+            status: storage,
+            decision_backlog: backlog as u64,
+            decision_backlog_limit: limit as u64,
+        },
+    };
+    (code, Json(health))
 }
 
 /// `GET /metrics`.
@@ -153,7 +170,7 @@ fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
     request_body(description = "the campaign spec, docs/spec.md", content(
         (Object = "application/json"), (String = "application/toml"))),
     responses((status = 201, description = "created", body = CampaignBody),
-        BadRequest, Unauthorized, Forbidden, BodyTimedOut, TooLarge, UnsupportedMedia))]
+        BadRequest, Unauthorized, Forbidden, BodyTimedOut, TooLarge, UnsupportedMedia, StorageFull))]
 pub async fn create_campaign(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -203,7 +220,7 @@ pub async fn get_campaign(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/pause", summary = "stop serving decisions (scope admin)",
     params(("id" = String, Path, description = "campaign id")),
     responses((status = 200, description = "the campaign", body = CampaignBody),
-        Unauthorized, Forbidden, NotFound))]
+        Unauthorized, Forbidden, NotFound, StorageFull))]
 pub async fn pause(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -216,7 +233,7 @@ pub async fn pause(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/resume", summary = "serve decisions again (scope admin)",
     params(("id" = String, Path, description = "campaign id")),
     responses((status = 200, description = "the campaign", body = CampaignBody),
-        Unauthorized, Forbidden, NotFound))]
+        Unauthorized, Forbidden, NotFound, StorageFull))]
 pub async fn resume(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -295,7 +312,7 @@ fn one() -> i64 {
     params(("id" = String, Path, description = "campaign id")),
     request_body = DecisionRequest,
     responses((status = 200, description = "decisions", body = DecisionList),
-        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge))]
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Unavailable, StorageFull))]
 pub async fn decide(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -367,8 +384,14 @@ pub async fn decide(
             at_ms,
         });
     }
-    Metrics::add(&state.metrics().decisions, rows.len() as u64);
-    state.log_decisions(rows);
+    // Queued for the decision log before they are answered; refused, not served,
+    // when the log is too far behind or cannot be written.
+    let served = rows.len() as u64;
+    if let Err(refusal) = state.log_decisions(rows) {
+        Metrics::add(&state.metrics().decisions_refused, served);
+        return Err(refusal);
+    }
+    Metrics::add(&state.metrics().decisions, served);
     Ok(Json(DecisionList { decisions: out }))
 }
 
@@ -378,7 +401,7 @@ pub async fn decide(
     request_body = crate::event::EventBatch<'_>,
     responses((status = 200, description = "per-batch outcome; bad items (an event_id stored with another content among them) are listed and nothing is stored for them",
             body = IngestOutcome),
-        BadRequest, Unauthorized, Forbidden, BodyTimedOut, TooLarge, Unavailable))]
+        BadRequest, Unauthorized, Forbidden, BodyTimedOut, TooLarge, Internal, Unavailable, StorageFull))]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -410,12 +433,14 @@ pub async fn ingest(
     if !good.is_empty() {
         let log = state.log().clone();
         let started = std::time::Instant::now();
-        let (good, outcomes) = tokio::task::spawn_blocking(move || {
+        let (good, appended) = tokio::task::spawn_blocking(move || {
             let outcomes = log.append(&good);
             (good, outcomes)
         })
         .await?;
-        let outcomes = outcomes?;
+        state.note_event_append(appended.as_ref().map(|_| ()));
+        // Nothing of a failed append is acknowledged or counted (507 on a full disk).
+        let outcomes = appended?;
         state
             .metrics()
             .commit_seconds
@@ -456,7 +481,7 @@ pub async fn ingest(
     request_body = CorrectionRequest,
     responses((status = 200, description = "recorded (or, for a repeated retraction, the earlier one)",
             body = crate::wire::CorrectionOutcome),
-        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge))]
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, StorageFull))]
 pub async fn correct(
     State(state): State<AppState>,
     headers: HeaderMap,

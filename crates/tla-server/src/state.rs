@@ -11,6 +11,7 @@ use crate::auth::{self, Scope};
 use crate::campaign::{CampaignSlot, Campaigns};
 use crate::clock::Clock;
 use crate::decision_id::DecisionSigner;
+use crate::decision_log::{DecisionQueue, LogFailure};
 use crate::error::ApiError;
 use crate::learner::LearnerState;
 use crate::metrics::Metrics;
@@ -20,8 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tla_core::spec::Campaign;
-use tla_store::{CampaignRow, CampaignStatus, DecisionRow, EventLog, KeyRow, Store};
+use tla_store::{
+    CampaignRow, CampaignStatus, DecisionLog, DecisionRow, EventLog, KeyRow, Store, StoreError,
+};
 
+pub use crate::decision_log::DECISION_BACKLOG_LIMIT;
 pub use crate::replay::OpenError;
 
 /// Limits and cadences of the service.
@@ -87,13 +91,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// Rows per decision-log transaction.
-const DECISION_CHUNK: usize = 10_000;
-
-/// Decisions queued for the log beyond which new decisions are refused (503) until the
-/// log catches up: every decision served must be logged with its propensity.
-pub const DECISION_BACKLOG_LIMIT: usize = 1_000_000;
-
 /// Shared state of the service (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -103,6 +100,8 @@ pub struct AppState {
 struct Inner {
     store: Store,
     log: Arc<dyn EventLog>,
+    /// Where decisions are written: the store, or a test's fault-injecting wrapper.
+    decision_log: Arc<dyn DecisionLog>,
     clock: Arc<dyn Clock>,
     signer: DecisionSigner,
     config: ServerConfig,
@@ -114,7 +113,13 @@ struct Inner {
     /// The learner's random stream and cadences, and its serialization lock.
     learner: Mutex<LearnerState>,
     learner_wake: tokio::sync::Notify,
-    decision_log: Mutex<Vec<DecisionRow>>,
+    /// Decisions served and not yet written, and their writer's state.
+    decisions: DecisionQueue,
+    /// Why the last append to the event log failed, `None` once one succeeds.
+    event_log_failure: Mutex<Option<LogFailure>>,
+    /// When the state was opened, ms on its clock: decisions older than this were made
+    /// by an earlier process, and the learner restores those an event refers to.
+    opened_at_ms: i64,
     closing: AtomicBool,
 }
 
@@ -129,11 +134,27 @@ impl std::fmt::Debug for Inner {
 
 impl AppState {
     /// Opens the state over a store (campaigns, keys, decisions, snapshots) and an
-    /// event log, on `clock`: loads the keys, and rebuilds each campaign from its
-    /// latest snapshot and the events after it ([`replay`]).
+    /// event log, on `clock`: loads the keys, rebuilds each campaign from its latest
+    /// snapshot and the events after it ([`replay`]), and writes to the decision log
+    /// every decision a stored event refers to that a crash kept out of it
+    /// ([`crate::decision_log::restore_from_events`]).
     pub fn open(
         store: Store,
         log: Arc<dyn EventLog>,
+        clock: Arc<dyn Clock>,
+        secret: &[u8],
+        config: ServerConfig,
+    ) -> Result<Self, OpenError> {
+        let decision_log: Arc<dyn DecisionLog> = Arc::new(store.clone());
+        Self::open_with_decision_log(store, log, decision_log, clock, secret, config)
+    }
+
+    /// [`AppState::open`] writing decisions through `decision_log` instead of the
+    /// store's own (tests pass a wrapper that injects write failures).
+    pub fn open_with_decision_log(
+        store: Store,
+        log: Arc<dyn EventLog>,
+        decision_log: Arc<dyn DecisionLog>,
         clock: Arc<dyn Clock>,
         secret: &[u8],
         config: ServerConfig,
@@ -153,12 +174,37 @@ impl AppState {
             .into_iter()
             .map(|k| (k.id.clone(), k))
             .collect();
+        let signer = DecisionSigner::new(secret);
+        let covered = store.decisions_cover_seq()?;
+        let mut recorded_cover = covered;
+        if covered < replayed.applied_seq {
+            let restored = crate::decision_log::restore_from_events(
+                log.as_ref(),
+                decision_log.as_ref(),
+                &signer,
+                covered,
+                replayed.applied_seq,
+            )?;
+            if restored > 0 {
+                tracing::warn!(
+                    restored,
+                    "decisions missing from the decision log were restored from the events that refer to them"
+                );
+            }
+            match store.set_decisions_cover_seq(replayed.applied_seq) {
+                Ok(()) => recorded_cover = replayed.applied_seq,
+                Err(error) => {
+                    tracing::warn!(%error, "recording the decision log's coverage failed; the learner retries")
+                }
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 log,
+                decision_log,
                 clock,
-                signer: DecisionSigner::new(secret),
+                signer,
                 campaigns: replayed.campaigns,
                 keys: RwLock::new(keys),
                 metrics: Metrics::default(),
@@ -167,9 +213,15 @@ impl AppState {
                     rng: replayed.rng,
                     last_snapshot_ms: now_ms,
                     last_key_reload_ms: now_ms,
+                    restoring: Vec::new(),
+                    restored_through: replayed.applied_seq,
+                    recorded_cover,
+                    last_cover_ms: now_ms,
                 }),
                 learner_wake: tokio::sync::Notify::new(),
-                decision_log: Mutex::new(Vec::new()),
+                decisions: DecisionQueue::new(replayed.applied_seq),
+                event_log_failure: Mutex::new(None),
+                opened_at_ms: now_ms,
                 closing: AtomicBool::new(false),
                 config,
             }),
@@ -346,17 +398,60 @@ impl AppState {
         Ok(())
     }
 
-    /// Queues decisions for the decision log (written by the learner, in batches).
-    pub fn log_decisions(&self, rows: Vec<DecisionRow>) {
-        let mut queue = self
+    /// Queues the rows of decisions about to be served for the decision log, or
+    /// refuses them (503 `decision_log_unavailable`, 507 `storage_full`: see
+    /// [`DecisionQueue::admit`]); refused decisions must not be served.
+    pub fn log_decisions(&self, rows: Vec<DecisionRow>) -> Result<(), ApiError> {
+        self.inner.decisions.admit(rows)
+    }
+
+    /// The decision queue and its writer's state.
+    pub fn decisions(&self) -> &DecisionQueue {
+        &self.inner.decisions
+    }
+
+    /// Where decisions are written.
+    pub fn decision_log(&self) -> &dyn DecisionLog {
+        self.inner.decision_log.as_ref()
+    }
+
+    /// When the state was opened, ms on its clock.
+    pub fn opened_at_ms(&self) -> i64 {
+        self.inner.opened_at_ms
+    }
+
+    /// Records the outcome of an append to the event log, for `/healthz`.
+    pub fn note_event_append(&self, result: Result<(), &StoreError>) {
+        let failure = result
+            .err()
+            .filter(|error| !error.is_client_error())
+            .map(LogFailure::of);
+        let mut noted = self
             .inner
-            .decision_log
+            .event_log_failure
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if queue.is_empty() {
-            *queue = rows;
-        } else {
-            queue.extend(rows);
+        if *noted != failure {
+            if let Some(failure) = failure {
+                tracing::error!(?failure, "appending to the event log failed");
+            } else {
+                tracing::info!("the event log is written again");
+            }
+            *noted = failure;
+        }
+    }
+
+    /// Why storage cannot be written now: the decision log's last write failed, or
+    /// the event log's last append did (`None`: both succeeded). A full disk wins.
+    pub fn storage_failure(&self) -> Option<LogFailure> {
+        let event_log = *self
+            .inner
+            .event_log_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (self.inner.decisions.failure(), event_log) {
+            (Some(LogFailure::Full), _) | (_, Some(LogFailure::Full)) => Some(LogFailure::Full),
+            (decisions, event_log) => decisions.or(event_log),
         }
     }
 
@@ -372,36 +467,57 @@ impl AppState {
 
     /// Decisions queued for the decision log and not yet written.
     pub fn decision_backlog(&self) -> usize {
-        self.inner
-            .decision_log
+        self.inner.decisions.backlog()
+    }
+
+    /// Writes the queued decisions to the decision log, in order, in transactions of
+    /// at most [`crate::decision_log::DECISION_CHUNK`] rows; a failed write keeps its
+    /// rows for the next call. Blocking. Returns the rows written.
+    pub fn write_decisions(&self) -> Result<usize, StoreError> {
+        let last_seq = self.inner.log.last_seq().ok();
+        let written = self.inner.decisions.write(
+            self.inner.decision_log.as_ref(),
+            last_seq,
+            &self.inner.metrics,
+            || self.inner.clock.now_ms(),
+        )?;
+        if written > 0 {
+            // The disk took a commit: the event log's last failure is over too.
+            self.note_event_append(Ok(()));
+        }
+        Ok(written)
+    }
+
+    /// While the event log's last append failed: one durable write to the store (the
+    /// decision log's coverage record) to learn whether it is writable again, so
+    /// `/healthz` recovers without waiting for an event. Returns whether the event log
+    /// is taken as writable. Blocking.
+    pub fn probe_storage(&self) -> bool {
+        let failing = self
+            .inner
+            .event_log_failure
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
-
-    /// Writes queued decisions to the decision log, in transactions of at most
-    /// `DECISION_CHUNK` rows so event commits interleave with a large backlog.
-    pub(crate) fn flush_decisions(&self) {
-        let rows = std::mem::take(
-            &mut *self
-                .inner
-                .decision_log
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for chunk in rows.chunks(DECISION_CHUNK) {
-            match self.inner.store.append_decisions(chunk) {
-                Ok(()) => Metrics::add(&self.inner.metrics.decisions_logged, chunk.len() as u64),
-                Err(error) => {
-                    tracing::error!(%error, rows = chunk.len(), "decision log write failed")
-                }
-            }
+            .is_some();
+        if !failing {
+            return true;
         }
+        let probe = self
+            .inner
+            .store
+            .decisions_cover_seq()
+            .and_then(|seq| self.inner.store.set_decisions_cover_seq(seq));
+        if probe.is_ok() {
+            self.note_event_append(Ok(()));
+        }
+        probe.is_ok()
     }
 
-    /// Marks the state closing and wakes the learner for its last step.
+    /// Marks the state closing and wakes the learner and the decision writer for
+    /// their last step.
     pub fn begin_close(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.learner_wake.notify_one();
+        self.inner.decisions.wake();
     }
 }

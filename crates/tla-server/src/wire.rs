@@ -13,23 +13,55 @@ use tla_core::design::Objective;
 use tla_core::spec::Campaign;
 use utoipa::ToSchema;
 
-/// Whether the service is serving or draining for shutdown.
+/// Whether the service is serving, degraded, or draining for shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     /// Serving.
     Ok,
+    /// Storage cannot take writes (see `storage`): decisions are refused (503 or
+    /// 507) and so are events on a full disk; answered with HTTP 503.
+    Degraded,
     /// Shutting down: ingest is refused, the learner finishes the log.
     Closing,
+}
+
+/// Whether the data directory takes writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageStatus {
+    /// The last writes of the decision log and the event log succeeded, and the
+    /// decision log keeps up.
+    Ok,
+    /// The disk is full: decisions and events are refused with 507 `storage_full`
+    /// until space is freed; the server retries by itself.
+    Full,
+    /// A write failed for another reason, or the decision log is at its backlog
+    /// limit: decisions are refused with 503 `decision_log_unavailable`.
+    Unwritable,
+}
+
+/// The storage part of `GET /healthz`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StorageHealth {
+    /// `ok`, `full` or `unwritable`.
+    pub status: StorageStatus,
+    /// Decisions served and not yet written to the decision log.
+    pub decision_backlog: u64,
+    /// The backlog at which decisions are refused with 503.
+    pub decision_backlog_limit: u64,
 }
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `closing` once shutdown began.
+    /// `ok`; `degraded` (HTTP 503) while storage cannot take writes; `closing` once
+    /// shutdown began.
     pub status: HealthStatus,
     /// Sequence number of the last event the learner applied to the models.
     pub applied_seq: u64,
+    /// Whether the data directory takes writes.
+    pub storage: StorageHealth,
 }
 
 /// Whether a campaign serves decisions.

@@ -11,12 +11,13 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::OnceLock;
+use support::faults::{Fault, Faults, FaultyDecisionLog, FaultyEventLog};
 use support::openapi_check::OpenApiCheck;
 use tla_server::auth::new_key;
 use tla_server::error::{ApiError, ErrorCode};
 use tla_server::event::check_raw_event;
 use tla_server::{AppState, ManualClock, ServerConfig, app, learner};
-use tla_store::{KeyRow, Store};
+use tla_store::{DecisionRow, KeyRow, Store, StoreError};
 use tower::ServiceExt;
 
 /// The document the API serves with the default configuration (the one [`api`] uses).
@@ -60,16 +61,22 @@ fn key(store: &Store, seed: u8, scopes: &[&str]) -> String {
 }
 
 fn api() -> Api {
-    let store = Store::open_in_memory().unwrap();
+    api_over(Store::open_in_memory().unwrap(), |store| {
+        open(
+            store,
+            Arc::new(ManualClock::new(START_MS)),
+            ServerConfig::default(),
+        )
+    })
+}
+
+/// An API with a key of each scope, over the state `open` makes of `store`.
+fn api_over(store: Store, open: impl FnOnce(Store) -> AppState) -> Api {
     let admin = key(&store, 1, &["admin"]);
     let decide = key(&store, 2, &["decide"]);
     let ingest = key(&store, 3, &["ingest"]);
     let read = key(&store, 4, &["read"]);
-    let state = open(
-        store,
-        Arc::new(ManualClock::new(START_MS)),
-        ServerConfig::default(),
-    );
+    let state = open(store);
     Api {
         state,
         admin,
@@ -706,13 +713,45 @@ fn the_openapi_check_refuses_what_the_document_does_not_say() {
             body.to_string().as_bytes(),
         )
     };
-    assert!(health(json!({"status": "ok", "applied_seq": 3}), 200).is_ok());
+    let storage = json!({"status": "ok", "decision_backlog": 0, "decision_backlog_limit": 9});
+    assert!(
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": storage}),
+            200
+        )
+        .is_ok()
+    );
+    let full = json!({"status": "full", "decision_backlog": 5, "decision_backlog_limit": 9});
+    assert!(
+        health(
+            json!({"status": "degraded", "applied_seq": 3, "storage": full}),
+            503
+        )
+        .is_ok()
+    );
     let refused = [
-        health(json!({"status": "ok", "applied_seq": 3, "extra": 1}), 200),
-        health(json!({"status": "ok", "applied_seq": -3}), 200),
-        health(json!({"status": "fine", "applied_seq": 3}), 200),
-        health(json!({"status": "ok"}), 200),
-        health(json!({"status": "ok", "applied_seq": 3}), 500),
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": storage, "extra": 1}),
+            200,
+        ),
+        health(
+            json!({"status": "ok", "applied_seq": -3, "storage": storage}),
+            200,
+        ),
+        health(
+            json!({"status": "fine", "applied_seq": 3, "storage": storage}),
+            200,
+        ),
+        health(json!({"status": "ok", "storage": storage}), 200),
+        health(json!({"status": "ok", "applied_seq": 3}), 200),
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": {"status": "gone"}}),
+            200,
+        ),
+        health(
+            json!({"status": "ok", "applied_seq": 3, "storage": storage}),
+            500,
+        ),
         check.response("GET", "/v2/unknown", 200, None, b""),
     ];
     for result in refused {
@@ -1058,6 +1097,346 @@ async fn a_wrong_method_answers_the_error_shape() {
                 .contains("openapi.json")
         );
     }
+}
+
+// ---- storage faults and the decision log ------------------------------------------------
+
+/// An API over an in-memory store whose event log and decision log fail on demand.
+fn api_with_faults(faults: &Arc<Faults>) -> Api {
+    api_over(Store::open_in_memory().unwrap(), |store| {
+        let log = Arc::new(FaultyEventLog {
+            inner: store.event_log(),
+            faults: faults.clone(),
+        });
+        let decisions = Arc::new(FaultyDecisionLog {
+            inner: store.clone(),
+            faults: faults.clone(),
+        });
+        AppState::open_with_decision_log(
+            store,
+            log,
+            decisions,
+            Arc::new(ManualClock::new(START_MS)),
+            b"test secret",
+            ServerConfig::default(),
+        )
+        .unwrap()
+    })
+}
+
+/// One write of the queued decisions, as the decision writer task does it.
+async fn write_decisions(state: &AppState) -> Result<usize, StoreError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || state.write_decisions())
+        .await
+        .unwrap()
+}
+
+/// The decision ids in the decision log of campaign `id`, in log order.
+fn logged(state: &AppState, id: &str) -> Vec<String> {
+    state
+        .store()
+        .decisions(id, 0, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, row)| row.decision_id)
+        .collect()
+}
+
+/// Impressions `event_ids[i]` of decisions `decision_ids[i]`.
+fn impressions(event_ids: &[&str], decision_ids: &[String]) -> Value {
+    let events: Vec<Value> = event_ids
+        .iter()
+        .zip(decision_ids)
+        .map(|(event_id, decision_id)| {
+            json!({"event_id": event_id, "decision_id": decision_id, "type": "impression"})
+        })
+        .collect();
+    json!({ "events": events })
+}
+
+impl Api {
+    async fn decisions(&self, id: &str, count: u32) -> (StatusCode, Value) {
+        self.post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &self.decide,
+            json!({"segment": "past-donors", "count": count}),
+        )
+        .await
+    }
+
+    async fn health(&self) -> (StatusCode, Value) {
+        self.call("GET", "/healthz", None, "application/json", String::new())
+            .await
+    }
+}
+
+fn ids_of(decisions: &Value) -> Vec<String> {
+    decisions["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_decisions_and_events_with_507_and_recovers_by_itself() {
+    let faults = Arc::new(Faults::default());
+    let api = api_with_faults(&faults);
+    let id = api.campaign().await;
+    let before = api.one_decision(&id).await;
+    let (status, body) = api
+        .post("/v1/events", &api.ingest, impressions(&["e0"], &[before]))
+        .await;
+    assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(1)));
+    assert_eq!(write_decisions(&api.state).await.unwrap(), 1);
+
+    faults.set(Fault::DiskFull);
+    // Served before a write met the full disk: kept in the queue, not dropped.
+    let queued = api.one_decision(&id).await;
+    assert!(
+        write_decisions(&api.state)
+            .await
+            .unwrap_err()
+            .is_storage_full()
+    );
+    // From then on nothing is served or acknowledged.
+    let (status, body) = api.decisions(&id, 3).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "disk is full",
+    );
+    assert_eq!(body["error"]["code"], "storage_full");
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            impressions(&["e1"], std::slice::from_ref(&queued)),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "nothing of this request was stored",
+    );
+    assert_eq!(body["error"]["code"], "storage_full");
+    let (status, health) = api.health().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["storage"]["status"], "full");
+    assert_eq!(health["storage"]["decision_backlog"], 1);
+    // The learner goes on; a retry while the disk is full fails again.
+    step(&api.state, false).await;
+    assert!(write_decisions(&api.state).await.is_err());
+    let slot = api.state.campaign(&id).unwrap();
+    assert_eq!(slot.engine().events(), 1);
+
+    // Space returns: the next retry writes the queue and decisions are served again.
+    faults.set(Fault::None);
+    assert_eq!(write_decisions(&api.state).await.unwrap(), 1);
+    let (status, health) = api.health().await;
+    assert_eq!((status, &health["status"]), (StatusCode::OK, &json!("ok")));
+    let after = api.one_decision(&id).await;
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            impressions(&["e1"], std::slice::from_ref(&queued)),
+        )
+        .await;
+    assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(1)));
+    step(&api.state, false).await;
+    let (status, health) = api.health().await;
+    assert_eq!(
+        (status, &health["storage"]["status"]),
+        (StatusCode::OK, &json!("ok"))
+    );
+
+    // Every decision served is logged, once; the engine counts exactly the acknowledged
+    // events.
+    let metrics = api.state.metrics();
+    assert_eq!(metrics.decisions.get(), 3);
+    assert_eq!(metrics.decisions_refused.get(), 3);
+    assert_eq!(metrics.decisions_logged.get(), 3);
+    let log = logged(&api.state, &id);
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1..], [queued, after]);
+    assert_eq!(metrics.events_accepted.get(), 2);
+    assert_eq!(slot.engine().events(), 2);
+    assert!(*faults.hits.lock().unwrap() >= 3);
+}
+
+#[tokio::test]
+async fn failed_commits_and_half_written_batches_lose_nothing_acknowledged_and_count_nothing_twice()
+{
+    let faults = Arc::new(Faults::default());
+    let api = api_with_faults(&faults);
+    let id = api.campaign().await;
+    let (status, body) = api.decisions(&id, 4).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let served = ids_of(&body);
+    let batch = impressions(&["a", "b", "c", "d"], &served);
+
+    // A failed commit (an I/O error, not a full disk): 503 for decisions, 500 for
+    // events, nothing stored.
+    faults.set(Fault::FailedCommit);
+    let failed = write_decisions(&api.state).await.unwrap_err();
+    assert!(!failed.is_storage_full(), "{failed}");
+    let (status, body) = api.decisions(&id, 1).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "decision log cannot be written",
+    );
+    assert_eq!(body["error"]["code"], "decision_log_unavailable");
+    let (status, body) = api.post("/v1/events", &api.ingest, batch.clone()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(api.state.log().last_seq().unwrap(), 0);
+    let (status, health) = api.health().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["storage"]["status"], "unwritable");
+
+    // A write that stops halfway through the batch: its first half is stored, the
+    // request is not acknowledged.
+    faults.set(Fault::FailedMidBatch);
+    let (status, _) = api.post("/v1/events", &api.ingest, batch.clone()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(api.state.log().last_seq().unwrap(), 2);
+    assert!(write_decisions(&api.state).await.is_err());
+    assert_eq!(logged(&api.state, &id).len(), 2);
+    assert_eq!(api.state.decision_backlog(), 4);
+
+    // Healthy again: the retried decisions are stored once each, in order, and the
+    // retried batch stores only what was missing.
+    faults.set(Fault::None);
+    assert_eq!(write_decisions(&api.state).await.unwrap(), 4);
+    assert_eq!(logged(&api.state, &id), served);
+    let (status, body) = api.post("/v1/events", &api.ingest, batch).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["duplicates"]),
+        (&json!(2), &json!(2))
+    );
+    step(&api.state, false).await;
+    assert_eq!(api.state.campaign(&id).unwrap().engine().events(), 4);
+    assert_eq!(api.state.metrics().decisions.get(), 4);
+    assert_eq!(api.state.metrics().decisions_logged.get(), 4);
+}
+
+#[tokio::test]
+async fn decisions_are_refused_while_the_decision_log_is_at_its_backlog_limit() {
+    let api = api();
+    let id = api.campaign().await;
+    let limit = tla_server::state::DECISION_BACKLOG_LIMIT;
+    let filler: Vec<DecisionRow> = (0..limit)
+        .map(|index| DecisionRow {
+            decision_id: format!("filler-{index}"),
+            campaign_id: id.clone(),
+            segment: 0,
+            version: 1,
+            propensity: 0.5,
+            model_version: 0,
+            at_ms: START_MS,
+        })
+        .collect();
+    api.state.log_decisions(filler).unwrap();
+    let (status, body) = api.decisions(&id, 1).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("{limit} decisions behind (the limit is {limit})"),
+    );
+    assert_eq!(body["error"]["code"], "decision_log_unavailable");
+    let (status, health) = api.health().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["storage"]["status"], "unwritable");
+    assert_eq!(health["storage"]["decision_backlog"], limit);
+    assert_eq!(write_decisions(&api.state).await.unwrap(), limit);
+    let (status, body) = api.decisions(&id, 1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(api.state.metrics().decisions_refused.get(), 1);
+}
+
+#[tokio::test]
+async fn after_a_crash_every_decision_an_event_refers_to_is_restored_from_its_id() {
+    let store = Store::open_in_memory().unwrap();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let api = api_over(store.clone(), |store| {
+        open(store, clock.clone(), ServerConfig::default())
+    });
+    let id = api.campaign().await;
+    let (status, body) = api.decisions(&id, 5).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let served = ids_of(&body);
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            impressions(&["e0", "e1", "e2"], &served),
+        )
+        .await;
+    assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(3)));
+    // The process dies before the queue reaches the decision log.
+    assert!(logged(&api.state, &id).is_empty());
+    let Api {
+        state,
+        admin,
+        decide,
+        ingest,
+        read,
+    } = api;
+    drop(state);
+
+    // The next start writes the decisions the stored events refer to, exactly as
+    // they were served.
+    clock.advance(60_000);
+    let state = open(store.clone(), clock.clone(), ServerConfig::default());
+    assert_eq!(logged(&state, &id), served[..3]);
+    for (_, row) in store.decisions(&id, 0, 10).unwrap() {
+        let claims = state.signer().verify(&row.decision_id).unwrap();
+        assert_eq!(
+            (row.segment, row.version, row.model_version, row.at_ms),
+            (
+                claims.segment,
+                claims.version,
+                claims.model_version,
+                claims.at_ms
+            )
+        );
+        assert_eq!(row.propensity.to_bits(), claims.propensity.to_bits());
+    }
+    assert_eq!(store.decisions_cover_seq().unwrap(), 3);
+
+    // An event arriving now about a lost decision of the earlier process: the learner
+    // restores that decision too. The one no event refers to stays unknown.
+    let api = Api {
+        state,
+        admin,
+        decide,
+        ingest,
+        read,
+    };
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            impressions(&["e3"], &served[3..4]),
+        )
+        .await;
+    assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(1)));
+    step(&api.state, false).await;
+    assert_eq!(logged(&api.state, &id), served[..4]);
+
+    // Opening again restores nothing twice.
+    drop(api);
+    let state = open(store.clone(), clock, ServerConfig::default());
+    assert_eq!(logged(&state, &id), served[..4]);
 }
 
 // ---- same event id, another content; corrections ----------------------------------------

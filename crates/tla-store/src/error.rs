@@ -2,8 +2,10 @@
 //!
 //! The variants are grouped so the server can map them to HTTP statuses in one place:
 //! [`StoreError::Conflict`] (409), [`StoreError::NotFound`] (404),
-//! [`StoreError::InvalidInput`] (400 or 422), and everything else (500: the database
-//! file is unusable or the operating system refused an operation).
+//! [`StoreError::InvalidInput`] (400 or 422), [`StoreError::StorageFull`] (507: the
+//! disk is full, nothing was stored, a retry succeeds once space is freed), and
+//! everything else (500: the database file is unusable or the operating system refused
+//! an operation).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +58,16 @@ pub enum StoreError {
         #[source]
         source: Arc<rusqlite::Error>,
     },
+    /// The disk (or the file system holding the data directory) is full: SQLite's
+    /// `SQLITE_FULL`, or `ENOSPC` from the operating system. The operation was rolled
+    /// back and stored nothing; the same call succeeds once space is freed.
+    #[error("storage full while {context}: {detail}")]
+    StorageFull {
+        /// What the store was doing, lowercase, e.g. "appending events".
+        context: &'static str,
+        /// The error SQLite or the operating system reported.
+        detail: String,
+    },
     /// The thread writing a group commit panicked; the batches in that group were not
     /// acknowledged and may or may not be stored (a retry with the same ids is safe).
     #[error("the event log writer panicked while committing this batch; retry it")]
@@ -64,11 +76,48 @@ pub enum StoreError {
 
 impl StoreError {
     /// Wraps a SQLite error with what the store was doing when it happened.
+    /// A full disk (`SQLITE_FULL`) becomes [`StoreError::StorageFull`].
     pub(crate) fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-        move |source| StoreError::Sqlite {
-            context,
+        move |source| {
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                return StoreError::StorageFull {
+                    context,
+                    detail: source.to_string(),
+                };
+            }
+            StoreError::Sqlite {
+                context,
+                source: Arc::new(source),
+            }
+        }
+    }
+
+    /// Wraps an operating-system error on `path`; `ENOSPC` (and a full quota) becomes
+    /// [`StoreError::StorageFull`].
+    pub(crate) fn io(
+        context: &'static str,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> StoreError {
+        if matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) {
+            return StoreError::StorageFull {
+                context,
+                detail: format!("{}: {source}", path.display()),
+            };
+        }
+        StoreError::Io {
+            path: path.to_path_buf(),
             source: Arc::new(source),
         }
+    }
+
+    /// True for a full disk ([`StoreError::StorageFull`]): nothing was stored and the
+    /// same call succeeds once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, StoreError::StorageFull { .. })
     }
 
     /// True for errors caused by the caller's input or by the state of the data
@@ -118,6 +167,33 @@ mod tests {
                 .starts_with("version 18446744073709551615 is too large")
         );
         assert_eq!(to_sql_int("version", 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_full_disk_is_classified_as_storage_full() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let error = StoreError::sqlite("appending events")(full);
+        assert!(error.is_storage_full(), "{error:?}");
+        assert!(!error.is_client_error());
+        assert!(
+            error
+                .to_string()
+                .starts_with("storage full while appending events"),
+            "{error}"
+        );
+        let io_failure = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+            None,
+        );
+        assert!(!StoreError::sqlite("committing")(io_failure).is_storage_full());
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let path = std::path::Path::new("/data");
+        assert!(StoreError::io("creating the data directory", path, enospc).is_storage_full());
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!StoreError::io("creating the data directory", path, denied).is_storage_full());
     }
 
     #[test]

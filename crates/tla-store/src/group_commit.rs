@@ -62,7 +62,8 @@ pub(crate) enum WriteJob {
     /// Append events to the log, deduplicated on `(campaign_id, event_id)` (an exact
     /// repeat is a duplicate, another content a conflict).
     Events(Vec<EncodedEvent>),
-    /// Append decisions, ignoring a `decision_id` already stored.
+    /// Append decisions, skipping a `decision_id` already stored (found through the
+    /// campaign and time its id carries).
     Decisions(Vec<EncodedDecision>),
 }
 
@@ -80,8 +81,8 @@ impl WriteJob {
 pub(crate) enum JobOutput {
     /// One outcome per event, in order.
     Events(Vec<AppendOutcome>),
-    /// The decisions are stored.
-    Decisions,
+    /// The decisions are stored; this many were new (an id already stored is skipped).
+    Decisions(usize),
 }
 
 type JobResult = Result<JobOutput, StoreError>;
@@ -226,9 +227,12 @@ const INSERT_EVENT: &str = "INSERT INTO events \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
      ON CONFLICT (campaign_id, event_id) DO NOTHING";
 const SELECT_STORED_EVENT: &str = "SELECT seq, kind, decision_id, value, amount_known FROM events WHERE campaign_id = ?1 AND event_id = ?2";
+/// Inserts a decision unless its id is stored: one seek in `decisions_by_time`
+/// (campaign, time, id).
 const INSERT_DECISION: &str = "INSERT INTO decisions \
      (decision_id, campaign_id, segment, version, propensity, model_version, at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS \
+     (SELECT 1 FROM decisions WHERE campaign_id = ?2 AND at_ms = ?7 AND decision_id = ?1)";
 
 fn write_group_transaction(
     connection: &mut Connection,
@@ -326,8 +330,9 @@ fn write_group_transaction(
                     let mut insert = transaction
                         .prepare_cached(INSERT_DECISION)
                         .map_err(StoreError::sqlite("preparing the decision insert"))?;
+                    let mut stored = 0;
                     for decision in decisions {
-                        insert
+                        stored += insert
                             .execute(params![
                                 decision.decision_id,
                                 decision.campaign_id,
@@ -339,7 +344,7 @@ fn write_group_transaction(
                             ])
                             .map_err(StoreError::sqlite("appending decisions"))?;
                     }
-                    outputs.push(JobOutput::Decisions);
+                    outputs.push(JobOutput::Decisions(stored));
                 }
             }
         }

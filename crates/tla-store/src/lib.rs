@@ -75,4 +75,6 @@ pub use event_log::{
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;
-pub use store::{CampaignEventsReader, DATABASE_FILE_NAME, SNAPSHOTS_KEPT, SqliteEventLog, Store};
+pub use store::{
+    CampaignEventsReader, DATABASE_FILE_NAME, DecisionLog, SNAPSHOTS_KEPT, SqliteEventLog, Store,
+};

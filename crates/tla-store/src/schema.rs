@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -129,9 +129,18 @@ const MIGRATION_V4: &str = "
 ALTER TABLE events ADD COLUMN amount_known INTEGER NOT NULL DEFAULT 1;
 ";
 
+/// Schema version 5: an index over each campaign's decisions by time and id, so a
+/// decision is found from what its id says (campaign, time, id) in one seek: a decision
+/// written twice (a retried write, or one restored from an event's signed id) is stored
+/// once. Decisions are appended in time order, so an append adds near the end of its
+/// campaign's entries, not at random places as an index on the id alone would.
+const MIGRATION_V5: &str = "
+CREATE INDEX decisions_by_time ON decisions (campaign_id, at_ms, decision_id);
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 3] = [MIGRATION_V2, MIGRATION_V3, MIGRATION_V4];
+const MIGRATIONS: [&str; 4] = [MIGRATION_V2, MIGRATION_V3, MIGRATION_V4, MIGRATION_V5];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
 /// reads nothing: call [`check_version`] next, then [`configure`].
@@ -354,6 +363,7 @@ mod tests {
             [
                 "corrections_by_event",
                 "decisions_by_campaign",
+                "decisions_by_time",
                 "events_by_campaign_kind"
             ]
         );

@@ -111,10 +111,8 @@ impl Store {
     /// a TLA database, is refused with [`StoreError::Schema`] before anything is
     /// written to it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.to_path_buf(),
-            source: Arc::new(source),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::io("creating the data directory", dir, source))?;
         let path = dir.join(DATABASE_FILE_NAME);
         let shown = path.display().to_string();
         let mut general = schema::open_connection(&path)?;
@@ -301,20 +299,65 @@ impl Store {
     // ---- decisions ----------------------------------------------------------------
 
     /// Appends decisions to the decision log, durably, through the same group commit
-    /// as the event log. Decision ids are not indexed (the server makes them unique by
-    /// construction); the caller writes each decision once.
+    /// as the event log, in one transaction; returns how many were new. A decision
+    /// whose id is already stored (same campaign, time and id) is skipped, so a write
+    /// retried after an error, or a decision recovered from an event's signed id, is
+    /// stored once.
     ///
     /// The whole batch is refused with [`StoreError::InvalidInput`] if a propensity is
-    /// not in (0, 1] or a number exceeds `i64::MAX`.
-    pub fn append_decisions(&self, rows: &[DecisionRow]) -> Result<(), StoreError> {
+    /// not in (0, 1] or a number exceeds `i64::MAX`. On any error nothing of the batch
+    /// is stored; a full disk is [`StoreError::StorageFull`].
+    pub fn append_decisions(&self, rows: &[DecisionRow]) -> Result<usize, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let encoded = rows
             .iter()
             .map(encode_decision)
             .collect::<Result<Vec<_>, _>>()?;
-        self.database.submit(WriteJob::Decisions(encoded))?;
+        match self.database.submit(WriteJob::Decisions(encoded))? {
+            JobOutput::Decisions(stored) => Ok(stored),
+            JobOutput::Events(_) => unreachable!("a decisions job yields a count"),
+        }
+    }
+
+    /// The event sequence up to which every stored event's decision is known to be in
+    /// the decision log (0 if never recorded): the server records it as it writes its
+    /// decisions, and on opening checks only the events after it.
+    pub fn decisions_cover_seq(&self) -> Result<u64, StoreError> {
+        let raw: Option<Vec<u8>> = self
+            .database
+            .general()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'decisions_cover_seq'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("reading the decision log's coverage"))?;
+        let Some(raw) = raw else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = raw.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+            table: "meta",
+            detail: format!("decisions_cover_seq is {} bytes, not 8", raw.len()),
+        })?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// Records, durably, that every event up to `seq` has its decision in the
+    /// decision log (see [`Store::decisions_cover_seq`]).
+    pub fn set_decisions_cover_seq(&self, seq: u64) -> Result<(), StoreError> {
+        // Stored as 8 little-endian bytes: `meta` holds blobs.
+        let seq = seq.to_le_bytes().to_vec();
+        self.database
+            .general()
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('decisions_cover_seq', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![seq],
+            )
+            .map_err(StoreError::sqlite("recording the decision log's coverage"))?;
         Ok(())
     }
 
@@ -646,6 +689,21 @@ impl Store {
     }
 }
 
+/// Where the server writes its decisions: a [`Store`]'s decision log, or, in tests, a
+/// wrapper that injects failures (a full disk, a failed commit) to check that no
+/// decision is served unlogged.
+pub trait DecisionLog: Send + Sync {
+    /// Appends decisions durably in one transaction and returns how many were new;
+    /// on an error nothing is stored. See [`Store::append_decisions`].
+    fn append_decisions(&self, rows: &[DecisionRow]) -> Result<usize, StoreError>;
+}
+
+impl DecisionLog for Store {
+    fn append_decisions(&self, rows: &[DecisionRow]) -> Result<usize, StoreError> {
+        Store::append_decisions(self, rows)
+    }
+}
+
 /// The event log stored in the `events` table of a [`Store`]'s database, appended to
 /// by leader-based group commit (see the crate documentation and `docs/storage.md`).
 ///
@@ -667,7 +725,7 @@ impl EventLog for SqliteEventLog {
             .collect::<Result<Vec<_>, _>>()?;
         match self.database.submit(WriteJob::Events(encoded))? {
             JobOutput::Events(outcomes) => Ok(outcomes),
-            JobOutput::Decisions => unreachable!("an events job yields event outcomes"),
+            JobOutput::Decisions(_) => unreachable!("an events job yields event outcomes"),
         }
     }
 

@@ -139,6 +139,42 @@ fn campaigns_round_trip_and_duplicate_ids_conflict() {
 // ---- decisions ------------------------------------------------------------------------
 
 #[test]
+fn a_decision_written_again_is_stored_once() {
+    let store = Store::open_in_memory().unwrap();
+    let first = [decision("d1", "a"), decision("d2", "a")];
+    assert_eq!(store.append_decisions(&first).unwrap(), 2);
+    // A retried write, and a recovered copy beside a new decision: only the new one is
+    // stored; the same id in another campaign is another decision.
+    let again = [
+        decision("d2", "a"),
+        decision("d3", "a"),
+        decision("d2", "b"),
+    ];
+    assert_eq!(store.append_decisions(&again).unwrap(), 2);
+    let stored: Vec<String> = store
+        .decisions("a", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, row)| row.decision_id)
+        .collect();
+    assert_eq!(stored, ["d1", "d2", "d3"]);
+    assert_eq!(store.decisions("b", 0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn the_decision_log_coverage_is_kept_across_opens() {
+    let dir = TempDir::new("decisions-cover");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.decisions_cover_seq().unwrap(), 0);
+        store.set_decisions_cover_seq(41).unwrap();
+        store.set_decisions_cover_seq(1 << 40).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.decisions_cover_seq().unwrap(), 1 << 40);
+}
+
+#[test]
 fn decisions_round_trip_and_page_by_rowid() {
     let store = Store::open_in_memory().unwrap();
     store.append_decisions(&[]).unwrap();
@@ -624,7 +660,10 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("DROP TABLE corrections; ALTER TABLE events DROP COLUMN amount_known; PRAGMA user_version = 2;")
+            .execute_batch(
+                "DROP TABLE corrections; ALTER TABLE events DROP COLUMN amount_known; \
+                 DROP INDEX decisions_by_time; PRAGMA user_version = 2;",
+            )
             .unwrap();
     }
     // Read-only opening wants the migration first.
@@ -1139,7 +1178,8 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         connection
             .execute_batch(
                 "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; \
-                 ALTER TABLE events DROP COLUMN amount_known; PRAGMA user_version = 1;",
+                 ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
+                 PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -1163,15 +1203,18 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let indexes: i64 = connection
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'events_by_campaign_kind'",
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
+             AND name IN ('events_by_campaign_kind', 'decisions_by_time')",
             [],
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 1);
+    assert_eq!(indexes, 2);
+    // A decision written again after the migration is stored once.
+    assert_eq!(store.append_decisions(&[decision("d1", "a")]).unwrap(), 0);
 }
 
 #[test]
@@ -1189,7 +1232,10 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("ALTER TABLE events DROP COLUMN amount_known; PRAGMA user_version = 3;")
+            .execute_batch(
+                "ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
+                 PRAGMA user_version = 3;",
+            )
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();

@@ -3,4 +3,5 @@
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod openapi_check;
