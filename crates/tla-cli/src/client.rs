@@ -161,6 +161,21 @@ impl Client {
     }
 }
 
+/// Checks that `id` can be a campaign id (letters, digits, `_` and `-`, as the server
+/// makes them) before it goes into a request path.
+pub(crate) fn check_campaign_id(id: &str) -> anyhow::Result<()> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        anyhow::bail!(
+            "{id:?} is not a campaign id (letters, digits, '_' and '-' only, as `GET /v1/campaigns` lists them)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

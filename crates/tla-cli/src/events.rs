@@ -63,24 +63,25 @@ pub fn run(args: EventsArgs) -> anyhow::Result<()> {
                 "event_id": target.event_id, "action": "retract", "reason": target.reason,
             }),
         ),
-        EventsCommand::Correct { target, value } => (
-            target,
-            serde_json::json!({
-                "event_id": target.event_id, "action": "correct", "value": value,
-                "reason": target.reason,
-            }),
-        ),
+        EventsCommand::Correct { target, value } => {
+            // JSON has no infinity or NaN: such a number would reach the server as null.
+            if !value.is_finite() || *value < 0.0 {
+                anyhow::bail!(
+                    "--value {value} is not accepted: a finite number >= 0 (the server also \
+                     holds a conversion to its campaign's max_value)"
+                );
+            }
+            (
+                target,
+                serde_json::json!({
+                    "event_id": target.event_id, "action": "correct", "value": value,
+                    "reason": target.reason,
+                }),
+            )
+        }
     };
     let campaign = &target.campaign;
-    if campaign.is_empty()
-        || !campaign
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        anyhow::bail!(
-            "{campaign:?} is not a campaign id (letters, digits, '_' and '-' only, as `GET /v1/campaigns` lists them)"
-        );
-    }
+    crate::client::check_campaign_id(campaign)?;
     let address = crate::report::server_address(&target.server)?;
     let path = format!("/v1/campaigns/{campaign}/corrections");
     let runtime = tokio::runtime::Builder::new_current_thread()

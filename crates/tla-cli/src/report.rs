@@ -78,15 +78,7 @@ fn fetch(server: &str, key: Option<&str>, ids: &[&str]) -> anyhow::Result<Vec<Re
     };
     let address = server_address(server)?;
     for id in ids {
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            anyhow::bail!(
-                "{id:?} is not a campaign id (letters, digits, '_' and '-' only, as `GET /v1/campaigns` lists them)"
-            );
-        }
+        crate::client::check_campaign_id(id)?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -181,3 +181,32 @@ fn events_retract_and_correct_through_a_running_server() {
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["corrections"].as_array().unwrap().len(), 2);
 }
+
+/// A value JSON cannot carry, or a malformed campaign id, is refused before any request
+/// (the server address below has nothing listening).
+#[test]
+fn events_correct_refuses_what_it_cannot_send() {
+    for (campaign, value, expected) in [
+        (
+            "c_a",
+            "inf",
+            "--value inf is not accepted: a finite number >= 0",
+        ),
+        (
+            "c_a",
+            "NaN",
+            "--value NaN is not accepted: a finite number >= 0",
+        ),
+        ("c/a", "5", "\"c/a\" is not a campaign id"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tla"))
+            .args(["events", "correct", campaign, "e1", "--value", value])
+            .args(["--reason", "r", "--server", "http://127.0.0.1:9", "--key"])
+            .arg("tla_000000000000_00000000000000000000000000000000")
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{campaign} {value}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}

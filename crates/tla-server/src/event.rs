@@ -82,7 +82,7 @@ pub struct EventIn {
     /// Client-supplied, one event per id: an exact repeat (same type, decision_id and
     /// amount) is stored once and counted as a duplicate; the id with another content is
     /// refused (`event_id_conflict`).
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1)]
     event_id: String,
     /// The `decision_id` of the decision the event follows.
     decision_id: String,
@@ -95,7 +95,7 @@ pub struct EventIn {
     #[schema(minimum = 0)]
     value: Option<f64>,
     /// Spend, cost events only (required there); at most 1e12.
-    #[schema(minimum = 0, maximum = 1e12)]
+    #[schema(minimum = 0)]
     amount: Option<f64>,
     /// Milliseconds since the Unix epoch; default now. Clicks and conversions must fall
     /// within the campaign's attribution window after the decision.
@@ -135,14 +135,18 @@ pub enum EventRejection {
     /// A `value` or `amount` that is not a finite number >= 0, or a cost `amount` above
     /// [`AMOUNT_LIMIT`] (`invalid_amount`).
     #[error(
-        "{field} is {}; accepted: a finite number >= 0 and at most {AMOUNT_LIMIT}",
-        amount_text(*amount)
+        "{field} is {}; accepted: a finite number from 0 to {}",
+        amount_text(*amount),
+        amount_text(*max)
     )]
     Amount {
         /// `value` or `amount`.
         field: &'static str,
         /// The number sent.
         amount: f64,
+        /// The largest accepted: the campaign's `max_value` for a conversion's `value`,
+        /// [`AMOUNT_LIMIT`] for a cost's `amount`.
+        max: f64,
     },
     /// An impression or click with a `value` or `amount` (`unexpected_amount`).
     #[error("{} {} event carries no value or amount", article(kind.as_str()), kind.as_str())]
@@ -394,16 +398,16 @@ pub struct OutsideCampaign {
 /// finite number from 0 to the campaign's `max_value`; a cost's `amount` a finite
 /// number from 0 to [`AMOUNT_LIMIT`]; an impression or a click carries none.
 pub fn check_amount(kind: EventKind, amount: f64, max_value: f64) -> Result<f64, EventRejection> {
-    let field = match kind {
+    let (field, max) = match kind {
         EventKind::Impression | EventKind::Click => {
             return Err(EventRejection::UnexpectedAmount { kind });
         }
-        EventKind::Conversion => "value",
-        EventKind::Cost => "amount",
+        EventKind::Conversion => ("value", max_value),
+        EventKind::Cost => ("amount", AMOUNT_LIMIT),
     };
     if !(amount.is_finite() && amount >= 0.0) || (kind == EventKind::Cost && amount > AMOUNT_LIMIT)
     {
-        return Err(EventRejection::Amount { field, amount });
+        return Err(EventRejection::Amount { field, amount, max });
     }
     if kind == EventKind::Conversion && amount > max_value {
         return Err(EventRejection::ValueAboveMax {

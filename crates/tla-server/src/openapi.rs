@@ -123,9 +123,10 @@ impl Modify for BearerScheme {
 )]
 pub struct ApiDoc;
 
-/// The document, with the configured limits written into it: the body size and the
-/// per-request maxima in the description, `count`'s maximum in the decision request,
-/// and `events`' `maxItems` in the event batch.
+/// The document, with the limits written into it from their one definition: the
+/// configured body size and per-request maxima in the description, `count`'s maximum in
+/// the decision request, `events`' `maxItems` in the event batch; the lengths of
+/// `event_id` and `reason` and the cost amount limit from their constants.
 pub fn document(config: &ServerConfig) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let description = format!(
@@ -141,6 +142,22 @@ pub fn document(config: &ServerConfig) -> Value {
         (
             "/components/schemas/EventBatch/properties/events/maxItems",
             Value::from(config.max_events_per_request),
+        ),
+        (
+            "/components/schemas/Event/properties/event_id/maxLength",
+            Value::from(crate::event::MAX_EVENT_ID_LEN),
+        ),
+        (
+            "/components/schemas/Event/properties/amount/maximum",
+            Value::from(tla_core::spec::AMOUNT_LIMIT),
+        ),
+        (
+            "/components/schemas/CorrectionRequest/properties/event_id/maxLength",
+            Value::from(crate::event::MAX_EVENT_ID_LEN),
+        ),
+        (
+            "/components/schemas/CorrectionRequest/properties/reason/maxLength",
+            Value::from(crate::correction::MAX_REASON_LEN),
         ),
     ];
     for (pointer, value) in limits {
@@ -190,6 +207,39 @@ mod tests {
             schemas["EventBatch"]["properties"]["events"]["maxItems"],
             99
         );
+        // The limits that are constants reach their schemas (a renamed schema or
+        // property would leave them out silently otherwise).
+        for (schema, property, keyword, value) in [
+            (
+                "Event",
+                "event_id",
+                "maxLength",
+                Value::from(crate::event::MAX_EVENT_ID_LEN),
+            ),
+            (
+                "Event",
+                "amount",
+                "maximum",
+                Value::from(tla_core::spec::AMOUNT_LIMIT),
+            ),
+            (
+                "CorrectionRequest",
+                "event_id",
+                "maxLength",
+                Value::from(crate::event::MAX_EVENT_ID_LEN),
+            ),
+            (
+                "CorrectionRequest",
+                "reason",
+                "maxLength",
+                Value::from(crate::correction::MAX_REASON_LEN),
+            ),
+        ] {
+            assert_eq!(
+                schemas[schema]["properties"][property][keyword], value,
+                "{schema}.{property}"
+            );
+        }
         assert_eq!(
             doc["paths"]["/healthz"]["get"]["security"],
             serde_json::json!([])

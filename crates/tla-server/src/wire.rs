@@ -262,7 +262,7 @@ pub struct ErrorDetail {
 #[serde(deny_unknown_fields)]
 pub struct CorrectionRequest {
     /// The `event_id` the event was sent with.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1)]
     pub event_id: String,
     /// `retract` (learned as if never sent) or `correct` (a new value).
     pub action: CorrectionActionName,
@@ -270,7 +270,7 @@ pub struct CorrectionRequest {
     #[schema(minimum = 0)]
     pub value: Option<f64>,
     /// Why (kept for the audit and listed by the report), 1 to 500 characters.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(min_length = 1)]
     pub reason: String,
 }
 
