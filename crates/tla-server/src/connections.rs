@@ -41,7 +41,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -148,15 +148,23 @@ struct Activity {
     first_byte: AtomicU64,
     /// Closes the connection at once (at the cap, to make room).
     evict: Notify,
+    /// Set when the connection is chosen to make room, so that no other is closed for
+    /// the same slot while it closes.
+    evicting: AtomicBool,
+    /// Woken whenever a request of any connection ends, so that the accept loop waiting
+    /// at the cap can look again for a connection to close ([`Registry::request_ended`]).
+    request_ended: Arc<Notify>,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(request_ended: Arc<Notify>) -> Self {
         Self {
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             first_byte: AtomicU64::new(0),
             evict: Notify::new(),
+            evicting: AtomicBool::new(false),
+            request_ended,
         }
     }
 
@@ -427,6 +435,9 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The connection may now be idle: a new connection waiting at the cap can take
+        // its place.
+        self.0.request_ended.notify_waiters();
     }
 }
 
@@ -458,6 +469,9 @@ where
 struct Registry {
     next_id: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<Activity>>>,
+    /// Woken (all waiters) when a request of any connection ends; shared with each
+    /// connection's [`Activity`].
+    request_ended: Arc<Notify>,
 }
 
 impl Registry {
@@ -477,12 +491,25 @@ impl Registry {
             .remove(&id);
     }
 
+    /// A new connection's [`Activity`].
+    fn activity(&self) -> Arc<Activity> {
+        Arc::new(Activity::new(self.request_ended.clone()))
+    }
+
     /// Asks the oldest connection with no request in progress to close; false if
-    /// every connection has one.
+    /// every connection has one. A connection already asked (and still closing)
+    /// makes the room: none other is asked.
     fn evict_oldest_idle(&self) -> bool {
         let open = self.open.lock().expect("no panic holds the registry lock");
+        if open
+            .values()
+            .any(|activity| activity.evicting.load(Ordering::Acquire))
+        {
+            return true;
+        }
         match open.values().find(|activity| activity.idle()) {
             Some(activity) => {
+                activity.evicting.store(true, Ordering::Release);
                 activity.evict.notify_one();
                 true
             }
@@ -579,18 +606,38 @@ pub async fn serve(
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
+                // Listen for ends of requests before looking, so that none is missed
+                // between the look and the wait.
+                let request_ended = registry.request_ended.clone();
+                let mut ended = std::pin::pin!(request_ended.notified());
+                ended.as_mut().enable();
                 let evicted = registry.evict_oldest_idle();
                 limit_log.reached(cap, evicted);
                 Metrics::add(&metrics.connection_limit_reached, 1);
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => {
-                        permit.expect("the semaphore is never closed")
+                // Every connection had a request in progress, or the one asked to close
+                // has not yet: wait for a slot, and look again each time a request ends
+                // (a kept-alive connection whose request ended keeps its slot until it
+                // is asked to close).
+                let permit = loop {
+                    tokio::select! {
+                        permit = permits.clone().acquire_owned() => {
+                            break Some(permit.expect("the semaphore is never closed"));
+                        }
+                        () = ended.as_mut() => {
+                            ended.set(request_ended.notified());
+                            ended.as_mut().enable();
+                            registry.evict_oldest_idle();
+                        }
+                        () = &mut shutdown => break None,
                     }
-                    () = &mut shutdown => break,
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => break,
                 }
             }
         };
-        let activity = Arc::new(Activity::new());
+        let activity = registry.activity();
         let slot = Slot::take(
             &registry,
             activity.clone(),
@@ -737,7 +784,7 @@ mod tests {
 
     #[test]
     fn the_first_byte_of_a_wait_is_remembered_until_the_next_wait() {
-        let activity = Activity::new();
+        let activity = Activity::new(Arc::default());
         assert_eq!(activity.first_byte_at(), None);
         activity.read(0);
         assert_eq!(activity.first_byte_at(), None, "an empty read is no byte");
