@@ -146,7 +146,8 @@ struct Activity {
     /// Nanoseconds after `base` (plus one) of the first byte read since the connection
     /// began to wait for a request; 0 while none has come.
     first_byte: AtomicU64,
-    /// Closes the connection at once (at the cap, to make room).
+    /// Closes the connection (at the cap, to make room): at once if no request is in
+    /// progress when it wakes, else after that request.
     evict: Notify,
     /// Set when the connection is chosen to make room, so that no other is closed for
     /// the same slot while it closes.
@@ -509,6 +510,8 @@ impl Registry {
         }
         match open.values().find(|activity| activity.idle()) {
             Some(activity) => {
+                // A request may begin between this check and the connection's wake-up;
+                // the connection checks again then (see `serve_connection`).
                 activity.evicting.store(true, Ordering::Release);
                 activity.evict.notify_one();
                 true
@@ -731,9 +734,18 @@ async fn serve_connection(
             if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            return;
         }
         () = activity.evict.notified() => {
-            tracing::debug!("connection closed to make room under the connection limit");
+            // The registry saw no request in progress, but one may have begun since:
+            // look again, and let a request in progress finish before closing.
+            if activity.idle() {
+                tracing::debug!("connection closed to make room under the connection limit");
+                return;
+            }
+            tracing::debug!(
+                "connection chosen to make room while a request began: closing after it"
+            );
         }
         () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
             // No request in progress (idle, or a head still arriving): nothing to
@@ -741,16 +753,13 @@ async fn serve_connection(
             if activity.idle() {
                 return;
             }
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error while closing");
-                    }
-                }
-                () = activity.evict.notified() => {}
-            }
         }
+    }
+    // A request is in progress: finish it (hyper answers it and then closes the
+    // connection), within the shutdown grace period if the server is closing.
+    connection.as_mut().graceful_shutdown();
+    if let Err(error) = connection.as_mut().await {
+        tracing::debug!(%error, "connection ended with an error while closing");
     }
 }
 
@@ -798,5 +807,91 @@ mod tests {
         );
         activity.begin_wait();
         assert_eq!(activity.first_byte_at(), None);
+    }
+}
+
+#[cfg(test)]
+mod eviction_race {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Hang guard of every wait; no assertion depends on it.
+    const GUARD: Duration = Duration::from_secs(30);
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    /// The registry saw the connection idle and asked it to close, and a request began
+    /// before the connection woke up: the request is answered, then the connection
+    /// closes.
+    ///
+    /// The race is staged in order on a current-thread runtime: the request is in
+    /// progress (its handler waits for `release`), the eviction's wake-up comes, the
+    /// test yields so that the connection's task (woken) runs and sees it, and only
+    /// then may the handler answer. Without the second look at `idle()` the
+    /// connection's task drops the request at that wake-up and the client reads no
+    /// response.
+    #[tokio::test]
+    async fn a_request_begun_as_its_connection_is_chosen_to_make_room_is_answered() {
+        let started = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let router = Router::new().route(
+            "/slow",
+            axum::routing::get({
+                let started = started.clone();
+                let release = release.clone();
+                move || async move {
+                    started.notify_one();
+                    release.notified().await;
+                    "answered"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _peer) = listener.accept().await.unwrap();
+        let activity = Arc::new(Activity::new(Arc::default()));
+        let (_closing_tx, closing) = watch::channel(false);
+        let limits = Limits {
+            idle: NEVER,
+            head: NEVER,
+            body: NEVER,
+            write: NEVER,
+        };
+        let served = tokio::spawn(serve_connection(
+            stream,
+            router,
+            limits,
+            activity.clone(),
+            closing,
+        ));
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::timeout(GUARD, started.notified())
+            .await
+            .expect("the handler started");
+        assert!(!activity.idle(), "the request is in progress");
+
+        activity.evicting.store(true, Ordering::Release);
+        activity.evict.notify_one();
+        tokio::task::yield_now().await;
+        release.notify_one();
+
+        let mut response = Vec::new();
+        tokio::time::timeout(GUARD, client.read_to_end(&mut response))
+            .await
+            .expect("the connection closed after the response")
+            .unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 200 OK") && response.ends_with("answered"),
+            "{response}"
+        );
+        tokio::time::timeout(GUARD, served)
+            .await
+            .expect("the connection's task ended")
+            .unwrap();
     }
 }
