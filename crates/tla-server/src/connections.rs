@@ -19,8 +19,10 @@
 //!   and the listener ([`connection_cap`]). At the cap the oldest connection with no
 //!   request in progress is closed to make room (a log line, at most one every
 //!   [`LIMIT_LOG_EVERY`], says so); if every connection has a request in progress,
-//!   new connections wait (the one just accepted, then the listen queue) until one
-//!   ends;
+//!   new connections wait (the one just accepted, then the listen queue) until one of
+//!   those requests ends (its connection is then closed to make room) or a connection
+//!   closes. A connection chosen as a request begins on it answers that request, then
+//!   closes;
 //! - **shutdown** (`shutdown_grace`): when the shutdown signal comes, the listener
 //!   closes, connections with no request in progress close (idle ones, and those still
 //!   sending a request head), requests in progress may finish for this long, and then
@@ -29,6 +31,9 @@
 //! The idle and head limits are one timer in hyper (its header read timeout, started
 //! when the connection waits for a request); [`HeadTimer`] gives that timer the two
 //! deadlines by watching when the first byte of the request arrives ([`Activity`]).
+//! hyper's read buffer is not visible here: a pipelined head already read along with
+//! the previous request, and stalled halfway, gets the idle deadline, not the head
+//! deadline (docs/service.md, "Pipelining").
 
 use crate::metrics::Metrics;
 use crate::state::ServerConfig;
