@@ -35,14 +35,33 @@ pub struct ServeArgs {
     /// Seed of the server's random streams [env TLA_SEED].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Most HTTP connections open at once [default: 10000]; the server keeps it below
-    /// the process's open-file limit.
-    #[arg(long)]
+    /// Most HTTP connections open at once; the server keeps it below the process's
+    /// open-file limit (help text with the default: `max_connections_help`).
+    #[arg(long, help = max_connections_help())]
     pub max_connections: Option<usize>,
     /// Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before
-    /// every connection is closed [default: 10].
-    #[arg(long, value_name = "SECONDS")]
+    /// every connection is closed (help text with the default: `shutdown_grace_help`).
+    #[arg(long, value_name = "SECONDS", help = shutdown_grace_help())]
     pub shutdown_grace: Option<f64>,
+}
+
+/// `--max-connections`'s help, with the default of [`ServerConfig`]. The flag has no
+/// clap default: unset, it leaves the value to the environment and the config file.
+fn max_connections_help() -> String {
+    format!(
+        "Most HTTP connections open at once [default: {}]; the server keeps it below \
+         the process's open-file limit.",
+        tla_server::state::DEFAULT_MAX_CONNECTIONS
+    )
+}
+
+/// `--shutdown-grace`'s help, with the default of [`ServerConfig`].
+fn shutdown_grace_help() -> String {
+    format!(
+        "Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before \
+         every connection is closed [default: {}].",
+        tla_server::state::DEFAULT_SHUTDOWN_GRACE.as_secs_f64()
+    )
 }
 
 /// The config file.
@@ -434,6 +453,30 @@ mod tests {
             store.keys().unwrap().len(),
             1,
             "nothing stored by a refusal"
+        );
+    }
+
+    /// The help of the connection flags shows the defaults `ServerConfig` uses.
+    #[test]
+    fn the_help_shows_the_server_defaults() {
+        #[derive(Debug, clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let help = <Serve as clap::CommandFactory>::command()
+            .render_help()
+            .to_string();
+        let defaults = ServerConfig::default();
+        for shown in [
+            format!("[default: {}]", defaults.max_connections),
+            format!("[default: {}]", defaults.shutdown_grace.as_secs_f64()),
+        ] {
+            assert!(help.contains(&shown), "{shown} not in {help}");
+        }
+        assert!(
+            help.contains("Most HTTP connections open at once"),
+            "{help}"
         );
     }
 

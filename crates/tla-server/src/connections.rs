@@ -19,8 +19,10 @@
 //!   and the listener ([`connection_cap`]). At the cap the oldest connection with no
 //!   request in progress is closed to make room (a log line, at most one every
 //!   [`LIMIT_LOG_EVERY`], says so); if every connection has a request in progress,
-//!   new connections wait (the one just accepted, then the listen queue) until one
-//!   ends;
+//!   new connections wait (the one just accepted, then the listen queue) until one of
+//!   those requests ends (its connection is then closed to make room) or a connection
+//!   closes. A connection chosen as a request begins on it answers that request, then
+//!   closes;
 //! - **shutdown** (`shutdown_grace`): when the shutdown signal comes, the listener
 //!   closes, connections with no request in progress close (idle ones, and those still
 //!   sending a request head), requests in progress may finish for this long, and then
@@ -29,6 +31,9 @@
 //! The idle and head limits are one timer in hyper (its header read timeout, started
 //! when the connection waits for a request); [`HeadTimer`] gives that timer the two
 //! deadlines by watching when the first byte of the request arrives ([`Activity`]).
+//! hyper's read buffer is not visible here: a pipelined head already read along with
+//! the previous request, and stalled halfway, gets the idle deadline, not the head
+//! deadline (docs/service.md, "Pipelining").
 
 use crate::metrics::Metrics;
 use crate::state::ServerConfig;
@@ -41,7 +46,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -146,17 +151,26 @@ struct Activity {
     /// Nanoseconds after `base` (plus one) of the first byte read since the connection
     /// began to wait for a request; 0 while none has come.
     first_byte: AtomicU64,
-    /// Closes the connection at once (at the cap, to make room).
+    /// Closes the connection (at the cap, to make room): at once if no request is in
+    /// progress when it wakes, else after that request.
     evict: Notify,
+    /// Set when the connection is chosen to make room, so that no other is closed for
+    /// the same slot while it closes.
+    evicting: AtomicBool,
+    /// Woken whenever a request of any connection ends, so that the accept loop waiting
+    /// at the cap can look again for a connection to close ([`Registry::request_ended`]).
+    request_ended: Arc<Notify>,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(request_ended: Arc<Notify>) -> Self {
         Self {
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             first_byte: AtomicU64::new(0),
             evict: Notify::new(),
+            evicting: AtomicBool::new(false),
+            request_ended,
         }
     }
 
@@ -427,6 +441,9 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The connection may now be idle: a new connection waiting at the cap can take
+        // its place.
+        self.0.request_ended.notify_waiters();
     }
 }
 
@@ -458,6 +475,9 @@ where
 struct Registry {
     next_id: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<Activity>>>,
+    /// Woken (all waiters) when a request of any connection ends; shared with each
+    /// connection's [`Activity`].
+    request_ended: Arc<Notify>,
 }
 
 impl Registry {
@@ -477,12 +497,27 @@ impl Registry {
             .remove(&id);
     }
 
+    /// A new connection's [`Activity`].
+    fn activity(&self) -> Arc<Activity> {
+        Arc::new(Activity::new(self.request_ended.clone()))
+    }
+
     /// Asks the oldest connection with no request in progress to close; false if
-    /// every connection has one.
+    /// every connection has one. A connection already asked (and still closing)
+    /// makes the room: none other is asked.
     fn evict_oldest_idle(&self) -> bool {
         let open = self.open.lock().expect("no panic holds the registry lock");
+        if open
+            .values()
+            .any(|activity| activity.evicting.load(Ordering::Acquire))
+        {
+            return true;
+        }
         match open.values().find(|activity| activity.idle()) {
             Some(activity) => {
+                // A request may begin between this check and the connection's wake-up;
+                // the connection checks again then (see `serve_connection`).
+                activity.evicting.store(true, Ordering::Release);
                 activity.evict.notify_one();
                 true
             }
@@ -579,18 +614,38 @@ pub async fn serve(
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
+                // Listen for ends of requests before looking, so that none is missed
+                // between the look and the wait.
+                let request_ended = registry.request_ended.clone();
+                let mut ended = std::pin::pin!(request_ended.notified());
+                ended.as_mut().enable();
                 let evicted = registry.evict_oldest_idle();
                 limit_log.reached(cap, evicted);
                 Metrics::add(&metrics.connection_limit_reached, 1);
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => {
-                        permit.expect("the semaphore is never closed")
+                // Every connection had a request in progress, or the one asked to close
+                // has not yet: wait for a slot, and look again each time a request ends
+                // (a kept-alive connection whose request ended keeps its slot until it
+                // is asked to close).
+                let permit = loop {
+                    tokio::select! {
+                        permit = permits.clone().acquire_owned() => {
+                            break Some(permit.expect("the semaphore is never closed"));
+                        }
+                        () = ended.as_mut() => {
+                            ended.set(request_ended.notified());
+                            ended.as_mut().enable();
+                            registry.evict_oldest_idle();
+                        }
+                        () = &mut shutdown => break None,
                     }
-                    () = &mut shutdown => break,
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => break,
                 }
             }
         };
-        let activity = Arc::new(Activity::new());
+        let activity = registry.activity();
         let slot = Slot::take(
             &registry,
             activity.clone(),
@@ -684,9 +739,18 @@ async fn serve_connection(
             if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            return;
         }
         () = activity.evict.notified() => {
-            tracing::debug!("connection closed to make room under the connection limit");
+            // The registry saw no request in progress, but one may have begun since:
+            // look again, and let a request in progress finish before closing.
+            if activity.idle() {
+                tracing::debug!("connection closed to make room under the connection limit");
+                return;
+            }
+            tracing::debug!(
+                "connection chosen to make room while a request began: closing after it"
+            );
         }
         () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
             // No request in progress (idle, or a head still arriving): nothing to
@@ -694,16 +758,13 @@ async fn serve_connection(
             if activity.idle() {
                 return;
             }
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error while closing");
-                    }
-                }
-                () = activity.evict.notified() => {}
-            }
         }
+    }
+    // A request is in progress: finish it (hyper answers it and then closes the
+    // connection), within the shutdown grace period if the server is closing.
+    connection.as_mut().graceful_shutdown();
+    if let Err(error) = connection.as_mut().await {
+        tracing::debug!(%error, "connection ended with an error while closing");
     }
 }
 
@@ -737,7 +798,7 @@ mod tests {
 
     #[test]
     fn the_first_byte_of_a_wait_is_remembered_until_the_next_wait() {
-        let activity = Activity::new();
+        let activity = Activity::new(Arc::default());
         assert_eq!(activity.first_byte_at(), None);
         activity.read(0);
         assert_eq!(activity.first_byte_at(), None, "an empty read is no byte");
@@ -751,5 +812,91 @@ mod tests {
         );
         activity.begin_wait();
         assert_eq!(activity.first_byte_at(), None);
+    }
+}
+
+#[cfg(test)]
+mod eviction_race {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Hang guard of every wait; no assertion depends on it.
+    const GUARD: Duration = Duration::from_secs(30);
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    /// The registry saw the connection idle and asked it to close, and a request began
+    /// before the connection woke up: the request is answered, then the connection
+    /// closes.
+    ///
+    /// The race is staged in order on a current-thread runtime: the request is in
+    /// progress (its handler waits for `release`), the eviction's wake-up comes, the
+    /// test yields so that the connection's task (woken) runs and sees it, and only
+    /// then may the handler answer. Without the second look at `idle()` the
+    /// connection's task drops the request at that wake-up and the client reads no
+    /// response.
+    #[tokio::test]
+    async fn a_request_begun_as_its_connection_is_chosen_to_make_room_is_answered() {
+        let started = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let router = Router::new().route(
+            "/slow",
+            axum::routing::get({
+                let started = started.clone();
+                let release = release.clone();
+                move || async move {
+                    started.notify_one();
+                    release.notified().await;
+                    "answered"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _peer) = listener.accept().await.unwrap();
+        let activity = Arc::new(Activity::new(Arc::default()));
+        let (_closing_tx, closing) = watch::channel(false);
+        let limits = Limits {
+            idle: NEVER,
+            head: NEVER,
+            body: NEVER,
+            write: NEVER,
+        };
+        let served = tokio::spawn(serve_connection(
+            stream,
+            router,
+            limits,
+            activity.clone(),
+            closing,
+        ));
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::timeout(GUARD, started.notified())
+            .await
+            .expect("the handler started");
+        assert!(!activity.idle(), "the request is in progress");
+
+        activity.evicting.store(true, Ordering::Release);
+        activity.evict.notify_one();
+        tokio::task::yield_now().await;
+        release.notify_one();
+
+        let mut response = Vec::new();
+        tokio::time::timeout(GUARD, client.read_to_end(&mut response))
+            .await
+            .expect("the connection closed after the response")
+            .unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 200 OK") && response.ends_with("answered"),
+            "{response}"
+        );
+        tokio::time::timeout(GUARD, served)
+            .await
+            .expect("the connection's task ended")
+            .unwrap();
     }
 }

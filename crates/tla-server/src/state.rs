@@ -69,6 +69,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// The default of [`ServerConfig::max_connections`] (also shown in `tla serve --help`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default of [`ServerConfig::shutdown_grace`] (also shown in `tla serve --help`).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -85,8 +91,8 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }

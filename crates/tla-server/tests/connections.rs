@@ -170,9 +170,15 @@ fn ingest_head(key: &str, length: usize) -> String {
 /// server's `100 Continue`, which it sends once the handler reads the body: from then
 /// on the request is in progress. The server closes the connection after answering.
 async fn begin_ingest(stream: &mut TcpStream, key: &str, length: usize) {
+    begin_ingest_on(stream, key, length, "close").await;
+}
+
+/// [`begin_ingest`] with the given `Connection` header (`keep-alive`: the connection
+/// stays open after the response).
+async fn begin_ingest_on(stream: &mut TcpStream, key: &str, length: usize, connection: &str) {
     let head = format!(
         "POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: {connection}\r\n\
          Content-Length: {length}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -330,6 +336,77 @@ async fn at_the_cap_with_every_request_in_progress_new_connections_wait() {
     second.write_all(&body[5..]).await.unwrap();
     let response = until_closed(&mut second).await;
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    server.shut_down().await;
+}
+
+/// Reads one response (head and a `Content-Length` body) from a connection that stays
+/// open; its status line.
+async fn one_response(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(GUARD, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().unwrap())
+                    })
+                    .expect("a content-length header");
+                if bytes.len() >= end + 4 + length {
+                    return text.lines().next().unwrap_or_default().to_owned();
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the server closed the connection before answering");
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    read.expect("a whole response")
+}
+
+/// At the cap with every connection in the middle of a request on a kept-alive
+/// connection, a new connection waits and is served once one of those requests ends,
+/// although its connection stays open: the one whose request ended is closed to make
+/// room, and the other request in progress is not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_a_kept_alive_connection_whose_request_ends_makes_room() {
+    let server = start(ServerConfig {
+        max_connections: 2,
+        ..config()
+    })
+    .await;
+    let body = br#"{"events": []}"#;
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(server.address).await;
+        begin_ingest_on(&mut stream, &server.ingest, body.len(), "keep-alive").await;
+        stream.write_all(&body[..5]).await.unwrap();
+        busy.push(stream);
+    }
+    let metrics = server.state.metrics();
+    let waiting = tokio::spawn(healthz(server.address));
+    eventually("the cap was reached", || {
+        metrics.connection_limit_reached.get() >= 1
+    })
+    .await;
+    // The first request completes; its client keeps the connection open.
+    let mut first = busy.remove(0);
+    first.write_all(&body[5..]).await.unwrap();
+    assert_eq!(one_response(&mut first).await, "HTTP/1.1 200 OK");
+    let status = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the waiting client was served")
+        .unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(until_closed(&mut first).await, "", "it made room");
+    let mut second = busy.remove(0);
+    second.write_all(&body[5..]).await.unwrap();
+    assert_eq!(one_response(&mut second).await, "HTTP/1.1 200 OK");
     server.shut_down().await;
 }
 
