@@ -88,17 +88,49 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// Whether this event is an exact repeat of a stored event with the same
-    /// `(campaign_id, event_id)`: the same kind, the same decision and the same value
-    /// (numerically equal, and known or unknown alike). Segment, version and decision time come from the decision
-    /// id, so they are the same too. The event time `at_ms` is not compared: a client
-    /// that retries an event without `at` gets the server's clock, a new time each
-    /// try, and the time teaches the model nothing; the stored time is kept.
+    /// `(campaign_id, event_id)`, by [`is_exact_repeat`]. Segment, version and decision
+    /// time come from the decision id, so they are the same too. The event time `at_ms`
+    /// is not compared: a client that retries an event without `at` gets the server's
+    /// clock, a new time each try, and the time teaches the model nothing; the stored
+    /// time is kept.
     pub fn repeats(&self, stored: &StoredEvent) -> bool {
-        self.kind == stored.kind
-            && self.decision_id == stored.decision_id
-            && self.value == stored.value
-            && self.amount_known == stored.amount_known
+        is_exact_repeat(self.content(), stored.content())
     }
+
+    /// The part of the event an exact repeat is judged on.
+    pub fn content(&self) -> EventContent<'_> {
+        EventContent {
+            kind: self.kind,
+            decision_id: &self.decision_id,
+            value: self.value,
+            amount_known: self.amount_known,
+        }
+    }
+}
+
+/// The part of an event that tells an exact repeat from a conflict when an event id
+/// is sent again: see [`is_exact_repeat`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventContent<'a> {
+    /// See [`NewEvent::kind`].
+    pub kind: EventKind,
+    /// See [`NewEvent::decision_id`].
+    pub decision_id: &'a str,
+    /// See [`NewEvent::value`].
+    pub value: f64,
+    /// See [`NewEvent::amount_known`].
+    pub amount_known: bool,
+}
+
+/// Whether an event `sent` under an id already stored (with content `stored`) is an
+/// exact repeat of it (a duplicate, acknowledged again) rather than a conflict: the
+/// same kind, the same decision and the same value (numerically equal, and known or
+/// unknown alike). Every [`EventLog`] decides with this one rule.
+pub fn is_exact_repeat(sent: EventContent<'_>, stored: EventContent<'_>) -> bool {
+    sent.kind == stored.kind
+        && sent.decision_id == stored.decision_id
+        && sent.value == stored.value
+        && sent.amount_known == stored.amount_known
 }
 
 /// A stored event: a [`NewEvent`] with the sequence number it was given.
@@ -129,6 +161,16 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The part of the event an exact repeat is judged on.
+    pub fn content(&self) -> EventContent<'_> {
+        EventContent {
+            kind: self.kind,
+            decision_id: &self.decision_id,
+            value: self.value,
+            amount_known: self.amount_known,
+        }
+    }
+
     /// Joins an event to the sequence number it was stored under.
     pub fn from_new(seq: u64, event: NewEvent) -> StoredEvent {
         StoredEvent {
@@ -390,6 +432,51 @@ mod tests {
             decided_at_ms: 3,
             at_ms: 4,
         }
+    }
+
+    #[test]
+    fn an_exact_repeat_has_the_same_kind_decision_value_and_knowledge_of_the_amount() {
+        let stored = EventContent {
+            kind: EventKind::Conversion,
+            decision_id: "d1",
+            value: 5.0,
+            amount_known: true,
+        };
+        assert!(is_exact_repeat(stored, stored));
+        // -0 and 0 are the same amount.
+        let zero = EventContent {
+            value: 0.0,
+            ..stored
+        };
+        assert!(is_exact_repeat(EventContent { value: -0.0, ..zero }, zero));
+        let others = [
+            EventContent {
+                kind: EventKind::Cost,
+                ..stored
+            },
+            EventContent {
+                decision_id: "d2",
+                ..stored
+            },
+            EventContent {
+                value: 6.0,
+                ..stored
+            },
+        ];
+        for other in others {
+            assert!(!is_exact_repeat(other, stored), "{other:?}");
+            assert!(!is_exact_repeat(stored, other), "{other:?}");
+        }
+        // `NewEvent::repeats` is the same rule.
+        let new = NewEvent {
+            kind: EventKind::Conversion,
+            value: 5.0,
+            decision_id: "d1".into(),
+            ..event("c", "e")
+        };
+        let stored_event = StoredEvent::from_new(1, new.clone());
+        assert!(new.repeats(&stored_event));
+        assert!(!NewEvent { value: 6.0, ..new }.repeats(&stored_event));
     }
 
     #[test]

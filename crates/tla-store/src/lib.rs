@@ -71,7 +71,8 @@ pub use correction::{
 };
 pub use error::StoreError;
 pub use event_log::{
-    AppendOutcome, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent, validate_event,
+    AppendOutcome, EventContent, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent,
+    is_exact_repeat, validate_event,
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;

@@ -957,7 +957,7 @@ fn encode_event(event: &NewEvent) -> Result<EncodedEvent, StoreError> {
         campaign_id: event.campaign_id.clone(),
         event_id: event.event_id.clone(),
         decision_id: event.decision_id.clone(),
-        kind: event.kind.as_str(),
+        kind: event.kind,
         value: event.value,
         amount_known: event.amount_known,
         segment: event.segment,
