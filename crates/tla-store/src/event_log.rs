@@ -126,11 +126,22 @@ pub struct EventContent<'a> {
 /// exact repeat of it (a duplicate, acknowledged again) rather than a conflict: the
 /// same kind, the same decision and the same value (numerically equal, and known or
 /// unknown alike). Every [`EventLog`] decides with this one rule.
+///
+/// One exception keeps retries safe across the upgrade to schema version 4: a
+/// conversion stored as a known amount of 0 is repeated by a conversion of unknown
+/// amount. Before version 4 a conversion sent without a value was stored as 0 (and
+/// reads back as known), while the same request now arrives as an unknown amount.
+/// The reverse (a known 0 sent after an unknown amount was stored) is still a
+/// conflict.
 pub fn is_exact_repeat(sent: EventContent<'_>, stored: EventContent<'_>) -> bool {
+    let same_amount = sent.value == stored.value && sent.amount_known == stored.amount_known;
+    let unknown_after_stored_zero = sent.kind == EventKind::Conversion
+        && !sent.amount_known
+        && stored.amount_known
+        && stored.value == 0.0;
     sent.kind == stored.kind
         && sent.decision_id == stored.decision_id
-        && sent.value == stored.value
-        && sent.amount_known == stored.amount_known
+        && (same_amount || unknown_after_stored_zero)
 }
 
 /// A stored event: a [`NewEvent`] with the sequence number it was given.
@@ -467,6 +478,28 @@ mod tests {
             assert!(!is_exact_repeat(other, stored), "{other:?}");
             assert!(!is_exact_repeat(stored, other), "{other:?}");
         }
+        // A conversion stored as a known 0 (before schema version 4, one sent without a
+        // value) is repeated by the same conversion of unknown amount; not the reverse,
+        // and not a known amount other than 0.
+        let unknown = EventContent {
+            amount_known: false,
+            ..zero
+        };
+        assert!(is_exact_repeat(unknown, zero));
+        assert!(is_exact_repeat(unknown, unknown));
+        assert!(!is_exact_repeat(zero, unknown));
+        assert!(!is_exact_repeat(unknown, stored));
+        let cost = EventContent {
+            kind: EventKind::Cost,
+            ..zero
+        };
+        assert!(!is_exact_repeat(
+            EventContent {
+                amount_known: false,
+                ..cost
+            },
+            cost
+        ));
         // `NewEvent::repeats` is the same rule.
         let new = NewEvent {
             kind: EventKind::Conversion,

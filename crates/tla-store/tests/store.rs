@@ -1223,6 +1223,17 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
     {
         let store = Store::open(dir.path()).unwrap();
         two_campaigns(&store.event_log());
+        // Version 3 stored a conversion sent without an amount as value 0.
+        store
+            .event_log()
+            .append(&[kind_event(
+                "a",
+                "c-no-value",
+                EventKind::Conversion,
+                "d1",
+                0.0,
+            )])
+            .unwrap();
     }
     let before = {
         let store = Store::open(dir.path()).unwrap();
@@ -1246,6 +1257,30 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
         "every stored event reads back, its amount known"
     );
     assert!(after.iter().all(|event| event.amount_known));
+    // Retrying that request after the upgrade sends an unknown amount: still a repeat.
+    let retry = NewEvent {
+        amount_known: false,
+        ..kind_event("a", "c-no-value", EventKind::Conversion, "d1", 0.0)
+    };
+    let stored_seq = before.last().unwrap().seq;
+    assert_eq!(
+        log.append(std::slice::from_ref(&retry)).unwrap(),
+        [AppendOutcome::Duplicate { seq: stored_seq }]
+    );
+    let memory = MemoryEventLog::new();
+    memory
+        .append(&[kind_event(
+            "a",
+            "c-no-value",
+            EventKind::Conversion,
+            "d1",
+            0.0,
+        )])
+        .unwrap();
+    assert_eq!(
+        memory.append(&[retry]).unwrap(),
+        [AppendOutcome::Duplicate { seq: 1 }]
+    );
     let unknown = NewEvent {
         amount_known: false,
         ..kind_event("a", "c-unknown", EventKind::Conversion, "d1", 0.0)
