@@ -70,8 +70,9 @@ pub struct StoredCorrection {
     pub decision_id: String,
     /// See [`NewCorrection::action`].
     pub action: CorrectionAction,
-    /// The event's value before this correction (its own, or the last correction's).
-    pub old_value: f64,
+    /// The event's value before this correction: the last correction's, or else its
+    /// own; `None` when that is a conversion's unknown amount (never recorded as 0).
+    pub old_value: Option<f64>,
     /// See [`NewCorrection::reason`].
     pub reason: String,
     /// See [`NewCorrection::key_id`].
@@ -85,7 +86,7 @@ impl StoredCorrection {
     pub(crate) fn of(
         id: u64,
         event: &StoredEvent,
-        old_value: f64,
+        old_value: Option<f64>,
         correction: &NewCorrection,
     ) -> StoredCorrection {
         StoredCorrection {
@@ -174,7 +175,7 @@ mod tests {
             event_kind: EventKind::Conversion,
             decision_id: "d".into(),
             action,
-            old_value: 1.0,
+            old_value: Some(1.0),
             reason: "r".into(),
             key_id: "k".into(),
             at_ms: 0,

@@ -402,8 +402,8 @@ impl EventLog for MemoryEventLog {
             Some(last) if last.action == CorrectionAction::Retract => {
                 return Ok(CorrectionOutcome::AlreadyRetracted(last.clone()));
             }
-            Some(last) => last.new_value().unwrap_or(event.value),
-            None => event.value,
+            Some(last) => last.new_value(),
+            None => event.amount_known.then_some(event.value),
         };
         let stored = StoredCorrection::of(
             state.corrections.len() as u64 + 1,
@@ -459,7 +459,13 @@ mod tests {
             value: 0.0,
             ..stored
         };
-        assert!(is_exact_repeat(EventContent { value: -0.0, ..zero }, zero));
+        assert!(is_exact_repeat(
+            EventContent {
+                value: -0.0,
+                ..zero
+            },
+            zero
+        ));
         let others = [
             EventContent {
                 kind: EventKind::Cost,

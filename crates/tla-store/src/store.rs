@@ -816,8 +816,8 @@ impl EventLog for SqliteEventLog {
             Some(last) if last.action == CorrectionAction::Retract => {
                 return Ok(CorrectionOutcome::AlreadyRetracted(last));
             }
-            Some(last) => last.new_value().unwrap_or(event.value),
-            None => event.value,
+            Some(last) => last.new_value(),
+            None => event.amount_known.then_some(event.value),
         };
         let event_seq = to_sql_int("event_seq", event.seq)?;
         transaction
@@ -884,7 +884,7 @@ struct RawCorrection {
     event_kind: String,
     decision_id: String,
     action: String,
-    old_value: f64,
+    old_value: Option<f64>,
     new_value: Option<f64>,
     reason: String,
     key_id: String,
