@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::correction::{
-    CorrectionAction, CorrectionOutcome, NewCorrection, StoredCorrection, validate_correction,
+    CorrectionOutcome, NewCorrection, Standing, StoredCorrection, standing, validate_correction,
 };
 use crate::error::StoreError;
 
@@ -393,17 +393,11 @@ impl EventLog for MemoryEventLog {
             return Ok(CorrectionOutcome::UnknownEvent);
         };
         let event = state.events[(seq - 1) as usize].clone();
-        let last = state
-            .corrections
-            .iter()
-            .rev()
-            .find(|c| c.campaign_id == event.campaign_id && c.event_seq == seq);
-        let old_value = match last {
-            Some(last) if last.action == CorrectionAction::Retract => {
-                return Ok(CorrectionOutcome::AlreadyRetracted(last.clone()));
+        let old_value = match standing(&event, &state.corrections) {
+            Standing::Retracted(retraction) => {
+                return Ok(CorrectionOutcome::AlreadyRetracted(retraction.clone()));
             }
-            Some(last) => last.new_value(),
-            None => event.amount_known.then_some(event.value),
+            Standing::Open { value } => value,
         };
         let stored = StoredCorrection::of(
             state.corrections.len() as u64 + 1,

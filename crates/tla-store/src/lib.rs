@@ -66,8 +66,8 @@ mod schema;
 mod store;
 
 pub use correction::{
-    CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, StoredCorrection, effects,
-    validate_correction,
+    CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, Standing, StoredCorrection,
+    effects, standing, validate_correction,
 };
 pub use error::StoreError;
 pub use event_log::{
