@@ -110,9 +110,10 @@ pub fn run(args: EventsArgs) -> anyhow::Result<()> {
 /// The answer in one or two lines.
 fn sentence(answer: &serde_json::Value) -> String {
     let correction = &answer["correction"];
-    let number = |value: &serde_json::Value| match value.as_f64() {
+    // A null old value is a conversion's unknown amount; a null new value, a retraction.
+    let number = |value: &serde_json::Value, null: &str| match value.as_f64() {
         Some(x) => format!("{x}"),
-        None => "none".to_owned(),
+        None => null.to_owned(),
     };
     let event = format!(
         "event {} ({}, seq {})",
@@ -134,8 +135,8 @@ fn sentence(answer: &serde_json::Value) -> String {
             } else {
                 "corrected"
             },
-            number(&correction["old_value"]),
-            number(&correction["new_value"])
+            number(&correction["old_value"], "unknown"),
+            number(&correction["new_value"], "none")
         )
     };
     let rebuild = &answer["rebuild"];

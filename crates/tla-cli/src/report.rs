@@ -418,6 +418,9 @@ pub fn table(report: &Report) -> String {
             report.corrections.len()
         );
         for c in &report.corrections {
+            let old_value = c
+                .old_value
+                .map_or_else(|| "unknown".to_owned(), |v| format!("{v}"));
             let new_value = c
                 .new_value
                 .map_or_else(|| "retracted".to_owned(), |v| format!("{v}"));
@@ -427,7 +430,7 @@ pub fn table(report: &Report) -> String {
                 c.action,
                 truncate(&c.event_id, 24),
                 c.event_type,
-                c.old_value,
+                old_value,
                 new_value,
                 c.key_id,
                 c.at,

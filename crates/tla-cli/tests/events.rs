@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
-use tla_store::Store;
+use tla_store::{EventLog, Store};
 
 mod common;
 
@@ -47,6 +47,22 @@ fn events_retract_and_correct_through_a_running_server() {
                 conversion_value: |_| 20.0,
             },
         );
+        // A conversion sent without an amount, on c0's decision.
+        let log = store.event_log();
+        let c0 = log.find_event("c_a", "c0").unwrap().unwrap();
+        let unknown = tla_store::NewEvent {
+            campaign_id: c0.campaign_id,
+            event_id: "c-unknown".into(),
+            decision_id: c0.decision_id,
+            kind: c0.kind,
+            value: 0.0,
+            amount_known: false,
+            segment: c0.segment,
+            version: c0.version,
+            decided_at_ms: c0.decided_at_ms,
+            at_ms: c0.at_ms,
+        };
+        log.append(&[unknown]).unwrap();
     }
     let admin = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
     let mut guard = ServerGuard(None);
@@ -112,6 +128,20 @@ fn events_retract_and_correct_through_a_running_server() {
     assert_eq!(answer["correction"]["old_value"], 20.0);
     assert_eq!(answer["correction"]["new_value"], 40.0);
     assert_eq!(answer["correction"]["key_id"], "0123456789ab");
+    // The amount before a correction of a conversion sent without one is unknown, not 0.
+    let out = tla(&[
+        "events",
+        "correct",
+        "c_a",
+        "c-unknown",
+        "--value",
+        "30",
+        "--reason",
+        "the gift was $30",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("value unknown -> 30\n"), "{stdout}");
 
     // Refusals carry the server's code and message.
     for (args, fragment) in [
@@ -146,7 +176,8 @@ fn events_retract_and_correct_through_a_running_server() {
     let out = tla(&["report", "c_a"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("\nCorrections (2;"), "{stdout}");
+    assert!(stdout.contains("\nCorrections (3;"), "{stdout}");
+    assert!(stdout.contains(" unknown -> 30 "), "{stdout}");
     assert!(stdout.contains("retract c0"), "{stdout}");
     let out = tla(&["report", "c_a", "--format", "json"]);
     assert!(out.status.success());
@@ -179,7 +210,11 @@ fn events_retract_and_correct_through_a_running_server() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, from_server);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["corrections"].as_array().unwrap().len(), 2);
+    assert_eq!(report["corrections"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        report["corrections"][2]["old_value"],
+        serde_json::Value::Null
+    );
 }
 
 /// A value JSON cannot carry, or a malformed campaign id, is refused before any request

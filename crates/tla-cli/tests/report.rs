@@ -382,7 +382,11 @@ fn a_report_over_amounts_of_1e308_prints_only_finite_numbers() {
     for field in ["donations", "donations_learned", "spend"] {
         assert!(summary[field].as_f64().unwrap().is_finite(), "{summary}");
     }
-    assert!(summary["donations_learned"].as_f64() < summary["donations"].as_f64());
+    // Unwrapped first: `None < Some(_)` holds, so comparing the Options would pass with
+    // a field missing.
+    let donations_learned = summary["donations_learned"].as_f64().unwrap();
+    let donations = summary["donations"].as_f64().unwrap();
+    assert!(donations_learned < donations, "{summary}");
     for option in report["components"][0]["options"].as_array().unwrap() {
         assert!(option["value"].as_f64().unwrap().is_finite(), "{option}");
         let vpi = &option["value_per_impression"];

@@ -141,8 +141,10 @@ pub struct ReportCorrection {
     pub event_type: String,
     /// `retract` (learned as if never sent) or `correct` (a new value).
     pub action: String,
-    /// The event's value before this correction.
-    pub old_value: f64,
+    /// The event's value before this correction; null when that was a conversion's
+    /// unknown amount (sent without one), which is not 0.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub old_value: Option<f64>,
     /// The value after it; null for a retraction.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub new_value: Option<f64>,

@@ -100,7 +100,7 @@ pub fn correct(
         event::check_amount(event.kind, value, slot.campaign.max_value())?;
     }
     let earlier = log.corrections(&slot.id)?;
-    if let Some(retraction) = retraction_of(&earlier, event.seq) {
+    if let tla_store::Standing::Retracted(retraction) = tla_store::standing(&event, &earlier) {
         return already_retracted(action, retraction);
     }
     state
@@ -169,13 +169,6 @@ fn unknown_event(campaign_id: &str, event_id: &str) -> ApiError {
             crate::error::quoted(event_id)
         ),
     )
-}
-
-/// The retraction of event `seq` among a campaign's corrections, if any.
-fn retraction_of(corrections: &[StoredCorrection], seq: u64) -> Option<&StoredCorrection> {
-    corrections
-        .iter()
-        .find(|c| c.event_seq == seq && c.action == CorrectionAction::Retract)
 }
 
 /// A retraction again answers the first one; a correction is refused.

@@ -105,7 +105,8 @@ pub fn correct_rewards(rewards: &mut HashMap<String, f64>, corrections: &[Stored
         let now = last.new_value().unwrap_or(0.0);
         if let Some(sum) = rewards.get_mut(&first.decision_id) {
             // Sums are >= 0; rounding must not make one negative.
-            *sum = (*sum + now - first.old_value).max(0.0);
+            // An unknown amount was summed as the 0 it is stored with.
+            *sum = (*sum + now - first.old_value.unwrap_or(0.0)).max(0.0);
         }
     }
 }

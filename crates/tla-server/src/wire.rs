@@ -297,8 +297,10 @@ pub struct CorrectionBody {
     pub event_type: &'static str,
     /// `retract` or `correct`.
     pub action: CorrectionActionName,
-    /// The event's value before this correction.
-    pub old_value: f64,
+    /// The event's value before this correction; null when that was a conversion's
+    /// unknown amount (sent without one), which is not 0.
+    #[schema(required)]
+    pub old_value: Option<f64>,
     /// The value after it; null for a retraction.
     #[schema(required)]
     pub new_value: Option<f64>,

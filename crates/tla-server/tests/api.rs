@@ -1975,7 +1975,35 @@ async fn one_outlier_is_refused_above_max_value_and_one_below_it_does_not_change
     );
     let worst_row = &after["components"][0]["options"][2];
     assert_eq!(worst_row["conversions_amount_unknown"], 1, "{worst_row}");
-    assert!(worst_row["value_learned"].as_f64() < worst_row["value"].as_f64());
+    // Unwrapped first: `None < Some(_)` holds, so comparing the Options would pass with
+    // a field missing.
+    let value_learned = worst_row["value_learned"].as_f64().unwrap();
+    let value = worst_row["value"].as_f64().unwrap();
+    assert!(value_learned < value, "{worst_row}");
+
+    // Correcting the conversion of unknown amount audits its old value as unknown (null),
+    // not as $0; a second correction's old value is the first one's.
+    let uri = format!("/v1/campaigns/{id}/corrections");
+    let (status, body) = api
+        .post(&uri, &api.admin, json!({"event_id": "no-amount", "action": "correct", "value": 30, "reason": "the gift was $30"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["correction"]["old_value"], Value::Null, "{body}");
+    assert_eq!(body["correction"]["new_value"], 30.0, "{body}");
+    let (status, body) = api
+        .post(
+            &uri,
+            &api.admin,
+            json!({"event_id": "no-amount", "action": "retract", "reason": "a test gift"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["correction"]["old_value"], 30.0, "{body}");
+    let report = api.learned_report(&id).await;
+    let corrections = report["corrections"].as_array().unwrap();
+    assert_eq!(corrections.len(), 2, "{report}");
+    assert_eq!(corrections[0]["old_value"], Value::Null, "{report}");
+    assert_eq!(corrections[1]["old_value"], 30.0, "{report}");
 }
 
 #[tokio::test]

@@ -70,8 +70,9 @@ pub struct StoredCorrection {
     pub decision_id: String,
     /// See [`NewCorrection::action`].
     pub action: CorrectionAction,
-    /// The event's value before this correction (its own, or the last correction's).
-    pub old_value: f64,
+    /// The event's value before this correction: the last correction's, or else its
+    /// own; `None` when that is a conversion's unknown amount (never recorded as 0).
+    pub old_value: Option<f64>,
     /// See [`NewCorrection::reason`].
     pub reason: String,
     /// See [`NewCorrection::key_id`].
@@ -85,7 +86,7 @@ impl StoredCorrection {
     pub(crate) fn of(
         id: u64,
         event: &StoredEvent,
-        old_value: f64,
+        old_value: Option<f64>,
         correction: &NewCorrection,
     ) -> StoredCorrection {
         StoredCorrection {
@@ -121,6 +122,42 @@ pub enum CorrectionOutcome {
     AlreadyRetracted(StoredCorrection),
     /// The campaign holds no event with this id; nothing recorded.
     UnknownEvent,
+}
+
+/// Where a stored event stands before another correction of it: see [`standing`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Standing<'a> {
+    /// Retracted by this correction. A retraction is final: nothing more is recorded
+    /// ([`CorrectionOutcome::AlreadyRetracted`]).
+    Retracted(&'a StoredCorrection),
+    /// Open to correction.
+    Open {
+        /// Its value now, the old value of the next correction: the last correction's
+        /// new value, or else the event's own; `None` for a conversion's unknown amount.
+        value: Option<f64>,
+    },
+}
+
+/// Where `event` stands given `corrections`, which may hold other events' corrections
+/// (they are skipped) and must hold the event's own in the order recorded (or at least
+/// its last one). The one rule every [`crate::EventLog`] records corrections by, and the
+/// server checks before it asks: a retraction is final, and the old value of a
+/// correction is the last correction's.
+pub fn standing<'a>(
+    event: &StoredEvent,
+    corrections: impl IntoIterator<Item = &'a StoredCorrection>,
+) -> Standing<'a> {
+    let mut value = event.amount_known.then_some(event.value);
+    for correction in corrections
+        .into_iter()
+        .filter(|c| c.campaign_id == event.campaign_id && c.event_seq == event.seq)
+    {
+        match correction.action {
+            CorrectionAction::Retract => return Standing::Retracted(correction),
+            CorrectionAction::Correct { value: new_value } => value = Some(new_value),
+        }
+    }
+    Standing::Open { value }
 }
 
 /// The content an event is applied with once its corrections are taken into account.
@@ -174,11 +211,68 @@ mod tests {
             event_kind: EventKind::Conversion,
             decision_id: "d".into(),
             action,
-            old_value: 1.0,
+            old_value: Some(1.0),
             reason: "r".into(),
             key_id: "k".into(),
             at_ms: 0,
         }
+    }
+
+    fn stored_event(seq: u64, value: f64, amount_known: bool) -> StoredEvent {
+        StoredEvent {
+            seq,
+            campaign_id: "c".into(),
+            event_id: format!("e{seq}"),
+            decision_id: "d".into(),
+            kind: EventKind::Conversion,
+            value,
+            amount_known,
+            segment: 0,
+            version: 0,
+            decided_at_ms: 0,
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_event_stands_at_its_last_value_until_a_final_retraction() {
+        let event = stored_event(5, 10.0, true);
+        assert_eq!(standing(&event, &[]), Standing::Open { value: Some(10.0) });
+        // An unknown amount is not 0.
+        assert_eq!(
+            standing(&stored_event(5, 0.0, false), &[]),
+            Standing::Open { value: None }
+        );
+        let mut other_campaign = correction(1, 5, CorrectionAction::Correct { value: 9.0 });
+        other_campaign.campaign_id = "other".into();
+        let corrections = [
+            other_campaign,
+            correction(2, 5, CorrectionAction::Correct { value: 2.0 }),
+            correction(3, 7, CorrectionAction::Retract),
+            correction(4, 5, CorrectionAction::Correct { value: 3.0 }),
+        ];
+        assert_eq!(
+            standing(&event, &corrections),
+            Standing::Open { value: Some(3.0) }
+        );
+        // Only the last correction known (as the SQLite log reads it): the same answer.
+        assert_eq!(
+            standing(&event, corrections.last()),
+            Standing::Open { value: Some(3.0) }
+        );
+        assert_eq!(
+            standing(&stored_event(7, 1.0, true), &corrections),
+            Standing::Retracted(&corrections[2])
+        );
+        // A retraction is final: a correction listed after it does not reopen the event.
+        let retracted_then_corrected = [
+            correction(1, 5, CorrectionAction::Retract),
+            correction(2, 5, CorrectionAction::Correct { value: 4.0 }),
+        ];
+        assert_eq!(
+            standing(&event, &retracted_then_corrected),
+            Standing::Retracted(&retracted_then_corrected[0])
+        );
     }
 
     #[test]

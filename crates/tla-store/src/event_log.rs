@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::correction::{
-    CorrectionAction, CorrectionOutcome, NewCorrection, StoredCorrection, validate_correction,
+    CorrectionOutcome, NewCorrection, Standing, StoredCorrection, standing, validate_correction,
 };
 use crate::error::StoreError;
 
@@ -88,17 +88,60 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// Whether this event is an exact repeat of a stored event with the same
-    /// `(campaign_id, event_id)`: the same kind, the same decision and the same value
-    /// (numerically equal, and known or unknown alike). Segment, version and decision time come from the decision
-    /// id, so they are the same too. The event time `at_ms` is not compared: a client
-    /// that retries an event without `at` gets the server's clock, a new time each
-    /// try, and the time teaches the model nothing; the stored time is kept.
+    /// `(campaign_id, event_id)`, by [`is_exact_repeat`]. Segment, version and decision
+    /// time come from the decision id, so they are the same too. The event time `at_ms`
+    /// is not compared: a client that retries an event without `at` gets the server's
+    /// clock, a new time each try, and the time teaches the model nothing; the stored
+    /// time is kept.
     pub fn repeats(&self, stored: &StoredEvent) -> bool {
-        self.kind == stored.kind
-            && self.decision_id == stored.decision_id
-            && self.value == stored.value
-            && self.amount_known == stored.amount_known
+        is_exact_repeat(self.content(), stored.content())
     }
+
+    /// The part of the event an exact repeat is judged on.
+    pub fn content(&self) -> EventContent<'_> {
+        EventContent {
+            kind: self.kind,
+            decision_id: &self.decision_id,
+            value: self.value,
+            amount_known: self.amount_known,
+        }
+    }
+}
+
+/// The part of an event that tells an exact repeat from a conflict when an event id
+/// is sent again: see [`is_exact_repeat`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventContent<'a> {
+    /// See [`NewEvent::kind`].
+    pub kind: EventKind,
+    /// See [`NewEvent::decision_id`].
+    pub decision_id: &'a str,
+    /// See [`NewEvent::value`].
+    pub value: f64,
+    /// See [`NewEvent::amount_known`].
+    pub amount_known: bool,
+}
+
+/// Whether an event `sent` under an id already stored (with content `stored`) is an
+/// exact repeat of it (a duplicate, acknowledged again) rather than a conflict: the
+/// same kind, the same decision and the same value (numerically equal, and known or
+/// unknown alike). Every [`EventLog`] decides with this one rule.
+///
+/// One exception keeps retries safe across the upgrade to schema version 4: a
+/// conversion stored as a known amount of 0 is repeated by a conversion of unknown
+/// amount. Before version 4 a conversion sent without a value was stored as 0 (and
+/// reads back as known), while the same request now arrives as an unknown amount.
+/// The reverse (a known 0 sent after an unknown amount was stored) is still a
+/// conflict.
+pub fn is_exact_repeat(sent: EventContent<'_>, stored: EventContent<'_>) -> bool {
+    let same_amount = sent.value == stored.value && sent.amount_known == stored.amount_known;
+    let unknown_after_stored_zero = sent.kind == EventKind::Conversion
+        && !sent.amount_known
+        && stored.amount_known
+        && stored.value == 0.0;
+    sent.kind == stored.kind
+        && sent.decision_id == stored.decision_id
+        && (same_amount || unknown_after_stored_zero)
 }
 
 /// A stored event: a [`NewEvent`] with the sequence number it was given.
@@ -129,6 +172,16 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The part of the event an exact repeat is judged on.
+    pub fn content(&self) -> EventContent<'_> {
+        EventContent {
+            kind: self.kind,
+            decision_id: &self.decision_id,
+            value: self.value,
+            amount_known: self.amount_known,
+        }
+    }
+
     /// Joins an event to the sequence number it was stored under.
     pub fn from_new(seq: u64, event: NewEvent) -> StoredEvent {
         StoredEvent {
@@ -340,17 +393,11 @@ impl EventLog for MemoryEventLog {
             return Ok(CorrectionOutcome::UnknownEvent);
         };
         let event = state.events[(seq - 1) as usize].clone();
-        let last = state
-            .corrections
-            .iter()
-            .rev()
-            .find(|c| c.campaign_id == event.campaign_id && c.event_seq == seq);
-        let old_value = match last {
-            Some(last) if last.action == CorrectionAction::Retract => {
-                return Ok(CorrectionOutcome::AlreadyRetracted(last.clone()));
+        let old_value = match standing(&event, &state.corrections) {
+            Standing::Retracted(retraction) => {
+                return Ok(CorrectionOutcome::AlreadyRetracted(retraction.clone()));
             }
-            Some(last) => last.new_value().unwrap_or(event.value),
-            None => event.value,
+            Standing::Open { value } => value,
         };
         let stored = StoredCorrection::of(
             state.corrections.len() as u64 + 1,
@@ -390,6 +437,79 @@ mod tests {
             decided_at_ms: 3,
             at_ms: 4,
         }
+    }
+
+    #[test]
+    fn an_exact_repeat_has_the_same_kind_decision_value_and_knowledge_of_the_amount() {
+        let stored = EventContent {
+            kind: EventKind::Conversion,
+            decision_id: "d1",
+            value: 5.0,
+            amount_known: true,
+        };
+        assert!(is_exact_repeat(stored, stored));
+        // -0 and 0 are the same amount.
+        let zero = EventContent {
+            value: 0.0,
+            ..stored
+        };
+        assert!(is_exact_repeat(
+            EventContent {
+                value: -0.0,
+                ..zero
+            },
+            zero
+        ));
+        let others = [
+            EventContent {
+                kind: EventKind::Cost,
+                ..stored
+            },
+            EventContent {
+                decision_id: "d2",
+                ..stored
+            },
+            EventContent {
+                value: 6.0,
+                ..stored
+            },
+        ];
+        for other in others {
+            assert!(!is_exact_repeat(other, stored), "{other:?}");
+            assert!(!is_exact_repeat(stored, other), "{other:?}");
+        }
+        // A conversion stored as a known 0 (before schema version 4, one sent without a
+        // value) is repeated by the same conversion of unknown amount; not the reverse,
+        // and not a known amount other than 0.
+        let unknown = EventContent {
+            amount_known: false,
+            ..zero
+        };
+        assert!(is_exact_repeat(unknown, zero));
+        assert!(is_exact_repeat(unknown, unknown));
+        assert!(!is_exact_repeat(zero, unknown));
+        assert!(!is_exact_repeat(unknown, stored));
+        let cost = EventContent {
+            kind: EventKind::Cost,
+            ..zero
+        };
+        assert!(!is_exact_repeat(
+            EventContent {
+                amount_known: false,
+                ..cost
+            },
+            cost
+        ));
+        // `NewEvent::repeats` is the same rule.
+        let new = NewEvent {
+            kind: EventKind::Conversion,
+            value: 5.0,
+            decision_id: "d1".into(),
+            ..event("c", "e")
+        };
+        let stored_event = StoredEvent::from_new(1, new.clone());
+        assert!(new.repeats(&stored_event));
+        assert!(!NewEvent { value: 6.0, ..new }.repeats(&stored_event));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::StoreError;
-use crate::event_log::AppendOutcome;
+use crate::event_log::{AppendOutcome, EventContent, EventKind, is_exact_repeat};
 
 /// The most rows one group transaction writes (it may write more when a single job is
 /// larger). Bounds the latency a caller can be made to wait behind other callers'
@@ -35,7 +35,7 @@ pub(crate) struct EncodedEvent {
     pub(crate) campaign_id: String,
     pub(crate) event_id: String,
     pub(crate) decision_id: String,
-    pub(crate) kind: &'static str,
+    pub(crate) kind: EventKind,
     pub(crate) value: f64,
     pub(crate) amount_known: bool,
     pub(crate) segment: u32,
@@ -267,7 +267,7 @@ fn write_group_transaction(
                                 event.campaign_id,
                                 event.event_id,
                                 event.decision_id,
-                                event.kind,
+                                event.kind.as_str(),
                                 event.value,
                                 event.segment,
                                 event.version,
@@ -313,11 +313,29 @@ fn write_group_transaction(
                             });
                         };
                         let stored_seq = crate::error::from_sql_int("events", "seq", stored_seq)?;
-                        // The same rule as `NewEvent::repeats`, on the encoded forms.
-                        let repeat = stored_kind == event.kind
-                            && stored_decision == event.decision_id
-                            && stored_value == event.value
-                            && stored_known == event.amount_known;
+                        let Some(stored_kind) = EventKind::from_name(&stored_kind) else {
+                            return Err(StoreError::Corrupt {
+                                table: "events",
+                                detail: format!(
+                                    "event {:?} of campaign {:?} has kind {stored_kind:?}, which is not an event kind",
+                                    event.event_id, event.campaign_id
+                                ),
+                            });
+                        };
+                        let repeat = is_exact_repeat(
+                            EventContent {
+                                kind: event.kind,
+                                decision_id: &event.decision_id,
+                                value: event.value,
+                                amount_known: event.amount_known,
+                            },
+                            EventContent {
+                                kind: stored_kind,
+                                decision_id: &stored_decision,
+                                value: stored_value,
+                                amount_known: stored_known,
+                            },
+                        );
                         outcomes.push(if repeat {
                             AppendOutcome::Duplicate { seq: stored_seq }
                         } else {

@@ -66,12 +66,13 @@ mod schema;
 mod store;
 
 pub use correction::{
-    CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, StoredCorrection, effects,
-    validate_correction,
+    CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, Standing, StoredCorrection,
+    effects, standing, validate_correction,
 };
 pub use error::StoreError;
 pub use event_log::{
-    AppendOutcome, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent, validate_event,
+    AppendOutcome, EventContent, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent,
+    is_exact_repeat, validate_event,
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;

@@ -102,7 +102,8 @@ CREATE INDEX events_by_campaign_kind ON events (campaign_id, kind);
 
 /// Schema version 3: the corrections of stored events (a retraction or a new amount),
 /// each with who asked (the key id), when, why, and the value before and after; the
-/// events themselves are never rewritten. `new_value` is null for a retraction.
+/// events themselves are never rewritten. `new_value` is null for a retraction;
+/// `old_value` is null when the value before was a conversion's unknown amount.
 /// Looked up by event (is it retracted, what is its value now) and listed by campaign.
 const MIGRATION_V3: &str = "
 CREATE TABLE corrections (
@@ -113,7 +114,7 @@ CREATE TABLE corrections (
     event_kind    TEXT NOT NULL,
     decision_id   TEXT NOT NULL,
     action        TEXT NOT NULL,
-    old_value     REAL NOT NULL,
+    old_value     REAL,
     new_value     REAL,
     reason        TEXT NOT NULL,
     key_id        TEXT NOT NULL,

@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::checkpoint::Checkpointer;
 use crate::correction::{
-    CorrectionAction, CorrectionOutcome, NewCorrection, StoredCorrection, validate_correction,
+    CorrectionAction, CorrectionOutcome, NewCorrection, Standing, StoredCorrection, standing,
+    validate_correction,
 };
 use crate::error::{StoreError, from_sql_int, to_sql_int};
 use crate::event_log::{AppendOutcome, EventKind, EventLog, NewEvent, StoredEvent, validate_event};
@@ -812,12 +813,12 @@ impl EventLog for SqliteEventLog {
             .map_err(StoreError::sqlite("reading an event's last correction"))?
             .map(RawCorrection::decode)
             .transpose()?;
-        let old_value = match last {
-            Some(last) if last.action == CorrectionAction::Retract => {
-                return Ok(CorrectionOutcome::AlreadyRetracted(last));
+        // The last correction is all `standing` needs: a retraction is always last.
+        let old_value = match standing(&event, last.as_ref()) {
+            Standing::Retracted(retraction) => {
+                return Ok(CorrectionOutcome::AlreadyRetracted(retraction.clone()));
             }
-            Some(last) => last.new_value().unwrap_or(event.value),
-            None => event.value,
+            Standing::Open { value } => value,
         };
         let event_seq = to_sql_int("event_seq", event.seq)?;
         transaction
@@ -884,7 +885,7 @@ struct RawCorrection {
     event_kind: String,
     decision_id: String,
     action: String,
-    old_value: f64,
+    old_value: Option<f64>,
     new_value: Option<f64>,
     reason: String,
     key_id: String,
@@ -957,7 +958,7 @@ fn encode_event(event: &NewEvent) -> Result<EncodedEvent, StoreError> {
         campaign_id: event.campaign_id.clone(),
         event_id: event.event_id.clone(),
         decision_id: event.decision_id.clone(),
-        kind: event.kind.as_str(),
+        kind: event.kind,
         value: event.value,
         amount_known: event.amount_known,
         segment: event.segment,

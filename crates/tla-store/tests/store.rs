@@ -551,7 +551,7 @@ fn corrections_are_recorded_alike_by_both_logs_with_old_and_new_values() {
         .collect();
     // c1 (seq 2, value 10): 10 -> 1 -> 2; i1 (seq 1) retracted; c2 (seq 5) retracted.
     /// Id, event id, event seq, action, old value, new value.
-    type Audit<'a> = (u64, &'a str, u64, &'a str, f64, Option<f64>);
+    type Audit<'a> = (u64, &'a str, u64, &'a str, Option<f64>, Option<f64>);
     let audit: Vec<Audit<'_>> = recorded
         .iter()
         .map(|c| {
@@ -568,10 +568,10 @@ fn corrections_are_recorded_alike_by_both_logs_with_old_and_new_values() {
     assert_eq!(
         audit,
         [
-            (1, "c1", 2, "correct", 10.0, Some(1.0)),
-            (2, "c1", 2, "correct", 1.0, Some(2.0)),
-            (3, "i1", 1, "retract", 0.0, None),
-            (4, "c2", 5, "retract", 5.0, None),
+            (1, "c1", 2, "correct", Some(10.0), Some(1.0)),
+            (2, "c1", 2, "correct", Some(1.0), Some(2.0)),
+            (3, "i1", 1, "retract", Some(0.0), None),
+            (4, "c2", 5, "retract", Some(5.0), None),
         ]
     );
     assert_eq!(recorded[0].decision_id, "d1");
@@ -619,6 +619,43 @@ fn corrections_are_recorded_alike_by_both_logs_with_old_and_new_values() {
         Err(StoreError::InvalidInput(_))
     ));
     assert_eq!(sqlite.corrections("a").unwrap().len(), 4);
+}
+
+#[test]
+fn correcting_an_unknown_amount_records_the_old_value_as_unknown_not_zero() {
+    let dir = TempDir::new("unknown-old-value");
+    let store = Store::open(dir.path()).unwrap();
+    let sqlite = store.event_log();
+    let memory = MemoryEventLog::new();
+    let unknown = NewEvent {
+        amount_known: false,
+        ..kind_event("a", "c-unknown", EventKind::Conversion, "d1", 0.0)
+    };
+    let actions = [
+        CorrectionAction::Correct { value: 20.0 },
+        CorrectionAction::Correct { value: 25.0 },
+        CorrectionAction::Retract,
+    ];
+    for log in [&sqlite as &dyn EventLog, &memory] {
+        log.append(std::slice::from_ref(&unknown)).unwrap();
+        for action in actions {
+            let outcome = log
+                .append_correction(&correction("c-unknown", action))
+                .unwrap();
+            assert!(
+                matches!(outcome, CorrectionOutcome::Recorded(_)),
+                "{outcome:?}"
+            );
+        }
+    }
+    let listed = sqlite.corrections("a").unwrap();
+    assert_eq!(listed, memory.corrections("a").unwrap());
+    let old_values: Vec<Option<f64>> = listed.iter().map(|c| c.old_value).collect();
+    assert_eq!(old_values, [None, Some(20.0), Some(25.0)]);
+    // The unknown old value is stored as null and reads back so after reopening.
+    drop((sqlite, store));
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.event_log().corrections("a").unwrap(), listed);
 }
 
 #[test]
@@ -1223,6 +1260,17 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
     {
         let store = Store::open(dir.path()).unwrap();
         two_campaigns(&store.event_log());
+        // Version 3 stored a conversion sent without an amount as value 0.
+        store
+            .event_log()
+            .append(&[kind_event(
+                "a",
+                "c-no-value",
+                EventKind::Conversion,
+                "d1",
+                0.0,
+            )])
+            .unwrap();
     }
     let before = {
         let store = Store::open(dir.path()).unwrap();
@@ -1246,6 +1294,30 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
         "every stored event reads back, its amount known"
     );
     assert!(after.iter().all(|event| event.amount_known));
+    // Retrying that request after the upgrade sends an unknown amount: still a repeat.
+    let retry = NewEvent {
+        amount_known: false,
+        ..kind_event("a", "c-no-value", EventKind::Conversion, "d1", 0.0)
+    };
+    let stored_seq = before.last().unwrap().seq;
+    assert_eq!(
+        log.append(std::slice::from_ref(&retry)).unwrap(),
+        [AppendOutcome::Duplicate { seq: stored_seq }]
+    );
+    let memory = MemoryEventLog::new();
+    memory
+        .append(&[kind_event(
+            "a",
+            "c-no-value",
+            EventKind::Conversion,
+            "d1",
+            0.0,
+        )])
+        .unwrap();
+    assert_eq!(
+        memory.append(&[retry]).unwrap(),
+        [AppendOutcome::Duplicate { seq: 1 }]
+    );
     let unknown = NewEvent {
         amount_known: false,
         ..kind_event("a", "c-unknown", EventKind::Conversion, "d1", 0.0)
