@@ -116,6 +116,8 @@ for segment in ["new-visitors", "past-donors", "volunteers"]:
         call("POST", f"/v1/campaigns/{campaign}/decisions", body))["decisions"]]
 with open(os.path.join(work, "decision_ids.dict"), "w") as out:
     out.writelines(f'"{decision_id}"\n' for decision_id in fresh)
+with open(os.path.join(work, "event_ids.dict"), "w") as out:
+    out.writelines(f'"{event["event_id"]}"\n' for event in events)
 with open(os.path.join(work, "segments.dict"), "w") as out:
     out.writelines(f'"{segment}"\n' for segment in ["new-visitors", "past-donors", "volunteers"])
 with open(document, "wb") as out:
@@ -126,9 +128,10 @@ EOF
 
 # The configuration: every {id} in the document is the campaign above, so the campaign
 # paths answer with data rather than 404. Unless SCHEMATHESIS_SIGNED_EVENTS=0, most
-# generated events also carry a decision id the server signed and most decisions ask for
-# a segment of the campaign, so generated amounts, times and counts reach the rules
-# behind those checks (and the report then shows what they did to the models).
+# generated events carry a decision id the server signed, most decisions ask for a
+# segment of the campaign and most corrections name a stored event, so generated
+# amounts, times and counts reach the rules behind those checks (and the report then
+# shows what they did to the models).
 # No cache: each run stands alone (a cache would replay earlier failures, and it is kept
 # in the working directory).
 cat >"$work/config.toml" <<'EOF'
@@ -142,12 +145,16 @@ if [[ ${SCHEMATHESIS_SIGNED_EVENTS:-1} == 1 ]]; then
     cat >>"$work/config.toml" <<'EOF'
 "body.events[*].decision_id" = { dictionary = "decision_ids", probability = 0.8 }
 "body.segment" = { dictionary = "segments", probability = 0.8 }
+"body.event_id" = { dictionary = "event_ids", probability = 0.8 }
 
 [dictionaries.decision_ids]
 from-file = "decision_ids.dict"
 
 [dictionaries.segments]
 from-file = "segments.dict"
+
+[dictionaries.event_ids]
+from-file = "event_ids.dict"
 EOF
 fi
 
