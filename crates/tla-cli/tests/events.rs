@@ -3,26 +3,12 @@
 //! report over the data directory afterwards (a replay with the corrections) equal to
 //! the server's.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use tla_store::{EventLog, Store};
 
 mod common;
 
 use common::{Fill, TempDir};
-
-/// Kills the server child (only the one this test started, by its handle) if the test
-/// fails before stopping it.
-struct ServerGuard(Option<std::process::Child>);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn text(out: &Output) -> (String, String) {
     (
@@ -65,30 +51,8 @@ fn events_retract_and_correct_through_a_running_server() {
         log.append(&[unknown]).unwrap();
     }
     let admin = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
-    let mut guard = ServerGuard(None);
-    let child = guard.0.insert(
-        Command::new(env!("CARGO_BIN_EXE_tla"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .env("TLA_ADMIN_KEY", admin)
-            .env("TLA_LOG", "warn")
-            .env_remove("TLA_LISTEN")
-            .env_remove("TLA_DATA")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("tla serving on ") {
-            break rest.split(' ').next().unwrap().to_string();
-        }
-    };
+    let server = common::Server::start(&data, admin);
+    let address = server.address.clone();
     let tla = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_tla"))
             .args(args)
@@ -184,21 +148,7 @@ fn events_retract_and_correct_through_a_running_server() {
     let from_server = String::from_utf8(out.stdout).unwrap();
 
     // Stop the server we started: SIGTERM by its id, a bounded wait.
-    let child = guard.0.as_mut().unwrap();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not stop"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    guard.0 = None;
+    server.stop();
 
     // The data directory replays to the same report, corrections included.
     let out = Command::new(env!("CARGO_BIN_EXE_tla"))

@@ -1,5 +1,6 @@
 //! Helpers shared by the CLI's integration tests: a temporary directory removed on drop,
-//! and campaigns of examples/small.toml written straight through the store.
+//! campaigns of examples/small.toml written straight through the store, and a `tla serve`
+//! started and stopped by the test.
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
@@ -105,4 +106,77 @@ pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
     }
     store.append_decisions(&decisions).unwrap();
     store.event_log().append(&events).unwrap();
+}
+
+/// A `tla serve` this test started on 127.0.0.1 (a free port) over a data directory,
+/// with `admin` installed as the admin key. Killed, by its own handle, if the test ends
+/// before [`Server::stop`].
+pub struct Server {
+    child: Option<std::process::Child>,
+    /// The server's standard output, kept open: the server prints to it until it stops.
+    _stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// `http://127.0.0.1:PORT`, as the server printed it.
+    pub address: String,
+}
+
+impl Server {
+    /// Starts the server and waits until it prints its address.
+    pub fn start(data: &std::path::Path, admin: &str) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tla"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("TLA_ADMIN_KEY", admin)
+            .env("TLA_LOG", "warn")
+            .env_remove("TLA_LISTEN")
+            .env_remove("TLA_DATA")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = loop {
+            let Some(line) = lines.next() else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server exited before printing its address");
+            };
+            if let Some(rest) = line.unwrap().strip_prefix("tla serving on ") {
+                break rest.split(' ').next().unwrap().to_string();
+            }
+        };
+        Server {
+            child: Some(child),
+            _stdout: lines,
+            address,
+        }
+    }
+
+    /// Stops the server: SIGTERM by its id, then a bounded wait for it to exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
