@@ -73,6 +73,7 @@
 #![warn(missing_docs)]
 
 pub mod campaign;
+pub mod flight;
 pub mod generate;
 pub mod online;
 pub mod ope;

@@ -22,6 +22,65 @@ fn every_world_reproduces_its_checks_to_1e_9() {
 }
 
 #[test]
+fn every_flight_world_reproduces_its_checks_and_checks_v2_to_1e_9() {
+    for name in ["flight-small", "flight-full"] {
+        let world = load(name);
+        assert!(world.flight.is_some(), "{name}");
+        assert_eq!(world.checks.len(), 16, "{name}");
+        let checks = world.checks_v2.as_ref().expect("checks_v2");
+        assert_eq!(
+            (
+                checks.times.len(),
+                checks.truth.len(),
+                checks.costs.len(),
+                checks.budget.len()
+            ),
+            (16, 16, 8, 2),
+            "{name}"
+        );
+        assert!(
+            checks.truth.iter().any(|r| !r.available),
+            "{name}: a row before a launch"
+        );
+        let worst = world.verify_checks().unwrap();
+        assert!(
+            worst < 1e-9,
+            "{name}: checks, worst relative error {worst:e}"
+        );
+        let worst = world.verify_checks_v2().unwrap();
+        assert!(
+            worst < 1e-9,
+            "{name}: checks_v2, worst relative error {worst:e}"
+        );
+    }
+}
+
+#[test]
+fn a_flight_check_that_is_off_is_caught() {
+    let text = std::fs::read_to_string(format!(
+        "{}/../../worlds/flight-small.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let p = json["checks_v2"]["truth"][3]["p"].as_f64().unwrap();
+    json["checks_v2"]["truth"][3]["p"] = serde_json::json!(p * (1.0 + 1e-6));
+    let world = World::from_json(&json.to_string()).unwrap();
+    assert!(world.verify_checks_v2().unwrap() > 1e-7);
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["checks_v2"]["times"][0]["hour"] = serde_json::json!(0);
+    let world = World::from_json(&json.to_string()).unwrap();
+    assert!(world.verify_checks_v2().is_err());
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["flight"]["drift"][0]["target"] = serde_json::json!("colour");
+    let error = World::from_json(&json.to_string()).unwrap_err().to_string();
+    assert!(error.contains("flight.drift[0].target"), "{error}");
+    let v1 = text.replacen("tla-creative-world/v2", "tla-creative-world/v1", 1);
+    let error = World::from_json(&v1).unwrap_err().to_string();
+    assert!(error.contains("needs a flight object"), "{error}");
+}
+
+#[test]
 fn the_even_split_matches_the_world_summary() {
     // worlds/README.md: the even split reaches 31.8% of the oracle on small.
     let world = load("small");
