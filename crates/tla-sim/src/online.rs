@@ -476,14 +476,9 @@ impl Exclusion {
         f: f64,
     ) -> f64 {
         *self.mass[segment].get_or_insert_with(|| {
-            let mut options = vec![0u32; world.space.components()];
-            let mut excluded = 0.0;
-            for version in 0..world.space.total() {
-                world.space.decode_into(version, &mut options);
-                if !world.available_at(&options, f) {
-                    excluded += learner.propensity(segment, version);
-                }
-            }
+            let excluded = excluded_versions(world, f)
+                .map(|version| learner.propensity(segment, version))
+                .sum::<f64>();
             let available = 1.0 - excluded;
             assert!(
                 available > 1e-12,
@@ -492,6 +487,38 @@ impl Exclusion {
             available
         })
     }
+}
+
+/// The versions holding an option not launched at `f`, each once: for each component
+/// `k`, the versions whose options before `k` are launched and whose option of `k` is
+/// not (a partition of them), so a large space is not enumerated whole.
+fn excluded_versions(world: &World, f: f64) -> impl Iterator<Item = u64> + '_ {
+    let flight = world.flight.as_ref();
+    let counts: Vec<u32> = world.space.option_counts().to_vec();
+    let launched = move |k: usize, o: u32| flight.is_none_or(|fl| fl.launched(k, o, f));
+    (0..counts.len()).flat_map(move |k| {
+        let lists: Vec<Vec<u32>> = (0..counts.len())
+            .map(|j| {
+                (0..counts[j])
+                    .filter(|&o| match j.cmp(&k) {
+                        std::cmp::Ordering::Less => launched(j, o),
+                        std::cmp::Ordering::Equal => !launched(j, o),
+                        std::cmp::Ordering::Greater => true,
+                    })
+                    .collect()
+            })
+            .collect();
+        let size: usize = lists.iter().map(Vec::len).product();
+        let space = &world.space;
+        (0..size).map(move |mut i| {
+            let mut options = vec![0u32; lists.len()];
+            for j in (0..lists.len()).rev() {
+                options[j] = lists[j][i % lists[j].len()];
+                i /= lists[j].len();
+            }
+            space.encode(&options)
+        })
+    })
 }
 
 /// Runs `learner` online against `world` for `config.impressions` impressions (fewer if
@@ -616,6 +643,27 @@ mod tests {
     use super::*;
     use crate::{PolicyChoice, build_policy};
     use tla_core::design::{Interactions, Objective};
+
+    #[test]
+    fn the_excluded_versions_are_those_holding_an_option_not_yet_launched() {
+        let world = World::from_json(include_str!("../../../worlds/flight-full.json")).unwrap();
+        let mut options = vec![0u32; world.space.components()];
+        for f in [0.1, 0.3, 0.7] {
+            let mut got: Vec<u64> = excluded_versions(&world, f).collect();
+            got.sort_unstable();
+            let want: Vec<u64> = (0..world.space.total())
+                .filter(|&v| {
+                    world.space.decode_into(v, &mut options);
+                    !world.available_at(&options, f)
+                })
+                .collect();
+            assert_eq!(got, want, "f {f}");
+        }
+        // 4 of 24 headlines before 0.25, 2 before 0.6, none after.
+        assert_eq!(excluded_versions(&world, 0.1).count(), 147_456 / 6);
+        assert_eq!(excluded_versions(&world, 0.3).count(), 147_456 / 12);
+        assert_eq!(excluded_versions(&world, 0.7).count(), 0);
+    }
 
     fn small() -> World {
         World::from_json(include_str!("../../../worlds/small.json")).unwrap()
