@@ -166,7 +166,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(world_path)
         .with_context(|| format!("cannot read world file {}", world_path.display()))?;
     let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
-    let worst = world.verify_checks()?;
+    let worst = world.verify_checks()?.max(world.verify_checks_v2()?);
     if worst > 1e-9 {
         bail!(
             "{}: the world's checks are not reproduced (worst relative error {worst:e} > 1e-9)",

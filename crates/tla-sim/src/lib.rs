@@ -2,7 +2,10 @@
 //!
 //! A world file (`tla-creative-world/v1`, see `worlds/README.md`) fully defines a
 //! simulated campaign's ground truth: [`world::World`] reads it and checks it against
-//! the file's reference rows. [`generate`] draws such a world for any campaign design
+//! the file's reference rows. A `tla-creative-world/v2` world adds a flight ([`flight`]):
+//! days and hourly traffic, a cost per impression by segment and hour, a budget, effects
+//! that drift and options launched mid-flight; the loop plays each impression at its
+//! flight fraction. [`generate`] draws such a world for any campaign design
 //! and computes its exact truths (each segment's oracle and even split, each option's
 //! value). The learner is only given what a campaign team would know
 //! ([`world::World::design`]).
@@ -73,6 +76,7 @@
 #![warn(missing_docs)]
 
 pub mod campaign;
+pub mod flight;
 pub mod generate;
 pub mod online;
 pub mod ope;

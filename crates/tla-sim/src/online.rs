@@ -24,6 +24,7 @@
 //! run has a [`Clock`], a simulated time in milliseconds that the learner's refresh
 //! cadence sees.
 
+use crate::flight::Flight;
 use crate::world::World;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -196,6 +197,9 @@ pub struct Answer {
 pub struct Impression {
     /// When it happened.
     pub moment: Moment,
+    /// Where in the flight it happened, in a world with a flight: opportunity `t` (from
+    /// 0) of a run of `T` impressions is at `(t + 0.5) / T` ([`Flight::fraction`]).
+    pub flight_fraction: Option<f64>,
     /// The segment that arrived.
     pub segment: usize,
     /// The learner's decision, with its exact propensity.
@@ -232,6 +236,9 @@ pub trait Learner {
     /// Chooses a version for an impression of `segment`, with its exact propensity.
     fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision;
 
+    /// The probability that [`Learner::decide`] chooses `version` for `segment` now.
+    fn propensity(&self, segment: usize, version: u64) -> f64;
+
     /// Learns what the world answered to `decision` for `segment`.
     fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer);
 
@@ -244,6 +251,10 @@ pub trait Learner {
 impl<P: Policy> Learner for P {
     fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
         Policy::decide(self, segment, rng)
+    }
+
+    fn propensity(&self, segment: usize, version: u64) -> f64 {
+        Policy::propensity(self, segment, version)
     }
 
     fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
@@ -273,6 +284,10 @@ pub struct EngineLearner<'a> {
 impl Learner for EngineLearner<'_> {
     fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
         self.engine.decide(segment, rng)
+    }
+
+    fn propensity(&self, segment: usize, version: u64) -> f64 {
+        self.engine.propensity(segment, version)
     }
 
     fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
@@ -399,6 +414,113 @@ impl<L: ?Sized, F: FnMut(u64)> Observer<L> for Progress<F> {
     }
 }
 
+/// The options not yet launched at a flight fraction, and the learner's probability of
+/// the versions that exist then, per segment (kept until the learner rebuilds a
+/// decision distribution or an option launches).
+#[derive(Debug)]
+struct Exclusion {
+    /// Distinct launch fractions above 0, increasing (empty: every option exists from
+    /// the start, or the world has no flight).
+    launches: Vec<f64>,
+    /// How many of `launches` had passed when `mass` was computed.
+    passed: usize,
+    /// Per segment, the learner's probability of the versions that exist.
+    mass: Vec<Option<f64>>,
+}
+
+impl Exclusion {
+    fn new(world: &World) -> Self {
+        let mut launches: Vec<f64> = world
+            .flight
+            .as_ref()
+            .map(|flight| {
+                flight
+                    .launch
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&f| f > 0.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        launches.sort_by(f64::total_cmp);
+        launches.dedup();
+        Self {
+            launches,
+            passed: 0,
+            mass: vec![None; world.segments()],
+        }
+    }
+
+    /// Whether some option is not launched at `f`.
+    fn any_at(&mut self, _world: &World, f: f64) -> bool {
+        let passed = self.launches.partition_point(|&at| at <= f);
+        if passed != self.passed {
+            self.passed = passed;
+            self.forget();
+        }
+        passed < self.launches.len()
+    }
+
+    /// The learner's decision distributions changed: every mass is recomputed.
+    fn forget(&mut self) {
+        self.mass.iter_mut().for_each(|m| *m = None);
+    }
+
+    /// The learner's probability, for `segment`, of the versions that exist at `f`.
+    fn available_mass<L: Learner>(
+        &mut self,
+        world: &World,
+        learner: &L,
+        segment: usize,
+        f: f64,
+    ) -> f64 {
+        *self.mass[segment].get_or_insert_with(|| {
+            let excluded = excluded_versions(world, f)
+                .map(|version| learner.propensity(segment, version))
+                .sum::<f64>();
+            let available = 1.0 - excluded;
+            assert!(
+                available > 1e-12,
+                "the learner gives no probability to the versions that exist at flight fraction {f}"
+            );
+            available
+        })
+    }
+}
+
+/// The versions holding an option not launched at `f`, each once: for each component
+/// `k`, the versions whose options before `k` are launched and whose option of `k` is
+/// not (a partition of them), so a large space is not enumerated whole.
+fn excluded_versions(world: &World, f: f64) -> impl Iterator<Item = u64> + '_ {
+    let flight = world.flight.as_ref();
+    let counts: Vec<u32> = world.space.option_counts().to_vec();
+    let launched = move |k: usize, o: u32| flight.is_none_or(|fl| fl.launched(k, o, f));
+    (0..counts.len()).flat_map(move |k| {
+        let lists: Vec<Vec<u32>> = (0..counts.len())
+            .map(|j| {
+                (0..counts[j])
+                    .filter(|&o| match j.cmp(&k) {
+                        std::cmp::Ordering::Less => launched(j, o),
+                        std::cmp::Ordering::Equal => !launched(j, o),
+                        std::cmp::Ordering::Greater => true,
+                    })
+                    .collect()
+            })
+            .collect();
+        let size: usize = lists.iter().map(Vec::len).product();
+        let space = &world.space;
+        (0..size).map(move |mut i| {
+            let mut options = vec![0u32; lists.len()];
+            for j in (0..lists.len()).rev() {
+                options[j] = lists[j][i % lists[j].len()];
+                i /= lists[j].len();
+            }
+            space.encode(&options)
+        })
+    })
+}
+
 /// Runs `learner` online against `world` for `config.impressions` impressions (fewer if
 /// the observer stops the run), drawing from `streams`, and pushes every impression and
 /// checkpoint to `observer`. Returns the number of impressions served.
@@ -410,7 +532,17 @@ impl<L: ?Sized, F: FnMut(u64)> Observer<L> for Progress<F> {
 /// [`Observer::impression`] and, at a checkpoint, [`Observer::checkpoint`] are called.
 ///
 /// # Panics
-/// If the world's space cannot decode a version the learner chose.
+/// In a world with a flight ([`crate::flight`]) each impression happens at its flight
+/// fraction: the truth drifts, and an option before its launch is excluded: the
+/// learner knows it, but a version holding it is never served. A decision for such a
+/// version is drawn again from the policy stream until the version exists, and its
+/// propensity is the learner's divided by the learner's probability of the versions
+/// that exist (the exact probability of the version under this rejection). A v1 world
+/// draws exactly as before.
+///
+/// # Panics
+/// If the world's space cannot decode a version the learner chose, or if in a world
+/// with a flight the learner gives no probability to any version that exists.
 pub fn run<L: Learner, O: Observer<L>>(
     world: &World,
     streams: &mut Streams,
@@ -423,17 +555,35 @@ pub fn run<L: Learner, O: Observer<L>>(
     let mut options = vec![0u32; world.space.components()];
     let mut checkpoints = config.checkpoints.iter().copied().peekable();
     let mut served = 0;
+    let mut excluded = Exclusion::new(world);
     observer.begin();
     while served < config.impressions {
         let now_millis = config.clock.millis(served);
+        let flight_fraction = world
+            .flight
+            .as_ref()
+            .map(|_| Flight::fraction(served, config.impressions));
         served += 1;
         let moment = Moment { served, now_millis };
         let segment = streams.segment();
         observer.before_decision(learner, segment);
-        let decision = learner.decide(segment, streams.policy());
-
+        let mut decision = learner.decide(segment, streams.policy());
         world.space.decode_into(decision.version, &mut options);
-        let conversion_probability = world.conversion_probability(segment, &options);
+
+        let conversion_probability = match flight_fraction {
+            Some(f) => {
+                if excluded.any_at(world, f) {
+                    let available = excluded.available_mass(world, learner, segment, f);
+                    while !world.available_at(&options, f) {
+                        decision = learner.decide(segment, streams.policy());
+                        world.space.decode_into(decision.version, &mut options);
+                    }
+                    decision.propensity /= available;
+                }
+                world.conversion_probability_at(segment, &options, f)
+            }
+            None => world.conversion_probability(segment, &options),
+        };
         let log_mean = world.log_mean_amount(segment, options[world.value_component]);
         let drawn = streams.conversion(conversion_probability);
         let donation = match drawn {
@@ -455,9 +605,13 @@ pub fn run<L: Learner, O: Observer<L>>(
         };
         learner.learn(segment, &decision, &answer);
         let refreshes = learner.refresh_due(streams.policy(), now_millis);
+        if refreshes > 0 {
+            excluded.forget();
+        }
 
         let mut flow = observer.impression(&Impression {
             moment,
+            flight_fraction,
             segment,
             decision,
             answer,
@@ -489,6 +643,27 @@ mod tests {
     use super::*;
     use crate::{PolicyChoice, build_policy};
     use tla_core::design::{Interactions, Objective};
+
+    #[test]
+    fn the_excluded_versions_are_those_holding_an_option_not_yet_launched() {
+        let world = World::from_json(include_str!("../../../worlds/flight-full.json")).unwrap();
+        let mut options = vec![0u32; world.space.components()];
+        for f in [0.1, 0.3, 0.7] {
+            let mut got: Vec<u64> = excluded_versions(&world, f).collect();
+            got.sort_unstable();
+            let want: Vec<u64> = (0..world.space.total())
+                .filter(|&v| {
+                    world.space.decode_into(v, &mut options);
+                    !world.available_at(&options, f)
+                })
+                .collect();
+            assert_eq!(got, want, "f {f}");
+        }
+        // 4 of 24 headlines before 0.25, 2 before 0.6, none after.
+        assert_eq!(excluded_versions(&world, 0.1).count(), 147_456 / 6);
+        assert_eq!(excluded_versions(&world, 0.3).count(), 147_456 / 12);
+        assert_eq!(excluded_versions(&world, 0.7).count(), 0);
+    }
 
     fn small() -> World {
         World::from_json(include_str!("../../../worlds/small.json")).unwrap()

@@ -108,19 +108,174 @@ pub struct SimReport {
 /// Precomputed ground-truth summaries a run needs.
 #[derive(Debug, Clone)]
 pub struct Truth {
-    /// Oracle expected value per segment.
+    /// Oracle expected value per segment (at the start of the flight, with every
+    /// version, for a v2 world).
     pub oracle: Vec<f64>,
-    /// Even split expected value per segment.
+    /// Even split expected value per segment (same remark).
     pub uniform: Vec<f64>,
+    /// The truth over the flight of a v2 world.
+    pub flight: Option<FlightTruth>,
 }
 
 impl Truth {
-    /// Enumerates the world once (O(versions x segments)).
+    /// Enumerates the world once (O(versions x segments); for a v2 world, also
+    /// O(versions x segments x [`UNIFORM_GRID`]) for the even split).
     pub fn new(world: &World) -> Self {
         Self {
             oracle: world.oracle().into_iter().map(|(_, ev)| ev).collect(),
             uniform: world.uniform_expected_value(),
+            flight: world.flight.as_ref().map(|_| FlightTruth::new(world)),
         }
+    }
+
+    /// The oracle's expected value for `segment` at flight fraction `f` (`None`: a run
+    /// without a flight).
+    pub fn oracle_at(&self, segment: usize, f: Option<f64>) -> f64 {
+        match (&self.flight, f) {
+            (Some(flight), Some(f)) => flight.oracle_at(segment, f),
+            _ => self.oracle[segment],
+        }
+    }
+
+    /// The even split's expected value for `segment` at flight fraction `f`.
+    pub fn uniform_at(&self, segment: usize, f: Option<f64>) -> f64 {
+        match (&self.flight, f) {
+            (Some(flight), Some(f)) => flight.uniform_at(segment, f),
+            _ => self.uniform[segment],
+        }
+    }
+}
+
+/// Cells of the flight on whose midpoints the even split of a v2 world is evaluated
+/// (it is a baseline only; the oracle is exact at every impression).
+pub const UNIFORM_GRID: usize = 100;
+
+/// A class of versions that drift together: the same drift terms apply, the same
+/// launch, the same mean donation. Within a class the best expected value at any
+/// flight fraction belongs to the version of the largest stationary log-odds.
+#[derive(Debug, Clone)]
+struct DriftClass {
+    /// Bit `i`: drift term `i` (an option term) applies to the class.
+    terms: u64,
+    /// When the class's last option launches.
+    launch: f64,
+    /// `E[donation | conversion]`.
+    mean: f64,
+    /// The largest stationary log-odds in the class.
+    logit: f64,
+}
+
+/// The truth of a v2 world over its flight: the exact oracle at any flight fraction
+/// (over the versions that exist then) and the even split on a grid.
+#[derive(Debug, Clone)]
+pub struct FlightTruth {
+    flight: crate::flight::Flight,
+    /// Per segment, its drift classes.
+    classes: Vec<Vec<DriftClass>>,
+    /// `uniform[cell][segment]`: the mean expected value of the versions that exist at
+    /// the cell's midpoint.
+    uniform: Vec<Vec<f64>>,
+}
+
+impl FlightTruth {
+    /// Enumerates the world's versions per segment.
+    ///
+    /// # Panics
+    /// If the world has no flight, or more than 64 drift terms.
+    pub fn new(world: &World) -> Self {
+        use crate::flight::DriftTarget;
+        let flight = world.flight.clone().expect("a world with a flight");
+        assert!(flight.drift.len() <= 64, "at most 64 drift terms");
+        let mut options = vec![0u32; world.space.components()];
+        let mut classes = Vec::with_capacity(world.segments());
+        for s in 0..world.segments() {
+            let mut found: Vec<DriftClass> = Vec::new();
+            for version in 0..world.space.total() {
+                world.space.decode_into(version, &mut options);
+                let mut terms = 0u64;
+                for (i, d) in flight.drift.iter().enumerate() {
+                    if matches!(d.target, DriftTarget::Option { .. }) && d.applies(s, &options) {
+                        terms |= 1 << i;
+                    }
+                }
+                let launch = options
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &o)| flight.launch[k][o as usize])
+                    .fold(0.0, f64::max);
+                let mean = world.mean_amount(s, &options);
+                let logit = world.logit(s, &options);
+                match found
+                    .iter_mut()
+                    .find(|c| c.terms == terms && c.launch == launch && c.mean == mean)
+                {
+                    Some(class) => class.logit = class.logit.max(logit),
+                    None => found.push(DriftClass {
+                        terms,
+                        launch,
+                        mean,
+                        logit,
+                    }),
+                }
+            }
+            classes.push(found);
+        }
+        let uniform = (0..UNIFORM_GRID)
+            .map(|cell| {
+                let f = (cell as f64 + 0.5) / UNIFORM_GRID as f64;
+                (0..world.segments())
+                    .map(|s| {
+                        let (mut sum, mut count) = (0.0, 0u64);
+                        for version in 0..world.space.total() {
+                            world.space.decode_into(version, &mut options);
+                            if world.available_at(&options, f) {
+                                sum += world.expected_value_at(s, &options, f);
+                                count += 1;
+                            }
+                        }
+                        sum / count.max(1) as f64
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            flight,
+            classes,
+            uniform,
+        }
+    }
+
+    /// The largest expected value for `segment` at `f` over the versions that exist.
+    pub fn oracle_at(&self, segment: usize, f: f64) -> f64 {
+        use crate::flight::DriftTarget;
+        let mut segment_delta = 0.0;
+        let mut deltas = [0.0f64; 64];
+        for (i, d) in self.flight.drift.iter().enumerate() {
+            match d.target {
+                DriftTarget::Segment(s) if s == segment => segment_delta += d.delta(f),
+                DriftTarget::Segment(_) => {}
+                DriftTarget::Option { .. } => deltas[i] = d.delta(f),
+            }
+        }
+        self.classes[segment]
+            .iter()
+            .filter(|c| c.launch <= f)
+            .map(|c| {
+                let mut x = c.logit + segment_delta;
+                let mut bits = c.terms;
+                while bits != 0 {
+                    x += deltas[bits.trailing_zeros() as usize];
+                    bits &= bits - 1;
+                }
+                tla_core::stats::logistic(x) * c.mean
+            })
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// The even split's expected value for `segment` in the grid cell of `f`.
+    pub fn uniform_at(&self, segment: usize, f: f64) -> f64 {
+        let cell = ((f * UNIFORM_GRID as f64) as usize).min(UNIFORM_GRID - 1);
+        self.uniform[cell][segment]
     }
 }
 
@@ -208,8 +363,9 @@ impl<L: ?Sized> Observer<L> for Scorer<'_> {
         self.min_propensity = self.min_propensity.min(decision.propensity);
         self.served.insert(decision.version);
         self.expected += answer.expected_value;
-        self.oracle += self.truth.oracle[impression.segment];
-        self.uniform += self.truth.uniform[impression.segment];
+        let (segment, f) = (impression.segment, impression.flight_fraction);
+        self.oracle += self.truth.oracle_at(segment, f);
+        self.uniform += self.truth.uniform_at(segment, f);
         if answer.converted {
             self.conversions += 1;
             self.value += answer.donation;

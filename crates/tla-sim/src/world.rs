@@ -16,14 +16,20 @@ use std::collections::BTreeMap;
 use tla_core::design::{AskComponent, Design, Interactions, Objective};
 use tla_core::space::VersionSpace;
 
-/// The format tag this module reads.
+use crate::flight::{ChecksV2, Flight, RawFlight};
+
+/// The format tag of a world without time.
 pub const FORMAT: &str = "tla-creative-world/v1";
+
+/// The format tag of a world with a flight ([`crate::flight`]): a v1 world plus time,
+/// costs, drift and launches.
+pub const FORMAT_V2: &str = "tla-creative-world/v2";
 
 /// Errors reading a world.
 #[derive(Debug, thiserror::Error)]
 pub enum WorldError {
     /// The text is not valid JSON for the format.
-    #[error("world file is not valid {FORMAT} JSON: {0}")]
+    #[error("world file is not valid {FORMAT} or {FORMAT_V2} JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// The JSON parsed but is inconsistent.
     #[error("world file is inconsistent: {0}")]
@@ -40,6 +46,10 @@ struct RawWorld {
     value: RawValue,
     #[serde(default)]
     checks: Vec<Check>,
+    #[serde(default)]
+    flight: Option<RawFlight>,
+    #[serde(default)]
+    checks_v2: Option<ChecksV2>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +127,10 @@ pub struct World {
     pub asks: Vec<f64>,
     /// Reference rows.
     pub checks: Vec<Check>,
+    /// The flight of a v2 world (`None` for v1: no time, every version always exists).
+    pub flight: Option<Flight>,
+    /// Reference values of the flight (v2 only).
+    pub checks_v2: Option<ChecksV2>,
     option_counts: Vec<usize>,
     base: f64,
     segment_effect: Vec<f64>,
@@ -141,10 +155,16 @@ impl World {
 
     fn compile(raw: RawWorld) -> Result<Self, WorldError> {
         let invalid = |m: String| WorldError::Invalid(m);
-        if raw.format != FORMAT {
+        let v2 = raw.format == FORMAT_V2;
+        if raw.format != FORMAT && !v2 {
             return Err(invalid(format!(
-                "format is {:?}; this reader accepts {FORMAT:?}",
+                "format is {:?}; this reader accepts {FORMAT:?} and {FORMAT_V2:?}",
                 raw.format
+            )));
+        }
+        if v2 != raw.flight.is_some() {
+            return Err(invalid(format!(
+                "a {FORMAT_V2:?} world needs a flight object and a {FORMAT:?} world has none"
             )));
         }
         if raw.conversion.link != "logistic" || raw.value.distribution != "lognormal" {
@@ -286,7 +306,15 @@ impl World {
                 );
             }
         }
+        let flight = match raw.flight {
+            Some(f) => Some(
+                Flight::compile(f, &component_names, &option_counts, segments).map_err(invalid)?,
+            ),
+            None => None,
+        };
         Ok(Self {
+            flight,
+            checks_v2: raw.checks_v2,
             name: raw.name,
             component_names,
             segment_names: raw.segments.names,
@@ -356,6 +384,108 @@ impl World {
     /// Expected value per impression: `P(conversion) x E[donation | conversion]`.
     pub fn expected_value(&self, segment: usize, options: &[u32]) -> f64 {
         self.conversion_probability(segment, options) * self.mean_amount(segment, options)
+    }
+
+    /// `logit P(conversion)` at flight fraction `f`: [`World::logit`] plus the drift
+    /// terms that apply (a v1 world has none).
+    #[inline]
+    pub fn logit_at(&self, segment: usize, options: &[u32], f: f64) -> f64 {
+        let x = self.logit(segment, options);
+        match &self.flight {
+            Some(flight) => x + flight.drift_logit(segment, options, f),
+            None => x,
+        }
+    }
+
+    /// `P(conversion)` at flight fraction `f`.
+    #[inline]
+    pub fn conversion_probability_at(&self, segment: usize, options: &[u32], f: f64) -> f64 {
+        tla_core::stats::logistic(self.logit_at(segment, options, f))
+    }
+
+    /// Expected value per impression at flight fraction `f` (donations do not drift).
+    pub fn expected_value_at(&self, segment: usize, options: &[u32], f: f64) -> f64 {
+        self.conversion_probability_at(segment, options, f) * self.mean_amount(segment, options)
+    }
+
+    /// Whether a version exists at flight fraction `f` (always, in a v1 world).
+    #[inline]
+    pub fn available_at(&self, options: &[u32], f: f64) -> bool {
+        self.flight
+            .as_ref()
+            .is_none_or(|flight| flight.available(options, f))
+    }
+
+    /// Largest relative error over the file's `checks_v2` (0 for a v1 world): day and
+    /// hour must match exactly, and so must availability; probabilities, mean
+    /// donations, expected values, costs, budgets and the knapsack optimum are compared
+    /// relatively.
+    pub fn verify_checks_v2(&self) -> Result<f64, WorldError> {
+        let (Some(flight), Some(checks)) = (&self.flight, &self.checks_v2) else {
+            return Ok(0.0);
+        };
+        let invalid = |m: String| WorldError::Invalid(m);
+        let rel = |got: f64, want: f64| ((got - want) / want).abs();
+        let mut worst: f64 = 0.0;
+        for (i, t) in checks.times.iter().enumerate() {
+            let got = flight.day_hour(t.f);
+            if got != (t.day, t.hour) {
+                return Err(invalid(format!(
+                    "checks_v2.times[{i}]: f = {} is day {} hour {} here, day {} hour {} in the file",
+                    t.f, got.0, got.1, t.day, t.hour
+                )));
+            }
+        }
+        for (i, r) in checks.truth.iter().enumerate() {
+            if r.segment >= self.segments()
+                || self.space.try_encode(&r.options).ok() != Some(r.creative)
+            {
+                return Err(invalid(format!(
+                    "checks_v2.truth[{i}]: segment or creative index does not match its options"
+                )));
+            }
+            if flight.available(&r.options, r.f) != r.available {
+                return Err(invalid(format!(
+                    "checks_v2.truth[{i}]: availability at f = {} differs from the file",
+                    r.f
+                )));
+            }
+            worst = worst
+                .max(rel(
+                    self.conversion_probability_at(r.segment, &r.options, r.f),
+                    r.p,
+                ))
+                .max(rel(self.mean_amount(r.segment, &r.options), r.mean_value))
+                .max(rel(
+                    self.expected_value_at(r.segment, &r.options, r.f),
+                    r.ev,
+                ));
+        }
+        for (i, c) in checks.costs.iter().enumerate() {
+            if c.segment >= self.segments() || c.hour >= crate::flight::HOURS {
+                return Err(invalid(format!(
+                    "checks_v2.costs[{i}]: segment or hour is out of range"
+                )));
+            }
+            worst = worst.max(rel(
+                flight.expected_cost(c.segment, c.hour),
+                c.expected_cost,
+            ));
+        }
+        for b in &checks.budget {
+            worst = worst.max(rel(flight.budget(b.total, &self.segment_probs), b.budget));
+        }
+        let k = &checks.knapsack;
+        if k.values.len() != k.weights.len() {
+            return Err(invalid(
+                "checks_v2.knapsack needs one weight per value".into(),
+            ));
+        }
+        worst = worst.max(rel(
+            crate::flight::fractional_knapsack(&k.values, &k.weights, k.capacity),
+            k.optimum,
+        ));
+        Ok(worst)
     }
 
     /// Largest relative error over the file's `checks` (0 when there are none).
