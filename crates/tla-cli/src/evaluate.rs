@@ -189,6 +189,15 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(world_path)
         .with_context(|| format!("cannot read world file {}", world_path.display()))?;
     let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
+    if world.flight.is_some() {
+        // The validation's target values come from the world's fixed truth; a flight's
+        // drift and launches would make them wrong, so such a world is refused here.
+        bail!(
+            "{} is a flight world (tla-creative-world/v2); tla evaluate --world accepts v1 worlds \
+             (tla simulate --world runs flight worlds)",
+            world_path.display()
+        );
+    }
     let mut config = ValidationConfig::new(
         match args.logging {
             LoggingArg::Uniform => PolicyChoice::Uniform,

@@ -421,3 +421,33 @@ indices or names with --data), version:INDEX (--data), fixed:ACTION (--log), bes
         assert!(ok, "{args:?}: {err}");
     }
 }
+
+/// A flight world is refused by `tla evaluate --world` with what is accepted: the
+/// validation's target values come from a fixed truth, which a flight's drift breaks.
+#[test]
+fn evaluate_world_refuses_a_flight_world() {
+    let world = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../worlds/flight-small.json"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_tla"))
+        .args([
+            "evaluate",
+            "--world",
+            world,
+            "--seeds",
+            "1",
+            "--impressions",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(
+            "is a flight world (tla-creative-world/v2); tla evaluate --world accepts v1 worlds"
+        ),
+        "{stderr}"
+    );
+}
