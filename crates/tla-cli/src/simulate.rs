@@ -7,7 +7,10 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use tla_core::design::{Interactions, Objective};
+use tla_core::pacing::{MAX_MIN_ROAS, PacingMode};
 use tla_core::policy::campaign::CampaignPolicySettings;
+use tla_core::spec::AMOUNT_LIMIT;
+use tla_sim::online::PacingRun;
 use tla_sim::sim::{SimConfig, SimReport, Truth, simulate};
 use tla_sim::world::World;
 use tla_sim::{PolicyChoice, build_policy};
@@ -105,9 +108,98 @@ pub struct SimulateArgs {
     /// each linked block, which can be slow).
     #[arg(long, default_value_t = 0)]
     pub argmax_gap: u64,
+    /// A flight budget (a world with a flight only): `auto` (the world's budget_share
+    /// of what buying every opportunity would cost, in expectation) or an amount. Each
+    /// impression is then an opportunity, bought or skipped, and the run is scored by
+    /// pct_of_budget_oracle.
+    #[arg(long, conflicts_with = "campaign")]
+    pub budget: Option<String>,
+    /// With --budget: the most spent in one day of the flight.
+    #[arg(long, requires = "budget")]
+    pub daily_cap: Option<f64>,
+    /// With --budget: buy only what is expected to return at least this many times its
+    /// cost.
+    #[arg(long, requires = "budget")]
+    pub min_roas: Option<f64>,
+    /// With --budget: how it is spent: `value` (the price-of-money rule), `ratio`
+    /// (budgeted Thompson sampling's ratio rule), `even` (evenly over the traffic,
+    /// buying at random) or `none` (everything until the budget is gone).
+    #[arg(long, value_enum, default_value = "value", requires = "budget")]
+    pub pacing: PacingArg,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `tla simulate --budget` spends the budget (see tla_core::pacing).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PacingArg {
+    /// The price-of-money rule: skip what is worth less than λ times its expected cost.
+    Value,
+    /// Budgeted Thompson sampling's ratio rule: buy when the sampled value per expected
+    /// dollar is at least 1, until the budget is gone.
+    Ratio,
+    /// Spend evenly over the traffic, buying at random.
+    Even,
+    /// Buy everything until the budget is gone.
+    None,
+}
+
+impl From<PacingArg> for PacingMode {
+    fn from(arg: PacingArg) -> Self {
+        match arg {
+            PacingArg::Value => PacingMode::Value,
+            PacingArg::Ratio => PacingMode::Ratio,
+            PacingArg::Even => PacingMode::Even,
+            PacingArg::None => PacingMode::None,
+        }
+    }
+}
+
+/// The run's money from `--budget`, `--daily-cap`, `--min-roas` and `--pacing`, checked
+/// against the world.
+fn pacing_run(args: &SimulateArgs, world: &World) -> anyhow::Result<Option<PacingRun>> {
+    let Some(text) = &args.budget else {
+        return Ok(None);
+    };
+    let Some(flight) = &world.flight else {
+        bail!(
+            "--budget needs a world with a flight (format tla-creative-world/v2: days, hourly traffic, costs); {} has none",
+            world.name
+        );
+    };
+    let budget = if text == "auto" {
+        flight.budget(args.impressions, &world.segment_probs)
+    } else {
+        let amount: f64 = text.parse().map_err(|_| {
+            anyhow::anyhow!("--budget: {text:?} is not a number; accepted: auto, or an amount above 0 and at most {AMOUNT_LIMIT:e}")
+        })?;
+        check_amount("--budget", amount)?;
+        amount
+    };
+    if let Some(cap) = args.daily_cap {
+        check_amount("--daily-cap", cap)?;
+    }
+    if let Some(roas) = args.min_roas {
+        if !(roas.is_finite() && roas > 0.0 && roas <= MAX_MIN_ROAS) {
+            bail!("--min-roas must be above 0 and at most {MAX_MIN_ROAS}; got {roas}");
+        }
+    }
+    Ok(Some(PacingRun {
+        mode: args.pacing.into(),
+        budget,
+        daily_cap: args.daily_cap,
+        min_roas: args.min_roas,
+    }))
+}
+
+/// An amount of money given on the command line: finite, above 0, at most the amount
+/// limit.
+fn check_amount(flag: &str, amount: f64) -> anyhow::Result<()> {
+    if !(amount.is_finite() && amount > 0.0 && amount <= AMOUNT_LIMIT) {
+        bail!("{flag} must be an amount above 0 and at most {AMOUNT_LIMIT:e}; got {amount}");
+    }
+    Ok(())
 }
 
 fn parse_interactions(text: &str, world: &World, exact_limit: u64) -> anyhow::Result<Interactions> {
@@ -173,6 +265,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             world_path.display()
         );
     }
+    let pacing = pacing_run(&args, &world)?;
     let interactions = parse_interactions(&args.interactions, &world, args.exact_limit)?;
     let design = world.design(interactions, Objective::Value);
     let mut settings = CampaignPolicySettings {
@@ -194,7 +287,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let truth = Truth::new(&world);
     let mut policy = build_policy(choice, &design, &settings, args.seed);
     let bar = progress_bar(args.impressions);
-    let config = SimConfig::new(args.impressions, args.seed);
+    let config = SimConfig {
+        pacing,
+        ..SimConfig::new(args.impressions, args.seed)
+    };
     let report = simulate(&world, &truth, &mut policy, &config, |done| {
         bar.set_position(done)
     });
@@ -271,11 +367,41 @@ fn print_table(report: &SimReport) {
         report.impressions_per_second
     );
     println!("  model bytes              {:>8}", report.model_bytes);
+    if let Some(b) = &report.budget {
+        println!("  pacing                   {:>8}", b.pacing);
+        println!("  % of budget oracle       {:>8.2}", b.pct_of_budget_oracle);
+        println!("  budget                   {:>11.2}", b.budget);
+        println!("  spend                    {:>11.2}", b.spend);
+        println!(
+            "  over / underspend %      {:>8.2} / {:.2}",
+            b.overspend_pct, b.underspend_pct
+        );
+        println!("  value per dollar         {:>11.3}", b.value_per_dollar);
+        println!("  daily pacing RMSE %      {:>8.2}", b.pacing_rmse_pct);
+        println!(
+            "  price of money (end)     {:>11.3}  (the next $1 buys about ${:.2} of donations)",
+            b.price_of_money_final, b.price_of_money_final
+        );
+        println!("  opportunities bought     {:>8}", b.bought);
+        for (reason, n) in &b.skipped {
+            println!(
+                "  skipped ({reason}){:>w$}",
+                n,
+                w = 17usize.saturating_sub(reason.len()) + 8
+            );
+        }
+    }
     println!("  learning curve (cumulative % / window %):");
     for c in &report.learning_curve {
-        println!(
-            "    {:>10}  {:>6.2}  {:>6.2}",
-            c.impressions, c.pct_of_oracle_expected, c.window_pct_of_oracle_expected
-        );
+        match c.spend {
+            Some(spend) => println!(
+                "    {:>10}  {:>6.2}  {:>6.2}  spend {:>12.2}",
+                c.impressions, c.pct_of_oracle_expected, c.window_pct_of_oracle_expected, spend
+            ),
+            None => println!(
+                "    {:>10}  {:>6.2}  {:>6.2}",
+                c.impressions, c.pct_of_oracle_expected, c.window_pct_of_oracle_expected
+            ),
+        }
     }
 }

@@ -36,7 +36,10 @@ use crate::decision::DecisionTable;
 use crate::design::Objective;
 use crate::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use crate::policy::factorized::FactorizedSampler;
-use crate::policy::{Decision, Outcome, Policy};
+use crate::policy::{
+    Choice, Decision, Gate, Outcome, Policy, PricedPolicy, decide_gated, gated_mass,
+    gated_propensity,
+};
 use crate::snapshot::SnapshotError;
 use crate::spec::Campaign;
 use rand::Rng;
@@ -243,6 +246,36 @@ impl Engine {
     /// The exact probability that [`Engine::decide`] returns `version` for `segment` now.
     pub fn propensity(&self, segment: usize, version: u64) -> f64 {
         self.policy.propensity(segment, version)
+    }
+
+    /// Chooses a version, or a skip, for an opportunity of `segment` under the pacing
+    /// rule's `gate` ([`crate::pacing`]), with the exact propensity of the outcome.
+    pub fn decide_gated<R: Rng + ?Sized>(&self, segment: usize, gate: Gate, rng: &mut R) -> Choice {
+        decide_gated(&self.policy, segment, gate, rng)
+    }
+
+    /// The exact probability that [`Engine::decide_gated`] gives `version` (`None`: the
+    /// skip) under `gate`.
+    pub fn gated_propensity(&self, segment: usize, version: Option<u64>, gate: Gate) -> f64 {
+        gated_propensity(&self.policy, segment, version, gate)
+    }
+
+    /// The probability that an opportunity of `segment` priced at `price` is bought
+    /// (what the pacing planner forecasts spend with).
+    pub fn buy_probability(&self, segment: usize, price: f64) -> f64 {
+        1.0 - self.policy.skip_probability(segment, price)
+    }
+
+    /// The probability that [`Engine::decide_gated`] buys a version for which `pick`
+    /// holds (`picked_allowed`: how many allowed versions it holds for).
+    pub fn gated_mass(
+        &self,
+        segment: usize,
+        gate: Gate,
+        pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64 {
+        gated_mass(&self.policy, segment, gate, pick, picked_allowed)
     }
 
     /// Learns one event about a decision of `version` for `segment`.

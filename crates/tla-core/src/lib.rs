@@ -16,6 +16,8 @@
 //! - [`engine`]: one live campaign: decides, learns from events in log order, snapshots.
 //! - [`decision`]: per-segment decision distributions sampled in O(1), with the exact
 //!   propensity of every decision.
+//! - [`pacing`]: spending a flight's budget toward value per dollar: the cost model,
+//!   the traffic forecast, the price of money, reservations and the skip.
 //! - [`report`]: the campaign report: summary, leaderboards, posterior intervals, lift.
 //! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR;
 //!   the targets evaluated (one grammar for their text), the direct model, and their
@@ -43,6 +45,7 @@ pub mod design;
 pub mod engine;
 pub mod model;
 pub mod ope;
+pub mod pacing;
 pub mod policy;
 pub mod report;
 pub mod snapshot;

@@ -268,6 +268,29 @@ impl Flight {
         (day, hour)
     }
 
+    /// `(day, hour, milliseconds since the flight's start)` of flight fraction `f`: the
+    /// time runs through each hour of the day at the speed its traffic weight gives it,
+    /// so the hour of the time ([`tla_core::pacing::hour_of`]) is the hour of `f`, and
+    /// a pacer sees the hourly traffic of the world.
+    pub fn clock(&self, f: f64) -> (usize, usize, i64) {
+        let (day, hour) = self.day_hour(f);
+        let u = f * self.days as f64 - day as f64;
+        let (lo, hi) = (self.cumulative[hour], self.cumulative[hour + 1]);
+        let within = if hi > lo {
+            ((u - lo) / (hi - lo)).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let hour_ms = tla_core::pacing::HOUR_MS;
+        let into = ((within * hour_ms as f64) as i64).min(hour_ms - 1);
+        (day, hour, (day as i64 * 24 + hour as i64) * hour_ms + into)
+    }
+
+    /// The flight's length in milliseconds (`days` days).
+    pub fn length_ms(&self) -> i64 {
+        self.days as i64 * tla_core::pacing::DAY_MS
+    }
+
     /// The sum of the drift terms that apply to `segment` shown `options` at `f`.
     pub fn drift_logit(&self, segment: usize, options: &[u32], f: f64) -> f64 {
         self.drift

@@ -91,7 +91,7 @@ use tla_core::policy::floor::ExplorationFloor;
 use tla_core::policy::independent::IndependentSampler;
 use tla_core::policy::thompson::ThompsonPolicy;
 use tla_core::policy::uniform::Uniform;
-use tla_core::policy::{Decision, Outcome, Policy};
+use tla_core::policy::{Choice, Decision, Outcome, Policy, PricedPolicy};
 
 /// The policies the simulator can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,5 +238,26 @@ impl Policy for AnyPolicy {
     }
     fn model_bytes(&self) -> usize {
         dispatch!(self, p => p.model_bytes())
+    }
+}
+
+impl PricedPolicy for AnyPolicy {
+    fn skip_probability(&self, segment: usize, price: f64) -> f64 {
+        dispatch!(self, p => p.skip_probability(segment, price))
+    }
+    fn decide_priced<R: Rng + ?Sized>(&self, segment: usize, price: f64, rng: &mut R) -> Choice {
+        dispatch!(self, p => p.decide_priced(segment, price, rng))
+    }
+    fn propensity_priced(&self, segment: usize, version: u64, price: f64) -> f64 {
+        dispatch!(self, p => p.propensity_priced(segment, version, price))
+    }
+    fn mass_priced(
+        &self,
+        segment: usize,
+        price: f64,
+        pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64 {
+        dispatch!(self, p => p.mass_priced(segment, price, pick, picked_allowed))
     }
 }

@@ -29,14 +29,19 @@ use crate::world::World;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
+use std::cell::RefCell;
 use tla_core::engine::{Engine, Feedback};
-use tla_core::policy::{Decision, Outcome, Policy};
+use tla_core::pacing::{Pacer, PacingConfig, PacingMode, PacingStatus, SkipReason};
+use tla_core::policy::{
+    Choice, Decision, Gate, Outcome, Policy, PricedPolicy, decide_gated, gated_mass,
+};
 
 /// Seed offsets of the streams of [`Streams::new`] (the segment stream takes the seed
 /// itself).
 const CONVERSION_STREAM: u64 = 0x9E37_79B9_7F4A_7C15;
 const DONATION_STREAM: u64 = 0xD1B5_4A32_D192_ED03;
 const POLICY_STREAM: u64 = 0x94D0_49BB_1331_11EB;
+const COST_STREAM: u64 = 0xBF58_476D_1CE4_E5B9;
 
 /// Every random stream of one run, seeded from one seed: one stream per draw of the
 /// world (the segment, the conversion, the donation), each advanced by exactly one
@@ -58,6 +63,9 @@ pub struct Streams {
     donation: Pcg64Mcg,
     /// The policy's decisions and refreshes.
     policy: Pcg64Mcg,
+    /// In a run with a budget, one standard normal per opportunity, bought or not: the
+    /// log-normal noise of its cost.
+    cost: Pcg64Mcg,
 }
 
 impl Streams {
@@ -83,6 +91,7 @@ impl Streams {
             conversion: Pcg64Mcg::seed_from_u64(seed ^ CONVERSION_STREAM),
             donation: Pcg64Mcg::seed_from_u64(seed ^ DONATION_STREAM),
             policy: Pcg64Mcg::seed_from_u64(seed ^ POLICY_STREAM),
+            cost: Pcg64Mcg::seed_from_u64(seed ^ COST_STREAM),
         }
     }
 
@@ -98,6 +107,11 @@ impl Streams {
         self.cumulative
             .partition_point(|&c| c <= u)
             .min(self.cumulative.len() - 1)
+    }
+
+    /// The standard normal of the next opportunity's cost.
+    fn cost_noise(&mut self) -> f64 {
+        self.cost.sample(StandardNormal)
     }
 
     /// Whether an impression that converts with probability `conversion_probability`
@@ -153,6 +167,22 @@ pub struct RunConfig {
     /// Whether donations are rounded to cents (at least one cent), as a payment
     /// processor reports them.
     pub donations_in_cents: bool,
+    /// A budget to keep to, in a world with a flight: each impression is then an
+    /// opportunity the learner may skip, and one bought costs what the flight says.
+    pub pacing: Option<PacingRun>,
+}
+
+/// The money of a run with a budget (the flight's days are its flight).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacingRun {
+    /// How the budget is spent.
+    pub mode: PacingMode,
+    /// The flight budget.
+    pub budget: f64,
+    /// The most spent in one day.
+    pub daily_cap: Option<f64>,
+    /// Minimum return on spend.
+    pub min_roas: Option<f64>,
 }
 
 impl RunConfig {
@@ -164,6 +194,7 @@ impl RunConfig {
             clock: Clock::none(),
             cost_per_impression: 0.0,
             donations_in_cents: false,
+            pacing: None,
         }
     }
 }
@@ -210,6 +241,21 @@ pub struct Impression {
     pub refreshes: usize,
 }
 
+/// An opportunity the learner skipped, in a run with a budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Skip {
+    /// When it happened.
+    pub moment: Moment,
+    /// Where in the flight it happened.
+    pub flight_fraction: Option<f64>,
+    /// The segment that arrived.
+    pub segment: usize,
+    /// Why it was skipped.
+    pub reason: SkipReason,
+    /// The exact probability of the skip.
+    pub propensity: f64,
+}
+
 /// Whether the run goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flow {
@@ -245,16 +291,51 @@ pub trait Learner {
     /// Rebuilds the decision distributions that are due at `now_millis` (`None`: the
     /// run has no clock); returns how many.
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize;
+
+    /// Chooses a version or a skip under the pacing rule's `gate`, with the exact
+    /// propensity of the outcome ([`tla_core::policy::decide_gated`]).
+    fn decide_gated<R: Rng + ?Sized>(&self, segment: usize, gate: Gate, rng: &mut R) -> Choice;
+
+    /// The probability of buying an opportunity of `segment` priced at `price`.
+    fn buy_probability(&self, segment: usize, price: f64) -> f64;
+
+    /// The probability that [`Learner::decide_gated`] buys a version for which `pick`
+    /// holds (`picked_allowed`: how many allowed versions it holds for).
+    fn gated_mass(
+        &self,
+        segment: usize,
+        gate: Gate,
+        pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64;
 }
 
 /// A policy learns one outcome per impression: converted or not, with its donation.
-impl<P: Policy> Learner for P {
+impl<P: PricedPolicy> Learner for P {
     fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
         Policy::decide(self, segment, rng)
     }
 
     fn propensity(&self, segment: usize, version: u64) -> f64 {
         Policy::propensity(self, segment, version)
+    }
+
+    fn decide_gated<R: Rng + ?Sized>(&self, segment: usize, gate: Gate, rng: &mut R) -> Choice {
+        decide_gated(self, segment, gate, rng)
+    }
+
+    fn buy_probability(&self, segment: usize, price: f64) -> f64 {
+        1.0 - self.skip_probability(segment, price)
+    }
+
+    fn gated_mass(
+        &self,
+        segment: usize,
+        gate: Gate,
+        pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64 {
+        gated_mass(self, segment, gate, pick, picked_allowed)
     }
 
     fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
@@ -288,6 +369,24 @@ impl Learner for EngineLearner<'_> {
 
     fn propensity(&self, segment: usize, version: u64) -> f64 {
         self.engine.propensity(segment, version)
+    }
+
+    fn decide_gated<R: Rng + ?Sized>(&self, segment: usize, gate: Gate, rng: &mut R) -> Choice {
+        self.engine.decide_gated(segment, gate, rng)
+    }
+
+    fn buy_probability(&self, segment: usize, price: f64) -> f64 {
+        self.engine.buy_probability(segment, price)
+    }
+
+    fn gated_mass(
+        &self,
+        segment: usize,
+        gate: Gate,
+        pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64 {
+        self.engine.gated_mass(segment, gate, pick, picked_allowed)
     }
 
     fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
@@ -331,6 +430,15 @@ pub trait Observer<L: ?Sized> {
         Flow::Continue
     }
 
+    /// After an opportunity the learner skipped (a run with a budget).
+    fn skip(&mut self, _skip: &Skip) -> Flow {
+        Flow::Continue
+    }
+
+    /// In a run with a budget, where its spend stands: before each checkpoint and
+    /// before [`Observer::finish`].
+    fn paced(&mut self, _status: &PacingStatus) {}
+
     /// After the impression that brings the count served to one of
     /// [`RunConfig::checkpoints`].
     fn checkpoint(&mut self, _moment: &Moment) -> Flow {
@@ -351,6 +459,12 @@ impl<L: ?Sized, O: Observer<L> + ?Sized> Observer<L> for &mut O {
     }
     fn impression(&mut self, impression: &Impression) -> Flow {
         (**self).impression(impression)
+    }
+    fn skip(&mut self, skip: &Skip) -> Flow {
+        (**self).skip(skip)
+    }
+    fn paced(&mut self, status: &PacingStatus) {
+        (**self).paced(status);
     }
     fn checkpoint(&mut self, moment: &Moment) -> Flow {
         (**self).checkpoint(moment)
@@ -373,6 +487,14 @@ impl<L: ?Sized, A: Observer<L>, B: Observer<L>> Observer<L> for (A, B) {
     fn impression(&mut self, impression: &Impression) -> Flow {
         let first = self.0.impression(impression);
         first.and(self.1.impression(impression))
+    }
+    fn skip(&mut self, skip: &Skip) -> Flow {
+        let first = self.0.skip(skip);
+        first.and(self.1.skip(skip))
+    }
+    fn paced(&mut self, status: &PacingStatus) {
+        self.0.paced(status);
+        self.1.paced(status);
     }
     fn checkpoint(&mut self, moment: &Moment) -> Flow {
         let first = self.0.checkpoint(moment);
@@ -409,6 +531,12 @@ impl<L: ?Sized, F: FnMut(u64)> Observer<L> for Progress<F> {
         }
         Flow::Continue
     }
+    fn skip(&mut self, skip: &Skip) -> Flow {
+        if skip.moment.served % self.every == 0 {
+            (self.report)(skip.moment.served);
+        }
+        Flow::Continue
+    }
     fn finish(&mut self, _learner: &L, served: u64) {
         (self.report)(served);
     }
@@ -426,6 +554,10 @@ struct Exclusion {
     passed: usize,
     /// Per segment, the learner's probability of the versions that exist.
     mass: Vec<Option<f64>>,
+    /// Allowed versions not launched, counted once per launch passed.
+    excluded_allowed: Option<u64>,
+    /// Options of a version, for the availability checks of a gated mass.
+    scratch: RefCell<Vec<u32>>,
 }
 
 impl Exclusion {
@@ -449,6 +581,8 @@ impl Exclusion {
             launches,
             passed: 0,
             mass: vec![None; world.segments()],
+            excluded_allowed: None,
+            scratch: RefCell::new(vec![0; world.space.components()]),
         }
     }
 
@@ -457,6 +591,7 @@ impl Exclusion {
         let passed = self.launches.partition_point(|&at| at <= f);
         if passed != self.passed {
             self.passed = passed;
+            self.excluded_allowed = None;
             self.forget();
         }
         passed < self.launches.len()
@@ -465,6 +600,31 @@ impl Exclusion {
     /// The learner's decision distributions changed: every mass is recomputed.
     fn forget(&mut self) {
         self.mass.iter_mut().for_each(|m| *m = None);
+    }
+
+    /// The probability that the learner's gated decision for `segment` buys a version
+    /// that does not exist at `f` (O(distinct versions of its decision table)).
+    fn gated_excluded_mass<L: Learner>(
+        &mut self,
+        world: &World,
+        learner: &L,
+        segment: usize,
+        gate: Gate,
+        f: f64,
+    ) -> f64 {
+        let space = &world.space;
+        let excluded_allowed = *self.excluded_allowed.get_or_insert_with(|| {
+            excluded_versions(world, f)
+                .filter(|&v| space.is_allowed(v))
+                .count() as u64
+        });
+        let scratch = &self.scratch;
+        let excluded = |version: u64| {
+            let mut options = scratch.borrow_mut();
+            space.decode_into(version, &mut options);
+            !world.available_at(&options, f)
+        };
+        learner.gated_mass(segment, gate, &excluded, excluded_allowed)
     }
 
     /// The learner's probability, for `segment`, of the versions that exist at `f`.
@@ -556,6 +716,25 @@ pub fn run<L: Learner, O: Observer<L>>(
     let mut checkpoints = config.checkpoints.iter().copied().peekable();
     let mut served = 0;
     let mut excluded = Exclusion::new(world);
+    let mut pacer = config.pacing.map(|p| {
+        let flight = world
+            .flight
+            .as_ref()
+            .expect("a run with a budget plays a world with a flight");
+        let pacing = PacingConfig {
+            mode: p.mode,
+            budget: p.budget,
+            daily_cap: p.daily_cap,
+            start_ms: 0,
+            end_ms: flight.length_ms(),
+            min_roas: p.min_roas,
+            // The campaign team's expected traffic by hour, as it declares its
+            // segment shares.
+            hourly_traffic: flight.hour_weights.clone().try_into().ok(),
+        };
+        Pacer::new(pacing, world.segments())
+    });
+    let mut last_ms = 0;
     observer.begin();
     while served < config.impressions {
         let now_millis = config.clock.millis(served);
@@ -567,12 +746,80 @@ pub fn run<L: Learner, O: Observer<L>>(
         let moment = Moment { served, now_millis };
         let segment = streams.segment();
         observer.before_decision(learner, segment);
-        let mut decision = learner.decide(segment, streams.policy());
+
+        // The decision: a version with its propensity and the impression's cost, or a
+        // skip (a run with a budget only).
+        let bought = match (pacer.as_mut(), flight_fraction, world.flight.as_ref()) {
+            (Some(pacer), Some(f), Some(flight)) => {
+                let (_, hour, ms) = flight.clock(f);
+                last_ms = ms;
+                let bid = pacer.bid(segment, ms, &|s, price| learner.buy_probability(s, price));
+                let mut choice = learner.decide_gated(segment, bid.gate, streams.policy());
+                if excluded.any_at(world, f) {
+                    let mass = excluded.gated_excluded_mass(world, learner, segment, bid.gate, f);
+                    while let Some(version) = choice.version {
+                        world.space.decode_into(version, &mut options);
+                        if world.available_at(&options, f) {
+                            break;
+                        }
+                        choice = learner.decide_gated(segment, bid.gate, streams.policy());
+                    }
+                    choice.propensity /= 1.0 - mass;
+                }
+                let z = streams.cost_noise();
+                match choice.version {
+                    Some(version) => {
+                        let cost = flight.expected_cost(segment, hour)
+                            * (flight.cost_sigma * z - 0.5 * flight.cost_sigma * flight.cost_sigma)
+                                .exp();
+                        pacer.reserve(bid.reserve, ms);
+                        pacer.settle(bid.reserve, segment, hour, cost, ms);
+                        let decision = Decision {
+                            version,
+                            propensity: choice.propensity,
+                            model_version: choice.model_version,
+                        };
+                        Some((decision, cost))
+                    }
+                    None => {
+                        // The world's streams advance as for an impression.
+                        streams.conversion(0.0);
+                        let skip = Skip {
+                            moment,
+                            flight_fraction,
+                            segment,
+                            reason: bid.skip_reason,
+                            propensity: choice.propensity,
+                        };
+                        let flow = observer.skip(&skip);
+                        let at_checkpoint = pass_checkpoints(&mut checkpoints, served);
+                        if stop_after(
+                            flow,
+                            at_checkpoint,
+                            &mut observer,
+                            &moment,
+                            Some(&*pacer),
+                            ms,
+                        ) {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                let decision = learner.decide(segment, streams.policy());
+                Some((decision, config.cost_per_impression))
+            }
+        };
+        let Some((mut decision, cost)) = bought else {
+            unreachable!("a skip continues the loop above");
+        };
         world.space.decode_into(decision.version, &mut options);
 
         let conversion_probability = match flight_fraction {
             Some(f) => {
-                if excluded.any_at(world, f) {
+                if pacer.is_none() && excluded.any_at(world, f) {
                     let available = excluded.available_mass(world, learner, segment, f);
                     while !world.available_at(&options, f) {
                         decision = learner.decide(segment, streams.policy());
@@ -600,7 +847,7 @@ pub fn run<L: Learner, O: Observer<L>>(
         let answer = Answer {
             converted: drawn.is_some(),
             donation,
-            cost: config.cost_per_impression,
+            cost,
             expected_value: conversion_probability * log_mean.exp(),
         };
         learner.learn(segment, &decision, &answer);
@@ -609,7 +856,7 @@ pub fn run<L: Learner, O: Observer<L>>(
             excluded.forget();
         }
 
-        let mut flow = observer.impression(&Impression {
+        let flow = observer.impression(&Impression {
             moment,
             flight_fraction,
             segment,
@@ -617,25 +864,61 @@ pub fn run<L: Learner, O: Observer<L>>(
             answer,
             refreshes,
         });
-        // A checkpoint at this impression is pushed once; one already passed (0, a
-        // repeat, one out of order) is skipped rather than stopping the later ones.
-        let mut at_checkpoint = false;
-        while let Some(&at) = checkpoints.peek() {
-            if at > served {
-                break;
-            }
-            at_checkpoint |= at == served;
-            checkpoints.next();
-        }
-        if at_checkpoint {
-            flow = flow.and(observer.checkpoint(&moment));
-        }
-        if flow == Flow::Stop {
+        let at_checkpoint = pass_checkpoints(&mut checkpoints, served);
+        if stop_after(
+            flow,
+            at_checkpoint,
+            &mut observer,
+            &moment,
+            pacer.as_ref(),
+            last_ms,
+        ) {
             break;
         }
     }
+    if let Some(pacer) = &pacer {
+        observer.paced(&pacer.status(last_ms));
+    }
     observer.finish(learner, served);
     served
+}
+
+/// Moves past the checkpoints at or before `served`; whether one is at it. A checkpoint
+/// at this impression is pushed once; one already passed (0, a repeat, one out of
+/// order) is skipped rather than stopping the later ones.
+fn pass_checkpoints(
+    checkpoints: &mut std::iter::Peekable<impl Iterator<Item = u64>>,
+    served: u64,
+) -> bool {
+    let mut at_checkpoint = false;
+    while let Some(&at) = checkpoints.peek() {
+        if at > served {
+            break;
+        }
+        at_checkpoint |= at == served;
+        checkpoints.next();
+    }
+    at_checkpoint
+}
+
+/// Pushes the checkpoint (with the pacer's status first) if there is one; whether the
+/// run stops.
+fn stop_after<L, O: Observer<L>>(
+    flow: Flow,
+    at_checkpoint: bool,
+    observer: &mut O,
+    moment: &Moment,
+    pacer: Option<&Pacer>,
+    now_ms: i64,
+) -> bool {
+    let mut flow = flow;
+    if at_checkpoint {
+        if let Some(pacer) = pacer {
+            observer.paced(&pacer.status(now_ms));
+        }
+        flow = flow.and(observer.checkpoint(moment));
+    }
+    flow == Flow::Stop
 }
 
 #[cfg(test)]

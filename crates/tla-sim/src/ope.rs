@@ -34,7 +34,7 @@ use tla_core::ope::{
     DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, evaluate_all,
     weight_diagnostics, weights,
 };
-use tla_core::policy::Policy;
+use tla_core::policy::PricedPolicy;
 use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::target::{DEFAULT_TARGET_FLOOR, TrainedTarget, TrainedTargetSettings};
 
@@ -234,7 +234,7 @@ impl<L: ?Sized> Observer<L> for RowLog {
 /// [`crate::sim::simulate`]: the same seed gives the same run) and logs every decision
 /// ([`RowLog`]). To see more of the run, pass a pair of observers to
 /// [`crate::online::run`], a [`RowLog`] and your own.
-pub fn log_impressions<P: Policy>(
+pub fn log_impressions<P: PricedPolicy>(
     world: &World,
     policy: &mut P,
     impressions: u64,

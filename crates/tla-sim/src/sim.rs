@@ -3,15 +3,23 @@
 //! curve.
 //!
 //! [`Scorer`] is the observer that keeps the score; [`simulate`] runs the loop with it.
+//! With a budget ([`SimConfig::pacing`]) each impression is an opportunity the learner
+//! may skip, and [`BudgetScorer`] scores the run against the budget oracle of the
+//! world's flight (`pct_of_budget_oracle`, the hindsight fractional knapsack over the
+//! run's own opportunities), with its spend against the budget and the daily plan.
 //! Every policy run with the same seed meets the same audience and the same luck
 //! ([`Streams::new`]), so the oracle's and the even split's values are the same across
 //! policies and the difference between two policies is not the audience's.
 
-use crate::online::{self, Flow, Impression, Moment, Observer, Progress, RunConfig, Streams};
+use crate::flight::{Flight, fractional_knapsack};
+use crate::online::{
+    self, Flow, Impression, Moment, Observer, PacingRun, Progress, RunConfig, Skip, Streams,
+};
 use crate::world::World;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
-use tla_core::policy::Policy;
+use tla_core::pacing::PacingStatus;
+use tla_core::policy::{Policy, PricedPolicy};
 
 /// How to run a simulation.
 #[derive(Debug, Clone)]
@@ -23,6 +31,9 @@ pub struct SimConfig {
     /// Impression counts at which the learning curve is recorded (the last impression
     /// is always recorded).
     pub checkpoints: Vec<u64>,
+    /// A budget to keep to (a world with a flight only): the impressions are then
+    /// opportunities, each bought or skipped.
+    pub pacing: Option<PacingRun>,
 }
 
 impl SimConfig {
@@ -47,6 +58,7 @@ impl SimConfig {
             impressions,
             seed,
             checkpoints,
+            pacing: None,
         }
     }
 }
@@ -60,6 +72,15 @@ pub struct Checkpoint {
     pub pct_of_oracle_expected: f64,
     /// % of oracle (expected) over the impressions since the previous checkpoint.
     pub window_pct_of_oracle_expected: f64,
+    /// With a budget: spend so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spend: Option<f64>,
+    /// With a budget: opportunities bought so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bought: Option<u64>,
+    /// With a budget: the price of money at the checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_of_money: Option<f64>,
 }
 
 /// What a simulation measured.
@@ -103,6 +124,57 @@ pub struct SimReport {
     pub model_bytes: usize,
     /// Learning curve.
     pub learning_curve: Vec<Checkpoint>,
+    /// With a budget: the budget's score (its fields sit beside the others in JSON).
+    /// The fields above then count the impressions bought: `pct_of_oracle_expected`
+    /// is how good the versions bought were, against the oracle's on the same
+    /// opportunities.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetScore>,
+}
+
+/// How a run with a budget spent it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BudgetScore {
+    /// The pacing rule (`value`, `ratio`, `even`, `none`).
+    pub pacing: String,
+    /// `100 * sum EV(bought) / OPT(budget)`: OPT is the hindsight fractional knapsack
+    /// over the run's opportunities (value: the oracle's EV at the opportunity; weight:
+    /// its expected cost).
+    pub pct_of_budget_oracle: f64,
+    /// OPT(budget).
+    pub budget_oracle_expected_value: f64,
+    /// `100 * sum_{t bought} v_t / OPT(budget)`: what the opportunities bought would
+    /// have earned with the oracle's versions, so how good the buying was apart from
+    /// the versions chosen.
+    pub bought_oracle_pct: f64,
+    /// Expected value of the impressions bought, summed.
+    pub bought_expected_value: f64,
+    /// The flight budget.
+    pub budget: f64,
+    /// The daily cap, if any.
+    pub daily_cap: Option<f64>,
+    /// The minimum return, if any.
+    pub min_roas: Option<f64>,
+    /// Realized costs of the impressions bought.
+    pub spend: f64,
+    /// `100 * max(0, spend / budget - 1)`.
+    pub overspend_pct: f64,
+    /// `100 * max(0, 1 - spend / budget)`.
+    pub underspend_pct: f64,
+    /// Donations drawn per dollar spent.
+    pub value_per_dollar: f64,
+    /// Root mean square, over the flight's days, of each day's spend against the plan
+    /// (the budget spread over the days in proportion to their opportunities), in % of
+    /// the day's plan.
+    pub pacing_rmse_pct: f64,
+    /// Spend per day of the flight.
+    pub daily_spend: Vec<f64>,
+    /// The price of money at the end of the run.
+    pub price_of_money_final: f64,
+    /// Opportunities bought.
+    pub bought: u64,
+    /// Opportunities skipped, by reason.
+    pub skipped: BTreeMap<String, u64>,
 }
 
 /// Precomputed ground-truth summaries a run needs.
@@ -300,6 +372,12 @@ pub struct Scorer<'a> {
     started: Option<Instant>,
     seconds: f64,
     impressions: u64,
+    /// Impressions bought (all of them without a budget).
+    bought: u64,
+    /// Spend on the impressions bought.
+    spend: f64,
+    /// The last pacing status pushed (a run with a budget).
+    paced: Option<PacingStatus>,
 }
 
 impl<'a> Scorer<'a> {
@@ -322,12 +400,15 @@ impl<'a> Scorer<'a> {
             started: None,
             seconds: 0.0,
             impressions: 0,
+            bought: 0,
+            spend: 0.0,
+            paced: None,
         }
     }
 
     /// The report of the run scored, for `policy` on `world` at `seed`.
     pub fn into_report<P: Policy>(self, world: &World, policy: &P, seed: u64) -> SimReport {
-        let n = self.impressions.max(1) as f64;
+        let n = self.bought.max(1) as f64;
         SimReport {
             world: world.name.clone(),
             policy: policy.name().to_string(),
@@ -348,6 +429,7 @@ impl<'a> Scorer<'a> {
             impressions_per_second: self.impressions as f64 / self.seconds,
             model_bytes: policy.model_bytes(),
             learning_curve: self.curve,
+            budget: None,
         }
     }
 }
@@ -371,15 +453,34 @@ impl<L: ?Sized> Observer<L> for Scorer<'_> {
             self.value += answer.donation;
         }
         self.refreshes += impression.refreshes as u64;
+        self.bought += 1;
+        self.spend += answer.cost;
         Flow::Continue
     }
 
+    fn paced(&mut self, status: &PacingStatus) {
+        self.paced = Some(*status);
+    }
+
     fn checkpoint(&mut self, moment: &Moment) -> Flow {
+        let pct = |expected: f64, oracle: f64| {
+            if oracle > 0.0 {
+                100.0 * expected / oracle
+            } else {
+                0.0
+            }
+        };
+        let paced = self.paced;
         self.curve.push(Checkpoint {
             impressions: moment.served,
-            pct_of_oracle_expected: 100.0 * self.expected / self.oracle,
-            window_pct_of_oracle_expected: 100.0 * (self.expected - self.last_expected)
-                / (self.oracle - self.last_oracle),
+            pct_of_oracle_expected: pct(self.expected, self.oracle),
+            window_pct_of_oracle_expected: pct(
+                self.expected - self.last_expected,
+                self.oracle - self.last_oracle,
+            ),
+            spend: paced.map(|_| self.spend),
+            bought: paced.map(|_| self.bought),
+            price_of_money: paced.map(|p| p.price_of_money),
         });
         self.last_expected = self.expected;
         self.last_oracle = self.oracle;
@@ -392,10 +493,149 @@ impl<L: ?Sized> Observer<L> for Scorer<'_> {
     }
 }
 
+/// The observer of a run with a budget: every opportunity's value to the oracle and
+/// expected cost (for the budget oracle), the expected value bought, and the spend per
+/// day of the flight.
+#[derive(Debug)]
+pub struct BudgetScorer<'a> {
+    truth: &'a Truth,
+    flight: &'a Flight,
+    pacing: PacingRun,
+    /// Per opportunity: the oracle's expected value at it.
+    values: Vec<f64>,
+    /// Per opportunity: its expected cost.
+    weights: Vec<f64>,
+    bought_expected: f64,
+    bought_oracle: f64,
+    value: f64,
+    spend: f64,
+    daily_spend: Vec<f64>,
+    daily_opportunities: Vec<u64>,
+    bought: u64,
+    skipped: BTreeMap<String, u64>,
+    status: Option<PacingStatus>,
+}
+
+impl<'a> BudgetScorer<'a> {
+    /// A scorer of `pacing` on a world whose flight is `flight`, against `truth`, for a
+    /// run of `opportunities`.
+    pub fn new(
+        truth: &'a Truth,
+        flight: &'a Flight,
+        pacing: PacingRun,
+        opportunities: u64,
+    ) -> Self {
+        let capacity = usize::try_from(opportunities).unwrap_or(0);
+        Self {
+            truth,
+            flight,
+            pacing,
+            values: Vec::with_capacity(capacity),
+            weights: Vec::with_capacity(capacity),
+            bought_expected: 0.0,
+            bought_oracle: 0.0,
+            value: 0.0,
+            spend: 0.0,
+            daily_spend: vec![0.0; flight.days],
+            daily_opportunities: vec![0; flight.days],
+            bought: 0,
+            skipped: BTreeMap::new(),
+            status: None,
+        }
+    }
+
+    fn opportunity(&mut self, segment: usize, f: Option<f64>) -> usize {
+        let f = f.expect("a run with a budget has a flight");
+        let (day, hour) = self.flight.day_hour(f);
+        self.values.push(self.truth.oracle_at(segment, Some(f)));
+        self.weights.push(self.flight.expected_cost(segment, hour));
+        self.daily_opportunities[day] += 1;
+        day
+    }
+
+    /// The budget's score.
+    pub fn into_score(self) -> BudgetScore {
+        let budget = self.pacing.budget;
+        let optimum = fractional_knapsack(&self.values, &self.weights, budget);
+        let total: u64 = self.daily_opportunities.iter().sum();
+        let (mut square, mut days) = (0.0, 0.0);
+        for (spend, &n) in self.daily_spend.iter().zip(&self.daily_opportunities) {
+            if n > 0 {
+                let plan = budget * n as f64 / total as f64;
+                square += ((spend - plan) / plan).powi(2);
+                days += 1.0;
+            }
+        }
+        let ratio = self.spend / budget;
+        BudgetScore {
+            pacing: self.pacing.mode.as_str().to_string(),
+            pct_of_budget_oracle: if optimum > 0.0 {
+                100.0 * self.bought_expected / optimum
+            } else {
+                0.0
+            },
+            budget_oracle_expected_value: optimum,
+            bought_oracle_pct: if optimum > 0.0 {
+                100.0 * self.bought_oracle / optimum
+            } else {
+                0.0
+            },
+            bought_expected_value: self.bought_expected,
+            budget,
+            daily_cap: self.pacing.daily_cap,
+            min_roas: self.pacing.min_roas,
+            spend: self.spend,
+            overspend_pct: 100.0 * (ratio - 1.0).max(0.0),
+            underspend_pct: 100.0 * (1.0 - ratio).max(0.0),
+            value_per_dollar: if self.spend > 0.0 {
+                self.value / self.spend
+            } else {
+                0.0
+            },
+            pacing_rmse_pct: if days > 0.0 {
+                100.0 * (square / days).sqrt()
+            } else {
+                0.0
+            },
+            daily_spend: self.daily_spend,
+            price_of_money_final: self.status.map_or(0.0, |s| s.price_of_money),
+            bought: self.bought,
+            skipped: self.skipped,
+        }
+    }
+}
+
+impl<L: ?Sized> Observer<L> for BudgetScorer<'_> {
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        let day = self.opportunity(impression.segment, impression.flight_fraction);
+        let answer = &impression.answer;
+        self.bought_oracle += self.values[self.values.len() - 1];
+        self.bought_expected += answer.expected_value;
+        self.value += answer.donation;
+        self.spend += answer.cost;
+        self.daily_spend[day] += answer.cost;
+        self.bought += 1;
+        Flow::Continue
+    }
+
+    fn skip(&mut self, skip: &Skip) -> Flow {
+        self.opportunity(skip.segment, skip.flight_fraction);
+        *self
+            .skipped
+            .entry(skip.reason.as_str().to_string())
+            .or_default() += 1;
+        Flow::Continue
+    }
+
+    fn paced(&mut self, status: &PacingStatus) {
+        self.status = Some(*status);
+    }
+}
+
 /// Runs `policy` online against `world` ([`crate::online::run`] with [`Streams::new`]
 /// at `config.seed`), scored by a [`Scorer`]; `progress` is called with the impressions
 /// done every 65,536 impressions and at the end.
-pub fn simulate<P: Policy>(
+pub fn simulate<P: PricedPolicy>(
     world: &World,
     truth: &Truth,
     policy: &mut P,
@@ -405,14 +645,36 @@ pub fn simulate<P: Policy>(
     let mut scorer = Scorer::new(truth, config.checkpoints.len());
     let run_config = RunConfig {
         checkpoints: config.checkpoints.clone(),
+        pacing: config.pacing,
         ..RunConfig::new(config.impressions)
     };
-    online::run(
-        world,
-        &mut Streams::new(config.seed, &world.segment_probs),
-        policy,
-        &run_config,
-        (&mut scorer, Progress::new(65_536, progress)),
-    );
-    scorer.into_report(world, policy, config.seed)
+    let mut streams = Streams::new(config.seed, &world.segment_probs);
+    let progress = Progress::new(65_536, progress);
+    let budget = match (config.pacing, world.flight.as_ref()) {
+        (Some(pacing), Some(flight)) => {
+            let mut budget = BudgetScorer::new(truth, flight, pacing, config.impressions);
+            online::run(
+                world,
+                &mut streams,
+                policy,
+                &run_config,
+                ((&mut scorer, &mut budget), progress),
+            );
+            Some(budget.into_score())
+        }
+        _ => {
+            online::run(
+                world,
+                &mut streams,
+                policy,
+                &run_config,
+                (&mut scorer, progress),
+            );
+            None
+        }
+    };
+    SimReport {
+        budget,
+        ..scorer.into_report(world, policy, config.seed)
+    }
 }

@@ -926,10 +926,10 @@ impl PosteriorSampler for FactorizedSampler {
         self.conversion.layout().segments
     }
 
-    fn draw_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64 {
+    fn draw_best_valued<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> (u64, f64) {
         let constant = self.sample_weights(segment, rng);
-        self.maximize(constant, false, rng);
-        self.space.encode(&self.scratch.options)
+        let objective = self.maximize(constant, false, rng);
+        (self.space.encode(&self.scratch.options), objective)
     }
 
     fn observe(&mut self, outcome: &Outcome) {

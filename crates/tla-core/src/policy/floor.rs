@@ -5,7 +5,7 @@
 //! `epsilon / |allowed| + (1 - epsilon) * base.propensity(v)`, never below
 //! `epsilon / |allowed|`, which is what bounds the variance of off-policy estimates.
 
-use super::{Decision, Outcome, Policy};
+use super::{Choice, Decision, Outcome, Policy, PricedPolicy};
 use crate::space::VersionSpace;
 use rand::Rng;
 
@@ -99,5 +99,53 @@ impl<P: Policy> Policy for ExplorationFloor<P> {
 
     fn model_bytes(&self) -> usize {
         self.base.model_bytes()
+    }
+}
+
+/// Under a price, the floor explores only on the opportunities its base buys: the skip
+/// keeps the base's probability `q`, and version `v` has `ε (1 - q) / N + (1 - ε)
+/// p_base(v)`.
+impl<P: PricedPolicy> PricedPolicy for ExplorationFloor<P> {
+    fn skip_probability(&self, segment: usize, price: f64) -> f64 {
+        self.base.skip_probability(segment, price)
+    }
+
+    fn decide_priced<R: Rng + ?Sized>(&self, segment: usize, price: f64, rng: &mut R) -> Choice {
+        let base = self.base.decide_priced(segment, price, rng);
+        let Some(version) = base.version else {
+            return base;
+        };
+        let explore = self.epsilon > 0.0 && rng.random::<f64>() < self.epsilon;
+        let version = if explore {
+            self.space.sample_uniform(rng)
+        } else {
+            version
+        };
+        Choice {
+            version: Some(version),
+            propensity: self.propensity_priced(segment, version, price),
+            model_version: base.model_version,
+        }
+    }
+
+    fn propensity_priced(&self, segment: usize, version: u64, price: f64) -> f64 {
+        if !self.space.is_allowed(version) {
+            return 0.0;
+        }
+        let buys = 1.0 - self.base.skip_probability(segment, price);
+        self.floor * buys
+            + (1.0 - self.epsilon) * self.base.propensity_priced(segment, version, price)
+    }
+
+    fn mass_priced(
+        &self,
+        segment: usize,
+        price: f64,
+        pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64 {
+        let buys = 1.0 - self.base.skip_probability(segment, price);
+        self.floor * buys * picked_allowed as f64
+            + (1.0 - self.epsilon) * self.base.mass_priced(segment, price, pick, picked_allowed)
     }
 }

@@ -159,7 +159,7 @@ impl PosteriorSampler for IndependentSampler {
         self.segments.len()
     }
 
-    fn draw_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64 {
+    fn draw_best_valued<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> (u64, f64) {
         let b0 = self.prior_failures;
         let mut best_value = f64::NEG_INFINITY;
         let mut best_version = None;
@@ -192,8 +192,11 @@ impl PosteriorSampler for IndependentSampler {
             }
         }
         match best_unseen_group {
-            Some(group) => self.sample_unseen(segment, group, rng),
-            None => best_version.expect("some version is seen or unseen"),
+            Some(group) => (self.sample_unseen(segment, group, rng), best_value),
+            None => (
+                best_version.expect("some version is seen or unseen"),
+                best_value,
+            ),
         }
     }
 

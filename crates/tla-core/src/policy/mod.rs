@@ -17,6 +17,11 @@
 //!   its settings with every default, and the one constructor the engine, the trained
 //!   target and the simulator use.
 //!
+//! A [`PricedPolicy`] can also *skip* an opportunity (buy nothing, pay nothing): under a
+//! [`Gate`] the pacing rule ([`crate::pacing`]) sets per opportunity, a Thompson draw
+//! whose sampled value is at most the opportunity's price skips, and the skip and every
+//! version keep exact propensities ([`decide_gated`], [`gated_propensity`]).
+//!
 //! Policies are generic over the random number generator and take it as an argument;
 //! they hold no clock (time, where a cadence needs it, is passed in as milliseconds).
 
@@ -83,4 +88,140 @@ pub trait Policy {
 
     /// Approximate bytes of model state held in memory.
     fn model_bytes(&self) -> usize;
+}
+
+/// How a decision may decline an opportunity, as the pacing rule sets it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Gate {
+    /// Every opportunity is bought: the policy's plain decision.
+    Open,
+    /// A draw whose sampled value per impression is at most this price skips.
+    Price(f64),
+    /// Bought with this probability, whatever it is worth; the version is the policy's
+    /// plain decision.
+    Throttle(f64),
+    /// Skipped.
+    Closed,
+}
+
+/// A decision that may skip: the version bought (`None`: skipped), with the exact
+/// probability of that outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Choice {
+    /// The version bought, or `None` for a skip.
+    pub version: Option<u64>,
+    /// Exact probability of this outcome (the version, or the skip), in (0, 1].
+    pub propensity: f64,
+    /// Version of the model the decision was made with.
+    pub model_version: u64,
+}
+
+/// A policy that can skip an opportunity whose price is above what its Thompson draw
+/// expects of it.
+pub trait PricedPolicy: Policy {
+    /// The probability that [`PricedPolicy::decide_priced`] skips for `segment` under
+    /// `price`.
+    fn skip_probability(&self, segment: usize, price: f64) -> f64;
+
+    /// A decision under `price`: skipped when the draw's sampled value is at most
+    /// `price`.
+    fn decide_priced<R: Rng + ?Sized>(&self, segment: usize, price: f64, rng: &mut R) -> Choice;
+
+    /// The exact probability that [`PricedPolicy::decide_priced`] buys `version` for
+    /// `segment` under `price`.
+    fn propensity_priced(&self, segment: usize, version: u64, price: f64) -> f64;
+
+    /// The probability that [`PricedPolicy::decide_priced`] buys a version for which
+    /// `pick` holds; `picked_allowed` is how many allowed versions it holds for.
+    fn mass_priced(
+        &self,
+        segment: usize,
+        price: f64,
+        pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64;
+}
+
+/// The decision of `policy` for `segment` under `gate`, with its exact propensity.
+/// [`Gate::Open`] is the policy's plain [`Policy::decide`], drawn exactly as without a
+/// gate.
+pub fn decide_gated<P: PricedPolicy, R: Rng + ?Sized>(
+    policy: &P,
+    segment: usize,
+    gate: Gate,
+    rng: &mut R,
+) -> Choice {
+    let model_version = policy.model_version(segment);
+    match gate {
+        Gate::Open => {
+            let d = policy.decide(segment, rng);
+            Choice {
+                version: Some(d.version),
+                propensity: d.propensity,
+                model_version: d.model_version,
+            }
+        }
+        Gate::Price(price) => policy.decide_priced(segment, price, rng),
+        Gate::Throttle(buy) => {
+            let buy = buy.clamp(0.0, 1.0);
+            if rng.random::<f64>() < buy {
+                let d = policy.decide(segment, rng);
+                Choice {
+                    version: Some(d.version),
+                    propensity: buy * d.propensity,
+                    model_version: d.model_version,
+                }
+            } else {
+                Choice {
+                    version: None,
+                    propensity: 1.0 - buy,
+                    model_version,
+                }
+            }
+        }
+        Gate::Closed => Choice {
+            version: None,
+            propensity: 1.0,
+            model_version,
+        },
+    }
+}
+
+/// The exact probability that [`decide_gated`] gives `version` (`None`: the skip).
+pub fn gated_propensity<P: PricedPolicy>(
+    policy: &P,
+    segment: usize,
+    version: Option<u64>,
+    gate: Gate,
+) -> f64 {
+    match (gate, version) {
+        (Gate::Open, Some(v)) => policy.propensity(segment, v),
+        (Gate::Open, None) => 0.0,
+        (Gate::Price(price), Some(v)) => policy.propensity_priced(segment, v, price),
+        (Gate::Price(price), None) => policy.skip_probability(segment, price),
+        (Gate::Throttle(buy), Some(v)) => buy.clamp(0.0, 1.0) * policy.propensity(segment, v),
+        (Gate::Throttle(buy), None) => 1.0 - buy.clamp(0.0, 1.0),
+        (Gate::Closed, Some(_)) => 0.0,
+        (Gate::Closed, None) => 1.0,
+    }
+}
+
+/// The probability that [`decide_gated`] buys a version for which `pick` holds
+/// (`picked_allowed`: how many allowed versions it holds for).
+pub fn gated_mass<P: PricedPolicy>(
+    policy: &P,
+    segment: usize,
+    gate: Gate,
+    pick: &dyn Fn(u64) -> bool,
+    picked_allowed: u64,
+) -> f64 {
+    match gate {
+        Gate::Open => policy.mass_priced(segment, f64::NEG_INFINITY, pick, picked_allowed),
+        Gate::Price(price) => policy.mass_priced(segment, price, pick, picked_allowed),
+        Gate::Throttle(buy) => {
+            buy.clamp(0.0, 1.0)
+                * policy.mass_priced(segment, f64::NEG_INFINITY, pick, picked_allowed)
+        }
+        Gate::Closed => 0.0,
+    }
 }

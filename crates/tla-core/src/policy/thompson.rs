@@ -13,7 +13,7 @@
 //! weights); `every_millis` milliseconds passed on the caller's clock and the campaign
 //! learned something since.
 
-use super::{Decision, Outcome, Policy};
+use super::{Choice, Decision, Outcome, Policy, PricedPolicy};
 use crate::decision::DecisionTable;
 use rand::Rng;
 
@@ -25,7 +25,13 @@ pub trait PosteriorSampler {
     fn segments(&self) -> usize;
     /// One Thompson draw: sample the model from its posterior and return the version
     /// with the highest sampled objective for `segment`.
-    fn draw_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64;
+    fn draw_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64 {
+        self.draw_best_valued(segment, rng).0
+    }
+    /// One Thompson draw, as [`PosteriorSampler::draw_best`], with the sampled objective
+    /// of the version returned (value per impression under a value objective), which a
+    /// priced decision compares with the price of the opportunity.
+    fn draw_best_valued<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> (u64, f64);
     /// Learns one outcome.
     fn observe(&mut self, outcome: &Outcome);
     /// Events learned so far (the model version).
@@ -95,8 +101,6 @@ pub struct ThompsonPolicy<S> {
     pending: Vec<usize>,
     /// Smallest campaign event count at which some segment is due by campaign events.
     next_campaign_due: u64,
-    /// Scratch for the draws of one rebuild.
-    chosen: Vec<u64>,
 }
 
 impl<S: PosteriorSampler> ThompsonPolicy<S> {
@@ -117,7 +121,6 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
             campaign_events: 0,
             pending: Vec::new(),
             next_campaign_due: 0,
-            chosen: Vec::new(),
         };
         for segment in 0..segments {
             let table = policy.build_table(segment, rng);
@@ -128,14 +131,10 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
     }
 
     fn build_table<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> DecisionTable {
-        let mut chosen = std::mem::take(&mut self.chosen);
-        chosen.clear();
-        for _ in 0..self.settings.draws {
-            chosen.push(self.sampler.draw_best(segment, rng));
-        }
-        let table = DecisionTable::from_draws(chosen.clone(), self.sampler.observations());
-        self.chosen = chosen;
-        table
+        let chosen: Vec<(u64, f64)> = (0..self.settings.draws)
+            .map(|_| self.sampler.draw_best_valued(segment, rng))
+            .collect();
+        DecisionTable::from_valued_draws(chosen, self.sampler.observations())
     }
 
     /// Rebuilds the distribution of one segment now.
@@ -172,10 +171,10 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
         segment: usize,
         rng: &mut R,
     ) -> DecisionTable {
-        let chosen: Vec<u64> = (0..self.settings.draws)
-            .map(|_| sampler.draw_best(segment, rng))
+        let chosen: Vec<(u64, f64)> = (0..self.settings.draws)
+            .map(|_| sampler.draw_best_valued(segment, rng))
             .collect();
-        DecisionTable::from_draws(chosen, sampler.observations())
+        DecisionTable::from_valued_draws(chosen, sampler.observations())
     }
 
     /// Puts a table built from the current model in force for `segment`.
@@ -299,5 +298,41 @@ impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
                 .map(DecisionTable::heap_bytes)
                 .sum::<usize>()
             + self.clocks.capacity() * std::mem::size_of::<SegmentClock>()
+    }
+}
+
+impl<S: PosteriorSampler> PricedPolicy for ThompsonPolicy<S> {
+    fn skip_probability(&self, segment: usize, price: f64) -> f64 {
+        let table = &self.tables[segment];
+        table.draws_at_or_below(price) as f64 / table.draws() as f64
+    }
+
+    #[inline]
+    fn decide_priced<R: Rng + ?Sized>(&self, segment: usize, price: f64, rng: &mut R) -> Choice {
+        let table = &self.tables[segment];
+        let version = table.sample_above(price, rng);
+        let propensity = match version {
+            Some(v) => table.probability_above(v, price),
+            None => self.skip_probability(segment, price),
+        };
+        Choice {
+            version,
+            propensity,
+            model_version: table.model_version(),
+        }
+    }
+
+    fn propensity_priced(&self, segment: usize, version: u64, price: f64) -> f64 {
+        self.tables[segment].probability_above(version, price)
+    }
+
+    fn mass_priced(
+        &self,
+        segment: usize,
+        price: f64,
+        pick: &dyn Fn(u64) -> bool,
+        _picked_allowed: u64,
+    ) -> f64 {
+        self.tables[segment].mass_above(price, pick)
     }
 }

@@ -1,6 +1,6 @@
 //! The even split: every allowed version equally likely, whatever happened.
 
-use super::{Decision, Outcome, Policy};
+use super::{Choice, Decision, Outcome, Policy, PricedPolicy};
 use crate::space::VersionSpace;
 use rand::Rng;
 
@@ -48,5 +48,35 @@ impl Policy for Uniform {
 
     fn model_bytes(&self) -> usize {
         0
+    }
+}
+
+/// The even split knows no value: under a price it never skips.
+impl PricedPolicy for Uniform {
+    fn skip_probability(&self, _segment: usize, _price: f64) -> f64 {
+        0.0
+    }
+
+    fn decide_priced<R: Rng + ?Sized>(&self, segment: usize, _price: f64, rng: &mut R) -> Choice {
+        let d = self.decide(segment, rng);
+        Choice {
+            version: Some(d.version),
+            propensity: d.propensity,
+            model_version: d.model_version,
+        }
+    }
+
+    fn propensity_priced(&self, segment: usize, version: u64, _price: f64) -> f64 {
+        self.propensity(segment, version)
+    }
+
+    fn mass_priced(
+        &self,
+        _segment: usize,
+        _price: f64,
+        _pick: &dyn Fn(u64) -> bool,
+        picked_allowed: u64,
+    ) -> f64 {
+        self.propensity * picked_allowed as f64
     }
 }
