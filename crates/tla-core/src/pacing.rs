@@ -790,8 +790,10 @@ impl Pacer {
         spent_then + (self.config.budget - spent_then).max(0.0) * share
     }
 
-    /// Solves for the price of money (or the throttle) at `now_ms`.
-    fn replan(&mut self, now_ms: i64, buy_probability: &dyn Fn(usize, f64) -> f64) {
+    /// Solves for the price of money (or the throttle) at `now_ms` now; [`Pacer::bid`]
+    /// does it on its own every [`REPLAN_OPPORTUNITIES`] opportunities or
+    /// [`REPLAN_MS`] milliseconds, and when the first costs are learned.
+    pub fn replan(&mut self, now_ms: i64, buy_probability: &dyn Fn(usize, f64) -> f64) {
         self.since_plan = 0;
         self.planned_at = Some(now_ms);
         self.planned_with_costs = self.costs.observations() > 0.0;

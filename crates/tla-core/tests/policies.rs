@@ -12,7 +12,9 @@ use tla_core::policy::floor::ExplorationFloor;
 use tla_core::policy::independent::IndependentSampler;
 use tla_core::policy::thompson::{RefreshCadence, ThompsonPolicy, ThompsonSettings};
 use tla_core::policy::uniform::Uniform;
-use tla_core::policy::{Outcome, Policy};
+use tla_core::policy::{
+    Gate, Outcome, Policy, PricedPolicy, decide_gated, gated_mass, gated_propensity,
+};
 use tla_core::space::{Exclusion, OptionRef, VersionSpace};
 use tla_core::stats::normal_quantile;
 
@@ -174,6 +176,88 @@ proptest! {
     }
 }
 
+/// Under every kind of gate, the skip and the versions have propensities in [0, 1] that
+/// sum to 1, every gated decision logs the propensity its outcome has, and the mass of
+/// a set of versions is the sum of theirs.
+fn check_gated<P: PricedPolicy>(
+    policy: &P,
+    space: &VersionSpace,
+    segments: usize,
+    gate: Gate,
+) -> Result<(), TestCaseError> {
+    for segment in 0..segments {
+        let mut sum = gated_propensity(policy, segment, None, gate);
+        let mut even = 0.0;
+        for version in 0..space.total() {
+            let p = gated_propensity(policy, segment, Some(version), gate);
+            prop_assert!((0.0..=1.0).contains(&p));
+            if !space.is_allowed(version) {
+                prop_assert_eq!(p, 0.0);
+            }
+            if version % 2 == 0 {
+                even += p;
+            }
+            sum += p;
+        }
+        prop_assert!(
+            (sum - 1.0).abs() < 1e-9,
+            "segment {} under {:?} sums to {}",
+            segment,
+            gate,
+            sum
+        );
+        let even_allowed = (0..space.total())
+            .filter(|v| v % 2 == 0 && space.is_allowed(*v))
+            .count() as u64;
+        let mass = gated_mass(policy, segment, gate, &|v| v % 2 == 0, even_allowed);
+        prop_assert!((mass - even).abs() < 1e-9, "mass {} vs {}", mass, even);
+        let mut rng = Pcg64Mcg::seed_from_u64(segment as u64 + 100);
+        for _ in 0..200 {
+            let c = decide_gated(policy, segment, gate, &mut rng);
+            prop_assert!(c.propensity > 0.0 && c.propensity <= 1.0);
+            let want = gated_propensity(policy, segment, c.version, gate);
+            prop_assert!(
+                (c.propensity - want).abs() < 1e-15,
+                "{:?}: {} vs {}",
+                c,
+                c.propensity,
+                want
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn gated_propensities_are_exact_for_every_gate(
+        counts in prop::collection::vec(1u32..4, 2..4),
+        segments in 1usize..3,
+        seed in 0u64..1000,
+        epsilon in prop::sample::select(vec![0.0, 0.05, 0.3]),
+        price in prop::sample::select(vec![0.0, 0.2, 0.5, 1.0, 5.0]),
+        buy in 0.0f64..1.0,
+    ) {
+        let design = design(counts, Vec::new(), segments, false);
+        let space = design.space.clone();
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let campaign = CampaignPolicySettings {
+            draws: 16,
+            cadence: settings(16).cadence,
+            exploration: epsilon,
+            ..CampaignPolicySettings::default()
+        };
+        let mut policy = campaign.build(&design, &mut rng);
+        teach(&mut policy, &space, segments, 300, &mut rng);
+        for gate in [Gate::Open, Gate::Price(price), Gate::Throttle(buy), Gate::Closed] {
+            check_gated(&policy, &space, segments, gate)?;
+        }
+        check_gated(&Uniform::new(space.clone()), &space, segments, Gate::Price(price))?;
+    }
+}
+
 /// Upper quantile of the chi-square distribution (Wilson-Hilferty).
 fn chi_square_quantile(df: f64, p: f64) -> f64 {
     let z = normal_quantile(p);
@@ -209,6 +293,58 @@ fn decision_frequencies_match_propensities() {
             }
             let expected = p * n as f64;
             statistic += (counts[version as usize] as f64 - expected).powi(2) / expected;
+            cells += 1;
+        }
+        let critical = chi_square_quantile((cells - 1) as f64, 0.999);
+        assert!(
+            statistic < critical,
+            "segment {segment}: chi-square {statistic:.1} over {cells} cells exceeds {critical:.1}"
+        );
+    }
+}
+
+#[test]
+fn priced_decision_frequencies_match_propensities() {
+    let design = design(vec![3, 2, 4], vec![exclusion((0, 2), (2, 3))], 2, true);
+    let space = design.space.clone();
+    let mut rng = Pcg64Mcg::seed_from_u64(12);
+    let sampler = FactorizedSampler::new(&design, FactorizedSettings::default());
+    let mut policy = ExplorationFloor::new(
+        ThompsonPolicy::new(sampler, settings(32), &mut rng),
+        space.clone(),
+        0.2,
+    );
+    teach(&mut policy, &space, 2, 2_000, &mut rng);
+    let n = 200_000u64;
+    for segment in 0..2 {
+        // A price that skips some of the draws and keeps others.
+        let skip_half = (1..200)
+            .map(|i| i as f64 * 0.01)
+            .min_by(|a, b| {
+                let d = |p: f64| (policy.skip_probability(segment, p) - 0.5).abs();
+                d(*a).total_cmp(&d(*b))
+            })
+            .unwrap();
+        let gate = Gate::Price(skip_half);
+        let skip = gated_propensity(&policy, segment, None, gate);
+        assert!(skip > 0.1 && skip < 0.9, "{skip}");
+        // Cell `total` is the skip.
+        let mut counts = vec![0u64; space.total() as usize + 1];
+        for _ in 0..n {
+            let c = decide_gated(&policy, segment, gate, &mut rng);
+            counts[c.version.map_or(space.total() as usize, |v| v as usize)] += 1;
+        }
+        let mut statistic = 0.0;
+        let mut cells = 0;
+        for cell in 0..=space.total() {
+            let version = (cell < space.total()).then_some(cell);
+            let p = gated_propensity(&policy, segment, version, gate);
+            if p == 0.0 {
+                assert_eq!(counts[cell as usize], 0);
+                continue;
+            }
+            let expected = p * n as f64;
+            statistic += (counts[cell as usize] as f64 - expected).powi(2) / expected;
             cells += 1;
         }
         let critical = chi_square_quantile((cells - 1) as f64, 0.999);

@@ -275,3 +275,132 @@ fn the_even_split_before_a_launch_draws_evenly_among_the_versions_that_exist() {
         );
     }
 }
+
+/// A budgeted run on a flight world: spend stays within the budget and every day's cap,
+/// what is bought exists, every purchase and skip logs a propensity in (0, 1], and the
+/// same seed gives the same run.
+#[test]
+fn a_budgeted_run_keeps_to_its_budget_and_its_daily_cap() {
+    use tla_core::pacing::PacingMode;
+    use tla_sim::online::{Flow, Impression, Observer, PacingRun, Skip};
+    struct Check<'w>(&'w World, u64, u64);
+    impl<L> Observer<L> for Check<'_> {
+        fn impression(&mut self, i: &Impression) -> Flow {
+            let f = i.flight_fraction.unwrap();
+            let options = self.0.space.decode(i.decision.version);
+            assert!(
+                self.0.available_at(&options, f),
+                "bought {options:?} at {f}"
+            );
+            assert!(i.decision.propensity > 0.0 && i.decision.propensity <= 1.0 + 1e-12);
+            assert!(i.answer.cost > 0.0);
+            self.1 += 1;
+            Flow::Continue
+        }
+        fn skip(&mut self, s: &Skip) -> Flow {
+            assert!(s.propensity > 0.0 && s.propensity <= 1.0 + 1e-12, "{s:?}");
+            self.2 += 1;
+            Flow::Continue
+        }
+    }
+    let world = load("flight-small");
+    let design = world.design(Interactions::segment_only(4), Objective::Value);
+    let flight = world.flight.as_ref().unwrap();
+    let impressions = 8_000;
+    let budget = flight.budget(impressions, &world.segment_probs);
+    let truth = Truth::new(&world);
+    let run = |mode: PacingMode, daily_cap: Option<f64>| {
+        let mut policy = build_policy(
+            PolicyChoice::FactorizedTs,
+            &design,
+            &tla_sim::default_settings(),
+            3,
+        );
+        let pacing = PacingRun {
+            mode,
+            budget,
+            daily_cap,
+            min_roas: None,
+        };
+        let config = SimConfig {
+            pacing: Some(pacing),
+            ..SimConfig::new(impressions, 3)
+        };
+        simulate(&world, &truth, &mut policy, &config, |_| {})
+    };
+    let mut value = None;
+    for mode in PacingMode::ALL {
+        let report = run(mode, None);
+        if mode == PacingMode::Value {
+            value = report.budget.clone();
+        }
+        if mode == PacingMode::None {
+            let days = &report.budget.as_ref().unwrap().daily_spend;
+            assert_eq!(
+                days[13], 0.0,
+                "none is out of money before the end: {days:?}"
+            );
+        }
+        let score = report.budget.clone().expect("a budget score");
+        assert_eq!(score.pacing, mode.as_str());
+        assert!(
+            score.spend <= budget,
+            "{mode:?}: spent {} of {budget}",
+            score.spend
+        );
+        assert_eq!(score.overspend_pct, 0.0);
+        assert!(score.pct_of_budget_oracle > 0.0 && score.pct_of_budget_oracle < 100.0);
+        assert_eq!(
+            score.bought + score.skipped.values().sum::<u64>(),
+            impressions
+        );
+        assert_eq!(
+            report.learning_curve.last().unwrap().spend,
+            Some(score.spend)
+        );
+    }
+    // The price-of-money rule spends nearly all of it, and not all at once.
+    let value = value.unwrap();
+    assert!(value.underspend_pct < 5.0, "{}", value.underspend_pct);
+    assert!(value.pacing_rmse_pct < 25.0, "{:?}", value.daily_spend);
+    // A daily cap of a tenth of the budget holds every day.
+    let capped = run(PacingMode::Value, Some(budget / 10.0)).budget.unwrap();
+    for day in &capped.daily_spend {
+        assert!(*day <= budget / 10.0, "{:?}", capped.daily_spend);
+    }
+    // Determinism.
+    let again = run(PacingMode::Value, None).budget.unwrap();
+    assert_eq!(again.spend, value.spend);
+    assert_eq!(again.pct_of_budget_oracle, value.pct_of_budget_oracle);
+
+    // Each purchase and skip of the loop itself.
+    let mut policy = build_policy(
+        PolicyChoice::FactorizedTs,
+        &design,
+        &tla_sim::default_settings(),
+        4,
+    );
+    let mut check = Check(&world, 0, 0);
+    let config = tla_sim::online::RunConfig {
+        pacing: Some(PacingRun {
+            mode: PacingMode::Value,
+            budget,
+            daily_cap: None,
+            min_roas: Some(0.5),
+        }),
+        ..tla_sim::online::RunConfig::new(impressions)
+    };
+    tla_sim::online::run(
+        &world,
+        &mut tla_sim::online::Streams::new(4, &world.segment_probs),
+        &mut policy,
+        &config,
+        &mut check,
+    );
+    assert!(
+        check.1 > 500 && check.2 > 500,
+        "bought {} skipped {}",
+        check.1,
+        check.2
+    );
+}
