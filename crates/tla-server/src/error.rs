@@ -78,11 +78,24 @@ pub enum ErrorCode {
     EventRetracted,
     /// A conversion `value` above its campaign's `max_value`.
     ValueAboveMax,
+    /// A spend report that is not a JSON object of the accepted fields, or whose
+    /// `impressions` cannot be stored.
+    InvalidSpendReport,
+    /// A `report_id` that is empty or longer than 128 characters.
+    InvalidReportId,
+    /// A spend report naming a segment its campaign does not have.
+    UnknownSegment,
+    /// A spend report period whose bounds are not RFC 3339, whose end is not after its
+    /// start, or that is longer than 366 days.
+    InvalidPeriod,
+    /// A `report_id` already stored with another content (segment, period, amount or
+    /// impressions).
+    ReportIdConflict,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -112,6 +125,11 @@ impl ErrorCode {
         ErrorCode::EventNotFound,
         ErrorCode::EventRetracted,
         ErrorCode::ValueAboveMax,
+        ErrorCode::InvalidSpendReport,
+        ErrorCode::InvalidReportId,
+        ErrorCode::UnknownSegment,
+        ErrorCode::InvalidPeriod,
+        ErrorCode::ReportIdConflict,
     ];
 
     /// The stable code string clients match on.
@@ -146,6 +164,11 @@ impl ErrorCode {
             ErrorCode::EventNotFound => "event_not_found",
             ErrorCode::EventRetracted => "event_retracted",
             ErrorCode::ValueAboveMax => "value_above_max",
+            ErrorCode::InvalidSpendReport => "invalid_spend_report",
+            ErrorCode::InvalidReportId => "invalid_report_id",
+            ErrorCode::UnknownSegment => "unknown_segment",
+            ErrorCode::InvalidPeriod => "invalid_period",
+            ErrorCode::ReportIdConflict => "report_id_conflict",
         }
     }
 
@@ -165,14 +188,19 @@ impl ErrorCode {
             | ErrorCode::FutureEvent
             | ErrorCode::BeforeDecision
             | ErrorCode::OutsideAttributionWindow
-            | ErrorCode::ValueAboveMax => StatusCode::BAD_REQUEST,
+            | ErrorCode::ValueAboveMax
+            | ErrorCode::InvalidSpendReport
+            | ErrorCode::InvalidReportId
+            | ErrorCode::UnknownSegment
+            | ErrorCode::InvalidPeriod => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict | ErrorCode::EventIdConflict | ErrorCode::EventRetracted => {
-                StatusCode::CONFLICT
-            }
+            ErrorCode::Conflict
+            | ErrorCode::EventIdConflict
+            | ErrorCode::EventRetracted
+            | ErrorCode::ReportIdConflict => StatusCode::CONFLICT,
             ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -429,6 +457,11 @@ mod tests {
             ("event_not_found", 404),
             ("event_retracted", 409),
             ("value_above_max", 400),
+            ("invalid_spend_report", 400),
+            ("invalid_report_id", 400),
+            ("unknown_segment", 400),
+            ("invalid_period", 400),
+            ("report_id_conflict", 409),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

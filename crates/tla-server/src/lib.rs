@@ -5,7 +5,8 @@
 //! propensities and signed decision ids; `POST /v1/events` takes impressions, clicks,
 //! conversions and costs, acknowledges each only once it is committed to the event log,
 //! and reports exact repeats as duplicates (an event id reused for another content is
-//! refused for that item); [`correction`] retracts or corrects a stored event and
+//! refused for that item); `POST /v1/campaigns/{id}/spend` takes spend reports per
+//! segment and period ([`spend`]); [`correction`] retracts or corrects a stored event and
 //! rebuilds its campaign's model as a replay of the corrected log. The rules of an event live in
 //! [`event`]; the [`learner`] applies the log to each campaign's engine in order,
 //! rebuilds decision distributions off the request path, and snapshots the models;
@@ -39,6 +40,7 @@ pub mod openapi;
 pub mod replay;
 pub mod report;
 pub mod routes;
+pub mod spend;
 pub mod state;
 pub mod wire;
 
@@ -69,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/decisions", post(routes::decide))
         .route("/v1/campaigns/{id}/report", get(routes::report))
         .route("/v1/campaigns/{id}/corrections", post(routes::correct))
+        .route("/v1/campaigns/{id}/spend", post(routes::report_spend))
         .route("/v1/events", post(routes::ingest))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -114,6 +114,7 @@ impl Modify for BearerScheme {
         routes::report,
         routes::ingest,
         routes::correct,
+        routes::report_spend,
     ),
     // Schemas named only by the error responses (IntoResponses types) are not
     // collected from the paths.
@@ -154,6 +155,18 @@ pub fn document(config: &ServerConfig) -> Value {
         (
             "/components/schemas/CorrectionRequest/properties/event_id/maxLength",
             Value::from(crate::event::MAX_EVENT_ID_LEN),
+        ),
+        (
+            "/components/schemas/SpendBatch/properties/reports/maxItems",
+            Value::from(config.max_events_per_request),
+        ),
+        (
+            "/components/schemas/SpendReport/properties/report_id/maxLength",
+            Value::from(crate::spend::MAX_REPORT_ID_LEN),
+        ),
+        (
+            "/components/schemas/SpendReport/properties/amount/maximum",
+            Value::from(tla_core::spec::AMOUNT_LIMIT),
         ),
         (
             "/components/schemas/CorrectionRequest/properties/reason/maxLength",
@@ -234,6 +247,19 @@ mod tests {
                 "maxLength",
                 Value::from(crate::correction::MAX_REASON_LEN),
             ),
+            ("SpendBatch", "reports", "maxItems", Value::from(99)),
+            (
+                "SpendReport",
+                "report_id",
+                "maxLength",
+                Value::from(crate::spend::MAX_REPORT_ID_LEN),
+            ),
+            (
+                "SpendReport",
+                "amount",
+                "maximum",
+                Value::from(tla_core::spec::AMOUNT_LIMIT),
+            ),
         ] {
             assert_eq!(
                 schemas[schema]["properties"][property][keyword], value,
@@ -268,9 +294,10 @@ mod tests {
             "/v1/campaigns/{id}/report",
             "/v1/events",
             "/v1/campaigns/{id}/corrections",
+            "/v1/campaigns/{id}/spend",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 12, "{paths:?}");
+        assert_eq!(paths.len(), 13, "{paths:?}");
     }
 }

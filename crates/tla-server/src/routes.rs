@@ -14,7 +14,7 @@ use crate::openapi::{
 use crate::state::AppState;
 use crate::wire::{
     CampaignBody, CampaignList, CorrectionRequest, DecisionBody, DecisionList, Health,
-    HealthStatus, IngestOutcome, StorageHealth, StorageStatus, VersionBody,
+    HealthStatus, IngestOutcome, SpendOutcome, StorageHealth, StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -25,7 +25,7 @@ use axum::response::IntoResponse;
 use rand::Rng;
 use serde::Deserialize;
 use tla_core::spec::{Campaign, CampaignSpec};
-use tla_store::{AppendOutcome, DecisionRow};
+use tla_store::{AppendOutcome, DecisionRow, SpendReportOutcome};
 use utoipa::ToSchema;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -466,6 +466,79 @@ pub async fn ingest(
     Metrics::add(&metrics.events_duplicate, duplicates);
     Metrics::add(&metrics.events_rejected, rejected.len() as u64);
     Ok(Json(IngestOutcome {
+        accepted,
+        duplicates,
+        rejected,
+    }))
+}
+
+/// `POST /v1/campaigns/{id}/spend`: spend reports, per segment and period, not tied to
+/// a decision (see [`crate::spend`]).
+#[utoipa::path(post, path = "/v1/campaigns/{id}/spend",
+    summary = "report spend per segment and period, not tied to a decision; each good report is acknowledged only once committed (scope ingest)",
+    params(("id" = String, Path, description = "campaign id")),
+    request_body = crate::spend::SpendBatch<'_>,
+    responses((status = 200, description = "per-batch outcome; bad reports (a report_id stored with another content among them) are listed and nothing is stored for them",
+            body = SpendOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, TooLarge, Internal, Unavailable, StorageFull))]
+pub async fn report_spend(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Ingest)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    if state.closing() {
+        return Err(ApiError::unavailable(
+            "the server is shutting down; retry against another instance or later",
+        ));
+    }
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let items = crate::spend::parse_batch(&bytes, state.config().max_events_per_request)?;
+    let now = state.clock().now_ms();
+    let mut good = Vec::with_capacity(items.len());
+    // The batch index of each good report, to list a conflict found when storing.
+    let mut good_index = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match crate::spend::check_raw_report(&slot, item.get(), &key_id, now) {
+            Ok(report) => {
+                good.push(report);
+                good_index.push(index);
+            }
+            Err(rejection) => rejected.push(rejection.to_batch_item(index)),
+        }
+    }
+    let (mut accepted, mut duplicates) = (0u64, 0u64);
+    if !good.is_empty() {
+        let store = state.store().clone();
+        let (good, stored) = tokio::task::spawn_blocking(move || {
+            let outcomes = store.append_spend_reports(&good);
+            (good, outcomes)
+        })
+        .await?;
+        for ((outcome, report), index) in stored?.into_iter().zip(good).zip(good_index) {
+            match outcome {
+                SpendReportOutcome::Appended { id } => {
+                    accepted += 1;
+                    crate::learner::learn_spend_report(&slot, &report.stored_as(id));
+                }
+                SpendReportOutcome::Duplicate { .. } => duplicates += 1,
+                SpendReportOutcome::Conflict { id } => {
+                    let rejection = crate::spend::SpendRejection::IdConflict {
+                        report_id: report.report_id,
+                        id,
+                    };
+                    rejected.push(rejection.to_batch_item(index));
+                }
+            }
+        }
+        rejected.sort_by_key(|item| item.index);
+    }
+    Ok(Json(SpendOutcome {
         accepted,
         duplicates,
         rejected,

@@ -240,6 +240,30 @@ pub struct IngestOutcome {
     pub rejected: Vec<RejectedEvent>,
 }
 
+/// A spend report of a batch that was refused; nothing is stored for it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RejectedSpendReport {
+    /// Position of the report in the batch, from 0.
+    pub index: usize,
+    /// Why, as a stable code (`docs/service.md` lists them).
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// What was wrong with it and what is accepted.
+    pub error: String,
+}
+
+/// `POST /v1/campaigns/{id}/spend`: the outcome of a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SpendOutcome {
+    /// Reports stored (committed).
+    pub accepted: u64,
+    /// Exact repeats of a stored report (same report_id, segment, period, amount and
+    /// impressions); stored once.
+    pub duplicates: u64,
+    /// Reports refused, with their reasons.
+    pub rejected: Vec<RejectedSpendReport>,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Error)]

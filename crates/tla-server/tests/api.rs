@@ -2097,3 +2097,185 @@ async fn extreme_but_accepted_amounts_keep_every_report_field_a_number_of_the_sc
     }
     assert!(report["versions"]["rows"][0]["value_learned"].is_number());
 }
+
+// ---- money: spend reports --------------------------------------------------------------
+
+/// The id part of a key's token (`tla_<id>_<secret>`).
+fn key_id(token: &str) -> String {
+    tla_server::auth::parse_token(token).unwrap().0.to_owned()
+}
+
+/// A spend report of `segment` over December `first`..`last` (UTC midnights), 2026.
+fn spend_report(report_id: &str, segment: &str, days: (u32, u32), amount: Value) -> Value {
+    json!({
+        "report_id": report_id,
+        "segment": segment,
+        "start": format!("2026-12-{:02}T00:00:00Z", days.0),
+        "end": format!("2026-12-{:02}T00:00:00Z", days.1),
+        "amount": amount,
+    })
+}
+
+#[tokio::test]
+async fn spend_reports_are_stored_once_and_each_refusal_has_its_code_and_message() {
+    let api = api();
+    let id = api.campaign().await;
+    let uri = format!("/v1/campaigns/{id}/spend");
+    let mut first = spend_report("r1", "past-donors", (1, 2), json!(120.5));
+    first["impressions"] = json!(4_000);
+    let mut conflicting = first.clone();
+    conflicting["amount"] = json!(99);
+    let mut unknown_field = spend_report("r8", "past-donors", (1, 2), json!(1));
+    unknown_field["bogus"] = json!(1);
+    let mut negative_impressions = spend_report("r9", "past-donors", (1, 2), json!(1));
+    negative_impressions["impressions"] = json!(-3);
+    let mut not_rfc3339 = spend_report("r4", "past-donors", (1, 2), json!(1));
+    not_rfc3339["start"] = json!("2026-12-01");
+    let mut too_long = spend_report("r10", "past-donors", (1, 2), json!(1));
+    too_long["end"] = json!("2028-01-01T00:00:00Z");
+    let batch = json!({"reports": [
+        first.clone(),
+        spend_report("r2", "volunteers", (1, 3), json!(80)),
+        first.clone(),
+        conflicting,
+        spend_report("", "past-donors", (1, 2), json!(1)),
+        spend_report("r3", "nobody", (1, 2), json!(1)),
+        not_rfc3339,
+        spend_report("r5", "past-donors", (2, 1), json!(1)),
+        spend_report("r6", "past-donors", (1, 2), json!(-1)),
+        spend_report("r7", "past-donors", (1, 2), json!(2e12)),
+        unknown_field,
+        negative_impressions,
+        too_long,
+    ]});
+    let (status, body) = api.post(&uri, &api.ingest, batch.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
+    let rejected: Vec<(u64, &str, &str)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["code"].as_str().unwrap(),
+                r["error"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        (
+            3,
+            "report_id_conflict",
+            "already stored with another segment, period, amount or impressions",
+        ),
+        (
+            4,
+            "invalid_report_id",
+            "report_id must be 1 to 128 characters",
+        ),
+        (
+            5,
+            "unknown_segment",
+            "segment \"nobody\" is not a segment of campaign",
+        ),
+        (
+            6,
+            "invalid_period",
+            "start: \"2026-12-01\" is not an RFC 3339 timestamp",
+        ),
+        (7, "invalid_period", "is not after start"),
+        (
+            8,
+            "invalid_amount",
+            "amount is -1; accepted: a finite number from 0 to 1000000000000",
+        ),
+        (
+            9,
+            "invalid_amount",
+            "amount is 2000000000000; accepted: a finite number from 0 to 1000000000000",
+        ),
+        (10, "invalid_spend_report", "unknown field `bogus`"),
+        (11, "invalid_spend_report", "invalid value: integer `-3`"),
+        (12, "invalid_period", "accepted: at most 366 days"),
+    ];
+    assert_eq!(rejected.len(), expected.len(), "{body}");
+    for ((index, code, error), (want_index, want_code, says)) in rejected.iter().zip(expected) {
+        assert_eq!((*index, *code), (want_index, want_code), "{body}");
+        assert!(error.contains(says), "{error:?} does not say {says:?}");
+    }
+    // Every code's status is the one documented, for a refusal answered alone.
+    for (_, code, _) in &rejected {
+        let status = ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == *code)
+            .unwrap()
+            .status();
+        let expected = if *code == "report_id_conflict" {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, expected, "{code}");
+    }
+    // Stored once each, with who sent them and when; exact repeats are duplicates.
+    let stored = api.state.store().spend_reports(&id).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        (
+            stored[0].report_id.as_str(),
+            stored[0].segment,
+            stored[0].amount
+        ),
+        ("r1", 1, 120.5)
+    );
+    assert_eq!(stored[0].impressions, Some(4_000));
+    assert_eq!(stored[0].start_ms, 1_796_083_200_000);
+    assert_eq!(stored[0].end_ms - stored[0].start_ms, 86_400_000);
+    assert_eq!((stored[1].segment, stored[1].impressions), (2, None));
+    assert_eq!(stored[0].key_id, key_id(&api.ingest));
+    assert_eq!(stored[0].at_ms, START_MS);
+    let (_, again) = api.post(&uri, &api.ingest, batch).await;
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
+    assert_eq!(again["rejected"][0]["code"], "report_id_conflict");
+    assert_eq!(api.state.store().spend_reports(&id).unwrap(), stored);
+
+    // Refused whole: a campaign that does not exist, a key without ingest, a body that
+    // is not a batch, the server shutting down.
+    let one = json!({"reports": [spend_report("r1", "past-donors", (1, 2), json!(1))]});
+    let (status, body) = api
+        .post("/v1/campaigns/c_nope/spend", &api.ingest, one.clone())
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "c_nope");
+    let (status, body) = api.post(&uri, &api.read, one.clone()).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "ingest");
+    let (status, body) = api.post(&uri, &api.ingest, json!({"report": []})).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unknown field `report`",
+    );
+    let (status, body) = api.post(&uri, &api.admin, json!({"reports": []})).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{body}"
+    );
+    api.state.begin_close();
+    let (status, body) = api.post(&uri, &api.ingest, one).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting down",
+    );
+}
