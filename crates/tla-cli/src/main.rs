@@ -7,8 +7,8 @@
 //! `tla export` read a campaign straight from a data directory (or `report` from a
 //! running server); `tla serve` runs the HTTP service (with `--demo`, against a
 //! simulated audience), `tla keys` manages its API keys, `tla events` retracts or
-//! corrects a stored event of a running server, and `tla spend report` sends it spend
-//! reports.
+//! corrects a stored event of a running server, `tla spend report` sends it spend
+//! reports, and `tla campaigns budget` changes a running campaign's budget.
 //!
 //! The binary is the shell around the library crates: it parses flags and input files
 //! (world files, CSV and JSON-lines logs, specs), opens data directories through
@@ -17,6 +17,7 @@
 //! targets, their `--target` grammar and the direct model in `tla_core::ope`, the
 //! models, policies and reports elsewhere in `tla-core`, the simulations in `tla-sim`.
 
+mod campaigns;
 mod client;
 mod csv_text;
 mod demo;
@@ -62,6 +63,8 @@ enum Command {
     /// Send spend reports (spend per segment and period, not tied to a decision) to a
     /// running server.
     Spend(spend::SpendArgs),
+    /// Change a running campaign's budget or daily cap (audited).
+    Campaigns(campaigns::CampaignsArgs),
 }
 
 /// Logs to stderr; `TLA_LOG` sets the level (error, warn, info, debug, trace).
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
         Command::Keys(args) => serve::run_keys(args),
         Command::Events(args) => events::run(args),
         Command::Spend(args) => spend::run(args),
+        Command::Campaigns(args) => campaigns::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

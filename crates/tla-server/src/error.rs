@@ -91,11 +91,18 @@ pub enum ErrorCode {
     /// A `report_id` already stored with another content (segment, period, amount or
     /// impressions).
     ReportIdConflict,
+    /// A budget or daily cap outside its range (the message names the field and says
+    /// what is accepted).
+    InvalidBudget,
+    /// A budget change of a campaign whose spec has no `[flight]`.
+    NoFlight,
+    /// A budget below what the campaign has already spent.
+    BudgetBelowSpent,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -130,6 +137,9 @@ impl ErrorCode {
         ErrorCode::UnknownSegment,
         ErrorCode::InvalidPeriod,
         ErrorCode::ReportIdConflict,
+        ErrorCode::InvalidBudget,
+        ErrorCode::NoFlight,
+        ErrorCode::BudgetBelowSpent,
     ];
 
     /// The stable code string clients match on.
@@ -169,6 +179,9 @@ impl ErrorCode {
             ErrorCode::UnknownSegment => "unknown_segment",
             ErrorCode::InvalidPeriod => "invalid_period",
             ErrorCode::ReportIdConflict => "report_id_conflict",
+            ErrorCode::InvalidBudget => "invalid_budget",
+            ErrorCode::NoFlight => "no_flight",
+            ErrorCode::BudgetBelowSpent => "budget_below_spent",
         }
     }
 
@@ -192,7 +205,8 @@ impl ErrorCode {
             | ErrorCode::InvalidSpendReport
             | ErrorCode::InvalidReportId
             | ErrorCode::UnknownSegment
-            | ErrorCode::InvalidPeriod => StatusCode::BAD_REQUEST,
+            | ErrorCode::InvalidPeriod
+            | ErrorCode::InvalidBudget => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
@@ -200,7 +214,9 @@ impl ErrorCode {
             ErrorCode::Conflict
             | ErrorCode::EventIdConflict
             | ErrorCode::EventRetracted
-            | ErrorCode::ReportIdConflict => StatusCode::CONFLICT,
+            | ErrorCode::ReportIdConflict
+            | ErrorCode::NoFlight
+            | ErrorCode::BudgetBelowSpent => StatusCode::CONFLICT,
             ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -462,6 +478,9 @@ mod tests {
             ("unknown_segment", 400),
             ("invalid_period", 400),
             ("report_id_conflict", 409),
+            ("invalid_budget", 400),
+            ("no_flight", 409),
+            ("budget_below_spent", 409),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -35,7 +35,8 @@ pub struct Forbidden(pub ErrorBody);
 #[response(status = 404)]
 pub struct NotFound(pub ErrorBody);
 
-/// Conflicts with the campaign's state (paused), or with a stored event (retracted).
+/// Conflicts with the campaign's state (paused; no flight, or a budget below what was
+/// spent), or with a stored event (retracted).
 #[derive(Debug, IntoResponses)]
 #[response(status = 409)]
 pub struct Conflict(pub ErrorBody);
@@ -115,6 +116,7 @@ impl Modify for BearerScheme {
         routes::ingest,
         routes::correct,
         routes::report_spend,
+        routes::change_budget,
     ),
     // Schemas named only by the error responses (IntoResponses types) are not
     // collected from the paths.
@@ -155,6 +157,10 @@ pub fn document(config: &ServerConfig) -> Value {
         (
             "/components/schemas/CorrectionRequest/properties/event_id/maxLength",
             Value::from(crate::event::MAX_EVENT_ID_LEN),
+        ),
+        (
+            "/components/schemas/BudgetChangeRequest/properties/reason/maxLength",
+            Value::from(crate::budget::MAX_REASON_LEN),
         ),
         (
             "/components/schemas/SpendBatch/properties/reports/maxItems",
@@ -295,9 +301,10 @@ mod tests {
             "/v1/events",
             "/v1/campaigns/{id}/corrections",
             "/v1/campaigns/{id}/spend",
+            "/v1/campaigns/{id}/budget",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 13, "{paths:?}");
+        assert_eq!(paths.len(), 14, "{paths:?}");
     }
 }

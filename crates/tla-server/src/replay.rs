@@ -74,6 +74,12 @@ pub fn replay(
                 message: e.to_string(),
             })?;
         let slot = CampaignSlot::new(&row, campaign, &mut rng);
+        // The budget in force: the spec's, as the latest budget change set it.
+        let flight = crate::budget::in_force(store, &row.id, slot.campaign.flight().copied())?;
+        *slot
+            .flight_lock()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = flight;
         // Corrections first: every event is applied as corrected, and a snapshot
         // that covered a corrected event was deleted when the correction was made.
         slot.set_fixes(tla_store::effects(&log.corrections(&row.id)?));

@@ -89,13 +89,21 @@ fn report_correction(correction: &StoredCorrection) -> ReportCorrection {
 /// Applies a campaign's corrections to the conversion values summed per decision: each
 /// corrected conversion counts with its last value, a retracted one not at all.
 pub fn correct_rewards(rewards: &mut HashMap<String, f64>, corrections: &[StoredCorrection]) {
+    correct_sums(rewards, corrections, EventKind::Conversion);
+}
+
+/// Applies a campaign's corrections of events of `kind` to their values summed per
+/// decision ([`tla_store::Store::value_by_decision`]): each corrected event counts with
+/// its last value, a retracted one not at all.
+pub fn correct_sums(
+    sums: &mut HashMap<String, f64>,
+    corrections: &[StoredCorrection],
+    kind: EventKind,
+) {
     // The first correction of an event holds the value it was stored with; the
     // last one its value now.
     let mut first_and_last: HashMap<u64, (&StoredCorrection, &StoredCorrection)> = HashMap::new();
-    for correction in corrections
-        .iter()
-        .filter(|c| c.event_kind == EventKind::Conversion)
-    {
+    for correction in corrections.iter().filter(|c| c.event_kind == kind) {
         first_and_last
             .entry(correction.event_seq)
             .and_modify(|(_, last)| *last = correction)
@@ -103,12 +111,53 @@ pub fn correct_rewards(rewards: &mut HashMap<String, f64>, corrections: &[Stored
     }
     for (first, last) in first_and_last.into_values() {
         let now = last.new_value().unwrap_or(0.0);
-        if let Some(sum) = rewards.get_mut(&first.decision_id) {
+        if let Some(sum) = sums.get_mut(&first.decision_id) {
             // Sums are >= 0; rounding must not make one negative.
             // An unknown amount was summed as the 0 it is stored with.
             *sum = (*sum + now - first.old_value.unwrap_or(0.0)).max(0.0);
         }
     }
+}
+
+/// What a campaign has spent, as stored: its cost events (as corrected, learned or
+/// not yet) and its spend reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpend {
+    /// The sum of the campaign's cost events' amounts, as corrected.
+    pub cost_events: f64,
+    /// The sum of its spend reports' amounts.
+    pub reports: f64,
+    /// The spend reports' amounts summed per segment, in the campaign's order.
+    pub reports_by_segment: Vec<f64>,
+}
+
+impl StoredSpend {
+    /// Everything spent: cost events and spend reports.
+    pub fn total(&self) -> f64 {
+        self.cost_events + self.reports
+    }
+}
+
+/// What campaign `slot` has spent, read from `store`: the cost events through the
+/// store's `(campaign, kind)` index, as corrected, and the spend reports.
+pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, StoreError> {
+    let mut costs = store.value_by_decision(&slot.id, EventKind::Cost)?;
+    correct_sums(
+        &mut costs,
+        &store.event_log().corrections(&slot.id)?,
+        EventKind::Cost,
+    );
+    let mut reports_by_segment = vec![0.0; slot.campaign.design().segment_names.len()];
+    for report in store.spend_reports(&slot.id)? {
+        if let Some(sum) = reports_by_segment.get_mut(report.segment as usize) {
+            *sum += report.amount;
+        }
+    }
+    Ok(StoredSpend {
+        cost_events: costs.values().sum(),
+        reports: reports_by_segment.iter().sum(),
+        reports_by_segment,
+    })
 }
 
 /// The campaign's first `cap` logged decisions with their propensities and rewards

@@ -13,8 +13,9 @@ use crate::openapi::{
 };
 use crate::state::AppState;
 use crate::wire::{
-    CampaignBody, CampaignList, CorrectionRequest, DecisionBody, DecisionList, Health,
-    HealthStatus, IngestOutcome, SpendOutcome, StorageHealth, StorageStatus, VersionBody,
+    BudgetChangeOutcome, BudgetChangeRequest, CampaignBody, CampaignList, CorrectionRequest,
+    DecisionBody, DecisionList, Health, HealthStatus, IngestOutcome, SpendOutcome, StorageHealth,
+    StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -253,6 +254,39 @@ async fn set_paused(
     authorize(&state, headers, Scope::Admin)?;
     let slot = tokio::task::spawn_blocking(move || state.set_paused(&id, paused)).await??;
     Ok(Json(CampaignBody::new(&slot)))
+}
+
+/// `PATCH /v1/campaigns/{id}/budget`: change a running campaign's budget or daily cap
+/// (see [`crate::budget`]).
+#[utoipa::path(patch, path = "/v1/campaigns/{id}/budget",
+    summary = "change a running campaign's budget and daily cap; audited, refused below what was spent, history never rewritten (scope admin)",
+    params(("id" = String, Path, description = "campaign id")),
+    request_body = BudgetChangeRequest,
+    responses((status = 200, description = "recorded and in force", body = BudgetChangeOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, StorageFull))]
+pub async fn change_budget(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let request: BudgetChangeRequest = json_body(&bytes)?;
+    let now = state.clock().now_ms();
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::budget::change(&state, &slot, &request, &key_id, now).map(|change| {
+            BudgetChangeOutcome {
+                change,
+                campaign: CampaignBody::new(&slot),
+            }
+        })
+    })
+    .await??;
+    Ok(Json(outcome))
 }
 
 /// `GET /v1/campaigns/{id}/versions/{index}`.

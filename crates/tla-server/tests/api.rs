@@ -2279,3 +2279,262 @@ async fn spend_reports_are_stored_once_and_each_refusal_has_its_code_and_message
         "shutting down",
     );
 }
+
+// ---- money: budget changes -------------------------------------------------------------
+
+/// examples/small.toml with a December flight: budget 1000, daily cap 100.
+fn spec_with_flight() -> String {
+    format!(
+        "{SPEC}\n[flight]\nbudget = 1000\ndaily_cap = 100\nstart = \"2026-12-01T00:00:00Z\"\nend = \"2027-01-01T00:00:00Z\"\nmin_roas = 1.5\n"
+    )
+}
+
+impl Api {
+    async fn campaign_of(&self, spec: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/campaigns",
+                Some(&self.admin),
+                "application/toml",
+                spec.into(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    async fn patch(&self, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            "PATCH",
+            uri,
+            Some(token),
+            "application/json",
+            body.to_string(),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn budget_changes_are_checked_audited_in_force_and_never_rewrite_history() {
+    let api = api();
+    let without = api.campaign().await;
+    let id = api.campaign_of(&spec_with_flight()).await;
+    let (_, campaign) = api
+        .get(&format!("/v1/campaigns/{without}"), &api.read)
+        .await;
+    assert_eq!(campaign["flight"], Value::Null, "{campaign}");
+    let (status, campaign) = api.get(&format!("/v1/campaigns/{id}"), &api.read).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        campaign["flight"],
+        json!({"budget": 1000.0, "daily_cap": 100.0, "spec_budget": 1000.0, "spec_daily_cap": 100.0,
+               "start": "2026-12-01T00:00:00Z", "end": "2027-01-01T00:00:00Z", "min_roas": 1.5}),
+        "{campaign}"
+    );
+
+    // Spent: 300 in a cost event, 200 in a spend report.
+    let decision_id = api.one_decision(&id).await;
+    let (_, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [{"event_id": "cost-1", "decision_id": decision_id, "type": "cost", "amount": 300}]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 1, "{body}");
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/spend"),
+            &api.ingest,
+            json!({"reports": [spend_report("r1", "volunteers", (1, 2), json!(200))]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 1, "{body}");
+    let events_before = api.state.log().read_after(0, 100).unwrap();
+    let reports_before = api.state.store().spend_reports(&id).unwrap();
+    let spec_before = api.state.store().campaign(&id).unwrap().unwrap().spec_json;
+
+    let uri = format!("/v1/campaigns/{id}/budget");
+    let cases = [
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 400, "reason": "cut"}))
+                .await,
+            StatusCode::CONFLICT,
+            "budget_below_spent",
+            "budget 400 is below what campaign",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": -5, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "budget: -5 is out of range; accepted: a positive, finite amount up to 1000000000000",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 2e12, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "budget: 2000000000000 is out of range",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"daily_cap": 5000, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "daily_cap: 5000 is out of range; accepted: a positive, finite amount up to the budget (1000)",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 50, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "daily_cap (in force): 100 is out of range",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"daily_cap": 0, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "daily_cap: 0 is out of range",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"reason": "r"})).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "nothing to change",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 2000, "reason": "  "}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "reason must be 1 to 500 characters",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 2000})).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "missing field `reason`",
+        ),
+        (
+            api.patch(&uri, &api.read, json!({"budget": 2000, "reason": "r"}))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admin",
+        ),
+        (
+            api.patch(
+                "/v1/campaigns/c_nope/budget",
+                &api.admin,
+                json!({"budget": 2000, "reason": "r"}),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "c_nope",
+        ),
+        (
+            api.patch(
+                &format!("/v1/campaigns/{without}/budget"),
+                &api.admin,
+                json!({"budget": 2000, "reason": "r"}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "no_flight",
+            "has no [flight] in its spec",
+        ),
+    ];
+    for ((status, body), expected_status, code, says) in cases {
+        assert_error(status, &body, expected_status, says);
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let (_, below) = api
+        .patch(&uri, &api.admin, json!({"budget": 400, "reason": "cut"}))
+        .await;
+    assert!(
+        below["error"]["message"].as_str().unwrap().contains(
+            "already spent: 500 (300 in cost events, 200 in spend reports); accepted: a budget of at least 500"
+        ),
+        "{below}"
+    );
+    assert!(api.state.store().budget_changes(&id).unwrap().is_empty());
+
+    // Accepted: a larger budget without a daily cap, then a cap again.
+    let (status, body) = api
+        .patch(
+            &uri,
+            &api.admin,
+            json!({"budget": 2000, "daily_cap": null, "reason": "the board approved more"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["change"],
+        json!({"old_budget": 1000.0, "new_budget": 2000.0, "old_daily_cap": 100.0, "new_daily_cap": null,
+               "spent": 500.0, "reason": "the board approved more", "key_id": key_id(&api.admin), "at": START_MS}),
+        "{body}"
+    );
+    assert_eq!(body["campaign"]["flight"]["budget"], 2000.0);
+    assert_eq!(body["campaign"]["flight"]["daily_cap"], Value::Null);
+    assert_eq!(body["campaign"]["flight"]["spec_budget"], 1000.0);
+    let (status, body) = api
+        .patch(
+            &uri,
+            &api.admin,
+            json!({"daily_cap": 150, "reason": "pace December evenly"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["change"]["old_budget"].as_f64(),
+            body["change"]["new_budget"].as_f64()
+        ),
+        (Some(2000.0), Some(2000.0))
+    );
+    assert_eq!(
+        (
+            body["change"]["old_daily_cap"].clone(),
+            body["change"]["new_daily_cap"].as_f64()
+        ),
+        (Value::Null, Some(150.0))
+    );
+    let slot = api.state.campaign(&id).unwrap();
+    let flight = slot.flight().unwrap();
+    assert_eq!((flight.budget, flight.daily_cap), (2000.0, Some(150.0)));
+    assert_eq!(
+        slot.campaign.flight().unwrap().budget,
+        1000.0,
+        "the spec is as written"
+    );
+
+    // Audited; history unchanged.
+    let changes = api.state.store().budget_changes(&id).unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0].change.reason, "the board approved more");
+    assert_eq!(changes[1].change.key_id, key_id(&api.admin));
+    assert_eq!(api.state.log().read_after(0, 100).unwrap(), events_before);
+    assert_eq!(
+        api.state.store().spend_reports(&id).unwrap(),
+        reports_before
+    );
+    assert_eq!(
+        api.state.store().campaign(&id).unwrap().unwrap().spec_json,
+        spec_before
+    );
+
+    // A restart puts the latest change in force again.
+    let reopened = open(
+        api.state.store().clone(),
+        Arc::new(ManualClock::new(START_MS)),
+        ServerConfig::default(),
+    );
+    let flight = reopened.campaign(&id).unwrap().flight().unwrap();
+    assert_eq!((flight.budget, flight.daily_cap), (2000.0, Some(150.0)));
+    assert!(reopened.campaign(&without).unwrap().flight().is_none());
+}

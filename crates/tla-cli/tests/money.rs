@@ -1,6 +1,7 @@
-//! `tla spend report` against a running server: CSV and JSON files, duplicates on a
-//! second send, each refusal listed with its line, code and message, and the command
-//! failing when any report is refused.
+//! The money commands against a running server. `tla spend report`: CSV and JSON
+//! files, duplicates on a second send, each refusal listed with its line, code and
+//! message, and the command failing when any report is refused. `tla campaigns budget`:
+//! a change in a sentence, each refusal with the server's code, the audit stored.
 
 use std::process::{Command, Output};
 use tla_store::Store;
@@ -191,4 +192,129 @@ fn spend_report_sends_csv_and_json_files_and_lists_refusals() {
     );
     assert_eq!(stored[1].impressions, None);
     assert_eq!(stored[0].key_id, "0123456789ab");
+}
+
+#[test]
+fn campaigns_budget_changes_a_running_campaigns_budget() {
+    let dir = TempDir::new("budget-test");
+    let data = dir.0.join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        let text = format!(
+            "{}\n[flight]\nbudget = 1000\ndaily_cap = 100\nstart = 2026-12-01T00:00:00Z\nend = 2027-01-01T00:00:00Z\n",
+            include_str!("../../../examples/small.toml")
+        );
+        let spec = tla_core::spec::CampaignSpec::from_toml_str(&text).unwrap();
+        spec.validate().unwrap();
+        store
+            .insert_campaign(&tla_store::CampaignRow {
+                id: "c_f".into(),
+                name: spec.name.clone(),
+                spec_json: serde_json::to_string(&spec).unwrap(),
+                status: tla_store::CampaignStatus::Active,
+                created_at_ms: 1_700_000_000_000,
+            })
+            .unwrap();
+        common::insert_small_campaign(&store, "c_a");
+    }
+    let admin = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
+    let server = common::Server::start(&data, admin);
+    let address = server.address.clone();
+    let tla = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tla"))
+            .args(args)
+            .args(["--server", &address, "--key", admin])
+            .env_remove("TLA_DATA")
+            .output()
+            .unwrap()
+    };
+    let out = tla(&[
+        "campaigns",
+        "budget",
+        "--campaign",
+        "c_f",
+        "--budget",
+        "1500",
+        "--no-daily-cap",
+        "--reason",
+        "board approved",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout,
+        "campaign c_f: budget 1000 -> 1500, daily cap 100 -> none (spent so far 0)\n"
+    );
+    let out = tla(&[
+        "campaigns",
+        "budget",
+        "--campaign",
+        "c_f",
+        "--daily-cap",
+        "120",
+        "--reason",
+        "even",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["campaign"]["flight"]["budget"], 1500.0);
+    assert_eq!(answer["campaign"]["flight"]["daily_cap"], 120.0);
+    for (args, fragment) in [
+        (
+            vec![
+                "campaigns",
+                "budget",
+                "--campaign",
+                "c_f",
+                "--budget",
+                "-1",
+                "--reason",
+                "r",
+            ],
+            "invalid_budget: budget: -1 is out of range",
+        ),
+        (
+            vec![
+                "campaigns",
+                "budget",
+                "--campaign",
+                "c_a",
+                "--budget",
+                "10",
+                "--reason",
+                "r",
+            ],
+            "no_flight",
+        ),
+        (
+            vec!["campaigns", "budget", "--campaign", "c_f", "--reason", "r"],
+            "nothing to change",
+        ),
+        (
+            vec![
+                "campaigns",
+                "budget",
+                "--campaign",
+                "c_f",
+                "--budget",
+                "inf",
+                "--reason",
+                "r",
+            ],
+            "--budget inf is not accepted",
+        ),
+    ] {
+        let out = tla(&args);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(fragment), "{args:?}: {stderr}");
+    }
+    server.stop();
+    let store = Store::open_read_only(&data).unwrap();
+    let changes = store.budget_changes("c_f").unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0].change.reason, "board approved");
+    assert_eq!(changes[1].change.new_daily_cap, Some(120.0));
 }
