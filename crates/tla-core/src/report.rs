@@ -37,7 +37,7 @@
 use crate::engine::{Counts, Engine};
 use crate::ope::{self, Estimate, LoggedRow, OpeError, Z95};
 use crate::policy::factorized::{FactorizedSampler, FactorizedSettings};
-use crate::spec::Campaign;
+use crate::spec::{Campaign, FlightPlan};
 use crate::stats;
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -128,6 +128,162 @@ pub struct Report {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub corrections: Vec<ReportCorrection>,
+    /// The money: spend against the plan, return per dollar, cost per donor, spend behind
+    /// versions that ask to act, spend per segment.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub money: Money,
+}
+
+/// The money of a campaign: what it spent (cost events tied to decisions, and spend
+/// reports that are not), against the budget and the even plan of its flight.
+///
+/// Built by [`money`]; [`build`] fills it from the engine and the spec's flight alone
+/// (no spend reports, no plan: it reads no clock), and the server rebuilds it with the
+/// budget in force, the stored spend reports and the time of the report.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReportMoney))]
+pub struct Money {
+    /// Everything spent: `attributed_spend + unattributed_spend`.
+    pub spend: f64,
+    /// Spend of the cost events, each tied to a decision (as learned, corrections
+    /// applied).
+    pub attributed_spend: f64,
+    /// Spend of the spend reports: per segment and period, tied to no decision.
+    pub unattributed_spend: f64,
+    /// The budget of the flight in force (the spec's, or its latest change); null
+    /// without a flight.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub budget: Option<f64>,
+    /// The daily cap in force; null without one.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub daily_cap: Option<f64>,
+    /// `budget - spend` (negative when spend went past the budget); null without a
+    /// flight.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub budget_left: Option<f64>,
+    /// The time the plan is computed at, ms since the Unix epoch; null without a flight
+    /// or when no time was given (a report built without a clock).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub as_of: Option<i64>,
+    /// Share of the flight elapsed at `as_of`, from 0 to 1; null before the flight
+    /// starts, without a flight or without `as_of`.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub flight_elapsed: Option<f64>,
+    /// What the plan says should be spent by `as_of`: the budget times the elapsed
+    /// share of the flight (time-even); null when `flight_elapsed` is.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub spend_plan: Option<f64>,
+    /// `100 * spend / spend_plan`; null when the plan is null or 0.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub spend_vs_plan_pct: Option<f64>,
+    /// The least value raised per unit of spend the flight asks for; null when unset.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub min_roas: Option<f64>,
+    /// Donations raised per unit of spend: `donations / spend`; null when spend is 0.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub value_per_dollar: Option<f64>,
+    /// `spend / donors`; null when there is no donor.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub cost_per_donor: Option<f64>,
+    /// Share of the attributed spend (cost events) behind versions that ask to act;
+    /// null when the attributed spend is 0. Spend reports name no version and are not
+    /// in it (`unattributed_spend`).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub acting_spend_share: Option<f64>,
+    /// Spend per segment, in the spec's order.
+    pub segments: Vec<SegmentMoney>,
+}
+
+/// The spend of one segment.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReportSegmentMoney))]
+pub struct SegmentMoney {
+    /// Segment name.
+    pub segment: String,
+    /// `attributed_spend + unattributed_spend`.
+    pub spend: f64,
+    /// Spend of the segment's cost events.
+    pub attributed_spend: f64,
+    /// Spend of the segment's spend reports.
+    pub unattributed_spend: f64,
+}
+
+/// What [`money`] needs beyond the campaign and its engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MoneyInputs<'a> {
+    /// The flight in force (budget and daily cap possibly changed since the spec).
+    pub flight: Option<FlightPlan>,
+    /// The spend reports' amounts summed per segment, in the spec's order (shorter
+    /// or empty: 0 for the segments left out).
+    pub reported_by_segment: &'a [f64],
+    /// The time to compute the plan at, ms since the Unix epoch.
+    pub now_ms: Option<i64>,
+}
+
+/// A ratio, or null when it is not a finite number.
+fn finite(ratio: f64) -> Option<f64> {
+    ratio.is_finite().then_some(ratio)
+}
+
+/// The money section from the engine's counts (cost events, donations, donors) and
+/// `inputs`. Pure: the time comes in as a number.
+pub fn money(campaign: &Campaign, engine: &Engine, inputs: &MoneyInputs<'_>) -> Money {
+    let names = &campaign.design().segment_names;
+    let segments: Vec<SegmentMoney> = names
+        .iter()
+        .zip(engine.segment_counts())
+        .enumerate()
+        .map(|(s, (name, counts))| {
+            let reported = inputs.reported_by_segment.get(s).copied().unwrap_or(0.0);
+            SegmentMoney {
+                segment: name.clone(),
+                spend: (counts.spend + reported).min(f64::MAX),
+                attributed_spend: counts.spend,
+                unattributed_spend: reported,
+            }
+        })
+        .collect();
+    let summary = summary(campaign, engine);
+    let attributed = summary.spend;
+    // A fold from +0: an empty `sum` of floats is -0.
+    let unattributed = inputs
+        .reported_by_segment
+        .iter()
+        .fold(0.0, |sum, amount| sum + amount)
+        .min(f64::MAX);
+    let spend = (attributed + unattributed).min(f64::MAX);
+    let flight = inputs.flight;
+    let flight_elapsed = flight
+        .zip(inputs.now_ms)
+        .and_then(|(flight, now)| flight.elapsed_share(now));
+    let spend_plan = flight
+        .zip(flight_elapsed)
+        .map(|(flight, share)| flight.budget * share);
+    Money {
+        spend,
+        attributed_spend: attributed,
+        unattributed_spend: unattributed,
+        budget: flight.map(|f| f.budget),
+        daily_cap: flight.and_then(|f| f.daily_cap),
+        budget_left: flight.map(|f| f.budget - spend),
+        as_of: inputs.now_ms.filter(|_| flight.is_some()),
+        flight_elapsed,
+        spend_plan,
+        spend_vs_plan_pct: spend_plan
+            .filter(|plan| *plan > 0.0)
+            .and_then(|plan| finite(100.0 * spend / plan)),
+        min_roas: flight.and_then(|f| f.min_roas),
+        value_per_dollar: (spend > 0.0)
+            .then(|| summary.donations / spend)
+            .and_then(finite),
+        cost_per_donor: (summary.donors > 0).then(|| spend / summary.donors as f64),
+        acting_spend_share: summary.acting_share_spend,
+        segments,
+    }
 }
 
 /// One correction of an event, as the report lists it.
@@ -740,6 +896,14 @@ pub fn build<R: Rng + ?Sized>(
         lift: None,
         lift_unavailable: None,
         corrections: Vec::new(),
+        money: money(
+            campaign,
+            engine,
+            &MoneyInputs {
+                flight: campaign.flight().copied(),
+                ..MoneyInputs::default()
+            },
+        ),
     }
 }
 

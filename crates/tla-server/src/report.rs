@@ -5,6 +5,10 @@
 //! needs a campaign and a store, not a running service: `tla report --data` builds it
 //! over campaigns rebuilt by [`crate::replay`].
 //!
+//! The money section ([`tla_core::report::money`]) is computed with the budget in force
+//! (the spec's, as the latest budget change set it), the campaign's stored spend reports
+//! and the time of the report.
+//!
 //! Corrections count everywhere: the engine has learned the events as corrected, the
 //! lift's rewards are the corrected values ([`logged_rows`]), and the report lists every
 //! correction with its audit (`corrections`). They are read from the store's event log
@@ -16,7 +20,7 @@ use crate::campaign::CampaignSlot;
 use rand::SeedableRng;
 use std::collections::HashMap;
 use tla_core::ope::LoggedRow;
-use tla_core::report::{self, Report, ReportCorrection, ReportSettings};
+use tla_core::report::{self, MoneyInputs, Report, ReportCorrection, ReportSettings};
 use tla_store::{EventKind, EventLog, Store, StoreError, StoredCorrection};
 
 /// Most decisions read from the log for the lift section; the report says when the log
@@ -29,14 +33,16 @@ pub const REPORT_SEED: u64 = 0x5EED;
 /// Decisions read per page.
 const PAGE: usize = 50_000;
 
-/// The report of one campaign, with the lift section when `store` has its decisions.
-/// When the lift cannot be computed, the report says why (`lift_unavailable`) and the
-/// reason is logged.
+/// The report of one campaign at time `now_ms` (ms since the Unix epoch), with the lift
+/// section when `store` has its decisions and the money section over the budget in
+/// force and the stored spend reports. When the lift cannot be computed, the report
+/// says why (`lift_unavailable`) and the reason is logged.
 pub fn campaign_report(
     slot: &CampaignSlot,
     store: &Store,
     settings: &ReportSettings,
     rows_cap: usize,
+    now_ms: i64,
 ) -> Result<Report, StoreError> {
     // Clone under the read lock, compute outside it: decisions go on meanwhile.
     let engine = slot.engine().clone();
@@ -45,6 +51,16 @@ pub fn campaign_report(
     report.campaign = Some(slot.id.clone());
     let corrections = store.event_log().corrections(&slot.id)?;
     report.corrections = corrections.iter().map(report_correction).collect();
+    let reported = reported_by_segment(slot, store)?;
+    report.money = report::money(
+        &slot.campaign,
+        &engine,
+        &MoneyInputs {
+            flight: slot.flight(),
+            reported_by_segment: &reported,
+            now_ms: Some(now_ms),
+        },
+    );
     let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
@@ -147,17 +163,27 @@ pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, S
         &store.event_log().corrections(&slot.id)?,
         EventKind::Cost,
     );
-    let mut reports_by_segment = vec![0.0; slot.campaign.design().segment_names.len()];
+    let reports_by_segment = reported_by_segment(slot, store)?;
+    Ok(StoredSpend {
+        // Folds from +0: an empty `sum` of floats is -0.
+        cost_events: costs.values().fold(0.0, |sum, amount| sum + amount),
+        reports: reports_by_segment
+            .iter()
+            .fold(0.0, |sum, amount| sum + amount),
+        reports_by_segment,
+    })
+}
+
+/// The amounts of campaign `slot`'s spend reports, summed per segment in the spec's
+/// order.
+pub fn reported_by_segment(slot: &CampaignSlot, store: &Store) -> Result<Vec<f64>, StoreError> {
+    let mut sums = vec![0.0; slot.campaign.design().segment_names.len()];
     for report in store.spend_reports(&slot.id)? {
-        if let Some(sum) = reports_by_segment.get_mut(report.segment as usize) {
+        if let Some(sum) = sums.get_mut(report.segment as usize) {
             *sum += report.amount;
         }
     }
-    Ok(StoredSpend {
-        cost_events: costs.values().sum(),
-        reports: reports_by_segment.iter().sum(),
-        reports_by_segment,
-    })
+    Ok(sums)
 }
 
 /// The campaign's first `cap` logged decisions with their propensities and rewards

@@ -623,12 +623,14 @@ pub async fn report(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
     let slot = state.campaign(&id)?;
+    let now = state.clock().now_ms();
     let report = tokio::task::spawn_blocking(move || {
         crate::report::campaign_report(
             &slot,
             state.store(),
             &tla_core::report::ReportSettings::default(),
             crate::report::LOG_ROWS_CAP,
+            now,
         )
     })
     .await??;

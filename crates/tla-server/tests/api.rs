@@ -2538,3 +2538,161 @@ async fn budget_changes_are_checked_audited_in_force_and_never_rewrite_history()
     assert_eq!((flight.budget, flight.daily_cap), (2000.0, Some(150.0)));
     assert!(reopened.campaign(&without).unwrap().flight().is_none());
 }
+
+// ---- money: the report -----------------------------------------------------------------
+
+#[tokio::test]
+async fn the_report_shows_spend_against_the_plan_and_per_segment() {
+    let api = api();
+    // A September flight: the tests' clock (START_MS) is 68.6% of the way through it.
+    let spec = format!(
+        "{SPEC}\n[flight]\nbudget = 1000\ndaily_cap = 100\nstart = \"2026-09-01T00:00:00Z\"\nend = \"2026-10-01T00:00:00Z\"\nmin_roas = 1.5\n"
+    );
+    let id = api.campaign_of(&spec).await;
+    let decision_id = api.one_decision(&id).await;
+    let version = api.state.signer().verify(&decision_id).unwrap().version;
+    let (_, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [
+                {"event_id": "i", "decision_id": decision_id, "type": "impression"},
+                {"event_id": "c", "decision_id": decision_id, "type": "conversion", "value": 50},
+                {"event_id": "k", "decision_id": decision_id, "type": "cost", "amount": 30},
+            ]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 3, "{body}");
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/spend"),
+            &api.ingest,
+            json!({"reports": [spend_report("r1", "volunteers", (1, 2), json!(20))]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 1, "{body}");
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || learner::step(&state, false))
+        .await
+        .unwrap();
+
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let money = &report["money"];
+    let number = |field: &str| {
+        money[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field}: {money}"))
+    };
+    assert_eq!(number("spend"), 50.0);
+    assert_eq!(number("attributed_spend"), 30.0);
+    assert_eq!(number("unattributed_spend"), 20.0);
+    assert_eq!(
+        (number("budget"), number("daily_cap"), number("budget_left")),
+        (1000.0, 100.0, 950.0)
+    );
+    assert_eq!(money["as_of"], START_MS);
+    let elapsed = (START_MS - 1_788_220_800_000) as f64 / (30.0 * 86_400_000.0);
+    assert!(
+        (number("flight_elapsed") - elapsed).abs() < 1e-12,
+        "{money}"
+    );
+    assert!(
+        (number("spend_plan") - 1000.0 * elapsed).abs() < 1e-9,
+        "{money}"
+    );
+    assert!((number("spend_vs_plan_pct") - 100.0 * 50.0 / (1000.0 * elapsed)).abs() < 1e-9);
+    assert_eq!(number("min_roas"), 1.5);
+    assert_eq!(number("value_per_dollar"), 1.0);
+    assert_eq!(number("cost_per_donor"), 50.0);
+    let acting = api
+        .state
+        .campaign(&id)
+        .unwrap()
+        .campaign
+        .asks_to_act(version);
+    assert_eq!(number("acting_spend_share"), if acting { 1.0 } else { 0.0 });
+    let segments: Vec<(&str, f64, f64, f64)> = money["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["segment"].as_str().unwrap(),
+                s["spend"].as_f64().unwrap(),
+                s["attributed_spend"].as_f64().unwrap(),
+                s["unattributed_spend"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        segments,
+        [
+            ("new-visitors", 0.0, 0.0, 0.0),
+            ("past-donors", 30.0, 30.0, 0.0),
+            ("volunteers", 20.0, 0.0, 20.0)
+        ]
+    );
+
+    // The plan follows the budget in force and the time: none before the flight, the
+    // whole budget after it.
+    let (status, _) = api
+        .patch(
+            &format!("/v1/campaigns/{id}/budget"),
+            &api.admin,
+            json!({"budget": 2000, "reason": "more"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let slot = api.state.campaign(&id).unwrap();
+    let at = |now_ms: i64| {
+        tla_server::report::campaign_report(
+            &slot,
+            api.state.store(),
+            &tla_core::report::ReportSettings::default(),
+            100,
+            now_ms,
+        )
+        .unwrap()
+        .money
+    };
+    let before = at(1_788_220_800_000 - 1);
+    assert_eq!(
+        (before.budget, before.flight_elapsed, before.spend_plan),
+        (Some(2000.0), None, None)
+    );
+    assert_eq!(before.spend_vs_plan_pct, None);
+    let start = at(1_788_220_800_000);
+    assert_eq!(
+        (start.spend_plan, start.spend_vs_plan_pct),
+        (Some(0.0), None)
+    );
+    let after = at(1_800_000_000_000);
+    assert_eq!(
+        (after.spend_plan, after.spend_vs_plan_pct),
+        (Some(2000.0), Some(2.5))
+    );
+    // A campaign without a flight has spend but no budget or plan.
+    let plain = api.campaign().await;
+    let (_, report) = api
+        .get(&format!("/v1/campaigns/{plain}/report"), &api.read)
+        .await;
+    for field in [
+        "budget",
+        "daily_cap",
+        "budget_left",
+        "as_of",
+        "flight_elapsed",
+        "spend_plan",
+        "spend_vs_plan_pct",
+        "min_roas",
+        "value_per_dollar",
+        "cost_per_donor",
+        "acting_spend_share",
+    ] {
+        assert_eq!(report["money"][field], Value::Null, "{field}: {report}");
+    }
+    assert_eq!(report["money"]["spend"], 0.0);
+}
