@@ -510,6 +510,29 @@ fn money_table(out: &mut String, money: &tla_core::report::Money) {
             );
         }
     }
+    if !money.budget_changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  budget changes ({}; the last is in force):",
+            money.budget_changes.len()
+        );
+        // A null daily cap is no cap.
+        let cap = |cap: Option<f64>| cap.map_or_else(|| "none".to_owned(), |c| fixed(c, 2));
+        for change in &money.budget_changes {
+            let _ = writeln!(
+                out,
+                "    budget {} -> {}, daily cap {} -> {}  spent {}  key {}  at {}  {}",
+                fixed(change.old_budget, 2),
+                fixed(change.new_budget, 2),
+                cap(change.old_daily_cap),
+                cap(change.new_daily_cap),
+                fixed(change.spent, 2),
+                change.key_id,
+                tla_core::timestamp::format_rfc3339(change.at),
+                truncate(&one_line(&change.reason), 60)
+            );
+        }
+    }
 }
 
 /// A client's free text on one line of a table.

@@ -311,6 +311,12 @@ fn campaigns_budget_changes_a_running_campaigns_budget() {
         assert!(!out.status.success(), "{args:?}");
         assert!(stderr.contains(fragment), "{args:?}: {stderr}");
     }
+    // The report's Money table lists them.
+    let out = tla(&["report", "c_f"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\nMoney\n"), "{stdout}");
+    assert!(stdout.contains("  budget changes (2; the last is in force):\n    budget 1000.00 -> 1500.00, daily cap 100.00 -> none  spent 0.00  key 0123456789ab  at "), "{stdout}");
     server.stop();
     let store = Store::open_read_only(&data).unwrap();
     let changes = store.budget_changes("c_f").unwrap();

@@ -194,6 +194,39 @@ pub struct Money {
     pub acting_spend_share: Option<f64>,
     /// Spend per segment, in the spec's order.
     pub segments: Vec<SegmentMoney>,
+    /// The changes of the budget and daily cap of the running campaign, oldest first,
+    /// as audited; the last one is in force. Set by the server; left out of the JSON
+    /// when there are none.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub budget_changes: Vec<ReportBudgetChange>,
+}
+
+/// One change of a running campaign's budget and daily cap, as the report lists it.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportBudgetChange {
+    /// The budget before the change.
+    pub old_budget: f64,
+    /// The budget after it.
+    pub new_budget: f64,
+    /// The daily cap before; null for none.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub old_daily_cap: Option<f64>,
+    /// The daily cap after; null for none.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub new_daily_cap: Option<f64>,
+    /// What the campaign had spent when the change was made.
+    pub spent: f64,
+    /// Why, as given by whoever asked.
+    pub reason: String,
+    /// The id of the API key that asked.
+    pub key_id: String,
+    /// When, ms since the Unix epoch.
+    pub at: i64,
 }
 
 /// The spend of one segment.
@@ -283,6 +316,7 @@ pub fn money(campaign: &Campaign, engine: &Engine, inputs: &MoneyInputs<'_>) -> 
         cost_per_donor: (summary.donors > 0).then(|| spend / summary.donors as f64),
         acting_spend_share: summary.acting_share_spend,
         segments,
+        budget_changes: Vec::new(),
     }
 }
 

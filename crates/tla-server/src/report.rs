@@ -20,7 +20,9 @@ use crate::campaign::CampaignSlot;
 use rand::SeedableRng;
 use std::collections::HashMap;
 use tla_core::ope::LoggedRow;
-use tla_core::report::{self, MoneyInputs, Report, ReportCorrection, ReportSettings};
+use tla_core::report::{
+    self, MoneyInputs, Report, ReportBudgetChange, ReportCorrection, ReportSettings,
+};
 use tla_store::{EventKind, EventLog, Store, StoreError, StoredCorrection};
 
 /// Most decisions read from the log for the lift section; the report says when the log
@@ -61,6 +63,23 @@ pub fn campaign_report(
             now_ms: Some(now_ms),
         },
     );
+    report.money.budget_changes = store
+        .budget_changes(&slot.id)?
+        .into_iter()
+        .map(|stored| {
+            let change = stored.change;
+            ReportBudgetChange {
+                old_budget: change.old_budget,
+                new_budget: change.new_budget,
+                old_daily_cap: change.old_daily_cap,
+                new_daily_cap: change.new_daily_cap,
+                spent: change.spent,
+                reason: change.reason,
+                key_id: change.key_id,
+                at: change.at_ms,
+            }
+        })
+        .collect();
     let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);

@@ -2528,6 +2528,29 @@ async fn budget_changes_are_checked_audited_in_force_and_never_rewrite_history()
         spec_before
     );
 
+    // The report lists them, oldest first, with the budget in force.
+    let (_, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    let listed = report["money"]["budget_changes"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{report}");
+    assert_eq!(listed[0]["reason"], "the board approved more");
+    assert_eq!(
+        (
+            listed[0]["old_daily_cap"].as_f64(),
+            listed[0]["new_daily_cap"].clone()
+        ),
+        (Some(100.0), Value::Null)
+    );
+    assert_eq!(listed[1]["new_daily_cap"], 150.0);
+    assert_eq!(
+        (
+            report["money"]["budget"].as_f64(),
+            report["money"]["daily_cap"].as_f64()
+        ),
+        (Some(2000.0), Some(150.0))
+    );
+
     // A restart puts the latest change in force again.
     let reopened = open(
         api.state.store().clone(),
