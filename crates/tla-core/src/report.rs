@@ -1182,6 +1182,111 @@ mod tests {
     }
 
     #[test]
+    fn money_sets_spend_against_the_flight_and_stays_finite_or_null() {
+        let campaign = campaign();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let mut engine = Engine::new(&campaign, &mut rng);
+        // Nothing spent, no flight: zeros (never -0) and nulls.
+        let empty = money(&campaign, &engine, &MoneyInputs::default());
+        assert_eq!(empty.spend.to_bits(), 0.0f64.to_bits());
+        assert_eq!(empty.unattributed_spend.to_bits(), 0.0f64.to_bits());
+        assert_eq!(
+            (empty.budget, empty.spend_plan, empty.as_of),
+            (None, None, None)
+        );
+        assert_eq!((empty.value_per_dollar, empty.cost_per_donor), (None, None));
+        assert_eq!(empty.segments.len(), 3);
+
+        let version = (0..campaign.total_versions())
+            .find(|&v| campaign.is_allowed(v))
+            .unwrap();
+        engine.learn(1, version, Feedback::Impression);
+        engine.learn(1, version, Feedback::Cost { amount: 30.0 });
+        engine.learn(1, version, Feedback::Conversion { amount: Some(90.0) });
+        let flight = FlightPlan {
+            budget: 1_000.0,
+            daily_cap: None,
+            start_ms: 0,
+            end_ms: 1_000,
+            min_roas: Some(2.0),
+        };
+        let inputs = |now_ms| MoneyInputs {
+            flight: Some(flight),
+            reported_by_segment: &[10.0, 0.0, 20.0],
+            now_ms: Some(now_ms),
+        };
+        let quarter = money(&campaign, &engine, &inputs(250));
+        assert_eq!(
+            (
+                quarter.spend,
+                quarter.attributed_spend,
+                quarter.unattributed_spend
+            ),
+            (60.0, 30.0, 30.0)
+        );
+        assert_eq!(
+            (quarter.budget, quarter.budget_left),
+            (Some(1_000.0), Some(940.0))
+        );
+        assert_eq!(
+            (quarter.flight_elapsed, quarter.spend_plan),
+            (Some(0.25), Some(250.0))
+        );
+        assert_eq!(quarter.spend_vs_plan_pct, Some(24.0));
+        assert_eq!(
+            (quarter.value_per_dollar, quarter.cost_per_donor),
+            (Some(1.5), Some(60.0))
+        );
+        assert_eq!(quarter.min_roas, Some(2.0));
+        let acting = campaign.asks_to_act(version);
+        assert_eq!(
+            quarter.acting_spend_share,
+            Some(if acting { 1.0 } else { 0.0 })
+        );
+        let spends: Vec<(f64, f64, f64)> = quarter
+            .segments
+            .iter()
+            .map(|s| (s.spend, s.attributed_spend, s.unattributed_spend))
+            .collect();
+        assert_eq!(
+            spends,
+            [(10.0, 0.0, 10.0), (30.0, 30.0, 0.0), (20.0, 0.0, 20.0)]
+        );
+        // Before the start there is no plan; at the start it is 0 (no percentage); after
+        // the end it is the whole budget.
+        let before = money(&campaign, &engine, &inputs(-1));
+        assert_eq!(
+            (before.flight_elapsed, before.spend_plan, before.as_of),
+            (None, None, Some(-1))
+        );
+        let start = money(&campaign, &engine, &inputs(0));
+        assert_eq!(
+            (start.spend_plan, start.spend_vs_plan_pct),
+            (Some(0.0), None)
+        );
+        let after = money(&campaign, &engine, &inputs(5_000));
+        assert_eq!(
+            (after.flight_elapsed, after.spend_plan),
+            (Some(1.0), Some(1_000.0))
+        );
+        // A plan so small the percentage is not a finite number: null.
+        let tiny = FlightPlan {
+            budget: 1e-310,
+            ..flight
+        };
+        let tiny = money(
+            &campaign,
+            &engine,
+            &MoneyInputs {
+                flight: Some(tiny),
+                now_ms: Some(1),
+                ..inputs(0)
+            },
+        );
+        assert_eq!(tiny.spend_vs_plan_pct, None);
+    }
+
+    #[test]
     fn an_item_far_ahead_is_best_with_no_loss() {
         let ahead: Vec<f64> = (0..1000).map(|i| 10.0 + f64::from(i % 7)).collect();
         let behind: Vec<f64> = (0..1000).map(|i| f64::from(i % 5)).collect();
