@@ -119,5 +119,6 @@ pub fn change(
     };
     state.store().append_budget_change(&change)?;
     *flight = Some(current.with_budget(new_budget, new_daily_cap));
+    crate::metrics::Metrics::add(&state.metrics().budget_changes, 1);
     Ok(BudgetChangeBody::new(&change))
 }

@@ -572,6 +572,10 @@ pub async fn report_spend(
         }
         rejected.sort_by_key(|item| item.index);
     }
+    let metrics = state.metrics();
+    Metrics::add(&metrics.spend_reports_accepted, accepted);
+    Metrics::add(&metrics.spend_reports_duplicate, duplicates);
+    Metrics::add(&metrics.spend_reports_rejected, rejected.len() as u64);
     Ok(Json(SpendOutcome {
         accepted,
         duplicates,

@@ -2248,6 +2248,18 @@ async fn spend_reports_are_stored_once_and_each_refusal_has_its_code_and_message
     assert_eq!(again["rejected"][0]["code"], "report_id_conflict");
     assert_eq!(api.state.store().spend_reports(&id).unwrap(), stored);
 
+    let (_, metrics) = api
+        .call("GET", "/metrics", Some(&api.read), "", String::new())
+        .await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    for line in [
+        "tla_spend_reports_accepted_total 2",
+        "tla_spend_reports_duplicate_total 4",
+        "tla_spend_reports_rejected_total 20",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+
     // Refused whole: a campaign that does not exist, a key without ingest, a body that
     // is not a batch, the server shutting down.
     let one = json!({"reports": [spend_report("r1", "past-donors", (1, 2), json!(1))]});
