@@ -91,8 +91,10 @@ def call(method, path, body=None, content_type="application/json"):
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.read()
 
+# With a flight, so budget changes reach their rules and the report its plan.
+flight = b'\n[flight]\nbudget = 100000\ndaily_cap = 5000\nstart = "2026-01-01T00:00:00Z"\nend = "2026-12-31T00:00:00Z"\n'
 with open("examples/small.toml", "rb") as spec:
-    created = json.loads(call("POST", "/v1/campaigns", spec.read(), "application/toml"))
+    created = json.loads(call("POST", "/v1/campaigns", spec.read() + flight, "application/toml"))
 campaign = created["id"]
 events = []
 for segment in ["new-visitors", "past-donors", "volunteers"]:
@@ -129,9 +131,9 @@ EOF
 # The configuration: every {id} in the document is the campaign above, so the campaign
 # paths answer with data rather than 404. Unless SCHEMATHESIS_SIGNED_EVENTS=0, most
 # generated events carry a decision id the server signed, most decisions ask for a
-# segment of the campaign and most corrections name a stored event, so generated
-# amounts, times and counts reach the rules behind those checks (and the report then
-# shows what they did to the models).
+# segment of the campaign (and so do most spend reports) and most corrections name a
+# stored event, so generated amounts, times and counts reach the rules behind those
+# checks (and the report then shows what they did to the models).
 # No cache: each run stands alone (a cache would replay earlier failures, and it is kept
 # in the working directory).
 cat >"$work/config.toml" <<'EOF'
@@ -146,6 +148,7 @@ if [[ ${SCHEMATHESIS_SIGNED_EVENTS:-1} == 1 ]]; then
 "body.events[*].decision_id" = { dictionary = "decision_ids", probability = 0.8 }
 "body.segment" = { dictionary = "segments", probability = 0.8 }
 "body.event_id" = { dictionary = "event_ids", probability = 0.8 }
+"body.reports[*].segment" = { dictionary = "segments", probability = 0.8 }
 
 [dictionaries.decision_ids]
 from-file = "decision_ids.dict"

@@ -105,6 +105,16 @@ impl Client {
         self.call(Method::POST, path, body).await
     }
 
+    /// PATCHes a JSON body and parses a 200 answer; anything else is an error.
+    pub async fn patch_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        self.call(Method::PATCH, path, serde_json::to_vec(body)?)
+            .await
+    }
+
     /// GETs `path` and parses a 200 answer; anything else is an error.
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &mut self,

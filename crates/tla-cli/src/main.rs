@@ -6,8 +6,9 @@
 //! simulator logs, an imported log file or a stored campaign's own log; `tla report` and
 //! `tla export` read a campaign straight from a data directory (or `report` from a
 //! running server); `tla serve` runs the HTTP service (with `--demo`, against a
-//! simulated audience), `tla keys` manages its API keys, and `tla events` retracts or
-//! corrects a stored event of a running server.
+//! simulated audience), `tla keys` manages its API keys, `tla events` retracts or
+//! corrects a stored event of a running server, `tla spend report` sends it spend
+//! reports, and `tla campaigns budget` changes a running campaign's budget.
 //!
 //! The binary is the shell around the library crates: it parses flags and input files
 //! (world files, CSV and JSON-lines logs, specs), opens data directories through
@@ -16,6 +17,7 @@
 //! targets, their `--target` grammar and the direct model in `tla_core::ope`, the
 //! models, policies and reports elsewhere in `tla-core`, the simulations in `tla-sim`.
 
+mod campaigns;
 mod client;
 mod csv_text;
 mod demo;
@@ -25,6 +27,7 @@ mod export;
 mod report;
 mod serve;
 mod simulate;
+mod spend;
 mod versions;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +60,11 @@ enum Command {
     /// Retract or correct a stored event of a running server (audited; the model is
     /// rebuilt as a replay of the corrected log).
     Events(events::EventsArgs),
+    /// Send spend reports (spend per segment and period, not tied to a decision) to a
+    /// running server.
+    Spend(spend::SpendArgs),
+    /// Change a running campaign's budget or daily cap (audited).
+    Campaigns(campaigns::CampaignsArgs),
 }
 
 /// Logs to stderr; `TLA_LOG` sets the level (error, warn, info, debug, trace).
@@ -88,6 +96,8 @@ fn main() -> std::process::ExitCode {
         }
         Command::Keys(args) => serve::run_keys(args),
         Command::Events(args) => events::run(args),
+        Command::Spend(args) => spend::run(args),
+        Command::Campaigns(args) => campaigns::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

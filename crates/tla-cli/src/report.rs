@@ -186,7 +186,7 @@ pub(crate) fn report_of(
         .campaigns
         .get(id)
         .with_context(|| format!("no campaign {id:?} in {}", data.display()))?;
-    campaign_report(&slot, store, settings, LOG_ROWS_CAP)
+    campaign_report(&slot, store, settings, LOG_ROWS_CAP, SystemClock.now_ms())
         .with_context(|| format!("cannot build the report of campaign {id}"))
 }
 
@@ -288,6 +288,7 @@ pub fn table(report: &Report) -> String {
     for (label, value) in rows {
         let _ = writeln!(out, "  {label:<38} {value:>14}");
     }
+    money_table(&mut out, &report.money);
     for component in &report.components {
         let _ = writeln!(out, "\nComponent {}", component.component);
         let _ = writeln!(
@@ -439,6 +440,99 @@ pub fn table(report: &Report) -> String {
         }
     }
     out
+}
+
+/// The money section: spend against the budget and the plan, return per dollar, spend per
+/// segment (the segments that spent).
+fn money_table(out: &mut String, money: &tla_core::report::Money) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "\nMoney");
+    let plan_label = match money.as_of {
+        Some(at) => format!(
+            "plan by {}",
+            tla_core::timestamp::format_rfc3339(at - at.rem_euclid(60_000))
+        ),
+        None => "plan by now".to_owned(),
+    };
+    let rows = [
+        ("spend".to_owned(), fixed(money.spend, 2)),
+        (
+            "  tied to decisions (cost events)".to_owned(),
+            fixed(money.attributed_spend, 2),
+        ),
+        (
+            "  reported per segment (unattributed)".to_owned(),
+            fixed(money.unattributed_spend, 2),
+        ),
+        ("budget".to_owned(), opt(money.budget, 2)),
+        ("daily cap".to_owned(), opt(money.daily_cap, 2)),
+        ("budget left".to_owned(), opt(money.budget_left, 2)),
+        ("flight elapsed".to_owned(), pct(money.flight_elapsed)),
+        (plan_label, opt(money.spend_plan, 2)),
+        (
+            "spend vs plan".to_owned(),
+            money
+                .spend_vs_plan_pct
+                .map_or_else(|| "-".into(), |x| format!("{}%", fixed(x, 1))),
+        ),
+        (
+            "minimum return (min_roas)".to_owned(),
+            opt(money.min_roas, 2),
+        ),
+        (
+            "value per dollar".to_owned(),
+            opt(money.value_per_dollar, 3),
+        ),
+        ("cost per donor".to_owned(), opt(money.cost_per_donor, 2)),
+        (
+            "tied spend behind versions asking to act".to_owned(),
+            pct(money.acting_spend_share),
+        ),
+    ];
+    for (label, value) in rows {
+        let _ = writeln!(out, "  {label:<38} {value:>14}");
+    }
+    let spending: Vec<_> = money.segments.iter().filter(|s| s.spend > 0.0).collect();
+    if !spending.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<38} {:>14} {:>14} {:>14}",
+            "spend per segment", "total", "tied", "reported"
+        );
+        for segment in spending {
+            let _ = writeln!(
+                out,
+                "    {:<36} {:>14} {:>14} {:>14}",
+                truncate(&segment.segment, 36),
+                fixed(segment.spend, 2),
+                fixed(segment.attributed_spend, 2),
+                fixed(segment.unattributed_spend, 2)
+            );
+        }
+    }
+    if !money.budget_changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  budget changes ({}; the last is in force):",
+            money.budget_changes.len()
+        );
+        // A null daily cap is no cap.
+        let cap = |cap: Option<f64>| cap.map_or_else(|| "none".to_owned(), |c| fixed(c, 2));
+        for change in &money.budget_changes {
+            let _ = writeln!(
+                out,
+                "    budget {} -> {}, daily cap {} -> {}  spent {}  key {}  at {}  {}",
+                fixed(change.old_budget, 2),
+                fixed(change.new_budget, 2),
+                cap(change.old_daily_cap),
+                cap(change.new_daily_cap),
+                fixed(change.spent, 2),
+                change.key_id,
+                tla_core::timestamp::format_rfc3339(change.at),
+                truncate(&one_line(&change.reason), 60)
+            );
+        }
+    }
 }
 
 /// A client's free text on one line of a table.

@@ -22,6 +22,8 @@
 //! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR;
 //!   the targets evaluated (one grammar for their text), the direct model, and their
 //!   evaluation on an imported log or a campaign's own log.
+//! - [`timestamp`]: RFC 3339 timestamps (flight dates, spend report periods) to and
+//!   from milliseconds since the Unix epoch.
 //! - [`target`]: target policies learned from a log (factorized Thompson sampling
 //!   trained on logged rows) for off-policy evaluation.
 //!
@@ -53,3 +55,4 @@ pub mod space;
 pub mod spec;
 pub mod stats;
 pub mod target;
+pub mod timestamp;

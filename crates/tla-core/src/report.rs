@@ -37,7 +37,7 @@
 use crate::engine::{Counts, Engine};
 use crate::ope::{self, Estimate, LoggedRow, OpeError, Z95};
 use crate::policy::factorized::{FactorizedSampler, FactorizedSettings};
-use crate::spec::Campaign;
+use crate::spec::{Campaign, FlightPlan};
 use crate::stats;
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -128,6 +128,196 @@ pub struct Report {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub corrections: Vec<ReportCorrection>,
+    /// The money: spend against the plan, return per dollar, cost per donor, spend behind
+    /// versions that ask to act, spend per segment.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub money: Money,
+}
+
+/// The money of a campaign: what it spent (cost events tied to decisions, and spend
+/// reports that are not), against the budget and the even plan of its flight.
+///
+/// Built by [`money`]; [`build`] fills it from the engine and the spec's flight alone
+/// (no spend reports, no plan: it reads no clock), and the server rebuilds it with the
+/// budget in force, the stored spend reports and the time of the report.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReportMoney))]
+pub struct Money {
+    /// Everything spent: `attributed_spend + unattributed_spend`.
+    pub spend: f64,
+    /// Spend of the cost events, each tied to a decision (as learned, corrections
+    /// applied).
+    pub attributed_spend: f64,
+    /// Spend of the spend reports: per segment and period, tied to no decision.
+    pub unattributed_spend: f64,
+    /// The budget of the flight in force (the spec's, or its latest change); null
+    /// without a flight.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub budget: Option<f64>,
+    /// The daily cap in force; null without one.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub daily_cap: Option<f64>,
+    /// `budget - spend` (negative when spend went past the budget); null without a
+    /// flight.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub budget_left: Option<f64>,
+    /// The time the plan is computed at, ms since the Unix epoch; null without a flight
+    /// or when no time was given (a report built without a clock).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub as_of: Option<i64>,
+    /// Share of the flight elapsed at `as_of`, from 0 to 1; null before the flight
+    /// starts, without a flight or without `as_of`.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub flight_elapsed: Option<f64>,
+    /// What the plan says should be spent by `as_of`: the budget times the elapsed
+    /// share of the flight (time-even); null when `flight_elapsed` is.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub spend_plan: Option<f64>,
+    /// `100 * spend / spend_plan`; null when the plan is null or 0.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub spend_vs_plan_pct: Option<f64>,
+    /// The least value raised per unit of spend the flight asks for; null when unset.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub min_roas: Option<f64>,
+    /// Donations raised per unit of spend: `donations / spend`; null when spend is 0.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub value_per_dollar: Option<f64>,
+    /// `spend / donors`; null when there is no donor.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub cost_per_donor: Option<f64>,
+    /// Share of the attributed spend (cost events) behind versions that ask to act;
+    /// null when the attributed spend is 0. Spend reports name no version and are not
+    /// in it (`unattributed_spend`).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub acting_spend_share: Option<f64>,
+    /// Spend per segment, in the spec's order.
+    pub segments: Vec<SegmentMoney>,
+    /// The changes of the budget and daily cap of the running campaign, oldest first,
+    /// as audited; the last one is in force. Set by the server; left out of the JSON
+    /// when there are none.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub budget_changes: Vec<ReportBudgetChange>,
+}
+
+/// One change of a running campaign's budget and daily cap, as the report lists it.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportBudgetChange {
+    /// The budget before the change.
+    pub old_budget: f64,
+    /// The budget after it.
+    pub new_budget: f64,
+    /// The daily cap before; null for none.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub old_daily_cap: Option<f64>,
+    /// The daily cap after; null for none.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub new_daily_cap: Option<f64>,
+    /// What the campaign had spent when the change was made.
+    pub spent: f64,
+    /// Why, as given by whoever asked.
+    pub reason: String,
+    /// The id of the API key that asked.
+    pub key_id: String,
+    /// When, ms since the Unix epoch.
+    pub at: i64,
+}
+
+/// The spend of one segment.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReportSegmentMoney))]
+pub struct SegmentMoney {
+    /// Segment name.
+    pub segment: String,
+    /// `attributed_spend + unattributed_spend`.
+    pub spend: f64,
+    /// Spend of the segment's cost events.
+    pub attributed_spend: f64,
+    /// Spend of the segment's spend reports.
+    pub unattributed_spend: f64,
+}
+
+/// What [`money`] needs beyond the campaign and its engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MoneyInputs<'a> {
+    /// The flight in force (budget and daily cap possibly changed since the spec).
+    pub flight: Option<FlightPlan>,
+    /// The spend reports' amounts summed per segment, in the spec's order (shorter
+    /// or empty: 0 for the segments left out).
+    pub reported_by_segment: &'a [f64],
+    /// The time to compute the plan at, ms since the Unix epoch.
+    pub now_ms: Option<i64>,
+}
+
+/// A ratio, or null when it is not a finite number.
+fn finite(ratio: f64) -> Option<f64> {
+    ratio.is_finite().then_some(ratio)
+}
+
+/// The money section from the engine's counts (cost events, donations, donors) and
+/// `inputs`. Pure: the time comes in as a number.
+pub fn money(campaign: &Campaign, engine: &Engine, inputs: &MoneyInputs<'_>) -> Money {
+    let names = &campaign.design().segment_names;
+    let segments: Vec<SegmentMoney> = names
+        .iter()
+        .zip(engine.segment_counts())
+        .enumerate()
+        .map(|(s, (name, counts))| {
+            let reported = inputs.reported_by_segment.get(s).copied().unwrap_or(0.0);
+            SegmentMoney {
+                segment: name.clone(),
+                spend: (counts.spend + reported).min(f64::MAX),
+                attributed_spend: counts.spend,
+                unattributed_spend: reported,
+            }
+        })
+        .collect();
+    let summary = summary(campaign, engine);
+    let attributed = summary.spend;
+    // A fold from +0: an empty `sum` of floats is -0.
+    let unattributed = inputs
+        .reported_by_segment
+        .iter()
+        .fold(0.0, |sum, amount| sum + amount)
+        .min(f64::MAX);
+    let spend = (attributed + unattributed).min(f64::MAX);
+    let flight = inputs.flight;
+    let flight_elapsed = flight
+        .zip(inputs.now_ms)
+        .and_then(|(flight, now)| flight.elapsed_share(now));
+    let spend_plan = flight
+        .zip(flight_elapsed)
+        .map(|(flight, share)| flight.budget * share);
+    Money {
+        spend,
+        attributed_spend: attributed,
+        unattributed_spend: unattributed,
+        budget: flight.map(|f| f.budget),
+        daily_cap: flight.and_then(|f| f.daily_cap),
+        budget_left: flight.map(|f| f.budget - spend),
+        as_of: inputs.now_ms.filter(|_| flight.is_some()),
+        flight_elapsed,
+        spend_plan,
+        spend_vs_plan_pct: spend_plan
+            .filter(|plan| *plan > 0.0)
+            .and_then(|plan| finite(100.0 * spend / plan)),
+        min_roas: flight.and_then(|f| f.min_roas),
+        value_per_dollar: (spend > 0.0)
+            .then(|| summary.donations / spend)
+            .and_then(finite),
+        cost_per_donor: (summary.donors > 0).then(|| spend / summary.donors as f64),
+        acting_spend_share: summary.acting_share_spend,
+        segments,
+        budget_changes: Vec::new(),
+    }
 }
 
 /// One correction of an event, as the report lists it.
@@ -740,6 +930,14 @@ pub fn build<R: Rng + ?Sized>(
         lift: None,
         lift_unavailable: None,
         corrections: Vec::new(),
+        money: money(
+            campaign,
+            engine,
+            &MoneyInputs {
+                flight: campaign.flight().copied(),
+                ..MoneyInputs::default()
+            },
+        ),
     }
 }
 
@@ -981,6 +1179,111 @@ mod tests {
             .unwrap()
             .validate()
             .unwrap()
+    }
+
+    #[test]
+    fn money_sets_spend_against_the_flight_and_stays_finite_or_null() {
+        let campaign = campaign();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let mut engine = Engine::new(&campaign, &mut rng);
+        // Nothing spent, no flight: zeros (never -0) and nulls.
+        let empty = money(&campaign, &engine, &MoneyInputs::default());
+        assert_eq!(empty.spend.to_bits(), 0.0f64.to_bits());
+        assert_eq!(empty.unattributed_spend.to_bits(), 0.0f64.to_bits());
+        assert_eq!(
+            (empty.budget, empty.spend_plan, empty.as_of),
+            (None, None, None)
+        );
+        assert_eq!((empty.value_per_dollar, empty.cost_per_donor), (None, None));
+        assert_eq!(empty.segments.len(), 3);
+
+        let version = (0..campaign.total_versions())
+            .find(|&v| campaign.is_allowed(v))
+            .unwrap();
+        engine.learn(1, version, Feedback::Impression);
+        engine.learn(1, version, Feedback::Cost { amount: 30.0 });
+        engine.learn(1, version, Feedback::Conversion { amount: Some(90.0) });
+        let flight = FlightPlan {
+            budget: 1_000.0,
+            daily_cap: None,
+            start_ms: 0,
+            end_ms: 1_000,
+            min_roas: Some(2.0),
+        };
+        let inputs = |now_ms| MoneyInputs {
+            flight: Some(flight),
+            reported_by_segment: &[10.0, 0.0, 20.0],
+            now_ms: Some(now_ms),
+        };
+        let quarter = money(&campaign, &engine, &inputs(250));
+        assert_eq!(
+            (
+                quarter.spend,
+                quarter.attributed_spend,
+                quarter.unattributed_spend
+            ),
+            (60.0, 30.0, 30.0)
+        );
+        assert_eq!(
+            (quarter.budget, quarter.budget_left),
+            (Some(1_000.0), Some(940.0))
+        );
+        assert_eq!(
+            (quarter.flight_elapsed, quarter.spend_plan),
+            (Some(0.25), Some(250.0))
+        );
+        assert_eq!(quarter.spend_vs_plan_pct, Some(24.0));
+        assert_eq!(
+            (quarter.value_per_dollar, quarter.cost_per_donor),
+            (Some(1.5), Some(60.0))
+        );
+        assert_eq!(quarter.min_roas, Some(2.0));
+        let acting = campaign.asks_to_act(version);
+        assert_eq!(
+            quarter.acting_spend_share,
+            Some(if acting { 1.0 } else { 0.0 })
+        );
+        let spends: Vec<(f64, f64, f64)> = quarter
+            .segments
+            .iter()
+            .map(|s| (s.spend, s.attributed_spend, s.unattributed_spend))
+            .collect();
+        assert_eq!(
+            spends,
+            [(10.0, 0.0, 10.0), (30.0, 30.0, 0.0), (20.0, 0.0, 20.0)]
+        );
+        // Before the start there is no plan; at the start it is 0 (no percentage); after
+        // the end it is the whole budget.
+        let before = money(&campaign, &engine, &inputs(-1));
+        assert_eq!(
+            (before.flight_elapsed, before.spend_plan, before.as_of),
+            (None, None, Some(-1))
+        );
+        let start = money(&campaign, &engine, &inputs(0));
+        assert_eq!(
+            (start.spend_plan, start.spend_vs_plan_pct),
+            (Some(0.0), None)
+        );
+        let after = money(&campaign, &engine, &inputs(5_000));
+        assert_eq!(
+            (after.flight_elapsed, after.spend_plan),
+            (Some(1.0), Some(1_000.0))
+        );
+        // A plan so small the percentage is not a finite number: null.
+        let tiny = FlightPlan {
+            budget: 1e-310,
+            ..flight
+        };
+        let tiny = money(
+            &campaign,
+            &engine,
+            &MoneyInputs {
+                flight: Some(tiny),
+                now_ms: Some(1),
+                ..inputs(0)
+            },
+        );
+        assert_eq!(tiny.spend_vs_plan_pct, None);
     }
 
     #[test]

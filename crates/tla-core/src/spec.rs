@@ -141,6 +141,132 @@ pub struct CampaignSpec {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub max_value: Option<f64>,
+    /// The money of the campaign: budget, daily cap, flight dates, minimum return.
+    /// Without it the campaign has no budget (spend is still recorded and reported).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub flight: Option<FlightSpec>,
+}
+
+/// `[flight]`: what the campaign may spend, over which dates, for at least what return.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
+pub struct FlightSpec {
+    /// What the whole flight may spend: a positive amount, at most [`AMOUNT_LIMIT`].
+    pub budget: f64,
+    /// What one day (UTC) may spend: positive, at most the budget.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub daily_cap: Option<f64>,
+    /// When the flight starts, RFC 3339 with an offset (`2026-12-01T00:00:00Z`); in
+    /// TOML quoted or as a bare date-time.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "timestamp_text::deserialize")
+    )]
+    pub start: String,
+    /// When it ends, RFC 3339 with an offset; after `start`, at most
+    /// [`MAX_FLIGHT_DAYS`] days later.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "timestamp_text::deserialize")
+    )]
+    pub end: String,
+    /// The least return accepted: value raised at least `min_roas` times spend
+    /// (finite, positive, at most [`MAX_MIN_ROAS`]).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub min_roas: Option<f64>,
+}
+
+/// The longest flight accepted, days.
+pub const MAX_FLIGHT_DAYS: i64 = 366;
+
+/// The largest `min_roas` accepted: a return of 1000 times spend.
+pub const MAX_MIN_ROAS: f64 = 1000.0;
+
+/// A validated `[flight]`: numbers checked, timestamps in milliseconds since the Unix
+/// epoch. A running campaign's budget and daily cap can be changed (the server keeps
+/// the changes); [`FlightPlan::with_budget`] gives the plan in force.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlightPlan {
+    /// What the whole flight may spend.
+    pub budget: f64,
+    /// What one day (UTC) may spend, if capped.
+    pub daily_cap: Option<f64>,
+    /// Flight start, ms since the Unix epoch.
+    pub start_ms: i64,
+    /// Flight end, ms since the Unix epoch; after `start_ms`.
+    pub end_ms: i64,
+    /// The least value raised per unit of spend, if set.
+    pub min_roas: Option<f64>,
+}
+
+impl FlightPlan {
+    /// The same flight with another budget and daily cap (checked by the caller with
+    /// [`check_budget`] and [`check_daily_cap`]).
+    pub fn with_budget(self, budget: f64, daily_cap: Option<f64>) -> FlightPlan {
+        FlightPlan {
+            budget,
+            daily_cap,
+            ..self
+        }
+    }
+
+    /// The share of the flight elapsed at `now_ms`, in [0, 1]; `None` before the start.
+    pub fn elapsed_share(&self, now_ms: i64) -> Option<f64> {
+        if now_ms < self.start_ms {
+            return None;
+        }
+        let length = (self.end_ms - self.start_ms) as f64;
+        Some(((now_ms - self.start_ms) as f64 / length).min(1.0))
+    }
+
+    /// What an even plan has spent by `now_ms`: the budget times the elapsed share of
+    /// the flight; `None` before the start.
+    pub fn planned_spend(&self, now_ms: i64) -> Option<f64> {
+        self.elapsed_share(now_ms).map(|share| self.budget * share)
+    }
+}
+
+/// The budget rule, one place for the spec and a change of a running campaign's
+/// budget: a positive, finite amount up to [`AMOUNT_LIMIT`]. `field` names it in the
+/// refusal (`flight.budget`, `budget`).
+pub fn check_budget(field: &str, budget: f64) -> Result<f64, SpecError> {
+    if budget.is_finite() && budget > 0.0 && budget <= AMOUNT_LIMIT {
+        return Ok(budget);
+    }
+    Err(SpecError::OutOfRange {
+        field: field.into(),
+        found: budget.to_string(),
+        accepted: format!("a positive, finite amount up to {AMOUNT_LIMIT} (like 25000)"),
+    })
+}
+
+/// The daily cap rule, one place for the spec and a change of a running campaign's
+/// budget: a positive, finite amount, at most the budget in force (a cap above the
+/// budget would never bind).
+pub fn check_daily_cap(field: &str, daily_cap: f64, budget: f64) -> Result<f64, SpecError> {
+    if daily_cap.is_finite() && daily_cap > 0.0 && daily_cap <= budget {
+        return Ok(daily_cap);
+    }
+    Err(SpecError::OutOfRange {
+        field: field.into(),
+        found: daily_cap.to_string(),
+        accepted: format!(
+            "a positive, finite amount up to the budget ({budget}); leave it out for no daily cap"
+        ),
+    })
 }
 
 /// One component (slot) of the ad.
@@ -399,6 +525,46 @@ mod selection_serde {
     }
 }
 
+#[cfg(feature = "serde")]
+mod timestamp_text {
+    //! A timestamp as text: a string, or TOML's bare date-time (`start =
+    //! 2026-12-01T00:00:00Z`), which reaches serde as a one-entry map holding its text.
+    //! Checked as RFC 3339 by validation, which names the field.
+
+    use serde::de::{self, MapAccess, Visitor};
+    use std::fmt;
+
+    struct TimestampVisitor;
+
+    impl<'de> Visitor<'de> for TimestampVisitor {
+        type Value = String;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str(crate::timestamp::RFC3339_EXAMPLE)
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(value.to_owned())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let Some((_, text)) = map.next_entry::<String, String>()? else {
+                return Err(de::Error::invalid_length(0, &self));
+            };
+            if map.next_key::<String>()?.is_some() {
+                return Err(de::Error::invalid_length(2, &self));
+            }
+            Ok(text)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<String, D::Error> {
+        deserializer.deserialize_any(TimestampVisitor)
+    }
+}
+
 /// `{ a = "component.option", b = "component.option" }`: the two options never appear
 /// together in one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -618,6 +784,8 @@ pub struct Campaign {
     template: Option<Vec<TemplatePart>>,
     /// The largest conversion value accepted: the spec's `max_value` or its default.
     max_value: f64,
+    /// The validated `[flight]`, if any.
+    flight: Option<FlightPlan>,
 }
 
 /// One option of a version, with its component.
@@ -749,6 +917,13 @@ impl Campaign {
         self.max_value
     }
 
+    /// The flight as the spec wrote it (budget, daily cap, dates, minimum return), if the
+    /// spec has a `[flight]` table. A running campaign's budget and daily cap may have
+    /// been changed since; the server holds the plan in force.
+    pub fn flight(&self) -> Option<&FlightPlan> {
+        self.flight.as_ref()
+    }
+
     /// The donation ask of version `index`, when the campaign has an ask component.
     ///
     /// # Panics
@@ -809,6 +984,7 @@ impl CampaignSpec {
         let interactions = self.interactions(&space)?;
         self.check_numbers()?;
         let template = self.parse_template()?;
+        let flight = self.flight_plan()?;
 
         let asks_action: Vec<Vec<bool>> = self
             .components
@@ -844,6 +1020,7 @@ impl CampaignSpec {
             acting_versions,
             template,
             max_value,
+            flight,
         })
     }
 
@@ -1295,6 +1472,64 @@ impl CampaignSpec {
         Ok(())
     }
 
+    /// Checks `[flight]` and reads its timestamps.
+    fn flight_plan(&self) -> Result<Option<FlightPlan>, SpecError> {
+        let Some(flight) = &self.flight else {
+            return Ok(None);
+        };
+        let budget = check_budget("flight.budget", flight.budget)?;
+        let daily_cap = flight
+            .daily_cap
+            .map(|cap| check_daily_cap("flight.daily_cap", cap, budget))
+            .transpose()?;
+        let timestamp = |field: &str, text: &str| {
+            crate::timestamp::parse_rfc3339(text)
+                .map_err(|error| SpecError::invalid(field, error.to_string()))
+        };
+        let start_ms = timestamp("flight.start", &flight.start)?;
+        let end_ms = timestamp("flight.end", &flight.end)?;
+        if end_ms <= start_ms {
+            return Err(SpecError::invalid(
+                "flight.end",
+                format!(
+                    "{:?} is not after flight.start {:?}; accepted: a time after the start, at most {MAX_FLIGHT_DAYS} days later",
+                    flight.end, flight.start
+                ),
+            ));
+        }
+        if end_ms - start_ms > MAX_FLIGHT_DAYS * crate::timestamp::DAY_MS {
+            return Err(SpecError::invalid(
+                "flight.end",
+                format!(
+                    "{:?} is {:.1} days after flight.start {:?}; accepted: a flight of at most {MAX_FLIGHT_DAYS} days",
+                    flight.end,
+                    (end_ms - start_ms) as f64 / crate::timestamp::DAY_MS as f64,
+                    flight.start
+                ),
+            ));
+        }
+        let min_roas = match flight.min_roas {
+            None => None,
+            Some(roas) if roas.is_finite() && roas > 0.0 && roas <= MAX_MIN_ROAS => Some(roas),
+            Some(roas) => {
+                return Err(SpecError::OutOfRange {
+                    field: "flight.min_roas".into(),
+                    found: roas.to_string(),
+                    accepted: format!(
+                        "a positive, finite number up to {MAX_MIN_ROAS} (value raised at least this many times spend; 1.5 means $1.50 per $1)"
+                    ),
+                });
+            }
+        };
+        Ok(Some(FlightPlan {
+            budget,
+            daily_cap,
+            start_ms,
+            end_ms,
+            min_roas,
+        }))
+    }
+
     /// Parses `template`: `{component}` placeholders, `{{` and `}}` for literal braces.
     fn parse_template(&self) -> Result<Option<Vec<TemplatePart>>, SpecError> {
         let Some(template) = &self.template else {
@@ -1430,6 +1665,131 @@ options = [
         let message = error.to_string();
         assert!(message.contains(field), "{message:?} does not name {field}");
         assert!(message.contains(says), "{message:?} does not say {says:?}");
+    }
+
+    const FLIGHT: &str = r#"
+[flight]
+budget = 25000
+daily_cap = 1500
+start = "2026-12-01T00:00:00Z"
+end = "2026-12-31T23:59:59-05:00"
+min_roas = 1.5
+"#;
+
+    fn with_flight(replace: (&str, &str)) -> String {
+        format!("{BASE}{}", FLIGHT.replace(replace.0, replace.1))
+    }
+
+    #[test]
+    fn a_flight_is_validated_into_a_plan() {
+        let campaign = parse(&format!("{BASE}{FLIGHT}")).unwrap();
+        let plan = *campaign.flight().unwrap();
+        assert_eq!(plan.budget, 25_000.0);
+        assert_eq!(plan.daily_cap, Some(1_500.0));
+        assert_eq!(plan.start_ms, 1_796_083_200_000);
+        assert_eq!(
+            plan.end_ms,
+            crate::timestamp::parse_rfc3339("2027-01-01T04:59:59Z").unwrap()
+        );
+        assert_eq!(plan.min_roas, Some(1.5));
+        assert_eq!(plan.planned_spend(plan.start_ms - 1), None);
+        assert_eq!(plan.planned_spend(plan.start_ms), Some(0.0));
+        let middle = plan.start_ms + (plan.end_ms - plan.start_ms) / 2;
+        assert!((plan.planned_spend(middle).unwrap() - 12_500.0).abs() < 1e-6);
+        assert_eq!(plan.planned_spend(plan.end_ms + 1), Some(25_000.0));
+        let changed = plan.with_budget(30_000.0, None);
+        assert_eq!((changed.budget, changed.daily_cap), (30_000.0, None));
+        assert_eq!(changed.start_ms, plan.start_ms);
+        // Without a table there is no flight; the JSON form round-trips the table.
+        assert!(parse(BASE).unwrap().flight().is_none());
+        let json = serde_json::to_string(campaign.spec()).unwrap();
+        let again = CampaignSpec::from_json_str(&json)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(again.flight(), campaign.flight());
+    }
+
+    #[test]
+    fn flight_dates_may_be_bare_toml_date_times() {
+        let text = with_flight((
+            "start = \"2026-12-01T00:00:00Z\"",
+            "start = 2026-12-01T00:00:00Z",
+        ));
+        let campaign = parse(&text).unwrap();
+        assert_eq!(campaign.flight().unwrap().start_ms, 1_796_083_200_000);
+        assert_eq!(
+            campaign.spec().flight.as_ref().unwrap().start,
+            "2026-12-01T00:00:00Z"
+        );
+        // A bare local date-time has no offset and is refused for it.
+        let local = with_flight((
+            "start = \"2026-12-01T00:00:00Z\"",
+            "start = 2026-12-01T00:00:00",
+        ));
+        assert_refused(&local, "flight.start", "offset is missing");
+    }
+
+    #[test]
+    fn refuses_bad_flight_budgets_naming_the_field_and_range() {
+        for bad in ["0", "-5", "nan", "inf", "2e12"] {
+            assert_refused(
+                &with_flight(("budget = 25000", &format!("budget = {bad}"))),
+                "flight.budget",
+                "a positive, finite amount up to 1000000000000",
+            );
+        }
+        for bad in ["0", "-1", "nan", "25001"] {
+            assert_refused(
+                &with_flight(("daily_cap = 1500", &format!("daily_cap = {bad}"))),
+                "flight.daily_cap",
+                "up to the budget (25000)",
+            );
+        }
+        for bad in ["0", "-1", "nan", "inf", "1001"] {
+            assert_refused(
+                &with_flight(("min_roas = 1.5", &format!("min_roas = {bad}"))),
+                "flight.min_roas",
+                "up to 1000",
+            );
+        }
+        // The budget is required in the table; the cap and the return are not.
+        let error = refused(&with_flight(("budget = 25000", "")));
+        assert!(error.to_string().contains("budget"), "{error}");
+        let bare = with_flight(("daily_cap = 1500", "")).replace("min_roas = 1.5", "");
+        let plan = *parse(&bare).unwrap().flight().unwrap();
+        assert_eq!((plan.daily_cap, plan.min_roas), (None, None));
+    }
+
+    #[test]
+    fn refuses_bad_flight_dates_naming_the_field() {
+        assert_refused(
+            &with_flight(("2026-12-01T00:00:00Z", "2026-12-01")),
+            "flight.start",
+            "too short",
+        );
+        assert_refused(
+            &with_flight(("2026-12-31T23:59:59-05:00", "2026-02-30T00:00:00Z")),
+            "flight.end",
+            "does not exist",
+        );
+        assert_refused(
+            &with_flight(("2026-12-31T23:59:59-05:00", "2026-12-01T00:00:00Z")),
+            "flight.end",
+            "is not after flight.start",
+        );
+        assert_refused(
+            &with_flight(("2026-12-31T23:59:59-05:00", "2027-12-03T00:00:00Z")),
+            "flight.end",
+            "at most 366 days",
+        );
+        // 366 days exactly is accepted.
+        let year = with_flight(("2026-12-31T23:59:59-05:00", "2027-12-02T00:00:00Z"));
+        assert!(parse(&year).is_ok());
+        let error = refused(&with_flight(("start = \"2026-12-01T00:00:00Z\"\n", "")));
+        assert!(error.to_string().contains("start"), "{error}");
+        let unknown = with_flight(("min_roas = 1.5", "min_roas = 1.5\ncurrency = \"USD\""));
+        assert!(refused(&unknown).to_string().contains("currency"));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! A key reads `tla_<id>_<secret>`: a public id of 12 hex digits and a secret of 32. Only
 //! SHA-256 of the secret is stored; a presented key is looked up by id and its hash
-//! compared in constant time. Scopes: `admin` (campaigns and keys, and everything
-//! else), `decide`, `ingest`, `read`, `correct` (retract or correct stored events).
+//! compared in constant time. Scopes: `admin` (campaigns, their budgets and keys, and
+//! everything else), `decide`, `ingest` (events and spend reports), `read`, `correct`
+//! (retract or correct stored events).
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -11,11 +12,12 @@ use subtle::ConstantTimeEq;
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// Create, pause and resume campaigns; manage keys; and everything below.
+    /// Create, pause and resume campaigns; change their budgets; manage keys; and
+    /// everything below.
     Admin,
     /// Ask for decisions.
     Decide,
-    /// Send events.
+    /// Send events and spend reports.
     Ingest,
     /// Read campaigns, versions, reports, metrics.
     Read,

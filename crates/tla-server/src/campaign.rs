@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tla_core::engine::Engine;
-use tla_core::spec::Campaign;
+use tla_core::spec::{Campaign, FlightPlan};
 use tla_store::{CampaignRow, CampaignStatus, EventFix, StoredEvent};
 
 /// One live campaign.
@@ -35,6 +35,9 @@ pub struct CampaignSlot {
     /// The net effect of the campaign's corrections by event sequence number
     /// ([`tla_store::effects`]): every event is applied through [`CampaignSlot::fix_of`].
     fixes: RwLock<HashMap<u64, EventFix>>,
+    /// The flight in force: the spec's `[flight]` with the budget and daily cap of the
+    /// campaign's latest budget change ([`crate::budget`]); `None` without a flight.
+    flight: RwLock<Option<FlightPlan>>,
 }
 
 impl CampaignSlot {
@@ -55,13 +58,27 @@ impl CampaignSlot {
             name: row.name.clone(),
             created_at_ms: row.created_at_ms,
             paused: AtomicBool::new(row.status == CampaignStatus::Paused),
-            campaign,
             engine: RwLock::new(engine),
             segments,
             attribution_window_ms,
             since_snapshot: AtomicU64::new(0),
             fixes: RwLock::new(HashMap::new()),
+            flight: RwLock::new(campaign.flight().copied()),
+            campaign,
         }
+    }
+
+    /// The flight in force: the spec's budget and daily cap as the latest budget change
+    /// set them, the spec's dates and minimum return; `None` when the spec has no
+    /// `[flight]`. What reports and pacing read.
+    pub fn flight(&self) -> Option<FlightPlan> {
+        *self.flight.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The flight's lock, written by a budget change ([`crate::budget::change`]), which
+    /// holds it while it checks, records and applies the change.
+    pub(crate) fn flight_lock(&self) -> &RwLock<Option<FlightPlan>> {
+        &self.flight
     }
 
     /// The correction in force for a stored event of this campaign, if any.

@@ -78,11 +78,31 @@ pub enum ErrorCode {
     EventRetracted,
     /// A conversion `value` above its campaign's `max_value`.
     ValueAboveMax,
+    /// A spend report that is not a JSON object of the accepted fields, or whose
+    /// `impressions` cannot be stored.
+    InvalidSpendReport,
+    /// A `report_id` that is empty or longer than 128 characters.
+    InvalidReportId,
+    /// A spend report naming a segment its campaign does not have.
+    UnknownSegment,
+    /// A spend report period whose bounds are not RFC 3339, whose end is not after its
+    /// start, or that is longer than 366 days.
+    InvalidPeriod,
+    /// A `report_id` already stored with another content (segment, period, amount or
+    /// impressions).
+    ReportIdConflict,
+    /// A budget or daily cap outside its range (the message names the field and says
+    /// what is accepted).
+    InvalidBudget,
+    /// A budget change of a campaign whose spec has no `[flight]`.
+    NoFlight,
+    /// A budget below what the campaign has already spent.
+    BudgetBelowSpent,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -112,6 +132,14 @@ impl ErrorCode {
         ErrorCode::EventNotFound,
         ErrorCode::EventRetracted,
         ErrorCode::ValueAboveMax,
+        ErrorCode::InvalidSpendReport,
+        ErrorCode::InvalidReportId,
+        ErrorCode::UnknownSegment,
+        ErrorCode::InvalidPeriod,
+        ErrorCode::ReportIdConflict,
+        ErrorCode::InvalidBudget,
+        ErrorCode::NoFlight,
+        ErrorCode::BudgetBelowSpent,
     ];
 
     /// The stable code string clients match on.
@@ -146,6 +174,14 @@ impl ErrorCode {
             ErrorCode::EventNotFound => "event_not_found",
             ErrorCode::EventRetracted => "event_retracted",
             ErrorCode::ValueAboveMax => "value_above_max",
+            ErrorCode::InvalidSpendReport => "invalid_spend_report",
+            ErrorCode::InvalidReportId => "invalid_report_id",
+            ErrorCode::UnknownSegment => "unknown_segment",
+            ErrorCode::InvalidPeriod => "invalid_period",
+            ErrorCode::ReportIdConflict => "report_id_conflict",
+            ErrorCode::InvalidBudget => "invalid_budget",
+            ErrorCode::NoFlight => "no_flight",
+            ErrorCode::BudgetBelowSpent => "budget_below_spent",
         }
     }
 
@@ -165,14 +201,22 @@ impl ErrorCode {
             | ErrorCode::FutureEvent
             | ErrorCode::BeforeDecision
             | ErrorCode::OutsideAttributionWindow
-            | ErrorCode::ValueAboveMax => StatusCode::BAD_REQUEST,
+            | ErrorCode::ValueAboveMax
+            | ErrorCode::InvalidSpendReport
+            | ErrorCode::InvalidReportId
+            | ErrorCode::UnknownSegment
+            | ErrorCode::InvalidPeriod
+            | ErrorCode::InvalidBudget => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict | ErrorCode::EventIdConflict | ErrorCode::EventRetracted => {
-                StatusCode::CONFLICT
-            }
+            ErrorCode::Conflict
+            | ErrorCode::EventIdConflict
+            | ErrorCode::EventRetracted
+            | ErrorCode::ReportIdConflict
+            | ErrorCode::NoFlight
+            | ErrorCode::BudgetBelowSpent => StatusCode::CONFLICT,
             ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -429,6 +473,14 @@ mod tests {
             ("event_not_found", 404),
             ("event_retracted", 409),
             ("value_above_max", 400),
+            ("invalid_spend_report", 400),
+            ("invalid_report_id", 400),
+            ("unknown_segment", 400),
+            ("invalid_period", 400),
+            ("report_id_conflict", 409),
+            ("invalid_budget", 400),
+            ("no_flight", 409),
+            ("budget_below_spent", 409),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -18,7 +18,23 @@ use rand_pcg::Pcg64Mcg;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tla_store::{DecisionRow, EventFix, EventLog, StoreError, StoredEvent};
+use tla_store::{DecisionRow, EventFix, EventLog, StoreError, StoredEvent, StoredSpendReport};
+
+/// The one path from a stored spend report to its campaign's learner. The server
+/// calls it for each report it stores (`POST /v1/campaigns/{id}/spend`), and the
+/// replay of a data directory ([`crate::replay`], the server's start included) for
+/// every stored report of each campaign, in the order stored, after the events.
+///
+/// It teaches nothing yet: the engine learns costs only from cost events tied to
+/// decisions. The pacing rule learns each segment's cost from these reports here
+/// (segment, period, amount, impressions), through the campaign's engine
+/// (`slot.engine_mut()`), with the budget in force (`slot.flight()`). Spend reports are
+/// not in the event log's sequence and snapshots do not cover them, so whatever is
+/// learned from them must be rebuilt from all of a campaign's reports at each open (as
+/// the replay calls this), not restored from a snapshot.
+pub fn learn_spend_report(slot: &CampaignSlot, report: &StoredSpendReport) {
+    let _ = (slot, report);
+}
 
 /// Events read from the log per page.
 pub(crate) const PAGE: usize = 8192;

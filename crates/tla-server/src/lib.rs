@@ -5,7 +5,9 @@
 //! propensities and signed decision ids; `POST /v1/events` takes impressions, clicks,
 //! conversions and costs, acknowledges each only once it is committed to the event log,
 //! and reports exact repeats as duplicates (an event id reused for another content is
-//! refused for that item); [`correction`] retracts or corrects a stored event and
+//! refused for that item); `POST /v1/campaigns/{id}/spend` takes spend reports per
+//! segment and period ([`spend`]); `PATCH /v1/campaigns/{id}/budget` changes a running
+//! campaign's budget, audited ([`budget`]); [`correction`] retracts or corrects a stored event and
 //! rebuilds its campaign's model as a replay of the corrected log. The rules of an event live in
 //! [`event`]; the [`learner`] applies the log to each campaign's engine in order,
 //! rebuilds decision distributions off the request path, and snapshots the models;
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod budget;
 pub mod campaign;
 pub mod clock;
 pub mod connections;
@@ -39,12 +42,13 @@ pub mod openapi;
 pub mod replay;
 pub mod report;
 pub mod routes;
+pub mod spend;
 pub mod state;
 pub mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use state::{AppState, ServerConfig};
 
@@ -62,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}", get(routes::get_campaign))
         .route("/v1/campaigns/{id}/pause", post(routes::pause))
         .route("/v1/campaigns/{id}/resume", post(routes::resume))
+        .route("/v1/campaigns/{id}/budget", patch(routes::change_budget))
         .route(
             "/v1/campaigns/{id}/versions/{index}",
             get(routes::get_version),
@@ -69,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/decisions", post(routes::decide))
         .route("/v1/campaigns/{id}/report", get(routes::report))
         .route("/v1/campaigns/{id}/corrections", post(routes::correct))
+        .route("/v1/campaigns/{id}/spend", post(routes::report_spend))
         .route("/v1/events", post(routes::ingest))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

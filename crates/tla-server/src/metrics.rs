@@ -31,6 +31,14 @@ pub struct Metrics {
     pub events_duplicate: IntCounter,
     /// Events refused, with their reason in the response.
     pub events_rejected: IntCounter,
+    /// Spend reports stored.
+    pub spend_reports_accepted: IntCounter,
+    /// Exact repeats of a stored spend report.
+    pub spend_reports_duplicate: IntCounter,
+    /// Spend reports refused, with their reason in the response.
+    pub spend_reports_rejected: IntCounter,
+    /// Budget changes recorded.
+    pub budget_changes: IntCounter,
     /// Requests refused at the key check (401, 403).
     pub client_errors: IntCounter,
     /// Decision distributions rebuilt.
@@ -115,6 +123,26 @@ impl Default for Metrics {
                 "Exact repeats of a stored event (same id and content).",
             ),
             events_rejected: counter(r, "tla_events_rejected_total", "Events refused."),
+            spend_reports_accepted: counter(
+                r,
+                "tla_spend_reports_accepted_total",
+                "Spend reports stored.",
+            ),
+            spend_reports_duplicate: counter(
+                r,
+                "tla_spend_reports_duplicate_total",
+                "Exact repeats of a stored spend report (same id and content).",
+            ),
+            spend_reports_rejected: counter(
+                r,
+                "tla_spend_reports_rejected_total",
+                "Spend reports refused.",
+            ),
+            budget_changes: counter(
+                r,
+                "tla_budget_changes_total",
+                "Budget changes of running campaigns recorded.",
+            ),
             client_errors: counter(
                 r,
                 "tla_client_errors_total",
@@ -192,6 +220,26 @@ mod tests {
             ),
             ("tla_events_rejected_total", "counter", "Events refused."),
             (
+                "tla_spend_reports_accepted_total",
+                "counter",
+                "Spend reports stored.",
+            ),
+            (
+                "tla_spend_reports_duplicate_total",
+                "counter",
+                "Exact repeats of a stored spend report (same id and content).",
+            ),
+            (
+                "tla_spend_reports_rejected_total",
+                "counter",
+                "Spend reports refused.",
+            ),
+            (
+                "tla_budget_changes_total",
+                "counter",
+                "Budget changes of running campaigns recorded.",
+            ),
+            (
                 "tla_client_errors_total",
                 "counter",
                 "Requests refused at the key check (401 or 403).",
@@ -257,7 +305,7 @@ mod tests {
         ] {
             assert!(text.contains(sample), "{sample:?} missing from {text}");
         }
-        assert_eq!(text.matches("# TYPE ").count(), 15, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 19, "{text}");
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
     }
 }

@@ -35,7 +35,8 @@ pub struct Forbidden(pub ErrorBody);
 #[response(status = 404)]
 pub struct NotFound(pub ErrorBody);
 
-/// Conflicts with the campaign's state (paused), or with a stored event (retracted).
+/// Conflicts with the campaign's state (paused; no flight, or a budget below what was
+/// spent), or with a stored event (retracted).
 #[derive(Debug, IntoResponses)]
 #[response(status = 409)]
 pub struct Conflict(pub ErrorBody);
@@ -114,6 +115,8 @@ impl Modify for BearerScheme {
         routes::report,
         routes::ingest,
         routes::correct,
+        routes::report_spend,
+        routes::change_budget,
     ),
     // Schemas named only by the error responses (IntoResponses types) are not
     // collected from the paths.
@@ -154,6 +157,22 @@ pub fn document(config: &ServerConfig) -> Value {
         (
             "/components/schemas/CorrectionRequest/properties/event_id/maxLength",
             Value::from(crate::event::MAX_EVENT_ID_LEN),
+        ),
+        (
+            "/components/schemas/BudgetChangeRequest/properties/reason/maxLength",
+            Value::from(crate::budget::MAX_REASON_LEN),
+        ),
+        (
+            "/components/schemas/SpendBatch/properties/reports/maxItems",
+            Value::from(config.max_events_per_request),
+        ),
+        (
+            "/components/schemas/SpendReport/properties/report_id/maxLength",
+            Value::from(crate::spend::MAX_REPORT_ID_LEN),
+        ),
+        (
+            "/components/schemas/SpendReport/properties/amount/maximum",
+            Value::from(tla_core::spec::AMOUNT_LIMIT),
         ),
         (
             "/components/schemas/CorrectionRequest/properties/reason/maxLength",
@@ -234,6 +253,19 @@ mod tests {
                 "maxLength",
                 Value::from(crate::correction::MAX_REASON_LEN),
             ),
+            ("SpendBatch", "reports", "maxItems", Value::from(99)),
+            (
+                "SpendReport",
+                "report_id",
+                "maxLength",
+                Value::from(crate::spend::MAX_REPORT_ID_LEN),
+            ),
+            (
+                "SpendReport",
+                "amount",
+                "maximum",
+                Value::from(tla_core::spec::AMOUNT_LIMIT),
+            ),
         ] {
             assert_eq!(
                 schemas[schema]["properties"][property][keyword], value,
@@ -268,9 +300,11 @@ mod tests {
             "/v1/campaigns/{id}/report",
             "/v1/events",
             "/v1/campaigns/{id}/corrections",
+            "/v1/campaigns/{id}/spend",
+            "/v1/campaigns/{id}/budget",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 12, "{paths:?}");
+        assert_eq!(paths.len(), 14, "{paths:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! Rebuilds the campaigns of a data directory: each stored campaign's engine from its
 //! latest snapshot plus the events after it, in log order, each event as its
-//! corrections say (a retracted one skipped, a corrected one with its new value).
+//! corrections say (a retracted one skipped, a corrected one with its new value); then
+//! each campaign's spend reports ([`learner::learn_spend_report`]).
 //!
 //! [`replay`] only reads: it needs no server secret, builds no [`crate::AppState`] and
 //! writes nothing (see [`tla_store::Store::open_read_only`] for SQLite's shared-memory
@@ -73,6 +74,12 @@ pub fn replay(
                 message: e.to_string(),
             })?;
         let slot = CampaignSlot::new(&row, campaign, &mut rng);
+        // The budget in force: the spec's, as the latest budget change set it.
+        let flight = crate::budget::in_force(store, &row.id, slot.campaign.flight().copied())?;
+        *slot
+            .flight_lock()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = flight;
         // Corrections first: every event is applied as corrected, and a snapshot
         // that covered a corrected event was deleted when the correction was made.
         slot.set_fixes(tla_store::effects(&log.corrections(&row.id)?));
@@ -96,6 +103,12 @@ pub fn replay(
     let start = covered.values().copied().min().unwrap_or(0);
     let mut caught_up = learner::CaughtUp::after(start);
     learner::apply_log(&campaigns, log, &covered, &mut caught_up)?;
+    // Spend reports are not in the log's sequence: each campaign's, after its events.
+    for slot in campaigns.all() {
+        for report in store.spend_reports(&slot.id)? {
+            learner::learn_spend_report(&slot, &report);
+        }
+    }
     let now = options.now_ms.max(0) as u64;
     for slot in campaigns.all() {
         slot.engine_mut().refresh_all(&mut rng, now);

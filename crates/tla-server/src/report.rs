@@ -5,6 +5,10 @@
 //! needs a campaign and a store, not a running service: `tla report --data` builds it
 //! over campaigns rebuilt by [`crate::replay`].
 //!
+//! The money section ([`tla_core::report::money`]) is computed with the budget in force
+//! (the spec's, as the latest budget change set it), the campaign's stored spend reports
+//! and the time of the report.
+//!
 //! Corrections count everywhere: the engine has learned the events as corrected, the
 //! lift's rewards are the corrected values ([`logged_rows`]), and the report lists every
 //! correction with its audit (`corrections`). They are read from the store's event log
@@ -16,7 +20,9 @@ use crate::campaign::CampaignSlot;
 use rand::SeedableRng;
 use std::collections::HashMap;
 use tla_core::ope::LoggedRow;
-use tla_core::report::{self, Report, ReportCorrection, ReportSettings};
+use tla_core::report::{
+    self, MoneyInputs, Report, ReportBudgetChange, ReportCorrection, ReportSettings,
+};
 use tla_store::{EventKind, EventLog, Store, StoreError, StoredCorrection};
 
 /// Most decisions read from the log for the lift section; the report says when the log
@@ -29,14 +35,16 @@ pub const REPORT_SEED: u64 = 0x5EED;
 /// Decisions read per page.
 const PAGE: usize = 50_000;
 
-/// The report of one campaign, with the lift section when `store` has its decisions.
-/// When the lift cannot be computed, the report says why (`lift_unavailable`) and the
-/// reason is logged.
+/// The report of one campaign at time `now_ms` (ms since the Unix epoch), with the lift
+/// section when `store` has its decisions and the money section over the budget in
+/// force and the stored spend reports. When the lift cannot be computed, the report
+/// says why (`lift_unavailable`) and the reason is logged.
 pub fn campaign_report(
     slot: &CampaignSlot,
     store: &Store,
     settings: &ReportSettings,
     rows_cap: usize,
+    now_ms: i64,
 ) -> Result<Report, StoreError> {
     // Clone under the read lock, compute outside it: decisions go on meanwhile.
     let engine = slot.engine().clone();
@@ -45,6 +53,33 @@ pub fn campaign_report(
     report.campaign = Some(slot.id.clone());
     let corrections = store.event_log().corrections(&slot.id)?;
     report.corrections = corrections.iter().map(report_correction).collect();
+    let reported = reported_by_segment(slot, store)?;
+    report.money = report::money(
+        &slot.campaign,
+        &engine,
+        &MoneyInputs {
+            flight: slot.flight(),
+            reported_by_segment: &reported,
+            now_ms: Some(now_ms),
+        },
+    );
+    report.money.budget_changes = store
+        .budget_changes(&slot.id)?
+        .into_iter()
+        .map(|stored| {
+            let change = stored.change;
+            ReportBudgetChange {
+                old_budget: change.old_budget,
+                new_budget: change.new_budget,
+                old_daily_cap: change.old_daily_cap,
+                new_daily_cap: change.new_daily_cap,
+                spent: change.spent,
+                reason: change.reason,
+                key_id: change.key_id,
+                at: change.at_ms,
+            }
+        })
+        .collect();
     let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
@@ -89,13 +124,21 @@ fn report_correction(correction: &StoredCorrection) -> ReportCorrection {
 /// Applies a campaign's corrections to the conversion values summed per decision: each
 /// corrected conversion counts with its last value, a retracted one not at all.
 pub fn correct_rewards(rewards: &mut HashMap<String, f64>, corrections: &[StoredCorrection]) {
+    correct_sums(rewards, corrections, EventKind::Conversion);
+}
+
+/// Applies a campaign's corrections of events of `kind` to their values summed per
+/// decision ([`tla_store::Store::value_by_decision`]): each corrected event counts with
+/// its last value, a retracted one not at all.
+pub fn correct_sums(
+    sums: &mut HashMap<String, f64>,
+    corrections: &[StoredCorrection],
+    kind: EventKind,
+) {
     // The first correction of an event holds the value it was stored with; the
     // last one its value now.
     let mut first_and_last: HashMap<u64, (&StoredCorrection, &StoredCorrection)> = HashMap::new();
-    for correction in corrections
-        .iter()
-        .filter(|c| c.event_kind == EventKind::Conversion)
-    {
+    for correction in corrections.iter().filter(|c| c.event_kind == kind) {
         first_and_last
             .entry(correction.event_seq)
             .and_modify(|(_, last)| *last = correction)
@@ -103,12 +146,63 @@ pub fn correct_rewards(rewards: &mut HashMap<String, f64>, corrections: &[Stored
     }
     for (first, last) in first_and_last.into_values() {
         let now = last.new_value().unwrap_or(0.0);
-        if let Some(sum) = rewards.get_mut(&first.decision_id) {
+        if let Some(sum) = sums.get_mut(&first.decision_id) {
             // Sums are >= 0; rounding must not make one negative.
             // An unknown amount was summed as the 0 it is stored with.
             *sum = (*sum + now - first.old_value.unwrap_or(0.0)).max(0.0);
         }
     }
+}
+
+/// What a campaign has spent, as stored: its cost events (as corrected, learned or
+/// not yet) and its spend reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpend {
+    /// The sum of the campaign's cost events' amounts, as corrected.
+    pub cost_events: f64,
+    /// The sum of its spend reports' amounts.
+    pub reports: f64,
+    /// The spend reports' amounts summed per segment, in the campaign's order.
+    pub reports_by_segment: Vec<f64>,
+}
+
+impl StoredSpend {
+    /// Everything spent: cost events and spend reports.
+    pub fn total(&self) -> f64 {
+        self.cost_events + self.reports
+    }
+}
+
+/// What campaign `slot` has spent, read from `store`: the cost events through the
+/// store's `(campaign, kind)` index, as corrected, and the spend reports.
+pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, StoreError> {
+    let mut costs = store.value_by_decision(&slot.id, EventKind::Cost)?;
+    correct_sums(
+        &mut costs,
+        &store.event_log().corrections(&slot.id)?,
+        EventKind::Cost,
+    );
+    let reports_by_segment = reported_by_segment(slot, store)?;
+    Ok(StoredSpend {
+        // Folds from +0: an empty `sum` of floats is -0.
+        cost_events: costs.values().fold(0.0, |sum, amount| sum + amount),
+        reports: reports_by_segment
+            .iter()
+            .fold(0.0, |sum, amount| sum + amount),
+        reports_by_segment,
+    })
+}
+
+/// The amounts of campaign `slot`'s spend reports, summed per segment in the spec's
+/// order.
+pub fn reported_by_segment(slot: &CampaignSlot, store: &Store) -> Result<Vec<f64>, StoreError> {
+    let mut sums = vec![0.0; slot.campaign.design().segment_names.len()];
+    for report in store.spend_reports(&slot.id)? {
+        if let Some(sum) = sums.get_mut(report.segment as usize) {
+            *sum += report.amount;
+        }
+    }
+    Ok(sums)
 }
 
 /// The campaign's first `cap` logged decisions with their propensities and rewards

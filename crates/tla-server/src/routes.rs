@@ -13,8 +13,9 @@ use crate::openapi::{
 };
 use crate::state::AppState;
 use crate::wire::{
-    CampaignBody, CampaignList, CorrectionRequest, DecisionBody, DecisionList, Health,
-    HealthStatus, IngestOutcome, StorageHealth, StorageStatus, VersionBody,
+    BudgetChangeOutcome, BudgetChangeRequest, CampaignBody, CampaignList, CorrectionRequest,
+    DecisionBody, DecisionList, Health, HealthStatus, IngestOutcome, SpendOutcome, StorageHealth,
+    StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -25,7 +26,7 @@ use axum::response::IntoResponse;
 use rand::Rng;
 use serde::Deserialize;
 use tla_core::spec::{Campaign, CampaignSpec};
-use tla_store::{AppendOutcome, DecisionRow};
+use tla_store::{AppendOutcome, DecisionRow, SpendReportOutcome};
 use utoipa::ToSchema;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -255,6 +256,39 @@ async fn set_paused(
     Ok(Json(CampaignBody::new(&slot)))
 }
 
+/// `PATCH /v1/campaigns/{id}/budget`: change a running campaign's budget or daily cap
+/// (see [`crate::budget`]).
+#[utoipa::path(patch, path = "/v1/campaigns/{id}/budget",
+    summary = "change a running campaign's budget and daily cap; audited, refused below what was spent, history never rewritten (scope admin)",
+    params(("id" = String, Path, description = "campaign id")),
+    request_body = BudgetChangeRequest,
+    responses((status = 200, description = "recorded and in force", body = BudgetChangeOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, StorageFull))]
+pub async fn change_budget(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let request: BudgetChangeRequest = json_body(&bytes)?;
+    let now = state.clock().now_ms();
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::budget::change(&state, &slot, &request, &key_id, now).map(|change| {
+            BudgetChangeOutcome {
+                change,
+                campaign: CampaignBody::new(&slot),
+            }
+        })
+    })
+    .await??;
+    Ok(Json(outcome))
+}
+
 /// `GET /v1/campaigns/{id}/versions/{index}`.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/versions/{index}", summary = "one version (scope read)",
     params(("id" = String, Path, description = "campaign id"),
@@ -472,6 +506,83 @@ pub async fn ingest(
     }))
 }
 
+/// `POST /v1/campaigns/{id}/spend`: spend reports, per segment and period, not tied to
+/// a decision (see [`crate::spend`]).
+#[utoipa::path(post, path = "/v1/campaigns/{id}/spend",
+    summary = "report spend per segment and period, not tied to a decision; each good report is acknowledged only once committed (scope ingest)",
+    params(("id" = String, Path, description = "campaign id")),
+    request_body = crate::spend::SpendBatch<'_>,
+    responses((status = 200, description = "per-batch outcome; bad reports (a report_id stored with another content among them) are listed and nothing is stored for them",
+            body = SpendOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, TooLarge, Internal, Unavailable, StorageFull))]
+pub async fn report_spend(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Ingest)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    if state.closing() {
+        return Err(ApiError::unavailable(
+            "the server is shutting down; retry against another instance or later",
+        ));
+    }
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let items = crate::spend::parse_batch(&bytes, state.config().max_events_per_request)?;
+    let now = state.clock().now_ms();
+    let mut good = Vec::with_capacity(items.len());
+    // The batch index of each good report, to list a conflict found when storing.
+    let mut good_index = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match crate::spend::check_raw_report(&slot, item.get(), &key_id, now) {
+            Ok(report) => {
+                good.push(report);
+                good_index.push(index);
+            }
+            Err(rejection) => rejected.push(rejection.to_batch_item(index)),
+        }
+    }
+    let (mut accepted, mut duplicates) = (0u64, 0u64);
+    if !good.is_empty() {
+        let store = state.store().clone();
+        let (good, stored) = tokio::task::spawn_blocking(move || {
+            let outcomes = store.append_spend_reports(&good);
+            (good, outcomes)
+        })
+        .await?;
+        for ((outcome, report), index) in stored?.into_iter().zip(good).zip(good_index) {
+            match outcome {
+                SpendReportOutcome::Appended { id } => {
+                    accepted += 1;
+                    crate::learner::learn_spend_report(&slot, &report.stored_as(id));
+                }
+                SpendReportOutcome::Duplicate { .. } => duplicates += 1,
+                SpendReportOutcome::Conflict { id } => {
+                    let rejection = crate::spend::SpendRejection::IdConflict {
+                        report_id: report.report_id,
+                        id,
+                    };
+                    rejected.push(rejection.to_batch_item(index));
+                }
+            }
+        }
+        rejected.sort_by_key(|item| item.index);
+    }
+    let metrics = state.metrics();
+    Metrics::add(&metrics.spend_reports_accepted, accepted);
+    Metrics::add(&metrics.spend_reports_duplicate, duplicates);
+    Metrics::add(&metrics.spend_reports_rejected, rejected.len() as u64);
+    Ok(Json(SpendOutcome {
+        accepted,
+        duplicates,
+        rejected,
+    }))
+}
+
 /// `POST /v1/campaigns/{id}/corrections`: retract a stored event or give it a new
 /// value; the campaign's model is rebuilt as if the log had held it so (see
 /// [`crate::correction`] and `docs/service.md`).
@@ -516,12 +627,14 @@ pub async fn report(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
     let slot = state.campaign(&id)?;
+    let now = state.clock().now_ms();
     let report = tokio::task::spawn_blocking(move || {
         crate::report::campaign_report(
             &slot,
             state.store(),
             &tla_core::report::ReportSettings::default(),
             crate::report::LOG_ROWS_CAP,
+            now,
         )
     })
     .await??;

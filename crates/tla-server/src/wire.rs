@@ -114,6 +114,49 @@ pub struct CampaignBody {
     /// The largest conversion value accepted: the spec's `max_value` or its default
     /// (100 times the largest ask; 10000 without asks).
     pub max_value: f64,
+    /// The flight in force (budget, daily cap, dates, minimum return); null when the
+    /// spec has no `[flight]`.
+    #[schema(required)]
+    pub flight: Option<FlightBody>,
+}
+
+/// A campaign's flight as it stands: the spec's dates and minimum return, the budget
+/// and daily cap in force (the spec's, as the latest budget change set them).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Flight)]
+pub struct FlightBody {
+    /// What the whole flight may spend, in force.
+    pub budget: f64,
+    /// What one UTC day may spend, in force; null for no daily cap.
+    #[schema(required)]
+    pub daily_cap: Option<f64>,
+    /// The budget the spec gives.
+    pub spec_budget: f64,
+    /// The daily cap the spec gives; null for none.
+    #[schema(required)]
+    pub spec_daily_cap: Option<f64>,
+    /// Flight start, RFC 3339 in UTC.
+    pub start: String,
+    /// Flight end, RFC 3339 in UTC.
+    pub end: String,
+    /// The least value raised per unit of spend; null when the spec sets none.
+    #[schema(required)]
+    pub min_roas: Option<f64>,
+}
+
+impl FlightBody {
+    /// The flight in force of a campaign whose spec's flight is `spec`.
+    pub fn new(in_force: &tla_core::spec::FlightPlan, spec: &tla_core::spec::FlightPlan) -> Self {
+        Self {
+            budget: in_force.budget,
+            daily_cap: in_force.daily_cap,
+            spec_budget: spec.budget,
+            spec_daily_cap: spec.daily_cap,
+            start: tla_core::timestamp::format_rfc3339(in_force.start_ms),
+            end: tla_core::timestamp::format_rfc3339(in_force.end_ms),
+            min_roas: in_force.min_roas,
+        }
+    }
 }
 
 impl CampaignBody {
@@ -148,6 +191,10 @@ impl CampaignBody {
             events_learned: slot.engine().events(),
             attribution_window_hours: campaign.spec().attribution_window_hours,
             max_value: campaign.max_value(),
+            flight: slot
+                .flight()
+                .zip(campaign.flight())
+                .map(|(in_force, spec)| FlightBody::new(&in_force, spec)),
         }
     }
 }
@@ -238,6 +285,105 @@ pub struct IngestOutcome {
     pub duplicates: u64,
     /// Events refused, with their reasons.
     pub rejected: Vec<RejectedEvent>,
+}
+
+/// A spend report of a batch that was refused; nothing is stored for it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RejectedSpendReport {
+    /// Position of the report in the batch, from 0.
+    pub index: usize,
+    /// Why, as a stable code (`docs/service.md` lists them).
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// What was wrong with it and what is accepted.
+    pub error: String,
+}
+
+/// `POST /v1/campaigns/{id}/spend`: the outcome of a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SpendOutcome {
+    /// Reports stored (committed).
+    pub accepted: u64,
+    /// Exact repeats of a stored report (same report_id, segment, period, amount and
+    /// impressions); stored once.
+    pub duplicates: u64,
+    /// Reports refused, with their reasons.
+    pub rejected: Vec<RejectedSpendReport>,
+}
+
+/// `PATCH /v1/campaigns/{id}/budget`: a new budget, a new daily cap, or both, and why.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetChangeRequest {
+    /// The new budget of the whole flight: a positive amount up to 1e12, at least what
+    /// the campaign has spent. Absent: unchanged.
+    #[schema(exclusive_minimum = 0, maximum = 1e12)]
+    pub budget: Option<f64>,
+    /// The new daily cap: a positive amount up to the budget, or null for no daily
+    /// cap. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0)]
+    pub daily_cap: Option<Option<f64>>,
+    /// Why (kept for the audit), 1 to 500 characters.
+    #[schema(min_length = 1)]
+    pub reason: String,
+}
+
+/// A field that may be absent (`None`), null (`Some(None)`) or a value.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<f64>>, D::Error> {
+    <Option<f64> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+/// A recorded budget change, as audited.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = BudgetChange)]
+pub struct BudgetChangeBody {
+    /// The budget before the change.
+    pub old_budget: f64,
+    /// The budget after it.
+    pub new_budget: f64,
+    /// The daily cap before; null for none.
+    #[schema(required)]
+    pub old_daily_cap: Option<f64>,
+    /// The daily cap after; null for none.
+    #[schema(required)]
+    pub new_daily_cap: Option<f64>,
+    /// What the campaign had spent when the change was made (cost events and spend
+    /// reports).
+    pub spent: f64,
+    /// Why, as given.
+    pub reason: String,
+    /// The id of the API key that asked.
+    pub key_id: String,
+    /// When, ms since the Unix epoch.
+    pub at: i64,
+}
+
+impl BudgetChangeBody {
+    /// The body of a recorded change.
+    pub fn new(change: &tla_store::NewBudgetChange) -> Self {
+        Self {
+            old_budget: change.old_budget,
+            new_budget: change.new_budget,
+            old_daily_cap: change.old_daily_cap,
+            new_daily_cap: change.new_daily_cap,
+            spent: change.spent,
+            reason: change.reason.clone(),
+            key_id: change.key_id.clone(),
+            at: change.at_ms,
+        }
+    }
+}
+
+/// `PATCH /v1/campaigns/{id}/budget`: the outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BudgetChangeOutcome {
+    /// The change as recorded.
+    pub change: BudgetChangeBody,
+    /// The campaign as it now stands (its `flight` holds the budget in force).
+    pub campaign: CampaignBody,
 }
 
 /// The body of every error response.

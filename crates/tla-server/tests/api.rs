@@ -2097,3 +2097,637 @@ async fn extreme_but_accepted_amounts_keep_every_report_field_a_number_of_the_sc
     }
     assert!(report["versions"]["rows"][0]["value_learned"].is_number());
 }
+
+// ---- money: spend reports --------------------------------------------------------------
+
+/// The id part of a key's token (`tla_<id>_<secret>`).
+fn key_id(token: &str) -> String {
+    tla_server::auth::parse_token(token).unwrap().0.to_owned()
+}
+
+/// A spend report of `segment` over December `first`..`last` (UTC midnights), 2026.
+fn spend_report(report_id: &str, segment: &str, days: (u32, u32), amount: Value) -> Value {
+    json!({
+        "report_id": report_id,
+        "segment": segment,
+        "start": format!("2026-12-{:02}T00:00:00Z", days.0),
+        "end": format!("2026-12-{:02}T00:00:00Z", days.1),
+        "amount": amount,
+    })
+}
+
+#[tokio::test]
+async fn spend_reports_are_stored_once_and_each_refusal_has_its_code_and_message() {
+    let api = api();
+    let id = api.campaign().await;
+    let uri = format!("/v1/campaigns/{id}/spend");
+    let mut first = spend_report("r1", "past-donors", (1, 2), json!(120.5));
+    first["impressions"] = json!(4_000);
+    let mut conflicting = first.clone();
+    conflicting["amount"] = json!(99);
+    let mut unknown_field = spend_report("r8", "past-donors", (1, 2), json!(1));
+    unknown_field["bogus"] = json!(1);
+    let mut negative_impressions = spend_report("r9", "past-donors", (1, 2), json!(1));
+    negative_impressions["impressions"] = json!(-3);
+    let mut not_rfc3339 = spend_report("r4", "past-donors", (1, 2), json!(1));
+    not_rfc3339["start"] = json!("2026-12-01");
+    let mut too_long = spend_report("r10", "past-donors", (1, 2), json!(1));
+    too_long["end"] = json!("2028-01-01T00:00:00Z");
+    let batch = json!({"reports": [
+        first.clone(),
+        spend_report("r2", "volunteers", (1, 3), json!(80)),
+        first.clone(),
+        conflicting,
+        spend_report("", "past-donors", (1, 2), json!(1)),
+        spend_report("r3", "nobody", (1, 2), json!(1)),
+        not_rfc3339,
+        spend_report("r5", "past-donors", (2, 1), json!(1)),
+        spend_report("r6", "past-donors", (1, 2), json!(-1)),
+        spend_report("r7", "past-donors", (1, 2), json!(2e12)),
+        unknown_field,
+        negative_impressions,
+        too_long,
+    ]});
+    let (status, body) = api.post(&uri, &api.ingest, batch.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
+    let rejected: Vec<(u64, &str, &str)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["code"].as_str().unwrap(),
+                r["error"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        (
+            3,
+            "report_id_conflict",
+            "already stored with another segment, period, amount or impressions",
+        ),
+        (
+            4,
+            "invalid_report_id",
+            "report_id must be 1 to 128 characters",
+        ),
+        (
+            5,
+            "unknown_segment",
+            "segment \"nobody\" is not a segment of campaign",
+        ),
+        (
+            6,
+            "invalid_period",
+            "start: \"2026-12-01\" is not an RFC 3339 timestamp",
+        ),
+        (7, "invalid_period", "is not after start"),
+        (
+            8,
+            "invalid_amount",
+            "amount is -1; accepted: a finite number from 0 to 1000000000000",
+        ),
+        (
+            9,
+            "invalid_amount",
+            "amount is 2000000000000; accepted: a finite number from 0 to 1000000000000",
+        ),
+        (10, "invalid_spend_report", "unknown field `bogus`"),
+        (11, "invalid_spend_report", "invalid value: integer `-3`"),
+        (12, "invalid_period", "accepted: at most 366 days"),
+    ];
+    assert_eq!(rejected.len(), expected.len(), "{body}");
+    for ((index, code, error), (want_index, want_code, says)) in rejected.iter().zip(expected) {
+        assert_eq!((*index, *code), (want_index, want_code), "{body}");
+        assert!(error.contains(says), "{error:?} does not say {says:?}");
+    }
+    // Every code's status is the one documented, for a refusal answered alone.
+    for (_, code, _) in &rejected {
+        let status = ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == *code)
+            .unwrap()
+            .status();
+        let expected = if *code == "report_id_conflict" {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, expected, "{code}");
+    }
+    // Stored once each, with who sent them and when; exact repeats are duplicates.
+    let stored = api.state.store().spend_reports(&id).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        (
+            stored[0].report_id.as_str(),
+            stored[0].segment,
+            stored[0].amount
+        ),
+        ("r1", 1, 120.5)
+    );
+    assert_eq!(stored[0].impressions, Some(4_000));
+    assert_eq!(stored[0].start_ms, 1_796_083_200_000);
+    assert_eq!(stored[0].end_ms - stored[0].start_ms, 86_400_000);
+    assert_eq!((stored[1].segment, stored[1].impressions), (2, None));
+    assert_eq!(stored[0].key_id, key_id(&api.ingest));
+    assert_eq!(stored[0].at_ms, START_MS);
+    let (_, again) = api.post(&uri, &api.ingest, batch).await;
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
+    assert_eq!(again["rejected"][0]["code"], "report_id_conflict");
+    assert_eq!(api.state.store().spend_reports(&id).unwrap(), stored);
+
+    let (_, metrics) = api
+        .call("GET", "/metrics", Some(&api.read), "", String::new())
+        .await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    for line in [
+        "tla_spend_reports_accepted_total 2",
+        "tla_spend_reports_duplicate_total 4",
+        "tla_spend_reports_rejected_total 20",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+
+    // Refused whole: a campaign that does not exist, a key without ingest, a body that
+    // is not a batch, the server shutting down.
+    let one = json!({"reports": [spend_report("r1", "past-donors", (1, 2), json!(1))]});
+    let (status, body) = api
+        .post("/v1/campaigns/c_nope/spend", &api.ingest, one.clone())
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "c_nope");
+    let (status, body) = api.post(&uri, &api.read, one.clone()).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "ingest");
+    let (status, body) = api.post(&uri, &api.ingest, json!({"report": []})).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unknown field `report`",
+    );
+    let (status, body) = api.post(&uri, &api.admin, json!({"reports": []})).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{body}"
+    );
+    api.state.begin_close();
+    let (status, body) = api.post(&uri, &api.ingest, one).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting down",
+    );
+}
+
+// ---- money: budget changes -------------------------------------------------------------
+
+/// examples/small.toml with a December flight: budget 1000, daily cap 100.
+fn spec_with_flight() -> String {
+    format!(
+        "{SPEC}\n[flight]\nbudget = 1000\ndaily_cap = 100\nstart = \"2026-12-01T00:00:00Z\"\nend = \"2027-01-01T00:00:00Z\"\nmin_roas = 1.5\n"
+    )
+}
+
+impl Api {
+    async fn campaign_of(&self, spec: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/campaigns",
+                Some(&self.admin),
+                "application/toml",
+                spec.into(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    async fn patch(&self, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            "PATCH",
+            uri,
+            Some(token),
+            "application/json",
+            body.to_string(),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn budget_changes_are_checked_audited_in_force_and_never_rewrite_history() {
+    let api = api();
+    let without = api.campaign().await;
+    let id = api.campaign_of(&spec_with_flight()).await;
+    let (_, campaign) = api
+        .get(&format!("/v1/campaigns/{without}"), &api.read)
+        .await;
+    assert_eq!(campaign["flight"], Value::Null, "{campaign}");
+    let (status, campaign) = api.get(&format!("/v1/campaigns/{id}"), &api.read).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        campaign["flight"],
+        json!({"budget": 1000.0, "daily_cap": 100.0, "spec_budget": 1000.0, "spec_daily_cap": 100.0,
+               "start": "2026-12-01T00:00:00Z", "end": "2027-01-01T00:00:00Z", "min_roas": 1.5}),
+        "{campaign}"
+    );
+
+    // Spent: 300 in a cost event, 200 in a spend report.
+    let decision_id = api.one_decision(&id).await;
+    let (_, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [{"event_id": "cost-1", "decision_id": decision_id, "type": "cost", "amount": 300}]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 1, "{body}");
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/spend"),
+            &api.ingest,
+            json!({"reports": [spend_report("r1", "volunteers", (1, 2), json!(200))]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 1, "{body}");
+    let events_before = api.state.log().read_after(0, 100).unwrap();
+    let reports_before = api.state.store().spend_reports(&id).unwrap();
+    let spec_before = api.state.store().campaign(&id).unwrap().unwrap().spec_json;
+
+    let uri = format!("/v1/campaigns/{id}/budget");
+    let cases = [
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 400, "reason": "cut"}))
+                .await,
+            StatusCode::CONFLICT,
+            "budget_below_spent",
+            "budget 400 is below what campaign",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": -5, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "budget: -5 is out of range; accepted: a positive, finite amount up to 1000000000000",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 2e12, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "budget: 2000000000000 is out of range",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"daily_cap": 5000, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "daily_cap: 5000 is out of range; accepted: a positive, finite amount up to the budget (1000)",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 50, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "daily_cap (in force): 100 is out of range",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"daily_cap": 0, "reason": "r"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_budget",
+            "daily_cap: 0 is out of range",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"reason": "r"})).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "nothing to change",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 2000, "reason": "  "}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "reason must be 1 to 500 characters",
+        ),
+        (
+            api.patch(&uri, &api.admin, json!({"budget": 2000})).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "missing field `reason`",
+        ),
+        (
+            api.patch(&uri, &api.read, json!({"budget": 2000, "reason": "r"}))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admin",
+        ),
+        (
+            api.patch(
+                "/v1/campaigns/c_nope/budget",
+                &api.admin,
+                json!({"budget": 2000, "reason": "r"}),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "c_nope",
+        ),
+        (
+            api.patch(
+                &format!("/v1/campaigns/{without}/budget"),
+                &api.admin,
+                json!({"budget": 2000, "reason": "r"}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "no_flight",
+            "has no [flight] in its spec",
+        ),
+    ];
+    for ((status, body), expected_status, code, says) in cases {
+        assert_error(status, &body, expected_status, says);
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let (_, below) = api
+        .patch(&uri, &api.admin, json!({"budget": 400, "reason": "cut"}))
+        .await;
+    assert!(
+        below["error"]["message"].as_str().unwrap().contains(
+            "already spent: 500 (300 in cost events, 200 in spend reports); accepted: a budget of at least 500"
+        ),
+        "{below}"
+    );
+    assert!(api.state.store().budget_changes(&id).unwrap().is_empty());
+
+    // Accepted: a larger budget without a daily cap, then a cap again.
+    let (status, body) = api
+        .patch(
+            &uri,
+            &api.admin,
+            json!({"budget": 2000, "daily_cap": null, "reason": "the board approved more"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["change"],
+        json!({"old_budget": 1000.0, "new_budget": 2000.0, "old_daily_cap": 100.0, "new_daily_cap": null,
+               "spent": 500.0, "reason": "the board approved more", "key_id": key_id(&api.admin), "at": START_MS}),
+        "{body}"
+    );
+    assert_eq!(body["campaign"]["flight"]["budget"], 2000.0);
+    assert_eq!(body["campaign"]["flight"]["daily_cap"], Value::Null);
+    assert_eq!(body["campaign"]["flight"]["spec_budget"], 1000.0);
+    let (status, body) = api
+        .patch(
+            &uri,
+            &api.admin,
+            json!({"daily_cap": 150, "reason": "pace December evenly"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["change"]["old_budget"].as_f64(),
+            body["change"]["new_budget"].as_f64()
+        ),
+        (Some(2000.0), Some(2000.0))
+    );
+    assert_eq!(
+        (
+            body["change"]["old_daily_cap"].clone(),
+            body["change"]["new_daily_cap"].as_f64()
+        ),
+        (Value::Null, Some(150.0))
+    );
+    let slot = api.state.campaign(&id).unwrap();
+    let flight = slot.flight().unwrap();
+    assert_eq!((flight.budget, flight.daily_cap), (2000.0, Some(150.0)));
+    assert_eq!(
+        slot.campaign.flight().unwrap().budget,
+        1000.0,
+        "the spec is as written"
+    );
+
+    // Audited; history unchanged.
+    let changes = api.state.store().budget_changes(&id).unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0].change.reason, "the board approved more");
+    assert_eq!(changes[1].change.key_id, key_id(&api.admin));
+    assert_eq!(api.state.log().read_after(0, 100).unwrap(), events_before);
+    assert_eq!(
+        api.state.store().spend_reports(&id).unwrap(),
+        reports_before
+    );
+    assert_eq!(
+        api.state.store().campaign(&id).unwrap().unwrap().spec_json,
+        spec_before
+    );
+
+    // The report lists them, oldest first, with the budget in force.
+    let (_, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    let listed = report["money"]["budget_changes"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{report}");
+    assert_eq!(listed[0]["reason"], "the board approved more");
+    assert_eq!(
+        (
+            listed[0]["old_daily_cap"].as_f64(),
+            listed[0]["new_daily_cap"].clone()
+        ),
+        (Some(100.0), Value::Null)
+    );
+    assert_eq!(listed[1]["new_daily_cap"], 150.0);
+    assert_eq!(
+        (
+            report["money"]["budget"].as_f64(),
+            report["money"]["daily_cap"].as_f64()
+        ),
+        (Some(2000.0), Some(150.0))
+    );
+
+    // A restart puts the latest change in force again.
+    let reopened = open(
+        api.state.store().clone(),
+        Arc::new(ManualClock::new(START_MS)),
+        ServerConfig::default(),
+    );
+    let flight = reopened.campaign(&id).unwrap().flight().unwrap();
+    assert_eq!((flight.budget, flight.daily_cap), (2000.0, Some(150.0)));
+    assert!(reopened.campaign(&without).unwrap().flight().is_none());
+}
+
+// ---- money: the report -----------------------------------------------------------------
+
+#[tokio::test]
+async fn the_report_shows_spend_against_the_plan_and_per_segment() {
+    let api = api();
+    // A September flight: the tests' clock (START_MS) is 68.6% of the way through it.
+    let spec = format!(
+        "{SPEC}\n[flight]\nbudget = 1000\ndaily_cap = 100\nstart = \"2026-09-01T00:00:00Z\"\nend = \"2026-10-01T00:00:00Z\"\nmin_roas = 1.5\n"
+    );
+    let id = api.campaign_of(&spec).await;
+    let decision_id = api.one_decision(&id).await;
+    let version = api.state.signer().verify(&decision_id).unwrap().version;
+    let (_, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [
+                {"event_id": "i", "decision_id": decision_id, "type": "impression"},
+                {"event_id": "c", "decision_id": decision_id, "type": "conversion", "value": 50},
+                {"event_id": "k", "decision_id": decision_id, "type": "cost", "amount": 30},
+            ]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 3, "{body}");
+    let (_, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/spend"),
+            &api.ingest,
+            json!({"reports": [spend_report("r1", "volunteers", (1, 2), json!(20))]}),
+        )
+        .await;
+    assert_eq!(body["accepted"], 1, "{body}");
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || learner::step(&state, false))
+        .await
+        .unwrap();
+
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let money = &report["money"];
+    let number = |field: &str| {
+        money[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field}: {money}"))
+    };
+    assert_eq!(number("spend"), 50.0);
+    assert_eq!(number("attributed_spend"), 30.0);
+    assert_eq!(number("unattributed_spend"), 20.0);
+    assert_eq!(
+        (number("budget"), number("daily_cap"), number("budget_left")),
+        (1000.0, 100.0, 950.0)
+    );
+    assert_eq!(money["as_of"], START_MS);
+    let elapsed = (START_MS - 1_788_220_800_000) as f64 / (30.0 * 86_400_000.0);
+    assert!(
+        (number("flight_elapsed") - elapsed).abs() < 1e-12,
+        "{money}"
+    );
+    assert!(
+        (number("spend_plan") - 1000.0 * elapsed).abs() < 1e-9,
+        "{money}"
+    );
+    assert!((number("spend_vs_plan_pct") - 100.0 * 50.0 / (1000.0 * elapsed)).abs() < 1e-9);
+    assert_eq!(number("min_roas"), 1.5);
+    assert_eq!(number("value_per_dollar"), 1.0);
+    assert_eq!(number("cost_per_donor"), 50.0);
+    let acting = api
+        .state
+        .campaign(&id)
+        .unwrap()
+        .campaign
+        .asks_to_act(version);
+    assert_eq!(number("acting_spend_share"), if acting { 1.0 } else { 0.0 });
+    let segments: Vec<(&str, f64, f64, f64)> = money["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["segment"].as_str().unwrap(),
+                s["spend"].as_f64().unwrap(),
+                s["attributed_spend"].as_f64().unwrap(),
+                s["unattributed_spend"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        segments,
+        [
+            ("new-visitors", 0.0, 0.0, 0.0),
+            ("past-donors", 30.0, 30.0, 0.0),
+            ("volunteers", 20.0, 0.0, 20.0)
+        ]
+    );
+
+    // The plan follows the budget in force and the time: none before the flight, the
+    // whole budget after it.
+    let (status, _) = api
+        .patch(
+            &format!("/v1/campaigns/{id}/budget"),
+            &api.admin,
+            json!({"budget": 2000, "reason": "more"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let slot = api.state.campaign(&id).unwrap();
+    let at = |now_ms: i64| {
+        tla_server::report::campaign_report(
+            &slot,
+            api.state.store(),
+            &tla_core::report::ReportSettings::default(),
+            100,
+            now_ms,
+        )
+        .unwrap()
+        .money
+    };
+    let before = at(1_788_220_800_000 - 1);
+    assert_eq!(
+        (before.budget, before.flight_elapsed, before.spend_plan),
+        (Some(2000.0), None, None)
+    );
+    assert_eq!(before.spend_vs_plan_pct, None);
+    let start = at(1_788_220_800_000);
+    assert_eq!(
+        (start.spend_plan, start.spend_vs_plan_pct),
+        (Some(0.0), None)
+    );
+    let after = at(1_800_000_000_000);
+    assert_eq!(
+        (after.spend_plan, after.spend_vs_plan_pct),
+        (Some(2000.0), Some(2.5))
+    );
+    // A campaign without a flight has spend but no budget or plan.
+    let plain = api.campaign().await;
+    let (_, report) = api
+        .get(&format!("/v1/campaigns/{plain}/report"), &api.read)
+        .await;
+    for field in [
+        "budget",
+        "daily_cap",
+        "budget_left",
+        "as_of",
+        "flight_elapsed",
+        "spend_plan",
+        "spend_vs_plan_pct",
+        "min_roas",
+        "value_per_dollar",
+        "cost_per_donor",
+        "acting_spend_share",
+    ] {
+        assert_eq!(report["money"][field], Value::Null, "{field}: {report}");
+    }
+    assert_eq!(report["money"]["spend"], 0.0);
+}

@@ -1,7 +1,9 @@
 //! The fuzz targets' entry points on stable, bounded: random and mutated bytes and JSON
 //! through the campaign spec parser (`from_toml_str` / `from_json_str`, then `validate`)
 //! and through the server's event parsing (`event::check_raw_event`, the function
-//! `POST /v1/events` calls on each item, and whole batches through the router).
+//! `POST /v1/events` calls on each item, and whole batches through the router), and
+//! through spend report parsing (`spend::check_raw_report`, and whole batches of
+//! `POST /v1/campaigns/{id}/spend` through the router).
 //! Nothing may panic; every refusal is an error with a code and a non-empty message;
 //! nothing answers 5xx. The coverage-guided versions are in `fuzz/` at the repository
 //! root (cargo-fuzz, nightly).
@@ -685,4 +687,174 @@ fn event_batches_through_the_router_never_answer_5xx() {
         stored.load(Ordering::Relaxed) > 0,
         "no batch stored an event"
     );
+}
+
+/// A spend report: each field kept well-formed, dropped or replaced by an odd value,
+/// with now and then an unknown field.
+fn spend_report() -> impl Strategy<Value = Value> {
+    let field = |good: BoxedStrategy<Value>| {
+        prop_oneof![
+            6 => good.prop_map(Some),
+            1 => Just(None),
+            1 => odd_value().prop_map(Some),
+        ]
+    };
+    let report_id = prop_oneof![
+        "[a-z0-9-]{1,20}",
+        Just(String::new()),
+        Just("r".repeat(129))
+    ]
+    .prop_map(Value::from)
+    .boxed();
+    let segment = prop_oneof![
+        4 => Just("past-donors".to_owned()),
+        2 => Just("volunteers".to_owned()),
+        1 => ".{0,12}",
+    ]
+    .prop_map(Value::from)
+    .boxed();
+    let time = prop_oneof![
+        4 => (1u32..=28, 0u32..24).prop_map(|(day, hour)| format!("2026-12-{day:02}T{hour:02}:00:00Z")),
+        1 => (0u32..=9999, 0u32..=13, 0u32..=32).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}T00:00:00+01:00")),
+        1 => ".{0,30}",
+    ]
+    .prop_map(Value::from)
+    .boxed();
+    let amount = prop_oneof![
+        (0.0..1e6f64).prop_map(Value::from),
+        Just(json!(-1.0)),
+        Just(json!(1e308)),
+        Just(json!(2e12)),
+        any::<u64>().prop_map(Value::from),
+    ]
+    .boxed();
+    let impressions = prop_oneof![
+        any::<u64>().prop_map(Value::from),
+        Just(json!(-3)),
+        Just(json!(1.5)),
+    ];
+    (
+        field(report_id),
+        field(segment),
+        field(time.clone()),
+        field(time),
+        field(amount),
+        prop::option::of(impressions),
+        prop::option::weighted(0.1, ("[a-z]{1,8}", odd_value())),
+    )
+        .prop_map(
+            |(report_id, segment, start, end, amount, impressions, extra)| {
+                let mut map = serde_json::Map::new();
+                for (name, item) in [
+                    ("report_id", report_id),
+                    ("segment", segment),
+                    ("start", start),
+                    ("end", end),
+                    ("amount", amount),
+                    ("impressions", impressions),
+                ] {
+                    if let Some(item) = item {
+                        map.insert(name.into(), item);
+                    }
+                }
+                if let Some((name, item)) = extra {
+                    map.insert(name, item);
+                }
+                Value::Object(map)
+            },
+        )
+}
+
+/// Mutated spend reports through `check_raw_report`: never a panic, every refusal with a
+/// code and a message, every accepted report one the store accepts.
+#[test]
+fn spend_report_parsing_takes_mutated_reports() {
+    let fixture = fixture();
+    let slot = fixture.state.campaign("c_fuzz00000001").unwrap();
+    let accepted = AtomicUsize::new(0);
+    runner(3_000)
+        .run(&spend_report(), |item| {
+            let text = item.to_string();
+            match tla_server::spend::check_raw_report(&slot, &text, "key", DECIDED_AT) {
+                Ok(report) => {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    prop_assert!(
+                        tla_store::validate_spend_report(&report).is_ok(),
+                        "accepted by the server, refused by the store: {report:?} from {text}"
+                    );
+                    prop_assert!(report.amount <= tla_core::spec::AMOUNT_LIMIT);
+                }
+                Err(rejection) => {
+                    prop_assert!(!rejection.to_string().trim().is_empty(), "{text}");
+                    prop_assert!(!rejection.code().as_str().is_empty());
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        accepted.load(Ordering::Relaxed) > 0,
+        "no report was accepted"
+    );
+}
+
+/// Whole batches through `POST /v1/campaigns/{id}/spend`: never 5xx, a 200 accounts for
+/// every report.
+#[test]
+fn spend_batches_through_the_router_never_answer_5xx() {
+    let fixture = fixture();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = prop_oneof![
+        4 => prop::collection::vec(spend_report(), 0..12)
+            .prop_map(|reports| json!({"reports": reports}).to_string().into_bytes()),
+        1 => odd_value().prop_map(|v| json!({"reports": v}).to_string().into_bytes()),
+        1 => (prop::collection::vec(spend_report(), 1..4), prop::collection::vec(edit(), 1..4))
+            .prop_map(|(reports, edits)| {
+                apply(json!({"reports": reports}).to_string().as_bytes(), &edits)
+            }),
+    ];
+    runner(300)
+        .run(&body, |body| {
+            let sent: Option<usize> = tla_server::spend::parse_batch(&body, usize::MAX)
+                .ok()
+                .map(|items| items.len());
+            let request = Request::builder()
+                .method("POST")
+                .uri("/v1/campaigns/c_fuzz00000001/spend")
+                .header(header::AUTHORIZATION, format!("Bearer {}", fixture.ingest))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let (status, answer) = runtime.block_on(async {
+                let response = app(fixture.state.clone()).oneshot(request).await.unwrap();
+                let status = response.status();
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                (status, bytes)
+            });
+            let answer: Value = serde_json::from_slice(&answer)
+                .map_err(|e| TestCaseError::fail(format!("answer is not JSON: {e}")))?;
+            prop_assert!(
+                !status.is_server_error(),
+                "{status} for {}: {answer}",
+                String::from_utf8_lossy(&body)
+            );
+            if status.is_success() {
+                let counted = answer["accepted"].as_u64().unwrap_or(0)
+                    + answer["duplicates"].as_u64().unwrap_or(0)
+                    + answer["rejected"].as_array().map_or(0, |r| r.len() as u64);
+                prop_assert_eq!(Some(counted as usize), sent, "{}", answer);
+            } else {
+                prop_assert!(
+                    answer["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| !m.trim().is_empty()),
+                    "{status}: {answer}"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
 }

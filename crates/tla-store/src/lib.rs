@@ -24,6 +24,10 @@
 //! without scanning the other campaigns' events; [`Store::campaign_events_reader`] reads
 //! all of a campaign's events in log order the same way.
 //!
+//! Spend reports (spend per segment and period, not tied to a decision) and the audited
+//! changes of a running campaign's budget live beside the log, append-only too
+//! ([`Store::append_spend_reports`], [`Store::append_budget_change`]).
+//!
 //! This crate does not depend on `tla-core`: ids are strings and integers, and the
 //! server maps them. The schema and the group-commit method are written down in
 //! `docs/storage.md`.
@@ -61,6 +65,7 @@ mod correction;
 mod error;
 mod event_log;
 mod group_commit;
+mod money;
 mod rows;
 mod schema;
 mod store;
@@ -73,6 +78,10 @@ pub use error::StoreError;
 pub use event_log::{
     AppendOutcome, EventContent, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent,
     is_exact_repeat, validate_event,
+};
+pub use money::{
+    NewBudgetChange, NewSpendReport, SpendReportOutcome, StoredBudgetChange, StoredSpendReport,
+    validate_budget_change, validate_spend_report,
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -139,9 +139,52 @@ const MIGRATION_V5: &str = "
 CREATE INDEX decisions_by_time ON decisions (campaign_id, at_ms, decision_id);
 ";
 
+/// Schema version 6: the money that is not in the event log. `spend_reports` holds
+/// spend not tied to a decision, per segment and period (`impressions` null when the
+/// channel did not say), one per `(campaign_id, report_id)`, with the key that sent it
+/// and when it arrived. `budget_changes` audits each change of a running campaign's
+/// budget and daily cap (a null cap is no cap), with what had been spent then; the
+/// budget in force is the spec's overridden by the campaign's latest change. Both are
+/// append-only: no row of them, or of the events, is ever rewritten.
+const MIGRATION_V6: &str = "
+CREATE TABLE spend_reports (
+    id            INTEGER PRIMARY KEY,
+    campaign_id   TEXT NOT NULL,
+    report_id     TEXT NOT NULL,
+    segment       INTEGER NOT NULL,
+    start_ms      INTEGER NOT NULL,
+    end_ms        INTEGER NOT NULL,
+    amount        REAL NOT NULL,
+    impressions   INTEGER,
+    key_id        TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL,
+    UNIQUE (campaign_id, report_id)
+) STRICT;
+
+CREATE TABLE budget_changes (
+    id            INTEGER PRIMARY KEY,
+    campaign_id   TEXT NOT NULL,
+    old_budget    REAL NOT NULL,
+    new_budget    REAL NOT NULL,
+    old_daily_cap REAL,
+    new_daily_cap REAL,
+    spent         REAL NOT NULL,
+    reason        TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX budget_changes_by_campaign ON budget_changes (campaign_id, id);
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 4] = [MIGRATION_V2, MIGRATION_V3, MIGRATION_V4, MIGRATION_V5];
+const MIGRATIONS: [&str; 5] = [
+    MIGRATION_V2,
+    MIGRATION_V3,
+    MIGRATION_V4,
+    MIGRATION_V5,
+    MIGRATION_V6,
+];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
 /// reads nothing: call [`check_version`] next, then [`configure`].
@@ -344,12 +387,14 @@ mod tests {
             tables,
             [
                 "api_keys",
+                "budget_changes",
                 "campaigns",
                 "corrections",
                 "decisions",
                 "events",
                 "meta",
-                "snapshots"
+                "snapshots",
+                "spend_reports"
             ]
         );
         let indexes: Vec<String> = connection
@@ -362,6 +407,7 @@ mod tests {
         assert_eq!(
             indexes,
             [
+                "budget_changes_by_campaign",
                 "corrections_by_event",
                 "decisions_by_campaign",
                 "decisions_by_time",

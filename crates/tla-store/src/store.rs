@@ -15,6 +15,10 @@ use crate::correction::{
 use crate::error::{StoreError, from_sql_int, to_sql_int};
 use crate::event_log::{AppendOutcome, EventKind, EventLog, NewEvent, StoredEvent, validate_event};
 use crate::group_commit::{EncodedDecision, EncodedEvent, GroupCommit, JobOutput, WriteJob};
+use crate::money::{
+    NewBudgetChange, NewSpendReport, SpendReportOutcome, StoredBudgetChange, StoredSpendReport,
+    validate_budget_change, validate_spend_report,
+};
 use crate::rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 use crate::schema;
 
@@ -508,6 +512,176 @@ impl Store {
         Ok(sums)
     }
 
+    // ---- money: spend reports and budget changes -------------------------------------
+
+    /// Stores a batch of spend reports in one durable transaction and says, report by
+    /// report in batch order, what it did: a new `(campaign_id, report_id)` is
+    /// appended; an exact repeat of a stored report
+    /// ([`NewSpendReport::is_exact_repeat_of`], an earlier one of the same batch
+    /// included) is a duplicate; the same id with another content a conflict. Nothing is
+    /// rewritten. The whole batch is refused with [`StoreError::InvalidInput`] when a
+    /// report fails [`validate_spend_report`]; on any error nothing of it is stored.
+    pub fn append_spend_reports(
+        &self,
+        batch: &[NewSpendReport],
+    ) -> Result<Vec<SpendReportOutcome>, StoreError> {
+        for report in batch {
+            validate_spend_report(report)?;
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.database.general();
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("starting the spend report transaction"))?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for report in batch {
+            let stored = transaction
+                .prepare_cached(&format!(
+                    "{SELECT_SPEND_REPORTS} WHERE campaign_id = ?1 AND report_id = ?2"
+                ))
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(
+                            params![report.campaign_id, report.report_id],
+                            RawSpendReport::from_row,
+                        )
+                        .optional()
+                })
+                .map_err(StoreError::sqlite("looking up a spend report"))?
+                .map(RawSpendReport::decode)
+                .transpose()?;
+            if let Some(stored) = stored {
+                outcomes.push(if report.is_exact_repeat_of(&stored) {
+                    SpendReportOutcome::Duplicate { id: stored.id }
+                } else {
+                    SpendReportOutcome::Conflict { id: stored.id }
+                });
+                continue;
+            }
+            let impressions = report
+                .impressions
+                .map(|n| to_sql_int("impressions", n))
+                .transpose()?;
+            transaction
+                .prepare_cached(
+                    "INSERT INTO spend_reports (campaign_id, report_id, segment, start_ms, end_ms, \
+                     amount, impressions, key_id, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        report.campaign_id,
+                        report.report_id,
+                        report.segment,
+                        report.start_ms,
+                        report.end_ms,
+                        report.amount,
+                        impressions,
+                        report.key_id,
+                        report.at_ms,
+                    ])
+                })
+                .map_err(StoreError::sqlite("storing a spend report"))?;
+            let id = from_sql_int("spend_reports", "id", transaction.last_insert_rowid())?;
+            outcomes.push(SpendReportOutcome::Appended { id });
+        }
+        transaction
+            .commit()
+            .map_err(StoreError::sqlite("committing spend reports"))?;
+        Ok(outcomes)
+    }
+
+    /// Every spend report of a campaign, in the order stored.
+    pub fn spend_reports(&self, campaign_id: &str) -> Result<Vec<StoredSpendReport>, StoreError> {
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "{SELECT_SPEND_REPORTS} WHERE campaign_id = ?1 ORDER BY id"
+            ))
+            .map_err(StoreError::sqlite("reading spend reports"))?;
+        let raw = statement
+            .query_map(params![campaign_id], RawSpendReport::from_row)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading spend reports"))?;
+        raw.into_iter().map(RawSpendReport::decode).collect()
+    }
+
+    /// Records a change of a campaign's budget and daily cap, durably; returns it with
+    /// its position. Refused with [`StoreError::InvalidInput`] when an amount fails
+    /// [`validate_budget_change`]. The server checks the budget rules first.
+    pub fn append_budget_change(
+        &self,
+        change: &NewBudgetChange,
+    ) -> Result<StoredBudgetChange, StoreError> {
+        validate_budget_change(change)?;
+        let connection = self.database.general();
+        connection
+            .prepare_cached(
+                "INSERT INTO budget_changes (campaign_id, old_budget, new_budget, old_daily_cap, \
+                 new_daily_cap, spent, reason, key_id, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    change.campaign_id,
+                    change.old_budget,
+                    change.new_budget,
+                    change.old_daily_cap,
+                    change.new_daily_cap,
+                    change.spent,
+                    change.reason,
+                    change.key_id,
+                    change.at_ms,
+                ])
+            })
+            .map_err(StoreError::sqlite("recording a budget change"))?;
+        let id = from_sql_int("budget_changes", "id", connection.last_insert_rowid())?;
+        Ok(StoredBudgetChange {
+            id,
+            change: change.clone(),
+        })
+    }
+
+    /// Every budget change of a campaign, oldest first; the last one is in force.
+    pub fn budget_changes(&self, campaign_id: &str) -> Result<Vec<StoredBudgetChange>, StoreError> {
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, campaign_id, old_budget, new_budget, old_daily_cap, new_daily_cap, \
+                 spent, reason, key_id, at_ms FROM budget_changes \
+                 WHERE campaign_id = ?1 ORDER BY id",
+            )
+            .map_err(StoreError::sqlite("reading budget changes"))?;
+        let raw = statement
+            .query_map(params![campaign_id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    NewBudgetChange {
+                        campaign_id: row.get(1)?,
+                        old_budget: row.get(2)?,
+                        new_budget: row.get(3)?,
+                        old_daily_cap: row.get(4)?,
+                        new_daily_cap: row.get(5)?,
+                        spent: row.get(6)?,
+                        reason: row.get(7)?,
+                        key_id: row.get(8)?,
+                        at_ms: row.get(9)?,
+                    },
+                ))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading budget changes"))?;
+        raw.into_iter()
+            .map(|(id, change)| {
+                Ok(StoredBudgetChange {
+                    id: from_sql_int("budget_changes", "id", id)?,
+                    change,
+                })
+            })
+            .collect()
+    }
+
     // ---- API keys -----------------------------------------------------------------
 
     /// Stores a new API key. An id already stored is a [`StoreError::Conflict`].
@@ -942,6 +1116,58 @@ impl RawCorrection {
             action,
             old_value: self.old_value,
             reason: self.reason,
+            key_id: self.key_id,
+            at_ms: self.at_ms,
+        })
+    }
+}
+
+/// The columns of a spend report, in [`RawSpendReport::from_row`]'s order.
+const SELECT_SPEND_REPORTS: &str = "SELECT id, campaign_id, report_id, segment, start_ms, end_ms, \
+     amount, impressions, key_id, at_ms FROM spend_reports";
+
+struct RawSpendReport {
+    id: i64,
+    campaign_id: String,
+    report_id: String,
+    segment: i64,
+    start_ms: i64,
+    end_ms: i64,
+    amount: f64,
+    impressions: Option<i64>,
+    key_id: String,
+    at_ms: i64,
+}
+
+impl RawSpendReport {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawSpendReport> {
+        Ok(RawSpendReport {
+            id: row.get(0)?,
+            campaign_id: row.get(1)?,
+            report_id: row.get(2)?,
+            segment: row.get(3)?,
+            start_ms: row.get(4)?,
+            end_ms: row.get(5)?,
+            amount: row.get(6)?,
+            impressions: row.get(7)?,
+            key_id: row.get(8)?,
+            at_ms: row.get(9)?,
+        })
+    }
+
+    fn decode(self) -> Result<StoredSpendReport, StoreError> {
+        Ok(StoredSpendReport {
+            id: from_sql_int("spend_reports", "id", self.id)?,
+            segment: to_u32("spend_reports", "segment", self.segment)?,
+            impressions: self
+                .impressions
+                .map(|n| from_sql_int("spend_reports", "impressions", n))
+                .transpose()?,
+            campaign_id: self.campaign_id,
+            report_id: self.report_id,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            amount: self.amount,
             key_id: self.key_id,
             at_ms: self.at_ms,
         })

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use proptest::prelude::*;
 use tla_store::{
     AppendOutcome, CampaignRow, CampaignStatus, CorrectionAction, CorrectionOutcome, DecisionRow,
-    EventFix, EventKind, EventLog, KeyRow, MemoryEventLog, NewCorrection, NewEvent, SCHEMA_VERSION,
-    Store, StoreError, StoredCorrection, StoredEvent,
+    EventFix, EventKind, EventLog, KeyRow, MemoryEventLog, NewBudgetChange, NewCorrection,
+    NewEvent, NewSpendReport, SCHEMA_VERSION, SpendReportOutcome, Store, StoreError,
+    StoredCorrection, StoredEvent,
 };
 
 /// A data directory under the system temp dir, removed when dropped.
@@ -699,7 +700,8 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
         connection
             .execute_batch(
                 "DROP TABLE corrections; ALTER TABLE events DROP COLUMN amount_known; \
-                 DROP INDEX decisions_by_time; PRAGMA user_version = 2;",
+                 DROP INDEX decisions_by_time; DROP TABLE spend_reports; DROP TABLE budget_changes; \
+                 PRAGMA user_version = 2;",
             )
             .unwrap();
     }
@@ -1216,7 +1218,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
             .execute_batch(
                 "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; \
                  ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 PRAGMA user_version = 1;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -1240,7 +1242,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     let indexes: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
@@ -1282,7 +1284,7 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
         connection
             .execute_batch(
                 "ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 PRAGMA user_version = 3;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; PRAGMA user_version = 3;",
             )
             .unwrap();
     }
@@ -1409,4 +1411,164 @@ fn a_read_only_open_refuses_a_missing_database_and_creates_nothing() {
     let error = Store::open_read_only(dir.path()).unwrap_err();
     assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
     assert!(directory_contents(dir.path()).is_empty());
+}
+
+fn spend(report_id: &str, amount: f64) -> NewSpendReport {
+    NewSpendReport {
+        campaign_id: "a".into(),
+        report_id: report_id.into(),
+        segment: 2,
+        start_ms: 1_796_083_200_000,
+        end_ms: 1_796_169_600_000,
+        amount,
+        impressions: Some(4_000),
+        key_id: "0123456789ab".into(),
+        at_ms: 1_796_200_000_000,
+    }
+}
+
+#[test]
+fn spend_reports_are_stored_once_per_id_and_survive_a_reopen() {
+    let dir = TempDir::new("spend");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let other_campaign = NewSpendReport {
+            campaign_id: "b".into(),
+            ..spend("r1", 5.0)
+        };
+        let later_sender = NewSpendReport {
+            key_id: "another-key".into(),
+            at_ms: 1,
+            ..spend("r1", 120.5)
+        };
+        let outcomes = store
+            .append_spend_reports(&[
+                spend("r1", 120.5),
+                spend("r2", 0.0),
+                later_sender,
+                spend("r1", 99.0),
+                other_campaign,
+            ])
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                SpendReportOutcome::Appended { id: 1 },
+                SpendReportOutcome::Appended { id: 2 },
+                SpendReportOutcome::Duplicate { id: 1 },
+                SpendReportOutcome::Conflict { id: 1 },
+                SpendReportOutcome::Appended { id: 3 },
+            ]
+        );
+        let no_impressions = NewSpendReport {
+            impressions: None,
+            ..spend("r1", 120.5)
+        };
+        assert_eq!(
+            store.append_spend_reports(&[no_impressions]).unwrap(),
+            [SpendReportOutcome::Conflict { id: 1 }]
+        );
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let stored = store.spend_reports("a").unwrap();
+    assert_eq!(
+        stored,
+        [
+            spend("r1", 120.5).stored_as(1),
+            spend("r2", 0.0).stored_as(2)
+        ]
+    );
+    assert_eq!(store.spend_reports("b").unwrap().len(), 1);
+    // A bad report refuses the whole batch and stores nothing.
+    for bad in [
+        spend("r3", f64::NAN),
+        spend("r3", -1.0),
+        NewSpendReport {
+            end_ms: 1_796_083_200_000,
+            ..spend("r3", 1.0)
+        },
+        NewSpendReport {
+            impressions: Some(u64::MAX),
+            ..spend("r3", 1.0)
+        },
+    ] {
+        let error = store
+            .append_spend_reports(&[spend("r4", 1.0), bad])
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InvalidInput(_)), "{error}");
+    }
+    assert_eq!(store.spend_reports("a").unwrap().len(), 2);
+}
+
+#[test]
+fn budget_changes_are_recorded_in_order_with_their_audit() {
+    let store = Store::open_in_memory().unwrap();
+    let change = NewBudgetChange {
+        campaign_id: "a".into(),
+        old_budget: 25_000.0,
+        new_budget: 30_000.0,
+        old_daily_cap: Some(1_500.0),
+        new_daily_cap: None,
+        spent: 1_234.5,
+        reason: "board approved more".into(),
+        key_id: "0123456789ab".into(),
+        at_ms: 1_796_200_000_000,
+    };
+    let first = store.append_budget_change(&change).unwrap();
+    let second_change = NewBudgetChange {
+        old_budget: 30_000.0,
+        new_budget: 20_000.0,
+        old_daily_cap: None,
+        new_daily_cap: Some(800.0),
+        ..change.clone()
+    };
+    let second = store.append_budget_change(&second_change).unwrap();
+    assert_eq!((first.id, second.id), (1, 2));
+    assert_eq!(store.budget_changes("a").unwrap(), [first, second]);
+    assert!(store.budget_changes("b").unwrap().is_empty());
+    let bad = NewBudgetChange {
+        new_budget: f64::INFINITY,
+        ..change
+    };
+    let error = store.append_budget_change(&bad).unwrap_err();
+    assert!(error.to_string().contains("new_budget"), "{error}");
+    assert_eq!(store.budget_changes("a").unwrap().len(), 2);
+}
+
+#[test]
+fn a_version_5_file_gets_the_money_tables_and_keeps_its_data() {
+    let dir = TempDir::new("migrate-v5");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+        two_campaigns(&store.event_log());
+    }
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch(
+                "DROP TABLE spend_reports; DROP TABLE budget_changes; PRAGMA user_version = 5;",
+            )
+            .unwrap();
+    }
+    let error = Store::open_read_only(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("schema version 5"), "{error}");
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
+    assert_eq!(store.event_log().last_seq().unwrap(), 7);
+    assert!(store.spend_reports("a").unwrap().is_empty());
+    assert!(store.budget_changes("a").unwrap().is_empty());
+    assert_eq!(
+        store.append_spend_reports(&[spend("r1", 1.0)]).unwrap(),
+        [SpendReportOutcome::Appended { id: 1 }]
+    );
+    drop(store);
+    assert_eq!(
+        Store::open_read_only(dir.path())
+            .unwrap()
+            .spend_reports("a")
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -1,0 +1,124 @@
+//! Changing a running campaign's budget and daily cap: `PATCH /v1/campaigns/{id}/budget`.
+//!
+//! The spec's `[flight]` gives the first budget and daily cap; each change is checked by
+//! the spec's own rules ([`tla_core::spec::check_budget`],
+//! [`tla_core::spec::check_daily_cap`]), refused below what the campaign has already
+//! spent (cost events as corrected, and spend reports: [`crate::report::stored_spend`]),
+//! recorded durably with who asked (the key's id), when, why, the values before and
+//! after and the spend then ([`tla_store::Store::append_budget_change`]), and put in
+//! force ([`crate::campaign::CampaignSlot::flight`]). The spec as stored, the stored
+//! spend and the events are never rewritten; a restart (and `tla report --data`) puts
+//! the latest change in force again ([`in_force`]).
+
+use crate::campaign::CampaignSlot;
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+use crate::wire::{BudgetChangeBody, BudgetChangeRequest};
+use std::sync::PoisonError;
+use tla_core::spec::{FlightPlan, check_budget, check_daily_cap};
+use tla_store::{NewBudgetChange, Store, StoreError};
+
+/// Longest `reason` accepted, characters (as for a correction).
+pub const MAX_REASON_LEN: usize = crate::correction::MAX_REASON_LEN;
+
+/// The flight in force for a campaign whose spec gives `spec_flight`: the spec's, with
+/// the budget and daily cap of its latest stored change. Read at the server's start and
+/// by `tla report --data`.
+pub fn in_force(
+    store: &Store,
+    campaign_id: &str,
+    spec_flight: Option<FlightPlan>,
+) -> Result<Option<FlightPlan>, StoreError> {
+    let Some(flight) = spec_flight else {
+        return Ok(None);
+    };
+    let latest = store.budget_changes(campaign_id)?.pop();
+    Ok(Some(match latest {
+        Some(stored) => flight.with_budget(stored.change.new_budget, stored.change.new_daily_cap),
+        None => flight,
+    }))
+}
+
+/// Checks, records and applies a budget change asked for by key `key_id` at `now_ms`;
+/// answers the change as recorded. Blocking. Changes of one campaign are serialized (the
+/// flight's lock is held from the check to the swap).
+pub fn change(
+    state: &AppState,
+    slot: &CampaignSlot,
+    request: &BudgetChangeRequest,
+    key_id: &str,
+    now_ms: i64,
+) -> Result<BudgetChangeBody, ApiError> {
+    let reason_len = request.reason.trim().chars().count();
+    if reason_len == 0 || request.reason.chars().count() > MAX_REASON_LEN {
+        return Err(ApiError::bad_request(format!(
+            "reason must be 1 to {MAX_REASON_LEN} characters (not only spaces): say why the budget changes"
+        )));
+    }
+    if request.budget.is_none() && request.daily_cap.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give `budget`, `daily_cap` (a number, or null for no daily cap), or both",
+        ));
+    }
+    let mut flight = slot
+        .flight_lock()
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    let Some(current) = *flight else {
+        return Err(ApiError::new(
+            ErrorCode::NoFlight,
+            format!(
+                "campaign {} has no [flight] in its spec, so it has no budget to change; \
+                 a budget is set by the spec's [flight] table (budget, start, end) when the campaign is created",
+                slot.id
+            ),
+        ));
+    };
+    let invalid = |error: tla_core::spec::SpecError| {
+        ApiError::new(ErrorCode::InvalidBudget, error.to_string())
+    };
+    let new_budget = match request.budget {
+        Some(budget) => check_budget("budget", budget).map_err(invalid)?,
+        None => current.budget,
+    };
+    let new_daily_cap = match request.daily_cap {
+        Some(Some(cap)) => Some(check_daily_cap("daily_cap", cap, new_budget).map_err(invalid)?),
+        Some(None) => None,
+        // The cap in force stays, and must still fit under the new budget.
+        None => current
+            .daily_cap
+            .map(|cap| check_daily_cap("daily_cap (in force)", cap, new_budget))
+            .transpose()
+            .map_err(invalid)?,
+    };
+    let spent = crate::report::stored_spend(slot, state.store())?;
+    if new_budget < spent.total() {
+        return Err(ApiError::new(
+            ErrorCode::BudgetBelowSpent,
+            format!(
+                "budget {new_budget} is below what campaign {} has already spent: {} ({} in cost events, {} in spend reports); \
+                 accepted: a budget of at least {} (spend is never rewritten)",
+                slot.id,
+                spent.total(),
+                spent.cost_events,
+                spent.reports,
+                spent.total()
+            ),
+        ));
+    }
+    let change = NewBudgetChange {
+        campaign_id: slot.id.clone(),
+        old_budget: current.budget,
+        new_budget,
+        old_daily_cap: current.daily_cap,
+        new_daily_cap,
+        spent: spent.total(),
+        reason: request.reason.clone(),
+        key_id: key_id.to_owned(),
+        at_ms: now_ms,
+    };
+    state.store().append_budget_change(&change)?;
+    *flight = Some(current.with_budget(new_budget, new_daily_cap));
+    crate::metrics::Metrics::add(&state.metrics().budget_changes, 1);
+    Ok(BudgetChangeBody::new(&change))
+}
