@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
                     propensity: 1.0 / 16.0,
                     model_version: 1,
                     at_ms,
+                    skip: None,
                 });
                 let event = |kind, value, suffix: &str| NewEvent {
                     campaign_id: campaign.clone(),

@@ -492,6 +492,14 @@ fn money_table(out: &mut String, money: &tla_core::report::Money) {
     for (label, value) in rows {
         let _ = writeln!(out, "  {label:<38} {value:>14}");
     }
+    if let (Some(price), Some(text)) = (money.price_of_money, &money.price_of_money_text) {
+        let _ = writeln!(
+            out,
+            "  {:<38} {:>14}  ({text})",
+            "price of money",
+            fixed(price, 3)
+        );
+    }
     let spending: Vec<_> = money.segments.iter().filter(|s| s.spend > 0.0).collect();
     if !spending.is_empty() {
         let _ = writeln!(

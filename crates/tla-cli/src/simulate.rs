@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use tla_core::design::{Interactions, Objective};
-use tla_core::pacing::{MAX_MIN_ROAS, PacingMode};
+use tla_core::pacing::PacingMode;
 use tla_core::policy::campaign::CampaignPolicySettings;
-use tla_core::spec::AMOUNT_LIMIT;
+use tla_core::spec::{AMOUNT_LIMIT, MAX_MIN_ROAS};
 use tla_sim::online::PacingRun;
 use tla_sim::sim::{SimConfig, SimReport, Truth, simulate};
 use tla_sim::world::World;
@@ -379,8 +379,9 @@ fn print_table(report: &SimReport) {
         println!("  value per dollar         {:>11.3}", b.value_per_dollar);
         println!("  daily pacing RMSE %      {:>8.2}", b.pacing_rmse_pct);
         println!(
-            "  price of money (end)     {:>11.3}  (the next $1 buys about ${:.2} of donations)",
-            b.price_of_money_final, b.price_of_money_final
+            "  price of money (end)     {:>11.3}  ({})",
+            b.price_of_money_final,
+            tla_core::pacing::price_in_words(b.price_of_money_final)
         );
         println!("  opportunities bought     {:>8}", b.bought);
         for (reason, n) in &b.skipped {

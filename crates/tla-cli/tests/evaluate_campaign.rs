@@ -20,6 +20,7 @@ fn decision(id: &str, campaign: &str, segment: u32, version: u64, propensity: f6
         propensity,
         model_version: 1,
         at_ms: 1_700_000_000_000,
+        skip: None,
     }
 }
 

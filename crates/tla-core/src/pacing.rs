@@ -58,10 +58,6 @@ pub const FEEDBACK_LIMIT: f64 = 2.0;
 /// costs, the cost of one impression exceeds it with probability below 0.2%.
 pub const RESERVE_SDS: f64 = 3.0;
 
-/// The largest minimum return (`min_roas`) accepted: value at least this many times
-/// spend.
-pub const MAX_MIN_ROAS: f64 = 1_000.0;
-
 /// How a budget is spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PacingMode {
@@ -159,6 +155,15 @@ impl SkipReason {
     }
 }
 
+/// The price of money in words, for reports: what the next dollar buys.
+pub fn price_in_words(price_of_money: f64) -> String {
+    if price_of_money > 0.0 && price_of_money.is_finite() {
+        format!("the next $1 buys about ${price_of_money:.2} of donations")
+    } else {
+        "the budget reaches further than what is worth buying: every opportunity worth anything is bought".to_string()
+    }
+}
+
 /// A flight's money: what the pacer keeps to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PacingConfig {
@@ -166,7 +171,7 @@ pub struct PacingConfig {
     pub mode: PacingMode,
     /// The flight budget (positive).
     pub budget: f64,
-    /// The most spent in one day of the flight (days counted from `start_ms`).
+    /// The most spent in one day (UTC days: from a multiple of [`DAY_MS`]).
     pub daily_cap: Option<f64>,
     /// Start of the flight, in milliseconds.
     pub start_ms: i64,
@@ -758,6 +763,14 @@ impl Pacer {
         self.spent_today += amount;
     }
 
+    /// Sets what was spent so far (after a restart or a correction: the store's
+    /// total of cost events and spend reports). Today's spend is kept as it is.
+    pub fn set_spent(&mut self, spent: f64) {
+        if spent.is_finite() && spent >= 0.0 {
+            self.spent = spent;
+        }
+    }
+
     /// A new budget or daily cap from `now_ms`: what was spent stays spent; the plan
     /// spreads the rest over the traffic still to come.
     pub fn set_budget(&mut self, budget: f64, daily_cap: Option<f64>, now_ms: i64) {
@@ -768,7 +781,7 @@ impl Pacer {
     }
 
     fn roll_day(&mut self, now_ms: i64) {
-        let day = (now_ms - self.config.start_ms).div_euclid(DAY_MS);
+        let day = now_ms.div_euclid(DAY_MS);
         if day != self.day {
             self.day = day;
             self.spent_today = 0.0;
@@ -803,7 +816,7 @@ impl Pacer {
         let mut remaining = (self.config.budget - self.spent - self.reserved).max(0.0);
         if let Some(cap) = self.config.daily_cap {
             // What the caps still allow: today's rest, then a cap for each day left.
-            let day_end = self.config.start_ms + (self.day + 1) * DAY_MS;
+            let day_end = (self.day + 1) * DAY_MS;
             let later_days = ((self.config.end_ms - day_end).max(0) as f64) / DAY_MS as f64;
             let today = (cap - self.spent_today - self.reserved_today).max(0.0);
             remaining = remaining.min(today + cap * later_days.ceil());
@@ -872,7 +885,7 @@ impl Pacer {
 
     /// Where the flight's spend stands at `now_ms`.
     pub fn status(&self, now_ms: i64) -> PacingStatus {
-        let today = (now_ms - self.config.start_ms).div_euclid(DAY_MS) == self.day;
+        let today = now_ms.div_euclid(DAY_MS) == self.day;
         PacingStatus {
             mode: self.config.mode,
             budget: self.config.budget,

@@ -194,6 +194,18 @@ pub struct Money {
     pub acting_spend_share: Option<f64>,
     /// Spend per segment, in the spec's order.
     pub segments: Vec<SegmentMoney>,
+    /// The price of money in force (a campaign with a flight, as the running service
+    /// paces it, `docs/pacing.md`): the value a dollar must buy to be spent now; at
+    /// the margin, about what the next dollar buys. Null without a flight, or in a
+    /// report read from a data directory (the pacing lives in the service).
+    #[cfg_attr(feature = "openapi", schema(required))]
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub price_of_money: Option<f64>,
+    /// The price of money in words ("the next $1 buys about $2.10 of donations");
+    /// null when it is.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub price_of_money_text: Option<String>,
     /// The changes of the budget and daily cap of the running campaign, oldest first,
     /// as audited; the last one is in force. Set by the server; left out of the JSON
     /// when there are none.
@@ -316,6 +328,8 @@ pub fn money(campaign: &Campaign, engine: &Engine, inputs: &MoneyInputs<'_>) -> 
         cost_per_donor: (summary.donors > 0).then(|| spend / summary.donors as f64),
         acting_spend_share: summary.acting_share_spend,
         segments,
+        price_of_money: None,
+        price_of_money_text: None,
         budget_changes: Vec::new(),
     }
 }

@@ -3,6 +3,7 @@
 //! by id.
 
 use crate::error::ApiError;
+use crate::pacing::CampaignPacing;
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +39,8 @@ pub struct CampaignSlot {
     /// The flight in force: the spec's `[flight]` with the budget and daily cap of the
     /// campaign's latest budget change ([`crate::budget`]); `None` without a flight.
     flight: RwLock<Option<FlightPlan>>,
+    /// The pacing of a campaign with a flight ([`crate::pacing`]); `None` without one.
+    pub pacing: Option<CampaignPacing>,
 }
 
 impl CampaignSlot {
@@ -64,6 +67,9 @@ impl CampaignSlot {
             since_snapshot: AtomicU64::new(0),
             fixes: RwLock::new(HashMap::new()),
             flight: RwLock::new(campaign.flight().copied()),
+            pacing: campaign
+                .flight()
+                .map(|plan| CampaignPacing::new(plan, campaign.design().segment_names.len())),
             campaign,
         }
     }

@@ -138,6 +138,10 @@ pub fn correct(
             now_ms,
         )?;
         slot.replace_engine(engine);
+        // A corrected cost changes what was spent.
+        if let Some(pacing) = &slot.pacing {
+            pacing.set_spent(crate::report::stored_spend(&slot, state.store())?.total());
+        }
         // Snapshot the rebuilt model at the next round, so a start need not redo it.
         slot.since_snapshot.store(
             rebuilt.events_replayed.max(1),

@@ -17,6 +17,10 @@ use sha2::Sha256;
 const LAYOUT: u8 = 1;
 const TAG_BYTES: usize = 16;
 
+/// The version a skip's signed id carries (a skip serves none): events naming it are
+/// refused.
+pub const SKIPPED_VERSION: u64 = u64::MAX;
+
 /// What a decision id says about its decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionClaims {

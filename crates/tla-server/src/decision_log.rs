@@ -260,6 +260,7 @@ pub fn decision_row_of(signer: &DecisionSigner, event: &StoredEvent) -> Option<D
             propensity: claims.propensity,
             model_version: claims.model_version,
             at_ms: claims.at_ms,
+            skip: None,
         }),
         Err(reason) => {
             tracing::warn!(
@@ -368,6 +369,7 @@ mod tests {
             propensity: 1.0,
             model_version: 0,
             at_ms: 0,
+            skip: None,
         })
         .collect()
     }

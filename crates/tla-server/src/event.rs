@@ -294,6 +294,11 @@ fn check_parsed_event(
         .signer()
         .verify(&event.decision_id)
         .map_err(|reason| EventRejection::DecisionId { reason })?;
+    if claims.version == crate::decision_id::SKIPPED_VERSION {
+        return Err(EventRejection::DecisionId {
+            reason: "names a skip: the campaign declined that opportunity, nothing was shown, so no event follows it",
+        });
+    }
     let slot =
         state
             .campaign(&claims.campaign_id)

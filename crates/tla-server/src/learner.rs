@@ -25,15 +25,36 @@ use tla_store::{DecisionRow, EventFix, EventLog, StoreError, StoredEvent, Stored
 /// replay of a data directory ([`crate::replay`], the server's start included) for
 /// every stored report of each campaign, in the order stored, after the events.
 ///
-/// It teaches nothing yet: the engine learns costs only from cost events tied to
-/// decisions. The pacing rule learns each segment's cost from these reports here
-/// (segment, period, amount, impressions), through the campaign's engine
-/// (`slot.engine_mut()`), with the budget in force (`slot.flight()`). Spend reports are
-/// not in the event log's sequence and snapshots do not cover them, so whatever is
-/// learned from them must be rebuilt from all of a campaign's reports at each open (as
-/// the replay calls this), not restored from a snapshot.
+/// A campaign with a flight spends it and its pacing's cost model learns it as a total
+/// ([`crate::pacing::CampaignPacing::spend_report`]). Spend reports are not in the
+/// event log's sequence and snapshots do not cover them: the replay calls this for all
+/// of a campaign's reports at each open, then sets the spend from the store.
 pub fn learn_spend_report(slot: &CampaignSlot, report: &StoredSpendReport) {
-    let _ = (slot, report);
+    if let Some(pacing) = &slot.pacing {
+        pacing.spend_report(
+            report.segment as usize,
+            report.start_ms,
+            report.end_ms,
+            report.amount,
+            report.impressions,
+            report.at_ms,
+        );
+    }
+}
+
+/// The one path from an applied cost event to its campaign's pacing: the learner and
+/// the replay call it for each cost event they apply (`value`: its amount as
+/// corrected).
+pub fn learn_cost(slot: &CampaignSlot, event: &StoredEvent, value: f64) {
+    if let Some(pacing) = &slot.pacing {
+        pacing.cost(
+            &event.decision_id,
+            event.segment as usize,
+            event.decided_at_ms,
+            value,
+            event.at_ms,
+        );
+    }
 }
 
 /// Events read from the log per page.
@@ -143,6 +164,13 @@ pub fn apply_log_observed(
             }
             match event::learn_fixed(&mut slot.engine_mut(), stored, fix) {
                 Ok(()) => {
+                    if stored.kind == tla_store::EventKind::Cost {
+                        let value = match fix {
+                            Some(EventFix::Value(value)) => value,
+                            _ => stored.value,
+                        };
+                        learn_cost(&slot, stored, value);
+                    }
                     slot.since_snapshot.fetch_add(1, Ordering::Relaxed);
                     caught_up.applied += 1;
                 }

@@ -39,6 +39,7 @@ pub mod event;
 pub mod learner;
 pub mod metrics;
 pub mod openapi;
+pub mod pacing;
 pub mod replay;
 pub mod report;
 pub mod routes;

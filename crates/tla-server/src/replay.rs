@@ -108,6 +108,10 @@ pub fn replay(
         for report in store.spend_reports(&slot.id)? {
             learner::learn_spend_report(&slot, &report);
         }
+        // The spend before the snapshot was not replayed: the store has all of it.
+        if let Some(pacing) = &slot.pacing {
+            pacing.set_spent(crate::report::stored_spend(&slot, store)?.total());
+        }
     }
     let now = options.now_ms.max(0) as u64;
     for slot in campaigns.all() {

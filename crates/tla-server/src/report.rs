@@ -63,6 +63,11 @@ pub fn campaign_report(
             now_ms: Some(now_ms),
         },
     );
+    if let Some(pacing) = &slot.pacing {
+        let price = pacing.status(now_ms).price_of_money;
+        report.money.price_of_money = Some(price);
+        report.money.price_of_money_text = Some(tla_core::pacing::price_in_words(price));
+    }
     report.money.budget_changes = store
         .budget_changes(&slot.id)?
         .into_iter()

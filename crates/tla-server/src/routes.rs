@@ -5,17 +5,19 @@
 use crate::auth::Scope;
 use crate::connections::BodyTimeout;
 use crate::decision_id::DecisionClaims;
+use crate::decision_id::SKIPPED_VERSION;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openapi::{
     BadRequest, BodyTimedOut, Conflict, Forbidden, Internal, NotFound, StorageFull, TooLarge,
     Unauthorized, Unavailable, UnsupportedMedia,
 };
+use crate::pacing::Paced;
 use crate::state::AppState;
 use crate::wire::{
     BudgetChangeOutcome, BudgetChangeRequest, CampaignBody, CampaignList, CorrectionRequest,
-    DecisionBody, DecisionList, Health, HealthStatus, IngestOutcome, SpendOutcome, StorageHealth,
-    StorageStatus, VersionBody,
+    DecisionBody, DecisionList, DecisionOut, Health, HealthStatus, IngestOutcome, SkipBody,
+    SkippedDecision, SpendOutcome, StorageHealth, StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -25,6 +27,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use rand::Rng;
 use serde::Deserialize;
+use tla_core::pacing::SkipReason;
+use tla_core::policy::Choice;
 use tla_core::spec::{Campaign, CampaignSpec};
 use tla_store::{AppendOutcome, DecisionRow, SpendReportOutcome};
 use utoipa::ToSchema;
@@ -383,39 +387,83 @@ pub async fn decide(
     }
     let at_ms = state.clock().now_ms();
     let mut rng = rand::rng();
-    let chosen: Vec<_> = {
+    let flight = slot.flight();
+    let chosen: Vec<Paced> = {
         let engine = slot.engine();
         (0..request.count)
-            .map(|_| engine.decide(segment, &mut rng))
+            .map(|_| match (&slot.pacing, &flight) {
+                (Some(pacing), Some(plan)) => {
+                    pacing.decide(plan, &engine, segment, at_ms, &mut rng)
+                }
+                _ => {
+                    let d = engine.decide(segment, &mut rng);
+                    Paced {
+                        choice: Choice {
+                            version: Some(d.version),
+                            propensity: d.propensity,
+                            model_version: d.model_version,
+                        },
+                        skip: None,
+                        reserve: 0.0,
+                    }
+                }
+            })
             .collect()
     };
     let mut out = Vec::with_capacity(chosen.len());
     let mut rows = Vec::with_capacity(chosen.len());
-    for decision in chosen {
+    let mut reserved = Vec::new();
+    for paced in chosen {
+        let Choice {
+            version,
+            propensity,
+            model_version,
+        } = paced.choice;
         let claims = DecisionClaims {
             campaign_id: slot.id.clone(),
             segment: segment as u32,
-            version: decision.version,
-            model_version: decision.model_version,
-            propensity: decision.propensity,
+            version: version.unwrap_or(SKIPPED_VERSION),
+            model_version,
+            propensity,
             at_ms,
             nonce: rng.random(),
         };
         let decision_id = state.signer().sign(&claims);
-        out.push(DecisionBody {
-            version: VersionBody::new(&slot.campaign, decision.version),
-            decision_id: decision_id.clone(),
-            propensity: decision.propensity,
-            model_version: decision.model_version,
-        });
+        match (version, paced.skip) {
+            (Some(version), _) => {
+                if let Some(pacing) = &slot.pacing {
+                    pacing.reserve(&decision_id, paced.reserve, at_ms);
+                    reserved.push(decision_id.clone());
+                }
+                out.push(DecisionOut::Served(DecisionBody {
+                    version: VersionBody::new(&slot.campaign, version),
+                    decision_id: decision_id.clone(),
+                    propensity,
+                    model_version,
+                }));
+            }
+            (None, reason) => {
+                let reason = reason.unwrap_or(SkipReason::Price);
+                out.push(DecisionOut::Skipped(SkippedDecision {
+                    skip: SkipBody {
+                        reason: reason.as_str().to_string(),
+                        message: reason.describe().to_string(),
+                    },
+                    decision_id: decision_id.clone(),
+                    propensity,
+                    model_version,
+                }));
+            }
+        }
         rows.push(DecisionRow {
             decision_id,
             campaign_id: slot.id.clone(),
             segment: segment as u32,
-            version: decision.version,
-            propensity: decision.propensity,
-            model_version: decision.model_version,
+            version: version.unwrap_or(0),
+            propensity,
+            model_version,
             at_ms,
+            skip: paced.skip.map(|reason| reason.as_str().to_string()),
         });
     }
     // Queued for the decision log before they are answered; refused, not served,
@@ -423,6 +471,11 @@ pub async fn decide(
     let served = rows.len() as u64;
     if let Err(refusal) = state.log_decisions(rows) {
         Metrics::add(&state.metrics().decisions_refused, served);
+        if let Some(pacing) = &slot.pacing {
+            for decision_id in &reserved {
+                pacing.release(decision_id, at_ms);
+            }
+        }
         return Err(refusal);
     }
     Metrics::add(&state.metrics().decisions, served);

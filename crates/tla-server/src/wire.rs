@@ -256,11 +256,51 @@ pub struct DecisionBody {
     pub model_version: u64,
 }
 
+/// Why a campaign with a budget declined an opportunity: do not bid.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SkipBody {
+    /// The reason's code: `price` (worth less than the price of money times its
+    /// expected cost), `min_roas`, `throttle`, `budget` (the flight budget, with the
+    /// spend reserved, cannot pay for it), `daily_cap`, `before_flight`, `after_flight`.
+    pub reason: String,
+    /// The reason in words.
+    pub message: String,
+}
+
+/// An opportunity declined by a campaign with a budget: nothing is shown, nothing is
+/// paid, and the ad server does not bid. It is logged like any decision, with the
+/// exact probability of the skip; events naming its id are refused.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Skip)]
+pub struct SkippedDecision {
+    /// Why.
+    pub skip: SkipBody,
+    /// Signed, as a served decision's.
+    pub decision_id: String,
+    /// Exact probability of the skip, in (0, 1].
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub propensity: f64,
+    /// Which rebuild of the decision distributions decided.
+    pub model_version: u64,
+}
+
+/// One answer of the decide endpoint: a version served or, for a campaign with a
+/// budget, a skip.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum DecisionOut {
+    /// A version served.
+    Served(DecisionBody),
+    /// An opportunity declined.
+    Skipped(SkippedDecision),
+}
+
 /// `POST /v1/campaigns/{id}/decisions`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DecisionList {
-    /// One decision per impression asked for, in order.
-    pub decisions: Vec<DecisionBody>,
+    /// One decision per impression asked for, in order: a version, or (a campaign
+    /// with a `[flight]` budget) a skip.
+    pub decisions: Vec<DecisionOut>,
 }
 
 /// An event of a batch that was refused; nothing is stored for it.

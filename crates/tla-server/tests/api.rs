@@ -1342,6 +1342,7 @@ async fn decisions_are_refused_while_the_decision_log_is_at_its_backlog_limit() 
             propensity: 0.5,
             model_version: 0,
             at_ms: START_MS,
+            skip: None,
         })
         .collect();
     api.state.log_decisions(filler).unwrap();
@@ -2294,10 +2295,11 @@ async fn spend_reports_are_stored_once_and_each_refusal_has_its_code_and_message
 
 // ---- money: budget changes -------------------------------------------------------------
 
-/// examples/small.toml with a December flight: budget 1000, daily cap 100.
+/// examples/small.toml with a flight from September (the tests' clock is in it) to the
+/// end of the year: budget 1000, daily cap 100.
 fn spec_with_flight() -> String {
     format!(
-        "{SPEC}\n[flight]\nbudget = 1000\ndaily_cap = 100\nstart = \"2026-12-01T00:00:00Z\"\nend = \"2027-01-01T00:00:00Z\"\nmin_roas = 1.5\n"
+        "{SPEC}\n[flight]\nbudget = 1000\ndaily_cap = 100\nstart = \"2026-09-01T00:00:00Z\"\nend = \"2027-01-01T00:00:00Z\"\nmin_roas = 1.5\n"
     )
 }
 
@@ -2342,7 +2344,7 @@ async fn budget_changes_are_checked_audited_in_force_and_never_rewrite_history()
     assert_eq!(
         campaign["flight"],
         json!({"budget": 1000.0, "daily_cap": 100.0, "spec_budget": 1000.0, "spec_daily_cap": 100.0,
-               "start": "2026-12-01T00:00:00Z", "end": "2027-01-01T00:00:00Z", "min_roas": 1.5}),
+               "start": "2026-09-01T00:00:00Z", "end": "2027-01-01T00:00:00Z", "min_roas": 1.5}),
         "{campaign}"
     );
 
@@ -2730,4 +2732,158 @@ async fn the_report_shows_spend_against_the_plan_and_per_segment() {
         assert_eq!(report["money"][field], Value::Null, "{field}: {report}");
     }
     assert_eq!(report["money"]["spend"], 0.0);
+}
+
+// ---- money: pacing -----------------------------------------------------------------
+
+/// A campaign with a flight prices each decision: served versions reserve their cost,
+/// a budget that cannot pay gives skips with a reason and an exact propensity, logged
+/// apart from the served decisions; events naming a skip are refused; the report says
+/// what the next dollar buys.
+#[tokio::test]
+async fn a_flight_campaign_skips_when_its_budget_cannot_pay_and_logs_the_skips() {
+    let api = api();
+    // A September flight (the tests' clock is in it) with a budget of 5.
+    let id = api
+        .campaign_of(&format!(
+            "{SPEC}\n[flight]\nbudget = 5\nstart = \"2026-09-01T00:00:00Z\"\nend = \"2026-10-01T00:00:00Z\"\n"
+        ))
+        .await;
+    let decide = |count: u32| {
+        let api = &api;
+        let id = id.clone();
+        async move {
+            let (status, body) = api
+                .post(
+                    &format!("/v1/campaigns/{id}/decisions"),
+                    &api.decide,
+                    json!({"segment": "past-donors", "count": count}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["decisions"].as_array().unwrap().clone()
+        }
+    };
+    // Nothing is known of costs: every opportunity is bought, to learn them.
+    let first = decide(10).await;
+    assert!(
+        first
+            .iter()
+            .all(|d| d["version"].is_u64() && d.get("skip").is_none()),
+        "{first:?}"
+    );
+    // Each costs 1: five of them spend the budget.
+    let events: Vec<Value> = first
+        .iter()
+        .take(5)
+        .enumerate()
+        .map(|(i, d)| json!({"event_id": format!("c{i}"), "decision_id": d["decision_id"], "type": "cost", "amount": 1.0}))
+        .collect();
+    let (_, body) = api
+        .post("/v1/events", &api.ingest, json!({ "events": events }))
+        .await;
+    assert_eq!(body["accepted"], 5, "{body}");
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || learner::step(&state, false))
+        .await
+        .unwrap();
+
+    let second = decide(20).await;
+    for d in &second {
+        assert_eq!(d["skip"]["reason"], "budget", "{d}");
+        assert!(
+            d["skip"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("do not bid")
+        );
+        assert_eq!(d["propensity"], 1.0);
+        assert!(d.get("version").is_none());
+    }
+    // An event naming a skip is refused, saying why.
+    let (_, body) = api
+        .post(
+            "/v1/events",
+            &api.ingest,
+            json!({"events": [{"event_id": "s0", "decision_id": second[0]["decision_id"], "type": "impression"}]}),
+        )
+        .await;
+    assert_eq!(body["rejected"][0]["code"], "invalid_decision_id", "{body}");
+    assert!(
+        body["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("names a skip"),
+        "{body}"
+    );
+
+    // Both kinds are logged; the served decisions' readers leave skips out.
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || learner::step(&state, false))
+        .await
+        .unwrap();
+    let store = api.state.store();
+    let served = store.decisions(&id, 0, 1_000).unwrap();
+    assert_eq!(served.len(), 10);
+    assert!(served.iter().all(|(_, d)| d.skip.is_none()));
+    let skips = store.skips(&id, 0, 1_000).unwrap();
+    assert_eq!(skips.len(), 20);
+    assert!(
+        skips
+            .iter()
+            .all(|(_, d)| d.skip.as_deref() == Some("budget") && d.propensity == 1.0)
+    );
+
+    // The report gives the price of money in words.
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert!(
+        report["money"]["price_of_money"].is_number(),
+        "{}",
+        report["money"]
+    );
+    assert!(report["money"]["price_of_money_text"].is_string());
+    assert_eq!(report["money"]["spend"], 5.0);
+
+    // Raising the budget lifts the budget's limit at the next decision: what is
+    // skipped now is skipped for its price (an impression costing 1 is worth far less
+    // here), with the probability of the skip under it.
+    let (status, body) = api
+        .patch(
+            &format!("/v1/campaigns/{id}/budget"),
+            &api.admin,
+            json!({"budget": 100.0, "reason": "more"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let third = decide(20).await;
+    for d in &third {
+        assert_ne!(d["skip"]["reason"], "budget", "{d}");
+        let p = d["propensity"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0);
+    }
+}
+
+/// Outside its flight a campaign serves nothing: each decision is a skip saying so.
+#[tokio::test]
+async fn a_flight_campaign_skips_before_its_flight() {
+    let api = api();
+    let id = api
+        .campaign_of(&format!(
+            "{SPEC}\n[flight]\nbudget = 1000\nstart = \"2026-12-01T00:00:00Z\"\nend = \"2027-01-01T00:00:00Z\"\n"
+        ))
+        .await;
+    let (status, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "past-donors", "count": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for d in body["decisions"].as_array().unwrap() {
+        assert_eq!(d["skip"]["reason"], "before_flight", "{d}");
+    }
 }

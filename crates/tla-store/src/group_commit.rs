@@ -54,6 +54,7 @@ pub(crate) struct EncodedDecision {
     pub(crate) propensity: f64,
     pub(crate) model_version: i64,
     pub(crate) at_ms: i64,
+    pub(crate) skip: Option<String>,
 }
 
 /// One caller's work.
@@ -230,8 +231,8 @@ const SELECT_STORED_EVENT: &str = "SELECT seq, kind, decision_id, value, amount_
 /// Inserts a decision unless its id is stored: one seek in `decisions_by_time`
 /// (campaign, time, id).
 const INSERT_DECISION: &str = "INSERT INTO decisions \
-     (decision_id, campaign_id, segment, version, propensity, model_version, at_ms) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS \
+     (decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS \
      (SELECT 1 FROM decisions WHERE campaign_id = ?2 AND at_ms = ?7 AND decision_id = ?1)";
 
 fn write_group_transaction(
@@ -359,6 +360,7 @@ fn write_group_transaction(
                                 decision.propensity,
                                 decision.model_version,
                                 decision.at_ms,
+                                decision.skip,
                             ])
                             .map_err(StoreError::sqlite("appending decisions"))?;
                     }
@@ -388,6 +390,7 @@ mod tests {
                     propensity: 1.0,
                     model_version: 0,
                     at_ms: 0,
+                    skip: None,
                 })
                 .collect(),
         )

@@ -62,6 +62,10 @@ pub struct DecisionRow {
     pub model_version: u64,
     /// Decision time, milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// For a skip (a campaign with a budget declined the opportunity), the reason's
+    /// code ([`tla_core::pacing::SkipReason::as_str`]); `version` is then 0 and means
+    /// nothing. `None`: the version was served.
+    pub skip: Option<String>,
 }
 
 /// An API key. The server hashes the secret; only the hash is stored.

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -176,14 +176,23 @@ CREATE TABLE budget_changes (
 CREATE INDEX budget_changes_by_campaign ON budget_changes (campaign_id, id);
 ";
 
+/// Schema version 7: a decision may be a skip (a campaign with a budget declined the
+/// opportunity: nothing shown, nothing paid). `skip` holds the reason's code (null: a
+/// version was served; for a skip, `version` is 0 and means nothing). Readers of the
+/// served decisions leave skips out.
+const MIGRATION_V7: &str = "
+ALTER TABLE decisions ADD COLUMN skip TEXT;
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     MIGRATION_V2,
     MIGRATION_V3,
     MIGRATION_V4,
     MIGRATION_V5,
     MIGRATION_V6,
+    MIGRATION_V7,
 ];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and

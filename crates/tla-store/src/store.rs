@@ -378,8 +378,8 @@ impl Store {
         let connection = self.database.general();
         let mut statement = connection
             .prepare_cached(
-                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms \
-                 FROM decisions WHERE campaign_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip \
+                 FROM decisions WHERE campaign_id = ?1 AND id > ?2 AND skip IS NULL ORDER BY id LIMIT ?3",
             )
             .map_err(StoreError::sqlite("reading decisions"))?;
         let raw = statement
@@ -393,6 +393,33 @@ impl Store {
             .collect()
     }
 
+    /// A campaign's skips (opportunities declined under its budget), in the order
+    /// logged, at most `limit` after row id `after_rowid` (pass the last one back to
+    /// read the next page; start with 0). [`Store::decisions`] leaves them out.
+    pub fn skips(
+        &self,
+        campaign_id: &str,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, DecisionRow)>, StoreError> {
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip \
+                 FROM decisions WHERE campaign_id = ?1 AND id > ?2 AND skip IS NOT NULL ORDER BY id LIMIT ?3",
+            )
+            .map_err(StoreError::sqlite("reading skips"))?;
+        let raw = statement
+            .query_map(params![campaign_id, after_rowid, sql_limit(limit)], |row| {
+                Ok((row.get::<_, i64>(0)?, RawDecision::from_row(row, 1)?))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading skips"))?;
+        raw.into_iter()
+            .map(|(rowid, decision)| Ok((rowid, decision.decode()?)))
+            .collect()
+    }
+
     /// The decision with this id, if stored. A scan of the decision log (ids are not
     /// indexed): for tests and investigation, not for the request path.
     pub fn decision(&self, decision_id: &str) -> Result<Option<DecisionRow>, StoreError> {
@@ -400,7 +427,7 @@ impl Store {
             .database
             .general()
             .prepare_cached(
-                "SELECT decision_id, campaign_id, segment, version, propensity, model_version, at_ms \
+                "SELECT decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip \
                  FROM decisions WHERE decision_id = ?1",
             )
             .and_then(|mut statement| {
@@ -1209,6 +1236,7 @@ fn encode_decision(decision: &DecisionRow) -> Result<EncodedDecision, StoreError
         propensity: decision.propensity,
         model_version: to_sql_int("model_version", decision.model_version)?,
         at_ms: decision.at_ms,
+        skip: decision.skip.clone(),
     })
 }
 
@@ -1267,10 +1295,11 @@ struct RawDecision {
     propensity: f64,
     model_version: i64,
     at_ms: i64,
+    skip: Option<String>,
 }
 
 impl RawDecision {
-    /// Reads the seven decision columns starting at column `first`.
+    /// Reads the eight decision columns starting at column `first`.
     fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RawDecision> {
         Ok(RawDecision {
             decision_id: row.get(first)?,
@@ -1280,6 +1309,7 @@ impl RawDecision {
             propensity: row.get(first + 4)?,
             model_version: row.get(first + 5)?,
             at_ms: row.get(first + 6)?,
+            skip: row.get(first + 7)?,
         })
     }
 
@@ -1292,6 +1322,7 @@ impl RawDecision {
             campaign_id: self.campaign_id,
             propensity: self.propensity,
             at_ms: self.at_ms,
+            skip: self.skip,
         })
     }
 }

@@ -83,6 +83,7 @@ fn decision(decision_id: &str, campaign_id: &str) -> DecisionRow {
         propensity: 0.125,
         model_version: 9,
         at_ms: 1_700_000_000_000,
+        skip: None,
     }
 }
 
@@ -701,7 +702,7 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
             .execute_batch(
                 "DROP TABLE corrections; ALTER TABLE events DROP COLUMN amount_known; \
                  DROP INDEX decisions_by_time; DROP TABLE spend_reports; DROP TABLE budget_changes; \
-                 PRAGMA user_version = 2;",
+                 ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 2;",
             )
             .unwrap();
     }
@@ -1218,7 +1219,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
             .execute_batch(
                 "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; \
                  ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 DROP TABLE spend_reports; DROP TABLE budget_changes; PRAGMA user_version = 1;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -1242,7 +1243,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
     let indexes: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
@@ -1284,7 +1285,7 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
         connection
             .execute_batch(
                 "ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 DROP TABLE spend_reports; DROP TABLE budget_changes; PRAGMA user_version = 3;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 3;",
             )
             .unwrap();
     }
@@ -1547,7 +1548,7 @@ fn a_version_5_file_gets_the_money_tables_and_keeps_its_data() {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE spend_reports; DROP TABLE budget_changes; PRAGMA user_version = 5;",
+                "DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 5;",
             )
             .unwrap();
     }
@@ -1571,4 +1572,27 @@ fn a_version_5_file_gets_the_money_tables_and_keeps_its_data() {
             .len(),
         1
     );
+}
+
+/// A skip is logged like a decision with its reason; the served decisions' readers
+/// leave it out and `skips` reads it.
+#[test]
+fn skips_are_logged_apart_from_the_served_decisions() {
+    let store = Store::open_in_memory().unwrap();
+    store.insert_campaign(&campaign("a", 1)).unwrap();
+    let skip = DecisionRow {
+        skip: Some("budget".into()),
+        version: 0,
+        ..decision("s1", "a")
+    };
+    store
+        .append_decisions(&[decision("d1", "a"), skip.clone()])
+        .unwrap();
+    let served = store.decisions("a", 0, 10).unwrap();
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].1, decision("d1", "a"));
+    let skips = store.skips("a", 0, 10).unwrap();
+    assert_eq!(skips.len(), 1);
+    assert_eq!(skips[0].1, skip);
+    assert_eq!(store.decision("s1").unwrap(), Some(skip));
 }

@@ -78,6 +78,7 @@ pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
             propensity: 1.0 / allowed.len() as f64,
             model_version: 1,
             at_ms,
+            skip: None,
         });
         let event = |kind, value, prefix: &str| NewEvent {
             campaign_id: id.into(),
