@@ -52,6 +52,11 @@ pub const REPLAN_MS: i64 = 60_000;
 /// Gain of the feedback correction: `λ` is multiplied by `exp(FEEDBACK_GAIN · e)` when
 /// spend is `e` days of budget ahead of plan (`e` clamped to ±[`FEEDBACK_LIMIT`]).
 pub const FEEDBACK_GAIN: f64 = 2.0;
+/// Bisection steps of the planner's solve for `log λ` (after bracketing): the
+/// bracket shrinks by `2^-PLAN_ITERATIONS`.
+pub const PLAN_ITERATIONS: usize = 24;
+/// The planner looks for `log λ` within ±this.
+const LOG_PRICE_LIMIT: f64 = 40.0;
 /// Bound on the feedback error, in days of budget.
 pub const FEEDBACK_LIMIT: f64 = 2.0;
 /// A reservation covers the cost's mean times `exp(RESERVE_SDS · σ)`: with log-normal
@@ -626,16 +631,27 @@ impl Pacer {
         &self.traffic
     }
 
-    /// The bid for an opportunity of `segment` at `now_ms`. `buy_probability(s, price)`
-    /// is the policy's probability of buying an opportunity of segment `s` at that
-    /// price (1 minus [`crate::policy::PricedPolicy::skip_probability`]); the planner
-    /// calls it when it solves for the price of money.
-    pub fn bid(
-        &mut self,
-        segment: usize,
-        now_ms: i64,
-        buy_probability: &dyn Fn(usize, f64) -> f64,
-    ) -> Bid {
+    /// Whether the planner should solve for the price of money again at `now_ms`:
+    /// every [`REPLAN_OPPORTUNITIES`] opportunities or [`REPLAN_MS`] milliseconds, and
+    /// once the first costs are learned. The caller runs [`Pacer::replan`] then, off
+    /// the decision path where it can (the service does it in its learner step).
+    pub fn replan_due(&self, now_ms: i64) -> bool {
+        let first_costs = !self.planned_with_costs && self.costs.observations() > 0.0;
+        first_costs
+            || self.since_plan >= REPLAN_OPPORTUNITIES
+            || self
+                .planned_at
+                .is_none_or(|at| now_ms.saturating_sub(at) >= REPLAN_MS)
+    }
+
+    /// Whether no plan was made yet.
+    pub fn planned_never(&self) -> bool {
+        self.planned_at.is_none()
+    }
+
+    /// The bid for an opportunity of `segment` at `now_ms`, under the price of money of
+    /// the last plan ([`Pacer::replan`]).
+    pub fn bid(&mut self, segment: usize, now_ms: i64) -> Bid {
         self.opportunities += 1;
         self.traffic.observe(segment, now_ms);
         let hour = hour_of(now_ms);
@@ -654,16 +670,6 @@ impl Pacer {
         }
         self.roll_day(now_ms);
         self.since_plan += 1;
-        // The first costs learned are planned with at once.
-        let first_costs = !self.planned_with_costs && self.costs.observations() > 0.0;
-        let due = first_costs
-            || self.since_plan >= REPLAN_OPPORTUNITIES
-            || self
-                .planned_at
-                .is_none_or(|at| now_ms.saturating_sub(at) >= REPLAN_MS);
-        if due {
-            self.replan(now_ms, buy_probability);
-        }
         let expected_cost = self.costs.expected(segment, hour);
         let reserve = expected_cost.map_or(0.0, |c| c * (RESERVE_SDS * self.costs.sigma()).exp());
         let mut bid = Bid {
@@ -803,9 +809,10 @@ impl Pacer {
         spent_then + (self.config.budget - spent_then).max(0.0) * share
     }
 
-    /// Solves for the price of money (or the throttle) at `now_ms` now; [`Pacer::bid`]
-    /// does it on its own every [`REPLAN_OPPORTUNITIES`] opportunities or
-    /// [`REPLAN_MS`] milliseconds, and when the first costs are learned.
+    /// Solves for the price of money (or the throttle) at `now_ms`, with
+    /// `buy_probability(s, price)` the policy's probability of buying an opportunity of
+    /// segment `s` at that price (1 minus
+    /// [`crate::policy::PricedPolicy::skip_probability`]); when [`Pacer::replan_due`].
     pub fn replan(&mut self, now_ms: i64, buy_probability: &dyn Fn(usize, f64) -> f64) {
         self.since_plan = 0;
         self.planned_at = Some(now_ms);
@@ -852,9 +859,24 @@ impl Pacer {
                 self.lambda_plan = if cells.is_empty() || spend_at(0.0) <= remaining {
                     0.0
                 } else {
-                    // spend_at falls as λ rises; bisect log λ.
-                    let (mut lo, mut hi) = (-30.0f64, 30.0f64);
-                    for _ in 0..60 {
+                    // spend_at falls as λ rises: bracket log λ around the last plan,
+                    // widening until it holds the answer, then bisect.
+                    let centre = if self.lambda_plan > 0.0 {
+                        self.lambda_plan.ln()
+                    } else {
+                        0.0
+                    };
+                    let (mut lo, mut hi) = (centre - 0.5, centre + 0.5);
+                    let mut width = 0.5;
+                    while spend_at(lo.exp()) <= remaining && lo > -LOG_PRICE_LIMIT {
+                        width *= 2.0;
+                        lo -= width;
+                    }
+                    while spend_at(hi.exp()) > remaining && hi < LOG_PRICE_LIMIT {
+                        width *= 2.0;
+                        hi += width;
+                    }
+                    for _ in 0..PLAN_ITERATIONS {
                         let mid = 0.5 * (lo + hi);
                         if spend_at(mid.exp()) > remaining {
                             lo = mid;
@@ -1006,7 +1028,10 @@ mod tests {
         let mut i = 0usize;
         while t < config.end_ms {
             let s = i % 2;
-            let bid = pacer.bid(s, t, &buys);
+            if pacer.replan_due(t) {
+                pacer.replan(t, &buys);
+            }
+            let bid = pacer.bid(s, t);
             let bought = match bid.gate {
                 Gate::Open => true,
                 Gate::Price(p) => worth[s] > p,
@@ -1088,7 +1113,10 @@ mod tests {
         let mut pacer = Pacer::new(config(PacingMode::Value), 1);
         let buys = |_: usize, _: f64| 1.0;
         for i in 0..100 {
-            let bid = pacer.bid(0, i * 60_000, &buys);
+            if pacer.replan_due(i * 60_000) {
+                pacer.replan(i * 60_000, &buys);
+            }
+            let bid = pacer.bid(0, i * 60_000);
             pacer.reserve(bid.reserve, i * 60_000);
             pacer.settle(bid.reserve, 0, bid.hour, 0.5, i * 60_000);
         }
@@ -1101,10 +1129,10 @@ mod tests {
             (after.planned - after.spent).abs() < 1e-9,
             "the plan starts from the change"
         );
-        let bid = pacer.bid(0, 101 * 60_000, &buys);
+        let bid = pacer.bid(0, 101 * 60_000);
         assert_eq!(bid.gate, Gate::Closed, "today's cap of 5 is spent");
         assert_eq!(bid.skip_reason, SkipReason::DailyCap);
-        let outside = pacer.bid(0, 11 * DAY_MS, &buys);
+        let outside = pacer.bid(0, 11 * DAY_MS);
         assert_eq!(outside.skip_reason, SkipReason::AfterFlight);
     }
 

@@ -223,6 +223,9 @@ pub fn step(state: &AppState, force_snapshot: bool) {
     state.set_applied_seq(caught_up.last_seq);
     let now_ms = state.clock().now_ms();
     for slot in state.campaigns() {
+        if let Some(pacing) = &slot.pacing {
+            pacing.replan_if_due(&slot.engine(), now_ms);
+        }
         let rebuilt = slot.refresh(&mut learner.rng, now_ms.max(0) as u64);
         Metrics::add(&state.metrics().refreshes, rebuilt as u64);
     }

@@ -3,6 +3,8 @@
 //! opportunity. A decision is then a version or a *skip* (the ad server does not bid),
 //! each with its exact propensity, and both are logged.
 //!
+//! - The price of money is solved again in the learner step when it is due
+//!   ([`CampaignPacing::replan_if_due`]), off the decision path.
 //! - Deciding ([`CampaignPacing::decide`]) bids, decides under the gate and, for a
 //!   version served, reserves a high quantile of its expected cost under its decision
 //!   id; the flight budget and the day's cap count the reservations, so neither is
@@ -99,15 +101,32 @@ impl CampaignPacing {
         if config.budget != plan.budget || config.daily_cap != plan.daily_cap {
             inner.pacer.set_budget(plan.budget, plan.daily_cap, now_ms);
         }
-        let bid = inner.pacer.bid(segment, now_ms, &|s, price| {
-            engine.buy_probability(s, price)
-        });
+        if inner.pacer.planned_never() {
+            // The first plan (a new campaign, or the first request after a start).
+            inner
+                .pacer
+                .replan(now_ms, &|s, price| engine.buy_probability(s, price));
+        }
+        let bid = inner.pacer.bid(segment, now_ms);
         let choice = engine.decide_gated(segment, bid.gate, rng);
         Paced {
             choice,
             skip: choice.version.is_none().then_some(bid.skip_reason),
             reserve: bid.reserve,
         }
+    }
+
+    /// Solves for the price of money again if it is due at `now_ms` (the learner step
+    /// calls it, off the decision path); whether it did.
+    pub fn replan_if_due(&self, engine: &Engine, now_ms: i64) -> bool {
+        let mut inner = self.lock();
+        if !inner.pacer.replan_due(now_ms) {
+            return false;
+        }
+        inner
+            .pacer
+            .replan(now_ms, &|s, price| engine.buy_probability(s, price));
+        true
     }
 
     /// Reserves `amount` for the version served under `decision_id` at `now_ms`.

@@ -753,7 +753,10 @@ pub fn run<L: Learner, O: Observer<L>>(
             (Some(pacer), Some(f), Some(flight)) => {
                 let (_, hour, ms) = flight.clock(f);
                 last_ms = ms;
-                let bid = pacer.bid(segment, ms, &|s, price| learner.buy_probability(s, price));
+                if pacer.replan_due(ms) {
+                    pacer.replan(ms, &|s, price| learner.buy_probability(s, price));
+                }
+                let bid = pacer.bid(segment, ms);
                 let mut choice = learner.decide_gated(segment, bid.gate, streams.policy());
                 if excluded.any_at(world, f) {
                     let mass = excluded.gated_excluded_mass(world, learner, segment, bid.gate, f);
