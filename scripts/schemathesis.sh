@@ -91,8 +91,13 @@ def call(method, path, body=None, content_type="application/json"):
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.read()
 
-# With a flight, so budget changes reach their rules and the report its plan.
-flight = b'\n[flight]\nbudget = 100000\ndaily_cap = 5000\nstart = "2026-01-01T00:00:00Z"\nend = "2026-12-31T00:00:00Z"\n'
+# With a flight around today, so decisions are paced (versions and skips), budget
+# changes reach their rules and the report its plan.
+import datetime
+today = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+flight = (f'\n[flight]\nbudget = 100000\ndaily_cap = 5000\nstart = "{stamp(today - datetime.timedelta(days=30))}"\n'
+          f'end = "{stamp(today + datetime.timedelta(days=300))}"\n').encode()
 with open("examples/small.toml", "rb") as spec:
     created = json.loads(call("POST", "/v1/campaigns", spec.read() + flight, "application/toml"))
 campaign = created["id"]

@@ -87,7 +87,10 @@ pub async fn start(
 
 /// Finds or creates the campaign and creates the audience key. Blocking.
 fn setup(state: &AppState) -> anyhow::Result<(Arc<CampaignSlot>, String, String, bool)> {
-    let spec = CampaignSpec::from_toml_str(SPEC).context("the demo spec does not parse")?;
+    let mut spec = CampaignSpec::from_toml_str(SPEC).context("the demo spec does not parse")?;
+    // The demo's audience sends no costs and runs on any date: it leaves the example's
+    // December flight out, so it is not paced (docs/pacing.md).
+    spec.flight = None;
     let existing = state.campaigns().into_iter().find(|s| s.name == spec.name);
     let (slot, created) = match existing {
         Some(slot) => (slot, false),
@@ -331,10 +334,10 @@ impl Audience {
         let mut batch_value = 0.0;
         let (mut donors, mut raised) = (0u64, 0.0);
         for decision in decisions {
-            if decision.version >= world.space.total() {
+            let Some(version) = decision.version.filter(|&v| v < world.space.total()) else {
                 continue;
-            }
-            world.space.decode_into(decision.version, &mut options);
+            };
+            world.space.decode_into(version, &mut options);
             batch_value += world.expected_value(segment, &options);
             events.push(json!({
                 "event_id": ids.next(),
@@ -535,7 +538,8 @@ struct Decisions {
 #[derive(Debug, Deserialize)]
 struct DecisionOut {
     decision_id: String,
-    version: u64,
+    /// `None` for a skip (a paced campaign declined the opportunity): nothing shown.
+    version: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
