@@ -366,55 +366,52 @@ impl Store {
         Ok(())
     }
 
-    /// A campaign's decisions with a row id greater than `after_rowid`, ascending, at
-    /// most `limit`, each with its row id (pass the last one back to read the next
-    /// page; start with 0).
+    /// A campaign's served decisions (skips left out: [`Store::skips`]) with a row id
+    /// greater than `after_rowid`, ascending, at most `limit`, each with its row id
+    /// (pass the last one back to read the next page; start with 0).
     pub fn decisions(
         &self,
         campaign_id: &str,
         after_rowid: i64,
         limit: usize,
     ) -> Result<Vec<(i64, DecisionRow)>, StoreError> {
-        let connection = self.database.general();
-        let mut statement = connection
-            .prepare_cached(
-                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip \
-                 FROM decisions WHERE campaign_id = ?1 AND id > ?2 AND skip IS NULL ORDER BY id LIMIT ?3",
-            )
-            .map_err(StoreError::sqlite("reading decisions"))?;
-        let raw = statement
-            .query_map(params![campaign_id, after_rowid, sql_limit(limit)], |row| {
-                Ok((row.get::<_, i64>(0)?, RawDecision::from_row(row, 1)?))
-            })
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(StoreError::sqlite("reading decisions"))?;
-        raw.into_iter()
-            .map(|(rowid, decision)| Ok((rowid, decision.decode()?)))
-            .collect()
+        self.decision_page(campaign_id, after_rowid, limit, false)
     }
 
-    /// A campaign's skips (opportunities declined under its budget), in the order
-    /// logged, at most `limit` after row id `after_rowid` (pass the last one back to
-    /// read the next page; start with 0). [`Store::decisions`] leaves them out.
+    /// A campaign's skips (opportunities declined under its budget), paged as
+    /// [`Store::decisions`], which leaves them out.
     pub fn skips(
         &self,
         campaign_id: &str,
         after_rowid: i64,
         limit: usize,
     ) -> Result<Vec<(i64, DecisionRow)>, StoreError> {
+        self.decision_page(campaign_id, after_rowid, limit, true)
+    }
+
+    /// One page of a campaign's decision log: its skips or its served decisions.
+    fn decision_page(
+        &self,
+        campaign_id: &str,
+        after_rowid: i64,
+        limit: usize,
+        skips: bool,
+    ) -> Result<Vec<(i64, DecisionRow)>, StoreError> {
         let connection = self.database.general();
         let mut statement = connection
             .prepare_cached(
                 "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip \
-                 FROM decisions WHERE campaign_id = ?1 AND id > ?2 AND skip IS NOT NULL ORDER BY id LIMIT ?3",
+                 FROM decisions WHERE campaign_id = ?1 AND id > ?2 AND (skip IS NOT NULL) = ?4 \
+                 ORDER BY id LIMIT ?3",
             )
-            .map_err(StoreError::sqlite("reading skips"))?;
+            .map_err(StoreError::sqlite("reading decisions"))?;
         let raw = statement
-            .query_map(params![campaign_id, after_rowid, sql_limit(limit)], |row| {
-                Ok((row.get::<_, i64>(0)?, RawDecision::from_row(row, 1)?))
-            })
+            .query_map(
+                params![campaign_id, after_rowid, sql_limit(limit), skips],
+                |row| Ok((row.get::<_, i64>(0)?, RawDecision::from_row(row, 1)?)),
+            )
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(StoreError::sqlite("reading skips"))?;
+            .map_err(StoreError::sqlite("reading decisions"))?;
         raw.into_iter()
             .map(|(rowid, decision)| Ok((rowid, decision.decode()?)))
             .collect()
