@@ -7,7 +7,9 @@
 //! and reports exact repeats as duplicates (an event id reused for another content is
 //! refused for that item); `POST /v1/campaigns/{id}/spend` takes spend reports per
 //! segment and period ([`spend`]); `PATCH /v1/campaigns/{id}/budget` changes a running
-//! campaign's budget, audited ([`budget`]); [`correction`] retracts or corrects a stored event and
+//! campaign's budget, audited ([`budget`]); a campaign with a `[flight]` is paced
+//! ([`pacing`]): each decision is a version or a skip (do not bid), both with exact
+//! propensities and logged; [`correction`] retracts or corrects a stored event and
 //! rebuilds its campaign's model as a replay of the corrected log. The rules of an event live in
 //! [`event`]; the [`learner`] applies the log to each campaign's engine in order,
 //! rebuilds decision distributions off the request path, and snapshots the models;
