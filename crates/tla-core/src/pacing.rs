@@ -769,11 +769,15 @@ impl Pacer {
         self.spent_today += amount;
     }
 
-    /// Sets what was spent so far (after a restart or a correction: the store's
-    /// total of cost events and spend reports). Today's spend is kept as it is.
-    pub fn set_spent(&mut self, spent: f64) {
+    /// Sets what was spent so far, and today (the UTC day of `now_ms`), after a
+    /// restart or a correction: the store's totals of cost events and spend reports.
+    pub fn set_spent(&mut self, spent: f64, spent_today: f64, now_ms: i64) {
+        self.roll_day(now_ms);
         if spent.is_finite() && spent >= 0.0 {
             self.spent = spent;
+        }
+        if spent_today.is_finite() && spent_today >= 0.0 {
+            self.spent_today = spent_today;
         }
     }
 

@@ -140,7 +140,7 @@ pub fn correct(
         slot.replace_engine(engine);
         // A corrected cost changes what was spent.
         if let Some(pacing) = &slot.pacing {
-            pacing.set_spent(crate::report::stored_spend(&slot, state.store())?.total());
+            pacing.restore_spent(&slot, state.store(), now_ms)?;
         }
         // Snapshot the rebuilt model at the next round, so a start need not redo it.
         slot.since_snapshot.store(

@@ -16,9 +16,10 @@
 //! - The budget and daily cap in force are read from the campaign slot at each bid, so
 //!   a budget change takes effect at the next decision; the plan restarts from what was
 //!   spent then.
-//! - After a restart or a correction, spend is set from the store
-//!   ([`CampaignPacing::set_spent`]); the cost model relearns from the events replayed
-//!   after the latest snapshot and the traffic forecast from the traffic that follows.
+//! - After a restart or a correction, the flight's spend and the day's are set from the
+//!   store ([`CampaignPacing::restore_spent`]); the cost model relearns from the events
+//!   replayed after the latest snapshot and the traffic forecast from the traffic that
+//!   follows.
 
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
@@ -192,9 +193,32 @@ impl CampaignPacing {
             .report_spend(segment, hour, impressions, amount, at_ms);
     }
 
-    /// Sets the spend so far from the store (after a restart or a correction).
-    pub fn set_spent(&self, spent: f64) {
-        self.lock().pacer.set_spent(spent);
+    /// Sets the spend so far and today's from the store (after a restart or a
+    /// correction), at `now_ms`.
+    pub fn set_spent(&self, spent: f64, spent_today: f64, now_ms: i64) {
+        self.lock().pacer.set_spent(spent, spent_today, now_ms);
+    }
+
+    /// Sets the spend of campaign `slot` from `store` at `now_ms`: everything spent
+    /// (cost events as corrected, and spend reports), and today's (the UTC day's cost
+    /// events as stored, and the spend reports that arrived today).
+    pub fn restore_spent(
+        &self,
+        slot: &crate::campaign::CampaignSlot,
+        store: &tla_store::Store,
+        now_ms: i64,
+    ) -> Result<(), tla_store::StoreError> {
+        let total = crate::report::stored_spend(slot, store)?.total();
+        let midnight = now_ms.div_euclid(tla_core::pacing::DAY_MS) * tla_core::pacing::DAY_MS;
+        let today_costs = store.value_since(&slot.id, tla_store::EventKind::Cost, midnight)?;
+        let today_reports: f64 = store
+            .spend_reports(&slot.id)?
+            .iter()
+            .filter(|r| r.at_ms >= midnight)
+            .map(|r| r.amount)
+            .sum();
+        self.set_spent(total, today_costs + today_reports, now_ms);
+        Ok(())
     }
 
     /// Where the flight's spend stands at `now_ms`.

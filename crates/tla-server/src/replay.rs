@@ -110,7 +110,7 @@ pub fn replay(
         }
         // The spend before the snapshot was not replayed: the store has all of it.
         if let Some(pacing) = &slot.pacing {
-            pacing.set_spent(crate::report::stored_spend(&slot, store)?.total());
+            pacing.restore_spent(&slot, store, options.now_ms)?;
         }
     }
     let now = options.now_ms.max(0) as u64;

@@ -2887,3 +2887,98 @@ async fn a_flight_campaign_skips_before_its_flight() {
         assert_eq!(d["skip"]["reason"], "before_flight", "{d}");
     }
 }
+
+/// A restart keeps what the flight and the day have spent: a day whose cap is spent
+/// stays closed, taken from the store, though the costs were in a snapshot.
+#[tokio::test]
+async fn a_restart_keeps_the_days_spend_against_its_cap() {
+    let dir = std::env::temp_dir().join(format!("tla-api-pacing-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = format!(
+        "{SPEC}\n[flight]\nbudget = 100\ndaily_cap = 3\nstart = \"2026-09-01T00:00:00Z\"\nend = \"2026-10-01T00:00:00Z\"\n"
+    );
+    let reasons = |body: &Value| -> Vec<String> {
+        body["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["skip"]["reason"].as_str().unwrap_or("served").to_string())
+            .collect()
+    };
+    let (id, admin) = {
+        let store = Store::open(&dir).unwrap();
+        let admin = key(&store, 1, &["admin"]);
+        let state = open(
+            store,
+            Arc::new(ManualClock::new(START_MS)),
+            ServerConfig::default(),
+        );
+        let api = Api {
+            state: state.clone(),
+            read: admin.clone(),
+            decide: admin.clone(),
+            ingest: admin.clone(),
+            admin: admin.clone(),
+        };
+        let id = api.campaign_of(&spec).await;
+        let (_, body) = api
+            .post(
+                &format!("/v1/campaigns/{id}/decisions"),
+                &api.decide,
+                json!({"segment": "new-visitors", "count": 3}),
+            )
+            .await;
+        let events: Vec<Value> = body["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| json!({"event_id": format!("c{i}"), "decision_id": d["decision_id"], "type": "cost", "amount": 1.0}))
+            .collect();
+        let (_, body) = api
+            .post("/v1/events", &api.ingest, json!({ "events": events }))
+            .await;
+        assert_eq!(body["accepted"], 3, "{body}");
+        // Applied and snapshotted: the replay will not see these costs again.
+        let s = state.clone();
+        tokio::task::spawn_blocking(move || learner::step(&s, true))
+            .await
+            .unwrap();
+        let (_, body) = api
+            .post(
+                &format!("/v1/campaigns/{id}/decisions"),
+                &api.decide,
+                json!({"segment": "new-visitors", "count": 5}),
+            )
+            .await;
+        assert!(reasons(&body).iter().all(|r| r == "daily_cap"), "{body}");
+        (id, admin)
+    };
+    let store = Store::open(&dir).unwrap();
+    let state = open(
+        store,
+        Arc::new(ManualClock::new(START_MS + 1_000)),
+        ServerConfig::default(),
+    );
+    let api = Api {
+        state,
+        read: admin.clone(),
+        decide: admin.clone(),
+        ingest: admin.clone(),
+        admin,
+    };
+    let (status, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/decisions"),
+            &api.decide,
+            json!({"segment": "new-visitors", "count": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(reasons(&body).iter().all(|r| r == "daily_cap"), "{body}");
+    let (_, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(report["money"]["spend"], 3.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -496,6 +496,32 @@ impl Store {
         }
     }
 
+    /// The sum of a campaign's events of one kind that happened at or after
+    /// `since_ms` (their `at`), as stored: corrections are not applied. Read through
+    /// the index on `(campaign_id, kind)`. What a day's spend was, for the daily cap
+    /// after a restart.
+    pub fn value_since(
+        &self,
+        campaign_id: &str,
+        kind: EventKind,
+        since_ms: i64,
+    ) -> Result<f64, StoreError> {
+        self.database
+            .general()
+            .prepare_cached(
+                "SELECT coalesce(sum(value), 0.0) FROM events \
+                 WHERE campaign_id = ?1 AND kind = ?2 AND at_ms >= ?3",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![campaign_id, kind.as_str(), since_ms], |row| {
+                    row.get(0)
+                })
+            })
+            .map_err(StoreError::sqlite(
+                "summing a campaign's events since a time",
+            ))
+    }
+
     /// The values of a campaign's events of one kind, summed per decision id: with
     /// [`EventKind::Conversion`], each decision's donations (decisions without such an
     /// event are absent). Reads only the matching events, through the index on
