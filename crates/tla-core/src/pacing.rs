@@ -41,10 +41,9 @@ use crate::policy::Gate;
 
 /// Hours in a day: the cost model and the traffic forecast are per hour of the day.
 pub const HOURS: usize = 24;
+pub use crate::timestamp::DAY_MS;
 /// Milliseconds in an hour.
-pub const HOUR_MS: i64 = 3_600_000;
-/// Milliseconds in a day.
-pub const DAY_MS: i64 = 24 * HOUR_MS;
+pub const HOUR_MS: i64 = DAY_MS / HOURS as i64;
 /// The planner solves for `λ` again after this many opportunities...
 pub const REPLAN_OPPORTUNITIES: u64 = 1_000;
 /// ... or after this many milliseconds, whichever comes first.

@@ -1223,6 +1223,7 @@ mod tests {
             start_ms: 0,
             end_ms: 1_000,
             min_roas: Some(2.0),
+            hourly_traffic: None,
         };
         let inputs = |now_ms| MoneyInputs {
             flight: Some(flight),

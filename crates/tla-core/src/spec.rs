@@ -187,6 +187,14 @@ pub struct FlightSpec {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub min_roas: Option<f64>,
+    /// The traffic expected in each hour of the UTC day, as 24 relative weights (not
+    /// negative, not all 0): the pacing's forecast starts from this shape and learns
+    /// each hour as it is watched. Flat when not given.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub hourly_traffic: Option<Vec<f64>>,
 }
 
 /// The longest flight accepted, days.
@@ -210,6 +218,9 @@ pub struct FlightPlan {
     pub end_ms: i64,
     /// The least value raised per unit of spend, if set.
     pub min_roas: Option<f64>,
+    /// The traffic expected in each hour of the UTC day (24 relative weights), if
+    /// given.
+    pub hourly_traffic: Option<[f64; 24]>,
 }
 
 impl FlightPlan {
@@ -1521,12 +1532,41 @@ impl CampaignSpec {
                 });
             }
         };
+        let hourly_traffic = match &flight.hourly_traffic {
+            None => None,
+            Some(weights) => {
+                let shape: Option<[f64; 24]> = weights.as_slice().try_into().ok();
+                match shape {
+                    Some(shape)
+                        if shape.iter().all(|w| w.is_finite() && *w >= 0.0)
+                            && shape.iter().sum::<f64>() > 0.0 =>
+                    {
+                        Some(shape)
+                    }
+                    _ => {
+                        return Err(SpecError::invalid(
+                            "flight.hourly_traffic",
+                            format!(
+                                "{} weights{}; accepted: 24 relative weights, one per hour of the UTC day from 00:00, each finite and not negative, not all 0",
+                                weights.len(),
+                                if weights.len() == 24 {
+                                    " with one negative, not finite, or all 0"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
         Ok(Some(FlightPlan {
             budget,
             daily_cap,
             start_ms,
             end_ms,
             min_roas,
+            hourly_traffic,
         }))
     }
 
@@ -1728,6 +1768,41 @@ min_roas = 1.5
             "start = 2026-12-01T00:00:00",
         ));
         assert_refused(&local, "flight.start", "offset is missing");
+    }
+
+    #[test]
+    fn a_flight_may_give_its_hourly_traffic_shape() {
+        let shape: Vec<String> = (0..24).map(|h| format!("{}", 1 + h % 3)).collect();
+        let text = with_flight((
+            "min_roas = 1.5",
+            &format!("min_roas = 1.5\nhourly_traffic = [{}]", shape.join(", ")),
+        ));
+        let plan = *parse(&text).unwrap().flight().unwrap();
+        let weights = plan.hourly_traffic.unwrap();
+        assert_eq!((weights[0], weights[1], weights[23]), (1.0, 2.0, 3.0));
+        assert_eq!(
+            parse(&with_flight(("", "")))
+                .unwrap()
+                .flight()
+                .unwrap()
+                .hourly_traffic,
+            None
+        );
+        for bad in [
+            "[1, 2, 3]".to_string(),
+            format!("[{}]", vec!["0"; 24].join(", ")),
+            format!("[-1, {}]", vec!["1"; 23].join(", ")),
+            format!("[nan, {}]", vec!["1"; 23].join(", ")),
+        ] {
+            assert_refused(
+                &with_flight((
+                    "min_roas = 1.5",
+                    &format!("min_roas = 1.5\nhourly_traffic = {bad}"),
+                )),
+                "flight.hourly_traffic",
+                "24 relative weights",
+            );
+        }
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl CampaignPacing {
             start_ms: plan.start_ms,
             end_ms: plan.end_ms,
             min_roas: plan.min_roas,
-            hourly_traffic: None,
+            hourly_traffic: plan.hourly_traffic,
         };
         Self {
             inner: Mutex::new(Inner {
