@@ -6,7 +6,6 @@
 //! `tla campaigns budget --campaign ID --budget 30000 [--daily-cap 2000 | --no-daily-cap]
 //! --reason TEXT --server URL --key KEY`
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 /// `tla campaigns`.
@@ -77,15 +76,13 @@ pub fn run(args: CampaignsArgs) -> anyhow::Result<()> {
         .build()?;
     let answer: serde_json::Value = runtime.block_on(async {
         let mut client = crate::client::Client::new(address, &args.key);
-        tokio::time::timeout(SERVER_TIMEOUT, client.patch_json(&path, &body))
-            .await
-            .with_context(|| {
-                format!(
-                    "{}{path} gave no answer in {} s",
-                    args.server,
-                    SERVER_TIMEOUT.as_secs()
-                )
-            })?
+        crate::client::within(
+            SERVER_TIMEOUT,
+            &args.server,
+            &path,
+            client.patch_json(&path, &body),
+        )
+        .await
     })?;
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&answer)?)

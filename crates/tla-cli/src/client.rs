@@ -171,6 +171,19 @@ impl Client {
     }
 }
 
+/// The answer of `request` to `server` + `path`, or an error saying the server gave no
+/// answer within `timeout`. The one bound on a CLI request to a server.
+pub(crate) async fn within<T>(
+    timeout: std::time::Duration,
+    server: &str,
+    path: &str,
+    request: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(timeout, request)
+        .await
+        .with_context(|| format!("{server}{path} gave no answer in {} s", timeout.as_secs()))?
+}
+
 /// Checks that `id` can be a campaign id (letters, digits, `_` and `-`, as the server
 /// makes them) before it goes into a request path.
 pub(crate) fn check_campaign_id(id: &str) -> anyhow::Result<()> {

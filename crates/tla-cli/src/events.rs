@@ -6,7 +6,6 @@
 //! `tla events retract CAMPAIGN EVENT_ID --reason TEXT --server URL --key KEY`
 //! `tla events correct CAMPAIGN EVENT_ID --value AMOUNT --reason TEXT --server URL --key KEY`
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 /// `tla events`.
@@ -89,15 +88,13 @@ pub fn run(args: EventsArgs) -> anyhow::Result<()> {
         .build()?;
     let answer: serde_json::Value = runtime.block_on(async {
         let mut client = crate::client::Client::new(address, &target.key);
-        tokio::time::timeout(SERVER_TIMEOUT, client.post_json(&path, &body))
-            .await
-            .with_context(|| {
-                format!(
-                    "{}{path} gave no answer in {} s",
-                    target.server,
-                    SERVER_TIMEOUT.as_secs()
-                )
-            })?
+        crate::client::within(
+            SERVER_TIMEOUT,
+            &target.server,
+            &path,
+            client.post_json(&path, &body),
+        )
+        .await
     })?;
     let text = if target.json {
         format!("{}\n", serde_json::to_string_pretty(&answer)?)

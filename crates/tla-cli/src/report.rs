@@ -88,14 +88,13 @@ fn fetch(server: &str, key: Option<&str>, ids: &[&str]) -> anyhow::Result<Vec<Re
         let mut reports = Vec::with_capacity(ids.len());
         for id in ids {
             let path = format!("/v1/campaigns/{id}/report");
-            let report = tokio::time::timeout(SERVER_TIMEOUT, client.get_json::<Report>(&path))
-                .await
-                .with_context(|| {
-                    format!(
-                        "{server}{path} gave no answer in {} s",
-                        SERVER_TIMEOUT.as_secs()
-                    )
-                })??;
+            let report = crate::client::within(
+                SERVER_TIMEOUT,
+                server,
+                &path,
+                client.get_json::<Report>(&path),
+            )
+            .await?;
             reports.push(report);
         }
         Ok(reports)

@@ -85,16 +85,13 @@ pub fn run(args: SpendArgs) -> anyhow::Result<()> {
             let body = serde_json::json!({
                 "reports": batch.iter().map(|item| item.report.clone()).collect::<Vec<_>>(),
             });
-            let answer: Value =
-                tokio::time::timeout(SERVER_TIMEOUT, client.post_json(&path, &body))
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "{}{path} gave no answer in {} s",
-                            args.server,
-                            SERVER_TIMEOUT.as_secs()
-                        )
-                    })??;
+            let answer: Value = crate::client::within(
+                SERVER_TIMEOUT,
+                &args.server,
+                &path,
+                client.post_json(&path, &body),
+            )
+            .await?;
             accepted += answer["accepted"].as_u64().unwrap_or(0);
             duplicates += answer["duplicates"].as_u64().unwrap_or(0);
             for refusal in answer["rejected"].as_array().into_iter().flatten() {

@@ -747,9 +747,9 @@ pub fn run<L: Learner, O: Observer<L>>(
         let segment = streams.segment();
         observer.before_decision(learner, segment);
 
-        // The decision: a version with its propensity and the impression's cost, or a
-        // skip (a run with a budget only).
-        let bought = match (pacer.as_mut(), flight_fraction, world.flight.as_ref()) {
+        // The decision: a version with its propensity and the impression's cost; a skip
+        // (a run with a budget only) is pushed and the loop goes on.
+        let (mut decision, cost) = match (pacer.as_mut(), flight_fraction, world.flight.as_ref()) {
             (Some(pacer), Some(f), Some(flight)) => {
                 let (_, hour, ms) = flight.clock(f);
                 last_ms = ms;
@@ -782,7 +782,7 @@ pub fn run<L: Learner, O: Observer<L>>(
                             propensity: choice.propensity,
                             model_version: choice.model_version,
                         };
-                        Some((decision, cost))
+                        (decision, cost)
                     }
                     None => {
                         // The world's streams advance as for an impression.
@@ -812,11 +812,8 @@ pub fn run<L: Learner, O: Observer<L>>(
             }
             _ => {
                 let decision = learner.decide(segment, streams.policy());
-                Some((decision, config.cost_per_impression))
+                (decision, config.cost_per_impression)
             }
-        };
-        let Some((mut decision, cost)) = bought else {
-            unreachable!("a skip continues the loop above");
         };
         world.space.decode_into(decision.version, &mut options);
 
