@@ -1,8 +1,8 @@
 //! Model snapshots: the learned state of a campaign's model as bytes, so a restart
 //! loads it instead of replaying every event.
 //!
-//! The format is little-endian and versioned: the magic `TLAM`, a format number (2; 1 is
-//! still read), a model kind, then each model's weights as `(mean, variance)` pairs of `f64` preceded by
+//! The format is little-endian and versioned: the magic `TLAM`, a format number (3; 1
+//! and 2 are still read), a model kind, then each model's weights as `(mean, variance)` pairs of `f64` preceded by
 //! their count. Restoring checks the kind and every count against the campaign's
 //! design, so a snapshot is never applied to a model of another shape. `f64` values are
 //! stored bit for bit: a restored model equals the saved one exactly, which is what lets
@@ -13,9 +13,14 @@ use crate::model::Belief;
 /// Magic bytes at the start of every snapshot.
 pub const MAGIC: &[u8; 4] = b"TLAM";
 /// The snapshot format this build writes. Format 2 added, to the engine's counts,
-/// conversions of unknown amount and the value learned; format 1 is still read
-/// ([`OLDEST_FORMAT`]).
-pub const FORMAT: u32 = 2;
+/// conversions of unknown amount and the value learned. Format 3 added forgetting
+/// (`crate::model::forgetting`): the conversion model is written once per forgetting
+/// candidate with its half-life, the model's time and each weight's last-update time,
+/// then the candidates' scores and the one in force; the value model gains its time,
+/// half-life and update times. Formats 1 and 2 are still read ([`OLDEST_FORMAT`]): their
+/// one conversion model seeds every candidate, each weight's update time unknown until
+/// its next touch (so nothing is forgotten for the time before the restore).
+pub const FORMAT: u32 = 3;
 /// The oldest snapshot format this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 

@@ -86,6 +86,7 @@ pub mod world;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::Design;
+use tla_core::model::forgetting::half_life_text;
 use tla_core::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use tla_core::policy::floor::ExplorationFloor;
 use tla_core::policy::independent::IndependentSampler;
@@ -102,6 +103,19 @@ pub enum PolicyChoice {
     IndependentTs,
     /// Factorized Thompson sampling.
     FactorizedTs,
+}
+
+/// How a factorized learner forgot by the end of a run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ForgettingSummary {
+    /// The setting (`auto`, `off`, a half-life).
+    pub setting: String,
+    /// The half-life in force at the end (`off`: none).
+    pub in_force: String,
+    /// Times the candidate in force changed.
+    pub switches: u64,
+    /// Each candidate's half-life and discounted prequential log-loss at the end.
+    pub candidates: Vec<(String, f64)>,
 }
 
 /// The settings the simulator runs a policy with: the campaign policy's settings and
@@ -169,6 +183,26 @@ pub struct ArgmaxGap {
 impl AnyPolicy {
     /// For the factorized policy: compares the configured argmax with the exact one on
     /// `draws_per_segment` posterior draws of every segment. `None` for other policies.
+    /// How the factorized model forgot by the end of the run (`None` for the other
+    /// policies).
+    pub fn forgetting(&self) -> Option<ForgettingSummary> {
+        let AnyPolicy::FactorizedTs(floor) = self else {
+            return None;
+        };
+        let candidates = floor.base().sampler().forgetting();
+        Some(ForgettingSummary {
+            setting: candidates.setting().to_string(),
+            in_force: half_life_text(candidates.half_life_in_force()),
+            switches: candidates.switches(),
+            candidates: candidates
+                .candidates()
+                .into_iter()
+                .map(|(half_life, loss)| (half_life_text(half_life), loss))
+                .collect(),
+        })
+    }
+
+    /// Compares the configured argmax with the exact one; see [`ArgmaxGap`].
     pub fn argmax_gap(&mut self, draws_per_segment: u64, seed: u64) -> Option<ArgmaxGap> {
         let AnyPolicy::FactorizedTs(floor) = self else {
             return None;
@@ -232,6 +266,9 @@ impl Policy for AnyPolicy {
     }
     fn observe(&mut self, outcome: &Outcome) {
         dispatch!(self, p => p.observe(outcome))
+    }
+    fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
+        dispatch!(self, p => p.observe_at(outcome, at_millis))
     }
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
         dispatch!(self, p => p.refresh_due(rng, now_millis))
