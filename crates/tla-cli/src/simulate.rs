@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use tla_core::design::{Interactions, Objective};
+use tla_core::model::forgetting::Forgetting;
 use tla_core::pacing::PacingMode;
 use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::spec::{AMOUNT_LIMIT, MAX_MIN_ROAS};
@@ -47,7 +48,7 @@ pub struct SimulateArgs {
     #[arg(long, conflicts_with_all = [
         "world", "policy", "interactions", "epsilon", "draws", "refresh_every",
         "exact_limit", "option_variance", "segment_interaction_variance", "pair_variance",
-        "draw_scale", "argmax_gap",
+        "draw_scale", "argmax_gap", "forgetting",
     ])]
     pub campaign: Option<std::path::PathBuf>,
     /// With --campaign: seed of the ground truth drawn for the campaign.
@@ -100,6 +101,12 @@ pub struct SimulateArgs {
     /// Prior variance of each (option, option) interaction (probit scale).
     #[arg(long, default_value_t = tla_core::model::conversion::ConversionPrior::default().pair_interaction_variance)]
     pub pair_variance: f64,
+    /// How the model forgets: `auto` (the rate chosen from the data among a few
+    /// half-lives and none), `off`, or a half-life such as `36h`, `3d`, `90m`. The
+    /// learner's clock is the flight's in a world with one, else one impression per
+    /// simulated second. Default: what a campaign gets.
+    #[arg(long, default_value_t = tla_core::model::forgetting::Forgetting::default().to_string())]
+    pub forgetting: String,
     /// Scale of the posterior spread in each Thompson draw (1 = Thompson sampling).
     #[arg(long, default_value_t = tla_core::policy::factorized::FactorizedSettings::default().draw_scale)]
     pub draw_scale: f64,
@@ -276,6 +283,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     settings.cadence.every_events = args.refresh_every.max(1);
     settings.factorized.exact_limit = args.exact_limit;
     settings.factorized.draw_scale = args.draw_scale;
+    settings.factorized.forgetting =
+        Forgetting::parse(&args.forgetting).map_err(|e| anyhow::anyhow!("--forgetting: {e}"))?;
     settings.factorized.conversion.option_variance = args.option_variance;
     settings.factorized.conversion.segment_interaction_variance = args.segment_interaction_variance;
     settings.factorized.conversion.pair_interaction_variance = args.pair_variance;
@@ -309,9 +318,18 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();
         value["refresh_every"] = args.refresh_every.into();
+        if let Some(forgetting) = policy.forgetting() {
+            value["forgetting"] = serde_json::to_value(&forgetting)?;
+        }
         println!("{}", serde_json::to_string(&value)?);
     } else {
         print_table(&report);
+        if let Some(f) = policy.forgetting() {
+            println!(
+                "  forgetting               {:>8}  (in force at the end: {}, {} switches)",
+                f.setting, f.in_force, f.switches
+            );
+        }
         if let Some(gap) = gap {
             println!(
                 "  argmax vs exact: {} draws, exact optimum found in {:.1}%, mean gap {:.3}%, max gap {:.2}%, {:.1} us vs {:.1} us per search",

@@ -43,6 +43,7 @@ use crate::decision::DecisionTable;
 use crate::design::Objective;
 use crate::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use crate::policy::factorized::FactorizedSampler;
+use crate::policy::thompson::PosteriorSampler;
 use crate::policy::{
     Choice, Decision, Gate, Outcome, Policy, PricedPolicy, decide_gated, gated_mass,
     gated_propensity,
@@ -454,8 +455,27 @@ impl Engine {
         gated_mass(&self.policy, segment, gate, pick, picked_allowed)
     }
 
-    /// Learns one event about a decision of `version` for `segment`.
+    /// Learns one event about a decision of `version` for `segment`, at the model's
+    /// latest time (the latest event time or refresh it has seen; use
+    /// [`Engine::learn_at`] when the event's time is known).
     pub fn learn(&mut self, segment: usize, version: u64, feedback: Feedback) {
+        self.learn_event(segment, version, feedback, None);
+    }
+
+    /// Learns one event about a decision of `version` for `segment` that happened at
+    /// `at_millis` (ms on the caller's clock): a model that forgets first brings the
+    /// weights the event touches up to that time (`docs/models.md`, forgetting).
+    pub fn learn_at(&mut self, segment: usize, version: u64, feedback: Feedback, at_millis: u64) {
+        self.learn_event(segment, version, feedback, Some(at_millis));
+    }
+
+    fn learn_event(
+        &mut self,
+        segment: usize,
+        version: u64,
+        feedback: Feedback,
+        at_millis: Option<u64>,
+    ) {
         // What the value model learns from, read before it learns: the amount, at most
         // the campaign's max_value, after the model's heavy-tail cap.
         let (learned, model_amount) = match feedback {
@@ -488,7 +508,10 @@ impl Engine {
             None => feedback,
         };
         if let Some(outcome) = learned_outcome(self.objective, segment, version, model_feedback) {
-            self.policy.observe(&outcome);
+            match at_millis {
+                Some(at) => self.policy.observe_at(&outcome, at),
+                None => self.policy.observe(&outcome),
+            }
         }
     }
 
@@ -517,6 +540,7 @@ impl Engine {
         }
         let base = self.policy.base();
         let mut sampler = base.sampler().clone();
+        sampler.advance_clock(now_millis);
         let tables = due
             .iter()
             .map(|&segment| (segment, base.draw_table(&mut sampler, segment, rng)))
@@ -547,6 +571,10 @@ impl Engine {
 
     /// Rebuilds every segment's decision distribution now (after a restore).
     pub fn refresh_all<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: u64) {
+        self.policy
+            .base_mut()
+            .sampler_mut()
+            .advance_clock(now_millis);
         for segment in 0..self.segment_counts.len() {
             self.policy
                 .base_mut()

@@ -13,8 +13,14 @@ use crate::model::Belief;
 /// Magic bytes at the start of every snapshot.
 pub const MAGIC: &[u8; 4] = b"TLAM";
 /// The snapshot format this build writes. Format 2 added, to the engine's counts,
-/// conversions of unknown amount and the value learned; format 3, the campaign
-/// revision the engine serves; formats 1 and 2 are still read ([`OLDEST_FORMAT`]).
+/// conversions of unknown amount and the value learned. Format 3 added the campaign
+/// revision the engine serves, and forgetting (`crate::model::forgetting`): the
+/// conversion model is written once per forgetting candidate with its half-life, the
+/// model's time and each weight's last-update time, then the candidates' scores and the
+/// one in force; the value model gains its time, half-life and update times. Formats 1
+/// and 2 are still read ([`OLDEST_FORMAT`]): revision 1, and their one conversion model
+/// seeds every candidate, each weight's update time unknown until its next touch (so
+/// nothing is forgotten for the time before the restore).
 pub const FORMAT: u32 = 3;
 /// The oldest snapshot format this build reads.
 pub const OLDEST_FORMAT: u32 = 1;

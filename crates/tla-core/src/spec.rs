@@ -149,6 +149,14 @@ pub struct CampaignSpec {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub flight: Option<FlightSpec>,
+    /// How the model forgets old events: `"auto"` (the default: the rate chosen from
+    /// the data among a few half-lives and none), `"off"`, or a half-life such as
+    /// `"36h"`, `"3d"`, `"90m"` ([`crate::model::forgetting::Forgetting::parse`]).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub forgetting: Option<String>,
     /// Options pinned for a segment, or for every segment: only the pinned option of
     /// its component is served there ("stop and ship" when every component is pinned).
     #[cfg_attr(
@@ -1605,7 +1613,25 @@ impl CampaignSpec {
         })
     }
 
+    /// The spec's `forgetting`, parsed ([`crate::model::forgetting::Forgetting::Auto`]
+    /// when absent).
+    pub fn forgetting(&self) -> Result<crate::model::forgetting::Forgetting, SpecError> {
+        match &self.forgetting {
+            None => Ok(crate::model::forgetting::Forgetting::default()),
+            Some(text) => crate::model::forgetting::Forgetting::parse(text).map_err(|_| {
+                SpecError::OutOfRange {
+                    field: "forgetting".into(),
+                    found: format!("{text:?}"),
+                    accepted: "\"auto\" (default), \"off\", or a half-life: a positive whole \
+                               number followed by m, h or d, such as \"36h\" or \"3d\""
+                        .into(),
+                }
+            }),
+        }
+    }
+
     fn check_numbers(&self) -> Result<(), SpecError> {
+        self.forgetting()?;
         if !(self.exploration.is_finite() && (0.0..1.0).contains(&self.exploration)) {
             return Err(SpecError::OutOfRange {
                 field: "exploration".into(),

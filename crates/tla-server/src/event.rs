@@ -455,6 +455,8 @@ pub fn learn(engine: &mut Engine, event: &StoredEvent) -> Result<(), OutsideCamp
             version: event.version,
         });
     }
-    engine.learn(segment, event.version, feedback(event));
+    // The event's time drives forgetting; a time before the epoch counts as 0.
+    let at_millis = u64::try_from(event.at_ms).unwrap_or(0);
+    engine.learn_at(segment, event.version, feedback(event), at_millis);
     Ok(())
 }

@@ -91,6 +91,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use tla_core::availability::Availability;
 use tla_core::design::Design;
+use tla_core::model::forgetting::half_life_text;
 use tla_core::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use tla_core::policy::floor::ExplorationFloor;
 use tla_core::policy::independent::IndependentSampler;
@@ -109,6 +110,19 @@ pub enum PolicyChoice {
     IndependentTs,
     /// Factorized Thompson sampling.
     FactorizedTs,
+}
+
+/// How a factorized learner forgot by the end of a run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ForgettingSummary {
+    /// The setting (`auto`, `off`, a half-life).
+    pub setting: String,
+    /// The half-life in force at the end (`off`: none).
+    pub in_force: String,
+    /// Times the candidate in force changed.
+    pub switches: u64,
+    /// Each candidate's half-life and discounted prequential log-loss at the end.
+    pub candidates: Vec<(String, f64)>,
 }
 
 /// The settings the simulator runs a policy with: the campaign policy's settings and
@@ -306,8 +320,28 @@ pub struct ArgmaxGap {
 }
 
 impl AnyPolicy {
+    /// How the factorized model forgot by the end of the run (`None` for the other
+    /// policies).
+    pub fn forgetting(&self) -> Option<ForgettingSummary> {
+        let PolicyKind::FactorizedTs(floor) = &self.kind else {
+            return None;
+        };
+        let candidates = floor.base().sampler().forgetting();
+        Some(ForgettingSummary {
+            setting: candidates.setting().to_string(),
+            in_force: half_life_text(candidates.half_life_in_force()),
+            switches: candidates.switches(),
+            candidates: candidates
+                .candidates()
+                .into_iter()
+                .map(|(half_life, loss)| (half_life_text(half_life), loss))
+                .collect(),
+        })
+    }
+
     /// For the factorized policy: compares the configured argmax with the exact one on
-    /// `draws_per_segment` posterior draws of every segment. `None` for other policies.
+    /// `draws_per_segment` posterior draws of every segment (see [`ArgmaxGap`]). `None`
+    /// for other policies.
     pub fn argmax_gap(&mut self, draws_per_segment: u64, seed: u64) -> Option<ArgmaxGap> {
         let floor = self.factorized_mut()?;
         let sampler = floor.base_mut().sampler_mut();
@@ -361,6 +395,22 @@ macro_rules! dispatch {
     };
 }
 
+impl AnyPolicy {
+    /// An outcome of a world version, in the policy's versions.
+    ///
+    /// # Panics
+    /// If the outcome's version holds an option the policy does not know.
+    fn policy_outcome(&self, outcome: &Outcome) -> Outcome {
+        let version = self
+            .to_policy(outcome.version)
+            .expect("an outcome of a version the policy served");
+        Outcome {
+            version,
+            ..*outcome
+        }
+    }
+}
+
 /// Versions are the world's: a decision of the policy is translated to the world's
 /// version, and a world version the policy does not know (an option not launched) has
 /// propensity 0.
@@ -387,14 +437,14 @@ impl Policy for AnyPolicy {
     /// # Panics
     /// If the outcome's version holds an option the policy does not know.
     fn observe(&mut self, outcome: &Outcome) {
-        let version = self
-            .to_policy(outcome.version)
-            .expect("an outcome of a version the policy served");
-        let outcome = Outcome {
-            version,
-            ..*outcome
-        };
+        let outcome = self.policy_outcome(outcome);
         dispatch!(mut self, p => p.observe(&outcome))
+    }
+    /// # Panics
+    /// If the outcome's version holds an option the policy does not know.
+    fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
+        let outcome = self.policy_outcome(outcome);
+        dispatch!(mut self, p => p.observe_at(&outcome, at_millis))
     }
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
         dispatch!(mut self, p => p.refresh_due(rng, now_millis))

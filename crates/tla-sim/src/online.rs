@@ -220,6 +220,29 @@ pub struct Answer {
     /// The true expected value of the version served to the segment: `P(conversion) x
     /// E[donation | conversion]`.
     pub expected_value: f64,
+    /// When it happened on the learner's clock, ms ([`learner_millis`]): the time the
+    /// learner learns it at (forgetting counts it).
+    pub at_millis: u64,
+}
+
+/// Impressions per simulated second of the learner's clock in a world without a
+/// flight (and a run without a [`Clock`]): one, so 200,000 impressions span about 2.3
+/// days and 1,000,000 about 11.6, the scale of the flight worlds' two weeks.
+pub const V1_IMPRESSIONS_PER_SECOND: u64 = 1;
+
+/// The learner's clock at opportunity `before` (from 0) of a run: in a world with a
+/// flight, the flight's clock at the opportunity's flight fraction
+/// ([`Flight::clock`]); otherwise the run's [`Clock`], or
+/// [`V1_IMPRESSIONS_PER_SECOND`] without one.
+pub fn learner_millis(world: &World, config: &RunConfig, before: u64) -> u64 {
+    match (&world.flight, config.clock.millis(before)) {
+        (Some(flight), _) => {
+            let (_, _, ms) = flight.clock(Flight::fraction(before, config.impressions));
+            u64::try_from(ms).unwrap_or(0)
+        }
+        (None, Some(ms)) => ms,
+        (None, None) => before.saturating_mul(1000) / V1_IMPRESSIONS_PER_SECOND,
+    }
 }
 
 /// One impression as the loop pushes it to the observer.
@@ -379,13 +402,14 @@ impl<P: PricedPolicy + Launch> Learner for P {
     }
 
     fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
-        self.observe(&Outcome {
+        let outcome = Outcome {
             segment,
             version: decision.version,
             clicked: answer.converted,
             converted: answer.converted,
             value: answer.donation,
-        });
+        };
+        self.observe_at(&outcome, answer.at_millis);
     }
 
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
@@ -430,21 +454,23 @@ impl Learner for EngineLearner<'_> {
     }
 
     fn learn(&mut self, segment: usize, decision: &Decision, answer: &Answer) {
-        let version = decision.version;
-        self.engine.learn(segment, version, Feedback::Impression);
+        let (version, at) = (decision.version, answer.at_millis);
+        self.engine
+            .learn_at(segment, version, Feedback::Impression, at);
         if answer.cost > 0.0 {
             let amount = answer.cost;
             self.engine
-                .learn(segment, version, Feedback::Cost { amount });
+                .learn_at(segment, version, Feedback::Cost { amount }, at);
         }
         if answer.converted {
             let amount = answer.donation;
-            self.engine.learn(
+            self.engine.learn_at(
                 segment,
                 version,
                 Feedback::Conversion {
                     amount: Some(amount),
                 },
+                at,
             );
         }
     }
@@ -738,6 +764,7 @@ pub fn run<L: Learner, O: Observer<L>>(
             donation,
             cost,
             expected_value: conversion_probability * log_mean.exp(),
+            at_millis: learner_millis(world, config, served - 1),
         };
         learner.learn(segment, &decision, &answer);
         let refreshes = learner.refresh_due(streams.policy(), now_millis);

@@ -14,6 +14,7 @@
 //! `v = pdf / cdf` and `w = v (v + t)` (see [`crate::stats::probit_moments`]).
 
 use super::Belief;
+use super::forgetting::ForgettingClock;
 use crate::design::Design;
 use crate::stats;
 
@@ -135,6 +136,14 @@ pub struct ConversionModel {
     layout: FeatureLayout,
     prior: ConversionPrior,
     weights: Vec<Belief>,
+    /// Each weight's prior, what forgetting pulls it back toward (shared by copies).
+    priors: std::sync::Arc<[Belief]>,
+    /// Forgetting: the half-life and each weight's last-update time.
+    clock: ForgettingClock,
+    /// The latest time the model has seen (an event's or a refresh's), ms.
+    now_millis: u64,
+    /// Whether every weight was brought up to `now_millis` since the last event.
+    up_to_date: bool,
     /// Scratch for active feature indices (avoids allocating per event).
     active: Vec<usize>,
     /// Events learned.
@@ -168,12 +177,69 @@ impl ConversionModel {
             }
         }
         Self {
+            clock: ForgettingClock::new(layout.len, None),
+            priors: weights.clone().into(),
             layout,
             prior,
             weights,
+            now_millis: 0,
+            up_to_date: true,
             active: Vec::with_capacity(32),
             observations: 0,
         }
+    }
+
+    /// The same model forgetting with `half_life_millis` (`None`: never), see
+    /// [`super::forgetting`]; every weight counts as up to date at the model's time.
+    pub fn with_half_life(mut self, half_life_millis: Option<u64>) -> Self {
+        let mut clock = ForgettingClock::new(self.layout.len, half_life_millis);
+        if clock.is_on() {
+            clock.set_touched(vec![self.now_millis; self.layout.len]);
+        }
+        self.clock = clock;
+        self
+    }
+
+    /// The forgetting half-life, ms (`None`: no forgetting).
+    pub fn half_life_millis(&self) -> Option<u64> {
+        self.clock.half_life_millis()
+    }
+
+    /// The latest time the model has seen, ms.
+    pub fn now_millis(&self) -> u64 {
+        self.now_millis
+    }
+
+    /// Brings every weight up to time `now` (later than the model's time; earlier
+    /// moves nothing), so that reads of [`Self::weights`] see the beliefs forgotten up
+    /// to then.
+    pub fn bring_up_to_date(&mut self, now_millis: u64) {
+        if !self.clock.is_on() || (now_millis <= self.now_millis && self.up_to_date) {
+            self.now_millis = self.now_millis.max(now_millis);
+            return;
+        }
+        self.now_millis = self.now_millis.max(now_millis);
+        self.clock
+            .bring_all_up_to_date(self.now_millis, &mut self.weights, &self.priors);
+        self.up_to_date = true;
+    }
+
+    /// Each weight's last-update time, ms (empty without forgetting).
+    pub fn update_times(&self) -> &[u64] {
+        self.clock.touched()
+    }
+
+    /// Replaces each weight's last-update time (one per weight, when forgetting).
+    pub(crate) fn set_update_times(&mut self, times: Vec<u64>) {
+        self.clock.set_touched(times);
+        self.up_to_date = false;
+    }
+
+    /// Marks every weight's last-update time unknown: each is set by its next touch,
+    /// without forgetting (a model restored from a snapshot that kept no times).
+    pub(crate) fn forget_update_times(&mut self) {
+        self.clock.forget_times();
+        self.up_to_date = false;
     }
 
     /// The feature layout.
@@ -196,19 +262,42 @@ impl ConversionModel {
         self.observations
     }
 
-    /// Learns one outcome: `positive` is whether the impression converted (or clicked).
+    /// Learns one outcome: `positive` is whether the impression converted (or clicked),
+    /// at the model's time ([`Self::now_millis`]).
     pub fn observe(&mut self, segment: usize, options: &[u32], positive: bool) {
+        self.observe_at(segment, options, positive, self.now_millis);
+    }
+
+    /// Learns one outcome that happened at `at_millis`: the weights it touches are
+    /// first brought up to that time (forgetting), then updated. Returns the
+    /// prequential log-loss of the outcome, `-ln P(outcome)` under the beliefs before
+    /// the update.
+    pub fn observe_at(
+        &mut self,
+        segment: usize,
+        options: &[u32],
+        positive: bool,
+        at_millis: u64,
+    ) -> f64 {
         let mut active = std::mem::take(&mut self.active);
         self.layout.active_features(segment, options, &mut active);
+        self.now_millis = self.now_millis.max(at_millis);
+        self.up_to_date = false;
         let mut mean = 0.0;
         let mut variance = self.prior.beta * self.prior.beta;
         for &i in &active {
+            if self.clock.is_on() {
+                self.clock
+                    .bring_up_to_date(i, at_millis, &mut self.weights[i], self.priors[i]);
+            }
             mean += self.weights[i].mean;
             variance += self.weights[i].variance;
         }
         let sd = variance.sqrt();
         let y = if positive { 1.0 } else { -1.0 };
-        let (v, w) = stats::probit_moments(y * mean / sd);
+        let t = y * mean / sd;
+        let log_loss = -stats::normal_cdf(t).max(f64::MIN_POSITIVE).ln();
+        let (v, w) = stats::probit_moments(t);
         for &i in &active {
             let belief = &mut self.weights[i];
             let share = belief.variance / sd;
@@ -217,6 +306,7 @@ impl ConversionModel {
         }
         self.active = active;
         self.observations += 1;
+        log_loss
     }
 
     /// Posterior predictive probability of a positive outcome.
@@ -237,24 +327,43 @@ impl ConversionModel {
     /// and keeps its prior otherwise; the event count carries over.
     pub fn carry_from(&mut self, old: &ConversionModel, map: &[Option<usize>]) {
         debug_assert_eq!(map.len(), self.weights.len());
+        // Forgetting is lazy: bring the old beliefs up to the old model's time first, so
+        // every carried weight (and every new one) counts as updated then.
+        let mut old = old.clone();
+        old.bring_up_to_date(old.now_millis);
         for (weight, from) in self.weights.iter_mut().zip(map) {
             if let Some(from) = *from {
                 *weight = old.weights[from];
             }
         }
         self.observations = old.observations;
+        self.now_millis = old.now_millis;
+        if self.clock.is_on() {
+            self.clock
+                .set_touched(vec![self.now_millis; self.weights.len()]);
+        }
+        self.up_to_date = true;
     }
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.weights.capacity() * std::mem::size_of::<Belief>()
+            + self.clock.touched().len() * std::mem::size_of::<u64>()
             + self.active.capacity() * std::mem::size_of::<usize>()
     }
 
-    /// Writes the learned state (weights and event count) to a snapshot.
+    /// Writes the learned state (weights and event count; from format 3 the model's
+    /// time and each weight's last-update time) to a snapshot.
     pub fn write_state(&self, writer: &mut crate::snapshot::Writer) {
         writer.u64(self.observations);
         writer.beliefs(&self.weights);
+        if writer.format() >= 3 {
+            writer.u64(self.now_millis);
+            writer.u64(self.clock.touched().len() as u64);
+            for &t in self.clock.touched() {
+                writer.u64(t);
+            }
+        }
     }
 
     /// Restores the learned state from a snapshot written by [`Self::write_state`]
@@ -266,7 +375,31 @@ impl ConversionModel {
         let observations = reader.u64()?;
         let mut weights = self.weights.clone();
         reader.beliefs("the conversion model", &mut weights)?;
+        let mut clock = self.clock.clone();
+        let mut now_millis = 0;
+        if reader.format() >= 3 {
+            now_millis = reader.u64()?;
+            let count = reader.u64()?;
+            let expected = clock.touched().len() as u64;
+            if count != expected {
+                return Err(crate::snapshot::SnapshotError::Mismatch(format!(
+                    "the conversion model keeps {count} update times in the snapshot and \
+                     {expected} in the model (is forgetting set the same?)"
+                )));
+            }
+            let mut times = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                times.push(reader.u64()?);
+            }
+            clock.set_touched(times);
+        } else {
+            // Written before update times were kept: each weight's first touch sets it.
+            clock.forget_times();
+        }
         self.weights = weights;
+        self.clock = clock;
+        self.now_millis = now_millis;
+        self.up_to_date = false;
         self.observations = observations;
         Ok(())
     }

@@ -7,10 +7,13 @@
 //! - [`value::ValueModel`]: the donation amount given a conversion, log-normal, a
 //!   Bayesian linear model of the log amount on the segment and the ask.
 //!
-//! Both update in O(active features) per event and keep no per-version state. The
-//! maths is written out in `docs/models.md`.
+//! Both update in O(active features) per event and keep no per-version state. Both can
+//! forget ([`forgetting`]): each weight drifts back toward its prior with a half-life,
+//! lazily, when it is next read or updated. The maths is written out in
+//! `docs/models.md`.
 
 pub mod conversion;
+pub mod forgetting;
 pub mod value;
 
 /// An independent Gaussian belief about one weight.

@@ -35,6 +35,7 @@
 //! `E[amount | conversion] = exp(mean + sigma^2 / 2)`.
 
 use super::Belief;
+use super::forgetting::ForgettingClock;
 use crate::design::Design;
 
 /// Default Huber cutoff of the value model, in predictive standard deviations of the
@@ -92,6 +93,13 @@ pub struct ValueModel {
     log_ask: Vec<f64>,
     /// Layout: bias, slope, segments, ask options, (segment, ask) segment-major.
     weights: Vec<Belief>,
+    /// Each weight's prior, what forgetting pulls it back toward.
+    priors: std::sync::Arc<[Belief]>,
+    /// Forgetting: the half-life and each weight's last-update time. The noise belief
+    /// does not forget.
+    clock: ForgettingClock,
+    /// The latest time the model has seen, ms.
+    now_millis: u64,
     /// Inverse-gamma shape of the noise variance.
     noise_shape: f64,
     /// Inverse-gamma scale of the noise variance.
@@ -138,6 +146,9 @@ impl ValueModel {
             segments,
             ask_options,
             log_ask,
+            clock: ForgettingClock::new(len, None),
+            priors: weights.clone().into(),
+            now_millis: 0,
             weights,
             noise_shape,
             noise_scale: prior.noise_variance * (noise_shape - 1.0),
@@ -161,6 +172,35 @@ impl ValueModel {
             1.0,
         );
         (out, 5)
+    }
+
+    /// Sets the forgetting half-life (`None`: never forget, see
+    /// [`super::forgetting`]). Weights keep their update times when the model already
+    /// forgot; otherwise they count as up to date at the model's time.
+    pub fn set_half_life(&mut self, half_life_millis: Option<u64>) {
+        if half_life_millis == self.clock.half_life_millis() {
+            return;
+        }
+        let times = if self.clock.is_on() {
+            self.clock.touched().to_vec()
+        } else {
+            vec![self.now_millis; self.weights.len()]
+        };
+        self.clock = ForgettingClock::new(self.weights.len(), half_life_millis);
+        self.clock.set_touched(times);
+    }
+
+    /// The forgetting half-life, ms (`None`: no forgetting).
+    pub fn half_life_millis(&self) -> Option<u64> {
+        self.clock.half_life_millis()
+    }
+
+    /// Brings every weight up to time `now` (forgetting), so reads see the beliefs
+    /// forgotten up to then.
+    pub fn bring_up_to_date(&mut self, now_millis: u64) {
+        self.now_millis = self.now_millis.max(now_millis);
+        self.clock
+            .bring_all_up_to_date(self.now_millis, &mut self.weights, &self.priors);
     }
 
     /// Point estimate of the log-amount noise variance (posterior mean).
@@ -214,7 +254,27 @@ impl ValueModel {
     /// Learns one donation amount (must be positive and finite) with the Huber-type
     /// step of the module documentation.
     pub fn observe(&mut self, segment: usize, ask_option: Option<usize>, amount: f64) {
+        self.observe_at(segment, ask_option, amount, self.now_millis);
+    }
+
+    /// [`Self::observe`] of a donation made at `at_millis`: the weights it touches are
+    /// first brought up to that time (forgetting).
+    pub fn observe_at(
+        &mut self,
+        segment: usize,
+        ask_option: Option<usize>,
+        amount: f64,
+        at_millis: u64,
+    ) {
         debug_assert!(amount > 0.0 && amount.is_finite());
+        self.now_millis = self.now_millis.max(at_millis);
+        if self.clock.is_on() {
+            let (features, n) = self.features(segment, ask_option);
+            for &(i, _) in &features[..n] {
+                self.clock
+                    .bring_up_to_date(i, at_millis, &mut self.weights[i], self.priors[i]);
+            }
+        }
         let (predicted, total) = self.predictive(segment, ask_option);
         let residual = self.clipped_residual(amount.ln(), predicted, total);
         let noise = self.noise_variance();
@@ -281,6 +341,14 @@ impl ValueModel {
         old_segment: impl Fn(usize) -> Option<usize>,
         old_ask: impl Fn(usize) -> Option<usize>,
     ) {
+        // Forgetting is lazy: bring the old beliefs up to the old model's time first, so
+        // every carried weight (and every new one) counts as updated then.
+        let mut old = old.clone();
+        old.bring_up_to_date(old.now_millis);
+        self.now_millis = old.now_millis;
+        self.set_half_life(old.half_life_millis());
+        self.clock
+            .set_touched(vec![self.now_millis; self.weights.len()]);
         self.weights[BIAS] = old.weights[BIAS];
         self.weights[SLOPE] = old.weights[SLOPE];
         let carried_ask = (0..self.ask_options)
@@ -331,6 +399,14 @@ impl ValueModel {
         writer.f64(self.noise_shape);
         writer.f64(self.noise_scale);
         writer.beliefs(&self.weights);
+        if writer.format() >= 3 {
+            writer.u64(self.now_millis);
+            writer.u64(self.clock.half_life_millis().unwrap_or(0));
+            writer.u64(self.clock.touched().len() as u64);
+            for &t in self.clock.touched() {
+                writer.u64(t);
+            }
+        }
     }
 
     /// Restores the learned state from a snapshot written by [`Self::write_state`]
@@ -349,6 +425,30 @@ impl ValueModel {
         }
         let mut weights = self.weights.clone();
         reader.beliefs("the value model", &mut weights)?;
+        let mut clock = self.clock.clone();
+        let mut now_millis = 0;
+        if reader.format() >= 3 {
+            now_millis = reader.u64()?;
+            let half_life = reader.u64()?;
+            let count = reader.u64()?;
+            let on = half_life > 0;
+            if count != if on { weights.len() as u64 } else { 0 } {
+                return Err(crate::snapshot::SnapshotError::Format(format!(
+                    "the value model keeps {count} update times for {} weights",
+                    weights.len()
+                )));
+            }
+            let mut times = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                times.push(reader.u64()?);
+            }
+            clock = ForgettingClock::new(weights.len(), on.then_some(half_life));
+            clock.set_touched(times);
+        } else {
+            clock.forget_times();
+        }
+        self.clock = clock;
+        self.now_millis = now_millis;
         self.weights = weights;
         self.observations = observations;
         self.noise_shape = noise_shape;

@@ -84,10 +84,15 @@ impl Default for CampaignPolicySettings {
 }
 
 impl CampaignPolicySettings {
-    /// The settings a campaign spec asks for: its draws, refresh cadence and floor,
-    /// with the model's default settings.
+    /// The settings a campaign spec asks for: its draws, refresh cadence, floor and
+    /// forgetting, with the model's default settings otherwise.
     pub fn for_campaign(campaign: &crate::spec::Campaign) -> Self {
         let spec = campaign.spec();
+        let factorized = FactorizedSettings {
+            // A validated spec's forgetting parses.
+            forgetting: spec.forgetting().unwrap_or_default(),
+            ..FactorizedSettings::default()
+        };
         Self {
             draws: spec.draws.max(1) as usize,
             cadence: RefreshCadence {
@@ -95,7 +100,7 @@ impl CampaignPolicySettings {
                 every_millis: Some(spec.refresh.every_millis.max(1)),
             },
             exploration: spec.exploration,
-            factorized: FactorizedSettings::default(),
+            factorized,
         }
     }
 

@@ -32,6 +32,7 @@ use super::thompson::PosteriorSampler;
 use crate::availability::Availability;
 use crate::design::{Design, Objective};
 use crate::model::conversion::{ConversionModel, ConversionPrior};
+use crate::model::forgetting::{ConversionCandidates, Forgetting};
 use crate::model::value::{ValueModel, ValuePrior};
 use crate::space::{OptionRef, VersionSpace};
 use crate::stats;
@@ -67,6 +68,9 @@ pub struct FactorizedSettings {
     /// Scale of the posterior spread in each draw: 1 is Thompson sampling; below 1
     /// draws closer to the posterior mean (less exploration).
     pub draw_scale: f64,
+    /// How the model forgets (the spec's `forgetting`, see
+    /// [`crate::model::forgetting`]).
+    pub forgetting: Forgetting,
 }
 
 impl Default for FactorizedSettings {
@@ -77,6 +81,7 @@ impl Default for FactorizedSettings {
             exact_limit: crate::design::DEFAULT_EXACT_LIMIT,
             restarts: 4,
             draw_scale: 0.6,
+            forgetting: Forgetting::default(),
         }
     }
 }
@@ -121,7 +126,8 @@ pub struct FactorizedSampler {
     objective: Objective,
     /// Ask component, when the objective is value and the campaign has asks.
     ask_component: Option<usize>,
-    conversion: ConversionModel,
+    /// The conversion model: one per forgetting candidate, one in force.
+    conversion: ConversionCandidates,
     value: Option<ValueModel>,
     blocks: Vec<Block>,
     /// Index of the block holding the ask component.
@@ -193,6 +199,11 @@ impl FactorizedSampler {
             best: vec![0; layout.option_counts.len()],
             current: vec![0; layout.option_counts.len()],
         };
+        let conversion = ConversionCandidates::new(conversion, settings.forgetting);
+        let mut value = value;
+        if let Some(value) = &mut value {
+            value.set_half_life(conversion.half_life_in_force());
+        }
         Self {
             space: design.space.clone(),
             objective: design.objective,
@@ -224,8 +235,10 @@ impl FactorizedSampler {
     /// and of the value model whose options and segment exist in both revisions, by
     /// name ([`crate::revision::Revision`]); new options and segments keep their prior.
     pub fn carry_from(&mut self, old: &FactorizedSampler, revision: &crate::revision::Revision) {
-        let map =
-            revision.conversion_feature_map(old.conversion.layout(), self.conversion.layout());
+        let map = revision.conversion_feature_map(
+            old.conversion.in_force().layout(),
+            self.conversion.in_force().layout(),
+        );
         self.conversion.carry_from(&old.conversion, &map);
         if let (Some(value), Some(old_value)) = (&mut self.value, &old.value) {
             let ask = self.ask_component;
@@ -240,9 +253,23 @@ impl FactorizedSampler {
         }
     }
 
-    /// The conversion (or click) model.
+    /// The conversion (or click) model in force (the forgetting candidate decisions
+    /// draw from).
     pub fn conversion(&self) -> &ConversionModel {
+        self.conversion.in_force()
+    }
+
+    /// The forgetting candidates of the conversion model, and the one in force.
+    pub fn forgetting(&self) -> &ConversionCandidates {
         &self.conversion
+    }
+
+    /// Brings the models in force up to their latest time (forgetting), before draws.
+    fn bring_up_to_date(&mut self, now_millis: u64) {
+        self.conversion.in_force_mut().bring_up_to_date(now_millis);
+        if let Some(value) = &mut self.value {
+            value.bring_up_to_date(now_millis);
+        }
     }
 
     /// The value model, when the objective is value.
@@ -275,8 +302,8 @@ impl FactorizedSampler {
     /// Samples every weight segment `segment` can touch into the scratch space; returns
     /// the sampled constant (bias + segment weight).
     fn sample_weights<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> f64 {
-        let layout = self.conversion.layout();
-        let weights = self.conversion.weights();
+        let layout = self.conversion.in_force().layout();
+        let weights = self.conversion.in_force().weights();
         let scale = self.draw_scale;
         let mut normal = || scale * rng.sample::<f64, _>(StandardNormal);
         let constant =
@@ -318,7 +345,7 @@ impl FactorizedSampler {
     /// Maximizes the sampled objective given the weights in scratch; writes the chosen
     /// options into `scratch.options` and returns the sampled objective.
     fn maximize<R: Rng + ?Sized>(&mut self, constant: f64, exact: bool, rng: &mut R) -> f64 {
-        let beta = self.conversion.prior().beta;
+        let beta = self.conversion.in_force().prior().beta;
         let mut rest = constant;
         for b in 0..self.blocks.len() {
             if Some(b) == self.ask_block {
@@ -522,7 +549,7 @@ impl FactorizedSampler {
     fn block_score(&self, b: usize) -> f64 {
         let block = &self.blocks[b];
         let current = &self.scratch.current;
-        let layout = self.conversion.layout();
+        let layout = self.conversion.in_force().layout();
         let mut score = 0.0;
         for &k in &block.components {
             score += self.scratch.option_scores[k][current[k] as usize];
@@ -590,7 +617,7 @@ impl FactorizedSampler {
     /// Local score of option `o` of component `k` given the other components of the block
     /// in `scratch.current`.
     fn local_score(&self, b: usize, k: usize, o: u32) -> f64 {
-        let layout = self.conversion.layout();
+        let layout = self.conversion.in_force().layout();
         let current = &self.scratch.current;
         let mut score = self.scratch.option_scores[k][o as usize];
         for &p in &self.blocks[b].pairs {
@@ -743,6 +770,9 @@ impl FactorizedSampler {
             }
         }
         reader.finish()?;
+        if let Some(value) = &mut value {
+            value.set_half_life(conversion.half_life_in_force());
+        }
         self.conversion = conversion;
         self.value = value;
         Ok(())
@@ -751,7 +781,7 @@ impl FactorizedSampler {
     /// Posterior mean objective of a version for a segment (no sampling).
     pub fn expected_objective(&self, segment: usize, version: u64) -> f64 {
         let options = self.space.decode(version);
-        let p = self.conversion.predict(segment, &options);
+        let p = self.conversion.in_force().predict(segment, &options);
         match &self.value {
             Some(value) => {
                 let ask = self.ask_component.map(|k| options[k] as usize);
@@ -976,33 +1006,48 @@ impl PosteriorSampler for FactorizedSampler {
     }
 
     fn segments(&self) -> usize {
-        self.conversion.layout().segments
+        self.conversion.in_force().layout().segments
     }
 
     fn draw_best_valued<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> (u64, f64) {
+        self.bring_up_to_date(0);
         let constant = self.sample_weights(segment, rng);
         let objective = self.maximize(constant, false, rng);
         (self.space.encode(&self.scratch.options), objective)
     }
 
     fn observe(&mut self, outcome: &Outcome) {
+        let now = self.conversion.in_force().now_millis();
+        self.observe_at(outcome, now);
+    }
+
+    fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
         let options = &mut self.scratch.options;
         self.space.decode_into(outcome.version, options);
         let positive = match self.objective {
             Objective::Clicks => outcome.clicked,
             Objective::Value | Objective::Conversions => outcome.converted,
         };
-        self.conversion.observe(outcome.segment, options, positive);
+        let switched = self
+            .conversion
+            .observe_at(outcome.segment, options, positive, at_millis);
         if let Some(value) = &mut self.value {
+            if switched {
+                value.set_half_life(self.conversion.half_life_in_force());
+            }
             if outcome.converted && outcome.value > 0.0 && outcome.value.is_finite() {
                 let ask = self.ask_component.map(|k| options[k] as usize);
-                value.observe(outcome.segment, ask, outcome.value);
+                value.observe_at(outcome.segment, ask, outcome.value, at_millis);
             }
         }
     }
 
+    fn advance_clock(&mut self, now_millis: u64) {
+        self.bring_up_to_date(now_millis);
+    }
+
     fn observations(&self) -> u64 {
-        self.conversion.observations()
+        self.conversion.in_force().observations()
     }
 
     fn heap_bytes(&self) -> usize {

@@ -151,6 +151,10 @@ impl<P: Policy> Policy for ExplorationFloor<P> {
         self.base.observe(outcome);
     }
 
+    fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
+        self.base.observe_at(outcome, at_millis);
+    }
+
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
         self.base.refresh_due(rng, now_millis)
     }

@@ -81,6 +81,14 @@ pub trait Policy {
     /// Learns one outcome.
     fn observe(&mut self, outcome: &Outcome);
 
+    /// Learns one outcome that happened at `at_millis` on the caller's clock: a model
+    /// that forgets first brings what the outcome touches up to that time. The default
+    /// ignores the time.
+    fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
+        let _ = at_millis;
+        self.observe(outcome);
+    }
+
     /// Rebuilds the decision distributions whose refresh cadence is due; returns how many
     /// were rebuilt. This is the work kept off the decision path. `now_millis` is the
     /// caller's clock, if it has one.

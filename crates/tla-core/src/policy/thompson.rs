@@ -34,6 +34,18 @@ pub trait PosteriorSampler {
     fn draw_best_valued<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> (u64, f64);
     /// Learns one outcome.
     fn observe(&mut self, outcome: &Outcome);
+    /// Learns one outcome that happened at `at_millis` on the caller's clock (a model
+    /// that forgets first brings what the outcome touches up to that time). The
+    /// default ignores the time.
+    fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
+        let _ = at_millis;
+        self.observe(outcome);
+    }
+    /// Moves the model's clock to `now_millis`, so draws see beliefs forgotten up to
+    /// then. The default does nothing.
+    fn advance_clock(&mut self, now_millis: u64) {
+        let _ = now_millis;
+    }
     /// Events learned so far (the model version).
     fn observations(&self) -> u64;
     /// Approximate heap bytes held.
@@ -272,12 +284,12 @@ impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
 
     fn observe(&mut self, outcome: &Outcome) {
         self.sampler.observe(outcome);
-        let clock = &mut self.clocks[outcome.segment];
-        clock.own_events += 1;
-        if clock.own_events == self.settings.cadence.every_events {
-            self.pending.push(outcome.segment);
-        }
-        self.campaign_events += 1;
+        self.count_event(outcome.segment);
+    }
+
+    fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
+        self.sampler.observe_at(outcome, at_millis);
+        self.count_event(outcome.segment);
     }
 
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
@@ -291,6 +303,11 @@ impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
         }
         let due = self.due_segments(now_millis);
         let rebuilt = due.len();
+        if rebuilt > 0 {
+            if let Some(now) = now_millis {
+                self.sampler.advance_clock(now);
+            }
+        }
         for segment in due {
             let table = self.build_table(segment, rng);
             self.install_table(segment, table, now_millis);
@@ -307,6 +324,18 @@ impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
                 .map(DecisionTable::heap_bytes)
                 .sum::<usize>()
             + self.clocks.capacity() * std::mem::size_of::<SegmentClock>()
+    }
+}
+
+impl<S: PosteriorSampler> ThompsonPolicy<S> {
+    /// Counts one event of `segment` toward the refresh cadence.
+    fn count_event(&mut self, segment: usize) {
+        let clock = &mut self.clocks[segment];
+        clock.own_events += 1;
+        if clock.own_events == self.settings.cadence.every_events {
+            self.pending.push(segment);
+        }
+        self.campaign_events += 1;
     }
 }
 
