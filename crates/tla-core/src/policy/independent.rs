@@ -280,3 +280,61 @@ impl PosteriorSampler for IndependentSampler {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::design::{AskComponent, Interactions};
+    use crate::revision::Revision;
+
+    fn design(headlines: u32, asks: Vec<f64>) -> Design {
+        Design {
+            component_names: vec!["headline".into(), "cta".into()],
+            segment_names: vec!["s".into()],
+            space: VersionSpace::product(vec![headlines, asks.len() as u32]).unwrap(),
+            ask: Some(AskComponent {
+                component: 1,
+                amounts: asks,
+            }),
+            objective: Objective::Value,
+            interactions: Interactions::segment_only(2),
+        }
+    }
+
+    #[test]
+    fn a_revised_sampler_keeps_each_versions_evidence_under_its_new_index() {
+        let old = design(2, vec![5.0, 25.0]);
+        let mut sampler = IndependentSampler::new(&old, 0.02);
+        let version = old.space.encode(&[1, 1]);
+        for i in 0..10 {
+            sampler.observe(&Outcome {
+                segment: 0,
+                version,
+                clicked: false,
+                converted: i < 3,
+                value: if i < 3 { 25.0 } else { 0.0 },
+            });
+        }
+        // A new headline first: old headline 1 becomes 2.
+        let next = design(3, vec![5.0, 25.0]);
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let revision = Revision::between_designs(
+            &old,
+            &[names(&["a", "b"]), names(&["c5", "c25"])],
+            &next,
+            &[names(&["z", "a", "b"]), names(&["c5", "c25"])],
+        )
+        .unwrap();
+        let revised = sampler.revised(&revision, &next);
+        let moved = next.space.encode(&[2, 1]);
+        let arm = revised.segments[0].arms[&moved];
+        assert_eq!(
+            (arm.impressions, arm.successes, arm.amount_sum),
+            (10, 3, 75.0)
+        );
+        assert_eq!(revised.segments[0].seen_per_group, [0, 1]);
+        assert_eq!(revised.group_amount_sum, [0.0, 75.0]);
+        assert_eq!(revised.observations, 10);
+        assert_eq!(revised.prior_failures, sampler.prior_failures);
+    }
+}
