@@ -97,7 +97,7 @@ pub fn correct(
         }
         // The rule new events follow: a finite number, at most `max_value` for a
         // conversion.
-        event::check_amount(event.kind, value, slot.campaign.max_value())?;
+        event::check_amount(event.kind, value, slot.current().campaign.max_value())?;
     }
     let earlier = log.corrections(&slot.id)?;
     if let tla_store::Standing::Retracted(retraction) = tla_store::standing(&event, &earlier) {
@@ -214,7 +214,8 @@ pub fn rebuild<R: Rng + ?Sized>(
     rng: &mut R,
     now_ms: i64,
 ) -> Result<(Engine, RebuildBody), StoreError> {
-    let mut engine = Engine::new(&slot.campaign, rng);
+    let first = slot.revision(1).expect("a campaign has revision 1");
+    let mut engine = Engine::new(&first.campaign, rng);
     let mut from_seq = 0;
     if let Some((covers, bytes)) = store.latest_snapshot(&slot.id)? {
         if covers <= up_to {

@@ -69,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}", get(routes::get_campaign))
         .route("/v1/campaigns/{id}/pause", post(routes::pause))
         .route("/v1/campaigns/{id}/resume", post(routes::resume))
+        .route("/v1/campaigns/{id}/archive", post(routes::archive))
         .route("/v1/campaigns/{id}/budget", patch(routes::change_budget))
         .route(
             "/v1/campaigns/{id}/versions/{index}",

@@ -75,7 +75,8 @@ pub fn replay(
             })?;
         let slot = CampaignSlot::new(&row, campaign, &mut rng);
         // The budget in force: the spec's, as the latest budget change set it.
-        let flight = crate::budget::in_force(store, &row.id, slot.campaign.flight().copied())?;
+        let flight =
+            crate::budget::in_force(store, &row.id, slot.current().campaign.flight().copied())?;
         *slot
             .flight_lock()
             .write()

@@ -47,15 +47,19 @@ pub fn campaign_report(
     now_ms: i64,
 ) -> Result<Report, StoreError> {
     // Clone under the read lock, compute outside it: decisions go on meanwhile.
-    let engine = slot.engine().clone();
+    let (engine, current) = {
+        let engine = slot.engine();
+        (engine.clone(), slot.current())
+    };
+    let campaign = &current.campaign;
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(REPORT_SEED);
-    let mut report = report::build(&slot.campaign, &engine, settings, &mut rng);
+    let mut report = report::build(campaign, &engine, settings, &mut rng);
     report.campaign = Some(slot.id.clone());
     let corrections = store.event_log().corrections(&slot.id)?;
     report.corrections = corrections.iter().map(report_correction).collect();
     let reported = reported_by_segment(slot, store)?;
     report.money = report::money(
-        &slot.campaign,
+        campaign,
         &engine,
         &MoneyInputs {
             flight: slot.flight(),
@@ -88,13 +92,8 @@ pub fn campaign_report(
     let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
-        let first_half_best = report::best_versions_on_first_half(&slot.campaign, &rows, &mut rng);
-        match report::lift(
-            &rows,
-            slot.campaign.allowed_versions(),
-            &best,
-            &first_half_best,
-        ) {
+        let first_half_best = report::best_versions_on_first_half(campaign, &rows, &mut rng);
+        match report::lift(&rows, campaign.allowed_versions(), &best, &first_half_best) {
             Ok(mut lift) => {
                 lift.rows_cap = Some(rows_cap);
                 lift.capped = capped;
@@ -201,7 +200,7 @@ pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, S
 /// The amounts of campaign `slot`'s spend reports, summed per segment in the spec's
 /// order.
 pub fn reported_by_segment(slot: &CampaignSlot, store: &Store) -> Result<Vec<f64>, StoreError> {
-    let mut sums = vec![0.0; slot.campaign.design().segment_names.len()];
+    let mut sums = vec![0.0; slot.current().campaign.design().segment_names.len()];
     for report in store.spend_reports(&slot.id)? {
         if let Some(sum) = sums.get_mut(report.segment as usize) {
             *sum += report.amount;
