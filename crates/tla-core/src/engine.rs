@@ -31,6 +31,13 @@
 //! The engine is a pure value: the server feeds it events in log order, so the model is
 //! a function of the log prefix it has applied, and a snapshot plus the events after it
 //! rebuilds exactly the same model.
+//!
+//! A running campaign takes a new spec with [`Engine::revise`]: revision n+1, matched by
+//! name ([`crate::revision`]). Every learned weight and every count moves to the new
+//! indices, new options and segments start at their prior, retired options and pins
+//! take effect in every decision table at once, and the revision number counts up
+//! from 1. Events for decisions of an older revision are learned after mapping their
+//! version with [`crate::revision::Revision::map_version`].
 
 use crate::decision::DecisionTable;
 use crate::design::Objective;
@@ -40,6 +47,7 @@ use crate::policy::{
     Choice, Decision, Gate, Outcome, Policy, PricedPolicy, decide_gated, gated_mass,
     gated_propensity,
 };
+use crate::revision::{Revision, RevisionError, RevisionSummary};
 use crate::snapshot::SnapshotError;
 use crate::spec::Campaign;
 use rand::Rng;
@@ -141,6 +149,17 @@ impl Counts {
         }
     }
 
+    /// Events of the kinds counted one by one (impressions, clicks, conversions), or 1
+    /// when only spend was counted: whether anything was recorded, as a number.
+    pub fn events(&self) -> u64 {
+        let counted = self.impressions + self.clicks + self.conversions;
+        if counted == 0 && *self != Counts::default() {
+            1
+        } else {
+            counted
+        }
+    }
+
     /// Adds another's counts to these (sums saturate as in counting).
     pub fn merge(&mut self, other: &Counts) {
         self.impressions += other.impressions;
@@ -186,6 +205,12 @@ impl RefreshPlan {
 /// The live state of one campaign.
 #[derive(Debug, Clone)]
 pub struct Engine {
+    /// The campaign revision in force.
+    campaign: Campaign,
+    /// Its revision number, from 1.
+    revision: u32,
+    /// The policy settings the engine was built with.
+    settings: CampaignPolicySettings,
     objective: Objective,
     /// The campaign's `max_value`: the value model learns no amount above it (events
     /// above it are refused at ingest; a log written before that is learned capped).
@@ -221,8 +246,11 @@ impl Engine {
         rng: &mut R,
     ) -> Self {
         let design = campaign.design();
-        let policy = settings.build(design, rng);
+        let policy = settings.build_available(design, campaign.availability(), rng);
         Self {
+            campaign: campaign.clone(),
+            revision: 1,
+            settings,
             objective: design.objective,
             max_value: campaign.max_value(),
             policy,
@@ -236,6 +264,154 @@ impl Engine {
             version_counts: BTreeMap::new(),
             events: 0,
         }
+    }
+
+    /// The campaign revision in force.
+    pub fn campaign(&self) -> &Campaign {
+        &self.campaign
+    }
+
+    /// The revision number in force: 1 for the spec the engine was built with, one more
+    /// for each [`Engine::revise`].
+    pub fn revision(&self) -> u32 {
+        self.revision
+    }
+
+    /// Puts the next revision of the campaign, `next`, in force (see the module
+    /// documentation and [`crate::revision`]): refused when the revision itself is
+    /// ([`Revision::between`]), or when it removes an option or a segment that has
+    /// counted events (retire the option instead, `retired = true`). On refusal the
+    /// engine is unchanged. Every decision table is drawn anew with `rng`, stamped at
+    /// `now_millis`. The next spec's draws, cadence and floor apply, with the model
+    /// settings the engine was built with.
+    pub fn revise<R: Rng + ?Sized>(
+        &mut self,
+        next: &Campaign,
+        rng: &mut R,
+        now_millis: u64,
+    ) -> Result<RevisionSummary, RevisionError> {
+        let revision = Revision::between(&self.campaign, next)?;
+        for &option in revision.removed_options() {
+            let events = self.option_counts[option.component][option.option as usize].events();
+            if events > 0 {
+                return Err(RevisionError::OptionHasEvents {
+                    field: format!("components[{}].options", option.component),
+                    name: revision.old_option_name(option),
+                    events,
+                });
+            }
+        }
+        for segment in revision.removed_segments() {
+            let events = self.segment_counts[segment].events();
+            if events > 0 {
+                return Err(RevisionError::SegmentHasEvents {
+                    name: revision.old_segment_name(segment).to_owned(),
+                    events,
+                });
+            }
+        }
+        let design = next.design();
+        let mut segment_counts = vec![Counts::default(); design.segments()];
+        for (segment, counts) in segment_counts.iter_mut().enumerate() {
+            if let Some(old) = revision.old_segment(segment) {
+                *counts = self.segment_counts[old];
+            }
+        }
+        let option_counts: Vec<Vec<Counts>> = design
+            .space
+            .option_counts()
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| {
+                (0..n)
+                    .map(|o| {
+                        revision
+                            .old_option(k, o)
+                            .map_or_else(Counts::default, |old| self.option_counts[k][old as usize])
+                    })
+                    .collect()
+            })
+            .collect();
+        let version_counts: BTreeMap<(u32, u64), Counts> = self
+            .version_counts
+            .iter()
+            .filter_map(|(&(segment, version), counts)| {
+                let segment = revision.map_segment(segment as usize)?;
+                let version = revision.map_version(version)?;
+                Some(((segment as u32, version), *counts))
+            })
+            .collect();
+        let mut settings = CampaignPolicySettings {
+            factorized: self.settings.factorized,
+            ..CampaignPolicySettings::for_campaign(next)
+        };
+        if self.settings.cadence.every_millis.is_none() {
+            settings = settings.without_clock();
+        }
+        let mut policy = settings.revise(&self.policy, &revision, design, next.availability(), rng);
+        policy.base_mut().mark_built_at(Some(now_millis));
+        let summary = self.summary_of(&revision, next);
+        self.policy = policy;
+        self.settings = settings;
+        self.segment_counts = segment_counts;
+        self.option_counts = option_counts;
+        self.version_counts = version_counts;
+        self.objective = design.objective;
+        self.max_value = next.max_value();
+        self.campaign = next.clone();
+        self.revision += 1;
+        Ok(RevisionSummary {
+            revision: self.revision,
+            ..summary
+        })
+    }
+
+    /// What `revision` to `next` changes, by name (the revision number left 0).
+    fn summary_of(&self, revision: &Revision, next: &Campaign) -> RevisionSummary {
+        let retired = |campaign: &Campaign, component: usize, option: u32| {
+            campaign.spec().components[component].options[option as usize].retired
+        };
+        let mut summary = RevisionSummary {
+            added_options: revision
+                .added_options()
+                .iter()
+                .map(|&o| revision.new_option_name(o))
+                .collect(),
+            removed_options: revision
+                .removed_options()
+                .iter()
+                .map(|&o| revision.old_option_name(o))
+                .collect(),
+            added_segments: revision
+                .added_segments()
+                .into_iter()
+                .map(|s| revision.new_segment_name(s).to_owned())
+                .collect(),
+            removed_segments: revision
+                .removed_segments()
+                .into_iter()
+                .map(|s| revision.old_segment_name(s).to_owned())
+                .collect(),
+            pins: next.spec().pins.len(),
+            ..RevisionSummary::default()
+        };
+        let space = &next.design().space;
+        for component in 0..space.components() {
+            for option in 0..space.option_count(component) {
+                let now = retired(next, component, option);
+                let before = revision
+                    .old_option(component, option)
+                    .map(|old| retired(&self.campaign, component, old));
+                let name =
+                    || revision.new_option_name(crate::space::OptionRef { component, option });
+                match (before, now) {
+                    (Some(false), true) | (None, true) => summary.retired_options.push(name()),
+                    (Some(true), false) => summary.restored_options.push(name()),
+                    _ => {}
+                }
+            }
+        }
+        summary
     }
 
     /// Chooses a version for an impression of `segment`, with its exact propensity.
@@ -414,7 +590,8 @@ impl Engine {
         &self.version_counts
     }
 
-    /// The learned state as bytes: events learned, the model's snapshot, the counts
+    /// The learned state as bytes: events learned, (from format 3) the revision number,
+    /// the model's snapshot, the counts
     /// per segment and per option, then the sparse counts per (segment, version): their
     /// number, then each pair's segment, version and counts in (segment, version) order.
     /// Counts are impressions, clicks, conversions, value, spend and (from snapshot
@@ -428,6 +605,9 @@ impl Engine {
     fn snapshot_in_format(&self, format: u32) -> Vec<u8> {
         let mut writer = crate::snapshot::Writer::with_format(ENGINE_SNAPSHOT_KIND, format);
         writer.u64(self.events);
+        if format >= 3 {
+            writer.u64(u64::from(self.revision));
+        }
         writer.bytes(&self.sampler().snapshot());
         for counts in self
             .segment_counts
@@ -445,13 +625,43 @@ impl Engine {
         writer.finish()
     }
 
-    /// Restores [`Engine::snapshot`] bytes of an engine of the same campaign, of this
-    /// format or format 1 (whose counts have no unknown amounts, and whose value model
-    /// learned every amount as sent: `value_learned = value`). On error the engine is
-    /// left unchanged. Call [`Engine::refresh_all`] afterwards.
+    /// Restores [`Engine::snapshot`] bytes of an engine of the same campaign revision,
+    /// of this format or an older one (format 1's counts have no unknown amounts, and
+    /// its value model learned every amount as sent: `value_learned = value`; formats 1
+    /// and 2 record no revision and are taken as revision 1). The engine takes the
+    /// revision number the snapshot records; [`Engine::restore_revision`] checks it
+    /// instead. On error the engine is left unchanged. Call [`Engine::refresh_all`]
+    /// afterwards.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        self.restore_checked(bytes, None)
+    }
+
+    /// [`Engine::restore`] of a snapshot that must have been taken under campaign
+    /// revision `revision` (the revision of the spec this engine was built from);
+    /// refused otherwise. Snapshots of format 1 and 2 were taken under revision 1.
+    pub fn restore_revision(&mut self, bytes: &[u8], revision: u32) -> Result<(), SnapshotError> {
+        self.restore_checked(bytes, Some(revision))
+    }
+
+    fn restore_checked(
+        &mut self,
+        bytes: &[u8],
+        expected: Option<u32>,
+    ) -> Result<(), SnapshotError> {
         let mut reader = crate::snapshot::Reader::new(bytes, ENGINE_SNAPSHOT_KIND)?;
         let events = reader.u64()?;
+        let revision = if reader.format() >= 3 {
+            u32::try_from(reader.u64()?).map_err(|_| {
+                SnapshotError::Format("the revision number does not fit in 32 bits".into())
+            })?
+        } else {
+            1
+        };
+        if let Some(expected) = expected.filter(|&e| e != revision) {
+            return Err(SnapshotError::Mismatch(format!(
+                "the snapshot was taken under revision {revision} of the campaign, and the spec given is revision {expected}"
+            )));
+        }
         let mut sampler = self.sampler().clone();
         sampler.restore(reader.bytes()?)?;
         let mut segment_counts = self.segment_counts.clone();
@@ -481,6 +691,7 @@ impl Engine {
         self.option_counts = option_counts;
         self.version_counts = version_counts;
         self.events = events;
+        self.revision = revision;
         Ok(())
     }
 }

@@ -9,6 +9,9 @@
 //!
 //! - [`spec`]: the campaign spec (TOML or JSON text in, validated [`design::Design`] out).
 //! - [`space`]: the version space, indexed in mixed radix, never materialized.
+//! - [`availability`]: which versions each segment may be served (retired options, pins).
+//! - [`revision`]: a running campaign taking a new spec, matched by name, keeping what
+//!   it learned.
 //! - [`asks`]: whether an option, and so a version, asks the reader to act.
 //! - [`model`]: the factorized Bayesian conversion model and the donation value model.
 //! - [`policy`]: uniform, independent Thompson sampling, factorized Thompson sampling,
@@ -42,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod asks;
+pub mod availability;
 pub mod decision;
 pub mod design;
 pub mod engine;
@@ -50,6 +54,7 @@ pub mod ope;
 pub mod pacing;
 pub mod policy;
 pub mod report;
+pub mod revision;
 pub mod snapshot;
 pub mod space;
 pub mod spec;

@@ -1,8 +1,8 @@
 //! Model snapshots: the learned state of a campaign's model as bytes, so a restart
 //! loads it instead of replaying every event.
 //!
-//! The format is little-endian and versioned: the magic `TLAM`, a format number (2; 1 is
-//! still read), a model kind, then each model's weights as `(mean, variance)` pairs of `f64` preceded by
+//! The format is little-endian and versioned: the magic `TLAM`, a format number (3; 1
+//! and 2 are still read), a model kind, then each model's weights as `(mean, variance)` pairs of `f64` preceded by
 //! their count. Restoring checks the kind and every count against the campaign's
 //! design, so a snapshot is never applied to a model of another shape. `f64` values are
 //! stored bit for bit: a restored model equals the saved one exactly, which is what lets
@@ -13,9 +13,9 @@ use crate::model::Belief;
 /// Magic bytes at the start of every snapshot.
 pub const MAGIC: &[u8; 4] = b"TLAM";
 /// The snapshot format this build writes. Format 2 added, to the engine's counts,
-/// conversions of unknown amount and the value learned; format 1 is still read
-/// ([`OLDEST_FORMAT`]).
-pub const FORMAT: u32 = 2;
+/// conversions of unknown amount and the value learned; format 3, the campaign
+/// revision the engine serves; formats 1 and 2 are still read ([`OLDEST_FORMAT`]).
+pub const FORMAT: u32 = 3;
 /// The oldest snapshot format this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 

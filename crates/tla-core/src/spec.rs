@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 
+use crate::availability::{Availability, AvailabilityError};
 use crate::design::DEFAULT_EXACT_LIMIT;
 use crate::design::{AskComponent, Design, Interactions, Objective};
 use crate::space::{Exclusion, OptionRef, SpaceError, VersionSpace};
@@ -148,6 +149,38 @@ pub struct CampaignSpec {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub flight: Option<FlightSpec>,
+    /// Options pinned for a segment, or for every segment: only the pinned option of
+    /// its component is served there ("stop and ship" when every component is pinned).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub pins: Vec<PinSpec>,
+}
+
+/// `[[pins]]`: `{ segment = "donors", options = ["headline.river", "cta.donate_10"] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
+pub struct PinSpec {
+    /// The segment the pin holds for, by name; `None`: every segment.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub segment: Option<String>,
+    /// The pinned options, as `component.option`, at most one per component; none may
+    /// be retired.
+    pub options: Vec<String>,
+}
+
+/// Serde's test for a `false` flag left out when written.
+#[cfg(feature = "serde")]
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 /// `[flight]`: what the campaign may spend, over which dates, for at least what return.
@@ -334,6 +367,10 @@ pub struct OptionSpec {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub asks_action: Option<bool>,
+    /// Whether the option is retired: never served from the revision that retires it
+    /// on; what it was served and earned stays in the reports. `false` unless given.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_false"))]
+    pub retired: bool,
 }
 
 impl OptionSpec {
@@ -797,6 +834,8 @@ pub struct Campaign {
     max_value: f64,
     /// The validated `[flight]`, if any.
     flight: Option<FlightPlan>,
+    /// The versions each segment may be served: retired options and pins applied.
+    availability: Availability,
 }
 
 /// One option of a version, with its component.
@@ -928,6 +967,18 @@ impl Campaign {
         self.max_value
     }
 
+    /// The versions each segment may be served: allowed, with no retired option and
+    /// the segment's pins held.
+    pub fn availability(&self) -> &Availability {
+        &self.availability
+    }
+
+    /// Whether version `index` may be served to `segment` (see [`Campaign::availability`]).
+    pub fn is_available(&self, segment: usize, index: u64) -> bool {
+        self.availability
+            .is_available(&self.design.space, segment, index)
+    }
+
     /// The flight as the spec wrote it (budget, daily cap, dates, minimum return), if the
     /// spec has a `[flight]` table. A running campaign's budget and daily cap may have
     /// been changed since; the server holds the plan in force.
@@ -993,6 +1044,7 @@ impl CampaignSpec {
         let segment_shares = self.segment_shares()?;
         let space = self.build_space()?;
         let interactions = self.interactions(&space)?;
+        let availability = self.availability(&space)?;
         self.check_numbers()?;
         let template = self.parse_template()?;
         let flight = self.flight_plan()?;
@@ -1032,6 +1084,125 @@ impl CampaignSpec {
             template,
             max_value,
             flight,
+            availability,
+        })
+    }
+
+    /// The versions each segment may be served: options not `retired`, and for each
+    /// component a segment has a pin on, only the pinned option.
+    fn availability(&self, space: &VersionSpace) -> Result<Availability, SpecError> {
+        for (k, component) in self.components.iter().enumerate() {
+            if component.options.iter().all(|o| o.retired) {
+                return Err(SpecError::invalid(
+                    format!("components[{k}].options"),
+                    format!(
+                        "every option of {:?} is retired; keep at least one option of each component in service (`retired = false`)",
+                        component.name
+                    ),
+                ));
+            }
+        }
+        let segments = self.segments.len();
+        // pinned[s][k]: the option pinned for segment s on component k, with the path
+        // of the pin that set it.
+        let mut pinned: Vec<Vec<Option<(u32, String)>>> =
+            vec![vec![None; self.components.len()]; segments];
+        for (p, pin) in self.pins.iter().enumerate() {
+            let targets: Vec<usize> = match &pin.segment {
+                None => (0..segments).collect(),
+                Some(name) => match self.segments.iter().position(|s| &s.name == name) {
+                    Some(s) => vec![s],
+                    None => {
+                        return Err(SpecError::UnknownName {
+                            field: format!("pins[{p}].segment"),
+                            kind: "segment",
+                            name: name.clone(),
+                            accepted: list_names(self.segments.iter().map(|s| s.name.as_str())),
+                        });
+                    }
+                },
+            };
+            if pin.options.is_empty() {
+                return Err(SpecError::invalid(
+                    format!("pins[{p}].options"),
+                    "empty; accepted: one or more options as \"component.option\", at most one per component",
+                ));
+            }
+            for (i, reference) in pin.options.iter().enumerate() {
+                let field = format!("pins[{p}].options[{i}]");
+                let option = self.resolve_option_ref(field.clone(), reference)?;
+                let component = &self.components[option.component];
+                if component.options[option.option as usize].retired {
+                    return Err(SpecError::invalid(
+                        field,
+                        format!(
+                            "{reference:?} is retired and cannot be pinned; accepted: an option in service (pin another, or set `retired = false` on it)"
+                        ),
+                    ));
+                }
+                for &s in &targets {
+                    if let Some((other, first)) = &pinned[s][option.component] {
+                        return Err(SpecError::invalid(
+                            field,
+                            format!(
+                                "{reference:?} pins component {:?} for segment {:?}, which {first} already pins to {:?}; accepted: one pin per component and segment",
+                                component.name,
+                                self.segments[s].name,
+                                format!(
+                                    "{}.{}",
+                                    component.name, component.options[*other as usize].name
+                                ),
+                            ),
+                        ));
+                    }
+                    pinned[s][option.component] = Some((option.option, field.clone()));
+                }
+            }
+        }
+        let keep: Vec<Vec<Vec<bool>>> = pinned
+            .iter()
+            .map(|pins| {
+                self.components
+                    .iter()
+                    .zip(pins)
+                    .map(|(component, pin)| {
+                        component
+                            .options
+                            .iter()
+                            .enumerate()
+                            .map(|(o, option)| {
+                                !option.retired
+                                    && pin.as_ref().is_none_or(|(p, _)| *p as usize == o)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        Availability::new(space, keep).map_err(|error| match error {
+            AvailabilityError::NothingLeft { segment } => {
+                let name = &self.segments[segment].name;
+                if pinned[segment].iter().any(Option::is_some) {
+                    SpecError::invalid(
+                        "pins",
+                        format!(
+                            "the pins of segment {name:?} leave it no version to serve: every version holding the pinned options is removed by an exclusion or holds a retired option; accepted: pins whose options can appear together in a version in service"
+                        ),
+                    )
+                } else {
+                    SpecError::invalid(
+                        "components",
+                        format!(
+                            "segment {name:?} has no version left to serve: every allowed version holds a retired option; retire fewer options or drop an exclusion"
+                        ),
+                    )
+                }
+            }
+            AvailabilityError::Space(source) => SpecError::Space {
+                field: "pins".into(),
+                source,
+            },
+            AvailabilityError::Shape(problem) => SpecError::invalid("pins", problem),
         })
     }
 
@@ -2415,6 +2586,137 @@ min_roas = 1.5
             &BASE.replace("name = \"test\"", "name = \"\""),
             "name",
             "must not be empty",
+        );
+    }
+
+    /// BASE with `h3` retired and the given pins (TOML `[[pins]]` tables) appended.
+    fn with_pins(pins: &str) -> String {
+        let retired = BASE.replace(
+            "{ name = \"h3\", text = \"Spring is here\" }",
+            "{ name = \"h3\", text = \"Spring is here\", retired = true }",
+        );
+        format!("{retired}{pins}")
+    }
+
+    #[test]
+    fn retired_options_and_pins_set_what_each_segment_may_be_served() {
+        let campaign = parse(&with_pins(
+            "\n[[pins]]\nsegment = \"s2\"\noptions = [\"image.i2\", \"cta.c1\"]\n",
+        ))
+        .unwrap();
+        let availability = campaign.availability();
+        // s1: h3 retired, so 2 x 2 x 2; s2: also image and cta pinned, so 2 x 1 x 1.
+        assert_eq!(availability.count(0), 8);
+        assert_eq!(availability.count(1), 2);
+        assert!(campaign.spec().components[0].options[2].retired);
+        assert!(!campaign.spec().components[0].options[0].retired);
+        for version in 0..campaign.total_versions() {
+            let options = campaign.design().space.decode(version);
+            assert_eq!(campaign.is_available(0, version), options[0] != 2);
+            assert_eq!(
+                campaign.is_available(1, version),
+                options == [options[0].min(1), 1, 0] && options[0] != 2
+            );
+        }
+        // A pin without a segment holds for every segment; the flag round-trips.
+        let everywhere = parse(&with_pins("\n[[pins]]\noptions = [\"cta.c2\"]\n")).unwrap();
+        assert_eq!(everywhere.availability().count(0), 4);
+        assert_eq!(everywhere.availability().count(1), 4);
+        let json = serde_json::to_string(everywhere.spec()).unwrap();
+        assert!(json.contains("\"retired\":true") && json.contains("\"pins\""));
+        assert_eq!(
+            CampaignSpec::from_json_str(&json).unwrap(),
+            *everywhere.spec()
+        );
+        // Nothing retired or pinned: every allowed version everywhere, and `retired`
+        // left out when written.
+        let plain = parse(BASE).unwrap();
+        assert!(plain.availability().is_everything());
+        assert!(
+            !serde_json::to_string(plain.spec())
+                .unwrap()
+                .contains("retired")
+        );
+    }
+
+    #[test]
+    fn refuses_bad_pins_and_retirements_naming_the_field() {
+        let pin = |body: &str| with_pins(&format!("\n[[pins]]\n{body}\n"));
+        assert_refused(
+            &pin("segment = \"s9\"\noptions = [\"cta.c1\"]"),
+            "pins[0].segment",
+            "unknown segment \"s9\"; accepted: \"s1\", \"s2\"",
+        );
+        assert_refused(
+            &pin("options = []"),
+            "pins[0].options",
+            "one or more options",
+        );
+        assert_refused(
+            &pin("options = [\"cta.c9\"]"),
+            "pins[0].options[0]",
+            "unknown option \"cta.c9\"",
+        );
+        assert_refused(
+            &pin("options = [\"cta\"]"),
+            "pins[0].options[0]",
+            "\"component.option\"",
+        );
+        assert_refused(
+            &pin("options = [\"headline.h3\"]"),
+            "pins[0].options[0]",
+            "\"headline.h3\" is retired and cannot be pinned",
+        );
+        assert_refused(
+            &pin("options = [\"cta.c1\", \"cta.c2\"]"),
+            "pins[0].options[1]",
+            "which pins[0].options[0] already pins to \"cta.c1\"; accepted: one pin per component and segment",
+        );
+        assert_refused(
+            &with_pins(
+                "\n[[pins]]\noptions = [\"cta.c1\"]\n\n[[pins]]\nsegment = \"s2\"\noptions = [\"cta.c2\"]\n",
+            ),
+            "pins[1].options[0]",
+            "for segment \"s2\"",
+        );
+        let excluded = format!(
+            "{}\n[[exclusions]]\na = \"image.i1\"\nb = \"cta.c1\"\n",
+            pin("segment = \"s1\"\noptions = [\"image.i1\", \"cta.c1\"]")
+        );
+        assert_refused(
+            &excluded,
+            "pins",
+            "the pins of segment \"s1\" leave it no version to serve",
+        );
+        let all_retired = BASE.replace(
+            "options = [{ name = \"i1\", asset = \"img/one.jpg\" }, { name = \"i2\", asset = \"img/two.jpg\" }]",
+            "options = [{ name = \"i1\", asset = \"img/one.jpg\", retired = true }, { name = \"i2\", asset = \"img/two.jpg\", retired = true }]",
+        );
+        assert_refused(
+            &all_retired,
+            "components[1].options",
+            "every option of \"image\" is retired",
+        );
+        let retired_by_exclusion = format!(
+            "{}\n[[exclusions]]\na = \"image.i1\"\nb = \"cta.c1\"\n",
+            BASE.replace(
+                "{ name = \"i2\", asset = \"img/two.jpg\" }",
+                "{ name = \"i2\", asset = \"img/two.jpg\", retired = true }",
+            )
+            .replace(
+                "{ name = \"c2\", text = \"Learn more\", ask = 25 }",
+                "{ name = \"c2\", text = \"Learn more\", ask = 25, retired = true }",
+            )
+        );
+        assert_refused(
+            &retired_by_exclusion,
+            "components",
+            "segment \"s1\" has no version left to serve",
+        );
+        assert_refused(
+            &pin("options = [\"cta.c1\"]\nsegmnt = \"s1\""),
+            "",
+            "unknown field `segmnt`",
         );
     }
 }

@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
+use tla_core::availability::Availability;
 use tla_core::design::{AskComponent, Design, Interactions, Objective};
 use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::policy::factorized::{FactorizedSampler, FactorizedSettings};
@@ -430,4 +431,127 @@ fn factorized_sampler_learns_the_better_options() {
         on_best > 700,
         "{on_best} of 1000 decisions on the best options"
     );
+}
+
+/// Propensities over the versions available to each segment: in (0, 1], at least the
+/// floor's share, summing to 1 (with the skip, under a price); 0 for every other
+/// version; and no decision, plain or gated, returns a version not available.
+fn check_available<P: PricedPolicy>(
+    policy: &P,
+    space: &VersionSpace,
+    availability: &Availability,
+    epsilon: f64,
+    price: f64,
+) -> Result<(), TestCaseError> {
+    for segment in 0..availability.segments() {
+        let floor = epsilon / availability.count(segment) as f64;
+        let mut sum = 0.0;
+        let mut priced = policy.skip_probability(segment, price);
+        for version in 0..space.total() {
+            let p = policy.propensity(segment, version);
+            let q = policy.propensity_priced(segment, version, price);
+            if availability.is_available(space, segment, version) {
+                prop_assert!(
+                    p >= floor * (1.0 - 1e-12) && p <= 1.0,
+                    "{} has {}",
+                    version,
+                    p
+                );
+            } else {
+                prop_assert_eq!(p, 0.0, "unavailable version {} has a propensity", version);
+                prop_assert_eq!(
+                    q,
+                    0.0,
+                    "unavailable version {} has a priced propensity",
+                    version
+                );
+            }
+            sum += p;
+            priced += q;
+        }
+        prop_assert!(
+            (sum - 1.0).abs() < 1e-9,
+            "segment {} sums to {}",
+            segment,
+            sum
+        );
+        prop_assert!(
+            (priced - 1.0).abs() < 1e-9,
+            "segment {} priced sums to {}",
+            segment,
+            priced
+        );
+        let mut rng = Pcg64Mcg::seed_from_u64(segment as u64 + 7);
+        for _ in 0..300 {
+            let d = policy.decide(segment, &mut rng);
+            prop_assert!(availability.is_available(space, segment, d.version));
+            prop_assert!((d.propensity - policy.propensity(segment, d.version)).abs() < 1e-15);
+            let c = policy.decide_priced(segment, price, &mut rng);
+            if let Some(v) = c.version {
+                prop_assert!(availability.is_available(space, segment, v));
+            }
+            prop_assert!(
+                (c.propensity - gated_propensity(policy, segment, c.version, Gate::Price(price)))
+                    .abs()
+                    < 1e-15
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn retired_options_and_pins_keep_propensities_exact(
+        counts in prop::collection::vec(2u32..4, 2..4),
+        segments in 1usize..3,
+        seed in 0u64..1000,
+        epsilon in prop::sample::select(vec![0.0, 0.05, 0.3]),
+        price in prop::sample::select(vec![0.0, 0.2, 1.0]),
+        pairs in any::<bool>(),
+        exclude in any::<bool>(),
+        ascent in any::<bool>(),
+        pinned_option in 0u32..2,
+    ) {
+        let mut exclusions = Vec::new();
+        if exclude {
+            exclusions.push(exclusion((0, 0), (1, 1)));
+        }
+        let design = design(counts.clone(), exclusions, segments, pairs);
+        let space = design.space.clone();
+        // The last option of component 0 is retired everywhere; segment 0 pins component
+        // 1 (and, with three components, the ask component too).
+        let mut keep: Vec<Vec<Vec<bool>>> = (0..segments)
+            .map(|_| counts.iter().map(|&n| vec![true; n as usize]).collect())
+            .collect();
+        for rule in &mut keep {
+            rule[0][counts[0] as usize - 1] = false;
+        }
+        for (o, kept) in keep[0][1].iter_mut().enumerate() {
+            *kept = o as u32 == pinned_option;
+        }
+        if counts.len() == 3 {
+            for (o, kept) in keep[0][2].iter_mut().enumerate() {
+                *kept = o == 1;
+            }
+        }
+        let Ok(availability) = Availability::new(&space, keep) else {
+            return Err(TestCaseError::reject("no version left"));
+        };
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let campaign = CampaignPolicySettings {
+            draws: 16,
+            cadence: settings(16).cadence,
+            exploration: epsilon,
+            factorized: FactorizedSettings {
+                exact_limit: if ascent { 1 } else { FactorizedSettings::default().exact_limit },
+                ..FactorizedSettings::default()
+            },
+        };
+        let mut policy = campaign.build_available(&design, &availability, &mut rng);
+        teach(&mut policy, &space, segments, 300, &mut rng);
+        check_available(&policy, &space, &availability, epsilon, price)?;
+    }
 }

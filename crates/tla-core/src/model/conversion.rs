@@ -231,6 +231,20 @@ impl ConversionModel {
         stats::normal_cdf(mean / variance.sqrt())
     }
 
+    /// Carries the learned state of `old` (the model of a campaign's previous
+    /// revision) into this model at its prior: weight `i` takes `old`'s weight
+    /// `map[i]` when there is one ([`crate::revision::Revision::conversion_feature_map`])
+    /// and keeps its prior otherwise; the event count carries over.
+    pub fn carry_from(&mut self, old: &ConversionModel, map: &[Option<usize>]) {
+        debug_assert_eq!(map.len(), self.weights.len());
+        for (weight, from) in self.weights.iter_mut().zip(map) {
+            if let Some(from) = *from {
+                *weight = old.weights[from];
+            }
+        }
+        self.observations = old.observations;
+    }
+
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.weights.capacity() * std::mem::size_of::<Belief>()

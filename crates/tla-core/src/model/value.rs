@@ -268,6 +268,58 @@ impl ValueModel {
         }
     }
 
+    /// Carries the learned state of `old` (the model of a campaign's previous
+    /// revision) into this model at its prior: the bias, the slope, the noise belief
+    /// and the event count; each segment's weight from `old_segment(segment)`, each ask
+    /// option's from `old_ask(option)`, each (segment, ask) weight from both, when they
+    /// exist; new segments and asks keep their prior. The log asks are re-centred on
+    /// `old`'s reference ask (from an ask option both revisions hold, whose amount a
+    /// revision keeps), so the learned bias and slope mean what they meant.
+    pub fn carry_from(
+        &mut self,
+        old: &ValueModel,
+        old_segment: impl Fn(usize) -> Option<usize>,
+        old_ask: impl Fn(usize) -> Option<usize>,
+    ) {
+        self.weights[BIAS] = old.weights[BIAS];
+        self.weights[SLOPE] = old.weights[SLOPE];
+        let carried_ask = (0..self.ask_options)
+            .find_map(|a| old_ask(a).filter(|&o| o < old.ask_options).map(|o| (a, o)));
+        if let Some((a, o)) = carried_ask {
+            let shift = self.log_ask[a] - old.log_ask[o];
+            for log_ask in &mut self.log_ask {
+                *log_ask -= shift;
+            }
+        }
+        for segment in 0..self.segments {
+            let Some(from) = old_segment(segment).filter(|&s| s < old.segments) else {
+                continue;
+            };
+            self.weights[FIRST_SEGMENT + segment] = old.weights[FIRST_SEGMENT + from];
+        }
+        for a in 0..self.ask_options {
+            let Some(o) = old_ask(a).filter(|&o| o < old.ask_options) else {
+                continue;
+            };
+            self.weights[FIRST_SEGMENT + self.segments + a] =
+                old.weights[FIRST_SEGMENT + old.segments + o];
+            for segment in 0..self.segments {
+                let Some(from) = old_segment(segment).filter(|&s| s < old.segments) else {
+                    continue;
+                };
+                self.weights[FIRST_SEGMENT
+                    + self.segments
+                    + self.ask_options
+                    + segment * self.ask_options
+                    + a] = old.weights
+                    [FIRST_SEGMENT + old.segments + old.ask_options + from * old.ask_options + o];
+            }
+        }
+        self.noise_shape = old.noise_shape;
+        self.noise_scale = old.noise_scale;
+        self.observations = old.observations;
+    }
+
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.weights.capacity() * std::mem::size_of::<Belief>() + self.log_ask.capacity() * 8

@@ -35,7 +35,9 @@
 use super::factorized::{FactorizedSampler, FactorizedSettings};
 use super::floor::ExplorationFloor;
 use super::thompson::{PosteriorSampler, RefreshCadence, ThompsonPolicy, ThompsonSettings};
+use crate::availability::Availability;
 use crate::design::Design;
+use crate::revision::Revision;
 use crate::space::VersionSpace;
 use rand::Rng;
 
@@ -125,6 +127,61 @@ impl CampaignPolicySettings {
     pub fn build<R: Rng + ?Sized>(&self, design: &Design, rng: &mut R) -> CampaignPolicy {
         let sampler = FactorizedSampler::new(design, self.factorized);
         self.wrap(sampler, design.space.clone(), rng)
+    }
+
+    /// The campaign policy of `design` at its prior, serving each segment only the
+    /// versions `availability` leaves it (retired options and pins,
+    /// [`crate::spec::Campaign::availability`]): the sampler never draws another and
+    /// the floor spreads over those. With nothing restricted it is [`Self::build`],
+    /// drawing the same random numbers.
+    ///
+    /// # Panics
+    /// If `exploration` is outside `[0, 1)`.
+    pub fn build_available<R: Rng + ?Sized>(
+        &self,
+        design: &Design,
+        availability: &Availability,
+        rng: &mut R,
+    ) -> CampaignPolicy {
+        let mut sampler = FactorizedSampler::new(design, self.factorized);
+        sampler.set_availability(availability);
+        self.wrap_available(sampler, design.space.clone(), availability, rng)
+    }
+
+    /// The campaign policy of the next revision of a campaign (`next`, under
+    /// `availability`), from the policy in force: a sampler of `next` at its prior
+    /// takes every learned weight of `current`'s that `revision` maps by name
+    /// ([`FactorizedSampler::carry_from`]), new options and segments at their prior,
+    /// and every segment's decision distribution is drawn from it at once.
+    ///
+    /// # Panics
+    /// If `exploration` is outside `[0, 1)`.
+    pub fn revise<R: Rng + ?Sized>(
+        &self,
+        current: &CampaignPolicy,
+        revision: &Revision,
+        next: &Design,
+        availability: &Availability,
+        rng: &mut R,
+    ) -> CampaignPolicy {
+        let mut sampler = FactorizedSampler::new(next, self.factorized);
+        sampler.carry_from(current.base().sampler(), revision);
+        sampler.set_availability(availability);
+        self.wrap_available(sampler, next.space.clone(), availability, rng)
+    }
+
+    /// [`Self::wrap`] with the floor restricted to `availability` (the sampler already
+    /// keeps to it).
+    fn wrap_available<R: Rng + ?Sized>(
+        &self,
+        sampler: FactorizedSampler,
+        space: VersionSpace,
+        availability: &Availability,
+        rng: &mut R,
+    ) -> CampaignPolicy {
+        let mut policy = self.wrap(sampler, space, rng);
+        policy.set_availability(availability.clone());
+        policy
     }
 
     /// The same stack around another posterior `sampler` (a trained model, or a

@@ -17,9 +17,19 @@
 //! maximizes `Phi((rest + block score) / beta) x E[amount | ask]` wins. With only
 //! (component, segment) interactions every block is a single component and the argmax
 //! is exact in O(sum of option counts).
+//!
+//! Under an [`Availability`] rule ([`FactorizedSampler::set_availability`]) an option
+//! a segment may not be served (retired, or ruled out by the segment's pins) is scored
+//! `-inf` in that segment's draws, after its weights are drawn as usual (so the random
+//! numbers drawn do not depend on the rule). Every search keeps to finite scores: a
+//! scan's argmax, the exact enumeration and the combination scans never prefer a
+//! `-inf` score, coordinate ascent moves off it, and the per-ask loop of the value
+//! objective skips an ask whose block has no finite score. So a draw returns a version
+//! available to the segment whenever the segment has one, which the rule guarantees.
 
 use super::Outcome;
 use super::thompson::PosteriorSampler;
+use crate::availability::Availability;
 use crate::design::{Design, Objective};
 use crate::model::conversion::{ConversionModel, ConversionPrior};
 use crate::model::value::{ValueModel, ValuePrior};
@@ -117,6 +127,9 @@ pub struct FactorizedSampler {
     /// Index of the block holding the ask component.
     ask_block: Option<usize>,
     draw_scale: f64,
+    /// Per segment, the options its draws may not choose (empty: every option; no
+    /// entry: no rule set).
+    unavailable: Vec<Vec<OptionRef>>,
     scratch: Scratch,
 }
 
@@ -189,7 +202,41 @@ impl FactorizedSampler {
             blocks,
             ask_block,
             draw_scale: settings.draw_scale,
+            unavailable: Vec::new(),
             scratch,
+        }
+    }
+
+    /// Keeps every draw of a segment to the versions `availability` leaves it (see the
+    /// module documentation); the rule must have one entry per segment.
+    pub fn set_availability(&mut self, availability: &Availability) {
+        self.unavailable = if availability.is_everything() {
+            Vec::new()
+        } else {
+            (0..availability.segments())
+                .map(|segment| availability.unavailable(segment).to_vec())
+                .collect()
+        };
+    }
+
+    /// Carries the learned state of `old`, the sampler of the campaign's previous
+    /// revision, into this sampler at its prior: every weight of the conversion model
+    /// and of the value model whose options and segment exist in both revisions, by
+    /// name ([`crate::revision::Revision`]); new options and segments keep their prior.
+    pub fn carry_from(&mut self, old: &FactorizedSampler, revision: &crate::revision::Revision) {
+        let map =
+            revision.conversion_feature_map(old.conversion.layout(), self.conversion.layout());
+        self.conversion.carry_from(&old.conversion, &map);
+        if let (Some(value), Some(old_value)) = (&mut self.value, &old.value) {
+            let ask = self.ask_component;
+            value.carry_from(
+                old_value,
+                |segment| revision.old_segment(segment),
+                |option| {
+                    ask.and_then(|k| revision.old_option(k, option as u32))
+                        .map(|o| o as usize)
+                },
+            );
         }
     }
 
@@ -258,6 +305,12 @@ impl FactorizedSampler {
         }
         if let Some(value) = &self.value {
             value.draw_expected_amounts(segment, normal, &mut self.scratch.amounts);
+        }
+        if let Some(unavailable) = self.unavailable.get(segment) {
+            for option in unavailable {
+                self.scratch.option_scores[option.component][option.option as usize] =
+                    f64::NEG_INFINITY;
+            }
         }
         constant
     }

@@ -4,8 +4,13 @@
 //! otherwise the base policy decides. The propensity of version `v` is therefore
 //! `epsilon / |allowed| + (1 - epsilon) * base.propensity(v)`, never below
 //! `epsilon / |allowed|`, which is what bounds the variance of off-policy estimates.
+//!
+//! Under an [`Availability`] rule (retired options, a segment's pins) the floor spreads
+//! over the versions available to the segment instead: `|allowed|` becomes that
+//! segment's count, and a version not available to it has propensity 0.
 
 use super::{Choice, Decision, Outcome, Policy, PricedPolicy};
+use crate::availability::Availability;
 use crate::space::VersionSpace;
 use rand::Rng;
 
@@ -17,6 +22,11 @@ pub struct ExplorationFloor<P> {
     epsilon: f64,
     /// `epsilon / |allowed|`.
     floor: f64,
+    /// The versions each segment may be served, when some are not
+    /// ([`ExplorationFloor::set_availability`]); `None`: every allowed version.
+    availability: Option<Availability>,
+    /// Per segment, `epsilon / |available to the segment|` (with `availability`).
+    segment_floors: Vec<f64>,
 }
 
 impl<P: Policy> ExplorationFloor<P> {
@@ -32,6 +42,54 @@ impl<P: Policy> ExplorationFloor<P> {
             space,
             epsilon,
             floor,
+            availability: None,
+            segment_floors: Vec::new(),
+        }
+    }
+
+    /// Restricts the floor to the versions `availability` leaves each segment (and
+    /// with it every propensity: a version not available to a segment has 0). An
+    /// availability with nothing restricted is the plain floor. The base policy must
+    /// keep to the same rule (the factorized sampler's
+    /// [`super::factorized::FactorizedSampler::set_availability`]).
+    pub fn set_availability(&mut self, availability: Availability) {
+        if availability.is_everything() {
+            self.availability = None;
+            self.segment_floors.clear();
+            return;
+        }
+        self.segment_floors = (0..availability.segments())
+            .map(|segment| self.epsilon / availability.count(segment) as f64)
+            .collect();
+        self.availability = Some(availability);
+    }
+
+    /// The availability rule in force, if any version is unavailable somewhere.
+    pub fn availability(&self) -> Option<&Availability> {
+        self.availability.as_ref()
+    }
+
+    /// Whether `version` may be served to `segment`.
+    pub fn is_available(&self, segment: usize, version: u64) -> bool {
+        match &self.availability {
+            None => self.space.is_allowed(version),
+            Some(availability) => availability.is_available(&self.space, segment, version),
+        }
+    }
+
+    /// The floor's share of each available version of `segment`: `epsilon / count`.
+    fn floor_of(&self, segment: usize) -> f64 {
+        match &self.availability {
+            None => self.floor,
+            Some(_) => self.segment_floors[segment],
+        }
+    }
+
+    /// A version drawn uniformly from those available to `segment`.
+    fn sample_uniform<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> u64 {
+        match &self.availability {
+            None => self.space.sample_uniform(rng),
+            Some(availability) => availability.sample_uniform(&self.space, segment, rng),
         }
     }
 
@@ -65,7 +123,7 @@ impl<P: Policy> Policy for ExplorationFloor<P> {
         let explore = self.epsilon > 0.0 && rng.random::<f64>() < self.epsilon;
         let (version, model_version) = if explore {
             // The base's model version still names the distribution in force.
-            let version = self.space.sample_uniform(rng);
+            let version = self.sample_uniform(segment, rng);
             (version, self.base.model_version(segment))
         } else {
             let decision = self.base.decide(segment, rng);
@@ -79,10 +137,10 @@ impl<P: Policy> Policy for ExplorationFloor<P> {
     }
 
     fn propensity(&self, segment: usize, version: u64) -> f64 {
-        if !self.space.is_allowed(version) {
+        if !self.is_available(segment, version) {
             return 0.0;
         }
-        self.floor + (1.0 - self.epsilon) * self.base.propensity(segment, version)
+        self.floor_of(segment) + (1.0 - self.epsilon) * self.base.propensity(segment, version)
     }
 
     fn model_version(&self, segment: usize) -> u64 {
@@ -117,7 +175,7 @@ impl<P: PricedPolicy> PricedPolicy for ExplorationFloor<P> {
         };
         let explore = self.epsilon > 0.0 && rng.random::<f64>() < self.epsilon;
         let version = if explore {
-            self.space.sample_uniform(rng)
+            self.sample_uniform(segment, rng)
         } else {
             version
         };
@@ -129,11 +187,11 @@ impl<P: PricedPolicy> PricedPolicy for ExplorationFloor<P> {
     }
 
     fn propensity_priced(&self, segment: usize, version: u64, price: f64) -> f64 {
-        if !self.space.is_allowed(version) {
+        if !self.is_available(segment, version) {
             return 0.0;
         }
         let buys = 1.0 - self.base.skip_probability(segment, price);
-        self.floor * buys
+        self.floor_of(segment) * buys
             + (1.0 - self.epsilon) * self.base.propensity_priced(segment, version, price)
     }
 
@@ -145,7 +203,7 @@ impl<P: PricedPolicy> PricedPolicy for ExplorationFloor<P> {
         picked_allowed: u64,
     ) -> f64 {
         let buys = 1.0 - self.base.skip_probability(segment, price);
-        self.floor * buys * picked_allowed as f64
+        self.floor_of(segment) * buys * picked_allowed as f64
             + (1.0 - self.epsilon) * self.base.mass_priced(segment, price, pick, picked_allowed)
     }
 }

@@ -132,7 +132,8 @@ pub trait PricedPolicy: Policy {
     fn propensity_priced(&self, segment: usize, version: u64, price: f64) -> f64;
 
     /// The probability that [`PricedPolicy::decide_priced`] buys a version for which
-    /// `pick` holds; `picked_allowed` is how many allowed versions it holds for.
+    /// `pick` holds; `picked_allowed` is how many versions available to `segment` it
+    /// holds for (allowed, and not ruled out by a retirement or the segment's pins).
     fn mass_priced(
         &self,
         segment: usize,
@@ -207,7 +208,7 @@ pub fn gated_propensity<P: PricedPolicy>(
 }
 
 /// The probability that [`decide_gated`] buys a version for which `pick` holds
-/// (`picked_allowed`: how many allowed versions it holds for).
+/// (`picked_allowed`: how many versions available to `segment` it holds for).
 pub fn gated_mass<P: PricedPolicy>(
     policy: &P,
     segment: usize,

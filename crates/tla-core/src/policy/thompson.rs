@@ -188,6 +188,15 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
         self.pending.retain(|&s| s != segment);
     }
 
+    /// Stamps every segment's table as built at `now_millis` on the caller's clock (for
+    /// tables [`ThompsonPolicy::new`] drew, which know no time), so the time cadence
+    /// counts from then.
+    pub fn mark_built_at(&mut self, now_millis: Option<u64>) {
+        for clock in &mut self.clocks {
+            clock.built_at_millis = now_millis;
+        }
+    }
+
     /// Recomputes when the campaign-wide cadence is next due (after installing tables).
     pub fn finish_refresh(&mut self) {
         let window = self.campaign_window();
