@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tla_core::engine::Engine;
+use tla_core::revision::Revision;
 use tla_core::spec::{Campaign, FlightPlan};
 use tla_store::{CampaignRow, CampaignStatus, EventFix, StoredEvent};
 
@@ -30,6 +31,9 @@ pub struct LiveRevision {
     pub at_ms: i64,
     /// Why, as given (revision 2 on).
     pub reason: Option<String>,
+    /// How the indices of the revision before map onto this one's (`None` for
+    /// revision 1): an event for a decision of an older revision is learned through it.
+    pub from_previous: Option<Revision>,
 }
 
 impl LiveRevision {
@@ -41,6 +45,7 @@ impl LiveRevision {
         from_seq: u64,
         at_ms: i64,
         reason: Option<String>,
+        from_previous: Option<Revision>,
     ) -> Self {
         let segments = campaign
             .design()
@@ -58,6 +63,7 @@ impl LiveRevision {
             from_seq,
             at_ms,
             reason,
+            from_previous,
         }
     }
 }
@@ -102,7 +108,7 @@ impl CampaignSlot {
         let pacing = campaign
             .flight()
             .map(|plan| CampaignPacing::new(plan, campaign.design().segment_names.len()));
-        let first = LiveRevision::new(1, campaign, 0, row.created_at_ms, None);
+        let first = LiveRevision::new(1, campaign, 0, row.created_at_ms, None, None);
         Self {
             id: row.id.clone(),
             name: row.name.clone(),
@@ -145,9 +151,9 @@ impl CampaignSlot {
             .clone()
     }
 
-    /// Adds a revision (the next number) to the list; the caller holds the engine's
-    /// write lock when the engine is revised with it too.
-    #[allow(dead_code)]
+    /// Adds a revision (the next number) to the list: when opening, before any event
+    /// is applied; when revising, under the engine's write lock, with the revised
+    /// engine.
     pub(crate) fn push_revision(&self, revision: Arc<LiveRevision>) {
         let mut revisions = self
             .revisions

@@ -219,11 +219,12 @@ pub fn rebuild<R: Rng + ?Sized>(
     let mut from_seq = 0;
     if let Some((covers, bytes)) = store.latest_snapshot(&slot.id)? {
         if covers <= up_to {
-            match engine.restore(&bytes) {
-                Ok(()) => from_seq = covers,
-                Err(error) => {
-                    tracing::warn!(campaign = %slot.id, %error, "snapshot refused; rebuilding from the prior");
-                }
+            let mut seeded = crate::revise::revision_rng(&slot.id, 0);
+            if let Some(restored) =
+                crate::revise::engine_from_snapshot(slot, covers, &bytes, &mut seeded)
+            {
+                engine = restored;
+                from_seq = covers;
             }
         }
     }
@@ -245,13 +246,15 @@ pub fn rebuild<R: Rng + ?Sized>(
             if fix == Some(EventFix::Retracted) {
                 continue;
             }
-            match event::learn_fixed(&mut engine, stored, fix) {
+            match crate::revise::learn_stored(slot, &mut engine, stored, fix) {
                 Ok(()) => events_replayed += 1,
                 Err(error) => tracing::warn!(%error, "event skipped"),
             }
         }
         after = last;
     }
+    // The revisions made after the campaign's last event up to `up_to`.
+    crate::revise::catch_up(slot, &mut engine, u64::MAX);
     engine.refresh_all(rng, now_ms.max(0) as u64);
     Ok((
         engine,

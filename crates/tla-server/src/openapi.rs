@@ -113,6 +113,8 @@ impl Modify for BearerScheme {
         routes::pause,
         routes::resume,
         routes::archive,
+        routes::revise,
+        routes::list_revisions,
         routes::get_version,
         routes::decide,
         routes::report,
@@ -299,6 +301,8 @@ mod tests {
             "/v1/campaigns/{id}/pause",
             "/v1/campaigns/{id}/resume",
             "/v1/campaigns/{id}/archive",
+            "/v1/campaigns/{id}/spec",
+            "/v1/campaigns/{id}/revisions",
             "/v1/campaigns/{id}/versions/{index}",
             "/v1/campaigns/{id}/decisions",
             "/v1/campaigns/{id}/report",
@@ -309,6 +313,6 @@ mod tests {
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 15, "{paths:?}");
+        assert_eq!(paths.len(), 17, "{paths:?}");
     }
 }

@@ -89,7 +89,12 @@ pub fn campaign_report(
             }
         })
         .collect();
-    let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
+    // Decisions of older revisions, in the indices of the revision in force.
+    let (rows, capped) =
+        logged_rows_in(store, &slot.id, rows_cap, &|revision, segment, version| {
+            crate::revise::map_decision(slot, revision, current.number, segment, version)
+                .map(|(segment, version)| (segment as usize, version))
+        })?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
         let first_half_best = report::best_versions_on_first_half(campaign, &rows, &mut rng);
@@ -218,6 +223,21 @@ pub fn logged_rows(
     id: &str,
     cap: usize,
 ) -> Result<(Vec<LoggedRow>, bool), StoreError> {
+    logged_rows_in(store, id, cap, &|_, segment, version| {
+        Some((segment as usize, version))
+    })
+}
+
+/// [`logged_rows`] with each decision's segment and version given by `in_force`
+/// (its revision, segment and version), which maps a decision of an older revision to
+/// the revision in force; a decision it maps to `None` (an option since removed) is
+/// left out.
+pub fn logged_rows_in(
+    store: &Store,
+    id: &str,
+    cap: usize,
+    in_force: &dyn Fn(u32, u32, u64) -> Option<(usize, u64)>,
+) -> Result<(Vec<LoggedRow>, bool), StoreError> {
     // Only this campaign's conversions, through the store's (campaign, kind) index.
     let mut rewards = store.value_by_decision(id, EventKind::Conversion)?;
     correct_rewards(&mut rewards, &store.event_log().corrections(id)?);
@@ -234,11 +254,14 @@ pub fn logged_rows(
         let Some(&(last, _)) = page.last() else {
             break;
         };
-        rows.extend(page.iter().map(|(_, d)| LoggedRow {
-            segment: d.segment as usize,
-            action: d.version,
-            propensity: d.propensity,
-            reward: rewards.get(&d.decision_id).copied().unwrap_or(0.0),
+        rows.extend(page.iter().filter_map(|(_, d)| {
+            let (segment, action) = in_force(d.revision, d.segment, d.version)?;
+            Some(LoggedRow {
+                segment,
+                action,
+                propensity: d.propensity,
+                reward: rewards.get(&d.decision_id).copied().unwrap_or(0.0),
+            })
         }));
         after_rowid = last;
     }

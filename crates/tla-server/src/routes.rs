@@ -16,8 +16,9 @@ use crate::pacing::Paced;
 use crate::state::AppState;
 use crate::wire::{
     BudgetChangeOutcome, BudgetChangeRequest, CampaignBody, CampaignList, CorrectionRequest,
-    DecisionBody, DecisionList, DecisionOut, Health, HealthStatus, IngestOutcome, SkipBody,
-    SkippedDecision, SpendOutcome, StorageHealth, StorageStatus, VersionBody,
+    DecisionBody, DecisionList, DecisionOut, Health, HealthStatus, IngestOutcome, RevisionBody,
+    RevisionList, RevisionOutcome, SkipBody, SkippedDecision, SpendOutcome, StorageHealth,
+    StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -356,6 +357,110 @@ pub async fn archive(
     authorize(&state, &headers, Scope::Admin)?;
     let slot = tokio::task::spawn_blocking(move || state.archive(&id)).await??;
     Ok(Json(CampaignBody::new(&slot)))
+}
+
+/// What `PUT /v1/campaigns/{id}/spec` takes besides the spec.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReviseQuery {
+    /// Why (kept with the revision and listed), at most 500 characters.
+    reason: Option<String>,
+}
+
+/// `PUT /v1/campaigns/{id}/spec`: replace a running campaign's spec (see
+/// [`crate::revise`]).
+#[utoipa::path(put, path = "/v1/campaigns/{id}/spec",
+    summary = "replace a running campaign's spec: revision n+1; options and segments matched by name, what was learned kept; refused with revision_refused when it removes a served option (retire it: `retired = true`), changes the components, the objective or the ask (scope admin)",
+    params(("id" = String, Path, description = "campaign id"), ReviseQuery),
+    request_body(description = "the whole new spec, docs/spec.md: TOML (`curl -X PUT --data-binary @spec.toml -H 'Content-Type: application/toml'`) or JSON", content(
+        (Object = "application/json"), (String = "application/toml"))),
+    responses((status = 200, description = "revised: the new revision is in force", body = RevisionOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, UnsupportedMedia, StorageFull))]
+pub async fn revise(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<ReviseQuery>, axum::extract::rejection::QueryRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let axum::extract::Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!("{}; accepted: reason=TEXT", rejection.body_text()))
+    })?;
+    let reason = query.reason.filter(|r| !r.trim().is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > crate::correction::MAX_REASON_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "reason must be at most {} characters",
+            crate::correction::MAX_REASON_LEN
+        )));
+    }
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let next = parse_spec(&headers, &bytes)?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let revised = crate::revise::revise(&state, &slot, next, reason, &key_id)?;
+        Ok::<_, ApiError>(RevisionOutcome {
+            summary: revised.summary,
+            revision: RevisionBody {
+                revision: revised.revision.number,
+                at: revised.revision.at_ms,
+                from_seq: revised.revision.from_seq,
+                reason: revised.revision.reason.clone(),
+                key_id: Some(key_id),
+                spec: serde_json::to_value(revised.revision.campaign.spec())
+                    .map_err(ApiError::internal)?,
+            },
+            campaign: CampaignBody::new(&slot),
+        })
+    })
+    .await??;
+    Ok(Json(outcome))
+}
+
+/// `GET /v1/campaigns/{id}/revisions`.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/revisions",
+    summary = "every revision of a campaign's spec, oldest first, with when, why, by which key and from which event on (scope read)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "the revisions", body = RevisionList),
+        Unauthorized, Forbidden, NotFound))]
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot = state.campaign(&id)?;
+    let list = tokio::task::spawn_blocking(move || {
+        let first = slot.revision(1).expect("a campaign has revision 1");
+        let spec =
+            |campaign: &Campaign| serde_json::to_value(campaign.spec()).map_err(ApiError::internal);
+        let mut revisions = vec![RevisionBody {
+            revision: 1,
+            at: slot.created_at_ms,
+            from_seq: 0,
+            reason: None,
+            key_id: None,
+            spec: spec(&first.campaign)?,
+        }];
+        for stored in state.store().revisions(&slot.id)? {
+            revisions.push(RevisionBody {
+                revision: stored.revision,
+                at: stored.at_ms,
+                from_seq: stored.from_seq,
+                reason: stored.reason,
+                key_id: Some(stored.key_id),
+                spec: serde_json::from_str(&stored.spec_json).map_err(ApiError::internal)?,
+            });
+        }
+        Ok::<_, ApiError>(RevisionList { revisions })
+    })
+    .await??;
+    Ok(Json(list))
 }
 
 /// Pause or resume (scope admin): a durable write, on a blocking thread like every

@@ -609,3 +609,46 @@ pub struct CorrectionOutcome {
     #[schema(required)]
     pub rebuild: Option<RebuildBody>,
 }
+
+/// One revision of a campaign's spec, as listed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = CampaignRevision)]
+pub struct RevisionBody {
+    /// The revision number: 1 for the spec the campaign was created with, one more for
+    /// each accepted replacement.
+    #[schema(minimum = 1)]
+    pub revision: u32,
+    /// When it took effect, ms since the Unix epoch (the creation time for revision 1).
+    pub at: i64,
+    /// The event sequence it took effect after: the campaign's events with a higher
+    /// sequence number are learned under it (0 for revision 1).
+    pub from_seq: u64,
+    /// Why, as given; null when none was given (and for revision 1).
+    #[schema(required)]
+    pub reason: Option<String>,
+    /// The id of the API key that made it; null for revision 1.
+    #[schema(required)]
+    pub key_id: Option<String>,
+    /// The spec of this revision, as JSON (`docs/spec.md`).
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+}
+
+/// `GET /v1/campaigns/{id}/revisions`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevisionList {
+    /// Every revision, oldest first; the last is in force.
+    pub revisions: Vec<RevisionBody>,
+}
+
+/// `PUT /v1/campaigns/{id}/spec`: the outcome of an accepted revision.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevisionOutcome {
+    /// What changed, by name: options added, removed (none had an event), retired and
+    /// restored; segments added and removed; the pins in force.
+    pub summary: tla_core::revision::RevisionSummary,
+    /// The revision recorded.
+    pub revision: RevisionBody,
+    /// The campaign as it now stands.
+    pub campaign: CampaignBody,
+}

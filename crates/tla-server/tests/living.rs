@@ -396,9 +396,9 @@ async fn an_archived_campaign_serves_nothing_keeps_its_report_and_leaves_the_lis
             .collect()
     };
     let (_, list) = api.get("/v1/campaigns", &api.read).await;
-    assert_eq!(ids(&list), [kept.clone()]);
+    assert_eq!(ids(&list), [kept]);
     let (_, list) = api.get("/v1/campaigns?status=archived", &api.read).await;
-    assert_eq!(ids(&list), [id.clone()]);
+    assert_eq!(ids(&list), std::slice::from_ref(&id));
     let (_, list) = api
         .get("/v1/campaigns?include_archived=true", &api.read)
         .await;
@@ -414,4 +414,459 @@ async fn an_archived_campaign_serves_nothing_keeps_its_report_and_leaves_the_lis
     // Archived across a restart.
     let restarted = open(&api.store, &api.clock);
     assert!(restarted.campaign(&id).unwrap().is_archived());
+}
+
+/// Revision 2: a new headline, first in its list (every headline's index moves).
+fn with_new_headline(spec: &str) -> String {
+    spec.replace(
+        "  { name = \"river_needs_you\"",
+        "  { name = \"new_bridge\", text = \"A new bridge for the river\", asks_action = false },\n  { name = \"river_needs_you\"",
+    )
+}
+
+/// Revision 3: the heron image retired.
+fn with_heron_retired(spec: &str) -> String {
+    spec.replace(
+        "{ name = \"heron\", asset = \"assets/images/heron-at-dawn.jpg\", asks_action = false }",
+        "{ name = \"heron\", asset = \"assets/images/heron-at-dawn.jpg\", asks_action = false, retired = true }",
+    )
+}
+
+/// Revision 4: one version pinned for the volunteers ("stop and ship").
+fn with_volunteers_pinned(spec: &str) -> String {
+    format!(
+        "{spec}\n[[pins]]\nsegment = \"volunteers\"\noptions = [\"headline.new_bridge\", \"image.canoe\", \"cta.donate_10\"]\n"
+    )
+}
+
+impl Api {
+    async fn revise(&self, id: &str, spec: &str, reason: &str) -> (StatusCode, Value) {
+        self.call(
+            "PUT",
+            &format!("/v1/campaigns/{id}/spec?reason={reason}"),
+            &self.admin,
+            &[("content-type", "application/toml")],
+            spec.into(),
+        )
+        .await
+    }
+}
+
+/// One served decision, as the test keeps it.
+#[derive(Debug, Clone)]
+struct Served {
+    decision_id: String,
+    revision: u64,
+    /// `(component, option)` names.
+    options: Vec<(String, String)>,
+}
+
+fn served(decision: &Value) -> Served {
+    Served {
+        decision_id: decision["decision_id"].as_str().unwrap().to_owned(),
+        revision: decision["revision"].as_u64().unwrap(),
+        options: decision["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["component"].as_str().unwrap().to_owned(),
+                    p["option"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The must-show test of living campaigns: three revisions (a new headline, a retired
+/// image, a version pinned for a segment) while decisions and events flow. No request
+/// fails; a retired option is never served after its revision, nor anything but the
+/// pinned version to the pinned segment; every propensity is in (0, 1]; events for
+/// decisions of every revision, the oldest last, are accepted and teach the options
+/// the decisions showed, by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_revisions_while_decisions_and_events_flow() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let api = Arc::new(api());
+    let id = api.campaign().await;
+    // Revisions confirmed by their answer: a decision asked after that is served
+    // under it or a later one.
+    let confirmed = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let decided: Arc<Mutex<Vec<(String, Served)>>> = Arc::default();
+    let mut deciders = Vec::new();
+    for segment in ["new-visitors", "past-donors", "volunteers"] {
+        let (api, id, confirmed, stop, decided) = (
+            api.clone(),
+            id.clone(),
+            confirmed.clone(),
+            stop.clone(),
+            decided.clone(),
+        );
+        deciders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let at_least = confirmed.load(Ordering::SeqCst);
+                for decision in api.decisions(&id, segment, 5).await {
+                    let propensity = decision["propensity"].as_f64().unwrap();
+                    assert!(propensity > 0.0 && propensity <= 1.0, "{decision}");
+                    let served = served(&decision);
+                    assert!(served.revision >= at_least, "{decision}");
+                    let option = |component: &str| {
+                        served
+                            .options
+                            .iter()
+                            .find(|(c, _)| c == component)
+                            .unwrap()
+                            .1
+                            .clone()
+                    };
+                    if served.revision >= 3 {
+                        assert_ne!(option("image"), "heron", "{decision}");
+                    }
+                    if served.revision >= 4 && segment == "volunteers" {
+                        assert_eq!(
+                            (option("headline"), option("image"), option("cta")),
+                            ("new_bridge".into(), "canoe".into(), "donate_10".into()),
+                            "{decision}"
+                        );
+                        assert_eq!(propensity, 1.0);
+                    }
+                    decided.lock().unwrap().push((segment.to_owned(), served));
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    // Events for what was decided, as it is decided; the learner applies them as they
+    // come. The decisions of revision 1 are kept for the end.
+    let sent: Arc<Mutex<Vec<Served>>> = Arc::default();
+    let kept_for_last: Arc<Mutex<Vec<Served>>> = Arc::default();
+    let sender = {
+        let (api, stop, decided, sent, kept) = (
+            api.clone(),
+            stop.clone(),
+            decided.clone(),
+            sent.clone(),
+            kept_for_last.clone(),
+        );
+        tokio::spawn(async move {
+            let mut batch_number = 0;
+            loop {
+                let stopping = stop.load(Ordering::SeqCst);
+                let batch: Vec<Served> = decided
+                    .lock()
+                    .unwrap()
+                    .drain(..)
+                    .map(|(_, served)| served)
+                    .collect();
+                let (old, now): (Vec<Served>, Vec<Served>) = batch
+                    .into_iter()
+                    .partition(|s| s.revision == 1 && batch_number % 2 == 0);
+                kept.lock().unwrap().extend(old);
+                if !now.is_empty() {
+                    send_impressions(&api, &now, batch_number).await;
+                    sent.lock().unwrap().extend(now);
+                }
+                batch_number += 1;
+                let state = api.state.clone();
+                tokio::task::spawn_blocking(move || learner::step(&state, false))
+                    .await
+                    .unwrap();
+                if stopping {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    // Waits until `count` decisions had their events sent; a failed task (its
+    // assertion) ends the wait, and the test, at once.
+    let failed = {
+        let stop = stop.clone();
+        move |tasks: &[tokio::task::JoinHandle<()>]| {
+            let failed = tasks.iter().any(|t| t.is_finished()) && !stop.load(Ordering::SeqCst);
+            assert!(
+                !failed,
+                "a decision or event task failed; see its panic above"
+            );
+        }
+    };
+    let wait_for = |count: usize, tasks: &[tokio::task::JoinHandle<()>]| {
+        while sent.lock().unwrap().len() < count {
+            failed(tasks);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    let rev2 = with_new_headline(SPEC);
+    let rev3 = with_heron_retired(&rev2);
+    let rev4 = with_volunteers_pinned(&rev3);
+    let mut expected_revision = 1;
+    for (spec, reason, retired) in [
+        (&rev2, "new-headline", 0),
+        (&rev3, "retire-heron", 1),
+        (&rev4, "pin-volunteers", 0),
+    ] {
+        let goal = sent.lock().unwrap().len() + 60;
+        tokio::task::block_in_place(|| wait_for(goal, &deciders));
+        api.clock.advance(1_000);
+        let (status, body) = api.revise(&id, spec, reason).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        expected_revision += 1;
+        assert_eq!(body["revision"]["revision"], expected_revision, "{body}");
+        assert_eq!(body["campaign"]["revision"], expected_revision);
+        assert_eq!(body["revision"]["reason"], reason);
+        assert_eq!(
+            body["summary"]["retired_options"].as_array().unwrap().len(),
+            retired
+        );
+        confirmed.store(expected_revision, Ordering::SeqCst);
+    }
+    let goal = sent.lock().unwrap().len() + 60;
+    tokio::task::block_in_place(|| wait_for(goal, &deciders));
+    stop.store(true, Ordering::SeqCst);
+    for decider in deciders {
+        decider.await.unwrap();
+    }
+    sender.await.unwrap();
+    // The oldest decisions' events, last: they still attribute.
+    let rest: Vec<Served> = decided
+        .lock()
+        .unwrap()
+        .drain(..)
+        .map(|(_, s)| s)
+        .chain(kept_for_last.lock().unwrap().drain(..))
+        .collect();
+    assert!(rest.iter().any(|s| s.revision == 1));
+    send_impressions(&api, &rest, 1_000_000).await;
+    sent.lock().unwrap().extend(rest);
+    api.learn().await;
+
+    // Every impression taught the options its decision showed, by name.
+    let sent = sent.lock().unwrap().clone();
+    let revisions: std::collections::BTreeSet<u64> = sent.iter().map(|s| s.revision).collect();
+    assert_eq!(revisions.into_iter().collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let slot = api.state.campaign(&id).unwrap();
+    let current = slot.current();
+    let engine = slot.engine().clone();
+    assert_eq!(engine.revision(), 4);
+    assert_eq!(engine.events(), sent.len() as u64);
+    for (k, component) in current.campaign.spec().components.iter().enumerate() {
+        for (o, option) in component.options.iter().enumerate() {
+            let expected = sent
+                .iter()
+                .filter(|s| s.options[k] == (component.name.clone(), option.name.clone()))
+                .count() as u64;
+            assert_eq!(
+                engine.option_counts()[k][o].impressions,
+                expected,
+                "{}.{}",
+                component.name,
+                option.name
+            );
+        }
+    }
+    // The revisions are listed, and a restart (replay of the log through them) ends at
+    // the same counts.
+    let (status, list) = api
+        .get(&format!("/v1/campaigns/{id}/revisions"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let numbers: Vec<u64> = list["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    let restarted = open(&api.store, &api.clock);
+    let slot_after = restarted.campaign(&id).unwrap();
+    assert_eq!(slot_after.current().number, 4);
+    assert_eq!(slot_after.engine().revision(), 4);
+    assert_eq!(
+        slot_after.engine().option_counts(),
+        slot.engine().option_counts()
+    );
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+}
+
+/// Sends one impression for each decision; every one must be accepted.
+async fn send_impressions(api: &Api, decisions: &[Served], batch: usize) {
+    let events: Vec<Value> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({"event_id": format!("i{batch}-{i}"), "decision_id": s.decision_id, "type": "impression"})
+        })
+        .collect();
+    let (status, body) = api
+        .post("/v1/events", &api.ingest, json!({ "events": events }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["accepted"].as_u64(),
+        Some(decisions.len() as u64),
+        "{body}"
+    );
+    assert!(body["rejected"].as_array().unwrap().is_empty(), "{body}");
+}
+
+/// A revision that removes an option that was served and has events is refused with
+/// the core's message (retire it instead), and nothing stored or in force changes.
+#[tokio::test]
+async fn a_refused_revision_changes_nothing() {
+    let api = api();
+    let id = api.campaign().await;
+    let decisions = api.decisions(&id, "past-donors", 20).await;
+    let events: Vec<Value> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| json!({"event_id": format!("e{i}"), "decision_id": d["decision_id"], "type": "impression"}))
+        .collect();
+    let (status, _) = api
+        .post("/v1/events", &api.ingest, json!({ "events": events }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    api.learn().await;
+    let served_image = decisions[0]["options"]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let line = if served_image == "heron" {
+        "  { name = \"heron\", asset = \"assets/images/heron-at-dawn.jpg\", asks_action = false },\n"
+    } else {
+        "  { name = \"canoe\", asset = \"assets/images/volunteers-canoe.jpg\", asks_action = false },\n"
+    };
+    let without = SPEC.replace(line, "");
+    assert_ne!(without, SPEC);
+    let before = {
+        let slot = api.state.campaign(&id).unwrap();
+        let engine = slot.engine().clone();
+        (
+            engine.revision(),
+            engine.events(),
+            engine.option_counts().to_vec(),
+        )
+    };
+    let (status, body) = api.revise(&id, &without, "drop-an-image").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::CONFLICT,
+        "revision_refused",
+        "retire it instead",
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&served_image),
+        "{body}"
+    );
+    // Components changed: refused too, naming them.
+    let renamed = SPEC.replace("name = \"image\"", "name = \"picture\"");
+    let (status, body) = api.revise(&id, &renamed, "rename").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::CONFLICT,
+        "revision_refused",
+        "components",
+    );
+    // Nothing stored, nothing in force changed.
+    assert!(api.store.revisions(&id).unwrap().is_empty());
+    let slot = api.state.campaign(&id).unwrap();
+    assert_eq!(slot.current().number, 1);
+    let engine = slot.engine().clone();
+    assert_eq!(
+        (
+            engine.revision(),
+            engine.events(),
+            engine.option_counts().to_vec()
+        ),
+        before
+    );
+    let (_, campaign) = api.get(&format!("/v1/campaigns/{id}"), &api.read).await;
+    assert_eq!(campaign["revision"], 1);
+    let (_, list) = api
+        .get(&format!("/v1/campaigns/{id}/revisions"), &api.read)
+        .await;
+    assert_eq!(list["revisions"].as_array().unwrap().len(), 1);
+    // An archived campaign takes no revision.
+    let (status, _) = api
+        .post(
+            &format!("/v1/campaigns/{id}/archive"),
+            &api.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.revise(&id, &with_new_headline(SPEC), "late").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::CONFLICT,
+        "campaign_archived",
+        "cannot be revised",
+    );
+}
+
+/// An old decision's event sent after a restart is learned under the revision in
+/// force, by name; versions show the revision they belong to.
+#[tokio::test]
+async fn an_old_decision_still_attributes_after_a_revision_and_a_restart() {
+    let api = api();
+    let id = api.campaign().await;
+    let old = served(&api.decisions(&id, "volunteers", 1).await[0]);
+    assert_eq!(old.revision, 1);
+    let (status, body) = api.revise(&id, &with_new_headline(SPEC), "new").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["summary"]["added_options"],
+        json!(["headline.new_bridge"])
+    );
+    let (_, version) = api
+        .get(&format!("/v1/campaigns/{id}/versions/0"), &api.read)
+        .await;
+    assert_eq!(version["revision"], 2);
+    assert_eq!(version["parts"][0]["option"], "new_bridge");
+    let restarted = Api {
+        state: open(&api.store, &api.clock),
+        ..api
+    };
+    let (status, body) = restarted
+        .post(
+            "/v1/events",
+            &restarted.ingest,
+            json!({"events": [{"event_id": "late", "decision_id": old.decision_id, "type": "conversion", "value": 10}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    restarted.learn().await;
+    let slot = restarted.state.campaign(&id).unwrap();
+    let engine = slot.engine().clone();
+    let spec = slot.current().campaign.spec().clone();
+    for (k, (component, option)) in old.options.iter().enumerate() {
+        assert_eq!(&spec.components[k].name, component);
+        let o = spec.components[k]
+            .options
+            .iter()
+            .position(|x| &x.name == option)
+            .unwrap();
+        assert_eq!(
+            engine.option_counts()[k][o].conversions,
+            1,
+            "{component}.{option}"
+        );
+    }
+    // The new headline learned nothing.
+    assert_eq!(engine.option_counts()[0][0].conversions, 0);
 }
