@@ -870,3 +870,72 @@ async fn an_old_decision_still_attributes_after_a_revision_and_a_restart() {
     // The new headline learned nothing.
     assert_eq!(engine.option_counts()[0][0].conversions, 0);
 }
+
+/// Snapshots and corrections meet the revisions at their point of the log: a snapshot
+/// taken under revision 1, a revision, more events and a snapshot under revision 2; a
+/// restart from the snapshots, a replay of the whole log and a correction's rebuild
+/// (a retraction of an event of revision 1, learned before the revision) all end at
+/// the engine the learner holds, at revision 2.
+#[tokio::test]
+async fn snapshots_replays_and_corrections_re_apply_revisions_at_their_point() {
+    let api = api();
+    let id = api.campaign().await;
+    let step = |force: bool| {
+        let state = api.state.clone();
+        async move {
+            tokio::task::spawn_blocking(move || learner::step(&state, force))
+                .await
+                .unwrap()
+        }
+    };
+    let first = api.decisions(&id, "new-visitors", 30).await;
+    send_impressions(&api, &first.iter().map(served).collect::<Vec<_>>(), 1).await;
+    step(true).await;
+    let (status, body) = api.revise(&id, &with_new_headline(SPEC), "news").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = api.decisions(&id, "new-visitors", 30).await;
+    // Old and new decisions' events after the revision.
+    let mixed: Vec<Served> = second.iter().chain(&first[..10]).map(served).collect();
+    send_impressions(&api, &mixed, 2).await;
+    step(true).await;
+    let counts = |state: &AppState| {
+        let slot = state.campaign(&id).unwrap();
+        let engine = slot.engine().clone();
+        (
+            engine.revision(),
+            engine.events(),
+            engine.option_counts().to_vec(),
+        )
+    };
+    let live = counts(&api.state);
+    assert_eq!((live.0, live.1), (2, 70));
+    // A restart from the snapshots, and a replay of the whole log.
+    assert_eq!(counts(&open(&api.store, &api.clock)), live);
+    let from_start = AppState::open(
+        api.store.clone(),
+        Arc::new(api.store.event_log()),
+        api.clock.clone(),
+        b"test secret",
+        ServerConfig {
+            replay_from_start: true,
+            ..ServerConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(counts(&from_start), live);
+    // A correction of an event of revision 1 rebuilds through the revision.
+    let corrector = key(&api.store, 5, &["correct"]);
+    api.state.reload_keys().unwrap();
+    let (status, body) = api
+        .post(
+            &format!("/v1/campaigns/{id}/corrections"),
+            &corrector,
+            json!({"event_id": "i1-0", "action": "retract", "reason": "a test impression"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["rebuild"].is_object(), "{body}");
+    let rebuilt = counts(&api.state);
+    assert_eq!((rebuilt.0, rebuilt.1), (2, 69));
+    assert_eq!(counts(&open(&api.store, &api.clock)), rebuilt);
+}
