@@ -591,7 +591,7 @@ pub async fn decide(
         )));
     }
     let in_force = slot.current();
-    let Some(&segment) = in_force.segments.get(&request.segment) else {
+    if !in_force.segments.contains_key(&request.segment) {
         let names = &in_force.campaign.design().segment_names;
         let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
         return Err(ApiError::bad_request(format!(
@@ -601,7 +601,7 @@ pub async fn decide(
             names.len(),
             shown.join(", ")
         )));
-    };
+    }
     if slot.is_archived() {
         return Err(ApiError::conflict(format!(
             "campaign {} is archived and serves no decisions; its history and report stay readable",
@@ -622,13 +622,16 @@ pub async fn decide(
     let (chosen, current, segment): (Vec<Paced>, _, _) = {
         let engine = slot.engine();
         let current = slot.current();
-        // The segment's index in the revision the engine is at (checked above against
-        // the revision then in force; a revision keeps every segment).
-        let segment = current
-            .segments
-            .get(&request.segment)
-            .copied()
-            .unwrap_or(segment);
+        // The segment's index in the revision the engine is at (a revision made since
+        // the check above may have moved it, or removed it if it had no events).
+        let Some(&segment) = current.segments.get(&request.segment) else {
+            return Err(ApiError::bad_request(format!(
+                "segment {} was removed from campaign {} by its revision {}",
+                crate::error::quoted(&request.segment),
+                slot.id,
+                current.number
+            )));
+        };
         let chosen = (0..request.count)
             .map(|_| match (&slot.pacing, &flight) {
                 (Some(pacing), Some(plan)) => {
