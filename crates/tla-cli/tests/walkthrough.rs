@@ -67,6 +67,32 @@ fn every_command_of_the_walkthrough_works() {
         output.status.success(),
         "the walkthrough failed:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
+    // The data directory reads back after the revision: a decision export names each
+    // decision's segment by the spec of the revision it was served under.
+    let id = stdout
+        .split("created ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    for what in ["decisions", "events"] {
+        let out = work.0.join(format!("{what}.csv"));
+        let export = std::process::Command::new(tla)
+            .args(["export", "--campaign", &id, "--what", what, "--out"])
+            .arg(&out)
+            .arg("--data")
+            .arg(work.0.join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            export.status.success(),
+            "{}",
+            String::from_utf8_lossy(&export.stderr)
+        );
+        let csv = std::fs::read_to_string(&out).unwrap();
+        assert!(csv.contains("volunteers") || what == "events", "{csv}");
+        assert!(csv.contains("past-donors"), "{csv}");
+    }
     for expected in [
         "created c_",
         "retry answered 200",
