@@ -443,7 +443,7 @@ impl Engine {
     }
 
     /// The probability that [`Engine::decide_gated`] buys a version for which `pick`
-    /// holds (`picked_allowed`: how many allowed versions it holds for).
+    /// holds (`picked_allowed`: how many versions available to `segment` it holds for).
     pub fn gated_mass(
         &self,
         segment: usize,

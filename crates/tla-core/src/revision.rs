@@ -346,6 +346,15 @@ impl Revision {
         true
     }
 
+    /// The new position of old option `option` of `component`, or `None` when it was
+    /// removed.
+    pub fn map_options_of(&self, component: usize, option: u32) -> Option<u32> {
+        self.option_to_new[component]
+            .get(option as usize)
+            .copied()
+            .flatten()
+    }
+
     /// The new position of old segment `old`, or `None` when it was removed.
     pub fn map_segment(&self, old: usize) -> Option<usize> {
         self.segment_to_new.get(old).copied().flatten()

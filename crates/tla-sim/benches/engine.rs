@@ -77,9 +77,7 @@ fn engine(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    let AnyPolicy::FactorizedTs(floor) = &mut policy else {
-        unreachable!("built as factorized")
-    };
+    let floor = policy.factorized_mut().expect("built as factorized");
     group.bench_function("refresh_one_segment_64_draws", |b| {
         b.iter(|| {
             let segment = rng.random_range(0..segments);

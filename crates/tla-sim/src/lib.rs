@@ -30,8 +30,10 @@
 //!   --campaign`): the decision log, donations and spend of the service's engine;
 //! - [`online::Progress`]: a progress bar's counter.
 //!
-//! The learner is any [`tla_core::policy::Policy`] (such as [`build_policy`]'s) or a
-//! campaign's engine ([`online::EngineLearner`]). [`online::Streams`] owns the random
+//! The learner is any [`tla_core::policy::Policy`] that learns of launches
+//! ([`online::Launch`], such as [`build_policy`]'s [`AnyPolicy`]: in a world whose
+//! options launch mid-flight it knows only those launched so far and is revised as
+//! others launch, [`launch`]) or a campaign's engine ([`online::EngineLearner`]). [`online::Streams`] owns the random
 //! streams (audience, outcome, policy) seeded from one seed, in one layout that every
 //! mode uses (the plain simulation, the validation logs and the campaign run), so the
 //! same seed meets the same audience and the same luck in every mode and with every
@@ -78,13 +80,16 @@
 pub mod campaign;
 pub mod flight;
 pub mod generate;
+pub mod launch;
 pub mod online;
 pub mod ope;
 pub mod sim;
 pub mod world;
 
+use launch::LaunchView;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use tla_core::availability::Availability;
 use tla_core::design::Design;
 use tla_core::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use tla_core::policy::floor::ExplorationFloor;
@@ -92,6 +97,8 @@ use tla_core::policy::independent::IndependentSampler;
 use tla_core::policy::thompson::ThompsonPolicy;
 use tla_core::policy::uniform::Uniform;
 use tla_core::policy::{Choice, Decision, Outcome, Policy, PricedPolicy};
+use tla_core::revision::Revision;
+use world::World;
 
 /// The policies the simulator can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,15 +118,36 @@ pub fn default_settings() -> CampaignPolicySettings {
     CampaignPolicySettings::default().without_clock()
 }
 
-/// One of the simulator's policies, behind one type.
+/// One of the simulator's policies.
 #[derive(Debug, Clone)]
-pub enum AnyPolicy {
+pub enum PolicyKind {
     /// The even split.
     Uniform(Uniform),
     /// Independent Thompson sampling with the exploration floor.
     IndependentTs(Box<ExplorationFloor<ThompsonPolicy<IndependentSampler>>>),
     /// Factorized Thompson sampling with the exploration floor.
     FactorizedTs(Box<CampaignPolicy>),
+}
+
+/// One of the simulator's policies behind one type, with the design and settings it was
+/// built with, speaking the world's version indices.
+///
+/// In a world whose options launch during its flight the policy knows only the options
+/// launched so far ([`launch`]): [`AnyPolicy::launch_due`] revises it when options
+/// launch (the revision path of a running campaign), and its versions are translated
+/// to the world's. [`AnyPolicy::end_flight`] hands it back over every option.
+#[derive(Debug, Clone)]
+pub struct AnyPolicy {
+    /// The policy, over the versions of the options it knows.
+    kind: PolicyKind,
+    /// The design it was built for: every option of the world.
+    design: Design,
+    /// The settings it was built with.
+    settings: CampaignPolicySettings,
+    /// In a flight with launches: what it knows now (`None`: every option of `design`).
+    view: Option<LaunchView>,
+    /// Revisions taken (launches, and the first view of a flight).
+    revisions: u32,
 }
 
 /// Builds a policy for a design; `seed` seeds the first decision distributions. The
@@ -132,18 +160,129 @@ pub fn build_policy(
     seed: u64,
 ) -> AnyPolicy {
     let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5851_F42D_4C95_7F2D);
-    match choice {
-        PolicyChoice::Uniform => AnyPolicy::Uniform(Uniform::new(design.space.clone())),
+    let kind = match choice {
+        PolicyChoice::Uniform => PolicyKind::Uniform(Uniform::new(design.space.clone())),
         PolicyChoice::IndependentTs => {
             let sampler = IndependentSampler::new(design, settings.factorized.conversion.base_rate);
-            AnyPolicy::IndependentTs(Box::new(settings.wrap(
+            PolicyKind::IndependentTs(Box::new(settings.wrap(
                 sampler,
                 design.space.clone(),
                 &mut rng,
             )))
         }
         PolicyChoice::FactorizedTs => {
-            AnyPolicy::FactorizedTs(Box::new(settings.build(design, &mut rng)))
+            PolicyKind::FactorizedTs(Box::new(settings.build(design, &mut rng)))
+        }
+    };
+    AnyPolicy {
+        kind,
+        design: design.clone(),
+        settings: *settings,
+        view: None,
+        revisions: 0,
+    }
+}
+
+impl PolicyKind {
+    /// The policy of `next`, revised from this one through `revision`: the factorized
+    /// model through the campaign policy's revision path
+    /// ([`CampaignPolicySettings::revise`]), the independent one carrying each
+    /// version's evidence, the even split over the new space. Every decision
+    /// distribution is drawn anew from `rng`.
+    fn revise<R: Rng + ?Sized>(
+        &self,
+        settings: &CampaignPolicySettings,
+        revision: &Revision,
+        next: &Design,
+        rng: &mut R,
+    ) -> PolicyKind {
+        match self {
+            PolicyKind::Uniform(_) => PolicyKind::Uniform(Uniform::new(next.space.clone())),
+            PolicyKind::IndependentTs(floor) => {
+                let sampler = floor.base().sampler().revised(revision, next);
+                PolicyKind::IndependentTs(Box::new(settings.wrap(sampler, next.space.clone(), rng)))
+            }
+            PolicyKind::FactorizedTs(policy) => {
+                let everything = Availability::everything(&next.space, next.segments());
+                PolicyKind::FactorizedTs(Box::new(settings.revise(
+                    policy,
+                    revision,
+                    next,
+                    &everything,
+                    rng,
+                )))
+            }
+        }
+    }
+}
+
+impl AnyPolicy {
+    /// The policy behind, over the versions of the options it knows.
+    pub fn kind(&self) -> &PolicyKind {
+        &self.kind
+    }
+
+    /// The factorized policy, when it is one.
+    pub fn factorized_mut(&mut self) -> Option<&mut CampaignPolicy> {
+        match &mut self.kind {
+            PolicyKind::FactorizedTs(policy) => Some(policy),
+            _ => None,
+        }
+    }
+
+    /// Revisions the policy took in flights: one when a flight with launches starts
+    /// (it then knows only the options launched at its start), one per launch after.
+    pub fn revisions(&self) -> u32 {
+        self.revisions
+    }
+
+    /// At flight fraction `f` of `world`: the first time, a world whose options launch
+    /// during the flight leaves the policy only those launched by `f`; afterwards, when
+    /// options launch, it learns of them through a revision (new options at their
+    /// prior, every learned belief carried, every decision distribution drawn anew from
+    /// `rng`). Returns whether it was revised.
+    pub fn launch_due<R: Rng + ?Sized>(&mut self, world: &World, f: f64, rng: &mut R) -> bool {
+        let (view, revision) = match &self.view {
+            None if self.revisions == 0 => match LaunchView::start(world, &self.design, f) {
+                Some(start) => start,
+                None => return false,
+            },
+            Some(view) if view.is_due(f) => view.advance(world, &self.design, f),
+            _ => return false,
+        };
+        self.kind = self
+            .kind
+            .revise(&self.settings, &revision, view.design(), rng);
+        self.view = Some(view);
+        self.revisions += 1;
+        true
+    }
+
+    /// After a flight: the policy over every option again, in the world's order (those
+    /// never launched at their prior), so that it speaks the design it was built for.
+    pub fn end_flight<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        if let Some(view) = self.view.take() {
+            let revision = view.to_full(&self.design);
+            self.kind = self
+                .kind
+                .revise(&self.settings, &revision, &self.design, rng);
+        }
+        self.revisions = 0;
+    }
+
+    /// The world's version of the policy's `version`.
+    fn to_world(&self, version: u64) -> u64 {
+        match &self.view {
+            Some(view) => view.to_world(version),
+            None => version,
+        }
+    }
+
+    /// The policy's version of the world's `version` (`None`: not known to it).
+    fn to_policy(&self, version: u64) -> Option<u64> {
+        match &self.view {
+            Some(view) => view.to_learner(version),
+            None => Some(version),
         }
     }
 }
@@ -170,9 +309,7 @@ impl AnyPolicy {
     /// For the factorized policy: compares the configured argmax with the exact one on
     /// `draws_per_segment` posterior draws of every segment. `None` for other policies.
     pub fn argmax_gap(&mut self, draws_per_segment: u64, seed: u64) -> Option<ArgmaxGap> {
-        let AnyPolicy::FactorizedTs(floor) = self else {
-            return None;
-        };
+        let floor = self.factorized_mut()?;
         let sampler = floor.base_mut().sampler_mut();
         let segments = tla_core::policy::thompson::PosteriorSampler::segments(sampler);
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
@@ -209,32 +346,58 @@ impl AnyPolicy {
 
 macro_rules! dispatch {
     ($self:expr, $p:ident => $body:expr) => {
-        match $self {
-            AnyPolicy::Uniform($p) => $body,
-            AnyPolicy::IndependentTs($p) => $body,
-            AnyPolicy::FactorizedTs($p) => $body,
+        match &$self.kind {
+            PolicyKind::Uniform($p) => $body,
+            PolicyKind::IndependentTs($p) => $body,
+            PolicyKind::FactorizedTs($p) => $body,
+        }
+    };
+    (mut $self:expr, $p:ident => $body:expr) => {
+        match &mut $self.kind {
+            PolicyKind::Uniform($p) => $body,
+            PolicyKind::IndependentTs($p) => $body,
+            PolicyKind::FactorizedTs($p) => $body,
         }
     };
 }
 
+/// Versions are the world's: a decision of the policy is translated to the world's
+/// version, and a world version the policy does not know (an option not launched) has
+/// propensity 0.
 impl Policy for AnyPolicy {
     fn name(&self) -> &'static str {
         dispatch!(self, p => p.name())
     }
     fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
-        dispatch!(self, p => p.decide(segment, rng))
+        let decision = dispatch!(self, p => p.decide(segment, rng));
+        Decision {
+            version: self.to_world(decision.version),
+            ..decision
+        }
     }
     fn propensity(&self, segment: usize, version: u64) -> f64 {
-        dispatch!(self, p => p.propensity(segment, version))
+        match self.to_policy(version) {
+            Some(version) => dispatch!(self, p => p.propensity(segment, version)),
+            None => 0.0,
+        }
     }
     fn model_version(&self, segment: usize) -> u64 {
         dispatch!(self, p => p.model_version(segment))
     }
+    /// # Panics
+    /// If the outcome's version holds an option the policy does not know.
     fn observe(&mut self, outcome: &Outcome) {
-        dispatch!(self, p => p.observe(outcome))
+        let version = self
+            .to_policy(outcome.version)
+            .expect("an outcome of a version the policy served");
+        let outcome = Outcome {
+            version,
+            ..*outcome
+        };
+        dispatch!(mut self, p => p.observe(&outcome))
     }
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
-        dispatch!(self, p => p.refresh_due(rng, now_millis))
+        dispatch!(mut self, p => p.refresh_due(rng, now_millis))
     }
     fn model_bytes(&self) -> usize {
         dispatch!(self, p => p.model_bytes())
@@ -246,10 +409,17 @@ impl PricedPolicy for AnyPolicy {
         dispatch!(self, p => p.skip_probability(segment, price))
     }
     fn decide_priced<R: Rng + ?Sized>(&self, segment: usize, price: f64, rng: &mut R) -> Choice {
-        dispatch!(self, p => p.decide_priced(segment, price, rng))
+        let choice = dispatch!(self, p => p.decide_priced(segment, price, rng));
+        Choice {
+            version: choice.version.map(|v| self.to_world(v)),
+            ..choice
+        }
     }
     fn propensity_priced(&self, segment: usize, version: u64, price: f64) -> f64 {
-        dispatch!(self, p => p.propensity_priced(segment, version, price))
+        match self.to_policy(version) {
+            Some(version) => dispatch!(self, p => p.propensity_priced(segment, version, price)),
+            None => 0.0,
+        }
     }
     fn mass_priced(
         &self,
@@ -258,6 +428,7 @@ impl PricedPolicy for AnyPolicy {
         pick: &dyn Fn(u64) -> bool,
         picked_allowed: u64,
     ) -> f64 {
-        dispatch!(self, p => p.mass_priced(segment, price, pick, picked_allowed))
+        let pick_world = |version: u64| pick(self.to_world(version));
+        dispatch!(self, p => p.mass_priced(segment, price, &pick_world, picked_allowed))
     }
 }

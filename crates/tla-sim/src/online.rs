@@ -29,7 +29,6 @@ use crate::world::World;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
-use std::cell::RefCell;
 use tla_core::engine::{Engine, Feedback};
 use tla_core::pacing::{Pacer, PacingConfig, PacingMode, PacingStatus, SkipReason};
 use tla_core::policy::{
@@ -300,7 +299,7 @@ pub trait Learner {
     fn buy_probability(&self, segment: usize, price: f64) -> f64;
 
     /// The probability that [`Learner::decide_gated`] buys a version for which `pick`
-    /// holds (`picked_allowed`: how many allowed versions it holds for).
+    /// holds (`picked_allowed`: how many versions available to `segment` it holds for).
     fn gated_mass(
         &self,
         segment: usize,
@@ -308,10 +307,51 @@ pub trait Learner {
         pick: &dyn Fn(u64) -> bool,
         picked_allowed: u64,
     ) -> f64;
+
+    /// Called before each impression of a world with a flight, at its flight fraction
+    /// `f`: a learner that learns of options as they launch ([`Launch`]) is revised
+    /// here; returns whether it was. Others learn of nothing (the default), and may only
+    /// play worlds whose options all exist from the start.
+    fn launch_due<R: Rng + ?Sized>(&mut self, _world: &World, _f: f64, _rng: &mut R) -> bool {
+        false
+    }
+
+    /// Called once after a run: a learner revised by launches takes back every option.
+    fn end_flight<R: Rng + ?Sized>(&mut self, _rng: &mut R) {}
+}
+
+/// How a policy learns of options that launch during a flight ([`crate::launch`]):
+/// through the revision path of a running campaign.
+pub trait Launch {
+    /// At flight fraction `f` of `world`, revises the policy when options launched that
+    /// it does not know (and, the first time, leaves it only the options launched by
+    /// `f`); returns whether it was revised.
+    fn launch_due<R: Rng + ?Sized>(&mut self, world: &World, f: f64, rng: &mut R) -> bool;
+
+    /// After a run: the policy over every option again, in the world's order.
+    fn end_flight<R: Rng + ?Sized>(&mut self, rng: &mut R);
+}
+
+impl Launch for crate::AnyPolicy {
+    fn launch_due<R: Rng + ?Sized>(&mut self, world: &World, f: f64, rng: &mut R) -> bool {
+        crate::AnyPolicy::launch_due(self, world, f, rng)
+    }
+
+    fn end_flight<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        crate::AnyPolicy::end_flight(self, rng)
+    }
 }
 
 /// A policy learns one outcome per impression: converted or not, with its donation.
-impl<P: PricedPolicy> Learner for P {
+impl<P: PricedPolicy + Launch> Learner for P {
+    fn launch_due<R: Rng + ?Sized>(&mut self, world: &World, f: f64, rng: &mut R) -> bool {
+        Launch::launch_due(self, world, f, rng)
+    }
+
+    fn end_flight<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        Launch::end_flight(self, rng)
+    }
+
     fn decide<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> Decision {
         Policy::decide(self, segment, rng)
     }
@@ -542,145 +582,6 @@ impl<L: ?Sized, F: FnMut(u64)> Observer<L> for Progress<F> {
     }
 }
 
-/// The options not yet launched at a flight fraction, and the learner's probability of
-/// the versions that exist then, per segment (kept until the learner rebuilds a
-/// decision distribution or an option launches).
-#[derive(Debug)]
-struct Exclusion {
-    /// Distinct launch fractions above 0, increasing (empty: every option exists from
-    /// the start, or the world has no flight).
-    launches: Vec<f64>,
-    /// How many of `launches` had passed when `mass` was computed.
-    passed: usize,
-    /// Per segment, the learner's probability of the versions that exist.
-    mass: Vec<Option<f64>>,
-    /// Allowed versions not launched, counted once per launch passed.
-    excluded_allowed: Option<u64>,
-    /// Options of a version, for the availability checks of a gated mass.
-    scratch: RefCell<Vec<u32>>,
-}
-
-impl Exclusion {
-    fn new(world: &World) -> Self {
-        let mut launches: Vec<f64> = world
-            .flight
-            .as_ref()
-            .map(|flight| {
-                flight
-                    .launch
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .filter(|&f| f > 0.0)
-                    .collect()
-            })
-            .unwrap_or_default();
-        launches.sort_by(f64::total_cmp);
-        launches.dedup();
-        Self {
-            launches,
-            passed: 0,
-            mass: vec![None; world.segments()],
-            excluded_allowed: None,
-            scratch: RefCell::new(vec![0; world.space.components()]),
-        }
-    }
-
-    /// Whether some option is not launched at `f`.
-    fn any_at(&mut self, _world: &World, f: f64) -> bool {
-        let passed = self.launches.partition_point(|&at| at <= f);
-        if passed != self.passed {
-            self.passed = passed;
-            self.excluded_allowed = None;
-            self.forget();
-        }
-        passed < self.launches.len()
-    }
-
-    /// The learner's decision distributions changed: every mass is recomputed.
-    fn forget(&mut self) {
-        self.mass.iter_mut().for_each(|m| *m = None);
-    }
-
-    /// The probability that the learner's gated decision for `segment` buys a version
-    /// that does not exist at `f` (O(distinct versions of its decision table)).
-    fn gated_excluded_mass<L: Learner>(
-        &mut self,
-        world: &World,
-        learner: &L,
-        segment: usize,
-        gate: Gate,
-        f: f64,
-    ) -> f64 {
-        let space = &world.space;
-        let excluded_allowed = *self.excluded_allowed.get_or_insert_with(|| {
-            excluded_versions(world, f)
-                .filter(|&v| space.is_allowed(v))
-                .count() as u64
-        });
-        let scratch = &self.scratch;
-        let excluded = |version: u64| {
-            let mut options = scratch.borrow_mut();
-            space.decode_into(version, &mut options);
-            !world.available_at(&options, f)
-        };
-        learner.gated_mass(segment, gate, &excluded, excluded_allowed)
-    }
-
-    /// The learner's probability, for `segment`, of the versions that exist at `f`.
-    fn available_mass<L: Learner>(
-        &mut self,
-        world: &World,
-        learner: &L,
-        segment: usize,
-        f: f64,
-    ) -> f64 {
-        *self.mass[segment].get_or_insert_with(|| {
-            let excluded = excluded_versions(world, f)
-                .map(|version| learner.propensity(segment, version))
-                .sum::<f64>();
-            let available = 1.0 - excluded;
-            assert!(
-                available > 1e-12,
-                "the learner gives no probability to the versions that exist at flight fraction {f}"
-            );
-            available
-        })
-    }
-}
-
-/// The versions holding an option not launched at `f`, each once: for each component
-/// `k`, the versions whose options before `k` are launched and whose option of `k` is
-/// not (a partition of them), so a large space is not enumerated whole.
-fn excluded_versions(world: &World, f: f64) -> impl Iterator<Item = u64> + '_ {
-    let flight = world.flight.as_ref();
-    let counts: Vec<u32> = world.space.option_counts().to_vec();
-    let launched = move |k: usize, o: u32| flight.is_none_or(|fl| fl.launched(k, o, f));
-    (0..counts.len()).flat_map(move |k| {
-        let lists: Vec<Vec<u32>> = (0..counts.len())
-            .map(|j| {
-                (0..counts[j])
-                    .filter(|&o| match j.cmp(&k) {
-                        std::cmp::Ordering::Less => launched(j, o),
-                        std::cmp::Ordering::Equal => !launched(j, o),
-                        std::cmp::Ordering::Greater => true,
-                    })
-                    .collect()
-            })
-            .collect();
-        let size: usize = lists.iter().map(Vec::len).product();
-        let space = &world.space;
-        (0..size).map(move |mut i| {
-            let mut options = vec![0u32; lists.len()];
-            for j in (0..lists.len()).rev() {
-                options[j] = lists[j][i % lists[j].len()];
-                i /= lists[j].len();
-            }
-            space.encode(&options)
-        })
-    })
-}
-
 /// Runs `learner` online against `world` for `config.impressions` impressions (fewer if
 /// the observer stops the run), drawing from `streams`, and pushes every impression and
 /// checkpoint to `observer`. Returns the number of impressions served.
@@ -691,18 +592,18 @@ fn excluded_versions(world: &World, f: f64) -> impl Iterator<Item = u64> + '_ {
 /// answer and rebuilds what is due at the impression's simulated time, then
 /// [`Observer::impression`] and, at a checkpoint, [`Observer::checkpoint`] are called.
 ///
-/// # Panics
 /// In a world with a flight ([`crate::flight`]) each impression happens at its flight
-/// fraction: the truth drifts, and an option before its launch is excluded: the
-/// learner knows it, but a version holding it is never served. A decision for such a
-/// version is drawn again from the policy stream until the version exists, and its
-/// propensity is the learner's divided by the learner's probability of the versions
-/// that exist (the exact probability of the version under this rejection). A v1 world
-/// draws exactly as before.
+/// fraction: the truth drifts, and an option exists only from its launch. Before each
+/// impression the learner is told the fraction ([`Learner::launch_due`]): it starts
+/// with the options launched at the start and learns of each other option when it
+/// launches, through a revision ([`crate::launch`]), so it never serves a version that
+/// does not exist and its propensities stay exact as they are. After the run it takes
+/// back every option ([`Learner::end_flight`]). A v1 world draws exactly as before.
 ///
 /// # Panics
 /// If the world's space cannot decode a version the learner chose, or if in a world
-/// with a flight the learner gives no probability to any version that exists.
+/// with a flight the learner serves a version holding an option not launched (a
+/// learner that does not learn of launches, in a world with launches).
 pub fn run<L: Learner, O: Observer<L>>(
     world: &World,
     streams: &mut Streams,
@@ -715,7 +616,6 @@ pub fn run<L: Learner, O: Observer<L>>(
     let mut options = vec![0u32; world.space.components()];
     let mut checkpoints = config.checkpoints.iter().copied().peekable();
     let mut served = 0;
-    let mut excluded = Exclusion::new(world);
     let mut pacer = config.pacing.map(|p| {
         let flight = world
             .flight
@@ -745,11 +645,14 @@ pub fn run<L: Learner, O: Observer<L>>(
         served += 1;
         let moment = Moment { served, now_millis };
         let segment = streams.segment();
+        if let Some(f) = flight_fraction {
+            learner.launch_due(world, f, streams.policy());
+        }
         observer.before_decision(learner, segment);
 
         // The decision: a version with its propensity and the impression's cost; a skip
         // (a run with a budget only) is pushed and the loop goes on.
-        let (mut decision, cost) = match (pacer.as_mut(), flight_fraction, world.flight.as_ref()) {
+        let (decision, cost) = match (pacer.as_mut(), flight_fraction, world.flight.as_ref()) {
             (Some(pacer), Some(f), Some(flight)) => {
                 let (_, hour, ms) = flight.clock(f);
                 last_ms = ms;
@@ -757,18 +660,7 @@ pub fn run<L: Learner, O: Observer<L>>(
                     pacer.replan(ms, &|s, price| learner.buy_probability(s, price));
                 }
                 let bid = pacer.bid(segment, ms);
-                let mut choice = learner.decide_gated(segment, bid.gate, streams.policy());
-                if excluded.any_at(world, f) {
-                    let mass = excluded.gated_excluded_mass(world, learner, segment, bid.gate, f);
-                    while let Some(version) = choice.version {
-                        world.space.decode_into(version, &mut options);
-                        if world.available_at(&options, f) {
-                            break;
-                        }
-                        choice = learner.decide_gated(segment, bid.gate, streams.policy());
-                    }
-                    choice.propensity /= 1.0 - mass;
-                }
+                let choice = learner.decide_gated(segment, bid.gate, streams.policy());
                 let z = streams.cost_noise();
                 match choice.version {
                     Some(version) => {
@@ -819,14 +711,11 @@ pub fn run<L: Learner, O: Observer<L>>(
 
         let conversion_probability = match flight_fraction {
             Some(f) => {
-                if pacer.is_none() && excluded.any_at(world, f) {
-                    let available = excluded.available_mass(world, learner, segment, f);
-                    while !world.available_at(&options, f) {
-                        decision = learner.decide(segment, streams.policy());
-                        world.space.decode_into(decision.version, &mut options);
-                    }
-                    decision.propensity /= available;
-                }
+                assert!(
+                    world.available_at(&options, f),
+                    "version {} holds an option not launched at flight fraction {f}; the learner must learn of launches (Learner::launch_due)",
+                    decision.version
+                );
                 world.conversion_probability_at(segment, &options, f)
             }
             None => world.conversion_probability(segment, &options),
@@ -852,9 +741,6 @@ pub fn run<L: Learner, O: Observer<L>>(
         };
         learner.learn(segment, &decision, &answer);
         let refreshes = learner.refresh_due(streams.policy(), now_millis);
-        if refreshes > 0 {
-            excluded.forget();
-        }
 
         let flow = observer.impression(&Impression {
             moment,
@@ -880,6 +766,9 @@ pub fn run<L: Learner, O: Observer<L>>(
         observer.paced(&pacer.status(last_ms));
     }
     observer.finish(learner, served);
+    if world.flight.is_some() {
+        learner.end_flight(streams.policy());
+    }
     served
 }
 
@@ -926,27 +815,6 @@ mod tests {
     use super::*;
     use crate::{PolicyChoice, build_policy};
     use tla_core::design::{Interactions, Objective};
-
-    #[test]
-    fn the_excluded_versions_are_those_holding_an_option_not_yet_launched() {
-        let world = World::from_json(include_str!("../../../worlds/flight-full.json")).unwrap();
-        let mut options = vec![0u32; world.space.components()];
-        for f in [0.1, 0.3, 0.7] {
-            let mut got: Vec<u64> = excluded_versions(&world, f).collect();
-            got.sort_unstable();
-            let want: Vec<u64> = (0..world.space.total())
-                .filter(|&v| {
-                    world.space.decode_into(v, &mut options);
-                    !world.available_at(&options, f)
-                })
-                .collect();
-            assert_eq!(got, want, "f {f}");
-        }
-        // 4 of 24 headlines before 0.25, 2 before 0.6, none after.
-        assert_eq!(excluded_versions(&world, 0.1).count(), 147_456 / 6);
-        assert_eq!(excluded_versions(&world, 0.3).count(), 147_456 / 12);
-        assert_eq!(excluded_versions(&world, 0.7).count(), 0);
-    }
 
     fn small() -> World {
         World::from_json(include_str!("../../../worlds/small.json")).unwrap()

@@ -234,7 +234,7 @@ impl<L: ?Sized> Observer<L> for RowLog {
 /// [`crate::sim::simulate`]: the same seed gives the same run) and logs every decision
 /// ([`RowLog`]). To see more of the run, pass a pair of observers to
 /// [`crate::online::run`], a [`RowLog`] and your own.
-pub fn log_impressions<P: PricedPolicy>(
+pub fn log_impressions<P: PricedPolicy + online::Launch>(
     world: &World,
     policy: &mut P,
     impressions: u64,

@@ -635,7 +635,7 @@ impl<L: ?Sized> Observer<L> for BudgetScorer<'_> {
 /// Runs `policy` online against `world` ([`crate::online::run`] with [`Streams::new`]
 /// at `config.seed`), scored by a [`Scorer`]; `progress` is called with the impressions
 /// done every 65,536 impressions and at the end.
-pub fn simulate<P: PricedPolicy>(
+pub fn simulate<P: PricedPolicy + online::Launch>(
     world: &World,
     truth: &Truth,
     policy: &mut P,

@@ -104,6 +104,51 @@ impl IndependentSampler {
         }
     }
 
+    /// The sampler of the next revision of its campaign, `next`, carrying what this one
+    /// learned by name ([`crate::revision::Revision`]): each (segment, version) whose
+    /// segment and options both revisions hold keeps its evidence, and each ask keeps
+    /// its donations; new versions start at the same prior.
+    pub fn revised(&self, revision: &crate::revision::Revision, next: &Design) -> Self {
+        let mut sampler = Self::new(next, 0.5);
+        sampler.prior_failures = self.prior_failures;
+        for (old_segment, arms) in self.segments.iter().enumerate() {
+            let Some(segment) = revision.map_segment(old_segment) else {
+                continue;
+            };
+            let mut versions: Vec<(&u64, &Arm)> = arms.arms.iter().collect();
+            versions.sort_by_key(|(version, _)| **version);
+            for (&old_version, arm) in versions {
+                let Some(version) = revision
+                    .map_version(old_version)
+                    .filter(|&v| next.space.is_allowed(v))
+                else {
+                    continue;
+                };
+                let group = sampler.group_of(version);
+                sampler.segments[segment].arms.insert(version, *arm);
+                sampler.segments[segment].seen_per_group[group] += 1;
+            }
+        }
+        for (old_group, (&sum, &donations)) in self
+            .group_amount_sum
+            .iter()
+            .zip(&self.group_donations)
+            .enumerate()
+        {
+            let group = match (self.group_component, sampler.group_component) {
+                (Some(k), Some(_)) => revision.map_options_of(k, old_group as u32),
+                (None, None) => Some(0),
+                _ => None,
+            };
+            if let Some(group) = group {
+                sampler.group_amount_sum[group as usize] = sum;
+                sampler.group_donations[group as usize] = donations;
+            }
+        }
+        sampler.observations = self.observations;
+        sampler
+    }
+
     fn group_of(&self, version: u64) -> usize {
         self.group_component
             .map_or(0, |k| self.space.option_of(version, k) as usize)
