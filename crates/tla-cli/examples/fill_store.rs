@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
                     model_version: 1,
                     at_ms,
                     skip: None,
+                    revision: 1,
                 });
                 let event = |kind, value, suffix: &str| NewEvent {
                     campaign_id: campaign.clone(),

@@ -129,12 +129,27 @@ impl Client {
         path: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<T> {
-        let result = self.exchange(method, path, body).await;
+        self.send(method, path, &[("content-type", "application/json")], body)
+            .await
+            .map(|(_, answer)| answer)
+    }
+
+    /// Sends a request with `headers` (its content type among them) and parses a 2xx
+    /// answer, returned with its status; anything else is an error in the server's
+    /// words (and a transport error drops the connection).
+    pub async fn send<T: serde::de::DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, T)> {
+        let result = self.exchange(method, path, headers, body).await;
         if result.is_err() {
             self.sender = None;
         }
         let (status, bytes) = result?;
-        if status != StatusCode::OK {
+        if !status.is_success() {
             // The server's own code and message when it answered in its error shape;
             // otherwise (a proxy in between, say) the body as it came.
             return Err(match ServerError::from_answer(status, &bytes) {
@@ -147,22 +162,27 @@ impl Client {
                 ),
             });
         }
-        serde_json::from_slice(&bytes).with_context(|| format!("{path} answered invalid JSON"))
+        let answer = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{path} answered invalid JSON"))?;
+        Ok((status, answer))
     }
 
     async fn exchange(
         &mut self,
         method: Method,
         path: &str,
+        headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(header::HOST, &self.host)
-            .header(header::AUTHORIZATION, &self.authorization)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))?;
+            .header(header::AUTHORIZATION, &self.authorization);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body)))?;
         let sender = self.connection().await?;
         let response = sender.send_request(request).await?;
         let status = response.status();

@@ -70,8 +70,8 @@ pub async fn start(
         if created { "created" } else { "reusing" },
         slot.id,
         slot.name,
-        thousands(slot.campaign.allowed_versions()),
-        slot.campaign.design().segments(),
+        thousands(slot.current().campaign.allowed_versions()),
+        slot.current().campaign.design().segments(),
     );
     let audience = Audience {
         state,
@@ -221,8 +221,8 @@ struct Batch {
 impl Audience {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let clock = Instant::now();
-        let design = self.slot.campaign.design().clone();
-        let shares = self.slot.campaign.segment_shares().to_vec();
+        let design = self.slot.current().campaign.design().clone();
+        let shares = self.slot.current().campaign.segment_shares().to_vec();
         let seed = self.seed;
         let job = tokio::task::spawn_blocking(move || {
             let world = world_for(&design, &shares, seed);
@@ -288,7 +288,7 @@ impl Audience {
         let mut interval = tokio::time::interval(Duration::from_secs(1) / self.rate);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut rng = Pcg64Mcg::seed_from_u64(self.seed ^ 0xA0D1_E4CE_5EED_0001);
-        let segment_of = WeightedIndex::new(self.slot.campaign.segment_shares())
+        let segment_of = WeightedIndex::new(self.slot.current().campaign.segment_shares())
             .expect("validated shares are positive");
         let path = format!("/v1/campaigns/{}/decisions", self.slot.id);
         let mut ids = EventIds::new();
@@ -296,7 +296,7 @@ impl Audience {
             let round = async {
                 interval.tick().await;
                 let segment = segment_of.sample(&mut rng);
-                let name = &self.slot.campaign.design().segment_names[segment];
+                let name = self.slot.current().campaign.design().segment_names[segment].clone();
                 let request = json!({"segment": name, "count": DECISIONS_PER_REQUEST});
                 let decisions = match client.post_json::<Decisions>(&path, &request).await {
                     Ok(answer) => answer.decisions,
@@ -424,6 +424,7 @@ impl Audience {
     async fn report(&self, truth: &Truth, stats: &Shared, mut stop: watch::Receiver<bool>) {
         let largest = self
             .slot
+            .current()
             .campaign
             .segment_shares()
             .iter()
@@ -462,7 +463,7 @@ impl Audience {
             sampler.posterior_mean_best(segment, &mut rng)
         })
         .await;
-        let name = &self.slot.campaign.design().segment_names[segment];
+        let name = self.slot.current().campaign.design().segment_names[segment].clone();
         match version {
             Ok(version) => {
                 let options = truth.world.space.decode(version);
@@ -470,7 +471,7 @@ impl Audience {
                 let best = &truth.segments[segment];
                 format!(
                     "demo: best version so far for {name} (largest segment): #{version} {:?}; it earns {:.1}% of the oracle's expected value there{}",
-                    self.slot.campaign.render(version),
+                    self.slot.current().campaign.render(version),
                     100.0 * value / best.best_value,
                     if version == best.best_version {
                         " (it is the oracle's choice)"

@@ -163,7 +163,19 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         }
         let spec = CampaignSpec::from_json_str(&campaign.spec_json)
             .with_context(|| format!("the stored spec of campaign {:?}", args.campaign))?;
-        let segments: Vec<String> = spec.segments.iter().map(|s| s.name.clone()).collect();
+        // The segment names of each revision: a decision's segment is an index of the
+        // spec of the revision it was served under.
+        let mut segments: Vec<Vec<String>> =
+            vec![spec.segments.iter().map(|s| s.name.clone()).collect()];
+        for revision in store.revisions(&args.campaign)? {
+            let spec = CampaignSpec::from_json_str(&revision.spec_json).with_context(|| {
+                format!(
+                    "the stored spec of revision {} of campaign {:?}",
+                    revision.revision, args.campaign
+                )
+            })?;
+            segments.push(spec.segments.iter().map(|s| s.name.clone()).collect());
+        }
         match args.what {
             What::Decisions => export_decisions(&store, &args, &segments)?,
             _ => export_events(&store, &args, &segments)?,
@@ -200,16 +212,35 @@ fn export_report(
     Ok(report::write(&built, table, args.format, &args.out)? as u64)
 }
 
-fn segment_name<'a>(segments: &'a [String], index: u32, what: &str) -> anyhow::Result<&'a str> {
-    segments
-        .get(index as usize)
-        .map(String::as_str)
+/// The name of segment `index` of the campaign's revision `revision` (`segments[r - 1]`
+/// holds revision `r`'s names).
+fn segment_name<'a>(
+    segments: &'a [Vec<String>],
+    revision: u32,
+    index: u32,
+    what: &str,
+) -> anyhow::Result<&'a str> {
+    let names = (revision as usize)
+        .checked_sub(1)
+        .and_then(|r| segments.get(r))
         .with_context(|| {
             format!(
-                "{what} has segment index {index}, but the campaign spec has {} segments",
+                "{what} was served under revision {revision}, but the campaign has {} revisions",
                 segments.len()
             )
-        })
+        })?;
+    names.get(index as usize).map(String::as_str).with_context(|| {
+        format!(
+            "{what} has segment index {index}, but revision {revision} of the campaign spec has {} segments",
+            names.len()
+        )
+    })
+}
+
+/// The revision a stored event's decision was served under (1 for an id that does not
+/// say).
+fn event_revision(event: &StoredEvent) -> u32 {
+    tla_server::decision_id::revision_of(&event.decision_id).unwrap_or(1)
 }
 
 /// Where pages of rows go: a CSV writer or a Parquet writer.
@@ -287,7 +318,11 @@ fn event_schema() -> Schema {
     ])
 }
 
-fn export_decisions(store: &Store, args: &ExportArgs, segments: &[String]) -> anyhow::Result<u64> {
+fn export_decisions(
+    store: &Store,
+    args: &ExportArgs,
+    segments: &[Vec<String>],
+) -> anyhow::Result<u64> {
     let mut sink = Sink::create(&args.out, args.format, &DECISION_COLUMNS, decision_schema())?;
     let mut after = 0;
     let mut total = 0u64;
@@ -308,13 +343,17 @@ fn export_decisions(store: &Store, args: &ExportArgs, segments: &[String]) -> an
 fn write_decisions(
     sink: &mut Sink,
     rows: &[&DecisionRow],
-    segments: &[String],
+    segments: &[Vec<String>],
 ) -> anyhow::Result<()> {
     match sink {
         Sink::Csv(writer) => {
             for d in rows {
-                let segment =
-                    segment_name(segments, d.segment, &format!("decision {}", d.decision_id))?;
+                let segment = segment_name(
+                    segments,
+                    d.revision,
+                    d.segment,
+                    &format!("decision {}", d.decision_id),
+                )?;
                 writer.write_record([
                     safe(&d.decision_id).as_ref(),
                     safe(&d.campaign_id).as_ref(),
@@ -339,6 +378,7 @@ fn write_decisions(
                 campaign_id.append_value(&d.campaign_id);
                 segment.append_value(segment_name(
                     segments,
+                    d.revision,
                     d.segment,
                     &format!("decision {}", d.decision_id),
                 )?);
@@ -368,7 +408,11 @@ fn write_decisions(
 /// the index (CSV); see docs/import-export.md for the figures at smaller shares.
 const INDEX_READ_SHARE: f64 = 0.2;
 
-fn export_events(store: &Store, args: &ExportArgs, segments: &[String]) -> anyhow::Result<u64> {
+fn export_events(
+    store: &Store,
+    args: &ExportArgs,
+    segments: &[Vec<String>],
+) -> anyhow::Result<u64> {
     let mut sink = Sink::create(&args.out, args.format, &EVENT_COLUMNS, event_schema())?;
     let log = store.event_log();
     let mut total = 0u64;
@@ -406,11 +450,20 @@ fn export_events(store: &Store, args: &ExportArgs, segments: &[String]) -> anyho
     Ok(total)
 }
 
-fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> anyhow::Result<()> {
+fn write_events(
+    sink: &mut Sink,
+    rows: &[&StoredEvent],
+    segments: &[Vec<String>],
+) -> anyhow::Result<()> {
     match sink {
         Sink::Csv(writer) => {
             for e in rows {
-                let segment = segment_name(segments, e.segment, &format!("event {}", e.seq))?;
+                let segment = segment_name(
+                    segments,
+                    event_revision(e),
+                    e.segment,
+                    &format!("event {}", e.seq),
+                )?;
                 writer.write_record([
                     e.seq.to_string().as_str(),
                     safe(&e.event_id).as_ref(),
@@ -444,6 +497,7 @@ fn write_events(sink: &mut Sink, rows: &[&StoredEvent], segments: &[String]) -> 
                 value.append_value(e.value);
                 segment.append_value(segment_name(
                     segments,
+                    event_revision(e),
                     e.segment,
                     &format!("event {}", e.seq),
                 )?);

@@ -8,7 +8,8 @@
 //! running server); `tla serve` runs the HTTP service (with `--demo`, against a
 //! simulated audience), `tla keys` manages its API keys, `tla events` retracts or
 //! corrects a stored event of a running server, `tla spend report` sends it spend
-//! reports, and `tla campaigns budget` changes a running campaign's budget.
+//! reports, and `tla campaigns` creates, lists, shows, revises, pauses, resumes and
+//! archives a running server's campaigns and changes their budgets.
 //!
 //! The binary is the shell around the library crates: it parses flags and input files
 //! (world files, CSV and JSON-lines logs, specs), opens data directories through
@@ -63,7 +64,8 @@ enum Command {
     /// Send spend reports (spend per segment and period, not tied to a decision) to a
     /// running server.
     Spend(spend::SpendArgs),
-    /// Change a running campaign's budget or daily cap (audited).
+    /// Campaigns of a running server: create (with an idempotency key), list, show,
+    /// revise, pause, resume, archive, change the budget.
     Campaigns(campaigns::CampaignsArgs),
 }
 

@@ -21,6 +21,7 @@ fn decision(id: &str, campaign: &str, segment: u32, version: u64, propensity: f6
         model_version: 1,
         at_ms: 1_700_000_000_000,
         skip: None,
+        revision: 1,
     }
 }
 

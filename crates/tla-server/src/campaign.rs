@@ -1,6 +1,6 @@
-//! The live campaigns: each one's validated spec, its engine behind a lock (decisions
-//! read it, the learner writes it) and what the event checks need, and the set of them
-//! by id.
+//! The live campaigns: each one's revisions (the validated spec of each, and what the
+//! event checks need), its engine behind a lock (decisions read it, the learner writes
+//! it), and the set of them by id.
 
 use crate::error::ApiError;
 use crate::pacing::CampaignPacing;
@@ -9,8 +9,64 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tla_core::engine::Engine;
+use tla_core::revision::Revision;
 use tla_core::spec::{Campaign, FlightPlan};
 use tla_store::{CampaignRow, CampaignStatus, EventFix, StoredEvent};
+
+/// One revision of a campaign: its validated spec and what requests need of it.
+#[derive(Debug)]
+pub struct LiveRevision {
+    /// The revision number: 1 at creation, one more at each accepted replacement.
+    pub number: u32,
+    /// The validated spec of this revision.
+    pub campaign: Campaign,
+    /// Segment index by name.
+    pub segments: HashMap<String, usize>,
+    /// Attribution window, ms.
+    pub attribution_window_ms: i64,
+    /// The event sequence the revision took effect after (0 for revision 1): the
+    /// campaign's events with a higher `seq` are learned under it.
+    pub from_seq: u64,
+    /// When it took effect, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// Why, as given (revision 2 on).
+    pub reason: Option<String>,
+    /// How the indices of the revision before map onto this one's (`None` for
+    /// revision 1): an event for a decision of an older revision is learned through it.
+    pub from_previous: Option<Revision>,
+}
+
+impl LiveRevision {
+    /// Revision `number` of a campaign, its spec `campaign`, in force after event
+    /// `from_seq` from `at_ms`.
+    pub fn new(
+        number: u32,
+        campaign: Campaign,
+        from_seq: u64,
+        at_ms: i64,
+        reason: Option<String>,
+        from_previous: Option<Revision>,
+    ) -> Self {
+        let segments = campaign
+            .design()
+            .segment_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i))
+            .collect();
+        let attribution_window_ms = i64::from(campaign.spec().attribution_window_hours) * 3_600_000;
+        Self {
+            number,
+            campaign,
+            segments,
+            attribution_window_ms,
+            from_seq,
+            at_ms,
+            reason,
+            from_previous,
+        }
+    }
+}
 
 /// One live campaign.
 #[derive(Debug)]
@@ -21,16 +77,16 @@ pub struct CampaignSlot {
     pub name: String,
     /// Creation time, ms since the Unix epoch.
     pub created_at_ms: i64,
-    /// Whether decisions are paused.
+    /// Whether decisions are paused (always, once archived).
     pub paused: AtomicBool,
-    /// The validated spec.
-    pub campaign: Campaign,
+    /// Whether the campaign is archived: it serves no decision again.
+    pub archived: AtomicBool,
+    /// Every revision, in order (`revisions[n - 1]` is revision `n`); the last is in
+    /// force. Replaced only under the engine's write lock, so a reader holding the
+    /// engine sees the revision the engine is at.
+    revisions: RwLock<Vec<Arc<LiveRevision>>>,
     /// The engine: decisions read it, the learner writes it.
     engine: RwLock<Engine>,
-    /// Segment index by name.
-    pub segments: HashMap<String, usize>,
-    /// Attribution window, ms.
-    pub attribution_window_ms: i64,
     /// Events applied since the last snapshot.
     pub(crate) since_snapshot: AtomicU64,
     /// The net effect of the campaign's corrections by event sequence number
@@ -48,30 +104,68 @@ impl CampaignSlot {
     /// decision distributions.
     pub fn new<R: Rng + ?Sized>(row: &CampaignRow, campaign: Campaign, rng: &mut R) -> Self {
         let engine = Engine::new(&campaign, rng);
-        let segments = campaign
-            .design()
-            .segment_names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| (name.clone(), i))
-            .collect();
-        let attribution_window_ms = i64::from(campaign.spec().attribution_window_hours) * 3_600_000;
+        let flight = campaign.flight().copied();
+        let pacing = campaign
+            .flight()
+            .map(|plan| CampaignPacing::new(plan, campaign.design().segment_names.len()));
+        let first = LiveRevision::new(1, campaign, 0, row.created_at_ms, None, None);
         Self {
             id: row.id.clone(),
             name: row.name.clone(),
             created_at_ms: row.created_at_ms,
-            paused: AtomicBool::new(row.status == CampaignStatus::Paused),
+            paused: AtomicBool::new(row.status != CampaignStatus::Active),
+            archived: AtomicBool::new(row.status == CampaignStatus::Archived),
+            revisions: RwLock::new(vec![Arc::new(first)]),
             engine: RwLock::new(engine),
-            segments,
-            attribution_window_ms,
             since_snapshot: AtomicU64::new(0),
             fixes: RwLock::new(HashMap::new()),
-            flight: RwLock::new(campaign.flight().copied()),
-            pacing: campaign
-                .flight()
-                .map(|plan| CampaignPacing::new(plan, campaign.design().segment_names.len())),
-            campaign,
+            flight: RwLock::new(flight),
+            pacing,
         }
+    }
+
+    /// The revision in force.
+    pub fn current(&self) -> Arc<LiveRevision> {
+        let revisions = self
+            .revisions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        revisions.last().expect("a campaign has revision 1").clone()
+    }
+
+    /// Revision `number`, if the campaign has it.
+    pub fn revision(&self, number: u32) -> Option<Arc<LiveRevision>> {
+        let revisions = self
+            .revisions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let index = usize::try_from(number).ok()?.checked_sub(1)?;
+        revisions.get(index).cloned()
+    }
+
+    /// Every revision, in order.
+    pub fn revisions(&self) -> Vec<Arc<LiveRevision>> {
+        self.revisions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Adds a revision (the next number) to the list: when opening, before any event
+    /// is applied; when revising, under the engine's write lock, with the revised
+    /// engine.
+    pub(crate) fn push_revision(&self, revision: Arc<LiveRevision>) {
+        let mut revisions = self
+            .revisions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        debug_assert_eq!(revision.number as usize, revisions.len() + 1);
+        revisions.push(revision);
+    }
+
+    /// Whether the campaign is archived.
+    pub fn is_archived(&self) -> bool {
+        self.archived.load(Ordering::SeqCst)
     }
 
     /// The flight in force: the spec's budget and daily cap as the latest budget change
@@ -117,7 +211,7 @@ impl CampaignSlot {
         self.engine.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether decisions are paused.
+    /// Whether decisions are paused (archived included).
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
     }

@@ -97,7 +97,7 @@ pub fn correct(
         }
         // The rule new events follow: a finite number, at most `max_value` for a
         // conversion.
-        event::check_amount(event.kind, value, slot.campaign.max_value())?;
+        event::check_amount(event.kind, value, slot.current().campaign.max_value())?;
     }
     let earlier = log.corrections(&slot.id)?;
     if let tla_store::Standing::Retracted(retraction) = tla_store::standing(&event, &earlier) {
@@ -214,15 +214,17 @@ pub fn rebuild<R: Rng + ?Sized>(
     rng: &mut R,
     now_ms: i64,
 ) -> Result<(Engine, RebuildBody), StoreError> {
-    let mut engine = Engine::new(&slot.campaign, rng);
+    let first = slot.revision(1).expect("a campaign has revision 1");
+    let mut engine = Engine::new(&first.campaign, rng);
     let mut from_seq = 0;
     if let Some((covers, bytes)) = store.latest_snapshot(&slot.id)? {
         if covers <= up_to {
-            match engine.restore(&bytes) {
-                Ok(()) => from_seq = covers,
-                Err(error) => {
-                    tracing::warn!(campaign = %slot.id, %error, "snapshot refused; rebuilding from the prior");
-                }
+            let mut seeded = crate::revise::revision_rng(&slot.id, 0);
+            if let Some(restored) =
+                crate::revise::engine_from_snapshot(slot, covers, &bytes, &mut seeded)
+            {
+                engine = restored;
+                from_seq = covers;
             }
         }
     }
@@ -244,13 +246,15 @@ pub fn rebuild<R: Rng + ?Sized>(
             if fix == Some(EventFix::Retracted) {
                 continue;
             }
-            match event::learn_fixed(&mut engine, stored, fix) {
+            match crate::revise::learn_stored(slot, &mut engine, stored, fix) {
                 Ok(()) => events_replayed += 1,
                 Err(error) => tracing::warn!(%error, "event skipped"),
             }
         }
         after = last;
     }
+    // The revisions made after the campaign's last event up to `up_to`.
+    crate::revise::catch_up(slot, &mut engine, u64::MAX);
     engine.refresh_all(rng, now_ms.max(0) as u64);
     Ok((
         engine,

@@ -6,15 +6,26 @@
 //! time of the decision, followed by the first 16 bytes of an HMAC-SHA256 tag under the
 //! server's secret. The server verifies the tag in constant time and never trusts an id
 //! it did not sign. Layout (little-endian), then base64url without padding:
-//! `1 | campaign id length (1 byte) | campaign id | segment u32 | version u64 |
-//! model version u64 | propensity f64 | time ms i64 | nonce u64 | tag [16]`.
+//! `2 | campaign id length (1 byte) | campaign id | segment u32 | version u64 |
+//! model version u64 | propensity f64 | time ms i64 | nonce u64 | revision u32 |
+//! tag [16]`. The segment and version are indices of the campaign's revision
+//! `revision`. Ids of layout 1 (written before revisions, without the revision field)
+//! still verify, as revision 1.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const LAYOUT: u8 = 1;
+const LAYOUT: u8 = 2;
+
+/// The layout before revisions: no revision field, read as revision 1.
+const LAYOUT_V1: u8 = 1;
+
+/// Bytes after the campaign id: segment, version, model version, propensity, time and
+/// nonce (layout 1), then the revision (layout 2).
+const FIELDS_V1: usize = 44;
+const FIELDS: usize = FIELDS_V1 + 4;
 const TAG_BYTES: usize = 16;
 
 /// The version a skip's signed id carries (a skip serves none): events naming it are
@@ -38,6 +49,9 @@ pub struct DecisionClaims {
     pub at_ms: i64,
     /// Random nonce, so two equal decisions get distinct ids.
     pub nonce: u64,
+    /// The campaign's revision the decision was served under; `segment` and
+    /// `version` are indices of that revision's spec.
+    pub revision: u32,
 }
 
 /// Signs and verifies decision ids.
@@ -64,7 +78,7 @@ impl DecisionSigner {
     pub fn sign(&self, claims: &DecisionClaims) -> String {
         let id = claims.campaign_id.as_bytes();
         debug_assert!(id.len() <= 255);
-        let mut bytes = Vec::with_capacity(2 + id.len() + 44 + TAG_BYTES);
+        let mut bytes = Vec::with_capacity(2 + id.len() + FIELDS + TAG_BYTES);
         bytes.push(LAYOUT);
         bytes.push(id.len() as u8);
         bytes.extend_from_slice(id);
@@ -74,6 +88,7 @@ impl DecisionSigner {
         bytes.extend_from_slice(&claims.propensity.to_bits().to_le_bytes());
         bytes.extend_from_slice(&claims.at_ms.to_le_bytes());
         bytes.extend_from_slice(&claims.nonce.to_le_bytes());
+        bytes.extend_from_slice(&claims.revision.to_le_bytes());
         let mut mac = self.key.clone();
         mac.update(&bytes);
         let tag = mac.finalize().into_bytes();
@@ -88,7 +103,7 @@ impl DecisionSigner {
             return Err(REFUSED);
         }
         let bytes = URL_SAFE_NO_PAD.decode(id).map_err(|_| REFUSED)?;
-        if bytes.len() < 2 + TAG_BYTES || bytes[0] != LAYOUT {
+        if bytes.len() < 2 + TAG_BYTES || (bytes[0] != LAYOUT && bytes[0] != LAYOUT_V1) {
             return Err(REFUSED);
         }
         let (payload, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
@@ -97,7 +112,12 @@ impl DecisionSigner {
         // Constant-time comparison of the truncated tag.
         mac.verify_truncated_left(tag).map_err(|_| REFUSED)?;
         let id_len = payload[1] as usize;
-        if payload.len() != 2 + id_len + 44 {
+        let fields = if payload[0] == LAYOUT {
+            FIELDS
+        } else {
+            FIELDS_V1
+        };
+        if payload.len() != 2 + id_len + fields {
             return Err(REFUSED);
         }
         let campaign_id = std::str::from_utf8(&payload[2..2 + id_len])
@@ -113,7 +133,29 @@ impl DecisionSigner {
             propensity: f64::from_bits(u64_at(20)),
             at_ms: u64_at(28) as i64,
             nonce: u64_at(36),
+            revision: if fields == FIELDS {
+                u32::from_le_bytes(rest[44..48].try_into().expect("4 bytes"))
+            } else {
+                1
+            },
         })
+    }
+}
+
+/// The revision a decision id says its decision was served under, read without
+/// checking its tag: for ids already verified when their event was taken (the event
+/// log holds only those). `None` for text that is not a decision id.
+pub fn revision_of(id: &str) -> Option<u32> {
+    let bytes = URL_SAFE_NO_PAD.decode(id).ok()?;
+    let id_len = *bytes.get(1)? as usize;
+    match bytes[0] {
+        LAYOUT_V1 => Some(1),
+        LAYOUT => {
+            let at = 2 + id_len + FIELDS_V1;
+            let field = bytes.get(at..at + 4)?;
+            Some(u32::from_le_bytes(field.try_into().ok()?))
+        }
+        _ => None,
     }
 }
 
@@ -130,6 +172,7 @@ mod tests {
             propensity: 0.0123,
             at_ms: 1_790_000_000_000,
             nonce: 99,
+            revision: 3,
         }
     }
 
@@ -145,5 +188,24 @@ mod tests {
         for junk in ["", "x", "!!!!", &"A".repeat(600)] {
             assert!(signer.verify(junk).is_err());
         }
+        assert_eq!(revision_of(&id), Some(3));
+    }
+
+    #[test]
+    fn ids_of_the_layout_before_revisions_verify_as_revision_one() {
+        let signer = DecisionSigner::new(b"secret one");
+        let id = signer.sign(&claims());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
+        bytes.truncate(bytes.len() - TAG_BYTES - 4);
+        bytes[0] = LAYOUT_V1;
+        let mut mac = signer.key.clone();
+        mac.update(&bytes);
+        let tag = mac.finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..TAG_BYTES]);
+        let old = URL_SAFE_NO_PAD.encode(bytes);
+        let claims = signer.verify(&old).unwrap();
+        assert_eq!(claims.revision, 1);
+        assert_eq!(claims.version, 1_234_567);
+        assert_eq!(revision_of(&old), Some(1));
     }
 }

@@ -261,6 +261,7 @@ pub fn decision_row_of(signer: &DecisionSigner, event: &StoredEvent) -> Option<D
             model_version: claims.model_version,
             at_ms: claims.at_ms,
             skip: None,
+            revision: claims.revision,
         }),
         Err(reason) => {
             tracing::warn!(
@@ -369,6 +370,7 @@ mod tests {
             propensity: 1.0,
             model_version: 0,
             at_ms: 0,
+            revision: 1,
             skip: None,
         })
         .collect()

@@ -98,11 +98,20 @@ pub enum ErrorCode {
     NoFlight,
     /// A budget below what the campaign has already spent.
     BudgetBelowSpent,
+    /// An `Idempotency-Key` already used to create a campaign from another spec.
+    IdempotencyKeyReused,
+    /// A malformed `Idempotency-Key` header.
+    InvalidIdempotencyKey,
+    /// A new spec that cannot replace the running one (the message is the core's:
+    /// what changed that may not, or which served option would be removed).
+    RevisionRefused,
+    /// A change of an archived campaign (resume, pause, revision, budget).
+    CampaignArchived,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -140,6 +149,10 @@ impl ErrorCode {
         ErrorCode::InvalidBudget,
         ErrorCode::NoFlight,
         ErrorCode::BudgetBelowSpent,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::RevisionRefused,
+        ErrorCode::CampaignArchived,
     ];
 
     /// The stable code string clients match on.
@@ -182,6 +195,10 @@ impl ErrorCode {
             ErrorCode::InvalidBudget => "invalid_budget",
             ErrorCode::NoFlight => "no_flight",
             ErrorCode::BudgetBelowSpent => "budget_below_spent",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ErrorCode::RevisionRefused => "revision_refused",
+            ErrorCode::CampaignArchived => "campaign_archived",
         }
     }
 
@@ -206,7 +223,8 @@ impl ErrorCode {
             | ErrorCode::InvalidReportId
             | ErrorCode::UnknownSegment
             | ErrorCode::InvalidPeriod
-            | ErrorCode::InvalidBudget => StatusCode::BAD_REQUEST,
+            | ErrorCode::InvalidBudget
+            | ErrorCode::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
@@ -216,7 +234,10 @@ impl ErrorCode {
             | ErrorCode::EventRetracted
             | ErrorCode::ReportIdConflict
             | ErrorCode::NoFlight
-            | ErrorCode::BudgetBelowSpent => StatusCode::CONFLICT,
+            | ErrorCode::BudgetBelowSpent
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::RevisionRefused
+            | ErrorCode::CampaignArchived => StatusCode::CONFLICT,
             ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -481,6 +502,10 @@ mod tests {
             ("invalid_budget", 400),
             ("no_flight", 409),
             ("budget_below_spent", 409),
+            ("idempotency_key_reused", 409),
+            ("invalid_idempotency_key", 400),
+            ("revision_refused", 409),
+            ("campaign_archived", 409),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

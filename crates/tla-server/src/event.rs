@@ -309,7 +309,8 @@ fn check_parsed_event(
         return Err(EventRejection::EventType { kind: event.kind });
     };
     // `None`: a conversion of unknown amount, stored as value 0 with the amount unknown.
-    let max_value = slot.campaign.max_value();
+    let current = slot.current();
+    let max_value = current.campaign.max_value();
     let value = match kind {
         EventKind::Impression | EventKind::Click => {
             if event.value.is_some() || event.amount.is_some() {
@@ -350,12 +351,12 @@ fn check_parsed_event(
     let after_ms = at_ms.saturating_sub(claims.at_ms);
     if kind != EventKind::Impression
         && kind != EventKind::Cost
-        && after_ms > slot.attribution_window_ms
+        && after_ms > current.attribution_window_ms
     {
         return Err(EventRejection::OutsideAttributionWindow {
             kind,
             after_ms,
-            window_ms: slot.attribution_window_ms,
+            window_ms: current.attribution_window_ms,
         });
     }
     Ok(NewEvent {

@@ -11,7 +11,6 @@
 //! ([`crate::clock::Clock`]), so tests drive them with a manual clock.
 
 use crate::campaign::{CampaignSlot, Campaigns};
-use crate::event;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use rand_pcg::Pcg64Mcg;
@@ -162,7 +161,7 @@ pub fn apply_log_observed(
             if fix == Some(EventFix::Retracted) {
                 continue;
             }
-            match event::learn_fixed(&mut slot.engine_mut(), stored, fix) {
+            match crate::revise::learn_stored(&slot, &mut slot.engine_mut(), stored, fix) {
                 Ok(()) => {
                     if stored.kind == tla_store::EventKind::Cost {
                         let value = match fix {

@@ -44,6 +44,7 @@ pub mod openapi;
 pub mod pacing;
 pub mod replay;
 pub mod report;
+pub mod revise;
 pub mod routes;
 pub mod spend;
 pub mod state;
@@ -51,7 +52,7 @@ pub mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use state::{AppState, ServerConfig};
 
@@ -69,6 +70,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}", get(routes::get_campaign))
         .route("/v1/campaigns/{id}/pause", post(routes::pause))
         .route("/v1/campaigns/{id}/resume", post(routes::resume))
+        .route("/v1/campaigns/{id}/archive", post(routes::archive))
+        .route("/v1/campaigns/{id}/spec", put(routes::revise))
+        .route("/v1/campaigns/{id}/revisions", get(routes::list_revisions))
         .route("/v1/campaigns/{id}/budget", patch(routes::change_budget))
         .route(
             "/v1/campaigns/{id}/versions/{index}",

@@ -35,8 +35,10 @@ pub struct Forbidden(pub ErrorBody);
 #[response(status = 404)]
 pub struct NotFound(pub ErrorBody);
 
-/// Conflicts with the campaign's state (paused; no flight, or a budget below what was
-/// spent), or with a stored event (retracted).
+/// Conflicts with the campaign's state (paused or archived; no flight, or a budget below
+/// what was spent; a revision the running campaign cannot take), with a stored event
+/// (retracted), or with an earlier request (an `Idempotency-Key` used with another
+/// spec).
 #[derive(Debug, IntoResponses)]
 #[response(status = 409)]
 pub struct Conflict(pub ErrorBody);
@@ -110,6 +112,9 @@ impl Modify for BearerScheme {
         routes::get_campaign,
         routes::pause,
         routes::resume,
+        routes::archive,
+        routes::revise,
+        routes::list_revisions,
         routes::get_version,
         routes::decide,
         routes::report,
@@ -295,6 +300,9 @@ mod tests {
             "/v1/campaigns/{id}",
             "/v1/campaigns/{id}/pause",
             "/v1/campaigns/{id}/resume",
+            "/v1/campaigns/{id}/archive",
+            "/v1/campaigns/{id}/spec",
+            "/v1/campaigns/{id}/revisions",
             "/v1/campaigns/{id}/versions/{index}",
             "/v1/campaigns/{id}/decisions",
             "/v1/campaigns/{id}/report",
@@ -305,6 +313,6 @@ mod tests {
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 14, "{paths:?}");
+        assert_eq!(paths.len(), 17, "{paths:?}");
     }
 }

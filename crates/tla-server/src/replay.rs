@@ -9,12 +9,13 @@
 //! read-only ([`tla_store::Store::open_read_only`]). The server opens its state with
 //! the same function, so a restart and a report see the same models.
 
-use crate::campaign::{CampaignSlot, Campaigns};
-use crate::learner;
+use crate::campaign::{CampaignSlot, Campaigns, LiveRevision};
+use crate::{learner, revise};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tla_core::revision::Revision;
 use tla_core::spec::CampaignSpec;
 use tla_store::{EventLog, Store, StoreError};
 
@@ -74,8 +75,30 @@ pub fn replay(
                 message: e.to_string(),
             })?;
         let slot = CampaignSlot::new(&row, campaign, &mut rng);
+        // Every revision, so decisions of each are understood; the engine takes each
+        // at its point of the log (`revise::catch_up`).
+        for stored in store.revisions(&row.id)? {
+            let refused = |message: String| OpenError::Campaign {
+                id: row.id.clone(),
+                message: format!("revision {}: {message}", stored.revision),
+            };
+            let next = CampaignSpec::from_json_str(&stored.spec_json)
+                .and_then(|spec| spec.validate())
+                .map_err(|e| refused(e.to_string()))?;
+            let map = Revision::between(&slot.current().campaign, &next)
+                .map_err(|e| refused(e.to_string()))?;
+            slot.push_revision(Arc::new(LiveRevision::new(
+                stored.revision,
+                next,
+                stored.from_seq,
+                stored.at_ms,
+                stored.reason,
+                Some(map),
+            )));
+        }
         // The budget in force: the spec's, as the latest budget change set it.
-        let flight = crate::budget::in_force(store, &row.id, slot.campaign.flight().copied())?;
+        let flight =
+            crate::budget::in_force(store, &row.id, slot.current().campaign.flight().copied())?;
         *slot
             .flight_lock()
             .write()
@@ -90,11 +113,9 @@ pub fn replay(
             store.latest_snapshot(&row.id)?
         };
         if let Some((covers, bytes)) = snapshot {
-            match slot.engine_mut().restore(&bytes) {
-                Ok(()) => seq = covers,
-                Err(error) => {
-                    tracing::warn!(campaign = %row.id, %error, "snapshot refused; replaying the whole log")
-                }
+            if let Some(engine) = revise::engine_from_snapshot(&slot, covers, &bytes, &mut rng) {
+                slot.replace_engine(engine);
+                seq = covers;
             }
         }
         covered.insert(row.id.clone(), seq);
@@ -103,6 +124,10 @@ pub fn replay(
     let start = covered.values().copied().min().unwrap_or(0);
     let mut caught_up = learner::CaughtUp::after(start);
     learner::apply_log(&campaigns, log, &covered, &mut caught_up)?;
+    // The revisions made after the campaign's last event.
+    for slot in campaigns.all() {
+        revise::catch_up(&slot, &mut slot.engine_mut(), u64::MAX);
+    }
     // Spend reports are not in the log's sequence: each campaign's, after its events.
     for slot in campaigns.all() {
         for report in store.spend_reports(&slot.id)? {

@@ -47,15 +47,19 @@ pub fn campaign_report(
     now_ms: i64,
 ) -> Result<Report, StoreError> {
     // Clone under the read lock, compute outside it: decisions go on meanwhile.
-    let engine = slot.engine().clone();
+    let (engine, current) = {
+        let engine = slot.engine();
+        (engine.clone(), slot.current())
+    };
+    let campaign = &current.campaign;
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(REPORT_SEED);
-    let mut report = report::build(&slot.campaign, &engine, settings, &mut rng);
+    let mut report = report::build(campaign, &engine, settings, &mut rng);
     report.campaign = Some(slot.id.clone());
     let corrections = store.event_log().corrections(&slot.id)?;
     report.corrections = corrections.iter().map(report_correction).collect();
     let reported = reported_by_segment(slot, store)?;
     report.money = report::money(
-        &slot.campaign,
+        campaign,
         &engine,
         &MoneyInputs {
             flight: slot.flight(),
@@ -85,16 +89,16 @@ pub fn campaign_report(
             }
         })
         .collect();
-    let (rows, capped) = logged_rows(store, &slot.id, rows_cap)?;
+    // Decisions of older revisions, in the indices of the revision in force.
+    let (rows, capped) =
+        logged_rows_in(store, &slot.id, rows_cap, &|revision, segment, version| {
+            crate::revise::map_decision(slot, revision, current.number, segment, version)
+                .map(|(segment, version)| (segment as usize, version))
+        })?;
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
-        let first_half_best = report::best_versions_on_first_half(&slot.campaign, &rows, &mut rng);
-        match report::lift(
-            &rows,
-            slot.campaign.allowed_versions(),
-            &best,
-            &first_half_best,
-        ) {
+        let first_half_best = report::best_versions_on_first_half(campaign, &rows, &mut rng);
+        match report::lift(&rows, campaign.allowed_versions(), &best, &first_half_best) {
             Ok(mut lift) => {
                 lift.rows_cap = Some(rows_cap);
                 lift.capped = capped;
@@ -201,7 +205,7 @@ pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, S
 /// The amounts of campaign `slot`'s spend reports, summed per segment in the spec's
 /// order.
 pub fn reported_by_segment(slot: &CampaignSlot, store: &Store) -> Result<Vec<f64>, StoreError> {
-    let mut sums = vec![0.0; slot.campaign.design().segment_names.len()];
+    let mut sums = vec![0.0; slot.current().campaign.design().segment_names.len()];
     for report in store.spend_reports(&slot.id)? {
         if let Some(sum) = sums.get_mut(report.segment as usize) {
             *sum += report.amount;
@@ -219,6 +223,21 @@ pub fn logged_rows(
     id: &str,
     cap: usize,
 ) -> Result<(Vec<LoggedRow>, bool), StoreError> {
+    logged_rows_in(store, id, cap, &|_, segment, version| {
+        Some((segment as usize, version))
+    })
+}
+
+/// [`logged_rows`] with each decision's segment and version given by `in_force`
+/// (its revision, segment and version), which maps a decision of an older revision to
+/// the revision in force; a decision it maps to `None` (an option since removed) is
+/// left out.
+pub fn logged_rows_in(
+    store: &Store,
+    id: &str,
+    cap: usize,
+    in_force: &dyn Fn(u32, u32, u64) -> Option<(usize, u64)>,
+) -> Result<(Vec<LoggedRow>, bool), StoreError> {
     // Only this campaign's conversions, through the store's (campaign, kind) index.
     let mut rewards = store.value_by_decision(id, EventKind::Conversion)?;
     correct_rewards(&mut rewards, &store.event_log().corrections(id)?);
@@ -235,11 +254,14 @@ pub fn logged_rows(
         let Some(&(last, _)) = page.last() else {
             break;
         };
-        rows.extend(page.iter().map(|(_, d)| LoggedRow {
-            segment: d.segment as usize,
-            action: d.version,
-            propensity: d.propensity,
-            reward: rewards.get(&d.decision_id).copied().unwrap_or(0.0),
+        rows.extend(page.iter().filter_map(|(_, d)| {
+            let (segment, action) = in_force(d.revision, d.segment, d.version)?;
+            Some(LoggedRow {
+                segment,
+                action,
+                propensity: d.propensity,
+                reward: rewards.get(&d.decision_id).copied().unwrap_or(0.0),
+            })
         }));
         after_rowid = last;
     }

@@ -16,8 +16,9 @@ use crate::pacing::Paced;
 use crate::state::AppState;
 use crate::wire::{
     BudgetChangeOutcome, BudgetChangeRequest, CampaignBody, CampaignList, CorrectionRequest,
-    DecisionBody, DecisionList, DecisionOut, Health, HealthStatus, IngestOutcome, SkipBody,
-    SkippedDecision, SpendOutcome, StorageHealth, StorageStatus, VersionBody,
+    DecisionBody, DecisionList, DecisionOut, Health, HealthStatus, IngestOutcome, RevisionBody,
+    RevisionList, RevisionOutcome, SkipBody, SkippedDecision, SpendOutcome, StorageHealth,
+    StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -142,6 +143,12 @@ pub async fn openapi(
     Ok(Json(crate::openapi::document(state.config())))
 }
 
+/// The media types a spec is accepted in.
+const SPEC_MEDIA: &str = "application/json or application/toml (also text/toml)";
+
+/// A spec sent as the body of a request, in the format its `Content-Type` names, then
+/// validated. Refusals say what is accepted, and a TOML body without line breaks (as
+/// `curl -d @spec.toml` sends it) says how to send the file as it is.
 fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -158,11 +165,23 @@ fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
     let spec = match media.as_str() {
         "application/json" => CampaignSpec::from_json_str(text),
         "application/toml" | "text/toml" | "application/x-toml" => {
-            CampaignSpec::from_toml_str(text)
+            match CampaignSpec::from_toml_str(text) {
+                Err(error) if !text.trim().contains('\n') && text.contains('=') => {
+                    return Err(ApiError::bad_request(format!(
+                        "{error}; the body has no line breaks, as `curl -d` sends a file: send it as it is with `curl --data-binary @spec.toml -H 'Content-Type: application/toml'`"
+                    )));
+                }
+                parsed => parsed,
+            }
+        }
+        "application/x-www-form-urlencoded" => {
+            return Err(ApiError::unsupported_media(format!(
+                "content type {media:?} is a form (what `curl -d` sends, without the file's line breaks); send the spec as {SPEC_MEDIA}, e.g. `curl --data-binary @spec.toml -H 'Content-Type: application/toml'`"
+            )));
         }
         other => {
             return Err(ApiError::unsupported_media(format!(
-                "content type {other:?} is not accepted; send the spec as application/json or application/toml"
+                "content type {other:?} is not accepted; send the spec as {SPEC_MEDIA}"
             )));
         }
     };
@@ -170,38 +189,115 @@ fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<Campaign, ApiError> {
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// The longest `Idempotency-Key` accepted, characters.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The `Idempotency-Key` header, if sent: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] visible
+/// ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let refused = || {
+        ApiError::new(
+            crate::error::ErrorCode::InvalidIdempotencyKey,
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters (a UUID, say)"
+            ),
+        )
+    };
+    let text = value.to_str().map_err(|_| refused())?.trim();
+    if text.is_empty()
+        || text.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(refused());
+    }
+    Ok(Some(text.to_owned()))
+}
+
 /// `POST /v1/campaigns`.
-#[utoipa::path(post, path = "/v1/campaigns", summary = "create a campaign from its spec (scope admin)",
-    request_body(description = "the campaign spec, docs/spec.md", content(
+#[utoipa::path(post, path = "/v1/campaigns", summary = "create a campaign from its spec; with an Idempotency-Key, a retry answers the campaign the first request made (scope admin)",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters (a UUID, say): a retry with the same key and the same spec answers the same campaign (200) instead of making another; the same key with another spec is refused (409 idempotency_key_reused)")),
+    request_body(description = "the campaign spec, docs/spec.md: TOML (send the file as it is: `curl --data-binary @spec.toml -H 'Content-Type: application/toml'`) or JSON", content(
         (Object = "application/json"), (String = "application/toml"))),
     responses((status = 201, description = "created", body = CampaignBody),
-        BadRequest, Unauthorized, Forbidden, BodyTimedOut, TooLarge, UnsupportedMedia, StorageFull))]
+        (status = 200, description = "a retry: the campaign this Idempotency-Key created, as it stands", body = CampaignBody),
+        BadRequest, Unauthorized, Forbidden, BodyTimedOut, Conflict, TooLarge, UnsupportedMedia, StorageFull))]
 pub async fn create_campaign(
     State(state): State<AppState>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&state, &headers, Scope::Admin)?;
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let idempotency_key = idempotency_key(&headers)?;
     let bytes = body(bytes)?;
     let campaign = parse_spec(&headers, &bytes)?;
     let id = format!("c_{:012x}", rand::rng().random::<u64>() & 0xFFFF_FFFF_FFFF);
     let state2 = state.clone();
-    let slot = tokio::task::spawn_blocking(move || state2.create_campaign(campaign, id)).await??;
-    Ok((StatusCode::CREATED, Json(CampaignBody::new(&slot))))
+    let (slot, created) = tokio::task::spawn_blocking(move || match idempotency_key {
+        Some(key) => state2.create_campaign_once(campaign, id, &key, &key_id),
+        None => state2
+            .create_campaign(campaign, id)
+            .map(|slot| (slot, true)),
+    })
+    .await??;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(CampaignBody::new(&slot))))
+}
+
+/// What `GET /v1/campaigns` takes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only campaigns of this status: `active`, `paused` or `archived`.
+    status: Option<String>,
+    /// List archived campaigns too (without `status`; default false).
+    include_archived: Option<bool>,
 }
 
 /// `GET /v1/campaigns`.
-#[utoipa::path(get, path = "/v1/campaigns", summary = "list campaigns (scope read)",
-    responses((status = 200, description = "campaigns", body = CampaignList), Unauthorized, Forbidden))]
+#[utoipa::path(get, path = "/v1/campaigns", summary = "list campaigns, archived ones only when asked for (scope read)",
+    params(ListQuery),
+    responses((status = 200, description = "campaigns", body = CampaignList), BadRequest, Unauthorized, Forbidden))]
 pub async fn list_campaigns(
     State(state): State<AppState>,
     headers: HeaderMap,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
+    let axum::extract::Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "{}; accepted: status=active|paused|archived, include_archived=true|false",
+            rejection.body_text()
+        ))
+    })?;
+    let wanted = match query.status.as_deref() {
+        None => None,
+        Some(name @ ("active" | "paused" | "archived")) => Some(name.to_owned()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "status {} is not a campaign status; accepted: active, paused, archived",
+                crate::error::quoted(other)
+            )));
+        }
+    };
+    let include_archived = query.include_archived.unwrap_or(false);
     let campaigns = state
         .campaigns()
         .iter()
         .map(|s| CampaignBody::new(s))
+        .filter(|body| match &wanted {
+            Some(name) => body.status.as_str() == name,
+            None => include_archived || body.status != crate::wire::CampaignStatus::Archived,
+        })
         .collect();
     Ok(Json(CampaignList { campaigns }))
 }
@@ -225,7 +321,7 @@ pub async fn get_campaign(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/pause", summary = "stop serving decisions (scope admin)",
     params(("id" = String, Path, description = "campaign id")),
     responses((status = 200, description = "the campaign", body = CampaignBody),
-        Unauthorized, Forbidden, NotFound, StorageFull))]
+        Unauthorized, Forbidden, NotFound, Conflict, StorageFull))]
 pub async fn pause(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -238,13 +334,133 @@ pub async fn pause(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/resume", summary = "serve decisions again (scope admin)",
     params(("id" = String, Path, description = "campaign id")),
     responses((status = 200, description = "the campaign", body = CampaignBody),
-        Unauthorized, Forbidden, NotFound, StorageFull))]
+        Unauthorized, Forbidden, NotFound, Conflict, StorageFull))]
 pub async fn resume(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     set_paused(state, &headers, id, false).await
+}
+
+/// `POST /v1/campaigns/{id}/archive`.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/archive",
+    summary = "archive instead of delete: stop serving for good, keep the history and the report, leave the default list (scope admin)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "the campaign, archived", body = CampaignBody),
+        Unauthorized, Forbidden, NotFound, StorageFull))]
+pub async fn archive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let slot = tokio::task::spawn_blocking(move || state.archive(&id)).await??;
+    Ok(Json(CampaignBody::new(&slot)))
+}
+
+/// What `PUT /v1/campaigns/{id}/spec` takes besides the spec.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReviseQuery {
+    /// Why (kept with the revision and listed), at most 500 characters.
+    reason: Option<String>,
+}
+
+/// `PUT /v1/campaigns/{id}/spec`: replace a running campaign's spec (see
+/// [`crate::revise`]).
+#[utoipa::path(put, path = "/v1/campaigns/{id}/spec",
+    summary = "replace a running campaign's spec: revision n+1; options and segments matched by name, what was learned kept; refused with revision_refused when it removes a served option (retire it: `retired = true`), changes the components, the objective or the ask (scope admin)",
+    params(("id" = String, Path, description = "campaign id"), ReviseQuery),
+    request_body(description = "the whole new spec, docs/spec.md: TOML (`curl -X PUT --data-binary @spec.toml -H 'Content-Type: application/toml'`) or JSON", content(
+        (Object = "application/json"), (String = "application/toml"))),
+    responses((status = 200, description = "revised: the new revision is in force", body = RevisionOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, UnsupportedMedia, StorageFull))]
+pub async fn revise(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<ReviseQuery>, axum::extract::rejection::QueryRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let axum::extract::Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!("{}; accepted: reason=TEXT", rejection.body_text()))
+    })?;
+    let reason = query.reason.filter(|r| !r.trim().is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > crate::correction::MAX_REASON_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "reason must be at most {} characters",
+            crate::correction::MAX_REASON_LEN
+        )));
+    }
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let next = parse_spec(&headers, &bytes)?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let revised = crate::revise::revise(&state, &slot, next, reason, &key_id)?;
+        Ok::<_, ApiError>(RevisionOutcome {
+            summary: revised.summary,
+            revision: RevisionBody {
+                revision: revised.revision.number,
+                at: revised.revision.at_ms,
+                from_seq: revised.revision.from_seq,
+                reason: revised.revision.reason.clone(),
+                key_id: Some(key_id),
+                spec: serde_json::to_value(revised.revision.campaign.spec())
+                    .map_err(ApiError::internal)?,
+            },
+            campaign: CampaignBody::new(&slot),
+        })
+    })
+    .await??;
+    Ok(Json(outcome))
+}
+
+/// `GET /v1/campaigns/{id}/revisions`.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/revisions",
+    summary = "every revision of a campaign's spec, oldest first, with when, why, by which key and from which event on (scope read)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "the revisions", body = RevisionList),
+        Unauthorized, Forbidden, NotFound))]
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot = state.campaign(&id)?;
+    let list = tokio::task::spawn_blocking(move || {
+        let first = slot.revision(1).expect("a campaign has revision 1");
+        let spec =
+            |campaign: &Campaign| serde_json::to_value(campaign.spec()).map_err(ApiError::internal);
+        let mut revisions = vec![RevisionBody {
+            revision: 1,
+            at: slot.created_at_ms,
+            from_seq: 0,
+            reason: None,
+            key_id: None,
+            spec: spec(&first.campaign)?,
+        }];
+        for stored in state.store().revisions(&slot.id)? {
+            revisions.push(RevisionBody {
+                revision: stored.revision,
+                at: stored.at_ms,
+                from_seq: stored.from_seq,
+                reason: stored.reason,
+                key_id: Some(stored.key_id),
+                spec: serde_json::from_str(&stored.spec_json).map_err(ApiError::internal)?,
+            });
+        }
+        Ok::<_, ApiError>(RevisionList { revisions })
+    })
+    .await??;
+    Ok(Json(list))
 }
 
 /// Pause or resume (scope admin): a durable write, on a blocking thread like every
@@ -278,6 +494,7 @@ pub async fn change_budget(
         .authorize_key(bearer(&headers), Scope::Admin)
         .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
     let slot = state.campaign(&id)?;
+    crate::state::refuse_archived(&slot, "given a new budget")?;
     let bytes = body(bytes)?;
     let request: BudgetChangeRequest = json_body(&bytes)?;
     let now = state.clock().now_ms();
@@ -306,7 +523,8 @@ pub async fn get_version(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
     let slot = state.campaign(&id)?;
-    let total = slot.campaign.total_versions();
+    let current = slot.current();
+    let total = current.campaign.total_versions();
     let version: u64 = index.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "version index {index:?} is not a whole number; accepted: 0 to {}",
@@ -319,13 +537,17 @@ pub async fn get_version(
             total - 1
         )));
     }
-    if !slot.campaign.is_allowed(version) {
+    if !current.campaign.is_allowed(version) {
         return Err(ApiError::not_found(format!(
             "version {version} is removed by the campaign's exclusions {:?}",
-            slot.campaign.violated_exclusions(version)
+            current.campaign.violated_exclusions(version)
         )));
     }
-    Ok(Json(VersionBody::new(&slot.campaign, version)))
+    Ok(Json(VersionBody::new(
+        &current.campaign,
+        current.number,
+        version,
+    )))
 }
 
 /// What `POST /v1/campaigns/{id}/decisions` asks for.
@@ -368,8 +590,9 @@ pub async fn decide(
             request.count
         )));
     }
-    let Some(&segment) = slot.segments.get(&request.segment) else {
-        let names = &slot.campaign.design().segment_names;
+    let in_force = slot.current();
+    if !in_force.segments.contains_key(&request.segment) {
+        let names = &in_force.campaign.design().segment_names;
         let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
         return Err(ApiError::bad_request(format!(
             "segment {} is not a segment of campaign {}; it has {} segments, e.g. {}",
@@ -378,7 +601,13 @@ pub async fn decide(
             names.len(),
             shown.join(", ")
         )));
-    };
+    }
+    if slot.is_archived() {
+        return Err(ApiError::conflict(format!(
+            "campaign {} is archived and serves no decisions; its history and report stay readable",
+            slot.id
+        )));
+    }
     if slot.is_paused() {
         return Err(ApiError::conflict(format!(
             "campaign {} is paused; resume it to get decisions",
@@ -388,9 +617,22 @@ pub async fn decide(
     let at_ms = state.clock().now_ms();
     let mut rng = rand::rng();
     let flight = slot.flight();
-    let chosen: Vec<Paced> = {
+    // The engine and the revision it is at, read together: a revision replaces both
+    // under the engine's write lock.
+    let (chosen, current, segment): (Vec<Paced>, _, _) = {
         let engine = slot.engine();
-        (0..request.count)
+        let current = slot.current();
+        // The segment's index in the revision the engine is at (a revision made since
+        // the check above may have moved it, or removed it if it had no events).
+        let Some(&segment) = current.segments.get(&request.segment) else {
+            return Err(ApiError::bad_request(format!(
+                "segment {} was removed from campaign {} by its revision {}",
+                crate::error::quoted(&request.segment),
+                slot.id,
+                current.number
+            )));
+        };
+        let chosen = (0..request.count)
             .map(|_| match (&slot.pacing, &flight) {
                 (Some(pacing), Some(plan)) => {
                     pacing.decide(plan, &engine, segment, at_ms, &mut rng)
@@ -408,7 +650,8 @@ pub async fn decide(
                     }
                 }
             })
-            .collect()
+            .collect();
+        (chosen, current, segment)
     };
     let mut out = Vec::with_capacity(chosen.len());
     let mut rows = Vec::with_capacity(chosen.len());
@@ -427,6 +670,7 @@ pub async fn decide(
             propensity,
             at_ms,
             nonce: rng.random(),
+            revision: current.number,
         };
         let decision_id = state.signer().sign(&claims);
         match (version, paced.skip) {
@@ -436,7 +680,7 @@ pub async fn decide(
                     reserved.push(decision_id.clone());
                 }
                 out.push(DecisionOut::Served(DecisionBody {
-                    version: VersionBody::new(&slot.campaign, version),
+                    version: VersionBody::new(&current.campaign, current.number, version),
                     decision_id: decision_id.clone(),
                     propensity,
                     model_version,
@@ -464,6 +708,7 @@ pub async fn decide(
             model_version,
             at_ms,
             skip: paced.skip.map(|reason| reason.as_str().to_string()),
+            revision: current.number,
         });
     }
     // Queued for the decision log before they are answered; refused, not served,

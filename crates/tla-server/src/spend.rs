@@ -185,8 +185,9 @@ pub fn check_raw_report(
     if report.report_id.is_empty() || report.report_id.chars().count() > MAX_REPORT_ID_LEN {
         return Err(SpendRejection::ReportId);
     }
-    let Some(&segment) = slot.segments.get(&report.segment) else {
-        let names = &slot.campaign.design().segment_names;
+    let current = slot.current();
+    let Some(&segment) = current.segments.get(&report.segment) else {
+        let names = &current.campaign.design().segment_names;
         let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
         return Err(SpendRejection::UnknownSegment {
             segment: report.segment,

@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::decision_id::DecisionSigner;
 use crate::decision_log::{DecisionQueue, LogFailure};
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::learner::LearnerState;
 use crate::metrics::Metrics;
 use crate::replay::{ReplayOptions, replay};
@@ -22,8 +23,24 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tla_core::spec::Campaign;
 use tla_store::{
-    CampaignRow, CampaignStatus, DecisionLog, DecisionRow, EventLog, KeyRow, Store, StoreError,
+    CampaignRow, CampaignStatus, CreateOnce, DecisionLog, DecisionRow, EventLog, IdempotencyRow,
+    KeyRow, Store, StoreError,
 };
+
+/// Refuses a change of an archived campaign (409 `campaign_archived`): `what` says
+/// what it cannot be (`"resumed"`, `"revised"`, ...).
+pub(crate) fn refuse_archived(slot: &CampaignSlot, what: &str) -> Result<(), ApiError> {
+    if slot.is_archived() {
+        return Err(ApiError::new(
+            ErrorCode::CampaignArchived,
+            format!(
+                "campaign {} is archived and cannot be {what}; an archived campaign keeps its history and report, and serves no decisions again (create a new campaign from its spec to serve it again)",
+                slot.id
+            ),
+        ));
+    }
+    Ok(())
+}
 
 pub use crate::decision_log::DECISION_BACKLOG_LIMIT;
 pub use crate::replay::OpenError;
@@ -322,10 +339,80 @@ impl AppState {
         Ok(slot)
     }
 
+    /// Stores and starts a validated campaign sent with an `Idempotency-Key`, unless
+    /// that key made a campaign before: then answers that campaign (`false`: not
+    /// created now) when the spec is the same, and refuses with 409
+    /// `idempotency_key_reused` when it is not. Blocking.
+    pub fn create_campaign_once(
+        &self,
+        campaign: Campaign,
+        id: String,
+        idempotency_key: &str,
+        key_id: &str,
+    ) -> Result<(Arc<CampaignSlot>, bool), ApiError> {
+        let spec_json = serde_json::to_string(campaign.spec()).map_err(ApiError::internal)?;
+        let spec_digest: [u8; 32] =
+            <sha2::Sha256 as sha2::Digest>::digest(spec_json.as_bytes()).into();
+        let now_ms = self.inner.clock.now_ms();
+        let row = CampaignRow {
+            id: id.clone(),
+            name: campaign.spec().name.clone(),
+            spec_json,
+            status: CampaignStatus::Active,
+            created_at_ms: now_ms,
+        };
+        let key = IdempotencyRow {
+            key: idempotency_key.to_owned(),
+            spec_digest,
+            campaign_id: id,
+            key_id: key_id.to_owned(),
+            at_ms: now_ms,
+        };
+        // Under the learner's lock: a retry racing the first request finds the
+        // campaign in the set once the key is in the store.
+        let mut learner = self.learner_state();
+        match self.inner.store.insert_campaign_once(&row, &key)? {
+            CreateOnce::Created => {
+                let slot = Arc::new(CampaignSlot::new(&row, campaign, &mut learner.rng));
+                self.inner.campaigns.insert(slot.clone());
+                Ok((slot, true))
+            }
+            CreateOnce::Existing(earlier) if earlier.spec_digest == spec_digest => {
+                Ok((self.campaign(&earlier.campaign_id)?, false))
+            }
+            CreateOnce::Existing(earlier) => Err(ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!(
+                    "Idempotency-Key {} created campaign {} from another spec; a retry sends the same spec with the same key, a new campaign a new key",
+                    crate::error::quoted(idempotency_key),
+                    earlier.campaign_id
+                ),
+            )),
+        }
+    }
+
+    /// Archives a campaign: a durable write of its status, then the flags. It serves
+    /// no decision again and cannot be resumed; events for its earlier decisions are
+    /// still taken and its report stays readable. Archiving an archived campaign
+    /// answers it as it is. Blocking.
+    pub fn archive(&self, id: &str) -> Result<Arc<CampaignSlot>, ApiError> {
+        let slot = self.campaign(id)?;
+        if slot.is_archived() {
+            return Ok(slot);
+        }
+        self.inner
+            .store
+            .set_campaign_status(id, CampaignStatus::Archived)?;
+        slot.paused.store(true, Ordering::SeqCst);
+        slot.archived.store(true, Ordering::SeqCst);
+        Ok(slot)
+    }
+
     /// Pauses or resumes a campaign: a durable write of its status, then the flag.
-    /// Blocking.
+    /// An archived campaign is refused (409 `campaign_archived`). Blocking.
     pub fn set_paused(&self, id: &str, paused: bool) -> Result<Arc<CampaignSlot>, ApiError> {
         let slot = self.campaign(id)?;
+        refuse_archived(&slot, if paused { "paused" } else { "resumed" })?;
         let status = if paused {
             CampaignStatus::Paused
         } else {

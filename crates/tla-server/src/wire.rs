@@ -72,6 +72,21 @@ pub enum CampaignStatus {
     Active,
     /// Refuses decisions with 409 until resumed; events are still taken.
     Paused,
+    /// Archived for good: refuses decisions with 409 and cannot be resumed; events
+    /// for its earlier decisions are still taken; its report stays readable. Listed
+    /// only when asked for (`?status=archived` or `?include_archived=true`).
+    Archived,
+}
+
+impl CampaignStatus {
+    /// The status's name, as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Active => "active",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Archived => "archived",
+        }
+    }
 }
 
 /// One component of a campaign and how many options it has.
@@ -91,10 +106,17 @@ pub struct CampaignBody {
     pub id: String,
     /// Campaign name from the spec.
     pub name: String,
-    /// `active` or `paused`.
+    /// `active`, `paused` or `archived`.
     pub status: CampaignStatus,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The revision in force: 1 at creation, one more at each accepted replacement of
+    /// the spec (`PUT /v1/campaigns/{id}/spec`).
+    #[schema(minimum = 1)]
+    pub revision: u32,
+    /// When the revision in force took effect, ms since the Unix epoch (the creation
+    /// time for revision 1).
+    pub revised_at: i64,
     /// What the campaign maximizes.
     pub objective: Objective,
     /// Allowed versions (after exclusions).
@@ -162,9 +184,12 @@ impl FlightBody {
 impl CampaignBody {
     /// The campaign of `slot` as it stands now (status and events learned included).
     pub fn new(slot: &CampaignSlot) -> Self {
-        let campaign = &slot.campaign;
+        let current = slot.current();
+        let campaign = &current.campaign;
         let design = campaign.design();
-        let status = if slot.is_paused() {
+        let status = if slot.is_archived() {
+            CampaignStatus::Archived
+        } else if slot.is_paused() {
             CampaignStatus::Paused
         } else {
             CampaignStatus::Active
@@ -174,6 +199,8 @@ impl CampaignBody {
             name: slot.name.clone(),
             status,
             created_at: slot.created_at_ms,
+            revision: current.number,
+            revised_at: current.at_ms,
             objective: design.objective,
             versions: campaign.allowed_versions(),
             total_versions: campaign.total_versions(),
@@ -206,15 +233,43 @@ pub struct CampaignList {
     pub campaigns: Vec<CampaignBody>,
 }
 
-/// One version of a campaign: its options and its text.
+/// One option of a version, with what an ad server needs to render it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VersionPart {
+    /// Component name from the spec.
+    pub component: String,
+    /// Option name from the spec.
+    pub option: String,
+    /// The option's text, for a text option; null otherwise.
+    #[schema(required)]
+    pub text: Option<String>,
+    /// The option's asset reference (URI or path of an image, video, ...), for an asset
+    /// option; null otherwise.
+    #[schema(required)]
+    pub asset: Option<String>,
+    /// What the option shows in the rendered text: its text, else its asset, else its
+    /// name.
+    pub shown: String,
+}
+
+/// One version of a campaign: its options, what each shows, and its rendered text.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Version)]
 pub struct VersionBody {
-    /// Version index in the campaign's version space.
+    /// Version index in the version space of the campaign's revision `revision`.
     pub version: u64,
+    /// The campaign's revision this version belongs to (1 at creation, one more at
+    /// each accepted spec replacement).
+    #[schema(minimum = 1)]
+    pub revision: u32,
     /// The option chosen for each component, by component name.
     pub options: BTreeMap<String, String>,
-    /// The version rendered as text.
+    /// The options in component order, each with its text or asset reference: enough
+    /// to render the version without a copy of the spec.
+    pub parts: Vec<VersionPart>,
+    /// The version rendered as text: the spec's `template` with each `{component}`
+    /// replaced by what its option shows; without a template, those parts joined with
+    /// ` | ` in component order.
     pub text: String,
     /// Whether the version asks the reader to act.
     pub asks_action: bool,
@@ -224,14 +279,26 @@ pub struct VersionBody {
 }
 
 impl VersionBody {
-    /// Version `version` of `campaign` (the caller checks it exists).
-    pub fn new(campaign: &Campaign, version: u64) -> Self {
+    /// Version `version` of `campaign`, the campaign's revision `revision` (the caller
+    /// checks the version exists).
+    pub fn new(campaign: &Campaign, revision: u32, version: u64) -> Self {
+        let chosen = campaign.chosen(version);
         Self {
             version,
-            options: campaign
-                .options_of(version)
-                .into_iter()
-                .map(|(component, option)| (component.to_string(), option.to_string()))
+            revision,
+            options: chosen
+                .iter()
+                .map(|c| (c.component_name.to_string(), c.spec.name.clone()))
+                .collect(),
+            parts: chosen
+                .iter()
+                .map(|c| VersionPart {
+                    component: c.component_name.to_string(),
+                    option: c.spec.name.clone(),
+                    text: c.spec.text.clone(),
+                    asset: c.spec.asset.clone(),
+                    shown: c.spec.display_text().to_string(),
+                })
                 .collect(),
             text: campaign.render(version),
             asks_action: campaign.asks_to_act(version),
@@ -541,4 +608,47 @@ pub struct CorrectionOutcome {
     /// (the learner applies it as corrected) or nothing changed.
     #[schema(required)]
     pub rebuild: Option<RebuildBody>,
+}
+
+/// One revision of a campaign's spec, as listed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = CampaignRevision)]
+pub struct RevisionBody {
+    /// The revision number: 1 for the spec the campaign was created with, one more for
+    /// each accepted replacement.
+    #[schema(minimum = 1)]
+    pub revision: u32,
+    /// When it took effect, ms since the Unix epoch (the creation time for revision 1).
+    pub at: i64,
+    /// The event sequence it took effect after: the campaign's events with a higher
+    /// sequence number are learned under it (0 for revision 1).
+    pub from_seq: u64,
+    /// Why, as given; null when none was given (and for revision 1).
+    #[schema(required)]
+    pub reason: Option<String>,
+    /// The id of the API key that made it; null for revision 1.
+    #[schema(required)]
+    pub key_id: Option<String>,
+    /// The spec of this revision, as JSON (`docs/spec.md`).
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+}
+
+/// `GET /v1/campaigns/{id}/revisions`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevisionList {
+    /// Every revision, oldest first; the last is in force.
+    pub revisions: Vec<RevisionBody>,
+}
+
+/// `PUT /v1/campaigns/{id}/spec`: the outcome of an accepted revision.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevisionOutcome {
+    /// What changed, by name: options added, removed (none had an event), retired and
+    /// restored; segments added and removed; the pins in force.
+    pub summary: tla_core::revision::RevisionSummary,
+    /// The revision recorded.
+    pub revision: RevisionBody,
+    /// The campaign as it now stands.
+    pub campaign: CampaignBody,
 }

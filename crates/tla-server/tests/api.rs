@@ -1343,6 +1343,7 @@ async fn decisions_are_refused_while_the_decision_log_is_at_its_backlog_limit() 
             model_version: 0,
             at_ms: START_MS,
             skip: None,
+            revision: 1,
         })
         .collect();
     api.state.log_decisions(filler).unwrap();
@@ -1502,7 +1503,7 @@ fn reference_model(state: &AppState, id: &str) -> Vec<u8> {
     let corrections = state.log().corrections(id).unwrap();
     let fixes = tla_store::effects(&corrections);
     let mut rng = <rand_pcg::Pcg64Mcg as rand::SeedableRng>::seed_from_u64(1);
-    let mut engine = tla_core::engine::Engine::new(&slot.campaign, &mut rng);
+    let mut engine = tla_core::engine::Engine::new(&slot.current().campaign, &mut rng);
     for mut stored in state.log().read_after(0, usize::MAX).unwrap() {
         if stored.campaign_id != id {
             continue;
@@ -2522,7 +2523,7 @@ async fn budget_changes_are_checked_audited_in_force_and_never_rewrite_history()
     let flight = slot.flight().unwrap();
     assert_eq!((flight.budget, flight.daily_cap), (2000.0, Some(150.0)));
     assert_eq!(
-        slot.campaign.flight().unwrap().budget,
+        slot.current().campaign.flight().unwrap().budget,
         1000.0,
         "the spec is as written"
     );
@@ -2648,6 +2649,7 @@ async fn the_report_shows_spend_against_the_plan_and_per_segment() {
         .state
         .campaign(&id)
         .unwrap()
+        .current()
         .campaign
         .asks_to_act(version);
     assert_eq!(number("acting_spend_share"), if acting { 1.0 } else { 0.0 });

@@ -439,6 +439,7 @@ fn fixture() -> &'static Fixture {
             propensity: 0.25,
             at_ms: DECIDED_AT,
             nonce: 7,
+            revision: 1,
         };
         Fixture {
             decision: state.signer().sign(&claims(&slot.id)),

@@ -55,6 +55,7 @@ pub(crate) struct EncodedDecision {
     pub(crate) model_version: i64,
     pub(crate) at_ms: i64,
     pub(crate) skip: Option<String>,
+    pub(crate) revision: u32,
 }
 
 /// One caller's work.
@@ -231,8 +232,8 @@ const SELECT_STORED_EVENT: &str = "SELECT seq, kind, decision_id, value, amount_
 /// Inserts a decision unless its id is stored: one seek in `decisions_by_time`
 /// (campaign, time, id).
 const INSERT_DECISION: &str = "INSERT INTO decisions \
-     (decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS \
+     (decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS \
      (SELECT 1 FROM decisions WHERE campaign_id = ?2 AND at_ms = ?7 AND decision_id = ?1)";
 
 fn write_group_transaction(
@@ -361,6 +362,7 @@ fn write_group_transaction(
                                 decision.model_version,
                                 decision.at_ms,
                                 decision.skip,
+                                decision.revision,
                             ])
                             .map_err(StoreError::sqlite("appending decisions"))?;
                     }
@@ -391,6 +393,7 @@ mod tests {
                     model_version: 0,
                     at_ms: 0,
                     skip: None,
+                    revision: 1,
                 })
                 .collect(),
         )

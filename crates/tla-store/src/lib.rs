@@ -65,6 +65,7 @@ mod correction;
 mod error;
 mod event_log;
 mod group_commit;
+mod living;
 mod money;
 mod rows;
 mod schema;
@@ -79,6 +80,7 @@ pub use event_log::{
     AppendOutcome, EventContent, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent,
     is_exact_repeat, validate_event,
 };
+pub use living::{CreateOnce, IdempotencyRow, RevisionRow};
 pub use money::{
     NewBudgetChange, NewSpendReport, SpendReportOutcome, StoredBudgetChange, StoredSpendReport,
     validate_budget_change, validate_spend_report,

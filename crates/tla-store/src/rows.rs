@@ -7,6 +7,9 @@ pub enum CampaignStatus {
     Active,
     /// Decisions are refused; events for earlier decisions are still accepted.
     Paused,
+    /// Retired for good: decisions are refused and the campaign cannot be resumed;
+    /// events for earlier decisions are still accepted, history and reports kept.
+    Archived,
 }
 
 impl CampaignStatus {
@@ -15,6 +18,7 @@ impl CampaignStatus {
         match self {
             CampaignStatus::Active => "active",
             CampaignStatus::Paused => "paused",
+            CampaignStatus::Archived => "archived",
         }
     }
 
@@ -23,6 +27,7 @@ impl CampaignStatus {
         match name {
             "active" => Some(CampaignStatus::Active),
             "paused" => Some(CampaignStatus::Paused),
+            "archived" => Some(CampaignStatus::Archived),
             _ => None,
         }
     }
@@ -66,6 +71,9 @@ pub struct DecisionRow {
     /// code ([`tla_core::pacing::SkipReason::as_str`]); `version` is then 0 and means
     /// nothing. `None`: the version was served.
     pub skip: Option<String>,
+    /// The campaign's revision the decision was served under (1 at creation); its
+    /// `segment` and `version` are indices of that revision's spec.
+    pub revision: u32,
 }
 
 /// An API key. The server hashes the secret; only the hash is stored.

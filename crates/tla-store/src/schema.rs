@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -184,15 +184,46 @@ const MIGRATION_V7: &str = "
 ALTER TABLE decisions ADD COLUMN skip TEXT;
 ";
 
+/// Schema version 8: living campaigns. `revisions` holds each accepted replacement of
+/// a campaign's spec (revision 2 on; revision 1 is `campaigns.spec_json`), with the
+/// event sequence it took effect after (`from_seq`: events with a higher `seq` are
+/// learned under it), who asked, when and why. `decisions.revision` is the revision a
+/// decision was served under (rows stored before read as 1). `idempotency_keys` maps
+/// the `Idempotency-Key` of a campaign creation to the campaign it made and a digest
+/// of the spec it was sent with. A campaign's `status` may now also be `archived`.
+const MIGRATION_V8: &str = "
+CREATE TABLE revisions (
+    campaign_id   TEXT NOT NULL,
+    revision      INTEGER NOT NULL,
+    spec_json     TEXT NOT NULL,
+    from_seq      INTEGER NOT NULL,
+    reason        TEXT,
+    key_id        TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, revision)
+) STRICT;
+
+ALTER TABLE decisions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+
+CREATE TABLE idempotency_keys (
+    key           TEXT PRIMARY KEY NOT NULL,
+    spec_digest   BLOB NOT NULL,
+    campaign_id   TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL
+) STRICT;
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     MIGRATION_V2,
     MIGRATION_V3,
     MIGRATION_V4,
     MIGRATION_V5,
     MIGRATION_V6,
     MIGRATION_V7,
+    MIGRATION_V8,
 ];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
@@ -401,7 +432,9 @@ mod tests {
                 "corrections",
                 "decisions",
                 "events",
+                "idempotency_keys",
                 "meta",
+                "revisions",
                 "snapshots",
                 "spend_reports"
             ]

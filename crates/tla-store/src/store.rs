@@ -68,11 +68,11 @@ const EVENT_PAGE: usize = 8_192;
 /// an async task.
 #[derive(Debug, Clone)]
 pub struct Store {
-    database: Arc<Database>,
+    pub(crate) database: Arc<Database>,
 }
 
 #[derive(Debug)]
-struct Database {
+pub(crate) struct Database {
     /// The database file, or `None` in memory.
     path: Option<PathBuf>,
     /// Reads, and the rare writes (campaigns, keys, snapshots).
@@ -90,7 +90,7 @@ struct Database {
 }
 
 impl Database {
-    fn general(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn general(&self) -> MutexGuard<'_, Connection> {
         self.general.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -400,7 +400,7 @@ impl Store {
         let connection = self.database.general();
         let mut statement = connection
             .prepare_cached(
-                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip \
+                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision \
                  FROM decisions WHERE campaign_id = ?1 AND id > ?2 AND (skip IS NOT NULL) = ?4 \
                  ORDER BY id LIMIT ?3",
             )
@@ -424,7 +424,7 @@ impl Store {
             .database
             .general()
             .prepare_cached(
-                "SELECT decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip \
+                "SELECT decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision \
                  FROM decisions WHERE decision_id = ?1",
             )
             .and_then(|mut statement| {
@@ -1260,6 +1260,7 @@ fn encode_decision(decision: &DecisionRow) -> Result<EncodedDecision, StoreError
         model_version: to_sql_int("model_version", decision.model_version)?,
         at_ms: decision.at_ms,
         skip: decision.skip.clone(),
+        revision: decision.revision,
     })
 }
 
@@ -1296,7 +1297,7 @@ impl RawCampaign {
             CampaignStatus::from_name(&self.status).ok_or_else(|| StoreError::Corrupt {
                 table: "campaigns",
                 detail: format!(
-                    "campaign {:?} has status {:?}; expected \"active\" or \"paused\"",
+                    "campaign {:?} has status {:?}; expected \"active\", \"paused\" or \"archived\"",
                     self.id, self.status
                 ),
             })?;
@@ -1319,10 +1320,11 @@ struct RawDecision {
     model_version: i64,
     at_ms: i64,
     skip: Option<String>,
+    revision: i64,
 }
 
 impl RawDecision {
-    /// Reads the eight decision columns starting at column `first`.
+    /// Reads the nine decision columns starting at column `first`.
     fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RawDecision> {
         Ok(RawDecision {
             decision_id: row.get(first)?,
@@ -1333,6 +1335,7 @@ impl RawDecision {
             model_version: row.get(first + 5)?,
             at_ms: row.get(first + 6)?,
             skip: row.get(first + 7)?,
+            revision: row.get(first + 8)?,
         })
     }
 
@@ -1346,6 +1349,7 @@ impl RawDecision {
             propensity: self.propensity,
             at_ms: self.at_ms,
             skip: self.skip,
+            revision: to_u32("decisions", "revision", self.revision)?,
         })
     }
 }
@@ -1525,14 +1529,14 @@ mod tests {
             .database
             .general()
             .execute(
-                "INSERT INTO campaigns VALUES ('c', 'n', '{}', 'archived', 0)",
+                "INSERT INTO campaigns VALUES ('c', 'n', '{}', 'deleted', 0)",
                 [],
             )
             .unwrap();
         let error = store.campaign("c").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "corrupt row in table `campaigns`: campaign \"c\" has status \"archived\"; expected \"active\" or \"paused\""
+            "corrupt row in table `campaigns`: campaign \"c\" has status \"deleted\"; expected \"active\", \"paused\" or \"archived\""
         );
     }
 

@@ -84,6 +84,7 @@ fn decision(decision_id: &str, campaign_id: &str) -> DecisionRow {
         model_version: 9,
         at_ms: 1_700_000_000_000,
         skip: None,
+        revision: 1,
     }
 }
 
@@ -702,7 +703,7 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
             .execute_batch(
                 "DROP TABLE corrections; ALTER TABLE events DROP COLUMN amount_known; \
                  DROP INDEX decisions_by_time; DROP TABLE spend_reports; DROP TABLE budget_changes; \
-                 ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 2;",
+                 ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; PRAGMA user_version = 2;",
             )
             .unwrap();
     }
@@ -1219,7 +1220,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
             .execute_batch(
                 "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; \
                  ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 1;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -1243,7 +1244,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     let indexes: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
@@ -1285,7 +1286,7 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
         connection
             .execute_batch(
                 "ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 3;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; PRAGMA user_version = 3;",
             )
             .unwrap();
     }
@@ -1548,7 +1549,7 @@ fn a_version_5_file_gets_the_money_tables_and_keeps_its_data() {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; PRAGMA user_version = 5;",
+                "DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; PRAGMA user_version = 5;",
             )
             .unwrap();
     }
@@ -1595,4 +1596,39 @@ fn skips_are_logged_apart_from_the_served_decisions() {
     assert_eq!(skips.len(), 1);
     assert_eq!(skips[0].1, skip);
     assert_eq!(store.decision("s1").unwrap(), Some(skip));
+}
+
+/// Version 7 to 8: the revisions and idempotency keys tables, and a decision's
+/// revision (1 for the decisions stored before).
+#[test]
+fn a_version_7_file_gets_revisions_and_its_decisions_read_as_revision_one() {
+    let dir = TempDir::new("migrate-v7");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+        store.append_decisions(&[decision("d1", "a")]).unwrap();
+    }
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch(
+                "DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; PRAGMA user_version = 7;",
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let stored = store.decision("d1").unwrap().unwrap();
+    assert_eq!(stored.revision, 1);
+    assert!(store.revisions("a").unwrap().is_empty());
+    let revision = tla_store::RevisionRow {
+        campaign_id: "a".into(),
+        revision: 2,
+        spec_json: "{}".into(),
+        from_seq: 0,
+        reason: None,
+        key_id: "k".into(),
+        at_ms: 2,
+    };
+    store.append_revision(&revision).unwrap();
+    assert_eq!(store.revisions("a").unwrap(), [revision]);
 }

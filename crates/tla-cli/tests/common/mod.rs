@@ -79,6 +79,7 @@ pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
             model_version: 1,
             at_ms,
             skip: None,
+            revision: 1,
         });
         let event = |kind, value, prefix: &str| NewEvent {
             campaign_id: id.into(),
