@@ -569,17 +569,19 @@ impl Engine {
         installed
     }
 
-    /// Rebuilds every segment's decision distribution now (after a restore).
+    /// Rebuilds every segment's decision distribution now (after a restore). Like
+    /// [`Engine::plan_refresh`], the tables are drawn from a copy of the model brought
+    /// up to `now_millis`: what the engine has learned depends on its events alone,
+    /// never on when it was restored or refreshed.
     pub fn refresh_all<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: u64) {
-        self.policy
-            .base_mut()
-            .sampler_mut()
-            .advance_clock(now_millis);
+        let base = self.policy.base_mut();
+        let mut sampler = base.sampler().clone();
+        sampler.advance_clock(now_millis);
         for segment in 0..self.segment_counts.len() {
-            self.policy
-                .base_mut()
-                .refresh_segment(segment, rng, Some(now_millis));
+            let table = base.draw_table(&mut sampler, segment, rng);
+            base.install_table(segment, table, Some(now_millis));
         }
+        base.finish_refresh();
     }
 
     /// The version space.
