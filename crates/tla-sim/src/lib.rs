@@ -270,6 +270,9 @@ impl Policy for AnyPolicy {
     fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
         dispatch!(self, p => p.observe_at(outcome, at_millis))
     }
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
+        dispatch!(self, p => p.observe_scored(outcome, at_millis, score_weight))
+    }
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
         dispatch!(self, p => p.refresh_due(rng, now_millis))
     }
