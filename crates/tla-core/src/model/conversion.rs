@@ -324,7 +324,7 @@ impl ConversionModel {
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.weights.capacity() * std::mem::size_of::<Belief>()
-            + self.clock.touched().len() * std::mem::size_of::<u64>()
+            + std::mem::size_of_val(self.clock.touched())
             + self.active.capacity() * std::mem::size_of::<usize>()
     }
 
