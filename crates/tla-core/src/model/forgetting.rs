@@ -207,6 +207,19 @@ impl ForgettingClock {
         step_toward_prior(belief, prior, keep);
     }
 
+    /// Weight `i`'s belief as it will be at time `now`, without bringing it there.
+    #[inline]
+    pub fn forgotten(&self, i: usize, now: u64, belief: Belief, prior: Belief) -> Belief {
+        let mut belief = belief;
+        if let Some(&last) = self.touched.get(i) {
+            if last != UNKNOWN_TIME && now > last {
+                let keep = ((now - last) as f64 * self.rate).exp2();
+                step_toward_prior(&mut belief, prior, keep);
+            }
+        }
+        belief
+    }
+
     /// Brings every weight up to time `now`.
     pub fn bring_all_up_to_date(&mut self, now: u64, beliefs: &mut [Belief], priors: &[Belief]) {
         if !self.is_on() {
@@ -337,6 +350,11 @@ impl ConversionCandidates {
     /// The model decisions draw from, mutably.
     pub fn in_force_mut(&mut self) -> &mut ConversionModel {
         &mut self.models[self.scores.in_force()]
+    }
+
+    /// Which candidate is in force (its index in [`Self::models`]).
+    pub fn in_force_index(&self) -> usize {
+        self.scores.in_force()
     }
 
     /// The half-life in force, ms (`None`: no forgetting).

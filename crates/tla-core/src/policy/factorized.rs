@@ -21,6 +21,7 @@
 use super::Outcome;
 use super::thompson::PosteriorSampler;
 use crate::design::{Design, Objective};
+use crate::model::Belief;
 use crate::model::conversion::{ConversionModel, ConversionPrior};
 use crate::model::forgetting::{ConversionCandidates, Forgetting};
 use crate::model::value::{ValueModel, ValuePrior};
@@ -123,6 +124,14 @@ pub struct FactorizedSampler {
     /// Index of the block holding the ask component.
     ask_block: Option<usize>,
     draw_scale: f64,
+    /// The caller's latest clock, ms ([`PosteriorSampler::advance_clock`]): draws read
+    /// beliefs forgotten up to then (or to the latest event, if later). Not learned
+    /// state: a refresh leaves the model, and its snapshot, unchanged.
+    draw_millis: u64,
+    /// The in-force conversion weights forgotten up to the draw time, when it forgets.
+    forgotten: Vec<Belief>,
+    /// What `forgotten` was computed for: (time, events learned, candidate in force).
+    forgotten_key: Option<(u64, u64, usize)>,
     scratch: Scratch,
 }
 
@@ -200,6 +209,9 @@ impl FactorizedSampler {
             blocks,
             ask_block,
             draw_scale: settings.draw_scale,
+            draw_millis: 0,
+            forgotten: Vec::new(),
+            forgotten_key: None,
             scratch,
         }
     }
@@ -215,12 +227,21 @@ impl FactorizedSampler {
         &self.conversion
     }
 
-    /// Brings the models in force up to their latest time (forgetting), before draws.
-    fn bring_up_to_date(&mut self, now_millis: u64) {
-        self.conversion.in_force_mut().bring_up_to_date(now_millis);
-        if let Some(value) = &mut self.value {
-            value.bring_up_to_date(now_millis);
+    /// Computes the in-force conversion weights forgotten up to the draw time, when
+    /// the model in force forgets and they are not current. The value model's weights
+    /// are drawn as last updated (forgotten up to their latest donation).
+    fn prepare_draw_weights(&mut self) {
+        let model = self.conversion.in_force();
+        if model.half_life_millis().is_none() {
+            return;
         }
+        let now = self.draw_millis.max(model.now_millis());
+        let key = (now, model.observations(), self.conversion.in_force_index());
+        if self.forgotten_key == Some(key) {
+            return;
+        }
+        model.forgotten_weights_into(now, &mut self.forgotten);
+        self.forgotten_key = Some(key);
     }
 
     /// The value model, when the objective is value.
@@ -253,8 +274,14 @@ impl FactorizedSampler {
     /// Samples every weight segment `segment` can touch into the scratch space; returns
     /// the sampled constant (bias + segment weight).
     fn sample_weights<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> f64 {
-        let layout = self.conversion.in_force().layout();
-        let weights = self.conversion.in_force().weights();
+        self.prepare_draw_weights();
+        let model = self.conversion.in_force();
+        let layout = model.layout();
+        let weights = if model.half_life_millis().is_some() {
+            &self.forgotten[..]
+        } else {
+            model.weights()
+        };
         let scale = self.draw_scale;
         let mut normal = || scale * rng.sample::<f64, _>(StandardNormal);
         let constant =
@@ -960,7 +987,6 @@ impl PosteriorSampler for FactorizedSampler {
     }
 
     fn draw_best_valued<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> (u64, f64) {
-        self.bring_up_to_date(0);
         let constant = self.sample_weights(segment, rng);
         let objective = self.maximize(constant, false, rng);
         (self.space.encode(&self.scratch.options), objective)
@@ -997,7 +1023,7 @@ impl PosteriorSampler for FactorizedSampler {
     }
 
     fn advance_clock(&mut self, now_millis: u64) {
-        self.bring_up_to_date(now_millis);
+        self.draw_millis = self.draw_millis.max(now_millis);
     }
 
     fn observations(&self) -> u64 {

@@ -106,6 +106,10 @@ impl<P: Policy> Policy for ExplorationFloor<P> {
         self.base.observe_scored(outcome, at_millis, weight);
     }
 
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
+        self.base.observe_scored(outcome, at_millis, score_weight);
+    }
+
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
         self.base.refresh_due(rng, now_millis)
     }
