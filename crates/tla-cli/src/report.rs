@@ -288,6 +288,18 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "  {label:<38} {value:>14}");
     }
     money_table(&mut out, &report.money);
+    let f = &report.forgetting;
+    let _ = writeln!(
+        out,
+        "\nForgetting {}: half-life in force {}{}",
+        f.setting,
+        f.in_force,
+        if f.candidates.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} changes of rate)", f.switches)
+        }
+    );
     for component in &report.components {
         let _ = writeln!(out, "\nComponent {}", component.component);
         let _ = writeln!(

@@ -410,6 +410,22 @@ fn print_table(report: &SimReport) {
             );
         }
     }
+    if !report.recovery.is_empty() {
+        println!(
+            "  recovery after drift (% of oracle over {:.0}% of the flight):",
+            100.0 * tla_sim::sim::RECOVERY_WINDOW
+        );
+        for r in &report.recovery {
+            let recovered = match r.recovered_after_impressions {
+                Some(n) => format!("recovered {n} impressions after it ended"),
+                None => "not recovered by the end".to_string(),
+            };
+            println!(
+                "    {:<14} f {:.2}-{:.2}  before {:>6.2}  dip {:>6.2}  {recovered}",
+                r.target, r.start_fraction, r.end_fraction, r.before_pct, r.dip_pct
+            );
+        }
+    }
     println!("  learning curve (cumulative % / window %):");
     for c in &report.learning_curve {
         match c.spend {

@@ -508,8 +508,12 @@ impl Engine {
             None => feedback,
         };
         if let Some(outcome) = learned_outcome(self.objective, segment, version, model_feedback) {
+            // The engine weighs every event alike in scoring forgetting candidates:
+            // the floor's share of a decision depends on the decision tables in force,
+            // which a replay of the log does not reproduce, and the model must be a
+            // function of the log.
             match at_millis {
-                Some(at) => self.policy.observe_at(&outcome, at),
+                Some(at) => self.policy.observe_scored(&outcome, at, 1.0),
                 None => self.policy.observe(&outcome),
             }
         }

@@ -132,6 +132,66 @@ pub struct Report {
     /// versions that ask to act, spend per segment.
     #[cfg_attr(feature = "serde", serde(default))]
     pub money: Money,
+    /// How the model forgets: the setting and the rate in force.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub forgetting: ReportForgetting,
+}
+
+/// How a campaign's model forgets old events (the spec's `forgetting`,
+/// `docs/models.md`).
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportForgetting {
+    /// The setting: `auto`, `off`, or a half-life such as `3d`.
+    pub setting: String,
+    /// The half-life in force, which decisions draw from: `off` (no forgetting) or a
+    /// half-life such as `4d`. Under `auto`, the candidate with the lowest discounted
+    /// log-loss on the even split's share of the traffic.
+    pub in_force: String,
+    /// Under `auto`: times the rate in force changed.
+    pub switches: u64,
+    /// Under `auto`: each candidate half-life and its discounted log-loss (lower
+    /// predicts better).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub candidates: Vec<ForgettingCandidate>,
+}
+
+/// One half-life `auto` weighs.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgettingCandidate {
+    /// `off` or a half-life such as `4d`.
+    pub half_life: String,
+    /// Discounted prequential log-loss, nats.
+    pub log_loss: f64,
+}
+
+/// The forgetting section of a report, from the engine's model.
+pub fn forgetting(engine: &Engine) -> ReportForgetting {
+    use crate::model::forgetting::half_life_text;
+    let candidates = engine.sampler().forgetting();
+    let listed = candidates.candidates();
+    ReportForgetting {
+        setting: candidates.setting().to_string(),
+        in_force: half_life_text(candidates.half_life_in_force()),
+        switches: candidates.switches(),
+        candidates: if listed.len() > 1 {
+            listed
+                .into_iter()
+                .map(|(half_life, log_loss)| ForgettingCandidate {
+                    half_life: half_life_text(half_life),
+                    log_loss,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 /// The money of a campaign: what it spent (cost events tied to decisions, and spend
@@ -952,6 +1012,7 @@ pub fn build<R: Rng + ?Sized>(
                 ..MoneyInputs::default()
             },
         ),
+        forgetting: forgetting(engine),
     }
 }
 

@@ -2536,6 +2536,34 @@ min_roas = 1.5
     }
 
     #[test]
+    fn forgetting_defaults_to_auto_and_refuses_what_is_not_a_rate() {
+        use crate::model::forgetting::Forgetting;
+        let campaign = parse(BASE).unwrap();
+        assert_eq!(campaign.spec().forgetting(), Ok(Forgetting::Auto));
+        let settings = crate::policy::campaign::CampaignPolicySettings::for_campaign(&campaign);
+        assert_eq!(settings.factorized.forgetting, Forgetting::Auto);
+        let set = parse(&format!("forgetting = \"36h\"\n{BASE}")).unwrap();
+        assert_eq!(
+            set.spec().forgetting(),
+            Ok(Forgetting::HalfLife(36 * 3_600_000))
+        );
+        assert_eq!(
+            parse(&format!("forgetting = \"off\"\n{BASE}"))
+                .unwrap()
+                .spec()
+                .forgetting(),
+            Ok(Forgetting::Off)
+        );
+        for bad in ["\"weekly\"", "\"0d\"", "\"3\""] {
+            assert_refused(
+                &format!("forgetting = {bad}\n{BASE}"),
+                "forgetting",
+                "a half-life",
+            );
+        }
+    }
+
+    #[test]
     fn refuses_exploration_out_of_range_and_zero_cadences() {
         for bad in ["1.0", "-0.1", "nan"] {
             assert_refused(

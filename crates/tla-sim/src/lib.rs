@@ -446,6 +446,12 @@ impl Policy for AnyPolicy {
         let outcome = self.policy_outcome(outcome);
         dispatch!(mut self, p => p.observe_at(&outcome, at_millis))
     }
+    /// # Panics
+    /// If the outcome's version holds an option the policy does not know.
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
+        let outcome = self.policy_outcome(outcome);
+        dispatch!(mut self, p => p.observe_scored(&outcome, at_millis, score_weight))
+    }
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {
         dispatch!(mut self, p => p.refresh_due(rng, now_millis))
     }

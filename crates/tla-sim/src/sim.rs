@@ -11,7 +11,7 @@
 //! ([`Streams::new`]), so the oracle's and the even split's values are the same across
 //! policies and the difference between two policies is not the audience's.
 
-use crate::flight::{Flight, fractional_knapsack};
+use crate::flight::{DriftTarget, Flight, fractional_knapsack};
 use crate::online::{
     self, Flow, Impression, Moment, Observer, PacingRun, Progress, RunConfig, Skip, Streams,
 };
@@ -130,6 +130,135 @@ pub struct SimReport {
     /// opportunities.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetScore>,
+    /// In a world with a flight: how fast the share of the oracle recovered after each
+    /// drift term ([`DriftRecovery`]); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<DriftRecovery>,
+}
+
+/// How fast the share of the oracle came back after one drift term of a flight.
+///
+/// The run is cut in [`RECOVERY_BUCKETS`] equal buckets of impressions. The level
+/// before the drift is the % of oracle (expected) over the buckets in the
+/// [`RECOVERY_WINDOW`] of the flight before the drift starts; after it, the % of oracle
+/// over a trailing window of the same length is followed from the drift's start.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriftRecovery {
+    /// What drifted: `component[option]` or `segment[index]`.
+    pub target: String,
+    /// Flight fraction where the drift starts (its first point).
+    pub start_fraction: f64,
+    /// Flight fraction where it stops moving (its last point).
+    pub end_fraction: f64,
+    /// % of oracle (expected) over the window before the drift.
+    pub before_pct: f64,
+    /// Lowest trailing-window % of oracle from the drift's start to its recovery (or
+    /// the end of the run).
+    pub dip_pct: f64,
+    /// Impressions from the drift's end until the trailing window regained the level
+    /// before it (0 if it never fell below by then); `None`: not by the end of the run.
+    pub recovered_after_impressions: Option<u64>,
+}
+
+/// Buckets the run is cut into to follow recovery after drift.
+pub const RECOVERY_BUCKETS: usize = 400;
+/// The window, as a flight fraction, of the level before a drift and of the trailing
+/// level after it.
+pub const RECOVERY_WINDOW: f64 = 0.04;
+
+/// The observer measuring [`DriftRecovery`]: expected value and oracle per bucket.
+#[derive(Debug)]
+pub struct RecoveryScorer<'a> {
+    truth: &'a Truth,
+    impressions: u64,
+    expected: Vec<f64>,
+    oracle: Vec<f64>,
+}
+
+impl<'a> RecoveryScorer<'a> {
+    /// A scorer of a run of `impressions` against `truth`.
+    pub fn new(truth: &'a Truth, impressions: u64) -> Self {
+        Self {
+            truth,
+            impressions: impressions.max(1),
+            expected: vec![0.0; RECOVERY_BUCKETS],
+            oracle: vec![0.0; RECOVERY_BUCKETS],
+        }
+    }
+
+    fn bucket(&self, served: u64) -> usize {
+        (((served - 1) as u128 * RECOVERY_BUCKETS as u128 / self.impressions as u128) as usize)
+            .min(RECOVERY_BUCKETS - 1)
+    }
+
+    /// The recovery after each drift term of `world`'s flight (empty without one).
+    pub fn into_recovery(self, world: &World) -> Vec<DriftRecovery> {
+        let Some(flight) = &world.flight else {
+            return Vec::new();
+        };
+        let per_bucket = 1.0 / RECOVERY_BUCKETS as f64;
+        let window = ((RECOVERY_WINDOW / per_bucket).round() as usize).max(1);
+        let pct = |from: usize, to: usize| {
+            let e: f64 = self.expected[from..to].iter().sum();
+            let o: f64 = self.oracle[from..to].iter().sum();
+            if o > 0.0 { 100.0 * e / o } else { 0.0 }
+        };
+        let bucket_of = |f: f64| ((f / per_bucket).floor().max(0.0) as usize).min(RECOVERY_BUCKETS);
+        flight
+            .drift
+            .iter()
+            .map(|drift| {
+                let start = drift.points[0].0;
+                let end = drift.points[drift.points.len() - 1].0;
+                let (b0, b1) = (bucket_of(start), bucket_of(end));
+                let before_pct = pct(b0.saturating_sub(window), b0.max(1));
+                let mut dip_pct = f64::INFINITY;
+                let mut recovered = None;
+                for b in (b0 + 1)..=RECOVERY_BUCKETS {
+                    let level = pct(b.saturating_sub(window), b);
+                    if b > b1 && level >= before_pct {
+                        let impressions =
+                            (b - b1.min(b)) as f64 * per_bucket * self.impressions as f64;
+                        recovered = Some(if dip_pct >= before_pct {
+                            0
+                        } else {
+                            impressions as u64
+                        });
+                        break;
+                    }
+                    dip_pct = dip_pct.min(level);
+                }
+                DriftRecovery {
+                    target: match drift.target {
+                        DriftTarget::Option { component, option } => {
+                            format!("{}[{option}]", world.component_names[component])
+                        }
+                        DriftTarget::Segment(s) => format!("segment[{s}]"),
+                    },
+                    start_fraction: start,
+                    end_fraction: end,
+                    before_pct,
+                    dip_pct: if dip_pct.is_finite() {
+                        dip_pct
+                    } else {
+                        before_pct
+                    },
+                    recovered_after_impressions: recovered,
+                }
+            })
+            .collect()
+    }
+}
+
+impl<L: ?Sized> Observer<L> for RecoveryScorer<'_> {
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        let b = self.bucket(impression.moment.served);
+        self.expected[b] += impression.answer.expected_value;
+        self.oracle[b] += self
+            .truth
+            .oracle_at(impression.segment, impression.flight_fraction);
+        Flow::Continue
+    }
 }
 
 /// How a run with a budget spent it.
@@ -430,6 +559,7 @@ impl<'a> Scorer<'a> {
             model_bytes: policy.model_bytes(),
             learning_curve: self.curve,
             budget: None,
+            recovery: Vec::new(),
         }
     }
 }
@@ -650,6 +780,7 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
     };
     let mut streams = Streams::new(config.seed, &world.segment_probs);
     let progress = Progress::new(65_536, progress);
+    let mut recovery = RecoveryScorer::new(truth, config.impressions);
     let budget = match (config.pacing, world.flight.as_ref()) {
         (Some(pacing), Some(flight)) => {
             let mut budget = BudgetScorer::new(truth, flight, pacing, config.impressions);
@@ -658,7 +789,7 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
                 &mut streams,
                 policy,
                 &run_config,
-                ((&mut scorer, &mut budget), progress),
+                (((&mut scorer, &mut budget), &mut recovery), progress),
             );
             Some(budget.into_score())
         }
@@ -668,13 +799,14 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
                 &mut streams,
                 policy,
                 &run_config,
-                (&mut scorer, progress),
+                ((&mut scorer, &mut recovery), progress),
             );
             None
         }
     };
     SimReport {
         budget,
+        recovery: recovery.into_recovery(world),
         ..scorer.into_report(world, policy, config.seed)
     }
 }

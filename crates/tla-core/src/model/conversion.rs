@@ -224,6 +224,20 @@ impl ConversionModel {
         self.up_to_date = true;
     }
 
+    /// Every weight as it will be at `now_millis` (forgotten up to then, or as it is
+    /// when it was updated later), into `out`, leaving the model unchanged: what a
+    /// draw at that time reads.
+    pub fn forgotten_weights_into(&self, now_millis: u64, out: &mut Vec<Belief>) {
+        out.clear();
+        out.extend(
+            self.weights
+                .iter()
+                .zip(self.priors.iter())
+                .enumerate()
+                .map(|(i, (&belief, &prior))| self.clock.forgotten(i, now_millis, belief, prior)),
+        );
+    }
+
     /// Each weight's last-update time, ms (empty without forgetting).
     pub fn update_times(&self) -> &[u64] {
         self.clock.touched()
@@ -348,7 +362,7 @@ impl ConversionModel {
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.weights.capacity() * std::mem::size_of::<Belief>()
-            + self.clock.touched().len() * std::mem::size_of::<u64>()
+            + std::mem::size_of_val(self.clock.touched())
             + self.active.capacity() * std::mem::size_of::<usize>()
     }
 

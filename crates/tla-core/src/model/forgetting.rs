@@ -29,9 +29,9 @@
 use super::Belief;
 use super::conversion::ConversionModel;
 
-/// Half-lives `auto` tries besides no forgetting, in milliseconds: 12 hours, 2 days,
-/// 7 days.
-pub const AUTO_HALF_LIVES: [u64; 3] = [12 * HOUR_MS, 2 * DAY_MS, 7 * DAY_MS];
+/// Half-lives `auto` tries besides no forgetting, in milliseconds: 4 days and
+/// 14 days.
+pub const AUTO_HALF_LIVES: [u64; 2] = [4 * DAY_MS, 14 * DAY_MS];
 /// The discount of the candidates' log-loss per event: `1 - 1 / SCORE_WINDOW`.
 pub const SCORE_DISCOUNT: f64 = 1.0 - 1.0 / SCORE_WINDOW;
 /// Events over which a candidate's log-loss is averaged, roughly (see
@@ -207,6 +207,19 @@ impl ForgettingClock {
         step_toward_prior(belief, prior, keep);
     }
 
+    /// Weight `i`'s belief as it will be at time `now`, without bringing it there.
+    #[inline]
+    pub fn forgotten(&self, i: usize, now: u64, belief: Belief, prior: Belief) -> Belief {
+        let mut belief = belief;
+        if let Some(&last) = self.touched.get(i) {
+            if last != UNKNOWN_TIME && now > last {
+                let keep = ((now - last) as f64 * self.rate).exp2();
+                step_toward_prior(&mut belief, prior, keep);
+            }
+        }
+        belief
+    }
+
     /// Brings every weight up to time `now`.
     pub fn bring_all_up_to_date(&mut self, now: u64, beliefs: &mut [Belief], priors: &[Belief]) {
         if !self.is_on() {
@@ -339,6 +352,11 @@ impl ConversionCandidates {
         &mut self.models[self.scores.in_force()]
     }
 
+    /// Which candidate is in force (its index in [`Self::models`]).
+    pub fn in_force_index(&self) -> usize {
+        self.scores.in_force()
+    }
+
     /// The half-life in force, ms (`None`: no forgetting).
     pub fn half_life_in_force(&self) -> Option<u64> {
         self.in_force().half_life_millis()
@@ -358,14 +376,22 @@ impl ConversionCandidates {
         self.scores.switches()
     }
 
+    /// Every candidate's model, in [`Forgetting::candidates`] order.
+    pub fn models(&self) -> &[ConversionModel] {
+        &self.models
+    }
+
     /// Learns one outcome at `at_millis` in every candidate, charging each its
-    /// prequential log-loss; returns whether the candidate in force changed.
+    /// prequential log-loss times `score_weight` (in `[0, 1]`: how much the outcome
+    /// speaks for the even split, see the module documentation); returns whether the
+    /// candidate in force changed.
     pub fn observe_at(
         &mut self,
         segment: usize,
         options: &[u32],
         positive: bool,
         at_millis: u64,
+        score_weight: f64,
     ) -> bool {
         if self.models.len() == 1 {
             self.models[0].observe_at(segment, options, positive, at_millis);
@@ -377,7 +403,7 @@ impl ConversionCandidates {
             *loss = model.observe_at(segment, options, positive, at_millis);
         }
         self.scores
-            .charge(losses[..self.models.len()].iter().copied());
+            .charge(losses[..self.models.len()].iter().map(|l| l * score_weight));
         self.scores.in_force() != before
     }
 
@@ -571,6 +597,56 @@ mod tests {
         clock.bring_up_to_date(0, 50_000, &mut belief, Belief::new(0.0, 1.0));
         assert_eq!(belief, Belief::new(1.0, 0.001));
         assert_eq!(clock.touched(), &[50_000]);
+    }
+
+    use crate::design::{Design, Interactions, Objective};
+    use crate::model::conversion::ConversionPrior;
+    use crate::space::VersionSpace;
+    use rand::{Rng, SeedableRng};
+
+    /// Learns `events` events, one a minute, of a 2-option campaign under `auto`:
+    /// option 1 converts at `rates(i).1`, option 0 at `rates(i).0`, each shown half
+    /// the time. Returns the half-life in force at the end.
+    fn auto_after(events: u64, rates: impl Fn(u64) -> (f64, f64)) -> Option<u64> {
+        let design = Design {
+            component_names: vec!["headline".into()],
+            segment_names: vec!["everyone".into()],
+            space: VersionSpace::product(vec![2]).unwrap(),
+            ask: None,
+            objective: Objective::Conversions,
+            interactions: Interactions::segment_only(1),
+        };
+        let model = ConversionModel::new(&design, ConversionPrior::default());
+        let mut candidates = ConversionCandidates::new(model, Forgetting::Auto);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for i in 0..events {
+            let option = (i % 2) as u32;
+            let (r0, r1) = rates(i);
+            let rate = if option == 0 { r0 } else { r1 };
+            let positive = rng.random::<f64>() < rate;
+            candidates.observe_at(0, &[option], positive, i * MINUTE_MS, 1.0);
+        }
+        candidates.half_life_in_force()
+    }
+
+    #[test]
+    fn auto_keeps_off_on_stationary_data() {
+        assert_eq!(auto_after(60_000, |_| (0.08, 0.04)), None);
+    }
+
+    #[test]
+    fn auto_forgets_on_a_switched_stream() {
+        // Three weeks of one truth, then the options swap and stay swapped for weeks.
+        let switch = 30_000;
+        let chosen = auto_after(90_000, |i| {
+            if i < switch {
+                (0.15, 0.03)
+            } else {
+                (0.03, 0.15)
+            }
+        });
+        let half_life = chosen.expect("a switched stream is forgotten");
+        assert!(half_life <= 4 * DAY_MS, "half-life {half_life} ms");
     }
 
     #[test]

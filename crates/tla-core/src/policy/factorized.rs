@@ -31,6 +31,7 @@ use super::Outcome;
 use super::thompson::PosteriorSampler;
 use crate::availability::Availability;
 use crate::design::{Design, Objective};
+use crate::model::Belief;
 use crate::model::conversion::{ConversionModel, ConversionPrior};
 use crate::model::forgetting::{ConversionCandidates, Forgetting};
 use crate::model::value::{ValueModel, ValuePrior};
@@ -136,6 +137,14 @@ pub struct FactorizedSampler {
     /// Per segment, the options its draws may not choose (empty: every option; no
     /// entry: no rule set).
     unavailable: Vec<Vec<OptionRef>>,
+    /// The caller's latest clock, ms ([`PosteriorSampler::advance_clock`]): draws read
+    /// beliefs forgotten up to then (or to the latest event, if later). Not learned
+    /// state: a refresh leaves the model, and its snapshot, unchanged.
+    draw_millis: u64,
+    /// The in-force conversion weights forgotten up to the draw time, when it forgets.
+    forgotten: Vec<Belief>,
+    /// What `forgotten` was computed for: (time, events learned, candidate in force).
+    forgotten_key: Option<(u64, u64, usize)>,
     scratch: Scratch,
 }
 
@@ -214,6 +223,9 @@ impl FactorizedSampler {
             ask_block,
             draw_scale: settings.draw_scale,
             unavailable: Vec::new(),
+            draw_millis: 0,
+            forgotten: Vec::new(),
+            forgotten_key: None,
             scratch,
         }
     }
@@ -264,12 +276,21 @@ impl FactorizedSampler {
         &self.conversion
     }
 
-    /// Brings the models in force up to their latest time (forgetting), before draws.
-    fn bring_up_to_date(&mut self, now_millis: u64) {
-        self.conversion.in_force_mut().bring_up_to_date(now_millis);
-        if let Some(value) = &mut self.value {
-            value.bring_up_to_date(now_millis);
+    /// Computes the in-force conversion weights forgotten up to the draw time, when
+    /// the model in force forgets and they are not current. The value model's weights
+    /// are drawn as last updated (forgotten up to their latest donation).
+    fn prepare_draw_weights(&mut self) {
+        let model = self.conversion.in_force();
+        if model.half_life_millis().is_none() {
+            return;
         }
+        let now = self.draw_millis.max(model.now_millis());
+        let key = (now, model.observations(), self.conversion.in_force_index());
+        if self.forgotten_key == Some(key) {
+            return;
+        }
+        model.forgotten_weights_into(now, &mut self.forgotten);
+        self.forgotten_key = Some(key);
     }
 
     /// The value model, when the objective is value.
@@ -302,8 +323,14 @@ impl FactorizedSampler {
     /// Samples every weight segment `segment` can touch into the scratch space; returns
     /// the sampled constant (bias + segment weight).
     fn sample_weights<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> f64 {
-        let layout = self.conversion.in_force().layout();
-        let weights = self.conversion.in_force().weights();
+        self.prepare_draw_weights();
+        let model = self.conversion.in_force();
+        let layout = model.layout();
+        let weights = if model.half_life_millis().is_some() {
+            &self.forgotten[..]
+        } else {
+            model.weights()
+        };
         let scale = self.draw_scale;
         let mut normal = || scale * rng.sample::<f64, _>(StandardNormal);
         let constant =
@@ -742,7 +769,12 @@ impl FactorizedSampler {
 
     /// The learned state as snapshot bytes (see [`crate::snapshot`]).
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut writer = crate::snapshot::Writer::new(SNAPSHOT_KIND);
+        self.snapshot_in_format(crate::snapshot::FORMAT)
+    }
+
+    /// [`Self::snapshot`] in an older `format` (tests check older snapshots are read).
+    pub(crate) fn snapshot_in_format(&self, format: u32) -> Vec<u8> {
+        let mut writer = crate::snapshot::Writer::with_format(SNAPSHOT_KIND, format);
         self.conversion.write_state(&mut writer);
         writer.u64(u64::from(self.value.is_some()));
         if let Some(value) = &self.value {
@@ -1010,7 +1042,6 @@ impl PosteriorSampler for FactorizedSampler {
     }
 
     fn draw_best_valued<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> (u64, f64) {
-        self.bring_up_to_date(0);
         let constant = self.sample_weights(segment, rng);
         let objective = self.maximize(constant, false, rng);
         (self.space.encode(&self.scratch.options), objective)
@@ -1022,15 +1053,19 @@ impl PosteriorSampler for FactorizedSampler {
     }
 
     fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
+        self.observe_scored(outcome, at_millis, 1.0);
+    }
+
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
         let options = &mut self.scratch.options;
         self.space.decode_into(outcome.version, options);
         let positive = match self.objective {
             Objective::Clicks => outcome.clicked,
             Objective::Value | Objective::Conversions => outcome.converted,
         };
-        let switched = self
-            .conversion
-            .observe_at(outcome.segment, options, positive, at_millis);
+        let switched =
+            self.conversion
+                .observe_at(outcome.segment, options, positive, at_millis, score_weight);
         if let Some(value) = &mut self.value {
             if switched {
                 value.set_half_life(self.conversion.half_life_in_force());
@@ -1043,7 +1078,7 @@ impl PosteriorSampler for FactorizedSampler {
     }
 
     fn advance_clock(&mut self, now_millis: u64) {
-        self.bring_up_to_date(now_millis);
+        self.draw_millis = self.draw_millis.max(now_millis);
     }
 
     fn observations(&self) -> u64 {
@@ -1100,6 +1135,104 @@ mod tests {
                 option: b.1,
             },
         }
+    }
+
+    /// A sampler that forgets (`auto`), taught events at `time(i)`.
+    fn taught_at(design: &Design, time: impl Fn(u64) -> u64) -> FactorizedSampler {
+        let settings = FactorizedSettings {
+            forgetting: Forgetting::Auto,
+            ..FactorizedSettings::default()
+        };
+        let mut sampler = FactorizedSampler::new(design, settings);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for i in 0..2_000u64 {
+            let version = design.space.sample_uniform(&mut rng);
+            let converted = rng.random::<f64>() < 0.1;
+            let outcome = Outcome {
+                segment: (i % 2) as usize,
+                version,
+                clicked: false,
+                converted,
+                value: if converted { 25.0 } else { 0.0 },
+            };
+            sampler.observe_at(&outcome, time(i));
+        }
+        sampler
+    }
+
+    #[test]
+    fn snapshot_keeps_forgetting_times_and_reads_older_formats() {
+        let design = design(vec![]);
+        let sampler = taught_at(&design, |i| 1_000_000 + i * 60_000);
+        let bytes = sampler.snapshot();
+        let mut restored = FactorizedSampler::new(
+            &design,
+            FactorizedSettings {
+                forgetting: Forgetting::Auto,
+                ..FactorizedSettings::default()
+            },
+        );
+        restored.restore(&bytes).unwrap();
+        assert_eq!(restored.snapshot(), bytes, "a round trip is bit for bit");
+        let times = |s: &FactorizedSampler| -> Vec<Vec<u64>> {
+            s.forgetting()
+                .models()
+                .iter()
+                .map(|m| m.update_times().to_vec())
+                .collect()
+        };
+        assert_eq!(times(&restored), times(&sampler));
+        assert!(times(&sampler)[1].iter().any(|&t| t > 1_000_000));
+        // Both learn the next event alike.
+        let mut original = sampler.clone();
+        let next = Outcome {
+            segment: 0,
+            version: 3,
+            clicked: false,
+            converted: true,
+            value: 10.0,
+        };
+        original.observe_at(&next, 500_000_000);
+        restored.observe_at(&next, 500_000_000);
+        assert_eq!(original.snapshot(), restored.snapshot());
+
+        // A format 2 snapshot holds one model and no times: every candidate starts
+        // from it, nothing forgotten for the time before the restore.
+        let old = sampler.snapshot_in_format(2);
+        let mut from_old = FactorizedSampler::new(
+            &design,
+            FactorizedSettings {
+                forgetting: Forgetting::Auto,
+                ..FactorizedSettings::default()
+            },
+        );
+        from_old.restore(&old).unwrap();
+        let in_force = sampler.conversion().weights().to_vec();
+        for model in from_old.forgetting().models() {
+            assert_eq!(model.weights(), &in_force[..]);
+            assert!(
+                model
+                    .update_times()
+                    .iter()
+                    .all(|&t| t == crate::model::forgetting::UNKNOWN_TIME)
+            );
+        }
+        from_old.observe_at(&next, u64::MAX / 2);
+        let bias = from_old.forgetting().models()[1].weights()[0];
+        assert!(
+            (bias.mean - in_force[0].mean).abs() < 0.1,
+            "the first touch after an old restore forgets nothing"
+        );
+    }
+
+    #[test]
+    fn same_events_at_the_same_times_give_the_same_model() {
+        let design = design(vec![]);
+        let a = taught_at(&design, |i| i * 30_000);
+        let b = taught_at(&design, |i| i * 30_000);
+        assert_eq!(a.snapshot(), b.snapshot());
+        let c = taught_at(&design, |i| i * 90_000);
+        assert_ne!(a.snapshot(), c.snapshot(), "time changes what is forgotten");
     }
 
     /// Gives the sampler a posterior with real differences between options.

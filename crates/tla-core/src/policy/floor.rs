@@ -151,8 +151,21 @@ impl<P: Policy> Policy for ExplorationFloor<P> {
         self.base.observe(outcome);
     }
 
+    /// The outcome is learned by the base with its score weight: the probability
+    /// that its version came from the floor's even draw, `floor / propensity`, in the
+    /// decision distribution in force now.
     fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
-        self.base.observe_at(outcome, at_millis);
+        let propensity = self.propensity(outcome.segment, outcome.version);
+        let weight = if propensity > 0.0 {
+            (self.floor / propensity).min(1.0)
+        } else {
+            0.0
+        };
+        self.base.observe_scored(outcome, at_millis, weight);
+    }
+
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
+        self.base.observe_scored(outcome, at_millis, score_weight);
     }
 
     fn refresh_due<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: Option<u64>) -> usize {

@@ -89,6 +89,15 @@ pub trait Policy {
         self.observe(outcome);
     }
 
+    /// [`Policy::observe_at`] with the weight, in `[0, 1]`, the outcome carries in
+    /// scoring how well models predict the even split: the probability that the
+    /// decision came from the exploration floor's even draw (see
+    /// [`crate::model::forgetting`]). The default ignores the weight.
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
+        let _ = score_weight;
+        self.observe_at(outcome, at_millis);
+    }
+
     /// Rebuilds the decision distributions whose refresh cadence is due; returns how many
     /// were rebuilt. This is the work kept off the decision path. `now_millis` is the
     /// caller's clock, if it has one.

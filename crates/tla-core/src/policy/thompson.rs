@@ -41,6 +41,12 @@ pub trait PosteriorSampler {
         let _ = at_millis;
         self.observe(outcome);
     }
+    /// [`PosteriorSampler::observe_at`] with the outcome's weight in scoring
+    /// forgetting candidates ([`Policy::observe_scored`]). The default ignores it.
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
+        let _ = score_weight;
+        self.observe_at(outcome, at_millis);
+    }
     /// Moves the model's clock to `now_millis`, so draws see beliefs forgotten up to
     /// then. The default does nothing.
     fn advance_clock(&mut self, now_millis: u64) {
@@ -149,13 +155,17 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
         DecisionTable::from_valued_draws(chosen, self.sampler.observations())
     }
 
-    /// Rebuilds the distribution of one segment now.
+    /// Rebuilds the distribution of one segment now (from beliefs forgotten up to
+    /// `now_millis`, when given).
     pub fn refresh_segment<R: Rng + ?Sized>(
         &mut self,
         segment: usize,
         rng: &mut R,
         now_millis: Option<u64>,
     ) {
+        if let Some(now) = now_millis {
+            self.sampler.advance_clock(now);
+        }
         let table = self.build_table(segment, rng);
         self.install_table(segment, table, now_millis);
     }
@@ -289,6 +299,12 @@ impl<S: PosteriorSampler> Policy for ThompsonPolicy<S> {
 
     fn observe_at(&mut self, outcome: &Outcome, at_millis: u64) {
         self.sampler.observe_at(outcome, at_millis);
+        self.count_event(outcome.segment);
+    }
+
+    fn observe_scored(&mut self, outcome: &Outcome, at_millis: u64, score_weight: f64) {
+        self.sampler
+            .observe_scored(outcome, at_millis, score_weight);
         self.count_event(outcome.segment);
     }
 
