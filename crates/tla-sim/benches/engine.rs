@@ -161,9 +161,7 @@ fn forgetting(c: &mut Criterion) {
                 black_box(policy.decide(segment, &mut rng))
             })
         });
-        let AnyPolicy::FactorizedTs(floor) = &mut policy else {
-            unreachable!("built as factorized")
-        };
+        let floor = policy.factorized_mut().expect("built as factorized");
         group.bench_function(format!("refresh_one_segment_64_draws_{name}"), |b| {
             b.iter(|| {
                 let segment = rng.random_range(0..segments);
