@@ -16,21 +16,25 @@
 //!
 //! # Choosing the rate: `auto`
 //!
-//! [`Forgetting::Auto`] runs a few candidate half-lives ([`AUTO_HALF_LIVES`], and no
-//! forgetting) side by side as shadow copies of the conversion model. Every event is
+//! [`Forgetting::Auto`] runs a few candidate half-lives ([`AUTO_HALF_LIVES`]) side by
+//! side as shadow copies of the conversion model. Every event is
 //! first predicted by each candidate, which is charged its log-loss `-ln P(y)`, then
 //! learned by each. The losses are discounted by [`SCORE_DISCOUNT`] per event (a
 //! window of about [`SCORE_WINDOW`] events), and decisions draw from the candidate in
 //! force: the one with the lowest discounted loss, replaced only when another beats it
 //! by more than [`SWITCH_MARGIN`] nats, so that candidates that predict alike (on
 //! stationary data every half-life longer than the data) do not take turns. The
-//! candidates start with "off" in force. The maths is in `docs/models.md`.
+//! longest half-life is in force at the start. `auto` never turns forgetting off: an
+//! ADF posterior that never forgets grows ever surer of the options it stopped showing,
+//! and a slow rate keeps their uncertainty, and so their exploration, alive (measured
+//! in `docs/models.md`); `"off"` is the spec's to ask for. The maths is in
+//! `docs/models.md`.
 
 use super::Belief;
 use super::conversion::ConversionModel;
 
-/// Half-lives `auto` tries besides no forgetting, in milliseconds: 4 days and
-/// 14 days.
+/// Half-lives `auto` tries, in milliseconds: 4 days and 14 days (the longest is in
+/// force at the start).
 pub const AUTO_HALF_LIVES: [u64; 2] = [4 * DAY_MS, 14 * DAY_MS];
 /// The discount of the candidates' log-loss per event: `1 - 1 / SCORE_WINDOW`.
 pub const SCORE_DISCOUNT: f64 = 1.0 - 1.0 / SCORE_WINDOW;
@@ -51,7 +55,7 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 /// How a campaign's model forgets (the spec's `forgetting`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Forgetting {
-    /// The rate is chosen from the data among [`AUTO_HALF_LIVES`] and no forgetting.
+    /// The rate is chosen from the data among [`AUTO_HALF_LIVES`].
     #[default]
     Auto,
     /// Never forgets: every event weighs the same, however old.
@@ -101,9 +105,7 @@ impl Forgetting {
         match *self {
             Self::Off => vec![None],
             Self::HalfLife(ms) => vec![Some(ms)],
-            Self::Auto => std::iter::once(None)
-                .chain(AUTO_HALF_LIVES.iter().map(|&ms| Some(ms)))
-                .collect(),
+            Self::Auto => AUTO_HALF_LIVES.iter().rev().map(|&ms| Some(ms)).collect(),
         }
     }
 }
@@ -306,8 +308,7 @@ impl CandidateScores {
 }
 
 /// The conversion model under a [`Forgetting`] setting: one model per candidate
-/// half-life (one for `off` or a set half-life; [`AUTO_HALF_LIVES`] and no forgetting
-/// for `auto`), each predicting then learning every event, and the one in force that
+/// half-life (one for `off` or a set half-life; [`AUTO_HALF_LIVES`] for `auto`), each predicting then learning every event, and the one in force that
 /// decisions draw from.
 #[derive(Debug, Clone)]
 pub struct ConversionCandidates {
@@ -630,8 +631,15 @@ mod tests {
     }
 
     #[test]
-    fn auto_keeps_off_on_stationary_data() {
-        assert_eq!(auto_after(60_000, |_| (0.08, 0.04)), None);
+    fn auto_keeps_its_slowest_rate_on_stationary_data() {
+        assert_eq!(
+            Forgetting::Auto.candidates()[0],
+            AUTO_HALF_LIVES.iter().max().copied()
+        );
+        assert_eq!(
+            auto_after(60_000, |_| (0.08, 0.04)),
+            AUTO_HALF_LIVES.iter().max().copied()
+        );
     }
 
     #[test]
