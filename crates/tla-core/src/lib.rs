@@ -13,7 +13,8 @@
 //! - [`revision`]: a running campaign taking a new spec, matched by name, keeping what
 //!   it learned.
 //! - [`asks`]: whether an option, and so a version, asks the reader to act.
-//! - [`model`]: the factorized Bayesian conversion model and the donation value model.
+//! - [`model`]: the factorized Bayesian conversion model and the donation value model,
+//!   and how they forget old events ([`model::forgetting`]).
 //! - [`policy`]: uniform, independent Thompson sampling, factorized Thompson sampling,
 //!   and the exploration floor that wraps any of them.
 //! - [`engine`]: one live campaign: decides, learns from events in log order, snapshots.

@@ -10,7 +10,12 @@
 //! campaign's budget, audited ([`budget`]); a campaign with a `[flight]` is paced
 //! ([`pacing`]): each decision is a version or a skip (do not bid), both with exact
 //! propensities and logged; [`correction`] retracts or corrects a stored event and
-//! rebuilds its campaign's model as a replay of the corrected log. The rules of an event live in
+//! rebuilds its campaign's model as a replay of the corrected log; `PUT
+//! /v1/campaigns/{id}/spec` revises a running campaign ([`revise`]: new options join,
+//! retired ones stop, pins hold, what was learned stays, and every stored event reaches
+//! an engine through one path that maps an older revision's decision by name);
+//! campaigns are created idempotently (`Idempotency-Key`) and archived, never deleted.
+//! Decisions carry their revision and what renders each option. The rules of an event live in
 //! [`event`]; the [`learner`] applies the log to each campaign's engine in order,
 //! rebuilds decision distributions off the request path, and snapshots the models;
 //! [`replay`] rebuilds the campaigns of a data directory without writing (the server
