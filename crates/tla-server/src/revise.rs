@@ -193,7 +193,7 @@ pub struct Revised {
 /// Replaces the spec of campaign `slot` with `next`, as revision n + 1 (see the module
 /// documentation). Under the learner's lock: the engine is revised on a copy (the
 /// refusals are the core's, [`tla_core::engine::Engine::revise`], with the server's
-/// [`check_service_rules`]), the revision is recorded durably with the sequence it takes
+/// `check_service_rules`), the revision is recorded durably with the sequence it takes
 /// effect after, the snapshots it outdates are deleted, and the revised engine and the
 /// revision are swapped in together under the engine's write lock. A refused revision
 /// changes nothing. Blocking.
