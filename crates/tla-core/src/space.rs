@@ -304,12 +304,27 @@ impl VersionSpace {
     }
 
     /// Allowed versions that use only the kept options (`keep[k][o]`): the space is
-    /// rebuilt over the kept options, renumbered, with the exclusions between kept
-    /// options, and counted exactly. 0 when a component keeps no option.
+    /// rebuilt over the kept options ([`VersionSpace::keeping`]) and counted exactly. 0
+    /// when a component keeps no option or the exclusions leave no version.
     ///
     /// # Panics
     /// If `keep` does not have one entry per option of the space.
     pub fn allowed_within(&self, keep: &[Vec<bool>]) -> Result<u64, SpaceError> {
+        match self.keeping(keep) {
+            Ok(restricted) => Ok(restricted.allowed_count()),
+            Err(SpaceError::Empty) => Ok(0),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The space over the kept options only (`keep[k][o]`), each component's kept
+    /// options renumbered from 0 in their order, with the exclusions between kept
+    /// options. [`SpaceError::Empty`] when a component keeps no option or the
+    /// exclusions leave no version.
+    ///
+    /// # Panics
+    /// If `keep` does not have one entry per option of the space.
+    pub fn keeping(&self, keep: &[Vec<bool>]) -> Result<VersionSpace, SpaceError> {
         assert_eq!(keep.len(), self.components(), "one keep list per component");
         let mut renumbered: Vec<Vec<Option<u32>>> = Vec::with_capacity(keep.len());
         let mut counts = Vec::with_capacity(keep.len());
@@ -326,7 +341,7 @@ impl VersionSpace {
                 })
                 .collect();
             if next == 0 {
-                return Ok(0);
+                return Err(SpaceError::Empty);
             }
             counts.push(next);
             renumbered.push(map);
@@ -347,11 +362,7 @@ impl VersionSpace {
                 })
             })
             .collect();
-        match VersionSpace::new(counts, exclusions) {
-            Ok(restricted) => Ok(restricted.allowed_count()),
-            Err(SpaceError::Empty) => Ok(0),
-            Err(other) => Err(other),
-        }
+        VersionSpace::new(counts, exclusions)
     }
 
     /// Exact count of allowed versions.

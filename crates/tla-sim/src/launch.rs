@@ -19,7 +19,7 @@ use crate::world::World;
 use std::cell::RefCell;
 use tla_core::design::{AskComponent, Design};
 use tla_core::revision::Revision;
-use tla_core::space::{Exclusion, OptionRef, VersionSpace};
+use tla_core::space::VersionSpace;
 
 /// The options a learner knows at a flight fraction, and the translation of its
 /// versions to the world's (see the module documentation).
@@ -80,24 +80,11 @@ impl LaunchView {
                 to_learner[k][world_option as usize] = Some(learner as u32);
             }
         }
-        let remap = |side: OptionRef| {
-            to_learner[side.component][side.option as usize].map(|option| OptionRef {
-                component: side.component,
-                option,
-            })
-        };
-        let exclusions: Vec<Exclusion> = space
-            .exclusions()
+        let launched: Vec<Vec<bool>> = to_learner
             .iter()
-            .filter_map(|e| {
-                Some(Exclusion {
-                    first: remap(e.first)?,
-                    second: remap(e.second)?,
-                })
-            })
+            .map(|options| options.iter().map(Option::is_some).collect())
             .collect();
-        let counts: Vec<u32> = to_world.iter().map(|o| o.len() as u32).collect();
-        let learner_space = VersionSpace::new(counts, exclusions).unwrap_or_else(|error| {
+        let learner_space = space.keeping(&launched).unwrap_or_else(|error| {
             panic!("the options launched at flight fraction {f} make no version space: {error}")
         });
         let ask = full.ask.as_ref().map(|ask| AskComponent {

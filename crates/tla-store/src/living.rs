@@ -100,27 +100,7 @@ impl Store {
                 at_ms,
             }));
         }
-        let inserted = transaction
-            .prepare_cached(
-                "INSERT INTO campaigns (id, name, spec_json, status, created_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    campaign.id,
-                    campaign.name,
-                    campaign.spec_json,
-                    campaign.status.as_str(),
-                    campaign.created_at_ms,
-                ])
-            })
-            .map_err(StoreError::sqlite("inserting a campaign"))?;
-        if inserted == 0 {
-            return Err(StoreError::Conflict(format!(
-                "a campaign with id {:?} already exists",
-                campaign.id
-            )));
-        }
+        crate::store::insert_campaign_row(&transaction, campaign)?;
         transaction
             .prepare_cached(
                 "INSERT INTO idempotency_keys (key, spec_digest, campaign_id, key_id, at_ms) \

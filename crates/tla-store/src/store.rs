@@ -231,30 +231,7 @@ impl Store {
 
     /// Stores a new campaign. An id already stored is a [`StoreError::Conflict`].
     pub fn insert_campaign(&self, campaign: &CampaignRow) -> Result<(), StoreError> {
-        let inserted = self
-            .database
-            .general()
-            .prepare_cached(
-                "INSERT INTO campaigns (id, name, spec_json, status, created_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    campaign.id,
-                    campaign.name,
-                    campaign.spec_json,
-                    campaign.status.as_str(),
-                    campaign.created_at_ms,
-                ])
-            })
-            .map_err(StoreError::sqlite("inserting a campaign"))?;
-        if inserted == 0 {
-            return Err(StoreError::Conflict(format!(
-                "a campaign with id {:?} already exists",
-                campaign.id
-            )));
-        }
-        Ok(())
+        insert_campaign_row(&self.database.general(), campaign)
     }
 
     /// Every campaign, oldest first (by creation time, then id).
@@ -1516,6 +1493,36 @@ impl CampaignEventsReader<'_> {
         }
         Ok(page)
     }
+}
+
+/// Inserts a campaign row on `connection` (a transaction derefs to one); a campaign
+/// with the same id is refused as a conflict and nothing is written.
+pub(crate) fn insert_campaign_row(
+    connection: &rusqlite::Connection,
+    campaign: &CampaignRow,
+) -> Result<(), StoreError> {
+    let inserted = connection
+        .prepare_cached(
+            "INSERT INTO campaigns (id, name, spec_json, status, created_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                campaign.id,
+                campaign.name,
+                campaign.spec_json,
+                campaign.status.as_str(),
+                campaign.created_at_ms,
+            ])
+        })
+        .map_err(StoreError::sqlite("inserting a campaign"))?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "a campaign with id {:?} already exists",
+            campaign.id
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
