@@ -25,12 +25,14 @@
 //!   log, and the best logged action by SNIPS;
 //! - [`direct`]: the direct model, per-(context, action) means shrunk to the context's;
 //! - [`labelled`]: targets on an imported log whose actions are labels;
-//! - [`campaign`]: targets on a stored campaign's own decisions and conversions.
+//! - [`campaign`]: targets on a stored campaign's own decisions and conversions;
+//! - [`sequence`]: confidence sequences, intervals valid at every look.
 
 pub mod campaign;
 pub mod choice;
 pub mod direct;
 pub mod labelled;
+pub mod sequence;
 pub mod targets;
 
 use thiserror::Error;
@@ -231,12 +233,26 @@ impl Estimate {
         }
     }
 
-    /// Whether `truth` lies inside the 95% interval.
+    /// The same estimate with its normal interval at level `1 - alpha` instead of 95%:
+    /// `value ± z_{1 - alpha/2} · std_error`.
+    ///
+    /// # Panics
+    /// If `alpha` is not in (0, 1) (the callers check the flag).
+    pub fn at_level(self, alpha: f64) -> Self {
+        let z = crate::stats::normal_quantile(1.0 - alpha / 2.0);
+        Self {
+            lower: self.value - z * self.std_error,
+            upper: self.value + z * self.std_error,
+            ..self
+        }
+    }
+
+    /// Whether `truth` lies inside the interval.
     pub fn covers(&self, truth: f64) -> bool {
         self.lower <= truth && truth <= self.upper
     }
 
-    /// Width of the 95% interval.
+    /// Width of the interval.
     pub fn width(&self) -> f64 {
         self.upper - self.lower
     }
@@ -616,6 +632,12 @@ mod tests {
         close(e.upper, 9.0 + Z95 * e.std_error);
         assert_eq!(e.rows, 4);
         assert!(e.covers(9.0) && !e.covers(30.0));
+        // The quantile is accurate to about 1e-7 relative.
+        let e90 = e.at_level(0.10);
+        let z90 = 1.644_853_626_951_472_2;
+        assert!((e90.lower - (9.0 - z90 * e.std_error)).abs() < 1e-5);
+        assert!((e90.upper - (9.0 + z90 * e.std_error)).abs() < 1e-5);
+        assert!((e.at_level(0.05).lower - e.lower).abs() < 1e-5);
     }
 
     #[test]
