@@ -420,6 +420,27 @@ impl Engine {
         self.policy.decide(segment, rng)
     }
 
+    /// The model version of `segment`'s decision table in force: what a unit's draws
+    /// are seeded with ([`crate::holdout::UnitRng::for_draw`]), so a returning unit sees
+    /// the same version while the table stands.
+    pub fn model_version(&self, segment: usize) -> u64 {
+        self.policy.model_version(segment)
+    }
+
+    /// A decision of the holdout arm ([`crate::holdout`]) for `segment` under `gate`:
+    /// the even split over the versions available to the segment (retired options and
+    /// pins respected), with its exact propensity given the arm (`1 / |available|`
+    /// times what the gate buys; a price never skips it, a throttle does at its rate).
+    pub fn decide_held_out<R: Rng + ?Sized>(
+        &self,
+        segment: usize,
+        gate: Gate,
+        rng: &mut R,
+    ) -> Choice {
+        crate::holdout::EvenSplit::new(self.space(), self.campaign.availability())
+            .decide_gated(segment, gate, rng)
+    }
+
     /// The exact probability that [`Engine::decide`] returns `version` for `segment` now.
     pub fn propensity(&self, segment: usize, version: u64) -> f64 {
         self.policy.propensity(segment, version)

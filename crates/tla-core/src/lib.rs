@@ -23,6 +23,8 @@
 //! - [`pacing`]: spending a flight's budget toward value per dollar: the cost model,
 //!   the traffic forecast, the price of money, reservations and the skip.
 //! - [`report`]: the campaign report: summary, leaderboards, posterior intervals, lift.
+//! - [`holdout`]: a sticky share of units served the even split, and the lift of the
+//!   policy against it with a confidence sequence valid at every look.
 //! - [`ope`]: off-policy evaluation on logged decisions: IPS, SNIPS, cross-fitted DR;
 //!   the targets evaluated (one grammar for their text), the direct model, and their
 //!   evaluation on an imported log or a campaign's own log.
@@ -50,6 +52,7 @@ pub mod availability;
 pub mod decision;
 pub mod design;
 pub mod engine;
+pub mod holdout;
 pub mod model;
 pub mod ope;
 pub mod pacing;

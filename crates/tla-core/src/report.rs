@@ -135,6 +135,15 @@ pub struct Report {
     /// How the model forgets: the setting and the rate in force.
     #[cfg_attr(feature = "serde", serde(default))]
     pub forgetting: ReportForgetting,
+    /// The policy against its holdout ([`crate::holdout`]): value per impression and per
+    /// dollar in each arm, the lift with its fixed-horizon interval and its confidence
+    /// sequence valid at every look. Set by the server from the decision log for a
+    /// campaign with a `holdout`; left out of the JSON otherwise.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub holdout: Option<crate::holdout::HoldoutLift>,
 }
 
 /// How a campaign's model forgets old events (the spec's `forgetting`,
@@ -1013,6 +1022,7 @@ pub fn build<R: Rng + ?Sized>(
             },
         ),
         forgetting: forgetting(engine),
+        holdout: None,
     }
 }
 

@@ -4,8 +4,8 @@
 //! next. Components must stay the same, in the same order (a version index is a
 //! mixed-radix number over them); options and segments are matched by *name*, so an
 //! option may be added anywhere in its component's list, and one that never received
-//! an event may be removed. The objective and the ask-carrying component stay, and an
-//! ask option keeps its amount. Everything else may change: texts, assets, exclusions,
+//! an event may be removed. The objective, the ask-carrying component and the holdout
+//! share stay, and an ask option keeps its amount. Everything else may change: texts, assets, exclusions,
 //! shares, the floor, the cadence, `retired` flags and `[[pins]]`.
 //!
 //! The revision maps what the engine holds from the old indices to the new ones: an
@@ -77,6 +77,16 @@ pub enum RevisionError {
         /// What changed and what is accepted.
         problem: String,
     },
+    /// The holdout share changed.
+    #[error(
+        "holdout: changed from {from} to {to}; a revision keeps the campaign's holdout share, so that every look compares the same two arms (start a new campaign for another share)"
+    )]
+    Holdout {
+        /// The share in force.
+        from: f64,
+        /// The share asked for.
+        to: f64,
+    },
     /// An option that received events was removed from the spec.
     #[error(
         "{field}: option {name:?} has {events} events and cannot be removed; retire it instead: keep it in the spec with `retired = true`"
@@ -107,6 +117,7 @@ impl RevisionError {
         match self {
             RevisionError::Components { .. } => "components",
             RevisionError::Objective { .. } => "objective",
+            RevisionError::Holdout { .. } => "holdout",
             RevisionError::Ask { field, .. } | RevisionError::OptionHasEvents { field, .. } => {
                 field
             }
@@ -184,8 +195,15 @@ fn match_names(from: &[String], to: &[String]) -> Vec<Option<usize>> {
 
 impl Revision {
     /// The revision from the campaign in force, `current`, to `next`; refused when the
-    /// components, the objective, the ask component or an ask amount changed.
+    /// components, the objective, the ask component, an ask amount or the holdout share
+    /// changed.
     pub fn between(current: &Campaign, next: &Campaign) -> Result<Self, RevisionError> {
+        if current.holdout() != next.holdout() {
+            return Err(RevisionError::Holdout {
+                from: current.holdout(),
+                to: next.holdout(),
+            });
+        }
         let names = |campaign: &Campaign| -> Vec<Vec<String>> {
             campaign
                 .spec()

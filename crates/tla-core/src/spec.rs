@@ -164,6 +164,20 @@ pub struct CampaignSpec {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub pins: Vec<PinSpec>,
+    /// The share of units held out, `0 <= holdout <= 0.5` (default 0: none): served
+    /// the even split so the policy's lift is measured against them
+    /// ([`crate::holdout`]). Fixed for the campaign's life: a revision keeps it.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "is_zero_share")
+    )]
+    pub holdout: f64,
+}
+
+/// Serde's test for a holdout share left out when written (0: none).
+#[cfg(feature = "serde")]
+fn is_zero_share(share: &f64) -> bool {
+    *share == 0.0
 }
 
 /// `[[pins]]`: `{ segment = "donors", options = ["headline.river", "cta.donate_10"] }`.
@@ -975,6 +989,12 @@ impl Campaign {
         self.max_value
     }
 
+    /// The share of units held out and served the even split (the spec's `holdout`;
+    /// 0: none).
+    pub fn holdout(&self) -> f64 {
+        self.spec.holdout
+    }
+
     /// The versions each segment may be served: allowed, with no retired option and
     /// the segment's pins held.
     pub fn availability(&self) -> &Availability {
@@ -1632,6 +1652,18 @@ impl CampaignSpec {
 
     fn check_numbers(&self) -> Result<(), SpecError> {
         self.forgetting()?;
+        if !(self.holdout.is_finite()
+            && (0.0..=crate::holdout::MAX_HOLDOUT).contains(&self.holdout))
+        {
+            return Err(SpecError::OutOfRange {
+                field: "holdout".into(),
+                found: self.holdout.to_string(),
+                accepted: format!(
+                    "a share with 0 <= holdout <= {} (default 0: no holdout), such as 0.1 for a tenth of the units",
+                    crate::holdout::MAX_HOLDOUT
+                ),
+            });
+        }
         if !(self.exploration.is_finite() && (0.0..1.0).contains(&self.exploration)) {
             return Err(SpecError::OutOfRange {
                 field: "exploration".into(),
@@ -2561,6 +2593,27 @@ min_roas = 1.5
                 "a half-life",
             );
         }
+    }
+
+    #[test]
+    fn the_holdout_is_a_share_up_to_a_half() {
+        assert_eq!(parse(BASE).unwrap().holdout(), 0.0);
+        let held = parse(&format!("holdout = 0.1\n{BASE}")).unwrap();
+        assert_eq!(held.holdout(), 0.1);
+        assert!(parse(&format!("holdout = 0.5\n{BASE}")).is_ok());
+        for bad in ["0.51", "-0.1", "nan", "1.0"] {
+            assert_refused(
+                &format!("holdout = {bad}\n{BASE}"),
+                "holdout",
+                "0 <= holdout <= 0.5",
+            );
+        }
+        // A revision keeps the share.
+        let other = parse(&format!("holdout = 0.2\n{BASE}")).unwrap();
+        let error = crate::revision::Revision::between(&held, &other).unwrap_err();
+        assert_eq!(error.field(), "holdout");
+        assert!(error.to_string().contains("from 0.1 to 0.2"), "{error}");
+        assert!(crate::revision::Revision::between(&held, &held).is_ok());
     }
 
     #[test]
