@@ -11,8 +11,10 @@ use tla_core::model::forgetting::Forgetting;
 use tla_core::pacing::PacingMode;
 use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::spec::{AMOUNT_LIMIT, MAX_MIN_ROAS};
-use tla_sim::online::PacingRun;
-use tla_sim::sim::{SimConfig, SimReport, Truth, simulate};
+use tla_sim::online::{HoldoutRun, PacingRun};
+use tla_sim::sim::{
+    HoldoutReport, HoldoutRuns, SimConfig, SimReport, Truth, holdout_runs, simulate,
+};
 use tla_sim::world::World;
 use tla_sim::{PolicyChoice, build_policy};
 
@@ -133,6 +135,20 @@ pub struct SimulateArgs {
     /// buying at random) or `none` (everything until the budget is gone).
     #[arg(long, value_enum, default_value = "value", requires = "budget")]
     pub pacing: PacingArg,
+    /// Hold out this share of the units (each impression a new unit), in (0, 0.5]:
+    /// served the even split (with --budget, paced evenly on the holdout's share of the
+    /// budget), and report the policy's lift against them at --looks looks, with the
+    /// fixed-horizon interval and the confidence sequence valid at every look.
+    #[arg(long, conflicts_with = "campaign")]
+    pub holdout: Option<f64>,
+    /// With --holdout: equally spaced looks at the lift.
+    #[arg(long, default_value_t = tla_sim::sim::DEFAULT_LOOKS, requires = "holdout")]
+    pub looks: u64,
+    /// With --holdout: repeat the run at seeds --seed, --seed + 1, ... and report how
+    /// often each interval excluded zero at some look (with --policy uniform, an A/A
+    /// check: the policy and the holdout are both the even split).
+    #[arg(long, default_value_t = 1, requires = "holdout")]
+    pub runs: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -293,13 +309,53 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         PolicyArg::IndependentTs => PolicyChoice::IndependentTs,
         PolicyArg::FactorizedTs => PolicyChoice::FactorizedTs,
     };
+    let holdout = match args.holdout {
+        None => None,
+        Some(share) if share > 0.0 && share <= tla_core::holdout::MAX_HOLDOUT => Some(HoldoutRun {
+            share,
+            salt: args.seed,
+        }),
+        Some(share) => bail!(
+            "--holdout must be a share above 0 and at most {}; got {share}",
+            tla_core::holdout::MAX_HOLDOUT
+        ),
+    };
+    if args.looks == 0 {
+        bail!("--looks must be at least 1");
+    }
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     let truth = Truth::new(&world);
-    let mut policy = build_policy(choice, &design, &settings, args.seed);
-    let bar = progress_bar(args.impressions);
     let config = SimConfig {
         pacing,
+        holdout,
+        looks: args.looks,
         ..SimConfig::new(args.impressions, args.seed)
     };
+    if args.runs > 1 {
+        let bar = progress_bar(args.runs);
+        let runs = holdout_runs(
+            &world,
+            &truth,
+            |seed| build_policy(choice, &design, &settings, seed),
+            &config,
+            args.runs,
+            |done| bar.set_position(done),
+        );
+        bar.finish_and_clear();
+        if args.json {
+            let mut value = serde_json::json!({ "holdout_runs": runs });
+            value["world"] = world.name.clone().into();
+            value["policy"] = format!("{:?}", args.policy).to_lowercase().into();
+            println!("{}", serde_json::to_string(&value)?);
+        } else {
+            print_runs(&world.name, &runs);
+        }
+        return Ok(());
+    }
+    let mut policy = build_policy(choice, &design, &settings, args.seed);
+    let bar = progress_bar(args.impressions);
     let report = simulate(&world, &truth, &mut policy, &config, |done| {
         bar.set_position(done)
     });
@@ -426,6 +482,9 @@ fn print_table(report: &SimReport) {
             );
         }
     }
+    if let Some(h) = &report.holdout {
+        print_holdout(h);
+    }
     println!("  learning curve (cumulative % / window %):");
     for c in &report.learning_curve {
         match c.spend {
@@ -439,4 +498,87 @@ fn print_table(report: &SimReport) {
             ),
         }
     }
+}
+
+/// The holdout section of the table: the lift at the end, when each interval first
+/// excluded zero, and the lift at each look.
+fn print_holdout(h: &HoldoutReport) {
+    let interval = |i: &tla_core::holdout::LiftInterval| {
+        format!(
+            "{:+.5}  fixed [{:+.5}, {:+.5}]  sequence [{:+.5}, {:+.5}]",
+            i.lift, i.fixed.lower, i.fixed.upper, i.sequence.lower, i.sequence.upper
+        )
+    };
+    let lift = &h.lift;
+    println!(
+        "  holdout {:.0}%: policy {} decisions, holdout {} decisions",
+        100.0 * h.share,
+        lift.policy.decisions,
+        lift.holdout.decisions
+    );
+    if let Some(p) = &lift.per_impression {
+        println!("    lift per impression    {}", interval(p));
+    }
+    if let Some(d) = &lift.per_dollar {
+        println!("    lift per dollar        {}", interval(d));
+    }
+    if let Some(t) = h.true_lift_per_impression {
+        println!("    true lift per impression {t:+.5}");
+    }
+    if let Some(t) = h.true_lift_per_dollar {
+        println!("    true lift per dollar     {t:+.5}");
+    }
+    let first = |f: &Option<tla_sim::sim::FirstExclusion>| match f {
+        Some(f) => match f.flight_day {
+            Some(day) => format!(
+                "look {} ({} opportunities, flight day {:.1})",
+                f.look, f.opportunities, day
+            ),
+            None => format!("look {} ({} opportunities)", f.look, f.opportunities),
+        },
+        None => "never".to_string(),
+    };
+    let f = &h.first_excluded_zero;
+    println!(
+        "    sequence first excluded zero: per impression {}, per dollar {}",
+        first(&f.sequence_per_impression),
+        first(&f.sequence_per_dollar)
+    );
+    println!(
+        "    fixed interval first excluded zero: per impression {}, per dollar {}",
+        first(&f.fixed_per_impression),
+        first(&f.fixed_per_dollar)
+    );
+    println!("    {}", lift.sequence_validity);
+}
+
+/// The table of `--runs`: how often each interval excluded zero at some look.
+fn print_runs(world: &str, r: &HoldoutRuns) {
+    println!(
+        "world {world}, {} runs from seed {}, {} opportunities and {} looks each, holdout {:.0}%",
+        r.runs,
+        r.seed,
+        r.impressions,
+        r.looks,
+        100.0 * r.share
+    );
+    println!(
+        "  confidence sequence excluded zero at some look   {:>5} runs  ({:.1}%)",
+        r.sequence_excluded_zero,
+        100.0 * r.sequence_rate
+    );
+    println!(
+        "  fixed-horizon interval excluded zero at some look {:>5} runs  ({:.1}%)",
+        r.fixed_excluded_zero,
+        100.0 * r.fixed_rate
+    );
+    println!(
+        "  fixed-horizon interval excluded zero at the end   {:>5} runs  ({:.1}%)",
+        r.fixed_excluded_zero_at_end,
+        100.0 * r.fixed_excluded_zero_at_end as f64 / r.runs as f64
+    );
+    println!(
+        "  mean true lift per impression {:+.6}; alpha {}; {:.1} s",
+        r.mean_true_lift_per_impression, r.alpha, r.seconds
+    );
 }

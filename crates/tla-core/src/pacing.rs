@@ -190,6 +190,30 @@ pub struct PacingConfig {
     pub hourly_traffic: Option<[f64; HOURS]>,
 }
 
+impl PacingConfig {
+    /// The two arms of a flight with a holdout of `share` (in (0, 1), `docs/pacing.md`):
+    /// the policy's arm keeps this config with `1 - share` of the budget and of the daily
+    /// cap; the holdout's arm spends `share` of them evenly over its own traffic
+    /// ([`PacingMode::Even`], buying at random at the even plan's rate) with no minimum
+    /// return, so no price of money gates what the holdout sees. Each arm's [`Pacer`]
+    /// sees only its own opportunities.
+    pub fn split_holdout(&self, share: f64) -> (PacingConfig, PacingConfig) {
+        let part = |k: f64| PacingConfig {
+            budget: self.budget * k,
+            daily_cap: self.daily_cap.map(|cap| cap * k),
+            ..*self
+        };
+        (
+            part(1.0 - share),
+            PacingConfig {
+                mode: PacingMode::Even,
+                min_roas: None,
+                ..part(share)
+            },
+        )
+    }
+}
+
 /// Log-normal costs per segment and hour of the day: `log c = m + a_s + b_h + ε`,
 /// `ε ~ N(0, σ²)`, with Gaussian priors shrinking `a_s` and `b_h` to 0 (a segment or
 /// hour seen little costs about what the others cost), fitted by weighted alternating

@@ -29,7 +29,9 @@ use crate::world::World;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
+use tla_core::design::{Interactions, Objective};
 use tla_core::engine::{Engine, Feedback};
+use tla_core::holdout;
 use tla_core::pacing::{Pacer, PacingConfig, PacingMode, PacingStatus, SkipReason};
 use tla_core::policy::{
     Choice, Decision, Gate, Outcome, Policy, PricedPolicy, decide_gated, gated_mass,
@@ -169,6 +171,24 @@ pub struct RunConfig {
     /// A budget to keep to, in a world with a flight: each impression is then an
     /// opportunity the learner may skip, and one bought costs what the flight says.
     pub pacing: Option<PacingRun>,
+    /// A holdout: a share of units (each impression a new unit) served the even split.
+    pub holdout: Option<HoldoutRun>,
+}
+
+/// The holdout of a run ([`tla_core::holdout`]): each impression is a new unit, held
+/// out by the salted hash of its index ([`tla_core::holdout::held_out`]) and then
+/// served the even split over the versions the learner knows (a uniform policy told
+/// of launches as the learner is). The learner decides the others, and learns from
+/// every impression, held out or not, as a campaign's engine does. With a budget each
+/// arm has its own pacer ([`tla_core::pacing::PacingConfig::split_holdout`]): the
+/// holdout spends its share of the budget evenly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HoldoutRun {
+    /// The share of units held out, in (0, 0.5].
+    pub share: f64,
+    /// The salt of the assignment (a run's seed: runs at other seeds hold out other
+    /// impressions).
+    pub salt: u64,
 }
 
 /// The money of a run with a budget (the flight's days are its flight).
@@ -194,6 +214,7 @@ impl RunConfig {
             cost_per_impression: 0.0,
             donations_in_cents: false,
             pacing: None,
+            holdout: None,
         }
     }
 }
@@ -255,8 +276,11 @@ pub struct Impression {
     pub flight_fraction: Option<f64>,
     /// The segment that arrived.
     pub segment: usize,
-    /// The learner's decision, with its exact propensity.
+    /// The learner's decision, with its exact propensity (the holdout's, given the arm,
+    /// for an impression held out).
     pub decision: Decision,
+    /// Whether the impression's unit was held out ([`HoldoutRun`]).
+    pub held_out: bool,
     /// What the world answered.
     pub answer: Answer,
     /// Decision distributions the learner rebuilt after learning it.
@@ -276,6 +300,8 @@ pub struct Skip {
     pub reason: SkipReason,
     /// The exact probability of the skip.
     pub propensity: f64,
+    /// Whether the opportunity's unit was held out ([`HoldoutRun`]).
+    pub held_out: bool,
 }
 
 /// Whether the run goes on.
@@ -540,6 +566,41 @@ impl<L: ?Sized, O: Observer<L> + ?Sized> Observer<L> for &mut O {
     }
 }
 
+/// An observer that may be absent: `None` sees nothing and never stops the run.
+impl<L: ?Sized, O: Observer<L>> Observer<L> for Option<O> {
+    fn begin(&mut self) {
+        if let Some(o) = self {
+            o.begin();
+        }
+    }
+    fn before_decision(&mut self, learner: &L, segment: usize) {
+        if let Some(o) = self {
+            o.before_decision(learner, segment);
+        }
+    }
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        self.as_mut()
+            .map_or(Flow::Continue, |o| o.impression(impression))
+    }
+    fn skip(&mut self, skip: &Skip) -> Flow {
+        self.as_mut().map_or(Flow::Continue, |o| o.skip(skip))
+    }
+    fn paced(&mut self, status: &PacingStatus) {
+        if let Some(o) = self {
+            o.paced(status);
+        }
+    }
+    fn checkpoint(&mut self, moment: &Moment) -> Flow {
+        self.as_mut()
+            .map_or(Flow::Continue, |o| o.checkpoint(moment))
+    }
+    fn finish(&mut self, learner: &L, served: u64) {
+        if let Some(o) = self {
+            o.finish(learner, served);
+        }
+    }
+}
+
 /// Both observers see everything, the first first; the run stops if either asks.
 impl<L: ?Sized, A: Observer<L>, B: Observer<L>> Observer<L> for (A, B) {
     fn begin(&mut self) {
@@ -642,6 +703,22 @@ pub fn run<L: Learner, O: Observer<L>>(
     let mut options = vec![0u32; world.space.components()];
     let mut checkpoints = config.checkpoints.iter().copied().peekable();
     let mut served = 0;
+    let share = config.holdout.map_or(0.0, |h| h.share);
+    let salt = config.holdout.map_or(0, |h| h.salt).to_le_bytes();
+    // The holdout arm: the even split over the versions known, told of launches.
+    let mut holdout_arm = config.holdout.map(|_| {
+        let design = world.design(
+            Interactions::segment_only(world.space.components()),
+            Objective::Value,
+        );
+        crate::build_policy(
+            crate::PolicyChoice::Uniform,
+            &design,
+            &crate::default_settings(),
+            0,
+        )
+    });
+    let mut holdout_pacer = None;
     let mut pacer = config.pacing.map(|p| {
         let flight = world
             .flight
@@ -658,7 +735,13 @@ pub fn run<L: Learner, O: Observer<L>>(
             // segment shares.
             hourly_traffic: flight.hour_weights.clone().try_into().ok(),
         };
-        Pacer::new(pacing, world.segments())
+        if share > 0.0 {
+            let (policy, holdout) = pacing.split_holdout(share);
+            holdout_pacer = Some(Pacer::new(holdout, world.segments()));
+            Pacer::new(policy, world.segments())
+        } else {
+            Pacer::new(pacing, world.segments())
+        }
     });
     let mut last_ms = 0;
     observer.begin();
@@ -673,20 +756,32 @@ pub fn run<L: Learner, O: Observer<L>>(
         let segment = streams.segment();
         if let Some(f) = flight_fraction {
             learner.launch_due(world, f, streams.policy());
+            if let Some(arm) = holdout_arm.as_mut() {
+                arm.launch_due(world, f, streams.policy());
+            }
         }
+        // Each impression a new unit: its index, hashed with the run's salt.
+        let held_out = share > 0.0 && holdout::held_out(&salt, &served.to_le_bytes(), share);
         observer.before_decision(learner, segment);
 
         // The decision: a version with its propensity and the impression's cost; a skip
         // (a run with a budget only) is pushed and the loop goes on.
         let (decision, cost) = match (pacer.as_mut(), flight_fraction, world.flight.as_ref()) {
-            (Some(pacer), Some(f), Some(flight)) => {
+            (Some(policy_pacer), Some(f), Some(flight)) => {
                 let (_, hour, ms) = flight.clock(f);
                 last_ms = ms;
+                let pacer = match (held_out, holdout_pacer.as_mut()) {
+                    (true, Some(holdout)) => holdout,
+                    _ => &mut *policy_pacer,
+                };
                 if pacer.replan_due(ms) {
                     pacer.replan(ms, &|s, price| learner.buy_probability(s, price));
                 }
                 let bid = pacer.bid(segment, ms);
-                let choice = learner.decide_gated(segment, bid.gate, streams.policy());
+                let choice = match (held_out, &holdout_arm) {
+                    (true, Some(arm)) => decide_gated(arm, segment, bid.gate, streams.policy()),
+                    _ => learner.decide_gated(segment, bid.gate, streams.policy()),
+                };
                 let z = streams.cost_noise();
                 match choice.version {
                     Some(version) => {
@@ -711,6 +806,7 @@ pub fn run<L: Learner, O: Observer<L>>(
                             segment,
                             reason: bid.skip_reason,
                             propensity: choice.propensity,
+                            held_out,
                         };
                         let flow = observer.skip(&skip);
                         let at_checkpoint = pass_checkpoints(&mut checkpoints, served);
@@ -719,7 +815,7 @@ pub fn run<L: Learner, O: Observer<L>>(
                             at_checkpoint,
                             &mut observer,
                             &moment,
-                            Some(&*pacer),
+                            Some(&*policy_pacer),
                             ms,
                         ) {
                             break;
@@ -729,7 +825,10 @@ pub fn run<L: Learner, O: Observer<L>>(
                 }
             }
             _ => {
-                let decision = learner.decide(segment, streams.policy());
+                let decision = match (held_out, &holdout_arm) {
+                    (true, Some(arm)) => Policy::decide(arm, segment, streams.policy()),
+                    _ => learner.decide(segment, streams.policy()),
+                };
                 (decision, config.cost_per_impression)
             }
         };
@@ -774,6 +873,7 @@ pub fn run<L: Learner, O: Observer<L>>(
             flight_fraction,
             segment,
             decision,
+            held_out,
             answer,
             refreshes,
         });

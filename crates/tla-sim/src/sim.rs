@@ -10,14 +10,24 @@
 //! Every policy run with the same seed meets the same audience and the same luck
 //! ([`Streams::new`]), so the oracle's and the even split's values are the same across
 //! policies and the difference between two policies is not the audience's.
+//!
+//! With a holdout ([`SimConfig::holdout`]) a share of the impressions is served the
+//! even split, and [`HoldoutScorer`] follows the lift of the policy against it at
+//! equally spaced looks, with the fixed-horizon interval and the confidence sequence of
+//! [`tla_core::holdout`], and when each first excluded zero; [`holdout_runs`] repeats
+//! such runs over seeds and counts the runs whose interval excluded zero at some look
+//! (an A/A check when the policy is the even split too). The other scores then count
+//! both arms, as a campaign with a holdout serves them.
 
 use crate::flight::{DriftTarget, Flight, fractional_knapsack};
 use crate::online::{
-    self, Flow, Impression, Moment, Observer, PacingRun, Progress, RunConfig, Skip, Streams,
+    self, Flow, HoldoutRun, Impression, Moment, Observer, PacingRun, Progress, RunConfig, Skip,
+    Streams,
 };
 use crate::world::World;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
+use tla_core::holdout::{HoldoutLift, HoldoutTracker, LiftInterval};
 use tla_core::pacing::PacingStatus;
 use tla_core::policy::{Policy, PricedPolicy};
 
@@ -34,7 +44,14 @@ pub struct SimConfig {
     /// A budget to keep to (a world with a flight only): the impressions are then
     /// opportunities, each bought or skipped.
     pub pacing: Option<PacingRun>,
+    /// A holdout served the even split, scored by a [`HoldoutScorer`].
+    pub holdout: Option<HoldoutRun>,
+    /// Equally spaced looks at the holdout's lift (opportunities `k T / looks`).
+    pub looks: u64,
 }
+
+/// Looks at the holdout's lift in a run unless told otherwise: a month read daily.
+pub const DEFAULT_LOOKS: u64 = 30;
 
 impl SimConfig {
     /// A run of `impressions` with the default checkpoints (1k, 10k, 50k, 100k, 200k,
@@ -59,6 +76,8 @@ impl SimConfig {
             seed,
             checkpoints,
             pacing: None,
+            holdout: None,
+            looks: DEFAULT_LOOKS,
         }
     }
 }
@@ -134,6 +153,9 @@ pub struct SimReport {
     /// drift term ([`DriftRecovery`]); empty otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recovery: Vec<DriftRecovery>,
+    /// With a holdout: the policy against it ([`HoldoutScorer`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<HoldoutReport>,
 }
 
 /// How fast the share of the oracle came back after one drift term of a flight.
@@ -560,6 +582,7 @@ impl<'a> Scorer<'a> {
             learning_curve: self.curve,
             budget: None,
             recovery: Vec::new(),
+            holdout: None,
         }
     }
 }
@@ -776,11 +799,21 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
     let run_config = RunConfig {
         checkpoints: config.checkpoints.clone(),
         pacing: config.pacing,
+        holdout: config.holdout,
         ..RunConfig::new(config.impressions)
     };
     let mut streams = Streams::new(config.seed, &world.segment_probs);
     let progress = Progress::new(65_536, progress);
     let mut recovery = RecoveryScorer::new(truth, config.impressions);
+    let mut holdout = config.holdout.map(|h| {
+        HoldoutScorer::new(
+            h.share,
+            config.impressions,
+            config.looks,
+            world.flight.as_ref().map(|f| f.days),
+        )
+    });
+
     let budget = match (config.pacing, world.flight.as_ref()) {
         (Some(pacing), Some(flight)) => {
             let mut budget = BudgetScorer::new(truth, flight, pacing, config.impressions);
@@ -789,7 +822,13 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
                 &mut streams,
                 policy,
                 &run_config,
-                (((&mut scorer, &mut budget), &mut recovery), progress),
+                (
+                    (
+                        ((&mut scorer, &mut budget), &mut recovery),
+                        holdout.as_mut(),
+                    ),
+                    progress,
+                ),
             );
             Some(budget.into_score())
         }
@@ -799,7 +838,7 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
                 &mut streams,
                 policy,
                 &run_config,
-                ((&mut scorer, &mut recovery), progress),
+                (((&mut scorer, &mut recovery), holdout.as_mut()), progress),
             );
             None
         }
@@ -807,6 +846,307 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
     SimReport {
         budget,
         recovery: recovery.into_recovery(world),
+        holdout: holdout.map(HoldoutScorer::into_report),
         ..scorer.into_report(world, policy, config.seed)
+    }
+}
+/// The lift against the holdout at one look.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HoldoutLook {
+    /// The look, from 1.
+    pub look: u64,
+    /// Opportunities (impressions, bought or not) so far.
+    pub opportunities: u64,
+    /// In a world with a flight: the day of the flight (from 0, fractional).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flight_day: Option<f64>,
+    /// Decisions served in the policy's arm so far.
+    pub policy_decisions: u64,
+    /// Decisions served in the holdout so far.
+    pub holdout_decisions: u64,
+    /// Value per impression, policy minus holdout, with both intervals.
+    pub per_impression: Option<LiftInterval>,
+    /// Value per dollar, policy minus holdout (a run with spend).
+    pub per_dollar: Option<LiftInterval>,
+}
+
+/// When an interval first excluded zero.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct FirstExclusion {
+    /// The look, from 1.
+    pub look: u64,
+    /// Opportunities then.
+    pub opportunities: u64,
+    /// The day of the flight then, in a world with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flight_day: Option<f64>,
+}
+
+/// The first look at which each interval excluded zero (null: at none).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct FirstExclusions {
+    /// The confidence sequence of the lift per impression.
+    pub sequence_per_impression: Option<FirstExclusion>,
+    /// The fixed-horizon interval of the lift per impression.
+    pub fixed_per_impression: Option<FirstExclusion>,
+    /// The confidence sequence of the lift per dollar.
+    pub sequence_per_dollar: Option<FirstExclusion>,
+    /// The fixed-horizon interval of the lift per dollar.
+    pub fixed_per_dollar: Option<FirstExclusion>,
+}
+
+/// The policy against its holdout over a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HoldoutReport {
+    /// The share of units (impressions) held out.
+    pub share: f64,
+    /// Looks taken.
+    pub looks: u64,
+    /// The lift at the end of the run (the report's holdout section).
+    pub lift: HoldoutLift,
+    /// The truth: the mean expected value per impression of the versions each arm
+    /// served, policy minus holdout.
+    pub true_lift_per_impression: Option<f64>,
+    /// The truth per dollar: expected value over spend in each arm, policy minus
+    /// holdout (a run with spend).
+    pub true_lift_per_dollar: Option<f64>,
+    /// When each interval first excluded zero.
+    pub first_excluded_zero: FirstExclusions,
+    /// The lift at each look.
+    pub series: Vec<HoldoutLook>,
+}
+
+/// The observer of a run with a holdout: both arms' value and spend, the lift at
+/// equally spaced looks (opportunity `k T / looks` for `k = 1..=looks`), and when its
+/// intervals first excluded zero.
+#[derive(Debug)]
+pub struct HoldoutScorer {
+    share: f64,
+    tracker: HoldoutTracker,
+    opportunities: u64,
+    looks: u64,
+    days: Option<usize>,
+    seen: u64,
+    last_fraction: Option<f64>,
+    /// Per arm (policy, holdout): expected value and spend of the impressions bought.
+    expected: [f64; 2],
+    spend: [f64; 2],
+    served: [u64; 2],
+    first: FirstExclusions,
+    series: Vec<HoldoutLook>,
+}
+
+impl HoldoutScorer {
+    /// A scorer of a holdout of `share` over a run of `opportunities`, looked at
+    /// `looks` times; `days`: the flight's, in a world with one. The sequence is tuned
+    /// for the run's length.
+    pub fn new(share: f64, opportunities: u64, looks: u64, days: Option<usize>) -> Self {
+        Self {
+            share,
+            tracker: HoldoutTracker::new(
+                share,
+                tla_core::holdout::DEFAULT_ALPHA,
+                opportunities.max(1) as f64,
+            ),
+            opportunities,
+            looks: looks.clamp(1, opportunities.max(1)),
+            days,
+            seen: 0,
+            last_fraction: None,
+            expected: [0.0; 2],
+            spend: [0.0; 2],
+            served: [0; 2],
+            first: FirstExclusions::default(),
+            series: Vec::new(),
+        }
+    }
+
+    /// Counts one opportunity and takes a look when it is due.
+    fn opportunity(&mut self, flight_fraction: Option<f64>) {
+        self.seen += 1;
+        self.last_fraction = flight_fraction;
+        let k = self.series.len() as u64 + 1;
+        if k <= self.looks && self.seen == k * self.opportunities / self.looks {
+            self.look(k);
+        }
+    }
+
+    fn look(&mut self, k: u64) {
+        let lift = self.tracker.lift();
+        let flight_day = match (self.days, self.last_fraction) {
+            (Some(days), Some(f)) => Some(f * days as f64),
+            _ => None,
+        };
+        let at = FirstExclusion {
+            look: k,
+            opportunities: self.seen,
+            flight_day,
+        };
+        let first = &mut self.first;
+        if let Some(p) = &lift.per_impression {
+            if p.sequence_excludes_zero && first.sequence_per_impression.is_none() {
+                first.sequence_per_impression = Some(at);
+            }
+            if p.fixed_excludes_zero && first.fixed_per_impression.is_none() {
+                first.fixed_per_impression = Some(at);
+            }
+        }
+        if let Some(d) = &lift.per_dollar {
+            if d.sequence_excludes_zero && first.sequence_per_dollar.is_none() {
+                first.sequence_per_dollar = Some(at);
+            }
+            if d.fixed_excludes_zero && first.fixed_per_dollar.is_none() {
+                first.fixed_per_dollar = Some(at);
+            }
+        }
+        self.series.push(HoldoutLook {
+            look: k,
+            opportunities: self.seen,
+            flight_day,
+            policy_decisions: lift.policy.decisions,
+            holdout_decisions: lift.holdout.decisions,
+            per_impression: lift.per_impression,
+            per_dollar: lift.per_dollar,
+        });
+    }
+
+    /// The holdout's report of the run.
+    pub fn into_report(self) -> HoldoutReport {
+        let mean = |arm: usize| self.expected[arm] / self.served[arm] as f64;
+        let per_dollar = |arm: usize| self.expected[arm] / self.spend[arm];
+        let both = self.served[0] > 0 && self.served[1] > 0;
+        HoldoutReport {
+            share: self.share,
+            looks: self.series.len() as u64,
+            lift: self.tracker.lift(),
+            true_lift_per_impression: both.then(|| mean(0) - mean(1)),
+            true_lift_per_dollar: (both && self.spend[0] > 0.0 && self.spend[1] > 0.0)
+                .then(|| per_dollar(0) - per_dollar(1)),
+            first_excluded_zero: self.first,
+            series: self.series,
+        }
+    }
+}
+
+impl<L: ?Sized> Observer<L> for HoldoutScorer {
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        let answer = &impression.answer;
+        let arm = usize::from(impression.held_out);
+        self.tracker
+            .push(impression.held_out, answer.donation, answer.cost);
+        self.expected[arm] += answer.expected_value;
+        self.spend[arm] += answer.cost;
+        self.served[arm] += 1;
+        self.opportunity(impression.flight_fraction);
+        Flow::Continue
+    }
+
+    fn skip(&mut self, skip: &Skip) -> Flow {
+        self.opportunity(skip.flight_fraction);
+        Flow::Continue
+    }
+}
+
+/// Runs of a policy with a holdout, over seeds: how often each interval excluded zero
+/// at some look.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HoldoutRuns {
+    /// Runs (seeds `seed`, `seed + 1`, ...).
+    pub runs: u64,
+    /// The first seed.
+    pub seed: u64,
+    /// Opportunities per run.
+    pub impressions: u64,
+    /// Looks per run.
+    pub looks: u64,
+    /// The share held out.
+    pub share: f64,
+    /// Miss probability of both intervals.
+    pub alpha: f64,
+    /// Runs whose confidence sequence of the lift per impression excluded zero at some
+    /// look.
+    pub sequence_excluded_zero: u64,
+    /// Their share of the runs.
+    pub sequence_rate: f64,
+    /// Runs whose fixed-horizon interval excluded zero at some look.
+    pub fixed_excluded_zero: u64,
+    /// Their share of the runs.
+    pub fixed_rate: f64,
+    /// Runs whose fixed-horizon interval excluded zero at the last look only counted
+    /// (the one look it is made for).
+    pub fixed_excluded_zero_at_end: u64,
+    /// The same per dollar (runs with spend), sequence then fixed; null without spend.
+    pub per_dollar_sequence_excluded_zero: Option<u64>,
+    /// Runs whose fixed-horizon interval per dollar excluded zero at some look.
+    pub per_dollar_fixed_excluded_zero: Option<u64>,
+    /// The mean over runs of the true lift per impression (0 in an A/A run).
+    pub mean_true_lift_per_impression: f64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// `runs` runs of the policy `policy(seed)` at seeds `config.seed`, `config.seed + 1`,
+/// ..., each with the holdout of `config` salted by its seed ([`simulate`]); `progress`
+/// is called with the runs done. With the even split as the policy this is the A/A
+/// check of `docs/reports.md`: no real difference, so an interval valid at every look
+/// should exclude zero at some look in at most about `alpha` of the runs.
+///
+/// # Panics
+/// If `config.holdout` is `None`.
+pub fn holdout_runs<P: PricedPolicy + online::Launch>(
+    world: &World,
+    truth: &Truth,
+    policy: impl Fn(u64) -> P,
+    config: &SimConfig,
+    runs: u64,
+    mut progress: impl FnMut(u64),
+) -> HoldoutRuns {
+    let holdout = config.holdout.expect("holdout runs need a holdout");
+    let started = Instant::now();
+    let (mut sequence, mut fixed, mut fixed_end) = (0, 0, 0);
+    let (mut dollar_sequence, mut dollar_fixed, mut with_spend) = (0, 0, false);
+    let mut true_lift = 0.0;
+    for run in 0..runs {
+        let seed = config.seed.wrapping_add(run);
+        let run_config = SimConfig {
+            seed,
+            holdout: Some(HoldoutRun {
+                salt: seed,
+                ..holdout
+            }),
+            checkpoints: vec![config.impressions],
+            ..config.clone()
+        };
+        let report = simulate(world, truth, &mut policy(seed), &run_config, |_| {});
+        let h = report.holdout.expect("a run with a holdout reports it");
+        let first = h.first_excluded_zero;
+        sequence += u64::from(first.sequence_per_impression.is_some());
+        fixed += u64::from(first.fixed_per_impression.is_some());
+        fixed_end += u64::from(h.lift.per_impression.is_some_and(|p| p.fixed_excludes_zero));
+        if h.lift.per_dollar.is_some() {
+            with_spend = true;
+        }
+        dollar_sequence += u64::from(first.sequence_per_dollar.is_some());
+        dollar_fixed += u64::from(first.fixed_per_dollar.is_some());
+        true_lift += h.true_lift_per_impression.unwrap_or(0.0);
+        progress(run + 1);
+    }
+    let rate = |k: u64| k as f64 / runs.max(1) as f64;
+    HoldoutRuns {
+        runs,
+        seed: config.seed,
+        impressions: config.impressions,
+        looks: config.looks,
+        share: holdout.share,
+        alpha: tla_core::holdout::DEFAULT_ALPHA,
+        sequence_excluded_zero: sequence,
+        sequence_rate: rate(sequence),
+        fixed_excluded_zero: fixed,
+        fixed_rate: rate(fixed),
+        fixed_excluded_zero_at_end: fixed_end,
+        per_dollar_sequence_excluded_zero: with_spend.then_some(dollar_sequence),
+        per_dollar_fixed_excluded_zero: with_spend.then_some(dollar_fixed),
+        mean_true_lift_per_impression: true_lift / runs.max(1) as f64,
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
