@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
                     at_ms,
                     skip: None,
                     revision: 1,
+                    held_out: false,
                 });
                 let event = |kind, value, suffix: &str| NewEvent {
                     campaign_id: campaign.clone(),

@@ -22,6 +22,7 @@ fn decision(id: &str, campaign: &str, segment: u32, version: u64, propensity: f6
         at_ms: 1_700_000_000_000,
         skip: None,
         revision: 1,
+        held_out: false,
     }
 }
 

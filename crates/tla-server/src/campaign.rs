@@ -105,9 +105,13 @@ impl CampaignSlot {
     pub fn new<R: Rng + ?Sized>(row: &CampaignRow, campaign: Campaign, rng: &mut R) -> Self {
         let engine = Engine::new(&campaign, rng);
         let flight = campaign.flight().copied();
-        let pacing = campaign
-            .flight()
-            .map(|plan| CampaignPacing::new(plan, campaign.design().segment_names.len()));
+        let pacing = campaign.flight().map(|plan| {
+            CampaignPacing::new(
+                plan,
+                campaign.design().segment_names.len(),
+                campaign.holdout(),
+            )
+        });
         let first = LiveRevision::new(1, campaign, 0, row.created_at_ms, None, None);
         Self {
             id: row.id.clone(),

@@ -6,26 +6,33 @@
 //! time of the decision, followed by the first 16 bytes of an HMAC-SHA256 tag under the
 //! server's secret. The server verifies the tag in constant time and never trusts an id
 //! it did not sign. Layout (little-endian), then base64url without padding:
-//! `2 | campaign id length (1 byte) | campaign id | segment u32 | version u64 |
+//! `3 | campaign id length (1 byte) | campaign id | segment u32 | version u64 |
 //! model version u64 | propensity f64 | time ms i64 | nonce u64 | revision u32 |
-//! tag [16]`. The segment and version are indices of the campaign's revision
-//! `revision`. Ids of layout 1 (written before revisions, without the revision field)
-//! still verify, as revision 1.
+//! held out u8 | tag [16]`. The segment and version are indices of the campaign's
+//! revision `revision`; `held out` is 1 when the decision's unit was in the campaign's
+//! holdout (its propensity is then the even split's, given the arm), so a decision
+//! restored from an event's id keeps its arm. Ids of layout 2 (before holdouts, without
+//! that byte) verify as not held out; ids of layout 1 (before revisions, without the
+//! revision either) as revision 1, not held out.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const LAYOUT: u8 = 2;
+const LAYOUT: u8 = 3;
+
+/// The layout before holdouts: no held-out byte, read as not held out.
+const LAYOUT_V2: u8 = 2;
 
 /// The layout before revisions: no revision field, read as revision 1.
 const LAYOUT_V1: u8 = 1;
 
 /// Bytes after the campaign id: segment, version, model version, propensity, time and
-/// nonce (layout 1), then the revision (layout 2).
+/// nonce (layout 1), then the revision (layout 2), then the held-out byte (layout 3).
 const FIELDS_V1: usize = 44;
-const FIELDS: usize = FIELDS_V1 + 4;
+const FIELDS_V2: usize = FIELDS_V1 + 4;
+const FIELDS: usize = FIELDS_V2 + 1;
 const TAG_BYTES: usize = 16;
 
 /// The version a skip's signed id carries (a skip serves none): events naming it are
@@ -52,6 +59,8 @@ pub struct DecisionClaims {
     /// The campaign's revision the decision was served under; `segment` and
     /// `version` are indices of that revision's spec.
     pub revision: u32,
+    /// Whether the decision's unit was in the campaign's holdout.
+    pub held_out: bool,
 }
 
 /// Signs and verifies decision ids.
@@ -89,6 +98,7 @@ impl DecisionSigner {
         bytes.extend_from_slice(&claims.at_ms.to_le_bytes());
         bytes.extend_from_slice(&claims.nonce.to_le_bytes());
         bytes.extend_from_slice(&claims.revision.to_le_bytes());
+        bytes.push(u8::from(claims.held_out));
         let mut mac = self.key.clone();
         mac.update(&bytes);
         let tag = mac.finalize().into_bytes();
@@ -103,7 +113,7 @@ impl DecisionSigner {
             return Err(REFUSED);
         }
         let bytes = URL_SAFE_NO_PAD.decode(id).map_err(|_| REFUSED)?;
-        if bytes.len() < 2 + TAG_BYTES || (bytes[0] != LAYOUT && bytes[0] != LAYOUT_V1) {
+        if bytes.len() < 2 + TAG_BYTES || !matches!(bytes[0], LAYOUT | LAYOUT_V2 | LAYOUT_V1) {
             return Err(REFUSED);
         }
         let (payload, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
@@ -112,10 +122,10 @@ impl DecisionSigner {
         // Constant-time comparison of the truncated tag.
         mac.verify_truncated_left(tag).map_err(|_| REFUSED)?;
         let id_len = payload[1] as usize;
-        let fields = if payload[0] == LAYOUT {
-            FIELDS
-        } else {
-            FIELDS_V1
+        let fields = match payload[0] {
+            LAYOUT => FIELDS,
+            LAYOUT_V2 => FIELDS_V2,
+            _ => FIELDS_V1,
         };
         if payload.len() != 2 + id_len + fields {
             return Err(REFUSED);
@@ -133,10 +143,18 @@ impl DecisionSigner {
             propensity: f64::from_bits(u64_at(20)),
             at_ms: u64_at(28) as i64,
             nonce: u64_at(36),
-            revision: if fields == FIELDS {
+            revision: if fields >= FIELDS_V2 {
                 u32::from_le_bytes(rest[44..48].try_into().expect("4 bytes"))
             } else {
                 1
+            },
+            held_out: match fields {
+                FIELDS => match rest[48] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(REFUSED),
+                },
+                _ => false,
             },
         })
     }
@@ -150,13 +168,26 @@ pub fn revision_of(id: &str) -> Option<u32> {
     let id_len = *bytes.get(1)? as usize;
     match bytes[0] {
         LAYOUT_V1 => Some(1),
-        LAYOUT => {
+        LAYOUT | LAYOUT_V2 => {
             let at = 2 + id_len + FIELDS_V1;
             let field = bytes.get(at..at + 4)?;
             Some(u32::from_le_bytes(field.try_into().ok()?))
         }
         _ => None,
     }
+}
+
+/// Whether a decision id says its unit was held out, read without checking its tag
+/// (as [`revision_of`]); ids of layouts before holdouts, and text that is not an id,
+/// say no.
+pub fn held_out_of(id: &str) -> bool {
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(id) else {
+        return false;
+    };
+    let Some(&id_len) = bytes.get(1) else {
+        return false;
+    };
+    bytes[0] == LAYOUT && bytes.get(2 + id_len as usize + FIELDS_V2) == Some(&1)
 }
 
 #[cfg(test)]
@@ -173,6 +204,7 @@ mod tests {
             at_ms: 1_790_000_000_000,
             nonce: 99,
             revision: 3,
+            held_out: true,
         }
     }
 
@@ -189,6 +221,8 @@ mod tests {
             assert!(signer.verify(junk).is_err());
         }
         assert_eq!(revision_of(&id), Some(3));
+        assert!(held_out_of(&id));
+        assert!(!held_out_of("x"));
     }
 
     #[test]
@@ -196,7 +230,7 @@ mod tests {
         let signer = DecisionSigner::new(b"secret one");
         let id = signer.sign(&claims());
         let mut bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
-        bytes.truncate(bytes.len() - TAG_BYTES - 4);
+        bytes.truncate(bytes.len() - TAG_BYTES - 5);
         bytes[0] = LAYOUT_V1;
         let mut mac = signer.key.clone();
         mac.update(&bytes);
@@ -205,7 +239,40 @@ mod tests {
         let old = URL_SAFE_NO_PAD.encode(bytes);
         let claims = signer.verify(&old).unwrap();
         assert_eq!(claims.revision, 1);
+        assert!(!claims.held_out);
         assert_eq!(claims.version, 1_234_567);
         assert_eq!(revision_of(&old), Some(1));
+    }
+
+    #[test]
+    fn ids_of_the_layout_before_holdouts_verify_as_not_held_out() {
+        let signer = DecisionSigner::new(b"secret one");
+        let id = signer.sign(&claims());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
+        bytes.truncate(bytes.len() - TAG_BYTES - 1);
+        bytes[0] = LAYOUT_V2;
+        let sign = |bytes: &mut Vec<u8>| {
+            let mut mac = signer.key.clone();
+            mac.update(bytes);
+            let tag = mac.finalize().into_bytes();
+            bytes.extend_from_slice(&tag[..TAG_BYTES]);
+        };
+        sign(&mut bytes);
+        let old = URL_SAFE_NO_PAD.encode(&bytes);
+        let claims = signer.verify(&old).unwrap();
+        assert_eq!((claims.revision, claims.held_out), (3, false));
+        assert_eq!(revision_of(&old), Some(3));
+        // A held-out byte other than 0 or 1 is refused, even when signed.
+        let mut bad = URL_SAFE_NO_PAD.decode(&id).unwrap();
+        bad.truncate(bad.len() - TAG_BYTES);
+        *bad.last_mut().unwrap() = 2;
+        sign(&mut bad);
+        assert!(signer.verify(&URL_SAFE_NO_PAD.encode(&bad)).is_err());
+        // Not held out round-trips too.
+        let plain = DecisionClaims {
+            held_out: false,
+            ..claims
+        };
+        assert_eq!(signer.verify(&signer.sign(&plain)).unwrap(), plain);
     }
 }

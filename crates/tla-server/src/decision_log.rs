@@ -262,6 +262,7 @@ pub fn decision_row_of(signer: &DecisionSigner, event: &StoredEvent) -> Option<D
             at_ms: claims.at_ms,
             skip: None,
             revision: claims.revision,
+            held_out: claims.held_out,
         }),
         Err(reason) => {
             tracing::warn!(
@@ -371,6 +372,7 @@ mod tests {
             model_version: 0,
             at_ms: 0,
             revision: 1,
+            held_out: false,
             skip: None,
         })
         .collect()

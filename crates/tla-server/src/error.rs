@@ -107,11 +107,14 @@ pub enum ErrorCode {
     RevisionRefused,
     /// A change of an archived campaign (resume, pause, revision, budget).
     CampaignArchived,
+    /// A decision request's `unit` that is empty, too long or holds a character not
+    /// accepted.
+    InvalidUnit,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -153,6 +156,7 @@ impl ErrorCode {
         ErrorCode::InvalidIdempotencyKey,
         ErrorCode::RevisionRefused,
         ErrorCode::CampaignArchived,
+        ErrorCode::InvalidUnit,
     ];
 
     /// The stable code string clients match on.
@@ -199,6 +203,7 @@ impl ErrorCode {
             ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
             ErrorCode::RevisionRefused => "revision_refused",
             ErrorCode::CampaignArchived => "campaign_archived",
+            ErrorCode::InvalidUnit => "invalid_unit",
         }
     }
 
@@ -224,7 +229,8 @@ impl ErrorCode {
             | ErrorCode::UnknownSegment
             | ErrorCode::InvalidPeriod
             | ErrorCode::InvalidBudget
-            | ErrorCode::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            | ErrorCode::InvalidIdempotencyKey
+            | ErrorCode::InvalidUnit => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
@@ -506,6 +512,7 @@ mod tests {
             ("invalid_idempotency_key", 400),
             ("revision_refused", 409),
             ("campaign_archived", 409),
+            ("invalid_unit", 400),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -48,6 +48,7 @@ pub fn learn_cost(slot: &CampaignSlot, event: &StoredEvent, value: f64) {
     if let Some(pacing) = &slot.pacing {
         pacing.cost(
             &event.decision_id,
+            crate::decision_id::held_out_of(&event.decision_id),
             event.segment as usize,
             event.decided_at_ms,
             value,

@@ -20,6 +20,14 @@
 //!   store ([`CampaignPacing::restore_spent`]); the cost model relearns from the events
 //!   replayed after the latest snapshot and the traffic forecast from the traffic that
 //!   follows.
+//! - A campaign with a `holdout` paces each arm on its own
+//!   ([`tla_core::pacing::PacingConfig::split_holdout`]): the policy's arm spends
+//!   `1 - share` of the budget and cap under the price of money, the holdout's arm
+//!   spends `share` of them evenly over its own traffic (buying at random, no price of
+//!   money, no minimum return). Each arm sees only its own opportunities; a cost event
+//!   is spent in its decision's arm (the arm its reservation, or else its signed id,
+//!   names). Spend reports and the spend restored from the store name no arm: they are
+//!   split between the arms by the share.
 
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
@@ -39,13 +47,20 @@ pub const RESERVATION_TTL_MS: i64 = 15 * 60_000;
 #[derive(Debug)]
 pub struct CampaignPacing {
     inner: Mutex<Inner>,
+    /// The campaign's holdout share (0: none).
+    holdout_share: f64,
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// The pacer of the policy's arm (of every opportunity without a holdout).
     pacer: Pacer,
-    /// Open reservations by decision id: (amount, time).
-    reservations: HashMap<String, (f64, i64)>,
+    /// The pacer of the holdout's arm, with a holdout: even pacing on its share.
+    holdout: Option<Pacer>,
+    /// The flight's budget and daily cap the arms were last set from.
+    budget: (f64, Option<f64>),
+    /// Open reservations by decision id: (amount, time, held out).
+    reservations: HashMap<String, (f64, i64, bool)>,
     /// Decision ids in the order reserved, for expiry.
     order: VecDeque<(i64, String)>,
 }
@@ -62,8 +77,9 @@ pub struct Paced {
 }
 
 impl CampaignPacing {
-    /// The pacing of a flight of `segments` segments that has spent nothing.
-    pub fn new(plan: &FlightPlan, segments: usize) -> Self {
+    /// The pacing of a flight of `segments` segments that has spent nothing, with a
+    /// holdout of `holdout_share` (0: none).
+    pub fn new(plan: &FlightPlan, segments: usize, holdout_share: f64) -> Self {
         let config = PacingConfig {
             mode: PacingMode::Value,
             budget: plan.budget,
@@ -73,12 +89,21 @@ impl CampaignPacing {
             min_roas: plan.min_roas,
             hourly_traffic: plan.hourly_traffic,
         };
+        let (policy, holdout) = if holdout_share > 0.0 {
+            let (policy, holdout) = config.split_holdout(holdout_share);
+            (policy, Some(Pacer::new(holdout, segments)))
+        } else {
+            (config, None)
+        };
         Self {
             inner: Mutex::new(Inner {
-                pacer: Pacer::new(config, segments),
+                pacer: Pacer::new(policy, segments),
+                holdout,
+                budget: (plan.budget, plan.daily_cap),
                 reservations: HashMap::new(),
                 order: VecDeque::new(),
             }),
+            holdout_share,
         }
     }
 
@@ -87,29 +112,37 @@ impl CampaignPacing {
     }
 
     /// Prices an opportunity of `segment` at `now_ms` under the flight in force
-    /// (`plan`) and decides under the gate with `engine`.
+    /// (`plan`) in the arm of its unit (`held_out`), and decides under the gate with
+    /// `engine`: the policy, or for the holdout the even split.
     pub fn decide<R: Rng + ?Sized>(
         &self,
         plan: &FlightPlan,
         engine: &Engine,
         segment: usize,
         now_ms: i64,
+        held_out: bool,
         rng: &mut R,
     ) -> Paced {
         let mut inner = self.lock();
         inner.expire(now_ms);
-        let config = *inner.pacer.config();
-        if config.budget != plan.budget || config.daily_cap != plan.daily_cap {
-            inner.pacer.set_budget(plan.budget, plan.daily_cap, now_ms);
+        if inner.budget != (plan.budget, plan.daily_cap) {
+            inner.budget = (plan.budget, plan.daily_cap);
+            let share = self.holdout_share;
+            inner.each_arm(share, |pacer, k| {
+                pacer.set_budget(plan.budget * k, plan.daily_cap.map(|c| c * k), now_ms);
+            });
         }
-        if inner.pacer.planned_never() {
+        let pacer = inner.arm(held_out);
+        if pacer.planned_never() {
             // The first plan (a new campaign, or the first request after a start).
-            inner
-                .pacer
-                .replan(now_ms, &|s, price| engine.buy_probability(s, price));
+            pacer.replan(now_ms, &|s, price| engine.buy_probability(s, price));
         }
-        let bid = inner.pacer.bid(segment, now_ms);
-        let choice = engine.decide_gated(segment, bid.gate, rng);
+        let bid = pacer.bid(segment, now_ms);
+        let choice = if held_out && self.holdout_share > 0.0 {
+            engine.decide_held_out(segment, bid.gate, rng)
+        } else {
+            engine.decide_gated(segment, bid.gate, rng)
+        };
         Paced {
             choice,
             skip: choice.version.is_none().then_some(bid.skip_reason),
@@ -120,23 +153,26 @@ impl CampaignPacing {
     /// Solves for the price of money again if it is due at `now_ms` (the learner step
     /// calls it, off the decision path); whether it did.
     pub fn replan_if_due(&self, engine: &Engine, now_ms: i64) -> bool {
-        let mut inner = self.lock();
-        if !inner.pacer.replan_due(now_ms) {
-            return false;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut replanned = false;
+        for pacer in std::iter::once(&mut inner.pacer).chain(inner.holdout.as_mut()) {
+            if pacer.replan_due(now_ms) {
+                pacer.replan(now_ms, &|s, price| engine.buy_probability(s, price));
+                replanned = true;
+            }
         }
-        inner
-            .pacer
-            .replan(now_ms, &|s, price| engine.buy_probability(s, price));
-        true
+        replanned
     }
 
-    /// Reserves `amount` for the version served under `decision_id` at `now_ms`.
-    pub fn reserve(&self, decision_id: &str, amount: f64, now_ms: i64) {
+    /// Reserves `amount` for the version served under `decision_id` at `now_ms`, in
+    /// the arm of its unit (`held_out`).
+    pub fn reserve(&self, decision_id: &str, amount: f64, now_ms: i64, held_out: bool) {
         let mut inner = self.lock();
-        inner.pacer.reserve(amount, now_ms);
+        inner.arm(held_out).reserve(amount, now_ms);
         inner
             .reservations
-            .insert(decision_id.to_string(), (amount, now_ms));
+            .insert(decision_id.to_string(), (amount, now_ms, held_out));
         inner.order.push_back((now_ms, decision_id.to_string()));
     }
 
@@ -144,29 +180,30 @@ impl CampaignPacing {
     /// decision could not be logged).
     pub fn release(&self, decision_id: &str, now_ms: i64) {
         let mut inner = self.lock();
-        if let Some((amount, _)) = inner.reservations.remove(decision_id) {
-            inner.pacer.release(amount, now_ms);
+        if let Some((amount, _, held_out)) = inner.reservations.remove(decision_id) {
+            inner.arm(held_out).release(amount, now_ms);
         }
     }
 
     /// A cost event of `amount` for `decision_id` (decided at `decided_at_ms` for
-    /// `segment`) arrived at `at_ms`: its reservation is settled, the amount spent and
-    /// learned at the hour of the decision.
+    /// `segment`, in the holdout if `held_out`) arrived at `at_ms`: its reservation is
+    /// settled, the amount spent in its arm and learned at the hour of the decision.
     pub fn cost(
         &self,
         decision_id: &str,
+        held_out: bool,
         segment: usize,
         decided_at_ms: i64,
         amount: f64,
         at_ms: i64,
     ) {
         let mut inner = self.lock();
-        let reserved = inner
+        let (reserved, held_out) = inner
             .reservations
             .remove(decision_id)
-            .map_or(0.0, |(amount, _)| amount);
+            .map_or((0.0, held_out), |(amount, _, held_out)| (amount, held_out));
         inner
-            .pacer
+            .arm(held_out)
             .settle(reserved, segment, hour_of(decided_at_ms), amount, at_ms);
     }
 
@@ -188,15 +225,20 @@ impl CampaignPacing {
         let impressions = impressions
             .filter(|_| end_ms - start_ms <= HOUR_MS)
             .unwrap_or(0);
-        self.lock()
-            .pacer
-            .report_spend(segment, hour, impressions, amount, at_ms);
+        let share = self.holdout_share;
+        self.lock().each_arm(share, |pacer, k| {
+            let impressions = (impressions as f64 * k).round() as u64;
+            pacer.report_spend(segment, hour, impressions, amount * k, at_ms);
+        });
     }
 
     /// Sets the spend so far and today's from the store (after a restart or a
-    /// correction), at `now_ms`.
+    /// correction), at `now_ms`; with a holdout, split between the arms by its share.
     pub fn set_spent(&self, spent: f64, spent_today: f64, now_ms: i64) {
-        self.lock().pacer.set_spent(spent, spent_today, now_ms);
+        let share = self.holdout_share;
+        self.lock().each_arm(share, |pacer, k| {
+            pacer.set_spent(spent * k, spent_today * k, now_ms);
+        });
     }
 
     /// Sets the spend of campaign `slot` from `store` at `now_ms`: everything spent
@@ -221,13 +263,34 @@ impl CampaignPacing {
         Ok(())
     }
 
-    /// Where the flight's spend stands at `now_ms`.
+    /// Where the flight's spend stands at `now_ms` (with a holdout, the policy's arm).
     pub fn status(&self, now_ms: i64) -> PacingStatus {
         self.lock().pacer.status(now_ms)
     }
 }
 
 impl Inner {
+    /// The pacer of an arm: the holdout's for a unit held out (with a holdout), the
+    /// policy's otherwise.
+    fn arm(&mut self, held_out: bool) -> &mut Pacer {
+        match (held_out, self.holdout.as_mut()) {
+            (true, Some(holdout)) => holdout,
+            _ => &mut self.pacer,
+        }
+    }
+
+    /// Calls `f` with each arm's pacer and its part of the whole (`1 - share` for the
+    /// policy, `share` for the holdout; the policy's is 1 without a holdout).
+    fn each_arm(&mut self, share: f64, mut f: impl FnMut(&mut Pacer, f64)) {
+        match self.holdout.as_mut() {
+            Some(holdout) => {
+                f(&mut self.pacer, 1.0 - share);
+                f(holdout, share);
+            }
+            None => f(&mut self.pacer, 1.0),
+        }
+    }
+
     /// Gives back the reservations older than [`RESERVATION_TTL_MS`].
     fn expire(&mut self, now_ms: i64) {
         while let Some(at) = self.order.front().map(|(at, _)| *at) {
@@ -235,10 +298,10 @@ impl Inner {
                 break;
             }
             let (_, id) = self.order.pop_front().expect("a front entry");
-            if let Some((amount, reserved_at)) = self.reservations.get(&id).copied() {
+            if let Some((amount, reserved_at, held_out)) = self.reservations.get(&id).copied() {
                 if reserved_at == at {
                     self.reservations.remove(&id);
-                    self.pacer.release(amount, now_ms);
+                    self.arm(held_out).release(amount, now_ms);
                 }
             }
         }

@@ -5,6 +5,12 @@
 //! needs a campaign and a store, not a running service: `tla report --data` builds it
 //! over campaigns rebuilt by [`crate::replay`].
 //!
+//! A campaign with a `holdout` gets the holdout section ([`holdout_lift`]): each served
+//! decision of the log, in log order, with its arm, its conversion values and its
+//! costs (as corrected), through [`tla_core::holdout::HoldoutTracker`]. The lift
+//! section then reads the policy's arm only: its rows' propensities are the policy's,
+//! and its realized value is the policy's.
+//!
 //! The money section ([`tla_core::report::money`]) is computed with the budget in force
 //! (the spec's, as the latest budget change set it), the campaign's stored spend reports
 //! and the time of the report.
@@ -19,11 +25,12 @@
 use crate::campaign::CampaignSlot;
 use rand::SeedableRng;
 use std::collections::HashMap;
+use tla_core::holdout::{HoldoutLift, HoldoutTracker};
 use tla_core::ope::LoggedRow;
 use tla_core::report::{
     self, MoneyInputs, Report, ReportBudgetChange, ReportCorrection, ReportSettings,
 };
-use tla_store::{EventKind, EventLog, Store, StoreError, StoredCorrection};
+use tla_store::{DecisionRow, EventKind, EventLog, Store, StoreError, StoredCorrection};
 
 /// Most decisions read from the log for the lift section; the report says when the log
 /// was cut short (`lift.capped`).
@@ -89,12 +96,18 @@ pub fn campaign_report(
             }
         })
         .collect();
-    // Decisions of older revisions, in the indices of the revision in force.
-    let (rows, capped) =
-        logged_rows_in(store, &slot.id, rows_cap, &|revision, segment, version| {
-            crate::revise::map_decision(slot, revision, current.number, segment, version)
-                .map(|(segment, version)| (segment as usize, version))
-        })?;
+    // Decisions of older revisions, in the indices of the revision in force; the
+    // policy's arm only.
+    let (rows, capped) = logged_rows_in(store, &slot.id, rows_cap, &|d| {
+        if d.held_out {
+            return None;
+        }
+        crate::revise::map_decision(slot, d.revision, current.number, d.segment, d.version)
+            .map(|(segment, version)| (segment as usize, version))
+    })?;
+    if campaign.holdout() > 0.0 {
+        report.holdout = Some(holdout_lift(store, &slot.id, campaign.holdout(), rows_cap)?);
+    }
     if !rows.is_empty() {
         let best = report::best_versions(&engine, &mut rng);
         let first_half_best = report::best_versions_on_first_half(campaign, &rows, &mut rng);
@@ -218,25 +231,27 @@ pub fn reported_by_segment(slot: &CampaignSlot, store: &Store) -> Result<Vec<f64
 /// (sum of conversion values, as corrected: [`correct_rewards`]), and whether the cap
 /// cut the log short. Reads the campaign's decisions and its conversions only
 /// ([`tla_store::Store::value_by_decision`]), not the other campaigns' events.
+///
+/// A campaign with a holdout logs both arms; each row's propensity is that of the arm
+/// that decided it (the policy's, or the even split's for a decision held out), which
+/// is the probability of its logging policy, as importance weighting needs.
 pub fn logged_rows(
     store: &Store,
     id: &str,
     cap: usize,
 ) -> Result<(Vec<LoggedRow>, bool), StoreError> {
-    logged_rows_in(store, id, cap, &|_, segment, version| {
-        Some((segment as usize, version))
-    })
+    logged_rows_in(store, id, cap, &|d| Some((d.segment as usize, d.version)))
 }
 
 /// [`logged_rows`] with each decision's segment and version given by `in_force`
-/// (its revision, segment and version), which maps a decision of an older revision to
-/// the revision in force; a decision it maps to `None` (an option since removed) is
-/// left out.
+/// (from the stored decision: its revision, segment, version and arm), which maps a
+/// decision of an older revision to the revision in force; a decision it maps to
+/// `None` (an option since removed, an arm left out) is left out.
 pub fn logged_rows_in(
     store: &Store,
     id: &str,
     cap: usize,
-    in_force: &dyn Fn(u32, u32, u64) -> Option<(usize, u64)>,
+    in_force: &dyn Fn(&DecisionRow) -> Option<(usize, u64)>,
 ) -> Result<(Vec<LoggedRow>, bool), StoreError> {
     // Only this campaign's conversions, through the store's (campaign, kind) index.
     let mut rewards = store.value_by_decision(id, EventKind::Conversion)?;
@@ -255,7 +270,7 @@ pub fn logged_rows_in(
             break;
         };
         rows.extend(page.iter().filter_map(|(_, d)| {
-            let (segment, action) = in_force(d.revision, d.segment, d.version)?;
+            let (segment, action) = in_force(d)?;
             Some(LoggedRow {
                 segment,
                 action,
@@ -266,4 +281,43 @@ pub fn logged_rows_in(
         after_rowid = last;
     }
     Ok((rows, capped))
+}
+
+/// The holdout section of campaign `id` with a holdout of `share`: its first `cap`
+/// served decisions in log order, each with its arm, its conversion values and its
+/// costs (cost events), as corrected, through
+/// [`tla_core::holdout::HoldoutTracker`] at its defaults. Spend reports name no
+/// decision, so the lift per dollar counts cost events only.
+pub fn holdout_lift(
+    store: &Store,
+    id: &str,
+    share: f64,
+    cap: usize,
+) -> Result<HoldoutLift, StoreError> {
+    let corrections = store.event_log().corrections(id)?;
+    let mut rewards = store.value_by_decision(id, EventKind::Conversion)?;
+    correct_rewards(&mut rewards, &corrections);
+    let mut costs = store.value_by_decision(id, EventKind::Cost)?;
+    correct_sums(&mut costs, &corrections, EventKind::Cost);
+    let mut tracker = HoldoutTracker::with_defaults(share);
+    let mut after_rowid = 0;
+    let mut read = 0;
+    loop {
+        let limit = PAGE.min(cap - read);
+        if limit == 0 {
+            break;
+        }
+        let page = store.decisions(id, after_rowid, limit)?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        for (_, d) in &page {
+            let value = rewards.get(&d.decision_id).copied().unwrap_or(0.0);
+            let spend = costs.get(&d.decision_id).copied().unwrap_or(0.0);
+            tracker.push(d.held_out, value, spend);
+        }
+        read += page.len();
+        after_rowid = last;
+    }
+    Ok(tracker.lift())
 }

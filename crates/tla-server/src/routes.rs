@@ -6,7 +6,7 @@ use crate::auth::Scope;
 use crate::connections::BodyTimeout;
 use crate::decision_id::DecisionClaims;
 use crate::decision_id::SKIPPED_VERSION;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::openapi::{
     BadRequest, BodyTimedOut, Conflict, Forbidden, Internal, NotFound, StorageFull, TooLarge,
@@ -26,10 +26,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use rand::Rng;
+use rand::{Rng, RngCore};
 use serde::Deserialize;
+use tla_core::holdout::{self, UnitRng};
 use tla_core::pacing::SkipReason;
-use tla_core::policy::Choice;
+use tla_core::policy::{Choice, Gate};
 use tla_core::spec::{Campaign, CampaignSpec};
 use tla_store::{AppendOutcome, DecisionRow, SpendReportOutcome};
 use utoipa::ToSchema;
@@ -560,6 +561,19 @@ pub struct DecisionRequest {
     #[serde(default = "one")]
     #[schema(minimum = 1, default = 1)]
     count: i64,
+    /// The person or device the impressions are for: an opaque id of 1 to 128 ASCII
+    /// letters, digits, `-`, `_`, `.`, `:` or `@` (a hashed cookie, say; the server
+    /// stores nothing of it). With a unit, a campaign's holdout is sticky (a salted
+    /// hash of the unit decides it) and each decision's draw is seeded by the unit and
+    /// the segment's decision table, so a returning unit sees the same version while
+    /// the table stands. Without one, each request is held out at random with the
+    /// holdout's share.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9._:@-]{1,128}$"
+    )]
+    unit: Option<String>,
 }
 
 fn one() -> i64 {
@@ -582,6 +596,10 @@ pub async fn decide(
     authorize(&state, &headers, Scope::Decide)?;
     let bytes = body(bytes)?;
     let request: DecisionRequest = json_body(&bytes)?;
+    if let Some(unit) = &request.unit {
+        tla_core::holdout::check_unit(unit)
+            .map_err(|message| ApiError::new(ErrorCode::InvalidUnit, message))?;
+    }
     let slot = state.campaign(&id)?;
     let max = state.config().max_decisions_per_request as i64;
     if request.count < 1 || request.count > max {
@@ -619,7 +637,7 @@ pub async fn decide(
     let flight = slot.flight();
     // The engine and the revision it is at, read together: a revision replaces both
     // under the engine's write lock.
-    let (chosen, current, segment): (Vec<Paced>, _, _) = {
+    let (chosen, current, segment, held_out): (Vec<Paced>, _, _, _) = {
         let engine = slot.engine();
         let current = slot.current();
         // The segment's index in the revision the engine is at (a revision made since
@@ -632,26 +650,53 @@ pub async fn decide(
                 current.number
             )));
         };
+        // The unit's arm: sticky by its salted hash; without a unit, per request.
+        let share = current.campaign.holdout();
+        let held_out = match &request.unit {
+            Some(unit) => holdout::held_out(slot.id.as_bytes(), unit.as_bytes(), share),
+            None => share > 0.0 && rng.random::<f64>() < share,
+        };
         let chosen = (0..request.count)
-            .map(|_| match (&slot.pacing, &flight) {
-                (Some(pacing), Some(plan)) => {
-                    pacing.decide(plan, &engine, segment, at_ms, &mut rng)
-                }
-                _ => {
-                    let d = engine.decide(segment, &mut rng);
-                    Paced {
-                        choice: Choice {
-                            version: Some(d.version),
-                            propensity: d.propensity,
-                            model_version: d.model_version,
-                        },
-                        skip: None,
-                        reserve: 0.0,
+            .map(|k| {
+                // With a unit, the draw is seeded by the unit and the table in force.
+                let mut unit_rng = request.unit.as_ref().map(|unit| {
+                    UnitRng::for_draw(
+                        slot.id.as_bytes(),
+                        unit.as_bytes(),
+                        segment,
+                        engine.model_version(segment),
+                        k as u32,
+                    )
+                });
+                let draw: &mut dyn RngCore = match unit_rng.as_mut() {
+                    Some(unit_rng) => unit_rng,
+                    None => &mut rng,
+                };
+                match (&slot.pacing, &flight) {
+                    (Some(pacing), Some(plan)) => {
+                        pacing.decide(plan, &engine, segment, at_ms, held_out, draw)
+                    }
+                    _ => {
+                        let choice = if held_out {
+                            engine.decide_held_out(segment, Gate::Open, draw)
+                        } else {
+                            let d = engine.decide(segment, draw);
+                            Choice {
+                                version: Some(d.version),
+                                propensity: d.propensity,
+                                model_version: d.model_version,
+                            }
+                        };
+                        Paced {
+                            choice,
+                            skip: None,
+                            reserve: 0.0,
+                        }
                     }
                 }
             })
             .collect();
-        (chosen, current, segment)
+        (chosen, current, segment, held_out)
     };
     let mut out = Vec::with_capacity(chosen.len());
     let mut rows = Vec::with_capacity(chosen.len());
@@ -671,12 +716,13 @@ pub async fn decide(
             at_ms,
             nonce: rng.random(),
             revision: current.number,
+            held_out,
         };
         let decision_id = state.signer().sign(&claims);
         match (version, paced.skip) {
             (Some(version), _) => {
                 if let Some(pacing) = &slot.pacing {
-                    pacing.reserve(&decision_id, paced.reserve, at_ms);
+                    pacing.reserve(&decision_id, paced.reserve, at_ms, held_out);
                     reserved.push(decision_id.clone());
                 }
                 out.push(DecisionOut::Served(DecisionBody {
@@ -684,6 +730,7 @@ pub async fn decide(
                     decision_id: decision_id.clone(),
                     propensity,
                     model_version,
+                    held_out,
                 }));
             }
             (None, reason) => {
@@ -696,6 +743,7 @@ pub async fn decide(
                     decision_id: decision_id.clone(),
                     propensity,
                     model_version,
+                    held_out,
                 }));
             }
         }
@@ -709,6 +757,7 @@ pub async fn decide(
             at_ms,
             skip: paced.skip.map(|reason| reason.as_str().to_string()),
             revision: current.number,
+            held_out,
         });
     }
     // Queued for the decision log before they are answered; refused, not served,

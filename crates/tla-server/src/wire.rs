@@ -321,6 +321,10 @@ pub struct DecisionBody {
     pub propensity: f64,
     /// Which rebuild of the decision distributions chose it.
     pub model_version: u64,
+    /// Whether the unit (or, without one, the request) is in the campaign's holdout:
+    /// served the even split over the versions available to the segment, and
+    /// `propensity` is the even split's, given the arm.
+    pub held_out: bool,
 }
 
 /// Why a campaign with a budget declined an opportunity: do not bid.
@@ -349,6 +353,9 @@ pub struct SkippedDecision {
     pub propensity: f64,
     /// Which rebuild of the decision distributions decided.
     pub model_version: u64,
+    /// Whether the unit (or the request) is in the campaign's holdout (paced evenly on
+    /// the holdout's share of the budget).
+    pub held_out: bool,
 }
 
 /// One answer of the decide endpoint: a version served or, for a campaign with a

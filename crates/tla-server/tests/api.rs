@@ -1344,6 +1344,7 @@ async fn decisions_are_refused_while_the_decision_log_is_at_its_backlog_limit() 
             at_ms: START_MS,
             skip: None,
             revision: 1,
+            held_out: false,
         })
         .collect();
     api.state.log_decisions(filler).unwrap();
@@ -2983,4 +2984,153 @@ async fn a_restart_keeps_the_days_spend_against_its_cap() {
         .await;
     assert_eq!(report["money"]["spend"], 3.0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A campaign with a holdout: a unit's arm and version are sticky, a bad unit is
+/// refused with its code, held-out decisions are the even split with its propensity,
+/// the arm is answered, logged and signed, and the report's holdout section compares
+/// the arms while the lift section reads the policy's arm only.
+#[tokio::test]
+async fn a_holdout_is_sticky_per_unit_logged_and_reported() {
+    let api = api();
+    let spec = format!("holdout = 0.3\n{SPEC}");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/campaigns",
+            Some(&api.admin),
+            "application/toml",
+            spec.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let uri = format!("/v1/campaigns/{id}/decisions");
+    for bad in ["", "a b", "é", &"x".repeat(129)] {
+        let (status, body) = api
+            .post(
+                &uri,
+                &api.decide,
+                json!({"segment": "past-donors", "unit": bad}),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "unit");
+        assert_eq!(body["error"]["code"], "invalid_unit", "{body}");
+    }
+    let allowed = tla_core::spec::CampaignSpec::from_toml_str(&spec)
+        .unwrap()
+        .validate()
+        .unwrap()
+        .allowed_versions();
+    let mut answers = Vec::new();
+    for u in 0..200 {
+        let unit = format!("person-{u}");
+        let (status, body) = api
+            .post(
+                &uri,
+                &api.decide,
+                json!({"segment": "past-donors", "unit": unit}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let d = body["decisions"][0].clone();
+        // The same unit again, the table unchanged: the same arm and version.
+        let (_, again) = api
+            .post(
+                &uri,
+                &api.decide,
+                json!({"segment": "past-donors", "unit": unit}),
+            )
+            .await;
+        let again = &again["decisions"][0];
+        assert_eq!(again["held_out"], d["held_out"]);
+        assert_eq!(
+            again["version"]["index"], d["version"]["index"],
+            "{d} {again}"
+        );
+        answers.push(d);
+    }
+    let held: Vec<&Value> = answers.iter().filter(|d| d["held_out"] == true).collect();
+    assert!((30..=90).contains(&held.len()), "{} held out", held.len());
+    for d in &held {
+        let p = d["propensity"].as_f64().unwrap();
+        assert!((p - 1.0 / allowed as f64).abs() < 1e-12, "{d}");
+    }
+    // Without a unit the request is assigned at random, and says which.
+    let (_, body) = api
+        .post(
+            &uri,
+            &api.decide,
+            json!({"segment": "past-donors", "count": 3}),
+        )
+        .await;
+    assert!(body["decisions"][0]["held_out"].is_boolean(), "{body}");
+    // Conversions for every decision, so both arms have values.
+    let ids: Vec<String> = answers
+        .iter()
+        .map(|d| d["decision_id"].as_str().unwrap().to_owned())
+        .collect();
+    let events: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, decision_id)| {
+            json!({"event_id": format!("c{i}"), "decision_id": decision_id,
+                   "type": "conversion", "value": 5 + (i % 7) * 5})
+        })
+        .collect();
+    let (status, body) = api
+        .post("/v1/events", &api.ingest, json!({ "events": events }))
+        .await;
+    assert_eq!((status, &body["accepted"]), (StatusCode::OK, &json!(200)));
+    write_decisions(&api.state).await.unwrap();
+    // The log and the signed id carry the arm.
+    for d in &answers {
+        let stored = api
+            .state
+            .store()
+            .decision(d["decision_id"].as_str().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(Value::Bool(stored.held_out), d["held_out"]);
+        let claims = api
+            .state
+            .signer()
+            .verify(d["decision_id"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(Value::Bool(claims.held_out), d["held_out"]);
+    }
+    let state = api.state.clone();
+    tokio::task::spawn_blocking(move || learner::step(&state, true))
+        .await
+        .unwrap();
+    let (status, report) = api
+        .get(&format!("/v1/campaigns/{id}/report"), &api.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let h = &report["holdout"];
+    let all = logged(&api.state, &id).len() as u64;
+    let (policy, holdout) = (
+        h["policy"]["decisions"].as_u64().unwrap(),
+        h["holdout"]["decisions"].as_u64().unwrap(),
+    );
+    assert_eq!(policy + holdout, all, "{h}");
+    assert!(holdout >= held.len() as u64);
+    assert_eq!(report["lift"]["rows"].as_u64().unwrap(), policy, "{report}");
+    assert_eq!(h["share"], 0.3);
+    let p = &h["per_impression"];
+    let width = |b: &Value| b["upper"].as_f64().unwrap() - b["lower"].as_f64().unwrap();
+    assert!(width(&p["sequence"]) > width(&p["fixed"]), "{p}");
+    assert!(
+        h["sequence_validity"]
+            .as_str()
+            .unwrap()
+            .contains("every look"),
+        "{h}"
+    );
+    // A campaign without a holdout reports none.
+    let plain = api.campaign().await;
+    let (_, report) = api
+        .get(&format!("/v1/campaigns/{plain}/report"), &api.read)
+        .await;
+    assert!(report.get("holdout").is_none(), "{report}");
 }

@@ -440,6 +440,7 @@ fn fixture() -> &'static Fixture {
             at_ms: DECIDED_AT,
             nonce: 7,
             revision: 1,
+            held_out: false,
         };
         Fixture {
             decision: state.signer().sign(&claims(&slot.id)),

@@ -56,6 +56,7 @@ pub(crate) struct EncodedDecision {
     pub(crate) at_ms: i64,
     pub(crate) skip: Option<String>,
     pub(crate) revision: u32,
+    pub(crate) held_out: bool,
 }
 
 /// One caller's work.
@@ -232,8 +233,8 @@ const SELECT_STORED_EVENT: &str = "SELECT seq, kind, decision_id, value, amount_
 /// Inserts a decision unless its id is stored: one seek in `decisions_by_time`
 /// (campaign, time, id).
 const INSERT_DECISION: &str = "INSERT INTO decisions \
-     (decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS \
+     (decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision, held_out) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE NOT EXISTS \
      (SELECT 1 FROM decisions WHERE campaign_id = ?2 AND at_ms = ?7 AND decision_id = ?1)";
 
 fn write_group_transaction(
@@ -363,6 +364,7 @@ fn write_group_transaction(
                                 decision.at_ms,
                                 decision.skip,
                                 decision.revision,
+                                decision.held_out,
                             ])
                             .map_err(StoreError::sqlite("appending decisions"))?;
                     }
@@ -394,6 +396,7 @@ mod tests {
                     at_ms: 0,
                     skip: None,
                     revision: 1,
+                    held_out: false,
                 })
                 .collect(),
         )

@@ -74,6 +74,9 @@ pub struct DecisionRow {
     /// The campaign's revision the decision was served under (1 at creation); its
     /// `segment` and `version` are indices of that revision's spec.
     pub revision: u32,
+    /// Whether the decision's unit was in the campaign's holdout (served the even
+    /// split; `propensity` is then the even split's, given the arm).
+    pub held_out: bool,
 }
 
 /// An API key. The server hashes the secret; only the hash is stored.

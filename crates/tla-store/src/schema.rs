@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -214,9 +214,16 @@ CREATE TABLE idempotency_keys (
 ) STRICT;
 ";
 
+/// Schema version 9: holdouts. `decisions.held_out` is 1 for a decision whose unit was
+/// in the campaign's holdout (served the even split; its propensity is given the arm),
+/// 0 otherwise (rows stored before read as 0). The unit itself is not stored.
+const MIGRATION_V9: &str = "
+ALTER TABLE decisions ADD COLUMN held_out INTEGER NOT NULL DEFAULT 0;
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     MIGRATION_V2,
     MIGRATION_V3,
     MIGRATION_V4,
@@ -224,6 +231,7 @@ const MIGRATIONS: [&str; 7] = [
     MIGRATION_V6,
     MIGRATION_V7,
     MIGRATION_V8,
+    MIGRATION_V9,
 ];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and

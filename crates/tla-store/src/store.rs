@@ -377,7 +377,7 @@ impl Store {
         let connection = self.database.general();
         let mut statement = connection
             .prepare_cached(
-                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision \
+                "SELECT id, decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision, held_out \
                  FROM decisions WHERE campaign_id = ?1 AND id > ?2 AND (skip IS NOT NULL) = ?4 \
                  ORDER BY id LIMIT ?3",
             )
@@ -401,7 +401,7 @@ impl Store {
             .database
             .general()
             .prepare_cached(
-                "SELECT decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision \
+                "SELECT decision_id, campaign_id, segment, version, propensity, model_version, at_ms, skip, revision, held_out \
                  FROM decisions WHERE decision_id = ?1",
             )
             .and_then(|mut statement| {
@@ -1238,6 +1238,7 @@ fn encode_decision(decision: &DecisionRow) -> Result<EncodedDecision, StoreError
         at_ms: decision.at_ms,
         skip: decision.skip.clone(),
         revision: decision.revision,
+        held_out: decision.held_out,
     })
 }
 
@@ -1298,10 +1299,11 @@ struct RawDecision {
     at_ms: i64,
     skip: Option<String>,
     revision: i64,
+    held_out: bool,
 }
 
 impl RawDecision {
-    /// Reads the nine decision columns starting at column `first`.
+    /// Reads the ten decision columns starting at column `first`.
     fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RawDecision> {
         Ok(RawDecision {
             decision_id: row.get(first)?,
@@ -1313,6 +1315,7 @@ impl RawDecision {
             at_ms: row.get(first + 6)?,
             skip: row.get(first + 7)?,
             revision: row.get(first + 8)?,
+            held_out: row.get(first + 9)?,
         })
     }
 
@@ -1327,6 +1330,7 @@ impl RawDecision {
             at_ms: self.at_ms,
             skip: self.skip,
             revision: to_u32("decisions", "revision", self.revision)?,
+            held_out: self.held_out,
         })
     }
 }

@@ -80,6 +80,7 @@ pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
             at_ms,
             skip: None,
             revision: 1,
+            held_out: false,
         });
         let event = |kind, value, prefix: &str| NewEvent {
             campaign_id: id.into(),
