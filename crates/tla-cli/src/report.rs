@@ -423,6 +423,9 @@ pub fn table(report: &Report) -> String {
             }
         }
     }
+    if let Some(h) = &report.holdout {
+        holdout_table(&mut out, h);
+    }
     if !report.corrections.is_empty() {
         let _ = writeln!(
             out,
@@ -451,6 +454,72 @@ pub fn table(report: &Report) -> String {
         }
     }
     out
+}
+
+/// The holdout section: both arms, and the lift per impression and per dollar with the
+/// fixed-horizon interval and the confidence sequence, each stated for what it is.
+fn holdout_table(out: &mut String, h: &tla_core::holdout::HoldoutLift) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "\nPolicy against its holdout ({:.0}% of units served the even split; {:.0}% intervals):",
+        100.0 * h.share,
+        100.0 * (1.0 - h.alpha)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>10} {:>14} {:>12} {:>14} {:>12}",
+        "arm", "decisions", "value", "spend", "value/impr.", "value/$"
+    );
+    for (name, arm) in [("policy", &h.policy), ("holdout", &h.holdout)] {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10} {:>14} {:>12} {:>14} {:>12}",
+            name,
+            arm.decisions,
+            fixed(arm.value, 2),
+            fixed(arm.spend, 2),
+            opt(arm.value_per_impression, 4),
+            opt(arm.value_per_dollar, 4)
+        );
+    }
+    for (name, lift) in [
+        ("lift per impression", &h.per_impression),
+        ("lift per dollar", &h.per_dollar),
+    ] {
+        match lift {
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "  {name:<20} {} ({}); fixed-horizon [{}, {}]; valid at every look [{}, {}]{}",
+                    signed(l.lift, 4),
+                    pct(l.relative),
+                    signed(l.fixed.lower, 4),
+                    signed(l.fixed.upper, 4),
+                    signed(l.sequence.lower, 4),
+                    signed(l.sequence.upper, 4),
+                    if l.sequence_excludes_zero {
+                        "  (excludes 0)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {name:<20} - (needs two decisions in each arm{})",
+                    if name == "lift per dollar" {
+                        " and spend in both"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "  The sequence is an {}.", h.sequence_validity);
+    let _ = writeln!(out, "  The fixed interval is a {}.", h.fixed_validity);
 }
 
 /// The money section: spend against the budget and the plan, return per dollar, spend per
