@@ -577,6 +577,16 @@ fn print_runs(world: &str, r: &HoldoutRuns) {
         r.fixed_excluded_zero_at_end,
         100.0 * r.fixed_excluded_zero_at_end as f64 / r.runs as f64
     );
+    if let (Some(sequence), Some(fixed)) = (
+        r.per_dollar_sequence_excluded_zero,
+        r.per_dollar_fixed_excluded_zero,
+    ) {
+        println!(
+            "  per dollar: sequence excluded zero in {sequence} runs ({:.1}%), fixed interval in {fixed} ({:.1}%)",
+            100.0 * sequence as f64 / r.runs as f64,
+            100.0 * fixed as f64 / r.runs as f64
+        );
+    }
     println!(
         "  mean true lift per impression {:+.6}; alpha {}; {:.1} s",
         r.mean_true_lift_per_impression, r.alpha, r.seconds

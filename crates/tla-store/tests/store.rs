@@ -1656,8 +1656,8 @@ fn a_version_8_file_gets_held_out_and_its_decisions_read_as_not_held_out() {
         held_out: true,
         ..decision("d2", "a")
     };
-    store.append_decisions(&[held.clone()]).unwrap();
-    assert_eq!(store.decision("d2").unwrap(), Some(held.clone()));
+    store.append_decisions(std::slice::from_ref(&held)).unwrap();
+    assert_eq!(store.decision("d2").unwrap(), Some(held));
     let page = store.decisions("a", 0, 10).unwrap();
     assert_eq!(
         page.iter().map(|(_, d)| d.held_out).collect::<Vec<_>>(),
