@@ -307,3 +307,71 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use tla_core::pacing::DAY_MS;
+    use tla_core::spec::CampaignSpec;
+
+    /// Each arm is paced on its own: the policy's pacer holds `1 - share` of the budget
+    /// and cap, a held-out decision is the even split, a cost is spent in its
+    /// decision's arm, and what names no arm is split by the share.
+    #[test]
+    fn each_arm_is_paced_on_its_own() {
+        let spec = format!(
+            "holdout = 0.25\n{}",
+            include_str!("../../../examples/small.toml")
+        );
+        let campaign = CampaignSpec::from_toml_str(&spec)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+        let engine = Engine::new(&campaign, &mut rng);
+        let plan = FlightPlan {
+            budget: 1_000.0,
+            daily_cap: Some(100.0),
+            start_ms: 0,
+            end_ms: 10 * DAY_MS,
+            min_roas: None,
+            hourly_traffic: None,
+        };
+        let pacing = CampaignPacing::new(&plan, 3, campaign.holdout());
+        let status = pacing.status(HOUR_MS);
+        assert_eq!((status.budget, status.daily_cap), (750.0, Some(75.0)));
+        // No cost known yet: the holdout buys, the even split with its propensity.
+        let even = 1.0 / campaign.allowed_versions() as f64;
+        for _ in 0..20 {
+            let paced = pacing.decide(&plan, &engine, 0, HOUR_MS, true, &mut rng);
+            assert!(paced.choice.version.is_some());
+            assert!((paced.choice.propensity - even).abs() < 1e-15);
+        }
+        // A cost settles in the arm its reservation names, whatever is passed.
+        pacing.reserve("held", 1.0, HOUR_MS, true);
+        pacing.cost("held", false, 0, HOUR_MS, 5.0, HOUR_MS + 1);
+        assert_eq!(pacing.status(HOUR_MS + 1).spent, 0.0);
+        pacing.cost("policy", false, 0, HOUR_MS, 3.0, HOUR_MS + 1);
+        assert_eq!(pacing.status(HOUR_MS + 1).spent, 3.0);
+        // Without a reservation, the arm passed (from the signed id) counts.
+        pacing.cost("held-2", true, 0, HOUR_MS, 7.0, HOUR_MS + 1);
+        assert_eq!(pacing.status(HOUR_MS + 1).spent, 3.0);
+        // A spend report names no arm: the policy's part is 1 - share.
+        pacing.spend_report(0, 0, HOUR_MS, 8.0, None, HOUR_MS + 2);
+        assert_eq!(pacing.status(HOUR_MS + 2).spent, 9.0);
+        pacing.set_spent(100.0, 10.0, HOUR_MS + 3);
+        let status = pacing.status(HOUR_MS + 3);
+        assert_eq!((status.spent, status.spent_today), (75.0, 7.5));
+        // A budget change splits the same way.
+        let more = plan.with_budget(2_000.0, None);
+        pacing.decide(&more, &engine, 1, HOUR_MS + 4, false, &mut rng);
+        let status = pacing.status(HOUR_MS + 4);
+        assert_eq!((status.budget, status.daily_cap), (1_500.0, None));
+        // Without a holdout the one pacer holds everything.
+        let plain = CampaignPacing::new(&plan, 3, 0.0);
+        assert_eq!(plain.status(0).budget, 1_000.0);
+        plain.cost("x", true, 0, HOUR_MS, 2.0, HOUR_MS);
+        assert_eq!(plain.status(HOUR_MS).spent, 2.0);
+    }
+}
