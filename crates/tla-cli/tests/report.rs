@@ -350,3 +350,48 @@ fn a_report_over_amounts_of_1e308_prints_only_finite_numbers() {
     assert!(ok, "{err}");
     assert!(!csv.to_lowercase().contains("inf"), "{csv}");
 }
+
+/// A campaign with a holdout: the report's holdout section counts each arm, the lift
+/// section reads the policy's arm only, and the table prints both intervals.
+#[test]
+fn a_campaign_with_a_holdout_reports_the_policy_against_it() {
+    let dir = TempDir::new("report-holdout");
+    let data = dir.0.join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        common::fill_held_out(
+            &store,
+            "c_h",
+            1_000,
+            Fill {
+                clicks_every: 0,
+                conversion_value: |_| 20.0,
+            },
+            0.25,
+        );
+        fill(&store, "c_plain", 100);
+    }
+    let (ok, json, err) = tla(&data, &["c_h", "--format", "json"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let h = &report["holdout"];
+    assert_eq!(h["share"], 0.25);
+    assert_eq!(h["policy"]["decisions"], 750);
+    assert_eq!(h["holdout"]["decisions"], 250);
+    assert_eq!(report["lift"]["rows"], 750);
+    // Every fifth decision converts for 20, in both arms alike: 4 per impression.
+    let p = &h["per_impression"];
+    assert!(p["lift"].as_f64().unwrap().abs() < 0.5, "{p}");
+    let spend = h["policy"]["spend"].as_f64().unwrap();
+    assert!((spend - 7.5).abs() < 1e-9, "{h}");
+    assert!(h["per_dollar"].is_object(), "{h}");
+    let (ok, table, err) = tla(&data, &["c_h"]);
+    assert!(ok, "{err}");
+    assert!(table.contains("Policy against its holdout (25% of units"), "{table}");
+    assert!(table.contains("valid at every look ["), "{table}");
+    assert!(table.contains("fixed-horizon ["), "{table}");
+    let (ok, json, err) = tla(&data, &["c_plain", "--format", "json"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(report.get("holdout").is_none());
+}

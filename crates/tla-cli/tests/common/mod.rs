@@ -31,8 +31,14 @@ impl Drop for TempDir {
 
 /// Inserts campaign `id` with the spec of examples/small.toml.
 pub fn insert_small_campaign(store: &Store, id: &str) {
-    let spec =
+    insert_small_campaign_held_out(store, id, 0.0);
+}
+
+/// Inserts campaign `id` with the spec of examples/small.toml and a holdout of `share`.
+pub fn insert_small_campaign_held_out(store: &Store, id: &str, share: f64) {
+    let mut spec =
         CampaignSpec::from_toml_str(include_str!("../../../../examples/small.toml")).unwrap();
+    spec.holdout = share;
     store
         .insert_campaign(&CampaignRow {
             id: id.into(),
@@ -57,7 +63,14 @@ pub struct Fill {
 /// versions (version `allowed[7i mod 16]`, segment `i mod 3`, propensity 1/16), each
 /// with an impression and a cost of 0.01, clicks and conversions as `fill` says.
 pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
-    insert_small_campaign(store, id);
+    fill_held_out(store, id, n, fill, 0.0);
+}
+
+/// [`fill`] of a campaign with a holdout of `share` (in (0, 0.5]): decision `i` is held
+/// out when `i % 4 == 1` (a quarter of them, whatever the share), logged with the even
+/// split's propensity as every decision here.
+pub fn fill_held_out(store: &Store, id: &str, n: u64, fill: Fill, share: f64) {
+    insert_small_campaign_held_out(store, id, share);
     let spec =
         CampaignSpec::from_toml_str(include_str!("../../../../examples/small.toml")).unwrap();
     let campaign = spec.validate().unwrap();
@@ -80,7 +93,7 @@ pub fn fill(store: &Store, id: &str, n: u64, fill: Fill) {
             at_ms,
             skip: None,
             revision: 1,
-            held_out: false,
+            held_out: share > 0.0 && i % 4 == 1,
         });
         let event = |kind, value, prefix: &str| NewEvent {
             campaign_id: id.into(),
