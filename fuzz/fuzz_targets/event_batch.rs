@@ -50,6 +50,8 @@ fn fixture() -> &'static Fixture {
             propensity: 0.25,
             at_ms: DECIDED_AT,
             nonce: 7,
+            revision: 1,
+            held_out: false,
         };
         Fixture {
             decision: state.signer().sign(&claims(&slot.id)),
