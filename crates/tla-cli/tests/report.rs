@@ -387,7 +387,10 @@ fn a_campaign_with_a_holdout_reports_the_policy_against_it() {
     assert!(h["per_dollar"].is_object(), "{h}");
     let (ok, table, err) = tla(&data, &["c_h"]);
     assert!(ok, "{err}");
-    assert!(table.contains("Policy against its holdout (25% of units"), "{table}");
+    assert!(
+        table.contains("Policy against its holdout (25% of units"),
+        "{table}"
+    );
     assert!(table.contains("valid at every look ["), "{table}");
     assert!(table.contains("fixed-horizon ["), "{table}");
     let (ok, json, err) = tla(&data, &["c_plain", "--format", "json"]);

@@ -16,9 +16,9 @@
 //!   to the holdout, but the share is fixed for the campaign's life (a revision keeps
 //!   it, [`crate::revision`]) so that every look compares the same two arms.
 //! - **Draws per unit** ([`UnitRng::for_draw`]): with a unit, the random numbers of a
-//!   decision come from a generator seeded by the hash of (salt, unit, segment, model
-//!   version of the segment's table, position in the request), so a returning unit sees
-//!   the same version while the table stands. The propensity logged stays the table's
+//!   decision come from a generator seeded by the hash of (salt, unit, segment, the
+//!   table in force, position in the request), so a returning unit sees the same
+//!   version while the table stands. The propensity logged stays the table's
 //!   exact probability: the seed is a function of the unit's id only (and of the table's
 //!   identity, not its contents), so over the units it behaves as a uniform draw
 //!   independent of the table, which is all the alias-table sampler asks of its random
@@ -138,18 +138,14 @@ impl UnitRng {
     }
 
     /// The generator of the `index`-th decision (from 0) of one request for `unit` of a
-    /// campaign salted `salt`, in `segment` whose decision table has `model_version`:
-    /// the same five give the same numbers, so the same version while the table stands.
-    pub fn for_draw(
-        salt: &[u8],
-        unit: &[u8],
-        segment: usize,
-        model_version: u64,
-        index: u32,
-    ) -> Self {
+    /// campaign salted `salt`, in `segment`, drawn from the table named `table` (the
+    /// model version of the segment's decision table; the service names the holdout's
+    /// even split by the revision number): the same five give the same numbers, so the
+    /// same version while the table stands.
+    pub fn for_draw(salt: &[u8], unit: &[u8], segment: usize, table: u64, index: u32) -> Self {
         let unit = unit_hash(salt, DRAW_DOMAIN, unit);
-        let seed = mix(unit ^ mix((segment as u64).wrapping_add(GOLDEN)))
-            ^ mix(model_version.wrapping_mul(GOLDEN) ^ (u64::from(index) << 32));
+        let place = mix(mix(table ^ GOLDEN).wrapping_add(u64::from(index)));
+        let seed = mix(unit ^ mix((segment as u64).wrapping_add(GOLDEN))) ^ place;
         Self::from_seed(mix(seed))
     }
 }

@@ -656,15 +656,22 @@ pub async fn decide(
             Some(unit) => holdout::held_out(slot.id.as_bytes(), unit.as_bytes(), share),
             None => share > 0.0 && rng.random::<f64>() < share,
         };
+        // With a unit, the draw is seeded by the unit and the table in force: the
+        // segment's decision table, or for the holdout the even split, which changes
+        // only with a revision.
+        let table = if held_out {
+            u64::from(current.number)
+        } else {
+            engine.model_version(segment)
+        };
         let chosen = (0..request.count)
             .map(|k| {
-                // With a unit, the draw is seeded by the unit and the table in force.
                 let mut unit_rng = request.unit.as_ref().map(|unit| {
                     UnitRng::for_draw(
                         slot.id.as_bytes(),
                         unit.as_bytes(),
                         segment,
-                        engine.model_version(segment),
+                        table,
                         k as u32,
                     )
                 });

@@ -3103,6 +3103,41 @@ async fn a_holdout_is_sticky_per_unit_logged_and_reported() {
     tokio::task::spawn_blocking(move || learner::step(&state, true))
         .await
         .unwrap();
+    // The holdout's table, the even split, stands while the policy's tables are
+    // redrawn: a held-out unit still sees its version.
+    for (u, d) in answers.iter().enumerate() {
+        if d["held_out"] != true {
+            continue;
+        }
+        let (_, again) = api
+            .post(
+                &uri,
+                &api.decide,
+                json!({"segment": "past-donors", "unit": format!("person-{u}")}),
+            )
+            .await;
+        assert_eq!(
+            again["decisions"][0]["version"]["index"],
+            d["version"]["index"]
+        );
+    }
+    let (u, d) = answers
+        .iter()
+        .enumerate()
+        .find(|(_, d)| d["held_out"] == false)
+        .unwrap();
+    let (_, again) = api
+        .post(
+            &uri,
+            &api.decide,
+            json!({"segment": "past-donors", "unit": format!("person-{u}")}),
+        )
+        .await;
+    assert_ne!(
+        again["decisions"][0]["model_version"], d["model_version"],
+        "the policy's tables were redrawn"
+    );
+    write_decisions(&api.state).await.unwrap();
     let (status, report) = api
         .get(&format!("/v1/campaigns/{id}/report"), &api.read)
         .await;
