@@ -41,6 +41,13 @@ pub fn run(spec: &Path, args: &SimulateArgs) -> anyhow::Result<()> {
         );
     }
     let campaign = crate::versions::load(spec)?;
+    if campaign.holdout() > 0.0 {
+        bail!(
+            "{}: the spec holds out {} of its units (holdout); tla simulate --campaign serves every impression through the engine and does not simulate a holdout. Remove `holdout` from the spec to run it here, or measure a holdout with tla simulate --world WORLD --holdout SHARE",
+            spec.display(),
+            campaign.holdout()
+        );
+    }
     let design = campaign.design();
     let pairs = campaign
         .total_versions()
