@@ -89,6 +89,9 @@ impl ShrunkMeanModel {
                 .enumerate()
                 .map(|(s, even_mean)| target.expectation(s, even_mean, |v| q(s, v)))
                 .collect(),
+            TargetProbabilities::Table(table) => (0..contexts)
+                .map(|s| table.expectation(s, context_means[s], |a| q(s, a)))
+                .collect(),
         };
         ShrunkMeanModel {
             cell_means,
