@@ -369,9 +369,10 @@ fn one_target_grammar_refuses_alike_on_every_input() {
     std::fs::write(&log, "arm,r,p\na,1,0.5\nb,0,0.5\na,0,0.5\nb,2,0.5\n").unwrap();
     let world = concat!(env!("CARGO_MANIFEST_DIR"), "/../../worlds/small.json");
     let tail = "accepted: oracle (--world), uniform (--world, --log, --data), factorized-ts \
-(--world, --data), fixed-options:O1,O2,... (one option per component: indices with --world, \
-indices or names with --data), version:INDEX (--data), fixed:ACTION (--log), best-logged \
-(--log, --data)";
+(--world, --log, --data), fixed-options:O1,O2,... (one option per component: indices with \
+--world, indices or names with --data), version:INDEX (--data), fixed:ACTION (--log), \
+best-logged (--log, --data), column:NAME (--log: the target's probability of each row's logged \
+action), file:PATH (--log: the target's probabilities per context and action)";
     let run = |args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_tla"))
             .arg("evaluate")
