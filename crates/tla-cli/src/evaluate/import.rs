@@ -326,12 +326,27 @@ fn read_parquet_rows(
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut row = 0usize;
     for batch in reader {
-        let batch = batch.with_context(|| {
-            format!(
-                "{}: cannot decode the rows after data row {row}",
-                path.display()
-            )
-        })?;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error)
+                if error
+                    .to_string()
+                    .contains("Disabled feature at compile time") =>
+            {
+                bail!(
+                    "{}: its pages are compressed with a codec this build does not read ({error}); accepted: snappy or uncompressed pages (e.g. pyarrow's write_table(..., compression=\"snappy\"), polars' write_parquet(..., compression=\"snappy\"))",
+                    path.display()
+                )
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "{}: cannot decode the rows after data row {row}",
+                        path.display()
+                    )
+                });
+            }
+        };
         let mut columns: HashMap<&str, Vec<Option<String>>> = HashMap::new();
         for w in wanted {
             let array = batch

@@ -1,7 +1,9 @@
 //! Percentile bootstrap intervals of the estimators, from their per-row terms.
 //!
 //! Each resample draws `n` rows with replacement (uniformly, from the caller's seeded
-//! random number generator) and recomputes every statistic on the same draw:
+//! random number generator; drawn as the multinomial counts of the distinct rows, which
+//! is the same distribution at a fraction of the cost) and recomputes every statistic on
+//! the same draw:
 //!
 //! - a mean of per-row terms (IPS: `w_i r_i`; doubly robust: `DM(s_i) + w_i (r_i -
 //!   q(s_i, a_i))`, with the cross-fitted direct model held fixed as fitted once on the
@@ -19,6 +21,7 @@
 //! intervals.
 
 use rand::Rng;
+use rand_distr::{Binomial, Distribution};
 
 /// A statistic recomputed on every resample.
 #[derive(Debug, Clone, Copy)]
@@ -87,8 +90,7 @@ pub fn percentile_intervals<R: Rng + ?Sized>(
     if n == 0 || !lengths_agree {
         return Err(BootstrapError::BadColumns);
     }
-    // Each row's numerator and denominator of every statistic side by side, so one draw
-    // reads one place in memory.
+    // Each row's numerator and denominator of every statistic side by side.
     let width = 2 * statistics.len();
     let mut packed = vec![0.0; n * width];
     for (k, statistic) in statistics.iter().enumerate() {
@@ -101,16 +103,17 @@ pub fn percentile_intervals<R: Rng + ?Sized>(
             packed[i * width + 2 * k + 1] = y;
         }
     }
+    let groups = Groups::of(&packed, width);
     let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); statistics.len()];
     let mut sums = vec![0.0; width];
     for _ in 0..resamples {
         sums.iter_mut().for_each(|s| *s = 0.0);
-        for _ in 0..n {
-            let i = rng.random_range(0..n);
-            for (s, v) in sums.iter_mut().zip(&packed[i * width..(i + 1) * width]) {
-                *s += v;
+        groups.resample(n as u64, rng, |g, k| {
+            let k = k as f64;
+            for (s, v) in sums.iter_mut().zip(groups.terms(g)) {
+                *s += k * v;
             }
-        }
+        });
         for (k, out) in values.iter_mut().enumerate() {
             let (x, y) = (sums[2 * k], sums[2 * k + 1]);
             if y != 0.0 {
@@ -129,6 +132,76 @@ pub fn percentile_intervals<R: Rng + ?Sized>(
             }
         })
         .collect())
+}
+
+/// The distinct rows of a log (rows whose terms are equal bit for bit), with their
+/// counts. A log's terms repeat a lot (one value per context, action, reward and fold
+/// for most rows), so a resample is drawn as the multinomial counts of the distinct
+/// rows, by conditional binomials, instead of `n` row indices: the same distribution of
+/// resamples (each row drawn with probability `1/n`, `n` times), at a cost of one draw
+/// per distinct row.
+struct Groups {
+    width: usize,
+    /// The terms of each distinct row, `width` at a time, largest count first.
+    terms: Vec<f64>,
+    /// How many rows share them.
+    counts: Vec<u64>,
+}
+
+impl Groups {
+    fn of(packed: &[f64], width: usize) -> Groups {
+        let n = packed.len() / width;
+        let row = |i: usize| &packed[i * width..(i + 1) * width];
+        let bits = |i: usize| row(i).iter().map(|v| v.to_bits());
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_unstable_by(|&a, &b| bits(a).cmp(bits(b)).then(a.cmp(&b)));
+        let mut runs: Vec<(usize, u64)> = Vec::new();
+        for &i in &order {
+            match runs.last_mut() {
+                Some((first, count)) if bits(*first).eq(bits(i)) => *count += 1,
+                _ => runs.push((i, 1)),
+            }
+        }
+        // Largest groups first (then by first row, so the order is fixed): most of the
+        // draws are settled early.
+        runs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Groups {
+            width,
+            terms: runs
+                .iter()
+                .flat_map(|&(i, _)| row(i).iter().copied())
+                .collect(),
+            counts: runs.iter().map(|&(_, c)| c).collect(),
+        }
+    }
+
+    fn terms(&self, g: usize) -> &[f64] {
+        &self.terms[g * self.width..(g + 1) * self.width]
+    }
+
+    /// Draws one resample of `n` rows: calls `add(group, times drawn)` for each group
+    /// drawn at least once. Multinomial(n, count_g / total) by conditional binomials.
+    fn resample<R: Rng + ?Sized>(&self, n: u64, rng: &mut R, mut add: impl FnMut(usize, u64)) {
+        let mut remaining = n;
+        let mut population: u64 = self.counts.iter().sum();
+        for (g, &count) in self.counts.iter().enumerate() {
+            if remaining == 0 {
+                return;
+            }
+            let k = if count == population {
+                remaining
+            } else {
+                Binomial::new(remaining, count as f64 / population as f64)
+                    .expect("a share of the rows left is a probability")
+                    .sample(rng)
+            };
+            population -= count;
+            remaining -= k;
+            if k > 0 {
+                add(g, k);
+            }
+        }
+    }
 }
 
 /// The `p` quantile of sorted values by linear interpolation between order statistics
@@ -196,6 +269,52 @@ mod tests {
             "width {width} vs {}",
             2.0 * 1.96 * se
         );
+    }
+
+    /// The grouped draw is the row bootstrap: over many resamples, the mean of a
+    /// resampled mean is the mean, and its variance is `var / n` (divisor n).
+    #[test]
+    fn grouped_resamples_have_the_moments_of_row_resamples() {
+        // 40 rows, 3 distinct values: 0 (x23), 1 (x12), 5 (x5).
+        let x: Vec<f64> = (0..40)
+            .map(|i| match i % 8 {
+                0 | 1 => 1.0,
+                2 => 5.0,
+                3 if i < 16 => 1.0,
+                _ => 0.0,
+            })
+            .collect();
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let mut packed = Vec::new();
+        for v in &x {
+            packed.extend([*v, 1.0]);
+        }
+        let groups = Groups::of(&packed, 2);
+        assert_eq!(groups.counts.iter().sum::<u64>(), 40);
+        assert_eq!(groups.counts.len(), 3);
+        let mut rng = Pcg64Mcg::seed_from_u64(5);
+        let (mut s1, mut s2, draws) = (0.0, 0.0, 20_000);
+        for _ in 0..draws {
+            let (mut sum, mut rows) = (0.0, 0);
+            groups.resample(40, &mut rng, |g, k| {
+                sum += k as f64 * groups.terms(g)[0];
+                rows += k;
+            });
+            assert_eq!(rows, 40);
+            let m = sum / n;
+            s1 += m;
+            s2 += m * m;
+        }
+        let m1 = s1 / draws as f64;
+        let v = s2 / draws as f64 - m1 * m1;
+        // Standard error of the mean of 20,000 resampled means: sqrt(var / n / 20,000).
+        assert!(
+            (m1 - mean).abs() < 4.0 * (var / n / draws as f64).sqrt(),
+            "{m1} vs {mean}"
+        );
+        assert!((v / (var / n) - 1.0).abs() < 0.05, "{v} vs {}", var / n);
     }
 
     #[test]
