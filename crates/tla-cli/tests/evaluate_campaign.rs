@@ -157,6 +157,48 @@ fn estimates_on_a_campaign_log_match_the_hand_computed_values() {
         target.contains("always version 1 (headline=river_needs_you, image=canoe, cta=give_25)"),
         "{target}"
     );
+    // The weights: 0, 4, 2, 0; the heaviest is decision 2 (propensity 0.25), 4 / 6 of
+    // the weight; mean weight 6 / 4. The rewarded decisions (1 and 2, weights 0 and 4)
+    // count as (0 + 4)^2 / (0 + 16) = 1 effective row. Both are warned about.
+    assert_eq!(result["weights"]["heaviest_row"], "decision 2");
+    close(&result["weights"]["max_weight_share"], 4.0 / 6.0);
+    close(&result["weights"]["mean_weight"], 1.5);
+    close(&result["weights"]["effective_rewarded"], 1.0);
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            "one row (decision 2, propensity 0.25) holds 66.7% of the total importance weight"
+        ) && warnings.contains("count as 1.0 rows"),
+        "{warnings}"
+    );
+    // --alpha and the bootstrap apply to --data: seeded, the same twice.
+    let bootstrap = || {
+        let (ok, out, err) = evaluate(
+            &data,
+            &[
+                "--campaign",
+                "c_hand",
+                "--target",
+                "version:1",
+                "--alpha",
+                "0.1",
+                "--interval",
+                "bootstrap",
+                "--bootstrap",
+                "50",
+                "--seed",
+                "3",
+                "--json",
+            ],
+        );
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(out.trim()).unwrap()
+    };
+    let first = bootstrap();
+    assert_eq!(first["interval"]["method"], "bootstrap");
+    assert_eq!(first["alpha"], 0.1);
+    assert_eq!(first["estimates"], bootstrap()["estimates"]);
+    assert_ne!(first["estimates"], result["estimates"]);
     // The same version by option names and by indices.
     for form in [
         "fixed-options:river_needs_you,canoe,give_25",

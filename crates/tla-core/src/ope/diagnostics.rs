@@ -120,10 +120,15 @@ impl WeightReport {
                 }
             }
         }
-        positive.sort_by(|a, b| b.total_cmp(a));
         let total: f64 = positive.iter().sum();
         let top = positive.len().div_ceil(100);
-        let top_sum: f64 = positive[..top].iter().sum();
+        // The `top` largest weights, without sorting them all.
+        let top_sum: f64 = if top == 0 {
+            0.0
+        } else {
+            positive.select_nth_unstable_by(top - 1, |a, b| b.total_cmp(a));
+            positive[..top].iter().sum()
+        };
         WeightReport {
             diagnostics,
             heaviest_row: heaviest,
