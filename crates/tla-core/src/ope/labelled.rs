@@ -9,7 +9,7 @@
 //! The caller reads the file and numbers the labels ([`LabelledLog`]); this module only
 //! computes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::Rng;
 
@@ -113,8 +113,9 @@ pub struct TargetEntry {
 /// of a [`LabelledLog`]: any stochastic, contextual or per-position policy.
 #[derive(Debug, Clone)]
 pub struct TargetTable {
-    /// Per context of the log: the probability of each of the log's actions given one.
-    probabilities: Vec<HashMap<u64, f64>>,
+    /// Per context of the log: the probability of each of the log's actions given one
+    /// (ordered, so sums over it are the same in every run).
+    probabilities: Vec<BTreeMap<u64, f64>>,
     /// Per context of the log: the probability of actions the log never holds.
     unseen_mass: Vec<f64>,
     /// Rows of the file.
@@ -148,7 +149,7 @@ impl TargetTable {
             .collect();
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         let mut sums: HashMap<String, (f64, usize)> = HashMap::new();
-        let mut probabilities = vec![HashMap::new(); log.contexts()];
+        let mut probabilities = vec![BTreeMap::new(); log.contexts()];
         let mut unseen_mass = vec![0.0; log.contexts()];
         let mut count = 0;
         for entry in entries {
