@@ -72,7 +72,7 @@ fn caution_reasons(weights: &WeightDiagnostics, heaviest: Option<&str>) -> Vec<S
     }
     if weights.effective_rewarded < CAUTION_MIN_REWARDED {
         reasons.push(format!(
-            "the donations behind the estimate count as {:.1} rows (fewer than {CAUTION_MIN_REWARDED})",
+            "the rewards (donations) behind the estimate count as {:.1} rows (fewer than {CAUTION_MIN_REWARDED})",
             weights.effective_rewarded
         ));
     }
@@ -144,14 +144,15 @@ impl WeightReport {
 /// weight more than [`MEAN_WEIGHT_ABOVE_Z`] standard errors above 1 (the logged
 /// propensities are then smaller than the logging policy's, or the target's
 /// probabilities do not sum to 1), the top 1% of the weighted rows holding more than
-/// [`TOP_ROWS_WEIGHT_SHARE`] of the weight, and every interval that reaches below 0
-/// although no reward is negative (`min_reward >= 0`): the normal approximation then
-/// does not hold (the bootstrap, `--interval bootstrap`, is the answer; nothing is
-/// clipped).
+/// [`TOP_ROWS_WEIGHT_SHARE`] of the weight, and, when the intervals are normal
+/// (`normal_intervals`), every interval that reaches below 0 although no reward is
+/// negative (`min_reward >= 0`): the normal approximation then does not hold (the
+/// bootstrap, `--interval bootstrap`, is the answer; nothing is clipped).
 pub fn warnings(
     report: &WeightReport,
     estimates: &[Estimate],
     min_reward: f64,
+    normal_intervals: bool,
     row_name: impl Fn(usize) -> String,
 ) -> Vec<String> {
     let d = &report.diagnostics;
@@ -176,7 +177,7 @@ pub fn warnings(
             report.min_propensity
         ));
     }
-    if min_reward >= 0.0 {
+    if normal_intervals && min_reward >= 0.0 {
         let below: Vec<&str> = estimates
             .iter()
             .filter(|e| e.lower < 0.0)
@@ -261,7 +262,7 @@ mod tests {
         assert!((report.diagnostics.max_weight_share - share).abs() < 1e-12);
         // Top 1% of 1,000 weighted rows = 10 rows: 500,000 + 9 of weight 1.
         assert!((report.top_rows_weight_share - 500_009.0 / 500_999.0).abs() < 1e-12);
-        let out = warnings(&report, &[], 0.0, |i| format!("data row {}", i + 1));
+        let out = warnings(&report, &[], 0.0, true, |i| format!("data row {}", i + 1));
         assert!(
             out[0].starts_with(
                 "one row (data row 18, propensity 0.000001) holds 99.8% of the total importance weight"
@@ -298,14 +299,18 @@ mod tests {
         )
         .unwrap();
         estimate.lower = -0.1;
-        let out = warnings(&report, &[estimate], 0.0, |i| format!("row {i}"));
+        let out = warnings(&report, &[estimate], 0.0, true, |i| format!("row {i}"));
         assert!(out[0].contains("above the 1 expected"), "{out:?}");
         assert!(
             out[1].contains("interval of ips reaches below 0"),
             "{out:?}"
         );
         // Negative rewards: an interval below 0 is no sign of anything.
-        let out = warnings(&report, &[estimate], -1.0, |i| format!("row {i}"));
+        let out = warnings(&report, &[estimate], -1.0, true, |i| format!("row {i}"));
+        assert_eq!(out.len(), 1);
+        // Nor is a bootstrap interval below 0: percentiles of terms that may be
+        // negative, as DR's are.
+        let out = warnings(&report, &[estimate], 0.0, false, |i| format!("row {i}"));
         assert_eq!(out.len(), 1);
     }
 }

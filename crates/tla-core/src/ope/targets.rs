@@ -355,9 +355,13 @@ impl Evaluation {
     /// The warnings of [`crate::ope::diagnostics::warnings`] on this evaluation, the
     /// heaviest row named by `row_name` (given its position in the log, 0-based).
     pub fn warnings(&self, row_name: impl Fn(usize) -> String) -> Vec<String> {
-        warnings(&self.weights, &self.estimates, self.min_reward, |i| {
-            row_name(self.first_evaluated + i)
-        })
+        warnings(
+            &self.weights,
+            &self.estimates,
+            self.min_reward,
+            self.interval.method == IntervalMethod::Normal,
+            |i| row_name(self.first_evaluated + i),
+        )
     }
 }
 
