@@ -3,7 +3,11 @@
 //! `import`, evaluated by `tla_core::ope::labelled`), or on a stored campaign's own
 //! decisions and conversions (`--data DIR --campaign ID`: read through `tla-store`,
 //! evaluated by `tla_core::ope::campaign`). `--target` is parsed once, by
-//! `tla_core::ope::choice`, for every input. This module reads and prints.
+//! `tla_core::ope::choice`, for every input. With `--log` and `--data`, `--alpha` sets
+//! the level of every interval and `--interval bootstrap` replaces the normal intervals
+//! by percentile bootstrap intervals (`tla_core::ope::bootstrap`); the weights'
+//! diagnostics and warnings (`tla_core::ope::diagnostics`) are printed on every path.
+//! Tables print numbers with `crate::number::significant`. This module reads and prints.
 
 mod import;
 
@@ -11,11 +15,16 @@ use anyhow::{Context, bail};
 use rand::SeedableRng;
 use tla_core::ope::campaign::{check_campaign_rows, evaluate_campaign};
 use tla_core::ope::choice::{EvaluationInput, EvaluationTarget};
-use tla_core::ope::labelled::evaluate_labelled_log;
-use tla_core::ope::targets::Evaluation;
+use tla_core::ope::labelled::{LogSettings, evaluate_labelled_log};
+use tla_core::ope::targets::{
+    DEFAULT_ALPHA, DEFAULT_RESAMPLES, Evaluation, IntervalMethod, IntervalSettings,
+};
 use tla_sim::PolicyChoice;
 use tla_sim::ope::{ValidationConfig, ValidationReport, caution, validate};
 use tla_sim::world::World;
+
+use crate::number::significant;
+pub use import::LogFormat;
 
 /// Logging policies `tla evaluate` can simulate.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -26,13 +35,13 @@ pub enum LoggingArg {
     FactorizedTs,
 }
 
-/// Formats of an imported log.
+/// How the intervals of --log and --data are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Comma-separated values with a header row.
-    Csv,
-    /// One JSON object per line.
-    Jsonl,
+pub enum IntervalArg {
+    /// value ± z · standard error.
+    Normal,
+    /// Percentile bootstrap of the rows (--bootstrap resamples, seeded by --seed).
+    Bootstrap,
 }
 
 /// Arguments of `tla evaluate`.
@@ -48,13 +57,19 @@ seed's weights say its normal interval may be too narrow. --target factorized-ts
 Thompson sampling on the first half of each seed's log (each row an impression, and a conversion \
 when it carries a donation), draws its decision tables, and evaluates that policy on the second \
 half against its own exact value.\n\nWith --log FILE instead of --world: import a logged-bandit \
-file (CSV with a header row, or JSON lines) through a column mapping, e.g. --map \
-timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p, and print the IPS, SNIPS and doubly \
-robust estimates of the target's value per row (95% intervals, effective sample size). \
-Propensities that are missing, zero, above 1 or not numbers are refused with the 1-based data-row \
-number. Targets with --log: uniform (over the distinct actions of the log, or --actions N), \
-fixed:ACTION, best-logged (the action with the highest SNIPS value on the first half, evaluated \
-on the second half). See docs/import-export.md.\n\nWith --data DIR --campaign ID: evaluate on a \
+file (CSV or TSV with a header row, JSON lines, each possibly gzip-compressed, or Parquet) \
+through a column mapping, e.g. --map timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p, \
+and print the IPS, SNIPS and doubly robust estimates of the target's value per row (intervals at \
+level 1 - --alpha, normal or --interval bootstrap; effective sample size), the importance \
+weights' diagnostics and any warning. Propensities that are missing, zero, above 1 or not numbers \
+are refused with the 1-based data-row number. Targets with --log: uniform (over the distinct \
+actions of the log, or --actions N), fixed:ACTION, best-logged (the action with the highest SNIPS \
+value on the first half, evaluated on the second half), factorized-ts (the factorized model, one \
+component of the log's actions and its contexts as segments, trained on the first --train-share \
+of the rows and evaluated on the rest), column:NAME (a column holding the target's probability of \
+each row's logged action; IPS and SNIPS), file:PATH (a file of the target's probabilities per \
+context and action: the context columns, action, probability; any stochastic, contextual or \
+per-position policy). See docs/import-export.md.\n\nWith --data DIR --campaign ID: evaluate on a \
 stored campaign's own log: its decisions, each with the exact propensity it was served with, joined \
 with its conversion events (reward = sum of the conversion values of each decision). The data \
 directory is only read: the campaign's spec, decisions and conversions (no engine is rebuilt); it \
@@ -82,7 +97,9 @@ pub struct EvaluateArgs {
     /// Most decisions of the campaign read with --data (the first ones, in log order).
     #[arg(long, requires = "data", default_value_t = tla_server::report::LOG_ROWS_CAP)]
     pub max_decisions: usize,
-    /// Format of --log (default: jsonl for .jsonl / .ndjson files, csv otherwise).
+    /// Format of --log (default from the name, after any .gz: jsonl for .jsonl /
+    /// .ndjson, tsv for .tsv, parquet for .parquet, csv otherwise). CSV, TSV and JSON
+    /// lines may be gzip-compressed (recognized by their first bytes).
     #[arg(long, value_enum, requires = "log")]
     pub format: Option<LogFormat>,
     /// Column mapping of --log: KEY=COLUMN,... with keys timestamp, action, reward,
@@ -107,15 +124,17 @@ pub struct EvaluateArgs {
     /// --data: factorized Thompson sampling trained on the first half of the log,
     /// evaluated on the second half), `fixed-options:O1,O2,...` (one option per
     /// component: indices with --world, indices or names with --data), `version:INDEX`
-    /// (--data), `fixed:ACTION` (--log), `best-logged` (--log, --data). A value that
-    /// does not apply to the input is refused with this list.
+    /// (--data), `fixed:ACTION` (--log), `best-logged` (--log, --data),
+    /// `column:NAME` (--log: the target's probability of each row's logged action),
+    /// `file:PATH` (--log: the target's probabilities per context and action). A value
+    /// that does not apply to the input is refused with this list.
     #[arg(long)]
     pub target: Option<String>,
     /// Floor of the factorized-ts target: the share of its probability spread evenly
     /// over the allowed versions, in [0, 1) (default 0.02, the engine's exploration
     /// floor: the target is then the policy a campaign would serve after learning the
     /// log; 0 gives the pure Thompson table).
-    #[arg(long, conflicts_with = "log")]
+    #[arg(long)]
     pub target_floor: Option<f64>,
     /// Also print one line per seed: truth, estimates, and the importance weights (rows
     /// with a positive weight, effective number of donations, mean weight and its
@@ -141,11 +160,55 @@ pub struct EvaluateArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Intervals at level 1 - alpha, alpha in (0, 0.5] (--log, --data).
+    #[arg(long, default_value_t = DEFAULT_ALPHA)]
+    pub alpha: f64,
+    /// How the intervals of --log and --data are computed: normal (value ± z · standard
+    /// error) or bootstrap (percentile intervals of --bootstrap resamples of the rows,
+    /// which treats rows as exchangeable).
+    #[arg(long, value_enum, default_value = "normal")]
+    pub interval: IntervalArg,
+    /// Resamples of --interval bootstrap (at least 2).
+    #[arg(long, default_value_t = DEFAULT_RESAMPLES)]
+    pub bootstrap: usize,
+    /// Seed of the factorized-ts target's Thompson draws (--log, --data) and of the
+    /// bootstrap's resamples (drawn from the stream seed + 1): the same seed gives the
+    /// same output.
+    #[arg(long, default_value_t = TRAINED_TARGET_SEED)]
+    pub seed: u64,
+    /// Share of the rows of --log, in time order, the factorized-ts target is trained
+    /// on, in (0, 1); it is evaluated on the rest.
+    #[arg(long, requires = "log")]
+    pub train_share: Option<f64>,
 }
 
-/// Seed of the factorized-ts target's Thompson draws with --data: the same log gives
-/// the same target.
+/// Default `--seed`: the factorized-ts target's Thompson draws with --log and --data,
+/// and the bootstrap's resamples; the same log gives the same output.
 const TRAINED_TARGET_SEED: u64 = 0x7A26_E7ED;
+
+/// The intervals `--alpha`, `--interval` and `--bootstrap` ask for, checked.
+fn interval_settings(args: &EvaluateArgs) -> anyhow::Result<IntervalSettings> {
+    let settings = IntervalSettings {
+        alpha: args.alpha,
+        method: match args.interval {
+            IntervalArg::Normal => IntervalMethod::Normal,
+            IntervalArg::Bootstrap => IntervalMethod::Bootstrap {
+                resamples: args.bootstrap,
+            },
+        },
+    };
+    settings.check()?;
+    Ok(settings)
+}
+
+/// Applies the intervals to an evaluation; the bootstrap draws from the stream `--seed`
+/// + 1 (the trained target draws from `--seed`).
+fn set_intervals(evaluation: &mut Evaluation, args: &EvaluateArgs) -> anyhow::Result<()> {
+    let settings = interval_settings(args)?;
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(args.seed.wrapping_add(1));
+    evaluation.set_intervals(settings, &mut rng)?;
+    Ok(())
+}
 
 /// The `--target` of `input` (its default when none is given), checked against the input
 /// and `--target-floor`: one grammar for every input ([`tla_core::ope::choice`]).
@@ -165,6 +228,11 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     }
     if let (Some(data), Some(id)) = (&args.data, &args.campaign) {
         return run_campaign(data, id, &args);
+    }
+    if args.interval == IntervalArg::Bootstrap {
+        bail!(
+            "--interval bootstrap is for --log and --data; the validation on a world reports normal intervals"
+        );
     }
     let Some(world_path) = &args.world else {
         bail!(
@@ -353,34 +421,62 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
             "--log needs --map: say which columns hold the action, reward and propensity, e.g. --map action=arm,reward=r,propensity=p"
         );
     };
-    let mapping = import::Mapping::parse(map, args.slot.as_deref(), &args.context)?;
+    let mut mapping = import::Mapping::parse(map, args.slot.as_deref(), &args.context)?;
     let target = target_for(args, EvaluationInput::Log)?;
-    let format = args
-        .format
-        .unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
-            Some("jsonl" | "ndjson") => LogFormat::Jsonl,
-            _ => LogFormat::Csv,
-        });
-    let start = std::time::Instant::now();
-    let log = match format {
-        LogFormat::Csv => import::read_csv(path, &mapping),
-        LogFormat::Jsonl => import::read_jsonl(path, &mapping),
+    if args.train_share.is_some() && target != EvaluationTarget::FactorizedTs {
+        bail!(
+            "--train-share is the training share of --target factorized-ts; --target {target} trains nothing"
+        );
     }
-    .with_context(|| format!("refusing {}", path.display()))?;
+    interval_settings(args)?;
+    if let EvaluationTarget::Column(name) = &target {
+        mapping.target = Some(name.clone());
+    }
+    let format = args.format.unwrap_or_else(|| LogFormat::of_path(path));
+    let start = std::time::Instant::now();
+    let log = import::read_log(path, format, &mapping)
+        .with_context(|| format!("refusing {}", path.display()))?;
+    let table = match &target {
+        EvaluationTarget::File(file) => {
+            Some(import::read_target_file(std::path::Path::new(file), &log)?)
+        }
+        _ => None,
+    };
     let read_seconds = start.elapsed().as_secs_f64();
-    let evaluation = evaluate_labelled_log(&log, &target, args.actions, args.folds)?;
+    let settings = LogSettings {
+        actions: args.actions,
+        folds: args.folds,
+        train_share: args
+            .train_share
+            .unwrap_or(tla_core::ope::labelled::DEFAULT_TRAIN_SHARE),
+        target_floor: args.target_floor,
+        table: table.as_ref(),
+    };
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(args.seed);
+    let mut evaluation = evaluate_labelled_log(&log, &target, &settings, &mut rng)?;
+    set_intervals(&mut evaluation, args)?;
     let seconds = start.elapsed().as_secs_f64();
+    let row_name = |i: usize| log.row_name(i);
     if args.json {
-        let estimates = estimates_json(&evaluation);
         let value = serde_json::json!({
             "log": path.display().to_string(),
+            "format": format!("{format:?}").to_lowercase(),
             "rows": log.rows.len(),
             "distinct_actions": log.actions.len(),
             "action_space": evaluation.action_space,
-            "contexts": log.contexts,
+            "contexts": log.contexts(),
+            "context_columns": log.context_columns,
             "target": evaluation.target,
+            "target_spec": target.to_string(),
+            "training_rows": evaluation.training_rows,
+            "evaluated_rows": evaluation.evaluated_rows,
             "logged_mean_reward": evaluation.logged_mean,
-            "estimates": estimates,
+            "alpha": evaluation.interval.alpha,
+            "interval": interval_json(&evaluation, args),
+            "estimates": estimates_json(&evaluation),
+            "weights": weights_json(&evaluation, &row_name),
+            "warnings": evaluation.warnings(row_name),
+            "notes": evaluation.notes,
             "read_seconds": read_seconds,
             "seconds": seconds,
         });
@@ -388,11 +484,12 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "log {}: {} rows, {} distinct actions, {} contexts ({}), read in {read_seconds:.2} s, evaluated in {:.2} s",
+        "log {} ({}): {} rows, {} distinct actions, {} contexts ({}), read in {read_seconds:.2} s, evaluated in {:.2} s",
         path.display(),
+        format!("{format:?}").to_lowercase(),
         log.rows.len(),
         log.actions.len(),
-        log.contexts,
+        log.contexts(),
         if mapping.context.is_empty() {
             "no context columns mapped".to_string()
         } else {
@@ -400,8 +497,24 @@ fn run_log(path: &std::path::Path, args: &EvaluateArgs) -> anyhow::Result<()> {
         },
         seconds - read_seconds
     );
-    print_estimates(&evaluation);
+    print_estimates(&evaluation, &row_name);
     Ok(())
+}
+
+/// The `interval` object of `--json`: method, level, resamples and seed.
+fn interval_json(evaluation: &Evaluation, args: &EvaluateArgs) -> serde_json::Value {
+    match evaluation.interval.method {
+        IntervalMethod::Normal => serde_json::json!({
+            "method": "normal",
+            "alpha": evaluation.interval.alpha,
+        }),
+        IntervalMethod::Bootstrap { resamples } => serde_json::json!({
+            "method": "bootstrap",
+            "alpha": evaluation.interval.alpha,
+            "resamples": resamples,
+            "seed": args.seed,
+        }),
+    }
 }
 
 /// The estimates as JSON objects (the `estimates` array of `--json`).
@@ -423,28 +536,98 @@ fn estimates_json(evaluation: &Evaluation) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The target, the logged mean and the table of estimates.
-fn print_estimates(evaluation: &Evaluation) {
+/// The `weights` object of `--json`: the diagnostics of the evaluated rows' importance
+/// weights (`tla_core::ope::diagnostics::WeightReport`).
+fn weights_json(evaluation: &Evaluation, row_name: &dyn Fn(usize) -> String) -> serde_json::Value {
+    let r = &evaluation.weights;
+    let d = &r.diagnostics;
+    serde_json::json!({
+        "rows": d.rows,
+        "rows_with_weight": d.rows_with_weight,
+        "rewarded_with_weight": d.rewarded_with_weight,
+        "effective_rewarded": d.effective_rewarded,
+        "mean_weight": d.mean_weight,
+        "mean_weight_std_error": d.mean_weight_std_error,
+        "max_weight": d.max_weight,
+        "max_weight_share": d.max_weight_share,
+        "ess": d.ess,
+        "top_weight_share_of_estimate": d.top_weight_share,
+        "top_rows_weight_share": r.top_rows_weight_share,
+        "heaviest_row": r.heaviest_row.map(|h| row_name(evaluation.first_evaluated + h)),
+        "heaviest_propensity": r.heaviest_row.map(|_| r.heaviest_propensity),
+        "min_propensity": r.heaviest_row.map(|_| r.min_propensity),
+    })
+}
+
+/// The target, the rows, the table of estimates, the weights, notes and warnings.
+fn print_estimates(evaluation: &Evaluation, row_name: &dyn Fn(usize) -> String) {
     println!("target: {}", evaluation.target);
+    if evaluation.training_rows > 0 {
+        println!(
+            "rows: {} to train or pick the target, {} evaluated",
+            evaluation.training_rows, evaluation.evaluated_rows
+        );
+    }
     println!(
-        "logged mean reward on the evaluated rows: {:.4}",
-        evaluation.logged_mean
+        "logged mean reward on the evaluated rows: {}",
+        significant(evaluation.logged_mean)
     );
+    let level = evaluation.interval.describe();
+    println!("intervals: {level}");
+    let percent = level.split(' ').next().unwrap_or("");
     println!(
-        "{:<9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
-        "estimator", "value", "std.err", "95% low", "95% high", "ESS", "rows"
+        "{:<9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9}",
+        "estimator",
+        "value",
+        "std.err",
+        format!("{percent} low"),
+        format!("{percent} high"),
+        "ESS",
+        "rows"
     );
     for e in &evaluation.estimates {
         println!(
-            "{:<9} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>12.1} {:>9}",
+            "{:<9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9}",
             e.estimator.name(),
-            e.value,
-            e.std_error,
-            e.lower,
-            e.upper,
-            e.ess,
+            significant(e.value),
+            significant(e.std_error),
+            significant(e.lower),
+            significant(e.upper),
+            significant(e.ess),
             e.rows
         );
+    }
+    let r = &evaluation.weights;
+    let d = &r.diagnostics;
+    let heaviest = match r.heaviest_row {
+        Some(h) => format!(
+            " ({}, propensity {}, {}% of the total weight)",
+            row_name(evaluation.first_evaluated + h),
+            significant(r.heaviest_propensity),
+            significant(100.0 * d.max_weight_share)
+        ),
+        None => String::new(),
+    };
+    println!(
+        "weights: {} of {} rows with weight > 0 ({} with a reward, {} effective), mean weight {} \
+         (s.e. {}; 1 expected), max weight {}{heaviest}, ESS {}, the top 1% of rows hold {}% of \
+         the weight and give {}% of the estimate",
+        d.rows_with_weight,
+        d.rows,
+        d.rewarded_with_weight,
+        significant(d.effective_rewarded),
+        significant(d.mean_weight),
+        significant(d.mean_weight_std_error),
+        significant(d.max_weight),
+        significant(d.ess),
+        significant(100.0 * r.top_rows_weight_share),
+        significant(100.0 * d.top_weight_share)
+    );
+    for note in &evaluation.notes {
+        println!("note: {note}");
+    }
+    for warning in evaluation.warnings(row_name) {
+        println!("warning: {warning}");
     }
 }
 
@@ -457,6 +640,7 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
         );
     }
     let target = target_for(args, EvaluationInput::Campaign)?;
+    interval_settings(args)?;
     if args.per_seed {
         bail!("--per-seed is for --world (simulator seeds); a campaign's log is one run");
     }
@@ -497,8 +681,8 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
     }
     let distinct = check_campaign_rows(&campaign, &rows)?;
     let read_seconds = start.elapsed().as_secs_f64();
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(TRAINED_TARGET_SEED);
-    let evaluation = evaluate_campaign(
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(args.seed);
+    let mut evaluation = evaluate_campaign(
         &campaign,
         &rows,
         &target,
@@ -506,7 +690,9 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
         args.target_floor,
         &mut rng,
     )?;
+    set_intervals(&mut evaluation, args)?;
     let seconds = start.elapsed().as_secs_f64();
+    let row_name = |i: usize| format!("decision {}", i + 1);
     let segments = campaign.design().segments();
     if args.json {
         let value = serde_json::json!({
@@ -519,8 +705,16 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
             "action_space": evaluation.action_space,
             "contexts": segments,
             "target": evaluation.target,
+            "target_spec": target.to_string(),
+            "training_rows": evaluation.training_rows,
+            "evaluated_rows": evaluation.evaluated_rows,
             "logged_mean_reward": evaluation.logged_mean,
+            "alpha": evaluation.interval.alpha,
+            "interval": interval_json(&evaluation, args),
             "estimates": estimates_json(&evaluation),
+            "weights": weights_json(&evaluation, &row_name),
+            "warnings": evaluation.warnings(row_name),
+            "notes": evaluation.notes,
             "read_seconds": read_seconds,
             "seconds": seconds,
         });
@@ -539,6 +733,6 @@ fn run_campaign(data: &std::path::Path, id: &str, args: &EvaluateArgs) -> anyhow
         evaluation.action_space,
         seconds - read_seconds
     );
-    print_estimates(&evaluation);
+    print_estimates(&evaluation, &row_name);
     Ok(())
 }

@@ -25,6 +25,7 @@ mod demo;
 mod evaluate;
 mod events;
 mod export;
+mod number;
 mod report;
 mod serve;
 mod simulate;

@@ -158,6 +158,48 @@ fn estimates_on_a_campaign_log_match_the_hand_computed_values() {
         target.contains("always version 1 (headline=river_needs_you, image=canoe, cta=give_25)"),
         "{target}"
     );
+    // The weights: 0, 4, 2, 0; the heaviest is decision 2 (propensity 0.25), 4 / 6 of
+    // the weight; mean weight 6 / 4. The rewarded decisions (1 and 2, weights 0 and 4)
+    // count as (0 + 4)^2 / (0 + 16) = 1 effective row. Both are warned about.
+    assert_eq!(result["weights"]["heaviest_row"], "decision 2");
+    close(&result["weights"]["max_weight_share"], 4.0 / 6.0);
+    close(&result["weights"]["mean_weight"], 1.5);
+    close(&result["weights"]["effective_rewarded"], 1.0);
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            "one row (decision 2, propensity 0.25) holds 66.7% of the total importance weight"
+        ) && warnings.contains("count as 1.0 rows"),
+        "{warnings}"
+    );
+    // --alpha and the bootstrap apply to --data: seeded, the same twice.
+    let bootstrap = || {
+        let (ok, out, err) = evaluate(
+            &data,
+            &[
+                "--campaign",
+                "c_hand",
+                "--target",
+                "version:1",
+                "--alpha",
+                "0.1",
+                "--interval",
+                "bootstrap",
+                "--bootstrap",
+                "50",
+                "--seed",
+                "3",
+                "--json",
+            ],
+        );
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(out.trim()).unwrap()
+    };
+    let first = bootstrap();
+    assert_eq!(first["interval"]["method"], "bootstrap");
+    assert_eq!(first["alpha"], 0.1);
+    assert_eq!(first["estimates"], bootstrap()["estimates"]);
+    assert_ne!(first["estimates"], result["estimates"]);
     // The same version by option names and by indices.
     for form in [
         "fixed-options:river_needs_you,canoe,give_25",
@@ -370,9 +412,10 @@ fn one_target_grammar_refuses_alike_on_every_input() {
     std::fs::write(&log, "arm,r,p\na,1,0.5\nb,0,0.5\na,0,0.5\nb,2,0.5\n").unwrap();
     let world = concat!(env!("CARGO_MANIFEST_DIR"), "/../../worlds/small.json");
     let tail = "accepted: oracle (--world), uniform (--world, --log, --data), factorized-ts \
-(--world, --data), fixed-options:O1,O2,... (one option per component: indices with --world, \
-indices or names with --data), version:INDEX (--data), fixed:ACTION (--log), best-logged \
-(--log, --data)";
+(--world, --log, --data), fixed-options:O1,O2,... (one option per component: indices with \
+--world, indices or names with --data), version:INDEX (--data), fixed:ACTION (--log), \
+best-logged (--log, --data), column:NAME (--log: the target's probability of each row's logged \
+action), file:PATH (--log: the target's probabilities per context and action)";
     let run = |args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_tla"))
             .arg("evaluate")

@@ -26,10 +26,14 @@
 //! - [`direct`]: the direct model, per-(context, action) means shrunk to the context's;
 //! - [`labelled`]: targets on an imported log whose actions are labels;
 //! - [`campaign`]: targets on a stored campaign's own decisions and conversions;
+//! - [`diagnostics`]: the caution rules and warnings read from the weights;
+//! - [`bootstrap`]: percentile bootstrap intervals from per-row terms;
 //! - [`sequence`]: confidence sequences, intervals valid at every look.
 
+pub mod bootstrap;
 pub mod campaign;
 pub mod choice;
+pub mod diagnostics;
 pub mod direct;
 pub mod labelled;
 pub mod sequence;
@@ -535,9 +539,29 @@ pub fn doubly_robust<M: DirectModel>(
     rows: &[LoggedRow],
     target_prob: impl Fn(usize, u64) -> f64,
     folds: usize,
-    mut fit: impl FnMut(&[LoggedRow]) -> M,
+    fit: impl FnMut(&[LoggedRow]) -> M,
 ) -> Result<Estimate, OpeError> {
     let w = weights(rows, target_prob)?;
+    let terms = doubly_robust_terms(rows, &w, folds, fit)?;
+    let (value, se) = mean_and_se(&terms);
+    Ok(Estimate::new(
+        Estimator::DoublyRobust,
+        value,
+        se,
+        effective_sample_size(&w),
+        rows.len(),
+    ))
+}
+
+/// The per-row terms `DM(s_i) + w_i (r_i - q(s_i, a_i))` of [`doubly_robust`], with
+/// the weights `w` of [`weights`] and the same cross-fitting: their mean is the
+/// estimate (the bootstrap resamples them, [`bootstrap`]).
+pub fn doubly_robust_terms<M: DirectModel>(
+    rows: &[LoggedRow],
+    w: &[f64],
+    folds: usize,
+    mut fit: impl FnMut(&[LoggedRow]) -> M,
+) -> Result<Vec<f64>, OpeError> {
     if folds < 2 || folds > rows.len() {
         return Err(OpeError::BadFolds {
             folds,
@@ -559,14 +583,7 @@ pub fn doubly_robust<M: DirectModel>(
             terms[i] = dr_term(i, &rows[i], w[i], &model)?;
         }
     }
-    let (value, se) = mean_and_se(&terms);
-    Ok(Estimate::new(
-        Estimator::DoublyRobust,
-        value,
-        se,
-        effective_sample_size(&w),
-        rows.len(),
-    ))
+    Ok(terms)
 }
 
 /// IPS, SNIPS and cross-fitted DR on one log, sharing the weights' validation.

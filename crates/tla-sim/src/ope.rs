@@ -457,7 +457,9 @@ impl PreparedTarget {
             }
             EvaluationTarget::Version(_)
             | EvaluationTarget::Fixed(_)
-            | EvaluationTarget::BestLogged => {
+            | EvaluationTarget::BestLogged
+            | EvaluationTarget::Column(_)
+            | EvaluationTarget::File(_) => {
                 unreachable!("check_input refuses --target {target} on a world")
             }
         };
@@ -545,58 +547,11 @@ pub fn run_seed(
     })
 }
 
-/// Why an estimate's normal interval may not be trusted, from its weights; `None` when
-/// nothing is flagged. Three signs of a heavy right tail of `w_i r_i` that the sample
-/// variance does not represent (measured in `docs/evaluation.md`):
-///
-/// - the heaviest row holds more than [`CAUTION_MAX_WEIGHT_SHARE`] of the total weight
-///   (`max w / sum w`; with equal weights this is `1 / ESS`, i.e. an ESS below 100). Such
-///   a row stands for that share of the target's traffic, but with conversion rates of
-///   a few percent it almost never carries a donation: that part of the value is
-///   realised as 0 or as a jump of many standard errors, and the estimate is typically
-///   low with an interval too narrow;
-/// - `(1/n) sum w_i` lies more than [`CAUTION_MEAN_WEIGHT_Z`] standard errors below 1.
-///   Its expectation is exactly 1 whenever the logging policy can choose every version
-///   the target can, adaptive or not, so a mean weight clearly below 1 says part of the
-///   target's mass sits on rows too rare to have been drawn (versions the logging
-///   policy chose only through its exploration floor);
-/// - the donations carry fewer than [`CAUTION_MIN_REWARDED`] effective rows
-///   ([`WeightDiagnostics::effective_rewarded`]): the estimate is then a sum of a
-///   handful of log-normal donations (small world,
-///   uniform logging, oracle target, 600 seeds: coverage 0.61 below 5 such rows, 0.84
-///   from 5 to 9, 0.90 from 10 to 14).
-pub fn caution(weights: &WeightDiagnostics) -> Option<String> {
-    let mut reasons = Vec::new();
-    if weights.max_weight_share > CAUTION_MAX_WEIGHT_SHARE {
-        reasons.push(format!(
-            "one row holds {:.1}% of the total importance weight (weight {:.1})",
-            100.0 * weights.max_weight_share,
-            weights.max_weight
-        ));
-    }
-    let shortfall = (1.0 - weights.mean_weight) / weights.mean_weight_std_error;
-    if shortfall > CAUTION_MEAN_WEIGHT_Z {
-        reasons.push(format!(
-            "the mean importance weight is {:.3} (s.e. {:.3}) where 1 is expected: part of the \
-             target's probability sits on rows logged too rarely to be seen",
-            weights.mean_weight, weights.mean_weight_std_error
-        ));
-    }
-    if weights.effective_rewarded < CAUTION_MIN_REWARDED {
-        reasons.push(format!(
-            "the donations behind the estimate count as {:.1} rows (fewer than {CAUTION_MIN_REWARDED})",
-            weights.effective_rewarded
-        ));
-    }
-    (!reasons.is_empty()).then(|| reasons.join("; "))
-}
-
-/// See [`caution`].
-pub const CAUTION_MAX_WEIGHT_SHARE: f64 = 0.01;
-/// See [`caution`].
-pub const CAUTION_MEAN_WEIGHT_Z: f64 = 3.0;
-/// See [`caution`].
-pub const CAUTION_MIN_REWARDED: f64 = 10.0;
+/// The caution rules, one place for every input of `tla evaluate`: see
+/// [`tla_core::ope::diagnostics::caution`].
+pub use tla_core::ope::diagnostics::{
+    CAUTION_MAX_WEIGHT_SHARE, CAUTION_MEAN_WEIGHT_Z, CAUTION_MIN_REWARDED, caution,
+};
 
 /// Runs every seed (in parallel over the available cores) and summarizes.
 pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationReport, String> {
@@ -944,42 +899,6 @@ mod tests {
         assert_eq!(trained.rows_learned(), 5_000);
         let truth = Target::Trained(Box::new(trained)).true_value(&world);
         assert_eq!(run.truth, truth);
-    }
-
-    #[test]
-    fn caution_flags_heavy_tails() {
-        let fine = WeightDiagnostics {
-            rows: 100_000,
-            rows_with_weight: 100_000,
-            rewarded_with_weight: 1_800,
-            effective_rewarded: 40.0,
-            mean_weight: 1.0,
-            mean_weight_std_error: 0.03,
-            max_weight: 250.0,
-            max_weight_share: 0.0025,
-            ess: 1_100.0,
-            top_weight_share: 0.8,
-        };
-        assert_eq!(caution(&fine), None);
-        // One row at the logging floor holds 6% of the weight.
-        let floor_hit = WeightDiagnostics {
-            max_weight: 12_800.0,
-            max_weight_share: 0.06,
-            ..fine
-        };
-        assert!(caution(&floor_hit).unwrap().contains("6.0% of the total"));
-        // Mass missing: mean weight 0.96 with s.e. 0.004 (10 s.e. below 1).
-        let missing = WeightDiagnostics {
-            mean_weight: 0.96,
-            mean_weight_std_error: 0.004,
-            ..fine
-        };
-        assert!(caution(&missing).unwrap().contains("0.960"));
-        let few = WeightDiagnostics {
-            effective_rewarded: 9.0,
-            ..fine
-        };
-        assert!(caution(&few).unwrap().contains("count as 9.0 rows"));
     }
 
     /// Factorized TS trained on the log, under uniform logging (small world, 40 seeds

@@ -24,8 +24,8 @@ use rand::Rng;
 use super::LoggedRow;
 use super::choice::{EvaluationInput, EvaluationTarget, OptionChoice};
 use super::targets::{
-    Evaluation, EvaluationError, TargetProbabilities, best_action_by_snips, estimate_target,
-    halves, mean_reward, rows_needed_for_halves,
+    Evaluation, EvaluationError, TargetProbabilities, best_action_by_snips, halves,
+    rows_needed_for_halves,
 };
 use crate::spec::Campaign;
 use crate::target::{TrainedTarget, TrainedTargetSettings};
@@ -116,18 +116,20 @@ pub fn evaluate_campaign<R: Rng + ?Sized>(
         EvaluationTarget::Version(_) | EvaluationTarget::FixedOptions(_) => {
             let version = fixed_version(campaign, target)?;
             served(rows, version, campaign)?;
-            let estimates =
-                estimate_target(rows, segments, TargetProbabilities::Fixed(version), folds)?;
-            Ok(Evaluation {
-                target: format!(
+            Evaluation::of(
+                format!(
                     "always version {version} ({}); all {} decisions",
                     describe(campaign, version),
                     rows.len()
                 ),
                 action_space,
-                logged_mean: mean_reward(rows),
-                estimates,
-            })
+                rows,
+                segments,
+                TargetProbabilities::Fixed(version),
+                folds,
+                0,
+                0,
+            )
         }
         EvaluationTarget::FactorizedTs => {
             let (first, second) = halves(rows, folds).ok_or_else(|| too_few("factorized-ts"))?;
@@ -137,17 +139,8 @@ pub fn evaluate_campaign<R: Rng + ?Sized>(
             }
             let trained = TrainedTarget::train(campaign.design(), &settings, first, rng)
                 .map_err(EvaluationError::Training)?;
-            let estimates = estimate_target(
-                second,
-                segments,
-                TargetProbabilities::Trained {
-                    target: &trained,
-                    allowed: action_space,
-                },
-                folds,
-            )?;
-            Ok(Evaluation {
-                target: format!(
+            Evaluation::of(
+                format!(
                     "factorized-ts: the campaign's model trained from its prior on the first half ({} decisions in log order), {} Thompson draws per segment, floor {}; evaluated on the second half ({} decisions), not on the decisions it learned",
                     first.len(),
                     settings.draws,
@@ -155,9 +148,16 @@ pub fn evaluate_campaign<R: Rng + ?Sized>(
                     second.len()
                 ),
                 action_space,
-                logged_mean: mean_reward(second),
-                estimates,
-            })
+                second,
+                segments,
+                TargetProbabilities::Trained {
+                    target: &trained,
+                    allowed: action_space,
+                },
+                folds,
+                first.len(),
+                first.len(),
+            )
         }
         EvaluationTarget::BestLogged => {
             let (first, second) = halves(rows, folds).ok_or_else(|| too_few("best-logged"))?;
@@ -169,39 +169,37 @@ pub fn evaluate_campaign<R: Rng + ?Sized>(
                     first.len()
                 ))
             })?;
-            let estimates =
-                estimate_target(second, segments, TargetProbabilities::Fixed(best), folds)?;
-            Ok(Evaluation {
-                target: format!(
+            Evaluation::of(
+                format!(
                     "best-logged: version {best} ({}) had the highest SNIPS value ({first_value:.4}) on the first half ({} decisions in log order); it is evaluated on the second half ({} decisions), not on the decisions that chose it",
                     describe(campaign, best),
                     first.len(),
                     second.len()
                 ),
                 action_space,
-                logged_mean: mean_reward(second),
-                estimates,
-            })
+                second,
+                segments,
+                TargetProbabilities::Fixed(best),
+                folds,
+                first.len(),
+                first.len(),
+            )
         }
         // `check_input` admits only uniform besides the three above.
-        _ => {
-            let estimates = estimate_target(
-                rows,
-                segments,
-                TargetProbabilities::Uniform(action_space),
-                folds,
-            )?;
-            Ok(Evaluation {
-                target: format!(
-                    "uniform over the campaign's {allowed} allowed versions ({} defined, exclusions removed); all {} decisions",
-                    campaign.total_versions(),
-                    rows.len()
-                ),
-                action_space,
-                logged_mean: mean_reward(rows),
-                estimates,
-            })
-        }
+        _ => Evaluation::of(
+            format!(
+                "uniform over the campaign's {allowed} allowed versions ({} defined, exclusions removed); all {} decisions",
+                campaign.total_versions(),
+                rows.len()
+            ),
+            action_space,
+            rows,
+            segments,
+            TargetProbabilities::Uniform(action_space),
+            folds,
+            0,
+            0,
+        ),
     }
 }
 

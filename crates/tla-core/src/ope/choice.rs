@@ -11,16 +11,22 @@
 //! |---|---|---|---|
 //! | `oracle` | yes (default) | | |
 //! | `uniform` | yes | yes (default) | yes (default) |
-//! | `factorized-ts` | yes | | yes |
+//! | `factorized-ts` | yes | yes | yes |
 //! | `fixed-options:O1,O2,...` | indices | | indices or names |
 //! | `version:INDEX` | | | yes |
 //! | `fixed:ACTION` | | yes | |
 //! | `best-logged` | | yes | yes |
+//! | `column:NAME` | | yes | |
+//! | `file:PATH` | | yes | |
+//!
+//! `column:NAME` names a column of the imported log holding, on each row, the
+//! probability the target gives to that row's logged action; `file:PATH` a file of the
+//! target's probabilities per (context, action) (`crate::ope::labelled::TargetTable`).
 //!
 //! Leading and trailing blanks around the text are ignored, except that the `ACTION` of
-//! `fixed:ACTION` is taken as written after `fixed:` (an action label may end in a
-//! blank); the options of `fixed-options:` and the index of `version:` are trimmed one by
-//! one.
+//! `fixed:ACTION`, the `NAME` of `column:NAME` and the `PATH` of `file:PATH` are taken as
+//! written after the colon (a label may end in a blank); the options of
+//! `fixed-options:` and the index of `version:` are trimmed one by one.
 //!
 //! ```
 //! use tla_core::ope::choice::{EvaluationInput, EvaluationTarget, OptionChoice};
@@ -44,9 +50,10 @@ use thiserror::Error;
 
 /// Every form of target, with the logs it applies to: the tail of every refusal.
 pub const ACCEPTED_TARGETS: &str = "oracle (--world), uniform (--world, --log, --data), \
-factorized-ts (--world, --data), fixed-options:O1,O2,... (one option per component: indices \
-with --world, indices or names with --data), version:INDEX (--data), fixed:ACTION (--log), \
-best-logged (--log, --data)";
+factorized-ts (--world, --log, --data), fixed-options:O1,O2,... (one option per component: \
+indices with --world, indices or names with --data), version:INDEX (--data), fixed:ACTION \
+(--log), best-logged (--log, --data), column:NAME (--log: the target's probability of each \
+row's logged action), file:PATH (--log: the target's probabilities per context and action)";
 
 /// The kind of log a target is evaluated on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +124,11 @@ pub enum EvaluationTarget {
     /// The action with the highest SNIPS value on the first half of the log, evaluated
     /// on the second half.
     BestLogged,
+    /// The probability the target gives each row's logged action, read from this column
+    /// of an imported log.
+    Column(String),
+    /// The target's probabilities per (context, action), read from this file.
+    File(String),
 }
 
 /// Why a `--target` text is refused.
@@ -156,6 +168,16 @@ pub enum TargetParseError {
         /// The text given.
         text: String,
     },
+    /// `column:` or `file:` is not followed by a name.
+    #[error("--target {text:?}: give the {what} after the colon, e.g. {example}")]
+    EmptyName {
+        /// The text given.
+        text: String,
+        /// `column name` or `file path`.
+        what: &'static str,
+        /// An example of the form.
+        example: &'static str,
+    },
     /// Option names in `fixed-options:` on a simulated world.
     #[error(
         "--target {text}: with --world, options are given by index (0-based), e.g. fixed-options:0,1,2,3; names apply to --data"
@@ -190,6 +212,25 @@ impl FromStr for EvaluationTarget {
                 return Err(TargetParseError::EmptyAction { text: text.into() });
             }
             return Ok(EvaluationTarget::Fixed(action.to_string()));
+        }
+        for (prefix, what, example) in [
+            ("column:", "column name", "column:pi_new"),
+            ("file:", "file path", "file:target.csv"),
+        ] {
+            if let Some(name) = text.strip_prefix(prefix) {
+                if name.trim().is_empty() {
+                    return Err(TargetParseError::EmptyName {
+                        text: text.into(),
+                        what,
+                        example,
+                    });
+                }
+                return Ok(if prefix == "column:" {
+                    EvaluationTarget::Column(name.to_string())
+                } else {
+                    EvaluationTarget::File(name.to_string())
+                });
+            }
         }
         let text = text.trim_end();
         match text {
@@ -233,6 +274,8 @@ impl fmt::Display for EvaluationTarget {
             EvaluationTarget::BestLogged => f.write_str("best-logged"),
             EvaluationTarget::Version(index) => write!(f, "version:{index}"),
             EvaluationTarget::Fixed(action) => write!(f, "fixed:{action}"),
+            EvaluationTarget::Column(name) => write!(f, "column:{name}"),
+            EvaluationTarget::File(path) => write!(f, "file:{path}"),
             EvaluationTarget::FixedOptions(options) => {
                 f.write_str("fixed-options:")?;
                 for (i, option) in options.iter().enumerate() {
@@ -254,11 +297,12 @@ impl EvaluationTarget {
         match self {
             EvaluationTarget::Oracle => input == World,
             EvaluationTarget::Uniform => true,
-            EvaluationTarget::FactorizedTs => matches!(input, World | Campaign),
+            EvaluationTarget::FactorizedTs => true,
             EvaluationTarget::FixedOptions(_) => matches!(input, World | Campaign),
             EvaluationTarget::Version(_) => input == Campaign,
             EvaluationTarget::Fixed(_) => input == Log,
             EvaluationTarget::BestLogged => matches!(input, Log | Campaign),
+            EvaluationTarget::Column(_) | EvaluationTarget::File(_) => input == Log,
         }
     }
 
@@ -351,6 +395,8 @@ mod tests {
         assert_eq!(parse("fixed: a b "), T::Fixed(" a b ".into()));
         assert_eq!(parse("fixed:fixed:x"), T::Fixed("fixed:x".into()));
         assert_eq!(parse("best-logged"), T::BestLogged);
+        assert_eq!(parse("column:pi new"), T::Column("pi new".into()));
+        assert_eq!(parse(" file:dir/t.csv.gz"), T::File("dir/t.csv.gz".into()));
         // --data: the whole text trimmed; version:INDEX; options by index or name.
         assert_eq!(parse(" version: 7 "), T::Version(7));
         assert_eq!(
@@ -369,11 +415,13 @@ mod tests {
         let table = [
             ("oracle", [true, false, false]),
             ("uniform", [true, true, true]),
-            ("factorized-ts", [true, false, true]),
+            ("factorized-ts", [true, true, true]),
             ("fixed-options:0,1", [true, false, true]),
             ("version:3", [false, false, true]),
             ("fixed:a", [false, true, false]),
             ("best-logged", [false, true, true]),
+            ("column:pi", [false, true, false]),
+            ("file:t.csv", [false, true, false]),
         ];
         for (text, applies) in table {
             let target = parse(text);
@@ -428,6 +476,8 @@ mod tests {
             ("fixed-options:0,,1", "an option is empty"),
             ("fixed-options:", "an option is empty"),
             ("fixed:", "give the action after fixed:"),
+            ("column:", "give the column name after the colon"),
+            ("file: ", "give the file path after the colon"),
         ] {
             let error = text.parse::<EvaluationTarget>().unwrap_err().to_string();
             assert!(error.contains(fragment), "{text}: {error}");
@@ -467,6 +517,8 @@ mod tests {
             Just(EvaluationTarget::BestLogged),
             any::<u64>().prop_map(EvaluationTarget::Version),
             "[ -~]{1,12}".prop_map(EvaluationTarget::Fixed),
+            "[ -~]{0,11}[!-~]".prop_map(EvaluationTarget::Column),
+            "[ -~]{0,11}[!-~]".prop_map(EvaluationTarget::File),
             proptest::collection::vec(option, 1..6).prop_map(EvaluationTarget::FixedOptions),
         ]
     }

@@ -67,9 +67,13 @@ impl ShrunkMeanModel {
             .collect();
         // The direct value of the even split over k actions in each context:
         // (1/k) [sum over actions seen in s of q(s, a) + (k - seen) * mean(s)].
+        // Summed in the order of the cells, not of the hash map, so the same rows give
+        // the same value to the last bit in every run.
+        let mut ordered: Vec<(&(usize, u64), &f64)> = cell_means.iter().collect();
+        ordered.sort_unstable_by_key(|(cell, _)| **cell);
         let even = |k: usize| -> Vec<f64> {
             let mut sums = vec![(0.0, 0usize); contexts];
-            for (&(s, _), &v) in &cell_means {
+            for &(&(s, _), &v) in &ordered {
                 sums[s].0 += v;
                 sums[s].1 += 1;
             }
@@ -88,6 +92,9 @@ impl ShrunkMeanModel {
                 .into_iter()
                 .enumerate()
                 .map(|(s, even_mean)| target.expectation(s, even_mean, |v| q(s, v)))
+                .collect(),
+            TargetProbabilities::Table(table) => (0..contexts)
+                .map(|s| table.expectation(s, context_means[s], |a| q(s, a)))
                 .collect(),
         };
         ShrunkMeanModel {

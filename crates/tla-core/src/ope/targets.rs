@@ -3,10 +3,12 @@
 //! action.
 //!
 //! A target policy is evaluated through its probabilities `pi(a | s)`
-//! ([`TargetProbabilities`]): the even split over an action space, one fixed action, or a
-//! [`TrainedTarget`] (factorized Thompson sampling trained on other rows of the log).
-//! [`estimate_target`] runs IPS, SNIPS and cross-fitted doubly robust
-//! ([`crate::ope::evaluate_all`]) with the [`ShrunkMeanModel`] as the direct model.
+//! ([`TargetProbabilities`]): the even split over an action space, one fixed action, a
+//! [`TrainedTarget`] (factorized Thompson sampling trained on other rows of the log), or
+//! a table given per (context, action) ([`TargetTable`]). [`estimate_target`] runs IPS,
+//! SNIPS and cross-fitted doubly robust ([`crate::ope::evaluate_all`]) with the
+//! [`ShrunkMeanModel`] as the direct model; [`Evaluation::of`] adds the weights'
+//! report and the per-row terms the bootstrap resamples ([`Evaluation::set_intervals`]).
 //!
 //! A new kind of target adds a variant to [`TargetProbabilities`], its probability in
 //! [`TargetProbabilities::probability`] and its direct value in
@@ -16,8 +18,13 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
+use rand::Rng;
+
+use super::bootstrap::{BootstrapError, Statistic, percentile_intervals};
+use super::diagnostics::{WeightReport, warnings};
 use super::direct::ShrunkMeanModel;
-use super::{Estimate, LoggedRow, OpeError, evaluate_all};
+use super::labelled::TargetTable;
+use super::{Estimate, Estimator, LoggedRow, OpeError, doubly_robust_terms, evaluate_all, weights};
 use crate::target::{TargetError, TrainedTarget};
 
 /// A target's probabilities `pi(a | s)`, in the forms the direct model can sum over.
@@ -36,6 +43,8 @@ pub enum TargetProbabilities<'a> {
         /// Allowed versions.
         allowed: usize,
     },
+    /// Probabilities given per (context, action), e.g. read from a file.
+    Table(&'a TargetTable),
 }
 
 impl TargetProbabilities<'_> {
@@ -51,11 +60,13 @@ impl TargetProbabilities<'_> {
                 }
             }
             TargetProbabilities::Trained { target, .. } => target.probability(segment, action),
+            TargetProbabilities::Table(table) => table.probability(segment, action),
         }
     }
 }
 
-/// What was evaluated, and the three estimates.
+/// What was evaluated: the target, the rows, the estimates with their intervals, the
+/// importance weights and what they warn of.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     /// A sentence saying what the target is and on which rows it was evaluated.
@@ -65,8 +76,293 @@ pub struct Evaluation {
     pub action_space: usize,
     /// Mean logged reward over the evaluated rows.
     pub logged_mean: f64,
-    /// IPS, SNIPS and doubly robust, in that order.
-    pub estimates: [Estimate; 3],
+    /// IPS, SNIPS and doubly robust, in that order (doubly robust left out when the
+    /// target's direct value cannot be computed; `notes` says why), then any other.
+    pub estimates: Vec<Estimate>,
+    /// Rows the target was trained on or picked from, before the evaluated rows (0 when
+    /// the target learns nothing from the log).
+    pub training_rows: usize,
+    /// Rows evaluated.
+    pub evaluated_rows: usize,
+    /// Position in the log (0-based) of the first evaluated row.
+    pub first_evaluated: usize,
+    /// The importance weights of the evaluated rows.
+    pub weights: WeightReport,
+    /// Smallest reward of the evaluated rows (an interval below 0 is warned about when it
+    /// is not negative).
+    pub min_reward: f64,
+    /// The intervals' level `1 - alpha` and method.
+    pub interval: IntervalSettings,
+    /// What the reader should know about how the target was evaluated (e.g. why an
+    /// estimator is missing), one sentence each.
+    pub notes: Vec<String>,
+    /// The per-row terms the bootstrap resamples.
+    terms: Terms,
+}
+
+/// Per-row terms of the estimators: `w_i`, `w_i r_i` and the doubly robust terms.
+#[derive(Debug, Clone, Default)]
+struct Terms {
+    weights: Vec<f64>,
+    weighted_rewards: Vec<f64>,
+    doubly_robust: Option<Vec<f64>>,
+}
+
+/// How intervals are computed: level `1 - alpha`, normal or percentile bootstrap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntervalSettings {
+    /// `1 - alpha` is the level, `alpha` in (0, 0.5].
+    pub alpha: f64,
+    /// Normal, or bootstrap with this many resamples.
+    pub method: IntervalMethod,
+}
+
+impl Default for IntervalSettings {
+    /// 95% normal intervals.
+    fn default() -> Self {
+        Self {
+            alpha: DEFAULT_ALPHA,
+            method: IntervalMethod::Normal,
+        }
+    }
+}
+
+/// The default `alpha`: 95% intervals.
+pub const DEFAULT_ALPHA: f64 = 0.05;
+
+/// The default number of bootstrap resamples.
+pub const DEFAULT_RESAMPLES: usize = 1000;
+
+/// How an interval is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalMethod {
+    /// `value ± z_{1 - alpha/2} · std_error` ([`Estimate::at_level`]).
+    Normal,
+    /// Percentile bootstrap of the rows ([`crate::ope::bootstrap`]).
+    Bootstrap {
+        /// Resamples (at least 2).
+        resamples: usize,
+    },
+}
+
+impl IntervalSettings {
+    /// Refuses an `alpha` outside (0, 0.5] and fewer than 2 resamples.
+    pub fn check(&self) -> Result<(), EvaluationError> {
+        if !(self.alpha > 0.0 && self.alpha <= 0.5) {
+            return Err(EvaluationError::BadAlpha { value: self.alpha });
+        }
+        if let IntervalMethod::Bootstrap { resamples } = self.method
+            && resamples < 2
+        {
+            return Err(EvaluationError::Bootstrap(BootstrapError::TooFewResamples(
+                resamples,
+            )));
+        }
+        Ok(())
+    }
+
+    /// A phrase for tables: `95% normal` or `95% bootstrap (1000 resamples)`.
+    pub fn describe(&self) -> String {
+        let level = 100.0 * (1.0 - self.alpha);
+        let level = if (level - level.round()).abs() < 1e-9 {
+            format!("{level:.0}%")
+        } else {
+            format!("{level}%")
+        };
+        match self.method {
+            IntervalMethod::Normal => format!("{level} normal"),
+            IntervalMethod::Bootstrap { resamples } => {
+                format!("{level} bootstrap ({resamples} resamples of rows)")
+            }
+        }
+    }
+}
+
+impl Evaluation {
+    /// Evaluates `target` on `rows` (contexts numbered `0..contexts`, the rows at
+    /// `first_evaluated..` of the log, after `training_rows` rows the target learned or
+    /// was picked from): IPS, SNIPS and cross-fitted doubly robust ([`estimate_target`])
+    /// with 95% normal intervals, the weights' report and the per-row terms.
+    #[allow(clippy::too_many_arguments)]
+    pub fn of(
+        target_text: String,
+        action_space: usize,
+        rows: &[LoggedRow],
+        contexts: usize,
+        target: TargetProbabilities<'_>,
+        folds: usize,
+        training_rows: usize,
+        first_evaluated: usize,
+    ) -> Result<Evaluation, EvaluationError> {
+        let estimates = estimate_target(rows, contexts, target, folds)?.to_vec();
+        let w = weights(rows, move |s, a| target.probability(s, a))?;
+        let dr = doubly_robust_terms(rows, &w, folds, |training| {
+            ShrunkMeanModel::fit(training, contexts, target)
+        })?;
+        Ok(Self::assemble(
+            target_text,
+            action_space,
+            rows,
+            estimates,
+            w,
+            Some(dr),
+            training_rows,
+            first_evaluated,
+        ))
+    }
+
+    /// IPS and SNIPS of a target given only by its probability of each row's logged
+    /// action (`probabilities[i]` for `rows[i]`). Doubly robust is left out: its direct
+    /// value `DM(s) = sum_a pi(a | s) q(s, a)` needs the target's whole distribution in
+    /// each context, which one probability per row does not give.
+    pub fn of_row_probabilities(
+        target_text: String,
+        action_space: usize,
+        rows: &[LoggedRow],
+        probabilities: &[f64],
+        training_rows: usize,
+        first_evaluated: usize,
+    ) -> Result<Evaluation, EvaluationError> {
+        assert_eq!(rows.len(), probabilities.len(), "one probability per row");
+        // Each row's own index as its context, so the estimators look its probability up.
+        let by_row: Vec<LoggedRow> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| LoggedRow { segment: i, ..*r })
+            .collect();
+        let probability = |i: usize, _: u64| probabilities[i];
+        let w = weights(&by_row, probability)?;
+        let estimates = vec![
+            super::ips(&by_row, probability)?,
+            super::snips(&by_row, probability)?,
+        ];
+        let mut evaluation = Self::assemble(
+            target_text,
+            action_space,
+            rows,
+            estimates,
+            w,
+            None,
+            training_rows,
+            first_evaluated,
+        );
+        evaluation.notes.push(
+            "doubly robust is not computed: a column gives the target's probability of each \
+             row's logged action only, and the direct value DM(s) = sum_a pi(a|s) q(s,a) needs \
+             the target's whole distribution in each context (give it as a file: --target \
+             file:PATH)"
+                .to_string(),
+        );
+        Ok(evaluation)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        target: String,
+        action_space: usize,
+        rows: &[LoggedRow],
+        estimates: Vec<Estimate>,
+        w: Vec<f64>,
+        doubly_robust: Option<Vec<f64>>,
+        training_rows: usize,
+        first_evaluated: usize,
+    ) -> Evaluation {
+        let weighted_rewards = rows.iter().zip(&w).map(|(r, w)| w * r.reward).collect();
+        Evaluation {
+            target,
+            action_space,
+            logged_mean: mean_reward(rows),
+            estimates,
+            training_rows,
+            evaluated_rows: rows.len(),
+            first_evaluated,
+            weights: WeightReport::new(rows, &w),
+            min_reward: rows.iter().map(|r| r.reward).fold(f64::INFINITY, f64::min),
+            interval: IntervalSettings::default(),
+            notes: Vec::new(),
+            terms: Terms {
+                weights: w,
+                weighted_rewards,
+                doubly_robust,
+            },
+        }
+    }
+
+    /// Recomputes every interval at level `1 - alpha` ([`Estimate::at_level`]) and, for
+    /// [`IntervalMethod::Bootstrap`], replaces the intervals of IPS, SNIPS and doubly
+    /// robust by percentile intervals of `resamples` resamples of the rows drawn with
+    /// `rng` ([`crate::ope::bootstrap`]; the standard errors stay the normal ones). An
+    /// estimator without per-row terms here keeps its normal interval, and a note says
+    /// so.
+    pub fn set_intervals<R: Rng + ?Sized>(
+        &mut self,
+        settings: IntervalSettings,
+        rng: &mut R,
+    ) -> Result<(), EvaluationError> {
+        settings.check()?;
+        for e in &mut self.estimates {
+            *e = e.at_level(settings.alpha);
+        }
+        self.interval = settings;
+        let IntervalMethod::Bootstrap { resamples } = settings.method else {
+            return Ok(());
+        };
+        let terms = &self.terms;
+        let mut statistics = Vec::new();
+        let mut which = Vec::new();
+        for (k, e) in self.estimates.iter().enumerate() {
+            let statistic = match e.estimator {
+                Estimator::Ips => Some(Statistic::Mean(&terms.weighted_rewards)),
+                Estimator::Snips => Some(Statistic::Ratio(&terms.weighted_rewards, &terms.weights)),
+                Estimator::DoublyRobust => terms.doubly_robust.as_deref().map(Statistic::Mean),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            };
+            match statistic {
+                Some(s) => {
+                    statistics.push(s);
+                    which.push(k);
+                }
+                None => self.notes.push(format!(
+                    "{}: no per-row terms for the bootstrap; its interval is the normal one",
+                    e.estimator.name()
+                )),
+            }
+        }
+        let intervals = percentile_intervals(&statistics, resamples, settings.alpha, rng)
+            .map_err(EvaluationError::Bootstrap)?;
+        for (k, interval) in which.into_iter().zip(intervals) {
+            let e = &mut self.estimates[k];
+            e.lower = interval.lower;
+            e.upper = interval.upper;
+            if interval.resamples < resamples {
+                self.notes.push(format!(
+                    "{}: {} of {resamples} resamples drew no row of positive weight and give no value",
+                    e.estimator.name(),
+                    resamples - interval.resamples
+                ));
+            }
+        }
+        self.notes.push(
+            "the bootstrap resamples rows as exchangeable; a log written by an adaptive policy \
+             (rows depending on earlier rows) breaks that assumption, as it breaks the normal \
+             interval's"
+                .to_string(),
+        );
+        Ok(())
+    }
+
+    /// The warnings of [`crate::ope::diagnostics::warnings`] on this evaluation, the
+    /// heaviest row named by `row_name` (given its position in the log, 0-based).
+    pub fn warnings(&self, row_name: impl Fn(usize) -> String) -> Vec<String> {
+        warnings(
+            &self.weights,
+            &self.estimates,
+            self.min_reward,
+            self.interval.method == IntervalMethod::Normal,
+            |i| row_name(self.first_evaluated + i),
+        )
+    }
 }
 
 /// Why a target cannot be evaluated on a log. The messages name the `--target` value
@@ -121,8 +417,23 @@ pub enum EvaluationError {
     #[error("{0}")]
     FixedVersion(String),
     /// The trained target could not be trained on the first half.
-    #[error("cannot train the factorized-ts target on the first half")]
+    #[error("cannot train the factorized-ts target on the training rows")]
     Training(#[source] TargetError),
+    /// `alpha` outside (0, 0.5].
+    #[error(
+        "--alpha {value} is not in (0, 0.5]; accepted: e.g. 0.05 for 95% intervals, 0.1 for 90%"
+    )]
+    BadAlpha {
+        /// The value given.
+        value: f64,
+    },
+    /// The bootstrap refused its settings.
+    #[error("bootstrap: {0}")]
+    Bootstrap(BootstrapError),
+    /// A target file, a column of target probabilities or a setting (the training
+    /// share) is refused; the message says which and why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<OpeError> for EvaluationError {
