@@ -141,6 +141,11 @@ pub struct EvaluateArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Looks of --world: at each of this many equally spaced numbers of evaluated rows,
+    /// every estimator and the confidence sequence are read on the rows so far and
+    /// checked against the truth (coverage at every look).
+    #[arg(long, conflicts_with_all = ["log", "data"], default_value_t = tla_sim::ope::DEFAULT_LOOKS)]
+    pub looks: usize,
 }
 
 /// Seed of the factorized-ts target's Thompson draws with --data: the same log gives
@@ -177,6 +182,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
+    if args.looks == 0 {
+        bail!("--looks must be at least 1 (the last look is the end of the log)");
+    }
     if !(0.0..1.0).contains(&args.epsilon)
         || (args.epsilon == 0.0 && matches!(args.logging, LoggingArg::FactorizedTs))
     {
@@ -211,6 +219,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     config.first_seed = args.first_seed;
     config.folds = args.folds;
     config.settings.exploration = args.epsilon;
+    config.looks = args.looks;
     let start = std::time::Instant::now();
     let report = validate(&world, &config).map_err(anyhow::Error::msg)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -242,8 +251,9 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
     } else {
         println!("truth (exact value per impression): {:.4}", report.truth);
     }
+    let level = format!("{:.0}%", 100.0 * (1.0 - report.alpha));
     println!(
-        "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9} {:>11} {:>10}",
+        "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9} {:>10} {:>11} {:>10}",
         "estimator",
         "mean",
         "bias",
@@ -252,12 +262,13 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
         "sd(est)",
         "mean s.e.",
         "coverage",
+        "all looks",
         "mean width",
         "mean ESS"
     );
     for s in &report.estimators {
         println!(
-            "{:<9} {:>10.4} {:>+10.4} {:>+8.1}% {:>10.4} {:>10.4} {:>10.4} {:>9.2} {:>11.4} {:>10.1}",
+            "{:<9} {:>10.4} {:>+10.4} {:>+8.1}% {:>10.4} {:>10.4} {:>10.4} {:>9.3} {:>10.3} {:>11.4} {:>10.1}",
             s.estimator,
             s.mean_estimate,
             s.bias,
@@ -266,10 +277,27 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
             s.sd_estimate,
             s.mean_std_error,
             s.coverage,
+            s.covered_at_all_looks,
             s.mean_width,
             s.mean_ess
         );
     }
+    let q = &report.sequence;
+    println!(
+        "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9.3} {:>10.3} {:>11.4}",
+        "sequence", "", "", "", "", "", "", q.coverage, q.covered_at_all_looks, q.mean_width
+    );
+    println!(
+        "coverage = {level} interval at the end; all looks = share of seeds covered at each of {} looks \
+         (rows {}); sequence = doubly robust confidence sequence tuned for {} rows, valid at every \
+         look; its width at the end is {:.2}x the aw_aipw interval's and {:.2}x the fixed interval \
+         of its own terms",
+        report.looks.len(),
+        looks_text(&report.looks),
+        q.planned_rows,
+        q.width_ratio_to_aw_aipw,
+        q.width_ratio_to_fixed
+    );
     let w = &report.weights;
     println!(
         "weights: {:.1} of {:.0} rows with weight > 0 ({:.1} with a donation, {:.1} effective), mean weight {:.4} \
@@ -287,12 +315,13 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
     );
     if per_seed {
         println!(
-            "{:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>7}",
+            "{:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>7}",
             "seed",
             "truth",
             "ips",
             "snips",
             "dr",
+            "aw_aipw",
             "rows w>0",
             "eff.don",
             "mean w",
@@ -304,12 +333,13 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
         for run in &report.runs {
             let w = &run.weights;
             println!(
-                "{:>5} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>7.1} {:>7.4} {:>9.4} {:>10.1} {:>10.1} {:>6.1}%",
+                "{:>5} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>7.1} {:>7.4} {:>9.4} {:>10.1} {:>10.1} {:>6.1}%",
                 run.seed,
                 run.truth,
                 run.estimates[0].value,
                 run.estimates[1].value,
                 run.estimates[2].value,
+                run.estimates[3].value,
                 w.rows_with_weight,
                 w.effective_rewarded,
                 w.mean_weight,
@@ -344,6 +374,22 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
                     .join(", ")
             );
         }
+    }
+}
+
+/// The looks' row counts, shortened when there are many: `a, b, c, ..., z`.
+fn looks_text(looks: &[usize]) -> String {
+    let show: Vec<String> = looks.iter().map(|n| n.to_string()).collect();
+    if show.len() <= 4 {
+        show.join(", ")
+    } else {
+        format!(
+            "{}, {}, {}, ..., {}",
+            show[0],
+            show[1],
+            show[2],
+            show[show.len() - 1]
+        )
     }
 }
 

@@ -29,13 +29,17 @@ use crate::{PolicyChoice, build_policy};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::{DEFAULT_EXACT_LIMIT, Design, Interactions, Objective};
+use tla_core::ope::adaptive::{AdaptiveAipw, SequenceInterval, Stabilizer, StabilizerState};
 use tla_core::ope::choice::{EvaluationInput, EvaluationTarget};
+use tla_core::ope::direct::ShrunkMeanModel;
+use tla_core::ope::sequence::Sequence;
+use tla_core::ope::targets::TargetProbabilities;
 use tla_core::ope::{
-    DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, evaluate_all,
+    DirectModel, Estimate, Estimator, LoggedRow, WeightDiagnostics, doubly_robust, ips, snips,
     weight_diagnostics, weights,
 };
-use tla_core::policy::PricedPolicy;
 use tla_core::policy::campaign::CampaignPolicySettings;
+use tla_core::policy::{Policy, PricedPolicy};
 use tla_core::target::{DEFAULT_TARGET_FLOOR, TrainedTarget, TrainedTargetSettings};
 
 /// A target policy to evaluate.
@@ -62,6 +66,18 @@ impl Target {
                 }
             }
             Target::Trained(target) => target.probability(segment, version),
+        }
+    }
+
+    /// The target in the core's summable form (the online direct model reads it).
+    pub fn probabilities(&self, world: &World) -> TargetProbabilities<'_> {
+        match self {
+            Target::Uniform => TargetProbabilities::Uniform(world.space.total() as usize),
+            Target::PerSegment(versions) => TargetProbabilities::PerContext(versions),
+            Target::Trained(target) => TargetProbabilities::Trained {
+                target,
+                allowed: world.space.allowed_count() as usize,
+            },
         }
     }
 
@@ -274,7 +290,19 @@ pub struct ValidationConfig {
     pub folds: usize,
     /// Settings of an adaptive logging policy.
     pub settings: CampaignPolicySettings,
+    /// Looks: at each of this many equally spaced numbers of evaluated rows, every
+    /// estimator is read on the rows so far (the last look is the end). At least 1.
+    pub looks: usize,
+    /// Miss probability of every interval (`1 - alpha` intervals) and of the confidence
+    /// sequence over all looks together, in (0, 1).
+    pub alpha: f64,
 }
+
+/// Default number of looks of the validation.
+pub const DEFAULT_LOOKS: usize = 30;
+
+/// Default miss probability of the validation's intervals.
+pub const DEFAULT_ALPHA: f64 = 0.05;
 
 impl ValidationConfig {
     /// `seeds` seeds of `impressions` each, 2 folds, default policy settings, the
@@ -294,6 +322,8 @@ impl ValidationConfig {
             first_seed: 1,
             folds: tla_core::ope::DEFAULT_FOLDS,
             settings: crate::default_settings(),
+            looks: DEFAULT_LOOKS,
+            alpha: DEFAULT_ALPHA,
         }
     }
 }
@@ -318,11 +348,15 @@ pub struct EstimatorSummary {
     pub sd_estimate: f64,
     /// Mean reported standard error (compare with `sd_estimate`).
     pub mean_std_error: f64,
-    /// Share of seeds whose 95% interval contains the truth.
+    /// Share of seeds whose `1 - alpha` interval contains the truth at the end.
     pub coverage: f64,
+    /// Share of seeds whose interval contained the truth at every look.
+    pub covered_at_all_looks: f64,
+    /// Per look, the share of seeds whose interval contained the truth then.
+    pub coverage_by_look: Vec<f64>,
     /// The same over the seeds [`caution`] does not flag (NaN when it flags them all).
     pub coverage_without_caution: f64,
-    /// Mean width of the 95% interval.
+    /// Mean width of the interval at the end.
     pub mean_width: f64,
     /// Mean effective sample size.
     pub mean_ess: f64,
@@ -353,6 +387,41 @@ pub struct WeightSummary {
     pub seeds_with_caution: u64,
 }
 
+/// The doubly robust confidence sequence over all seeds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SequenceSummary {
+    /// The number of evaluated rows the sequence is tuned for (the planned rows).
+    pub planned_rows: u64,
+    /// Share of seeds whose sequence contains the truth at the end.
+    pub coverage: f64,
+    /// Share of seeds whose sequence contained the truth at every look (the sequence
+    /// promises `1 - alpha`).
+    pub covered_at_all_looks: f64,
+    /// Per look, the share of seeds whose sequence contained the truth then.
+    pub coverage_by_look: Vec<f64>,
+    /// Mean width at the end.
+    pub mean_width: f64,
+    /// Mean over seeds of the sequence's width at the end over the fixed-horizon
+    /// `aw_aipw` interval's width.
+    pub width_ratio_to_aw_aipw: f64,
+    /// Mean over seeds of the sequence's width at the end over the fixed-horizon normal
+    /// interval of the same (unweighted) terms.
+    pub width_ratio_to_fixed: f64,
+}
+
+/// One look of one seed: whether each interval contained the truth.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookRun {
+    /// Evaluated rows so far.
+    pub rows: usize,
+    /// The truth at this look.
+    pub truth: f64,
+    /// Per estimator (IPS, SNIPS, DR, AW-AIPW): whether its interval contained the truth.
+    pub covered: Vec<bool>,
+    /// Whether the confidence sequence contained it.
+    pub sequence_covered: bool,
+}
+
 /// What one seed measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SeedRun {
@@ -360,8 +429,12 @@ pub struct SeedRun {
     pub seed: u64,
     /// The target's true value per impression (differs per seed for a trained target).
     pub truth: f64,
-    /// IPS, SNIPS and DR.
-    pub estimates: [Estimate; 3],
+    /// IPS, SNIPS, DR and AW-AIPW at the end, their intervals at `1 - alpha`.
+    pub estimates: Vec<Estimate>,
+    /// The doubly robust confidence sequence at the end.
+    pub sequence: SequenceInterval,
+    /// Every look, the last at the end.
+    pub looks: Vec<LookRun>,
     /// The importance weights of the evaluated rows.
     pub weights: WeightDiagnostics,
 }
@@ -386,15 +459,21 @@ pub struct ValidationReport {
     pub first_seed: u64,
     /// Cross-fitting folds.
     pub folds: usize,
+    /// Miss probability of the intervals and of the sequence.
+    pub alpha: f64,
+    /// The evaluated rows at each look.
+    pub looks: Vec<usize>,
     /// True value per impression of the target (mean over seeds for a trained target).
     pub truth: f64,
     /// Standard deviation of the truth across seeds (0 unless the target is trained).
     pub truth_sd: f64,
-    /// One row per estimator: IPS, SNIPS, DR.
+    /// One row per estimator: IPS, SNIPS, DR, AW-AIPW.
     pub estimators: Vec<EstimatorSummary>,
+    /// The doubly robust confidence sequence.
+    pub sequence: SequenceSummary,
     /// The importance weights over all seeds.
     pub weights: WeightSummary,
-    /// Per seed: truth, the three estimates, the weights.
+    /// Per seed: truth, the estimates, the looks, the weights.
     pub runs: Vec<SeedRun>,
 }
 
@@ -508,41 +587,232 @@ pub fn train_target(
         .map_err(|e| e.to_string())
 }
 
+/// The evaluated rows at each of `looks` equally spaced looks over `rows` rows:
+/// `ceil(j · rows / looks)` for `j = 1..=looks`, without repeats (fewer looks when there
+/// are fewer rows than looks); the last is `rows`.
+pub fn look_rows(rows: usize, looks: usize) -> Vec<usize> {
+    let looks = looks.max(1);
+    let mut out: Vec<usize> = (1..=looks)
+        .map(|j| (j * rows).div_ceil(looks).max(1))
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The observer of a validation run: logs every row and, before each decision, the
+/// second moment of the importance weight the logging policy is about to give the
+/// target, `m_t = sum_s P(s) sum_a pi(a | s)^2 / e_t(a | s)` (the stabilizing weights of
+/// AW-AIPW, [`Stabilizer::Known`]). The per-segment sums are recomputed only when the
+/// segment's decision table changes (its model version). A trained target is trained
+/// here on the first half as soon as it is complete, so the second half's moments use
+/// it.
+struct ValidationLog<'a> {
+    world: &'a World,
+    config: &'a ValidationConfig,
+    seed: u64,
+    rows: Vec<LoggedRow>,
+    /// `m_t` of each evaluated row.
+    moments: Vec<f64>,
+    /// Rows before the evaluated ones (the trained target's first half; 0 otherwise).
+    skip: usize,
+    target: Option<Target>,
+    floor: f64,
+    /// Per segment: the model version and `sum_a pi(a | s)^2 / e(a | s)` under it.
+    cache: Vec<Option<(u64, f64)>>,
+    error: Option<String>,
+}
+
+impl ValidationLog<'_> {
+    fn segment_moment<P: Policy + ?Sized>(&self, learner: &P, s: usize) -> f64 {
+        let target = self.target.as_ref().expect("a target");
+        let total = self.world.space.total();
+        match target {
+            Target::PerSegment(versions) => 1.0 / learner.propensity(s, versions[s]),
+            _ => (0..total)
+                .map(|v| {
+                    let pi = target.prob(total, s, v);
+                    if pi > 0.0 {
+                        pi * pi / learner.propensity(s, v)
+                    } else {
+                        0.0
+                    }
+                })
+                .sum(),
+        }
+    }
+}
+
+impl<L: Policy + ?Sized> Observer<L> for ValidationLog<'_> {
+    fn before_decision(&mut self, learner: &L, _segment: usize) {
+        if self.error.is_some() || self.rows.len() < self.skip {
+            return;
+        }
+        if self.target.is_none() {
+            match train_target(
+                self.world,
+                &self.config.settings,
+                self.floor,
+                &self.rows[..self.skip],
+                self.seed,
+            ) {
+                Ok(trained) => self.target = Some(Target::Trained(Box::new(trained))),
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            }
+        }
+        let mut m = 0.0;
+        for s in 0..self.world.segments() {
+            let version = learner.model_version(s);
+            let c = match self.cache[s] {
+                Some((v, c)) if v == version => c,
+                _ => {
+                    let c = self.segment_moment(learner, s);
+                    self.cache[s] = Some((version, c));
+                    c
+                }
+            };
+            m += self.world.segment_probs[s] * c;
+        }
+        self.moments.push(m);
+    }
+
+    fn impression(&mut self, impression: &Impression) -> Flow {
+        self.rows.push(LoggedRow {
+            segment: impression.segment,
+            action: impression.decision.version,
+            propensity: impression.decision.propensity,
+            reward: impression.answer.donation,
+        });
+        Flow::Continue
+    }
+}
+
 /// Logs and evaluates once for one seed. A fixed target is evaluated on every logged
 /// row; the trained target is trained on the first half (time order) and evaluated on
-/// the second.
+/// the second. At each look ([`look_rows`]) every estimator is read on the evaluated
+/// rows so far: IPS, SNIPS and cross-fitted DR recomputed on the prefix, AW-AIPW and the
+/// confidence sequence read from their running sums (one pass).
 pub fn run_seed(
     world: &World,
-    target: &PreparedTarget,
+    prepared: &PreparedTarget,
     config: &ValidationConfig,
     seed: u64,
 ) -> Result<SeedRun, String> {
     let design = learner_design(world);
     let mut policy = build_policy(config.logging, &design, &config.settings, seed);
-    let rows = log_impressions(world, &mut policy, config.impressions, seed);
-    let (target, truth, evaluated) = match target {
-        PreparedTarget::Fixed { target, truth } => (target.clone(), *truth, &rows[..]),
-        PreparedTarget::Trained { floor, even_values } => {
-            let (train, evaluate) = rows.split_at(rows.len() / 2);
-            let trained = train_target(world, &config.settings, *floor, train, seed)?;
-            let target = Target::Trained(Box::new(trained));
-            let truth = target.true_value_with(world, even_values);
-            (target, truth, evaluate)
-        }
+    let impressions = usize::try_from(config.impressions).map_err(|e| e.to_string())?;
+    let (fixed, skip, floor) = match prepared {
+        PreparedTarget::Fixed { target, .. } => (Some(target.clone()), 0, 0.0),
+        PreparedTarget::Trained { floor, .. } => (None, impressions / 2, *floor),
     };
+    let mut log = ValidationLog {
+        world,
+        config,
+        seed,
+        rows: Vec::with_capacity(impressions),
+        moments: Vec::with_capacity(impressions - skip),
+        skip,
+        target: fixed,
+        floor,
+        cache: vec![None; world.segments()],
+        error: None,
+    };
+    online::run(
+        world,
+        &mut Streams::new(seed, &world.segment_probs),
+        &mut policy,
+        &RunConfig::new(config.impressions),
+        &mut log,
+    );
+    if let Some(error) = log.error {
+        return Err(error);
+    }
+    let target = log.target.expect("a target: fixed, or trained at the half");
+    let truth = match prepared {
+        PreparedTarget::Fixed { truth, .. } => *truth,
+        PreparedTarget::Trained { even_values, .. } => target.true_value_with(world, even_values),
+    };
+    let evaluated = &log.rows[skip..];
+    assert_eq!(
+        log.moments.len(),
+        evaluated.len(),
+        "one moment per evaluated row"
+    );
     let total = world.space.total();
     let prob = |s, a| target.prob(total, s, a);
-    let estimates = evaluate_all(evaluated, prob, config.folds, |train| {
-        AskModel::fit(world, train, &target)
-    })
-    .map_err(|e| e.to_string())?;
+    let looks = look_rows(evaluated.len(), config.looks);
+    let sequence = Sequence::tuned(config.alpha, evaluated.len() as f64);
+    let mut aipw = AdaptiveAipw::new(ShrunkMeanModel::online(
+        world.segments(),
+        target.probabilities(world),
+    ));
+    let mut state = StabilizerState::new(Stabilizer::Known(&log.moments));
+    let mut look_runs = Vec::with_capacity(looks.len());
+    let mut pushed = 0;
+    let mut end = None;
+    for (j, &k) in looks.iter().enumerate() {
+        while pushed < k {
+            let row = &evaluated[pushed];
+            let pi = prob(row.segment, row.action);
+            let h = state.weight(pushed).map_err(|e| e.to_string())?;
+            aipw.push(pushed, row, pi, h).map_err(|e| e.to_string())?;
+            state.learn(row.segment, pi);
+            pushed += 1;
+        }
+        let last = j + 1 == looks.len();
+        let prefix = &evaluated[..k];
+        // Before the end an estimator that cannot answer yet (no overlap, too few rows
+        // for the folds) claims nothing: an unbounded interval.
+        let answer = |result: Result<Estimate, tla_core::ope::OpeError>, estimator| match result {
+            Ok(e) => Ok(e.at_level(config.alpha)),
+            Err(e) if last => Err(e.to_string()),
+            Err(_) => Ok(unbounded(estimator, k)),
+        };
+        let estimates = vec![
+            answer(ips(prefix, prob), Estimator::Ips)?,
+            answer(snips(prefix, prob), Estimator::Snips)?,
+            answer(
+                doubly_robust(prefix, prob, config.folds, |train| {
+                    AskModel::fit(world, train, &target)
+                }),
+                Estimator::DoublyRobust,
+            )?,
+            answer(aipw.estimate(), Estimator::AwAipw)?,
+        ];
+        let seq = aipw.sequence(&sequence);
+        look_runs.push(LookRun {
+            rows: k,
+            truth,
+            covered: estimates.iter().map(|e| e.covers(truth)).collect(),
+            sequence_covered: seq.covers(truth),
+        });
+        end = Some((estimates, seq));
+    }
+    let (estimates, sequence) = end.expect("at least one look");
     let w = weights(evaluated, prob).map_err(|e| e.to_string())?;
     Ok(SeedRun {
         seed,
         truth,
         estimates,
+        sequence,
+        looks: look_runs,
         weights: weight_diagnostics(evaluated, &w),
     })
+}
+
+/// An estimate that claims nothing: value NaN, interval the whole line.
+fn unbounded(estimator: Estimator, rows: usize) -> Estimate {
+    Estimate {
+        estimator,
+        value: f64::NAN,
+        std_error: f64::INFINITY,
+        lower: f64::NEG_INFINITY,
+        upper: f64::INFINITY,
+        ess: 0.0,
+        rows,
+    }
 }
 
 /// Why an estimate's normal interval may not be trusted, from its weights; `None` when
@@ -600,6 +870,12 @@ pub const CAUTION_MIN_REWARDED: f64 = 10.0;
 
 /// Runs every seed (in parallel over the available cores) and summarizes.
 pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationReport, String> {
+    if !(config.alpha > 0.0 && config.alpha < 1.0) {
+        return Err(format!("alpha must lie in (0, 1); got {}", config.alpha));
+    }
+    if config.looks == 0 {
+        return Err("looks must be at least 1".into());
+    }
     let target = PreparedTarget::new(&config.target, config.target_floor, world)?;
     let seeds: Vec<u64> = (0..config.seeds).map(|k| config.first_seed + k).collect();
     let threads = std::thread::available_parallelism()
@@ -629,6 +905,10 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         .zip(&seeds)
         .map(|(r, seed)| r.map_err(|e| format!("seed {seed}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let evaluated_rows = match target {
+        PreparedTarget::Fixed { .. } => config.impressions,
+        PreparedTarget::Trained { .. } => config.impressions - config.impressions / 2,
+    };
     let n = runs.len().max(1) as f64;
     let truth = runs.iter().map(|r| r.truth).sum::<f64>() / n;
     let truth_sd = if runs.len() > 1 {
@@ -636,9 +916,15 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
     } else {
         0.0
     };
-    let estimators = (0..3)
+    let looks = runs.first().map(|r| r.looks.len()).unwrap_or(0);
+    let share = |f: &dyn Fn(&SeedRun) -> bool| runs.iter().filter(|r| f(r)).count() as f64 / n;
+    let estimators = (0..runs.first().map_or(0, |r| r.estimates.len()))
         .map(|k| {
             let mut summary = summarize(runs.iter().map(|r| (r.estimates[k], r.truth)), truth);
+            summary.covered_at_all_looks = share(&|r| r.looks.iter().all(|l| l.covered[k]));
+            summary.coverage_by_look = (0..looks)
+                .map(|j| share(&|r| r.looks[j].covered[k]))
+                .collect();
             let unflagged: Vec<&SeedRun> = runs
                 .iter()
                 .filter(|r| caution(&r.weights).is_none())
@@ -651,6 +937,32 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
             summary
         })
         .collect();
+    let aw = Estimator::AwAipw;
+    let sequence = SequenceSummary {
+        planned_rows: evaluated_rows,
+        coverage: share(&|r| r.sequence.covers(r.truth)),
+        covered_at_all_looks: share(&|r| r.looks.iter().all(|l| l.sequence_covered)),
+        coverage_by_look: (0..looks)
+            .map(|j| share(&|r| r.looks[j].sequence_covered))
+            .collect(),
+        mean_width: runs.iter().map(|r| r.sequence.width()).sum::<f64>() / n,
+        width_ratio_to_aw_aipw: runs
+            .iter()
+            .map(|r| {
+                let fixed = r.estimates.iter().find(|e| e.estimator == aw);
+                r.sequence.width() / fixed.map_or(f64::NAN, |e| e.width())
+            })
+            .sum::<f64>()
+            / n,
+        width_ratio_to_fixed: runs
+            .iter()
+            .map(|r| {
+                let z = tla_core::stats::normal_quantile(1.0 - config.alpha / 2.0);
+                r.sequence.width() / (2.0 * z * r.sequence.std_error)
+            })
+            .sum::<f64>()
+            / n,
+    };
     let mean =
         |f: &dyn Fn(&WeightDiagnostics) -> f64| runs.iter().map(|r| f(&r.weights)).sum::<f64>() / n;
     let fold = |f: &dyn Fn(&WeightDiagnostics) -> f64, init: f64, pick: fn(f64, f64) -> f64| {
@@ -681,16 +993,16 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         .into(),
         target: target_label(&config.target, config.target_floor),
         impressions: config.impressions,
-        evaluated_rows: match target {
-            PreparedTarget::Fixed { .. } => config.impressions,
-            PreparedTarget::Trained { .. } => config.impressions - config.impressions / 2,
-        },
+        evaluated_rows,
         seeds: config.seeds,
         first_seed: config.first_seed,
         folds: config.folds,
+        alpha: config.alpha,
+        looks: look_rows(evaluated_rows as usize, config.looks),
         truth,
         truth_sd,
         estimators,
+        sequence,
         weights,
         runs,
     })
@@ -731,6 +1043,8 @@ fn summarize(
         sd_estimate,
         mean_std_error: mean(&|e, _| e.std_error),
         coverage: mean(&|e, truth| if e.covers(truth) { 1.0 } else { 0.0 }),
+        covered_at_all_looks: f64::NAN,
+        coverage_by_look: Vec::new(),
         coverage_without_caution: f64::NAN,
         mean_width: mean(&|e, _| e.width()),
         mean_ess: mean(&|e, _| e.ess),
@@ -854,8 +1168,10 @@ mod tests {
     #[test]
     fn snips_and_dr_cover_the_truth() {
         let world = small();
-        let config =
+        let mut config =
             ValidationConfig::new(PolicyChoice::Uniform, EvaluationTarget::Oracle, 200_000, 40);
+        // Coverage at the end; one look keeps the debug build fast.
+        config.looks = 1;
         let report = validate(&world, &config).unwrap();
         for s in &report.estimators {
             eprintln!("{s:?}");
@@ -992,12 +1308,13 @@ mod tests {
     #[test]
     fn trained_target_is_estimated_without_bias() {
         let world = small();
-        let config = ValidationConfig::new(
+        let mut config = ValidationConfig::new(
             PolicyChoice::Uniform,
             EvaluationTarget::FactorizedTs,
             200_000,
             40,
         );
+        config.looks = 1;
         let report = validate(&world, &config).unwrap();
         for s in &report.estimators {
             eprintln!("{s:?}");
