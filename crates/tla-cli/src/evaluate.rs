@@ -66,7 +66,8 @@ the highest SNIPS value on the first half of the decisions, evaluated on the sec
 docs/evaluation.md."
 )]
 pub struct EvaluateArgs {
-    /// The world file (format tla-creative-world/v1).
+    /// The world file (format tla-creative-world/v1, or v2 with a flight: drift,
+    /// launches, costs; see --budget).
     #[arg(long, required_unless_present_any = ["log", "data"], conflicts_with_all = ["log", "data"])]
     pub world: Option<std::path::PathBuf>,
     /// A logged-bandit file to import and evaluate on (instead of --world).
@@ -146,6 +147,13 @@ pub struct EvaluateArgs {
     /// checked against the truth (coverage at every look).
     #[arg(long, conflicts_with_all = ["log", "data"], default_value_t = tla_sim::ope::DEFAULT_LOOKS)]
     pub looks: usize,
+    /// A flight budget for --world (a v2 world only), as in `tla simulate`: `auto` (the
+    /// world's budget_share of what buying every opportunity would cost) or an amount.
+    /// Each impression is then an opportunity the logging policy may skip (the pacing
+    /// rule `value`); a skip is a logged row of reward 0 no target chooses, so the
+    /// estimand is the target's value per opportunity.
+    #[arg(long, conflicts_with_all = ["log", "data"])]
+    pub budget: Option<String>,
 }
 
 /// Seed of the factorized-ts target's Thompson draws with --data: the same log gives
@@ -197,15 +205,15 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(world_path)
         .with_context(|| format!("cannot read world file {}", world_path.display()))?;
     let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
-    if world.flight.is_some() {
-        // The validation's target values come from the world's fixed truth; a flight's
-        // drift and launches would make them wrong, so such a world is refused here.
-        bail!(
-            "{} is a flight world (tla-creative-world/v2); tla evaluate --world accepts v1 worlds \
-             (tla simulate --world runs flight worlds)",
-            world_path.display()
-        );
-    }
+    let pacing = match &args.budget {
+        Some(text) => Some(tla_sim::online::PacingRun {
+            mode: tla_core::pacing::PacingMode::Value,
+            budget: crate::simulate::budget_amount(text, &world, args.impressions)?,
+            daily_cap: None,
+            min_roas: None,
+        }),
+        None => None,
+    };
     let mut config = ValidationConfig::new(
         match args.logging {
             LoggingArg::Uniform => PolicyChoice::Uniform,
@@ -220,6 +228,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     config.folds = args.folds;
     config.settings.exploration = args.epsilon;
     config.looks = args.looks;
+    config.pacing = pacing;
     let start = std::time::Instant::now();
     let report = validate(&world, &config).map_err(anyhow::Error::msg)?;
     let seconds = start.elapsed().as_secs_f64();

@@ -22,8 +22,9 @@
 //! only, so no estimator scores a row the target learned from; each seed is compared
 //! with its own target's truth.
 
+use crate::flight::Flight;
 use crate::generate::segment_truths;
-use crate::online::{self, Flow, Impression, Observer, RunConfig, Streams};
+use crate::online::{self, Flow, Impression, Observer, PacingRun, RunConfig, Skip, Streams};
 use crate::world::World;
 use crate::{PolicyChoice, build_policy};
 use rand::SeedableRng;
@@ -47,6 +48,9 @@ use tla_core::target::{DEFAULT_TARGET_FLOOR, TrainedTarget, TrainedTargetSetting
 pub enum Target {
     /// The even split over every version.
     Uniform,
+    /// In context `c`, the even split over `sizes[c]` versions: those that exist in the
+    /// context's epoch of a flight whose options launch ([`Epochs`]).
+    UniformPerContext(Vec<usize>),
     /// One fixed version per segment (deterministic).
     PerSegment(Vec<u64>),
     /// Factorized Thompson sampling trained on a log ([`TrainedTarget`]).
@@ -58,6 +62,7 @@ impl Target {
     pub fn prob(&self, total: u64, segment: usize, version: u64) -> f64 {
         match self {
             Target::Uniform => 1.0 / total as f64,
+            Target::UniformPerContext(sizes) => 1.0 / sizes[segment] as f64,
             Target::PerSegment(v) => {
                 if v[segment] == version {
                     1.0
@@ -69,10 +74,21 @@ impl Target {
         }
     }
 
+    /// The contexts the target is given per: the world's segments, or, with a target
+    /// per epoch of a flight with launches, `segment + segments · epoch`.
+    pub fn contexts(&self, world: &World) -> usize {
+        match self {
+            Target::PerSegment(v) => v.len(),
+            Target::UniformPerContext(sizes) => sizes.len(),
+            Target::Uniform | Target::Trained(_) => world.segments(),
+        }
+    }
+
     /// The target in the core's summable form (the online direct model reads it).
     pub fn probabilities(&self, world: &World) -> TargetProbabilities<'_> {
         match self {
             Target::Uniform => TargetProbabilities::Uniform(world.space.total() as usize),
+            Target::UniformPerContext(sizes) => TargetProbabilities::UniformPerContext(sizes),
             Target::PerSegment(versions) => TargetProbabilities::PerContext(versions),
             Target::Trained(target) => TargetProbabilities::Trained {
                 target,
@@ -110,10 +126,14 @@ impl Target {
                     .collect()
             }
             Target::Uniform => world.uniform_expected_value(),
+            Target::UniformPerContext(_) => {
+                unreachable!("a target per epoch has a value per opportunity (flight_values)")
+            }
             Target::PerSegment(versions) => {
                 let mut options = vec![0u32; world.space.components()];
                 versions
                     .iter()
+                    .take(world.segments())
                     .enumerate()
                     .map(|(s, &v)| {
                         world.space.decode_into(v, &mut options);
@@ -128,6 +148,54 @@ impl Target {
             .zip(per_segment)
             .map(|(p, v)| p * v)
             .sum()
+    }
+}
+
+/// The action of a logged row that is a skipped opportunity (a run with a budget): no
+/// target chooses it, so its importance weight is 0; its reward is 0.
+pub const SKIP: u64 = u64::MAX;
+
+/// The launches of a flight cut its opportunities into epochs: epoch `e` runs from
+/// `starts[e]` (0 for the first) to the next launch. A target that depends on which
+/// versions exist (the oracle, the even split) is one target per epoch, given per
+/// context `segment + segments · epoch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Epochs {
+    starts: Vec<f64>,
+}
+
+impl Epochs {
+    /// The epochs of `world`'s flight (one, from 0, without a flight or launches).
+    pub fn of(world: &World) -> Self {
+        let mut starts = vec![0.0];
+        if let Some(flight) = &world.flight {
+            let mut launches: Vec<f64> = flight
+                .launch
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|&f| f > 0.0)
+                .collect();
+            launches.sort_by(f64::total_cmp);
+            launches.dedup();
+            starts.extend(launches);
+        }
+        Self { starts }
+    }
+
+    /// Number of epochs.
+    pub fn count(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// The epoch of flight fraction `f`.
+    pub fn epoch(&self, f: f64) -> usize {
+        self.starts[1..].iter().filter(|&&start| start <= f).count()
+    }
+
+    /// Where epoch `e` starts.
+    pub fn start(&self, e: usize) -> f64 {
+        self.starts[e]
     }
 }
 
@@ -160,11 +228,11 @@ impl AskModel {
             .iter()
             .map(|&c| c as u64)
             .product();
-        let segments = world.segments();
+        let segments = target.contexts(world);
         let cells = segments * asks;
         let (mut imps, mut convs, mut amount) =
             (vec![0.0; cells], vec![0.0; cells], vec![0.0; cells]);
-        for row in rows {
+        for row in rows.iter().filter(|r| r.action != SKIP) {
             let cell = row.segment * asks + ((row.action / stride) % asks as u64) as usize;
             imps[cell] += 1.0;
             if row.reward > 0.0 {
@@ -196,7 +264,7 @@ impl AskModel {
         };
         model.target = (0..segments)
             .map(|s| match target {
-                Target::Uniform => even(&model, s),
+                Target::Uniform | Target::UniformPerContext(_) => even(&model, s),
                 Target::PerSegment(v) => model.q_hat(s, v[s]),
                 Target::Trained(trained) => {
                     trained.expectation(s, even(&model, s), |v| model.q_hat(s, v))
@@ -296,6 +364,10 @@ pub struct ValidationConfig {
     /// Miss probability of every interval (`1 - alpha` intervals) and of the confidence
     /// sequence over all looks together, in (0, 1).
     pub alpha: f64,
+    /// A budget to keep to (a world with a flight only): every impression is then an
+    /// opportunity the logging policy may skip; a skip is logged as a row of reward 0
+    /// that no target chooses, so the estimand is the target's value per opportunity.
+    pub pacing: Option<PacingRun>,
 }
 
 /// Default number of looks of the validation.
@@ -324,6 +396,7 @@ impl ValidationConfig {
             settings: crate::default_settings(),
             looks: DEFAULT_LOOKS,
             alpha: DEFAULT_ALPHA,
+            pacing: None,
         }
     }
 }
@@ -414,8 +487,12 @@ pub struct SequenceSummary {
 pub struct LookRun {
     /// Evaluated rows so far.
     pub rows: usize,
-    /// The truth at this look.
+    /// The truth at this look (in a flight, the mean of the truths of the opportunities
+    /// so far).
     pub truth: f64,
+    /// AW-AIPW's truth at this look: in a flight, the mean of the truths so far under
+    /// its weights; otherwise `truth`.
+    pub aw_truth: f64,
     /// Per estimator (IPS, SNIPS, DR, AW-AIPW): whether its interval contained the truth.
     pub covered: Vec<bool>,
     /// Whether the confidence sequence contained it.
@@ -427,8 +504,12 @@ pub struct LookRun {
 pub struct SeedRun {
     /// The seed.
     pub seed: u64,
-    /// The target's true value per impression (differs per seed for a trained target).
+    /// The target's true value per impression (differs per seed for a trained target;
+    /// in a flight, the mean over the evaluated opportunities).
     pub truth: f64,
+    /// AW-AIPW's truth: in a flight, the mean over the evaluated opportunities under its
+    /// weights; otherwise `truth`.
+    pub aw_truth: f64,
     /// IPS, SNIPS, DR and AW-AIPW at the end, their intervals at `1 - alpha`.
     pub estimates: Vec<Estimate>,
     /// The doubly robust confidence sequence at the end.
@@ -485,8 +566,13 @@ pub enum PreparedTarget {
     Fixed {
         /// The target.
         target: Target,
-        /// Its exact value per impression.
+        /// Its exact value per impression (per opportunity in a flight: the mean of
+        /// `values`).
         truth: f64,
+        /// In a world with a flight, its exact value at each opportunity `t`:
+        /// `V(f_t) = sum_s P(s) sum_a pi_t(a | s) EV(s, a, f_t)` (drift; the target of
+        /// `f_t`'s epoch); `None` without a flight.
+        values: Option<Vec<f64>>,
     },
     /// Factorized Thompson sampling trained on each seed's first half.
     Trained {
@@ -494,32 +580,103 @@ pub enum PreparedTarget {
         floor: f64,
         /// The even split's exact value per segment over the allowed versions.
         even_values: Vec<f64>,
+        /// In a world with a flight, the even split's exact value per segment at each
+        /// opportunity of the second half (drift); `None` without a flight.
+        even_at: Option<Vec<Vec<f64>>>,
     },
 }
 
 impl PreparedTarget {
     /// Checks that `target` applies to a world and that `floor` is the floor of a
     /// trained target ([`EvaluationTarget::check_input`], [`EvaluationTarget::check_floor`]),
-    /// resolves it against `world` and computes what does not depend on the seed.
+    /// resolves it against `world` and computes what does not depend on the seed: in a
+    /// world with a flight of `impressions` opportunities, the truth at each of them.
+    ///
+    /// In a flight whose options launch, the oracle is, in each epoch ([`Epochs`]), the
+    /// best version per segment (by the world's base truth) among those that exist; the
+    /// even split spans the versions that exist; a fixed version must exist from the
+    /// start, and the trained target needs every launch in the first half (it is
+    /// evaluated on the second); others are refused with the reason.
     pub fn new(
         target: &EvaluationTarget,
         floor: Option<f64>,
         world: &World,
+        impressions: u64,
     ) -> Result<Self, String> {
         target
             .check_input(EvaluationInput::World)
             .and_then(|()| target.check_floor(floor))
             .map_err(|e| e.to_string())?;
+        let epochs = Epochs::of(world);
+        let segments = world.segments();
+        let mut options = vec![0u32; world.space.components()];
         let fixed = match target {
             EvaluationTarget::FactorizedTs => {
+                let last = epochs.start(epochs.count() - 1);
+                if last > 0.5 {
+                    return Err(format!(
+                        "--target factorized-ts is trained on the first half and evaluated on the \
+                         second; in this flight an option launches at {last} of the flight, \
+                         within the second half, so the target would change while it is \
+                         evaluated: use a flight whose launches are all in the first half, or \
+                         another target"
+                    ));
+                }
+                let even_at = world.flight.as_ref().map(|_| {
+                    let skip = impressions / 2;
+                    (skip..impressions)
+                        .map(|t| {
+                            let f = Flight::fraction(t, impressions);
+                            (0..segments)
+                                .map(|s| even_value_at(world, s, f, &mut options))
+                                .collect()
+                        })
+                        .collect()
+                });
                 return Ok(PreparedTarget::Trained {
                     floor: floor.unwrap_or(DEFAULT_TARGET_FLOOR),
                     even_values: segment_truths(world).iter().map(|t| t.even_value).collect(),
+                    even_at,
                 });
+            }
+            EvaluationTarget::Oracle if epochs.count() > 1 => {
+                let mut versions = Vec::with_capacity(segments * epochs.count());
+                for e in 0..epochs.count() {
+                    let f = epochs.start(e);
+                    for s in 0..segments {
+                        let mut best = (0, f64::NEG_INFINITY);
+                        for v in 0..world.space.total() {
+                            world.space.decode_into(v, &mut options);
+                            if !world.space.is_allowed(v) || !world.available_at(&options, f) {
+                                continue;
+                            }
+                            let ev = world.expected_value(s, &options);
+                            if ev > best.1 {
+                                best = (v, ev);
+                            }
+                        }
+                        versions.push(best.0);
+                    }
+                }
+                Target::PerSegment(versions)
             }
             EvaluationTarget::Oracle => {
                 Target::PerSegment(world.oracle().into_iter().map(|(v, _)| v).collect())
             }
+            EvaluationTarget::Uniform if epochs.count() > 1 => Target::UniformPerContext(
+                (0..epochs.count())
+                    .flat_map(|e| {
+                        let f = epochs.start(e);
+                        let available = (0..world.space.total())
+                            .filter(|&v| {
+                                world.space.decode_into(v, &mut options);
+                                world.available_at(&options, f)
+                            })
+                            .count();
+                        std::iter::repeat_n(available, segments)
+                    })
+                    .collect(),
+            ),
             EvaluationTarget::Uniform => Target::Uniform,
             EvaluationTarget::FixedOptions(_) => {
                 let options = target
@@ -532,7 +689,14 @@ impl PreparedTarget {
                         world.space.option_counts()
                     )
                 })?;
-                Target::PerSegment(vec![version; world.segments()])
+                if !world.available_at(&options, 0.0) {
+                    return Err(format!(
+                        "fixed options {options:?}: an option of this version launches during \
+                         the flight, so the target could not be served before; choose options \
+                         that exist from the start"
+                    ));
+                }
+                Target::PerSegment(vec![version; segments])
             }
             EvaluationTarget::Version(_)
             | EvaluationTarget::Fixed(_)
@@ -540,12 +704,65 @@ impl PreparedTarget {
                 unreachable!("check_input refuses --target {target} on a world")
             }
         };
-        let truth = fixed.true_value(world);
-        Ok(PreparedTarget::Fixed {
-            target: fixed,
-            truth,
-        })
+        match &world.flight {
+            None => {
+                let truth = fixed.true_value(world);
+                Ok(PreparedTarget::Fixed {
+                    target: fixed,
+                    truth,
+                    values: None,
+                })
+            }
+            Some(_) => {
+                let values: Vec<f64> = (0..impressions)
+                    .map(|t| {
+                        let f = Flight::fraction(t, impressions);
+                        let e = epochs.epoch(f);
+                        (0..segments)
+                            .map(|s| {
+                                let c = if fixed.contexts(world) == segments {
+                                    s
+                                } else {
+                                    s + segments * e
+                                };
+                                let v = match &fixed {
+                                    Target::PerSegment(versions) => {
+                                        world.space.decode_into(versions[c], &mut options);
+                                        world.expected_value_at(s, &options, f)
+                                    }
+                                    Target::Uniform | Target::UniformPerContext(_) => {
+                                        even_value_at(world, s, f, &mut options)
+                                    }
+                                    Target::Trained(_) => unreachable!("trained above"),
+                                };
+                                world.segment_probs[s] * v
+                            })
+                            .sum()
+                    })
+                    .collect();
+                let truth = values.iter().sum::<f64>() / values.len().max(1) as f64;
+                Ok(PreparedTarget::Fixed {
+                    target: fixed,
+                    truth,
+                    values: Some(values),
+                })
+            }
+        }
     }
+}
+
+/// The even split's exact value in segment `s` at flight fraction `f`: the mean of
+/// `EV(s, v, f)` over the allowed versions that exist at `f`.
+fn even_value_at(world: &World, s: usize, f: f64, options: &mut [u32]) -> f64 {
+    let (mut sum, mut count) = (0.0, 0usize);
+    for v in 0..world.space.total() {
+        world.space.decode_into(v, options);
+        if world.space.is_allowed(v) && world.available_at(options, f) {
+            sum += world.expected_value_at(s, options, f);
+            count += 1;
+        }
+    }
+    sum / count.max(1) as f64
 }
 
 /// The report's label of a target: its text (`oracle`, `uniform`,
@@ -599,13 +816,16 @@ pub fn look_rows(rows: usize, looks: usize) -> Vec<usize> {
     out
 }
 
-/// The observer of a validation run: logs every row and, before each decision, the
-/// second moment of the importance weight the logging policy is about to give the
-/// target, `m_t = sum_s P(s) sum_a pi(a | s)^2 / e_t(a | s)` (the stabilizing weights of
-/// AW-AIPW, [`Stabilizer::Known`]). The per-segment sums are recomputed only when the
-/// segment's decision table changes (its model version). A trained target is trained
-/// here on the first half as soon as it is complete, so the second half's moments use
-/// it.
+/// The observer of a validation run: logs every opportunity as a row and, before each
+/// decision, the second moment of the importance weight the logging policy is about to
+/// give the target, `m_t = sum_s P(s) sum_a pi(a | s)^2 / e_t(a | s)` (the stabilizing
+/// weights of AW-AIPW, [`Stabilizer::Known`]; in a run with a budget `e_t` is the
+/// policy's distribution before the pacer's gate, a predictable approximation). The
+/// per-segment sums are recomputed only when the segment's decision table (its model
+/// version) or the epoch changes. A trained target is trained here on the first half as
+/// soon as it is complete, so the second half's moments use it. A skipped opportunity
+/// is a row with action [`SKIP`] and reward 0. With a target per epoch, each row's
+/// context is `segment + segments · epoch`.
 struct ValidationLog<'a> {
     world: &'a World,
     config: &'a ValidationConfig,
@@ -617,28 +837,73 @@ struct ValidationLog<'a> {
     skip: usize,
     target: Option<Target>,
     floor: f64,
-    /// Per segment: the model version and `sum_a pi(a | s)^2 / e(a | s)` under it.
-    cache: Vec<Option<(u64, f64)>>,
+    epochs: Epochs,
+    /// Whether contexts carry the epoch.
+    per_epoch: bool,
+    /// Per segment: the model version, the epoch and `sum_a pi(a | s)^2 / e(a | s)`.
+    cache: Vec<Option<(u64, usize, f64)>>,
     error: Option<String>,
 }
 
 impl ValidationLog<'_> {
-    fn segment_moment<P: Policy + ?Sized>(&self, learner: &P, s: usize) -> f64 {
+    /// The epoch of the next opportunity (0 without a flight).
+    fn next_epoch(&self) -> usize {
+        match self.world.flight {
+            Some(_) => self.epochs.epoch(Flight::fraction(
+                self.rows.len() as u64,
+                self.config.impressions,
+            )),
+            None => 0,
+        }
+    }
+
+    fn context(&self, segment: usize, epoch: usize) -> usize {
+        if self.per_epoch {
+            segment + self.world.segments() * epoch
+        } else {
+            segment
+        }
+    }
+
+    fn segment_moment<P: Policy + ?Sized>(&self, learner: &P, s: usize, epoch: usize) -> f64 {
         let target = self.target.as_ref().expect("a target");
         let total = self.world.space.total();
+        let c = self.context(s, epoch);
         match target {
-            Target::PerSegment(versions) => 1.0 / learner.propensity(s, versions[s]),
-            _ => (0..total)
-                .map(|v| {
-                    let pi = target.prob(total, s, v);
-                    if pi > 0.0 {
+            Target::PerSegment(versions) => 1.0 / learner.propensity(s, versions[c]),
+            _ => {
+                let f = self.epochs.start(epoch);
+                let mut options = vec![0u32; self.world.space.components()];
+                (0..total)
+                    .map(|v| {
+                        let pi = target.prob(total, c, v);
+                        if pi <= 0.0 {
+                            return 0.0;
+                        }
+                        self.world.space.decode_into(v, &mut options);
+                        if !self.world.available_at(&options, f) {
+                            return 0.0;
+                        }
                         pi * pi / learner.propensity(s, v)
-                    } else {
-                        0.0
-                    }
-                })
-                .sum(),
+                    })
+                    .sum()
+            }
         }
+    }
+
+    fn push(&mut self, segment: usize, action: u64, propensity: f64, reward: f64, f: Option<f64>) {
+        let epoch = f.map_or(0, |f| self.epochs.epoch(f));
+        let context = if self.rows.len() < self.skip {
+            segment
+        } else {
+            self.context(segment, epoch)
+        };
+        self.rows.push(LoggedRow {
+            segment: context,
+            action,
+            propensity,
+            reward,
+        });
     }
 }
 
@@ -648,11 +913,17 @@ impl<L: Policy + ?Sized> Observer<L> for ValidationLog<'_> {
             return;
         }
         if self.target.is_none() {
+            // Skipped opportunities show nothing to learn from.
+            let served: Vec<LoggedRow> = self.rows[..self.skip]
+                .iter()
+                .filter(|r| r.action != SKIP)
+                .copied()
+                .collect();
             match train_target(
                 self.world,
                 &self.config.settings,
                 self.floor,
-                &self.rows[..self.skip],
+                &served,
                 self.seed,
             ) {
                 Ok(trained) => self.target = Some(Target::Trained(Box::new(trained))),
@@ -662,14 +933,15 @@ impl<L: Policy + ?Sized> Observer<L> for ValidationLog<'_> {
                 }
             }
         }
+        let epoch = self.next_epoch();
         let mut m = 0.0;
         for s in 0..self.world.segments() {
             let version = learner.model_version(s);
             let c = match self.cache[s] {
-                Some((v, c)) if v == version => c,
+                Some((v, e, c)) if v == version && e == epoch => c,
                 _ => {
-                    let c = self.segment_moment(learner, s);
-                    self.cache[s] = Some((version, c));
+                    let c = self.segment_moment(learner, s, epoch);
+                    self.cache[s] = Some((version, epoch, c));
                     c
                 }
             };
@@ -679,12 +951,24 @@ impl<L: Policy + ?Sized> Observer<L> for ValidationLog<'_> {
     }
 
     fn impression(&mut self, impression: &Impression) -> Flow {
-        self.rows.push(LoggedRow {
-            segment: impression.segment,
-            action: impression.decision.version,
-            propensity: impression.decision.propensity,
-            reward: impression.answer.donation,
-        });
+        self.push(
+            impression.segment,
+            impression.decision.version,
+            impression.decision.propensity,
+            impression.answer.donation,
+            impression.flight_fraction,
+        );
+        Flow::Continue
+    }
+
+    fn skip(&mut self, skip: &Skip) -> Flow {
+        self.push(
+            skip.segment,
+            SKIP,
+            skip.propensity,
+            0.0,
+            skip.flight_fraction,
+        );
         Flow::Continue
     }
 }
@@ -693,7 +977,10 @@ impl<L: Policy + ?Sized> Observer<L> for ValidationLog<'_> {
 /// row; the trained target is trained on the first half (time order) and evaluated on
 /// the second. At each look ([`look_rows`]) every estimator is read on the evaluated
 /// rows so far: IPS, SNIPS and cross-fitted DR recomputed on the prefix, AW-AIPW and the
-/// confidence sequence read from their running sums (one pass).
+/// confidence sequence read from their running sums (one pass). In a world with a
+/// flight the truth at a look is the mean of the per-opportunity truths so far, and
+/// AW-AIPW's is their mean under its weights `h_t` (what it estimates when the truth
+/// drifts).
 pub fn run_seed(
     world: &World,
     prepared: &PreparedTarget,
@@ -707,6 +994,9 @@ pub fn run_seed(
         PreparedTarget::Fixed { target, .. } => (Some(target.clone()), 0, 0.0),
         PreparedTarget::Trained { floor, .. } => (None, impressions / 2, *floor),
     };
+    let per_epoch = fixed
+        .as_ref()
+        .is_some_and(|t| t.contexts(world) != world.segments());
     let mut log = ValidationLog {
         world,
         config,
@@ -716,41 +1006,81 @@ pub fn run_seed(
         skip,
         target: fixed,
         floor,
+        epochs: Epochs::of(world),
+        per_epoch,
         cache: vec![None; world.segments()],
         error: None,
+    };
+    let run_config = RunConfig {
+        pacing: config.pacing,
+        ..RunConfig::new(config.impressions)
     };
     online::run(
         world,
         &mut Streams::new(seed, &world.segment_probs),
         &mut policy,
-        &RunConfig::new(config.impressions),
+        &run_config,
         &mut log,
     );
     if let Some(error) = log.error {
         return Err(error);
     }
     let target = log.target.expect("a target: fixed, or trained at the half");
-    let truth = match prepared {
-        PreparedTarget::Fixed { truth, .. } => *truth,
-        PreparedTarget::Trained { even_values, .. } => target.true_value_with(world, even_values),
-    };
     let evaluated = &log.rows[skip..];
     assert_eq!(
         log.moments.len(),
         evaluated.len(),
         "one moment per evaluated row"
     );
+    // The truth per evaluated opportunity in a flight, or the one truth.
+    let (truth, values): (f64, Option<Vec<f64>>) = match prepared {
+        PreparedTarget::Fixed { truth, values, .. } => (*truth, values.clone()),
+        PreparedTarget::Trained {
+            even_values,
+            even_at,
+            ..
+        } => match (even_at, &target) {
+            (Some(even_at), Target::Trained(trained)) => {
+                let mut options = vec![0u32; world.space.components()];
+                let values: Vec<f64> = (skip..impressions)
+                    .map(|t| {
+                        let f = Flight::fraction(t as u64, config.impressions);
+                        (0..world.segments())
+                            .map(|s| {
+                                world.segment_probs[s]
+                                    * trained.expectation(s, even_at[t - skip][s], |v| {
+                                        world.space.decode_into(v, &mut options);
+                                        world.expected_value_at(s, &options, f)
+                                    })
+                            })
+                            .sum()
+                    })
+                    .collect();
+                let truth = values.iter().sum::<f64>() / values.len().max(1) as f64;
+                (truth, Some(values))
+            }
+            _ => (target.true_value_with(world, even_values), None),
+        },
+    };
     let total = world.space.total();
-    let prob = |s, a| target.prob(total, s, a);
+    let prob = |s, a| {
+        if a == SKIP {
+            0.0
+        } else {
+            target.prob(total, s, a)
+        }
+    };
     let looks = look_rows(evaluated.len(), config.looks);
     let sequence = Sequence::tuned(config.alpha, evaluated.len() as f64);
     let mut aipw = AdaptiveAipw::new(ShrunkMeanModel::online(
-        world.segments(),
+        target.contexts(world),
         target.probabilities(world),
     ));
     let mut state = StabilizerState::new(Stabilizer::Known(&log.moments));
     let mut look_runs = Vec::with_capacity(looks.len());
     let mut pushed = 0;
+    // Sums of the truths so far, plain and under AW-AIPW's weights.
+    let (mut sum_v, mut sum_h, mut sum_hv) = (0.0, 0.0, 0.0);
     let mut end = None;
     for (j, &k) in looks.iter().enumerate() {
         while pushed < k {
@@ -759,8 +1089,23 @@ pub fn run_seed(
             let h = state.weight(pushed).map_err(|e| e.to_string())?;
             aipw.push(pushed, row, pi, h).map_err(|e| e.to_string())?;
             state.learn(row.segment, pi);
+            let v = values.as_ref().map_or(truth, |values| values[pushed]);
+            sum_v += v;
+            sum_h += h;
+            sum_hv += h * v;
             pushed += 1;
         }
+        let (plain_truth, aw_truth) = match &values {
+            Some(_) => (
+                sum_v / k as f64,
+                if sum_h > 0.0 {
+                    sum_hv / sum_h
+                } else {
+                    sum_v / k as f64
+                },
+            ),
+            None => (truth, truth),
+        };
         let last = j + 1 == looks.len();
         let prefix = &evaluated[..k];
         // Before the end an estimator that cannot answer yet (no overlap, too few rows
@@ -784,17 +1129,28 @@ pub fn run_seed(
         let seq = aipw.sequence(&sequence);
         look_runs.push(LookRun {
             rows: k,
-            truth,
-            covered: estimates.iter().map(|e| e.covers(truth)).collect(),
-            sequence_covered: seq.covers(truth),
+            truth: plain_truth,
+            aw_truth,
+            covered: estimates
+                .iter()
+                .map(|e| {
+                    e.covers(if e.estimator == Estimator::AwAipw {
+                        aw_truth
+                    } else {
+                        plain_truth
+                    })
+                })
+                .collect(),
+            sequence_covered: seq.covers(plain_truth),
         });
-        end = Some((estimates, seq));
+        end = Some((estimates, seq, plain_truth, aw_truth));
     }
-    let (estimates, sequence) = end.expect("at least one look");
+    let (estimates, sequence, truth, aw_truth) = end.expect("at least one look");
     let w = weights(evaluated, prob).map_err(|e| e.to_string())?;
     Ok(SeedRun {
         seed,
         truth,
+        aw_truth,
         estimates,
         sequence,
         looks: look_runs,
@@ -876,7 +1232,18 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
     if config.looks == 0 {
         return Err("looks must be at least 1".into());
     }
-    let target = PreparedTarget::new(&config.target, config.target_floor, world)?;
+    if config.pacing.is_some() && world.flight.is_none() {
+        return Err(format!(
+            "a budget needs a world with a flight (format tla-creative-world/v2); {} has none",
+            world.name
+        ));
+    }
+    let target = PreparedTarget::new(
+        &config.target,
+        config.target_floor,
+        world,
+        config.impressions,
+    )?;
     let seeds: Vec<u64> = (0..config.seeds).map(|k| config.first_seed + k).collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -920,7 +1287,15 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
     let share = |f: &dyn Fn(&SeedRun) -> bool| runs.iter().filter(|r| f(r)).count() as f64 / n;
     let estimators = (0..runs.first().map_or(0, |r| r.estimates.len()))
         .map(|k| {
-            let mut summary = summarize(runs.iter().map(|r| (r.estimates[k], r.truth)), truth);
+            // Each estimator against its own truth (AW-AIPW's differs in a flight).
+            let truth_of = |r: &SeedRun| {
+                if r.estimates[k].estimator == Estimator::AwAipw {
+                    r.aw_truth
+                } else {
+                    r.truth
+                }
+            };
+            let mut summary = summarize(runs.iter().map(|r| (r.estimates[k], truth_of(r))), truth);
             summary.covered_at_all_looks = share(&|r| r.looks.iter().all(|l| l.covered[k]));
             summary.coverage_by_look = (0..looks)
                 .map(|j| share(&|r| r.looks[j].covered[k]))
@@ -931,7 +1306,7 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
                 .collect();
             summary.coverage_without_caution = unflagged
                 .iter()
-                .filter(|r| r.estimates[k].covers(r.truth))
+                .filter(|r| r.estimates[k].covers(truth_of(r)))
                 .count() as f64
                 / unflagged.len() as f64;
             summary
@@ -1072,17 +1447,19 @@ mod tests {
         assert!((oracle.true_value(&world) - want).abs() < 1e-12);
         // worlds/small.json's summary: uniform EV per impression 0.88094...
         assert!((Target::Uniform.true_value(&world) - 0.880_941_628_885_77).abs() < 1e-9);
-        let fixed = PreparedTarget::new(&parse("fixed-options:0,1,2,3"), None, &world).unwrap();
+        let fixed =
+            PreparedTarget::new(&parse("fixed-options:0,1,2,3"), None, &world, 1000).unwrap();
         assert!(matches!(
             fixed,
             PreparedTarget::Fixed { target: Target::PerSegment(v), .. } if v == vec![0b00_01_10_11; 4]
         ));
-        let error = PreparedTarget::new(&parse("fixed-options:0,9,0,0"), None, &world).unwrap_err();
+        let error =
+            PreparedTarget::new(&parse("fixed-options:0,9,0,0"), None, &world, 1000).unwrap_err();
         assert!(
             error.starts_with("fixed options [0, 9, 0, 0] do not name a version of this world (option counts [4, 4, 4, 4])"),
             "{error}"
         );
-        let oracle = PreparedTarget::new(&parse("oracle"), None, &world).unwrap();
+        let oracle = PreparedTarget::new(&parse("oracle"), None, &world, 1000).unwrap();
         assert!(
             matches!(oracle, PreparedTarget::Fixed { truth, .. } if (truth - want).abs() < 1e-12)
         );
@@ -1106,7 +1483,7 @@ mod tests {
             ("uniform", Some(0.1), "--target uniform has none"),
             ("factorized-ts", Some(1.0), "is not in [0, 1)"),
         ] {
-            let error = PreparedTarget::new(&parse(text), floor, &world).unwrap_err();
+            let error = PreparedTarget::new(&parse(text), floor, &world, 1000).unwrap_err();
             assert!(error.contains(fragment), "{text}: {error}");
         }
     }
@@ -1238,7 +1615,13 @@ mod tests {
             10_001,
             1,
         );
-        let prepared = PreparedTarget::new(&config.target, config.target_floor, &world).unwrap();
+        let prepared = PreparedTarget::new(
+            &config.target,
+            config.target_floor,
+            &world,
+            config.impressions,
+        )
+        .unwrap();
         let run = run_seed(&world, &prepared, &config, 9).unwrap();
         assert_eq!(run.weights.rows, 5_001);
         assert_eq!(run.estimates[0].rows, 5_001);

@@ -103,6 +103,7 @@ impl<'a> ShrunkMeanModel<'a> {
     fn direct_value(&self, s: usize) -> f64 {
         match self.target {
             TargetProbabilities::Uniform(k) => self.even(s, k),
+            TargetProbabilities::UniformPerContext(sizes) => self.even(s, sizes[s]),
             TargetProbabilities::Fixed(a) => self.q_hat(s, a),
             TargetProbabilities::PerContext(actions) => self.q_hat(s, actions[s]),
             TargetProbabilities::Trained { target, allowed } => {
@@ -212,7 +213,9 @@ mod tests {
                 .map(|&(segment, action, reward)| LoggedRow { segment, action, propensity: 0.5, reward })
                 .collect();
             let per_context = [4u64, 0, 5];
+            let sizes = [k, 7, 9];
             for target in [
+                TargetProbabilities::UniformPerContext(&sizes),
                 TargetProbabilities::Uniform(k),
                 TargetProbabilities::Fixed(2),
                 TargetProbabilities::PerContext(&per_context),

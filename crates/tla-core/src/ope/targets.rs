@@ -27,6 +27,9 @@ use crate::target::{TargetError, TrainedTarget};
 pub enum TargetProbabilities<'a> {
     /// Every action of an action space of this size equally likely.
     Uniform(usize),
+    /// In context `c`, every action of an action space of `sizes[c]` equally likely (the
+    /// even split over the versions that exist in a context, when options launch).
+    UniformPerContext(&'a [usize]),
     /// Always this action.
     Fixed(u64),
     /// Always the action of the context: `actions[s]` in context `s` (the oracle's best
@@ -48,6 +51,7 @@ impl TargetProbabilities<'_> {
     pub fn probability(self, segment: usize, action: u64) -> f64 {
         match self {
             TargetProbabilities::Uniform(k) => 1.0 / k as f64,
+            TargetProbabilities::UniformPerContext(sizes) => 1.0 / sizes[segment] as f64,
             TargetProbabilities::Fixed(a) => {
                 if action == a {
                     1.0
@@ -71,6 +75,7 @@ impl TargetProbabilities<'_> {
     pub fn square_mass(self, segment: usize) -> f64 {
         match self {
             TargetProbabilities::Uniform(k) => 1.0 / k as f64,
+            TargetProbabilities::UniformPerContext(sizes) => 1.0 / sizes[segment] as f64,
             TargetProbabilities::Fixed(_) | TargetProbabilities::PerContext(_) => 1.0,
             TargetProbabilities::Trained { target, allowed } => {
                 // sum_v pi(v)^2 = sum_v pi(v) f(v) with f = pi, whose mean over the
