@@ -35,7 +35,9 @@
 //! rivals; the expected loss is the mean over draws of `max(rivals) - item`.
 
 use crate::engine::{Counts, Engine};
-use crate::ope::adaptive::{AdaptiveAipw, Stabilizer, StabilizerState, default_half_life};
+use crate::ope::adaptive::{
+    AdaptiveAipw, Stabilizer, StabilizerState, default_half_life, stabilizing_weight,
+};
 use crate::ope::direct::ShrunkMeanModel;
 use crate::ope::targets::TargetProbabilities;
 use crate::ope::{self, Estimate, LoggedRow, OpeError, Z95};
@@ -1165,7 +1167,9 @@ fn compare(rows: &[LoggedRow], target: TargetProbabilities<'_>) -> Comparison {
 /// online shrunk-mean model, weights from the log's earlier rows) and the lift
 /// `R - Q` of the realized mean over it. The lift's standard error is the delta
 /// method's on the pair: `sqrt(sum_t z_t^2)` with
-/// `z_t = (r_t - R) / n - h_t (Γ_t - Q) / sum h`. `None` when it cannot be estimated.
+/// `z_t = (r_t - R) / n - p_s h_t (Γ_t - Q_s) / sum_{s} h - (Q_s - Q) / n` (`s` the
+/// row's context, `p_s` its share), at least the estimate's own standard error. `None`
+/// when it cannot be estimated.
 fn aw_aipw_comparison(
     rows: &[LoggedRow],
     target: TargetProbabilities<'_>,
@@ -1180,27 +1184,45 @@ fn aw_aipw_comparison(
     let mut terms = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let pi = target.probability(row.segment, row.action);
-        let h = state.weight(i).ok()?;
-        let gamma = aipw.push(i, row, pi, h).ok()?;
+        let moment = state.moment(i, row.segment).ok()?;
+        let h = stabilizing_weight(moment);
+        let gamma = aipw.push(i, row, pi, moment).ok()?;
         state.learn(row.segment, pi);
         terms.push((row.reward, h, gamma));
     }
     let estimate = aipw.estimate().ok()?;
     let n = rows.len() as f64;
     let realized = rows.iter().map(|r| r.reward).sum::<f64>() / n;
-    let sum_h: f64 = terms.iter().map(|t| t.1).sum();
     let value = realized - estimate.value;
+    // Per context: its share, Q_s and sum h.
+    let mut strata = vec![(0.0, 0.0, 0.0); contexts];
+    for (s, p, q, _) in aipw.strata() {
+        strata[s].0 = p;
+        strata[s].1 = q;
+    }
+    for (row, &(_, h, _)) in rows.iter().zip(&terms) {
+        strata[row.segment].2 += h;
+    }
     let std_error = if rows.len() < 2 {
         f64::INFINITY
     } else {
-        terms
+        // The influence of row t on R - Q, with Q = sum_s (n_s / n) Q_s.
+        let paired = rows
             .iter()
-            .map(|&(r, h, gamma)| {
-                let z = (r - realized) / n - h * (gamma - estimate.value) / sum_h;
+            .zip(&terms)
+            .map(|(row, &(r, h, gamma))| {
+                let (p, q, sum_h) = strata[row.segment];
+                let within = if sum_h > 0.0 {
+                    p * h * (gamma - q) / sum_h
+                } else {
+                    0.0
+                };
+                let z = (r - realized) / n - within - (q - estimate.value) / n;
                 z * z
             })
-            .sum::<f64>()
-            .sqrt()
+            .sum::<f64>();
+        // At least the estimate's own variance (with its plug-in floor).
+        paired.max(estimate.std_error * estimate.std_error).sqrt()
     };
     Some((
         estimate,

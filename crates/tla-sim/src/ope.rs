@@ -30,7 +30,9 @@ use crate::{PolicyChoice, build_policy};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use tla_core::design::{DEFAULT_EXACT_LIMIT, Design, Interactions, Objective};
-use tla_core::ope::adaptive::{AdaptiveAipw, SequenceInterval, Stabilizer, StabilizerState};
+use tla_core::ope::adaptive::{
+    AdaptiveAipw, SequenceInterval, Stabilizer, StabilizerState, stabilizing_weight,
+};
 use tla_core::ope::choice::{EvaluationInput, EvaluationTarget};
 use tla_core::ope::direct::ShrunkMeanModel;
 use tla_core::ope::sequence::Sequence;
@@ -569,10 +571,10 @@ pub enum PreparedTarget {
         /// Its exact value per impression (per opportunity in a flight: the mean of
         /// `values`).
         truth: f64,
-        /// In a world with a flight, its exact value at each opportunity `t`:
-        /// `V(f_t) = sum_s P(s) sum_a pi_t(a | s) EV(s, a, f_t)` (drift; the target of
-        /// `f_t`'s epoch); `None` without a flight.
-        values: Option<Vec<f64>>,
+        /// In a world with a flight, its exact value per segment at each opportunity
+        /// `t`: `V_s(f_t) = sum_a pi_t(a | s) EV(s, a, f_t)` (drift; the target of
+        /// `f_t`'s epoch), so `V(f_t) = sum_s P(s) V_s(f_t)`; `None` without a flight.
+        values: Option<Vec<Vec<f64>>>,
     },
     /// Factorized Thompson sampling trained on each seed's first half.
     Trained {
@@ -714,7 +716,7 @@ impl PreparedTarget {
                 })
             }
             Some(_) => {
-                let values: Vec<f64> = (0..impressions)
+                let values: Vec<Vec<f64>> = (0..impressions)
                     .map(|t| {
                         let f = Flight::fraction(t, impressions);
                         let e = epochs.epoch(f);
@@ -725,7 +727,7 @@ impl PreparedTarget {
                                 } else {
                                     s + segments * e
                                 };
-                                let v = match &fixed {
+                                match &fixed {
                                     Target::PerSegment(versions) => {
                                         world.space.decode_into(versions[c], &mut options);
                                         world.expected_value_at(s, &options, f)
@@ -734,13 +736,13 @@ impl PreparedTarget {
                                         even_value_at(world, s, f, &mut options)
                                     }
                                     Target::Trained(_) => unreachable!("trained above"),
-                                };
-                                world.segment_probs[s] * v
+                                }
                             })
-                            .sum()
+                            .collect()
                     })
                     .collect();
-                let truth = values.iter().sum::<f64>() / values.len().max(1) as f64;
+                let truth = values.iter().map(|v| marginal(world, v)).sum::<f64>()
+                    / values.len().max(1) as f64;
                 Ok(PreparedTarget::Fixed {
                     target: fixed,
                     truth,
@@ -749,6 +751,16 @@ impl PreparedTarget {
             }
         }
     }
+}
+
+/// `sum_s P(s) v[s]`.
+fn marginal(world: &World, per_segment: &[f64]) -> f64 {
+    world
+        .segment_probs
+        .iter()
+        .zip(per_segment)
+        .map(|(p, v)| p * v)
+        .sum()
 }
 
 /// The even split's exact value in segment `s` at flight fraction `f`: the mean of
@@ -818,9 +830,10 @@ pub fn look_rows(rows: usize, looks: usize) -> Vec<usize> {
 
 /// The observer of a validation run: logs every opportunity as a row and, before each
 /// decision, the second moment of the importance weight the logging policy is about to
-/// give the target, `m_t = sum_s P(s) sum_a pi(a | s)^2 / e_t(a | s)` (the stabilizing
-/// weights of AW-AIPW, [`Stabilizer::Known`]; in a run with a budget `e_t` is the
-/// policy's distribution before the pacer's gate, a predictable approximation). The
+/// give the target in the arriving segment, `m_t = sum_a pi(a | s_t)^2 / e_t(a | s_t)`
+/// (the stabilizing weights of AW-AIPW, [`Stabilizer::Known`]; in a run with a budget
+/// `e_t` is the policy's distribution before the pacer's gate, a predictable
+/// approximation). The
 /// per-segment sums are recomputed only when the segment's decision table (its model
 /// version) or the epoch changes. A trained target is trained here on the first half as
 /// soon as it is complete, so the second half's moments use it. A skipped opportunity
@@ -908,7 +921,7 @@ impl ValidationLog<'_> {
 }
 
 impl<L: Policy + ?Sized> Observer<L> for ValidationLog<'_> {
-    fn before_decision(&mut self, learner: &L, _segment: usize) {
+    fn before_decision(&mut self, learner: &L, segment: usize) {
         if self.error.is_some() || self.rows.len() < self.skip {
             return;
         }
@@ -934,19 +947,15 @@ impl<L: Policy + ?Sized> Observer<L> for ValidationLog<'_> {
             }
         }
         let epoch = self.next_epoch();
-        let mut m = 0.0;
-        for s in 0..self.world.segments() {
-            let version = learner.model_version(s);
-            let c = match self.cache[s] {
-                Some((v, e, c)) if v == version && e == epoch => c,
-                _ => {
-                    let c = self.segment_moment(learner, s, epoch);
-                    self.cache[s] = Some((version, epoch, c));
-                    c
-                }
-            };
-            m += self.world.segment_probs[s] * c;
-        }
+        let version = learner.model_version(segment);
+        let m = match self.cache[segment] {
+            Some((v, e, c)) if v == version && e == epoch => c,
+            _ => {
+                let c = self.segment_moment(learner, segment, epoch);
+                self.cache[segment] = Some((version, epoch, c));
+                c
+            }
+        };
         self.moments.push(m);
     }
 
@@ -1032,8 +1041,8 @@ pub fn run_seed(
         evaluated.len(),
         "one moment per evaluated row"
     );
-    // The truth per evaluated opportunity in a flight, or the one truth.
-    let (truth, values): (f64, Option<Vec<f64>>) = match prepared {
+    // The truth per segment at each evaluated opportunity in a flight, or the one truth.
+    let (truth, values): (f64, Option<Vec<Vec<f64>>>) = match prepared {
         PreparedTarget::Fixed { truth, values, .. } => (*truth, values.clone()),
         PreparedTarget::Trained {
             even_values,
@@ -1042,25 +1051,31 @@ pub fn run_seed(
         } => match (even_at, &target) {
             (Some(even_at), Target::Trained(trained)) => {
                 let mut options = vec![0u32; world.space.components()];
-                let values: Vec<f64> = (skip..impressions)
+                let values: Vec<Vec<f64>> = (skip..impressions)
                     .map(|t| {
                         let f = Flight::fraction(t as u64, config.impressions);
                         (0..world.segments())
                             .map(|s| {
-                                world.segment_probs[s]
-                                    * trained.expectation(s, even_at[t - skip][s], |v| {
-                                        world.space.decode_into(v, &mut options);
-                                        world.expected_value_at(s, &options, f)
-                                    })
+                                trained.expectation(s, even_at[t - skip][s], |v| {
+                                    world.space.decode_into(v, &mut options);
+                                    world.expected_value_at(s, &options, f)
+                                })
                             })
-                            .sum()
+                            .collect()
                     })
                     .collect();
-                let truth = values.iter().sum::<f64>() / values.len().max(1) as f64;
+                let truth = values.iter().map(|v| marginal(world, v)).sum::<f64>()
+                    / values.len().max(1) as f64;
                 (truth, Some(values))
             }
             _ => (target.true_value_with(world, even_values), None),
         },
+    };
+    // A fixed target's values cover every opportunity; a trained target's the second
+    // half.
+    let offset = match prepared {
+        PreparedTarget::Fixed { .. } => skip,
+        PreparedTarget::Trained { .. } => 0,
     };
     let total = world.space.total();
     let prob = |s, a| {
@@ -1079,31 +1094,58 @@ pub fn run_seed(
     let mut state = StabilizerState::new(Stabilizer::Known(&log.moments));
     let mut look_runs = Vec::with_capacity(looks.len());
     let mut pushed = 0;
-    // Sums of the truths so far, plain and under AW-AIPW's weights.
-    let (mut sum_v, mut sum_h, mut sum_hv) = (0.0, 0.0, 0.0);
+    // Sums of the truths so far: plain, and per context under AW-AIPW's weights (its
+    // strata are the contexts: segment, and epoch with a target per epoch).
+    let segments = world.segments();
+    let contexts = target.contexts(world);
+    let mut sum_v = 0.0;
+    let (mut sum_h, mut sum_hv) = (vec![0.0; contexts], vec![0.0; contexts]);
+    // Per context: rows so far in its epoch, and the sum of its segment's truth over them.
+    let (mut epoch_rows, mut epoch_v) = (vec![0.0; contexts], vec![0.0; contexts]);
     let mut end = None;
     for (j, &k) in looks.iter().enumerate() {
         while pushed < k {
             let row = &evaluated[pushed];
             let pi = prob(row.segment, row.action);
-            let h = state.weight(pushed).map_err(|e| e.to_string())?;
-            aipw.push(pushed, row, pi, h).map_err(|e| e.to_string())?;
+            let moment = state
+                .moment(pushed, row.segment)
+                .map_err(|e| e.to_string())?;
+            let h = stabilizing_weight(moment);
+            aipw.push(pushed, row, pi, moment)
+                .map_err(|e| e.to_string())?;
             state.learn(row.segment, pi);
-            let v = values.as_ref().map_or(truth, |values| values[pushed]);
-            sum_v += v;
-            sum_h += h;
-            sum_hv += h * v;
+            if let Some(values) = &values {
+                let v = &values[offset + pushed];
+                let (c, epoch) = (row.segment, row.segment / segments);
+                sum_v += marginal(world, v);
+                sum_h[c] += h;
+                sum_hv[c] += h * v[c % segments];
+                for (s, &value) in v.iter().enumerate() {
+                    epoch_rows[s + segments * epoch] += 1.0;
+                    epoch_v[s + segments * epoch] += value;
+                }
+            }
             pushed += 1;
         }
+        // AW-AIPW's truth: per context, the mean of its segment's truths under its
+        // weights (the plain mean over its epoch where every weight is 0 so far),
+        // combined by the context's expected share P(s) · (rows of its epoch) / k.
         let (plain_truth, aw_truth) = match &values {
-            Some(_) => (
-                sum_v / k as f64,
-                if sum_h > 0.0 {
-                    sum_hv / sum_h
-                } else {
-                    sum_v / k as f64
-                },
-            ),
+            Some(_) => {
+                let plain = sum_v / k as f64;
+                let aw = (0..contexts)
+                    .filter(|&c| epoch_rows[c] > 0.0)
+                    .map(|c| {
+                        let context_truth = if sum_h[c] > 0.0 {
+                            sum_hv[c] / sum_h[c]
+                        } else {
+                            epoch_v[c] / epoch_rows[c]
+                        };
+                        world.segment_probs[c % segments] * epoch_rows[c] / k as f64 * context_truth
+                    })
+                    .sum();
+                (plain, aw)
+            }
             None => (truth, truth),
         };
         let last = j + 1 == looks.len();

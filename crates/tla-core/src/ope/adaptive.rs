@@ -18,19 +18,21 @@
 //!
 //! - [`aw_aipw`]: the adaptively weighted AIPW of Hadad, Hirshberg, Zhan, Wager and
 //!   Athey (PNAS 2021), with contexts as in Zhan, Hadad, Hirshberg and Athey (KDD 2021):
-//!   `Q = sum h_t Γ_t / sum h_t` with predictable variance-stabilizing weights
-//!   `h_t = 1 / sqrt(m_t)`, `m_t = E[w_t^2 | rows before t] = sum_s P(s) sum_a
-//!   pi(a | s)^2 / e_t(a | s)` (the logging policy's probabilities `e_t` at row `t`,
-//!   averaged over contexts so that `h_t` does not depend on `s_t`), and variance
-//!   `sum h_t^2 (Γ_t - Q)^2 / (sum h_t)^2`. Rows logged while the logger rarely chose the
-//!   target's versions (huge, rarely realised weights) weigh little; [`Stabilizer`] says
-//!   where `m_t` comes from.
+//!   per context `s`, `Q_s = sum h_t Γ_t / sum h_t` over its rows with predictable
+//!   variance-stabilizing weights `h_t = 1 / sqrt(m_t)`, `m_t = E[w_t^2 | rows before t,
+//!   s_t] = sum_a pi(a | s_t)^2 / e_t(a | s_t)` (the logging policy's probabilities
+//!   `e_t` at row `t`), then `Q = sum_s (n_s / n) Q_s`. Rows logged while the logger
+//!   rarely chose the target's versions in their context (huge, rarely realised
+//!   weights) weigh little there; [`Stabilizer`] says where `m_t` comes from, and
+//!   [`AdaptiveAipw`] gives the variance.
 //! - [`SequenceInterval`]: the doubly robust confidence sequence of Waudby-Smith,
 //!   Pekelis and Ramdas (2022): the running mean of the unweighted `Γ_t` with the radius
 //!   of [`Sequence`], valid at every look at once.
 //!
 //! [`AdaptiveAipw`] is the incremental form of both (one row at a time, read at any
-//! look); [`aw_aipw`] and [`adaptive_estimates`] run it over a whole log.
+//! look); [`aw_aipw`] and [`adaptive_estimates`] run it over a whole log. Both read
+//! each term's variance as at least a plug-in from `m_t`, the rewards and the model
+//! ([`AdaptiveAipw::push`]).
 
 use super::sequence::{RunningMean, Sequence};
 use super::{DirectModel, Estimate, Estimator, LoggedRow, OpeError, weight};
@@ -41,23 +43,23 @@ pub trait OnlineModel: DirectModel {
     fn learn(&mut self, row: &LoggedRow);
 }
 
-/// Where the stabilizing weights `h_t = 1 / sqrt(m_t)` come from.
+/// Where the stabilizing weights `h_t = 1 / sqrt(m_t)` come from; `m_t` is the second
+/// moment of the importance weight of row `t` in its own context `s_t`, given the rows
+/// before it: `m_t = sum_a pi(a | s_t)^2 / e_t(a | s_t)`.
 #[derive(Debug, Clone, Copy)]
 pub enum Stabilizer<'a> {
     /// `m_t` given per row by a caller who knows the logging policy (the simulator):
-    /// `m_t = sum_s P(s) sum_a pi(a | s)^2 / e_t(a | s)` with `e_t` the logging
-    /// policy's probabilities before row `t` was decided. Each must lie in (0, inf];
-    /// infinite gives the row weight 0 (the logger could not choose the target's
-    /// versions).
+    /// `e_t` are the logging policy's probabilities in the row's context before its
+    /// decision. Each must lie in (0, inf]; infinite gives the row weight 0 (the logger
+    /// could not choose the target's versions).
     Known(&'a [f64]),
-    /// Estimated from the log's earlier rows only: per context, the overlap `o_s` =
-    /// an exponentially weighted mean of `pi(a_u | s)` over the context's earlier rows
+    /// Estimated from the log's earlier rows only: per context, the overlap `o_s` = an
+    /// exponentially weighted mean of `pi(a_u | s)` over the context's earlier rows
     /// (half-life `half_life` rows of the context; the plain mean while it has fewer),
     /// whose expectation is `sum_a e(a | s) pi(a | s)`; then
-    /// `m_t = sum_s P_t(s) · square_mass[s] / o_s` with `P_t(s)` the context's share of
-    /// the earlier rows and `square_mass[s] = sum_a pi(a | s)^2`. Exact for a
-    /// deterministic target (`1 / e(a* | s)`) and for the even split under uniform
-    /// logging (1). A row before every context has an overlap gets weight 0.
+    /// `m_t = square_mass[s] / o_s` with `square_mass[s] = sum_a pi(a | s)^2`. Exact
+    /// for a deterministic target (`1 / e(a* | s)`) and for the even split under
+    /// uniform logging (1). A row whose context has no overlap yet weighs 0.
     FromLog {
         /// `sum_a pi(a | s)^2` per context.
         square_mass: &'a [f64],
@@ -103,10 +105,11 @@ impl<'a> StabilizerState<'a> {
         }
     }
 
-    /// `h_t` of row `index` (0-based), from the rows before it.
-    pub fn weight(&self, index: usize) -> Result<f64, OpeError> {
+    /// `m_t` of row `index` (0-based) in its context `segment`, from the rows before
+    /// it: `None` with [`Stabilizer::Equal`]; otherwise in (0, inf] (infinite: weight 0).
+    pub fn moment(&self, index: usize, segment: usize) -> Result<Option<f64>, OpeError> {
         match self.stabilizer {
-            Stabilizer::Equal => Ok(1.0),
+            Stabilizer::Equal => Ok(None),
             Stabilizer::Known(m) => {
                 let Some(&m) = m.get(index) else {
                     return Err(OpeError::LengthMismatch {
@@ -121,25 +124,25 @@ impl<'a> StabilizerState<'a> {
                         value: m,
                     });
                 }
-                Ok(1.0 / m.sqrt())
+                Ok(Some(m))
             }
             Stabilizer::FromLog { square_mass, .. } => {
-                let mut m = 0.0;
-                for (s, &(n, o)) in self.overlap.iter().enumerate() {
-                    if n == 0.0 {
-                        continue;
-                    }
-                    if o <= 0.0 {
-                        if square_mass[s] > 0.0 {
-                            return Ok(0.0);
-                        }
-                        continue;
-                    }
-                    m += n / self.rows * square_mass[s] / o;
-                }
-                Ok(if m > 0.0 { 1.0 / m.sqrt() } else { 0.0 })
+                let Some(&(n, o)) = self.overlap.get(segment) else {
+                    return Ok(Some(f64::INFINITY));
+                };
+                Ok(Some(if n > 0.0 && o > 0.0 {
+                    square_mass[segment] / o
+                } else {
+                    f64::INFINITY
+                }))
             }
         }
+    }
+
+    /// `h_t` of row `index` (0-based) in context `segment`: [`stabilizing_weight`] of
+    /// its [`StabilizerState::moment`].
+    pub fn weight(&self, index: usize, segment: usize) -> Result<f64, OpeError> {
+        Ok(stabilizing_weight(self.moment(index, segment)?))
     }
 
     /// Learns row `row`'s context and its target probability `pi(a | s)`.
@@ -157,6 +160,11 @@ impl<'a> StabilizerState<'a> {
             *o += rate * (pi - *o);
         }
     }
+}
+
+/// `h = 1 / sqrt(m)` (0 when `m` is infinite; 1 without a moment, [`Stabilizer::Equal`]).
+pub fn stabilizing_weight(moment: Option<f64>) -> f64 {
+    moment.map_or(1.0, |m| 1.0 / m.sqrt())
 }
 
 /// The doubly robust confidence sequence at one look: the mean of the unweighted online
@@ -190,12 +198,9 @@ impl SequenceInterval {
     }
 }
 
-/// Adaptively weighted AIPW and the doubly robust sequence, one row at a time: push the
-/// rows in time order ([`AdaptiveAipw::push`]), read [`AdaptiveAipw::estimate`] and
-/// [`AdaptiveAipw::sequence`] at any look.
-#[derive(Debug, Clone)]
-pub struct AdaptiveAipw<M> {
-    model: M,
+/// One context's weighted sums in [`AdaptiveAipw`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Stratum {
     rows: usize,
     /// `sum h`, `sum h Γ`, `sum h^2`, `sum h^2 Γ`, `sum h^2 Γ^2`, rows with `h > 0`.
     sum_h: f64,
@@ -204,11 +209,57 @@ pub struct AdaptiveAipw<M> {
     sum_h2_gamma: f64,
     sum_h2_gamma2: f64,
     weighted_rows: usize,
+    /// The plain mean of its terms (a context whose rows all weigh 0).
+    plain: RunningMean,
+    /// `sum h^2 m κ DM`: the plug-in variance of the weighted sum.
+    floor: f64,
+}
+
+impl Stratum {
+    /// `Q_s` and its standard error: `sum h Γ / sum h`, `sqrt(max(sum h^2 (Γ - Q)^2,
+    /// floor)) / sum h` (infinite with fewer than two weighted rows); the plain mean
+    /// with an infinite standard error when every weight is 0.
+    fn estimate(&self) -> (f64, f64) {
+        if self.sum_h <= 0.0 {
+            return (self.plain.mean(), f64::INFINITY);
+        }
+        let value = self.sum_h_gamma / self.sum_h;
+        if self.weighted_rows < 2 {
+            return (value, f64::INFINITY);
+        }
+        let ss = self.sum_h2_gamma2 - 2.0 * value * self.sum_h2_gamma + value * value * self.sum_h2;
+        (value, ss.max(self.floor).max(0.0).sqrt() / self.sum_h)
+    }
+}
+
+/// Adaptively weighted AIPW and the doubly robust sequence, one row at a time: push the
+/// rows in time order ([`AdaptiveAipw::push`]), read [`AdaptiveAipw::estimate`] and
+/// [`AdaptiveAipw::sequence`] at any look.
+///
+/// The weights are per context (Zhan et al., 2021, with discrete contexts): within
+/// context `s`, `Q_s = sum h_t Γ_t / sum h_t` over its rows, `h_t = 1 / sqrt(m_t)` with
+/// `m_t = sum_a pi(a | s)^2 / e_t(a | s)` (the row's own context, known before its
+/// decision), so the rows logged while the logger rarely chose the target's versions
+/// *in that context* weigh little there and nowhere else; then `Q = sum_s (n_s / n) Q_s`
+/// with the contexts' shares of the rows, and
+/// `se^2 = sum_s (n_s / n)^2 se_s^2 + (1/n) sum_s (n_s / n) (Q_s - Q)^2` (the second
+/// part: the shares' own noise).
+#[derive(Debug, Clone)]
+pub struct AdaptiveAipw<M> {
+    model: M,
+    rows: usize,
+    strata: Vec<Stratum>,
     /// The unweighted terms.
     plain: RunningMean,
     /// `sum w`, `sum w^2` (effective sample size).
     sum_w: f64,
     sum_w2: f64,
+    /// `sum r^2` and `sum |r|` over the rows so far (every action): `κ`, a reward's
+    /// second moment per unit of mean, for the plug-in variance.
+    sum_r2: f64,
+    sum_r: f64,
+    /// `sum m_t κ_{t-1} DM_{t-1}(s_t)`: the plug-in variance of the plain sum.
+    floor_plain: f64,
 }
 
 impl<M: OnlineModel> AdaptiveAipw<M> {
@@ -218,28 +269,35 @@ impl<M: OnlineModel> AdaptiveAipw<M> {
         Self {
             model,
             rows: 0,
-            sum_h: 0.0,
-            sum_h_gamma: 0.0,
-            sum_h2: 0.0,
-            sum_h2_gamma: 0.0,
-            sum_h2_gamma2: 0.0,
-            weighted_rows: 0,
+            strata: Vec::new(),
             plain: RunningMean::default(),
             sum_w: 0.0,
             sum_w2: 0.0,
+            sum_r2: 0.0,
+            sum_r: 0.0,
+            floor_plain: 0.0,
         }
     }
 
     /// Scores row `row` (the next in time order; `index` names it in errors) with the
     /// model of the rows before it, `Γ = DM(s) + w (r - q(s, a))` with
-    /// `w = target_prob / p`, adds `Γ` with stabilizing weight `h` (from the rows before
-    /// it, finite and >= 0), then learns the row. Returns `Γ`.
+    /// `w = target_prob / p`, adds `Γ` to its context with the stabilizing weight of
+    /// `moment` (`m_t` of the row's context from the rows before it,
+    /// [`StabilizerState::moment`]; `None`: weight 1), then learns the row. Returns `Γ`.
+    ///
+    /// With a moment, each term's variance is read as at least its plug-in
+    /// `m_t · κ · DM(s_t)`: the reward's second moment taken proportional to its mean,
+    /// `E[r^2 | s, a] = κ E[r | s, a]` with `κ = sum r^2 / sum |r|` over the earlier rows
+    /// (exact when the reward is a conversion times an amount whose distribution does
+    /// not depend on the version), and the target's mean reward in the context from the
+    /// model. A look taken before any of the target's rarely logged rows has paid out is
+    /// then not read as certainty (see `docs/evaluation.md`).
     pub fn push(
         &mut self,
         index: usize,
         row: &LoggedRow,
         target_prob: f64,
-        h: f64,
+        moment: Option<f64>,
     ) -> Result<f64, OpeError> {
         let w = weight(index, row, target_prob)?;
         let dm = self.model.target_value(row.segment);
@@ -251,22 +309,40 @@ impl<M: OnlineModel> AdaptiveAipw<M> {
                 value: if dm.is_finite() { q } else { dm },
             });
         }
-        if !(h >= 0.0 && h.is_finite()) {
+        if let Some(m) = moment
+            && (m.is_nan() || m <= 0.0)
+        {
             return Err(OpeError::BadStabilizer {
                 row: index,
-                value: h,
+                value: m,
             });
         }
+        let h = stabilizing_weight(moment);
+        if self.strata.len() <= row.segment {
+            self.strata.resize(row.segment + 1, Stratum::default());
+        }
+        let stratum = &mut self.strata[row.segment];
+        stratum.rows += 1;
+        stratum.sum_h += h;
+        stratum.sum_h_gamma += h * gamma;
+        stratum.sum_h2 += h * h;
+        stratum.sum_h2_gamma += h * h * gamma;
+        stratum.sum_h2_gamma2 += h * h * gamma * gamma;
+        stratum.weighted_rows += usize::from(h > 0.0);
+        stratum.plain.push(gamma);
+        if let Some(m) = moment.filter(|m| m.is_finite())
+            && self.sum_r > 0.0
+        {
+            let v = m * self.sum_r2 / self.sum_r * dm.max(0.0);
+            stratum.floor += h * h * v;
+            self.floor_plain += v;
+        }
         self.rows += 1;
-        self.sum_h += h;
-        self.sum_h_gamma += h * gamma;
-        self.sum_h2 += h * h;
-        self.sum_h2_gamma += h * h * gamma;
-        self.sum_h2_gamma2 += h * h * gamma * gamma;
-        self.weighted_rows += usize::from(h > 0.0);
         self.plain.push(gamma);
         self.sum_w += w;
         self.sum_w2 += w * w;
+        self.sum_r2 += row.reward * row.reward;
+        self.sum_r += row.reward.abs();
         self.model.learn(row);
         Ok(gamma)
     }
@@ -281,22 +357,38 @@ impl<M: OnlineModel> AdaptiveAipw<M> {
         &self.model
     }
 
-    /// The adaptively weighted estimate `Q = sum h Γ / sum h` with standard error
-    /// `sqrt(sum h^2 (Γ - Q)^2) / sum h` (infinite with fewer than two weighted rows) and
-    /// its 95% normal interval; [`OpeError::NoOverlap`] when every weight is 0 (or no
-    /// row was pushed).
+    /// Per context with rows: its share of the rows `n_s / n`, `Q_s` and its standard
+    /// error (see [`AdaptiveAipw`]); contexts without rows are left out.
+    pub fn strata(&self) -> Vec<(usize, f64, f64, f64)> {
+        let n = self.rows.max(1) as f64;
+        self.strata
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| st.rows > 0)
+            .map(|(s, st)| {
+                let (q, se) = st.estimate();
+                (s, st.rows as f64 / n, q, se)
+            })
+            .collect()
+    }
+
+    /// The adaptively weighted estimate `Q = sum_s (n_s / n) Q_s` with its standard
+    /// error (see [`AdaptiveAipw`]; infinite while a context has fewer than two weighted
+    /// rows) and its 95% normal interval; [`OpeError::NoOverlap`] when every weight is 0
+    /// (or no row was pushed).
     pub fn estimate(&self) -> Result<Estimate, OpeError> {
-        if self.sum_h <= 0.0 {
+        if self.strata.iter().all(|st| st.sum_h <= 0.0) {
             return Err(OpeError::NoOverlap);
         }
-        let value = self.sum_h_gamma / self.sum_h;
-        let std_error = if self.weighted_rows < 2 {
-            f64::INFINITY
-        } else {
-            let ss =
-                self.sum_h2_gamma2 - 2.0 * value * self.sum_h2_gamma + value * value * self.sum_h2;
-            ss.max(0.0).sqrt() / self.sum_h
-        };
+        let n = self.rows as f64;
+        let strata = self.strata();
+        let value: f64 = strata.iter().map(|&(_, p, q, _)| p * q).sum();
+        let within: f64 = strata.iter().map(|&(_, p, _, se)| p * p * se * se).sum();
+        let shares: f64 = strata
+            .iter()
+            .map(|&(_, p, q, _)| p * (q - value) * (q - value))
+            .sum::<f64>()
+            / n;
         let ess = if self.sum_w2 > 0.0 {
             self.sum_w * self.sum_w / self.sum_w2
         } else {
@@ -305,21 +397,23 @@ impl<M: OnlineModel> AdaptiveAipw<M> {
         Ok(Estimate::new(
             Estimator::AwAipw,
             value,
-            std_error,
+            (within + shares).sqrt(),
             ess,
             self.rows,
         ))
     }
 
-    /// The mean of the unweighted terms and its fixed-horizon standard error.
+    /// The mean of the unweighted terms and its fixed-horizon standard error (the
+    /// sample standard error, at least the plug-in `sqrt(sum m κ DM) / n`).
     pub fn plain_mean(&self) -> (f64, f64) {
-        (self.plain.mean(), self.plain.std_error())
+        let floor = self.floor_plain.sqrt() / self.plain.count().max(1.0);
+        (self.plain.mean(), self.plain.std_error().max(floor))
     }
 
-    /// The doubly robust confidence sequence after the rows so far.
+    /// The doubly robust confidence sequence after the rows so far: the mean of the
+    /// unweighted terms with the radius of `sequence` around [`AdaptiveAipw::plain_mean`].
     pub fn sequence(&self, sequence: &Sequence) -> SequenceInterval {
-        let value = self.plain.mean();
-        let std_error = self.plain.std_error();
+        let (value, std_error) = self.plain_mean();
         let radius = sequence.radius(self.plain.count(), std_error);
         SequenceInterval {
             value,
@@ -356,8 +450,8 @@ pub fn run_adaptive<M: OnlineModel>(
     let mut aipw = AdaptiveAipw::new(model);
     for (i, row) in rows.iter().enumerate() {
         let pi = target_prob(row.segment, row.action);
-        let h = state.weight(i)?;
-        aipw.push(i, row, pi, h)?;
+        let moment = state.moment(i, row.segment)?;
+        aipw.push(i, row, pi, moment)?;
         state.learn(row.segment, pi);
     }
     Ok(aipw)
@@ -451,7 +545,7 @@ mod tests {
         let terms: Vec<f64> = log
             .iter()
             .enumerate()
-            .map(|(i, r)| aipw.push(i, r, always_zero(0, r.action), 1.0).unwrap())
+            .map(|(i, r)| aipw.push(i, r, always_zero(0, r.action), None).unwrap())
             .collect();
         assert_eq!(terms, vec![8.0, 4.0, 2.0, -0.5]);
         // Equal weights: Q = 13.5 / 4 = 3.375; deviations 4.625, 0.625, -1.375, -3.875;
@@ -473,8 +567,10 @@ mod tests {
 
     /// Known second moments m = 1, 4, 4, 1 give h = 1, 0.5, 0.5, 1 on the same terms
     /// 8, 4, 2, -0.5: sum h = 3; sum h Γ = 8 + 2 + 1 - 0.5 = 10.5; Q = 3.5.
-    /// sum h^2 (Γ - Q)^2 = 20.25 + 0.25 · 0.25 + 0.25 · 2.25 + 16 = 36.875;
-    /// se = sqrt(36.875) / 3.
+    /// sum h^2 (Γ - Q)^2 = 20.25 + 0.25 · 0.25 + 0.25 · 2.25 + 16 = 36.875.
+    /// The plug-in floor is smaller here: κ = sum r^2 / sum r = 16 / 4 before rows 1
+    /// and 2 and 20 / 6 before row 3, DM = 4, 2, 2, so with h^2 m = 1 the rows add
+    /// 4 · 4 + 4 · 2 + (10/3) · 2 = 30.67 < 36.875: se = sqrt(36.875) / 3.
     #[test]
     fn known_stabilizer_by_hand() {
         let m = [1.0, 4.0, 4.0, 1.0];
@@ -496,7 +592,8 @@ mod tests {
             Stabilizer::Known(&m),
         )
         .unwrap();
-        // (8 - 0.5) / 2 = 3.75; deviations 4.25, -4.25: se = sqrt(2 · 18.0625) / 2.
+        // (8 - 0.5) / 2 = 3.75; deviations 4.25, -4.25: se = sqrt(2 · 18.0625) / 2 (the
+        // floor, from row 3 only, is 20/3, smaller).
         assert!((e.value - 3.75).abs() < 1e-12);
         assert!((e.std_error - (36.125f64).sqrt() / 2.0).abs() < 1e-12);
         for bad in [0.0, -1.0, f64::NAN] {
@@ -542,7 +639,7 @@ mod tests {
         let mut state = StabilizerState::new(stabilizer);
         let mut hs = Vec::new();
         for (i, r) in log().iter().enumerate() {
-            hs.push(state.weight(i).unwrap());
+            hs.push(state.weight(i, 0).unwrap());
             state.learn(r.segment, always_zero(0, r.action));
         }
         let want = [0.0, 1.0, 0.5f64.sqrt(), (2.0f64 / 3.0).sqrt()];
@@ -566,7 +663,7 @@ mod tests {
             state.learn(r.segment, always_zero(0, r.action));
         }
         let o = 0.75f64;
-        assert!((state.weight(3).unwrap() - o.sqrt()).abs() < 1e-12);
+        assert!((state.weight(3, 0).unwrap() - o.sqrt()).abs() < 1e-12);
     }
 
     /// A constant model, fixed in advance: the online terms equal the DR terms of that
@@ -613,7 +710,7 @@ mod tests {
                 0.0
             };
             let r = row((i % 3) as u64, propensity, reward);
-            aipw.push(i, &r, always_zero(0, r.action), 1.0).unwrap();
+            aipw.push(i, &r, always_zero(0, r.action), None).unwrap();
             if i >= 2 {
                 let (mean, se) = aipw.plain_mean();
                 let s = aipw.sequence(&sequence);
@@ -624,6 +721,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Terms without spread (a target the log never chose, a constant model q = DM = 1:
+    /// every Γ = 1) still get the plug-in variance `m_t κ DM`: every reward is 3, so
+    /// κ = sum r^2 / sum r = 3, and `m_t = 4`: rows 1..3 each add
+    /// `h^2 m κ DM = 0.25 · 4 · 3 · 1 = 3` to the weighted sum (se `sqrt(9) / sum h`,
+    /// sum h = 4 · 0.5) and `m κ DM = 12` to the plain sum (se `sqrt(36) / 4`); row 0
+    /// has no earlier reward.
+    #[test]
+    fn the_plug_in_variance_is_a_floor() {
+        #[derive(Clone)]
+        struct Constant;
+        impl DirectModel for Constant {
+            fn q_hat(&self, _: usize, _: u64) -> f64 {
+                1.0
+            }
+            fn target_value(&self, _: usize) -> f64 {
+                1.0
+            }
+        }
+        impl OnlineModel for Constant {
+            fn learn(&mut self, _: &LoggedRow) {}
+        }
+        let rows = vec![row(1, 0.5, 3.0); 4];
+        let m = [4.0; 4];
+        let aipw = run_adaptive(&rows, |_, _| 0.0, Constant, Stabilizer::Known(&m)).unwrap();
+        let e = aipw.estimate().unwrap();
+        assert_eq!(e.value, 1.0);
+        assert!((e.std_error - 1.5).abs() < 1e-12, "{e:?}");
+        let (mean, se) = aipw.plain_mean();
+        assert_eq!(mean, 1.0);
+        assert!((se - 1.5).abs() < 1e-12);
+        // Equal weights know no moment: no floor.
+        let equal = run_adaptive(&rows, |_, _| 0.0, Constant, Stabilizer::Equal).unwrap();
+        assert_eq!(equal.estimate().unwrap().std_error, 0.0);
     }
 
     #[test]
