@@ -1688,6 +1688,102 @@ mod tests {
     }
 
     #[test]
+    fn looks_are_equally_spaced_and_end_at_the_last_row() {
+        assert_eq!(look_rows(4000, 4), vec![1000, 2000, 3000, 4000]);
+        assert_eq!(look_rows(10, 3), vec![4, 7, 10]);
+        // Fewer rows than looks: each row once.
+        assert_eq!(look_rows(3, 5), vec![1, 2, 3]);
+        assert_eq!(look_rows(7, 1), vec![7]);
+    }
+
+    /// A flight whose headline option 3 launches halfway: two epochs; before the launch
+    /// the oracle and the even split use only the versions that exist, and the truth at
+    /// each opportunity is the drifted value of that epoch's target.
+    #[test]
+    fn flight_targets_are_given_per_epoch_with_the_drifted_truth() {
+        let world = World::from_json(include_str!("../../../worlds/flight-small.json")).unwrap();
+        let epochs = Epochs::of(&world);
+        assert_eq!((epochs.count(), epochs.start(1)), (2, 0.5));
+        assert_eq!((epochs.epoch(0.49), epochs.epoch(0.5)), (0, 1));
+        let t = 1000;
+        let PreparedTarget::Fixed {
+            target: Target::PerSegment(versions),
+            truth,
+            values: Some(values),
+        } = PreparedTarget::new(&parse("oracle"), None, &world, t).unwrap()
+        else {
+            panic!("the oracle per epoch")
+        };
+        let segments = world.segments();
+        assert_eq!(versions.len(), 2 * segments);
+        let mut options = vec![0u32; world.space.components()];
+        for (c, &v) in versions.iter().enumerate() {
+            world.space.decode_into(v, &mut options);
+            assert!(
+                world.available_at(&options, epochs.start(c / segments)),
+                "{c}"
+            );
+        }
+        for &i in &[0usize, 499, 500, 999] {
+            let f = Flight::fraction(i as u64, t);
+            let e = epochs.epoch(f);
+            for s in 0..segments {
+                world
+                    .space
+                    .decode_into(versions[s + segments * e], &mut options);
+                let want = world.expected_value_at(s, &options, f);
+                assert!((values[i][s] - want).abs() < 1e-12);
+            }
+        }
+        let mean: f64 = values.iter().map(|v| marginal(&world, v)).sum::<f64>() / t as f64;
+        assert!((truth - mean).abs() < 1e-12);
+        let PreparedTarget::Fixed {
+            target: Target::UniformPerContext(sizes),
+            ..
+        } = PreparedTarget::new(&parse("uniform"), None, &world, t).unwrap()
+        else {
+            panic!("the even split per epoch")
+        };
+        // 4 x 4 x 4 x 4 versions; before the launch headline has 3 options.
+        assert_eq!(sizes, [vec![192; segments], vec![256; segments]].concat());
+    }
+
+    /// The coverage smoke test: adaptive logging, the oracle target, 12 seeds of 20,000
+    /// impressions on the small world, 5 looks. AW-AIPW must cover at the end and the
+    /// sequence at every look in most seeds, where IPS does not (so the check can fail:
+    /// IPS's coverage here is far lower).
+    #[test]
+    fn adaptive_estimators_cover_under_adaptive_logging() {
+        let world = small();
+        let mut config = ValidationConfig::new(
+            PolicyChoice::FactorizedTs,
+            EvaluationTarget::Oracle,
+            20_000,
+            12,
+        );
+        config.looks = 5;
+        let report = validate(&world, &config).unwrap();
+        let by_name = |name: &str| {
+            report
+                .estimators
+                .iter()
+                .find(|e| e.estimator == name)
+                .unwrap()
+                .clone()
+        };
+        let (ips, aw) = (by_name("ips"), by_name("aw_aipw"));
+        eprintln!("ips {ips:?}\naw {aw:?}\nsequence {:?}", report.sequence);
+        assert!(aw.coverage >= 0.8, "aw_aipw: {}", aw.coverage);
+        assert!(
+            report.sequence.covered_at_all_looks >= 0.8,
+            "sequence: {}",
+            report.sequence.covered_at_all_looks
+        );
+        assert!(ips.covered_at_all_looks < aw.covered_at_all_looks);
+        assert!((report.sequence.width_ratio_to_fixed - 1.55).abs() < 0.1);
+    }
+
+    #[test]
     fn caution_flags_heavy_tails() {
         let fine = WeightDiagnostics {
             rows: 100_000,
