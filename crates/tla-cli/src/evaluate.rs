@@ -39,18 +39,23 @@ pub enum LogFormat {
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Validate the off-policy estimators (IPS, self-normalized IPS, doubly robust with a \
-cross-fitted direct model) on simulator logs where the truth is known: for each seed, a logging \
-policy runs against the world and every decision's segment, version, exact propensity and \
-donation is logged; the target policy's value is estimated from the log and compared with its \
-exact value computed from the world. Prints bias, 95% interval coverage, mean interval width and \
-effective sample size per estimator, a summary of the importance weights, and a caution when a \
-seed's weights say its normal interval may be too narrow. --target factorized-ts trains factorized \
+cross-fitted direct model, and aw_aipw, adaptively weighted AIPW with an online direct model, which \
+keeps its coverage under adaptive logging) and the doubly robust confidence sequence on simulator \
+logs where the truth is known: for each seed, a logging policy runs against the world and every \
+decision's segment, version, exact propensity and donation is logged; the target policy's value is \
+estimated from the log and compared with its exact value computed from the world, at the end and \
+at each of --looks equally spaced looks. Prints bias, 95% interval coverage at the end and at every \
+look, mean interval width and effective sample size per estimator, the sequence's coverage and \
+width, a summary of the importance weights, and a caution when a seed's weights say its normal \
+interval may be too narrow. A v2 world (a flight) is accepted: the truth is the average over the \
+logged opportunities of the drifted value at their time, targets follow launches, and --budget \
+logs skipped opportunities as rows of reward 0 (the estimand is the value per opportunity). --target factorized-ts trains factorized \
 Thompson sampling on the first half of each seed's log (each row an impression, and a conversion \
 when it carries a donation), draws its decision tables, and evaluates that policy on the second \
 half against its own exact value.\n\nWith --log FILE instead of --world: import a logged-bandit \
 file (CSV with a header row, or JSON lines) through a column mapping, e.g. --map \
-timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p, and print the IPS, SNIPS and doubly \
-robust estimates of the target's value per row (95% intervals, effective sample size). \
+timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p, and print the IPS, SNIPS, doubly \
+robust and aw_aipw estimates of the target's value per row (95% intervals, effective sample size). \
 Propensities that are missing, zero, above 1 or not numbers are refused with the 1-based data-row \
 number. Targets with --log: uniform (over the distinct actions of the log, or --actions N), \
 fixed:ACTION, best-logged (the action with the highest SNIPS value on the first half, evaluated \
@@ -291,20 +296,27 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
             s.mean_ess
         );
     }
+    for (name, q) in [
+        ("sequence", &report.sequence),
+        ("aw_seq", &report.aw_sequence),
+    ] {
+        println!(
+            "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9.3} {:>10.3} {:>11.4}",
+            name, "", "", "", "", "", "", q.coverage, q.covered_at_all_looks, q.mean_width
+        );
+    }
     let q = &report.sequence;
     println!(
-        "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9.3} {:>10.3} {:>11.4}",
-        "sequence", "", "", "", "", "", "", q.coverage, q.covered_at_all_looks, q.mean_width
-    );
-    println!(
         "coverage = {level} interval at the end; all looks = share of seeds covered at each of {} looks \
-         (rows {}); sequence = doubly robust confidence sequence tuned for {} rows, valid at every \
-         look; its width at the end is {:.2}x the aw_aipw interval's and {:.2}x the fixed interval \
-         of its own terms",
+         (rows {}); sequence = doubly robust confidence sequence of the unweighted terms, aw_seq = \
+         the adaptively weighted one, both tuned for {} rows and valid at every look; their widths \
+         at the end are {:.2}x and {:.2}x the aw_aipw interval's ({:.2}x the fixed interval of the \
+         sequence's own terms)",
         report.looks.len(),
         looks_text(&report.looks),
         q.planned_rows,
         q.width_ratio_to_aw_aipw,
+        report.aw_sequence.width_ratio_to_aw_aipw,
         q.width_ratio_to_fixed
     );
     let w = &report.weights;

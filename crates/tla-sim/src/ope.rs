@@ -480,7 +480,7 @@ pub struct SequenceSummary {
     /// `aw_aipw` interval's width.
     pub width_ratio_to_aw_aipw: f64,
     /// Mean over seeds of the sequence's width at the end over the fixed-horizon normal
-    /// interval of the same (unweighted) terms.
+    /// interval of the same terms (for the weighted sequence: AW-AIPW's).
     pub width_ratio_to_fixed: f64,
 }
 
@@ -499,6 +499,9 @@ pub struct LookRun {
     pub covered: Vec<bool>,
     /// Whether the confidence sequence contained it.
     pub sequence_covered: bool,
+    /// Whether the adaptively weighted sequence contained AW-AIPW's truth (true while
+    /// it claims nothing).
+    pub aw_sequence_covered: bool,
 }
 
 /// What one seed measured.
@@ -516,6 +519,9 @@ pub struct SeedRun {
     pub estimates: Vec<Estimate>,
     /// The doubly robust confidence sequence at the end.
     pub sequence: SequenceInterval,
+    /// The adaptively weighted confidence sequence at the end (`None` when AW-AIPW has
+    /// no estimate).
+    pub aw_sequence: Option<SequenceInterval>,
     /// Every look, the last at the end.
     pub looks: Vec<LookRun>,
     /// The importance weights of the evaluated rows.
@@ -552,8 +558,10 @@ pub struct ValidationReport {
     pub truth_sd: f64,
     /// One row per estimator: IPS, SNIPS, DR, AW-AIPW.
     pub estimators: Vec<EstimatorSummary>,
-    /// The doubly robust confidence sequence.
+    /// The doubly robust confidence sequence (unweighted terms).
     pub sequence: SequenceSummary,
+    /// The adaptively weighted confidence sequence (AW-AIPW with the same boundary).
+    pub aw_sequence: SequenceSummary,
     /// The importance weights over all seeds.
     pub weights: WeightSummary,
     /// Per seed: truth, the estimates, the looks, the weights.
@@ -1169,6 +1177,7 @@ pub fn run_seed(
             answer(aipw.estimate(), Estimator::AwAipw)?,
         ];
         let seq = aipw.sequence(&sequence);
+        let aw_seq = aipw.weighted_sequence(&sequence).ok();
         look_runs.push(LookRun {
             rows: k,
             truth: plain_truth,
@@ -1184,10 +1193,11 @@ pub fn run_seed(
                 })
                 .collect(),
             sequence_covered: seq.covers(plain_truth),
+            aw_sequence_covered: aw_seq.is_none_or(|s| s.covers(aw_truth)),
         });
-        end = Some((estimates, seq, plain_truth, aw_truth));
+        end = Some((estimates, seq, aw_seq, plain_truth, aw_truth));
     }
-    let (estimates, sequence, truth, aw_truth) = end.expect("at least one look");
+    let (estimates, sequence, aw_sequence, truth, aw_truth) = end.expect("at least one look");
     let w = weights(evaluated, prob).map_err(|e| e.to_string())?;
     Ok(SeedRun {
         seed,
@@ -1195,6 +1205,7 @@ pub fn run_seed(
         aw_truth,
         estimates,
         sequence,
+        aw_sequence,
         looks: look_runs,
         weights: weight_diagnostics(evaluated, &w),
     })
@@ -1354,7 +1365,13 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
             summary
         })
         .collect();
-    let aw = Estimator::AwAipw;
+    let z = tla_core::stats::normal_quantile(1.0 - config.alpha / 2.0);
+    let aw_width = |r: &SeedRun| {
+        r.estimates
+            .iter()
+            .find(|e| e.estimator == Estimator::AwAipw)
+            .map_or(f64::NAN, |e| e.width())
+    };
     let sequence = SequenceSummary {
         planned_rows: evaluated_rows,
         coverage: share(&|r| r.sequence.covers(r.truth)),
@@ -1365,18 +1382,32 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         mean_width: runs.iter().map(|r| r.sequence.width()).sum::<f64>() / n,
         width_ratio_to_aw_aipw: runs
             .iter()
-            .map(|r| {
-                let fixed = r.estimates.iter().find(|e| e.estimator == aw);
-                r.sequence.width() / fixed.map_or(f64::NAN, |e| e.width())
-            })
+            .map(|r| r.sequence.width() / aw_width(r))
             .sum::<f64>()
             / n,
         width_ratio_to_fixed: runs
             .iter()
-            .map(|r| {
-                let z = tla_core::stats::normal_quantile(1.0 - config.alpha / 2.0);
-                r.sequence.width() / (2.0 * z * r.sequence.std_error)
-            })
+            .map(|r| r.sequence.width() / (2.0 * z * r.sequence.std_error))
+            .sum::<f64>()
+            / n,
+    };
+    let aw_sequence_width = |r: &SeedRun| r.aw_sequence.map_or(f64::INFINITY, |s| s.width());
+    let aw_sequence = SequenceSummary {
+        planned_rows: evaluated_rows,
+        coverage: share(&|r| r.aw_sequence.is_none_or(|s| s.covers(r.aw_truth))),
+        covered_at_all_looks: share(&|r| r.looks.iter().all(|l| l.aw_sequence_covered)),
+        coverage_by_look: (0..looks)
+            .map(|j| share(&|r| r.looks[j].aw_sequence_covered))
+            .collect(),
+        mean_width: runs.iter().map(aw_sequence_width).sum::<f64>() / n,
+        width_ratio_to_aw_aipw: runs
+            .iter()
+            .map(|r| aw_sequence_width(r) / aw_width(r))
+            .sum::<f64>()
+            / n,
+        width_ratio_to_fixed: runs
+            .iter()
+            .map(|r| aw_sequence_width(r) / aw_width(r))
             .sum::<f64>()
             / n,
     };
@@ -1420,6 +1451,7 @@ pub fn validate(world: &World, config: &ValidationConfig) -> Result<ValidationRe
         truth_sd,
         estimators,
         sequence,
+        aw_sequence,
         weights,
         runs,
     })
