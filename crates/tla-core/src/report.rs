@@ -1075,7 +1075,7 @@ pub struct Comparison {
     /// Adaptively weighted AIPW estimate of the counterfactual's value per impression
     /// (`tla_core::ope::adaptive`: online shrunk-mean direct model, stabilizing weights
     /// from the log's earlier rows), which keeps its coverage under adaptive logging;
-    /// null when it cannot be estimated.
+    /// null when it cannot be estimated or has no finite interval yet.
     #[cfg_attr(feature = "serde", serde(default))]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub aw_aipw: Option<Estimate>,
@@ -1119,7 +1119,14 @@ fn compare(rows: &[LoggedRow], target: TargetProbabilities<'_>) -> Comparison {
         Ok((w, snips))
     });
     let (aw_aipw, aw_aipw_lift) = aw_aipw_comparison(rows, target)
-        .filter(|(e, l)| e.value.is_finite() && l.value.is_finite())
+        // Only an estimate with an interval: one that claims nothing (its weights all 0
+        // so far) is left out, like a comparison that cannot be made.
+        .filter(|(e, l)| {
+            e.value.is_finite()
+                && l.value.is_finite()
+                && e.std_error.is_finite()
+                && l.std_error.is_finite()
+        })
         .unzip();
     match estimate {
         Ok((w, snips)) => {

@@ -374,11 +374,13 @@ impl<M: OnlineModel> AdaptiveAipw<M> {
 
     /// The adaptively weighted estimate `Q = sum_s (n_s / n) Q_s` with its standard
     /// error (see [`AdaptiveAipw`]; infinite while a context has fewer than two weighted
-    /// rows) and its 95% normal interval; [`OpeError::NoOverlap`] when every weight is 0
-    /// (or no row was pushed).
+    /// rows; a context whose rows all weigh 0, e.g. one where the log has not yet shown
+    /// the logger choosing the target's versions, counts at the plain mean of its terms
+    /// with an infinite standard error, so the interval then claims nothing) and its 95%
+    /// normal interval; [`OpeError::EmptyLog`] before the first row.
     pub fn estimate(&self) -> Result<Estimate, OpeError> {
-        if self.strata.iter().all(|st| st.sum_h <= 0.0) {
-            return Err(OpeError::NoOverlap);
+        if self.rows == 0 {
+            return Err(OpeError::EmptyLog);
         }
         let n = self.rows as f64;
         let strata = self.strata();
@@ -416,7 +418,7 @@ impl<M: OnlineModel> AdaptiveAipw<M> {
     /// the same conditional variance, so the weighted martingale's intrinsic time grows
     /// like the row count and the normal-mixture boundary applies as to a plain mean
     /// (Howard et al., 2021); it is about 1.55 times AW-AIPW's fixed interval at the
-    /// planned rows. [`OpeError::NoOverlap`] as for [`AdaptiveAipw::estimate`].
+    /// planned rows. [`OpeError::EmptyLog`] before the first row.
     pub fn weighted_sequence(&self, sequence: &Sequence) -> Result<SequenceInterval, OpeError> {
         let e = self.estimate()?;
         let radius = sequence.radius(self.rows as f64, e.std_error);
@@ -822,15 +824,16 @@ mod tests {
             aw_aipw(&rows, always_zero, MeanModel::default(), Stabilizer::Equal),
             Err(OpeError::BadPropensity { row: 2, .. })
         ));
-        // Every weight 0 (the log's overlap is 0 for every row): no estimate.
+        // Every weight 0 (the log's overlap is 0 for every row): the plain mean of the
+        // terms, and an interval that claims nothing.
         let square_mass = [1.0];
         let none = Stabilizer::FromLog {
             square_mass: &square_mass,
             half_life: 10.0,
         };
-        assert_eq!(
-            aw_aipw(&log(), |_, _| 0.0, MeanModel::default(), none).unwrap_err(),
-            OpeError::NoOverlap
-        );
+        let e = aw_aipw(&log(), |_, _| 0.0, MeanModel::default(), none).unwrap();
+        assert!(e.value.is_finite());
+        assert_eq!(e.std_error, f64::INFINITY);
+        assert!(!e.lower.is_finite() && !e.upper.is_finite());
     }
 }
