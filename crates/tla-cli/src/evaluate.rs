@@ -48,18 +48,24 @@ pub enum IntervalArg {
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Validate the off-policy estimators (IPS, self-normalized IPS, doubly robust with a \
-cross-fitted direct model) on simulator logs where the truth is known: for each seed, a logging \
-policy runs against the world and every decision's segment, version, exact propensity and \
-donation is logged; the target policy's value is estimated from the log and compared with its \
-exact value computed from the world. Prints bias, 95% interval coverage, mean interval width and \
-effective sample size per estimator, a summary of the importance weights, and a caution when a \
-seed's weights say its normal interval may be too narrow. --target factorized-ts trains factorized \
+cross-fitted direct model, and aw_aipw, adaptively weighted AIPW with an online direct model, which \
+keeps its coverage under adaptive logging) and the doubly robust confidence sequence on simulator \
+logs where the truth is known: for each seed, a logging policy runs against the world and every \
+decision's segment, version, exact propensity and donation is logged; the target policy's value is \
+estimated from the log and compared with its exact value computed from the world, at the end and \
+at each of --looks equally spaced looks. Prints bias, 95% interval coverage at the end and at every \
+look, mean interval width and effective sample size per estimator, the sequence's coverage and \
+width, a summary of the importance weights, and a caution when a seed's weights say its normal \
+interval may be too narrow. A v2 world (a flight) is accepted: the truth is the average over the \
+logged opportunities of the drifted value at their time, targets follow launches, and --budget \
+logs skipped opportunities as rows of reward 0 (the estimand is the value per opportunity). --target factorized-ts trains factorized \
 Thompson sampling on the first half of each seed's log (each row an impression, and a conversion \
 when it carries a donation), draws its decision tables, and evaluates that policy on the second \
 half against its own exact value.\n\nWith --log FILE instead of --world: import a logged-bandit \
 file (CSV or TSV with a header row, JSON lines, each possibly gzip-compressed, or Parquet) \
 through a column mapping, e.g. --map timestamp=ts,action=arm,segment=ctx,reward=r,propensity=p, \
-and print the IPS, SNIPS and doubly robust estimates of the target's value per row (intervals at \
+and print the IPS, SNIPS, doubly \
+robust and aw_aipw estimates of the target's value per row (intervals at \
 level 1 - --alpha, normal or --interval bootstrap; effective sample size), the importance \
 weights' diagnostics and any warning. Propensities that are missing, zero, above 1 or not numbers \
 are refused with the 1-based data-row number. Targets with --log: uniform (over the distinct \
@@ -81,7 +87,8 @@ the highest SNIPS value on the first half of the decisions, evaluated on the sec
 docs/evaluation.md."
 )]
 pub struct EvaluateArgs {
-    /// The world file (format tla-creative-world/v1).
+    /// The world file (format tla-creative-world/v1, or v2 with a flight: drift,
+    /// launches, costs; see --budget).
     #[arg(long, required_unless_present_any = ["log", "data"], conflicts_with_all = ["log", "data"])]
     pub world: Option<std::path::PathBuf>,
     /// A logged-bandit file to import and evaluate on (instead of --world).
@@ -160,7 +167,8 @@ pub struct EvaluateArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Intervals at level 1 - alpha, alpha in (0, 0.5] (--log, --data).
+    /// Intervals at level 1 - alpha, alpha in (0, 0.5] (every input; with --world the
+    /// fixed intervals and the confidence sequences are checked at this level).
     #[arg(long, default_value_t = DEFAULT_ALPHA)]
     pub alpha: f64,
     /// How the intervals of --log and --data are computed: normal (value ± z · standard
@@ -180,6 +188,18 @@ pub struct EvaluateArgs {
     /// on, in (0, 1); it is evaluated on the rest.
     #[arg(long, requires = "log")]
     pub train_share: Option<f64>,
+    /// Looks of --world: at each of this many equally spaced numbers of evaluated rows,
+    /// every estimator and the confidence sequence are read on the rows so far and
+    /// checked against the truth (coverage at every look).
+    #[arg(long, conflicts_with_all = ["log", "data"], default_value_t = tla_sim::ope::DEFAULT_LOOKS)]
+    pub looks: usize,
+    /// A flight budget for --world (a v2 world only), as in `tla simulate`: `auto` (the
+    /// world's budget_share of what buying every opportunity would cost) or an amount.
+    /// Each impression is then an opportunity the logging policy may skip (the pacing
+    /// rule `value`); a skip is a logged row of reward 0 no target chooses, so the
+    /// estimand is the target's value per opportunity.
+    #[arg(long, conflicts_with_all = ["log", "data"])]
+    pub budget: Option<String>,
 }
 
 /// Default `--seed`: the factorized-ts target's Thompson draws with --log and --data,
@@ -245,6 +265,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
+    if args.looks == 0 {
+        bail!("--looks must be at least 1 (the last look is the end of the log)");
+    }
     if !(0.0..1.0).contains(&args.epsilon)
         || (args.epsilon == 0.0 && matches!(args.logging, LoggingArg::FactorizedTs))
     {
@@ -257,15 +280,15 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(world_path)
         .with_context(|| format!("cannot read world file {}", world_path.display()))?;
     let world = World::from_json(&text).with_context(|| format!("in {}", world_path.display()))?;
-    if world.flight.is_some() {
-        // The validation's target values come from the world's fixed truth; a flight's
-        // drift and launches would make them wrong, so such a world is refused here.
-        bail!(
-            "{} is a flight world (tla-creative-world/v2); tla evaluate --world accepts v1 worlds \
-             (tla simulate --world runs flight worlds)",
-            world_path.display()
-        );
-    }
+    let pacing = match &args.budget {
+        Some(text) => Some(tla_sim::online::PacingRun {
+            mode: tla_core::pacing::PacingMode::Value,
+            budget: crate::simulate::budget_amount(text, &world, args.impressions)?,
+            daily_cap: None,
+            min_roas: None,
+        }),
+        None => None,
+    };
     let mut config = ValidationConfig::new(
         match args.logging {
             LoggingArg::Uniform => PolicyChoice::Uniform,
@@ -279,6 +302,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     config.first_seed = args.first_seed;
     config.folds = args.folds;
     config.settings.exploration = args.epsilon;
+    config.looks = args.looks;
+    config.alpha = interval_settings(&args)?.alpha;
+    config.pacing = pacing;
     let start = std::time::Instant::now();
     let report = validate(&world, &config).map_err(anyhow::Error::msg)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -310,8 +336,9 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
     } else {
         println!("truth (exact value per impression): {:.4}", report.truth);
     }
+    let level = format!("{:.0}%", 100.0 * (1.0 - report.alpha));
     println!(
-        "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9} {:>11} {:>10}",
+        "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9} {:>10} {:>11} {:>10}",
         "estimator",
         "mean",
         "bias",
@@ -320,12 +347,13 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
         "sd(est)",
         "mean s.e.",
         "coverage",
+        "all looks",
         "mean width",
         "mean ESS"
     );
     for s in &report.estimators {
         println!(
-            "{:<9} {:>10.4} {:>+10.4} {:>+8.1}% {:>10.4} {:>10.4} {:>10.4} {:>9.2} {:>11.4} {:>10.1}",
+            "{:<9} {:>10.4} {:>+10.4} {:>+8.1}% {:>10.4} {:>10.4} {:>10.4} {:>9.3} {:>10.3} {:>11.4} {:>10.1}",
             s.estimator,
             s.mean_estimate,
             s.bias,
@@ -334,10 +362,34 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
             s.sd_estimate,
             s.mean_std_error,
             s.coverage,
+            s.covered_at_all_looks,
             s.mean_width,
             s.mean_ess
         );
     }
+    for (name, q) in [
+        ("sequence", &report.sequence),
+        ("aw_seq", &report.aw_sequence),
+    ] {
+        println!(
+            "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9.3} {:>10.3} {:>11.4}",
+            name, "", "", "", "", "", "", q.coverage, q.covered_at_all_looks, q.mean_width
+        );
+    }
+    let q = &report.sequence;
+    println!(
+        "coverage = {level} interval at the end; all looks = share of seeds covered at each of {} looks \
+         (rows {}); sequence = doubly robust confidence sequence of the unweighted terms, aw_seq = \
+         the adaptively weighted one, both tuned for {} rows and valid at every look; their widths \
+         at the end are {:.2}x and {:.2}x the aw_aipw interval's ({:.2}x the fixed interval of the \
+         sequence's own terms)",
+        report.looks.len(),
+        looks_text(&report.looks),
+        q.planned_rows,
+        q.width_ratio_to_aw_aipw,
+        report.aw_sequence.width_ratio_to_aw_aipw,
+        q.width_ratio_to_fixed
+    );
     let w = &report.weights;
     println!(
         "weights: {:.1} of {:.0} rows with weight > 0 ({:.1} with a donation, {:.1} effective), mean weight {:.4} \
@@ -355,12 +407,13 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
     );
     if per_seed {
         println!(
-            "{:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>7}",
+            "{:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>7}",
             "seed",
             "truth",
             "ips",
             "snips",
             "dr",
+            "aw_aipw",
             "rows w>0",
             "eff.don",
             "mean w",
@@ -372,12 +425,13 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
         for run in &report.runs {
             let w = &run.weights;
             println!(
-                "{:>5} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>7.1} {:>7.4} {:>9.4} {:>10.1} {:>10.1} {:>6.1}%",
+                "{:>5} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>7.1} {:>7.4} {:>9.4} {:>10.1} {:>10.1} {:>6.1}%",
                 run.seed,
                 run.truth,
                 run.estimates[0].value,
                 run.estimates[1].value,
                 run.estimates[2].value,
+                run.estimates[3].value,
                 w.rows_with_weight,
                 w.effective_rewarded,
                 w.mean_weight,
@@ -412,6 +466,22 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
                     .join(", ")
             );
         }
+    }
+}
+
+/// The looks' row counts, shortened when there are many: `a, b, c, ..., z`.
+fn looks_text(looks: &[usize]) -> String {
+    let show: Vec<String> = looks.iter().map(|n| n.to_string()).collect();
+    if show.len() <= 4 {
+        show.join(", ")
+    } else {
+        format!(
+            "{}, {}, {}, ..., {}",
+            show[0],
+            show[1],
+            show[2],
+            show[show.len() - 1]
+        )
     }
 }
 

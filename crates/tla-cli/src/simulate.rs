@@ -142,7 +142,7 @@ pub struct SimulateArgs {
     #[arg(long, conflicts_with = "campaign")]
     pub holdout: Option<f64>,
     /// With --holdout: equally spaced looks at the lift.
-    #[arg(long, default_value_t = tla_sim::sim::DEFAULT_LOOKS, requires = "holdout")]
+    #[arg(long, default_value_t = tla_sim::sim::DEFAULT_LOOKS as u64, requires = "holdout")]
     pub looks: u64,
     /// With --holdout: repeat the run at seeds --seed, --seed + 1, ... and report how
     /// often each interval excluded zero at some look (with --policy uniform, an A/A
@@ -185,21 +185,7 @@ fn pacing_run(args: &SimulateArgs, world: &World) -> anyhow::Result<Option<Pacin
     let Some(text) = &args.budget else {
         return Ok(None);
     };
-    let Some(flight) = &world.flight else {
-        bail!(
-            "--budget needs a world with a flight (format tla-creative-world/v2: days, hourly traffic, costs); {} has none",
-            world.name
-        );
-    };
-    let budget = if text == "auto" {
-        flight.budget(args.impressions, &world.segment_probs)
-    } else {
-        let amount: f64 = text.parse().map_err(|_| {
-            anyhow::anyhow!("--budget: {text:?} is not a number; accepted: auto, or an amount above 0 and at most {AMOUNT_LIMIT:e}")
-        })?;
-        check_amount("--budget", amount)?;
-        amount
-    };
+    let budget = budget_amount(text, world, args.impressions)?;
     if let Some(cap) = args.daily_cap {
         check_amount("--daily-cap", cap)?;
     }
@@ -214,6 +200,27 @@ fn pacing_run(args: &SimulateArgs, world: &World) -> anyhow::Result<Option<Pacin
         daily_cap: args.daily_cap,
         min_roas: args.min_roas,
     }))
+}
+
+/// The flight budget `--budget` names for a run of `impressions` opportunities of
+/// `world` (which must have a flight): `auto` (the world's budget_share of what buying
+/// every opportunity would cost, in expectation) or an amount (`tla simulate` and
+/// `tla evaluate --world` read it here).
+pub(crate) fn budget_amount(text: &str, world: &World, impressions: u64) -> anyhow::Result<f64> {
+    let Some(flight) = &world.flight else {
+        bail!(
+            "--budget needs a world with a flight (format tla-creative-world/v2: days, hourly traffic, costs); {} has none",
+            world.name
+        );
+    };
+    if text == "auto" {
+        return Ok(flight.budget(impressions, &world.segment_probs));
+    }
+    let amount: f64 = text.parse().map_err(|_| {
+        anyhow::anyhow!("--budget: {text:?} is not a number; accepted: auto, or an amount above 0 and at most {AMOUNT_LIMIT:e}")
+    })?;
+    check_amount("--budget", amount)?;
+    Ok(amount)
 }
 
 /// An amount of money given on the command line: finite, above 0, at most the amount

@@ -35,7 +35,7 @@
 //!   look (`docs/reports.md` has the formulas).
 
 use crate::availability::Availability;
-use crate::ope::sequence::{DEFAULT_PLANNED_TERMS, RunningMean, Sequence};
+use crate::ope::sequence::{DEFAULT_ALPHA, DEFAULT_PLANNED_TERMS, RunningMean, Sequence};
 use crate::policy::{Choice, Decision, Gate, Outcome, Policy, PricedPolicy, decide_gated};
 use crate::space::VersionSpace;
 use rand::{Rng, RngCore};
@@ -43,9 +43,6 @@ use rand::{Rng, RngCore};
 /// The largest holdout share a spec accepts: the holdout is the comparison, not the
 /// campaign.
 pub const MAX_HOLDOUT: f64 = 0.5;
-
-/// Miss probability of the holdout's intervals and sequences (a 95% level).
-pub const DEFAULT_ALPHA: f64 = 0.05;
 
 /// How the report states the sequence's guarantee.
 pub const SEQUENCE_VALIDITY: &str = "anytime-valid confidence sequence: it covers the true lift at every look at once with probability at least 1 - alpha, so it may be read as often as wanted and the campaign stopped as soon as it excludes zero";

@@ -28,8 +28,11 @@
 //! - [`campaign`]: targets on a stored campaign's own decisions and conversions;
 //! - [`diagnostics`]: the caution rules and warnings read from the weights;
 //! - [`bootstrap`]: percentile bootstrap intervals from per-row terms;
-//! - [`sequence`]: confidence sequences, intervals valid at every look.
+//! - [`sequence`]: confidence sequences, intervals valid at every look;
+//! - [`adaptive`]: estimators that hold under adaptive logging: adaptively weighted
+//!   AIPW with an online direct model, and the doubly robust confidence sequence.
 
+pub mod adaptive;
 pub mod bootstrap;
 pub mod campaign;
 pub mod choice;
@@ -164,6 +167,17 @@ pub enum OpeError {
         /// The largest reward of the log.
         largest: f64,
     },
+    /// A stabilizing weight's conditional second moment is not a number in (0, inf]
+    /// ([`adaptive::Stabilizer::Known`]).
+    #[error(
+        "row {row}: the second moment of the importance weight {value} is not a positive number"
+    )]
+    BadStabilizer {
+        /// Row index (0-based).
+        row: usize,
+        /// The offending value.
+        value: f64,
+    },
     /// Cross-fitting needs 2 <= folds <= rows.
     #[error("cross-fitting needs between 2 and {rows} folds, got {folds}")]
     BadFolds {
@@ -186,15 +200,18 @@ pub enum Estimator {
     Snips,
     /// Doubly robust with a cross-fitted direct model.
     DoublyRobust,
+    /// Adaptively weighted AIPW with an online direct model ([`adaptive`]).
+    AwAipw,
 }
 
 impl Estimator {
-    /// Short name: `ips`, `snips`, `dr`.
+    /// Short name: `ips`, `snips`, `dr`, `aw_aipw`.
     pub fn name(self) -> &'static str {
         match self {
             Estimator::Ips => "ips",
             Estimator::Snips => "snips",
             Estimator::DoublyRobust => "dr",
+            Estimator::AwAipw => "aw_aipw",
         }
     }
 }
@@ -225,7 +242,13 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    fn new(estimator: Estimator, value: f64, std_error: f64, ess: f64, rows: usize) -> Self {
+    pub(crate) fn new(
+        estimator: Estimator,
+        value: f64,
+        std_error: f64,
+        ess: f64,
+        rows: usize,
+    ) -> Self {
         Self {
             estimator,
             value,
@@ -300,27 +323,30 @@ pub fn weights(
     }
     rows.iter()
         .enumerate()
-        .map(|(i, row)| {
-            // `!(p > 0)` also refuses NaN.
-            if !(row.propensity > 0.0 && row.propensity <= 1.0) {
-                return Err(OpeError::BadPropensity {
-                    row: i,
-                    value: row.propensity,
-                });
-            }
-            if !row.reward.is_finite() {
-                return Err(OpeError::BadReward {
-                    row: i,
-                    value: row.reward,
-                });
-            }
-            let pi = target_prob(row.segment, row.action);
-            if !(0.0..=1.0).contains(&pi) {
-                return Err(OpeError::BadTargetProbability { row: i, value: pi });
-            }
-            Ok(pi / row.propensity)
-        })
+        .map(|(i, row)| weight(i, row, target_prob(row.segment, row.action)))
         .collect()
+}
+
+/// Checks row `i` (its propensity in (0, 1], a finite reward, the target probability
+/// `pi` in [0, 1]) and returns its importance weight `pi / p_i`.
+pub fn weight(i: usize, row: &LoggedRow, pi: f64) -> Result<f64, OpeError> {
+    // `!(p > 0)` also refuses NaN.
+    if !(row.propensity > 0.0 && row.propensity <= 1.0) {
+        return Err(OpeError::BadPropensity {
+            row: i,
+            value: row.propensity,
+        });
+    }
+    if !row.reward.is_finite() {
+        return Err(OpeError::BadReward {
+            row: i,
+            value: row.reward,
+        });
+    }
+    if !(0.0..=1.0).contains(&pi) {
+        return Err(OpeError::BadTargetProbability { row: i, value: pi });
+    }
+    Ok(pi / row.propensity)
 }
 
 /// `(sum w)^2 / sum w^2`, 0 when every weight is 0.
@@ -586,18 +612,24 @@ pub fn doubly_robust_terms<M: DirectModel>(
     Ok(terms)
 }
 
-/// IPS, SNIPS and cross-fitted DR on one log, sharing the weights' validation.
-pub fn evaluate_all<M: DirectModel>(
+/// IPS, SNIPS, cross-fitted DR and adaptively weighted AIPW on one log, in that order,
+/// sharing the weights' validation. `online` is the direct model of the adaptive
+/// estimator, empty at the start and updated row by row
+/// ([`adaptive::OnlineModel`]); `stabilizer` says how its weights are chosen.
+pub fn evaluate_all<M: DirectModel, O: adaptive::OnlineModel>(
     rows: &[LoggedRow],
     target_prob: impl Fn(usize, u64) -> f64 + Copy,
     folds: usize,
     fit: impl FnMut(&[LoggedRow]) -> M,
-) -> Result<[Estimate; 3], OpeError> {
+    online: O,
+    stabilizer: adaptive::Stabilizer<'_>,
+) -> Result<Vec<Estimate>, OpeError> {
     let w = weights(rows, target_prob)?;
     let ips = ips_from_weights(rows, &w);
     let snips = snips_from_weights(rows, &w)?;
     let dr = doubly_robust(rows, target_prob, folds, fit)?;
-    Ok([ips, snips, dr])
+    let aw = adaptive::aw_aipw(rows, target_prob, online, stabilizer)?;
+    Ok(vec![ips, snips, dr, aw])
 }
 
 #[cfg(test)]
@@ -720,14 +752,41 @@ mod tests {
                 target_value: move |_: usize| m,
             }
         };
-        let [i, s, d] = evaluate_all(&log(), always_zero, 2, fit).unwrap();
+        // AW-AIPW with equal weights and the shrunk-mean model learned row by row
+        // (K = 10 pseudo-rows), the target always action 0:
+        // row 0 (s 0, a 0, p 0.5, r 10): nothing learned, DM = q = 0, w = 2: Γ = 20.
+        // row 1 (s 0, a 1): w = 0; DM(0) = q(0, 0) = (10 + 10 · 10) / 11 = 10: Γ = 10.
+        // row 2 (s 1, a 0, p 0.25, r 4): context 1 unseen, so its mean is the global
+        //   mean 10 / 2 = 5 and q = DM = 5; w = 4: Γ = 5 + 4 (4 - 5) = 1.
+        // row 3 (s 1, a 1): w = 0; DM(1) = q(1, 0) = (4 + 10 · 4) / 11 = 4: Γ = 4.
+        // Mean (20 + 10 + 1 + 4) / 4 = 8.75.
+        let online = direct::ShrunkMeanModel::online(2, targets::TargetProbabilities::Fixed(0));
+        let all = evaluate_all(
+            &log(),
+            always_zero,
+            2,
+            fit,
+            online,
+            adaptive::Stabilizer::Equal,
+        )
+        .unwrap();
+        let [i, s, d, a] = all[..] else {
+            panic!("four estimates: {all:?}")
+        };
         close(i.value, 9.0);
         close(s.value, 6.0);
         close(d.value, 12.5);
+        close(a.value, 8.75);
         assert_eq!(
-            [i.estimator, s.estimator, d.estimator],
-            [Estimator::Ips, Estimator::Snips, Estimator::DoublyRobust]
+            [i.estimator, s.estimator, d.estimator, a.estimator],
+            [
+                Estimator::Ips,
+                Estimator::Snips,
+                Estimator::DoublyRobust,
+                Estimator::AwAipw
+            ]
         );
+        assert_eq!(Estimator::AwAipw.name(), "aw_aipw");
     }
 
     #[test]

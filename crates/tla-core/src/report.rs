@@ -35,6 +35,11 @@
 //! rivals; the expected loss is the mean over draws of `max(rivals) - item`.
 
 use crate::engine::{Counts, Engine};
+use crate::ope::adaptive::{
+    AdaptiveAipw, Stabilizer, StabilizerState, default_half_life, stabilizing_weight,
+};
+use crate::ope::direct::ShrunkMeanModel;
+use crate::ope::targets::TargetProbabilities;
 use crate::ope::{self, Estimate, LoggedRow, OpeError, Z95};
 use crate::policy::factorized::{FactorizedSampler, FactorizedSettings};
 use crate::spec::{Campaign, FlightPlan};
@@ -1077,6 +1082,17 @@ pub struct Comparison {
     /// Why the counterfactual could not be estimated.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub error: Option<String>,
+    /// Adaptively weighted AIPW estimate of the counterfactual's value per impression
+    /// (`tla_core::ope::adaptive`: online shrunk-mean direct model, stabilizing weights
+    /// from the log's earlier rows), which keeps its coverage under adaptive logging;
+    /// null when it cannot be estimated or has no finite interval yet.
+    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub aw_aipw: Option<Estimate>,
+    /// Realized minus the AW-AIPW estimate, per impression, with its interval.
+    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub aw_aipw_lift: Option<MeanEstimate>,
 }
 
 /// Value of the policy that ran against an even split and the best single version.
@@ -1105,12 +1121,23 @@ pub struct Lift {
 
 /// Compares the realized value of a log with a target policy by SNIPS; the lift's
 /// standard error is that of the paired per-row influence terms
-/// `(r_i - R) - w_i (r_i - V) / mean(w)`.
-fn compare(rows: &[LoggedRow], target: impl Fn(usize, u64) -> f64) -> Comparison {
-    let estimate = ope::weights(rows, &target).and_then(|w| {
-        let snips = ope::snips(rows, &target)?;
+/// `(r_i - R) - w_i (r_i - V) / mean(w)`. Beside it, by adaptively weighted AIPW
+/// ([`aw_aipw_comparison`]).
+fn compare(rows: &[LoggedRow], target: TargetProbabilities<'_>) -> Comparison {
+    let estimate = ope::weights(rows, |s, a| target.probability(s, a)).and_then(|w| {
+        let snips = ope::snips(rows, |s, a| target.probability(s, a))?;
         Ok((w, snips))
     });
+    let (aw_aipw, aw_aipw_lift) = aw_aipw_comparison(rows, target)
+        // Only an estimate with an interval: one that claims nothing (its weights all 0
+        // so far) is left out, like a comparison that cannot be made.
+        .filter(|(e, l)| {
+            e.value.is_finite()
+                && l.value.is_finite()
+                && e.std_error.is_finite()
+                && l.std_error.is_finite()
+        })
+        .unzip();
     match estimate {
         Ok((w, snips)) => {
             let n = rows.len();
@@ -1131,20 +1158,98 @@ fn compare(rows: &[LoggedRow], target: impl Fn(usize, u64) -> f64) -> Comparison
                         }
                         .to_string(),
                     ),
+                    aw_aipw: None,
+                    aw_aipw_lift: None,
                 };
             }
             Comparison {
                 estimate: Some(snips),
                 lift: Some(lift),
                 error: None,
+                aw_aipw,
+                aw_aipw_lift,
             }
         }
         Err(error) => Comparison {
             estimate: None,
             lift: None,
             error: Some(error.to_string()),
+            aw_aipw,
+            aw_aipw_lift,
         },
     }
+}
+
+/// The adaptively weighted AIPW estimate of `target` on `rows` (in log order; the
+/// online shrunk-mean model, weights from the log's earlier rows) and the lift
+/// `R - Q` of the realized mean over it. The lift's standard error is the delta
+/// method's on the pair: `sqrt(sum_t z_t^2)` with
+/// `z_t = (r_t - R) / n - p_s h_t (Γ_t - Q_s) / sum_{s} h - (Q_s - Q) / n` (`s` the
+/// row's context, `p_s` its share), at least the estimate's own standard error. `None`
+/// when it cannot be estimated.
+fn aw_aipw_comparison(
+    rows: &[LoggedRow],
+    target: TargetProbabilities<'_>,
+) -> Option<(Estimate, MeanEstimate)> {
+    let contexts = rows.iter().map(|r| r.segment + 1).max()?;
+    let square_mass: Vec<f64> = (0..contexts).map(|s| target.square_mass(s)).collect();
+    let mut state = StabilizerState::new(Stabilizer::FromLog {
+        square_mass: &square_mass,
+        half_life: default_half_life(rows.len(), contexts),
+    });
+    let mut aipw = AdaptiveAipw::new(ShrunkMeanModel::online(contexts, target));
+    let mut terms = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let pi = target.probability(row.segment, row.action);
+        let moment = state.moment(i, row.segment).ok()?;
+        let h = stabilizing_weight(moment);
+        let gamma = aipw.push(i, row, pi, moment).ok()?;
+        state.learn(row.segment, pi);
+        terms.push((row.reward, h, gamma));
+    }
+    let estimate = aipw.estimate().ok()?;
+    let n = rows.len() as f64;
+    let realized = rows.iter().map(|r| r.reward).sum::<f64>() / n;
+    let value = realized - estimate.value;
+    // Per context: its share, Q_s and sum h.
+    let mut strata = vec![(0.0, 0.0, 0.0); contexts];
+    for (s, p, q, _) in aipw.strata() {
+        strata[s].0 = p;
+        strata[s].1 = q;
+    }
+    for (row, &(_, h, _)) in rows.iter().zip(&terms) {
+        strata[row.segment].2 += h;
+    }
+    let std_error = if rows.len() < 2 {
+        f64::INFINITY
+    } else {
+        // The influence of row t on R - Q, with Q = sum_s (n_s / n) Q_s.
+        let paired = rows
+            .iter()
+            .zip(&terms)
+            .map(|(row, &(r, h, gamma))| {
+                let (p, q, sum_h) = strata[row.segment];
+                let within = if sum_h > 0.0 {
+                    p * h * (gamma - q) / sum_h
+                } else {
+                    0.0
+                };
+                let z = (r - realized) / n - within - (q - estimate.value) / n;
+                z * z
+            })
+            .sum::<f64>();
+        // At least the estimate's own variance (with its plug-in floor).
+        paired.max(estimate.std_error * estimate.std_error).sqrt()
+    };
+    Some((
+        estimate,
+        MeanEstimate {
+            value,
+            std_error,
+            lower: value - Z95 * std_error,
+            upper: value + Z95 * std_error,
+        },
+    ))
 }
 
 /// What the policy that ran earned against an even split and against the best single
@@ -1189,27 +1294,31 @@ pub fn lift(
             largest: rows.iter().map(|r| r.reward).fold(0.0, f64::max),
         });
     }
-    let even = 1.0 / allowed_versions.max(1) as f64;
     let second = &rows[rows.len() / 2..];
     let best_single_version = if rows.len() < 2 {
         Comparison {
             estimate: None,
             lift: None,
             error: Some("one row cannot be split into two halves".into()),
+            aw_aipw: None,
+            aw_aipw_lift: None,
         }
     } else {
-        compare(second, |s, a| {
-            f64::from(u8::from(
-                chosen_on_first_half.get(s).is_some_and(|&b| b == a),
-            ))
-        })
+        // One version per segment; a segment without a pick matches no version.
+        let contexts = rows.iter().map(|r| r.segment + 1).max().unwrap_or(0);
+        let mut picks = chosen_on_first_half.to_vec();
+        picks.resize(picks.len().max(contexts), u64::MAX);
+        compare(second, TargetProbabilities::PerContext(&picks))
     };
     Ok(Lift {
         rows: rows.len(),
         rows_cap: None,
         capped: false,
         realized,
-        even_split: compare(rows, |_, _| even),
+        even_split: compare(
+            rows,
+            TargetProbabilities::Uniform(allowed_versions.max(1) as usize),
+        ),
         best_single_version,
         best_versions: best.to_vec(),
     })
@@ -1522,6 +1631,14 @@ mod tests {
         let other = super::lift(&rows, 2, &[1], &[1]).unwrap();
         assert!((other.best_single_version.estimate.unwrap().value - 2.0).abs() < 1e-12);
         assert!((other.best_single_version.lift.unwrap().value + 1.0).abs() < 1e-12);
+        // Beside SNIPS, adaptively weighted AIPW; its lift is the realized mean minus
+        // its estimate.
+        let aw = lift.even_split.aw_aipw.unwrap();
+        assert_eq!(aw.estimator, ope::Estimator::AwAipw);
+        assert_eq!(aw.rows, 4);
+        let aw_lift = lift.even_split.aw_aipw_lift.unwrap();
+        assert!((aw_lift.value - (3.0 - aw.value)).abs() < 1e-12);
+        assert!(aw_lift.std_error.is_finite() && aw_lift.std_error > 0.0);
         // A version the second half never logged cannot be estimated.
         let none = super::lift(&rows, 2, &[1], &[7]).unwrap();
         assert!(none.best_single_version.estimate.is_none());

@@ -50,8 +50,9 @@ pub struct SimConfig {
     pub looks: u64,
 }
 
-/// Looks at the holdout's lift in a run unless told otherwise: a month read daily.
-pub const DEFAULT_LOOKS: u64 = 30;
+/// Looks unless told otherwise, at the holdout's lift in a run and at every estimator
+/// in the validation of `tla evaluate --world`: a month read daily.
+pub const DEFAULT_LOOKS: usize = 30;
 
 impl SimConfig {
     /// A run of `impressions` with the default checkpoints (1k, 10k, 50k, 100k, 200k,
@@ -77,7 +78,7 @@ impl SimConfig {
             checkpoints,
             pacing: None,
             holdout: None,
-            looks: DEFAULT_LOOKS,
+            looks: DEFAULT_LOOKS as u64,
         }
     }
 }
@@ -945,7 +946,7 @@ impl HoldoutScorer {
             share,
             tracker: HoldoutTracker::new(
                 share,
-                tla_core::holdout::DEFAULT_ALPHA,
+                tla_core::ope::sequence::DEFAULT_ALPHA,
                 opportunities.max(1) as f64,
             ),
             opportunities,
@@ -1138,7 +1139,7 @@ pub fn holdout_runs<P: PricedPolicy + online::Launch>(
         impressions: config.impressions,
         looks: config.looks,
         share: holdout.share,
-        alpha: tla_core::holdout::DEFAULT_ALPHA,
+        alpha: tla_core::ope::sequence::DEFAULT_ALPHA,
         sequence_excluded_zero: sequence,
         sequence_rate: rate(sequence),
         fixed_excluded_zero: fixed,

@@ -3,18 +3,25 @@
 //!
 //! `q(s, a) = (sum of r over the cell + K · mean(s)) / (n(s, a) + K)` with
 //! `K` = [`SHRINKAGE`] pseudo-observations; an action never seen in a context is
-//! predicted at the context's mean, and a context never seen at the global mean. The
-//! target's direct value `DM(s) = sum_a pi(a | s) q(s, a)` is summed in closed form for
-//! each form of [`TargetProbabilities`], so an action space of millions of versions
-//! costs no more than the cells seen: the even split over `k` actions is
-//! `(sum over the cells seen in s of q(s, a) + (k - seen) · mean(s)) / k`.
+//! predicted at the context's mean, and a context never seen at the global mean (0
+//! before any row). The target's direct value `DM(s) = sum_a pi(a | s) q(s, a)` is
+//! summed in closed form for each form of [`TargetProbabilities`], so an action space of
+//! millions of versions costs no more than the cells seen: the even split over `k`
+//! actions is `(sum over the cells seen in s of q(s, a) + (k - seen) · mean(s)) / k`.
 //!
-//! [`crate::ope::doubly_robust`] fits one such model per fold, on the other folds.
+//! One model, two uses: [`ShrunkMeanModel::fit`] fits it on a fold's training rows for
+//! the cross-fitted [`crate::ope::doubly_robust`]; [`ShrunkMeanModel::online`] starts it
+//! empty and [`OnlineModel::learn`] updates it row by row, for the adaptively weighted
+//! estimator of [`crate::ope::adaptive`], which scores each row with the model of the
+//! rows before it. The sums behind the even split are kept per context
+//! (`sum_c r_c / (n_c + K)` and `sum_c K / (n_c + K)` over the cells seen), so a row
+//! costs O(1) and the direct value of the even split stays closed-form.
 
 use std::collections::HashMap;
 
 use super::DirectModel;
 use super::LoggedRow;
+use super::adaptive::OnlineModel;
 use super::targets::TargetProbabilities;
 
 /// Pseudo-observations of the per-context mean in the per-(context, action) mean:
@@ -24,102 +31,141 @@ pub const SHRINKAGE: f64 = 10.0;
 /// Per-(context, action) mean reward shrunk toward the per-context mean, with the
 /// target's direct value per context.
 #[derive(Debug, Clone)]
-pub struct ShrunkMeanModel {
-    /// `q(s, a)` of every (context, action) cell seen in the training rows.
-    cell_means: HashMap<(usize, u64), f64>,
-    /// Mean reward per context (the global mean for a context without training rows).
-    context_means: Vec<f64>,
-    /// `DM(s)`: the target's direct value per context.
-    target_values: Vec<f64>,
+pub struct ShrunkMeanModel<'a> {
+    /// The target whose direct value `target_value` gives.
+    target: TargetProbabilities<'a>,
+    /// Per (context, action) cell seen: (sum of rewards, rows).
+    cells: HashMap<(usize, u64), (f64, f64)>,
+    /// Per context: (sum of rewards, rows).
+    contexts: Vec<(f64, f64)>,
+    /// Per context, over its cells seen: `sum_c sum_c / (n_c + K)`, `sum_c K / (n_c + K)`
+    /// and how many cells.
+    seen: Vec<(f64, f64, usize)>,
+    /// Every row: (sum of rewards, rows).
+    global: (f64, f64),
+    /// The direct values per context, frozen by [`ShrunkMeanModel::fit`] (a fitted
+    /// model is read many times and never updated); `None` while learning online.
+    frozen: Option<Vec<f64>>,
 }
 
-impl ShrunkMeanModel {
+impl<'a> ShrunkMeanModel<'a> {
+    /// An empty model of `contexts` contexts (every prediction 0 until it learns), whose
+    /// direct value is that of `target`.
+    pub fn online(contexts: usize, target: TargetProbabilities<'a>) -> Self {
+        Self {
+            target,
+            cells: HashMap::new(),
+            contexts: vec![(0.0, 0.0); contexts],
+            seen: vec![(0.0, 0.0, 0); contexts],
+            global: (0.0, 0.0),
+            frozen: None,
+        }
+    }
+
     /// Fits the model on `training` (contexts numbered `0..contexts`; every row's
     /// segment must be below `contexts`) and sums the direct value of `target`.
     pub fn fit(
         training: &[LoggedRow],
         contexts: usize,
-        target: TargetProbabilities<'_>,
-    ) -> ShrunkMeanModel {
-        let global = training.iter().map(|r| r.reward).sum::<f64>() / training.len().max(1) as f64;
-        let mut per_context = vec![(0.0, 0.0); contexts];
-        let mut cells: HashMap<(usize, u64), (f64, f64)> = HashMap::new();
+        target: TargetProbabilities<'a>,
+    ) -> ShrunkMeanModel<'a> {
+        let mut model = Self::online(contexts, target);
         for row in training {
-            let context = &mut per_context[row.segment];
-            context.0 += row.reward;
-            context.1 += 1.0;
-            let cell = cells.entry((row.segment, row.action)).or_insert((0.0, 0.0));
-            cell.0 += row.reward;
-            cell.1 += 1.0;
+            model.learn(row);
         }
-        let context_means: Vec<f64> = per_context
-            .iter()
-            .map(|&(sum, n)| if n > 0.0 { sum / n } else { global })
-            .collect();
-        let cell_means: HashMap<(usize, u64), f64> = cells
-            .into_iter()
-            .map(|((s, a), (sum, n))| {
-                (
-                    (s, a),
-                    (sum + SHRINKAGE * context_means[s]) / (n + SHRINKAGE),
-                )
-            })
-            .collect();
-        // The direct value of the even split over k actions in each context:
-        // (1/k) [sum over actions seen in s of q(s, a) + (k - seen) * mean(s)].
-        // Summed in the order of the cells, not of the hash map, so the same rows give
-        // the same value to the last bit in every run.
-        let mut ordered: Vec<(&(usize, u64), &f64)> = cell_means.iter().collect();
-        ordered.sort_unstable_by_key(|(cell, _)| **cell);
-        let even = |k: usize| -> Vec<f64> {
-            let mut sums = vec![(0.0, 0usize); contexts];
-            for &(&(s, _), &v) in &ordered {
-                sums[s].0 += v;
-                sums[s].1 += 1;
+        let values = (0..contexts).map(|s| model.direct_value(s)).collect();
+        model.frozen = Some(values);
+        model
+    }
+
+    /// The mean reward of context `s` (the global mean for a context without rows, 0
+    /// before any row).
+    fn context_mean(&self, s: usize) -> f64 {
+        let (sum, n) = self.contexts[s];
+        if n > 0.0 {
+            sum / n
+        } else if self.global.1 > 0.0 {
+            self.global.0 / self.global.1
+        } else {
+            0.0
+        }
+    }
+
+    /// The even split's direct value over `k` actions in context `s`:
+    /// `(1/k) [sum over actions seen in s of q(s, a) + (k - seen) · mean(s)]`.
+    fn even(&self, s: usize, k: usize) -> f64 {
+        let mean = self.context_mean(s);
+        let (scaled_sums, shrink_weights, seen) = self.seen[s];
+        (scaled_sums + mean * shrink_weights + k.saturating_sub(seen) as f64 * mean) / k as f64
+    }
+
+    /// `sum_a pi(a | s) q(s, a)` for the model as it stands.
+    fn direct_value(&self, s: usize) -> f64 {
+        match self.target {
+            TargetProbabilities::Uniform(k) => self.even(s, k),
+            TargetProbabilities::UniformPerContext(sizes) => self.even(s, sizes[s]),
+            TargetProbabilities::Fixed(a) => self.q_hat(s, a),
+            TargetProbabilities::PerContext(actions) => self.q_hat(s, actions[s]),
+            TargetProbabilities::Trained { target, allowed } => {
+                target.expectation(s, self.even(s, allowed), |v| self.q_hat(s, v))
             }
-            sums.iter()
-                .enumerate()
-                .map(|(s, &(sum, seen))| {
-                    (sum + (k.saturating_sub(seen)) as f64 * context_means[s]) / k as f64
-                })
-                .collect()
-        };
-        let q = |s: usize, a: u64| cell_means.get(&(s, a)).copied().unwrap_or(context_means[s]);
-        let target_values = match target {
-            TargetProbabilities::Uniform(k) => even(k),
-            TargetProbabilities::Fixed(a) => (0..contexts).map(|s| q(s, a)).collect(),
-            TargetProbabilities::Trained { target, allowed } => even(allowed)
-                .into_iter()
-                .enumerate()
-                .map(|(s, even_mean)| target.expectation(s, even_mean, |v| q(s, v)))
-                .collect(),
-            TargetProbabilities::Table(table) => (0..contexts)
-                .map(|s| table.expectation(s, context_means[s], |a| q(s, a)))
-                .collect(),
-        };
-        ShrunkMeanModel {
-            cell_means,
-            context_means,
-            target_values,
+            TargetProbabilities::Table(table) => {
+                table.expectation(s, self.context_mean(s), |a| self.q_hat(s, a))
+            }
         }
     }
 }
 
-impl DirectModel for ShrunkMeanModel {
+impl OnlineModel for ShrunkMeanModel<'_> {
+    /// Adds one row: O(1).
+    ///
+    /// # Panics
+    /// If the row's segment is not below the model's number of contexts.
+    fn learn(&mut self, row: &LoggedRow) {
+        self.frozen = None;
+        self.global.0 += row.reward;
+        self.global.1 += 1.0;
+        let context = &mut self.contexts[row.segment];
+        context.0 += row.reward;
+        context.1 += 1.0;
+        let seen = &mut self.seen[row.segment];
+        let cell = self
+            .cells
+            .entry((row.segment, row.action))
+            .or_insert((0.0, 0.0));
+        if cell.1 > 0.0 {
+            seen.0 -= cell.0 / (cell.1 + SHRINKAGE);
+            seen.1 -= SHRINKAGE / (cell.1 + SHRINKAGE);
+        } else {
+            seen.2 += 1;
+        }
+        cell.0 += row.reward;
+        cell.1 += 1.0;
+        seen.0 += cell.0 / (cell.1 + SHRINKAGE);
+        seen.1 += SHRINKAGE / (cell.1 + SHRINKAGE);
+    }
+}
+
+impl DirectModel for ShrunkMeanModel<'_> {
     fn q_hat(&self, segment: usize, action: u64) -> f64 {
-        self.cell_means
-            .get(&(segment, action))
-            .copied()
-            .unwrap_or(self.context_means[segment])
+        let mean = self.context_mean(segment);
+        match self.cells.get(&(segment, action)) {
+            Some(&(sum, n)) => (sum + SHRINKAGE * mean) / (n + SHRINKAGE),
+            None => mean,
+        }
     }
     fn target_value(&self, segment: usize) -> f64 {
-        self.target_values[segment]
+        match &self.frozen {
+            Some(values) => values[segment],
+            None => self.direct_value(segment),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ope::adaptive::OnlineModel;
     use proptest::prelude::*;
 
     #[test]
@@ -155,6 +201,41 @@ mod tests {
         assert_eq!(model.q_hat(0, 3), 4.0);
         assert_eq!(model.target_value(0), 4.0);
         assert_eq!(model.q_hat(1, 3), 4.0);
+    }
+
+    proptest! {
+        /// Learned row by row, the model predicts at every prefix what the model fitted
+        /// on that prefix predicts: the same sums, kept up to date.
+        #[test]
+        fn online_learning_equals_fitting_on_the_prefix(
+            cells in proptest::collection::vec((0usize..3, 0u64..6, 0.0f64..20.0), 1..40),
+            k in 6usize..12,
+        ) {
+            let rows: Vec<LoggedRow> = cells
+                .iter()
+                .map(|&(segment, action, reward)| LoggedRow { segment, action, propensity: 0.5, reward })
+                .collect();
+            let per_context = [4u64, 0, 5];
+            let sizes = [k, 7, 9];
+            for target in [
+                TargetProbabilities::UniformPerContext(&sizes),
+                TargetProbabilities::Uniform(k),
+                TargetProbabilities::Fixed(2),
+                TargetProbabilities::PerContext(&per_context),
+            ] {
+                let mut online = ShrunkMeanModel::online(3, target);
+                for n in 1..=rows.len() {
+                    online.learn(&rows[n - 1]);
+                    let fitted = ShrunkMeanModel::fit(&rows[..n], 3, target);
+                    for s in 0..3 {
+                        prop_assert!((online.target_value(s) - fitted.target_value(s)).abs() < 1e-9);
+                        for a in 0..6 {
+                            prop_assert!((online.q_hat(s, a) - fitted.q_hat(s, a)).abs() < 1e-12);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

@@ -118,6 +118,8 @@ pub struct TargetTable {
     probabilities: Vec<BTreeMap<u64, f64>>,
     /// Per context of the log: the probability of actions the log never holds.
     unseen_mass: Vec<f64>,
+    /// Per context of the log: `sum_a pi(a | context)^2` over every action the file gives.
+    square_mass: Vec<f64>,
     /// Rows of the file.
     pub entries: usize,
     /// Contexts of the file that the log never holds (ignored).
@@ -151,6 +153,7 @@ impl TargetTable {
         let mut sums: HashMap<String, (f64, usize)> = HashMap::new();
         let mut probabilities = vec![BTreeMap::new(); log.contexts()];
         let mut unseen_mass = vec![0.0; log.contexts()];
+        let mut square_mass = vec![0.0; log.contexts()];
         let mut count = 0;
         for entry in entries {
             count += 1;
@@ -175,6 +178,7 @@ impl TargetTable {
                 .or_insert((0.0, entry.row));
             sum.0 += entry.probability;
             if let Some(&c) = context_index.get(entry.context.as_str()) {
+                square_mass[c] += entry.probability * entry.probability;
                 match action_index.get(entry.action.as_str()) {
                     Some(&a) => {
                         probabilities[c].insert(a, entry.probability);
@@ -210,6 +214,7 @@ impl TargetTable {
         Ok(TargetTable {
             probabilities,
             unseen_mass,
+            square_mass,
             entries: count,
             contexts_not_in_log,
         })
@@ -231,6 +236,11 @@ impl TargetTable {
             .map(|(&a, &p)| p * f(a))
             .sum::<f64>()
             + self.unseen_mass[context] * unseen
+    }
+
+    /// `sum_a pi(a | context)^2` over every action the file gives in the context.
+    pub fn square_mass(&self, context: usize) -> f64 {
+        self.square_mass[context]
     }
 }
 

@@ -27,6 +27,10 @@
 //! against holdout), or the mean of doubly robust terms whose direct model is fitted
 //! on earlier rows only (the doubly robust sequence of Waudby-Smith et al., 2022).
 
+/// The default miss probability of every interval and sequence: 95% intervals, one
+/// place for the holdout, the off-policy estimates and their validation.
+pub const DEFAULT_ALPHA: f64 = 0.05;
+
 /// The default planned number of terms of a live sequence when nothing better is known.
 pub const DEFAULT_PLANNED_TERMS: f64 = 100_000.0;
 

@@ -1,18 +1,19 @@
 //! Target policies in the forms the estimators and the direct model can sum over, the
-//! three estimates of one target on one log, and the greedy pick of the best logged
+//! four estimates of one target on one log, and the greedy pick of the best logged
 //! action.
 //!
 //! A target policy is evaluated through its probabilities `pi(a | s)`
-//! ([`TargetProbabilities`]): the even split over an action space, one fixed action, a
-//! [`TrainedTarget`] (factorized Thompson sampling trained on other rows of the log), or
-//! a table given per (context, action) ([`TargetTable`]). [`estimate_target`] runs IPS,
-//! SNIPS and cross-fitted doubly robust ([`crate::ope::evaluate_all`]) with the
-//! [`ShrunkMeanModel`] as the direct model; [`Evaluation::of`] adds the weights'
-//! report and the per-row terms the bootstrap resamples ([`Evaluation::set_intervals`]).
+//! ([`TargetProbabilities`]): the even split over an action space, one fixed action, one
+//! action per context, a [`TrainedTarget`] (factorized Thompson sampling trained on
+//! other rows of the log), or a table given per (context, action) ([`TargetTable`]).
+//! [`estimate_target`] runs IPS, SNIPS, cross-fitted doubly robust and adaptively
+//! weighted AIPW ([`crate::ope::evaluate_all`]) with the [`ShrunkMeanModel`] as the
+//! direct model; [`Evaluation::of`] adds the weights' report and the per-row terms the
+//! bootstrap resamples ([`Evaluation::set_intervals`]).
 //!
 //! A new kind of target adds a variant to [`TargetProbabilities`], its probability in
-//! [`TargetProbabilities::probability`] and its direct value in
-//! [`ShrunkMeanModel::fit`].
+//! [`TargetProbabilities::probability`], its `sum_a pi^2` in
+//! [`TargetProbabilities::square_mass`] and its direct value in [`ShrunkMeanModel`].
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use thiserror::Error;
 
 use rand::Rng;
 
+use super::adaptive::{Stabilizer, default_half_life};
 use super::bootstrap::{BootstrapError, Statistic, percentile_intervals};
 use super::diagnostics::{WeightReport, warnings};
 use super::direct::ShrunkMeanModel;
@@ -32,8 +34,14 @@ use crate::target::{TargetError, TrainedTarget};
 pub enum TargetProbabilities<'a> {
     /// Every action of an action space of this size equally likely.
     Uniform(usize),
+    /// In context `c`, every action of an action space of `sizes[c]` equally likely (the
+    /// even split over the versions that exist in a context, when options launch).
+    UniformPerContext(&'a [usize]),
     /// Always this action.
     Fixed(u64),
+    /// Always the action of the context: `actions[s]` in context `s` (the oracle's best
+    /// version per segment, the best single version per segment of a report).
+    PerContext(&'a [u64]),
     /// Factorized Thompson sampling trained on other rows of the log; actions are
     /// version indices and `allowed` is the campaign's number of allowed versions (the
     /// floor's even split spans them).
@@ -52,6 +60,7 @@ impl TargetProbabilities<'_> {
     pub fn probability(self, segment: usize, action: u64) -> f64 {
         match self {
             TargetProbabilities::Uniform(k) => 1.0 / k as f64,
+            TargetProbabilities::UniformPerContext(sizes) => 1.0 / sizes[segment] as f64,
             TargetProbabilities::Fixed(a) => {
                 if action == a {
                     1.0
@@ -59,8 +68,33 @@ impl TargetProbabilities<'_> {
                     0.0
                 }
             }
+            TargetProbabilities::PerContext(actions) => {
+                if actions[segment] == action {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
             TargetProbabilities::Trained { target, .. } => target.probability(segment, action),
             TargetProbabilities::Table(table) => table.probability(segment, action),
+        }
+    }
+
+    /// `sum_a pi(a | segment)^2`: 1 for a deterministic target, `1/k` for the even split
+    /// over `k` actions (the stabilizing weights of [`crate::ope::adaptive`] read it).
+    pub fn square_mass(self, segment: usize) -> f64 {
+        match self {
+            TargetProbabilities::Uniform(k) => 1.0 / k as f64,
+            TargetProbabilities::UniformPerContext(sizes) => 1.0 / sizes[segment] as f64,
+            TargetProbabilities::Fixed(_) | TargetProbabilities::PerContext(_) => 1.0,
+            TargetProbabilities::Trained { target, allowed } => {
+                // sum_v pi(v)^2 = sum_v pi(v) f(v) with f = pi, whose mean over the
+                // allowed versions is 1 / allowed.
+                target.expectation(segment, 1.0 / allowed as f64, |v| {
+                    target.probability(segment, v)
+                })
+            }
+            TargetProbabilities::Table(table) => table.square_mass(segment),
         }
     }
 }
@@ -76,8 +110,9 @@ pub struct Evaluation {
     pub action_space: usize,
     /// Mean logged reward over the evaluated rows.
     pub logged_mean: f64,
-    /// IPS, SNIPS and doubly robust, in that order (doubly robust left out when the
-    /// target's direct value cannot be computed; `notes` says why), then any other.
+    /// IPS, SNIPS, doubly robust and adaptively weighted AIPW, in that order (the
+    /// estimators that need the target's direct value are left out when it cannot be
+    /// computed; `notes` says why).
     pub estimates: Vec<Estimate>,
     /// Rows the target was trained on or picked from, before the evaluated rows (0 when
     /// the target learns nothing from the log).
@@ -127,8 +162,7 @@ impl Default for IntervalSettings {
     }
 }
 
-/// The default `alpha`: 95% intervals.
-pub const DEFAULT_ALPHA: f64 = 0.05;
+pub use super::sequence::DEFAULT_ALPHA;
 
 /// The default number of bootstrap resamples.
 pub const DEFAULT_RESAMPLES: usize = 1000;
@@ -194,7 +228,7 @@ impl Evaluation {
         training_rows: usize,
         first_evaluated: usize,
     ) -> Result<Evaluation, EvaluationError> {
-        let estimates = estimate_target(rows, contexts, target, folds)?.to_vec();
+        let estimates = estimate_target(rows, contexts, target, folds)?;
         let w = weights(rows, move |s, a| target.probability(s, a))?;
         let dr = doubly_robust_terms(rows, &w, folds, |training| {
             ShrunkMeanModel::fit(training, contexts, target)
@@ -315,8 +349,7 @@ impl Evaluation {
                 Estimator::Ips => Some(Statistic::Mean(&terms.weighted_rewards)),
                 Estimator::Snips => Some(Statistic::Ratio(&terms.weighted_rewards, &terms.weights)),
                 Estimator::DoublyRobust => terms.doubly_robust.as_deref().map(Statistic::Mean),
-                #[allow(unreachable_patterns)]
-                _ => None,
+                Estimator::AwAipw => None,
             };
             match statistic {
                 Some(s) => {
@@ -445,19 +478,29 @@ impl From<OpeError> for EvaluationError {
     }
 }
 
-/// IPS, SNIPS and cross-fitted DR of `target` on `rows` (contexts numbered
-/// `0..contexts`), the direct model being a [`ShrunkMeanModel`] fitted per fold.
+/// IPS, SNIPS, cross-fitted DR and adaptively weighted AIPW of `target` on `rows` (in
+/// log order; contexts numbered `0..contexts`), the direct model being a
+/// [`ShrunkMeanModel`], fitted per fold for DR and learned row by row for AW-AIPW. A log
+/// does not say what the logging policy would have done, so AW-AIPW's stabilizing
+/// weights come from the log's earlier rows ([`Stabilizer::FromLog`], half-life
+/// [`default_half_life`]).
 pub fn estimate_target(
     rows: &[LoggedRow],
     contexts: usize,
     target: TargetProbabilities<'_>,
     folds: usize,
-) -> Result<[Estimate; 3], EvaluationError> {
+) -> Result<Vec<Estimate>, EvaluationError> {
+    let square_mass: Vec<f64> = (0..contexts).map(|s| target.square_mass(s)).collect();
     Ok(evaluate_all(
         rows,
         move |s, a| target.probability(s, a),
         folds,
         |training| ShrunkMeanModel::fit(training, contexts, target),
+        ShrunkMeanModel::online(contexts, target),
+        Stabilizer::FromLog {
+            square_mass: &square_mass,
+            half_life: default_half_life(rows.len(), contexts),
+        },
     )?)
 }
 
@@ -612,8 +655,8 @@ mod tests {
                 truth_uniform,
             ),
         ] {
-            let mut sums = [0.0; 3];
-            let mut squared_errors = [0.0; 3];
+            let mut sums = [0.0; 4];
+            let mut squared_errors = [0.0; 4];
             let seeds = 20u64;
             for seed in 0..seeds {
                 let mut rng = Pcg64Mcg::seed_from_u64(seed);
@@ -648,7 +691,7 @@ mod tests {
                     squared_errors[i] += e.std_error * e.std_error;
                 }
             }
-            for i in 0..3 {
+            for i in 0..4 {
                 let mean = sums[i] / seeds as f64;
                 let se_of_mean = squared_errors[i].sqrt() / seeds as f64;
                 assert!(
