@@ -681,7 +681,8 @@ mod tests {
         // w r: 1, 0, 1.25, 0. IPS = 2.25 / 4 = 0.5625; SNIPS = 2.25 / 3.25.
         assert!((e.estimates[0].value - 0.5625).abs() < 1e-12);
         assert!((e.estimates[1].value - 2.25 / 3.25).abs() < 1e-12);
-        assert_eq!(e.estimates.len(), 3);
+        let names: Vec<&str> = e.estimates.iter().map(|e| e.estimator.name()).collect();
+        assert_eq!(names, ["ips", "snips", "dr", "aw_aipw"]);
         assert!(
             e.notes[0].starts_with("1 of the 4 logged rows"),
             "{:?}",
