@@ -330,11 +330,15 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
             report.evaluated_rows
         );
         println!(
-            "truth (exact value per impression of each seed's target): mean {:.4}, sd {:.4} across seeds",
-            report.truth, report.truth_sd
+            "truth (exact value per impression of each seed's target): mean {}, sd {} across seeds",
+            significant(report.truth),
+            significant(report.truth_sd)
         );
     } else {
-        println!("truth (exact value per impression): {:.4}", report.truth);
+        println!(
+            "truth (exact value per impression): {}",
+            significant(report.truth)
+        );
     }
     let level = format!("{:.0}%", 100.0 * (1.0 - report.alpha));
     println!(
@@ -353,17 +357,17 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
     );
     for s in &report.estimators {
         println!(
-            "{:<9} {:>10.4} {:>+10.4} {:>+8.1}% {:>10.4} {:>10.4} {:>10.4} {:>9.3} {:>10.3} {:>11.4} {:>10.1}",
+            "{:<9} {:>10} {:>10} {:>+8.1}% {:>10} {:>10} {:>10} {:>9.3} {:>10.3} {:>11} {:>10.1}",
             s.estimator,
-            s.mean_estimate,
-            s.bias,
+            significant(s.mean_estimate),
+            significant(s.bias),
             100.0 * s.relative_bias,
-            s.bias_std_error,
-            s.sd_estimate,
-            s.mean_std_error,
+            significant(s.bias_std_error),
+            significant(s.sd_estimate),
+            significant(s.mean_std_error),
             s.coverage,
             s.covered_at_all_looks,
-            s.mean_width,
+            significant(s.mean_width),
             s.mean_ess
         );
     }
@@ -372,8 +376,17 @@ fn print_table(report: &ValidationReport, seconds: f64, per_seed: bool) {
         ("aw_seq", &report.aw_sequence),
     ] {
         println!(
-            "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9.3} {:>10.3} {:>11.4}",
-            name, "", "", "", "", "", "", q.coverage, q.covered_at_all_looks, q.mean_width
+            "{:<9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>9.3} {:>10.3} {:>11}",
+            name,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            q.coverage,
+            q.covered_at_all_looks,
+            significant(q.mean_width)
         );
     }
     let q = &report.sequence;

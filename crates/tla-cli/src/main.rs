@@ -48,7 +48,7 @@ enum Command {
     Versions(versions::VersionsArgs),
     /// Run a policy online against a simulated world file.
     Simulate(simulate::SimulateArgs),
-    /// Off-policy evaluation (IPS, SNIPS, DR): validate on simulator logs, or evaluate
+    /// Off-policy evaluation (IPS, SNIPS, DR, AW-AIPW): validate on simulator logs, or evaluate
     /// an imported log of decisions with propensities, or a stored campaign's own log.
     Evaluate(evaluate::EvaluateArgs),
     /// Export a campaign's decisions or events to CSV or Parquet.

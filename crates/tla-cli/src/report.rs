@@ -5,6 +5,7 @@
 //! `tla report CAMPAIGN (--data DIR | --server URL --key KEY) [--format table|json|csv]`;
 //! `tla report compare A B ...` puts two campaigns side by side.
 
+use crate::number::significant;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use tla_core::report::{Interval, Report, ReportSettings};
@@ -211,36 +212,45 @@ fn fixed(x: f64, digits: usize) -> String {
     }
 }
 
-/// [`fixed`] with its sign always written.
-fn signed(x: f64, digits: usize) -> String {
-    if !x.is_finite() {
-        "-".into()
-    } else if x.abs() >= 1e12 {
-        format!("{x:+.3e}")
-    } else {
-        format!("{x:+.digits$}")
-    }
-}
-
 fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or_else(|| "-".into(), |x| fixed(x, digits))
+}
+
+fn opt_sig(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), sig)
 }
 
 fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "-".into(), |x| format!("{:.1}%", 100.0 * x))
 }
 
-fn ci(i: &Interval, digits: usize) -> String {
-    format!(
-        "{} [{}, {}]",
-        fixed(i.mean, digits),
-        fixed(i.lower, digits),
-        fixed(i.upper, digits)
-    )
+/// An interval with its mean, each number to [`crate::number::TABLE_DIGITS`] significant
+/// digits (a rate of 0.0038 keeps its digits).
+fn ci(i: &Interval) -> String {
+    format!("{} [{}, {}]", sig(i.mean), sig(i.lower), sig(i.upper))
 }
 
-fn ci_opt(i: Option<&Interval>, digits: usize) -> String {
-    i.map_or_else(|| "-".into(), |i| ci(i, digits))
+/// `x` to [`crate::number::TABLE_DIGITS`] significant digits, `-` when not finite.
+fn sig(x: f64) -> String {
+    if x.is_finite() {
+        significant(x)
+    } else {
+        "-".into()
+    }
+}
+
+/// [`sig`] with its sign always written (`0` has none).
+fn signed_sig(x: f64) -> String {
+    let text = sig(x);
+    if x.is_finite() && x > 0.0 {
+        format!("+{text}")
+    } else {
+        text
+    }
+}
+
+fn ci_opt(i: Option<&Interval>) -> String {
+    i.map_or_else(|| "-".into(), ci)
 }
 
 /// The report as terminal tables.
@@ -316,8 +326,8 @@ pub fn table(report: &Report) -> String {
                 o.counts.impressions,
                 o.counts.conversions,
                 fixed(o.counts.value, 2),
-                ci(&o.posterior.rate, 4),
-                ci_opt(o.posterior.value_per_impression.as_ref(), 3),
+                ci(&o.posterior.rate),
+                ci_opt(o.posterior.value_per_impression.as_ref()),
                 o.p_best,
                 o.expected_loss
             );
@@ -332,8 +342,8 @@ pub fn table(report: &Report) -> String {
             segment.counts.impressions,
             segment.counts.conversions,
             fixed(segment.counts.value, 2),
-            ci(&segment.posterior.rate, 4),
-            ci_opt(segment.posterior.value_per_impression.as_ref(), 3)
+            ci(&segment.posterior.rate),
+            ci_opt(segment.posterior.value_per_impression.as_ref())
         );
         for v in &segment.leaders {
             let _ = writeln!(
@@ -343,8 +353,8 @@ pub fn table(report: &Report) -> String {
                 v.p_best.unwrap_or(0.0),
                 v.expected_loss.unwrap_or(0.0),
                 v.counts.impressions,
-                ci(&v.posterior.rate, 4),
-                ci_opt(v.posterior.value_per_impression.as_ref(), 3),
+                ci(&v.posterior.rate),
+                ci_opt(v.posterior.value_per_impression.as_ref()),
                 v.text
             );
         }
@@ -363,7 +373,7 @@ pub fn table(report: &Report) -> String {
             v.version,
             v.counts.impressions,
             v.counts.conversions,
-            ci(&v.posterior.rate, 4),
+            ci(&v.posterior.rate),
             truncate(&v.text, 60)
         );
     }
@@ -390,9 +400,9 @@ pub fn table(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "  policy that ran        {} [{}, {}]",
-                fixed(r.value, 4),
-                fixed(r.lower, 4),
-                fixed(r.upper, 4)
+                sig(r.value),
+                sig(r.lower),
+                sig(r.upper)
             );
             for (name, c) in [
                 ("even split", &lift.even_split),
@@ -403,13 +413,13 @@ pub fn table(report: &Report) -> String {
                         let _ = writeln!(
                             out,
                             "  {name:<22} {} [{}, {}] (SNIPS, ESS {:.0}); lift {} [{}, {}]",
-                            fixed(e.value, 4),
-                            fixed(e.lower, 4),
-                            fixed(e.upper, 4),
+                            sig(e.value),
+                            sig(e.lower),
+                            sig(e.upper),
                             e.ess,
-                            signed(l.value, 4),
-                            signed(l.lower, 4),
-                            signed(l.upper, 4)
+                            signed_sig(l.value),
+                            signed_sig(l.lower),
+                            signed_sig(l.upper)
                         );
                     }
                     _ => {
@@ -479,8 +489,8 @@ fn holdout_table(out: &mut String, h: &tla_core::holdout::HoldoutLift) {
             arm.decisions,
             fixed(arm.value, 2),
             fixed(arm.spend, 2),
-            opt(arm.value_per_impression, 4),
-            opt(arm.value_per_dollar, 4)
+            opt_sig(arm.value_per_impression),
+            opt_sig(arm.value_per_dollar)
         );
     }
     for (name, lift) in [
@@ -492,12 +502,12 @@ fn holdout_table(out: &mut String, h: &tla_core::holdout::HoldoutLift) {
                 let _ = writeln!(
                     out,
                     "  {name:<20} {} ({}); fixed-horizon [{}, {}]; valid at every look [{}, {}]{}",
-                    signed(l.lift, 4),
+                    signed_sig(l.lift),
                     pct(l.relative),
-                    signed(l.fixed.lower, 4),
-                    signed(l.fixed.upper, 4),
-                    signed(l.sequence.lower, 4),
-                    signed(l.sequence.upper, 4),
+                    signed_sig(l.fixed.lower),
+                    signed_sig(l.fixed.upper),
+                    signed_sig(l.sequence.lower),
+                    signed_sig(l.sequence.upper),
                     if l.sequence_excludes_zero {
                         "  (excludes 0)"
                     } else {
@@ -731,7 +741,7 @@ fn compare_rows(a: &Report, b: &Report) -> Vec<(&'static str, String, String)> {
     );
     push(
         "value per impression (realized)",
-        both(&|r| opt(r.lift.as_ref().map(|l| l.realized.value), 4)),
+        both(&|r| opt_sig(r.lift.as_ref().map(|l| l.realized.value))),
     );
     push(
         "lift over an even split",
