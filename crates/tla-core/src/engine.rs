@@ -41,6 +41,7 @@
 
 use crate::decision::DecisionTable;
 use crate::design::Objective;
+use crate::plan::{AdResult, ResultError};
 use crate::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use crate::policy::factorized::FactorizedSampler;
 use crate::policy::thompson::PosteriorSampler;
@@ -599,14 +600,113 @@ impl Engine {
     /// up to `now_millis`: what the engine has learned depends on its events alone,
     /// never on when it was restored or refreshed.
     pub fn refresh_all<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: u64) {
+        let tables = self.draw_tables(rng, now_millis);
         let base = self.policy.base_mut();
-        let mut sampler = base.sampler().clone();
-        sampler.advance_clock(now_millis);
-        for segment in 0..self.segment_counts.len() {
-            let table = base.draw_table(&mut sampler, segment, rng);
+        for (segment, table) in tables.into_iter().enumerate() {
             base.install_table(segment, table, Some(now_millis));
         }
         base.finish_refresh();
+    }
+
+    /// A fresh decision table for every segment, drawn from a copy of the model
+    /// brought up to `now_millis`, leaving the engine untouched: the batch Thompson
+    /// draws a plan for a period is made of ([`crate::plan::make_plan`]), and what
+    /// [`Engine::refresh_all`] installs.
+    pub fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable> {
+        let base = self.policy.base();
+        let mut sampler = base.sampler().clone();
+        sampler.advance_clock(now_millis);
+        (0..self.segment_counts.len())
+            .map(|segment| base.draw_table(&mut sampler, segment, rng))
+            .collect()
+    }
+
+    /// Learns the aggregates an ad platform reports, per (ad set = segment, ad =
+    /// version), as it would learn the same events one by one (`docs/platform.md`):
+    /// each result's impressions in turn, its clicks and conversions spread evenly
+    /// among them (a conversion right after the impression it follows), the results
+    /// interleaved in proportion (event `i` of a result of `n` at position
+    /// `(i + 0.5) / n`), all at `at_millis`. A conversion's own amount is not reported:
+    /// the `c` conversions of a result with value `V` are each learned with the mean
+    /// amount `V / c` (amounts unknown when `V` is 0), which keeps the value model's
+    /// expected amount `exp(mean + σ²/2)` on the reported mean (the learned spread `σ²`
+    /// is smaller than one by one; `docs/platform.md` has the measured difference).
+    /// The spend is counted as one cost event per result.
+    /// Every result is checked first ([`AdResult::check`], its segment and version in
+    /// the campaign); on a refusal nothing is learned.
+    pub fn learn_results(
+        &mut self,
+        results: &[AdResult],
+        at_millis: u64,
+    ) -> Result<(), ResultError> {
+        for result in results {
+            result.check()?;
+            let segments = self.segment_counts.len();
+            if result.segment >= segments {
+                return Err(ResultError::Segment {
+                    segment: result.segment,
+                    segments,
+                });
+            }
+            if !self.space().is_allowed(result.version) {
+                return Err(ResultError::Version {
+                    version: result.version,
+                    total: self.space().total(),
+                });
+            }
+        }
+        // Per result: the next impression, and the clicks and conversions learned so far.
+        let mut cursors = vec![(0u64, 0u64, 0u64); results.len()];
+        let position = |i: u64, n: u64| ((i as f64 + 0.5) / n as f64).to_bits();
+        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.impressions > 0)
+            .map(|(k, r)| std::cmp::Reverse((position(0, r.impressions), k)))
+            .collect();
+        while let Some(std::cmp::Reverse((_, k))) = heap.pop() {
+            let result = &results[k];
+            let cursor = &mut cursors[k];
+            let (segment, version, n) = (result.segment, result.version, result.impressions);
+            let (i, clicks, conversions) = cursor;
+            let i_now = *i;
+            self.learn_event(segment, version, Feedback::Impression, Some(at_millis));
+            // Event j of c spread over n impressions follows impression
+            // floor((j + 0.5) n / c).
+            let due = |j: u64, c: u64| ((j as f64 + 0.5) * n as f64 / c as f64) as u64 <= i_now;
+            while *clicks < result.clicks && due(*clicks, result.clicks) {
+                *clicks += 1;
+                self.learn_event(segment, version, Feedback::Click, Some(at_millis));
+            }
+            // Each conversion with the mean amount; a value of 0: amounts unknown.
+            let amount = (result.value > 0.0).then(|| result.value / result.conversions as f64);
+            while *conversions < result.conversions && due(*conversions, result.conversions) {
+                *conversions += 1;
+                self.learn_event(
+                    segment,
+                    version,
+                    Feedback::Conversion { amount },
+                    Some(at_millis),
+                );
+            }
+            *i += 1;
+            if *i < n {
+                heap.push(std::cmp::Reverse((position(*i, n), k)));
+            }
+        }
+        for result in results {
+            if result.spend > 0.0 {
+                self.learn_event(
+                    result.segment,
+                    result.version,
+                    Feedback::Cost {
+                        amount: result.spend,
+                    },
+                    Some(at_millis),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The version space.
