@@ -623,15 +623,8 @@ impl Engine {
 
     /// Learns the aggregates an ad platform reports, per (ad set = segment, ad =
     /// version), as it would learn the same events one by one (`docs/platform.md`):
-    /// each result's impressions in turn, its clicks and conversions spread evenly
-    /// among them (a conversion right after the impression it follows), the results
-    /// interleaved in proportion (event `i` of a result of `n` at position
-    /// `(i + 0.5) / n`), all at `at_millis`. A conversion's own amount is not reported:
-    /// the `c` conversions of a result with value `V` are each learned with the mean
-    /// amount `V / c` (amounts unknown when `V` is 0), which keeps the value model's
-    /// expected amount `exp(mean + σ²/2)` on the reported mean (the learned spread `σ²`
-    /// is smaller than one by one; `docs/platform.md` has the measured difference).
-    /// The spend is counted as one cost event per result.
+    /// the events of [`crate::plan::for_each_event`], all at `at_millis`, then the
+    /// spend, counted as one cost event per result.
     /// Every result is checked first ([`AdResult::check`], its segment and version in
     /// the campaign); on a refusal nothing is learned.
     pub fn learn_results(
@@ -655,45 +648,9 @@ impl Engine {
                 });
             }
         }
-        // Per result: the next impression, and the clicks and conversions learned so far.
-        let mut cursors = vec![(0u64, 0u64, 0u64); results.len()];
-        let position = |i: u64, n: u64| ((i as f64 + 0.5) / n as f64).to_bits();
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = results
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.impressions > 0)
-            .map(|(k, r)| std::cmp::Reverse((position(0, r.impressions), k)))
-            .collect();
-        while let Some(std::cmp::Reverse((_, k))) = heap.pop() {
-            let result = &results[k];
-            let cursor = &mut cursors[k];
-            let (segment, version, n) = (result.segment, result.version, result.impressions);
-            let (i, clicks, conversions) = cursor;
-            let i_now = *i;
-            self.learn_event(segment, version, Feedback::Impression, Some(at_millis));
-            // Event j of c spread over n impressions follows impression
-            // floor((j + 0.5) n / c).
-            let due = |j: u64, c: u64| ((j as f64 + 0.5) * n as f64 / c as f64) as u64 <= i_now;
-            while *clicks < result.clicks && due(*clicks, result.clicks) {
-                *clicks += 1;
-                self.learn_event(segment, version, Feedback::Click, Some(at_millis));
-            }
-            // Each conversion with the mean amount; a value of 0: amounts unknown.
-            let amount = (result.value > 0.0).then(|| result.value / result.conversions as f64);
-            while *conversions < result.conversions && due(*conversions, result.conversions) {
-                *conversions += 1;
-                self.learn_event(
-                    segment,
-                    version,
-                    Feedback::Conversion { amount },
-                    Some(at_millis),
-                );
-            }
-            *i += 1;
-            if *i < n {
-                heap.push(std::cmp::Reverse((position(*i, n), k)));
-            }
-        }
+        crate::plan::for_each_event(results, |segment, version, feedback| {
+            self.learn_event(segment, version, feedback, Some(at_millis));
+        });
         for result in results {
             if result.spend > 0.0 {
                 self.learn_event(

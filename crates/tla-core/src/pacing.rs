@@ -75,6 +75,11 @@ pub enum PacingMode {
     Even,
     /// Buy every opportunity until the budget is gone.
     None,
+    /// An ad platform buys (`docs/platform.md`): the pacer keeps only the hard limits
+    /// (flight budget, daily cap); the platform's delivery decides the rest, a skip of
+    /// it counted as [`SkipReason::Throttle`]. Not a `--pacing` choice (not in
+    /// [`PacingMode::ALL`]): `tla simulate --mode plan` runs it.
+    Platform,
 }
 
 impl PacingMode {
@@ -93,6 +98,7 @@ impl PacingMode {
             PacingMode::Ratio => "ratio",
             PacingMode::Even => "even",
             PacingMode::None => "none",
+            PacingMode::Platform => "platform",
         }
     }
 
@@ -842,6 +848,7 @@ impl Pacer {
             PacingMode::Even => (Gate::Throttle(self.throttle), SkipReason::Throttle),
             PacingMode::None if roas > 0.0 => priced(0.0),
             PacingMode::None => (Gate::Open, SkipReason::Price),
+            PacingMode::Platform => (Gate::Open, SkipReason::Throttle),
         };
         bid
     }
@@ -975,7 +982,7 @@ impl Pacer {
                     1.0
                 };
             }
-            PacingMode::Ratio | PacingMode::None => {}
+            PacingMode::Ratio | PacingMode::None | PacingMode::Platform => {}
         }
     }
 

@@ -26,7 +26,7 @@
 //! costs and traffic, and the random stream.
 
 use crate::decision::DecisionTable;
-use crate::engine::Engine;
+use crate::engine::{Engine, Feedback};
 use crate::pacing::{CostModel, SpendCell, Traffic, expected_spend, solve_price, spend_cells};
 use rand::Rng;
 
@@ -220,9 +220,61 @@ impl PlanSettings {
     }
 }
 
-/// The plan of a period (module documentation, `docs/platform.md`), its draws from `rng`.
+/// What a plan is drawn from: a campaign's model of its versions. [`Engine`] is one; the
+/// simulator's policy is another (its versions translated to the world's after).
+pub trait PlanModel {
+    /// Number of segments (ad sets).
+    fn segments(&self) -> usize;
+    /// The campaign revision the versions belong to.
+    fn revision(&self) -> u32;
+    /// Each segment's share of the traffic, as declared (what a plan without a traffic
+    /// forecast splits by).
+    fn segment_shares(&self) -> Vec<f64>;
+    /// A fresh decision table per segment: the batch of Thompson draws, from the model
+    /// as of `now_millis`.
+    fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable>;
+    /// How many versions `segment` may run.
+    fn available(&self, segment: usize) -> u64;
+    /// A version drawn uniformly from those `segment` may run.
+    fn sample_available<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> u64;
+}
+
+impl PlanModel for Engine {
+    fn segments(&self) -> usize {
+        self.segment_counts().len()
+    }
+    fn revision(&self) -> u32 {
+        Engine::revision(self)
+    }
+    fn segment_shares(&self) -> Vec<f64> {
+        self.campaign().segment_shares().to_vec()
+    }
+    fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable> {
+        Engine::draw_tables(self, rng, now_millis)
+    }
+    fn available(&self, segment: usize) -> u64 {
+        self.campaign().availability().count(segment)
+    }
+    fn sample_available<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> u64 {
+        self.campaign()
+            .availability()
+            .sample_uniform(self.space(), segment, rng)
+    }
+}
+
+/// The plan of a period for a campaign's engine (module documentation,
+/// `docs/platform.md`), its draws from `rng`.
 pub fn make_plan<R: Rng + ?Sized>(
     engine: &Engine,
+    request: &PlanRequest<'_>,
+    rng: &mut R,
+) -> Result<Plan, PlanError> {
+    make_plan_with(engine, request, rng)
+}
+
+/// [`make_plan`] over any [`PlanModel`].
+pub fn make_plan_with<M: PlanModel + ?Sized, R: Rng + ?Sized>(
+    engine: &M,
     request: &PlanRequest<'_>,
     rng: &mut R,
 ) -> Result<Plan, PlanError> {
@@ -237,7 +289,7 @@ pub fn make_plan<R: Rng + ?Sized>(
     if !(request.budget.is_finite() && request.budget >= 0.0) {
         return Err(PlanError::Budget(request.budget));
     }
-    let segments = engine.segment_counts().len();
+    let segments = engine.segments();
     let tables = engine.draw_tables(rng, u64::try_from(request.start_ms).unwrap_or(0));
     let buy = |s: usize, price: f64| {
         let table = &tables[s];
@@ -301,10 +353,14 @@ pub fn make_plan<R: Rng + ?Sized>(
 /// The period's cells of traffic and cost: from the forecast and the cost model where
 /// known; a cost not known is the budget spread evenly over the forecast opportunities;
 /// without a forecast, one cell per segment with its campaign share as opportunities.
-fn period_cells(engine: &Engine, request: &PlanRequest<'_>, segments: usize) -> Vec<SpendCell> {
+fn period_cells<M: PlanModel + ?Sized>(
+    engine: &M,
+    request: &PlanRequest<'_>,
+    segments: usize,
+) -> Vec<SpendCell> {
     let shares: Vec<f64> = match request.traffic {
         Some(traffic) => traffic.segment_shares(),
-        None => engine.campaign().segment_shares().to_vec(),
+        None => engine.segment_shares(),
     };
     let Some(traffic) = request.traffic else {
         return (0..segments)
@@ -431,8 +487,8 @@ pub(crate) fn fit_budgets(target: &[f64], bounds: &[(f64, f64)], total: f64) -> 
 /// exceeds `price` (all draws, when none does), shares in proportion to those draws
 /// mixed with the exploration share spread evenly; slots left filled with versions
 /// drawn uniformly from those available to the segment.
-fn choose_ads<R: Rng + ?Sized>(
-    engine: &Engine,
+fn choose_ads<M: PlanModel + ?Sized, R: Rng + ?Sized>(
+    engine: &M,
     table: &DecisionTable,
     segment: usize,
     price: f64,
@@ -453,13 +509,11 @@ fn choose_ads<R: Rng + ?Sized>(
     // Most draws first; ties by version, so the order is fixed.
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(k);
-    let available = engine.campaign().availability();
-    let space = engine.space();
-    let room = available.count(segment).min(k as u64) as usize;
+    let room = engine.available(segment).min(k as u64) as usize;
     let mut tries = 0;
     while ranked.len() < room && tries < 64 * k {
         tries += 1;
-        let v = available.sample_uniform(space, segment, rng);
+        let v = engine.sample_available(segment, rng);
         if !ranked.iter().any(|&(w, _)| w == v) {
             ranked.push((v, 0.0));
         }
@@ -607,6 +661,49 @@ pub enum ResultError {
     },
 }
 
+/// The events of `results` one by one, in the order [`Engine::learn_results`] learns
+/// them (`docs/platform.md`): each result's impressions in turn, its clicks and
+/// conversions spread evenly among them (event `j` of `c` right after impression
+/// `floor((j + 0.5) n / c)` of `n`), the results interleaved in proportion (impression
+/// `i` of a result of `n` at position `(i + 0.5) / n`; ties in the results' order). A
+/// conversion's own amount is not reported: each of the `c` conversions of a result
+/// with value `V` carries the mean amount `V / c` (unknown when `V` is 0), which keeps
+/// the value model's expected amount `exp(mean + σ²/2)` on the reported mean. Spend is
+/// not an event here. `learn(segment, version, feedback)` is called for each event.
+pub fn for_each_event(results: &[AdResult], mut learn: impl FnMut(usize, u64, Feedback)) {
+    use std::cmp::Reverse;
+    // Per result: the next impression, and the clicks and conversions given so far.
+    let mut cursors = vec![(0u64, 0u64, 0u64); results.len()];
+    let position = |i: u64, n: u64| ((i as f64 + 0.5) / n as f64).to_bits();
+    let mut heap: std::collections::BinaryHeap<Reverse<(u64, usize)>> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.impressions > 0)
+        .map(|(k, r)| Reverse((position(0, r.impressions), k)))
+        .collect();
+    while let Some(Reverse((_, k))) = heap.pop() {
+        let result = &results[k];
+        let (i, clicks, conversions) = &mut cursors[k];
+        let (segment, version, n) = (result.segment, result.version, result.impressions);
+        let now = *i;
+        learn(segment, version, Feedback::Impression);
+        let due = |j: u64, c: u64| ((j as f64 + 0.5) * n as f64 / c as f64) as u64 <= now;
+        while *clicks < result.clicks && due(*clicks, result.clicks) {
+            *clicks += 1;
+            learn(segment, version, Feedback::Click);
+        }
+        let amount = (result.value > 0.0).then(|| result.value / result.conversions as f64);
+        while *conversions < result.conversions && due(*conversions, result.conversions) {
+            *conversions += 1;
+            learn(segment, version, Feedback::Conversion { amount });
+        }
+        *i += 1;
+        if *i < n {
+            heap.push(Reverse((position(*i, n), k)));
+        }
+    }
+}
+
 impl AdResult {
     /// Checks the numbers (not whether the segment and version are the campaign's:
     /// [`Engine::learn_results`] does).
@@ -636,7 +733,6 @@ impl AdResult {
 #[cfg(all(test, feature = "text"))]
 mod tests {
     use super::*;
-    use crate::engine::Feedback;
     use crate::pacing::HOUR_MS;
     use crate::spec::CampaignSpec;
     use rand::SeedableRng;
