@@ -20,7 +20,7 @@
 
 mod campaigns;
 mod client;
-mod csv_text;
+use tla_server::csv_text;
 mod demo;
 mod evaluate;
 mod events;

@@ -122,6 +122,10 @@ impl Modify for BearerScheme {
         routes::correct,
         routes::report_spend,
         routes::change_budget,
+        routes::make_plan,
+        routes::list_plans,
+        routes::get_plan,
+        routes::import_results,
     ),
     // Schemas named only by the error responses (IntoResponses types) are not
     // collected from the paths.
@@ -178,6 +182,10 @@ pub fn document(config: &ServerConfig) -> Value {
         (
             "/components/schemas/SpendReport/properties/amount/maximum",
             Value::from(tla_core::spec::AMOUNT_LIMIT),
+        ),
+        (
+            "/components/schemas/ResultBatch/properties/rows/maxItems",
+            Value::from(config.max_events_per_request),
         ),
         (
             "/components/schemas/CorrectionRequest/properties/reason/maxLength",
