@@ -534,6 +534,10 @@ mod tests {
             ("revision_refused", 409),
             ("campaign_archived", 409),
             ("invalid_unit", 400),
+            ("invalid_plan", 400),
+            ("plan_not_found", 404),
+            ("unknown_ad", 400),
+            ("invalid_result", 400),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -318,9 +318,12 @@ mod tests {
             "/v1/campaigns/{id}/corrections",
             "/v1/campaigns/{id}/spend",
             "/v1/campaigns/{id}/budget",
+            "/v1/campaigns/{id}/plans",
+            "/v1/campaigns/{id}/plans/{plan}",
+            "/v1/campaigns/{id}/results",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 17, "{paths:?}");
+        assert_eq!(paths.len(), 20, "{paths:?}");
     }
 }
