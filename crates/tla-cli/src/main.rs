@@ -27,7 +27,7 @@ mod evaluate;
 mod events;
 mod export;
 mod number;
-mod platform;
+mod platform_io;
 mod report;
 mod serve;
 mod simulate;
@@ -72,9 +72,9 @@ enum Command {
     Campaigns(campaigns::CampaignsArgs),
     /// Ask a running server for a plan of a period (per ad set its budget and the ads
     /// to run with their shares) and write its bulk-upload sheet (CSV or JSON).
-    Plan(platform::PlanArgs),
+    Plan(platform_io::PlanArgs),
     /// Send an ad platform's results per ad and day (or hour) to a running server.
-    Results(platform::ResultsArgs),
+    Results(platform_io::ResultsArgs),
 }
 
 /// Logs to stderr; `TLA_LOG` sets the level (error, warn, info, debug, trace).
@@ -108,8 +108,8 @@ fn main() -> std::process::ExitCode {
         Command::Events(args) => events::run(args),
         Command::Spend(args) => spend::run(args),
         Command::Campaigns(args) => campaigns::run(args),
-        Command::Plan(args) => platform::run_plan(args),
-        Command::Results(args) => platform::run_results(args),
+        Command::Plan(args) => platform_io::run_plan(args),
+        Command::Results(args) => platform_io::run_results(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
