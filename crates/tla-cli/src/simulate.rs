@@ -9,11 +9,14 @@ use std::io::IsTerminal;
 use tla_core::design::{Interactions, Objective};
 use tla_core::model::forgetting::Forgetting;
 use tla_core::pacing::PacingMode;
+use tla_core::plan::PlanSettings;
 use tla_core::policy::campaign::CampaignPolicySettings;
 use tla_core::spec::{AMOUNT_LIMIT, MAX_MIN_ROAS};
 use tla_sim::online::{HoldoutRun, PacingRun};
+use tla_sim::platform::{PlatformLearner, PlatformRun};
 use tla_sim::sim::{
     HoldoutReport, HoldoutRuns, SimConfig, SimReport, Truth, holdout_runs, simulate,
+    simulate_platform,
 };
 use tla_sim::world::World;
 use tla_sim::{PolicyChoice, build_policy};
@@ -149,9 +152,36 @@ pub struct SimulateArgs {
     /// check: the policy and the holdout are both the even split).
     #[arg(long, default_value_t = 1, requires = "holdout")]
     pub runs: u64,
+    /// How the campaign buys: `impression` (it decides each opportunity: owned
+    /// channels, or a bidder) or `plan` (an ad platform owns the impression: every
+    /// --plan-every hours a plan gives each ad set (segment) a budget and
+    /// --ads-per-segment ads with their shares, a simulated platform delivers it and
+    /// reports aggregates, which are learned; needs --budget; docs/platform.md).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "impression",
+        conflicts_with = "campaign"
+    )]
+    pub mode: ModeArg,
+    /// With --mode plan: hours between plans (the period a plan runs for).
+    #[arg(long, default_value_t = 24.0)]
+    pub plan_every: f64,
+    /// With --mode plan: ads per ad set (K).
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_ADS_PER_SEGMENT)]
+    pub ads_per_segment: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `tla simulate` buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// The campaign decides each opportunity.
+    Impression,
+    /// An ad platform delivers the campaign's plans.
+    Plan,
 }
 
 /// How `tla simulate --budget` spends the budget (see tla_core::pacing).
@@ -361,6 +391,15 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if args.mode == ModeArg::Plan {
+        return run_plan(
+            &args,
+            &world,
+            &truth,
+            build_policy(choice, &design, &settings, args.seed),
+            config,
+        );
+    }
     let mut policy = build_policy(choice, &design, &settings, args.seed);
     let bar = progress_bar(args.impressions);
     let report = simulate(&world, &truth, &mut policy, &config, |done| {
@@ -377,6 +416,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         if let Some(gap) = &gap {
             value["argmax_gap"] = serde_json::to_value(gap)?;
         }
+        value["mode"] = "impression".into();
         value["interactions"] = serde_json::Value::String(args.interactions.clone());
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();
@@ -404,6 +444,71 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 gap.exact_micros
             );
         }
+    }
+    Ok(())
+}
+
+/// `--mode plan`: the run through the simulated platform, printed as a table or JSON
+/// (the per-impression run's fields, with `mode`, `plan_every_hours`,
+/// `ads_per_segment` and `plans`).
+fn run_plan(
+    args: &SimulateArgs,
+    world: &World,
+    truth: &Truth,
+    policy: tla_sim::AnyPolicy,
+    mut config: SimConfig,
+) -> anyhow::Result<()> {
+    let Some(pacing) = config.pacing.as_mut() else {
+        bail!(
+            "--mode plan needs --budget (auto or an amount): a plan gives each ad set a share of it"
+        );
+    };
+    if config.holdout.is_some() {
+        bail!("--mode plan does not take --holdout");
+    }
+    if !(args.plan_every.is_finite() && args.plan_every > 0.0) {
+        bail!(
+            "--plan-every must be a number of hours above 0; got {}",
+            args.plan_every
+        );
+    }
+    let run = PlatformRun {
+        settings: PlanSettings {
+            min_roas: pacing.min_roas,
+            ..PlatformRun::new(args.plan_every, args.ads_per_segment).settings
+        },
+        ..PlatformRun::new(args.plan_every, args.ads_per_segment)
+    };
+    run.settings
+        .check()
+        .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
+    pacing.mode = PlatformLearner::PACING;
+    let budget = pacing.budget;
+    let mut platform =
+        PlatformLearner::new(policy, world, args.impressions, budget, run, args.seed);
+    let bar = progress_bar(args.impressions);
+    let report = simulate_platform(world, truth, &mut platform, &config, |done| {
+        bar.set_position(done)
+    });
+    bar.finish_and_clear();
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["mode"] = "plan".into();
+        value["plan_every_hours"] = args.plan_every.into();
+        value["ads_per_segment"] = args.ads_per_segment.into();
+        value["plans"] = platform.plans().into();
+        value["interactions"] = serde_json::Value::String(args.interactions.clone());
+        value["epsilon"] = args.epsilon.into();
+        value["draws"] = args.draws.into();
+        println!("{}", serde_json::to_string(&value)?);
+    } else {
+        print_table(&report);
+        println!(
+            "  mode plan: {} plans, every {} h, {} ads per ad set",
+            platform.plans(),
+            args.plan_every,
+            args.ads_per_segment
+        );
     }
     Ok(())
 }

@@ -41,6 +41,7 @@
 
 use crate::decision::DecisionTable;
 use crate::design::Objective;
+use crate::plan::{AdResult, ResultError};
 use crate::policy::campaign::{CampaignPolicy, CampaignPolicySettings};
 use crate::policy::factorized::FactorizedSampler;
 use crate::policy::thompson::PosteriorSampler;
@@ -599,14 +600,70 @@ impl Engine {
     /// up to `now_millis`: what the engine has learned depends on its events alone,
     /// never on when it was restored or refreshed.
     pub fn refresh_all<R: Rng + ?Sized>(&mut self, rng: &mut R, now_millis: u64) {
+        let tables = self.draw_tables(rng, now_millis);
         let base = self.policy.base_mut();
-        let mut sampler = base.sampler().clone();
-        sampler.advance_clock(now_millis);
-        for segment in 0..self.segment_counts.len() {
-            let table = base.draw_table(&mut sampler, segment, rng);
+        for (segment, table) in tables.into_iter().enumerate() {
             base.install_table(segment, table, Some(now_millis));
         }
         base.finish_refresh();
+    }
+
+    /// A fresh decision table for every segment, drawn from a copy of the model
+    /// brought up to `now_millis`, leaving the engine untouched: the batch Thompson
+    /// draws a plan for a period is made of ([`crate::plan::make_plan`]), and what
+    /// [`Engine::refresh_all`] installs.
+    pub fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable> {
+        let base = self.policy.base();
+        let mut sampler = base.sampler().clone();
+        sampler.advance_clock(now_millis);
+        (0..self.segment_counts.len())
+            .map(|segment| base.draw_table(&mut sampler, segment, rng))
+            .collect()
+    }
+
+    /// Learns the aggregates an ad platform reports, per (ad set = segment, ad =
+    /// version), as it would learn the same events one by one (`docs/platform.md`):
+    /// the events of [`crate::plan::for_each_event`], all at `at_millis`, then the
+    /// spend, counted as one cost event per result.
+    /// Every result is checked first ([`AdResult::check`], its segment and version in
+    /// the campaign); on a refusal nothing is learned.
+    pub fn learn_results(
+        &mut self,
+        results: &[AdResult],
+        at_millis: u64,
+    ) -> Result<(), ResultError> {
+        for result in results {
+            result.check()?;
+            let segments = self.segment_counts.len();
+            if result.segment >= segments {
+                return Err(ResultError::Segment {
+                    segment: result.segment,
+                    segments,
+                });
+            }
+            if !self.space().is_allowed(result.version) {
+                return Err(ResultError::Version {
+                    version: result.version,
+                    total: self.space().total(),
+                });
+            }
+        }
+        crate::plan::for_each_event(results, |segment, version, feedback| {
+            self.learn_event(segment, version, feedback, Some(at_millis));
+        });
+        for result in results {
+            if result.spend > 0.0 {
+                self.learn_event(
+                    result.segment,
+                    result.version,
+                    Feedback::Cost {
+                        amount: result.spend,
+                    },
+                    Some(at_millis),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The version space.

@@ -56,6 +56,7 @@ pub mod holdout;
 pub mod model;
 pub mod ope;
 pub mod pacing;
+pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod revision;

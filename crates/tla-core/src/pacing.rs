@@ -75,6 +75,11 @@ pub enum PacingMode {
     Even,
     /// Buy every opportunity until the budget is gone.
     None,
+    /// An ad platform buys (`docs/platform.md`): the pacer keeps only the hard limits
+    /// (flight budget, daily cap); the platform's delivery decides the rest, a skip of
+    /// it counted as [`SkipReason::Throttle`]. Not a `--pacing` choice (not in
+    /// [`PacingMode::ALL`]): `tla simulate --mode plan` runs it.
+    Platform,
 }
 
 impl PacingMode {
@@ -93,6 +98,7 @@ impl PacingMode {
             PacingMode::Ratio => "ratio",
             PacingMode::Even => "even",
             PacingMode::None => "none",
+            PacingMode::Platform => "platform",
         }
     }
 
@@ -545,6 +551,107 @@ fn add_hours(into: &mut [f64; HOURS], from: i64, to: i64, weight: f64) {
     }
 }
 
+/// A (segment, hour of the day) cell of the traffic still to come: what the money rule
+/// prices (`docs/pacing.md`, the planner).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendCell {
+    /// The segment.
+    pub segment: usize,
+    /// The hour of the day (0-23).
+    pub hour: usize,
+    /// Forecast opportunities of the segment in that hour of the day, over the window.
+    pub opportunities: f64,
+    /// The expected cost of one of them ([`CostModel::expected`]).
+    pub cost: f64,
+}
+
+/// The cells of the traffic forecast between `from_ms` and `to_ms`: per hour of the day
+/// the forecast opportunities ([`Traffic::forecast`]) split by the segments' shares so
+/// far, each with its expected cost (as of the cost model's last [`CostModel::refit`]).
+/// Cells without traffic, or whose cost is not known yet, are left out.
+pub fn spend_cells(
+    traffic: &Traffic,
+    costs: &CostModel,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<SpendCell> {
+    let forecast = traffic.forecast(from_ms, to_ms);
+    let shares = traffic.segment_shares();
+    let mut cells = Vec::with_capacity(HOURS * shares.len());
+    for (hour, &n) in forecast.iter().enumerate() {
+        if n <= 0.0 {
+            continue;
+        }
+        for (segment, &p) in shares.iter().enumerate() {
+            if p <= 0.0 {
+                continue;
+            }
+            if let Some(cost) = costs.expected(segment, hour) {
+                cells.push(SpendCell {
+                    segment,
+                    hour,
+                    opportunities: n * p,
+                    cost,
+                });
+            }
+        }
+    }
+    cells
+}
+
+/// The money rule's expected spend at price of money `lambda`:
+/// `S(λ) = Σ_cells n · ĉ · P(buy | price λ ĉ)`, with `buy_probability(s, price)` the
+/// policy's probability of buying an opportunity of segment `s` at that price.
+pub fn expected_spend(
+    cells: &[SpendCell],
+    lambda: f64,
+    buy_probability: &dyn Fn(usize, f64) -> f64,
+) -> f64 {
+    cells
+        .iter()
+        .map(|c| c.opportunities * c.cost * buy_probability(c.segment, lambda * c.cost))
+        .sum()
+}
+
+/// **The money rule's price of money**: the `λ` at which the expected spend over
+/// `cells` ([`expected_spend`]) matches `budget`, by bisection on `log λ` bracketed
+/// around `previous` (the last solution, or 0); 0 when even buying everything worth
+/// anything would not spend the budget. The pacer's planner ([`Pacer::replan`]) and
+/// the plans of a period on an ad platform ([`crate::plan`]) both price with it.
+pub fn solve_price(
+    cells: &[SpendCell],
+    budget: f64,
+    previous: f64,
+    buy_probability: &dyn Fn(usize, f64) -> f64,
+) -> f64 {
+    let spend_at = |lambda: f64| expected_spend(cells, lambda, buy_probability);
+    if cells.is_empty() || spend_at(0.0) <= budget {
+        return 0.0;
+    }
+    // spend_at falls as λ rises: bracket log λ around the last solution, widening
+    // until it holds the answer, then bisect.
+    let centre = if previous > 0.0 { previous.ln() } else { 0.0 };
+    let (mut lo, mut hi) = (centre - 0.5, centre + 0.5);
+    let mut width = 0.5;
+    while spend_at(lo.exp()) <= budget && lo > -LOG_PRICE_LIMIT {
+        width *= 2.0;
+        lo -= width;
+    }
+    while spend_at(hi.exp()) > budget && hi < LOG_PRICE_LIMIT {
+        width *= 2.0;
+        hi += width;
+    }
+    for _ in 0..PLAN_ITERATIONS {
+        let mid = 0.5 * (lo + hi);
+        if spend_at(mid.exp()) > budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi.exp()
+}
+
 /// What the pacer says of one opportunity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bid {
@@ -741,6 +848,7 @@ impl Pacer {
             PacingMode::Even => (Gate::Throttle(self.throttle), SkipReason::Throttle),
             PacingMode::None if roas > 0.0 => priced(0.0),
             PacingMode::None => (Gate::Open, SkipReason::Price),
+            PacingMode::Platform => (Gate::Open, SkipReason::Throttle),
         };
         bid
     }
@@ -859,71 +967,22 @@ impl Pacer {
         let ahead =
             (self.spent + self.reserved - self.planned) / (self.config.budget / flight_days);
         let correction = (FEEDBACK_GAIN * ahead.clamp(-FEEDBACK_LIMIT, FEEDBACK_LIMIT)).exp();
-        let forecast = self.traffic.forecast(now_ms, self.config.end_ms);
-        let shares = self.traffic.segment_shares();
-        let mut cells: Vec<(usize, f64, f64)> = Vec::with_capacity(HOURS * shares.len());
-        for (h, &n) in forecast.iter().enumerate() {
-            if n <= 0.0 {
-                continue;
-            }
-            for (s, &p) in shares.iter().enumerate() {
-                if p <= 0.0 {
-                    continue;
-                }
-                if let Some(c) = self.costs.expected(s, h) {
-                    cells.push((s, n * p, c));
-                }
-            }
-        }
+        let cells = spend_cells(&self.traffic, &self.costs, now_ms, self.config.end_ms);
         match self.config.mode {
             PacingMode::Value => {
-                let spend_at = |lambda: f64| -> f64 {
-                    cells
-                        .iter()
-                        .map(|&(s, n, c)| n * c * buy_probability(s, lambda * c))
-                        .sum()
-                };
-                self.lambda_plan = if cells.is_empty() || spend_at(0.0) <= remaining {
-                    0.0
-                } else {
-                    // spend_at falls as λ rises: bracket log λ around the last plan,
-                    // widening until it holds the answer, then bisect.
-                    let centre = if self.lambda_plan > 0.0 {
-                        self.lambda_plan.ln()
-                    } else {
-                        0.0
-                    };
-                    let (mut lo, mut hi) = (centre - 0.5, centre + 0.5);
-                    let mut width = 0.5;
-                    while spend_at(lo.exp()) <= remaining && lo > -LOG_PRICE_LIMIT {
-                        width *= 2.0;
-                        lo -= width;
-                    }
-                    while spend_at(hi.exp()) > remaining && hi < LOG_PRICE_LIMIT {
-                        width *= 2.0;
-                        hi += width;
-                    }
-                    for _ in 0..PLAN_ITERATIONS {
-                        let mid = 0.5 * (lo + hi);
-                        if spend_at(mid.exp()) > remaining {
-                            lo = mid;
-                        } else {
-                            hi = mid;
-                        }
-                    }
-                    hi.exp()
-                };
+                self.lambda_plan =
+                    solve_price(&cells, remaining, self.lambda_plan, buy_probability);
                 self.lambda = self.lambda_plan * correction;
             }
             PacingMode::Even => {
-                let all: f64 = cells.iter().map(|&(_, n, c)| n * c).sum();
+                let all: f64 = cells.iter().map(|c| c.opportunities * c.cost).sum();
                 self.throttle = if all > 0.0 {
                     (remaining / all / correction).clamp(0.0, 1.0)
                 } else {
                     1.0
                 };
             }
-            PacingMode::Ratio | PacingMode::None => {}
+            PacingMode::Ratio | PacingMode::None | PacingMode::Platform => {}
         }
     }
 

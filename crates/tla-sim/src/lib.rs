@@ -83,6 +83,7 @@ pub mod generate;
 pub mod launch;
 pub mod online;
 pub mod ope;
+pub mod platform;
 pub mod sim;
 pub mod world;
 
@@ -486,5 +487,95 @@ impl PricedPolicy for AnyPolicy {
     ) -> f64 {
         let pick_world = |version: u64| pick(self.to_world(version));
         dispatch!(self, p => p.mass_priced(segment, price, &pick_world, picked_allowed))
+    }
+}
+
+/// A plan drawn from the policy (`tla simulate --mode plan`, [`platform`]): the batch
+/// Thompson draws of its decision tables, in the versions of the options it knows;
+/// [`AnyPolicy::make_plan`] translates the plan to the world's versions.
+impl tla_core::plan::PlanModel for AnyPolicy {
+    fn segments(&self) -> usize {
+        self.design.segments()
+    }
+
+    fn revision(&self) -> u32 {
+        self.revisions + 1
+    }
+
+    fn segment_shares(&self) -> Vec<f64> {
+        let n = self.design.segments();
+        vec![1.0 / n as f64; n]
+    }
+
+    fn draw_tables<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now_millis: u64,
+    ) -> Vec<tla_core::decision::DecisionTable> {
+        use tla_core::policy::thompson::PosteriorSampler;
+        let segments = self.design.segments();
+        match &self.kind {
+            PolicyKind::FactorizedTs(policy) => {
+                let base = policy.base();
+                let mut sampler = base.sampler().clone();
+                sampler.advance_clock(now_millis);
+                (0..segments)
+                    .map(|s| base.draw_table(&mut sampler, s, rng))
+                    .collect()
+            }
+            PolicyKind::IndependentTs(policy) => {
+                let base = policy.base();
+                let mut sampler = base.sampler().clone();
+                sampler.advance_clock(now_millis);
+                (0..segments)
+                    .map(|s| base.draw_table(&mut sampler, s, rng))
+                    .collect()
+            }
+            PolicyKind::Uniform(_) => {
+                let space = self.known_space();
+                (0..segments)
+                    .map(|_| {
+                        let draws = (0..self.settings.draws.max(1))
+                            .map(|_| space.sample_uniform(rng))
+                            .collect();
+                        tla_core::decision::DecisionTable::from_draws(draws, 0)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn available(&self, _segment: usize) -> u64 {
+        self.known_space().allowed_count()
+    }
+
+    fn sample_available<R: Rng + ?Sized>(&self, _segment: usize, rng: &mut R) -> u64 {
+        self.known_space().sample_uniform(rng)
+    }
+}
+
+impl AnyPolicy {
+    /// The version space of the options the policy knows.
+    fn known_space(&self) -> &tla_core::space::VersionSpace {
+        match &self.view {
+            Some(view) => &view.design().space,
+            None => &self.design.space,
+        }
+    }
+
+    /// The plan of a period ([`tla_core::plan::make_plan_with`] over this policy), in
+    /// the world's versions.
+    pub fn make_plan<R: Rng + ?Sized>(
+        &self,
+        request: &tla_core::plan::PlanRequest<'_>,
+        rng: &mut R,
+    ) -> Result<tla_core::plan::Plan, tla_core::plan::PlanError> {
+        let mut plan = tla_core::plan::make_plan_with(self, request, rng)?;
+        for set in &mut plan.ad_sets {
+            for ad in &mut set.ads {
+                ad.version = self.to_world(ad.version);
+            }
+        }
+        Ok(plan)
     }
 }

@@ -796,6 +796,32 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
     config: &SimConfig,
     progress: impl FnMut(u64),
 ) -> SimReport {
+    simulate_learner(world, truth, policy, |p| p, config, progress)
+}
+
+/// [`simulate`] of the simulated ad platform (`--mode plan`, [`crate::platform`]):
+/// `config.pacing` must hold the flight budget, with
+/// [`crate::platform::PlatformLearner::PACING`] as its mode.
+pub fn simulate_platform(
+    world: &World,
+    truth: &Truth,
+    platform: &mut crate::platform::PlatformLearner,
+    config: &SimConfig,
+    progress: impl FnMut(u64),
+) -> SimReport {
+    simulate_learner(world, truth, platform, |p| p.policy(), config, progress)
+}
+
+/// The run of [`simulate`] for any learner; `policy` gives the policy the report
+/// describes.
+fn simulate_learner<L: online::Learner, P: Policy>(
+    world: &World,
+    truth: &Truth,
+    policy_learner: &mut L,
+    policy: fn(&L) -> &P,
+    config: &SimConfig,
+    progress: impl FnMut(u64),
+) -> SimReport {
     let mut scorer = Scorer::new(truth, config.checkpoints.len());
     let run_config = RunConfig {
         checkpoints: config.checkpoints.clone(),
@@ -821,7 +847,7 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
             online::run(
                 world,
                 &mut streams,
-                policy,
+                policy_learner,
                 &run_config,
                 (
                     (
@@ -837,7 +863,7 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
             online::run(
                 world,
                 &mut streams,
-                policy,
+                policy_learner,
                 &run_config,
                 (((&mut scorer, &mut recovery), holdout.as_mut()), progress),
             );
@@ -848,7 +874,7 @@ pub fn simulate<P: PricedPolicy + online::Launch>(
         budget,
         recovery: recovery.into_recovery(world),
         holdout: holdout.map(HoldoutScorer::into_report),
-        ..scorer.into_report(world, policy, config.seed)
+        ..scorer.into_report(world, policy(policy_learner), config.seed)
     }
 }
 /// The lift against the holdout at one look.
