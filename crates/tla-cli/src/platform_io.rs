@@ -182,7 +182,14 @@ impl ResultMap {
                 bail!("--map: {key} is given twice");
             }
         }
-        for key in ["ad_name", "impressions", "clicks", "conversions", "value", "spend"] {
+        for key in [
+            "ad_name",
+            "impressions",
+            "clicks",
+            "conversions",
+            "value",
+            "spend",
+        ] {
             if !columns.contains_key(key) {
                 bail!(
                     "the column mapping does not say which column holds the {key}: add {key}=COLUMN to --map"
@@ -230,7 +237,9 @@ impl ResultMap {
                 .and_then(|column| cell(column))
                 .map(|text| text.trim().to_owned())
         };
-        let ad_name = get("ad_name").filter(|t| !t.is_empty()).ok_or("ad_name: the cell is empty; accepted: the ad's name as planned")?;
+        let ad_name = get("ad_name")
+            .filter(|t| !t.is_empty())
+            .ok_or("ad_name: the cell is empty; accepted: the ad's name as planned")?;
         let (start, end) = match get("day") {
             Some(day) => period_of_day(&day, get("hour").as_deref())?,
             None => (
@@ -292,13 +301,17 @@ pub fn parse_period(text: &str) -> anyhow::Result<i64> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => bail!("--period {text:?}; accepted: a whole number of minutes, hours or days, like 90m, 4h, 24h or 1d"),
+        _ => bail!(
+            "--period {text:?}; accepted: a whole number of minutes, hours or days, like 90m, 4h, 24h or 1d"
+        ),
     };
     let n: i64 = number
         .parse()
         .ok()
         .filter(|n| *n > 0 && *n <= 366 * 24 * 60)
-        .with_context(|| format!("--period {text:?}; accepted: a positive whole number then m, h or d, like 4h"))?;
+        .with_context(|| {
+            format!("--period {text:?}; accepted: a positive whole number then m, h or d, like 4h")
+        })?;
     Ok(n * unit_ms)
 }
 
@@ -357,18 +370,16 @@ pub fn run_plan(args: PlanArgs) -> anyhow::Result<()> {
             },
             args.changed
         );
-        let sheet = crate::client::within(
-            SERVER_TIMEOUT,
-            &args.server,
-            &path,
-            client.get_text(&path),
-        )
-        .await?;
+        let sheet =
+            crate::client::within(SERVER_TIMEOUT, &args.server, &path, client.get_text(&path))
+                .await?;
         anyhow::Ok((plan, sheet))
     })?;
-    let ads: usize = plan["ad_sets"]
-        .as_array()
-        .map_or(0, |sets| sets.iter().map(|s| s["ads"].as_array().map_or(0, Vec::len)).sum());
+    let ads: usize = plan["ad_sets"].as_array().map_or(0, |sets| {
+        sets.iter()
+            .map(|s| s["ads"].as_array().map_or(0, Vec::len))
+            .sum()
+    });
     eprintln!(
         "plan {} of campaign {}: {} to {}, budget {:.2} over {} ad sets, {ads} ads",
         plan["plan_id"],
@@ -414,7 +425,9 @@ impl Sums {
 pub fn run_results(args: ResultsArgs) -> anyhow::Result<()> {
     let ResultsCommand::Import(args) = args.command;
     let map = ResultMap::parse(&args.map)?;
-    let format = args.format.unwrap_or_else(|| LogFormat::of_path(&args.file));
+    let format = args
+        .format
+        .unwrap_or_else(|| LogFormat::of_path(&args.file));
     let address = crate::report::server_address(&args.server)?;
     let runtime = runtime()?;
     let mut client = crate::client::Client::new(address, &args.key);
@@ -462,7 +475,9 @@ pub fn run_results(args: ResultsArgs) -> anyhow::Result<()> {
                     if campaign.is_none() {
                         let name = row["ad_name"].as_str().unwrap_or_default();
                         let (id, _, _) = tla_core::plan::parse_ad_name(name).map_err(|e| {
-                            anyhow::anyhow!("data row {number}: {e}; or name the campaign with --campaign")
+                            anyhow::anyhow!(
+                                "data row {number}: {e}; or name the campaign with --campaign"
+                            )
                         })?;
                         crate::client::check_campaign_id(&id)?;
                         campaign = Some(id);
@@ -510,7 +525,10 @@ pub fn run_results(args: ResultsArgs) -> anyhow::Result<()> {
             text.push_str(&format!("  data row {row}: {code}: {error}\n"));
         }
         if refused as usize > shown.len() {
-            text.push_str(&format!("  ... and {} more\n", refused as usize - shown.len()));
+            text.push_str(&format!(
+                "  ... and {} more\n",
+                refused as usize - shown.len()
+            ));
         }
         text
     };
@@ -564,7 +582,15 @@ mod tests {
             "ad_name=a,day=d,hour=h,impressions=i,clicks=c,conversions=v,value=x,spend=s",
         )
         .unwrap();
-        let base = [("a", "tla-c-1-7"), ("d", "2026-12-01"), ("i", "10"), ("c", "1"), ("v", "0"), ("x", "0"), ("s", "1")];
+        let base = [
+            ("a", "tla-c-1-7"),
+            ("d", "2026-12-01"),
+            ("i", "10"),
+            ("c", "1"),
+            ("v", "0"),
+            ("x", "0"),
+            ("s", "1"),
+        ];
         let mut with_hour = base.to_vec();
         with_hour.push(("h", "13:00:00 - 13:59:59"));
         let row = map.row(&cells(&with_hour)).unwrap();
@@ -574,19 +600,32 @@ mod tests {
         );
         let mut bad = base.to_vec();
         bad[2] = ("i", "many");
-        assert!(map.row(&cells(&bad)).unwrap_err().contains("impressions: \"many\""));
+        assert!(
+            map.row(&cells(&bad))
+                .unwrap_err()
+                .contains("impressions: \"many\"")
+        );
         let mut bad_day = base.to_vec();
         bad_day[1] = ("d", "1/12/2026");
-        assert!(map.row(&cells(&bad_day)).unwrap_err().contains("YYYY-MM-DD"));
+        assert!(
+            map.row(&cells(&bad_day))
+                .unwrap_err()
+                .contains("YYYY-MM-DD")
+        );
     }
 
     #[test]
     fn a_mapping_without_a_period_or_a_number_is_refused() {
-        let missing = ResultMap::parse("ad_name=a,impressions=i,clicks=c,conversions=v,value=x,spend=s")
-            .unwrap_err();
-        assert!(missing.to_string().contains("the period is missing"), "{missing}");
-        let no_spend = ResultMap::parse("ad_name=a,day=d,impressions=i,clicks=c,conversions=v,value=x")
-            .unwrap_err();
+        let missing =
+            ResultMap::parse("ad_name=a,impressions=i,clicks=c,conversions=v,value=x,spend=s")
+                .unwrap_err();
+        assert!(
+            missing.to_string().contains("the period is missing"),
+            "{missing}"
+        );
+        let no_spend =
+            ResultMap::parse("ad_name=a,day=d,impressions=i,clicks=c,conversions=v,value=x")
+                .unwrap_err();
         assert!(no_spend.to_string().contains("spend=COLUMN"), "{no_spend}");
         assert!(ResultMap::parse("ad=a").is_err());
     }

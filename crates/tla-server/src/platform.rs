@@ -43,12 +43,7 @@ use tla_store::{
 /// is left of the flight from the period's start, for the part of the period inside
 /// the flight, and at most the daily cap per day of it. 0 for a period outside the
 /// flight. `None` for a campaign without a `[flight]`.
-pub fn period_budget(
-    slot: &CampaignSlot,
-    spent: f64,
-    start_ms: i64,
-    end_ms: i64,
-) -> Option<f64> {
+pub fn period_budget(slot: &CampaignSlot, spent: f64, start_ms: i64, end_ms: i64) -> Option<f64> {
     let flight = slot.flight()?;
     let from = start_ms.max(flight.start_ms);
     let to = end_ms.min(flight.end_ms);
@@ -82,8 +77,8 @@ pub fn make(
     key_id: &str,
 ) -> Result<PlanBody, ApiError> {
     crate::state::refuse_archived(slot, "planned")?;
-    let (start_ms, end_ms) = crate::spend::parse_period(&request.start, &request.end)
-        .map_err(|(field, problem)| {
+    let (start_ms, end_ms) =
+        crate::spend::parse_period(&request.start, &request.end).map_err(|(field, problem)| {
             ApiError::new(ErrorCode::InvalidPeriod, format!("{field}: {problem}"))
         })?;
     let store = state.store();
@@ -205,7 +200,11 @@ pub fn body(slot: &CampaignSlot, stored: &StoredPlan, plan: &Plan) -> Result<Pla
 
 /// Plan `plan_id` of the campaign, stored and decoded; 404 `plan_not_found` when the
 /// campaign holds none by that number.
-pub fn find(store: &Store, slot: &CampaignSlot, plan_id: u64) -> Result<(StoredPlan, Plan), ApiError> {
+pub fn find(
+    store: &Store,
+    slot: &CampaignSlot,
+    plan_id: u64,
+) -> Result<(StoredPlan, Plan), ApiError> {
     let stored = store.plan(&slot.id, plan_id)?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::PlanNotFound,
@@ -570,11 +569,7 @@ pub fn import(
         slot.replace_engine(engine);
         outcome.rebuild = Some(rebuilt);
     } else {
-        let rows: Vec<StoredResult> = store
-            .results(&slot.id, after_seq.checked_sub(1))?
-            .into_iter()
-            .filter(|row| row.import_id == import_id)
-            .collect();
+        let rows = store.import_rows(&slot.id, import_id)?;
         learn_import(slot, &mut slot.engine_mut(), &rows);
     }
     // Snapshot at the next round: the store deleted those the import outdated.
@@ -644,8 +639,7 @@ impl PendingResults {
     ) -> Result<(), StoreError> {
         let rows = store.results(campaign_id, covered)?;
         if !rows.is_empty() {
-            self.by_campaign
-                .insert(campaign_id.to_owned(), rows.into());
+            self.by_campaign.insert(campaign_id.to_owned(), rows.into());
         }
         Ok(())
     }

@@ -62,15 +62,12 @@ pub fn catch_up(slot: &CampaignSlot, engine: &mut Engine, before_seq: u64) {
 /// ([`crate::platform`]).
 pub fn catch_up_to_import(slot: &CampaignSlot, engine: &mut Engine, after_seq: u64, in_force: u32) {
     catch_up_while(slot, engine, |revision| {
-        revision.from_seq < after_seq || (revision.from_seq == after_seq && revision.number <= in_force)
+        revision.from_seq < after_seq
+            || (revision.from_seq == after_seq && revision.number <= in_force)
     });
 }
 
-fn catch_up_while(
-    slot: &CampaignSlot,
-    engine: &mut Engine,
-    due: impl Fn(&LiveRevision) -> bool,
-) {
+fn catch_up_while(slot: &CampaignSlot, engine: &mut Engine, due: impl Fn(&LiveRevision) -> bool) {
     loop {
         let next = engine.revision() + 1;
         let Some(revision) = slot.revision(next) else {

@@ -98,7 +98,15 @@ async fn call(
 }
 
 async fn post(state: &AppState, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    call(state, "POST", uri, token, "application/json", body.to_string()).await
+    call(
+        state,
+        "POST",
+        uri,
+        token,
+        "application/json",
+        body.to_string(),
+    )
+    .await
 }
 
 async fn get(state: &AppState, uri: &str, token: &str) -> (StatusCode, Value) {
@@ -177,9 +185,7 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
     let results = format!("/v1/campaigns/{id}/results");
 
     // A campaign without a [flight] must give the budget.
-    let period = |day: i64| {
-        json!({"start": rfc3339(START_MS + day * DAY_MS), "end": rfc3339(START_MS + (day + 1) * DAY_MS)})
-    };
+    let period = |day: i64| json!({"start": rfc3339(START_MS + day * DAY_MS), "end": rfc3339(START_MS + (day + 1) * DAY_MS)});
     let (status, body) = post(&state, &plans, &admin, period(0)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_plan");
@@ -194,7 +200,12 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
     let sets = first["ad_sets"].as_array().unwrap();
     assert_eq!(sets.len(), 3, "one ad set per segment: {first}");
     for set in sets {
-        let shares: f64 = set["ads"].as_array().unwrap().iter().map(|a| a["share"].as_f64().unwrap()).sum();
+        let shares: f64 = set["ads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["share"].as_f64().unwrap())
+            .sum();
         assert!((shares - 1.0).abs() < 1e-9, "{set}");
         assert_eq!(set["ads"].as_array().unwrap().len(), 16, "{set}");
     }
@@ -216,18 +227,30 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
     assert_eq!(sheet.lines().count(), first_ads.len() + 1);
     let (_, changed) = get(&state, &format!("{plans}/1?changed=true"), &admin).await;
     assert_eq!(changed["rows"].as_array().unwrap().len(), first_ads.len());
-    assert!(changed["rows"].as_array().unwrap().iter().all(|r| r["change"] == "added"));
+    assert!(
+        changed["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["change"] == "added")
+    );
     let (status, body) = get(&state, &format!("{plans}/9"), &admin).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("plan_not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("plan_not_found"))
+    );
 
     // In each ad set the ad that ran with the smallest share wins clearly.
-    let favoured: HashMapOfSets = first_ads.iter().fold(Default::default(), |mut m, (set, name, _, share)| {
-        let entry = m.entry(set.clone()).or_insert((name.clone(), *share));
-        if *share < entry.1 {
-            *entry = (name.clone(), *share);
-        }
-        m
-    });
+    let favoured: HashMapOfSets =
+        first_ads
+            .iter()
+            .fold(Default::default(), |mut m, (set, name, _, share)| {
+                let entry = m.entry(set.clone()).or_insert((name.clone(), *share));
+                if *share < entry.1 {
+                    *entry = (name.clone(), *share);
+                }
+                m
+            });
     let favoured_of = |set: &str| favoured[set].0.clone();
     let rows = day_results(&first_ads, 0, &favoured_of);
 
@@ -241,24 +264,64 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
     let (status, body) = post(&state, &results, &admin, json!({"rows": bad})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let rejected = body["rejected"].as_array().unwrap();
-    let codes: Vec<(u64, &str)> = rejected.iter().map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap())).collect();
-    assert_eq!(codes, [(0, "unknown_ad"), (1, "invalid_result"), (2, "invalid_result")], "{body}");
-    assert!(rejected[2]["error"].as_str().unwrap().contains("more than the 2000 impressions"), "{body}");
-    assert_eq!((body["inserted"].as_u64(), body["replaced"].as_u64()), (Some(0), Some(0)));
+    let codes: Vec<(u64, &str)> = rejected
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (0, "unknown_ad"),
+            (1, "invalid_result"),
+            (2, "invalid_result")
+        ],
+        "{body}"
+    );
+    assert!(
+        rejected[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the 2000 impressions"),
+        "{body}"
+    );
+    assert_eq!(
+        (body["inserted"].as_u64(), body["replaced"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert!(state.store().results(&id, None).unwrap().is_empty());
-    assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), model_before);
+    assert_eq!(
+        state.campaign(&id).unwrap().engine().snapshot(),
+        model_before
+    );
 
     // A dry run checks and stores nothing; the import stores and learns.
-    let (_, body) = post(&state, &format!("{results}?dry_run=true"), &admin, json!({"rows": rows})).await;
-    assert_eq!((body["dry_run"].as_bool(), body["inserted"].as_u64()), (Some(true), Some(0)), "{body}");
+    let (_, body) = post(
+        &state,
+        &format!("{results}?dry_run=true"),
+        &admin,
+        json!({"rows": rows}),
+    )
+    .await;
+    assert_eq!(
+        (body["dry_run"].as_bool(), body["inserted"].as_u64()),
+        (Some(true), Some(0)),
+        "{body}"
+    );
     assert!(state.store().results(&id, None).unwrap().is_empty());
     let (_, body) = post(&state, &results, &admin, json!({"rows": rows})).await;
     assert_eq!(body["inserted"].as_u64(), Some(rows.len() as u64), "{body}");
-    assert_ne!(state.campaign(&id).unwrap().engine().snapshot(), model_before);
+    assert_ne!(
+        state.campaign(&id).unwrap().engine().snapshot(),
+        model_before
+    );
     let learned = state.campaign(&id).unwrap().engine().snapshot();
     // The same rows again: nothing changes.
     let (_, body) = post(&state, &results, &admin, json!({"rows": rows})).await;
-    assert_eq!((body["inserted"].as_u64(), body["unchanged"].as_u64()), (Some(0), Some(rows.len() as u64)), "{body}");
+    assert_eq!(
+        (body["inserted"].as_u64(), body["unchanged"].as_u64()),
+        (Some(0), Some(rows.len() as u64)),
+        "{body}"
+    );
     assert_eq!(state.campaign(&id).unwrap().engine().snapshot(), learned);
     assert_eq!(state.store().results(&id, None).unwrap().len(), rows.len());
     step(&state, true).await;
@@ -275,10 +338,22 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
             .iter()
             .find(|(s, name, _, _)| s == set && name == winner)
             .map_or(0.0, |a| a.3);
-        let top = second_ads.iter().filter(|a| &a.0 == set).map(|a| a.3).fold(0.0, f64::max);
-        assert!(share > *first_share && share == top, "{set}: {winner} had {first_share}, now {share} (top {top})");
+        let top = second_ads
+            .iter()
+            .filter(|a| &a.0 == set)
+            .map(|a| a.3)
+            .fold(0.0, f64::max);
+        assert!(
+            share > *first_share && share == top,
+            "{set}: {winner} had {first_share}, now {share} (top {top})"
+        );
     }
-    let (_, changed) = get(&state, &format!("{plans}/2?changed=true&format=json"), &admin).await;
+    let (_, changed) = get(
+        &state,
+        &format!("{plans}/2?changed=true&format=json"),
+        &admin,
+    )
+    .await;
     assert_eq!(changed["previous_plan_id"], 1);
     assert!(!changed["rows"].as_array().unwrap().is_empty());
 
@@ -293,7 +368,11 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
     batch.extend(day_two.iter().cloned());
     let (_, body) = post(&state, &results, &admin, json!({"rows": batch})).await;
     assert_eq!(
-        (body["inserted"].as_u64(), body["replaced"].as_u64(), body["unchanged"].as_u64()),
+        (
+            body["inserted"].as_u64(),
+            body["replaced"].as_u64(),
+            body["unchanged"].as_u64()
+        ),
         (Some(day_two.len() as u64), Some(1), Some(0)),
         "{body}"
     );
@@ -305,11 +384,18 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
     step(&state, true).await;
     let day_three = day_results(&second_ads, 2, &favoured_of);
     let (_, body) = post(&state, &results, &admin, json!({"rows": day_three})).await;
-    assert_eq!(body["inserted"].as_u64(), Some(day_three.len() as u64), "{body}");
+    assert_eq!(
+        body["inserted"].as_u64(),
+        Some(day_three.len() as u64),
+        "{body}"
+    );
     let expected = state.campaign(&id).unwrap().engine().snapshot();
     drop(state);
     let restarted = open(&dir, ServerConfig::default());
-    assert_eq!(restarted.campaign(&id).unwrap().engine().snapshot(), expected);
+    assert_eq!(
+        restarted.campaign(&id).unwrap().engine().snapshot(),
+        expected
+    );
     drop(restarted);
     let from_start = open(
         &dir,
@@ -318,7 +404,10 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
             ..ServerConfig::default()
         },
     );
-    assert_eq!(from_start.campaign(&id).unwrap().engine().snapshot(), expected);
+    assert_eq!(
+        from_start.campaign(&id).unwrap().engine().snapshot(),
+        expected
+    );
     drop(from_start);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -654,6 +654,27 @@ impl Store {
         Ok(outcome)
     }
 
+    /// The rows import `import_id` of the campaign wrote and that are still in force, in
+    /// the order learned (through the `(campaign_id, import_id, id)` index).
+    pub fn import_rows(
+        &self,
+        campaign_id: &str,
+        import_id: u64,
+    ) -> Result<Vec<StoredResult>, StoreError> {
+        let import_id = to_sql_int("import_id", import_id)?;
+        let connection = self.database.general();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "{SELECT_RESULTS} WHERE campaign_id = ?1 AND import_id = ?2 ORDER BY id"
+            ))
+            .map_err(StoreError::sqlite("reading an import's results"))?;
+        let raw = statement
+            .query_map(params![campaign_id, import_id], result_of)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(StoreError::sqlite("reading an import's results"))?;
+        raw.into_iter().map(decode_result).collect()
+    }
+
     /// A campaign's results in force, in the order they are learned (by import, then
     /// row): all of them, or those of imports taken after event `after` (a snapshot
     /// covering `after` holds the others).
@@ -743,6 +764,12 @@ mod tests {
         assert_eq!(stored[1].row.conversions, 4);
         assert_eq!(stored[1].after_seq, 12);
         assert_eq!(store.results("c", Some(5)).unwrap().len(), 1);
+        let second = changed.import_id.unwrap();
+        assert_eq!(store.import_rows("c", second).unwrap(), stored[1..]);
+        assert_eq!(
+            store.import_rows("c", first.import_id.unwrap()).unwrap(),
+            stored[..1]
+        );
     }
 
     #[test]
