@@ -184,6 +184,10 @@ pub fn document(config: &ServerConfig) -> Value {
             Value::from(tla_core::spec::AMOUNT_LIMIT),
         ),
         (
+            "/components/schemas/PlanRequestBody/properties/ads_per_segment/maximum",
+            Value::from(crate::platform::MAX_ADS_PER_SEGMENT),
+        ),
+        (
             "/components/schemas/ResultBatch/properties/rows/maxItems",
             Value::from(config.max_events_per_request),
         ),

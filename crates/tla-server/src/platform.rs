@@ -38,6 +38,10 @@ use tla_store::{
     StoredResult,
 };
 
+/// The most ads a plan request may ask per ad set (`ads_per_segment`): a bulk-upload sheet
+/// of more is not one anybody uploads, and the planner's work grows with it.
+pub const MAX_ADS_PER_SEGMENT: usize = 1_000;
+
 /// The budget of the period `[start_ms, end_ms)` when a plan request gives none: what
 /// is left of the flight's budget in force (`budget - spent`) spread evenly over what
 /// is left of the flight from the period's start, for the part of the period inside
@@ -113,6 +117,12 @@ pub fn make(
         ..PlanSettings::default()
     };
     if let Some(k) = request.ads_per_segment {
+        if k > MAX_ADS_PER_SEGMENT {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPlan,
+                format!("ads_per_segment: {k}; accepted: 1 to {MAX_ADS_PER_SEGMENT}"),
+            ));
+        }
         settings.ads_per_segment = k;
     }
     // One plan at a time, drawn from the learner's stream, with no event applied

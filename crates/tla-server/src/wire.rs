@@ -677,7 +677,7 @@ pub struct PlanRequestBody {
     #[serde(default)]
     #[schema(minimum = 0)]
     pub budget: Option<f64>,
-    /// `K`: the most ads an ad set runs (default 6).
+    /// `K`: the most ads an ad set runs (default 6; at most 1,000).
     #[serde(default)]
     #[schema(minimum = 1)]
     pub ads_per_segment: Option<usize>,
