@@ -92,6 +92,10 @@ pub struct PlanRequest<'a> {
     /// `None`: the traffic's size is unknown; the campaign's segment shares stand for
     /// its split, and the budget is split as the money rule splits spend at `λ = 0`.
     pub traffic: Option<&'a Traffic>,
+    /// The segments' shares of traffic, as declared, when the model's own
+    /// ([`PlanModel::segment_shares`]) are not the campaign's: what a plan without a
+    /// traffic forecast splits by. `None`: the model's.
+    pub segment_shares: Option<&'a [f64]>,
 }
 
 impl<'a> PlanRequest<'a> {
@@ -106,6 +110,7 @@ impl<'a> PlanRequest<'a> {
             settings: PlanSettings::default(),
             costs: None,
             traffic: None,
+            segment_shares: None,
         }
     }
 }
@@ -360,7 +365,9 @@ fn period_cells<M: PlanModel + ?Sized>(
 ) -> Vec<SpendCell> {
     let shares: Vec<f64> = match request.traffic {
         Some(traffic) => traffic.segment_shares(),
-        None => engine.segment_shares(),
+        None => request
+            .segment_shares
+            .map_or_else(|| engine.segment_shares(), <[f64]>::to_vec),
     };
     let Some(traffic) = request.traffic else {
         return (0..segments)
@@ -484,7 +491,7 @@ pub(crate) fn fit_budgets(target: &[f64], bounds: &[(f64, f64)], total: f64) -> 
 }
 
 /// The ads of `segment`'s ad set: the `K` versions with most draws whose sampled value
-/// exceeds `price` (all draws, when none does), shares in proportion to those draws
+/// exceeds `price` (all draws, when none does; ties in a random order), shares in proportion to those draws
 /// mixed with the exploration share spread evenly; slots left filled with versions
 /// drawn uniformly from those available to the segment.
 fn choose_ads<M: PlanModel + ?Sized, R: Rng + ?Sized>(
@@ -506,8 +513,13 @@ fn choose_ads<M: PlanModel + ?Sized, R: Rng + ?Sized>(
     } else {
         above
     };
-    // Most draws first; ties by version, so the order is fixed.
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    // Most draws first; ties in a random order (by version index they would favour
+    // the versions whose first components' options come first).
+    ranked.sort_by_key(|a| a.0);
+    for i in (1..ranked.len()).rev() {
+        ranked.swap(i, rng.random_range(0..=i));
+    }
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     ranked.truncate(k);
     let room = engine.available(segment).min(k as u64) as usize;
     let mut tries = 0;

@@ -99,6 +99,8 @@ pub struct PlatformLearner {
     /// and expected cost per impression.
     rate: Vec<[f64; HOURS]>,
     cost: Vec<[f64; HOURS]>,
+    /// The segments' declared shares of traffic (the world's).
+    segment_shares: Vec<f64>,
     /// What the campaign learns of costs (spend reports) and of the traffic on offer.
     costs: CostModel,
     traffic: RefCell<Traffic>,
@@ -171,6 +173,7 @@ impl PlatformLearner {
             shape,
             rate,
             cost,
+            segment_shares: world.segment_probs.clone(),
             costs: CostModel::new(segments),
             traffic: RefCell::new(Traffic::new(segments, Some(shape))),
             now_ms: 0,
@@ -295,6 +298,7 @@ impl PlatformLearner {
             settings: self.run.settings,
             costs: (self.costs.observations() > 0.0).then_some(&self.costs),
             traffic: (traffic.seen() > 0.0).then_some(&*traffic),
+            segment_shares: Some(&self.segment_shares),
             ..PlanRequest::new(start, end, budget)
         };
         let plan = self
