@@ -144,6 +144,27 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> anyhow::Result<(StatusCode, T)> {
+        let (status, bytes) = self.send_raw(method, path, headers, body).await?;
+        let answer = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{path} answered invalid JSON"))?;
+        Ok((status, answer))
+    }
+
+    /// GETs `path` and returns a 200 answer's body as text (a CSV export, say);
+    /// anything else is an error.
+    pub async fn get_text(&mut self, path: &str) -> anyhow::Result<String> {
+        let (_, bytes) = self.send_raw(Method::GET, path, &[], Vec::new()).await?;
+        String::from_utf8(bytes.to_vec()).with_context(|| format!("{path} answered invalid UTF-8"))
+    }
+
+    /// [`Client::send`] without parsing the answer.
+    async fn send_raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let result = self.exchange(method, path, headers, body).await;
         if result.is_err() {
             self.sender = None;
@@ -162,9 +183,7 @@ impl Client {
                 ),
             });
         }
-        let answer = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{path} answered invalid JSON"))?;
-        Ok((status, answer))
+        Ok((status, bytes))
     }
 
     async fn exchange(

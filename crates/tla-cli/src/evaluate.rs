@@ -9,7 +9,7 @@
 //! diagnostics and warnings (`tla_core::ope::diagnostics`) are printed on every path.
 //! Tables print numbers with `crate::number::significant`. This module reads and prints.
 
-mod import;
+pub(crate) mod import;
 
 use anyhow::{Context, bail};
 use rand::SeedableRng;

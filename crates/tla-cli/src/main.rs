@@ -8,8 +8,9 @@
 //! running server); `tla serve` runs the HTTP service (with `--demo`, against a
 //! simulated audience), `tla keys` manages its API keys, `tla events` retracts or
 //! corrects a stored event of a running server, `tla spend report` sends it spend
-//! reports, and `tla campaigns` creates, lists, shows, revises, pauses, resumes and
-//! archives a running server's campaigns and changes their budgets.
+//! reports, `tla campaigns` creates, lists, shows, revises, pauses, resumes and
+//! archives a running server's campaigns and changes their budgets, and `tla plan` and
+//! `tla results import` drive a campaign on an ad platform (plans out, results in).
 //!
 //! The binary is the shell around the library crates: it parses flags and input files
 //! (world files, CSV and JSON-lines logs, specs), opens data directories through
@@ -20,12 +21,13 @@
 
 mod campaigns;
 mod client;
-mod csv_text;
+use tla_server::csv_text;
 mod demo;
 mod evaluate;
 mod events;
 mod export;
 mod number;
+mod platform_io;
 mod report;
 mod serve;
 mod simulate;
@@ -68,6 +70,11 @@ enum Command {
     /// Campaigns of a running server: create (with an idempotency key), list, show,
     /// revise, pause, resume, archive, change the budget.
     Campaigns(campaigns::CampaignsArgs),
+    /// Ask a running server for a plan of a period (per ad set its budget and the ads
+    /// to run with their shares) and write its bulk-upload sheet (CSV or JSON).
+    Plan(platform_io::PlanArgs),
+    /// Send an ad platform's results per ad and day (or hour) to a running server.
+    Results(platform_io::ResultsArgs),
 }
 
 /// Logs to stderr; `TLA_LOG` sets the level (error, warn, info, debug, trace).
@@ -101,6 +108,8 @@ fn main() -> std::process::ExitCode {
         Command::Events(args) => events::run(args),
         Command::Spend(args) => spend::run(args),
         Command::Campaigns(args) => campaigns::run(args),
+        Command::Plan(args) => platform_io::run_plan(args),
+        Command::Results(args) => platform_io::run_results(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

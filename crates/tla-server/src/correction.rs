@@ -201,7 +201,7 @@ fn already_retracted(
 /// Rebuilds the engine of `slot` up to event sequence `up_to`: from the campaign's
 /// latest snapshot (the caller has deleted those that cover a corrected event) or its
 /// prior, then the campaign's events after it, each as its corrections say
-/// ([`CampaignSlot::fix_of`]); then draws every decision distribution with `rng` at
+/// ([`CampaignSlot::fix_of`]), with its platform results ([`crate::platform`]); then draws every decision distribution with `rng` at
 /// `now_ms`. The slot's engine is not touched; swap the result in.
 ///
 /// Reads the log after the snapshot with [`EventLog::read_after`], the one read every
@@ -217,17 +217,22 @@ pub fn rebuild<R: Rng + ?Sized>(
     let first = slot.revision(1).expect("a campaign has revision 1");
     let mut engine = Engine::new(&first.campaign, rng);
     let mut from_seq = 0;
+    let mut restored = false;
     if let Some((covers, bytes)) = store.latest_snapshot(&slot.id)? {
         if covers <= up_to {
             let mut seeded = crate::revise::revision_rng(&slot.id, 0);
-            if let Some(restored) =
+            if let Some(restored_engine) =
                 crate::revise::engine_from_snapshot(slot, covers, &bytes, &mut seeded)
             {
-                engine = restored;
+                engine = restored_engine;
                 from_seq = covers;
+                restored = true;
             }
         }
     }
+    // Platform results, each import right after the event it was taken after.
+    let mut results = crate::platform::PendingResults::default();
+    results.load(store, &slot.id, restored.then_some(from_seq))?;
     let mut after = from_seq;
     let mut events_replayed = 0;
     'pages: while after < up_to {
@@ -246,6 +251,7 @@ pub fn rebuild<R: Rng + ?Sized>(
             if fix == Some(EventFix::Retracted) {
                 continue;
             }
+            results.before(slot, &mut engine, stored.seq);
             match crate::revise::learn_stored(slot, &mut engine, stored, fix) {
                 Ok(()) => events_replayed += 1,
                 Err(error) => tracing::warn!(%error, "event skipped"),
@@ -253,7 +259,9 @@ pub fn rebuild<R: Rng + ?Sized>(
         }
         after = last;
     }
-    // The revisions made after the campaign's last event up to `up_to`.
+    // The results imported and the revisions made after the campaign's last event up
+    // to `up_to`.
+    results.rest(slot, &mut engine);
     crate::revise::catch_up(slot, &mut engine, u64::MAX);
     engine.refresh_all(rng, now_ms.max(0) as u64);
     Ok((

@@ -110,11 +110,21 @@ pub enum ErrorCode {
     /// A decision request's `unit` that is empty, too long or holds a character not
     /// accepted.
     InvalidUnit,
+    /// A plan request the planner refused (its settings), or a campaign without a
+    /// `[flight]` asked for a plan without a budget.
+    InvalidPlan,
+    /// No plan with that number.
+    PlanNotFound,
+    /// A result row names an ad no plan of the campaign ran.
+    UnknownAd,
+    /// A result row's numbers are refused (negative, not whole, more clicks or
+    /// conversions than impressions).
+    InvalidResult,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 46] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -157,6 +167,10 @@ impl ErrorCode {
         ErrorCode::RevisionRefused,
         ErrorCode::CampaignArchived,
         ErrorCode::InvalidUnit,
+        ErrorCode::InvalidPlan,
+        ErrorCode::PlanNotFound,
+        ErrorCode::UnknownAd,
+        ErrorCode::InvalidResult,
     ];
 
     /// The stable code string clients match on.
@@ -204,6 +218,10 @@ impl ErrorCode {
             ErrorCode::RevisionRefused => "revision_refused",
             ErrorCode::CampaignArchived => "campaign_archived",
             ErrorCode::InvalidUnit => "invalid_unit",
+            ErrorCode::InvalidPlan => "invalid_plan",
+            ErrorCode::PlanNotFound => "plan_not_found",
+            ErrorCode::UnknownAd => "unknown_ad",
+            ErrorCode::InvalidResult => "invalid_result",
         }
     }
 
@@ -230,7 +248,10 @@ impl ErrorCode {
             | ErrorCode::InvalidPeriod
             | ErrorCode::InvalidBudget
             | ErrorCode::InvalidIdempotencyKey
-            | ErrorCode::InvalidUnit => StatusCode::BAD_REQUEST,
+            | ErrorCode::InvalidUnit
+            | ErrorCode::InvalidPlan
+            | ErrorCode::UnknownAd
+            | ErrorCode::InvalidResult => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::UnknownCampaign => StatusCode::NOT_FOUND,
@@ -244,7 +265,7 @@ impl ErrorCode {
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::RevisionRefused
             | ErrorCode::CampaignArchived => StatusCode::CONFLICT,
-            ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::EventNotFound | ErrorCode::PlanNotFound => StatusCode::NOT_FOUND,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -513,6 +534,10 @@ mod tests {
             ("revision_refused", 409),
             ("campaign_archived", 409),
             ("invalid_unit", 400),
+            ("invalid_plan", 400),
+            ("plan_not_found", 404),
+            ("unknown_ad", 400),
+            ("invalid_result", 400),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -120,15 +120,26 @@ pub fn apply_log(
     covered: &HashMap<String, u64>,
     caught_up: &mut CaughtUp,
 ) -> Result<(), StoreError> {
-    apply_log_observed(campaigns, log, covered, caught_up, &mut |_| {})
+    apply_log_observed(
+        campaigns,
+        log,
+        covered,
+        caught_up,
+        &mut crate::platform::PendingResults::default(),
+        &mut |_| {},
+    )
 }
 
-/// [`apply_log`], showing every event read to `observe` (applied or skipped).
+/// [`apply_log`], showing every event read to `observe` (applied or skipped), and
+/// learning each of the `results` imports right after the event it was taken after
+/// (before the campaign's next event applied; the caller learns those left,
+/// [`crate::platform::PendingResults::rest`]).
 pub fn apply_log_observed(
     campaigns: &Campaigns,
     log: &dyn EventLog,
     covered: &HashMap<String, u64>,
     caught_up: &mut CaughtUp,
+    results: &mut crate::platform::PendingResults,
     observe: &mut dyn FnMut(&StoredEvent),
 ) -> Result<(), StoreError> {
     loop {
@@ -162,7 +173,12 @@ pub fn apply_log_observed(
             if fix == Some(EventFix::Retracted) {
                 continue;
             }
-            match crate::revise::learn_stored(&slot, &mut slot.engine_mut(), stored, fix) {
+            let learned = {
+                let mut engine = slot.engine_mut();
+                results.before(&slot, &mut engine, stored.seq);
+                crate::revise::learn_stored(&slot, &mut engine, stored, fix)
+            };
+            match learned {
                 Ok(()) => {
                     if stored.kind == tla_store::EventKind::Cost {
                         let value = match fix {
@@ -207,6 +223,8 @@ pub fn step(state: &AppState, force_snapshot: bool) {
         log.as_ref(),
         &HashMap::new(),
         &mut caught_up,
+        // The learner learns results when they are imported.
+        &mut crate::platform::PendingResults::default(),
         &mut |stored| {
             // A decision of this process is in the queue or the log; one made before
             // the start may have been lost with an earlier process.

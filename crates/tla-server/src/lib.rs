@@ -39,6 +39,7 @@ pub mod campaign;
 pub mod clock;
 pub mod connections;
 pub mod correction;
+pub mod csv_text;
 pub mod decision_id;
 pub mod decision_log;
 pub mod error;
@@ -47,6 +48,7 @@ pub mod learner;
 pub mod metrics;
 pub mod openapi;
 pub mod pacing;
+pub mod platform;
 pub mod replay;
 pub mod report;
 pub mod revise;
@@ -87,6 +89,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/report", get(routes::report))
         .route("/v1/campaigns/{id}/corrections", post(routes::correct))
         .route("/v1/campaigns/{id}/spend", post(routes::report_spend))
+        .route(
+            "/v1/campaigns/{id}/plans",
+            post(routes::make_plan).get(routes::list_plans),
+        )
+        .route("/v1/campaigns/{id}/plans/{plan}", get(routes::get_plan))
+        .route("/v1/campaigns/{id}/results", post(routes::import_results))
         .route("/v1/events", post(routes::ingest))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -122,6 +122,10 @@ impl Modify for BearerScheme {
         routes::correct,
         routes::report_spend,
         routes::change_budget,
+        routes::make_plan,
+        routes::list_plans,
+        routes::get_plan,
+        routes::import_results,
     ),
     // Schemas named only by the error responses (IntoResponses types) are not
     // collected from the paths.
@@ -178,6 +182,14 @@ pub fn document(config: &ServerConfig) -> Value {
         (
             "/components/schemas/SpendReport/properties/amount/maximum",
             Value::from(tla_core::spec::AMOUNT_LIMIT),
+        ),
+        (
+            "/components/schemas/PlanRequestBody/properties/ads_per_segment/maximum",
+            Value::from(crate::platform::MAX_ADS_PER_SEGMENT),
+        ),
+        (
+            "/components/schemas/ResultBatch/properties/rows/maxItems",
+            Value::from(config.max_events_per_request),
         ),
         (
             "/components/schemas/CorrectionRequest/properties/reason/maxLength",
@@ -310,9 +322,12 @@ mod tests {
             "/v1/campaigns/{id}/corrections",
             "/v1/campaigns/{id}/spend",
             "/v1/campaigns/{id}/budget",
+            "/v1/campaigns/{id}/plans",
+            "/v1/campaigns/{id}/plans/{plan}",
+            "/v1/campaigns/{id}/results",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 17, "{paths:?}");
+        assert_eq!(paths.len(), 20, "{paths:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! Rebuilds the campaigns of a data directory: each stored campaign's engine from its
 //! latest snapshot plus the events after it, in log order, each event as its
-//! corrections say (a retracted one skipped, a corrected one with its new value); then
+//! corrections say (a retracted one skipped, a corrected one with its new value), each
+//! import of platform results right after the event it was taken after; then
 //! each campaign's spend reports ([`learner::learn_spend_report`]).
 //!
 //! [`replay`] only reads: it needs no server secret, builds no [`crate::AppState`] and
@@ -67,6 +68,7 @@ pub fn replay(
     let mut rng = Pcg64Mcg::seed_from_u64(options.seed);
     let campaigns = Campaigns::default();
     let mut covered = HashMap::new();
+    let mut results = crate::platform::PendingResults::default();
     for row in store.campaigns()? {
         let campaign = CampaignSpec::from_json_str(&row.spec_json)
             .and_then(|spec| spec.validate())
@@ -107,6 +109,7 @@ pub fn replay(
         // that covered a corrected event was deleted when the correction was made.
         slot.set_fixes(tla_store::effects(&log.corrections(&row.id)?));
         let mut seq = 0;
+        let mut restored = false;
         let snapshot = if options.from_start {
             None
         } else {
@@ -116,16 +119,27 @@ pub fn replay(
             if let Some(engine) = revise::engine_from_snapshot(&slot, covers, &bytes, &mut rng) {
                 slot.replace_engine(engine);
                 seq = covers;
+                restored = true;
             }
         }
+        results.load(store, &row.id, restored.then_some(seq))?;
         covered.insert(row.id.clone(), seq);
         campaigns.insert(Arc::new(slot));
     }
     let start = covered.values().copied().min().unwrap_or(0);
     let mut caught_up = learner::CaughtUp::after(start);
-    learner::apply_log(&campaigns, log, &covered, &mut caught_up)?;
-    // The revisions made after the campaign's last event.
+    learner::apply_log_observed(
+        &campaigns,
+        log,
+        &covered,
+        &mut caught_up,
+        &mut results,
+        &mut |_| {},
+    )?;
+    // The results imported after the campaign's last event, and the revisions made
+    // after it.
     for slot in campaigns.all() {
+        results.rest(&slot, &mut slot.engine_mut());
         revise::catch_up(&slot, &mut slot.engine_mut(), u64::MAX);
     }
     // Spend reports are not in the log's sequence: each campaign's, after its events.

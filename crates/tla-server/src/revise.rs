@@ -53,12 +53,27 @@ pub fn revision_rng(campaign_id: &str, revision: u32) -> Pcg64Mcg {
 /// accepted by an engine at the same point of the log, so a refusal here means the
 /// store and the log disagree: it is logged and the engine stays where it is.
 pub fn catch_up(slot: &CampaignSlot, engine: &mut Engine, before_seq: u64) {
+    catch_up_while(slot, engine, |revision| revision.from_seq < before_seq);
+}
+
+/// Revises `engine` up to the revision that was in force when a results import was
+/// taken after event `after_seq` with the engine in revision `in_force`: every
+/// revision made before that event, and those made at it up to `in_force`
+/// ([`crate::platform`]).
+pub fn catch_up_to_import(slot: &CampaignSlot, engine: &mut Engine, after_seq: u64, in_force: u32) {
+    catch_up_while(slot, engine, |revision| {
+        revision.from_seq < after_seq
+            || (revision.from_seq == after_seq && revision.number <= in_force)
+    });
+}
+
+fn catch_up_while(slot: &CampaignSlot, engine: &mut Engine, due: impl Fn(&LiveRevision) -> bool) {
     loop {
         let next = engine.revision() + 1;
         let Some(revision) = slot.revision(next) else {
             return;
         };
-        if revision.from_seq >= before_seq {
+        if !due(&revision) {
             return;
         }
         let mut rng = revision_rng(&slot.id, next);

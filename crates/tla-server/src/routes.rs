@@ -1007,3 +1007,173 @@ pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
         "this endpoint does not answer {method}; GET /openapi.json lists the methods of each path"
     ))
 }
+
+// ---- platform mode: plans and results (`crate::platform`) ----------------------------
+
+/// `POST /v1/campaigns/{id}/plans`: a plan for a period (see [`crate::platform`]).
+#[utoipa::path(post, path = "/v1/campaigns/{id}/plans",
+    summary = "draw and store a plan for a period: per ad set (segment) its budget and the ads to run with their shares, by batch Thompson sampling priced by the money rule; see docs/service.md, Platform mode (scope admin)",
+    params(("id" = String, Path, description = "campaign id")),
+    request_body = crate::wire::PlanRequestBody,
+    responses((status = 200, description = "the plan as stored", body = crate::wire::PlanBody),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, StorageFull))]
+pub async fn make_plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let request: crate::wire::PlanRequestBody = json_body(&bytes)?;
+    let plan = tokio::task::spawn_blocking(move || {
+        crate::platform::make(&state, &slot, &request, &key_id)
+    })
+    .await??;
+    Ok(Json(plan))
+}
+
+/// `GET /v1/campaigns/{id}/plans`.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/plans", summary = "every plan of the campaign, oldest first (scope read)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "plans", body = crate::wire::PlanList),
+        Unauthorized, Forbidden, NotFound, Internal))]
+pub async fn list_plans(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot = state.campaign(&id)?;
+    let plans =
+        tokio::task::spawn_blocking(move || crate::platform::list(state.store(), &slot)).await??;
+    Ok(Json(crate::wire::PlanList { plans }))
+}
+
+/// What `GET /v1/campaigns/{id}/plans/{plan}` takes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PlanQuery {
+    /// `json` (default) or `csv` (a bulk-upload sheet: `text/csv`).
+    format: Option<String>,
+    /// Only the ads added, removed or changed (share or ad set budget) since the plan
+    /// before it (default false).
+    changed: Option<bool>,
+}
+
+/// `GET /v1/campaigns/{id}/plans/{plan}`: a plan's rows for upload.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/plans/{plan}",
+    summary = "a plan's rows for a bulk-upload sheet: ad name, ad set and its budget, share, rendered texts and asset references, period; JSON or CSV; all rows or only what changed since the plan before (scope read)",
+    params(("id" = String, Path, description = "campaign id"),
+        ("plan" = u64, Path, description = "plan number, from 1"), PlanQuery),
+    responses((status = 200, description = "the rows", content(
+            (crate::wire::PlanExport = "application/json"), (String = "text/csv"))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Internal))]
+pub async fn get_plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, plan)): Path<(String, String)>,
+    query: Result<axum::extract::Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let axum::extract::Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "{}; accepted: format=json|csv, changed=true|false",
+            rejection.body_text()
+        ))
+    })?;
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format {}; accepted: json, csv",
+                crate::error::quoted(other)
+            )));
+        }
+    };
+    let slot = state.campaign(&id)?;
+    let plan_id: u64 = plan.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::PlanNotFound,
+            format!(
+                "plan {}: plans are numbered from 1",
+                crate::error::quoted(&plan)
+            ),
+        )
+    })?;
+    let changed = query.changed.unwrap_or(false);
+    let export = {
+        let slot = slot.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::platform::export(state.store(), &slot, plan_id, changed)
+        })
+        .await??
+    };
+    if csv {
+        let text = crate::platform::csv(&slot, &export)?;
+        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())
+    } else {
+        Ok(Json(export).into_response())
+    }
+}
+
+/// What `POST /v1/campaigns/{id}/results` takes besides the rows.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResultsQuery {
+    /// Only check the rows; store nothing (default false).
+    dry_run: Option<bool>,
+}
+
+/// `POST /v1/campaigns/{id}/results`: a platform's results per ad, ad set and period.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/results",
+    summary = "import a platform's results per ad, ad set and period; a re-imported period replaces its row (never counted twice); a batch with any refused row stores nothing (scope ingest)",
+    params(("id" = String, Path, description = "campaign id"), ResultsQuery),
+    request_body = crate::wire::ResultBatch,
+    responses((status = 200, description = "stored and learned, or every refused row listed with nothing stored", body = crate::wire::ResultOutcome),
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, TooLarge, Internal, Unavailable, StorageFull))]
+pub async fn import_results(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Ingest)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let axum::extract::Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "{}; accepted: dry_run=true|false",
+            rejection.body_text()
+        ))
+    })?;
+    if state.closing() {
+        return Err(ApiError::unavailable(
+            "the server is shutting down; retry against another instance or later",
+        ));
+    }
+    let slot = state.campaign(&id)?;
+    let bytes = body(bytes)?;
+    let batch: crate::wire::ResultBatch = json_body(&bytes)?;
+    let limit = state.config().max_events_per_request;
+    if batch.rows.len() > limit {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "{} rows in one request; accepted: at most {limit} (send the rest in further requests)",
+                batch.rows.len()
+            ),
+        ));
+    }
+    let dry_run = query.dry_run.unwrap_or(false);
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::platform::import(&state, &slot, &batch, &key_id, dry_run)
+    })
+    .await??;
+    Ok(Json(outcome))
+}

@@ -27,6 +27,38 @@ pub const MAX_REPORT_ID_LEN: usize = crate::event::MAX_EVENT_ID_LEN;
 /// Longest period one report may cover, days (as long as the longest flight).
 pub const MAX_PERIOD_DAYS: i64 = MAX_FLIGHT_DAYS;
 
+/// Parses a period of RFC 3339 bounds with an offset: the end after the start, at most
+/// [`MAX_PERIOD_DAYS`] later; in ms since the Unix epoch. A refusal names the field
+/// (`start` or `end`) and says what is accepted. The one rule for the periods of spend
+/// reports, plans and platform results.
+pub fn parse_period(start: &str, end: &str) -> Result<(i64, i64), (&'static str, String)> {
+    let bound = |field: &'static str, text: &str| {
+        parse_rfc3339(text).map_err(|error| (field, error.to_string()))
+    };
+    let start_ms = bound("start", start)?;
+    let end_ms = bound("end", end)?;
+    if end_ms <= start_ms {
+        return Err((
+            "end",
+            format!(
+                "{} is not after start {}; accepted: a period that ends after it starts",
+                crate::error::quoted(end),
+                crate::error::quoted(start)
+            ),
+        ));
+    }
+    if end_ms - start_ms > MAX_PERIOD_DAYS * DAY_MS {
+        return Err((
+            "end",
+            format!(
+                "the period is {:.1} days long; accepted: at most {MAX_PERIOD_DAYS} days (split a longer one)",
+                (end_ms - start_ms) as f64 / DAY_MS as f64
+            ),
+        ));
+    }
+    Ok((start_ms, end_ms))
+}
+
 /// What `POST /v1/campaigns/{id}/spend` takes: `{"reports": [...]}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -196,33 +228,8 @@ pub fn check_raw_report(
             examples: shown.join(", "),
         });
     };
-    let bound = |field: &'static str, text: &str| {
-        parse_rfc3339(text).map_err(|error| SpendRejection::Period {
-            field,
-            problem: error.to_string(),
-        })
-    };
-    let start_ms = bound("start", &report.start)?;
-    let end_ms = bound("end", &report.end)?;
-    if end_ms <= start_ms {
-        return Err(SpendRejection::Period {
-            field: "end",
-            problem: format!(
-                "{} is not after start {}; accepted: a period that ends after it starts",
-                crate::error::quoted(&report.end),
-                crate::error::quoted(&report.start)
-            ),
-        });
-    }
-    if end_ms - start_ms > MAX_PERIOD_DAYS * DAY_MS {
-        return Err(SpendRejection::Period {
-            field: "end",
-            problem: format!(
-                "the period is {:.1} days long; accepted: at most {MAX_PERIOD_DAYS} days (send longer spend as several reports)",
-                (end_ms - start_ms) as f64 / DAY_MS as f64
-            ),
-        });
-    }
+    let (start_ms, end_ms) = parse_period(&report.start, &report.end)
+        .map_err(|(field, problem)| SpendRejection::Period { field, problem })?;
     if !(report.amount.is_finite() && report.amount >= 0.0 && report.amount <= AMOUNT_LIMIT) {
         return Err(SpendRejection::Amount {
             amount: report.amount,

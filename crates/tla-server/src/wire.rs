@@ -659,3 +659,206 @@ pub struct RevisionOutcome {
     /// The campaign as it now stands.
     pub campaign: CampaignBody,
 }
+
+// ---- platform mode: plans and results (`crate::platform`) ----------------------------
+
+/// `POST /v1/campaigns/{id}/plans`: a plan for a period.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequestBody {
+    /// Start of the period, RFC 3339 with an offset.
+    pub start: String,
+    /// End of the period (exclusive), RFC 3339 with an offset; after `start`, at most
+    /// 366 days later.
+    pub end: String,
+    /// The period's budget over all ad sets (finite, >= 0). Absent: the campaign's
+    /// flight says (what is left of its budget spread evenly over what is left of it,
+    /// at most its daily cap per day); a campaign without a `[flight]` must give it.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub budget: Option<f64>,
+    /// `K`: the most ads an ad set runs (default 6; at most 1,000).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub ads_per_segment: Option<usize>,
+}
+
+/// One ad of a plan's ad set: its stable name, the version it shows and its share.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlannedAdBody {
+    /// `tla-<campaign>-<revision>-<version>`: the name to upload, which the results
+    /// name back.
+    pub ad_name: String,
+    /// Its share of the ad set's impressions in the period: the propensity of the
+    /// plan's decision distribution.
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub share: f64,
+    /// The version, with its options, their texts and asset references.
+    #[serde(flatten)]
+    pub version: VersionBody,
+}
+
+/// One ad set (segment) of a plan.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AdSetBody {
+    /// The segment's name: the ad set's name.
+    pub ad_set: String,
+    /// Its budget for the period.
+    pub budget: f64,
+    /// Its ads, most weight first; their shares sum to 1.
+    pub ads: Vec<PlannedAdBody>,
+}
+
+/// A stored plan.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Plan)]
+pub struct PlanBody {
+    /// The plan's number in the campaign, from 1.
+    pub plan_id: u64,
+    /// The campaign.
+    pub campaign_id: String,
+    /// The campaign revision its versions belong to.
+    pub revision: u32,
+    /// Start of the period, RFC 3339 (UTC).
+    pub start: String,
+    /// End of the period (exclusive), RFC 3339 (UTC).
+    pub end: String,
+    /// The period's budget, all ad sets together.
+    pub budget: f64,
+    /// The price of money the budgets were priced at.
+    pub price_of_money: f64,
+    /// When it was made, RFC 3339 (UTC).
+    pub created: String,
+    /// One per segment, in the campaign's order.
+    pub ad_sets: Vec<AdSetBody>,
+}
+
+/// What changed in an ad from one plan to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AdChange {
+    /// Not in the previous plan's ad set.
+    Added,
+    /// In the previous plan's ad set, not in this one (its share and budget here are
+    /// the previous plan's).
+    Removed,
+    /// In both, with another share or another ad set budget.
+    Changed,
+}
+
+/// One row of a plan's export: what a bulk-upload sheet needs of one ad.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlanRow {
+    /// The plan's number.
+    pub plan_id: u64,
+    /// Start of the period, RFC 3339 (UTC).
+    pub period_start: String,
+    /// End of the period (exclusive), RFC 3339 (UTC).
+    pub period_end: String,
+    /// The ad set's name (the segment's).
+    pub ad_set: String,
+    /// The ad set's budget for the period.
+    pub ad_set_budget: f64,
+    /// The ad's stable name.
+    pub ad_name: String,
+    /// The version.
+    pub version: u64,
+    /// The ad's share of its ad set (its propensity).
+    pub share: f64,
+    /// With `changed=true`: what changed since the previous plan; null otherwise.
+    #[schema(required)]
+    pub change: Option<AdChange>,
+    /// The version rendered as text.
+    pub text: String,
+    /// The options in component order, each with its text or asset reference.
+    pub parts: Vec<VersionPart>,
+}
+
+/// `GET /v1/campaigns/{id}/plans/{plan}?format=json`: the plan's rows (with
+/// `changed=true`, only the ads added, removed or changed since the previous plan).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlanExport {
+    /// The plan.
+    pub plan_id: u64,
+    /// The plan compared with (the campaign's plan before it), with `changed=true`.
+    #[schema(required)]
+    pub previous_plan_id: Option<u64>,
+    /// The rows, by ad set then ad.
+    pub rows: Vec<PlanRow>,
+}
+
+/// `GET /v1/campaigns/{id}/plans`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlanList {
+    /// Every plan of the campaign, oldest first.
+    pub plans: Vec<PlanBody>,
+}
+
+/// One row of a platform's results: one ad, in one ad set, over one period.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultRowBody {
+    /// The ad's name as planned (`tla-<campaign>-<revision>-<version>`).
+    pub ad_name: String,
+    /// The ad set's name (a segment's). Needed when the ad ran in more than one ad set.
+    #[serde(default)]
+    pub ad_set: Option<String>,
+    /// Start of the period, RFC 3339 with an offset.
+    pub start: String,
+    /// End of the period (exclusive), RFC 3339 with an offset; after `start`.
+    pub end: String,
+    /// Impressions: a whole number >= 0.
+    #[schema(minimum = 0)]
+    pub impressions: f64,
+    /// Clicks: a whole number from 0 to the impressions.
+    #[schema(minimum = 0)]
+    pub clicks: f64,
+    /// Conversions: a whole number from 0 to the impressions.
+    #[schema(minimum = 0)]
+    pub conversions: f64,
+    /// Conversion value, summed: finite, >= 0.
+    #[schema(minimum = 0)]
+    pub value: f64,
+    /// Amount spent: finite, >= 0.
+    #[schema(minimum = 0)]
+    pub spend: f64,
+}
+
+/// `POST /v1/campaigns/{id}/results`.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultBatch {
+    /// The rows; at most one per (ad, ad set, period).
+    pub rows: Vec<ResultRowBody>,
+}
+
+/// A result row refused, and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RejectedResult {
+    /// Its 0-based index in the batch.
+    pub index: usize,
+    /// `unknown_ad`, `unknown_segment`, `invalid_period` or `invalid_result`.
+    pub code: String,
+    /// What was wrong and what is accepted.
+    pub error: String,
+}
+
+/// `POST /v1/campaigns/{id}/results`: the outcome. With any row rejected, nothing is
+/// stored (the counts are then 0).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResultOutcome {
+    /// Rows for a period not stored before.
+    pub inserted: u64,
+    /// Rows that replaced the stored row of the same ad, ad set and period.
+    pub replaced: u64,
+    /// Rows stored exactly so already (nothing changed for them).
+    pub unchanged: u64,
+    /// Whether the batch was only checked (`dry_run=true`): nothing stored.
+    pub dry_run: bool,
+    /// Refused rows; when any, the batch stored nothing.
+    pub rejected: Vec<RejectedResult>,
+    /// When rows were replaced, how the model was rebuilt (it had learned the old
+    /// rows); null otherwise.
+    #[schema(required)]
+    pub rebuild: Option<RebuildBody>,
+}

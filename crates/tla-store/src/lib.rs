@@ -28,6 +28,10 @@
 //! changes of a running campaign's budget live beside the log, append-only too
 //! ([`Store::append_spend_reports`], [`Store::append_budget_change`]).
 //!
+//! Platform mode's plans and the results an ad platform reports per ad and period live
+//! there too ([`Store::save_plan`], [`Store::import_results`]): a re-imported period
+//! replaces its rows, never adds to them.
+//!
 //! This crate does not depend on `tla-core`: ids are strings and integers, and the
 //! server maps them. The schema and the group-commit method are written down in
 //! `docs/storage.md`.
@@ -67,6 +71,7 @@ mod event_log;
 mod group_commit;
 mod living;
 mod money;
+mod platform;
 mod rows;
 mod schema;
 mod store;
@@ -84,6 +89,10 @@ pub use living::{CreateOnce, IdempotencyRow, RevisionRow};
 pub use money::{
     NewBudgetChange, NewSpendReport, SpendReportOutcome, StoredBudgetChange, StoredSpendReport,
     validate_budget_change, validate_spend_report,
+};
+pub use platform::{
+    ImportOutcome, NewPlan, NewResult, PlanAd, PlannedAd, ResultImport, StoredPlan, StoredResult,
+    validate_result,
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;

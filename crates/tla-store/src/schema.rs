@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -221,9 +221,76 @@ const MIGRATION_V9: &str = "
 ALTER TABLE decisions ADD COLUMN held_out INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Schema version 10: platform mode (`docs/storage.md`, *Plans and platform results*).
+/// `plans` holds each plan made for a campaign (its number per campaign, the spec
+/// revision its versions are numbered in, the period, the budget, the plan as JSON);
+/// `plan_ads` its ads, one row per (ad set, ad), with the share: the propensity of the
+/// logged decision distribution the plan is. `result_imports` records each import of a
+/// platform's results that changed something (the event sequence the engine had learned
+/// when it was taken, and the revision in force); `platform_results` holds the results
+/// in force, one row per (campaign, ad name, segment, period): a re-imported period
+/// replaces its row in place, so nothing is counted twice.
+const MIGRATION_V10: &str = "
+CREATE TABLE plans (
+    campaign_id   TEXT NOT NULL,
+    plan_id       INTEGER NOT NULL,
+    revision      INTEGER NOT NULL,
+    start_ms      INTEGER NOT NULL,
+    end_ms        INTEGER NOT NULL,
+    budget        REAL NOT NULL,
+    plan_json     TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, plan_id)
+) STRICT;
+
+CREATE TABLE plan_ads (
+    campaign_id   TEXT NOT NULL,
+    plan_id       INTEGER NOT NULL,
+    segment       INTEGER NOT NULL,
+    ad_name       TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    share         REAL NOT NULL,
+    PRIMARY KEY (campaign_id, plan_id, segment, ad_name)
+) STRICT;
+CREATE INDEX plan_ads_by_name ON plan_ads (campaign_id, ad_name);
+
+CREATE TABLE result_imports (
+    id              INTEGER PRIMARY KEY,
+    campaign_id     TEXT NOT NULL,
+    after_seq       INTEGER NOT NULL,
+    engine_revision INTEGER NOT NULL,
+    inserted        INTEGER NOT NULL,
+    replaced        INTEGER NOT NULL,
+    key_id          TEXT NOT NULL,
+    at_ms           INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE platform_results (
+    id              INTEGER PRIMARY KEY,
+    campaign_id     TEXT NOT NULL,
+    ad_name         TEXT NOT NULL,
+    segment         INTEGER NOT NULL,
+    revision        INTEGER NOT NULL,
+    version         INTEGER NOT NULL,
+    start_ms        INTEGER NOT NULL,
+    end_ms          INTEGER NOT NULL,
+    impressions     INTEGER NOT NULL,
+    clicks          INTEGER NOT NULL,
+    conversions     INTEGER NOT NULL,
+    value           REAL NOT NULL,
+    spend           REAL NOT NULL,
+    import_id       INTEGER NOT NULL,
+    after_seq       INTEGER NOT NULL,
+    engine_revision INTEGER NOT NULL,
+    UNIQUE (campaign_id, ad_name, segment, start_ms, end_ms)
+) STRICT;
+CREATE INDEX platform_results_by_import ON platform_results (campaign_id, import_id, id);
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     MIGRATION_V2,
     MIGRATION_V3,
     MIGRATION_V4,
@@ -232,6 +299,7 @@ const MIGRATIONS: [&str; 8] = [
     MIGRATION_V7,
     MIGRATION_V8,
     MIGRATION_V9,
+    MIGRATION_V10,
 ];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
@@ -442,6 +510,10 @@ mod tests {
                 "events",
                 "idempotency_keys",
                 "meta",
+                "plan_ads",
+                "plans",
+                "platform_results",
+                "result_imports",
                 "revisions",
                 "snapshots",
                 "spend_reports"
@@ -461,7 +533,9 @@ mod tests {
                 "corrections_by_event",
                 "decisions_by_campaign",
                 "decisions_by_time",
-                "events_by_campaign_kind"
+                "events_by_campaign_kind",
+                "plan_ads_by_name",
+                "platform_results_by_import"
             ]
         );
         // A second call is a no-op.
