@@ -62,6 +62,7 @@
 
 mod checkpoint;
 mod correction;
+mod dashboard;
 mod error;
 mod event_log;
 mod group_commit;
@@ -74,6 +75,9 @@ mod store;
 pub use correction::{
     CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, Standing, StoredCorrection,
     effects, standing, validate_correction,
+};
+pub use dashboard::{
+    NewControlAudit, ROLLUP_RESOLUTIONS_MS, RollupCounts, RollupRow, StoredControlAudit,
 };
 pub use error::StoreError;
 pub use event_log::{
