@@ -39,6 +39,7 @@ pub mod campaign;
 pub mod clock;
 pub mod connections;
 pub mod correction;
+pub mod dashboard;
 pub mod decision_id;
 pub mod decision_log;
 pub mod error;
@@ -88,6 +89,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/corrections", post(routes::correct))
         .route("/v1/campaigns/{id}/spend", post(routes::report_spend))
         .route("/v1/events", post(routes::ingest))
+        .merge(dashboard::router(state.clone()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -290,7 +290,11 @@ mod tests {
         let rows = store.rollups("c", 60_000, 0).unwrap();
         assert_eq!(
             rows,
-            vec![row(0, "", 4, 3.0), row(0, "a=x", 2, 0.5), row(60_000, "", 4, 0.0)]
+            vec![
+                row(0, "", 4, 3.0),
+                row(0, "a=x", 2, 0.5),
+                row(60_000, "", 4, 0.0)
+            ]
         );
         assert_eq!(store.rollups("c", 60_000, 1).unwrap().len(), 1);
         assert!(store.rollups("c", 3_600_000, 0).unwrap().is_empty());
