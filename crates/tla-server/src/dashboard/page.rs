@@ -97,7 +97,7 @@ fn head(title: &str, csrf: Option<&str>) -> String {
         )
     });
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · TLA</title><link rel=\"stylesheet\" href=\"/assets/uPlot.min.css\"><link rel=\"stylesheet\" href=\"/assets/dashboard.css\"><script src=\"/assets/uPlot.iife.min.js\" defer></script><script src=\"/assets/dashboard.js\" defer></script></head><body><header><a href=\"/\" class=\"brand\">TLA</a><span class=\"title\">{}</span>{signout}</header><main>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · TLA</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/assets/uPlot.min.css\"><link rel=\"stylesheet\" href=\"/assets/dashboard.css\"><script src=\"/assets/uPlot.iife.min.js\" defer></script><script src=\"/assets/dashboard.js\" defer></script></head><body><header><a href=\"/\" class=\"brand\">TLA</a><span class=\"title\">{}</span>{signout}</header><main>",
         esc(title),
         esc(title)
     )
