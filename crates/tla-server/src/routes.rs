@@ -857,7 +857,9 @@ pub async fn ingest(
     let metrics = state.metrics();
     Metrics::add(&metrics.events_accepted, accepted);
     Metrics::add(&metrics.events_duplicate, duplicates);
-    Metrics::add(&metrics.events_rejected, rejected.len() as u64);
+    for item in &rejected {
+        metrics.note_rejected(item.code);
+    }
     Ok(Json(IngestOutcome {
         accepted,
         duplicates,

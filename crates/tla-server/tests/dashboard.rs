@@ -419,6 +419,28 @@ async fn rollups_feed_the_charts_and_survive_a_restart_counted_once() {
     );
     learner::step(&reopened, true);
     assert_eq!(series(reopened.clone()).await, (45, 45, json!([20.0])));
+    // The page's health lists refused events by code.
+    let reply = call(
+        &reopened,
+        "POST",
+        "/v1/events",
+        &[bearer(&admin), (header::CONTENT_TYPE, "application/json".into())],
+        json!({"events": [{"event_id": "bad", "decision_id": "forged", "type": "impression"}]}).to_string(),
+    )
+    .await;
+    let code = serde_json::from_str::<Value>(&reply.text).unwrap()["rejected"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = call(
+        &reopened,
+        "GET",
+        &format!("/campaigns/{id}"),
+        &[bearer(&admin)],
+        String::new(),
+    )
+    .await;
+    assert!(page.text.contains(&format!("<code>{code}</code> 1")), "{code}");
 }
 
 #[tokio::test]

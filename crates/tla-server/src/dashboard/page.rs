@@ -523,7 +523,16 @@ fn health(out: &mut String, state: &AppState, live: &super::Live) {
         Some(crate::decision_log::LogFailure::Unwritable) => "unwritable",
         None => "ok",
     };
-    let rejected = state.metrics().events_rejected.get();
+    let rejected = state.metrics().rejected_by_code();
+    let rejected = if rejected.is_empty() {
+        "none".to_owned()
+    } else {
+        rejected
+            .iter()
+            .map(|(code, n)| format!("<code>{}</code> {n}", esc(code)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     out.push_str("<section><h2>Health</h2><table class=\"kv\">");
     live_row(
         out,
@@ -543,7 +552,7 @@ fn health(out: &mut String, state: &AppState, live: &super::Live) {
         "applied_seq",
         &live.applied_seq.to_string(),
     );
-    row(out, "Events rejected since start", &rejected.to_string());
+    row(out, "Events rejected since the start, by code", &rejected);
     row(out, "Storage", storage);
     out.push_str("</table></section>");
 }
