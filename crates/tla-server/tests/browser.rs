@@ -250,45 +250,7 @@ fn a_browser_signs_in_sees_a_live_update_and_uses_a_control() {
         let _ = stopped.await;
     }));
 
-    // chromedriver, on 127.0.0.1, killed by its pid at the end.
-    let port = free_port();
-    let _chromedriver = Killed(
-        Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let address: SocketAddr = ([127, 0, 0, 1], port).into();
-    let started = Instant::now();
-    while TcpStream::connect(address).is_err() {
-        assert!(started.elapsed() < WAIT, "chromedriver did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let capabilities = json!({"capabilities": {"alwaysMatch": {
-        "browserName": "chrome",
-        "goog:loggingPrefs": {"browser": "ALL"},
-        "goog:chromeOptions": {
-            "binary": browser,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,2400", "--no-first-run", "--disable-extensions"]
-        }
-    }}});
-    let (status, reply) = http(
-        address,
-        "POST",
-        "/session",
-        &[("Content-Type", "application/json")],
-        &capabilities.to_string(),
-    );
-    assert_eq!(status, 200, "new session: {reply}");
-    let session = serde_json::from_str::<Value>(&reply).unwrap()["value"]["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let web = Driver { address, session };
+    let (_chromedriver, web) = open_browser(&browser, &driver);
 
     // Without a key the campaign sends the browser to sign in.
     web.call(
@@ -400,6 +362,96 @@ fn a_browser_signs_in_sees_a_live_update_and_uses_a_control() {
     web.call("DELETE", "", Value::Null);
     let _ = stop.send(());
     runtime.block_on(serving).unwrap().unwrap();
+}
+
+/// Starts chromedriver on 127.0.0.1 (killed by its pid when the first value is dropped)
+/// and a headless Chromium session.
+fn open_browser(browser: &std::path::Path, driver: &std::path::Path) -> (Killed, Driver) {
+    // chromedriver, on 127.0.0.1, killed by its pid at the end.
+    let port = free_port();
+    let chromedriver = Killed(
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = Instant::now();
+    while TcpStream::connect(address).is_err() {
+        assert!(started.elapsed() < WAIT, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let capabilities = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "goog:loggingPrefs": {"browser": "ALL"},
+        "goog:chromeOptions": {
+            "binary": browser,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,2400", "--no-first-run", "--disable-extensions"]
+        }
+    }}});
+    let (status, reply) = http(
+        address,
+        "POST",
+        "/session",
+        &[("Content-Type", "application/json")],
+        &capabilities.to_string(),
+    );
+    assert_eq!(status, 200, "new session: {reply}");
+    let session = serde_json::from_str::<Value>(&reply).unwrap()["value"]["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let web = Driver { address, session };
+    (chromedriver, web)
+}
+
+/// Screenshots of the list and a campaign page of a running server (`docs/dashboard.png`
+/// is one): `TLA_DASHBOARD_URL` (the campaign page), `TLA_DASHBOARD_KEY` (a sign-in key),
+/// `TLA_SCREENSHOT_DIR`.
+#[test]
+#[ignore = "a tool, not a test: set TLA_DASHBOARD_URL, TLA_DASHBOARD_KEY and TLA_SCREENSHOT_DIR and run with --ignored"]
+fn screenshots_of_a_running_server() {
+    let url = std::env::var("TLA_DASHBOARD_URL").expect("TLA_DASHBOARD_URL");
+    let key = std::env::var("TLA_DASHBOARD_KEY").expect("TLA_DASHBOARD_KEY");
+    let dir = PathBuf::from(std::env::var_os("TLA_SCREENSHOT_DIR").expect("TLA_SCREENSHOT_DIR"));
+    let browser = program(&["chromium", "chromium-browser"]).expect("chromium");
+    let driver = program(&["chromedriver"]).expect("chromedriver");
+    let (_chromedriver, web) = open_browser(&browser, &driver);
+    web.call("POST", "/url", json!({"url": url}));
+    web.until(
+        "the sign-in page",
+        "return document.getElementById('key') !== null",
+    );
+    let field = web.element("#key");
+    web.call(
+        "POST",
+        &format!("/element/{field}/value"),
+        json!({"text": key}),
+    );
+    let button = web.element("#signin");
+    web.call("POST", &format!("/element/{button}/click"), json!({}));
+    web.until(
+        "the charts",
+        "return document.getElementById('campaign').dataset.chartSeq",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let shot = |name: &str| {
+        let png = web.call("GET", "/screenshot", Value::Null);
+        std::fs::write(dir.join(name), base64_decode(png.as_str().unwrap())).unwrap();
+    };
+    shot("campaign.png");
+    let list = url.split("/campaigns/").next().unwrap().to_owned() + "/";
+    web.call("POST", "/url", json!({"url": list}));
+    web.until(
+        "the list",
+        "return document.querySelector('table.list') !== null",
+    );
+    shot("list.png");
+    web.call("DELETE", "", Value::Null);
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

@@ -424,8 +424,12 @@ async fn rollups_feed_the_charts_and_survive_a_restart_counted_once() {
         &reopened,
         "POST",
         "/v1/events",
-        &[bearer(&admin), (header::CONTENT_TYPE, "application/json".into())],
-        json!({"events": [{"event_id": "bad", "decision_id": "forged", "type": "impression"}]}).to_string(),
+        &[
+            bearer(&admin),
+            (header::CONTENT_TYPE, "application/json".into()),
+        ],
+        json!({"events": [{"event_id": "bad", "decision_id": "forged", "type": "impression"}]})
+            .to_string(),
     )
     .await;
     let code = serde_json::from_str::<Value>(&reply.text).unwrap()["rejected"][0]["code"]
@@ -440,7 +444,10 @@ async fn rollups_feed_the_charts_and_survive_a_restart_counted_once() {
         String::new(),
     )
     .await;
-    assert!(page.text.contains(&format!("<code>{code}</code> 1")), "{code}");
+    assert!(
+        page.text.contains(&format!("<code>{code}</code> 1")),
+        "{code}"
+    );
 }
 
 #[tokio::test]
