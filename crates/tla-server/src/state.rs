@@ -130,8 +130,8 @@ struct Inner {
     config: ServerConfig,
     campaigns: Campaigns,
     keys: RwLock<HashMap<String, KeyRow>>,
-    /// The dashboard's sign-in sessions ([`crate::dashboard::session`]).
-    sessions: Arc<crate::dashboard::session::Sessions>,
+    /// The dashboard's sessions and cached lifts ([`crate::dashboard`]).
+    dashboard: Arc<crate::dashboard::Shared>,
     metrics: Metrics,
     /// Highest event sequence applied to the engines.
     applied: AtomicU64,
@@ -232,7 +232,7 @@ impl AppState {
                 signer,
                 campaigns: replayed.campaigns,
                 keys: RwLock::new(keys),
-                sessions: Arc::default(),
+                dashboard: Arc::default(),
                 metrics: Metrics::default(),
                 applied: AtomicU64::new(replayed.applied_seq),
                 learner: Mutex::new(LearnerState {
@@ -262,9 +262,9 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The dashboard's sign-in sessions.
-    pub fn sessions(&self) -> &Arc<crate::dashboard::session::Sessions> {
-        &self.inner.sessions
+    /// The dashboard's sessions and cached lifts.
+    pub fn dashboard(&self) -> &Arc<crate::dashboard::Shared> {
+        &self.inner.dashboard
     }
 
     /// The store.

@@ -16,6 +16,7 @@
 //! [`crate::budget::change`], [`crate::revise::revise`]), so each is checked, stored
 //! and audited once.
 
+pub mod lift;
 pub mod page;
 pub mod rollup;
 pub mod session;
@@ -70,17 +71,27 @@ pub const ASSET_BUDGET_BYTES: usize = 150 * 1024;
 /// How often the live stream sends the campaign's figures.
 pub const LIVE_EVERY: Duration = Duration::from_secs(1);
 
-/// The dashboard's state: the service's, and the sign-in sessions.
+/// What the dashboard keeps in the service's state: sign-in sessions and the lifts of
+/// the campaign pages.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Sign-in sessions.
+    pub sessions: Sessions,
+    /// The campaign pages' lift and holdout sections.
+    pub lifts: lift::LiftCache,
+}
+
+/// The dashboard's handlers' state: the service's, and its sessions.
 #[derive(Debug, Clone)]
 pub struct Dashboard {
     pub(crate) state: AppState,
-    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// The dashboard's routes over `state` (merged into [`crate::app`]).
 pub fn router<S>(state: AppState) -> Router<S> {
     let dashboard = Dashboard {
-        sessions: state.sessions().clone(),
+        shared: state.dashboard().clone(),
         state,
     };
     Router::new()
@@ -198,7 +209,7 @@ async fn signin(State(dash): State<Dashboard>, body: Bytes) -> Response {
     {
         Ok(_) => {
             let now = dash.state.clock().now_ms();
-            let id = dash.sessions.open(key.to_owned(), now);
+            let id = dash.shared.sessions.open(key.to_owned(), now);
             (
                 StatusCode::SEE_OTHER,
                 [
@@ -253,7 +264,7 @@ async fn signout(State(dash): State<Dashboard>, headers: HeaderMap, body: Bytes)
     if let Ok(access) = dash.access(&headers, Scope::Read) {
         if access.check_csrf(&form.csrf).is_ok() {
             if let Some(id) = access.session_id() {
-                dash.sessions.close(id);
+                dash.shared.sessions.close(id);
             }
         }
     }

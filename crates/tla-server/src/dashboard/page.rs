@@ -206,13 +206,14 @@ pub fn campaign(
     access: &Access,
 ) -> Result<String, ApiError> {
     let now = state.clock().now_ms();
-    let report = crate::report::campaign_report(
-        slot,
-        state.store(),
-        &report_settings(),
-        crate::report::LOG_ROWS_CAP,
-        now,
-    )?;
+    // The report without the decision log (cheap), then the lift and holdout sections
+    // from their cache (computed off the request path: `super::lift`).
+    let mut report =
+        crate::report::campaign_report(slot, state.store(), &report_settings(), 0, now)?;
+    let cached = state.dashboard().lifts.get(state, slot, now);
+    report.lift = cached.lift.clone();
+    report.lift_unavailable = cached.lift_unavailable.clone();
+    report.holdout = cached.holdout.clone();
     let csrf = access.csrf_token();
     let current = slot.current();
     let live = super::live_figures(state, &slot.id)?;
@@ -247,7 +248,7 @@ pub fn campaign(
     out.push_str("<section><h2>Cumulative value</h2><p class=\"hint\">Raised so far, against the even split's estimated value per decision and the holdout's value per impression, each times the impressions so far.</p><div id=\"cumulative\" class=\"chart\"></div></section>");
     leaderboards(&mut out, &report);
     segments(&mut out, &report);
-    lift(&mut out, &report);
+    lift(&mut out, &report, &cached);
     money(&mut out, &report);
     health(&mut out, state, &live);
     audit(&mut out, state, slot)?;
@@ -407,8 +408,21 @@ fn segments(out: &mut String, report: &Report) {
     out.push_str("</section>");
 }
 
-fn lift(out: &mut String, report: &Report) {
-    out.push_str("<section><h2>Lift</h2><table class=\"kv\">");
+fn lift(out: &mut String, report: &Report, cached: &super::lift::CachedLift) {
+    out.push_str("<section><h2>Lift</h2>");
+    let when = match (cached.at_ms, cached.computing) {
+        (Some(at), true) => format!(
+            "as of {}; being computed again from the decision log",
+            time(at)
+        ),
+        (Some(at), false) => format!("as of {}", time(at)),
+        (None, _) => "being computed from the decision log: reload in a moment".to_owned(),
+    };
+    let _ = write!(out, "<p class=\"hint\">{}</p>", esc(&when));
+    if let Some(error) = &cached.error {
+        let _ = write!(out, "<p class=\"error\">{}</p>", esc(error));
+    }
+    out.push_str("<table class=\"kv\">");
     match &report.lift {
         Some(lift) => {
             row(

@@ -170,7 +170,7 @@ pub(crate) fn access(
     }
     let now = dash.state.clock().now_ms();
     let Some((id, session)) =
-        session_cookie(headers).and_then(|id| Some((id, dash.sessions.find(id, now)?)))
+        session_cookie(headers).and_then(|id| Some((id, dash.shared.sessions.find(id, now)?)))
     else {
         return Err(ApiError::unauthorized(
             "not signed in: sign in at /signin with an API key, or send it as `Authorization: Bearer tla_<id>_<secret>`",
