@@ -130,7 +130,7 @@ struct Inner {
     config: ServerConfig,
     campaigns: Campaigns,
     keys: RwLock<HashMap<String, KeyRow>>,
-    /// The dashboard's sessions and cached lifts ([`crate::dashboard`]).
+    /// The dashboard's sessions and cached reports ([`crate::dashboard`]).
     dashboard: Arc<crate::dashboard::Shared>,
     metrics: Metrics,
     /// Highest event sequence applied to the engines.
@@ -262,7 +262,7 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The dashboard's sessions and cached lifts.
+    /// The dashboard's sessions and cached reports.
     pub fn dashboard(&self) -> &Arc<crate::dashboard::Shared> {
         &self.inner.dashboard
     }

@@ -16,7 +16,7 @@
 //! [`crate::budget::change`], [`crate::revise::revise`]), so each is checked, stored
 //! and audited once.
 
-pub mod lift;
+pub mod cache;
 pub mod page;
 pub mod rollup;
 pub mod session;
@@ -71,14 +71,14 @@ pub const ASSET_BUDGET_BYTES: usize = 150 * 1024;
 /// How often the live stream sends the campaign's figures.
 pub const LIVE_EVERY: Duration = Duration::from_secs(1);
 
-/// What the dashboard keeps in the service's state: sign-in sessions and the lifts of
-/// the campaign pages.
+/// What the dashboard keeps in the service's state: sign-in sessions and the reports
+/// of the campaign pages.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Sign-in sessions.
     pub sessions: Sessions,
-    /// The campaign pages' lift and holdout sections.
-    pub lifts: lift::LiftCache,
+    /// The campaign pages' reports.
+    pub reports: cache::ReportCache,
 }
 
 /// The dashboard's handlers' state: the service's, and its sessions.
@@ -451,8 +451,12 @@ async fn control(
     let key_id = access.key_id().to_owned();
     let state = dash.state.clone();
     let id2 = id.clone();
-    tokio::task::spawn_blocking(move || page::apply_control(&state, &id2, &action, &form, &key_id))
-        .await??;
+    tokio::task::spawn_blocking(move || {
+        page::apply_control(&state, &id2, &action, &form, &key_id)?;
+        state.dashboard().reports.forget(&id2);
+        Ok::<_, ApiError>(())
+    })
+    .await??;
     Ok((
         StatusCode::SEE_OTHER,
         [(

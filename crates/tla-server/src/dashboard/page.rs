@@ -206,30 +206,23 @@ pub fn campaign(
     access: &Access,
 ) -> Result<String, ApiError> {
     let now = state.clock().now_ms();
-    // The report without the decision log (cheap), then the lift and holdout sections
-    // from their cache (computed off the request path: `super::lift`).
-    let mut report =
-        crate::report::campaign_report(slot, state.store(), &report_settings(), 0, now)?;
-    let cached = state.dashboard().lifts.get(state, slot, now);
-    report.lift = cached.lift.clone();
-    report.lift_unavailable = cached.lift_unavailable.clone();
-    report.holdout = cached.holdout.clone();
+    // The report from its cache, computed off the request path (`super::cache`).
+    let cached = state.dashboard().reports.get(state, slot, now);
+    let report = cached.report.as_deref();
     let csrf = access.csrf_token();
     let current = slot.current();
     let live = super::live_figures(state, &slot.id)?;
     let mut out = head(&slot.name, Some(&csrf));
     let even = report
-        .lift
-        .as_ref()
+        .and_then(|r| r.lift.as_ref())
         .and_then(|l| l.even_split.estimate.as_ref())
         .map(|e| e.value);
     let holdout_rate = report
-        .holdout
-        .as_ref()
+        .and_then(|r| r.holdout.as_ref())
         .and_then(|h| h.holdout.value_per_impression);
     let _ = write!(
         out,
-        "<div id=\"campaign\" data-id=\"{}\" data-even-split=\"{}\" data-holdout=\"{}\"><h1>{} <span class=\"status status-{}\" data-live=\"status\">{}</span></h1><p class=\"sub\"><code>{}</code> · revision {} since {} · objective {} · {} events learned</p>",
+        "<div id=\"campaign\" data-id=\"{}\" data-even-split=\"{}\" data-holdout=\"{}\"><h1>{} <span class=\"status status-{}\" data-live=\"status\">{}</span></h1><p class=\"sub\"><code>{}</code> · revision {} since {} · objective {}</p>",
         esc(&slot.id),
         even.map_or_else(String::new, |v| v.to_string()),
         holdout_rate.map_or_else(String::new, |v| v.to_string()),
@@ -239,17 +232,41 @@ pub fn campaign(
         esc(&slot.id),
         current.number,
         esc(&time(current.at_ms)),
-        esc(&report.objective),
-        report.events_learned,
+        esc(current.campaign.design().objective.as_str()),
     );
     controls(&mut out, slot, &csrf);
-    story(&mut out, &report, &live);
+    let when = match (cached.at_ms, cached.computing) {
+        (Some(at), true) => format!(
+            "The report is as of {}; it is being computed again.",
+            time(at)
+        ),
+        (Some(at), false) => format!(
+            "The report is as of {} (computed again after a minute).",
+            time(at)
+        ),
+        (None, _) => "The report is being computed: reload in a moment.".to_owned(),
+    };
+    let _ = write!(
+        out,
+        "<p class=\"hint\" id=\"report-age\">{}</p>",
+        esc(&when)
+    );
+    if let Some(error) = &cached.error {
+        let _ = write!(
+            out,
+            "<p class=\"error\">The report could not be computed: {}</p>",
+            esc(error)
+        );
+    }
+    story(&mut out, report, &live);
     out.push_str("<section><h2>Allocation over time</h2><p class=\"hint\">Share of impressions per option, per minute, stacked; lines mark revisions (R), pauses and resumes, and budget changes (B).</p><div id=\"allocation\" class=\"charts\"></div></section>");
     out.push_str("<section><h2>Cumulative value</h2><p class=\"hint\">Raised so far, against the even split's estimated value per decision and the holdout's value per impression, each times the impressions so far.</p><div id=\"cumulative\" class=\"chart\"></div></section>");
-    leaderboards(&mut out, &report);
-    segments(&mut out, &report);
-    lift(&mut out, &report, &cached);
-    money(&mut out, &report);
+    if let Some(report) = report {
+        leaderboards(&mut out, report);
+        segments(&mut out, report);
+        lift(&mut out, report);
+        money(&mut out, report);
+    }
     health(&mut out, state, &live);
     audit(&mut out, state, slot)?;
     out.push_str("</div>");
@@ -302,9 +319,22 @@ fn controls(out: &mut String, slot: &CampaignSlot, csrf: &str) {
     out.push_str("</section>");
 }
 
-fn story(out: &mut String, report: &Report, live: &super::Live) {
-    let s = &report.summary;
+fn story(out: &mut String, report: Option<&Report>, live: &super::Live) {
     out.push_str("<section><h2>The campaign</h2><table class=\"kv\">");
+    let Some(report) = report else {
+        live_row(
+            out,
+            "Impressions",
+            "impressions",
+            &live.impressions.to_string(),
+        );
+        live_row(out, "Donors", "donors", &live.donors.to_string());
+        live_row(out, "Raised", "raised", &num(live.raised));
+        live_row(out, "Spend", "spend", &num(live.spend));
+        out.push_str("</table></section>");
+        return;
+    };
+    let s = &report.summary;
     row(
         out,
         "Versions defined",
@@ -408,21 +438,8 @@ fn segments(out: &mut String, report: &Report) {
     out.push_str("</section>");
 }
 
-fn lift(out: &mut String, report: &Report, cached: &super::lift::CachedLift) {
-    out.push_str("<section><h2>Lift</h2>");
-    let when = match (cached.at_ms, cached.computing) {
-        (Some(at), true) => format!(
-            "as of {}; being computed again from the decision log",
-            time(at)
-        ),
-        (Some(at), false) => format!("as of {}", time(at)),
-        (None, _) => "being computed from the decision log: reload in a moment".to_owned(),
-    };
-    let _ = write!(out, "<p class=\"hint\">{}</p>", esc(&when));
-    if let Some(error) = &cached.error {
-        let _ = write!(out, "<p class=\"error\">{}</p>", esc(error));
-    }
-    out.push_str("<table class=\"kv\">");
+fn lift(out: &mut String, report: &Report) {
+    out.push_str("<section><h2>Lift</h2><table class=\"kv\">");
     match &report.lift {
         Some(lift) => {
             row(
