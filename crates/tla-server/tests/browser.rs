@@ -420,6 +420,8 @@ fn screenshots_of_a_running_server() {
     let browser = program(&["chromium", "chromium-browser"]).expect("chromium");
     let driver = program(&["chromedriver"]).expect("chromedriver");
     let (_chromedriver, web) = open_browser(&browser, &driver);
+    // A small picture: the top of the page at a laptop's width.
+    web.call("POST", "/window/rect", json!({"width": 1100, "height": 1250}));
     web.call("POST", "/url", json!({"url": url}));
     web.until(
         "the sign-in page",
