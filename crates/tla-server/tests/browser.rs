@@ -369,7 +369,7 @@ fn open_browser(browser: &std::path::Path, driver: &std::path::Path) -> (Killed,
     // chromedriver, on 127.0.0.1, killed by its pid at the end.
     let port = free_port();
     let chromedriver = Killed(
-        Command::new(&driver)
+        Command::new(driver)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
@@ -421,7 +421,11 @@ fn screenshots_of_a_running_server() {
     let driver = program(&["chromedriver"]).expect("chromedriver");
     let (_chromedriver, web) = open_browser(&browser, &driver);
     // A small picture: the top of the page at a laptop's width.
-    web.call("POST", "/window/rect", json!({"width": 1100, "height": 1250}));
+    web.call(
+        "POST",
+        "/window/rect",
+        json!({"width": 1100, "height": 1250}),
+    );
     web.call("POST", "/url", json!({"url": url}));
     web.until(
         "the sign-in page",

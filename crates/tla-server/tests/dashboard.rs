@@ -261,7 +261,11 @@ async fn a_session_views_and_an_admin_session_acts_with_its_csrf_token() {
         if page.text.contains("Leaderboards") {
             break page;
         }
-        assert!(page.text.contains("The report is being computed"), "{}", page.text);
+        assert!(
+            page.text.contains("The report is being computed"),
+            "{}",
+            page.text
+        );
         tries += 1;
         assert!(tries < 100, "the report was not computed in 10 s");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
