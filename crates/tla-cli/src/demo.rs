@@ -48,6 +48,8 @@ const BEST_EVERY_REPORTS: u64 = 6;
 const EVENT_TRIES: u32 = 3;
 /// Label of the audience's key.
 const KEY_LABEL: &str = "demo audience";
+/// Label of the key the demo prints to sign in to the dashboard.
+const DASHBOARD_KEY_LABEL: &str = "demo dashboard";
 
 /// Creates (once) the demo campaign and starts the simulated audience; the returned
 /// task ends when `stop` turns true.
@@ -62,9 +64,10 @@ pub async fn start(
         bail!("--demo-rate is 0; accepted: at least 1 decision request per second");
     }
     let setup_state = state.clone();
-    let (slot, token, key_id, created) = tokio::task::spawn_blocking(move || setup(&setup_state))
-        .await
-        .context("the demo setup task failed")??;
+    let (slot, token, key_id, created, dashboard_token) =
+        tokio::task::spawn_blocking(move || setup(&setup_state))
+            .await
+            .context("the demo setup task failed")??;
     println!(
         "demo: {} campaign {} ({:?}: {} versions, {} segments); audience key {key_id} ({KEY_LABEL})",
         if created { "created" } else { "reusing" },
@@ -72,6 +75,11 @@ pub async fn start(
         slot.name,
         thousands(slot.current().campaign.allowed_versions()),
         slot.current().campaign.design().segments(),
+    );
+    println!(
+        "demo: dashboard http://{}/campaigns/{} ; sign in with the key {dashboard_token} ({DASHBOARD_KEY_LABEL}, scope admin, shown once)",
+        loopback(address),
+        slot.id,
     );
     let audience = Audience {
         state,
@@ -85,8 +93,13 @@ pub async fn start(
     Ok(tokio::spawn(audience.run(stop)))
 }
 
-/// Finds or creates the campaign and creates the audience key. Blocking.
-fn setup(state: &AppState) -> anyhow::Result<(Arc<CampaignSlot>, String, String, bool)> {
+/// What [`setup`] answers: the campaign, the audience's token and key id, whether the
+/// campaign was created now, and the dashboard's sign-in token.
+type Setup = (Arc<CampaignSlot>, String, String, bool, String);
+
+/// Finds or creates the campaign, creates the audience key and a key to sign in to the
+/// dashboard. Blocking.
+fn setup(state: &AppState) -> anyhow::Result<Setup> {
     let mut spec = CampaignSpec::from_toml_str(SPEC).context("the demo spec does not parse")?;
     // The demo's audience sends no costs and runs on any date: it leaves the example's
     // December flight out, so it is not paced (docs/pacing.md).
@@ -112,8 +125,17 @@ fn setup(state: &AppState) -> anyhow::Result<(Arc<CampaignSlot>, String, String,
         revoked: false,
         label: KEY_LABEL.into(),
     })?;
+    let dashboard = new_key(rand::rng().random());
+    state.store().insert_key(&KeyRow {
+        id: dashboard.id.clone(),
+        hash: dashboard.hash,
+        scopes: vec![Scope::Admin.as_str().into()],
+        created_at_ms: state.clock().now_ms(),
+        revoked: false,
+        label: DASHBOARD_KEY_LABEL.into(),
+    })?;
     state.reload_keys()?;
-    Ok((slot, key.token, key.id, created))
+    Ok((slot, key.token, key.id, created, dashboard.token))
 }
 
 /// The server's own socket as a client reaches it: an unspecified listen address

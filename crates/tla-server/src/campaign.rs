@@ -2,12 +2,13 @@
 //! event checks need), its engine behind a lock (decisions read it, the learner writes
 //! it), and the set of them by id.
 
+use crate::dashboard::rollup::PendingRollups;
 use crate::error::ApiError;
 use crate::pacing::CampaignPacing;
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tla_core::engine::Engine;
 use tla_core::revision::Revision;
 use tla_core::spec::{Campaign, FlightPlan};
@@ -97,6 +98,8 @@ pub struct CampaignSlot {
     flight: RwLock<Option<FlightPlan>>,
     /// The pacing of a campaign with a flight ([`crate::pacing`]); `None` without one.
     pub pacing: Option<CampaignPacing>,
+    /// Rollups of the events learned not yet in the store ([`crate::dashboard::rollup`]).
+    rollups: Mutex<PendingRollups>,
 }
 
 impl CampaignSlot {
@@ -125,7 +128,15 @@ impl CampaignSlot {
             fixes: RwLock::new(HashMap::new()),
             flight: RwLock::new(flight),
             pacing,
+            rollups: Mutex::new(PendingRollups::default()),
         }
+    }
+
+    /// The rollups learned and not yet stored ([`crate::dashboard::rollup`]).
+    pub fn rollups(&self) -> std::sync::MutexGuard<'_, PendingRollups> {
+        self.rollups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The revision in force.

@@ -79,11 +79,17 @@ pub(crate) struct LearnerState {
     pub(crate) recorded_cover: u64,
     /// When the coverage was last recorded, ms on the state's clock.
     pub(crate) last_cover_ms: i64,
+    /// When the rollups were last stored, ms on the state's clock.
+    pub(crate) last_rollup_flush_ms: i64,
 }
 
 /// How often the learner records the decision log's coverage of the event log: after
 /// a crash, the next start checks the events since then for missing decisions.
 const RECORD_COVER_EVERY_MS: i64 = 1_000;
+
+/// How often the learner stores the dashboard's rollups, ms (readers add the pending
+/// ones, so this bounds the loss at a crash, not what a chart shows).
+const ROLLUP_FLUSH_EVERY_MS: i64 = 5_000;
 
 /// How far a pass over the log got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,13 +186,14 @@ pub fn apply_log_observed(
             };
             match learned {
                 Ok(()) => {
+                    let value = match fix {
+                        Some(EventFix::Value(value)) => value,
+                        _ => stored.value,
+                    };
                     if stored.kind == tla_store::EventKind::Cost {
-                        let value = match fix {
-                            Some(EventFix::Value(value)) => value,
-                            _ => stored.value,
-                        };
                         learn_cost(&slot, stored, value);
                     }
+                    crate::dashboard::rollup::note(&slot, stored, value);
                     slot.since_snapshot.fetch_add(1, Ordering::Relaxed);
                     caught_up.applied += 1;
                 }
@@ -246,6 +253,16 @@ pub fn step(state: &AppState, force_snapshot: bool) {
         }
         let rebuilt = slot.refresh(&mut learner.rng, now_ms.max(0) as u64);
         Metrics::add(&state.metrics().refreshes, rebuilt as u64);
+    }
+    if force_snapshot
+        || now_ms.saturating_sub(learner.last_rollup_flush_ms) >= ROLLUP_FLUSH_EVERY_MS
+    {
+        for slot in state.campaigns() {
+            if let Err(error) = crate::dashboard::rollup::flush(&slot, state.store()) {
+                tracing::error!(%error, campaign = %slot.id, "storing rollups failed; kept for the next step");
+            }
+        }
+        learner.last_rollup_flush_ms = now_ms;
     }
     let config = state.config();
     let every_ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

@@ -40,6 +40,7 @@ pub mod clock;
 pub mod connections;
 pub mod correction;
 pub mod csv_text;
+pub mod dashboard;
 pub mod decision_id;
 pub mod decision_log;
 pub mod error;
@@ -96,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/plans/{plan}", get(routes::get_plan))
         .route("/v1/campaigns/{id}/results", post(routes::import_results))
         .route("/v1/events", post(routes::ingest))
+        .merge(dashboard::router(state.clone()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -61,6 +61,9 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     /// Times a connection found the connection cap reached.
     pub connection_limit_reached: IntCounter,
+    /// Events refused since the start, by rejection code (the dashboard's health; the
+    /// total is `events_rejected`).
+    rejected_by_code: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// A counter registered in `registry`. The names are constants of this module, valid
@@ -114,6 +117,7 @@ impl Default for Metrics {
             .expect("metric names here are distinct");
         let r = &registry;
         Self {
+            rejected_by_code: std::sync::Mutex::default(),
             decision_log_backlog,
             decisions: counter(r, "tla_decisions_total", "Decisions served."),
             events_accepted: counter(r, "tla_events_accepted_total", "Events stored."),
@@ -179,6 +183,27 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts an event refused with `code` (and in `events_rejected`).
+    pub fn note_rejected(&self, code: &'static str) {
+        Metrics::add(&self.events_rejected, 1);
+        *self
+            .rejected_by_code
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    /// Events refused since the start, by code, in code order.
+    pub fn rejected_by_code(&self) -> Vec<(&'static str, u64)> {
+        self.rejected_by_code
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(code, n)| (*code, *n))
+            .collect()
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &IntCounter, n: u64) {
         counter.inc_by(n);

@@ -124,6 +124,7 @@ pub fn replay(
         }
         results.load(store, &row.id, restored.then_some(seq))?;
         covered.insert(row.id.clone(), seq);
+        slot.rollups().set_through(store.rollup_through(&row.id)?);
         campaigns.insert(Arc::new(slot));
     }
     let start = covered.values().copied().min().unwrap_or(0);

@@ -355,8 +355,10 @@ pub async fn archive(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&state, &headers, Scope::Admin)?;
-    let slot = tokio::task::spawn_blocking(move || state.archive(&id)).await??;
+    let key_id = state
+        .authorize_key(bearer(&headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let slot = tokio::task::spawn_blocking(move || state.archive_by(&id, &key_id)).await??;
     Ok(Json(CampaignBody::new(&slot)))
 }
 
@@ -472,8 +474,11 @@ async fn set_paused(
     id: String,
     paused: bool,
 ) -> Result<Json<CampaignBody>, ApiError> {
-    authorize(&state, headers, Scope::Admin)?;
-    let slot = tokio::task::spawn_blocking(move || state.set_paused(&id, paused)).await??;
+    let key_id = state
+        .authorize_key(bearer(headers), Scope::Admin)
+        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let slot =
+        tokio::task::spawn_blocking(move || state.set_paused_by(&id, paused, &key_id)).await??;
     Ok(Json(CampaignBody::new(&slot)))
 }
 
@@ -852,7 +857,9 @@ pub async fn ingest(
     let metrics = state.metrics();
     Metrics::add(&metrics.events_accepted, accepted);
     Metrics::add(&metrics.events_duplicate, duplicates);
-    Metrics::add(&metrics.events_rejected, rejected.len() as u64);
+    for item in &rejected {
+        metrics.note_rejected(item.code);
+    }
     Ok(Json(IngestOutcome {
         accepted,
         duplicates,

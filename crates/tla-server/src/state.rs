@@ -130,6 +130,8 @@ struct Inner {
     config: ServerConfig,
     campaigns: Campaigns,
     keys: RwLock<HashMap<String, KeyRow>>,
+    /// The dashboard's sessions and cached reports ([`crate::dashboard`]).
+    dashboard: Arc<crate::dashboard::Shared>,
     metrics: Metrics,
     /// Highest event sequence applied to the engines.
     applied: AtomicU64,
@@ -230,6 +232,7 @@ impl AppState {
                 signer,
                 campaigns: replayed.campaigns,
                 keys: RwLock::new(keys),
+                dashboard: Arc::default(),
                 metrics: Metrics::default(),
                 applied: AtomicU64::new(replayed.applied_seq),
                 learner: Mutex::new(LearnerState {
@@ -240,6 +243,7 @@ impl AppState {
                     restored_through: replayed.applied_seq,
                     recorded_cover,
                     last_cover_ms: now_ms,
+                    last_rollup_flush_ms: now_ms,
                 }),
                 learner_wake: tokio::sync::Notify::new(),
                 decisions: DecisionQueue::new(replayed.applied_seq),
@@ -256,6 +260,11 @@ impl AppState {
             .learner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The dashboard's sessions and cached reports.
+    pub fn dashboard(&self) -> &Arc<crate::dashboard::Shared> {
+        &self.inner.dashboard
     }
 
     /// The store.
@@ -421,6 +430,40 @@ impl AppState {
         self.inner.store.set_campaign_status(id, status)?;
         slot.paused.store(paused, Ordering::SeqCst);
         Ok(slot)
+    }
+
+    /// [`AppState::set_paused`] asked by key `key_id`, recorded in the campaign's control
+    /// audit (the API's routes and the dashboard both call this). Blocking.
+    pub fn set_paused_by(
+        &self,
+        id: &str,
+        paused: bool,
+        key_id: &str,
+    ) -> Result<Arc<CampaignSlot>, ApiError> {
+        let slot = self.set_paused(id, paused)?;
+        self.record_control(id, if paused { "pause" } else { "resume" }, key_id)?;
+        Ok(slot)
+    }
+
+    /// [`AppState::archive`] asked by key `key_id`, recorded in the campaign's control
+    /// audit. Blocking.
+    pub fn archive_by(&self, id: &str, key_id: &str) -> Result<Arc<CampaignSlot>, ApiError> {
+        let slot = self.archive(id)?;
+        self.record_control(id, "archive", key_id)?;
+        Ok(slot)
+    }
+
+    fn record_control(&self, id: &str, action: &str, key_id: &str) -> Result<(), ApiError> {
+        self.inner
+            .store
+            .record_control(&tla_store::NewControlAudit {
+                campaign_id: id.to_owned(),
+                action: action.to_owned(),
+                detail: String::new(),
+                key_id: key_id.to_owned(),
+                at_ms: self.inner.clock.now_ms(),
+            })?;
+        Ok(())
     }
 
     /// Checks a bearer token for a scope (admin holds every scope).

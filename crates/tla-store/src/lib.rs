@@ -66,6 +66,7 @@
 
 mod checkpoint;
 mod correction;
+mod dashboard;
 mod error;
 mod event_log;
 mod group_commit;
@@ -79,6 +80,9 @@ mod store;
 pub use correction::{
     CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, Standing, StoredCorrection,
     effects, standing, validate_correction,
+};
+pub use dashboard::{
+    NewControlAudit, ROLLUP_RESOLUTIONS_MS, RollupCounts, RollupRow, StoredControlAudit,
 };
 pub use error::StoreError;
 pub use event_log::{

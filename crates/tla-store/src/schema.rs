@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -288,9 +288,45 @@ CREATE TABLE platform_results (
 CREATE INDEX platform_results_by_import ON platform_results (campaign_id, import_id, id);
 ";
 
+/// Schema version 11: the dashboard. `rollups` holds per-campaign counts of the events
+/// learned per bucket (`resolution_ms`: 60,000 or 3,600,000) and series (`""` the
+/// campaign, `held_out` its holdout, `<component>=<option>` one option);
+/// `rollup_state.through_seq` is the event sequence they count through (added in the
+/// same transaction, so a restart counts no event twice). `control_audits` records the
+/// controls used on a campaign (pause, resume, archive), who and when.
+const MIGRATION_V11: &str = "
+CREATE TABLE rollups (
+    campaign_id   TEXT NOT NULL,
+    resolution_ms INTEGER NOT NULL,
+    bucket_ms     INTEGER NOT NULL,
+    series        TEXT NOT NULL,
+    impressions   INTEGER NOT NULL,
+    clicks        INTEGER NOT NULL,
+    conversions   INTEGER NOT NULL,
+    value         REAL NOT NULL,
+    cost          REAL NOT NULL,
+    PRIMARY KEY (campaign_id, resolution_ms, bucket_ms, series)
+) STRICT;
+
+CREATE TABLE rollup_state (
+    campaign_id   TEXT PRIMARY KEY NOT NULL,
+    through_seq   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE control_audits (
+    id            INTEGER PRIMARY KEY,
+    campaign_id   TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    detail        TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX control_audits_by_campaign ON control_audits (campaign_id, id);
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     MIGRATION_V2,
     MIGRATION_V3,
     MIGRATION_V4,
@@ -300,6 +336,7 @@ const MIGRATIONS: [&str; 9] = [
     MIGRATION_V8,
     MIGRATION_V9,
     MIGRATION_V10,
+    MIGRATION_V11,
 ];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
@@ -505,6 +542,7 @@ mod tests {
                 "api_keys",
                 "budget_changes",
                 "campaigns",
+                "control_audits",
                 "corrections",
                 "decisions",
                 "events",
@@ -515,6 +553,8 @@ mod tests {
                 "platform_results",
                 "result_imports",
                 "revisions",
+                "rollup_state",
+                "rollups",
                 "snapshots",
                 "spend_reports"
             ]
@@ -530,6 +570,7 @@ mod tests {
             indexes,
             [
                 "budget_changes_by_campaign",
+                "control_audits_by_campaign",
                 "corrections_by_event",
                 "decisions_by_campaign",
                 "decisions_by_time",
