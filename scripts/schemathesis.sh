@@ -37,7 +37,7 @@ fi
 
 tla=${TLA_BIN:-${CARGO_TARGET_DIR:-target}/debug/tla}
 if [[ -z ${TLA_BIN:-} ]]; then
-    cargo build --quiet --locked -p tla-cli
+    cargo build --quiet --locked --workspace --bins
 fi
 
 data=$(mktemp -d "${TMPDIR:-/tmp}/tla-schemathesis.XXXXXX")

@@ -1675,11 +1675,36 @@ fn a_version_9_file_gets_the_platform_tables_and_keeps_its_data() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; PRAGMA user_version = 9;")
+            .execute_batch("DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 9;")
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
     assert!(store.plans("a").unwrap().is_empty());
     assert!(store.results("a", None).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_10_file_gets_the_dashboard_tables_and_keeps_its_data() {
+    let dir = TempDir::new("migrate-v10");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+    }
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch("DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 10;")
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
+    assert!(store.plans("a").unwrap().is_empty());
+    assert_eq!(store.rollup_through("a").unwrap(), 0);
+    assert!(store.controls("a").unwrap().is_empty());
+    let version: i64 = rusqlite::Connection::open(dir.database())
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }
