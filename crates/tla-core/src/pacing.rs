@@ -761,6 +761,19 @@ impl Pacer {
         &self.traffic
     }
 
+    /// The cost model fitted to everything it has learned (a plan prices with it).
+    pub fn fitted_costs(&mut self) -> &CostModel {
+        self.costs.refit();
+        &self.costs
+    }
+
+    /// Learns that `impressions` impressions of `segment` at `hour` cost `amount`
+    /// together, without counting it as spent: for spend the caller counts from its
+    /// store ([`Pacer::set_spent`]), such as a platform's results.
+    pub fn learn_costs(&mut self, segment: usize, hour: usize, impressions: u64, amount: f64) {
+        self.costs.observe_total(segment, hour, impressions, amount);
+    }
+
     /// Whether the planner should solve for the price of money again at `now_ms`:
     /// every [`REPLAN_OPPORTUNITIES`] opportunities or [`REPLAN_MS`] milliseconds, and
     /// once the first costs are learned. The caller runs [`Pacer::replan`] then, off

@@ -3,7 +3,8 @@
 //! The spec's `[flight]` gives the first budget and daily cap; each change is checked by
 //! the spec's own rules ([`tla_core::spec::check_budget`],
 //! [`tla_core::spec::check_daily_cap`]), refused below what the campaign has already
-//! spent (cost events as corrected, and spend reports: [`crate::report::stored_spend`]),
+//! spent (cost events as corrected, spend reports and platform results:
+//! [`crate::report::stored_spend`]),
 //! recorded durably with who asked (the key's id), when, why, the values before and
 //! after and the spend then ([`tla_store::Store::append_budget_change`]), and put in
 //! force ([`crate::campaign::CampaignSlot::flight`]). The spec as stored, the stored
@@ -96,12 +97,13 @@ pub fn change(
         return Err(ApiError::new(
             ErrorCode::BudgetBelowSpent,
             format!(
-                "budget {new_budget} is below what campaign {} has already spent: {} ({} in cost events, {} in spend reports); \
+                "budget {new_budget} is below what campaign {} has already spent: {} ({} in cost events, {} in spend reports, {} in platform results); \
                  accepted: a budget of at least {} (spend is never rewritten)",
                 slot.id,
                 spent.total(),
                 spent.cost_events,
                 spent.reports,
+                spent.platform_results,
                 spent.total()
             ),
         ));

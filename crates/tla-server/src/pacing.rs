@@ -34,7 +34,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use tla_core::engine::Engine;
 use tla_core::pacing::{
-    HOUR_MS, Pacer, PacingConfig, PacingMode, PacingStatus, SkipReason, hour_of,
+    CostModel, HOUR_MS, Pacer, PacingConfig, PacingMode, PacingStatus, SkipReason, Traffic, hour_of,
 };
 use tla_core::policy::Choice;
 use tla_core::spec::FlightPlan;
@@ -266,6 +266,47 @@ impl CampaignPacing {
     /// Where the flight's spend stands at `now_ms` (with a holdout, the policy's arm).
     pub fn status(&self, now_ms: i64) -> PacingStatus {
         self.lock().pacer.status(now_ms)
+    }
+
+    /// A platform's result for `segment` over `[start_ms, end_ms)`: `impressions`
+    /// bought for `amount`. The cost models learn it spread evenly over the period's
+    /// hours (a daily result says what the segment costs, not what each hour of the day
+    /// does; an hourly one teaches its hour); the spend itself is counted from the store
+    /// ([`CampaignPacing::restore_spent`]), so a re-imported period counts once.
+    pub fn learn_result_costs(
+        &self,
+        segment: usize,
+        start_ms: i64,
+        end_ms: i64,
+        impressions: u64,
+        amount: f64,
+    ) {
+        if impressions == 0 || !(amount.is_finite() && amount > 0.0) || end_ms <= start_ms {
+            return;
+        }
+        let hours = ((end_ms - start_ms + HOUR_MS - 1) / HOUR_MS).max(1) as u64;
+        let mut inner = self.lock();
+        for i in 0..hours {
+            let part = impressions * (i + 1) / hours - impressions * i / hours;
+            if part == 0 {
+                continue;
+            }
+            let hour = hour_of(start_ms + i as i64 * HOUR_MS);
+            let spent = amount * part as f64 / impressions as f64;
+            // The price is the arms' alike: both learn it whole.
+            inner.each_arm(0.0, |pacer, _| {
+                pacer.learn_costs(segment, hour, part, spent)
+            });
+        }
+    }
+
+    /// Calls `f` with what the policy's arm knows of costs (fitted) and of the traffic
+    /// on offer: what a plan prices with.
+    pub fn with_knowledge<T>(&self, f: impl FnOnce(&CostModel, &Traffic) -> T) -> T {
+        let mut inner = self.lock();
+        let pacer = &mut inner.pacer;
+        pacer.fitted_costs();
+        f(pacer.costs(), pacer.traffic())
     }
 }
 

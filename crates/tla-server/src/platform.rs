@@ -23,6 +23,7 @@
 
 use crate::campaign::CampaignSlot;
 use crate::error::{ApiError, ErrorCode};
+use crate::pacing::CampaignPacing;
 use crate::state::AppState;
 use crate::wire::{
     AdChange, AdSetBody, PlanBody, PlanExport, PlanRequestBody, PlanRow, PlannedAdBody,
@@ -138,8 +139,20 @@ pub fn make(
             .as_ref()
             .filter(|previous| previous.revision == engine.revision());
         plan_request.settings = settings;
-        plan::make_plan(&engine, &plan_request, &mut learner.rng)
-            .map_err(|error| ApiError::new(ErrorCode::InvalidPlan, error.to_string()))?
+        let drawn = match &slot.pacing {
+            // Priced with what the campaign knows of costs (cost events, spend reports,
+            // platform results) and of the traffic on offer (its opportunities).
+            Some(pacing) => pacing.with_knowledge(|costs, traffic| {
+                let priced = PlanRequest {
+                    costs: (costs.observations() > 0.0).then_some(costs),
+                    traffic: (traffic.seen() > 0.0).then_some(traffic),
+                    ..plan_request.clone()
+                };
+                plan::make_plan(&engine, &priced, &mut learner.rng)
+            }),
+            None => plan::make_plan(&engine, &plan_request, &mut learner.rng),
+        };
+        drawn.map_err(|error| ApiError::new(ErrorCode::InvalidPlan, error.to_string()))?
     };
     let ads = drawn
         .ad_sets
@@ -582,6 +595,10 @@ pub fn import(
         let rows = store.import_rows(&slot.id, import_id)?;
         learn_import(slot, &mut slot.engine_mut(), &rows);
     }
+    if let Some(pacing) = &slot.pacing {
+        learn_costs(slot, pacing, &store.import_rows(&slot.id, import_id)?);
+        pacing.restore_spent(slot, store, state.clock().now_ms())?;
+    }
     // Snapshot at the next round: the store deleted those the import outdated.
     slot.since_snapshot.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
@@ -627,6 +644,27 @@ pub fn learn_import(slot: &CampaignSlot, engine: &mut Engine, rows: &[StoredResu
     for (end_ms, results) in by_end {
         if let Err(error) = engine.learn_results(&results, end_ms.max(0) as u64) {
             tracing::warn!(campaign = %slot.id, %error, "stored results skipped");
+        }
+    }
+}
+
+/// The pacing's cost models learn what `rows` (stored results of campaign `slot`)
+/// paid per impression, each in the segment of the revision in force
+/// ([`CampaignPacing::learn_result_costs`]); their spend is counted from the store.
+pub fn learn_costs(slot: &CampaignSlot, pacing: &CampaignPacing, rows: &[StoredResult]) {
+    let in_force = slot.current().number;
+    for stored in rows {
+        let row = &stored.row;
+        if let Some((segment, _)) =
+            crate::revise::map_decision(slot, row.revision, in_force, row.segment, row.version)
+        {
+            pacing.learn_result_costs(
+                segment as usize,
+                row.start_ms,
+                row.end_ms,
+                row.impressions,
+                row.spend,
+            );
         }
     }
 }

@@ -150,6 +150,7 @@ pub fn replay(
         }
         // The spend before the snapshot was not replayed: the store has all of it.
         if let Some(pacing) = &slot.pacing {
+            crate::platform::learn_costs(&slot, pacing, &store.results(&slot.id, None)?);
             pacing.restore_spent(&slot, store, options.now_ms)?;
         }
     }

@@ -177,7 +177,7 @@ pub fn correct_sums(
 }
 
 /// What a campaign has spent, as stored: its cost events (as corrected, learned or
-/// not yet) and its spend reports.
+/// not yet), its spend reports and the spend of its platform results in force.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSpend {
     /// The sum of the campaign's cost events' amounts, as corrected.
@@ -186,17 +186,21 @@ pub struct StoredSpend {
     pub reports: f64,
     /// The spend reports' amounts summed per segment, in the campaign's order.
     pub reports_by_segment: Vec<f64>,
+    /// The sum of the spend of its platform results in force (a re-imported period
+    /// once).
+    pub platform_results: f64,
 }
 
 impl StoredSpend {
-    /// Everything spent: cost events and spend reports.
+    /// Everything spent: cost events, spend reports and platform results.
     pub fn total(&self) -> f64 {
-        self.cost_events + self.reports
+        self.cost_events + self.reports + self.platform_results
     }
 }
 
 /// What campaign `slot` has spent, read from `store`: the cost events through the
-/// store's `(campaign, kind)` index, as corrected, and the spend reports.
+/// store's `(campaign, kind)` index, as corrected, the spend reports and the platform
+/// results in force.
 pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, StoreError> {
     let mut costs = store.value_by_decision(&slot.id, EventKind::Cost)?;
     correct_sums(
@@ -212,6 +216,7 @@ pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, S
             .iter()
             .fold(0.0, |sum, amount| sum + amount),
         reports_by_segment,
+        platform_results: store.results_spend(&slot.id)?,
     })
 }
 

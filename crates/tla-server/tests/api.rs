@@ -2474,7 +2474,7 @@ async fn budget_changes_are_checked_audited_in_force_and_never_rewrite_history()
         .await;
     assert!(
         below["error"]["message"].as_str().unwrap().contains(
-            "already spent: 500 (300 in cost events, 200 in spend reports); accepted: a budget of at least 500"
+            "already spent: 500 (300 in cost events, 200 in spend reports, 0 in platform results); accepted: a budget of at least 500"
         ),
         "{below}"
     );

@@ -413,3 +413,113 @@ async fn plans_out_results_in_the_next_plan_favours_what_won_and_a_restart_keeps
 }
 
 type HashMapOfSets = std::collections::HashMap<String, (String, f64)>;
+
+/// A flight campaign in platform mode: the platform's spend counts against the flight's
+/// budget (the next period's budget is what is left, spread over what is left; a budget
+/// below it is refused, naming the platform results), once for a re-imported period,
+/// and the same after a restart.
+#[tokio::test]
+async fn platform_spend_counts_against_the_flight_budget_once() {
+    let dir = std::env::temp_dir().join(format!("tla-platform-spend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let admin = admin_key(&dir);
+    let state = open(&dir, ServerConfig::default());
+    let spec = format!(
+        "{SPEC}\n[flight]\nbudget = 1000\nstart = \"{}\"\nend = \"{}\"\n",
+        rfc3339(START_MS),
+        rfc3339(START_MS + 10 * DAY_MS)
+    );
+    let (status, body) = call(
+        &state,
+        "POST",
+        "/v1/campaigns",
+        &admin,
+        "application/toml",
+        spec,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let plans = format!("/v1/campaigns/{id}/plans");
+    let period = |day: i64| json!({"start": rfc3339(START_MS + day * DAY_MS), "end": rfc3339(START_MS + (day + 1) * DAY_MS)});
+    let budget_of = |plan: &Value| -> f64 {
+        plan["ad_sets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|set| set["budget"].as_f64().unwrap())
+            .sum()
+    };
+    let (status, first) = post(&state, &plans, &admin, period(0)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!((budget_of(&first) - 100.0).abs() < 1e-6, "{first}");
+    let first_ads = ads(&first);
+    let rows = day_results(&first_ads, 0, &|_| String::new());
+    let spent = 20.0 * rows.len() as f64;
+    let (status, body) = post(
+        &state,
+        &format!("/v1/campaigns/{id}/results"),
+        &admin,
+        json!({"rows": rows.clone()}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The same period again: counted once.
+    let (status, _) = post(
+        &state,
+        &format!("/v1/campaigns/{id}/results"),
+        &admin,
+        json!({"rows": rows}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let left = (1000.0 - spent) / 9.0;
+    let (status, second) = post(&state, &plans, &admin, period(1)).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert!(
+        (budget_of(&second) - left).abs() < 1e-6,
+        "spent {spent}: expected {left}, planned {}",
+        budget_of(&second)
+    );
+    let (status, refused) = call(
+        &state,
+        "PATCH",
+        &format!("/v1/campaigns/{id}/budget"),
+        &admin,
+        "application/json",
+        json!({"budget": spent - 1.0, "reason": "cut"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{spent} in platform results")),
+        "{message}"
+    );
+    // The plans priced with what the results taught of costs; a restart knows the same.
+    let status_before = state
+        .campaign(&id)
+        .unwrap()
+        .pacing
+        .as_ref()
+        .unwrap()
+        .status(START_MS);
+    drop(state);
+    let restarted = open(&dir, ServerConfig::default());
+    let slot = restarted.campaign(&id).unwrap();
+    let status_after = slot.pacing.as_ref().unwrap().status(START_MS);
+    assert_eq!(status_after.spent, status_before.spent);
+    assert!(
+        (status_after.spent - spent).abs() < 1e-9,
+        "{status_after:?}"
+    );
+    let costs = slot
+        .pacing
+        .as_ref()
+        .unwrap()
+        .with_knowledge(|costs, _| costs.observations());
+    assert_eq!(costs, 2000.0 * first_ads.len() as f64);
+    drop(slot);
+    drop(restarted);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

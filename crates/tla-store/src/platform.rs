@@ -699,6 +699,20 @@ impl Store {
             .map_err(StoreError::sqlite("reading results"))?;
         raw.into_iter().map(decode_result).collect()
     }
+
+    /// What the platform results in force of a campaign report spent, all periods
+    /// together (a re-imported period counts once: its row was replaced).
+    pub fn results_spend(&self, campaign_id: &str) -> Result<f64, StoreError> {
+        self.database
+            .general()
+            .prepare_cached(
+                "SELECT coalesce(sum(spend), 0.0) FROM platform_results WHERE campaign_id = ?1",
+            )
+            .and_then(|mut statement| statement.query_row(params![campaign_id], |row| row.get(0)))
+            .map_err(StoreError::sqlite(
+                "summing a campaign's platform results' spend",
+            ))
+    }
 }
 
 #[cfg(test)]
@@ -741,6 +755,8 @@ mod tests {
             .import_results(&import(5, vec![row("a", 0, 100, 2), row("b", 0, 50, 1)]))
             .unwrap();
         assert_eq!((first.inserted, first.replaced, first.unchanged), (2, 0, 0));
+        assert_eq!(store.results_spend("c").unwrap(), 10.0);
+        assert_eq!(store.results_spend("other").unwrap(), 0.0);
         // The snapshot written at 5 before the import is outdated; the one at 3 stays.
         assert_eq!(store.latest_snapshot("c").unwrap().unwrap().0, 3);
         store.save_snapshot("c", 9, b"s9", 0).unwrap();
@@ -750,10 +766,12 @@ mod tests {
         assert_eq!((again.inserted, again.replaced, again.unchanged), (0, 0, 2));
         assert_eq!(again.import_id, None);
         assert_eq!(store.latest_snapshot("c").unwrap().unwrap().0, 9);
-        let changed = store
-            .import_results(&import(12, vec![row("a", 0, 100, 4)]))
-            .unwrap();
+        let mut more = row("a", 0, 100, 4);
+        more.spend = 7.5;
+        let changed = store.import_results(&import(12, vec![more])).unwrap();
         assert_eq!((changed.inserted, changed.replaced), (0, 1));
+        // The replaced period's spend counts once, as re-imported.
+        assert_eq!(store.results_spend("c").unwrap(), 12.5);
         assert_eq!(changed.replaced_after_seq, Some(5));
         // The snapshots that learned the old numbers (covering 5 or later) are gone.
         assert_eq!(store.latest_snapshot("c").unwrap().unwrap().0, 3);
