@@ -41,19 +41,42 @@ pub fn url_encode(text: &str) -> String {
     out
 }
 
-/// A number as shown: 4 significant decimals below 1, 2 below 1,000, else none.
+/// A number as shown: 4 significant decimals below 1, 2 below 1,000, else none, with
+/// thousands grouped (`1,234,567`).
 pub fn num(x: f64) -> String {
     if !x.is_finite() {
         return "–".to_owned();
     }
     let a = x.abs();
     if a >= 1000.0 {
-        format!("{x:.0}")
+        let grouped = group(&format!("{a:.0}"));
+        if x < 0.0 {
+            format!("-{grouped}")
+        } else {
+            grouped
+        }
     } else if a >= 1.0 || a == 0.0 {
         format!("{x:.2}")
     } else {
         format!("{x:.4}")
     }
+}
+
+/// A count as shown, thousands grouped: `2,204,160`.
+pub fn count(n: u64) -> String {
+    group(&n.to_string())
+}
+
+/// Digits grouped by three from the right with commas.
+fn group(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn opt_num(x: Option<f64>) -> String {
@@ -165,9 +188,9 @@ pub fn list(state: &AppState, csrf: &str) -> Result<String, ApiError> {
             esc(&slot.name),
             esc(&slot.id),
             current.number,
-            current.campaign.design().space.allowed_count(),
-            t.impressions,
-            t.conversions,
+            count(current.campaign.design().space.allowed_count()),
+            count(t.impressions),
+            count(t.conversions),
             num(t.value),
             num(t.cost),
             opt_num(vpd),
@@ -322,13 +345,8 @@ fn controls(out: &mut String, slot: &CampaignSlot, csrf: &str) {
 fn story(out: &mut String, report: Option<&Report>, live: &super::Live) {
     out.push_str("<section><h2>The campaign</h2><table class=\"kv\">");
     let Some(report) = report else {
-        live_row(
-            out,
-            "Impressions",
-            "impressions",
-            &live.impressions.to_string(),
-        );
-        live_row(out, "Donors", "donors", &live.donors.to_string());
+        live_row(out, "Impressions", "impressions", &count(live.impressions));
+        live_row(out, "Donors", "donors", &count(live.donors));
         live_row(out, "Raised", "raised", &num(live.raised));
         live_row(out, "Spend", "spend", &num(live.spend));
         out.push_str("</table></section>");
@@ -340,12 +358,12 @@ fn story(out: &mut String, report: Option<&Report>, live: &super::Live) {
         "Versions defined",
         &format!(
             "{} ({} ask to act: {})",
-            s.versions_defined,
-            s.acting_versions_defined,
+            count(s.versions_defined),
+            count(s.acting_versions_defined),
             pct(Some(s.acting_share_defined))
         ),
     );
-    row(out, "Versions served", &s.versions_served.to_string());
+    row(out, "Versions served", &count(s.versions_served));
     row(
         out,
         "Share of serving asking to act",
@@ -356,13 +374,8 @@ fn story(out: &mut String, report: Option<&Report>, live: &super::Live) {
         "Share of spend asking to act",
         &pct(s.acting_share_spend),
     );
-    live_row(
-        out,
-        "Impressions",
-        "impressions",
-        &live.impressions.to_string(),
-    );
-    live_row(out, "Donors", "donors", &live.donors.to_string());
+    live_row(out, "Impressions", "impressions", &count(live.impressions));
+    live_row(out, "Donors", "donors", &count(live.donors));
     live_row(out, "Raised", "raised", &num(live.raised));
     live_row(out, "Spend", "spend", &num(live.spend));
     row(out, "Cost per donor", &opt_num(s.cost_per_donor));
@@ -393,8 +406,8 @@ fn leaderboards(out: &mut String, report: &Report) {
                 } else {
                     ""
                 },
-                option.counts.impressions,
-                option.counts.conversions,
+                count(option.counts.impressions),
+                count(option.counts.conversions),
                 interval(&option.posterior.rate),
                 option
                     .posterior
@@ -418,7 +431,7 @@ fn segments(out: &mut String, report: &Report) {
             out,
             "<h3>{} <span class=\"hint\">{} impressions, rate {}</span></h3><table class=\"board\"><thead><tr><th>Version</th><th>Impressions</th><th>Donors</th><th>Rate</th><th>P(best)</th></tr></thead><tbody>",
             esc(&segment.segment),
-            segment.counts.impressions,
+            count(segment.counts.impressions),
             interval(&segment.posterior.rate)
         );
         for leader in &segment.leaders {
@@ -427,8 +440,8 @@ fn segments(out: &mut String, report: &Report) {
                 "<tr><td><code>{}</code> {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 leader.version,
                 esc(&leader.text),
-                leader.counts.impressions,
-                leader.counts.conversions,
+                count(leader.counts.impressions),
+                count(leader.counts.conversions),
                 interval(&leader.posterior.rate),
                 pct(leader.p_best)
             );
@@ -569,13 +582,13 @@ fn health(out: &mut String, state: &AppState, live: &super::Live) {
         out,
         "Event lag (events committed, not yet learned)",
         "event_lag",
-        &live.event_lag.to_string(),
+        &count(live.event_lag),
     );
     live_row(
         out,
         "Decision log backlog",
         "decision_backlog",
-        &live.decision_backlog.to_string(),
+        &count(live.decision_backlog),
     );
     live_row(
         out,
@@ -882,4 +895,22 @@ fn parse_amount(field: &str, text: &str) -> Result<Option<f64>, ApiError> {
                 crate::error::quoted(text)
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{count, num};
+
+    #[test]
+    fn counts_and_large_numbers_group_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000), "1,000");
+        assert_eq!(count(2_204_160), "2,204,160");
+        assert_eq!(num(6_145_647.4), "6,145,647");
+        assert_eq!(num(-12_345.6), "-12,346");
+        assert_eq!(num(999.5), "999.50");
+        assert_eq!(num(0.01234), "0.0123");
+        assert_eq!(num(f64::NAN), "–");
+    }
 }

@@ -15,7 +15,7 @@
   function num(x) {
     if (!isFinite(x)) { return "\u2013"; }
     var a = Math.abs(x);
-    if (a >= 1000) { return x.toFixed(0); }
+    if (a >= 1000) { return Math.round(x).toLocaleString("en-US"); }
     if (a >= 1 || a === 0) { return x.toFixed(2); }
     return x.toFixed(4);
   }
@@ -156,7 +156,8 @@
       document.querySelectorAll("[data-live]").forEach(function (el) {
         var v = f[el.dataset.live];
         if (v === undefined) { return; }
-        el.textContent = typeof v === "number" && !Number.isInteger(v) ? num(v) : String(v);
+        el.textContent = typeof v !== "number" ? String(v)
+          : Number.isInteger(v) ? v.toLocaleString("en-US") : num(v);
       });
       root.dataset.liveSeq = String(f.applied_seq);
       if (f.applied_seq !== drawnSeq) { load(f.applied_seq); }
