@@ -43,6 +43,11 @@ pub enum ErrorCode {
     DecisionLogUnavailable,
     /// The server's disk is full: nothing of the request was stored or served.
     StorageFull,
+    /// The shared event log (a NATS JetStream stream) cannot be reached, or this server
+    /// has not heard from it for longer than its bound: no decision is served on a
+    /// model that may be stale, and events may not be stored; retry shortly (events
+    /// with the same ids).
+    StreamUnavailable,
     /// The server failed; the log has the cause.
     Internal,
     /// An event that is not a JSON object of the accepted fields.
@@ -124,7 +129,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 46] = [
+    pub const ALL: [ErrorCode; 47] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -137,6 +142,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::DecisionLogUnavailable,
         ErrorCode::StorageFull,
+        ErrorCode::StreamUnavailable,
         ErrorCode::Internal,
         ErrorCode::InvalidEvent,
         ErrorCode::InvalidEventId,
@@ -188,6 +194,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::DecisionLogUnavailable => "decision_log_unavailable",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::StreamUnavailable => "stream_unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidEvent => "invalid_event",
             ErrorCode::InvalidEventId => "invalid_event_id",
@@ -269,7 +276,9 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::Unavailable | ErrorCode::DecisionLogUnavailable => {
+            ErrorCode::Unavailable
+            | ErrorCode::DecisionLogUnavailable
+            | ErrorCode::StreamUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -286,6 +295,7 @@ impl ErrorCode {
             StoreError::NotFound(_) => ErrorCode::NotFound,
             StoreError::InvalidInput(_) => ErrorCode::BadRequest,
             StoreError::StorageFull { .. } => ErrorCode::StorageFull,
+            StoreError::Unavailable(_) => ErrorCode::StreamUnavailable,
             StoreError::Schema(_)
             | StoreError::Corrupt { .. }
             | StoreError::Io { .. }

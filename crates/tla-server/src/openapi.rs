@@ -116,6 +116,8 @@ impl Modify for BearerScheme {
         routes::revise,
         routes::list_revisions,
         routes::get_version,
+        routes::model_hash,
+        routes::get_event,
         routes::decide,
         routes::report,
         routes::ingest,
