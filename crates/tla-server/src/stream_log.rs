@@ -53,6 +53,9 @@ pub const MIN_SECRET_LEN: usize = 16;
 /// Longest a call waits for the stream (a publish ack, the mirror catching up).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a server retries opening its stream (a cluster electing a leader).
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(30);
+
 /// How often the stream's state is asked for (position, connection).
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -527,61 +530,23 @@ impl JetStreamEventLog {
         };
         let subject = settings.subject();
         let check = secret_check(secret);
-        let (client, jetstream, stream) = handle.block_on(async {
-            let addrs = settings
-                .servers
-                .iter()
-                .map(|s| s.parse::<async_nats::ServerAddr>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| nats(e.to_string()))?;
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(Duration::from_secs(5))
-                .max_reconnects(None)
-                .connect(addrs)
-                .await
-                .map_err(|e| nats(e.to_string()))?;
-            let cluster = client.server_info().connect_urls.len().max(1);
-            let replicas = cluster.min(3);
-            let jetstream = jetstream::new(client.clone());
-            let stream = jetstream
-                .get_or_create_stream(stream::Config {
-                    name: settings.stream.clone(),
-                    subjects: vec![subject.clone()],
-                    num_replicas: replicas,
-                    duplicate_window: DEDUP_WINDOW,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| nats(e.to_string()))?;
-            // Only the first writer of an empty stream succeeds; the others read its
-            // genesis below.
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Expected-Last-Sequence", "0");
-            headers.insert("Nats-Msg-Id", "tla-genesis");
-            let genesis = Record::Genesis {
-                format: STREAM_FORMAT,
-                secret_check: check.clone(),
-            };
-            if let Ok(ack) = jetstream
-                .publish_with_headers(subject.clone(), headers, genesis.to_bytes().into())
-                .await
-            {
-                let _ = ack.await;
-            }
-            let first = stream
-                .get_raw_message(1)
-                .await
-                .map_err(|e| nats(format!("reading the genesis: {e}")))?;
-            match serde_json::from_slice::<Record>(&first.payload) {
-                Ok(Record::Genesis { secret_check, .. }) if secret_check == check => {}
-                Ok(Record::Genesis { .. }) => {
-                    return Err(StreamOpenError::SecretMismatch(settings.stream.clone()));
+        // A cluster that is electing a leader (a node just restarted) answers late:
+        // retry for a bounded time, not when the stream refuses this server.
+        let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
+        let opened = loop {
+            let attempt = handle.block_on(Self::connect(&settings, &subject, &check, &nats));
+            match attempt {
+                Err(StreamOpenError::Nats { detail, .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!(%detail, "opening the stream failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
                 }
-                _ => return Err(StreamOpenError::NotTla(settings.stream.clone())),
+                other => break other,
             }
-            Ok((client, jetstream, stream))
-        })?;
+        };
+        let (client, jetstream, stream) = opened?;
+
         let status = Arc::new(Status::default());
         status.connected.store(true, Ordering::Relaxed);
         status.contact();
@@ -625,6 +590,68 @@ impl JetStreamEventLog {
                 detail: format!("catching up to sequence {at_open}: {e}"),
             })?;
         Ok(log)
+    }
+
+    /// One attempt at connecting, creating the stream and checking its genesis.
+    async fn connect(
+        settings: &StreamSettings,
+        subject: &str,
+        check: &str,
+        nats: &impl Fn(String) -> StreamOpenError,
+    ) -> Result<(async_nats::Client, jetstream::Context, stream::Stream), StreamOpenError> {
+            let addrs = settings
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| nats(e.to_string()))?;
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
+            .connect(addrs)
+            .await
+            .map_err(|e| nats(e.to_string()))?;
+        let cluster = client.server_info().connect_urls.len().max(1);
+        let replicas = cluster.min(3);
+        let jetstream = jetstream::new(client.clone());
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: settings.stream.clone(),
+                subjects: vec![subject.to_owned()],
+                num_replicas: replicas,
+                duplicate_window: DEDUP_WINDOW,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats(e.to_string()))?;
+        // Only the first writer of an empty stream succeeds; the others read its
+        // genesis below.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Expected-Last-Sequence", "0");
+        headers.insert("Nats-Msg-Id", "tla-genesis");
+        let genesis = Record::Genesis {
+            format: STREAM_FORMAT,
+            secret_check: check.to_owned(),
+        };
+        if let Ok(ack) = jetstream
+            .publish_with_headers(subject.to_owned(), headers, genesis.to_bytes().into())
+            .await
+        {
+            let _ = ack.await;
+        }
+        let first = stream
+            .get_raw_message(1)
+            .await
+            .map_err(|e| nats(format!("reading the genesis: {e}")))?;
+        match serde_json::from_slice::<Record>(&first.payload) {
+            Ok(Record::Genesis { secret_check, .. }) if secret_check == check => {}
+            Ok(Record::Genesis { .. }) => {
+                return Err(StreamOpenError::SecretMismatch(settings.stream.clone()));
+            }
+            _ => return Err(StreamOpenError::NotTla(settings.stream.clone())),
+        }
+        Ok((client, jetstream, stream))
     }
 
     /// The settings it was opened with.
