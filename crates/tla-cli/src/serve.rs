@@ -221,7 +221,9 @@ pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow
         args.stream.clone().or(file.stream),
     ) {
         (None, None) => None,
-        (Some(_), None) => bail!("--event-log needs --stream NAME (the stream holding the shared log)"),
+        (Some(_), None) => {
+            bail!("--event-log needs --stream NAME (the stream holding the shared log)")
+        }
         (None, Some(_)) => bail!("--stream needs --event-log nats://HOST:PORT[,HOST:PORT...]"),
         (Some(event_log), Some(stream)) => {
             let stale_after = match args.stream_stale_secs.or(file.stream_stale_secs) {
@@ -576,9 +578,15 @@ mod tests {
         let (settings, secret) = resolve(&args, &none).unwrap().stream.unwrap();
         assert_eq!(secret, "file-secret-0123456789");
         assert_eq!(settings.servers.len(), 2);
-        assert_eq!(settings.stale_after, tla_server::stream_log::DEFAULT_STALE_AFTER);
+        assert_eq!(
+            settings.stale_after,
+            tla_server::stream_log::DEFAULT_STALE_AFTER
+        );
         let env = |name: &str| (name == "TLA_SECRET").then(|| "env-secret-0123456789".to_string());
-        assert_eq!(resolve(&args, &env).unwrap().stream.unwrap().1, "env-secret-0123456789");
+        assert_eq!(
+            resolve(&args, &env).unwrap().stream.unwrap().1,
+            "env-secret-0123456789"
+        );
         let short = |name: &str| (name == "TLA_SECRET").then(|| "short".to_string());
         let refused = resolve(&args, &short).unwrap_err().to_string();
         assert!(refused.contains("TLA_SECRET"), "{refused}");

@@ -24,13 +24,20 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 const SPEC: &str = include_str!("../../../examples/small.toml");
 const NODES: usize = 3;
 const CLIENTS: usize = 4;
-const BATCHES_PER_CLIENT: usize = 12;
+/// Each client sends batches until it has sent [`AFTER_RESTART`] after both killed
+/// processes are back, and at most this many in all.
+const MAX_BATCHES_PER_CLIENT: usize = 60;
+const AFTER_RESTART: usize = 3;
+/// A pause between a client's batches, so that the load spans the kill and the restart
+/// with a few thousand events.
+const PAUSE: Duration = Duration::from_millis(250);
 const BATCH: usize = 50;
 const STREAM: &str = "tla_chaos";
 const SECRET: &str = "chaos-test-shared-secret-0123456789";
@@ -120,7 +127,10 @@ fn wait_nats_healthy(nodes: &[Node], which: &[usize]) {
             if ok {
                 break;
             }
-            assert!(Instant::now() < deadline, "NATS node {i} is not healthy within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "NATS node {i} is not healthy within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -276,7 +286,11 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
         let created: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(status, 201, "{created}");
         let id = created["id"].as_str().unwrap().to_string();
-        assert_eq!(*campaign.get_or_insert(id.clone()), id, "the same id everywhere");
+        assert_eq!(
+            *campaign.get_or_insert(id.clone()),
+            id,
+            "the same id everywhere"
+        );
         segments = created["segments"]
             .as_array()
             .unwrap()
@@ -291,17 +305,27 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     // a click for every fifth) to any server, re-sending a batch until acknowledged.
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let answers = Arc::new(Mutex::new((0u64, 0u64)));
+    let restarted = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let (addresses, acknowledged, answers, campaign, segments) = (
+            let (addresses, acknowledged, answers, campaign, segments, restarted) = (
                 addresses.clone(),
                 acknowledged.clone(),
                 answers.clone(),
                 campaign.clone(),
                 segments.clone(),
+                restarted.clone(),
             );
             std::thread::spawn(move || {
-                for number in 0..BATCHES_PER_CLIENT {
+                let mut after_restart = 0;
+                for number in 0..MAX_BATCHES_PER_CLIENT {
+                    if restarted.load(Ordering::SeqCst) {
+                        after_restart += 1;
+                        if after_restart > AFTER_RESTART {
+                            break;
+                        }
+                    }
+                    std::thread::sleep(PAUSE);
                     let segment = &segments[(client + number) % segments.len()];
                     let request = json!({"segment": segment, "count": BATCH}).to_string();
                     let decided = any_server(
@@ -320,14 +344,19 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
                     );
                     let mut events = Vec::new();
                     let mut ids = Vec::new();
-                    for (i, decision) in decided["decisions"].as_array().unwrap().iter().enumerate() {
+                    for (i, decision) in decided["decisions"].as_array().unwrap().iter().enumerate()
+                    {
                         let decision = decision["decision_id"].as_str().unwrap();
                         let id = format!("c{client}-b{number}-i{i}");
-                        events.push(json!({"event_id": id, "decision_id": decision, "type": "impression"}));
+                        events.push(
+                            json!({"event_id": id, "decision_id": decision, "type": "impression"}),
+                        );
                         ids.push(id);
                         if i % 5 == 0 {
                             let id = format!("c{client}-b{number}-k{i}");
-                            events.push(json!({"event_id": id, "decision_id": decision, "type": "click"}));
+                            events.push(
+                                json!({"event_id": id, "decision_id": decision, "type": "click"}),
+                            );
                             ids.push(id);
                         }
                     }
@@ -337,11 +366,16 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
                         &addresses,
                         client + number + 1,
                         |http| {
-                            http.request("POST", "/v1/events", ADMIN, "application/json", body.as_bytes())
+                            http.request(
+                                "POST",
+                                "/v1/events",
+                                ADMIN,
+                                "application/json",
+                                body.as_bytes(),
+                            )
                         },
                         |status, body| {
-                            status == 200
-                                && body["rejected"].as_array().is_some_and(Vec::is_empty)
+                            status == 200 && body["rejected"].as_array().is_some_and(Vec::is_empty)
                         },
                     );
                     let accepted = answer["accepted"].as_u64().unwrap();
@@ -357,7 +391,7 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
         .collect();
 
     // Chaos: SIGKILL NATS node 1 and TLA server 2 mid-load, then restart both.
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(1500));
     let killed_at = acknowledged.lock().unwrap().len();
     addresses.write().unwrap()[2] = None;
     for child in [&mut processes.nats[1], &mut processes.tla[2]] {
@@ -367,18 +401,27 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     }
     std::thread::sleep(Duration::from_millis(1500));
     processes.nats[1] = Some(start_nats(&binary, &nodes, 1));
+    wait_nats_healthy(&nodes, &[1]);
+    let restarting = Instant::now();
     let (child, address) = start_tla(&data[2], &event_log, SECRET);
+    let restart_secs = restarting.elapsed().as_secs_f64();
     processes.tla[2] = Some(child);
     addresses.write().unwrap()[2] =
         Some(address.unwrap_or_else(|e| panic!("tla serve after SIGKILL: {e}")));
     let restarted_at = acknowledged.lock().unwrap().len();
+    restarted.store(true, Ordering::SeqCst);
     for client in clients {
         client.join().expect("a client failed");
     }
-    wait_nats_healthy(&nodes, &[1]);
 
     // Every server catches up to the same stream sequence.
-    let live: Vec<SocketAddr> = addresses.read().unwrap().iter().flatten().copied().collect();
+    let live: Vec<SocketAddr> = addresses
+        .read()
+        .unwrap()
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     let last = loop {
         let healths: Vec<Value> = live.iter().map(|a| health(*a)).collect();
@@ -387,9 +430,9 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
             .map(|h| h["stream"]["stream_last_seq"].as_u64().unwrap())
             .collect();
         let settled = lasts.len() == 1
-            && healths.iter().all(|h| {
-                h["stream"]["lag"] == 0 && h["stream"]["unapplied_events"] == 0
-            });
+            && healths
+                .iter()
+                .all(|h| h["stream"]["lag"] == 0 && h["stream"]["unapplied_events"] == 0);
         if settled {
             break *lasts.iter().next().unwrap();
         }
@@ -403,21 +446,37 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     // Every acknowledged event is found on every server.
     let acknowledged = acknowledged.lock().unwrap().clone();
     let distinct: HashSet<&String> = acknowledged.iter().collect();
-    assert_eq!(distinct.len(), acknowledged.len(), "ids are unique per send");
-    let mut found = vec![0usize; live.len()];
-    for (server, address) in live.iter().enumerate() {
-        let mut http = Http::connect(*address).unwrap();
-        for id in &acknowledged {
-            let (status, body) = http.json(
-                "GET",
-                &format!("/v1/campaigns/{campaign}/events/{id}"),
-                ADMIN,
-                &Value::Null,
-            );
-            assert_eq!(status, 200, "event {id} on server {server}: {body}");
-            found[server] += 1;
-        }
-    }
+    assert_eq!(
+        distinct.len(),
+        acknowledged.len(),
+        "ids are unique per send"
+    );
+    let looking = Instant::now();
+    let acknowledged = Arc::new(acknowledged);
+    let found: Vec<usize> = live
+        .iter()
+        .enumerate()
+        .map(|(server, address)| {
+            let (address, acknowledged, campaign) =
+                (*address, acknowledged.clone(), campaign.clone());
+            std::thread::spawn(move || {
+                let mut http = Http::connect(address).unwrap();
+                for id in acknowledged.iter() {
+                    let (status, body) = http.json(
+                        "GET",
+                        &format!("/v1/campaigns/{campaign}/events/{id}"),
+                        ADMIN,
+                        &Value::Null,
+                    );
+                    assert_eq!(status, 200, "event {id} on server {server}: {body}");
+                }
+                acknowledged.len()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|lookups| lookups.join().expect("an acknowledged event is missing"))
+        .collect();
 
     // No event counted twice, and the same model everywhere at the same sequence.
     let models: Vec<Value> = live
@@ -436,10 +495,14 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
         .collect();
     for model in &models {
         assert_eq!(model["events"], acknowledged.len() as u64, "{models:#?}");
-        assert_eq!(model["applied_seq"], models[0]["applied_seq"], "{models:#?}");
+        assert_eq!(
+            model["applied_seq"], models[0]["applied_seq"],
+            "{models:#?}"
+        );
         assert_eq!(model["sha256"], models[0]["sha256"], "{models:#?}");
     }
     let (accepted, duplicates) = *answers.lock().unwrap();
+    let lookup_secs = looking.elapsed().as_secs_f64();
 
     // A server with another secret refuses the stream, saying why.
     let (mut other, refused) = start_tla(
@@ -457,7 +520,8 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
          re-sent batches; {killed_at} acknowledged before the kill, {restarted_at} by the \
          restart), found on every server: {found:?}, lost: 0, counted twice: 0 (each model \
          learned {} events); models at applied_seq {} of stream sequence {last}: sha256 {} \
-         on all {} servers; {:.1} s",
+         on all {} servers; the killed server restarted in {restart_secs:.1} s, the \
+         lookups took {lookup_secs:.1} s; {:.1} s in all",
         acknowledged.len(),
         models[0]["events"],
         models[0]["applied_seq"],

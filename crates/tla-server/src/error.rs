@@ -278,9 +278,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unavailable
             | ErrorCode::DecisionLogUnavailable
-            | ErrorCode::StreamUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | ErrorCode::StreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

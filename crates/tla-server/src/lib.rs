@@ -90,7 +90,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/decisions", post(routes::decide))
         .route("/v1/campaigns/{id}/report", get(routes::report))
         .route("/v1/campaigns/{id}/model", get(routes::model_hash))
-        .route("/v1/campaigns/{id}/events/{event_id}", get(routes::get_event))
+        .route(
+            "/v1/campaigns/{id}/events/{event_id}",
+            get(routes::get_event),
+        )
         .route("/v1/campaigns/{id}/corrections", post(routes::correct))
         .route("/v1/campaigns/{id}/spend", post(routes::report_spend))
         .route(

@@ -599,7 +599,7 @@ impl JetStreamEventLog {
         check: &str,
         nats: &impl Fn(String) -> StreamOpenError,
     ) -> Result<(async_nats::Client, jetstream::Context, stream::Stream), StreamOpenError> {
-            let addrs = settings
+        let addrs = settings
             .servers
             .iter()
             .map(|s| s.parse::<async_nats::ServerAddr>())
@@ -670,9 +670,8 @@ impl JetStreamEventLog {
             .stream_last_seq
             .load(Ordering::Relaxed)
             .max(mirror.applied);
-        let unapplied_events = (mirror.events.len()
-            - mirror.events.partition_point(|e| e.seq <= applied_seq))
-            as u64;
+        let unapplied_events =
+            (mirror.events.len() - mirror.events.partition_point(|e| e.seq <= applied_seq)) as u64;
         StreamHealth {
             stream: self.settings.stream.clone(),
             connected,
@@ -726,7 +725,10 @@ impl JetStreamEventLog {
 
     /// Publishes records, each with its message id, and waits for every ack: the
     /// `(sequence, duplicate)` of each, in order.
-    fn publish(&self, records: Vec<(Option<String>, Vec<u8>)>) -> Result<Vec<(u64, bool)>, StoreError> {
+    fn publish(
+        &self,
+        records: Vec<(Option<String>, Vec<u8>)>,
+    ) -> Result<Vec<(u64, bool)>, StoreError> {
         let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
         let acks = self.handle.block_on(async {
             let mut pending = Vec::with_capacity(records.len());
@@ -769,7 +771,11 @@ async fn follow(
     status: Arc<Status>,
 ) {
     loop {
-        let start = mirror.lock().unwrap_or_else(PoisonError::into_inner).applied + 1;
+        let start = mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .applied
+            + 1;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
@@ -1039,9 +1045,12 @@ mod tests {
 
     #[test]
     fn settings_parse_servers_and_refuse_bad_input() {
-        let settings =
-            StreamSettings::parse("nats://127.0.0.1:4222,127.0.0.1:4223", "tla", DEFAULT_STALE_AFTER)
-                .unwrap();
+        let settings = StreamSettings::parse(
+            "nats://127.0.0.1:4222,127.0.0.1:4223",
+            "tla",
+            DEFAULT_STALE_AFTER,
+        )
+        .unwrap();
         assert_eq!(
             settings.servers,
             ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
