@@ -40,6 +40,8 @@ const AFTER_RESTART: usize = 3;
 const PAUSE: Duration = Duration::from_millis(250);
 const BATCH: usize = 50;
 const STREAM: &str = "tla_chaos";
+/// The servers' `--stream-stale-secs`.
+const STALE_AFTER: Duration = Duration::from_secs(2);
 const SECRET: &str = "chaos-test-shared-secret-0123456789";
 const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
 
@@ -142,6 +144,7 @@ fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<Socke
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(["--event-log", event_log, "--stream", STREAM])
+        .args(["--stream-stale-secs", &STALE_AFTER.as_secs_f64().to_string()])
         .env("TLA_SECRET", secret)
         .env("TLA_ADMIN_KEY", ADMIN)
         .env("TLA_LOG", "warn")
@@ -514,6 +517,27 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     assert!(!status.success());
     let said = refused.expect_err("no address from a refused server");
     assert!(said.contains("another decision-id secret"), "{said}");
+
+    // A server that loses the whole stream stops deciding once the bound has passed.
+    for child in processes.nats.iter_mut() {
+        let mut child = child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    std::thread::sleep(STALE_AFTER + Duration::from_secs(2));
+    let mut http = Http::connect(live[0]).unwrap();
+    let (status, refused) = http.json(
+        "POST",
+        &format!("/v1/campaigns/{campaign}/decisions"),
+        ADMIN,
+        &json!({"segment": segments[0], "count": 1}),
+    );
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], "stream_unavailable", "{refused}");
+    let (status, degraded) = http.json("GET", "/healthz", ADMIN, &Value::Null);
+    assert_eq!(status, 503, "{degraded}");
+    assert_eq!(degraded["status"], "degraded", "{degraded}");
+    assert_eq!(degraded["stream"]["stale"], true, "{degraded}");
 
     eprintln!(
         "cluster: {} events acknowledged ({accepted} accepted, {duplicates} duplicates of \

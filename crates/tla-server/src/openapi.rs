@@ -59,7 +59,8 @@ pub struct BodyTimedOut(pub ErrorBody);
 pub struct UnsupportedMedia(pub ErrorBody);
 
 /// Shutting down (`unavailable`), or, for a decision, the decision log is behind or
-/// cannot be written (`decision_log_unavailable`); retry shortly.
+/// cannot be written (`decision_log_unavailable`), or the shared event log (a stream)
+/// cannot be reached (`stream_unavailable`); retry shortly.
 #[derive(Debug, IntoResponses)]
 #[response(status = 503)]
 pub struct Unavailable(pub ErrorBody);

@@ -572,7 +572,7 @@ pub async fn model_hash(
     params(("id" = String, Path, description = "campaign id"),
         ("event_id" = String, Path, description = "the event's id")),
     responses((status = 200, description = "the event", body = crate::wire::StoredEventBody),
-        Unauthorized, Forbidden, NotFound, StorageFull))]
+        Unauthorized, Forbidden, NotFound, Unavailable, Internal))]
 pub async fn get_event(
     State(state): State<AppState>,
     headers: HeaderMap,
