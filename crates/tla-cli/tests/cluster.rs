@@ -45,25 +45,6 @@ const STALE_AFTER: Duration = Duration::from_secs(2);
 const SECRET: &str = "chaos-test-shared-secret-0123456789";
 const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
 
-/// Where nats-server is: `NATS_SERVER`, scripts/nats-deps.sh's install, or the PATH.
-fn nats_server() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let target = option_env!("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let installed = target.join("nats-server/nats-server");
-    if installed.is_file() {
-        return Some(installed);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nats-server"))
-            .find(|path| path.is_file())
-    })
-}
-
 /// Every process the test started, killed by its pid (SIGKILL) when dropped.
 #[derive(Default)]
 struct Processes {
@@ -144,7 +125,10 @@ fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<Socke
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(["--event-log", event_log, "--stream", STREAM])
-        .args(["--stream-stale-secs", &STALE_AFTER.as_secs_f64().to_string()])
+        .args([
+            "--stream-stale-secs",
+            &STALE_AFTER.as_secs_f64().to_string(),
+        ])
         .env("TLA_SECRET", secret)
         .env("TLA_ADMIN_KEY", ADMIN)
         .env("TLA_LOG", "warn")
@@ -224,7 +208,7 @@ fn health(address: SocketAddr) -> Value {
 
 #[test]
 fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_server() {
-    let Some(binary) = nats_server() else {
+    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"

@@ -512,6 +512,7 @@ mod tests {
             ("unavailable", 503),
             ("decision_log_unavailable", 503),
             ("storage_full", 507),
+            ("stream_unavailable", 503),
             ("internal", 500),
             ("invalid_event", 400),
             ("invalid_event_id", 400),

@@ -328,9 +328,11 @@ mod tests {
             "/v1/campaigns/{id}/plans",
             "/v1/campaigns/{id}/plans/{plan}",
             "/v1/campaigns/{id}/results",
+            "/v1/campaigns/{id}/model",
+            "/v1/campaigns/{id}/events/{event_id}",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 20, "{paths:?}");
+        assert_eq!(paths.len(), 22, "{paths:?}");
     }
 }

@@ -205,6 +205,28 @@ impl Record {
     }
 }
 
+/// Where a nats-server binary is, for the tests that start a NATS cluster: `NATS_SERVER`,
+/// else where scripts/nats-deps.sh installs it (`target/nats-server/nats-server` of the
+/// workspace, or of `CARGO_TARGET_DIR` at build time), else `nats-server` on the PATH.
+pub fn nats_server_binary() -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let target = option_env!("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let installed = target.join("nats-server/nats-server");
+    if installed.is_file() {
+        return Some(installed);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|path| path.is_file())
+    })
+}
+
 /// The check of a decision-id secret written in the stream's genesis: SHA-256 of a
 /// fixed label and the secret, hex. The secret itself never leaves the server.
 pub fn secret_check(secret: &[u8]) -> String {
