@@ -502,6 +502,48 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let said = refused.expect_err("no address from a refused server");
     assert!(said.contains("another decision-id secret"), "{said}");
 
+    // Retractions sent to the three servers in turn reach every server's model.
+    const RETRACTED: usize = 12;
+    let retracted: Vec<&String> = acknowledged.iter().step_by(37).take(RETRACTED).collect();
+    for (k, id) in retracted.iter().enumerate() {
+        let mut http = Http::connect(live[k % live.len()]).unwrap();
+        let (status, body) = http.json(
+            "POST",
+            &format!("/v1/campaigns/{campaign}/corrections"),
+            ADMIN,
+            &json!({"event_id": id, "action": "retract", "reason": "chaos test"}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let corrected = loop {
+        let models: Vec<Value> = live
+            .iter()
+            .map(|address| {
+                let mut http = Http::connect(*address).unwrap();
+                http.json(
+                    "GET",
+                    &format!("/v1/campaigns/{campaign}/model"),
+                    ADMIN,
+                    &Value::Null,
+                )
+                .1
+            })
+            .collect();
+        let expected = (acknowledged.len() - RETRACTED) as u64;
+        if models
+            .iter()
+            .all(|m| m["events"] == expected && m["sha256"] == models[0]["sha256"])
+        {
+            break models;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retractions did not reach every model within 30 s: {models:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
     // A server that loses the whole stream stops deciding once the bound has passed.
     for child in processes.nats.iter_mut() {
         let mut child = child.take().unwrap();
@@ -528,13 +570,16 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
          re-sent batches; {killed_at} acknowledged before the kill, {restarted_at} by the \
          restart), found on every server: {found:?}, lost: 0, counted twice: 0 (each model \
          learned {} events); models at applied_seq {} of stream sequence {last}: sha256 {} \
-         on all {} servers; the killed server restarted in {restart_secs:.1} s, the \
+         on all {} servers; after {RETRACTED} retractions sent to the servers in turn, \
+         each model learned {} events, sha256 {} on all; the killed server restarted in {restart_secs:.1} s, the \
          lookups took {lookup_secs:.1} s; {:.1} s in all",
         acknowledged.len(),
         models[0]["events"],
         models[0]["applied_seq"],
         models[0]["sha256"],
         live.len(),
+        corrected[0]["events"],
+        corrected[0]["sha256"],
         started.elapsed().as_secs_f64()
     );
 }

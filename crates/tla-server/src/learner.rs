@@ -246,6 +246,9 @@ pub fn step(state: &AppState, force_snapshot: bool) {
     restore_decisions(state, &mut learner, restoring, caught_up.last_seq);
     Metrics::add(&state.metrics().events_learned, caught_up.applied);
     state.set_applied_seq(caught_up.last_seq);
+    if let Err(error) = crate::correction::follow_stream(state, &mut learner.rng) {
+        tracing::error!(%error, "putting the stream's corrections in force failed; the next step retries");
+    }
     let now_ms = state.clock().now_ms();
     for slot in state.campaigns() {
         if let Some(pacing) = &slot.pacing {

@@ -107,7 +107,7 @@ pub fn replay(
             .unwrap_or_else(std::sync::PoisonError::into_inner) = flight;
         // Corrections first: every event is applied as corrected, and a snapshot
         // that covered a corrected event was deleted when the correction was made.
-        slot.set_fixes(tla_store::effects(&log.corrections(&row.id)?));
+        slot.set_fixes(&log.corrections(&row.id)?);
         let mut seq = 0;
         let mut restored = false;
         let snapshot = if options.from_start {
