@@ -33,7 +33,7 @@ const NODES: usize = 3;
 const CLIENTS: usize = 4;
 /// Each client sends batches until it has sent [`AFTER_RESTART`] after both killed
 /// processes are back, and at most this many in all.
-const MAX_BATCHES_PER_CLIENT: usize = 60;
+const MAX_BATCHES_PER_CLIENT: usize = 30;
 const AFTER_RESTART: usize = 3;
 /// A pause between a client's batches, so that the load spans the kill and the restart
 /// with a few thousand events.
@@ -253,38 +253,50 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let first = health(addresses[0].unwrap());
     assert_eq!(first["stream"]["replicas"], 3, "{first}");
 
-    // The same campaign on every server: the same Idempotency-Key names the same id.
-    let mut campaign = None;
-    let mut segments = Vec::new();
-    for address in addresses.iter().flatten() {
-        let mut http = Http::connect(*address).unwrap();
-        let head = |http: &mut Http| {
-            let body = SPEC.as_bytes();
-            http.request_with(
+    // The campaign is created on one server and reaches the others through the stream;
+    // a retry with the same Idempotency-Key on another server answers the same campaign.
+    let create = |address: SocketAddr| {
+        let mut http = Http::connect(address).unwrap();
+        let (status, body) = http
+            .request_with(
                 "POST",
                 "/v1/campaigns",
                 ADMIN,
                 "application/toml",
                 &[("idempotency-key", "chaos-campaign")],
-                body,
+                SPEC.as_bytes(),
             )
-        };
-        let (status, body) = head(&mut http).expect("create the campaign");
-        let created: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(status, 201, "{created}");
-        let id = created["id"].as_str().unwrap().to_string();
-        assert_eq!(
-            *campaign.get_or_insert(id.clone()),
-            id,
-            "the same id everywhere"
-        );
-        segments = created["segments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
+            .expect("create the campaign");
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    let (status, created) = create(addresses[0].unwrap());
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let segments: Vec<String> = created["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for address in addresses[1..].iter().flatten() {
+        loop {
+            let mut http = Http::connect(*address).unwrap();
+            let (status, body) =
+                http.json("GET", &format!("/v1/campaigns/{id}"), ADMIN, &Value::Null);
+            if status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "campaign {id} did not reach server {address} within 20 s: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+    let (status, again) = create(addresses[2].unwrap());
+    assert_eq!((status, &again["id"]), (200, &created["id"]), "{again}");
+    let campaign = Some(id);
     let campaign = campaign.unwrap();
     let addresses: Addresses = Arc::new(RwLock::new(addresses));
 

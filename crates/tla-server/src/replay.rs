@@ -136,6 +136,8 @@ pub fn replay(
         &mut caught_up,
         &mut results,
         &mut |_| {},
+        // The server's start stored the shared campaigns before this replay.
+        &mut |_| None,
     )?;
     // The results imported after the campaign's last event, and the revisions made
     // after it.

@@ -256,12 +256,41 @@ pub async fn create_campaign(
         }
         _ => format!("c_{:012x}", rand::rng().random::<u64>() & 0xFFFF_FFFF_FFFF),
     };
+    // A retry on another server of the stream, which started the campaign from the
+    // stream (without this key's record): the same spec answers the campaign.
+    if state.stream().is_some() {
+        if let Ok(slot) = state.campaign(&id) {
+            let first = slot
+                .revision(1)
+                .ok_or_else(|| ApiError::internal("a campaign has revision 1"))?;
+            let same = serde_json::to_string(first.campaign.spec()).ok()
+                == serde_json::to_string(campaign.spec()).ok();
+            if !same {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    format!(
+                        "Idempotency-Key {} created campaign {id} on a server of this stream from another spec; a retry sends the same spec with the same key, a new campaign a new key",
+                        crate::error::quoted(&idempotency_key.unwrap_or_default())
+                    ),
+                ));
+            }
+            return Ok((StatusCode::OK, Json(CampaignBody::new(&slot))));
+        }
+    }
     let state2 = state.clone();
-    let (slot, created) = tokio::task::spawn_blocking(move || match idempotency_key {
-        Some(key) => state2.create_campaign_once(campaign, id, &key, &key_id),
-        None => state2
-            .create_campaign(campaign, id)
-            .map(|slot| (slot, true)),
+    let (slot, created) = tokio::task::spawn_blocking(move || {
+        let (slot, created) = match idempotency_key {
+            Some(key) => state2.create_campaign_once(campaign, id, &key, &key_id)?,
+            None => (state2.create_campaign(campaign, id)?, true),
+        };
+        // On a shared stream every server starts it; a retry shares it again (the
+        // stream absorbs the repeat), so a failure here is safe to retry.
+        if let Some(stream) = state2.stream() {
+            if let Some(row) = state2.store().campaign(&slot.id)? {
+                stream.share_campaign(&row)?;
+            }
+        }
+        Ok::<_, ApiError>((slot, created))
     })
     .await??;
     let status = if created {

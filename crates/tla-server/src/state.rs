@@ -187,6 +187,12 @@ impl AppState {
         config: ServerConfig,
     ) -> Result<Self, OpenError> {
         let now_ms = clock.now_ms();
+        // Campaigns other servers of a shared log created are this server's too.
+        for row in log.shared_campaigns()? {
+            if store.campaign(&row.id)?.is_none() {
+                store.insert_campaign(&row)?;
+            }
+        }
         let replayed = replay(
             &store,
             log.as_ref(),
@@ -282,6 +288,35 @@ impl AppState {
     /// same key on every server of the stream names the same campaign. Once.
     pub fn attach_stream(&self, stream: Arc<crate::stream_log::JetStreamEventLog>) {
         let _ = self.inner.stream.set(stream);
+    }
+
+    /// Starts the campaigns created through the shared log that this server does not
+    /// run yet (stored, then started as a campaign created here would be), drawing their
+    /// first tables from `rng`. The learner step calls it before applying events, and
+    /// again for an event of a campaign it does not know. Blocking.
+    pub(crate) fn adopt_shared_campaigns(
+        &self,
+        rng: &mut rand_pcg::Pcg64Mcg,
+    ) -> Result<(), OpenError> {
+        for row in self.inner.log.shared_campaigns()? {
+            if self.inner.campaigns.get(&row.id).is_some() {
+                continue;
+            }
+            let campaign = tla_core::spec::CampaignSpec::from_json_str(&row.spec_json)
+                .and_then(|spec| spec.validate())
+                .map_err(|e| OpenError::Campaign {
+                    id: row.id.clone(),
+                    message: e.to_string(),
+                })?;
+            if self.inner.store.campaign(&row.id)?.is_none() {
+                self.inner.store.insert_campaign(&row)?;
+            }
+            self.inner
+                .campaigns
+                .insert(Arc::new(CampaignSlot::new(&row, campaign, rng)));
+            tracing::info!(campaign = %row.id, "campaign created on another server of the stream started");
+        }
+        Ok(())
     }
 
     /// The shared stream, if the event log is one.

@@ -152,6 +152,18 @@ pub enum Record {
         /// See [`NewEvent::at_ms`].
         at_ms: i64,
     },
+    /// A campaign created on one server; every server starts it (the first record of
+    /// an id wins).
+    Campaign {
+        /// See [`tla_store::CampaignRow::id`].
+        id: String,
+        /// See [`tla_store::CampaignRow::name`].
+        name: String,
+        /// The spec as JSON, as stored.
+        spec_json: String,
+        /// See [`tla_store::CampaignRow::created_at_ms`].
+        created_at_ms: i64,
+    },
     /// A correction ([`NewCorrection`]); its effect (and its old value) is decided
     /// when it is applied, in stream order.
     Correction {
@@ -261,6 +273,8 @@ pub struct Mirror {
     correction_outcomes: HashMap<u64, CorrectionOutcome>,
     /// The genesis' secret check, once applied.
     secret_check: Option<String>,
+    /// Campaigns created through the stream, in stream order (first record of an id).
+    campaigns: Vec<tla_store::CampaignRow>,
     /// The last stream sequence applied.
     applied: u64,
     /// Records that did not decode (skipped by every reader alike).
@@ -290,6 +304,22 @@ impl Mirror {
             Record::Genesis { secret_check, .. } => {
                 if self.secret_check.is_none() {
                     self.secret_check = Some(secret_check);
+                }
+            }
+            Record::Campaign {
+                id,
+                name,
+                spec_json,
+                created_at_ms,
+            } => {
+                if !self.campaigns.iter().any(|c| c.id == id) {
+                    self.campaigns.push(tla_store::CampaignRow {
+                        id,
+                        name,
+                        spec_json,
+                        status: tla_store::CampaignStatus::Active,
+                        created_at_ms,
+                    });
                 }
             }
             Record::Event {
@@ -745,6 +775,23 @@ impl JetStreamEventLog {
         self.wait_mirrored(last, CALL_TIMEOUT)
     }
 
+    /// Publishes a campaign created on this server, so that every server of the stream
+    /// starts it (with the message id `campaign/<id>`: a repeat is absorbed), and waits
+    /// until this server's mirror has it.
+    pub fn share_campaign(&self, row: &tla_store::CampaignRow) -> Result<(), StoreError> {
+        let record = Record::Campaign {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            spec_json: row.spec_json.clone(),
+            created_at_ms: row.created_at_ms,
+        };
+        let acks = self.publish(vec![(
+            Some(format!("campaign/{}", row.id)),
+            record.to_bytes(),
+        )])?;
+        self.wait_mirrored(acks[0].0, CALL_TIMEOUT)
+    }
+
     /// Publishes records, each with its message id, and waits for every ack: the
     /// `(sequence, duplicate)` of each, in order.
     fn publish(
@@ -941,6 +988,10 @@ impl EventLog for JetStreamEventLog {
                     "the correction was acknowledged at stream sequence {seq} but is not in the stream as applied"
                 ))
             })
+    }
+
+    fn shared_campaigns(&self) -> Result<Vec<tla_store::CampaignRow>, StoreError> {
+        Ok(self.lock().campaigns.clone())
     }
 
     fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError> {
