@@ -296,8 +296,7 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     }
     let (status, again) = create(addresses[2].unwrap());
     assert_eq!((status, &again["id"]), (200, &created["id"]), "{again}");
-    let campaign = Some(id);
-    let campaign = campaign.unwrap();
+    let campaign = id;
     let addresses: Addresses = Arc::new(RwLock::new(addresses));
 
     // Load: each client asks any server for decisions and sends their impressions (and
