@@ -271,8 +271,6 @@ pub struct Mirror {
     corrections: Vec<StoredCorrection>,
     /// What each correction record did, by its stream sequence.
     correction_outcomes: HashMap<u64, CorrectionOutcome>,
-    /// The genesis' secret check, once applied.
-    secret_check: Option<String>,
     /// Campaigns created through the stream, in stream order (first record of an id).
     campaigns: Vec<tla_store::CampaignRow>,
     /// The last stream sequence applied.
@@ -301,11 +299,8 @@ impl Mirror {
             }
         };
         match record {
-            Record::Genesis { secret_check, .. } => {
-                if self.secret_check.is_none() {
-                    self.secret_check = Some(secret_check);
-                }
-            }
+            // Checked when the server opens the stream (`JetStreamEventLog::open`).
+            Record::Genesis { .. } => {}
             Record::Campaign {
                 id,
                 name,
@@ -1071,6 +1066,17 @@ mod tests {
         // Re-applying a sequence changes nothing.
         mirror.apply(3, &bytes(&event("c", "e9", 1.0)));
         assert_eq!(mirror.read_after(0, 10).len(), 3);
+        // The first record of a campaign id wins.
+        let campaign = |name: &str| Record::Campaign {
+            id: "c_1".into(),
+            name: name.into(),
+            spec_json: "{}".into(),
+            created_at_ms: 5,
+        };
+        mirror.apply(8, &campaign("first").to_bytes());
+        mirror.apply(9, &campaign("second").to_bytes());
+        assert_eq!(mirror.campaigns.len(), 1);
+        assert_eq!(mirror.campaigns[0].name, "first");
     }
 
     #[test]
