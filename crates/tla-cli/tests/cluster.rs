@@ -33,11 +33,14 @@ const NODES: usize = 3;
 const CLIENTS: usize = 4;
 /// Each client sends batches until it has sent [`AFTER_RESTART`] after both killed
 /// processes are back, and at most this many in all.
-const MAX_BATCHES_PER_CLIENT: usize = 30;
+const MAX_BATCHES_PER_CLIENT: usize = 60;
 const AFTER_RESTART: usize = 3;
 /// A pause between a client's batches, so that the load spans the kill and the restart
 /// with a few thousand events.
 const PAUSE: Duration = Duration::from_millis(250);
+/// The pause while a NATS node and a server are down (the node's restart waits until it
+/// has caught up, which takes seconds): the load goes on, a little, until the restart.
+const OUTAGE_PAUSE: Duration = Duration::from_millis(1500);
 const BATCH: usize = 50;
 const STREAM: &str = "tla_chaos";
 /// The servers' `--stream-stale-secs`.
@@ -146,6 +149,8 @@ fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<Socke
     std::thread::spawn(move || {
         let mut text = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Shown with --nocapture, and with a failure.
+            eprintln!("tla serve: {line}");
             text.push_str(&line);
             text.push('\n');
         }
@@ -304,15 +309,17 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let answers = Arc::new(Mutex::new((0u64, 0u64)));
     let restarted = Arc::new(AtomicBool::new(false));
+    let outage = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let (addresses, acknowledged, answers, campaign, segments, restarted) = (
+            let (addresses, acknowledged, answers, campaign, segments, restarted, outage) = (
                 addresses.clone(),
                 acknowledged.clone(),
                 answers.clone(),
                 campaign.clone(),
                 segments.clone(),
                 restarted.clone(),
+                outage.clone(),
             );
             std::thread::spawn(move || {
                 let mut after_restart = 0;
@@ -323,7 +330,11 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
                             break;
                         }
                     }
-                    std::thread::sleep(PAUSE);
+                    std::thread::sleep(if outage.load(Ordering::SeqCst) {
+                        OUTAGE_PAUSE
+                    } else {
+                        PAUSE
+                    });
                     let segment = &segments[(client + number) % segments.len()];
                     let request = json!({"segment": segment, "count": BATCH}).to_string();
                     let decided = any_server(
@@ -391,6 +402,7 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     // Chaos: SIGKILL NATS node 1 and TLA server 2 mid-load, then restart both.
     std::thread::sleep(Duration::from_millis(1500));
     let killed_at = acknowledged.lock().unwrap().len();
+    outage.store(true, Ordering::SeqCst);
     addresses.write().unwrap()[2] = None;
     for child in [&mut processes.nats[1], &mut processes.tla[2]] {
         let mut child = child.take().unwrap();
@@ -407,6 +419,7 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     addresses.write().unwrap()[2] =
         Some(address.unwrap_or_else(|e| panic!("tla serve after SIGKILL: {e}")));
     let restarted_at = acknowledged.lock().unwrap().len();
+    outage.store(false, Ordering::SeqCst);
     restarted.store(true, Ordering::SeqCst);
     for client in clients {
         client.join().expect("a client failed");
