@@ -43,6 +43,19 @@ pub struct ServeArgs {
     /// every connection is closed (help text with the default: `shutdown_grace_help`).
     #[arg(long, value_name = "SECONDS", help = shutdown_grace_help())]
     pub shutdown_grace: Option<f64>,
+    /// The event log shared with other servers: a NATS JetStream cluster,
+    /// `nats://HOST:PORT[,HOST:PORT...]` (needs --stream and TLA_SECRET); without it the
+    /// log is the data directory's SQLite file (docs/scale-out.md).
+    #[arg(long, value_name = "URLS")]
+    pub event_log: Option<String>,
+    /// The JetStream stream holding the shared event log (created if missing, with
+    /// min(3, cluster size) replicas).
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Seconds a server may go without hearing from the stream before it refuses
+    /// decisions (503 `stream_unavailable`) [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub stream_stale_secs: Option<f64>,
 }
 
 /// `--max-connections`'s help, with the default of [`ServerConfig`]. The flag has no
@@ -82,6 +95,11 @@ struct FileConfig {
     body_read_timeout_secs: Option<f64>,
     write_timeout_secs: Option<f64>,
     shutdown_grace_secs: Option<f64>,
+    event_log: Option<String>,
+    stream: Option<String>,
+    stream_stale_secs: Option<f64>,
+    /// The decision-id secret shared by the servers of a stream (`TLA_SECRET` wins).
+    secret: Option<String>,
 }
 
 /// The resolved configuration.
@@ -95,6 +113,9 @@ pub struct Resolved {
     pub server: ServerConfig,
     /// `TLA_ADMIN_KEY`, if set.
     pub admin_key: Option<String>,
+    /// The shared stream and the decision-id secret of its servers, when the event log
+    /// is a stream (`--event-log`); `None`: the data directory's SQLite log.
+    pub stream: Option<(tla_server::stream_log::StreamSettings, String)>,
 }
 
 /// Resolves flags > environment > file > defaults. `env` is the environment, as data.
@@ -195,11 +216,36 @@ pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow
             *field = seconds_setting(name, seconds)?;
         }
     }
+    let stream = match (
+        args.event_log.clone().or(file.event_log),
+        args.stream.clone().or(file.stream),
+    ) {
+        (None, None) => None,
+        (Some(_), None) => {
+            bail!("--event-log needs --stream NAME (the stream holding the shared log)")
+        }
+        (None, Some(_)) => bail!("--stream needs --event-log nats://HOST:PORT[,HOST:PORT...]"),
+        (Some(event_log), Some(stream)) => {
+            let stale_after = match args.stream_stale_secs.or(file.stream_stale_secs) {
+                Some(seconds) => seconds_setting("stream_stale_secs", seconds)?,
+                None => tla_server::stream_log::DEFAULT_STALE_AFTER,
+            };
+            let settings =
+                tla_server::stream_log::StreamSettings::parse(&event_log, &stream, stale_after)
+                    .map_err(anyhow::Error::msg)?;
+            let secret = env_parse("TLA_SECRET")?.or(file.secret).unwrap_or_default();
+            if secret.len() < tla_server::stream_log::MIN_SECRET_LEN {
+                bail!("{}", tla_server::stream_log::StreamOpenError::Secret);
+            }
+            Some((settings, secret))
+        }
+    };
     Ok(Resolved {
         data,
         listen,
         server,
         admin_key: env_parse("TLA_ADMIN_KEY")?,
+        stream,
     })
 }
 
@@ -301,19 +347,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let resolved = resolve(&args, &|name| std::env::var(name).ok())?;
     let store = open_store(&resolved.data)?;
     ensure_admin_key(&store, resolved.admin_key.as_deref())?;
-    let secret = store
-        .server_secret()
-        .context("cannot read the server secret")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let handle = runtime.handle().clone();
+    let stream = resolved.stream.clone();
+    let secret = match &stream {
+        Some((_, shared)) => shared.as_bytes().to_vec(),
+        None => store
+            .server_secret()
+            .context("cannot read the server secret")?,
+    };
     runtime.block_on(async move {
         let state = tokio::task::spawn_blocking({
             let server = resolved.server.clone();
-            move || {
-                let log = Arc::new(store.event_log());
-                AppState::open(store, log, Arc::new(SystemClock), &secret, server)
+            move || -> anyhow::Result<AppState> {
+                let Some((settings, _)) = stream else {
+                    let log = Arc::new(store.event_log());
+                    return Ok(AppState::open(
+                        store,
+                        log,
+                        Arc::new(SystemClock),
+                        &secret,
+                        server,
+                    )?);
+                };
+                let shared = Arc::new(tla_server::stream_log::JetStreamEventLog::open(
+                    settings, &secret, handle,
+                )?);
+                let log: Arc<dyn tla_store::EventLog> = shared.clone();
+                let state = AppState::open(store, log, Arc::new(SystemClock), &secret, server)?;
+                state.attach_stream(shared);
+                Ok(state)
             }
         })
         .await??;
@@ -490,7 +556,44 @@ mod tests {
             seed: None,
             max_connections: None,
             shutdown_grace: None,
+            event_log: None,
+            stream: None,
+            stream_stale_secs: None,
         }
+    }
+
+    /// A stream needs both flags and a secret of at least 16 characters; TLA_SECRET
+    /// beats the file's `secret`; without the flags the log stays SQLite.
+    #[test]
+    fn a_stream_needs_its_name_and_a_shared_secret() {
+        let path = std::env::temp_dir().join(format!("tla-stream-{}.toml", std::process::id()));
+        std::fs::write(&path, "version = 1\nsecret = \"file-secret-0123456789\"\n").unwrap();
+        let none = |_: &str| None;
+        assert!(resolve(&args_with(&path), &none).unwrap().stream.is_none());
+        let mut args = args_with(&path);
+        args.event_log = Some("nats://127.0.0.1:4222,127.0.0.1:4223".into());
+        let refused = resolve(&args, &none).unwrap_err().to_string();
+        assert!(refused.contains("needs --stream"), "{refused}");
+        args.stream = Some("tla".into());
+        let (settings, secret) = resolve(&args, &none).unwrap().stream.unwrap();
+        assert_eq!(secret, "file-secret-0123456789");
+        assert_eq!(settings.servers.len(), 2);
+        assert_eq!(
+            settings.stale_after,
+            tla_server::stream_log::DEFAULT_STALE_AFTER
+        );
+        let env = |name: &str| (name == "TLA_SECRET").then(|| "env-secret-0123456789".to_string());
+        assert_eq!(
+            resolve(&args, &env).unwrap().stream.unwrap().1,
+            "env-secret-0123456789"
+        );
+        let short = |name: &str| (name == "TLA_SECRET").then(|| "short".to_string());
+        let refused = resolve(&args, &short).unwrap_err().to_string();
+        assert!(refused.contains("TLA_SECRET"), "{refused}");
+        args.stream_stale_secs = Some(0.0);
+        let refused = resolve(&args, &none).unwrap_err().to_string();
+        assert!(refused.contains("stream_stale_secs"), "{refused}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     /// The connection limits come from the file, the two flags beat it, and a duration

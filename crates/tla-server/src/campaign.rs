@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 use tla_core::engine::Engine;
 use tla_core::revision::Revision;
 use tla_core::spec::{Campaign, FlightPlan};
-use tla_store::{CampaignRow, CampaignStatus, EventFix, StoredEvent};
+use tla_store::{CampaignRow, CampaignStatus, EventFix, StoredCorrection, StoredEvent};
 
 /// One revision of a campaign: its validated spec and what requests need of it.
 #[derive(Debug)]
@@ -93,6 +93,10 @@ pub struct CampaignSlot {
     /// The net effect of the campaign's corrections by event sequence number
     /// ([`tla_store::effects`]): every event is applied through [`CampaignSlot::fix_of`].
     fixes: RwLock<HashMap<u64, EventFix>>,
+    /// How many of the campaign's corrections `fixes` reflects: on a shared stream the
+    /// learner brings in those other servers recorded
+    /// ([`crate::correction::follow_stream`]).
+    corrections_in_force: AtomicU64,
     /// The flight in force: the spec's `[flight]` with the budget and daily cap of the
     /// campaign's latest budget change ([`crate::budget`]); `None` without a flight.
     flight: RwLock<Option<FlightPlan>>,
@@ -126,6 +130,7 @@ impl CampaignSlot {
             engine: RwLock::new(engine),
             since_snapshot: AtomicU64::new(0),
             fixes: RwLock::new(HashMap::new()),
+            corrections_in_force: AtomicU64::new(0),
             flight: RwLock::new(flight),
             pacing,
             rollups: Mutex::new(PendingRollups::default()),
@@ -205,10 +210,18 @@ impl CampaignSlot {
         fixes.get(&event.seq).copied()
     }
 
-    /// Puts the net effect of the campaign's corrections in force for the events
-    /// applied from now on.
-    pub(crate) fn set_fixes(&self, fixes: HashMap<u64, EventFix>) {
-        *self.fixes.write().unwrap_or_else(PoisonError::into_inner) = fixes;
+    /// Puts the net effect of the campaign's corrections (all of them, in the order
+    /// recorded) in force for the events applied from now on.
+    pub(crate) fn set_fixes(&self, corrections: &[StoredCorrection]) {
+        *self.fixes.write().unwrap_or_else(PoisonError::into_inner) =
+            tla_store::effects(corrections);
+        self.corrections_in_force
+            .store(corrections.len() as u64, Ordering::Relaxed);
+    }
+
+    /// How many of the campaign's corrections are in force.
+    pub(crate) fn corrections_in_force(&self) -> u64 {
+        self.corrections_in_force.load(Ordering::Relaxed)
     }
 
     /// Swaps in a rebuilt engine (after a correction), under a brief write lock.

@@ -123,34 +123,10 @@ pub fn correct(
             return Err(unknown_event(&slot.id, &request.event_id));
         }
     };
-    let mut all = earlier;
-    all.push(recorded.clone());
-    slot.set_fixes(tla_store::effects(&all));
-    let applied = state.applied_seq();
-    let rebuild = if event.seq <= applied {
-        let now_ms = state.clock().now_ms();
-        let (engine, rebuilt) = rebuild(
-            &slot,
-            state.store(),
-            log.as_ref(),
-            applied,
-            &mut learner.rng,
-            now_ms,
-        )?;
-        slot.replace_engine(engine);
-        // A corrected cost changes what was spent.
-        if let Some(pacing) = &slot.pacing {
-            pacing.restore_spent(&slot, state.store(), now_ms)?;
-        }
-        // Snapshot the rebuilt model at the next round, so a start need not redo it.
-        slot.since_snapshot.store(
-            rebuilt.events_replayed.max(1),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        Some(rebuilt)
-    } else {
-        None
-    };
+    // Every correction of the campaign, those other servers of a stream recorded
+    // meanwhile included.
+    let all = log.corrections(&slot.id)?;
+    let rebuild = put_in_force(state, &slot, &all, event.seq, &mut learner.rng)?;
     tracing::info!(
         campaign = %slot.id,
         event_id = %recorded.event_id,
@@ -163,6 +139,73 @@ pub fn correct(
         repeated: false,
         rebuild,
     })
+}
+
+/// Puts `all` the campaign's corrections in force and, when the earliest event they
+/// newly touch (`touched_seq`) is already applied, rebuilds the model as a replay of the
+/// corrected log up to the applied sequence. The caller holds the learner's lock.
+fn put_in_force<R: rand::Rng + ?Sized>(
+    state: &AppState,
+    slot: &CampaignSlot,
+    all: &[StoredCorrection],
+    touched_seq: u64,
+    rng: &mut R,
+) -> Result<Option<RebuildBody>, StoreError> {
+    slot.set_fixes(all);
+    let applied = state.applied_seq();
+    if touched_seq > applied {
+        return Ok(None);
+    }
+    let now_ms = state.clock().now_ms();
+    let (engine, rebuilt) = rebuild(
+        slot,
+        state.store(),
+        state.log().as_ref(),
+        applied,
+        rng,
+        now_ms,
+    )?;
+    slot.replace_engine(engine);
+    // A corrected cost changes what was spent.
+    if let Some(pacing) = &slot.pacing {
+        pacing.restore_spent(slot, state.store(), now_ms)?;
+    }
+    // Snapshot the rebuilt model at the next round, so a start need not redo it.
+    slot.since_snapshot.store(
+        rebuilt.events_replayed.max(1),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(Some(rebuilt))
+}
+
+/// On a shared stream, brings in the corrections other servers recorded since this
+/// server's fixes were set, the same way as its own ([`put_in_force`]: snapshots that
+/// cover a newly corrected event are dropped, the model rebuilt), so every server's
+/// model stays the same function of the stream. A learner step calls it after applying
+/// the log, with the learner's lock held.
+pub(crate) fn follow_stream<R: rand::Rng + ?Sized>(
+    state: &AppState,
+    rng: &mut R,
+) -> Result<(), StoreError> {
+    if state.stream().is_none() {
+        return Ok(());
+    }
+    for slot in state.campaigns() {
+        let all = state.log().corrections(&slot.id)?;
+        let known = slot.corrections_in_force() as usize;
+        if all.len() <= known {
+            continue;
+        }
+        let touched = all[known..]
+            .iter()
+            .map(|c| c.event_seq)
+            .min()
+            .unwrap_or(u64::MAX);
+        state.store().delete_snapshots_covering(&slot.id, touched)?;
+        put_in_force(state, &slot, &all, touched, rng)?;
+        tracing::info!(campaign = %slot.id, corrections = all.len() - known, "corrections from the stream put in force");
+    }
+    Ok(())
 }
 
 fn unknown_event(campaign_id: &str, event_id: &str) -> ApiError {

@@ -43,6 +43,11 @@ pub enum ErrorCode {
     DecisionLogUnavailable,
     /// The server's disk is full: nothing of the request was stored or served.
     StorageFull,
+    /// The shared event log (a NATS JetStream stream) cannot be reached, or this server
+    /// has not heard from it for longer than its bound: no decision is served on a
+    /// model that may be stale, and events may not be stored; retry shortly (events
+    /// with the same ids).
+    StreamUnavailable,
     /// The server failed; the log has the cause.
     Internal,
     /// An event that is not a JSON object of the accepted fields.
@@ -124,7 +129,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs.
-    pub const ALL: [ErrorCode; 46] = [
+    pub const ALL: [ErrorCode; 47] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -137,6 +142,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::DecisionLogUnavailable,
         ErrorCode::StorageFull,
+        ErrorCode::StreamUnavailable,
         ErrorCode::Internal,
         ErrorCode::InvalidEvent,
         ErrorCode::InvalidEventId,
@@ -188,6 +194,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::DecisionLogUnavailable => "decision_log_unavailable",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::StreamUnavailable => "stream_unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidEvent => "invalid_event",
             ErrorCode::InvalidEventId => "invalid_event_id",
@@ -269,9 +276,9 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::Unavailable | ErrorCode::DecisionLogUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::Unavailable
+            | ErrorCode::DecisionLogUnavailable
+            | ErrorCode::StreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -286,6 +293,7 @@ impl ErrorCode {
             StoreError::NotFound(_) => ErrorCode::NotFound,
             StoreError::InvalidInput(_) => ErrorCode::BadRequest,
             StoreError::StorageFull { .. } => ErrorCode::StorageFull,
+            StoreError::Unavailable(_) => ErrorCode::StreamUnavailable,
             StoreError::Schema(_)
             | StoreError::Corrupt { .. }
             | StoreError::Io { .. }
@@ -504,6 +512,7 @@ mod tests {
             ("unavailable", 503),
             ("decision_log_unavailable", 503),
             ("storage_full", 507),
+            ("stream_unavailable", 503),
             ("internal", 500),
             ("invalid_event", 400),
             ("invalid_event_id", 400),

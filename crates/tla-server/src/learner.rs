@@ -133,13 +133,16 @@ pub fn apply_log(
         caught_up,
         &mut crate::platform::PendingResults::default(),
         &mut |_| {},
+        &mut |_| None,
     )
 }
 
 /// [`apply_log`], showing every event read to `observe` (applied or skipped), and
 /// learning each of the `results` imports right after the event it was taken after
 /// (before the campaign's next event applied; the caller learns those left,
-/// [`crate::platform::PendingResults::rest`]).
+/// [`crate::platform::PendingResults::rest`]). An event of a campaign `campaigns` does
+/// not hold is offered to `adopt` (a campaign created on another server of a shared
+/// log), and skipped when it answers `None`.
 pub fn apply_log_observed(
     campaigns: &Campaigns,
     log: &dyn EventLog,
@@ -147,6 +150,7 @@ pub fn apply_log_observed(
     caught_up: &mut CaughtUp,
     results: &mut crate::platform::PendingResults,
     observe: &mut dyn FnMut(&StoredEvent),
+    adopt: &mut dyn FnMut(&str) -> Option<Arc<CampaignSlot>>,
 ) -> Result<(), StoreError> {
     loop {
         let events = log.read_after(caught_up.last_seq, PAGE)?;
@@ -164,7 +168,10 @@ pub fn apply_log_observed(
             }
             let slot = match &current {
                 Some(slot) if slot.id == stored.campaign_id => slot.clone(),
-                _ => match campaigns.get(&stored.campaign_id) {
+                _ => match campaigns
+                    .get(&stored.campaign_id)
+                    .or_else(|| adopt(&stored.campaign_id))
+                {
                     Some(slot) => {
                         current = Some(slot.clone());
                         slot
@@ -225,6 +232,13 @@ pub fn step(state: &AppState, force_snapshot: bool) {
     let mut caught_up = CaughtUp::after(state.applied_seq());
     let opened_at_ms = state.opened_at_ms();
     let mut restoring = std::mem::take(&mut learner.restoring);
+    let adopting = state.stream().is_some();
+    if adopting {
+        if let Err(error) = state.adopt_shared_campaigns(&mut learner.rng) {
+            tracing::error!(%error, "starting the stream's campaigns failed");
+        }
+    }
+    let rng = &mut learner.rng;
     let read = apply_log_observed(
         state.campaigns_set(),
         log.as_ref(),
@@ -239,6 +253,15 @@ pub fn step(state: &AppState, force_snapshot: bool) {
                 restoring.extend(crate::decision_log::decision_row_of(state.signer(), stored));
             }
         },
+        &mut |campaign_id| {
+            if !adopting {
+                return None;
+            }
+            if let Err(error) = state.adopt_shared_campaigns(rng) {
+                tracing::error!(%error, "starting the stream's campaigns failed");
+            }
+            state.campaigns_set().get(campaign_id)
+        },
     );
     if let Err(error) = read {
         tracing::error!(%error, "reading the event log failed");
@@ -246,6 +269,9 @@ pub fn step(state: &AppState, force_snapshot: bool) {
     restore_decisions(state, &mut learner, restoring, caught_up.last_seq);
     Metrics::add(&state.metrics().events_learned, caught_up.applied);
     state.set_applied_seq(caught_up.last_seq);
+    if let Err(error) = crate::correction::follow_stream(state, &mut learner.rng) {
+        tracing::error!(%error, "putting the stream's corrections in force failed; the next step retries");
+    }
     let now_ms = state.clock().now_ms();
     for slot in state.campaigns() {
         if let Some(pacing) = &slot.pacing {

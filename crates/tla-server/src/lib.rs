@@ -56,6 +56,7 @@ pub mod revise;
 pub mod routes;
 pub mod spend;
 pub mod state;
+pub mod stream_log;
 pub mod wire;
 
 use axum::Router;
@@ -88,6 +89,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/campaigns/{id}/decisions", post(routes::decide))
         .route("/v1/campaigns/{id}/report", get(routes::report))
+        .route("/v1/campaigns/{id}/model", get(routes::model_hash))
+        .route(
+            "/v1/campaigns/{id}/events/{event_id}",
+            get(routes::get_event),
+        )
         .route("/v1/campaigns/{id}/corrections", post(routes::correct))
         .route("/v1/campaigns/{id}/spend", post(routes::report_spend))
         .route(

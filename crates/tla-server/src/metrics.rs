@@ -218,6 +218,55 @@ impl Metrics {
     }
 }
 
+/// The gauges of a shared stream, in the text format, appended to `/metrics` when the
+/// event log is one (names in docs/service.md).
+pub fn render_stream(health: &crate::stream_log::StreamHealth) -> String {
+    let gauges: [(&str, &str, f64); 7] = [
+        (
+            "tla_stream_last_seq",
+            "The stream's last sequence, as last heard.",
+            health.stream_last_seq as f64,
+        ),
+        (
+            "tla_stream_mirrored_seq",
+            "The last stream sequence this server received and applied to its mirror.",
+            health.mirrored_seq as f64,
+        ),
+        (
+            "tla_stream_lag",
+            "Stream records this server has not received yet.",
+            health.lag as f64,
+        ),
+        (
+            "tla_stream_unapplied_events",
+            "Events received that the models have not applied yet.",
+            health.unapplied_events as f64,
+        ),
+        (
+            "tla_stream_connected",
+            "1 while the NATS connection is up.",
+            f64::from(u8::from(health.connected)),
+        ),
+        (
+            "tla_stream_since_contact_seconds",
+            "Seconds since the server last heard from the stream.",
+            health.since_contact_ms as f64 / 1000.0,
+        ),
+        (
+            "tla_stream_stale",
+            "1 while decisions are refused because the stream has not been heard from within the bound.",
+            f64::from(u8::from(health.stale)),
+        ),
+    ];
+    let mut text = String::new();
+    for (name, help, value) in gauges {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

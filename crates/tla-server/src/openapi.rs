@@ -59,7 +59,8 @@ pub struct BodyTimedOut(pub ErrorBody);
 pub struct UnsupportedMedia(pub ErrorBody);
 
 /// Shutting down (`unavailable`), or, for a decision, the decision log is behind or
-/// cannot be written (`decision_log_unavailable`); retry shortly.
+/// cannot be written (`decision_log_unavailable`), or the shared event log (a stream)
+/// cannot be reached (`stream_unavailable`); retry shortly.
 #[derive(Debug, IntoResponses)]
 #[response(status = 503)]
 pub struct Unavailable(pub ErrorBody);
@@ -116,6 +117,8 @@ impl Modify for BearerScheme {
         routes::revise,
         routes::list_revisions,
         routes::get_version,
+        routes::model_hash,
+        routes::get_event,
         routes::decide,
         routes::report,
         routes::ingest,
@@ -325,9 +328,11 @@ mod tests {
             "/v1/campaigns/{id}/plans",
             "/v1/campaigns/{id}/plans/{plan}",
             "/v1/campaigns/{id}/results",
+            "/v1/campaigns/{id}/model",
+            "/v1/campaigns/{id}/events/{event_id}",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(paths.len(), 20, "{paths:?}");
+        assert_eq!(paths.len(), 22, "{paths:?}");
     }
 }

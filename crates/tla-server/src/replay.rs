@@ -107,7 +107,7 @@ pub fn replay(
             .unwrap_or_else(std::sync::PoisonError::into_inner) = flight;
         // Corrections first: every event is applied as corrected, and a snapshot
         // that covered a corrected event was deleted when the correction was made.
-        slot.set_fixes(tla_store::effects(&log.corrections(&row.id)?));
+        slot.set_fixes(&log.corrections(&row.id)?);
         let mut seq = 0;
         let mut restored = false;
         let snapshot = if options.from_start {
@@ -136,6 +136,8 @@ pub fn replay(
         &mut caught_up,
         &mut results,
         &mut |_| {},
+        // The server's start stored the shared campaigns before this replay.
+        &mut |_| None,
     )?;
     // The results imported after the campaign's last event, and the revisions made
     // after it.

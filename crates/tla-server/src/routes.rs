@@ -96,9 +96,13 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         None if backlog >= limit => StorageStatus::Unwritable,
         None => StorageStatus::Ok,
     };
+    let stream = state
+        .stream()
+        .map(|stream| stream.health(state.applied_seq()));
+    let stale = stream.as_ref().is_some_and(|s| s.stale);
     let (code, status) = if state.closing() {
         (StatusCode::OK, HealthStatus::Closing)
-    } else if storage != StorageStatus::Ok {
+    } else if storage != StorageStatus::Ok || stale {
         (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Degraded)
     } else {
         (StatusCode::OK, HealthStatus::Ok)
@@ -111,6 +115,7 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             decision_backlog: backlog as u64,
             decision_backlog_limit: limit as u64,
         },
+        stream,
     };
     (code, Json(health))
 }
@@ -126,10 +131,15 @@ pub async fn metrics(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Read)?;
-    let text = state
+    let mut text = state
         .metrics()
         .render(state.decision_backlog())
         .map_err(ApiError::internal)?;
+    if let Some(stream) = state.stream() {
+        text.push_str(&crate::metrics::render_stream(
+            &stream.health(state.applied_seq()),
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text))
 }
 
@@ -237,13 +247,50 @@ pub async fn create_campaign(
     let idempotency_key = idempotency_key(&headers)?;
     let bytes = body(bytes)?;
     let campaign = parse_spec(&headers, &bytes)?;
-    let id = format!("c_{:012x}", rand::rng().random::<u64>() & 0xFFFF_FFFF_FFFF);
+    let id = match (&idempotency_key, state.stream()) {
+        // On a shared stream the same key names the same campaign on every server.
+        (Some(key), Some(_)) => {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(format!("tla campaign id\0{key}").as_bytes());
+            format!("c_{}", &crate::stream_log::hex(&digest)[..12])
+        }
+        _ => format!("c_{:012x}", rand::rng().random::<u64>() & 0xFFFF_FFFF_FFFF),
+    };
+    // A retry on another server of the stream, which started the campaign from the
+    // stream (without this key's record): the same spec answers the campaign.
+    if state.stream().is_some() {
+        if let Ok(slot) = state.campaign(&id) {
+            let first = slot
+                .revision(1)
+                .ok_or_else(|| ApiError::internal("a campaign has revision 1"))?;
+            let same = serde_json::to_string(first.campaign.spec()).ok()
+                == serde_json::to_string(campaign.spec()).ok();
+            if !same {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    format!(
+                        "Idempotency-Key {} created campaign {id} on a server of this stream from another spec; a retry sends the same spec with the same key, a new campaign a new key",
+                        crate::error::quoted(&idempotency_key.unwrap_or_default())
+                    ),
+                ));
+            }
+            return Ok((StatusCode::OK, Json(CampaignBody::new(&slot))));
+        }
+    }
     let state2 = state.clone();
-    let (slot, created) = tokio::task::spawn_blocking(move || match idempotency_key {
-        Some(key) => state2.create_campaign_once(campaign, id, &key, &key_id),
-        None => state2
-            .create_campaign(campaign, id)
-            .map(|slot| (slot, true)),
+    let (slot, created) = tokio::task::spawn_blocking(move || {
+        let (slot, created) = match idempotency_key {
+            Some(key) => state2.create_campaign_once(campaign, id, &key, &key_id)?,
+            None => (state2.create_campaign(campaign, id)?, true),
+        };
+        // On a shared stream every server starts it; a retry shares it again (the
+        // stream absorbs the repeat), so a failure here is safe to retry.
+        if let Some(stream) = state2.stream() {
+            if let Some(row) = state2.store().campaign(&slot.id)? {
+                stream.share_campaign(&row)?;
+            }
+        }
+        Ok::<_, ApiError>((slot, created))
     })
     .await??;
     let status = if created {
@@ -516,6 +563,71 @@ pub async fn change_budget(
     Ok(Json(outcome))
 }
 
+/// `GET /v1/campaigns/{id}/model`: what the campaign's engine has learned, as a hash,
+/// with the event sequence it covers. Two servers of one stream with the same
+/// `applied_seq` must answer the same `sha256` (docs/scale-out.md).
+#[utoipa::path(get, path = "/v1/campaigns/{id}/model", summary = "the learned model's hash at the applied sequence (scope read)",
+    params(("id" = String, Path, description = "campaign id")),
+    responses((status = 200, description = "the model's hash", body = crate::wire::ModelHash),
+        Unauthorized, Forbidden, NotFound))]
+pub async fn model_hash(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot = state.campaign(&id)?;
+    let hash = tokio::task::spawn_blocking(move || {
+        // No learner step runs while the engine and the sequence are read together.
+        let _learner = state.learner_state();
+        let engine = slot.engine();
+        let bytes = engine.snapshot();
+        use sha2::Digest as _;
+        crate::wire::ModelHash {
+            campaign_id: slot.id.clone(),
+            applied_seq: state.applied_seq(),
+            events: engine.events(),
+            sha256: crate::stream_log::hex(&sha2::Sha256::digest(&bytes)),
+        }
+    })
+    .await?;
+    Ok(Json(hash))
+}
+
+/// `GET /v1/campaigns/{id}/events/{event_id}`: the stored event with this id, as
+/// first stored (on a stream, after this server has received every record the stream
+/// held when asked).
+#[utoipa::path(get, path = "/v1/campaigns/{id}/events/{event_id}", summary = "one stored event (scope read)",
+    params(("id" = String, Path, description = "campaign id"),
+        ("event_id" = String, Path, description = "the event's id")),
+    responses((status = 200, description = "the event", body = crate::wire::StoredEventBody),
+        Unauthorized, Forbidden, NotFound, Unavailable, Internal))]
+pub async fn get_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let slot = state.campaign(&id)?;
+    let log = state.log().clone();
+    let lookup = event_id.clone();
+    let found = tokio::task::spawn_blocking(move || log.find_event(&slot.id, &lookup)).await??;
+    let Some(event) = found else {
+        return Err(ApiError::new(
+            ErrorCode::EventNotFound,
+            format!("campaign {id} holds no event with id {event_id:?}"),
+        ));
+    };
+    Ok(Json(crate::wire::StoredEventBody {
+        seq: event.seq,
+        event_id: event.event_id,
+        decision_id: event.decision_id,
+        kind: event.kind.as_str().to_owned(),
+        value: event.value,
+        amount_known: event.amount_known,
+    }))
+}
+
 /// `GET /v1/campaigns/{id}/versions/{index}`.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/versions/{index}", summary = "one version (scope read)",
     params(("id" = String, Path, description = "campaign id"),
@@ -599,6 +711,7 @@ pub async fn decide(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&state, &headers, Scope::Decide)?;
+    state.check_stream()?;
     let bytes = body(bytes)?;
     let request: DecisionRequest = json_body(&bytes)?;
     if let Some(unit) = &request.unit {

@@ -146,6 +146,8 @@ struct Inner {
     /// by an earlier process, and the learner restores those an event refers to.
     opened_at_ms: i64,
     closing: AtomicBool,
+    /// The shared stream, when the event log is one ([`AppState::attach_stream`]).
+    stream: std::sync::OnceLock<Arc<crate::stream_log::JetStreamEventLog>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -185,6 +187,12 @@ impl AppState {
         config: ServerConfig,
     ) -> Result<Self, OpenError> {
         let now_ms = clock.now_ms();
+        // Campaigns other servers of a shared log created are this server's too.
+        for row in log.shared_campaigns()? {
+            if store.campaign(&row.id)?.is_none() {
+                store.insert_campaign(&row)?;
+            }
+        }
         let replayed = replay(
             &store,
             log.as_ref(),
@@ -250,6 +258,7 @@ impl AppState {
                 event_log_failure: Mutex::new(None),
                 opened_at_ms: now_ms,
                 closing: AtomicBool::new(false),
+                stream: std::sync::OnceLock::new(),
                 config,
             }),
         })
@@ -270,6 +279,69 @@ impl AppState {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Tells the state that its event log is this shared stream (the same object as
+    /// [`AppState::log`]): `/healthz` and `/metrics` show its position, lag and
+    /// connection, decisions are refused while it is stale, and a campaign created with
+    /// an `Idempotency-Key` gets an id derived from that key, so creating it with the
+    /// same key on every server of the stream names the same campaign. Once.
+    pub fn attach_stream(&self, stream: Arc<crate::stream_log::JetStreamEventLog>) {
+        let _ = self.inner.stream.set(stream);
+    }
+
+    /// Starts the campaigns created through the shared log that this server does not
+    /// run yet (stored, then started as a campaign created here would be), drawing their
+    /// first tables from `rng`. The learner step calls it before applying events, and
+    /// again for an event of a campaign it does not know. Blocking.
+    pub(crate) fn adopt_shared_campaigns(
+        &self,
+        rng: &mut rand_pcg::Pcg64Mcg,
+    ) -> Result<(), OpenError> {
+        for row in self.inner.log.shared_campaigns()? {
+            if self.inner.campaigns.get(&row.id).is_some() {
+                continue;
+            }
+            let campaign = tla_core::spec::CampaignSpec::from_json_str(&row.spec_json)
+                .and_then(|spec| spec.validate())
+                .map_err(|e| OpenError::Campaign {
+                    id: row.id.clone(),
+                    message: e.to_string(),
+                })?;
+            if self.inner.store.campaign(&row.id)?.is_none() {
+                self.inner.store.insert_campaign(&row)?;
+            }
+            self.inner
+                .campaigns
+                .insert(Arc::new(CampaignSlot::new(&row, campaign, rng)));
+            tracing::info!(campaign = %row.id, "campaign created on another server of the stream started");
+        }
+        Ok(())
+    }
+
+    /// The shared stream, if the event log is one.
+    pub fn stream(&self) -> Option<&Arc<crate::stream_log::JetStreamEventLog>> {
+        self.inner.stream.get()
+    }
+
+    /// 503 `stream_unavailable` when the event log is a stream this server has not
+    /// heard from for longer than its bound: decisions are not served on a model that
+    /// may be stale.
+    pub fn check_stream(&self) -> Result<(), ApiError> {
+        let Some(stream) = self.stream() else {
+            return Ok(());
+        };
+        let health = stream.health(self.applied_seq());
+        if health.stale {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::StreamUnavailable,
+                format!(
+                    "this server has not heard from stream {} for {} ms (bound: {} ms); it decides again once the stream answers",
+                    health.stream, health.since_contact_ms, health.stale_after_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The event log.

@@ -62,6 +62,11 @@ pub struct Health {
     pub applied_seq: u64,
     /// Whether the data directory takes writes.
     pub storage: StorageHealth,
+    /// The shared stream, when the event log is one (`tla serve --event-log nats://...`):
+    /// its position, this server's lag and its connection. A stale stream makes the
+    /// status `degraded` (503).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<crate::stream_log::StreamHealth>,
 }
 
 /// Whether a campaign serves decisions.
@@ -861,4 +866,34 @@ pub struct ResultOutcome {
     /// rows); null otherwise.
     #[schema(required)]
     pub rebuild: Option<RebuildBody>,
+}
+
+/// `GET /v1/campaigns/{id}/model`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ModelHash {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The event sequence the server's models have applied through.
+    pub applied_seq: u64,
+    /// Events the campaign's engine has learned.
+    pub events: u64,
+    /// SHA-256 (hex) of the engine's learned state: its snapshot bytes.
+    pub sha256: String,
+}
+
+/// `GET /v1/campaigns/{id}/events/{event_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StoredEventBody {
+    /// Its sequence number in the event log (on a stream, its stream sequence).
+    pub seq: u64,
+    /// The client's id.
+    pub event_id: String,
+    /// The decision it joins.
+    pub decision_id: String,
+    /// `impression`, `click`, `conversion` or `cost`.
+    pub kind: String,
+    /// Its amount as first stored (corrections do not change it).
+    pub value: f64,
+    /// False for a conversion of unknown amount.
+    pub amount_known: bool,
 }

@@ -83,7 +83,7 @@ pub struct StoredCorrection {
 
 impl StoredCorrection {
     /// The record of `correction` of the stored `event`, numbered `id`.
-    pub(crate) fn of(
+    pub fn of(
         id: u64,
         event: &StoredEvent,
         old_value: Option<f64>,

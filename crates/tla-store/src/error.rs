@@ -72,6 +72,11 @@ pub enum StoreError {
     /// acknowledged and may or may not be stored (a retry with the same ids is safe).
     #[error("the event log writer panicked while committing this batch; retry it")]
     WriterPanicked,
+    /// A shared event log (a replicated stream) cannot be reached or did not answer in
+    /// time. What was sent may or may not be stored: a retry with the same event ids is
+    /// safe.
+    #[error("the shared event log is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

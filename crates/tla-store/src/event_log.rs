@@ -302,6 +302,13 @@ pub trait EventLog: Send + Sync {
 
     /// Every correction of one campaign, in the order they were recorded.
     fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError>;
+
+    /// The campaigns created through a log shared by several servers, in the order
+    /// created (the first record of an id wins); every server starts each of them. A
+    /// log of one server holds none: its campaigns are in its store.
+    fn shared_campaigns(&self) -> Result<Vec<crate::CampaignRow>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// An [`EventLog`] in memory, with the same semantics as the SQLite one: for tests,

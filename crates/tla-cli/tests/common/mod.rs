@@ -4,7 +4,11 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::time::Duration;
 use tla_core::spec::CampaignSpec;
 use tla_store::{CampaignRow, CampaignStatus, DecisionRow, EventKind, EventLog, NewEvent, Store};
 
@@ -194,5 +198,140 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Longest any socket operation of [`Http`] waits.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A tiny HTTP/1.1 keep-alive client: enough for JSON requests to `tla serve`, every
+/// socket operation bounded by [`SOCKET_TIMEOUT`].
+pub struct Http {
+    stream: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Http {
+    pub fn connect(address: SocketAddr) -> std::io::Result<Http> {
+        let stream = TcpStream::connect_timeout(&address, SOCKET_TIMEOUT)?;
+        stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
+        stream.set_write_timeout(Some(SOCKET_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Http {
+            stream: BufReader::new(stream),
+            host: address.to_string(),
+        })
+    }
+
+    /// One request; the status and the body.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        self.request_with(method, path, token, content_type, &[], body)
+    }
+
+    /// [`Http::request`] with more headers.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
+             content-type: {content_type}\r\ncontent-length: {}\r\n{extra}\r\n",
+            self.host,
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        self.stream.get_mut().write_all(&request)?;
+        self.read_response()
+    }
+
+    fn read_line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if self.stream.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    fn read_response(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
+        let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        let status_line = self.read_line()?;
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            let line = self.read_line()?;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("bad header {line:?}")))?;
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            if name == "content-length" {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| bad(format!("bad length {value:?}")))?,
+                );
+            } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                let size = self.read_line()?;
+                let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                    .map_err(|_| bad(format!("bad chunk size {size:?}")))?;
+                let start = body.len();
+                body.resize(start + size, 0);
+                self.stream.read_exact(&mut body[start..])?;
+                self.read_line()?;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            body.resize(length.unwrap_or(0), 0);
+            self.stream.read_exact(&mut body)?;
+        }
+        Ok((status, body))
+    }
+
+    pub fn json(&mut self, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let (status, bytes) = self
+            .request(method, path, token, "application/json", &bytes)
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
     }
 }

@@ -1,0 +1,609 @@
+//! The scale-out chaos test: a 3-node NATS JetStream cluster on loopback, three real
+//! `tla serve` processes on one stream (3 replicas), concurrent clients asking any
+//! server for decisions and sending event batches to any server (retrying a batch, with
+//! the same ids, on another server until it is acknowledged). Mid-load one NATS node and
+//! one TLA server are killed with SIGKILL, then both restarted. Then every acknowledged
+//! event must be found on every server, no event counted twice, and the three models
+//! must hash the same at the same stream sequence. A server with another secret must
+//! refuse the stream.
+//!
+//! nats-server comes from scripts/nats-deps.sh (the README's test command runs it
+//! first). Without it the test is skipped with a message, unless `CI` is set: then it
+//! fails. Bounded: a fixed number of batches, every socket with a 10 s timeout, every
+//! wait with a deadline; every process it starts is killed by pid when it ends
+//! ([`Processes`]).
+
+#![cfg(unix)]
+
+mod common;
+
+use common::{Http, TempDir};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+const SPEC: &str = include_str!("../../../examples/small.toml");
+const NODES: usize = 3;
+const CLIENTS: usize = 4;
+/// Each client sends batches until it has sent [`AFTER_RESTART`] after both killed
+/// processes are back, and at most this many in all.
+const MAX_BATCHES_PER_CLIENT: usize = 60;
+const AFTER_RESTART: usize = 3;
+/// A pause between a client's batches, so that the load spans the kill and the restart
+/// with a few thousand events.
+const PAUSE: Duration = Duration::from_millis(250);
+/// The pause while a NATS node and a server are down (the node's restart waits until it
+/// has caught up, which takes seconds): the load goes on, a little, until the restart.
+const OUTAGE_PAUSE: Duration = Duration::from_millis(1500);
+const BATCH: usize = 50;
+const STREAM: &str = "tla_chaos";
+/// The servers' `--stream-stale-secs`.
+const STALE_AFTER: Duration = Duration::from_secs(2);
+const SECRET: &str = "chaos-test-shared-secret-0123456789";
+const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
+
+/// Every process the test started, killed by its pid (SIGKILL) when dropped.
+#[derive(Default)]
+struct Processes {
+    nats: Vec<Option<Child>>,
+    tla: Vec<Option<Child>>,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in self.nats.iter_mut().chain(self.tla.iter_mut()).flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One NATS node's ports and store directory.
+struct Node {
+    client: u16,
+    cluster: u16,
+    monitor: u16,
+    store: PathBuf,
+}
+
+fn start_nats(binary: &Path, nodes: &[Node], i: usize) -> Child {
+    let node = &nodes[i];
+    let routes: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster))
+        .collect();
+    Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &node.client.to_string()])
+        .args(["-m", &node.monitor.to_string()])
+        .args(["-n", &format!("n{i}"), "-js", "-sd"])
+        .arg(&node.store)
+        .args(["--cluster_name", "tla"])
+        .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster)])
+        .args(["--routes", &routes.join(",")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts")
+}
+
+/// Waits until every node's monitor says JetStream is healthy.
+fn wait_nats_healthy(nodes: &[Node], which: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for &i in which {
+        let address: SocketAddr = format!("127.0.0.1:{}", nodes[i].monitor).parse().unwrap();
+        loop {
+            let ok = Http::connect(address)
+                .and_then(|mut http| http.request("GET", "/healthz", "-", "text/plain", b""))
+                .is_ok_and(|(status, _)| status == 200);
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "NATS node {i} is not healthy within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Starts `tla serve` on the stream and returns it with the address it printed.
+fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<SocketAddr, String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tla"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(["--event-log", event_log, "--stream", STREAM])
+        .args([
+            "--stream-stale-secs",
+            &STALE_AFTER.as_secs_f64().to_string(),
+        ])
+        .env("TLA_SECRET", secret)
+        .env("TLA_ADMIN_KEY", ADMIN)
+        .env("TLA_LOG", "warn")
+        .env_remove("TLA_LISTEN")
+        .env_remove("TLA_DATA")
+        .env_remove("TLA_SEED")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tla binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
+    let errors = tx.clone();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Shown with --nocapture, and with a failure.
+            eprintln!("tla serve: {line}");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let _ = errors.send(Err(text));
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("tla serving on http://") {
+                let address = rest.split(' ').next().unwrap_or("").parse();
+                let _ = tx.send(address.map_err(|e| format!("{e}")));
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| Err("no address within 60 s".into()));
+    (child, address)
+}
+
+/// The servers' addresses as the clients see them (`None` while one is down).
+type Addresses = Arc<RwLock<Vec<Option<SocketAddr>>>>;
+
+/// Sends one request to the live servers in turn, starting at `first`, until one
+/// answers `ok`; bounded.
+fn any_server(
+    addresses: &Addresses,
+    first: usize,
+    mut send: impl FnMut(&mut Http) -> std::io::Result<(u16, Vec<u8>)>,
+    ok: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    for attempt in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "no server answered within 90 s; last answer: {last}"
+        );
+        let live = addresses.read().unwrap().clone();
+        if let Some(address) = live[(first + attempt) % live.len()] {
+            match Http::connect(address).and_then(|mut http| send(&mut http)) {
+                Ok((status, body)) => {
+                    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    if ok(status, &value) {
+                        return value;
+                    }
+                    last = format!("{status} {value}");
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unreachable!()
+}
+
+fn health(address: SocketAddr) -> Value {
+    let mut http = Http::connect(address).expect("connect");
+    http.json("GET", "/healthz", ADMIN, &Value::Null).1
+}
+
+#[test]
+fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_server() {
+    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"
+        );
+        eprintln!(
+            "SKIPPED three_servers_on_a_replicated_stream...: nats-server is missing; \
+             run scripts/nats-deps.sh to run this test"
+        );
+        return;
+    };
+    let started = Instant::now();
+    let root = TempDir::new("cluster");
+    std::fs::create_dir_all(&root.0).unwrap();
+    let nodes: Vec<Node> = (0..NODES)
+        .map(|i| Node {
+            client: free_port(),
+            cluster: free_port(),
+            monitor: free_port(),
+            store: root.0.join(format!("nats{i}")),
+        })
+        .collect();
+    let mut processes = Processes::default();
+    for i in 0..NODES {
+        processes.nats.push(Some(start_nats(&binary, &nodes, i)));
+    }
+    wait_nats_healthy(&nodes, &[0, 1, 2]);
+    let event_log = format!(
+        "nats://{}",
+        nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.client))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let data: Vec<PathBuf> = (0..NODES).map(|i| root.0.join(format!("tla{i}"))).collect();
+    let mut addresses = Vec::new();
+    for dir in &data {
+        let (child, address) = start_tla(dir, &event_log, SECRET);
+        processes.tla.push(Some(child));
+        addresses.push(Some(address.unwrap_or_else(|e| panic!("tla serve: {e}"))));
+    }
+    let first = health(addresses[0].unwrap());
+    assert_eq!(first["stream"]["replicas"], 3, "{first}");
+
+    // The campaign is created on one server and reaches the others through the stream;
+    // a retry with the same Idempotency-Key on another server answers the same campaign.
+    let create = |address: SocketAddr| {
+        let mut http = Http::connect(address).unwrap();
+        let (status, body) = http
+            .request_with(
+                "POST",
+                "/v1/campaigns",
+                ADMIN,
+                "application/toml",
+                &[("idempotency-key", "chaos-campaign")],
+                SPEC.as_bytes(),
+            )
+            .expect("create the campaign");
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    let (status, created) = create(addresses[0].unwrap());
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let segments: Vec<String> = created["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for address in addresses[1..].iter().flatten() {
+        loop {
+            let mut http = Http::connect(*address).unwrap();
+            let (status, body) =
+                http.json("GET", &format!("/v1/campaigns/{id}"), ADMIN, &Value::Null);
+            if status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "campaign {id} did not reach server {address} within 20 s: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (status, again) = create(addresses[2].unwrap());
+    assert_eq!((status, &again["id"]), (200, &created["id"]), "{again}");
+    let campaign = id;
+    let addresses: Addresses = Arc::new(RwLock::new(addresses));
+
+    // Load: each client asks any server for decisions and sends their impressions (and
+    // a click for every fifth) to any server, re-sending a batch until acknowledged.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let answers = Arc::new(Mutex::new((0u64, 0u64)));
+    let restarted = Arc::new(AtomicBool::new(false));
+    let outage = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (addresses, acknowledged, answers, campaign, segments, restarted, outage) = (
+                addresses.clone(),
+                acknowledged.clone(),
+                answers.clone(),
+                campaign.clone(),
+                segments.clone(),
+                restarted.clone(),
+                outage.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut after_restart = 0;
+                for number in 0..MAX_BATCHES_PER_CLIENT {
+                    if restarted.load(Ordering::SeqCst) {
+                        after_restart += 1;
+                        if after_restart > AFTER_RESTART {
+                            break;
+                        }
+                    }
+                    std::thread::sleep(if outage.load(Ordering::SeqCst) {
+                        OUTAGE_PAUSE
+                    } else {
+                        PAUSE
+                    });
+                    let segment = &segments[(client + number) % segments.len()];
+                    let request = json!({"segment": segment, "count": BATCH}).to_string();
+                    let decided = any_server(
+                        &addresses,
+                        client + number,
+                        |http| {
+                            http.request(
+                                "POST",
+                                &format!("/v1/campaigns/{campaign}/decisions"),
+                                ADMIN,
+                                "application/json",
+                                request.as_bytes(),
+                            )
+                        },
+                        |status, _| status == 200,
+                    );
+                    let mut events = Vec::new();
+                    let mut ids = Vec::new();
+                    for (i, decision) in decided["decisions"].as_array().unwrap().iter().enumerate()
+                    {
+                        let decision = decision["decision_id"].as_str().unwrap();
+                        let id = format!("c{client}-b{number}-i{i}");
+                        events.push(
+                            json!({"event_id": id, "decision_id": decision, "type": "impression"}),
+                        );
+                        ids.push(id);
+                        if i % 5 == 0 {
+                            let id = format!("c{client}-b{number}-k{i}");
+                            events.push(
+                                json!({"event_id": id, "decision_id": decision, "type": "click"}),
+                            );
+                            ids.push(id);
+                        }
+                    }
+                    let body = json!({ "events": events }).to_string();
+                    let sent = events.len() as u64;
+                    let answer = any_server(
+                        &addresses,
+                        client + number + 1,
+                        |http| {
+                            http.request(
+                                "POST",
+                                "/v1/events",
+                                ADMIN,
+                                "application/json",
+                                body.as_bytes(),
+                            )
+                        },
+                        |status, body| {
+                            status == 200 && body["rejected"].as_array().is_some_and(Vec::is_empty)
+                        },
+                    );
+                    let accepted = answer["accepted"].as_u64().unwrap();
+                    let duplicates = answer["duplicates"].as_u64().unwrap();
+                    assert_eq!(accepted + duplicates, sent, "{answer}");
+                    let mut totals = answers.lock().unwrap();
+                    totals.0 += accepted;
+                    totals.1 += duplicates;
+                    acknowledged.lock().unwrap().extend(ids);
+                }
+            })
+        })
+        .collect();
+
+    // Chaos: SIGKILL NATS node 1 and TLA server 2 mid-load, then restart both.
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = acknowledged.lock().unwrap().len();
+    outage.store(true, Ordering::SeqCst);
+    addresses.write().unwrap()[2] = None;
+    for child in [&mut processes.nats[1], &mut processes.tla[2]] {
+        let mut child = child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    processes.nats[1] = Some(start_nats(&binary, &nodes, 1));
+    wait_nats_healthy(&nodes, &[1]);
+    let restarting = Instant::now();
+    let (child, address) = start_tla(&data[2], &event_log, SECRET);
+    let restart_secs = restarting.elapsed().as_secs_f64();
+    processes.tla[2] = Some(child);
+    addresses.write().unwrap()[2] =
+        Some(address.unwrap_or_else(|e| panic!("tla serve after SIGKILL: {e}")));
+    let restarted_at = acknowledged.lock().unwrap().len();
+    outage.store(false, Ordering::SeqCst);
+    restarted.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().expect("a client failed");
+    }
+
+    // Every server catches up to the same stream sequence.
+    let live: Vec<SocketAddr> = addresses
+        .read()
+        .unwrap()
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let healths: Vec<Value> = live.iter().map(|a| health(*a)).collect();
+        let lasts: HashSet<u64> = healths
+            .iter()
+            .map(|h| h["stream"]["stream_last_seq"].as_u64().unwrap())
+            .collect();
+        let settled = lasts.len() == 1
+            && healths
+                .iter()
+                .all(|h| h["stream"]["lag"] == 0 && h["stream"]["unapplied_events"] == 0);
+        if settled {
+            break *lasts.iter().next().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the servers did not catch up within 60 s: {healths:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // Every acknowledged event is found on every server.
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let distinct: HashSet<&String> = acknowledged.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        acknowledged.len(),
+        "ids are unique per send"
+    );
+    let looking = Instant::now();
+    let acknowledged = Arc::new(acknowledged);
+    let found: Vec<usize> = live
+        .iter()
+        .enumerate()
+        .map(|(server, address)| {
+            let (address, acknowledged, campaign) =
+                (*address, acknowledged.clone(), campaign.clone());
+            std::thread::spawn(move || {
+                let mut http = Http::connect(address).unwrap();
+                for id in acknowledged.iter() {
+                    let (status, body) = http.json(
+                        "GET",
+                        &format!("/v1/campaigns/{campaign}/events/{id}"),
+                        ADMIN,
+                        &Value::Null,
+                    );
+                    assert_eq!(status, 200, "event {id} on server {server}: {body}");
+                }
+                acknowledged.len()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|lookups| lookups.join().expect("an acknowledged event is missing"))
+        .collect();
+
+    // No event counted twice, and the same model everywhere at the same sequence.
+    let models: Vec<Value> = live
+        .iter()
+        .map(|address| {
+            let mut http = Http::connect(*address).unwrap();
+            let (status, body) = http.json(
+                "GET",
+                &format!("/v1/campaigns/{campaign}/model"),
+                ADMIN,
+                &Value::Null,
+            );
+            assert_eq!(status, 200, "{body}");
+            body
+        })
+        .collect();
+    for model in &models {
+        assert_eq!(model["events"], acknowledged.len() as u64, "{models:#?}");
+        assert_eq!(
+            model["applied_seq"], models[0]["applied_seq"],
+            "{models:#?}"
+        );
+        assert_eq!(model["sha256"], models[0]["sha256"], "{models:#?}");
+    }
+    let (accepted, duplicates) = *answers.lock().unwrap();
+    let lookup_secs = looking.elapsed().as_secs_f64();
+
+    // A server with another secret refuses the stream, saying why.
+    let (mut other, refused) = start_tla(
+        &root.0.join("other"),
+        &event_log,
+        "another-secret-0123456789abcdef",
+    );
+    let status = other.wait().expect("the refused server exits");
+    assert!(!status.success());
+    let said = refused.expect_err("no address from a refused server");
+    assert!(said.contains("another decision-id secret"), "{said}");
+
+    // Retractions sent to the three servers in turn reach every server's model.
+    const RETRACTED: usize = 12;
+    let retracted: Vec<&String> = acknowledged.iter().step_by(37).take(RETRACTED).collect();
+    for (k, id) in retracted.iter().enumerate() {
+        let mut http = Http::connect(live[k % live.len()]).unwrap();
+        let (status, body) = http.json(
+            "POST",
+            &format!("/v1/campaigns/{campaign}/corrections"),
+            ADMIN,
+            &json!({"event_id": id, "action": "retract", "reason": "chaos test"}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let corrected = loop {
+        let models: Vec<Value> = live
+            .iter()
+            .map(|address| {
+                let mut http = Http::connect(*address).unwrap();
+                http.json(
+                    "GET",
+                    &format!("/v1/campaigns/{campaign}/model"),
+                    ADMIN,
+                    &Value::Null,
+                )
+                .1
+            })
+            .collect();
+        let expected = (acknowledged.len() - RETRACTED) as u64;
+        if models
+            .iter()
+            .all(|m| m["events"] == expected && m["sha256"] == models[0]["sha256"])
+        {
+            break models;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retractions did not reach every model within 30 s: {models:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // A server that loses the whole stream stops deciding once the bound has passed.
+    for child in processes.nats.iter_mut() {
+        let mut child = child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    std::thread::sleep(STALE_AFTER + Duration::from_secs(2));
+    let mut http = Http::connect(live[0]).unwrap();
+    let (status, refused) = http.json(
+        "POST",
+        &format!("/v1/campaigns/{campaign}/decisions"),
+        ADMIN,
+        &json!({"segment": segments[0], "count": 1}),
+    );
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], "stream_unavailable", "{refused}");
+    let (status, degraded) = http.json("GET", "/healthz", ADMIN, &Value::Null);
+    assert_eq!(status, 503, "{degraded}");
+    assert_eq!(degraded["status"], "degraded", "{degraded}");
+    assert_eq!(degraded["stream"]["stale"], true, "{degraded}");
+
+    eprintln!(
+        "cluster: {} events acknowledged ({accepted} accepted, {duplicates} duplicates of \
+         re-sent batches; {killed_at} acknowledged before the kill, {restarted_at} by the \
+         restart), found on every server: {found:?}, lost: 0, counted twice: 0 (each model \
+         learned {} events); models at applied_seq {} of stream sequence {last}: sha256 {} \
+         on all {} servers; after {RETRACTED} retractions sent to the servers in turn, \
+         each model learned {} events, sha256 {} on all; the killed server restarted in {restart_secs:.1} s, the \
+         lookups took {lookup_secs:.1} s; {:.1} s in all",
+        acknowledged.len(),
+        models[0]["events"],
+        models[0]["applied_seq"],
+        models[0]["sha256"],
+        live.len(),
+        corrected[0]["events"],
+        corrected[0]["sha256"],
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,1156 @@
+//! The event log on a replicated NATS JetStream stream ([`JetStreamEventLog`]), shared
+//! by several servers: `tla serve --event-log nats://HOST:PORT[,...] --stream NAME`.
+//! The design, the stream's format, the deduplication rules and the failure behaviour
+//! are in docs/scale-out.md.
+//!
+//! Every message of the stream is one JSON [`Record`]: the stream's first message is
+//! its genesis (a check of the decision-id secret, so servers with another secret
+//! refuse to start), then events and corrections, in the one order every server
+//! applies. The stream sequence of an event IS its `seq`: sequences of other records
+//! (and of the skipped repeats below) are gaps, which the [`EventLog`] contract allows.
+//!
+//! Each event is published with `<campaign>/<event id>` as its `Nats-Msg-Id`, so the
+//! stream absorbs a retry within its deduplication window (answering the original's
+//! sequence), and acknowledged only after the stream's publish ack (a quorum of the
+//! replicas has it). A repeat after the window is stored again; every reader skips the
+//! later copy of an id ([`Mirror::apply`]), so each server's model is the same
+//! function of the same prefix.
+//!
+//! Each server follows the stream with an ordered consumer (recreated after any
+//! error, from the last sequence it applied) into an in-memory [`Mirror`], which
+//! answers `read_after`, `find_event` and `corrections`. The [`EventLog`] trait is
+//! synchronous and called from blocking threads: each call bridges into the server's
+//! runtime with [`Handle::block_on`] (never from an async worker).
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tla_store::{
+    AppendOutcome, CorrectionAction, CorrectionOutcome, EventKind, EventLog, NewCorrection,
+    NewEvent, Standing, StoreError, StoredCorrection, StoredEvent, standing, validate_correction,
+    validate_event,
+};
+use tokio::runtime::Handle;
+
+/// The format of the stream's records, written in its genesis.
+pub const STREAM_FORMAT: u32 = 1;
+
+/// The stream's deduplication window: a retry of an event id within it is absorbed by
+/// the stream itself; a later one is stored again and skipped by every reader.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
+
+/// The default of [`StreamSettings::stale_after`]: how long a server may go without
+/// hearing from the stream before it refuses decisions.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// The shortest decision-id secret accepted with a stream (bytes).
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Longest a call waits for the stream (a publish ack, the mirror catching up).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a server retries opening its stream (a cluster electing a leader).
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// How often the stream's state is asked for (position, connection).
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Where the shared log is and how a server behaves when it loses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSettings {
+    /// The NATS servers, as `nats://HOST:PORT`.
+    pub servers: Vec<String>,
+    /// The stream's name (created if missing).
+    pub stream: String,
+    /// A server that has not heard from the stream for longer refuses decisions
+    /// (503 `stream_unavailable`) rather than decide on a stale model.
+    pub stale_after: Duration,
+}
+
+impl StreamSettings {
+    /// Parses `--event-log nats://HOST:PORT[,HOST:PORT...]` (a bare `HOST:PORT` after a
+    /// comma takes the scheme of the first) and checks the stream name (letters,
+    /// digits, `-` and `_`, at most 64: it is also part of the subject).
+    pub fn parse(event_log: &str, stream: &str, stale_after: Duration) -> Result<Self, String> {
+        let Some(rest) = event_log.strip_prefix("nats://") else {
+            return Err(format!(
+                "--event-log {event_log:?} is not accepted; accepted: nats://HOST:PORT[,HOST:PORT...] (without it the log is the data directory's SQLite file)"
+            ));
+        };
+        let mut servers = Vec::new();
+        for part in rest.split(',') {
+            let part = part.trim().trim_start_matches("nats://");
+            let valid = part
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(format!(
+                    "--event-log: {part:?} is not HOST:PORT; accepted: nats://HOST:PORT[,HOST:PORT...]"
+                ));
+            }
+            servers.push(format!("nats://{part}"));
+        }
+        let name_ok = !stream.is_empty()
+            && stream.len() <= 64
+            && stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(format!(
+                "--stream {stream:?} is not accepted; accepted: 1 to 64 letters, digits, '-' or '_'"
+            ));
+        }
+        Ok(Self {
+            servers,
+            stream: stream.to_owned(),
+            stale_after,
+        })
+    }
+
+    /// The one subject the stream holds.
+    pub fn subject(&self) -> String {
+        format!("tla.{}.log", self.stream)
+    }
+}
+
+/// One message of the stream. Values are stored as the bits of their `f64`, so every
+/// reader gets exactly the number written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// The stream's first message.
+    Genesis {
+        /// [`STREAM_FORMAT`] of the writer.
+        format: u32,
+        /// [`secret_check`] of the servers' decision-id secret.
+        secret_check: String,
+    },
+    /// An event ([`NewEvent`]).
+    Event {
+        /// See [`NewEvent::campaign_id`].
+        campaign_id: String,
+        /// See [`NewEvent::event_id`].
+        event_id: String,
+        /// See [`NewEvent::decision_id`].
+        decision_id: String,
+        /// [`EventKind::as_str`].
+        kind: String,
+        /// `f64::to_bits` of [`NewEvent::value`].
+        value_bits: u64,
+        /// See [`NewEvent::amount_known`].
+        amount_known: bool,
+        /// See [`NewEvent::segment`].
+        segment: u32,
+        /// See [`NewEvent::version`].
+        version: u64,
+        /// See [`NewEvent::decided_at_ms`].
+        decided_at_ms: i64,
+        /// See [`NewEvent::at_ms`].
+        at_ms: i64,
+    },
+    /// A campaign created on one server; every server starts it (the first record of
+    /// an id wins).
+    Campaign {
+        /// See [`tla_store::CampaignRow::id`].
+        id: String,
+        /// See [`tla_store::CampaignRow::name`].
+        name: String,
+        /// The spec as JSON, as stored.
+        spec_json: String,
+        /// See [`tla_store::CampaignRow::created_at_ms`].
+        created_at_ms: i64,
+    },
+    /// A correction ([`NewCorrection`]); its effect (and its old value) is decided
+    /// when it is applied, in stream order.
+    Correction {
+        /// See [`NewCorrection::campaign_id`].
+        campaign_id: String,
+        /// See [`NewCorrection::event_id`].
+        event_id: String,
+        /// `None` for a retraction, else `f64::to_bits` of the new value.
+        value_bits: Option<u64>,
+        /// See [`NewCorrection::reason`].
+        reason: String,
+        /// See [`NewCorrection::key_id`].
+        key_id: String,
+        /// See [`NewCorrection::at_ms`].
+        at_ms: i64,
+    },
+}
+
+impl Record {
+    fn of_event(event: &NewEvent) -> Record {
+        Record::Event {
+            campaign_id: event.campaign_id.clone(),
+            event_id: event.event_id.clone(),
+            decision_id: event.decision_id.clone(),
+            kind: event.kind.as_str().to_owned(),
+            value_bits: event.value.to_bits(),
+            amount_known: event.amount_known,
+            segment: event.segment,
+            version: event.version,
+            decided_at_ms: event.decided_at_ms,
+            at_ms: event.at_ms,
+        }
+    }
+
+    fn of_correction(correction: &NewCorrection) -> Record {
+        Record::Correction {
+            campaign_id: correction.campaign_id.clone(),
+            event_id: correction.event_id.clone(),
+            value_bits: match correction.action {
+                CorrectionAction::Retract => None,
+                CorrectionAction::Correct { value } => Some(value.to_bits()),
+            },
+            reason: correction.reason.clone(),
+            key_id: correction.key_id.clone(),
+            at_ms: correction.at_ms,
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a record serializes")
+    }
+}
+
+/// Where a nats-server binary is, for the tests that start a NATS cluster: `NATS_SERVER`,
+/// else where scripts/nats-deps.sh installs it (`target/nats-server/nats-server` of the
+/// workspace, or of `CARGO_TARGET_DIR` at build time), else `nats-server` on the PATH.
+pub fn nats_server_binary() -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let target = option_env!("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let installed = target.join("nats-server/nats-server");
+    if installed.is_file() {
+        return Some(installed);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|path| path.is_file())
+    })
+}
+
+/// The check of a decision-id secret written in the stream's genesis: SHA-256 of a
+/// fixed label and the secret, hex. The secret itself never leaves the server.
+pub fn secret_check(secret: &[u8]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"tla stream secret v1\0");
+    hasher.update(secret);
+    hex(&hasher.finalize())
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `Nats-Msg-Id` of an event: campaign ids hold no `/` (`c_` and hex).
+fn message_id(campaign_id: &str, event_id: &str) -> String {
+    format!("{campaign_id}/{event_id}")
+}
+
+/// The stream as this server has applied it: every event (first copy of each id),
+/// every correction, and the outcome of each correction record by its sequence.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    /// Events in sequence order.
+    events: Vec<StoredEvent>,
+    /// `(campaign_id, event_id)` to the sequence of its first copy.
+    seq_by_id: HashMap<(String, String), u64>,
+    /// Every correction recorded, in stream order (`id` = index + 1).
+    corrections: Vec<StoredCorrection>,
+    /// What each correction record did, by its stream sequence.
+    correction_outcomes: HashMap<u64, CorrectionOutcome>,
+    /// Campaigns created through the stream, in stream order (first record of an id).
+    campaigns: Vec<tla_store::CampaignRow>,
+    /// The last stream sequence applied.
+    applied: u64,
+    /// Records that did not decode (skipped by every reader alike).
+    undecodable: u64,
+    /// Later copies of an event id skipped.
+    repeats_skipped: u64,
+}
+
+impl Mirror {
+    /// Applies the message at stream sequence `seq`: the one rule every server
+    /// follows. A record that does not decode, a second genesis, a later copy of an
+    /// event id and a correction of an unknown event change nothing but the position.
+    pub fn apply(&mut self, seq: u64, payload: &[u8]) {
+        if seq <= self.applied {
+            return;
+        }
+        self.applied = seq;
+        let record: Record = match serde_json::from_slice(payload) {
+            Ok(record) => record,
+            Err(error) => {
+                self.undecodable += 1;
+                tracing::warn!(seq, %error, "stream record skipped: it does not decode");
+                return;
+            }
+        };
+        match record {
+            // Checked when the server opens the stream (`JetStreamEventLog::open`).
+            Record::Genesis { .. } => {}
+            Record::Campaign {
+                id,
+                name,
+                spec_json,
+                created_at_ms,
+            } => {
+                if !self.campaigns.iter().any(|c| c.id == id) {
+                    self.campaigns.push(tla_store::CampaignRow {
+                        id,
+                        name,
+                        spec_json,
+                        status: tla_store::CampaignStatus::Active,
+                        created_at_ms,
+                    });
+                }
+            }
+            Record::Event {
+                campaign_id,
+                event_id,
+                decision_id,
+                kind,
+                value_bits,
+                amount_known,
+                segment,
+                version,
+                decided_at_ms,
+                at_ms,
+            } => {
+                let Some(kind) = EventKind::from_name(&kind) else {
+                    self.undecodable += 1;
+                    tracing::warn!(seq, kind, "stream event skipped: unknown kind");
+                    return;
+                };
+                let key = (campaign_id, event_id);
+                if self.seq_by_id.contains_key(&key) {
+                    self.repeats_skipped += 1;
+                    return;
+                }
+                self.seq_by_id.insert(key.clone(), seq);
+                self.events.push(StoredEvent {
+                    seq,
+                    campaign_id: key.0,
+                    event_id: key.1,
+                    decision_id,
+                    kind,
+                    value: f64::from_bits(value_bits),
+                    amount_known,
+                    segment,
+                    version,
+                    decided_at_ms,
+                    at_ms,
+                });
+            }
+            Record::Correction {
+                campaign_id,
+                event_id,
+                value_bits,
+                reason,
+                key_id,
+                at_ms,
+            } => {
+                let correction = NewCorrection {
+                    campaign_id,
+                    event_id,
+                    action: match value_bits {
+                        None => CorrectionAction::Retract,
+                        Some(bits) => CorrectionAction::Correct {
+                            value: f64::from_bits(bits),
+                        },
+                    },
+                    reason,
+                    key_id,
+                    at_ms,
+                };
+                let outcome = self.correct(&correction);
+                self.correction_outcomes.insert(seq, outcome);
+            }
+        }
+    }
+
+    fn correct(&mut self, correction: &NewCorrection) -> CorrectionOutcome {
+        let Some(event) = self
+            .find(&correction.campaign_id, &correction.event_id)
+            .cloned()
+        else {
+            return CorrectionOutcome::UnknownEvent;
+        };
+        let old_value = match standing(&event, &self.corrections) {
+            Standing::Retracted(retraction) => {
+                return CorrectionOutcome::AlreadyRetracted(retraction.clone());
+            }
+            Standing::Open { value } => value,
+        };
+        let stored = StoredCorrection::of(
+            self.corrections.len() as u64 + 1,
+            &event,
+            old_value,
+            correction,
+        );
+        self.corrections.push(stored.clone());
+        CorrectionOutcome::Recorded(stored)
+    }
+
+    fn find(&self, campaign_id: &str, event_id: &str) -> Option<&StoredEvent> {
+        let seq = *self
+            .seq_by_id
+            .get(&(campaign_id.to_owned(), event_id.to_owned()))?;
+        self.at(seq)
+    }
+
+    fn at(&self, seq: u64) -> Option<&StoredEvent> {
+        self.events
+            .binary_search_by_key(&seq, |e| e.seq)
+            .ok()
+            .map(|i| &self.events[i])
+    }
+
+    /// Events with `seq > after`, ascending, at most `limit`.
+    pub fn read_after(&self, after: u64, limit: usize) -> Vec<StoredEvent> {
+        let start = self.events.partition_point(|e| e.seq <= after);
+        self.events[start..].iter().take(limit).cloned().collect()
+    }
+
+    /// The outcome of one appended event published at `seq` (`duplicate`: the
+    /// stream absorbed it as a repeat of the message at `seq`).
+    fn outcome_of(&self, event: &NewEvent, seq: u64, duplicate: bool) -> Option<AppendOutcome> {
+        if !duplicate
+            && self
+                .at(seq)
+                .is_some_and(|e| e.campaign_id == event.campaign_id && e.event_id == event.event_id)
+        {
+            return Some(AppendOutcome::Appended { seq });
+        }
+        let stored = self.find(&event.campaign_id, &event.event_id)?;
+        Some(if event.repeats(stored) {
+            AppendOutcome::Duplicate { seq: stored.seq }
+        } else {
+            AppendOutcome::Conflict { seq: stored.seq }
+        })
+    }
+}
+
+/// What a server knows of its stream, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StreamHealth {
+    /// The stream's name.
+    pub stream: String,
+    /// Whether the NATS connection is up now.
+    pub connected: bool,
+    /// The stream's replicas.
+    pub replicas: u64,
+    /// The stream's last sequence, as last heard.
+    pub stream_last_seq: u64,
+    /// The last sequence this server's mirror applied.
+    pub mirrored_seq: u64,
+    /// Milliseconds since the server last heard from the stream.
+    pub since_contact_ms: u64,
+    /// True once `since_contact_ms` is beyond the bound (`stale_after_ms`): decisions
+    /// are refused (503 `stream_unavailable`).
+    pub stale: bool,
+    /// The bound, ms.
+    pub stale_after_ms: u64,
+    /// Later copies of an event id skipped (stored again after the dedup window).
+    pub repeats_skipped: u64,
+    /// Records of the stream this server has not received yet:
+    /// `stream_last_seq - mirrored_seq`.
+    pub lag: u64,
+    /// Events received that the models have not applied yet (the learner's lag).
+    pub unapplied_events: u64,
+}
+
+/// The connection's state, shared with the background tasks.
+#[derive(Debug, Default)]
+struct Status {
+    connected: AtomicBool,
+    stream_last_seq: AtomicU64,
+    /// Wall-clock ms of the last answer from the stream.
+    last_contact_ms: AtomicI64,
+    replicas: AtomicU64,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Status {
+    fn contact(&self) {
+        self.last_contact_ms.store(wall_ms(), Ordering::Relaxed);
+    }
+
+    fn saw_last(&self, seq: u64) {
+        self.stream_last_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+}
+
+/// Why a server cannot open its stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamOpenError {
+    /// The secret is missing or too short.
+    #[error(
+        "a shared stream needs the decision-id secret shared by its servers: set TLA_SECRET (or `secret` in the config file) to the same value, at least {MIN_SECRET_LEN} characters, on every server"
+    )]
+    Secret,
+    /// The NATS servers cannot be reached, or JetStream refused.
+    #[error("cannot open stream {stream} on {servers}: {detail}")]
+    Nats {
+        /// The stream.
+        stream: String,
+        /// The servers tried.
+        servers: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The stream was started with another secret.
+    #[error(
+        "stream {0} was started by servers with another decision-id secret; give this server the same TLA_SECRET as the others (decision ids signed by one server must verify on every other)"
+    )]
+    SecretMismatch(String),
+    /// The stream's first message is not a TLA genesis.
+    #[error("stream {0} is not a TLA event log: its first message is not a TLA genesis record")]
+    NotTla(String),
+}
+
+/// The [`EventLog`] on a JetStream stream: see the module docs.
+pub struct JetStreamEventLog {
+    handle: Handle,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    settings: StreamSettings,
+    subject: String,
+    mirror: Arc<Mutex<Mirror>>,
+    mirrored: tokio::sync::watch::Sender<u64>,
+    status: Arc<Status>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for JetStreamEventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamEventLog")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for JetStreamEventLog {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl JetStreamEventLog {
+    /// Connects to the NATS servers, creates the stream if missing (replicas: the
+    /// smaller of 3 and the cluster's size), writes its genesis if it is empty, refuses
+    /// a stream started with another `secret`, then follows the stream and waits until
+    /// this server has applied all of it that existed at the start. Blocking: call it
+    /// from a blocking thread of the runtime `handle` belongs to.
+    pub fn open(
+        settings: StreamSettings,
+        secret: &[u8],
+        handle: Handle,
+    ) -> Result<Self, StreamOpenError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(StreamOpenError::Secret);
+        }
+        let nats = |detail: String| StreamOpenError::Nats {
+            stream: settings.stream.clone(),
+            servers: settings.servers.join(","),
+            detail,
+        };
+        let subject = settings.subject();
+        let check = secret_check(secret);
+        // A cluster that is electing a leader (a node just restarted) answers late:
+        // retry for a bounded time, not when the stream refuses this server.
+        let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
+        let opened = loop {
+            let attempt = handle.block_on(Self::connect(&settings, &subject, &check, &nats));
+            match attempt {
+                Err(StreamOpenError::Nats { detail, .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!(%detail, "opening the stream failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => break other,
+            }
+        };
+        let (client, jetstream, stream) = opened?;
+
+        let status = Arc::new(Status::default());
+        status.connected.store(true, Ordering::Relaxed);
+        status.contact();
+        let info = stream.cached_info();
+        status.saw_last(info.state.last_sequence);
+        status
+            .replicas
+            .store(info.config.num_replicas as u64, Ordering::Relaxed);
+        let at_open = info.state.last_sequence;
+        let mirror = Arc::new(Mutex::new(Mirror::default()));
+        let (mirrored, _) = tokio::sync::watch::channel(0u64);
+        let tasks = {
+            let _entered = handle.enter();
+            vec![
+                tokio::spawn(follow(
+                    stream.clone(),
+                    mirror.clone(),
+                    mirrored.clone(),
+                    status.clone(),
+                )),
+                tokio::spawn(watch(client.clone(), stream, status.clone())),
+            ]
+        };
+        let log = Self {
+            handle,
+            client,
+            jetstream,
+            settings,
+            subject,
+            mirror,
+            mirrored,
+            status,
+            tasks,
+        };
+        // The replay at the server's start sees the whole stream as it was.
+        let catch_up = Duration::from_secs(120);
+        log.wait_mirrored(at_open, catch_up)
+            .map_err(|e| StreamOpenError::Nats {
+                stream: log.settings.stream.clone(),
+                servers: log.settings.servers.join(","),
+                detail: format!("catching up to sequence {at_open}: {e}"),
+            })?;
+        Ok(log)
+    }
+
+    /// One attempt at connecting, creating the stream and checking its genesis.
+    async fn connect(
+        settings: &StreamSettings,
+        subject: &str,
+        check: &str,
+        nats: &impl Fn(String) -> StreamOpenError,
+    ) -> Result<(async_nats::Client, jetstream::Context, stream::Stream), StreamOpenError> {
+        let addrs = settings
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| nats(e.to_string()))?;
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
+            .connect(addrs)
+            .await
+            .map_err(|e| nats(e.to_string()))?;
+        let cluster = client.server_info().connect_urls.len().max(1);
+        let replicas = cluster.min(3);
+        let jetstream = jetstream::new(client.clone());
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: settings.stream.clone(),
+                subjects: vec![subject.to_owned()],
+                num_replicas: replicas,
+                duplicate_window: DEDUP_WINDOW,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats(e.to_string()))?;
+        // Only the first writer of an empty stream succeeds; the others read its
+        // genesis below.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Expected-Last-Sequence", "0");
+        headers.insert("Nats-Msg-Id", "tla-genesis");
+        let genesis = Record::Genesis {
+            format: STREAM_FORMAT,
+            secret_check: check.to_owned(),
+        };
+        if let Ok(ack) = jetstream
+            .publish_with_headers(subject.to_owned(), headers, genesis.to_bytes().into())
+            .await
+        {
+            let _ = ack.await;
+        }
+        let first = stream
+            .get_raw_message(1)
+            .await
+            .map_err(|e| nats(format!("reading the genesis: {e}")))?;
+        match serde_json::from_slice::<Record>(&first.payload) {
+            Ok(Record::Genesis { secret_check, .. }) if secret_check == check => {}
+            Ok(Record::Genesis { .. }) => {
+                return Err(StreamOpenError::SecretMismatch(settings.stream.clone()));
+            }
+            _ => return Err(StreamOpenError::NotTla(settings.stream.clone())),
+        }
+        Ok((client, jetstream, stream))
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &StreamSettings {
+        &self.settings
+    }
+
+    /// What the server knows of the stream now, with its models at `applied_seq`.
+    pub fn health(&self, applied_seq: u64) -> StreamHealth {
+        let since = (wall_ms() - self.status.last_contact_ms.load(Ordering::Relaxed)).max(0) as u64;
+        let stale_after_ms = self.settings.stale_after.as_millis() as u64;
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        let mirror = self.lock();
+        let stream_last_seq = self
+            .status
+            .stream_last_seq
+            .load(Ordering::Relaxed)
+            .max(mirror.applied);
+        let unapplied_events =
+            (mirror.events.len() - mirror.events.partition_point(|e| e.seq <= applied_seq)) as u64;
+        StreamHealth {
+            stream: self.settings.stream.clone(),
+            connected,
+            replicas: self.status.replicas.load(Ordering::Relaxed),
+            stream_last_seq,
+            lag: stream_last_seq - mirror.applied,
+            unapplied_events,
+            mirrored_seq: mirror.applied,
+            since_contact_ms: since,
+            stale: since > stale_after_ms,
+            stale_after_ms,
+            repeats_skipped: mirror.repeats_skipped,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mirror> {
+        self.mirror.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits (blocking) until the mirror has applied sequence `seq`.
+    fn wait_mirrored(&self, seq: u64, timeout: Duration) -> Result<(), StoreError> {
+        let mut seen = self.mirrored.subscribe();
+        self.handle.block_on(async {
+            tokio::time::timeout(timeout, seen.wait_for(|&m| m >= seq))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "this server did not receive stream sequence {seq} within {timeout:?}"
+                    ))
+                })?
+                .map_err(|_| StoreError::Unavailable("the stream follower stopped".into()))?;
+            Ok(())
+        })
+    }
+
+    /// Asks the stream for its last sequence and waits until the mirror has it: reads
+    /// after this see every record acknowledged before the call.
+    fn catch_up(&self) -> Result<(), StoreError> {
+        let last = self.handle.block_on(async {
+            let stream = self
+                .jetstream
+                .get_stream(&self.settings.stream)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            Ok::<u64, StoreError>(stream.cached_info().state.last_sequence)
+        })?;
+        self.status.contact();
+        self.status.saw_last(last);
+        self.wait_mirrored(last, CALL_TIMEOUT)
+    }
+
+    /// Publishes a campaign created on this server, so that every server of the stream
+    /// starts it (with the message id `campaign/<id>`: a repeat is absorbed), and waits
+    /// until this server's mirror has it.
+    pub fn share_campaign(&self, row: &tla_store::CampaignRow) -> Result<(), StoreError> {
+        let record = Record::Campaign {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            spec_json: row.spec_json.clone(),
+            created_at_ms: row.created_at_ms,
+        };
+        let acks = self.publish(vec![(
+            Some(format!("campaign/{}", row.id)),
+            record.to_bytes(),
+        )])?;
+        self.wait_mirrored(acks[0].0, CALL_TIMEOUT)
+    }
+
+    /// Publishes records, each with its message id, and waits for every ack: the
+    /// `(sequence, duplicate)` of each, in order.
+    fn publish(
+        &self,
+        records: Vec<(Option<String>, Vec<u8>)>,
+    ) -> Result<Vec<(u64, bool)>, StoreError> {
+        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
+        let acks = self.handle.block_on(async {
+            let mut pending = Vec::with_capacity(records.len());
+            for (id, payload) in records {
+                let mut headers = async_nats::HeaderMap::new();
+                if let Some(id) = id {
+                    headers.insert("Nats-Msg-Id", id.as_str());
+                }
+                let ack = self
+                    .jetstream
+                    .publish_with_headers(self.subject.clone(), headers, payload.into())
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                pending.push(ack);
+            }
+            let mut acks = Vec::with_capacity(pending.len());
+            for ack in pending {
+                let ack = tokio::time::timeout(CALL_TIMEOUT, ack)
+                    .await
+                    .map_err(|_| unavailable(&"no publish ack within the timeout"))?
+                    .map_err(|e| unavailable(&e))?;
+                acks.push((ack.sequence, ack.duplicate));
+            }
+            Ok::<_, StoreError>(acks)
+        })?;
+        self.status.contact();
+        if let Some(&(last, _)) = acks.iter().max_by_key(|(seq, _)| *seq) {
+            self.status.saw_last(last);
+        }
+        Ok(acks)
+    }
+}
+
+/// Follows the stream into the mirror with an ordered consumer, from the sequence
+/// after the last one applied; recreated after any error.
+async fn follow(
+    stream: stream::Stream,
+    mirror: Arc<Mutex<Mirror>>,
+    mirrored: tokio::sync::watch::Sender<u64>,
+    status: Arc<Status>,
+) {
+    loop {
+        let start = mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .applied
+            + 1;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
+            })
+            .await;
+        let messages = match consumer {
+            Ok(consumer) => consumer.messages().await,
+            Err(error) => {
+                tracing::warn!(%error, "creating the stream's ordered consumer failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut messages = match messages {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "reading the stream failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(next) = messages.next().await {
+            let message = match next {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "the stream's ordered consumer failed; recreating it");
+                    break;
+                }
+            };
+            let Ok(info) = message.info() else {
+                continue;
+            };
+            let seq = info.stream_sequence;
+            status.saw_last(seq + info.pending);
+            status.contact();
+            let applied = {
+                let mut mirror = mirror.lock().unwrap_or_else(PoisonError::into_inner);
+                mirror.apply(seq, &message.payload);
+                mirror.applied
+            };
+            mirrored.send_replace(applied);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asks the stream for its state every [`WATCH_EVERY`]: an answer is contact.
+async fn watch(client: async_nats::Client, mut stream: stream::Stream, status: Arc<Status>) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        status.connected.store(
+            client.connection_state() == async_nats::connection::State::Connected,
+            Ordering::Relaxed,
+        );
+        if let Ok(Ok(info)) = tokio::time::timeout(WATCH_EVERY * 2, stream.info()).await {
+            status.saw_last(info.state.last_sequence);
+            status
+                .replicas
+                .store(info.config.num_replicas as u64, Ordering::Relaxed);
+            status.contact();
+        }
+    }
+}
+
+impl EventLog for JetStreamEventLog {
+    fn append(&self, batch: &[NewEvent]) -> Result<Vec<AppendOutcome>, StoreError> {
+        for event in batch {
+            validate_event(event)?;
+        }
+        let records = batch
+            .iter()
+            .map(|event| {
+                (
+                    Some(message_id(&event.campaign_id, &event.event_id)),
+                    Record::of_event(event).to_bytes(),
+                )
+            })
+            .collect();
+        let acks = self.publish(records)?;
+        let highest = acks.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+        self.wait_mirrored(highest, CALL_TIMEOUT)?;
+        let mirror = self.lock();
+        batch
+            .iter()
+            .zip(acks)
+            .map(|(event, (seq, duplicate))| {
+                mirror.outcome_of(event, seq, duplicate).ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "event {:?} was acknowledged at stream sequence {seq} but is not in the stream as applied",
+                        event.event_id
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self.lock().read_after(after, limit))
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().events.last().map_or(0, |e| e.seq))
+    }
+
+    fn find_event(
+        &self,
+        campaign_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        self.catch_up()?;
+        Ok(self.lock().find(campaign_id, event_id).cloned())
+    }
+
+    fn append_correction(
+        &self,
+        correction: &NewCorrection,
+    ) -> Result<CorrectionOutcome, StoreError> {
+        validate_correction(correction)?;
+        self.catch_up()?;
+        {
+            let mirror = self.lock();
+            let Some(event) = mirror.find(&correction.campaign_id, &correction.event_id) else {
+                return Ok(CorrectionOutcome::UnknownEvent);
+            };
+            if let Standing::Retracted(retraction) = standing(event, &mirror.corrections) {
+                return Ok(CorrectionOutcome::AlreadyRetracted(retraction.clone()));
+            }
+        }
+        let acks = self.publish(vec![(None, Record::of_correction(correction).to_bytes())])?;
+        let (seq, _) = acks[0];
+        self.wait_mirrored(seq, CALL_TIMEOUT)?;
+        self.lock()
+            .correction_outcomes
+            .get(&seq)
+            .cloned()
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "the correction was acknowledged at stream sequence {seq} but is not in the stream as applied"
+                ))
+            })
+    }
+
+    fn shared_campaigns(&self) -> Result<Vec<tla_store::CampaignRow>, StoreError> {
+        Ok(self.lock().campaigns.clone())
+    }
+
+    fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError> {
+        Ok(self
+            .lock()
+            .corrections
+            .iter()
+            .filter(|c| c.campaign_id == campaign_id)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(campaign: &str, id: &str, value: f64) -> NewEvent {
+        NewEvent {
+            campaign_id: campaign.into(),
+            event_id: id.into(),
+            decision_id: format!("d-{id}"),
+            kind: EventKind::Conversion,
+            value,
+            amount_known: true,
+            segment: 1,
+            version: 2,
+            decided_at_ms: 3,
+            at_ms: 4,
+        }
+    }
+
+    fn bytes(event: &NewEvent) -> Vec<u8> {
+        Record::of_event(event).to_bytes()
+    }
+
+    #[test]
+    fn a_later_copy_of_an_event_id_is_skipped_and_reported_a_duplicate_or_conflict() {
+        let mut mirror = Mirror::default();
+        let genesis = Record::Genesis {
+            format: STREAM_FORMAT,
+            secret_check: secret_check(b"0123456789abcdef"),
+        };
+        mirror.apply(1, &genesis.to_bytes());
+        let first = event("c", "e1", 0.1 + 0.2);
+        mirror.apply(2, &bytes(&first));
+        mirror.apply(3, &bytes(&event("c", "e2", 1.0)));
+        // After the dedup window: the same id again, once the same, once not.
+        mirror.apply(4, &bytes(&first));
+        mirror.apply(5, &bytes(&event("c", "e1", 7.0)));
+        mirror.apply(6, b"not json");
+        mirror.apply(7, &bytes(&event("d", "e1", 1.0)));
+        let seqs: Vec<u64> = mirror.read_after(0, 10).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2, 3, 7]);
+        assert_eq!(mirror.read_after(2, 1)[0].seq, 3);
+        // The value is the exact number written.
+        assert_eq!(mirror.read_after(0, 1)[0].value, 0.1 + 0.2);
+        assert_eq!(mirror.repeats_skipped, 2);
+        assert_eq!(mirror.undecodable, 1);
+        assert_eq!(mirror.applied, 7);
+        assert_eq!(
+            mirror.outcome_of(&first, 2, false),
+            Some(AppendOutcome::Appended { seq: 2 })
+        );
+        assert_eq!(
+            mirror.outcome_of(&first, 4, false),
+            Some(AppendOutcome::Duplicate { seq: 2 })
+        );
+        assert_eq!(
+            mirror.outcome_of(&event("c", "e1", 7.0), 5, false),
+            Some(AppendOutcome::Conflict { seq: 2 })
+        );
+        assert_eq!(
+            mirror.outcome_of(&first, 2, true),
+            Some(AppendOutcome::Duplicate { seq: 2 })
+        );
+        // Re-applying a sequence changes nothing.
+        mirror.apply(3, &bytes(&event("c", "e9", 1.0)));
+        assert_eq!(mirror.read_after(0, 10).len(), 3);
+        // The first record of a campaign id wins.
+        let campaign = |name: &str| Record::Campaign {
+            id: "c_1".into(),
+            name: name.into(),
+            spec_json: "{}".into(),
+            created_at_ms: 5,
+        };
+        mirror.apply(8, &campaign("first").to_bytes());
+        mirror.apply(9, &campaign("second").to_bytes());
+        assert_eq!(mirror.campaigns.len(), 1);
+        assert_eq!(mirror.campaigns[0].name, "first");
+    }
+
+    #[test]
+    fn corrections_take_effect_in_stream_order_and_a_retraction_is_final() {
+        let mut mirror = Mirror::default();
+        mirror.apply(1, &bytes(&event("c", "e1", 5.0)));
+        let correction = |action| NewCorrection {
+            campaign_id: "c".into(),
+            event_id: "e1".into(),
+            action,
+            reason: "r".into(),
+            key_id: "k".into(),
+            at_ms: 9,
+        };
+        let fix = correction(CorrectionAction::Correct { value: 3.0 });
+        mirror.apply(2, &Record::of_correction(&fix).to_bytes());
+        mirror.apply(
+            3,
+            &Record::of_correction(&correction(CorrectionAction::Retract)).to_bytes(),
+        );
+        mirror.apply(4, &Record::of_correction(&fix).to_bytes());
+        let unknown = NewCorrection {
+            event_id: "nope".into(),
+            ..fix.clone()
+        };
+        mirror.apply(5, &Record::of_correction(&unknown).to_bytes());
+        assert!(matches!(
+            &mirror.correction_outcomes[&2],
+            CorrectionOutcome::Recorded(c) if c.old_value == Some(5.0)
+        ));
+        assert!(matches!(
+            &mirror.correction_outcomes[&3],
+            CorrectionOutcome::Recorded(c) if c.old_value == Some(3.0)
+        ));
+        assert!(matches!(
+            &mirror.correction_outcomes[&4],
+            CorrectionOutcome::AlreadyRetracted(c) if c.id == 2
+        ));
+        assert_eq!(
+            mirror.correction_outcomes[&5],
+            CorrectionOutcome::UnknownEvent
+        );
+        assert_eq!(mirror.corrections.len(), 2);
+    }
+
+    #[test]
+    fn settings_parse_servers_and_refuse_bad_input() {
+        let settings = StreamSettings::parse(
+            "nats://127.0.0.1:4222,127.0.0.1:4223",
+            "tla",
+            DEFAULT_STALE_AFTER,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.servers,
+            ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+        );
+        assert_eq!(settings.subject(), "tla.tla.log");
+        for (log, stream, says) in [
+            ("http://x:1", "s", "accepted: nats://"),
+            ("nats://x", "s", "is not HOST:PORT"),
+            ("nats://x:99999", "s", "is not HOST:PORT"),
+            ("nats://x:1", "a.b", "--stream"),
+            ("nats://x:1", "", "--stream"),
+        ] {
+            let error = StreamSettings::parse(log, stream, DEFAULT_STALE_AFTER).unwrap_err();
+            assert!(error.contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_secret_check_depends_on_the_secret() {
+        assert_eq!(secret_check(b"a"), secret_check(b"a"));
+        assert_ne!(secret_check(b"a"), secret_check(b"b"));
+        assert_eq!(secret_check(b"a").len(), 64);
+    }
+}

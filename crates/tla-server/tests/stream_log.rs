@@ -1,0 +1,211 @@
+//! `JetStreamEventLog` against a real single-node NATS server with JetStream: the same
+//! outcomes as the SQLite log for appends (duplicates and conflicts, within a batch and
+//! across batches), corrections decided in stream order, a second server on the same
+//! stream seeing the same log, and the refusals at open (another secret, a short one).
+//! nats-server comes from scripts/nats-deps.sh; without it the test is skipped with a
+//! message, unless `CI` is set. The server it starts is killed by pid when it ends.
+
+#![cfg(unix)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tla_server::stream_log::{JetStreamEventLog, StreamOpenError, StreamSettings};
+use tla_store::{
+    AppendOutcome, CorrectionAction, CorrectionOutcome, EventKind, EventLog, NewCorrection,
+    NewEvent,
+};
+
+const SECRET: &[u8] = b"stream-log-test-secret-0123456789";
+
+/// The NATS server and its store directory, killed and removed when dropped.
+struct Nats {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+fn event(id: &str, value: f64) -> NewEvent {
+    NewEvent {
+        campaign_id: "c_000000000001".into(),
+        event_id: id.into(),
+        decision_id: format!("d-{id}"),
+        kind: EventKind::Conversion,
+        value,
+        amount_known: true,
+        segment: 0,
+        version: 3,
+        decided_at_ms: 1_000,
+        at_ms: 2_000,
+    }
+}
+
+fn correction(id: &str, action: CorrectionAction) -> NewCorrection {
+    NewCorrection {
+        campaign_id: "c_000000000001".into(),
+        event_id: id.into(),
+        action,
+        reason: "test".into(),
+        key_id: "k".into(),
+        at_ms: 3_000,
+    }
+}
+
+#[test]
+fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
+    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"
+        );
+        eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
+        return;
+    };
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tla-stream-log-{}-{port}", std::process::id()));
+    let child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    let _nats = Nats { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = StreamSettings::parse(
+        &format!("nats://127.0.0.1:{port}"),
+        "tla_test",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let open =
+        |secret: &[u8]| JetStreamEventLog::open(settings.clone(), secret, runtime.handle().clone());
+    let log = open(SECRET).expect("the stream opens");
+
+    // One batch: new, new, an exact repeat, another content under a stored id.
+    let outcomes = log
+        .append(&[
+            event("e1", 5.0),
+            event("e2", 1.0),
+            event("e1", 5.0),
+            event("e1", 6.0),
+        ])
+        .unwrap();
+    let (s1, s2) = (outcomes[0].seq(), outcomes[1].seq());
+    assert!(
+        s1 >= 2 && s2 > s1,
+        "the genesis is sequence 1: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes,
+        [
+            AppendOutcome::Appended { seq: s1 },
+            AppendOutcome::Appended { seq: s2 },
+            AppendOutcome::Duplicate { seq: s1 },
+            AppendOutcome::Conflict { seq: s1 },
+        ]
+    );
+    assert_eq!(
+        log.append(&[event("e2", 1.0)]).unwrap(),
+        [AppendOutcome::Duplicate { seq: s2 }]
+    );
+    let mut bad = event("e3", f64::NAN);
+    bad.value = f64::NAN;
+    assert!(log.append(&[event("e4", 1.0), bad]).is_err());
+    let read: Vec<(u64, String)> = log
+        .read_after(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.event_id))
+        .collect();
+    assert_eq!(read, [(s1, "e1".to_string()), (s2, "e2".to_string())]);
+    assert_eq!(log.last_seq().unwrap(), s2);
+    assert_eq!(log.read_after(s1, 10).unwrap().len(), 1);
+
+    // Corrections, decided in stream order.
+    let Ok(CorrectionOutcome::Recorded(first)) =
+        log.append_correction(&correction("e1", CorrectionAction::Correct { value: 3.0 }))
+    else {
+        panic!("the correction is recorded");
+    };
+    assert_eq!(
+        (first.id, first.old_value, first.event_seq),
+        (1, Some(5.0), s1)
+    );
+    assert!(matches!(
+        log.append_correction(&correction("e1", CorrectionAction::Retract)),
+        Ok(CorrectionOutcome::Recorded(c)) if c.old_value == Some(3.0)
+    ));
+    assert!(matches!(
+        log.append_correction(&correction("e1", CorrectionAction::Retract)),
+        Ok(CorrectionOutcome::AlreadyRetracted(c)) if c.id == 2
+    ));
+    assert_eq!(
+        log.append_correction(&correction("nope", CorrectionAction::Retract))
+            .unwrap(),
+        CorrectionOutcome::UnknownEvent
+    );
+
+    // A second server on the stream sees the same log; the stream is kept across opens.
+    let other = open(SECRET).expect("a second server opens the stream");
+    assert_eq!(
+        other.read_after(0, 10).unwrap(),
+        log.read_after(0, 10).unwrap()
+    );
+    assert_eq!(
+        other.corrections("c_000000000001").unwrap(),
+        log.corrections("c_000000000001").unwrap()
+    );
+    assert_eq!(
+        other.append(&[event("e1", 5.0)]).unwrap(),
+        [AppendOutcome::Duplicate { seq: s1 }]
+    );
+    let appended = other.append(&[event("e5", 2.0)]).unwrap()[0];
+    assert!(matches!(appended, AppendOutcome::Appended { .. }));
+    assert_eq!(
+        log.find_event("c_000000000001", "e5")
+            .unwrap()
+            .map(|e| e.seq),
+        Some(appended.seq())
+    );
+    let health = log.health(0);
+    assert!(health.connected && !health.stale, "{health:?}");
+    assert_eq!(health.replicas, 1);
+    assert_eq!(health.lag, 0, "{health:?}");
+    assert_eq!(health.unapplied_events, 3, "{health:?}");
+
+    // Refusals at open.
+    let refused = open(b"another-secret-0123456789").unwrap_err();
+    assert!(
+        matches!(refused, StreamOpenError::SecretMismatch(_)),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("another decision-id secret"),
+        "{refused}"
+    );
+    let refused = open(b"short").unwrap_err();
+    assert!(refused.to_string().contains("TLA_SECRET"), "{refused}");
+}
