@@ -170,6 +170,13 @@ pub struct SimulateArgs {
     /// With --mode plan: ads per ad set (K).
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_ADS_PER_SEGMENT)]
     pub ads_per_segment: usize,
+    /// With --mode plan: posterior draws per ad set each plan is drawn from (M).
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_PLAN_DRAWS)]
+    pub plan_draws: usize,
+    /// With --mode plan: scale of the posterior spread in a plan's draws (1: the
+    /// posterior itself; --draw-scale is the per-impression decision tables').
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_PLAN_DRAW_SCALE)]
+    pub plan_draw_scale: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -475,6 +482,8 @@ fn run_plan(
     let run = PlatformRun {
         settings: PlanSettings {
             min_roas: pacing.min_roas,
+            draws: args.plan_draws,
+            draw_scale: args.plan_draw_scale,
             ..PlatformRun::new(args.plan_every, args.ads_per_segment).settings
         },
         ..PlatformRun::new(args.plan_every, args.ads_per_segment)
@@ -497,6 +506,8 @@ fn run_plan(
         value["plan_every_hours"] = args.plan_every.into();
         value["ads_per_segment"] = args.ads_per_segment.into();
         value["plans"] = platform.plans().into();
+        value["plan_draws"] = args.plan_draws.into();
+        value["plan_draw_scale"] = args.plan_draw_scale.into();
         value["interactions"] = serde_json::Value::String(args.interactions.clone());
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();

@@ -614,10 +614,30 @@ impl Engine {
     /// [`Engine::refresh_all`] installs.
     pub fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable> {
         let base = self.policy.base();
-        let mut sampler = base.sampler().clone();
+        self.draw_tables_of(rng, now_millis, base.draws(), base.sampler().draw_scale())
+    }
+
+    /// [`Engine::draw_tables`] with `draws` posterior draws per segment at `draw_scale`
+    /// instead of the decision tables' (a plan's own, [`crate::plan::PlanSettings`]).
+    pub fn draw_tables_of<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now_millis: u64,
+        draws: usize,
+        draw_scale: f64,
+    ) -> Vec<DecisionTable> {
+        let mut sampler = self.policy.base().sampler().clone();
+        sampler.set_draw_scale(draw_scale);
         sampler.advance_clock(now_millis);
         (0..self.segment_counts.len())
-            .map(|segment| base.draw_table(&mut sampler, segment, rng))
+            .map(|segment| {
+                crate::policy::thompson::ThompsonPolicy::draw_table_of(
+                    &mut sampler,
+                    segment,
+                    draws,
+                    rng,
+                )
+            })
             .collect()
     }
 

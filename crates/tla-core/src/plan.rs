@@ -38,6 +38,11 @@ pub const DEFAULT_MIN_EXPLORATION_SHARE: f64 = 0.1;
 /// Default limit on an ad set's budget move between periods: at most this fraction of
 /// its previous budget (scaled to the new period's total) up or down.
 pub const DEFAULT_MAX_BUDGET_MOVE: f64 = 0.5;
+/// Default number of posterior draws per ad set a plan is drawn from (`M`).
+pub const DEFAULT_PLAN_DRAWS: usize = 64;
+/// Default scale of the posterior spread in a plan's draws: 1, the posterior itself
+/// (`docs/platform.md`, *Versions*).
+pub const DEFAULT_PLAN_DRAW_SCALE: f64 = 1.0;
 
 /// How plans are made; every default is a `DEFAULT_*` constant of this module.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +61,25 @@ pub struct PlanSettings {
     /// Minimum return: a version's draws count for the plan only where their sampled
     /// value is at least this many times the expected cost (the pacer's `min_roas`).
     pub min_roas: Option<f64>,
+    /// `M`: posterior draws per ad set the plan's versions, shares and price are drawn
+    /// from (at least 1; `docs/platform.md`, *Versions*).
+    #[cfg_attr(feature = "serde", serde(default = "default_plan_draws"))]
+    pub draws: usize,
+    /// Scale of the posterior spread in the plan's draws (positive; 1: Thompson
+    /// sampling from the posterior itself, whatever scale the campaign's decision tables
+    /// draw at). Models without such a scale ignore it.
+    #[cfg_attr(feature = "serde", serde(default = "default_plan_draw_scale"))]
+    pub draw_scale: f64,
+}
+
+#[cfg(feature = "serde")]
+fn default_plan_draws() -> usize {
+    DEFAULT_PLAN_DRAWS
+}
+
+#[cfg(feature = "serde")]
+fn default_plan_draw_scale() -> f64 {
+    DEFAULT_PLAN_DRAW_SCALE
 }
 
 impl Default for PlanSettings {
@@ -65,6 +89,8 @@ impl Default for PlanSettings {
             min_exploration_share: DEFAULT_MIN_EXPLORATION_SHARE,
             max_budget_move: DEFAULT_MAX_BUDGET_MOVE,
             min_roas: None,
+            draws: DEFAULT_PLAN_DRAWS,
+            draw_scale: DEFAULT_PLAN_DRAW_SCALE,
         }
     }
 }
@@ -202,6 +228,12 @@ pub enum PlanError {
     /// The minimum return is negative or not finite.
     #[error("min_roas: {0} is not accepted; accepted: a finite number at least 0")]
     MinRoas(f64),
+    /// No posterior draws.
+    #[error("draws: 0; accepted: at least 1 posterior draw per ad set")]
+    Draws,
+    /// The draws' scale is not positive or not finite.
+    #[error("draw_scale: {0} is not accepted; accepted: a finite number above 0")]
+    DrawScale(f64),
 }
 
 impl PlanSettings {
@@ -209,6 +241,12 @@ impl PlanSettings {
     pub fn check(&self) -> Result<(), PlanError> {
         if self.ads_per_segment == 0 {
             return Err(PlanError::AdsPerSegment);
+        }
+        if self.draws == 0 {
+            return Err(PlanError::Draws);
+        }
+        if !(self.draw_scale.is_finite() && self.draw_scale > 0.0) {
+            return Err(PlanError::DrawScale(self.draw_scale));
         }
         if !(0.0..=1.0).contains(&self.min_exploration_share) {
             return Err(PlanError::ExplorationShare(self.min_exploration_share));
@@ -235,9 +273,16 @@ pub trait PlanModel {
     /// Each segment's share of the traffic, as declared (what a plan without a traffic
     /// forecast splits by).
     fn segment_shares(&self) -> Vec<f64>;
-    /// A fresh decision table per segment: the batch of Thompson draws, from the model
-    /// as of `now_millis`.
-    fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable>;
+    /// A fresh decision table of `draws` posterior draws per segment, their spread
+    /// scaled by `draw_scale` where the model has such a scale: the batch of Thompson
+    /// draws, from the model as of `now_millis`.
+    fn draw_tables<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now_millis: u64,
+        draws: usize,
+        draw_scale: f64,
+    ) -> Vec<DecisionTable>;
     /// How many versions `segment` may run.
     fn available(&self, segment: usize) -> u64;
     /// A version drawn uniformly from those `segment` may run.
@@ -254,8 +299,14 @@ impl PlanModel for Engine {
     fn segment_shares(&self) -> Vec<f64> {
         self.campaign().segment_shares().to_vec()
     }
-    fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable> {
-        Engine::draw_tables(self, rng, now_millis)
+    fn draw_tables<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now_millis: u64,
+        draws: usize,
+        draw_scale: f64,
+    ) -> Vec<DecisionTable> {
+        Engine::draw_tables_of(self, rng, now_millis, draws, draw_scale)
     }
     fn available(&self, segment: usize) -> u64 {
         self.campaign().availability().count(segment)
@@ -295,7 +346,12 @@ pub fn make_plan_with<M: PlanModel + ?Sized, R: Rng + ?Sized>(
         return Err(PlanError::Budget(request.budget));
     }
     let segments = engine.segments();
-    let tables = engine.draw_tables(rng, u64::try_from(request.start_ms).unwrap_or(0));
+    let tables = engine.draw_tables(
+        rng,
+        u64::try_from(request.start_ms).unwrap_or(0),
+        settings.draws,
+        settings.draw_scale,
+    );
     let buy = |s: usize, price: f64| {
         let table = &tables[s];
         1.0 - table.draws_at_or_below(price) as f64 / table.draws() as f64
