@@ -173,6 +173,11 @@ pub struct SimulateArgs {
     /// With --mode plan: posterior draws per ad set each plan is drawn from (M).
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_PLAN_DRAWS)]
     pub plan_draws: usize,
+    /// With --mode plan: the minimum exploration share, in [0, 1]: of each ad set's
+    /// impressions, spread evenly over its ads; and of the period's budget, spread evenly
+    /// over the ad sets as their floor.
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_MIN_EXPLORATION_SHARE)]
+    pub plan_exploration: f64,
     /// With --mode plan: scale of the posterior spread in a plan's draws (1: the
     /// posterior itself; --draw-scale is the per-impression decision tables').
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_PLAN_DRAW_SCALE)]
@@ -484,6 +489,7 @@ fn run_plan(
             min_roas: pacing.min_roas,
             draws: args.plan_draws,
             draw_scale: args.plan_draw_scale,
+            min_exploration_share: args.plan_exploration,
             ..PlatformRun::new(args.plan_every, args.ads_per_segment).settings
         },
         ..PlatformRun::new(args.plan_every, args.ads_per_segment)
@@ -508,6 +514,7 @@ fn run_plan(
         value["plans"] = platform.plans().into();
         value["plan_draws"] = args.plan_draws.into();
         value["plan_draw_scale"] = args.plan_draw_scale.into();
+        value["plan_exploration"] = args.plan_exploration.into();
         value["interactions"] = serde_json::Value::String(args.interactions.clone());
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();

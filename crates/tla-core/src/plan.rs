@@ -891,6 +891,37 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_draws_its_own_number_of_draws_at_its_own_scale() {
+        let mut engine = engine(1);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // Before any data, posterior draws at scale 1 choose many versions; at a scale
+        // near 0 every draw is the posterior mean's argmax.
+        let wide = engine.draw_tables_of(&mut rng, 0, 10, 1.0);
+        let narrow = engine.draw_tables_of(&mut rng, 0, 10, 1e-9);
+        for (w, n) in wide.iter().zip(&narrow) {
+            assert_eq!((w.draws(), n.draws()), (10, 10));
+            assert!(w.len() > 1, "{}", w.len());
+            assert_eq!(n.len(), 1);
+        }
+        // The plan's scale, not the decision tables': near 0 and without an exploration
+        // share, each ad set runs the posterior mean's best version alone.
+        teach(&mut engine, 30_000);
+        let mut request = PlanRequest::new(0, 86_400_000, 300.0);
+        request.settings.min_exploration_share = 0.0;
+        request.settings.draw_scale = 1e-9;
+        let plan = make_plan(&engine, &request, &mut rng).unwrap();
+        for set in &plan.ad_sets {
+            assert_eq!(
+                set.ads,
+                vec![PlannedAd {
+                    version: 3,
+                    share: 1.0
+                }]
+            );
+        }
+    }
+
+    #[test]
     fn budgets_follow_value_per_dollar_by_the_money_rule() {
         let mut engine = engine(1);
         teach(&mut engine, 30_000);
@@ -983,6 +1014,36 @@ mod tests {
                     ..PlanRequest::new(0, 10, 1.0)
                 },
                 "ads_per_segment",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        draws: 0,
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "draws",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        draw_scale: 0.0,
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "draw_scale",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        draw_scale: f64::INFINITY,
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "draw_scale",
             ),
             (PlanRequest::new(10, 10, 1.0), "end_ms"),
             (PlanRequest::new(10, 5, 1.0), "end_ms"),
