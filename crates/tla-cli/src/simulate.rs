@@ -179,9 +179,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_MIN_EXPLORATION_SHARE)]
     pub plan_exploration: f64,
     /// With --mode plan: scale of the posterior spread in a plan's draws (1: the
-    /// posterior itself; --draw-scale is the per-impression decision tables').
-    #[arg(long, default_value_t = tla_core::plan::DEFAULT_PLAN_DRAW_SCALE)]
-    pub plan_draw_scale: f64,
+    /// posterior itself); without it, the decision tables' (--draw-scale).
+    #[arg(long)]
+    pub plan_draw_scale: Option<f64>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -494,9 +494,18 @@ fn run_plan(
         },
         ..PlatformRun::new(args.plan_every, args.ads_per_segment)
     };
-    run.settings
-        .check()
-        .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
+    run.settings.check().map_err(|e| {
+        // The settings' field names, as the flags that set them here.
+        let text = e.to_string();
+        let (field, rest) = text.split_once(": ").unwrap_or((&text, ""));
+        let flag = match field {
+            "draws" => "plan-draws".to_owned(),
+            "draw_scale" => "plan-draw-scale".to_owned(),
+            "min_exploration_share" => "plan-exploration".to_owned(),
+            other => other.replace('_', "-"),
+        };
+        anyhow::anyhow!("--{flag}: {rest}")
+    })?;
     pacing.mode = PlatformLearner::PACING;
     let budget = pacing.budget;
     let mut platform =

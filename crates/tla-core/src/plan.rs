@@ -40,9 +40,6 @@ pub const DEFAULT_MIN_EXPLORATION_SHARE: f64 = 0.1;
 pub const DEFAULT_MAX_BUDGET_MOVE: f64 = 0.5;
 /// Default number of posterior draws per ad set a plan is drawn from (`M`).
 pub const DEFAULT_PLAN_DRAWS: usize = 64;
-/// Default scale of the posterior spread in a plan's draws: 1, the posterior itself
-/// (`docs/platform.md`, *Versions*).
-pub const DEFAULT_PLAN_DRAW_SCALE: f64 = 1.0;
 
 /// How plans are made; every default is a `DEFAULT_*` constant of this module.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,20 +63,15 @@ pub struct PlanSettings {
     #[cfg_attr(feature = "serde", serde(default = "default_plan_draws"))]
     pub draws: usize,
     /// Scale of the posterior spread in the plan's draws (positive; 1: Thompson
-    /// sampling from the posterior itself, whatever scale the campaign's decision tables
-    /// draw at). Models without such a scale ignore it.
-    #[cfg_attr(feature = "serde", serde(default = "default_plan_draw_scale"))]
-    pub draw_scale: f64,
+    /// sampling from the posterior itself). `None`: the scale the campaign's decision
+    /// tables draw at. Models without such a scale ignore it.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub draw_scale: Option<f64>,
 }
 
 #[cfg(feature = "serde")]
 fn default_plan_draws() -> usize {
     DEFAULT_PLAN_DRAWS
-}
-
-#[cfg(feature = "serde")]
-fn default_plan_draw_scale() -> f64 {
-    DEFAULT_PLAN_DRAW_SCALE
 }
 
 impl Default for PlanSettings {
@@ -90,7 +82,7 @@ impl Default for PlanSettings {
             max_budget_move: DEFAULT_MAX_BUDGET_MOVE,
             min_roas: None,
             draws: DEFAULT_PLAN_DRAWS,
-            draw_scale: DEFAULT_PLAN_DRAW_SCALE,
+            draw_scale: None,
         }
     }
 }
@@ -245,8 +237,10 @@ impl PlanSettings {
         if self.draws == 0 {
             return Err(PlanError::Draws);
         }
-        if !(self.draw_scale.is_finite() && self.draw_scale > 0.0) {
-            return Err(PlanError::DrawScale(self.draw_scale));
+        if let Some(scale) = self.draw_scale {
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(PlanError::DrawScale(scale));
+            }
         }
         if !(0.0..=1.0).contains(&self.min_exploration_share) {
             return Err(PlanError::ExplorationShare(self.min_exploration_share));
@@ -274,14 +268,14 @@ pub trait PlanModel {
     /// forecast splits by).
     fn segment_shares(&self) -> Vec<f64>;
     /// A fresh decision table of `draws` posterior draws per segment, their spread
-    /// scaled by `draw_scale` where the model has such a scale: the batch of Thompson
-    /// draws, from the model as of `now_millis`.
+    /// scaled by `draw_scale` where the model has such a scale (`None`: its decision
+    /// tables' scale): the batch of Thompson draws, from the model as of `now_millis`.
     fn draw_tables<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
         now_millis: u64,
         draws: usize,
-        draw_scale: f64,
+        draw_scale: Option<f64>,
     ) -> Vec<DecisionTable>;
     /// How many versions `segment` may run.
     fn available(&self, segment: usize) -> u64;
@@ -304,7 +298,7 @@ impl PlanModel for Engine {
         rng: &mut R,
         now_millis: u64,
         draws: usize,
-        draw_scale: f64,
+        draw_scale: Option<f64>,
     ) -> Vec<DecisionTable> {
         Engine::draw_tables_of(self, rng, now_millis, draws, draw_scale)
     }
@@ -896,8 +890,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         // Before any data, posterior draws at scale 1 choose many versions; at a scale
         // near 0 every draw is the posterior mean's argmax.
-        let wide = engine.draw_tables_of(&mut rng, 0, 10, 1.0);
-        let narrow = engine.draw_tables_of(&mut rng, 0, 10, 1e-9);
+        let wide = engine.draw_tables_of(&mut rng, 0, 10, Some(1.0));
+        let narrow = engine.draw_tables_of(&mut rng, 0, 10, Some(1e-9));
         for (w, n) in wide.iter().zip(&narrow) {
             assert_eq!((w.draws(), n.draws()), (10, 10));
             assert!(w.len() > 1, "{}", w.len());
@@ -908,7 +902,7 @@ mod tests {
         teach(&mut engine, 30_000);
         let mut request = PlanRequest::new(0, 86_400_000, 300.0);
         request.settings.min_exploration_share = 0.0;
-        request.settings.draw_scale = 1e-9;
+        request.settings.draw_scale = Some(1e-9);
         let plan = make_plan(&engine, &request, &mut rng).unwrap();
         for set in &plan.ad_sets {
             assert_eq!(
@@ -1028,7 +1022,7 @@ mod tests {
             (
                 PlanRequest {
                     settings: PlanSettings {
-                        draw_scale: 0.0,
+                        draw_scale: Some(0.0),
                         ..PlanSettings::default()
                     },
                     ..PlanRequest::new(0, 10, 1.0)
@@ -1038,7 +1032,7 @@ mod tests {
             (
                 PlanRequest {
                     settings: PlanSettings {
-                        draw_scale: f64::INFINITY,
+                        draw_scale: Some(f64::INFINITY),
                         ..PlanSettings::default()
                     },
                     ..PlanRequest::new(0, 10, 1.0)

@@ -512,7 +512,7 @@ impl tla_core::plan::PlanModel for AnyPolicy {
         rng: &mut R,
         now_millis: u64,
         draws: usize,
-        draw_scale: f64,
+        draw_scale: Option<f64>,
     ) -> Vec<tla_core::decision::DecisionTable> {
         use tla_core::policy::thompson::{PosteriorSampler, ThompsonPolicy};
         let segments = self.design.segments();
@@ -520,7 +520,9 @@ impl tla_core::plan::PlanModel for AnyPolicy {
             PolicyKind::FactorizedTs(policy) => {
                 let base = policy.base();
                 let mut sampler = base.sampler().clone();
-                sampler.set_draw_scale(draw_scale);
+                if let Some(scale) = draw_scale {
+                    sampler.set_draw_scale(scale);
+                }
                 sampler.advance_clock(now_millis);
                 (0..segments)
                     .map(|s| ThompsonPolicy::draw_table_of(&mut sampler, s, draws, rng))

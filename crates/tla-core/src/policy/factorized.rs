@@ -758,11 +758,6 @@ impl FactorizedSampler {
         }
     }
 
-    /// The scale of the posterior spread in each draw ([`FactorizedSettings::draw_scale`]).
-    pub fn draw_scale(&self) -> f64 {
-        self.draw_scale
-    }
-
     /// Sets the scale of the posterior spread in each draw: a plan draws from a copy of
     /// the sampler at its own scale ([`crate::plan::PlanSettings::draw_scale`]).
     pub fn set_draw_scale(&mut self, scale: f64) {
