@@ -170,6 +170,18 @@ pub struct SimulateArgs {
     /// With --mode plan: ads per ad set (K).
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_ADS_PER_SEGMENT)]
     pub ads_per_segment: usize,
+    /// With --mode plan: posterior draws per ad set each plan is drawn from (M).
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_PLAN_DRAWS)]
+    pub plan_draws: usize,
+    /// With --mode plan: the minimum exploration share, in [0, 1]: of each ad set's
+    /// impressions, spread evenly over its ads; and of the period's budget, spread evenly
+    /// over the ad sets as their floor.
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_MIN_EXPLORATION_SHARE)]
+    pub plan_exploration: f64,
+    /// With --mode plan: scale of the posterior spread in a plan's draws (1: the
+    /// posterior itself); without it, the decision tables' (--draw-scale).
+    #[arg(long)]
+    pub plan_draw_scale: Option<f64>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -475,13 +487,25 @@ fn run_plan(
     let run = PlatformRun {
         settings: PlanSettings {
             min_roas: pacing.min_roas,
+            draws: args.plan_draws,
+            draw_scale: args.plan_draw_scale,
+            min_exploration_share: args.plan_exploration,
             ..PlatformRun::new(args.plan_every, args.ads_per_segment).settings
         },
         ..PlatformRun::new(args.plan_every, args.ads_per_segment)
     };
-    run.settings
-        .check()
-        .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
+    run.settings.check().map_err(|e| {
+        // The settings' field names, as the flags that set them here.
+        let text = e.to_string();
+        let (field, rest) = text.split_once(": ").unwrap_or((&text, ""));
+        let flag = match field {
+            "draws" => "plan-draws".to_owned(),
+            "draw_scale" => "plan-draw-scale".to_owned(),
+            "min_exploration_share" => "plan-exploration".to_owned(),
+            other => other.replace('_', "-"),
+        };
+        anyhow::anyhow!("--{flag}: {rest}")
+    })?;
     pacing.mode = PlatformLearner::PACING;
     let budget = pacing.budget;
     let mut platform =
@@ -497,6 +521,9 @@ fn run_plan(
         value["plan_every_hours"] = args.plan_every.into();
         value["ads_per_segment"] = args.ads_per_segment.into();
         value["plans"] = platform.plans().into();
+        value["plan_draws"] = args.plan_draws.into();
+        value["plan_draw_scale"] = args.plan_draw_scale.into();
+        value["plan_exploration"] = args.plan_exploration.into();
         value["interactions"] = serde_json::Value::String(args.interactions.clone());
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();

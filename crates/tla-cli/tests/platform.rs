@@ -40,6 +40,9 @@ fn plan_mode_prints_its_fields_beside_the_budget_scores() {
     assert_eq!(value["ads_per_segment"], 4);
     assert_eq!(value["plans"], 28, "14 days, two plans a day");
     assert_eq!(value["pacing"], "platform");
+    assert_eq!(value["plan_draws"], 64);
+    assert!(value["plan_draw_scale"].is_null(), "the tables' scale");
+    assert_eq!(value["plan_exploration"], 0.1);
     for field in [
         "pct_of_budget_oracle",
         "spend",
@@ -106,6 +109,45 @@ fn plan_mode_refuses_what_it_cannot_run() {
                 "0",
             ],
             "--ads-per-segment: 0",
+        ),
+        (
+            vec![
+                "--world",
+                "worlds/flight-small.json",
+                "--budget",
+                "auto",
+                "--mode",
+                "plan",
+                "--plan-draws",
+                "0",
+            ],
+            "--plan-draws: 0",
+        ),
+        (
+            vec![
+                "--world",
+                "worlds/flight-small.json",
+                "--budget",
+                "auto",
+                "--mode",
+                "plan",
+                "--plan-draw-scale",
+                "0",
+            ],
+            "--plan-draw-scale: 0",
+        ),
+        (
+            vec![
+                "--world",
+                "worlds/flight-small.json",
+                "--budget",
+                "auto",
+                "--mode",
+                "plan",
+                "--plan-exploration",
+                "1.5",
+            ],
+            "--plan-exploration: 1.5",
         ),
         (
             vec![

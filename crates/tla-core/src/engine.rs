@@ -613,11 +613,32 @@ impl Engine {
     /// draws a plan for a period is made of ([`crate::plan::make_plan`]), and what
     /// [`Engine::refresh_all`] installs.
     pub fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable> {
-        let base = self.policy.base();
-        let mut sampler = base.sampler().clone();
+        self.draw_tables_of(rng, now_millis, self.policy.base().draws(), None)
+    }
+
+    /// [`Engine::draw_tables`] with `draws` posterior draws per segment, at `draw_scale`
+    /// (`None`: the decision tables' scale): a plan's own ([`crate::plan::PlanSettings`]).
+    pub fn draw_tables_of<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now_millis: u64,
+        draws: usize,
+        draw_scale: Option<f64>,
+    ) -> Vec<DecisionTable> {
+        let mut sampler = self.policy.base().sampler().clone();
+        if let Some(scale) = draw_scale {
+            sampler.set_draw_scale(scale);
+        }
         sampler.advance_clock(now_millis);
         (0..self.segment_counts.len())
-            .map(|segment| base.draw_table(&mut sampler, segment, rng))
+            .map(|segment| {
+                crate::policy::thompson::ThompsonPolicy::draw_table_of(
+                    &mut sampler,
+                    segment,
+                    draws,
+                    rng,
+                )
+            })
             .collect()
     }
 

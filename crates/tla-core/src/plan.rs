@@ -38,6 +38,8 @@ pub const DEFAULT_MIN_EXPLORATION_SHARE: f64 = 0.1;
 /// Default limit on an ad set's budget move between periods: at most this fraction of
 /// its previous budget (scaled to the new period's total) up or down.
 pub const DEFAULT_MAX_BUDGET_MOVE: f64 = 0.5;
+/// Default number of posterior draws per ad set a plan is drawn from (`M`).
+pub const DEFAULT_PLAN_DRAWS: usize = 64;
 
 /// How plans are made; every default is a `DEFAULT_*` constant of this module.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +58,20 @@ pub struct PlanSettings {
     /// Minimum return: a version's draws count for the plan only where their sampled
     /// value is at least this many times the expected cost (the pacer's `min_roas`).
     pub min_roas: Option<f64>,
+    /// `M`: posterior draws per ad set the plan's versions, shares and price are drawn
+    /// from (at least 1; `docs/platform.md`, *Versions*).
+    #[cfg_attr(feature = "serde", serde(default = "default_plan_draws"))]
+    pub draws: usize,
+    /// Scale of the posterior spread in the plan's draws (positive; 1: Thompson
+    /// sampling from the posterior itself). `None`: the scale the campaign's decision
+    /// tables draw at. Models without such a scale ignore it.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub draw_scale: Option<f64>,
+}
+
+#[cfg(feature = "serde")]
+fn default_plan_draws() -> usize {
+    DEFAULT_PLAN_DRAWS
 }
 
 impl Default for PlanSettings {
@@ -65,6 +81,8 @@ impl Default for PlanSettings {
             min_exploration_share: DEFAULT_MIN_EXPLORATION_SHARE,
             max_budget_move: DEFAULT_MAX_BUDGET_MOVE,
             min_roas: None,
+            draws: DEFAULT_PLAN_DRAWS,
+            draw_scale: None,
         }
     }
 }
@@ -202,6 +220,12 @@ pub enum PlanError {
     /// The minimum return is negative or not finite.
     #[error("min_roas: {0} is not accepted; accepted: a finite number at least 0")]
     MinRoas(f64),
+    /// No posterior draws.
+    #[error("draws: 0; accepted: at least 1 posterior draw per ad set")]
+    Draws,
+    /// The draws' scale is not positive or not finite.
+    #[error("draw_scale: {0} is not accepted; accepted: a finite number above 0")]
+    DrawScale(f64),
 }
 
 impl PlanSettings {
@@ -209,6 +233,14 @@ impl PlanSettings {
     pub fn check(&self) -> Result<(), PlanError> {
         if self.ads_per_segment == 0 {
             return Err(PlanError::AdsPerSegment);
+        }
+        if self.draws == 0 {
+            return Err(PlanError::Draws);
+        }
+        if let Some(scale) = self.draw_scale {
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(PlanError::DrawScale(scale));
+            }
         }
         if !(0.0..=1.0).contains(&self.min_exploration_share) {
             return Err(PlanError::ExplorationShare(self.min_exploration_share));
@@ -235,9 +267,16 @@ pub trait PlanModel {
     /// Each segment's share of the traffic, as declared (what a plan without a traffic
     /// forecast splits by).
     fn segment_shares(&self) -> Vec<f64>;
-    /// A fresh decision table per segment: the batch of Thompson draws, from the model
-    /// as of `now_millis`.
-    fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable>;
+    /// A fresh decision table of `draws` posterior draws per segment, their spread
+    /// scaled by `draw_scale` where the model has such a scale (`None`: its decision
+    /// tables' scale): the batch of Thompson draws, from the model as of `now_millis`.
+    fn draw_tables<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now_millis: u64,
+        draws: usize,
+        draw_scale: Option<f64>,
+    ) -> Vec<DecisionTable>;
     /// How many versions `segment` may run.
     fn available(&self, segment: usize) -> u64;
     /// A version drawn uniformly from those `segment` may run.
@@ -254,8 +293,14 @@ impl PlanModel for Engine {
     fn segment_shares(&self) -> Vec<f64> {
         self.campaign().segment_shares().to_vec()
     }
-    fn draw_tables<R: Rng + ?Sized>(&self, rng: &mut R, now_millis: u64) -> Vec<DecisionTable> {
-        Engine::draw_tables(self, rng, now_millis)
+    fn draw_tables<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now_millis: u64,
+        draws: usize,
+        draw_scale: Option<f64>,
+    ) -> Vec<DecisionTable> {
+        Engine::draw_tables_of(self, rng, now_millis, draws, draw_scale)
     }
     fn available(&self, segment: usize) -> u64 {
         self.campaign().availability().count(segment)
@@ -295,7 +340,12 @@ pub fn make_plan_with<M: PlanModel + ?Sized, R: Rng + ?Sized>(
         return Err(PlanError::Budget(request.budget));
     }
     let segments = engine.segments();
-    let tables = engine.draw_tables(rng, u64::try_from(request.start_ms).unwrap_or(0));
+    let tables = engine.draw_tables(
+        rng,
+        u64::try_from(request.start_ms).unwrap_or(0),
+        settings.draws,
+        settings.draw_scale,
+    );
     let buy = |s: usize, price: f64| {
         let table = &tables[s];
         1.0 - table.draws_at_or_below(price) as f64 / table.draws() as f64
@@ -835,6 +885,37 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_draws_its_own_number_of_draws_at_its_own_scale() {
+        let mut engine = engine(1);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // Before any data, posterior draws at scale 1 choose many versions.
+        for table in engine.draw_tables_of(&mut rng, 0, 10, Some(1.0)) {
+            assert_eq!(table.draws(), 10);
+            assert!(table.len() > 1, "{}", table.len());
+        }
+        // After, at a scale near 0 every draw is the posterior mean's argmax.
+        teach(&mut engine, 30_000);
+        for table in engine.draw_tables_of(&mut rng, 0, 10, Some(1e-9)) {
+            assert_eq!((table.draws(), table.len()), (10, 1));
+        }
+        // The plan's scale, not the decision tables': near 0 and without an exploration
+        // share, each ad set runs the posterior mean's best version alone.
+        let mut request = PlanRequest::new(0, 86_400_000, 300.0);
+        request.settings.min_exploration_share = 0.0;
+        request.settings.draw_scale = Some(1e-9);
+        let plan = make_plan(&engine, &request, &mut rng).unwrap();
+        for set in &plan.ad_sets {
+            assert_eq!(
+                set.ads,
+                vec![PlannedAd {
+                    version: 3,
+                    share: 1.0
+                }]
+            );
+        }
+    }
+
+    #[test]
     fn budgets_follow_value_per_dollar_by_the_money_rule() {
         let mut engine = engine(1);
         teach(&mut engine, 30_000);
@@ -927,6 +1008,36 @@ mod tests {
                     ..PlanRequest::new(0, 10, 1.0)
                 },
                 "ads_per_segment",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        draws: 0,
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "draws",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        draw_scale: Some(0.0),
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "draw_scale",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        draw_scale: Some(f64::INFINITY),
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "draw_scale",
             ),
             (PlanRequest::new(10, 10, 1.0), "end_ms"),
             (PlanRequest::new(10, 5, 1.0), "end_ms"),

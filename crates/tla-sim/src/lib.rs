@@ -511,16 +511,21 @@ impl tla_core::plan::PlanModel for AnyPolicy {
         &self,
         rng: &mut R,
         now_millis: u64,
+        draws: usize,
+        draw_scale: Option<f64>,
     ) -> Vec<tla_core::decision::DecisionTable> {
-        use tla_core::policy::thompson::PosteriorSampler;
+        use tla_core::policy::thompson::{PosteriorSampler, ThompsonPolicy};
         let segments = self.design.segments();
         match &self.kind {
             PolicyKind::FactorizedTs(policy) => {
                 let base = policy.base();
                 let mut sampler = base.sampler().clone();
+                if let Some(scale) = draw_scale {
+                    sampler.set_draw_scale(scale);
+                }
                 sampler.advance_clock(now_millis);
                 (0..segments)
-                    .map(|s| base.draw_table(&mut sampler, s, rng))
+                    .map(|s| ThompsonPolicy::draw_table_of(&mut sampler, s, draws, rng))
                     .collect()
             }
             PolicyKind::IndependentTs(policy) => {
@@ -528,17 +533,17 @@ impl tla_core::plan::PlanModel for AnyPolicy {
                 let mut sampler = base.sampler().clone();
                 sampler.advance_clock(now_millis);
                 (0..segments)
-                    .map(|s| base.draw_table(&mut sampler, s, rng))
+                    .map(|s| ThompsonPolicy::draw_table_of(&mut sampler, s, draws, rng))
                     .collect()
             }
             PolicyKind::Uniform(_) => {
                 let space = self.known_space();
                 (0..segments)
                     .map(|_| {
-                        let draws = (0..self.settings.draws.max(1))
+                        let chosen = (0..draws.max(1))
                             .map(|_| space.sample_uniform(rng))
                             .collect();
-                        tla_core::decision::DecisionTable::from_draws(draws, 0)
+                        tla_core::decision::DecisionTable::from_draws(chosen, 0)
                     })
                     .collect()
             }

@@ -758,6 +758,12 @@ impl FactorizedSampler {
         }
     }
 
+    /// Sets the scale of the posterior spread in each draw: a plan draws from a copy of
+    /// the sampler at its own scale ([`crate::plan::PlanSettings::draw_scale`]).
+    pub fn set_draw_scale(&mut self, scale: f64) {
+        self.draw_scale = scale;
+    }
+
     /// The version with the highest posterior-mean objective for a segment: the argmax
     /// of a draw with no spread (`rng` only feeds random restarts of coordinate ascent).
     pub fn posterior_mean_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64 {

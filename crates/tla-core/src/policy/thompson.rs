@@ -149,10 +149,7 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
     }
 
     fn build_table<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> DecisionTable {
-        let chosen: Vec<(u64, f64)> = (0..self.settings.draws)
-            .map(|_| self.sampler.draw_best_valued(segment, rng))
-            .collect();
-        DecisionTable::from_valued_draws(chosen, self.sampler.observations())
+        Self::draw_table_of(&mut self.sampler, segment, self.settings.draws, rng)
     }
 
     /// Rebuilds the distribution of one segment now (from beliefs forgotten up to
@@ -193,7 +190,19 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
         segment: usize,
         rng: &mut R,
     ) -> DecisionTable {
-        let chosen: Vec<(u64, f64)> = (0..self.settings.draws)
+        Self::draw_table_of(sampler, segment, self.settings.draws, rng)
+    }
+
+    /// Draws a decision table of `draws` posterior draws (at least 1) for `segment` from
+    /// `sampler`: what [`ThompsonPolicy::draw_table`] does with the policy's number of
+    /// draws, and a plan with its own ([`crate::plan::PlanSettings::draws`]).
+    pub fn draw_table_of<R: Rng + ?Sized>(
+        sampler: &mut S,
+        segment: usize,
+        draws: usize,
+        rng: &mut R,
+    ) -> DecisionTable {
+        let chosen: Vec<(u64, f64)> = (0..draws.max(1))
             .map(|_| sampler.draw_best_valued(segment, rng))
             .collect();
         DecisionTable::from_valued_draws(chosen, sampler.observations())
@@ -233,6 +242,11 @@ impl<S: PosteriorSampler> ThompsonPolicy<S> {
     /// Campaign events after which every segment is rebuilt.
     fn campaign_window(&self) -> u64 {
         self.settings.cadence.every_events * self.tables.len() as u64
+    }
+
+    /// Posterior draws per decision table.
+    pub fn draws(&self) -> usize {
+        self.settings.draws
     }
 
     /// The sampler.
