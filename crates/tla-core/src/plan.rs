@@ -27,7 +27,7 @@
 
 use crate::decision::DecisionTable;
 use crate::engine::{Engine, Feedback};
-use crate::pacing::{CostModel, SpendCell, Traffic, expected_spend, solve_price, spend_cells};
+use crate::pacing::{CostModel, SpendCell, Traffic, expected_spend, solve_price};
 use rand::Rng;
 
 /// Default number of ads per ad set (`K`).
@@ -439,20 +439,16 @@ fn period_cells<M: PlanModel + ?Sized>(
     } else {
         1.0
     };
-    let known = request
-        .costs
-        .map(|c| spend_cells(traffic, c, request.start_ms, request.end_ms))
-        .unwrap_or_default();
     let mut cells = Vec::new();
     for (hour, &n) in forecast.iter().enumerate() {
         for (segment, &p) in shares.iter().enumerate().take(segments) {
             if n * p <= 0.0 {
                 continue;
             }
-            let cost = known
-                .iter()
-                .find(|c| c.segment == segment && c.hour == hour)
-                .map_or(even_cost, |c| c.cost);
+            let cost = request
+                .costs
+                .and_then(|c| c.expected(segment, hour))
+                .unwrap_or(even_cost);
             cells.push(SpendCell {
                 segment,
                 hour,

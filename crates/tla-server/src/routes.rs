@@ -48,6 +48,15 @@ fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), 
     })
 }
 
+/// [`authorize`], answering the key's id (for the audit of what the request changes).
+fn authorize_key(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
+    state
+        .authorize_key(bearer(headers), scope)
+        .inspect_err(|_| {
+            Metrics::add(&state.metrics().client_errors, 1);
+        })
+}
+
 /// The request body, or an error in the API's shape (413 past the limit, 408 past the
 /// body read timeout).
 fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -241,9 +250,7 @@ pub async fn create_campaign(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Admin)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Admin)?;
     let idempotency_key = idempotency_key(&headers)?;
     let bytes = body(bytes)?;
     let campaign = parse_spec(&headers, &bytes)?;
@@ -402,9 +409,7 @@ pub async fn archive(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Admin)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Admin)?;
     let slot = tokio::task::spawn_blocking(move || state.archive_by(&id, &key_id)).await??;
     Ok(Json(CampaignBody::new(&slot)))
 }
@@ -433,9 +438,7 @@ pub async fn revise(
     query: Result<axum::extract::Query<ReviseQuery>, axum::extract::rejection::QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Admin)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Admin)?;
     let axum::extract::Query(query) = query.map_err(|rejection| {
         ApiError::bad_request(format!("{}; accepted: reason=TEXT", rejection.body_text()))
     })?;
@@ -543,9 +546,7 @@ pub async fn change_budget(
     Path(id): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Admin)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Admin)?;
     let slot = state.campaign(&id)?;
     crate::state::refuse_archived(&slot, "given a new budget")?;
     let bytes = body(bytes)?;
@@ -995,9 +996,7 @@ pub async fn report_spend(
     Path(id): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Ingest)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Ingest)?;
     if state.closing() {
         return Err(ApiError::unavailable(
             "the server is shutting down; retry against another instance or later",
@@ -1073,9 +1072,7 @@ pub async fn correct(
     Path(id): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Correct)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Correct)?;
     let bytes = body(bytes)?;
     let request: CorrectionRequest = json_body(&bytes)?;
     state.campaign(&id)?;
@@ -1143,9 +1140,7 @@ pub async fn make_plan(
     Path(id): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Admin)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Admin)?;
     let slot = state.campaign(&id)?;
     let bytes = body(bytes)?;
     let request: crate::wire::PlanRequestBody = json_body(&bytes)?;
@@ -1263,9 +1258,7 @@ pub async fn import_results(
     query: Result<axum::extract::Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key_id = state
-        .authorize_key(bearer(&headers), Scope::Ingest)
-        .inspect_err(|_| Metrics::add(&state.metrics().client_errors, 1))?;
+    let key_id = authorize_key(&state, &headers, Scope::Ingest)?;
     let axum::extract::Query(query) = query.map_err(|rejection| {
         ApiError::bad_request(format!(
             "{}; accepted: dry_run=true|false",
