@@ -56,6 +56,21 @@ pub struct ServeArgs {
     /// decisions (503 `stream_unavailable`) [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub stream_stale_secs: Option<f64>,
+    /// With a stream: a spend lease of a campaign's budget is this share of its day's
+    /// allowance (docs/scale-out.md, *Budgets across servers*); in (0, 1] (help text
+    /// with the default: `lease_share_help`).
+    #[arg(long, value_name = "SHARE", help = lease_share_help())]
+    pub lease_share: Option<f64>,
+}
+
+/// `--lease-share`'s help, with the default of [`ServerConfig`].
+fn lease_share_help() -> String {
+    format!(
+        "With a stream: a spend lease of a campaign's budget is this share of its day's \
+         allowance, in (0, 1] [default: {}]; the overspend bound is servers x lease \
+         (docs/scale-out.md).",
+        tla_server::lease::DEFAULT_LEASE_SHARE
+    )
 }
 
 /// `--max-connections`'s help, with the default of [`ServerConfig`]. The flag has no
@@ -98,6 +113,7 @@ struct FileConfig {
     event_log: Option<String>,
     stream: Option<String>,
     stream_stale_secs: Option<f64>,
+    lease_share: Option<f64>,
     /// The decision-id secret shared by the servers of a stream (`TLA_SECRET` wins).
     secret: Option<String>,
 }
@@ -184,6 +200,10 @@ pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow
             bail!("max_connections = 0 is not accepted; accepted: 1 or more");
         }
         server.max_connections = n;
+    }
+    if let Some(share) = args.lease_share.or(file.lease_share) {
+        server.lease_share =
+            tla_server::lease::check_lease_share(share).map_err(anyhow::Error::msg)?;
     }
     for (name, value, field) in [
         (
@@ -559,7 +579,34 @@ mod tests {
             event_log: None,
             stream: None,
             stream_stale_secs: None,
+            lease_share: None,
         }
+    }
+
+    /// The lease share comes from the file, the flag beats it, and a share outside
+    /// (0, 1] is refused with what is accepted.
+    #[test]
+    fn the_lease_share_is_a_setting_checked_at_start() {
+        let path = std::env::temp_dir().join(format!("tla-lease-{}.toml", std::process::id()));
+        std::fs::write(&path, "version = 1\nlease_share = 0.2\n").unwrap();
+        let none = |_: &str| None;
+        let mut args = args_with(&path);
+        assert_eq!(resolve(&args, &none).unwrap().server.lease_share, 0.2);
+        args.lease_share = Some(0.01);
+        assert_eq!(resolve(&args, &none).unwrap().server.lease_share, 0.01);
+        for bad in [0.0, -0.1, 1.5, f64::NAN] {
+            args.lease_share = Some(bad);
+            let refused = resolve(&args, &none).unwrap_err().to_string();
+            assert!(
+                refused.contains("lease_share") && refused.contains("accepted"),
+                "{refused}"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            ServerConfig::default().lease_share,
+            tla_server::lease::DEFAULT_LEASE_SHARE
+        );
     }
 
     /// A stream needs both flags and a secret of at least 16 characters; TLA_SECRET

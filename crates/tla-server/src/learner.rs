@@ -280,6 +280,8 @@ pub fn step(state: &AppState, force_snapshot: bool) {
         let rebuilt = slot.refresh(&mut learner.rng, now_ms.max(0) as u64);
         Metrics::add(&state.metrics().refreshes, rebuilt as u64);
     }
+    // With a stream: the spend leases that are due (docs/scale-out.md).
+    crate::lease::ask_due_leases(state, now_ms);
     if force_snapshot
         || now_ms.saturating_sub(learner.last_rollup_flush_ms) >= ROLLUP_FLUSH_EVERY_MS
     {

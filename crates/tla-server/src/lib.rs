@@ -46,6 +46,7 @@ pub mod decision_log;
 pub mod error;
 pub mod event;
 pub mod learner;
+pub mod lease;
 pub mod metrics;
 pub mod openapi;
 pub mod pacing;

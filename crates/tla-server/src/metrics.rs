@@ -57,6 +57,12 @@ pub struct Metrics {
     pub snapshots: IntCounter,
     /// Time from handing a batch to the event log until its commit returned, seconds.
     pub commit_seconds: Histogram,
+    /// Spend leases this server asked for (with a stream: `crate::lease`).
+    pub lease_asks: IntCounter,
+    /// Of those, the asks the stream's rule refused.
+    pub lease_refused: IntCounter,
+    /// Purchases skipped for want of a spend lease.
+    pub lease_skips: IntCounter,
     /// HTTP connections open now.
     pub connections_open: IntGauge,
     /// Times a connection found the connection cap reached.
@@ -169,6 +175,21 @@ impl Default for Metrics {
                 "Decisions refused because the decision log was behind or unwritable.",
             ),
             snapshots: counter(r, "tla_snapshots_total", "Model snapshots written."),
+            lease_asks: counter(
+                r,
+                "tla_lease_asks_total",
+                "Spend leases this server asked for on the stream.",
+            ),
+            lease_refused: counter(
+                r,
+                "tla_lease_refused_total",
+                "Spend lease asks the stream's rule refused.",
+            ),
+            lease_skips: counter(
+                r,
+                "tla_lease_skips_total",
+                "Purchases skipped for want of a spend lease.",
+            ),
             commit_seconds,
             connections_open,
             connection_limit_reached: counter(
@@ -335,6 +356,21 @@ mod tests {
             ),
             ("tla_snapshots_total", "counter", "Model snapshots written."),
             (
+                "tla_lease_asks_total",
+                "counter",
+                "Spend leases this server asked for on the stream.",
+            ),
+            (
+                "tla_lease_refused_total",
+                "counter",
+                "Spend lease asks the stream's rule refused.",
+            ),
+            (
+                "tla_lease_skips_total",
+                "counter",
+                "Purchases skipped for want of a spend lease.",
+            ),
+            (
                 "tla_decisions_refused_total",
                 "counter",
                 "Decisions refused because the decision log was behind or unwritable.",
@@ -379,7 +415,7 @@ mod tests {
         ] {
             assert!(text.contains(sample), "{sample:?} missing from {text}");
         }
-        assert_eq!(text.matches("# TYPE ").count(), 19, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 22, "{text}");
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
     }
 }

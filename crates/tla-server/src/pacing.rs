@@ -28,15 +28,19 @@
 //!   is spent in its decision's arm (the arm its reservation, or else its signed id,
 //!   names). Spend reports and the spend restored from the store name no arm: they are
 //!   split between the arms by the share.
+//! - With a stream, a version is served only within the spend lease this server holds
+//!   ([`LeaseHold`], [`crate::lease`]; docs/scale-out.md, *Budgets across servers*):
+//!   its reservation must fit in what is left of the lease, which it uses at once.
 
+use crate::lease::{Grant, LEASE_RENEW_AT, LEASE_TTL_MS, RETRY_REFUSED_MS};
 use rand::Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use tla_core::engine::Engine;
 use tla_core::pacing::{
     CostModel, HOUR_MS, Pacer, PacingConfig, PacingMode, PacingStatus, SkipReason, Traffic, hour_of,
 };
-use tla_core::policy::Choice;
+use tla_core::policy::{Choice, Gate};
 use tla_core::spec::FlightPlan;
 
 /// A reservation whose cost has not arrived within this many milliseconds is given
@@ -63,6 +67,82 @@ struct Inner {
     reservations: HashMap<String, (f64, i64, bool)>,
     /// Decision ids in the order reserved, for expiry.
     order: VecDeque<(i64, String)>,
+    /// This server's spend lease, with a stream.
+    lease: LeaseHold,
+}
+
+/// This server's spend lease of the campaign's budget (with a stream: docs/scale-out.md,
+/// *Budgets across servers*). Purchases commit their reservation to the lease when
+/// decided, so a request for several decisions, or requests at once, never pass it.
+#[derive(Debug, Default)]
+struct LeaseHold {
+    /// Whether purchases need a lease (the server's log is a stream).
+    on: bool,
+    /// The lease held, if any.
+    current: Option<Grant>,
+    /// Committed under the current lease: reservations of its purchases, plus their
+    /// costs above their reservations once known.
+    used: f64,
+    /// The stream sequence of the latest lease granted (held or not).
+    latest: u64,
+    /// Purchases not settled yet, by the lease they were made under.
+    open: BTreeMap<u64, u64>,
+    /// The lease of each purchase not settled yet, by decision id.
+    of: HashMap<String, u64>,
+    /// When an ask was last refused, for the retry.
+    refused_at_ms: Option<i64>,
+    /// Purchases skipped for want of lease.
+    skips: u64,
+}
+
+/// What `/healthz` shows of this server's lease of one campaign.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct LeaseStatus {
+    /// The lease held (0: none).
+    pub held: f64,
+    /// Committed under it.
+    pub used: f64,
+    /// Milliseconds until it expires on this server's clock (0: none or expired).
+    pub expires_in_ms: i64,
+    /// Purchases not settled yet (under any lease).
+    pub open_purchases: u64,
+    /// Purchases skipped for want of lease.
+    pub skips: u64,
+}
+
+impl LeaseHold {
+    /// Whether a purchase reserving `reserve` fits in the lease at `now_ms`. While no
+    /// cost is known (`reserve` 0) at most one purchase is open: a probe.
+    fn fits(&self, reserve: f64, now_ms: i64) -> bool {
+        let Some(lease) = self.current else {
+            return false;
+        };
+        if now_ms >= lease.expires_at_ms {
+            return false;
+        }
+        if reserve > 0.0 {
+            self.used + reserve <= lease.amount
+        } else {
+            self.of.is_empty()
+        }
+    }
+
+    /// A purchase under `lease` was settled (its cost arrived, or it was not served,
+    /// or its reservation expired).
+    fn settle(&mut self, decision_id: &str) -> Option<u64> {
+        let lease = self.of.remove(decision_id)?;
+        if let Some(open) = self.open.get_mut(&lease) {
+            *open -= 1;
+            if *open == 0 {
+                self.open.remove(&lease);
+            }
+        }
+        Some(lease)
+    }
+
+    fn is_current(&self, lease: u64) -> bool {
+        self.current.is_some_and(|c| c.seq == lease)
+    }
 }
 
 /// The outcome of one priced decision.
@@ -74,6 +154,10 @@ pub struct Paced {
     pub skip: Option<SkipReason>,
     /// What to reserve for a version served ([`CampaignPacing::reserve`]).
     pub reserve: f64,
+    /// The spend lease a version served commits to (with a stream).
+    pub lease: Option<u64>,
+    /// Whether it was skipped for want of lease.
+    pub lease_skip: bool,
 }
 
 impl CampaignPacing {
@@ -102,6 +186,7 @@ impl CampaignPacing {
                 budget: (plan.budget, plan.daily_cap),
                 reservations: HashMap::new(),
                 order: VecDeque::new(),
+                lease: LeaseHold::default(),
             }),
             holdout_share,
         }
@@ -137,17 +222,101 @@ impl CampaignPacing {
             // The first plan (a new campaign, or the first request after a start).
             pacer.replan(now_ms, &|s, price| engine.buy_probability(s, price));
         }
-        let bid = pacer.bid(segment, now_ms);
+        let mut bid = pacer.bid(segment, now_ms);
+        let mut lease_skip = false;
+        if inner.lease.on && bid.gate != Gate::Closed && !inner.lease.fits(bid.reserve, now_ms) {
+            // A hard limit, as the budget: skipped with propensity 1.
+            bid.gate = Gate::Closed;
+            bid.skip_reason = SkipReason::Budget;
+            inner.lease.skips += 1;
+            lease_skip = true;
+        }
         let choice = if held_out && self.holdout_share > 0.0 {
             engine.decide_held_out(segment, bid.gate, rng)
         } else {
             engine.decide_gated(segment, bid.gate, rng)
         };
+        let mut lease = None;
+        if inner.lease.on && choice.version.is_some() {
+            // Committed now, under the lock: the next decision sees it.
+            inner.lease.used += bid.reserve;
+            lease = inner.lease.current.map(|c| c.seq);
+        }
         Paced {
             choice,
             skip: choice.version.is_none().then_some(bid.skip_reason),
             reserve: bid.reserve,
+            lease,
+            lease_skip,
         }
+    }
+
+    /// Purchases need a spend lease from now on (the server's log is a stream).
+    pub fn use_leases(&self) {
+        self.lock().lease.on = true;
+    }
+
+    /// Whether this server should ask for its next lease at `now_ms`: it holds none, or
+    /// has committed [`LEASE_RENEW_AT`] of it, or it expires within a quarter of its
+    /// life; and every purchase under its leases before its latest is settled (rule R2),
+    /// and no ask was refused in the last [`RETRY_REFUSED_MS`].
+    pub fn lease_due(&self, now_ms: i64) -> bool {
+        let inner = self.lock();
+        let hold = &inner.lease;
+        if !hold.on {
+            return false;
+        }
+        let wanted = match hold.current {
+            None => true,
+            Some(lease) => {
+                hold.used >= LEASE_RENEW_AT * lease.amount
+                    || now_ms >= lease.expires_at_ms - LEASE_TTL_MS / 4
+            }
+        };
+        let settled = hold.open.keys().all(|&lease| lease == hold.latest);
+        let waited = hold
+            .refused_at_ms
+            .is_none_or(|at| now_ms - at >= RETRY_REFUSED_MS);
+        wanted && settled && waited
+    }
+
+    /// What the stream's rule gave this server's ask at `now_ms`: a new lease (which
+    /// supersedes the one held), or a refusal (which drops it too).
+    pub fn take_lease(&self, grant: Grant, now_ms: i64) {
+        let mut inner = self.lock();
+        let hold = &mut inner.lease;
+        hold.used = 0.0;
+        if grant.amount > 0.0 {
+            hold.current = Some(grant);
+            hold.latest = grant.seq;
+            hold.refused_at_ms = None;
+        } else {
+            hold.current = None;
+            hold.refused_at_ms = Some(now_ms);
+        }
+    }
+
+    /// A purchase of `decision_id` committed to `lease` ([`Paced::lease`]) was served.
+    pub fn commit_to_lease(&self, decision_id: &str, lease: u64) {
+        let mut inner = self.lock();
+        let hold = &mut inner.lease;
+        hold.of.insert(decision_id.to_string(), lease);
+        *hold.open.entry(lease).or_default() += 1;
+    }
+
+    /// This server's lease of the campaign at `now_ms`, if purchases need one.
+    pub fn lease_status(&self, now_ms: i64) -> Option<LeaseStatus> {
+        let inner = self.lock();
+        let hold = &inner.lease;
+        hold.on.then(|| LeaseStatus {
+            held: hold.current.map_or(0.0, |c| c.amount),
+            used: hold.used,
+            expires_in_ms: hold
+                .current
+                .map_or(0, |c| (c.expires_at_ms - now_ms).max(0)),
+            open_purchases: hold.of.len() as u64,
+            skips: hold.skips,
+        })
     }
 
     /// Solves for the price of money again if it is due at `now_ms` (the learner step
@@ -182,6 +351,11 @@ impl CampaignPacing {
         let mut inner = self.lock();
         if let Some((amount, _, held_out)) = inner.reservations.remove(decision_id) {
             inner.arm(held_out).release(amount, now_ms);
+            if let Some(lease) = inner.lease.settle(decision_id) {
+                if inner.lease.is_current(lease) {
+                    inner.lease.used = (inner.lease.used - amount).max(0.0);
+                }
+            }
         }
     }
 
@@ -202,6 +376,11 @@ impl CampaignPacing {
             .reservations
             .remove(decision_id)
             .map_or((0.0, held_out), |(amount, _, held_out)| (amount, held_out));
+        if let Some(lease) = inner.lease.settle(decision_id) {
+            if inner.lease.is_current(lease) && amount > reserved {
+                inner.lease.used += amount - reserved;
+            }
+        }
         inner
             .arm(held_out)
             .settle(reserved, segment, hour_of(decided_at_ms), amount, at_ms);
@@ -343,6 +522,9 @@ impl Inner {
                 if reserved_at == at {
                     self.reservations.remove(&id);
                     self.arm(held_out).release(amount, now_ms);
+                    // Its lease counts it as settled (docs/scale-out.md: a cost after
+                    // the reservation's expiry is outside the bound).
+                    self.lease.settle(&id);
                 }
             }
         }

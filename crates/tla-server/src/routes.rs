@@ -125,6 +125,7 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             decision_backlog_limit: limit as u64,
         },
         stream,
+        leases: crate::lease::health(&state),
     };
     (code, Json(health))
 }
@@ -754,6 +755,10 @@ pub async fn decide(
     let at_ms = state.clock().now_ms();
     let mut rng = rand::rng();
     let flight = slot.flight();
+    if let (Some(pacing), Some(_)) = (&slot.pacing, state.stream()) {
+        // With a stream, money is committed only within a spend lease.
+        pacing.use_leases();
+    }
     // The engine and the revision it is at, read together: a revision replaces both
     // under the engine's write lock.
     let (chosen, current, segment, held_out): (Vec<Paced>, _, _, _) = {
@@ -817,6 +822,8 @@ pub async fn decide(
                             choice,
                             skip: None,
                             reserve: 0.0,
+                            lease: None,
+                            lease_skip: false,
                         }
                     }
                 }
@@ -827,6 +834,8 @@ pub async fn decide(
     let mut out = Vec::with_capacity(chosen.len());
     let mut rows = Vec::with_capacity(chosen.len());
     let mut reserved = Vec::new();
+    let lease_skips = chosen.iter().filter(|paced| paced.lease_skip).count();
+    Metrics::add(&state.metrics().lease_skips, lease_skips as u64);
     for paced in chosen {
         let Choice {
             version,
@@ -849,6 +858,9 @@ pub async fn decide(
             (Some(version), _) => {
                 if let Some(pacing) = &slot.pacing {
                     pacing.reserve(&decision_id, paced.reserve, at_ms, held_out);
+                    if let Some(lease) = paced.lease {
+                        pacing.commit_to_lease(&decision_id, lease);
+                    }
                     reserved.push(decision_id.clone());
                 }
                 out.push(DecisionOut::Served(DecisionBody {

@@ -81,6 +81,9 @@ pub struct ServerConfig {
     /// Most connections open at once; the server lowers it below the process's
     /// open-file limit ([`crate::connections::connection_cap`]).
     pub max_connections: usize,
+    /// With a stream: a spend lease is this share of a campaign's day's allowance
+    /// ([`crate::lease::lease_size`], checked by [`crate::lease::check_lease_share`]).
+    pub lease_share: f64,
     /// After the shutdown signal, how long requests in progress may finish before
     /// every connection still open is closed.
     pub shutdown_grace: Duration,
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            lease_share: crate::lease::DEFAULT_LEASE_SHARE,
         }
     }
 }
@@ -148,6 +152,8 @@ struct Inner {
     closing: AtomicBool,
     /// The shared stream, when the event log is one ([`AppState::attach_stream`]).
     stream: std::sync::OnceLock<Arc<crate::stream_log::JetStreamEventLog>>,
+    /// This data directory's server id ([`AppState::server_id`]), read once.
+    server_id: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -259,6 +265,7 @@ impl AppState {
                 opened_at_ms: now_ms,
                 closing: AtomicBool::new(false),
                 stream: std::sync::OnceLock::new(),
+                server_id: std::sync::OnceLock::new(),
                 config,
             }),
         })
@@ -288,6 +295,16 @@ impl AppState {
     /// same key on every server of the stream names the same campaign. Once.
     pub fn attach_stream(&self, stream: Arc<crate::stream_log::JetStreamEventLog>) {
         let _ = self.inner.stream.set(stream);
+    }
+
+    /// This data directory's server id ([`tla_store::Store::server_id`]): what names
+    /// the server's spend leases on a stream. Read from the store once. Blocking.
+    pub fn server_id(&self) -> Result<&str, tla_store::StoreError> {
+        if let Some(id) = self.inner.server_id.get() {
+            return Ok(id);
+        }
+        let id = self.inner.store.server_id()?;
+        Ok(self.inner.server_id.get_or_init(|| id))
     }
 
     /// Starts the campaigns created through the shared log that this server does not

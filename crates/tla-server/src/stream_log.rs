@@ -180,6 +180,21 @@ pub enum Record {
         /// See [`NewCorrection::at_ms`].
         at_ms: i64,
     },
+    // --- Spend leases (crate::lease; docs/scale-out.md, *Budgets across servers*) ---
+    /// A server asks for a spend lease of a campaign's budget; granted or refused when
+    /// applied, in stream order ([`crate::lease::LeaseBook::apply`]).
+    Lease {
+        /// See [`crate::lease::LeaseAsk::campaign_id`].
+        campaign_id: String,
+        /// See [`crate::lease::LeaseAsk::server`].
+        server: String,
+        /// `f64::to_bits` of [`crate::lease::LeaseAsk::amount`].
+        amount_bits: u64,
+        /// `f64::to_bits` of [`crate::lease::LeaseAsk::budget`].
+        budget_bits: u64,
+        /// See [`crate::lease::LeaseAsk::at_ms`].
+        at_ms: i64,
+    },
 }
 
 impl Record {
@@ -279,6 +294,8 @@ pub struct Mirror {
     undecodable: u64,
     /// Later copies of an event id skipped.
     repeats_skipped: u64,
+    /// Spend leases as applied ([`Record::Lease`]).
+    leases: crate::lease::LeaseBook,
 }
 
 impl Mirror {
@@ -340,6 +357,9 @@ impl Mirror {
                     return;
                 }
                 self.seq_by_id.insert(key.clone(), seq);
+                if kind == EventKind::Cost {
+                    self.leases.note_cost(&key.0, f64::from_bits(value_bits));
+                }
                 self.events.push(StoredEvent {
                     seq,
                     campaign_id: key.0,
@@ -376,7 +396,35 @@ impl Mirror {
                     at_ms,
                 };
                 let outcome = self.correct(&correction);
+                if let CorrectionOutcome::Recorded(stored) = &outcome {
+                    if stored.event_kind == EventKind::Cost {
+                        let new = match stored.action {
+                            CorrectionAction::Retract => 0.0,
+                            CorrectionAction::Correct { value } => value,
+                        };
+                        let old = stored.old_value.unwrap_or(0.0);
+                        self.leases
+                            .note_cost_correction(&stored.campaign_id, old, new);
+                    }
+                }
                 self.correction_outcomes.insert(seq, outcome);
+            }
+            // --- Spend leases ---
+            Record::Lease {
+                campaign_id,
+                server,
+                amount_bits,
+                budget_bits,
+                at_ms,
+            } => {
+                let ask = crate::lease::LeaseAsk {
+                    campaign_id,
+                    server,
+                    amount: f64::from_bits(amount_bits),
+                    budget: f64::from_bits(budget_bits),
+                    at_ms,
+                };
+                self.leases.apply(seq, &ask);
             }
         }
     }
@@ -823,6 +871,42 @@ impl JetStreamEventLog {
             self.status.saw_last(last);
         }
         Ok(acks)
+    }
+}
+
+// --- Spend leases (crate::lease; docs/scale-out.md, *Budgets across servers*) ---
+impl JetStreamEventLog {
+    /// Appends a [`Record::Lease`] for `ask`, waits until this server's mirror has
+    /// applied it and answers what the rule gave it.
+    pub fn ask_lease(
+        &self,
+        ask: &crate::lease::LeaseAsk,
+    ) -> Result<crate::lease::Grant, StoreError> {
+        let record = Record::Lease {
+            campaign_id: ask.campaign_id.clone(),
+            server: ask.server.clone(),
+            amount_bits: ask.amount.to_bits(),
+            budget_bits: ask.budget.to_bits(),
+            at_ms: ask.at_ms,
+        };
+        let acks = self.publish(vec![(None, record.to_bytes())])?;
+        let (seq, _) = acks[0];
+        self.wait_mirrored(seq, CALL_TIMEOUT)?;
+        self.lock().leases.grant(seq).ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "the lease ask was acknowledged at stream sequence {seq} but is not in the stream as applied"
+            ))
+        })
+    }
+
+    /// The lease book's view of `campaign_id` as this server applied it.
+    pub fn lease_book(&self, campaign_id: &str) -> crate::lease::BookView {
+        self.lock().leases.view(campaign_id)
+    }
+
+    /// The lease `server` holds for `campaign_id` as this server applied the stream.
+    pub fn held_lease(&self, campaign_id: &str, server: &str) -> Option<crate::lease::Grant> {
+        self.lock().leases.held(campaign_id, server)
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Health {
     /// status `degraded` (503).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<crate::stream_log::StreamHealth>,
+    /// With a stream: each paced campaign's spend lease on this server and the leases
+    /// of all servers as applied (docs/scale-out.md, *Budgets across servers*).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases: Option<Vec<crate::lease::LeaseHealth>>,
 }
 
 /// Whether a campaign serves decisions.

@@ -848,6 +848,27 @@ impl Store {
             .map_err(StoreError::sqlite("reading the server secret"))
     }
 
+    /// This data directory's server id (16 hex digits of 8 random bytes, made the first
+    /// time it is asked for, then kept): what names the server on a shared stream (its
+    /// spend leases), the same across restarts.
+    pub fn server_id(&self) -> Result<String, StoreError> {
+        let connection = self.database.general();
+        connection
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('server_id', randomblob(8))",
+                [],
+            )
+            .map_err(StoreError::sqlite("creating the server id"))?;
+        let bytes: Vec<u8> = connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'server_id'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::sqlite("reading the server id"))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Deletes a campaign's snapshots that cover event `seq` (`covers_seq >= seq`) and
     /// returns how many: a correction of that event makes them wrong (they learned the
     /// event as it was). The snapshots left cover only earlier events, or were taken
