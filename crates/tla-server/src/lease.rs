@@ -21,7 +21,8 @@ pub const LEASE_RENEW_AT: f64 = 0.8;
 /// The default of `--lease-share`: a lease is this share of the day's allowance.
 pub const DEFAULT_LEASE_SHARE: f64 = 0.05;
 
-/// A refused ask is retried after this long.
+/// A refused ask (or one granted less than asked) is followed by the next after this
+/// long at the earliest.
 pub const RETRY_REFUSED_MS: i64 = 250;
 
 /// Checks a `lease_share` setting: in (0, 1].
@@ -258,7 +259,10 @@ pub fn ask_due_leases(state: &crate::state::AppState, now_ms: i64) {
         // its first decision.
         pacing.use_leases();
         let in_flight = now_ms >= plan.start_ms && now_ms < plan.end_ms;
-        if !in_flight || !pacing.lease_due(now_ms) {
+        // A budget spent (as this server counts it) needs no lease.
+        let status = pacing.status(now_ms);
+        let spent = status.spent >= status.budget;
+        if !in_flight || spent || !pacing.lease_due(now_ms) {
             continue;
         }
         let ask = LeaseAsk {
@@ -274,7 +278,7 @@ pub fn ask_due_leases(state: &crate::state::AppState, now_ms: i64) {
                 if grant.amount <= 0.0 {
                     crate::metrics::Metrics::add(&state.metrics().lease_refused, 1);
                 }
-                pacing.take_lease(grant, now_ms);
+                pacing.take_lease(grant, ask.amount, now_ms);
             }
             Err(error) => {
                 tracing::warn!(%error, campaign = %slot.id, "asking for a spend lease failed; the next step asks again");

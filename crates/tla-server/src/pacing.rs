@@ -43,6 +43,10 @@ use tla_core::pacing::{
 use tla_core::policy::{Choice, Gate};
 use tla_core::spec::FlightPlan;
 
+/// Consecutive refused lease asks double the wait before the next at most this many
+/// times (250 ms to 8 s).
+pub const MAX_REFUSED_BACKOFF: u32 = 5;
+
 /// A reservation whose cost has not arrived within this many milliseconds is given
 /// back (its cost, when it comes, is still spent).
 pub const RESERVATION_TTL_MS: i64 = 15 * 60_000;
@@ -89,8 +93,13 @@ struct LeaseHold {
     open: BTreeMap<u64, u64>,
     /// The lease of each purchase not settled yet, by decision id.
     of: HashMap<String, u64>,
-    /// When an ask was last refused, for the retry.
+    /// When an ask was last refused or granted less than asked, for the retry.
     refused_at_ms: Option<i64>,
+    /// Asks refused in a row: the wait before the next doubles with each (at most
+    /// [`MAX_REFUSED_BACKOFF`] doublings).
+    refusals: u32,
+    /// A purchase did not fit in what is left of the lease held.
+    short: bool,
     /// Purchases skipped for want of lease.
     skips: u64,
 }
@@ -226,6 +235,7 @@ impl CampaignPacing {
         let mut lease_skip = false;
         if inner.lease.on && bid.gate != Gate::Closed && !inner.lease.fits(bid.reserve, now_ms) {
             // A hard limit, as the budget: skipped with propensity 1.
+            inner.lease.short |= inner.lease.current.is_some() && bid.reserve > 0.0;
             bid.gate = Gate::Closed;
             bid.skip_reason = SkipReason::Budget;
             inner.lease.skips += 1;
@@ -257,9 +267,11 @@ impl CampaignPacing {
     }
 
     /// Whether this server should ask for its next lease at `now_ms`: it holds none, or
-    /// has committed [`LEASE_RENEW_AT`] of it, or it expires within a quarter of its
-    /// life; and every purchase under its leases before its latest is settled (rule R2),
-    /// and no ask was refused in the last [`RETRY_REFUSED_MS`].
+    /// has committed [`LEASE_RENEW_AT`] of it, or a purchase did not fit in what is left
+    /// of it, or it expires within a quarter of its life; and every purchase under its leases before its latest is settled (rule R2),
+    /// and no ask was granted less than asked in the last [`RETRY_REFUSED_MS`], nor
+    /// refused in the last `RETRY_REFUSED_MS` doubled for each refusal in a row before
+    /// it (at most [`MAX_REFUSED_BACKOFF`] times).
     pub fn lease_due(&self, now_ms: i64) -> bool {
         let inner = self.lock();
         let hold = &inner.lease;
@@ -269,28 +281,32 @@ impl CampaignPacing {
         let wanted = match hold.current {
             None => true,
             Some(lease) => {
-                hold.used >= LEASE_RENEW_AT * lease.amount
+                hold.short
+                    || hold.used >= LEASE_RENEW_AT * lease.amount
                     || now_ms >= lease.expires_at_ms - LEASE_TTL_MS / 4
             }
         };
         let settled = hold.open.keys().all(|&lease| lease == hold.latest);
-        let waited = hold
-            .refused_at_ms
-            .is_none_or(|at| now_ms - at >= RETRY_REFUSED_MS);
+        let wait = RETRY_REFUSED_MS << hold.refusals.min(MAX_REFUSED_BACKOFF);
+        let waited = hold.refused_at_ms.is_none_or(|at| now_ms - at >= wait);
         wanted && settled && waited
     }
 
-    /// What the stream's rule gave this server's ask at `now_ms`: a new lease (which
-    /// supersedes the one held), or a refusal (which drops it too).
-    pub fn take_lease(&self, grant: Grant, now_ms: i64) {
+    /// What the stream's rule gave this server's ask of `asked` at `now_ms`: a new
+    /// lease (which supersedes the one held), or a refusal (which drops it too). After a
+    /// refusal or a grant below `asked`, the next ask waits [`RETRY_REFUSED_MS`].
+    pub fn take_lease(&self, grant: Grant, asked: f64, now_ms: i64) {
         let mut inner = self.lock();
         let hold = &mut inner.lease;
         hold.used = 0.0;
+        hold.short = false;
         if grant.amount > 0.0 {
             hold.current = Some(grant);
             hold.latest = grant.seq;
-            hold.refused_at_ms = None;
+            hold.refused_at_ms = (grant.amount < asked).then_some(now_ms);
+            hold.refusals = 0;
         } else {
+            hold.refusals += 1;
             hold.current = None;
             hold.refused_at_ms = Some(now_ms);
         }
