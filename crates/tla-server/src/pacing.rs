@@ -554,6 +554,98 @@ mod tests {
     use tla_core::pacing::DAY_MS;
     use tla_core::spec::CampaignSpec;
 
+    /// With leases, a purchase is served only within the lease held: its reservation
+    /// is committed when decided, a cost above it is added when it arrives, and the
+    /// next lease is due when the lease is nearly used, once the purchases under the
+    /// leases before the latest are settled.
+    #[test]
+    fn purchases_are_committed_within_the_lease_held() {
+        let campaign = CampaignSpec::from_toml_str(include_str!("../../../examples/small.toml"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(2);
+        let engine = Engine::new(&campaign, &mut rng);
+        let plan = FlightPlan {
+            budget: 1_000.0,
+            daily_cap: None,
+            start_ms: 0,
+            end_ms: 10 * DAY_MS,
+            min_roas: None,
+            hourly_traffic: None,
+        };
+        let pacing = CampaignPacing::new(&plan, 3, 0.0);
+        let at = HOUR_MS;
+        // Without leases (SQLite) nothing changes; with them, no lease: no purchase.
+        assert!(pacing.lease_status(at).is_none());
+        pacing.use_leases();
+        assert!(pacing.lease_due(at));
+        let paced = pacing.decide(&plan, &engine, 0, at, false, &mut rng);
+        assert!(paced.lease_skip && paced.choice.version.is_none());
+        assert_eq!(paced.skip, Some(SkipReason::Budget));
+        assert_eq!(paced.choice.propensity, 1.0);
+        let grant = |seq, amount| Grant {
+            seq,
+            amount,
+            expires_at_ms: at + LEASE_TTL_MS,
+        };
+        pacing.take_lease(grant(7, 1.0), 1.0, at);
+        assert!(!pacing.lease_due(at));
+        // No cost known: one probe at a time.
+        let probe = pacing.decide(&plan, &engine, 0, at, false, &mut rng);
+        assert_eq!((probe.lease, probe.reserve), (Some(7), 0.0));
+        pacing.reserve("p", probe.reserve, at, false);
+        pacing.commit_to_lease("p", 7);
+        assert!(
+            pacing
+                .decide(&plan, &engine, 0, at, false, &mut rng)
+                .lease_skip
+        );
+        // Its cost (0.1 above a reservation of 0) is committed to the lease.
+        pacing.cost("p", false, 0, at, 0.1, at);
+        let status = pacing.lease_status(at).unwrap();
+        assert!((status.used - 0.1).abs() < 1e-12 && status.open_purchases == 0);
+        // Costs known (after the plan that follows the first costs): reservations are
+        // committed until the lease is used; then the next is due.
+        assert!(pacing.replan_if_due(&engine, at));
+        let mut served = 0;
+        for k in 0..100 {
+            let paced = pacing.decide(&plan, &engine, 0, at, false, &mut rng);
+            if let Some(lease) = paced.lease {
+                let id = format!("d{k}");
+                pacing.reserve(&id, paced.reserve, at, false);
+                pacing.commit_to_lease(&id, lease);
+                served += 1;
+            }
+        }
+        let status = pacing.lease_status(at).unwrap();
+        assert!(served > 0 && status.used <= 1.0 + 1e-12, "{status:?}");
+        assert!(status.skips > 0);
+        assert!(pacing.lease_due(at), "{status:?}");
+        // The next lease: the purchases under lease 7 may be open...
+        pacing.take_lease(grant(9, 1.0), 1.0, at);
+        pacing.take_lease(grant(11, 0.5), 1.0, at);
+        // ... but after a third lease the purchases under 7 must be settled first (R2).
+        assert!(!pacing.lease_due(at + 10 * RETRY_REFUSED_MS + LEASE_TTL_MS));
+        for k in 0..100 {
+            pacing.cost(&format!("d{k}"), false, 0, at, 0.01, at);
+        }
+        assert!(pacing.lease_due(at + LEASE_TTL_MS));
+        // A refusal drops the lease held, and the next ask waits.
+        pacing.take_lease(grant(12, 0.0), 1.0, at);
+        assert_eq!(pacing.lease_status(at).unwrap().held, 0.0);
+        assert!(!pacing.lease_due(at + 1));
+        assert!(pacing.lease_due(at + 2 * RETRY_REFUSED_MS));
+        // An expired lease pays for nothing.
+        pacing.take_lease(grant(13, 1.0), 1.0, at);
+        let late = at + LEASE_TTL_MS;
+        assert!(
+            pacing
+                .decide(&plan, &engine, 0, late, false, &mut rng)
+                .lease_skip
+        );
+    }
+
     /// Each arm is paced on its own: the policy's pacer holds `1 - share` of the budget
     /// and cap, a held-out decision is the even split, a cost is spent in its
     /// decision's arm, and what names no arm is split by the share.

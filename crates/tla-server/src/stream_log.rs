@@ -1206,6 +1206,49 @@ mod tests {
         assert_eq!(mirror.corrections.len(), 2);
     }
 
+    // --- Spend leases ---
+    #[test]
+    fn leases_are_granted_in_stream_order_against_the_costs_counted() {
+        let mut mirror = Mirror::default();
+        let ask = |server: &str, amount: f64, at_ms: i64| {
+            Record::Lease {
+                campaign_id: "c".into(),
+                server: server.into(),
+                amount_bits: amount.to_bits(),
+                budget_bits: 10.0f64.to_bits(),
+                at_ms,
+            }
+            .to_bytes()
+        };
+        let cost = |id: &str, value: f64| NewEvent {
+            kind: EventKind::Cost,
+            ..event("c", id, value)
+        };
+        mirror.apply(1, &ask("a", 4.0, 0));
+        mirror.apply(2, &bytes(&cost("k1", 3.0)));
+        // A later copy of a cost event is not counted again.
+        mirror.apply(3, &bytes(&cost("k1", 3.0)));
+        mirror.apply(4, &ask("b", 4.0, 1));
+        // 10 - 3 spent - 4 held by a = 3.
+        assert_eq!(mirror.leases.grant(4).unwrap().amount, 3.0);
+        // A retracted cost returns to the budget.
+        let retract = NewCorrection {
+            campaign_id: "c".into(),
+            event_id: "k1".into(),
+            action: CorrectionAction::Retract,
+            reason: "r".into(),
+            key_id: "k".into(),
+            at_ms: 2,
+        };
+        mirror.apply(5, &Record::of_correction(&retract).to_bytes());
+        assert_eq!(mirror.leases.view("c").spent_counted, 0.0);
+        mirror.apply(6, &ask("a", 4.0, 2));
+        assert_eq!(mirror.leases.grant(6).unwrap().amount, 4.0);
+        assert_eq!(mirror.leases.view("c").granted, 3);
+        // Lease records are not events.
+        assert_eq!(mirror.read_after(0, 10).len(), 1);
+    }
+
     #[test]
     fn settings_parse_servers_and_refuse_bad_input() {
         let settings = StreamSettings::parse(
