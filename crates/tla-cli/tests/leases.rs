@@ -1,7 +1,8 @@
 //! Spend leases across servers (docs/scale-out.md, *Budgets across servers*): three
 //! real `tla serve` processes on one NATS JetStream stream pace one campaign with a
 //! small budget. Concurrent clients ask every server for decisions and report each
-//! purchase's cost late (so that money is committed on all three servers at once),
+//! purchase's cost some requests later (so that money is committed on all three
+//! servers at once),
 //! until the budget is exhausted. The total spend must stay within the budget plus the
 //! stated bound, servers x lease, and most of the budget must be used (not held idle by
 //! leases). The test prints the figures.
@@ -10,8 +11,9 @@
 //! applies the lease records in that order), which does not depend on the replicas;
 //! the chaos test (cluster.rs) covers the replicated cluster. nats-server comes from
 //! scripts/nats-deps.sh; without it the test is skipped with a message, unless `CI` is
-//! set: then it fails. Bounded: the load stops at a deadline, every socket has a 10 s
-//! timeout, every process it starts is killed by its pid when it ends.
+//! set: then it fails. Bounded by counts: each client sends at most [`MAX_ROUNDS`]
+//! requests, every socket has a 10 s timeout, every wait a deadline, and every process
+//! it starts is killed by its pid when it ends.
 
 #![cfg(unix)]
 
@@ -22,7 +24,7 @@ use common::cluster::{self, Addresses, Processes, any_server, start_nats, wait_n
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -38,15 +40,16 @@ const BUDGET: f64 = 40.0;
 const LEASE_SHARE: f64 = 0.05;
 /// Decisions per request.
 const PER_REQUEST: usize = 10;
-/// A purchase's cost is reported this long after its decision (money committed on
-/// every server before any of it is counted).
-const COST_DELAY: Duration = Duration::from_millis(400);
+/// A purchase's cost is reported this many of its client's requests after its
+/// decision (money committed on every server before any of it is counted).
+const COST_DELAY_ROUNDS: usize = 12;
 /// A client's pause between its requests.
 const PAUSE: Duration = Duration::from_millis(30);
-/// The load stops once no purchase was made for this long...
-const QUIET: Duration = Duration::from_secs(3);
-/// ... or at the latest after this long.
-const LOAD_LIMIT: Duration = Duration::from_secs(35);
+/// The load stops once this many decision requests in a row (all clients) bought
+/// nothing: the budget is spent...
+const QUIET_REQUESTS: u64 = 600;
+/// ... or when each client has sent this many.
+const MAX_ROUNDS: usize = 1_000;
 
 /// The cost of purchase `n` of client `client`: 0.02 to 0.06, fixed by the numbers.
 fn cost_of(client: usize, n: u64) -> f64 {
@@ -58,6 +61,8 @@ fn cost_of(client: usize, n: u64) -> f64 {
 #[derive(Default)]
 struct Tally {
     purchases: AtomicU64,
+    /// Decision requests in a row (all clients) that bought nothing.
+    quiet: AtomicU64,
     /// Skips by reason.
     skips: Mutex<BTreeMap<String, u64>>,
     /// Every acknowledged cost event: id -> amount (a re-sent batch counts once).
@@ -184,27 +189,27 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
     let addresses: Addresses = Arc::new(RwLock::new(addresses));
 
     // Load: each client asks its own server for decisions (the clients spread over the
-    // three) and reports each purchase's cost COST_DELAY later to any server.
+    // three) and reports each purchase's cost COST_DELAY_ROUNDS requests later to any
+    // server, until QUIET_REQUESTS requests in a row bought nothing.
     let tally = Arc::new(Tally::default());
-    let stop = Arc::new(AtomicBool::new(false));
     let load_started = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let (addresses, tally, stop, campaign, segments) = (
+            let (addresses, tally, campaign, segments) = (
                 addresses.clone(),
                 tally.clone(),
-                stop.clone(),
                 campaign.clone(),
                 segments.clone(),
             );
             std::thread::spawn(move || {
                 let server = client % SERVERS;
-                let mut pending: VecDeque<(Instant, String, String, f64)> = VecDeque::new();
+                let mut pending: VecDeque<(usize, String, String, f64)> = VecDeque::new();
                 let mut n = 0u64;
-                let mut round = 0usize;
-                while !stop.load(Ordering::SeqCst) {
+                for round in 0..MAX_ROUNDS {
+                    if tally.quiet.load(Ordering::SeqCst) >= QUIET_REQUESTS {
+                        break;
+                    }
                     let segment = &segments[round % segments.len()];
-                    round += 1;
                     let request =
                         serde_json::to_vec(&json!({"segment": segment, "count": PER_REQUEST}))
                             .unwrap();
@@ -222,6 +227,7 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
                         },
                         |status, _| status == 200,
                     );
+                    let mut bought = false;
                     for decision in answer["decisions"].as_array().unwrap() {
                         if let Some(reason) = decision["skip"]["reason"].as_str() {
                             *tally
@@ -232,18 +238,23 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
                                 .or_default() += 1;
                             continue;
                         }
+                        bought = true;
                         tally.purchases.fetch_add(1, Ordering::SeqCst);
                         n += 1;
                         pending.push_back((
-                            Instant::now() + COST_DELAY,
+                            round + COST_DELAY_ROUNDS,
                             format!("cost-{client}-{n}"),
                             decision["decision_id"].as_str().unwrap().to_string(),
                             cost_of(client, n),
                         ));
                     }
-                    let now = Instant::now();
+                    if bought {
+                        tally.quiet.store(0, Ordering::SeqCst);
+                    } else {
+                        tally.quiet.fetch_add(1, Ordering::SeqCst);
+                    }
                     let mut due = Vec::new();
-                    while pending.front().is_some_and(|p| p.0 <= now) {
+                    while pending.front().is_some_and(|p| p.0 <= round) {
                         let (_, id, decision, amount) = pending.pop_front().unwrap();
                         due.push((id, decision, amount));
                     }
@@ -259,18 +270,6 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
             })
         })
         .collect();
-    let mut last = (0, Instant::now());
-    loop {
-        std::thread::sleep(Duration::from_millis(250));
-        let purchases = tally.purchases.load(Ordering::SeqCst);
-        if purchases != last.0 {
-            last = (purchases, Instant::now());
-        }
-        if (purchases > 0 && last.1.elapsed() >= QUIET) || load_started.elapsed() >= LOAD_LIMIT {
-            break;
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
     for client in clients {
         client.join().expect("a client failed");
     }
