@@ -101,6 +101,10 @@ pub struct LeaseBook {
     now_ms: i64,
     /// What each ask got, by its stream sequence.
     grants: HashMap<u64, Grant>,
+    /// Events of the mirror counted so far ([`LeaseBook::count_costs`]).
+    events_counted: usize,
+    /// Corrections of the mirror counted so far.
+    corrections_counted: usize,
 }
 
 /// The book's view of one campaign, for `/healthz`.
@@ -121,19 +125,37 @@ pub struct BookView {
 }
 
 impl LeaseBook {
-    /// A cost event of `value` of `campaign_id` was applied (its first copy).
-    pub fn note_cost(&mut self, campaign_id: &str, value: f64) {
-        if value.is_finite() {
-            self.campaigns
-                .entry(campaign_id.to_owned())
-                .or_default()
-                .spent += value;
+    /// Counts the cost events and the corrections of cost events of the stream as
+    /// applied (`events`: first copies, in stream order; `corrections`: recorded ones, in
+    /// stream order) that it has not counted yet. Called before each ask is applied, so
+    /// the rule sees every cost before the ask in stream order.
+    pub fn count_costs(
+        &mut self,
+        events: &[tla_store::StoredEvent],
+        corrections: &[tla_store::StoredCorrection],
+    ) {
+        for event in &events[self.events_counted.min(events.len())..] {
+            if event.kind == tla_store::EventKind::Cost {
+                self.note_cost(&event.campaign_id, 0.0, event.value);
+            }
         }
+        self.events_counted = events.len();
+        for correction in &corrections[self.corrections_counted.min(corrections.len())..] {
+            if correction.event_kind == tla_store::EventKind::Cost {
+                let new = match correction.action {
+                    tla_store::CorrectionAction::Retract => 0.0,
+                    tla_store::CorrectionAction::Correct { value } => value,
+                };
+                let old = correction.old_value.unwrap_or(0.0);
+                self.note_cost(&correction.campaign_id, old, new);
+            }
+        }
+        self.corrections_counted = corrections.len();
     }
 
-    /// A cost event of `campaign_id` was corrected from `old` to `new` (0 for a
-    /// retraction).
-    pub fn note_cost_correction(&mut self, campaign_id: &str, old: f64, new: f64) {
+    /// A cost of `campaign_id` moved from `old` to `new` (0 to its value when it is
+    /// applied; to 0 when retracted).
+    fn note_cost(&mut self, campaign_id: &str, old: f64, new: f64) {
         if old.is_finite() && new.is_finite() {
             self.campaigns
                 .entry(campaign_id.to_owned())
@@ -247,11 +269,18 @@ pub fn ask_due_leases(state: &crate::state::AppState, now_ms: i64) {
             return;
         }
     };
+    // A stale stream would only make each ask wait for its timeout (decisions are
+    // refused meanwhile anyway).
+    let stale = stream.health(state.applied_seq()).stale;
     let share = state.config().lease_share;
     for slot in state.campaigns() {
         let (Some(pacing), Some(plan)) = (&slot.pacing, slot.flight()) else {
             continue;
         };
+        if stale {
+            pacing.use_leases();
+            continue;
+        }
         if slot.is_archived() || slot.is_paused() {
             continue;
         }
@@ -341,7 +370,7 @@ mod tests {
         assert_eq!(book.grant(4).unwrap().amount, 0.0);
         // a spent 30 of its 40 and asks again: its own lease is dropped first, so it
         // gets budget - spent - others = 100 - 30 - 60 = 10.
-        book.note_cost("c", 30.0);
+        book.note_cost("c", 0.0, 30.0);
         book.apply(5, &ask("a", 40.0, 4));
         assert_eq!(book.grant(5).unwrap().amount, 10.0);
         let view = book.view("c");
@@ -349,7 +378,7 @@ mod tests {
         assert_eq!(view.active, 70.0);
         assert_eq!(view.spent_counted, 30.0);
         // A correction of a cost moves the spend counted.
-        book.note_cost_correction("c", 10.0, 0.0);
+        book.note_cost("c", 10.0, 0.0);
         assert_eq!(book.view("c").spent_counted, 20.0);
         // An ask of 0 releases: b's lease returns.
         book.apply(6, &ask("b", 0.0, 5));

@@ -357,9 +357,6 @@ impl Mirror {
                     return;
                 }
                 self.seq_by_id.insert(key.clone(), seq);
-                if kind == EventKind::Cost {
-                    self.leases.note_cost(&key.0, f64::from_bits(value_bits));
-                }
                 self.events.push(StoredEvent {
                     seq,
                     campaign_id: key.0,
@@ -396,17 +393,6 @@ impl Mirror {
                     at_ms,
                 };
                 let outcome = self.correct(&correction);
-                if let CorrectionOutcome::Recorded(stored) = &outcome {
-                    if stored.event_kind == EventKind::Cost {
-                        let new = match stored.action {
-                            CorrectionAction::Retract => 0.0,
-                            CorrectionAction::Correct { value } => value,
-                        };
-                        let old = stored.old_value.unwrap_or(0.0);
-                        self.leases
-                            .note_cost_correction(&stored.campaign_id, old, new);
-                    }
-                }
                 self.correction_outcomes.insert(seq, outcome);
             }
             // --- Spend leases ---
@@ -424,6 +410,8 @@ impl Mirror {
                     budget: f64::from_bits(budget_bits),
                     at_ms,
                 };
+                // The costs (and their corrections) before this record, then the rule.
+                self.leases.count_costs(&self.events, &self.corrections);
                 self.leases.apply(seq, &ask);
             }
         }
@@ -899,9 +887,15 @@ impl JetStreamEventLog {
         })
     }
 
-    /// The lease book's view of `campaign_id` as this server applied it.
+    /// The lease book's view of `campaign_id` as this server applied it (the spend
+    /// counted through the last record applied).
     pub fn lease_book(&self, campaign_id: &str) -> crate::lease::BookView {
-        self.lock().leases.view(campaign_id)
+        let mut guard = self.lock();
+        let mirror = &mut *guard;
+        mirror
+            .leases
+            .count_costs(&mirror.events, &mirror.corrections);
+        mirror.leases.view(campaign_id)
     }
 
     /// The lease `server` holds for `campaign_id` as this server applied the stream.
@@ -1241,8 +1235,8 @@ mod tests {
             at_ms: 2,
         };
         mirror.apply(5, &Record::of_correction(&retract).to_bytes());
-        assert_eq!(mirror.leases.view("c").spent_counted, 0.0);
         mirror.apply(6, &ask("a", 4.0, 2));
+        assert_eq!(mirror.leases.view("c").spent_counted, 0.0);
         assert_eq!(mirror.leases.grant(6).unwrap().amount, 4.0);
         assert_eq!(mirror.leases.view("c").granted, 3);
         // Lease records are not events.
