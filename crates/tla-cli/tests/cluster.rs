@@ -17,6 +17,7 @@
 
 mod common;
 
+use common::nats::NatsCluster;
 use common::{Http, TempDir};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -48,76 +49,18 @@ const STALE_AFTER: Duration = Duration::from_secs(2);
 const SECRET: &str = "chaos-test-shared-secret-0123456789";
 const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
 
-/// Every process the test started, killed by its pid (SIGKILL) when dropped.
+/// Every `tla serve` the test started, killed by its pid (SIGKILL) when dropped (the
+/// NATS nodes are [`NatsCluster`]'s).
 #[derive(Default)]
 struct Processes {
-    nats: Vec<Option<Child>>,
     tla: Vec<Option<Child>>,
 }
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for child in self.nats.iter_mut().chain(self.tla.iter_mut()).flatten() {
+        for child in self.tla.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// One NATS node's ports and store directory.
-struct Node {
-    client: u16,
-    cluster: u16,
-    monitor: u16,
-    store: PathBuf,
-}
-
-fn start_nats(binary: &Path, nodes: &[Node], i: usize) -> Child {
-    let node = &nodes[i];
-    let routes: Vec<String> = nodes
-        .iter()
-        .enumerate()
-        .filter(|&(j, _)| j != i)
-        .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster))
-        .collect();
-    Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &node.client.to_string()])
-        .args(["-m", &node.monitor.to_string()])
-        .args(["-n", &format!("n{i}"), "-js", "-sd"])
-        .arg(&node.store)
-        .args(["--cluster_name", "tla"])
-        .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster)])
-        .args(["--routes", &routes.join(",")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts")
-}
-
-/// Waits until every node's monitor says JetStream is healthy.
-fn wait_nats_healthy(nodes: &[Node], which: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for &i in which {
-        let address: SocketAddr = format!("127.0.0.1:{}", nodes[i].monitor).parse().unwrap();
-        loop {
-            let ok = Http::connect(address)
-                .and_then(|mut http| http.request("GET", "/healthz", "-", "text/plain", b""))
-                .is_ok_and(|(status, _)| status == 200);
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "NATS node {i} is not healthy within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -227,27 +170,9 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let started = Instant::now();
     let root = TempDir::new("cluster");
     std::fs::create_dir_all(&root.0).unwrap();
-    let nodes: Vec<Node> = (0..NODES)
-        .map(|i| Node {
-            client: free_port(),
-            cluster: free_port(),
-            monitor: free_port(),
-            store: root.0.join(format!("nats{i}")),
-        })
-        .collect();
     let mut processes = Processes::default();
-    for i in 0..NODES {
-        processes.nats.push(Some(start_nats(&binary, &nodes, i)));
-    }
-    wait_nats_healthy(&nodes, &[0, 1, 2]);
-    let event_log = format!(
-        "nats://{}",
-        nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.client))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let mut nats = NatsCluster::start(&binary, &root.0, NODES);
+    let event_log = nats.urls();
     let data: Vec<PathBuf> = (0..NODES).map(|i| root.0.join(format!("tla{i}"))).collect();
     let mut addresses = Vec::new();
     for dir in &data {
@@ -404,14 +329,12 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let killed_at = acknowledged.lock().unwrap().len();
     outage.store(true, Ordering::SeqCst);
     addresses.write().unwrap()[2] = None;
-    for child in [&mut processes.nats[1], &mut processes.tla[2]] {
-        let mut child = child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    nats.kill(1);
+    let mut child = processes.tla[2].take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    processes.nats[1] = Some(start_nats(&binary, &nodes, 1));
-    wait_nats_healthy(&nodes, &[1]);
+    nats.restart(1);
     let restarting = Instant::now();
     let (child, address) = start_tla(&data[2], &event_log, SECRET);
     let restart_secs = restarting.elapsed().as_secs_f64();
@@ -569,10 +492,8 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     };
 
     // A server that loses the whole stream stops deciding once the bound has passed.
-    for child in processes.nats.iter_mut() {
-        let mut child = child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
+    for i in 0..NODES {
+        nats.kill(i);
     }
     std::thread::sleep(STALE_AFTER + Duration::from_secs(2));
     let mut http = Http::connect(live[0]).unwrap();
