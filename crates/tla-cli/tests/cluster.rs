@@ -17,7 +17,8 @@
 
 mod common;
 
-use common::cluster::{self, Addresses, Processes, any_server, start_nats, wait_nats_healthy};
+use common::nats::NatsCluster;
+use common::servers::{self, Addresses, Processes, any_server};
 use common::{Http, TempDir};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -51,7 +52,7 @@ const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
 /// Starts `tla serve` on the chaos test's stream.
 fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<SocketAddr, String>) {
     let stale = STALE_AFTER.as_secs_f64().to_string();
-    cluster::start_tla(
+    servers::start_tla(
         data,
         event_log,
         STREAM,
@@ -62,7 +63,7 @@ fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<Socke
 }
 
 fn health(address: SocketAddr) -> Value {
-    cluster::health(address, ADMIN)
+    servers::health(address, ADMIN)
 }
 
 #[test]
@@ -81,13 +82,9 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let started = Instant::now();
     let root = TempDir::new("cluster");
     std::fs::create_dir_all(&root.0).unwrap();
-    let nodes = cluster::nodes(&root.0, NODES);
     let mut processes = Processes::default();
-    for i in 0..NODES {
-        processes.nats.push(Some(start_nats(&binary, &nodes, i)));
-    }
-    wait_nats_healthy(&nodes, &[0, 1, 2]);
-    let event_log = cluster::event_log(&nodes);
+    let mut nats = NatsCluster::start(&binary, &root.0, NODES);
+    let event_log = nats.urls();
     let data: Vec<PathBuf> = (0..NODES).map(|i| root.0.join(format!("tla{i}"))).collect();
     let mut addresses = Vec::new();
     for dir in &data {
@@ -244,14 +241,12 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let killed_at = acknowledged.lock().unwrap().len();
     outage.store(true, Ordering::SeqCst);
     addresses.write().unwrap()[2] = None;
-    for child in [&mut processes.nats[1], &mut processes.tla[2]] {
-        let mut child = child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    nats.kill(1);
+    let mut child = processes.tla[2].take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    processes.nats[1] = Some(start_nats(&binary, &nodes, 1));
-    wait_nats_healthy(&nodes, &[1]);
+    nats.restart(1);
     let restarting = Instant::now();
     let (child, address) = start_tla(&data[2], &event_log, SECRET);
     let restart_secs = restarting.elapsed().as_secs_f64();
@@ -409,10 +404,8 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     };
 
     // A server that loses the whole stream stops deciding once the bound has passed.
-    for child in processes.nats.iter_mut() {
-        let mut child = child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
+    for i in 0..NODES {
+        nats.kill(i);
     }
     std::thread::sleep(STALE_AFTER + Duration::from_secs(2));
     let mut http = Http::connect(live[0]).unwrap();

@@ -20,7 +20,8 @@
 mod common;
 
 use common::TempDir;
-use common::cluster::{self, Addresses, Processes, any_server, start_nats, wait_nats_healthy};
+use common::nats::NatsCluster;
+use common::servers::{self, Addresses, Processes, any_server};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -114,15 +115,13 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
     let started = Instant::now();
     let root = TempDir::new("leases");
     std::fs::create_dir_all(&root.0).unwrap();
-    let nodes = cluster::nodes(&root.0, 1);
+    let nats = NatsCluster::start(&binary, &root.0, 1);
+    let event_log = nats.urls();
     let mut processes = Processes::default();
-    processes.nats.push(Some(start_nats(&binary, &nodes, 0)));
-    wait_nats_healthy(&nodes, &[0]);
-    let event_log = cluster::event_log(&nodes);
     let share = LEASE_SHARE.to_string();
     let mut addresses = Vec::new();
     for i in 0..SERVERS {
-        let (child, address) = cluster::start_tla(
+        let (child, address) = servers::start_tla(
             &root.0.join(format!("tla{i}")),
             &event_log,
             STREAM,
@@ -278,7 +277,7 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
     // Every server applies the whole stream: the same spend counted and lease book.
     let deadline = Instant::now() + Duration::from_secs(30);
     let healths = loop {
-        let healths: Vec<Value> = servers.iter().map(|a| cluster::health(*a, ADMIN)).collect();
+        let healths: Vec<Value> = servers.iter().map(|a| servers::health(*a, ADMIN)).collect();
         let caught_up = healths.iter().all(|h| {
             h["stream"]["lag"] == 0
                 && h["stream"]["stream_last_seq"] == healths[0]["stream"]["stream_last_seq"]
@@ -352,4 +351,5 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
     );
     assert!(granted >= SERVERS as u64, "{granted} leases granted");
     drop(processes);
+    drop(nats);
 }

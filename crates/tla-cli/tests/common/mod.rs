@@ -4,7 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
-pub mod cluster;
+pub mod nats;
+pub mod servers;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

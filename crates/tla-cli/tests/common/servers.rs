@@ -1,119 +1,29 @@
-//! Helpers of the tests that run a NATS JetStream cluster and `tla serve` processes on
-//! one stream (cluster.rs, leases.rs): free ports, the NATS nodes, the servers, and a
-//! client that sends to any live server. Every process is started by the test and
-//! killed by its pid ([`Processes`]).
+//! The `tla serve` processes of the tests that run several servers on one NATS
+//! JetStream stream (cluster.rs, leases.rs; the NATS nodes are [`super::nats`]'s): their
+//! start, the client that sends to any live one, and their list, killed by pid
+//! ([`Processes`]).
 
 use super::Http;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Every process the test started, killed by its pid (SIGKILL) when dropped.
+/// Every `tla serve` the test started, killed by its pid (SIGKILL) when dropped (the
+/// NATS nodes are [`super::nats::NatsCluster`]'s).
 #[derive(Default)]
 pub struct Processes {
-    pub nats: Vec<Option<Child>>,
     pub tla: Vec<Option<Child>>,
 }
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for child in self.nats.iter_mut().chain(self.tla.iter_mut()).flatten() {
+        for child in self.tla.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
-        }
-    }
-}
-
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// One NATS node's ports and store directory.
-pub struct Node {
-    pub client: u16,
-    pub cluster: u16,
-    pub monitor: u16,
-    pub store: PathBuf,
-}
-
-/// `count` nodes on free ports, their stores under `root`.
-pub fn nodes(root: &Path, count: usize) -> Vec<Node> {
-    (0..count)
-        .map(|i| Node {
-            client: free_port(),
-            cluster: free_port(),
-            monitor: free_port(),
-            store: root.join(format!("nats{i}")),
-        })
-        .collect()
-}
-
-/// The `--event-log` of the nodes' client ports.
-pub fn event_log(nodes: &[Node]) -> String {
-    format!(
-        "nats://{}",
-        nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.client))
-            .collect::<Vec<_>>()
-            .join(",")
-    )
-}
-
-/// Starts node `i` of the cluster `nodes` (JetStream, routes to the others; a single
-/// node runs without a cluster).
-pub fn start_nats(binary: &Path, nodes: &[Node], i: usize) -> Child {
-    let node = &nodes[i];
-    let routes: Vec<String> = nodes
-        .iter()
-        .enumerate()
-        .filter(|&(j, _)| j != i)
-        .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster))
-        .collect();
-    let mut command = Command::new(binary);
-    command
-        .args(["-a", "127.0.0.1", "-p", &node.client.to_string()])
-        .args(["-m", &node.monitor.to_string()])
-        .args(["-n", &format!("n{i}"), "-js", "-sd"])
-        .arg(&node.store);
-    if !routes.is_empty() {
-        command
-            .args(["--cluster_name", "tla"])
-            .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster)])
-            .args(["--routes", &routes.join(",")]);
-    }
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts")
-}
-
-/// Waits until every node's monitor says JetStream is healthy.
-pub fn wait_nats_healthy(nodes: &[Node], which: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for &i in which {
-        let address: SocketAddr = format!("127.0.0.1:{}", nodes[i].monitor).parse().unwrap();
-        loop {
-            let ok = Http::connect(address)
-                .and_then(|mut http| http.request("GET", "/healthz", "-", "text/plain", b""))
-                .is_ok_and(|(status, _)| status == 200);
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "NATS node {i} is not healthy within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
