@@ -205,12 +205,16 @@ fn apply(state: &AppState, seq: u64, record: &ChangeRecord) -> Result<Applied, A
                 ApiError::bad_request(format!("key {id}: the hash is not 64 hex digits"))
             })?;
             if !state.store().keys()?.iter().any(|k| &k.id == id) {
+                // A revocation is final: one the stream holds already stands.
+                let revoked = state
+                    .stream()
+                    .is_some_and(|stream| stream.shared_keys().get(id) == Some(&true));
                 state.store().insert_key(&KeyRow {
                     id: id.clone(),
                     hash,
                     scopes: scopes.clone(),
                     created_at_ms: *created_at_ms,
-                    revoked: false,
+                    revoked,
                     label: label.clone(),
                 })?;
             }

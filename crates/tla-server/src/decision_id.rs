@@ -125,7 +125,9 @@ impl DecisionSigner {
             return Err(REFUSED);
         }
         let bytes = URL_SAFE_NO_PAD.decode(id).map_err(|_| REFUSED)?;
-        if bytes.len() < 2 + TAG_BYTES || !matches!(bytes[0], LAYOUT | LAYOUT_V3 | LAYOUT_V2 | LAYOUT_V1) {
+        if bytes.len() < 2 + TAG_BYTES
+            || !matches!(bytes[0], LAYOUT | LAYOUT_V3 | LAYOUT_V2 | LAYOUT_V1)
+        {
             return Err(REFUSED);
         }
         let (payload, tag) = bytes.split_at(bytes.len() - TAG_BYTES);

@@ -1279,6 +1279,51 @@ mod tests {
     }
 
     #[test]
+    fn change_records_are_kept_in_order_and_mark_where_events_stop() {
+        let mut mirror = Mirror::default();
+        let change = |change: Change| {
+            Record::Change(ChangeRecord {
+                campaign_id: "c".into(),
+                change,
+                key_id: "k".into(),
+                at_ms: 1,
+            })
+            .to_bytes()
+        };
+        mirror.apply(1, &bytes(&event("c", "e1", 1.0)));
+        mirror.apply(2, &change(Change::Pause));
+        mirror.apply(3, &bytes(&event("c", "e2", 1.0)));
+        let key = Change::KeyCreated {
+            id: "0123456789ab".into(),
+            hash: "00".repeat(32),
+            scopes: vec!["read".into()],
+            label: String::new(),
+            created_at_ms: 0,
+        };
+        mirror.apply(4, &change(key.clone()));
+        mirror.apply(
+            5,
+            &change(Change::KeyRevoked {
+                id: "0123456789ab".into(),
+            }),
+        );
+        // A key made again after its revocation stays revoked.
+        mirror.apply(6, &change(key));
+        let seqs: Vec<u64> = mirror.changes.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [2, 4, 5, 6]);
+        assert_eq!(mirror.changes[0].1.change, Change::Pause);
+        // Events stop before the first change not applied.
+        assert_eq!(mirror.next_change_after(0), Some(2));
+        assert_eq!(mirror.next_change_after(2), Some(4));
+        assert_eq!(mirror.next_change_after(6), None);
+        assert_eq!(mirror.keys.get("0123456789ab"), Some(&true));
+        // The record's JSON is tagged as documented.
+        let json: serde_json::Value = serde_json::from_slice(&change(Change::Resume)).unwrap();
+        assert_eq!(json["type"], "change");
+        assert_eq!(json["change"]["kind"], "resume");
+    }
+
+    #[test]
     fn settings_parse_servers_and_refuse_bad_input() {
         let settings = StreamSettings::parse(
             "nats://127.0.0.1:4222,127.0.0.1:4223",
