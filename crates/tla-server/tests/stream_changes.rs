@@ -149,8 +149,10 @@ fn send_served_under(state: &AppState, revision: u32, headline: &str, n: usize) 
 }
 
 /// What must be the same on every server: the revisions (number, from_seq, spec),
-/// the status, the applied sequence and the learned model.
-fn view(state: &AppState) -> (Vec<(u32, u64, String)>, bool, bool, u64, Vec<u8>) {
+/// paused, archived, the applied sequence and the learned model.
+type View = (Vec<(u32, u64, String)>, bool, bool, u64, Vec<u8>);
+
+fn view(state: &AppState) -> View {
     let slot = state.campaign(ID).unwrap();
     let revisions = slot
         .revisions()
@@ -174,7 +176,7 @@ fn view(state: &AppState) -> (Vec<(u32, u64, String)>, bool, bool, u64, Vec<u8>)
 }
 
 /// Waits until every server has applied the whole stream and answers their views.
-fn settle(servers: &[&AppState]) -> Vec<(Vec<(u32, u64, String)>, bool, bool, u64, Vec<u8>)> {
+fn settle(servers: &[&AppState]) -> Vec<View> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let caught_up = servers.iter().all(|s| {
