@@ -684,6 +684,9 @@ fn change_state(addresses: &Addresses, campaign: &str) -> String {
         );
     assert_ne!(revised, SPEC);
     let started = Instant::now();
+    // A revision has no message id: an attempt that timed out may still have been
+    // applied, and its retry is one more revision (the same spec).
+    let refused = std::cell::RefCell::new(Vec::<String>::new());
     let answer = any_server(
         addresses,
         0,
@@ -696,7 +699,14 @@ fn change_state(addresses: &Addresses, campaign: &str) -> String {
                 revised.as_bytes(),
             )
         },
-        |status, _| status == 200,
+        |status, body| {
+            if status != 200 {
+                refused
+                    .borrow_mut()
+                    .push(format!("{status} {}", body["error"]["code"]));
+            }
+            status == 200
+        },
     );
     let revision = answer["revision"]["revision"].clone();
     let paused = any_server(
@@ -747,7 +757,8 @@ fn change_state(addresses: &Addresses, campaign: &str) -> String {
     );
     assert_eq!(resumed["status"], "active", "{resumed}");
     format!(
-        "revision {revision}, a pause and a resume were made in {:.1} s",
+        "revision {revision} (attempts refused before: {:?}), a pause and a resume were made in {:.1} s",
+        refused.borrow(),
         started.elapsed().as_secs_f64()
     )
 }
