@@ -3,7 +3,10 @@
 //! due, snapshots the models and reloads the keys. It also writes the queued decisions
 //! at the start of each step (the decision writer, [`crate::decision_log::run`], does
 //! so on its own cadence too), restores the decisions of earlier processes that new
-//! events refer to, and records how far the decision log covers the event log.
+//! events refer to, and records how far the decision log covers the event log. On a
+//! shared stream it also applies the state changes in their place among the events
+//! ([`crate::change::apply_next`]) and shares the data directory's keys
+//! ([`crate::change::share_keys`]).
 //!
 //! Every engine is a function of the log prefix it has applied, so a restart (latest
 //! snapshot, then the events after it: [`crate::replay`]) rebuilds exactly the model
