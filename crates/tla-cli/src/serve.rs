@@ -396,6 +396,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let shared = Arc::new(tla_server::stream_log::JetStreamEventLog::open(
                     settings, &secret, handle,
                 )?);
+                // The replay stops at the first state change this data directory has
+                // not applied (the learner applies it in its place).
+                shared.set_changes_through(store.stream_changes_through()?);
                 let log: Arc<dyn tla_store::EventLog> = shared.clone();
                 let state = AppState::open(store, log, Arc::new(SystemClock), &secret, server)?;
                 state.attach_stream(shared);

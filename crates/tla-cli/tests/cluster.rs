@@ -5,7 +5,10 @@
 //! one TLA server are killed with SIGKILL, then both restarted. Then every acknowledged
 //! event must be found on every server, no event counted twice, and the three models
 //! must hash the same at the same stream sequence. A server with another secret must
-//! refuse the stream.
+//! refuse the stream. While the killed server is down, a revision is made on one server
+//! and a pause and a resume on others: every server (the restarted one too) must show
+//! them, its model revised at the same point of the stream. A key made in one server's
+//! data directory authenticates on the others, and once revoked there is refused there.
 //!
 //! nats-server comes from scripts/nats-deps.sh (the README's test command runs it
 //! first). Without it the test is skipped with a message, unless `CI` is set: then it
@@ -24,7 +27,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -247,6 +250,9 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     nats.restart(1);
+    // State changes while server 2 is down: a revision on server 0, a pause on server 1
+    // and a resume on server 0 (retried on another server until one answers).
+    let changed_while_down = change_state(&addresses, &campaign);
     let restarting = Instant::now();
     let (child, address) = start_tla(&data[2], &event_log, SECRET);
     let restart_secs = restarting.elapsed().as_secs_f64();
@@ -350,6 +356,56 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let (accepted, duplicates) = *answers.lock().unwrap();
     let lookup_secs = looking.elapsed().as_secs_f64();
 
+    // The changes made while server 2 was down are on every server, the restarted one
+    // too: the same revisions (from the same stream sequence) and the same status.
+    let revisions: Vec<Value> = live
+        .iter()
+        .map(|address| {
+            let mut http = Http::connect(*address).unwrap();
+            let (status, body) = http.json(
+                "GET",
+                &format!("/v1/campaigns/{campaign}/revisions"),
+                ADMIN,
+                &Value::Null,
+            );
+            assert_eq!(status, 200, "{body}");
+            body["revisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| json!([r["revision"], r["from_seq"], r["spec"]["name"], r["key_id"]]))
+                .collect()
+        })
+        .collect();
+    assert!(
+        revisions[0].as_array().unwrap().len() >= 2,
+        "the revision is listed: {revisions:#?}"
+    );
+    for (server, listed) in revisions.iter().enumerate() {
+        assert_eq!(listed, &revisions[0], "server {server}: {revisions:#?}");
+        let mut http = Http::connect(live[server]).unwrap();
+        let (_, body) = http.json(
+            "GET",
+            &format!("/v1/campaigns/{campaign}"),
+            ADMIN,
+            &Value::Null,
+        );
+        assert_eq!(body["status"], "active", "server {server}: {body}");
+        assert_eq!(
+            body["revision"],
+            revisions[0].as_array().unwrap().len(),
+            "{body}"
+        );
+        assert_eq!(
+            body["components"][0]["options"], 4,
+            "server {server}: {body}"
+        );
+    }
+
+    // A key made in server 0's data directory authenticates on the others; revoked
+    // there, it is refused on the others.
+    let (key_seen_secs, revoke_seen_secs) = key_across_servers(&data[0], &live, &campaign);
+
     // A server with another secret refuses the stream, saying why.
     let (mut other, refused) = start_tla(
         &root.0.join("other"),
@@ -428,7 +484,9 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
          restart), found on every server: {found:?}, lost: 0, counted twice: 0 (each model \
          learned {} events); models at applied_seq {} of stream sequence {last}: sha256 {} \
          on all {} servers; after {RETRACTED} retractions sent to the servers in turn, \
-         each model learned {} events, sha256 {} on all; the killed server restarted in {restart_secs:.1} s, the \
+         each model learned {} events, sha256 {} on all; while the server was down {changed_while_down}; \
+         a key made on server 0 authenticated on servers 1 and 2 after {key_seen_secs:.2} s and, revoked, \
+         was refused there after {revoke_seen_secs:.2} s; the killed server restarted in {restart_secs:.1} s, the \
          lookups took {lookup_secs:.1} s; {:.1} s in all",
         acknowledged.len(),
         models[0]["events"],
@@ -439,4 +497,168 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
         corrected[0]["sha256"],
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The campaign's name after the revision the test makes.
+const REVISED_NAME: &str = "Northfield River Alliance: spring appeal, revised";
+
+/// Makes a revision (a new name and a new headline) on server 0, a pause on server 1
+/// and a resume on server 0, each retried on the next live server until one answers;
+/// says what was done.
+fn change_state(addresses: &Addresses, campaign: &str) -> String {
+    let revised = SPEC
+        .replace(
+            "name = \"Northfield River Alliance: spring appeal\"",
+            &format!("name = \"{REVISED_NAME}\""),
+        )
+        .replace(
+            "  { name = \"first_gift\", text = \"Make your first gift count\", asks_action = false },",
+            "  { name = \"first_gift\", text = \"Make your first gift count\", asks_action = false },\n  { name = \"clean_water\", text = \"Clean water starts here\", asks_action = false },",
+        );
+    assert_ne!(revised, SPEC);
+    let started = Instant::now();
+    // A revision has no message id: an attempt that timed out may still have been
+    // applied, and its retry is one more revision (the same spec).
+    let refused = std::cell::RefCell::new(Vec::<String>::new());
+    let answer = any_server(
+        addresses,
+        0,
+        |http| {
+            http.request(
+                "PUT",
+                &format!("/v1/campaigns/{campaign}/spec?reason=chaos"),
+                ADMIN,
+                "application/toml",
+                revised.as_bytes(),
+            )
+        },
+        |status, body| {
+            if status != 200 {
+                refused
+                    .borrow_mut()
+                    .push(format!("{status} {}", body["error"]["code"]));
+            }
+            status == 200
+        },
+    );
+    let revision = answer["revision"]["revision"].clone();
+    let paused = any_server(
+        addresses,
+        1,
+        |http| {
+            http.request(
+                "POST",
+                &format!("/v1/campaigns/{campaign}/pause"),
+                ADMIN,
+                "application/json",
+                b"",
+            )
+        },
+        |status, _| status == 200,
+    );
+    assert_eq!(paused["status"], "paused", "{paused}");
+    // Server 0 sees the pause made on server 1 (its own follower applied it).
+    let seen_paused = any_server(
+        addresses,
+        0,
+        |http| {
+            http.request(
+                "GET",
+                &format!("/v1/campaigns/{campaign}"),
+                ADMIN,
+                "application/json",
+                b"",
+            )
+        },
+        |status, body| status == 200 && body["status"] == "paused",
+    );
+    assert_eq!(seen_paused["revision"], revision, "{seen_paused}");
+    assert_eq!(seen_paused["components"][0]["options"], 4, "{seen_paused}");
+    let resumed = any_server(
+        addresses,
+        0,
+        |http| {
+            http.request(
+                "POST",
+                &format!("/v1/campaigns/{campaign}/resume"),
+                ADMIN,
+                "application/json",
+                b"",
+            )
+        },
+        |status, _| status == 200,
+    );
+    assert_eq!(resumed["status"], "active", "{resumed}");
+    let refused = refused.into_inner();
+    let codes: std::collections::BTreeSet<&String> = refused.iter().collect();
+    format!(
+        "revision {revision} ({} attempts refused before: {codes:?}), a pause and a resume were made in {:.1} s",
+        refused.len(),
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// Runs `tla keys ARGS --data DIR` and answers its standard output.
+fn tla_keys(data: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tla"))
+        .arg("keys")
+        .args(["--data"])
+        .arg(data)
+        .args(args)
+        .env_remove("TLA_DATA")
+        .output()
+        .expect("tla keys runs");
+    assert!(
+        output.status.success(),
+        "tla keys {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Makes a read key in the data directory `data` (of the first server in `live`),
+/// waits until every other server accepts it, revokes it there and waits until every
+/// other server refuses it (401); the two waits in seconds.
+fn key_across_servers(data: &Path, live: &[SocketAddr], campaign: &str) -> (f64, f64) {
+    let made = Instant::now();
+    let token = tla_keys(data, &["create", "--scopes", "read", "--label", "chaos"])
+        .trim()
+        .to_string();
+    let (id, _) = token
+        .strip_prefix("tla_")
+        .and_then(|rest| rest.split_once('_'))
+        .expect("a token tla_<id>_<secret>");
+    let id = id.to_string();
+    let status_on = |address: SocketAddr| {
+        let mut http = Http::connect(address).unwrap();
+        http.json(
+            "GET",
+            &format!("/v1/campaigns/{campaign}"),
+            &token,
+            &Value::Null,
+        )
+        .0
+    };
+    let wait_for = |want: u16, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for address in &live[1..] {
+            loop {
+                let status = status_on(*address);
+                if status == want {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the key {what} on server 0 is not seen by {address} within 20 s: {status}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    wait_for(200, "made");
+    let seen = made.elapsed().as_secs_f64();
+    let revoking = Instant::now();
+    tla_keys(data, &["revoke", &id]);
+    wait_for(401, "revoked");
+    (seen, revoking.elapsed().as_secs_f64())
 }

@@ -41,8 +41,9 @@ pub fn in_force(
 }
 
 /// Checks, records and applies a budget change asked for by key `key_id` at `now_ms`;
-/// answers the change as recorded. Blocking. Changes of one campaign are serialized (the
-/// flight's lock is held from the check to the swap).
+/// answers the change as recorded. On a shared stream the change is published and
+/// decided when every server applies it, in stream order ([`crate::change`]); else it
+/// is applied here ([`apply`]). Blocking.
 pub fn change(
     state: &AppState,
     slot: &CampaignSlot,
@@ -50,6 +51,21 @@ pub fn change(
     key_id: &str,
     now_ms: i64,
 ) -> Result<BudgetChangeBody, ApiError> {
+    check_request(request)?;
+    if state.stream().is_some() {
+        let change = crate::change::budget_change_of(request);
+        return match crate::change::submit(state, &slot.id, change, key_id)? {
+            crate::change::Applied::Budget(body) => Ok(body),
+            other => Err(ApiError::internal(format!(
+                "a budget change applied as {other:?}"
+            ))),
+        };
+    }
+    apply(state, slot, request, key_id, now_ms)
+}
+
+/// The checks of a request that need no campaign state: a reason, something to change.
+fn check_request(request: &BudgetChangeRequest) -> Result<(), ApiError> {
     let reason_len = request.reason.trim().chars().count();
     if reason_len == 0 || request.reason.chars().count() > MAX_REASON_LEN {
         return Err(ApiError::bad_request(format!(
@@ -61,6 +77,21 @@ pub fn change(
             "nothing to change: give `budget`, `daily_cap` (a number, or null for no daily cap), or both",
         ));
     }
+    Ok(())
+}
+
+/// Checks, records and applies a budget change at `now_ms`: the one place a change is
+/// applied, here or from the stream. Changes of one campaign are serialized (the
+/// flight's lock is held from the check to the swap). Blocking.
+pub(crate) fn apply(
+    state: &AppState,
+    slot: &CampaignSlot,
+    request: &BudgetChangeRequest,
+    key_id: &str,
+    now_ms: i64,
+) -> Result<BudgetChangeBody, ApiError> {
+    check_request(request)?;
+    crate::state::refuse_archived(slot, "given a new budget")?;
     let mut flight = slot
         .flight_lock()
         .write()

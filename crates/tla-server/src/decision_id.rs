@@ -6,21 +6,27 @@
 //! time of the decision, followed by the first 16 bytes of an HMAC-SHA256 tag under the
 //! server's secret. The server verifies the tag in constant time and never trusts an id
 //! it did not sign. Layout (little-endian), then base64url without padding:
-//! `3 | campaign id length (1 byte) | campaign id | segment u32 | version u64 |
+//! `4 | campaign id length (1 byte) | campaign id | segment u32 | version u64 |
 //! model version u64 | propensity f64 | time ms i64 | nonce u64 | revision u32 |
-//! held out u8 | tag [16]`. The segment and version are indices of the campaign's
-//! revision `revision`; `held out` is 1 when the decision's unit was in the campaign's
-//! holdout (its propensity is then the even split's, given the arm), so a decision
-//! restored from an event's id keeps its arm. Ids of layout 2 (before holdouts, without
-//! that byte) verify as not held out; ids of layout 1 (before revisions, without the
-//! revision either) as revision 1, not held out.
+//! held out u8 | model seq u64 | tag [16]`. The segment and version are indices of the
+//! campaign's revision `revision`; `held out` is 1 when the decision's unit was in the
+//! campaign's holdout (its propensity is then the even split's, given the arm), so a
+//! decision restored from an event's id keeps its arm; `model seq` is the event-log
+//! sequence (on a shared stream, the stream sequence) the server's models had applied
+//! when it decided, so an event says which prefix of the log its decision came from.
+//! Ids of layout 3 (before the model seq) verify with model seq 0; ids of layout 2
+//! (before holdouts, without that byte either) as not held out; ids of layout 1 (before
+//! revisions, without the revision either) as revision 1, not held out.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const LAYOUT: u8 = 3;
+const LAYOUT: u8 = 4;
+
+/// The layout before the model seq: read as model seq 0.
+const LAYOUT_V3: u8 = 3;
 
 /// The layout before holdouts: no held-out byte, read as not held out.
 const LAYOUT_V2: u8 = 2;
@@ -29,10 +35,12 @@ const LAYOUT_V2: u8 = 2;
 const LAYOUT_V1: u8 = 1;
 
 /// Bytes after the campaign id: segment, version, model version, propensity, time and
-/// nonce (layout 1), then the revision (layout 2), then the held-out byte (layout 3).
+/// nonce (layout 1), then the revision (layout 2), then the held-out byte (layout 3),
+/// then the model seq (layout 4).
 const FIELDS_V1: usize = 44;
 const FIELDS_V2: usize = FIELDS_V1 + 4;
-const FIELDS: usize = FIELDS_V2 + 1;
+const FIELDS_V3: usize = FIELDS_V2 + 1;
+const FIELDS: usize = FIELDS_V3 + 8;
 const TAG_BYTES: usize = 16;
 
 /// The version a skip's signed id carries (a skip serves none): events naming it are
@@ -61,6 +69,9 @@ pub struct DecisionClaims {
     pub revision: u32,
     /// Whether the decision's unit was in the campaign's holdout.
     pub held_out: bool,
+    /// The event-log sequence the server's models had applied when it decided (on a
+    /// shared stream, the stream sequence); 0 for ids of layouts before 4.
+    pub model_seq: u64,
 }
 
 /// Signs and verifies decision ids.
@@ -99,6 +110,7 @@ impl DecisionSigner {
         bytes.extend_from_slice(&claims.nonce.to_le_bytes());
         bytes.extend_from_slice(&claims.revision.to_le_bytes());
         bytes.push(u8::from(claims.held_out));
+        bytes.extend_from_slice(&claims.model_seq.to_le_bytes());
         let mut mac = self.key.clone();
         mac.update(&bytes);
         let tag = mac.finalize().into_bytes();
@@ -113,7 +125,9 @@ impl DecisionSigner {
             return Err(REFUSED);
         }
         let bytes = URL_SAFE_NO_PAD.decode(id).map_err(|_| REFUSED)?;
-        if bytes.len() < 2 + TAG_BYTES || !matches!(bytes[0], LAYOUT | LAYOUT_V2 | LAYOUT_V1) {
+        if bytes.len() < 2 + TAG_BYTES
+            || !matches!(bytes[0], LAYOUT | LAYOUT_V3 | LAYOUT_V2 | LAYOUT_V1)
+        {
             return Err(REFUSED);
         }
         let (payload, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
@@ -124,6 +138,7 @@ impl DecisionSigner {
         let id_len = payload[1] as usize;
         let fields = match payload[0] {
             LAYOUT => FIELDS,
+            LAYOUT_V3 => FIELDS_V3,
             LAYOUT_V2 => FIELDS_V2,
             _ => FIELDS_V1,
         };
@@ -149,12 +164,17 @@ impl DecisionSigner {
                 1
             },
             held_out: match fields {
-                FIELDS => match rest[48] {
+                FIELDS | FIELDS_V3 => match rest[48] {
                     0 => false,
                     1 => true,
                     _ => return Err(REFUSED),
                 },
                 _ => false,
+            },
+            model_seq: if fields == FIELDS {
+                u64_at(FIELDS_V3)
+            } else {
+                0
             },
         })
     }
@@ -168,7 +188,7 @@ pub fn revision_of(id: &str) -> Option<u32> {
     let id_len = *bytes.get(1)? as usize;
     match bytes[0] {
         LAYOUT_V1 => Some(1),
-        LAYOUT | LAYOUT_V2 => {
+        LAYOUT | LAYOUT_V3 | LAYOUT_V2 => {
             let at = 2 + id_len + FIELDS_V1;
             let field = bytes.get(at..at + 4)?;
             Some(u32::from_le_bytes(field.try_into().ok()?))
@@ -187,7 +207,24 @@ pub fn held_out_of(id: &str) -> bool {
     let Some(&id_len) = bytes.get(1) else {
         return false;
     };
-    bytes[0] == LAYOUT && bytes.get(2 + id_len as usize + FIELDS_V2) == Some(&1)
+    matches!(bytes[0], LAYOUT | LAYOUT_V3) && bytes.get(2 + id_len as usize + FIELDS_V2) == Some(&1)
+}
+
+/// The model seq a decision id carries (see the module documentation), read without
+/// checking its tag (as [`revision_of`]): 0 for ids of layouts before 4, `None` for
+/// text that is not a decision id.
+pub fn model_seq_of(id: &str) -> Option<u64> {
+    let bytes = URL_SAFE_NO_PAD.decode(id).ok()?;
+    let id_len = *bytes.get(1)? as usize;
+    match bytes[0] {
+        LAYOUT => {
+            let at = 2 + id_len + FIELDS_V3;
+            let field = bytes.get(at..at + 8)?;
+            Some(u64::from_le_bytes(field.try_into().ok()?))
+        }
+        LAYOUT_V3 | LAYOUT_V2 | LAYOUT_V1 => Some(0),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +242,7 @@ mod tests {
             nonce: 99,
             revision: 3,
             held_out: true,
+            model_seq: 123_456,
         }
     }
 
@@ -223,6 +261,38 @@ mod tests {
         assert_eq!(revision_of(&id), Some(3));
         assert!(held_out_of(&id));
         assert!(!held_out_of("x"));
+        assert_eq!(model_seq_of(&id), Some(123_456));
+        assert_eq!(model_seq_of("x"), None);
+        // The model seq is signed with the rest.
+        let mut tampered = URL_SAFE_NO_PAD.decode(&id).unwrap();
+        let at = tampered.len() - TAG_BYTES - 1;
+        tampered[at] ^= 1;
+        assert!(signer.verify(&URL_SAFE_NO_PAD.encode(tampered)).is_err());
+    }
+
+    #[test]
+    fn ids_of_the_layout_before_the_model_seq_verify_with_model_seq_zero() {
+        let signer = DecisionSigner::new(b"secret one");
+        let id = signer.sign(&claims());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
+        bytes.truncate(bytes.len() - TAG_BYTES - 8);
+        bytes[0] = LAYOUT_V3;
+        let mut mac = signer.key.clone();
+        mac.update(&bytes);
+        let tag = mac.finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..TAG_BYTES]);
+        let old = URL_SAFE_NO_PAD.encode(bytes);
+        let verified = signer.verify(&old).unwrap();
+        assert_eq!(
+            verified,
+            DecisionClaims {
+                model_seq: 0,
+                ..claims()
+            }
+        );
+        assert_eq!(revision_of(&old), Some(3));
+        assert!(held_out_of(&old));
+        assert_eq!(model_seq_of(&old), Some(0));
     }
 
     #[test]
@@ -230,7 +300,7 @@ mod tests {
         let signer = DecisionSigner::new(b"secret one");
         let id = signer.sign(&claims());
         let mut bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
-        bytes.truncate(bytes.len() - TAG_BYTES - 5);
+        bytes.truncate(bytes.len() - TAG_BYTES - 13);
         bytes[0] = LAYOUT_V1;
         let mut mac = signer.key.clone();
         mac.update(&bytes);
@@ -249,7 +319,7 @@ mod tests {
         let signer = DecisionSigner::new(b"secret one");
         let id = signer.sign(&claims());
         let mut bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
-        bytes.truncate(bytes.len() - TAG_BYTES - 1);
+        bytes.truncate(bytes.len() - TAG_BYTES - 9);
         bytes[0] = LAYOUT_V2;
         let sign = |bytes: &mut Vec<u8>| {
             let mut mac = signer.key.clone();
@@ -265,7 +335,9 @@ mod tests {
         // A held-out byte other than 0 or 1 is refused, even when signed.
         let mut bad = URL_SAFE_NO_PAD.decode(&id).unwrap();
         bad.truncate(bad.len() - TAG_BYTES);
-        *bad.last_mut().unwrap() = 2;
+        // The held-out byte comes before the 8 bytes of the model seq.
+        let at = bad.len() - 9;
+        bad[at] = 2;
         sign(&mut bad);
         assert!(signer.verify(&URL_SAFE_NO_PAD.encode(&bad)).is_err());
         // Not held out round-trips too.

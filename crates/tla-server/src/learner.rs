@@ -3,7 +3,10 @@
 //! due, snapshots the models and reloads the keys. It also writes the queued decisions
 //! at the start of each step (the decision writer, [`crate::decision_log::run`], does
 //! so on its own cadence too), restores the decisions of earlier processes that new
-//! events refer to, and records how far the decision log covers the event log.
+//! events refer to, and records how far the decision log covers the event log. On a
+//! shared stream it also applies the state changes in their place among the events
+//! ([`crate::change::apply_next`]) and shares the data directory's keys
+//! ([`crate::change::share_keys`]).
 //!
 //! Every engine is a function of the log prefix it has applied, so a restart (latest
 //! snapshot, then the events after it: [`crate::replay`]) rebuilds exactly the model
@@ -238,33 +241,63 @@ pub fn step(state: &AppState, force_snapshot: bool) {
             tracing::error!(%error, "starting the stream's campaigns failed");
         }
     }
-    let rng = &mut learner.rng;
-    let read = apply_log_observed(
-        state.campaigns_set(),
-        log.as_ref(),
-        &HashMap::new(),
-        &mut caught_up,
-        // The learner learns results when they are imported.
-        &mut crate::platform::PendingResults::default(),
-        &mut |stored| {
-            // A decision of this process is in the queue or the log; one made before
-            // the start may have been lost with an earlier process.
-            if stored.decided_at_ms < opened_at_ms {
-                restoring.extend(crate::decision_log::decision_row_of(state.signer(), stored));
+    // On a shared stream the log answers events up to the next state change not
+    // applied; apply it in its place, then the events after it ([`crate::change`]).
+    loop {
+        let rng = &mut learner.rng;
+        let read = apply_log_observed(
+            state.campaigns_set(),
+            log.as_ref(),
+            &HashMap::new(),
+            &mut caught_up,
+            // The learner learns results when they are imported.
+            &mut crate::platform::PendingResults::default(),
+            &mut |stored| {
+                // A decision of this process is in the queue or the log; one made before
+                // the start may have been lost with an earlier process.
+                if stored.decided_at_ms < opened_at_ms {
+                    restoring.extend(crate::decision_log::decision_row_of(state.signer(), stored));
+                }
+            },
+            &mut |campaign_id| {
+                if !adopting {
+                    return None;
+                }
+                if let Err(error) = state.adopt_shared_campaigns(rng) {
+                    tracing::error!(%error, "starting the stream's campaigns failed");
+                }
+                state.campaigns_set().get(campaign_id)
+            },
+        );
+        if let Err(error) = read {
+            tracing::error!(%error, "reading the event log failed");
+            break;
+        }
+        if !adopting {
+            break;
+        }
+        if let Err(error) = state.adopt_shared_campaigns(&mut learner.rng) {
+            tracing::error!(%error, "starting the stream's campaigns failed");
+        }
+        if crate::change::next_seq(state).is_none() {
+            break;
+        }
+        // Events that reached the mirror with the change and before it come first.
+        match log.read_after(caught_up.last_seq, 1) {
+            Ok(before) if before.is_empty() => {}
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::error!(%error, "reading the event log failed");
+                break;
             }
-        },
-        &mut |campaign_id| {
-            if !adopting {
-                return None;
-            }
-            if let Err(error) = state.adopt_shared_campaigns(rng) {
-                tracing::error!(%error, "starting the stream's campaigns failed");
-            }
-            state.campaigns_set().get(campaign_id)
-        },
-    );
-    if let Err(error) = read {
-        tracing::error!(%error, "reading the event log failed");
+        }
+        // The models stand at the change's place: the applied sequence moves to it.
+        state.set_applied_seq(caught_up.last_seq);
+        let Some(seq) = crate::change::apply_next(state) else {
+            break;
+        };
+        caught_up.last_seq = caught_up.last_seq.max(seq);
+        state.set_applied_seq(caught_up.last_seq);
     }
     restore_decisions(state, &mut learner, restoring, caught_up.last_seq);
     Metrics::add(&state.metrics().events_learned, caught_up.applied);
@@ -313,6 +346,9 @@ pub fn step(state: &AppState, force_snapshot: bool) {
             tracing::error!(%error, "reloading keys failed");
         }
         learner.last_key_reload_ms = now_ms;
+        // Publishing waits for the stream: not under the learner's lock.
+        drop(learner);
+        crate::change::share_keys(state);
     }
 }
 

@@ -36,6 +36,7 @@
 pub mod auth;
 pub mod budget;
 pub mod campaign;
+pub mod change;
 pub mod clock;
 pub mod connections;
 pub mod correction;

@@ -206,12 +206,10 @@ pub struct Revised {
 }
 
 /// Replaces the spec of campaign `slot` with `next`, as revision n + 1 (see the module
-/// documentation). Under the learner's lock: the engine is revised on a copy (the
-/// refusals are the core's, [`tla_core::engine::Engine::revise`], with the server's
-/// `check_service_rules`), the revision is recorded durably with the sequence it takes
-/// effect after, the snapshots it outdates are deleted, and the revised engine and the
-/// revision are swapped in together under the engine's write lock. A refused revision
-/// changes nothing. Blocking.
+/// documentation). On a shared stream the revision is published and decided when every
+/// server applies it, in stream order ([`crate::change`]); else it is applied here,
+/// under the learner's lock, in force after the sequence the learner has applied
+/// ([`revise_at`]). Blocking.
 pub fn revise(
     state: &AppState,
     slot: &CampaignSlot,
@@ -220,14 +218,52 @@ pub fn revise(
     key_id: &str,
 ) -> Result<Revised, ApiError> {
     crate::state::refuse_archived(slot, "revised")?;
+    if state.stream().is_some() {
+        let spec_json = serde_json::to_string(next.spec()).map_err(ApiError::internal)?;
+        let change = crate::stream_log::Change::Revise { spec_json, reason };
+        return match crate::change::submit(state, &slot.id, change, key_id)? {
+            crate::change::Applied::Revised(revised) => Ok(revised),
+            other => Err(ApiError::internal(format!(
+                "a revision applied as {other:?}"
+            ))),
+        };
+    }
     // No event is applied, no snapshot written and no other revision made meanwhile.
     let _learner = state.learner_state();
+    let at_ms = state.clock().now_ms();
+    revise_at(
+        state,
+        slot,
+        next,
+        reason,
+        key_id,
+        state.applied_seq(),
+        at_ms,
+    )
+}
+
+/// Revision n + 1 of `slot`, in force after event sequence `from_seq`, made at `at_ms`.
+/// The caller holds the learner's lock: the engine is revised on a copy (the refusals
+/// are the core's, [`tla_core::engine::Engine::revise`], with the server's
+/// `check_service_rules`), the revision is recorded durably with the sequence it takes
+/// effect after, the snapshots it outdates are deleted, and the revised engine and the
+/// revision are swapped in together under the engine's write lock. A refused revision
+/// changes nothing. Blocking.
+pub(crate) fn revise_at(
+    state: &AppState,
+    slot: &CampaignSlot,
+    next: Campaign,
+    reason: Option<String>,
+    key_id: &str,
+    from_seq: u64,
+    at_ms: i64,
+) -> Result<Revised, ApiError> {
+    crate::state::refuse_archived(slot, "revised")?;
     let current = slot.current();
     check_service_rules(&current.campaign, &next)?;
     let from_previous = Revision::between(&current.campaign, &next)
         .map_err(|error| ApiError::new(ErrorCode::RevisionRefused, error.to_string()))?;
     let number = current.number + 1;
-    let at_ms = state.clock().now_ms();
     let mut engine = slot.engine().clone();
     // The engine may lag the revisions only in a replay; the learner's is at the last.
     debug_assert_eq!(engine.revision(), current.number);
@@ -238,7 +274,6 @@ pub fn revise(
             at_ms.max(0) as u64,
         )
         .map_err(|error| ApiError::new(ErrorCode::RevisionRefused, error.to_string()))?;
-    let from_seq = state.applied_seq();
     let spec_json = serde_json::to_string(next.spec()).map_err(ApiError::internal)?;
     state.store().append_revision(&RevisionRow {
         campaign_id: slot.id.clone(),

@@ -620,6 +620,7 @@ pub async fn get_event(
             format!("campaign {id} holds no event with id {event_id:?}"),
         ));
     };
+    let decision_model_seq = crate::decision_id::model_seq_of(&event.decision_id).unwrap_or(0);
     Ok(Json(crate::wire::StoredEventBody {
         seq: event.seq,
         event_id: event.event_id,
@@ -627,6 +628,7 @@ pub async fn get_event(
         kind: event.kind.as_str().to_owned(),
         value: event.value,
         amount_known: event.amount_known,
+        decision_model_seq,
     }))
 }
 
@@ -759,6 +761,9 @@ pub async fn decide(
         // With a stream, money is committed only within a spend lease.
         pacing.use_leases();
     }
+    // The log prefix the models had applied (the learner moves it after applying, so
+    // the engine read below holds at least this prefix); signed into each id.
+    let model_seq = state.applied_seq();
     // The engine and the revision it is at, read together: a revision replaces both
     // under the engine's write lock.
     let (chosen, current, segment, held_out): (Vec<Paced>, _, _, _) = {
@@ -852,6 +857,7 @@ pub async fn decide(
             nonce: rng.random(),
             revision: current.number,
             held_out,
+            model_seq,
         };
         let decision_id = state.signer().sign(&claims);
         match (version, paced.skip) {

@@ -154,6 +154,8 @@ struct Inner {
     stream: std::sync::OnceLock<Arc<crate::stream_log::JetStreamEventLog>>,
     /// This data directory's server id ([`AppState::server_id`]), read once.
     server_id: std::sync::OnceLock<String>,
+    /// The state changes applied from the stream ([`crate::change`]).
+    changes: crate::change::Applier,
 }
 
 impl std::fmt::Debug for Inner {
@@ -214,6 +216,7 @@ impl AppState {
             .map(|k| (k.id.clone(), k))
             .collect();
         let signer = DecisionSigner::new(secret);
+        let changes_through = store.stream_changes_through()?;
         let covered = store.decisions_cover_seq()?;
         let mut recorded_cover = covered;
         if covered < replayed.applied_seq {
@@ -266,6 +269,7 @@ impl AppState {
                 closing: AtomicBool::new(false),
                 stream: std::sync::OnceLock::new(),
                 server_id: std::sync::OnceLock::new(),
+                changes: crate::change::Applier::new(changes_through),
                 config,
             }),
         })
@@ -294,6 +298,7 @@ impl AppState {
     /// an `Idempotency-Key` gets an id derived from that key, so creating it with the
     /// same key on every server of the stream names the same campaign. Once.
     pub fn attach_stream(&self, stream: Arc<crate::stream_log::JetStreamEventLog>) {
+        stream.set_changes_through(self.inner.changes.through());
         let _ = self.inner.stream.set(stream);
     }
 
@@ -305,6 +310,11 @@ impl AppState {
         }
         let id = self.inner.store.server_id()?;
         Ok(self.inner.server_id.get_or_init(|| id))
+    }
+
+    /// The state changes applied from the stream.
+    pub(crate) fn change_applier(&self) -> &crate::change::Applier {
+        &self.inner.changes
     }
 
     /// Starts the campaigns created through the shared log that this server does not
@@ -522,27 +532,87 @@ impl AppState {
     }
 
     /// [`AppState::set_paused`] asked by key `key_id`, recorded in the campaign's control
-    /// audit (the API's routes and the dashboard both call this). Blocking.
+    /// audit (the API's routes and the dashboard both call this). On a shared stream it
+    /// is published and decided when applied, in stream order ([`crate::change`]).
+    /// Blocking.
     pub fn set_paused_by(
         &self,
         id: &str,
         paused: bool,
         key_id: &str,
     ) -> Result<Arc<CampaignSlot>, ApiError> {
+        if self.stream().is_some() {
+            let slot = self.campaign(id)?;
+            refuse_archived(&slot, if paused { "paused" } else { "resumed" })?;
+            let change = if paused {
+                crate::stream_log::Change::Pause
+            } else {
+                crate::stream_log::Change::Resume
+            };
+            return self.submit_campaign_change(id, change, key_id);
+        }
+        self.set_paused_at(id, paused, key_id, self.inner.clock.now_ms())
+    }
+
+    /// [`AppState::set_paused`] and its control audit line at `at_ms`: the one place
+    /// a pause or resume is applied, here or from the stream. Blocking.
+    pub(crate) fn set_paused_at(
+        &self,
+        id: &str,
+        paused: bool,
+        key_id: &str,
+        at_ms: i64,
+    ) -> Result<Arc<CampaignSlot>, ApiError> {
         let slot = self.set_paused(id, paused)?;
-        self.record_control(id, if paused { "pause" } else { "resume" }, key_id)?;
+        self.record_control(id, if paused { "pause" } else { "resume" }, key_id, at_ms)?;
         Ok(slot)
     }
 
     /// [`AppState::archive`] asked by key `key_id`, recorded in the campaign's control
-    /// audit. Blocking.
+    /// audit; on a shared stream published and decided when applied. Blocking.
     pub fn archive_by(&self, id: &str, key_id: &str) -> Result<Arc<CampaignSlot>, ApiError> {
+        if self.stream().is_some() {
+            self.campaign(id)?;
+            return self.submit_campaign_change(id, crate::stream_log::Change::Archive, key_id);
+        }
+        self.archive_at(id, key_id, self.inner.clock.now_ms())
+    }
+
+    /// [`AppState::archive`] and its control audit line at `at_ms`. Blocking.
+    pub(crate) fn archive_at(
+        &self,
+        id: &str,
+        key_id: &str,
+        at_ms: i64,
+    ) -> Result<Arc<CampaignSlot>, ApiError> {
         let slot = self.archive(id)?;
-        self.record_control(id, "archive", key_id)?;
+        self.record_control(id, "archive", key_id, at_ms)?;
         Ok(slot)
     }
 
-    fn record_control(&self, id: &str, action: &str, key_id: &str) -> Result<(), ApiError> {
+    /// Publishes a pause, resume or archive and answers the campaign as applied.
+    fn submit_campaign_change(
+        &self,
+        id: &str,
+        change: crate::stream_log::Change,
+        key_id: &str,
+    ) -> Result<Arc<CampaignSlot>, ApiError> {
+        match crate::change::submit(self, id, change, key_id)? {
+            crate::change::Applied::Campaign(slot) => Ok(slot),
+            crate::change::Applied::Already => self.campaign(id),
+            other => Err(ApiError::internal(format!(
+                "a status change applied as {other:?}"
+            ))),
+        }
+    }
+
+    fn record_control(
+        &self,
+        id: &str,
+        action: &str,
+        key_id: &str,
+        at_ms: i64,
+    ) -> Result<(), ApiError> {
         self.inner
             .store
             .record_control(&tla_store::NewControlAudit {
@@ -550,7 +620,7 @@ impl AppState {
                 action: action.to_owned(),
                 detail: String::new(),
                 key_id: key_id.to_owned(),
-                at_ms: self.inner.clock.now_ms(),
+                at_ms,
             })?;
         Ok(())
     }

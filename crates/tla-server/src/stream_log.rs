@@ -195,6 +195,92 @@ pub enum Record {
         /// See [`crate::lease::LeaseAsk::at_ms`].
         at_ms: i64,
     },
+    // ---- state changes (docs/scale-out.md, "State changes") ----
+    /// A change of a campaign's state or of the API keys ([`Change`]), applied by
+    /// every server in stream order ([`crate::change`]); its outcome is decided then.
+    Change(ChangeRecord),
+}
+
+// ---- state changes (docs/scale-out.md, "State changes") --------------------------
+
+/// One state change as the stream holds it: what, of which campaign, asked by which
+/// key, when. The server that takes the request publishes it and answers the outcome
+/// its own learner decided when applying it ([`crate::change::submit`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The campaign changed; empty for a key's change.
+    pub campaign_id: String,
+    /// What changes.
+    pub change: Change,
+    /// The public id of the key that asked (empty when the server itself shares a key
+    /// of its data directory).
+    pub key_id: String,
+    /// When it was asked, ms since the Unix epoch (the time every server records).
+    pub at_ms: i64,
+}
+
+/// The state changes that travel through the stream, tagged by `kind`. Amounts are
+/// the bits of their `f64`, as in events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// `PUT /v1/campaigns/{id}/spec`: revision n + 1, in force after this record's
+    /// sequence.
+    Revise {
+        /// The new spec as JSON.
+        spec_json: String,
+        /// Why, as given.
+        reason: Option<String>,
+    },
+    /// `POST /v1/campaigns/{id}/pause`.
+    Pause,
+    /// `POST /v1/campaigns/{id}/resume`.
+    Resume,
+    /// `POST /v1/campaigns/{id}/archive`.
+    Archive,
+    /// `PATCH /v1/campaigns/{id}/budget`.
+    Budget {
+        /// `f64::to_bits` of the new budget; `None`: unchanged.
+        budget_bits: Option<u64>,
+        /// Whether the daily cap changes.
+        sets_daily_cap: bool,
+        /// `f64::to_bits` of the new daily cap (when it changes); `None`: no cap.
+        daily_cap_bits: Option<u64>,
+        /// Why.
+        reason: String,
+    },
+    /// An API key made on one server (`tla keys create --data`, `TLA_ADMIN_KEY`, the
+    /// first admin key): every server stores it. Message id `key/<id>`.
+    KeyCreated {
+        /// The key's public id.
+        id: String,
+        /// SHA-256 of its secret, hex (the secret never leaves the server).
+        hash: String,
+        /// Its scopes.
+        scopes: Vec<String>,
+        /// Its label.
+        label: String,
+        /// When it was made, ms.
+        created_at_ms: i64,
+    },
+    /// A key revoked on one server: every server refuses it. Message id
+    /// `key-revoked/<id>`.
+    KeyRevoked {
+        /// The key's public id.
+        id: String,
+    },
+}
+
+impl Change {
+    /// The message id the change is published with, when it has one: a change that
+    /// is its own identity (a key made or revoked) is absorbed when repeated.
+    pub fn message_id(&self) -> Option<String> {
+        match self {
+            Change::KeyCreated { id, .. } => Some(format!("key/{id}")),
+            Change::KeyRevoked { id } => Some(format!("key-revoked/{id}")),
+            _ => None,
+        }
+    }
 }
 
 impl Record {
@@ -296,6 +382,10 @@ pub struct Mirror {
     repeats_skipped: u64,
     /// Spend leases as applied ([`Record::Lease`]).
     leases: crate::lease::LeaseBook,
+    /// State changes in stream order, with their sequences ([`Record::Change`]).
+    changes: Vec<(u64, ChangeRecord)>,
+    /// The keys the stream holds: id to whether a record revoked it.
+    keys: HashMap<String, bool>,
 }
 
 impl Mirror {
@@ -413,6 +503,19 @@ impl Mirror {
                 // The costs (and their corrections) before this record, then the rule.
                 self.leases.count_costs(&self.events, &self.corrections);
                 self.leases.apply(seq, &ask);
+            }
+            // ---- state changes: kept in order; every server's learner applies them ----
+            Record::Change(change) => {
+                match &change.change {
+                    Change::KeyCreated { id, .. } => {
+                        self.keys.entry(id.clone()).or_insert(false);
+                    }
+                    Change::KeyRevoked { id } => {
+                        self.keys.insert(id.clone(), true);
+                    }
+                    _ => {}
+                }
+                self.changes.push((seq, change));
             }
         }
     }
@@ -574,6 +677,10 @@ pub struct JetStreamEventLog {
     mirrored: tokio::sync::watch::Sender<u64>,
     status: Arc<Status>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The last change record this server's state applied ([`crate::change`]):
+    /// `read_after` answers no event after the next one, so every model meets each
+    /// change at its place in the stream.
+    changes_through: AtomicU64,
 }
 
 impl std::fmt::Debug for JetStreamEventLog {
@@ -663,6 +770,7 @@ impl JetStreamEventLog {
             mirrored,
             status,
             tasks,
+            changes_through: AtomicU64::new(0),
         };
         // The replay at the server's start sees the whole stream as it was.
         let catch_up = Duration::from_secs(120);
@@ -1018,7 +1126,14 @@ impl EventLog for JetStreamEventLog {
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.lock().read_after(after, limit))
+        let mirror = self.lock();
+        let mut events = mirror.read_after(after, limit);
+        // No event after a change the state has not applied yet.
+        let barrier = mirror.next_change_after(self.changes_through.load(Ordering::SeqCst));
+        if let Some(barrier) = barrier {
+            events.retain(|e| e.seq < barrier);
+        }
+        Ok(events)
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
@@ -1075,6 +1190,47 @@ impl EventLog for JetStreamEventLog {
             .filter(|c| c.campaign_id == campaign_id)
             .cloned()
             .collect())
+    }
+}
+
+// ---- state changes (docs/scale-out.md, "State changes") --------------------------
+
+impl Mirror {
+    /// The sequence of the first change record after `after`.
+    fn next_change_after(&self, after: u64) -> Option<u64> {
+        let at = self.changes.partition_point(|(seq, _)| *seq <= after);
+        self.changes.get(at).map(|(seq, _)| *seq)
+    }
+}
+
+impl JetStreamEventLog {
+    /// Publishes a state change (with its message id, if it has one) and waits until
+    /// this server's mirror has it; its stream sequence (the original's, for a repeat
+    /// the stream absorbed).
+    pub fn publish_change(&self, change: ChangeRecord) -> Result<u64, StoreError> {
+        let id = change.change.message_id();
+        let acks = self.publish(vec![(id, Record::Change(change).to_bytes())])?;
+        let (seq, _) = acks[0];
+        self.wait_mirrored(seq, CALL_TIMEOUT)?;
+        Ok(seq)
+    }
+
+    /// The change records after sequence `after`, in stream order (at most `limit`).
+    pub fn changes_after(&self, after: u64, limit: usize) -> Vec<(u64, ChangeRecord)> {
+        let mirror = self.lock();
+        let at = mirror.changes.partition_point(|(seq, _)| *seq <= after);
+        mirror.changes[at..].iter().take(limit).cloned().collect()
+    }
+
+    /// Tells the log that the state has applied every change record up to `seq`:
+    /// `read_after` answers events up to the next one.
+    pub fn set_changes_through(&self, seq: u64) {
+        self.changes_through.store(seq, Ordering::SeqCst);
+    }
+
+    /// The keys the stream holds: id to whether it is revoked.
+    pub fn shared_keys(&self) -> HashMap<String, bool> {
+        self.lock().keys.clone()
     }
 }
 
@@ -1241,6 +1397,51 @@ mod tests {
         assert_eq!(mirror.leases.view("c").granted, 3);
         // Lease records are not events.
         assert_eq!(mirror.read_after(0, 10).len(), 1);
+    }
+
+    #[test]
+    fn change_records_are_kept_in_order_and_mark_where_events_stop() {
+        let mut mirror = Mirror::default();
+        let change = |change: Change| {
+            Record::Change(ChangeRecord {
+                campaign_id: "c".into(),
+                change,
+                key_id: "k".into(),
+                at_ms: 1,
+            })
+            .to_bytes()
+        };
+        mirror.apply(1, &bytes(&event("c", "e1", 1.0)));
+        mirror.apply(2, &change(Change::Pause));
+        mirror.apply(3, &bytes(&event("c", "e2", 1.0)));
+        let key = Change::KeyCreated {
+            id: "0123456789ab".into(),
+            hash: "00".repeat(32),
+            scopes: vec!["read".into()],
+            label: String::new(),
+            created_at_ms: 0,
+        };
+        mirror.apply(4, &change(key.clone()));
+        mirror.apply(
+            5,
+            &change(Change::KeyRevoked {
+                id: "0123456789ab".into(),
+            }),
+        );
+        // A key made again after its revocation stays revoked.
+        mirror.apply(6, &change(key));
+        let seqs: Vec<u64> = mirror.changes.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [2, 4, 5, 6]);
+        assert_eq!(mirror.changes[0].1.change, Change::Pause);
+        // Events stop before the first change not applied.
+        assert_eq!(mirror.next_change_after(0), Some(2));
+        assert_eq!(mirror.next_change_after(2), Some(4));
+        assert_eq!(mirror.next_change_after(6), None);
+        assert_eq!(mirror.keys.get("0123456789ab"), Some(&true));
+        // The record's JSON is tagged as documented.
+        let json: serde_json::Value = serde_json::from_slice(&change(Change::Resume)).unwrap();
+        assert_eq!(json["type"], "change");
+        assert_eq!(json["change"]["kind"], "resume");
     }
 
     #[test]

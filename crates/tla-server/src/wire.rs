@@ -900,4 +900,7 @@ pub struct StoredEventBody {
     pub value: f64,
     /// False for a conversion of unknown amount.
     pub amount_known: bool,
+    /// The log prefix its decision came from: the sequence the deciding server's models
+    /// had applied, signed in the decision id (0 for ids made before it was).
+    pub decision_model_seq: u64,
 }

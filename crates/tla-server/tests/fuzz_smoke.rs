@@ -441,6 +441,7 @@ fn fixture() -> &'static Fixture {
             nonce: 7,
             revision: 1,
             held_out: false,
+            model_seq: 0,
         };
         Fixture {
             decision: state.signer().sign(&claims(&slot.id)),

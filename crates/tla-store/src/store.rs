@@ -343,6 +343,44 @@ impl Store {
         Ok(())
     }
 
+    /// On a shared stream: the sequence of the last state-change record this data
+    /// directory applied (0 if none). Stored in `meta` as 8 little-endian bytes.
+    pub fn stream_changes_through(&self) -> Result<u64, StoreError> {
+        let raw: Option<Vec<u8>> = self
+            .database
+            .general()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'stream_changes_through'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("reading the stream's applied changes"))?;
+        let Some(raw) = raw else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = raw.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+            table: "meta",
+            detail: format!("stream_changes_through is {} bytes, not 8", raw.len()),
+        })?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// Records, durably, that every state-change record of the stream up to `seq` is
+    /// applied (see [`Store::stream_changes_through`]).
+    pub fn set_stream_changes_through(&self, seq: u64) -> Result<(), StoreError> {
+        let seq = seq.to_le_bytes().to_vec();
+        self.database
+            .general()
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('stream_changes_through', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![seq],
+            )
+            .map_err(StoreError::sqlite("recording the stream's applied changes"))?;
+        Ok(())
+    }
+
     /// A campaign's served decisions (skips left out: [`Store::skips`]) with a row id
     /// greater than `after_rowid`, ascending, at most `limit`, each with its row id
     /// (pass the last one back to read the next page; start with 0).

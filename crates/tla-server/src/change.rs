@@ -1,0 +1,393 @@
+//! State changes on a shared stream: one mechanism for every change of a campaign's
+//! state (revisions, pause, resume, archive, budget changes) and of the API keys (made,
+//! revoked). The format and the rules are in docs/scale-out.md ("State changes").
+//!
+//! Without a stream nothing here runs: each route calls the function that applies the
+//! change on this server, as always. With one, the route checks the request, then
+//! [`submit`] publishes a [`ChangeRecord`] and waits until this server's learner has
+//! applied it; the answer is the outcome decided then. Every server's learner applies
+//! the change records in stream order ([`apply_next`]), through the same functions a
+//! single server calls ([`crate::revise::revise_at`], [`AppState::set_paused_at`],
+//! [`AppState::archive_at`], [`crate::budget::apply`]), so an outcome that depends on
+//! state (a revision's base, a pause of an archived campaign, a budget below what was
+//! spent) is decided at the record's place in the stream, alike on every server.
+//!
+//! **Where a change meets the events.** The stream's event log answers no event after
+//! a change record the state has not applied yet
+//! ([`crate::stream_log::JetStreamEventLog::set_changes_through`]), so the learner (and
+//! the replay at a start) applies the events before a change, then the change, then
+//! the events after it. A revision takes effect after its record's sequence
+//! (`from_seq`), so every server revises its model at the same point.
+//!
+//! **Restarts.** How far a data directory applied the changes is stored
+//! ([`tla_store::Store::stream_changes_through`]); at a start the replay stops at the
+//! first change after it, and the learner goes on from there. A crash between a
+//! change's own write and that record re-applies the change: a revision is recognised
+//! by its `from_seq` and skipped, a status change ends in the same status (its control
+//! audit line is written again), a budget change is recognised by its time, key and
+//! reason; keys are idempotent.
+//!
+//! **Keys.** `tla keys create|revoke --data DIR` writes the key into that data
+//! directory; its server shares what the stream lacks at each key reload
+//! ([`share_keys`]), and every server stores the keys it reads.
+
+use crate::budget;
+use crate::campaign::CampaignSlot;
+use crate::error::{ApiError, ErrorCode};
+use crate::revise::Revised;
+use crate::state::AppState;
+use crate::stream_log::{Change, ChangeRecord};
+use crate::wire::{BudgetChangeBody, BudgetChangeRequest};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tla_store::KeyRow;
+
+/// How long a route waits for its own learner to apply a change it published.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Outcomes kept for the routes waiting on them (the oldest are dropped beyond this).
+const OUTCOMES_KEPT: usize = 1024;
+
+/// What applying a change did.
+#[derive(Debug)]
+pub enum Applied {
+    /// A pause, resume or archive: the campaign as it now stands.
+    Campaign(Arc<CampaignSlot>),
+    /// A revision in force.
+    Revised(Revised),
+    /// A budget change recorded and in force.
+    Budget(BudgetChangeBody),
+    /// A key stored or revoked.
+    Key,
+    /// Applied before a crash (recognised on re-applying); nothing done again.
+    Already,
+}
+
+/// The changes this server applied: how far, and the outcomes routes wait for.
+#[derive(Debug)]
+pub(crate) struct Applier {
+    /// The last change record applied (mirrors the store's record).
+    through: AtomicU64,
+    /// Outcome by stream sequence, for the route that published it.
+    outcomes: Mutex<BTreeMap<u64, Result<Applied, ApiError>>>,
+    /// The last change record applied, for waiters.
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+impl Applier {
+    /// Changes applied up to `through` (from the store at the start).
+    pub(crate) fn new(through: u64) -> Self {
+        Self {
+            through: AtomicU64::new(through),
+            outcomes: Mutex::default(),
+            applied: tokio::sync::watch::channel(through).0,
+        }
+    }
+
+    /// The last change record applied.
+    pub(crate) fn through(&self) -> u64 {
+        self.through.load(Ordering::SeqCst)
+    }
+}
+
+fn outcomes(
+    state: &AppState,
+) -> std::sync::MutexGuard<'_, BTreeMap<u64, Result<Applied, ApiError>>> {
+    state
+        .change_applier()
+        .outcomes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Publishes `change` of campaign `campaign_id` (empty for a key) asked by `key_id`,
+/// waits until this server's learner has applied it, and answers its outcome. Call it
+/// only with a stream. Blocking: on a blocking thread of the server's runtime.
+pub fn submit(
+    state: &AppState,
+    campaign_id: &str,
+    change: Change,
+    key_id: &str,
+) -> Result<Applied, ApiError> {
+    let stream = state
+        .stream()
+        .ok_or_else(|| ApiError::internal("a change submitted without a stream"))?;
+    let seq = stream.publish_change(ChangeRecord {
+        campaign_id: campaign_id.to_owned(),
+        change,
+        key_id: key_id.to_owned(),
+        at_ms: state.clock().now_ms(),
+    })?;
+    state.wake_learner();
+    let mut applied = state.change_applier().applied.subscribe();
+    let reached = tokio::runtime::Handle::current().block_on(async {
+        tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|&through| through >= seq))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    });
+    if !reached {
+        return Err(ApiError::new(
+            ErrorCode::StreamUnavailable,
+            format!(
+                "the change is on the stream (sequence {seq}) but this server has not applied it within {APPLY_TIMEOUT:?}; it takes effect on every server when applied"
+            ),
+        ));
+    }
+    outcomes(state).remove(&seq).unwrap_or_else(|| {
+        Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the change at stream sequence {seq} was applied, but its outcome is no longer kept here; read the campaign to see it"
+            ),
+        ))
+    })
+}
+
+/// The sequence of the next change record of the stream this server has not applied.
+pub(crate) fn next_seq(state: &AppState) -> Option<u64> {
+    let through = state.change_applier().through();
+    let (seq, _) = state.stream()?.changes_after(through, 1).pop()?;
+    Some(seq)
+}
+
+/// Applies the next change record of the stream this server has not applied, if its
+/// place has come (the learner has applied every event before it); its sequence.
+/// `None` when there is none, or when it failed for a reason that may pass (a store
+/// error), so the next learner step retries it. Called by the learner step with the
+/// learner's lock held.
+pub(crate) fn apply_next(state: &AppState) -> Option<u64> {
+    let stream = state.stream()?;
+    let applier = state.change_applier();
+    let through = applier.through.load(Ordering::SeqCst);
+    let (seq, record) = stream.changes_after(through, 1).pop()?;
+    let outcome = apply(state, seq, &record);
+    if let Err(error) = &outcome {
+        if error.status().is_server_error() {
+            tracing::error!(
+                seq,
+                ?error,
+                "applying a change from the stream failed; the next learner step retries"
+            );
+            return None;
+        }
+    }
+    if let Err(error) = state.store().set_stream_changes_through(seq) {
+        tracing::warn!(seq, %error, "recording the changes applied failed; a restart re-applies the last ones");
+    }
+    applier.through.store(seq, Ordering::SeqCst);
+    stream.set_changes_through(seq);
+    {
+        let mut kept = outcomes(state);
+        kept.insert(seq, outcome);
+        while kept.len() > OUTCOMES_KEPT {
+            kept.pop_first();
+        }
+    }
+    applier.applied.send_replace(seq);
+    Some(seq)
+}
+
+/// Applies one change record at stream sequence `seq` through the functions a single
+/// server uses.
+fn apply(state: &AppState, seq: u64, record: &ChangeRecord) -> Result<Applied, ApiError> {
+    let (key_id, at_ms) = (record.key_id.as_str(), record.at_ms);
+    match &record.change {
+        Change::KeyCreated {
+            id,
+            hash,
+            scopes,
+            label,
+            created_at_ms,
+        } => {
+            let hash = decode_hash(hash).ok_or_else(|| {
+                ApiError::bad_request(format!("key {id}: the hash is not 64 hex digits"))
+            })?;
+            if !state.store().keys()?.iter().any(|k| &k.id == id) {
+                // A revocation is final: one the stream holds already stands.
+                let revoked = state
+                    .stream()
+                    .is_some_and(|stream| stream.shared_keys().get(id) == Some(&true));
+                state.store().insert_key(&KeyRow {
+                    id: id.clone(),
+                    hash,
+                    scopes: scopes.clone(),
+                    created_at_ms: *created_at_ms,
+                    revoked,
+                    label: label.clone(),
+                })?;
+            }
+            state.reload_keys()?;
+            Ok(Applied::Key)
+        }
+        Change::KeyRevoked { id } => {
+            state.store().revoke_key(id)?;
+            state.reload_keys()?;
+            Ok(Applied::Key)
+        }
+        Change::Revise { spec_json, reason } => {
+            let slot = state.campaign(&record.campaign_id)?;
+            if slot
+                .revisions()
+                .iter()
+                .any(|r| r.number > 1 && r.from_seq == seq)
+            {
+                return Ok(Applied::Already);
+            }
+            let next = tla_core::spec::CampaignSpec::from_json_str(spec_json)
+                .and_then(|spec| spec.validate())
+                .map_err(|e| ApiError::new(ErrorCode::RevisionRefused, e.to_string()))?;
+            crate::revise::revise_at(state, &slot, next, reason.clone(), key_id, seq, at_ms)
+                .map(Applied::Revised)
+        }
+        Change::Pause | Change::Resume => state
+            .set_paused_at(
+                &record.campaign_id,
+                matches!(record.change, Change::Pause),
+                key_id,
+                at_ms,
+            )
+            .map(Applied::Campaign),
+        Change::Archive => state
+            .archive_at(&record.campaign_id, key_id, at_ms)
+            .map(Applied::Campaign),
+        Change::Budget { .. } => {
+            let slot = state.campaign(&record.campaign_id)?;
+            let request = budget_request_of(&record.change)
+                .ok_or_else(|| ApiError::internal("a budget change without its fields"))?;
+            let repeated = state
+                .store()
+                .budget_changes(&slot.id)?
+                .iter()
+                .any(|stored| {
+                    stored.change.at_ms == at_ms
+                        && stored.change.key_id == key_id
+                        && stored.change.reason == request.reason
+                });
+            if repeated {
+                return Ok(Applied::Already);
+            }
+            budget::apply(state, &slot, &request, key_id, at_ms).map(Applied::Budget)
+        }
+    }
+}
+
+/// The [`Change::Budget`] of a request.
+pub fn budget_change_of(request: &BudgetChangeRequest) -> Change {
+    Change::Budget {
+        budget_bits: request.budget.map(f64::to_bits),
+        sets_daily_cap: request.daily_cap.is_some(),
+        daily_cap_bits: request.daily_cap.flatten().map(f64::to_bits),
+        reason: request.reason.clone(),
+    }
+}
+
+/// The request a [`Change::Budget`] carries (`None` for another change).
+fn budget_request_of(change: &Change) -> Option<BudgetChangeRequest> {
+    let Change::Budget {
+        budget_bits,
+        sets_daily_cap,
+        daily_cap_bits,
+        reason,
+    } = change
+    else {
+        return None;
+    };
+    Some(BudgetChangeRequest {
+        budget: budget_bits.map(f64::from_bits),
+        daily_cap: sets_daily_cap.then(|| daily_cap_bits.map(f64::from_bits)),
+        reason: reason.clone(),
+    })
+}
+
+fn decode_hash(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(hash)
+}
+
+/// Publishes the keys of this data directory the stream lacks, and the revocations
+/// it has not seen (`tla keys create|revoke --data DIR`, `TLA_ADMIN_KEY`, the first
+/// admin key), so every server of the stream authenticates the same keys. The learner
+/// calls it at each key reload, without its lock. Blocking.
+pub(crate) fn share_keys(state: &AppState) {
+    let Some(stream) = state.stream() else {
+        return;
+    };
+    let shared = stream.shared_keys();
+    let keys = match state.store().keys() {
+        Ok(keys) => keys,
+        Err(error) => {
+            tracing::error!(%error, "reading the keys to share failed");
+            return;
+        }
+    };
+    for key in keys {
+        let mut changes = Vec::new();
+        if !shared.contains_key(&key.id) {
+            changes.push(Change::KeyCreated {
+                id: key.id.clone(),
+                hash: crate::stream_log::hex(&key.hash),
+                scopes: key.scopes.clone(),
+                label: key.label.clone(),
+                created_at_ms: key.created_at_ms,
+            });
+        }
+        if key.revoked && shared.get(&key.id) != Some(&true) {
+            changes.push(Change::KeyRevoked { id: key.id.clone() });
+        }
+        for change in changes {
+            let published = stream.publish_change(ChangeRecord {
+                campaign_id: String::new(),
+                change,
+                key_id: String::new(),
+                at_ms: state.clock().now_ms(),
+            });
+            match published {
+                Ok(seq) => tracing::info!(key = %key.id, seq, "key shared on the stream"),
+                Err(error) => {
+                    tracing::warn!(key = %key.id, %error, "sharing a key on the stream failed; retried at the next reload");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_change_round_trips_through_its_record() {
+        for daily_cap in [None, Some(None), Some(Some(12.5))] {
+            let request = BudgetChangeRequest {
+                budget: Some(0.1 + 0.2),
+                daily_cap,
+                reason: "why".into(),
+            };
+            let change = budget_change_of(&request);
+            let json = serde_json::to_string(&change).unwrap();
+            let back: Change = serde_json::from_str(&json).unwrap();
+            let again = budget_request_of(&back).unwrap();
+            assert_eq!(again.budget, request.budget);
+            assert_eq!(again.daily_cap, request.daily_cap);
+            assert_eq!(again.reason, request.reason);
+        }
+        assert!(budget_request_of(&Change::Pause).is_none());
+    }
+
+    #[test]
+    fn a_key_hash_decodes_from_its_hex_only() {
+        let hash = [0xab; 32];
+        assert_eq!(decode_hash(&crate::stream_log::hex(&hash)), Some(hash));
+        assert_eq!(decode_hash("ab"), None);
+        assert_eq!(decode_hash(&"zz".repeat(32)), None);
+    }
+}
