@@ -374,7 +374,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     )?);
                 };
                 let shared = Arc::new(tla_server::stream_log::JetStreamEventLog::open(
-                    settings, &secret, handle,
+                    settings,
+                    &secret,
+                    handle,
+                    store.clone(),
                 )?);
                 let log: Arc<dyn tla_store::EventLog> = shared.clone();
                 let state = AppState::open(store, log, Arc::new(SystemClock), &secret, server)?;

@@ -76,6 +76,7 @@ mod platform;
 mod rows;
 mod schema;
 mod store;
+mod stream_mirror;
 
 pub use correction::{
     CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, Standing, StoredCorrection,
@@ -100,6 +101,7 @@ pub use platform::{
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;
+pub use stream_mirror::{MirrorBatch, MirrorPosition};
 pub use store::{
     CampaignEventsReader, DATABASE_FILE_NAME, DecisionLog, SNAPSHOTS_KEPT, SqliteEventLog, Store,
 };
