@@ -17,13 +17,15 @@
 
 mod common;
 
+use common::nats::{
+    self, ADMIN, Log, Node, Processes, event_log, health, start_nats, wait_nats_healthy,
+};
 use common::{Http, TempDir};
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -46,128 +48,15 @@ const STREAM: &str = "tla_chaos";
 /// The servers' `--stream-stale-secs`.
 const STALE_AFTER: Duration = Duration::from_secs(2);
 const SECRET: &str = "chaos-test-shared-secret-0123456789";
-const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
 
-/// Every process the test started, killed by its pid (SIGKILL) when dropped.
-#[derive(Default)]
-struct Processes {
-    nats: Vec<Option<Child>>,
-    tla: Vec<Option<Child>>,
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in self.nats.iter_mut().chain(self.tla.iter_mut()).flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// One NATS node's ports and store directory.
-struct Node {
-    client: u16,
-    cluster: u16,
-    monitor: u16,
-    store: PathBuf,
-}
-
-fn start_nats(binary: &Path, nodes: &[Node], i: usize) -> Child {
-    let node = &nodes[i];
-    let routes: Vec<String> = nodes
-        .iter()
-        .enumerate()
-        .filter(|&(j, _)| j != i)
-        .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster))
-        .collect();
-    Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &node.client.to_string()])
-        .args(["-m", &node.monitor.to_string()])
-        .args(["-n", &format!("n{i}"), "-js", "-sd"])
-        .arg(&node.store)
-        .args(["--cluster_name", "tla"])
-        .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster)])
-        .args(["--routes", &routes.join(",")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts")
-}
-
-/// Waits until every node's monitor says JetStream is healthy.
-fn wait_nats_healthy(nodes: &[Node], which: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for &i in which {
-        let address: SocketAddr = format!("127.0.0.1:{}", nodes[i].monitor).parse().unwrap();
-        loop {
-            let ok = Http::connect(address)
-                .and_then(|mut http| http.request("GET", "/healthz", "-", "text/plain", b""))
-                .is_ok_and(|(status, _)| status == 200);
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "NATS node {i} is not healthy within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// Starts `tla serve` on the stream and returns it with the address it printed.
+/// `tla serve` on the test's stream.
 fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<SocketAddr, String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tla"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(["--event-log", event_log, "--stream", STREAM])
-        .args([
-            "--stream-stale-secs",
-            &STALE_AFTER.as_secs_f64().to_string(),
-        ])
-        .env("TLA_SECRET", secret)
-        .env("TLA_ADMIN_KEY", ADMIN)
-        .env("TLA_LOG", "warn")
-        .env_remove("TLA_LISTEN")
-        .env_remove("TLA_DATA")
-        .env_remove("TLA_SEED")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tla binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
-    let errors = tx.clone();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // Shown with --nocapture, and with a failure.
-            eprintln!("tla serve: {line}");
-            text.push_str(&line);
-            text.push('\n');
-        }
-        let _ = errors.send(Err(text));
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("tla serving on http://") {
-                let address = rest.split(' ').next().unwrap_or("").parse();
-                let _ = tx.send(address.map_err(|e| format!("{e}")));
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| Err("no address within 60 s".into()));
-    (child, address)
+    let log = Log::Stream {
+        event_log,
+        stream: STREAM,
+        stale_after: STALE_AFTER,
+    };
+    nats::start_tla(data, &log, secret, Duration::from_secs(60))
 }
 
 /// The servers' addresses as the clients see them (`None` while one is down).
@@ -206,11 +95,6 @@ fn any_server(
     unreachable!()
 }
 
-fn health(address: SocketAddr) -> Value {
-    let mut http = Http::connect(address).expect("connect");
-    http.json("GET", "/healthz", ADMIN, &Value::Null).1
-}
-
 #[test]
 fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_server() {
     let Some(binary) = tla_server::stream_log::nats_server_binary() else {
@@ -227,27 +111,13 @@ fn three_servers_on_a_replicated_stream_survive_sigkill_of_a_nats_node_and_a_ser
     let started = Instant::now();
     let root = TempDir::new("cluster");
     std::fs::create_dir_all(&root.0).unwrap();
-    let nodes: Vec<Node> = (0..NODES)
-        .map(|i| Node {
-            client: free_port(),
-            cluster: free_port(),
-            monitor: free_port(),
-            store: root.0.join(format!("nats{i}")),
-        })
-        .collect();
+    let nodes: Vec<Node> = (0..NODES).map(|i| Node::new(&root.0, i)).collect();
     let mut processes = Processes::default();
     for i in 0..NODES {
         processes.nats.push(Some(start_nats(&binary, &nodes, i)));
     }
     wait_nats_healthy(&nodes, &[0, 1, 2]);
-    let event_log = format!(
-        "nats://{}",
-        nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.client))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let event_log = event_log(&nodes);
     let data: Vec<PathBuf> = (0..NODES).map(|i| root.0.join(format!("tla{i}"))).collect();
     let mut addresses = Vec::new();
     for dir in &data {

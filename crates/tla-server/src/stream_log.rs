@@ -1235,7 +1235,12 @@ mod tests {
         apply(&mut mirror, 5, &bytes(&event("c", "e1", 7.0)));
         apply(&mut mirror, 6, b"not json");
         apply(&mut mirror, 7, &bytes(&event("d", "e1", 1.0)));
-        let seqs: Vec<u64> = mirror.read_after(0, 10).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = mirror
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, [2, 3, 7]);
         assert_eq!(mirror.read_after(2, 1).unwrap()[0].seq, 3);
         // The value is the exact number written.
@@ -1358,7 +1363,10 @@ mod tests {
         first.flush().unwrap();
         // Applied, not written: a crash here loses it, and the position with it.
         first.apply(9, &bytes(&event("c", "e3", 1.0)));
-        assert_eq!(first.correction_outcomes[&4], CorrectionOutcome::UnknownEvent);
+        assert_eq!(
+            first.correction_outcomes[&4],
+            CorrectionOutcome::UnknownEvent
+        );
 
         let mut again = Mirror::load(store.clone(), "s").unwrap();
         assert_eq!(again.applied, 8);
@@ -1367,12 +1375,22 @@ mod tests {
         assert_eq!(again.corrections, first.corrections);
         assert_eq!(again.corrections.len(), 1);
         assert_eq!(again.undecodable, 1);
-        let seqs: Vec<u64> = again.read_after(0, 10).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = again
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, [3, 5]);
         // The first-copy rule holds across the restart (the index is in the file).
         apply(&mut again, 9, &bytes(&event("c", "e1", 5.0)));
         apply(&mut again, 10, &bytes(&event("c", "e3", 1.0)));
-        let seqs: Vec<u64> = again.read_after(0, 10).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = again
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, [3, 5, 10]);
         assert_eq!(
             again.outcome_of(&event("c", "e1", 5.0), 9, false),
@@ -1381,11 +1399,17 @@ mod tests {
 
         // Another stream, or a data directory with its own SQLite log, is refused.
         let error = Mirror::load(store, "other").unwrap_err();
-        assert!(error.to_string().contains("mirrors stream \"s\""), "{error}");
+        assert!(
+            error.to_string().contains("mirrors stream \"s\""),
+            "{error}"
+        );
         let sqlite = tla_store::Store::open_in_memory().unwrap();
         sqlite.event_log().append(&[event("c", "e1", 1.0)]).unwrap();
         let error = Mirror::load(sqlite, "s").unwrap_err();
-        assert!(error.to_string().contains("its own SQLite event log"), "{error}");
+        assert!(
+            error.to_string().contains("its own SQLite event log"),
+            "{error}"
+        );
     }
 
     #[test]

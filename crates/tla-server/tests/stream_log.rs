@@ -100,13 +100,14 @@ fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let open =
-        |secret: &[u8]| JetStreamEventLog::open(
+    let open = |secret: &[u8]| {
+        JetStreamEventLog::open(
             settings.clone(),
             secret,
             runtime.handle().clone(),
             tla_store::Store::open_in_memory().unwrap(),
-        );
+        )
+    };
     let log = open(SECRET).expect("the stream opens");
 
     // One batch: new, new, an exact repeat, another content under a stored id.

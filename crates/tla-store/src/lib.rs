@@ -101,7 +101,7 @@ pub use platform::{
 };
 pub use rows::{CampaignRow, CampaignStatus, DecisionRow, KeyRow};
 pub use schema::SCHEMA_VERSION;
-pub use stream_mirror::{MirrorBatch, MirrorPosition};
 pub use store::{
     CampaignEventsReader, DATABASE_FILE_NAME, DecisionLog, SNAPSHOTS_KEPT, SqliteEventLog, Store,
 };
+pub use stream_mirror::{MirrorBatch, MirrorPosition};

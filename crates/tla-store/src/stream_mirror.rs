@@ -130,7 +130,9 @@ impl Store {
             .prepare_cached("SELECT seq, payload FROM stream_records ORDER BY seq")
             .map_err(StoreError::sqlite("reading the mirror's records"))?;
         let rows = statement
-            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(StoreError::sqlite("reading the mirror's records"))?;
         rows.into_iter()

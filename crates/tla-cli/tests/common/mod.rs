@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod nats;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
