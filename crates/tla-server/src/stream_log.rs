@@ -17,10 +17,13 @@
 //! function of the same prefix.
 //!
 //! Each server follows the stream with an ordered consumer (recreated after any
-//! error, from the last sequence it applied) into an in-memory [`Mirror`], which
-//! answers `read_after`, `find_event` and `corrections`. The [`EventLog`] trait is
-//! synchronous and called from blocking threads: each call bridges into the server's
-//! runtime with [`Handle::block_on`] (never from an async worker).
+//! error, from the last sequence it applied) into its [`Mirror`], kept in the server's
+//! own SQLite file (events with their stream sequences, the other records as bytes, the
+//! position written in the same transaction), which answers `read_after`, `find_event`
+//! and `corrections`; a restart loads the mirror and follows the stream only after its
+//! position. The [`EventLog`] trait is synchronous and called from blocking threads:
+//! each call bridges into the server's runtime with [`Handle::block_on`] (never from
+//! an async worker).
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -298,6 +301,9 @@ pub struct Mirror {
     undecodable: u64,
     /// Later copies of an event id skipped.
     repeats_skipped: u64,
+    /// The `secret_check` of the stream's genesis, once applied (it stays known here
+    /// after the stream purged its first records).
+    genesis_check: Option<String>,
 }
 
 impl Mirror {
@@ -334,6 +340,7 @@ impl Mirror {
             applied: 0,
             undecodable: 0,
             repeats_skipped: 0,
+            genesis_check: None,
         };
         for (seq, payload) in mirror.store.mirror_records()? {
             mirror.apply(seq, &payload);
@@ -390,7 +397,9 @@ impl Mirror {
         };
         match record {
             // Checked when the server opens the stream (`JetStreamEventLog::open`).
-            Record::Genesis { .. } => {}
+            Record::Genesis { secret_check, .. } => {
+                self.genesis_check.get_or_insert(secret_check);
+            }
             Record::Campaign {
                 id,
                 name,
@@ -712,7 +721,7 @@ impl JetStreamEventLog {
                 other => break other,
             }
         };
-        let (client, jetstream, stream) = opened?;
+        let (client, jetstream, stream, genesis_checked) = opened?;
 
         let status = Arc::new(Status::default());
         status.connected.store(true, Ordering::Relaxed);
@@ -729,6 +738,16 @@ impl JetStreamEventLog {
                 detail: e.to_string(),
             })?;
         let mirrored_seq = mirror.applied;
+        // A stream that purged its genesis is checked against the genesis in the
+        // mirror; without one the position check below refuses it.
+        if !genesis_checked {
+            match &mirror.genesis_check {
+                Some(found) if *found != check => {
+                    return Err(StreamOpenError::SecretMismatch(settings.stream.clone()));
+                }
+                _ => {}
+            }
+        }
         // The records right after the position must still be in the stream (the
         // genesis, sequence 1, was read above), and the stream must not be behind it.
         if info.state.first_sequence > mirrored_seq + 1 || at_open < mirrored_seq {
@@ -795,7 +814,8 @@ impl JetStreamEventLog {
         subject: &str,
         check: &str,
         nats: &impl Fn(String) -> StreamOpenError,
-    ) -> Result<(async_nats::Client, jetstream::Context, stream::Stream), StreamOpenError> {
+    ) -> Result<(async_nats::Client, jetstream::Context, stream::Stream, bool), StreamOpenError>
+    {
         let addrs = settings
             .servers
             .iter()
@@ -811,7 +831,7 @@ impl JetStreamEventLog {
         let cluster = client.server_info().connect_urls.len().max(1);
         let replicas = cluster.min(3);
         let jetstream = jetstream::new(client.clone());
-        let stream = jetstream
+        let mut stream = jetstream
             .get_or_create_stream(stream::Config {
                 name: settings.stream.clone(),
                 subjects: vec![subject.to_owned()],
@@ -837,6 +857,17 @@ impl JetStreamEventLog {
         {
             let _ = ack.await;
         }
+        // The genesis is sequence 1, unless the stream purged it (then `open` checks the
+        // one in the server's mirror): `false`.
+        let first_seq = stream
+            .info()
+            .await
+            .map_err(|e| nats(format!("reading the stream's state: {e}")))?
+            .state
+            .first_sequence;
+        if first_seq > 1 {
+            return Ok((client, jetstream, stream, false));
+        }
         let first = stream
             .get_raw_message(1)
             .await
@@ -848,7 +879,7 @@ impl JetStreamEventLog {
             }
             _ => return Err(StreamOpenError::NotTla(settings.stream.clone())),
         }
-        Ok((client, jetstream, stream))
+        Ok((client, jetstream, stream, true))
     }
 
     /// The settings it was opened with.
