@@ -97,16 +97,31 @@ pub fn start_nats(binary: &Path, nodes: &[Node], i: usize) -> Child {
         .expect("nats-server starts")
 }
 
-/// Waits until every node's monitor says JetStream is healthy.
+/// Waits until every node's monitor says JetStream is healthy and, in a cluster, the
+/// node has routes to every other (the first server on a stream sizes its replicas by
+/// the cluster it sees).
 pub fn wait_nats_healthy(nodes: &[Node], which: &[usize]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     for &i in which {
         let address: SocketAddr = format!("127.0.0.1:{}", nodes[i].monitor).parse().unwrap();
         loop {
-            let ok = Http::connect(address)
-                .and_then(|mut http| http.request("GET", "/healthz", "-", "text/plain", b""))
-                .is_ok_and(|(status, _)| status == 200);
-            if ok {
+            let get = |path: &str| {
+                Http::connect(address)
+                    .and_then(|mut http| http.request("GET", path, "-", "text/plain", b""))
+            };
+            let healthy = get("/healthz").is_ok_and(|(status, _)| status == 200);
+            let routed = nodes.len() == 1
+                || get("/routez").is_ok_and(|(_, body)| {
+                    let routez: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let peers: std::collections::HashSet<&str> = routez["routes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r["remote_name"].as_str())
+                        .collect();
+                    peers.len() >= nodes.len() - 1
+                });
+            if healthy && routed {
                 break;
             }
             assert!(
