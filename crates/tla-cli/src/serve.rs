@@ -394,7 +394,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     )?);
                 };
                 let shared = Arc::new(tla_server::stream_log::JetStreamEventLog::open(
-                    settings, &secret, handle,
+                    settings,
+                    &secret,
+                    handle,
+                    store.clone(),
                 )?);
                 // The replay stops at the first state change this data directory has
                 // not applied (the learner applies it in its place).

@@ -21,7 +21,7 @@
 mod common;
 
 use common::nats::NatsCluster;
-use common::servers::{self, Addresses, Processes, any_server};
+use common::servers::{self, ADMIN, Addresses, Log, Processes, any_server, health};
 use common::{Http, TempDir};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -50,23 +50,21 @@ const STREAM: &str = "tla_chaos";
 /// The servers' `--stream-stale-secs`.
 const STALE_AFTER: Duration = Duration::from_secs(2);
 const SECRET: &str = "chaos-test-shared-secret-0123456789";
-const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
 
 /// Starts `tla serve` on the chaos test's stream.
 fn start_tla(data: &Path, event_log: &str, secret: &str) -> (Child, Result<SocketAddr, String>) {
     let stale = STALE_AFTER.as_secs_f64().to_string();
+    let log = Log::Stream {
+        event_log,
+        stream: STREAM,
+        secret,
+    };
     servers::start_tla(
         data,
-        event_log,
-        STREAM,
-        secret,
-        ADMIN,
+        &log,
         &["--stream-stale-secs", &stale],
+        Duration::from_secs(60),
     )
-}
-
-fn health(address: SocketAddr) -> Value {
-    servers::health(address, ADMIN)
 }
 
 #[test]

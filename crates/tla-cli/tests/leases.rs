@@ -21,7 +21,7 @@ mod common;
 
 use common::TempDir;
 use common::nats::NatsCluster;
-use common::servers::{self, Addresses, Processes, any_server};
+use common::servers::{self, ADMIN, Addresses, Log, Processes, any_server};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -33,7 +33,6 @@ const SERVERS: usize = 3;
 const CLIENTS: usize = 6;
 const STREAM: &str = "tla_leases";
 const SECRET: &str = "lease-test-shared-secret-0123456789";
-const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
 /// The flight budget.
 const BUDGET: f64 = 40.0;
 /// `--lease-share`: with a flight of less than a day the day's allowance is the
@@ -121,13 +120,16 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
     let share = LEASE_SHARE.to_string();
     let mut addresses = Vec::new();
     for i in 0..SERVERS {
+        let log = Log::Stream {
+            event_log: &event_log,
+            stream: STREAM,
+            secret: SECRET,
+        };
         let (child, address) = servers::start_tla(
             &root.0.join(format!("tla{i}")),
-            &event_log,
-            STREAM,
-            SECRET,
-            ADMIN,
+            &log,
             &["--lease-share", &share],
+            Duration::from_secs(60),
         );
         processes.tla.push(Some(child));
         addresses.push(Some(address.unwrap_or_else(|e| panic!("tla serve: {e}"))));
@@ -277,7 +279,7 @@ fn three_servers_spend_a_budget_within_servers_times_lease() {
     // Every server applies the whole stream: the same spend counted and lease book.
     let deadline = Instant::now() + Duration::from_secs(30);
     let healths = loop {
-        let healths: Vec<Value> = servers.iter().map(|a| servers::health(*a, ADMIN)).collect();
+        let healths: Vec<Value> = servers.iter().map(|a| servers::health(*a)).collect();
         let caught_up = healths.iter().all(|h| {
             h["stream"]["lag"] == 0
                 && h["stream"]["stream_last_seq"] == healths[0]["stream"]["stream_last_seq"]

@@ -101,8 +101,9 @@ pub struct LeaseBook {
     now_ms: i64,
     /// What each ask got, by its stream sequence.
     grants: HashMap<u64, Grant>,
-    /// Events of the mirror counted so far ([`LeaseBook::count_costs`]).
-    events_counted: usize,
+    /// The stream sequence through which the mirror's events are counted
+    /// ([`LeaseBook::count_costs`]).
+    costs_counted_through: u64,
     /// Corrections of the mirror counted so far.
     corrections_counted: usize,
 }
@@ -126,20 +127,27 @@ pub struct BookView {
 
 impl LeaseBook {
     /// Counts the cost events and the corrections of cost events of the stream as
-    /// applied (`events`: first copies, in stream order; `corrections`: recorded ones, in
-    /// stream order) that it has not counted yet. Called before each ask is applied, so
-    /// the rule sees every cost before the ask in stream order.
+    /// applied that it has not counted yet: `events` are the first copies with a
+    /// sequence above [`LeaseBook::costs_counted_through`] up to `through`, in stream
+    /// order (the mirror reads them from its file and its unwritten batch,
+    /// `Mirror::count_lease_costs`); `corrections` every correction recorded, in stream
+    /// order. Called before each ask is applied, so the rule sees every cost before the
+    /// ask in stream order.
     pub fn count_costs(
         &mut self,
         events: &[tla_store::StoredEvent],
+        through: u64,
         corrections: &[tla_store::StoredCorrection],
     ) {
-        for event in &events[self.events_counted.min(events.len())..] {
-            if event.kind == tla_store::EventKind::Cost {
+        for event in events {
+            if event.seq > self.costs_counted_through
+                && event.seq <= through
+                && event.kind == tla_store::EventKind::Cost
+            {
                 self.note_cost(&event.campaign_id, 0.0, event.value);
             }
         }
-        self.events_counted = events.len();
+        self.costs_counted_through = self.costs_counted_through.max(through);
         for correction in &corrections[self.corrections_counted.min(corrections.len())..] {
             if correction.event_kind == tla_store::EventKind::Cost {
                 let new = match correction.action {
@@ -151,6 +159,11 @@ impl LeaseBook {
             }
         }
         self.corrections_counted = corrections.len();
+    }
+
+    /// The stream sequence through which cost events are counted.
+    pub fn costs_counted_through(&self) -> u64 {
+        self.costs_counted_through
     }
 
     /// A cost of `campaign_id` moved from `old` to `new` (0 to its value when it is

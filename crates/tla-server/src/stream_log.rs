@@ -17,13 +17,16 @@
 //! function of the same prefix.
 //!
 //! Each server follows the stream with an ordered consumer (recreated after any
-//! error, from the last sequence it applied) into an in-memory [`Mirror`], which
-//! answers `read_after`, `find_event` and `corrections`. The [`EventLog`] trait is
-//! synchronous and called from blocking threads: each call bridges into the server's
-//! runtime with [`Handle::block_on`] (never from an async worker).
+//! error, from the last sequence it applied) into its [`Mirror`], kept in the server's
+//! own SQLite file (events with their stream sequences, the other records as bytes, the
+//! position written in the same transaction), which answers `read_after`, `find_event`
+//! and `corrections`; a restart loads the mirror and follows the stream only after its
+//! position. The [`EventLog`] trait is synchronous and called from blocking threads:
+//! each call bridges into the server's runtime with [`Handle::block_on`] (never from
+//! an async worker).
 
 use async_nats::jetstream::{self, consumer, stream};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -55,6 +58,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a server retries opening its stream (a cluster electing a leader).
 const OPEN_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// How long the catch-up at start may go without progress before the start fails.
+const CATCH_UP_STALL: Duration = Duration::from_secs(30);
+
+/// The most messages the follower applies and writes to the mirror in one transaction.
+const FLUSH_BATCH: usize = 4_096;
 
 /// How often the stream's state is asked for (position, connection).
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -360,14 +369,27 @@ fn message_id(campaign_id: &str, event_id: &str) -> String {
     format!("{campaign_id}/{event_id}")
 }
 
-/// The stream as this server has applied it: every event (first copy of each id),
-/// every correction, and the outcome of each correction record by its sequence.
-#[derive(Debug, Default)]
+/// The stream as this server has applied it: every event (first copy of each id) in
+/// the server's SQLite file, every correction, and the outcome of each correction
+/// record by its sequence. Events are written to the file batch by batch
+/// ([`Mirror::flush`], with the position in the same transaction); every other record
+/// is written as its bytes and, at the next start, applied again into memory
+/// ([`Mirror::load`]), so a restart reads the stream only after the position.
+#[derive(Debug)]
 pub struct Mirror {
-    /// Events in sequence order.
-    events: Vec<StoredEvent>,
-    /// `(campaign_id, event_id)` to the sequence of its first copy.
-    seq_by_id: HashMap<(String, String), u64>,
+    /// The server's SQLite file, where the events and the position are kept.
+    store: tla_store::Store,
+    /// The stream's name (written with the position).
+    stream: String,
+    /// Applied and not yet written: [`Mirror::flush`] writes it.
+    batch: tla_store::MirrorBatch,
+    /// `(campaign_id, event_id)` to the sequence of the first copy, for the events of
+    /// `batch` (the file's unique index answers for the others).
+    batch_ids: HashMap<(String, String), u64>,
+    /// While [`Mirror::load`] applies the stored records again: nothing is written.
+    reloading: bool,
+    /// The sequence of the last event mirrored.
+    last_event_seq: u64,
     /// Every correction recorded, in stream order (`id` = index + 1).
     corrections: Vec<StoredCorrection>,
     /// What each correction record did, by its stream sequence.
@@ -386,9 +408,81 @@ pub struct Mirror {
     changes: Vec<(u64, ChangeRecord)>,
     /// The keys the stream holds: id to whether a record revoked it.
     keys: HashMap<String, bool>,
+    /// The `secret_check` of the stream's genesis, once applied (it stays known here
+    /// after the stream purged its first records).
+    genesis_check: Option<String>,
 }
 
 impl Mirror {
+    /// The mirror of `stream` kept in `store`: what the file holds, its records other
+    /// than events applied again into memory. A file that mirrored another stream, or
+    /// that holds events of its own SQLite log, is refused.
+    pub fn load(store: tla_store::Store, stream: &str) -> Result<Mirror, StoreError> {
+        let position = store.mirror_position()?;
+        let last_event_seq = store.event_log().last_seq()?;
+        match &position {
+            Some(position) if position.stream != stream => {
+                return Err(StoreError::InvalidInput(format!(
+                    "this data directory mirrors stream {:?}, not {stream:?}; give each stream its own data directory",
+                    position.stream
+                )));
+            }
+            None if last_event_seq > 0 => {
+                return Err(StoreError::InvalidInput(format!(
+                    "this data directory holds its own SQLite event log ({last_event_seq} events); a server on stream {stream:?} needs a data directory of its own"
+                )));
+            }
+            _ => {}
+        }
+        let mut mirror = Mirror {
+            store,
+            stream: stream.to_owned(),
+            batch: tla_store::MirrorBatch::default(),
+            batch_ids: HashMap::new(),
+            reloading: true,
+            last_event_seq,
+            corrections: Vec::new(),
+            correction_outcomes: HashMap::new(),
+            campaigns: Vec::new(),
+            applied: 0,
+            undecodable: 0,
+            repeats_skipped: 0,
+            genesis_check: None,
+            leases: crate::lease::LeaseBook::default(),
+            changes: Vec::new(),
+            keys: HashMap::new(),
+        };
+        for (seq, payload) in mirror.store.mirror_records()? {
+            mirror.apply(seq, &payload);
+        }
+        mirror.correction_outcomes.clear();
+        mirror.reloading = false;
+        mirror.applied = position.map_or(0, |p| p.mirrored_seq);
+        Ok(mirror)
+    }
+
+    /// The last stream sequence applied (and, once flushed, in the file).
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Writes what was applied since the last flush, with the position, in one
+    /// transaction. On an error nothing is written and the batch is kept for the next
+    /// try.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.reloading {
+            return Ok(());
+        }
+        self.store
+            .write_mirror(&self.stream, &self.batch, self.applied)?;
+        if let Some(last) = self.batch.events.last() {
+            self.last_event_seq = last.seq;
+        }
+        self.batch = tla_store::MirrorBatch::default();
+        self.batch_ids.clear();
+        Ok(())
+    }
+
     /// Applies the message at stream sequence `seq`: the one rule every server
     /// follows. A record that does not decode, a second genesis, a later copy of an
     /// event id and a correction of an unknown event change nothing but the position.
@@ -397,9 +491,15 @@ impl Mirror {
             return;
         }
         self.applied = seq;
-        let record: Record = match serde_json::from_slice(payload) {
-            Ok(record) => record,
-            Err(error) => {
+        let record: Option<Record> = serde_json::from_slice(payload).ok();
+        if !self.reloading && !matches!(record, Some(Record::Event { .. })) {
+            // Every record but an event is kept as its bytes, applied again at start.
+            self.batch.records.push((seq, payload.to_vec()));
+        }
+        let record = match record {
+            Some(record) => record,
+            None => {
+                let error = serde_json::from_slice::<Record>(payload).unwrap_err();
                 self.undecodable += 1;
                 tracing::warn!(seq, %error, "stream record skipped: it does not decode");
                 return;
@@ -407,7 +507,9 @@ impl Mirror {
         };
         match record {
             // Checked when the server opens the stream (`JetStreamEventLog::open`).
-            Record::Genesis { .. } => {}
+            Record::Genesis { secret_check, .. } => {
+                self.genesis_check.get_or_insert(secret_check);
+            }
             Record::Campaign {
                 id,
                 name,
@@ -442,12 +544,12 @@ impl Mirror {
                     return;
                 };
                 let key = (campaign_id, event_id);
-                if self.seq_by_id.contains_key(&key) {
+                if self.find(&key.0, &key.1).is_some() {
                     self.repeats_skipped += 1;
                     return;
                 }
-                self.seq_by_id.insert(key.clone(), seq);
-                self.events.push(StoredEvent {
+                self.batch_ids.insert(key.clone(), seq);
+                self.batch.events.push(StoredEvent {
                     seq,
                     campaign_id: key.0,
                     event_id: key.1,
@@ -482,7 +584,7 @@ impl Mirror {
                     key_id,
                     at_ms,
                 };
-                let outcome = self.correct(&correction);
+                let outcome = self.correct(seq, &correction);
                 self.correction_outcomes.insert(seq, outcome);
             }
             // --- Spend leases ---
@@ -501,7 +603,7 @@ impl Mirror {
                     at_ms,
                 };
                 // The costs (and their corrections) before this record, then the rule.
-                self.leases.count_costs(&self.events, &self.corrections);
+                self.count_lease_costs(seq);
                 self.leases.apply(seq, &ask);
             }
             // ---- state changes: kept in order; every server's learner applies them ----
@@ -520,10 +622,13 @@ impl Mirror {
         }
     }
 
-    fn correct(&mut self, correction: &NewCorrection) -> CorrectionOutcome {
+    /// The correction record at `seq`: of the event of its id stored before it.
+    fn correct(&mut self, seq: u64, correction: &NewCorrection) -> CorrectionOutcome {
+        // When the records are applied again at start, the file also holds the events
+        // after `seq`: an event first sent after its correction is unknown to it.
         let Some(event) = self
             .find(&correction.campaign_id, &correction.event_id)
-            .cloned()
+            .filter(|event| event.seq < seq)
         else {
             return CorrectionOutcome::UnknownEvent;
         };
@@ -543,38 +648,74 @@ impl Mirror {
         CorrectionOutcome::Recorded(stored)
     }
 
-    fn find(&self, campaign_id: &str, event_id: &str) -> Option<&StoredEvent> {
-        let seq = *self
-            .seq_by_id
-            .get(&(campaign_id.to_owned(), event_id.to_owned()))?;
-        self.at(seq)
+    /// The first copy of an event id: in the batch being applied, else in the file.
+    fn find(&self, campaign_id: &str, event_id: &str) -> Option<StoredEvent> {
+        if let Some(seq) = self
+            .batch_ids
+            .get(&(campaign_id.to_owned(), event_id.to_owned()))
+        {
+            let at = self.batch.events.partition_point(|e| e.seq < *seq);
+            return self.batch.events.get(at).cloned();
+        }
+        match self.store.event_log().find_event(campaign_id, event_id) {
+            Ok(found) => found,
+            Err(error) => {
+                // The file cannot answer: stop rather than apply the stream differently
+                // from every other server (the follower recreates the mirror's state
+                // from the file after a restart).
+                panic!("the stream mirror cannot read its SQLite file: {error}");
+            }
+        }
     }
 
-    fn at(&self, seq: u64) -> Option<&StoredEvent> {
-        self.events
-            .binary_search_by_key(&seq, |e| e.seq)
-            .ok()
-            .map(|i| &self.events[i])
+    /// Counts into the lease book the cost events (first copies) and corrections of
+    /// cost events before stream sequence `before` that it has not counted yet: the
+    /// events from the file, then from the batch not yet written (while the records are
+    /// applied again at start, the file also holds the events after `before`: they wait
+    /// for their place). A file that cannot be read stops the server, as in
+    /// [`Mirror::find`].
+    fn count_lease_costs(&mut self, before: u64) {
+        const PAGE: usize = 10_000;
+        let through = before.saturating_sub(1);
+        let mut after = self.leases.costs_counted_through();
+        let mut fresh = Vec::new();
+        while after < through {
+            let page = match self.store.event_log().read_after(after, PAGE) {
+                Ok(page) => page,
+                Err(error) => panic!("the stream mirror cannot read its SQLite file: {error}"),
+            };
+            let Some(last) = page.last().map(|e| e.seq) else {
+                break;
+            };
+            fresh.extend(
+                page.into_iter()
+                    .filter(|e| e.seq <= through && e.kind == tla_store::EventKind::Cost),
+            );
+            after = last;
+        }
+        fresh.extend(
+            self.batch
+                .events
+                .iter()
+                .filter(|e| e.seq <= through && e.kind == tla_store::EventKind::Cost)
+                .cloned(),
+        );
+        self.leases.count_costs(&fresh, through, &self.corrections);
     }
 
-    /// Events with `seq > after`, ascending, at most `limit`.
-    pub fn read_after(&self, after: u64, limit: usize) -> Vec<StoredEvent> {
-        let start = self.events.partition_point(|e| e.seq <= after);
-        self.events[start..].iter().take(limit).cloned().collect()
+    /// Events with `seq > after`, ascending, at most `limit` (written ones: called
+    /// between batches).
+    pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store.event_log().read_after(after, limit)
     }
 
     /// The outcome of one appended event published at `seq` (`duplicate`: the
     /// stream absorbed it as a repeat of the message at `seq`).
     fn outcome_of(&self, event: &NewEvent, seq: u64, duplicate: bool) -> Option<AppendOutcome> {
-        if !duplicate
-            && self
-                .at(seq)
-                .is_some_and(|e| e.campaign_id == event.campaign_id && e.event_id == event.event_id)
-        {
-            return Some(AppendOutcome::Appended { seq });
-        }
         let stored = self.find(&event.campaign_id, &event.event_id)?;
-        Some(if event.repeats(stored) {
+        Some(if !duplicate && stored.seq == seq {
+            AppendOutcome::Appended { seq }
+        } else if event.repeats(&stored) {
             AppendOutcome::Duplicate { seq: stored.seq }
         } else {
             AppendOutcome::Conflict { seq: stored.seq }
@@ -664,6 +805,29 @@ pub enum StreamOpenError {
     /// The stream's first message is not a TLA genesis.
     #[error("stream {0} is not a TLA event log: its first message is not a TLA genesis record")]
     NotTla(String),
+    /// The data directory's mirror cannot be read or does not belong to this stream.
+    #[error("cannot use the data directory's mirror of stream {stream}: {detail}")]
+    Mirror {
+        /// The stream.
+        stream: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The stream no longer holds the records right after this server's mirror (they
+    /// were purged), or it is behind the mirror (it was deleted and made again).
+    #[error(
+        "stream {stream} cannot continue this server's mirror: the server mirrored it through sequence {mirrored}, and the stream now holds sequences {first} to {last}; start the server on a new data directory (it then reads the stream from its start) or restore the stream"
+    )]
+    Gap {
+        /// The stream.
+        stream: String,
+        /// The last sequence in the server's mirror.
+        mirrored: u64,
+        /// The stream's first sequence.
+        first: u64,
+        /// The stream's last sequence.
+        last: u64,
+    },
 }
 
 /// The [`EventLog`] on a JetStream stream: see the module docs.
@@ -702,13 +866,16 @@ impl Drop for JetStreamEventLog {
 impl JetStreamEventLog {
     /// Connects to the NATS servers, creates the stream if missing (replicas: the
     /// smaller of 3 and the cluster's size), writes its genesis if it is empty, refuses
-    /// a stream started with another `secret`, then follows the stream and waits until
-    /// this server has applied all of it that existed at the start. Blocking: call it
-    /// from a blocking thread of the runtime `handle` belongs to.
+    /// a stream started with another `secret`, loads the mirror kept in `store` and
+    /// refuses a stream that cannot continue it (purged after its position, or behind
+    /// it), then follows the stream from the mirror's position and waits until this
+    /// server has applied all of it that existed at the start. Blocking: call it from
+    /// a blocking thread of the runtime `handle` belongs to.
     pub fn open(
         settings: StreamSettings,
         secret: &[u8],
         handle: Handle,
+        store: tla_store::Store,
     ) -> Result<Self, StreamOpenError> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(StreamOpenError::Secret);
@@ -735,7 +902,7 @@ impl JetStreamEventLog {
                 other => break other,
             }
         };
-        let (client, jetstream, stream) = opened?;
+        let (client, jetstream, stream, genesis_checked) = opened?;
 
         let status = Arc::new(Status::default());
         status.connected.store(true, Ordering::Relaxed);
@@ -746,8 +913,40 @@ impl JetStreamEventLog {
             .replicas
             .store(info.config.num_replicas as u64, Ordering::Relaxed);
         let at_open = info.state.last_sequence;
-        let mirror = Arc::new(Mutex::new(Mirror::default()));
-        let (mirrored, _) = tokio::sync::watch::channel(0u64);
+        let mirror =
+            Mirror::load(store, &settings.stream).map_err(|e| StreamOpenError::Mirror {
+                stream: settings.stream.clone(),
+                detail: e.to_string(),
+            })?;
+        let mirrored_seq = mirror.applied;
+        // A stream that purged its genesis is checked against the genesis in the
+        // mirror; without one the position check below refuses it.
+        if !genesis_checked {
+            match &mirror.genesis_check {
+                Some(found) if *found != check => {
+                    return Err(StreamOpenError::SecretMismatch(settings.stream.clone()));
+                }
+                _ => {}
+            }
+        }
+        // The records right after the position must still be in the stream (the
+        // genesis, sequence 1, was read above), and the stream must not be behind it.
+        if info.state.first_sequence > mirrored_seq + 1 || at_open < mirrored_seq {
+            return Err(StreamOpenError::Gap {
+                stream: settings.stream.clone(),
+                mirrored: mirrored_seq,
+                first: info.state.first_sequence,
+                last: at_open,
+            });
+        }
+        tracing::info!(
+            stream = %settings.stream,
+            mirrored_seq,
+            stream_last_seq = at_open,
+            "following the stream after the mirror's position"
+        );
+        let mirror = Arc::new(Mutex::new(mirror));
+        let (mirrored, _) = tokio::sync::watch::channel(mirrored_seq);
         let tasks = {
             let _entered = handle.enter();
             vec![
@@ -772,14 +971,22 @@ impl JetStreamEventLog {
             tasks,
             changes_through: AtomicU64::new(0),
         };
-        // The replay at the server's start sees the whole stream as it was.
-        let catch_up = Duration::from_secs(120);
-        log.wait_mirrored(at_open, catch_up)
-            .map_err(|e| StreamOpenError::Nats {
-                stream: log.settings.stream.clone(),
-                servers: log.settings.servers.join(","),
-                detail: format!("catching up to sequence {at_open}: {e}"),
-            })?;
+        // The replay at the server's start sees the whole stream as it was: wait as
+        // long as the mirror moves, at most `CATCH_UP_STALL` without progress.
+        loop {
+            let before = log.lock().applied;
+            match log.wait_mirrored(at_open, CATCH_UP_STALL) {
+                Ok(()) => break,
+                Err(_) if log.lock().applied > before => continue,
+                Err(e) => {
+                    return Err(StreamOpenError::Nats {
+                        stream: log.settings.stream.clone(),
+                        servers: log.settings.servers.join(","),
+                        detail: format!("catching up to sequence {at_open}: {e}"),
+                    });
+                }
+            }
+        }
         Ok(log)
     }
 
@@ -789,7 +996,8 @@ impl JetStreamEventLog {
         subject: &str,
         check: &str,
         nats: &impl Fn(String) -> StreamOpenError,
-    ) -> Result<(async_nats::Client, jetstream::Context, stream::Stream), StreamOpenError> {
+    ) -> Result<(async_nats::Client, jetstream::Context, stream::Stream, bool), StreamOpenError>
+    {
         let addrs = settings
             .servers
             .iter()
@@ -805,7 +1013,7 @@ impl JetStreamEventLog {
         let cluster = client.server_info().connect_urls.len().max(1);
         let replicas = cluster.min(3);
         let jetstream = jetstream::new(client.clone());
-        let stream = jetstream
+        let mut stream = jetstream
             .get_or_create_stream(stream::Config {
                 name: settings.stream.clone(),
                 subjects: vec![subject.to_owned()],
@@ -831,6 +1039,17 @@ impl JetStreamEventLog {
         {
             let _ = ack.await;
         }
+        // The genesis is sequence 1, unless the stream purged it (then `open` checks the
+        // one in the server's mirror): `false`.
+        let first_seq = stream
+            .info()
+            .await
+            .map_err(|e| nats(format!("reading the stream's state: {e}")))?
+            .state
+            .first_sequence;
+        if first_seq > 1 {
+            return Ok((client, jetstream, stream, false));
+        }
         let first = stream
             .get_raw_message(1)
             .await
@@ -842,7 +1061,7 @@ impl JetStreamEventLog {
             }
             _ => return Err(StreamOpenError::NotTla(settings.stream.clone())),
         }
-        Ok((client, jetstream, stream))
+        Ok((client, jetstream, stream, true))
     }
 
     /// The settings it was opened with.
@@ -861,8 +1080,7 @@ impl JetStreamEventLog {
             .stream_last_seq
             .load(Ordering::Relaxed)
             .max(mirror.applied);
-        let unapplied_events =
-            (mirror.events.len() - mirror.events.partition_point(|e| e.seq <= applied_seq)) as u64;
+        let unapplied_events = mirror.store.events_after(applied_seq).unwrap_or(0);
         StreamHealth {
             stream: self.settings.stream.clone(),
             connected,
@@ -998,11 +1216,9 @@ impl JetStreamEventLog {
     /// The lease book's view of `campaign_id` as this server applied it (the spend
     /// counted through the last record applied).
     pub fn lease_book(&self, campaign_id: &str) -> crate::lease::BookView {
-        let mut guard = self.lock();
-        let mirror = &mut *guard;
-        mirror
-            .leases
-            .count_costs(&mirror.events, &mirror.corrections);
+        let mut mirror = self.lock();
+        let through = mirror.applied + 1;
+        mirror.count_lease_costs(through);
         mirror.leases.view(campaign_id)
     }
 
@@ -1050,29 +1266,66 @@ async fn follow(
                 continue;
             }
         };
+        let mut failed = false;
         while let Some(next) = messages.next().await {
-            let message = match next {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "the stream's ordered consumer failed; recreating it");
-                    break;
+            // Take what has arrived already too (up to `FLUSH_BATCH`): one transaction
+            // for the lot.
+            let mut received = vec![next];
+            while received.len() < FLUSH_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(next)) => received.push(next),
+                    _ => break,
                 }
-            };
-            let Ok(info) = message.info() else {
-                continue;
-            };
-            let seq = info.stream_sequence;
-            status.saw_last(seq + info.pending);
-            status.contact();
-            let applied = {
-                let mut mirror = mirror.lock().unwrap_or_else(PoisonError::into_inner);
-                mirror.apply(seq, &message.payload);
-                mirror.applied
-            };
+            }
+            let mut batch = Vec::with_capacity(received.len());
+            for next in received {
+                match next {
+                    Ok(message) => batch.push(message),
+                    Err(error) => {
+                        tracing::warn!(%error, "the stream's ordered consumer failed; recreating it");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let applied = apply_batch(&mirror, &status, batch).await;
             mirrored.send_replace(applied);
+            if failed {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Applies messages to the mirror and writes them to its file with the position (on a
+/// blocking thread); a write that fails is retried until it succeeds, so the position
+/// others wait for only moves once the rows are on disk. Returns the position.
+async fn apply_batch(
+    mirror: &Arc<Mutex<Mirror>>,
+    status: &Arc<Status>,
+    messages: Vec<async_nats::jetstream::Message>,
+) -> u64 {
+    let mirror = mirror.clone();
+    let status = status.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut mirror = mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        for message in &messages {
+            let Ok(info) = message.info() else {
+                continue;
+            };
+            status.saw_last(info.stream_sequence + info.pending);
+            mirror.apply(info.stream_sequence, &message.payload);
+        }
+        status.contact();
+        while let Err(error) = mirror.flush() {
+            tracing::error!(%error, "writing the stream mirror failed; retrying");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        mirror.applied
+    });
+    task.await
+        .expect("the mirror's writer does not panic unless its file cannot be read")
 }
 
 /// Asks the stream for its state every [`WATCH_EVERY`]: an answer is contact.
@@ -1127,7 +1380,7 @@ impl EventLog for JetStreamEventLog {
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mirror = self.lock();
-        let mut events = mirror.read_after(after, limit);
+        let mut events = mirror.read_after(after, limit)?;
         // No event after a change the state has not applied yet.
         let barrier = mirror.next_change_after(self.changes_through.load(Ordering::SeqCst));
         if let Some(barrier) = barrier {
@@ -1137,7 +1390,7 @@ impl EventLog for JetStreamEventLog {
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
-        Ok(self.lock().events.last().map_or(0, |e| e.seq))
+        Ok(self.lock().last_event_seq)
     }
 
     fn find_event(
@@ -1146,7 +1399,7 @@ impl EventLog for JetStreamEventLog {
         event_id: &str,
     ) -> Result<Option<StoredEvent>, StoreError> {
         self.catch_up()?;
-        Ok(self.lock().find(campaign_id, event_id).cloned())
+        Ok(self.lock().find(campaign_id, event_id))
     }
 
     fn append_correction(
@@ -1160,7 +1413,7 @@ impl EventLog for JetStreamEventLog {
             let Some(event) = mirror.find(&correction.campaign_id, &correction.event_id) else {
                 return Ok(CorrectionOutcome::UnknownEvent);
             };
-            if let Standing::Retracted(retraction) = standing(event, &mirror.corrections) {
+            if let Standing::Retracted(retraction) = standing(&event, &mirror.corrections) {
                 return Ok(CorrectionOutcome::AlreadyRetracted(retraction.clone()));
             }
         }
@@ -1257,27 +1510,42 @@ mod tests {
         Record::of_event(event).to_bytes()
     }
 
+    fn mirror() -> Mirror {
+        Mirror::load(tla_store::Store::open_in_memory().unwrap(), "s").unwrap()
+    }
+
+    /// Applies and writes one record, as the follower does with a batch.
+    fn apply(mirror: &mut Mirror, seq: u64, payload: &[u8]) {
+        mirror.apply(seq, payload);
+        mirror.flush().unwrap();
+    }
+
     #[test]
     fn a_later_copy_of_an_event_id_is_skipped_and_reported_a_duplicate_or_conflict() {
-        let mut mirror = Mirror::default();
+        let mut mirror = mirror();
         let genesis = Record::Genesis {
             format: STREAM_FORMAT,
             secret_check: secret_check(b"0123456789abcdef"),
         };
-        mirror.apply(1, &genesis.to_bytes());
+        apply(&mut mirror, 1, &genesis.to_bytes());
         let first = event("c", "e1", 0.1 + 0.2);
-        mirror.apply(2, &bytes(&first));
-        mirror.apply(3, &bytes(&event("c", "e2", 1.0)));
+        apply(&mut mirror, 2, &bytes(&first));
+        apply(&mut mirror, 3, &bytes(&event("c", "e2", 1.0)));
         // After the dedup window: the same id again, once the same, once not.
-        mirror.apply(4, &bytes(&first));
-        mirror.apply(5, &bytes(&event("c", "e1", 7.0)));
-        mirror.apply(6, b"not json");
-        mirror.apply(7, &bytes(&event("d", "e1", 1.0)));
-        let seqs: Vec<u64> = mirror.read_after(0, 10).iter().map(|e| e.seq).collect();
+        apply(&mut mirror, 4, &bytes(&first));
+        apply(&mut mirror, 5, &bytes(&event("c", "e1", 7.0)));
+        apply(&mut mirror, 6, b"not json");
+        apply(&mut mirror, 7, &bytes(&event("d", "e1", 1.0)));
+        let seqs: Vec<u64> = mirror
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, [2, 3, 7]);
-        assert_eq!(mirror.read_after(2, 1)[0].seq, 3);
+        assert_eq!(mirror.read_after(2, 1).unwrap()[0].seq, 3);
         // The value is the exact number written.
-        assert_eq!(mirror.read_after(0, 1)[0].value, 0.1 + 0.2);
+        assert_eq!(mirror.read_after(0, 1).unwrap()[0].value, 0.1 + 0.2);
         assert_eq!(mirror.repeats_skipped, 2);
         assert_eq!(mirror.undecodable, 1);
         assert_eq!(mirror.applied, 7);
@@ -1298,8 +1566,8 @@ mod tests {
             Some(AppendOutcome::Duplicate { seq: 2 })
         );
         // Re-applying a sequence changes nothing.
-        mirror.apply(3, &bytes(&event("c", "e9", 1.0)));
-        assert_eq!(mirror.read_after(0, 10).len(), 3);
+        apply(&mut mirror, 3, &bytes(&event("c", "e9", 1.0)));
+        assert_eq!(mirror.read_after(0, 10).unwrap().len(), 3);
         // The first record of a campaign id wins.
         let campaign = |name: &str| Record::Campaign {
             id: "c_1".into(),
@@ -1307,16 +1575,16 @@ mod tests {
             spec_json: "{}".into(),
             created_at_ms: 5,
         };
-        mirror.apply(8, &campaign("first").to_bytes());
-        mirror.apply(9, &campaign("second").to_bytes());
+        apply(&mut mirror, 8, &campaign("first").to_bytes());
+        apply(&mut mirror, 9, &campaign("second").to_bytes());
         assert_eq!(mirror.campaigns.len(), 1);
         assert_eq!(mirror.campaigns[0].name, "first");
     }
 
     #[test]
     fn corrections_take_effect_in_stream_order_and_a_retraction_is_final() {
-        let mut mirror = Mirror::default();
-        mirror.apply(1, &bytes(&event("c", "e1", 5.0)));
+        let mut mirror = mirror();
+        apply(&mut mirror, 1, &bytes(&event("c", "e1", 5.0)));
         let correction = |action| NewCorrection {
             campaign_id: "c".into(),
             event_id: "e1".into(),
@@ -1326,17 +1594,18 @@ mod tests {
             at_ms: 9,
         };
         let fix = correction(CorrectionAction::Correct { value: 3.0 });
-        mirror.apply(2, &Record::of_correction(&fix).to_bytes());
-        mirror.apply(
+        apply(&mut mirror, 2, &Record::of_correction(&fix).to_bytes());
+        apply(
+            &mut mirror,
             3,
             &Record::of_correction(&correction(CorrectionAction::Retract)).to_bytes(),
         );
-        mirror.apply(4, &Record::of_correction(&fix).to_bytes());
+        apply(&mut mirror, 4, &Record::of_correction(&fix).to_bytes());
         let unknown = NewCorrection {
             event_id: "nope".into(),
             ..fix.clone()
         };
-        mirror.apply(5, &Record::of_correction(&unknown).to_bytes());
+        apply(&mut mirror, 5, &Record::of_correction(&unknown).to_bytes());
         assert!(matches!(
             &mirror.correction_outcomes[&2],
             CorrectionOutcome::Recorded(c) if c.old_value == Some(5.0)
@@ -1442,6 +1711,94 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&change(Change::Resume)).unwrap();
         assert_eq!(json["type"], "change");
         assert_eq!(json["change"]["kind"], "resume");
+    }
+
+    #[test]
+    fn a_mirror_loaded_from_its_file_is_the_mirror_that_wrote_it() {
+        let store = tla_store::Store::open_in_memory().unwrap();
+        let mut first = Mirror::load(store.clone(), "s").unwrap();
+        let genesis = Record::Genesis {
+            format: STREAM_FORMAT,
+            secret_check: secret_check(b"0123456789abcdef"),
+        };
+        let campaign = Record::Campaign {
+            id: "c".into(),
+            name: "n".into(),
+            spec_json: "{}".into(),
+            created_at_ms: 1,
+        };
+        let retract = |event_id: &str| {
+            Record::of_correction(&NewCorrection {
+                campaign_id: "c".into(),
+                event_id: event_id.into(),
+                action: CorrectionAction::Retract,
+                reason: "r".into(),
+                key_id: "k".into(),
+                at_ms: 9,
+            })
+            .to_bytes()
+        };
+        // One batch (one transaction), as the follower writes it, then another.
+        first.apply(1, &genesis.to_bytes());
+        first.apply(2, &campaign.to_bytes());
+        first.apply(3, &bytes(&event("c", "e1", 5.0)));
+        // A correction of an event sent only after it: unknown, on every reading.
+        first.apply(4, &retract("e2"));
+        first.apply(5, &bytes(&event("c", "e2", 1.0)));
+        first.apply(6, &bytes(&event("c", "e1", 5.0)));
+        first.flush().unwrap();
+        first.apply(7, &retract("e1"));
+        first.apply(8, b"not json");
+        first.flush().unwrap();
+        // Applied, not written: a crash here loses it, and the position with it.
+        first.apply(9, &bytes(&event("c", "e3", 1.0)));
+        assert_eq!(
+            first.correction_outcomes[&4],
+            CorrectionOutcome::UnknownEvent
+        );
+
+        let mut again = Mirror::load(store.clone(), "s").unwrap();
+        assert_eq!(again.applied, 8);
+        assert_eq!(again.last_event_seq, 5);
+        assert_eq!(again.campaigns, first.campaigns);
+        assert_eq!(again.corrections, first.corrections);
+        assert_eq!(again.corrections.len(), 1);
+        assert_eq!(again.undecodable, 1);
+        let seqs: Vec<u64> = again
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [3, 5]);
+        // The first-copy rule holds across the restart (the index is in the file).
+        apply(&mut again, 9, &bytes(&event("c", "e1", 5.0)));
+        apply(&mut again, 10, &bytes(&event("c", "e3", 1.0)));
+        let seqs: Vec<u64> = again
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [3, 5, 10]);
+        assert_eq!(
+            again.outcome_of(&event("c", "e1", 5.0), 9, false),
+            Some(AppendOutcome::Duplicate { seq: 3 })
+        );
+
+        // Another stream, or a data directory with its own SQLite log, is refused.
+        let error = Mirror::load(store, "other").unwrap_err();
+        assert!(
+            error.to_string().contains("mirrors stream \"s\""),
+            "{error}"
+        );
+        let sqlite = tla_store::Store::open_in_memory().unwrap();
+        sqlite.event_log().append(&[event("c", "e1", 1.0)]).unwrap();
+        let error = Mirror::load(sqlite, "s").unwrap_err();
+        assert!(
+            error.to_string().contains("its own SQLite event log"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -64,6 +64,26 @@ fn correction(id: &str, action: CorrectionAction) -> NewCorrection {
     }
 }
 
+/// Starts a single-node NATS server with JetStream on a free port.
+fn start_nats(binary: &std::path::Path) -> (Nats, u16) {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tla-stream-log-{}-{port}", std::process::id()));
+    let child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    let nats = Nats { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (nats, port)
+}
+
 #[test]
 fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
     let Some(binary) = tla_server::stream_log::nats_server_binary() else {
@@ -74,21 +94,7 @@ fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
         eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
         return;
     };
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("tla-stream-log-{}-{port}", std::process::id()));
-    let child = Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
-    let _nats = Nats { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_nats, port) = start_nats(&binary);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -100,8 +106,14 @@ fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let open =
-        |secret: &[u8]| JetStreamEventLog::open(settings.clone(), secret, runtime.handle().clone());
+    let open = |secret: &[u8]| {
+        JetStreamEventLog::open(
+            settings.clone(),
+            secret,
+            runtime.handle().clone(),
+            tla_store::Store::open_in_memory().unwrap(),
+        )
+    };
     let log = open(SECRET).expect("the stream opens");
 
     // One batch: new, new, an exact repeat, another content under a stored id.
@@ -208,4 +220,107 @@ fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
     );
     let refused = open(b"short").unwrap_err();
     assert!(refused.to_string().contains("TLA_SECRET"), "{refused}");
+}
+
+#[test]
+fn a_restart_follows_the_stream_after_its_mirror_and_a_purge_after_it_is_refused() {
+    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"
+        );
+        eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
+        return;
+    };
+    let (_nats, port) = start_nats(&binary);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = StreamSettings::parse(
+        &format!("nats://127.0.0.1:{port}"),
+        "tla_restart",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let data =
+        std::env::temp_dir().join(format!("tla-stream-mirror-{}-{port}", std::process::id()));
+    let open = |dir: &std::path::Path| {
+        let store = tla_store::Store::open(dir).expect("the data directory opens");
+        JetStreamEventLog::open(settings.clone(), SECRET, runtime.handle().clone(), store)
+    };
+    let first = open(&data).expect("the stream opens");
+    first.append(&[event("e1", 1.0), event("e2", 2.0)]).unwrap();
+    assert!(matches!(
+        first.append_correction(&correction("e1", CorrectionAction::Retract)),
+        Ok(CorrectionOutcome::Recorded(_))
+    ));
+    let before = first.read_after(0, 10).unwrap();
+    let mirrored = first.health(0).mirrored_seq;
+    drop(first);
+
+    // Another server appends while this one is down; the restart reads its mirror and
+    // only the stream after it.
+    let other_dir = data.join("other");
+    let other = open(&other_dir).expect("another server opens");
+    other.append(&[event("e3", 3.0), event("e1", 1.0)]).unwrap();
+    let again = open(&data).expect("the restart opens");
+    let health = again.health(0);
+    assert_eq!(
+        health.mirrored_seq,
+        other.health(0).mirrored_seq,
+        "{health:?}"
+    );
+    assert!(health.mirrored_seq > mirrored);
+    let read = again.read_after(0, 10).unwrap();
+    assert_eq!(read[..2], before[..]);
+    assert_eq!(read.len(), 3, "{read:?}");
+    assert_eq!(
+        again.corrections("c_000000000001").unwrap(),
+        other.corrections("c_000000000001").unwrap()
+    );
+    assert_eq!(again.corrections("c_000000000001").unwrap().len(), 1);
+    assert_eq!(
+        health.repeats_skipped, 0,
+        "the stream absorbed the repeat: {health:?}"
+    );
+    let position = again.health(0).mirrored_seq;
+    drop(again);
+
+    // The stream purges what this server has not mirrored yet (and its genesis).
+    other.append(&[event("e4", 4.0), event("e5", 5.0)]).unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let stream = async_nats::jetstream::new(client)
+            .get_stream("tla_restart")
+            .await
+            .unwrap();
+        stream.purge().keep(1).await.unwrap();
+    });
+    let refused = open(&data).unwrap_err();
+    assert!(
+        matches!(refused, StreamOpenError::Gap { mirrored, .. } if mirrored == position),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot continue this server's mirror"),
+        "{refused}"
+    );
+    // So does a new server: the stream no longer starts at its genesis.
+    let fresh = open(&data.join("fresh")).unwrap_err();
+    assert!(
+        matches!(fresh, StreamOpenError::Gap { mirrored: 0, .. }),
+        "{fresh}"
+    );
+    // A server that mirrored it all continues (its mirror holds the genesis).
+    drop(other);
+    let continued = open(&other_dir).expect("a server with the whole prefix continues");
+    assert_eq!(continued.read_after(0, 10).unwrap().len(), 5);
+    drop(continued);
+    let _ = std::fs::remove_dir_all(&data);
 }

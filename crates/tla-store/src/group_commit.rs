@@ -225,7 +225,7 @@ fn write_group(writer: &Mutex<Connection>, group: Vec<(u64, WriteJob)>) -> Vec<(
     }
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events \
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO events \
      (seq, campaign_id, event_id, decision_id, kind, value, segment, version, decided_at_ms, at_ms, amount_known) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
      ON CONFLICT (campaign_id, event_id) DO NOTHING";

@@ -76,6 +76,7 @@ mod platform;
 mod rows;
 mod schema;
 mod store;
+mod stream_mirror;
 
 pub use correction::{
     CorrectionAction, CorrectionOutcome, EventFix, NewCorrection, Standing, StoredCorrection,
@@ -103,3 +104,4 @@ pub use schema::SCHEMA_VERSION;
 pub use store::{
     CampaignEventsReader, DATABASE_FILE_NAME, DecisionLog, SNAPSHOTS_KEPT, SqliteEventLog, Store,
 };
+pub use stream_mirror::{MirrorBatch, MirrorPosition};

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -324,9 +324,28 @@ CREATE TABLE control_audits (
 CREATE INDEX control_audits_by_campaign ON control_audits (campaign_id, id);
 ";
 
+/// Schema version 12: a server on a shared stream keeps its mirror of the stream here
+/// (docs/scale-out.md, *Cold start*). The stream's events go into `events` with their
+/// stream sequences as `seq` (the first copy of each id: the table's unique id is the
+/// deduplication index); every other record (genesis, campaigns, corrections, ...)
+/// goes into `stream_records` as its raw payload, replayed into memory at start;
+/// `stream_mirror` holds the stream's name and the last sequence mirrored, written in
+/// the same transaction as the rows it covers.
+const MIGRATION_V12: &str = "
+CREATE TABLE stream_records (
+    seq           INTEGER PRIMARY KEY,
+    payload       BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE stream_mirror (
+    stream        TEXT PRIMARY KEY NOT NULL,
+    mirrored_seq  INTEGER NOT NULL
+) STRICT;
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     MIGRATION_V2,
     MIGRATION_V3,
     MIGRATION_V4,
@@ -337,6 +356,7 @@ const MIGRATIONS: [&str; 10] = [
     MIGRATION_V9,
     MIGRATION_V10,
     MIGRATION_V11,
+    MIGRATION_V12,
 ];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
@@ -556,7 +576,9 @@ mod tests {
                 "rollup_state",
                 "rollups",
                 "snapshots",
-                "spend_reports"
+                "spend_reports",
+                "stream_mirror",
+                "stream_records"
             ]
         );
         let indexes: Vec<String> = connection

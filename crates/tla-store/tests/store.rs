@@ -704,7 +704,7 @@ fn a_version_2_file_gets_the_corrections_table_and_keeps_its_data() {
             .execute_batch(
                 "DROP TABLE corrections; ALTER TABLE events DROP COLUMN amount_known; \
                  DROP INDEX decisions_by_time; DROP TABLE spend_reports; DROP TABLE budget_changes; \
-                 ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 2;",
+                 ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 2;",
             )
             .unwrap();
     }
@@ -1221,7 +1221,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
             .execute_batch(
                 "DROP INDEX events_by_campaign_kind; DROP TABLE corrections; \
                  ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 1;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -1245,7 +1245,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 11);
+    assert_eq!(SCHEMA_VERSION, 12);
     let indexes: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
@@ -1287,7 +1287,7 @@ fn a_version_3_file_is_migrated_its_events_keep_known_amounts_and_unknown_ones_a
         connection
             .execute_batch(
                 "ALTER TABLE events DROP COLUMN amount_known; DROP INDEX decisions_by_time; \
-                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 3;",
+                 DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 3;",
             )
             .unwrap();
     }
@@ -1550,7 +1550,7 @@ fn a_version_5_file_gets_the_money_tables_and_keeps_its_data() {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 5;",
+                "DROP TABLE spend_reports; DROP TABLE budget_changes; ALTER TABLE decisions DROP COLUMN skip; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 5;",
             )
             .unwrap();
     }
@@ -1613,7 +1613,7 @@ fn a_version_7_file_gets_revisions_and_its_decisions_read_as_revision_one() {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 7;",
+                "DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 7;",
             )
             .unwrap();
     }
@@ -1647,7 +1647,7 @@ fn a_version_8_file_gets_held_out_and_its_decisions_read_as_not_held_out() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 8;")
+            .execute_batch("ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 8;")
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
@@ -1675,13 +1675,34 @@ fn a_version_9_file_gets_the_platform_tables_and_keeps_its_data() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 9;")
+            .execute_batch("DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 9;")
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
     assert!(store.plans("a").unwrap().is_empty());
     assert!(store.results("a", None).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_11_file_gets_the_stream_mirror_tables_and_keeps_its_data() {
+    let dir = TempDir::new("migrate-v11");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+    }
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch(
+                "DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 11;",
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
+    assert_eq!(store.mirror_position().unwrap(), None);
+    assert!(store.mirror_records().unwrap().is_empty());
 }
 
 #[test]
@@ -1694,7 +1715,7 @@ fn a_version_10_file_gets_the_dashboard_tables_and_keeps_its_data() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; PRAGMA user_version = 10;")
+            .execute_batch("DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 10;")
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();

@@ -4,6 +4,7 @@
 //! node killed by its pid when the cluster is dropped.
 
 use super::Http;
+use serde_json::Value;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -152,7 +153,8 @@ impl NatsCluster {
     }
 
     /// Waits, at most [`HEALTHY_WITHIN`], until each node of `which` answers 200 on its
-    /// monitor's `/healthz` (JetStream current with its meta leader). A node that exited
+    /// monitor's `/healthz` (JetStream current with its meta leader) and, in a cluster,
+    /// lists a route to every other node. A node that exited
     /// or stayed unhealthy is an error quoting its log.
     pub fn wait_healthy(&mut self, which: &[usize]) -> Result<(), String> {
         let deadline = Instant::now() + HEALTHY_WITHIN;
@@ -161,10 +163,25 @@ impl NatsCluster {
                 .parse()
                 .unwrap();
             loop {
-                let ok = Http::connect(address)
-                    .and_then(|mut http| http.request("GET", "/healthz", "-", "text/plain", b""))
-                    .is_ok_and(|(status, _)| status == 200);
-                if ok {
+                let get = |path: &str| {
+                    Http::connect(address)
+                        .and_then(|mut http| http.request("GET", path, "-", "text/plain", b""))
+                };
+                let healthy = get("/healthz").is_ok_and(|(status, _)| status == 200);
+                // In a cluster, also routed to every other node: the first server on a
+                // stream sizes its replicas by the cluster it sees.
+                let routed = self.nodes.len() == 1
+                    || get("/routez").is_ok_and(|(_, body)| {
+                        let routez: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let peers: std::collections::HashSet<&str> = routez["routes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|r| r["remote_name"].as_str())
+                            .collect();
+                        peers.len() >= self.nodes.len() - 1
+                    });
+                if healthy && routed {
                     break;
                 }
                 let exited = match self.children[i].as_mut().map(Child::try_wait) {
@@ -187,6 +204,11 @@ impl NatsCluster {
             }
         }
         Ok(())
+    }
+
+    /// The pids of the running nodes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
     }
 
     /// Kills node `i` with SIGKILL and waits for it.

@@ -1,5 +1,6 @@
-//! The `tla serve` processes of the tests that run several servers on one NATS
-//! JetStream stream (cluster.rs, leases.rs; the NATS nodes are [`super::nats`]'s): their
+//! The `tla serve` processes of the tests and benchmarks that run several servers on
+//! one NATS JetStream stream (cluster.rs, leases.rs, benches/cluster.rs; the NATS nodes
+//! are [`super::nats`]'s): their
 //! start, the client that sends to any live one, and their list, killed by pid
 //! ([`Processes`]).
 
@@ -28,23 +29,47 @@ impl Drop for Processes {
     }
 }
 
-/// Starts `tla serve` on `stream` of `event_log` with the decision-id `secret`, `admin`
-/// as its admin key and `extra` flags, and returns it with the address it printed.
+/// The admin key the servers of these tests are started with (`TLA_ADMIN_KEY`).
+pub const ADMIN: &str = "tla_0123456789ab_0123456789abcdef0123456789abcdef";
+
+/// Where a `tla serve` keeps its event log.
+pub enum Log<'a> {
+    /// The data directory's SQLite file (the default).
+    Sqlite,
+    /// `--event-log EVENT_LOG --stream STREAM`, with the decision-id secret.
+    Stream {
+        event_log: &'a str,
+        stream: &'a str,
+        secret: &'a str,
+    },
+}
+
+/// Starts `tla serve` on `data` with `log`, [`ADMIN`] as its admin key and `extra`
+/// flags, and returns it with the address it printed (or what it said on stderr when
+/// it printed none within `wait`).
 pub fn start_tla(
     data: &Path,
-    event_log: &str,
-    stream: &str,
-    secret: &str,
-    admin: &str,
+    log: &Log<'_>,
     extra: &[&str],
+    wait: Duration,
 ) -> (Child, Result<SocketAddr, String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tla"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tla"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(["--event-log", event_log, "--stream", stream])
+        .arg(data);
+    if let Log::Stream {
+        event_log,
+        stream,
+        secret,
+    } = log
+    {
+        command
+            .args(["--event-log", event_log, "--stream", stream])
+            .env("TLA_SECRET", secret);
+    }
+    let mut child = command
         .args(extra)
-        .env("TLA_SECRET", secret)
-        .env("TLA_ADMIN_KEY", admin)
+        .env("TLA_ADMIN_KEY", ADMIN)
         .env("TLA_LOG", "warn")
         .env_remove("TLA_LISTEN")
         .env_remove("TLA_DATA")
@@ -76,8 +101,8 @@ pub fn start_tla(
         }
     });
     let address = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| Err("no address within 60 s".into()));
+        .recv_timeout(wait)
+        .unwrap_or_else(|_| Err(format!("no address within {wait:?}")));
     (child, address)
 }
 
@@ -117,8 +142,8 @@ pub fn any_server(
     unreachable!()
 }
 
-/// `GET /healthz` of a server.
-pub fn health(address: SocketAddr, token: &str) -> Value {
+/// `GET /healthz` of a server, as [`ADMIN`].
+pub fn health(address: SocketAddr) -> Value {
     let mut http = Http::connect(address).expect("connect");
-    http.json("GET", "/healthz", token, &Value::Null).1
+    http.json("GET", "/healthz", ADMIN, &Value::Null).1
 }
