@@ -182,6 +182,14 @@ pub struct SimulateArgs {
     /// posterior itself); without it, the decision tables' (--draw-scale).
     #[arg(long)]
     pub plan_draw_scale: Option<f64>,
+    /// With --mode plan: the share of each ad set's impressions spread evenly over its
+    /// ads, in [0, 1], apart from the budget floor; without it, --plan-exploration.
+    #[arg(long)]
+    pub plan_ad_exploration: Option<f64>,
+    /// With --mode plan: discount of an option already in an ad set's batch, in (0, 1]
+    /// (1: the K versions with most draws; below 1: ads that differ in their options).
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_OPTION_REPEAT)]
+    pub plan_option_repeat: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -490,6 +498,8 @@ fn run_plan(
             draws: args.plan_draws,
             draw_scale: args.plan_draw_scale,
             min_exploration_share: args.plan_exploration,
+            ad_exploration_share: args.plan_ad_exploration,
+            option_repeat: args.plan_option_repeat,
             ..PlatformRun::new(args.plan_every, args.ads_per_segment).settings
         },
         ..PlatformRun::new(args.plan_every, args.ads_per_segment)
@@ -502,6 +512,8 @@ fn run_plan(
             "draws" => "plan-draws".to_owned(),
             "draw_scale" => "plan-draw-scale".to_owned(),
             "min_exploration_share" => "plan-exploration".to_owned(),
+            "ad_exploration_share" => "plan-ad-exploration".to_owned(),
+            "option_repeat" => "plan-option-repeat".to_owned(),
             other => other.replace('_', "-"),
         };
         anyhow::anyhow!("--{flag}: {rest}")
@@ -524,6 +536,8 @@ fn run_plan(
         value["plan_draws"] = args.plan_draws.into();
         value["plan_draw_scale"] = args.plan_draw_scale.into();
         value["plan_exploration"] = args.plan_exploration.into();
+        value["plan_ad_exploration"] = args.plan_ad_exploration.into();
+        value["plan_option_repeat"] = args.plan_option_repeat.into();
         value["interactions"] = serde_json::Value::String(args.interactions.clone());
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();

@@ -40,6 +40,9 @@ pub const DEFAULT_MIN_EXPLORATION_SHARE: f64 = 0.1;
 pub const DEFAULT_MAX_BUDGET_MOVE: f64 = 0.5;
 /// Default number of posterior draws per ad set a plan is drawn from (`M`).
 pub const DEFAULT_PLAN_DRAWS: usize = 64;
+/// Default discount of an option already in an ad set's batch ([`PlanSettings::option_repeat`];
+/// 1: none).
+pub const DEFAULT_OPTION_REPEAT: f64 = 1.0;
 
 /// How plans are made; every default is a `DEFAULT_*` constant of this module.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +70,23 @@ pub struct PlanSettings {
     /// tables draw at. Models without such a scale ignore it.
     #[cfg_attr(feature = "serde", serde(default))]
     pub draw_scale: Option<f64>,
+    /// The share of each ad set's impressions spread evenly over its ads, in [0, 1],
+    /// apart from the budget floor (`docs/platform.md`, *Versions*). `None`:
+    /// [`PlanSettings::min_exploration_share`], which then sets both.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ad_exploration_share: Option<f64>,
+    /// How much an option already in an ad set's batch discounts another ad with it, in
+    /// (0, 1] (`docs/platform.md`, *A diverse batch*): the ads are chosen one by one,
+    /// each the version whose draws times this factor to the power of the number of
+    /// ads already carrying each of its options is highest. 1: the `K` versions with
+    /// most draws.
+    #[cfg_attr(feature = "serde", serde(default = "default_option_repeat"))]
+    pub option_repeat: f64,
+}
+
+#[cfg(feature = "serde")]
+fn default_option_repeat() -> f64 {
+    DEFAULT_OPTION_REPEAT
 }
 
 #[cfg(feature = "serde")]
@@ -83,6 +103,8 @@ impl Default for PlanSettings {
             min_roas: None,
             draws: DEFAULT_PLAN_DRAWS,
             draw_scale: None,
+            ad_exploration_share: None,
+            option_repeat: DEFAULT_OPTION_REPEAT,
         }
     }
 }
@@ -226,9 +248,22 @@ pub enum PlanError {
     /// The draws' scale is not positive or not finite.
     #[error("draw_scale: {0} is not accepted; accepted: a finite number above 0")]
     DrawScale(f64),
+    /// The ads' exploration share is outside [0, 1].
+    #[error("ad_exploration_share: {0} is not accepted; accepted: a number in [0, 1]")]
+    AdExplorationShare(f64),
+    /// The discount of a repeated option is outside (0, 1].
+    #[error("option_repeat: {0} is not accepted; accepted: a number above 0 and at most 1")]
+    OptionRepeat(f64),
 }
 
 impl PlanSettings {
+    /// The share of each ad set's impressions spread evenly over its ads:
+    /// [`PlanSettings::ad_exploration_share`], else the minimum exploration share.
+    pub fn ads_exploration(&self) -> f64 {
+        self.ad_exploration_share
+            .unwrap_or(self.min_exploration_share)
+    }
+
     /// Checks the settings ([`PlanError`] names the field).
     pub fn check(&self) -> Result<(), PlanError> {
         if self.ads_per_segment == 0 {
@@ -244,6 +279,14 @@ impl PlanSettings {
         }
         if !(0.0..=1.0).contains(&self.min_exploration_share) {
             return Err(PlanError::ExplorationShare(self.min_exploration_share));
+        }
+        if let Some(share) = self.ad_exploration_share {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(PlanError::AdExplorationShare(share));
+            }
+        }
+        if !(self.option_repeat > 0.0 && self.option_repeat <= 1.0) {
+            return Err(PlanError::OptionRepeat(self.option_repeat));
         }
         if self.max_budget_move.is_nan() || self.max_budget_move <= 0.0 {
             return Err(PlanError::BudgetMove(self.max_budget_move));
@@ -281,6 +324,8 @@ pub trait PlanModel {
     fn available(&self, segment: usize) -> u64;
     /// A version drawn uniformly from those `segment` may run.
     fn sample_available<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> u64;
+    /// The option of each component in `version`, into `out` (one per component).
+    fn options_into(&self, version: u64, out: &mut Vec<u32>);
 }
 
 impl PlanModel for Engine {
@@ -309,6 +354,10 @@ impl PlanModel for Engine {
         self.campaign()
             .availability()
             .sample_uniform(self.space(), segment, rng)
+    }
+    fn options_into(&self, version: u64, out: &mut Vec<u32>) {
+        out.resize(self.space().components(), 0);
+        self.space().decode_into(version, out);
     }
 }
 
@@ -537,9 +586,12 @@ pub(crate) fn fit_budgets(target: &[f64], bounds: &[(f64, f64)], total: f64) -> 
 }
 
 /// The ads of `segment`'s ad set: the `K` versions with most draws whose sampled value
-/// exceeds `price` (all draws, when none does; ties in a random order), shares in proportion to those draws
-/// mixed with the exploration share spread evenly; slots left filled with versions
-/// drawn uniformly from those available to the segment.
+/// exceeds `price` (all draws, when none does; ties in a random order), each draw count
+/// discounted by [`PlanSettings::option_repeat`] for every ad already chosen that shares
+/// an option with it; shares in proportion to those draws mixed with the ads'
+/// exploration share spread evenly; slots left filled with versions drawn uniformly
+/// from those available to the segment (with a discount, the least repeating of a few
+/// such draws).
 fn choose_ads<M: PlanModel + ?Sized, R: Rng + ?Sized>(
     engine: &M,
     table: &DecisionTable,
@@ -566,19 +618,55 @@ fn choose_ads<M: PlanModel + ?Sized, R: Rng + ?Sized>(
         ranked.swap(i, rng.random_range(0..=i));
     }
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    ranked.truncate(k);
+    let mut batch = Batch::new(settings.option_repeat);
+    if batch.discounts() {
+        let mut options = Vec::new();
+        let mut left = ranked;
+        ranked = Vec::with_capacity(k);
+        while ranked.len() < k && !left.is_empty() {
+            let mut best = (0, f64::NEG_INFINITY);
+            for (i, &(v, p)) in left.iter().enumerate() {
+                engine.options_into(v, &mut options);
+                let score = p * batch.discount(&options);
+                if score > best.1 {
+                    best = (i, score);
+                }
+            }
+            let chosen = left.remove(best.0);
+            engine.options_into(chosen.0, &mut options);
+            batch.add(&options);
+            ranked.push(chosen);
+        }
+    } else {
+        ranked.truncate(k);
+    }
     let room = engine.available(segment).min(k as u64) as usize;
     let mut tries = 0;
+    let mut options = Vec::new();
     while ranked.len() < room && tries < 64 * k {
         tries += 1;
-        let v = engine.sample_available(segment, rng);
+        let mut v = engine.sample_available(segment, rng);
+        if batch.discounts() {
+            engine.options_into(v, &mut options);
+            let mut best = batch.discount(&options);
+            for _ in 1..FILL_CANDIDATES {
+                let w = engine.sample_available(segment, rng);
+                engine.options_into(w, &mut options);
+                let d = batch.discount(&options);
+                if d > best {
+                    (v, best) = (w, d);
+                }
+            }
+        }
         if !ranked.iter().any(|&(w, _)| w == v) {
+            engine.options_into(v, &mut options);
+            batch.add(&options);
             ranked.push((v, 0.0));
         }
     }
     let mass: f64 = ranked.iter().map(|r| r.1).sum();
     let epsilon = if mass > 0.0 {
-        settings.min_exploration_share
+        settings.ads_exploration()
     } else {
         1.0
     };
@@ -596,6 +684,55 @@ fn choose_ads<M: PlanModel + ?Sized, R: Rng + ?Sized>(
         ad.share /= total;
     }
     ads
+}
+
+/// Uniform draws a filler slot chooses the least repeating of, when repeated options
+/// are discounted.
+const FILL_CANDIDATES: usize = 16;
+
+/// The options an ad set's batch holds so far, per component, and the discount of a
+/// repeated option ([`PlanSettings::option_repeat`]).
+struct Batch {
+    repeat: f64,
+    /// Per component, (option, ads holding it).
+    held: Vec<Vec<(u32, u32)>>,
+}
+
+impl Batch {
+    fn new(repeat: f64) -> Self {
+        Self {
+            repeat,
+            held: Vec::new(),
+        }
+    }
+
+    /// Whether repeated options are discounted at all.
+    fn discounts(&self) -> bool {
+        self.repeat < 1.0
+    }
+
+    /// `repeat` to the power of the number of (ad, component) pairs already holding
+    /// one of `options`.
+    fn discount(&self, options: &[u32]) -> f64 {
+        let repeats: u32 = options
+            .iter()
+            .zip(&self.held)
+            .map(|(o, held)| held.iter().find(|h| h.0 == *o).map_or(0, |h| h.1))
+            .sum();
+        self.repeat.powi(repeats as i32)
+    }
+
+    fn add(&mut self, options: &[u32]) {
+        if self.held.len() < options.len() {
+            self.held.resize(options.len(), Vec::new());
+        }
+        for (o, held) in options.iter().zip(&mut self.held) {
+            match held.iter_mut().find(|h| h.0 == *o) {
+                Some(h) => h.1 += 1,
+                None => held.push((*o, 1)),
+            }
+        }
+    }
 }
 
 /// The stable name of an ad: `tla-<campaign>-<revision>-<version>`.
@@ -912,6 +1049,82 @@ mod tests {
     }
 
     #[test]
+    fn the_ads_exploration_share_is_apart_from_the_budget_floor() {
+        let mut engine = engine(1);
+        teach(&mut engine, 30_000);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        // All of each ad set's impressions spread evenly, the budget floor at 0.
+        let mut request = PlanRequest::new(0, 86_400_000, 300.0);
+        request.settings.min_exploration_share = 0.0;
+        request.settings.ad_exploration_share = Some(1.0);
+        let plan = make_plan(&engine, &request, &mut rng).unwrap();
+        for set in &plan.ad_sets {
+            assert_eq!(set.ads.len(), 6, "{set:?}");
+            for ad in &set.ads {
+                assert!((ad.share - 1.0 / 6.0).abs() < 1e-12, "{set:?}");
+            }
+        }
+        // None of them spread (fillers dropped), while the budget floor holds at 0.6.
+        request.settings.min_exploration_share = 0.6;
+        request.settings.ad_exploration_share = Some(0.0);
+        let plan = make_plan(&engine, &request, &mut rng).unwrap();
+        check_shares(&plan, 6, 0.0);
+        for set in &plan.ad_sets {
+            assert!(set.budget >= 0.6 * 300.0 / 3.0 - 1e-9, "{set:?}");
+            assert!(set.ads.len() < 6, "fillers of share 0 dropped: {set:?}");
+            assert_eq!(set.ads[0].version, 3, "{set:?}");
+        }
+        // Without it, the minimum exploration share sets both.
+        request.settings.ad_exploration_share = None;
+        assert_eq!(request.settings.ads_exploration(), 0.6);
+        let plan = make_plan(&engine, &request, &mut rng).unwrap();
+        check_shares(&plan, 6, 0.6);
+    }
+
+    #[test]
+    fn a_discount_of_repeated_options_makes_ads_differ_in_every_component() {
+        let engine = engine(1);
+        let components = engine.space().components();
+        // Two ads per ad set, before any data (every draw's best version at random):
+        // with the discount the two share no option (the small campaign has at least
+        // two options per component and a version for each pair); without it, draws at
+        // random often share one.
+        let repeats = |repeat: f64| -> usize {
+            let mut shared = 0;
+            for seed in 0..20 {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                let mut request = PlanRequest::new(0, 86_400_000, 300.0);
+                request.settings.ads_per_segment = 2;
+                request.settings.option_repeat = repeat;
+                let plan = make_plan(&engine, &request, &mut rng).unwrap();
+                check_shares(&plan, 2, request.settings.min_exploration_share);
+                for set in &plan.ad_sets {
+                    assert_eq!(set.ads.len(), 2, "{set:?}");
+                    let a = engine.space().decode(set.ads[0].version);
+                    let b = engine.space().decode(set.ads[1].version);
+                    shared += (0..components).filter(|&c| a[c] == b[c]).count();
+                }
+            }
+            shared
+        };
+        assert_eq!(repeats(1e-3), 0);
+        assert!(repeats(1.0) > 10, "{}", repeats(1.0));
+        // Fillers too: one draw per ad set leaves the other slots to uniform draws,
+        // chosen among a few to repeat the fewest options.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let mut request = PlanRequest::new(0, 86_400_000, 300.0);
+        request.settings.ads_per_segment = 2;
+        request.settings.draws = 1;
+        request.settings.option_repeat = 1e-3;
+        let plan = make_plan(&engine, &request, &mut rng).unwrap();
+        for set in &plan.ad_sets {
+            let a = engine.space().decode(set.ads[0].version);
+            let b = engine.space().decode(set.ads[1].version);
+            assert!((0..components).all(|c| a[c] != b[c]), "{set:?}");
+        }
+    }
+
+    #[test]
     fn budgets_follow_value_per_dollar_by_the_money_rule() {
         let mut engine = engine(1);
         teach(&mut engine, 30_000);
@@ -1068,6 +1281,56 @@ mod tests {
                     ..PlanRequest::new(0, 10, 1.0)
                 },
                 "min_roas",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        ad_exploration_share: Some(-0.1),
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "ad_exploration_share",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        ad_exploration_share: Some(1.5),
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "ad_exploration_share",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        option_repeat: 0.0,
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "option_repeat",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        option_repeat: 1.5,
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "option_repeat",
+            ),
+            (
+                PlanRequest {
+                    settings: PlanSettings {
+                        option_repeat: f64::NAN,
+                        ..PlanSettings::default()
+                    },
+                    ..PlanRequest::new(0, 10, 1.0)
+                },
+                "option_repeat",
             ),
         ];
         for (request, field) in cases {

@@ -557,6 +557,12 @@ impl tla_core::plan::PlanModel for AnyPolicy {
     fn sample_available<R: Rng + ?Sized>(&self, _segment: usize, rng: &mut R) -> u64 {
         self.known_space().sample_uniform(rng)
     }
+
+    fn options_into(&self, version: u64, out: &mut Vec<u32>) {
+        let space = self.known_space();
+        out.resize(space.components(), 0);
+        space.decode_into(version, out);
+    }
 }
 
 impl AnyPolicy {
