@@ -26,9 +26,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::nats::{
-    self, ADMIN, Log, Node, Processes, event_log, health, start_nats, wait_nats_healthy,
-};
+use common::nats::NatsCluster;
+use common::servers::{self, ADMIN, Log, Processes, health};
 use common::{Http, TempDir};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -368,6 +367,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// `tla serve` on `log`, deciding again `STALE_AFTER` after it lost the stream.
+fn start_tla(data: &Path, log: &Log<'_>, wait: Duration) -> (Child, Result<SocketAddr, String>) {
+    let stale = STALE_AFTER.as_secs_f64().to_string();
+    let extra: &[&str] = match log {
+        Log::Sqlite => &[],
+        Log::Stream { .. } => &["--stream-stale-secs", &stale],
+    };
+    servers::start_tla(data, log, extra, wait)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -375,13 +384,9 @@ fn ms(d: Duration) -> f64 {
 fn throughput(binary: &Path, args: &Args) {
     let root = TempDir::new("bench-cluster");
     std::fs::create_dir_all(&root.0).unwrap();
-    let nodes: Vec<Node> = (0..3).map(|i| Node::new(&root.0, i)).collect();
     let mut processes = Processes::default();
-    for i in 0..3 {
-        processes.nats.push(Some(start_nats(binary, &nodes, i)));
-    }
-    wait_nats_healthy(&nodes, &[0, 1, 2]);
-    let event_log = event_log(&nodes);
+    let nats = NatsCluster::start(binary, &root.0, 3);
+    let event_log = nats.urls();
     println!(
         "{} clients x {} s, batches of {} decisions (+{} events each); every figure from this one run",
         args.clients,
@@ -398,14 +403,14 @@ fn throughput(binary: &Path, args: &Args) {
             Log::Stream {
                 event_log: &event_log,
                 stream: &stream,
-                stale_after: STALE_AFTER,
+                secret: SECRET,
             }
         };
         let mut addresses = Vec::new();
         processes.tla.clear();
         for s in 0..servers.max(1) {
             let data = root.0.join(format!("tla-{servers}-{s}"));
-            let (child, address) = nats::start_tla(&data, &log, SECRET, Duration::from_secs(60));
+            let (child, address) = start_tla(&data, &log, Duration::from_secs(60));
             processes.tla.push(Some(child));
             addresses.push(address.unwrap_or_else(|e| panic!("tla serve: {e}")));
         }
@@ -415,7 +420,7 @@ fn throughput(binary: &Path, args: &Args) {
             .chain(if servers == 0 {
                 Vec::new()
             } else {
-                pids(&processes.nats)
+                nats.pids()
             })
             .collect();
         let before: Vec<f64> = watched.iter().map(|&p| cpu_secs(p)).collect();
@@ -533,7 +538,7 @@ fn timed_start(
     last_seq: u64,
 ) -> (Child, SocketAddr, Duration, Duration) {
     let started = Instant::now();
-    let (child, address) = nats::start_tla(data, log, SECRET, START_WAIT);
+    let (child, address) = start_tla(data, log, START_WAIT);
     let address = address.unwrap_or_else(|e| panic!("tla serve: {e}"));
     let listening = started.elapsed();
     wait_ready(address, last_seq);
@@ -562,20 +567,17 @@ fn cold_start(binary: &Path, args: &Args) {
     const POOL: usize = 1_000;
     let root = TempDir::new("bench-cold");
     std::fs::create_dir_all(&root.0).unwrap();
-    let nodes = vec![Node::new(&root.0, 0)];
-    let mut processes = Processes::default();
-    processes.nats.push(Some(start_nats(binary, &nodes, 0)));
-    wait_nats_healthy(&nodes, &[0]);
-    let event_log = event_log(&nodes);
+    let nats = NatsCluster::start(binary, &root.0, 1);
+    let event_log = nats.urls();
     let log = Log::Stream {
         event_log: &event_log,
         stream: STREAM,
-        stale_after: STALE_AFTER,
+        secret: SECRET,
     };
     let a = root.0.join("tla-a");
 
     // Real events to copy: a server makes decisions and stores one impression each.
-    let (mut child, address) = nats::start_tla(&a, &log, SECRET, START_WAIT);
+    let (mut child, address) = start_tla(&a, &log, START_WAIT);
     let address = address.unwrap_or_else(|e| panic!("tla serve: {e}"));
     let (campaign, segments) = create_campaign(&[address]);
     let mut http = Http::connect(address).unwrap();
@@ -627,7 +629,7 @@ fn cold_start(binary: &Path, args: &Args) {
     );
     terminate(&mut child);
     let last = fill(head, args.events);
-    let stream_bytes = dir_bytes(&nodes[0].store);
+    let stream_bytes = dir_bytes(&nats.nodes[0].store);
     let (mut child, _, listening, ready_a) = timed_start(&a, &log, last);
     terminate(&mut child);
     let mirror_bytes = dir_bytes(&a);

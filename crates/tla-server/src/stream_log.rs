@@ -1628,7 +1628,8 @@ mod tests {
     // --- Spend leases ---
     #[test]
     fn leases_are_granted_in_stream_order_against_the_costs_counted() {
-        let mut mirror = Mirror::default();
+        let store = tla_store::Store::open_in_memory().unwrap();
+        let mut mirror = Mirror::load(store.clone(), "s").unwrap();
         let ask = |server: &str, amount: f64, at_ms: i64| {
             Record::Lease {
                 campaign_id: "c".into(),
@@ -1643,13 +1644,19 @@ mod tests {
             kind: EventKind::Cost,
             ..event("c", id, value)
         };
-        mirror.apply(1, &ask("a", 4.0, 0));
+        apply(&mut mirror, 1, &ask("a", 4.0, 0));
+        // Counted from the batch not yet written (k1), and from the file (k2).
         mirror.apply(2, &bytes(&cost("k1", 3.0)));
         // A later copy of a cost event is not counted again.
         mirror.apply(3, &bytes(&cost("k1", 3.0)));
         mirror.apply(4, &ask("b", 4.0, 1));
         // 10 - 3 spent - 4 held by a = 3.
         assert_eq!(mirror.leases.grant(4).unwrap().amount, 3.0);
+        mirror.flush().unwrap();
+        apply(&mut mirror, 5, &bytes(&cost("k2", 1.0)));
+        apply(&mut mirror, 6, &ask("b", 4.0, 1));
+        // b's own lease returns first: 10 - 4 spent - 4 held by a = 2.
+        assert_eq!(mirror.leases.grant(6).unwrap().amount, 2.0);
         // A retracted cost returns to the budget.
         let retract = NewCorrection {
             campaign_id: "c".into(),
@@ -1659,18 +1666,35 @@ mod tests {
             key_id: "k".into(),
             at_ms: 2,
         };
-        mirror.apply(5, &Record::of_correction(&retract).to_bytes());
-        mirror.apply(6, &ask("a", 4.0, 2));
-        assert_eq!(mirror.leases.view("c").spent_counted, 0.0);
-        assert_eq!(mirror.leases.grant(6).unwrap().amount, 4.0);
-        assert_eq!(mirror.leases.view("c").granted, 3);
+        apply(&mut mirror, 7, &Record::of_correction(&retract).to_bytes());
+        apply(&mut mirror, 8, &ask("a", 4.0, 2));
+        // An event after the ask waits for its place.
+        apply(&mut mirror, 9, &bytes(&cost("k3", 2.0)));
+        let book = |mirror: &Mirror| {
+            let grants: Vec<Option<f64>> = [1, 4, 6, 8]
+                .iter()
+                .map(|&seq| mirror.leases.grant(seq).map(|g| g.amount))
+                .collect();
+            grants
+        };
+        assert_eq!(book(&mirror), [Some(4.0), Some(3.0), Some(2.0), Some(4.0)]);
+        assert_eq!(mirror.leases.view("c").granted, 4);
         // Lease records are not events.
-        assert_eq!(mirror.read_after(0, 10).len(), 1);
+        assert_eq!(mirror.read_after(0, 10).unwrap().len(), 3);
+        // A restart applies the lease records again against the costs before each, from
+        // the file that already holds the later events too: the same grants.
+        let again = Mirror::load(store, "s").unwrap();
+        assert_eq!(book(&again), book(&mirror));
+        let mut again = again;
+        again.count_lease_costs(again.applied + 1);
+        mirror.count_lease_costs(mirror.applied + 1);
+        assert_eq!(again.leases.view("c"), mirror.leases.view("c"));
+        assert_eq!(mirror.leases.view("c").spent_counted, 3.0);
     }
 
     #[test]
     fn change_records_are_kept_in_order_and_mark_where_events_stop() {
-        let mut mirror = Mirror::default();
+        let mut mirror = mirror();
         let change = |change: Change| {
             Record::Change(ChangeRecord {
                 campaign_id: "c".into(),
@@ -1680,9 +1704,9 @@ mod tests {
             })
             .to_bytes()
         };
-        mirror.apply(1, &bytes(&event("c", "e1", 1.0)));
-        mirror.apply(2, &change(Change::Pause));
-        mirror.apply(3, &bytes(&event("c", "e2", 1.0)));
+        apply(&mut mirror, 1, &bytes(&event("c", "e1", 1.0)));
+        apply(&mut mirror, 2, &change(Change::Pause));
+        apply(&mut mirror, 3, &bytes(&event("c", "e2", 1.0)));
         let key = Change::KeyCreated {
             id: "0123456789ab".into(),
             hash: "00".repeat(32),
@@ -1690,15 +1714,16 @@ mod tests {
             label: String::new(),
             created_at_ms: 0,
         };
-        mirror.apply(4, &change(key.clone()));
-        mirror.apply(
+        apply(&mut mirror, 4, &change(key.clone()));
+        apply(
+            &mut mirror,
             5,
             &change(Change::KeyRevoked {
                 id: "0123456789ab".into(),
             }),
         );
         // A key made again after its revocation stays revoked.
-        mirror.apply(6, &change(key));
+        apply(&mut mirror, 6, &change(key));
         let seqs: Vec<u64> = mirror.changes.iter().map(|(seq, _)| *seq).collect();
         assert_eq!(seqs, [2, 4, 5, 6]);
         assert_eq!(mirror.changes[0].1.change, Change::Pause);

@@ -44,8 +44,13 @@ struct Server {
 
 fn open(runtime: &tokio::runtime::Runtime, settings: &StreamSettings, store: &Store) -> Server {
     let stream = Arc::new(
-        JetStreamEventLog::open(settings.clone(), SECRET, runtime.handle().clone())
-            .expect("the stream opens"),
+        JetStreamEventLog::open(
+            settings.clone(),
+            SECRET,
+            runtime.handle().clone(),
+            store.clone(),
+        )
+        .expect("the stream opens"),
     );
     stream.set_changes_through(store.stream_changes_through().unwrap());
     let log: Arc<dyn EventLog> = stream.clone();
