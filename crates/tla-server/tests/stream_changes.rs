@@ -9,9 +9,11 @@
 
 #![cfg(unix)]
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::nats::start_nats;
 use tla_core::spec::CampaignSpec;
 use tla_server::clock::SystemClock;
 use tla_server::state::{AppState, ServerConfig};
@@ -21,20 +23,6 @@ use tla_store::{EventKind, EventLog, NewEvent, Store};
 const SECRET: &[u8] = b"stream-changes-test-secret-0123456789";
 const SPEC: &str = include_str!("../../../examples/small.toml");
 const ID: &str = "c_00000000c0de";
-
-/// The NATS server and its store directory, killed and removed when dropped.
-struct Nats {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// One server: its state and its learner's task.
 struct Server {
@@ -220,25 +208,7 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
         eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let dir =
-        std::env::temp_dir().join(format!("tla-stream-changes-{}-{port}", std::process::id()));
-    let child = Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
-    let _nats = Nats { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_nats, port) = start_nats(&binary, "stream-changes");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,8 +7,10 @@
 
 #![cfg(unix)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
+use support::nats::start_nats;
 use tla_server::stream_log::{JetStreamEventLog, StreamOpenError, StreamSettings};
 use tla_store::{
     AppendOutcome, CorrectionAction, CorrectionOutcome, EventKind, EventLog, NewCorrection,
@@ -16,27 +18,6 @@ use tla_store::{
 };
 
 const SECRET: &[u8] = b"stream-log-test-secret-0123456789";
-
-/// The NATS server and its store directory, killed and removed when dropped.
-struct Nats {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 fn event(id: &str, value: f64) -> NewEvent {
     NewEvent {
@@ -64,26 +45,6 @@ fn correction(id: &str, action: CorrectionAction) -> NewCorrection {
     }
 }
 
-/// Starts a single-node NATS server with JetStream on a free port.
-fn start_nats(binary: &std::path::Path) -> (Nats, u16) {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("tla-stream-log-{}-{port}", std::process::id()));
-    let child = Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
-    let nats = Nats { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (nats, port)
-}
-
 #[test]
 fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
     let Some(binary) = tla_server::stream_log::nats_server_binary() else {
@@ -94,7 +55,7 @@ fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
         eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
         return;
     };
-    let (_nats, port) = start_nats(&binary);
+    let (_nats, port) = start_nats(&binary, "stream-log");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -232,7 +193,7 @@ fn a_restart_follows_the_stream_after_its_mirror_and_a_purge_after_it_is_refused
         eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
         return;
     };
-    let (_nats, port) = start_nats(&binary);
+    let (_nats, port) = start_nats(&binary, "stream-log");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

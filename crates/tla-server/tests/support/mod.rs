@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod nats;
 pub mod openapi_check;

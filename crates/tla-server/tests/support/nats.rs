@@ -1,0 +1,56 @@
+//! A single-node NATS server with JetStream on loopback for the stream tests
+//! (stream_log.rs, stream_changes.rs), on a port below the kernel's ephemeral range (so
+//! no outgoing connection holds it), killed by its pid and its store removed when
+//! dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The NATS server and its store directory, killed and removed when dropped.
+pub struct Nats {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port in 20000-31999 (below Linux's default ephemeral range) free a moment ago.
+fn free_port() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut port = 20_000 + ((nanos ^ std::process::id().rotate_left(16)) % 12_000) as u16;
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        port = 20_000 + (port - 20_000 + 7) % 12_000;
+    }
+    port
+}
+
+/// Starts a single-node NATS server with JetStream, its store under the temporary
+/// directory named after `name`; waits until it listens (at most 20 s).
+pub fn start_nats(binary: &Path, name: &str) -> (Nats, u16) {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tla-{name}-{}-{port}", std::process::id()));
+    let child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    let nats = Nats { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (nats, port)
+}
