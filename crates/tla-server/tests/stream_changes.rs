@@ -13,7 +13,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::nats::start_nats;
+use support::nats::{StreamFixture, stream_fixture};
 use tla_core::spec::CampaignSpec;
 use tla_server::clock::SystemClock;
 use tla_server::state::{AppState, ServerConfig};
@@ -200,32 +200,18 @@ fn settle(servers: &[&AppState]) -> Vec<View> {
 
 #[test]
 fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() {
-    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"
-        );
-        eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
+    let Some(fixture) = stream_fixture("stream-changes", "tla_changes") else {
         return;
     };
-    let (_nats, port) = start_nats(&binary, "stream-changes");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let settings = StreamSettings::parse(
-        &format!("nats://127.0.0.1:{port}"),
-        "tla_changes",
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let StreamFixture {
+        runtime, settings, ..
+    } = &fixture;
     let (store_a, store_b) = (
         Store::open_in_memory().unwrap(),
         Store::open_in_memory().unwrap(),
     );
-    let a = open(&runtime, &settings, &store_a);
-    let b = open(&runtime, &settings, &store_b);
+    let a = open(runtime, settings, &store_a);
+    let b = open(runtime, settings, &store_b);
 
     // The campaign, made on A, reaches B; events from both.
     let slot = a.state.create_campaign(spec(None), ID.into()).unwrap();
@@ -273,7 +259,7 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
     };
     assert!(paused.is_paused());
     settle(&[&a.state, &b.state]);
-    stop(&runtime, b);
+    stop(runtime, b);
     send(&a.state, "a3", 40);
     let state = a.state.clone();
     let (revised, archived, resumed) = runtime
@@ -304,9 +290,9 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
 
     // B restarts on its data directory; C joins on an empty one: both catch up with
     // every change at its place.
-    let b = open(&runtime, &settings, &store_b);
+    let b = open(runtime, settings, &store_b);
     let store_c = Store::open_in_memory().unwrap();
-    let c = open(&runtime, &settings, &store_c);
+    let c = open(runtime, settings, &store_c);
     let views = settle(&[&a.state, &b.state, &c.state]);
     let (revisions, paused, archived, applied, model) = &views[0];
     assert_eq!(revisions.len(), 5, "{revisions:?}");
@@ -329,6 +315,6 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
     assert_eq!(audit(&store_a), audit(&store_b));
     assert_eq!(audit(&store_a), audit(&store_c));
     for server in [a, b, c] {
-        stop(&runtime, server);
+        stop(runtime, server);
     }
 }

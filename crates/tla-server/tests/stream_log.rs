@@ -9,9 +9,8 @@
 
 mod support;
 
-use std::time::Duration;
-use support::nats::start_nats;
-use tla_server::stream_log::{JetStreamEventLog, StreamOpenError, StreamSettings};
+use support::nats::{StreamFixture, stream_fixture};
+use tla_server::stream_log::{JetStreamEventLog, StreamOpenError};
 use tla_store::{
     AppendOutcome, CorrectionAction, CorrectionOutcome, EventKind, EventLog, NewCorrection,
     NewEvent,
@@ -47,26 +46,12 @@ fn correction(id: &str, action: CorrectionAction) -> NewCorrection {
 
 #[test]
 fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
-    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"
-        );
-        eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
+    let Some(fixture) = stream_fixture("stream-log", "tla_test") else {
         return;
     };
-    let (_nats, port) = start_nats(&binary, "stream-log");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let settings = StreamSettings::parse(
-        &format!("nats://127.0.0.1:{port}"),
-        "tla_test",
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let StreamFixture {
+        runtime, settings, ..
+    } = &fixture;
     let open = |secret: &[u8]| {
         JetStreamEventLog::open(
             settings.clone(),
@@ -185,26 +170,16 @@ fn a_stream_log_answers_as_the_sqlite_log_and_two_servers_see_the_same_log() {
 
 #[test]
 fn a_restart_follows_the_stream_after_its_mirror_and_a_purge_after_it_is_refused() {
-    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"
-        );
-        eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
+    let Some(fixture) = stream_fixture("stream-log", "tla_restart") else {
         return;
     };
-    let (_nats, port) = start_nats(&binary, "stream-log");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let settings = StreamSettings::parse(
-        &format!("nats://127.0.0.1:{port}"),
-        "tla_restart",
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let StreamFixture {
+        runtime,
+        settings,
+        port,
+        ..
+    } = &fixture;
+    let port = *port;
     let data =
         std::env::temp_dir().join(format!("tla-stream-mirror-{}-{port}", std::process::id()));
     let open = |dir: &std::path::Path| {

@@ -54,3 +54,45 @@ pub fn start_nats(binary: &Path, name: &str) -> (Nats, u16) {
     }
     (nats, port)
 }
+
+/// What a stream test runs on: its NATS node, a runtime for the log's tasks, and the
+/// settings of stream `stream` on that node (stale after 5 s).
+pub struct StreamFixture {
+    pub runtime: tokio::runtime::Runtime,
+    pub settings: tla_server::stream_log::StreamSettings,
+    pub port: u16,
+    /// Dropped last: the node outlives the runtime's connections.
+    _nats: Nats,
+}
+
+/// Starts a NATS node (store named after `name`) for a test on stream `stream`; `None`,
+/// with a message, when nats-server is missing and `CI` is not set (in CI a missing
+/// nats-server fails the test).
+pub fn stream_fixture(name: &str, stream: &str) -> Option<StreamFixture> {
+    let Some(binary) = tla_server::stream_log::nats_server_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server is missing: run scripts/nats-deps.sh (the README's test command does)"
+        );
+        eprintln!("SKIPPED: nats-server is missing; run scripts/nats-deps.sh to run this test");
+        return None;
+    };
+    let (nats, port) = start_nats(&binary, name);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = tla_server::stream_log::StreamSettings::parse(
+        &format!("nats://127.0.0.1:{port}"),
+        stream,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    Some(StreamFixture {
+        runtime,
+        settings,
+        port,
+        _nats: nats,
+    })
+}
