@@ -44,17 +44,23 @@ pub fn in_force(
 /// answers the change as recorded. On a shared stream the change is published and
 /// decided when every server applies it, in stream order ([`crate::change`]); else it
 /// is applied here ([`apply`]). Blocking.
+///
+/// With a stream, an `idempotency_key` (the request's `Idempotency-Key`) names the
+/// change on the stream (`budget/<campaign>/<key>`): a retry within the stream's
+/// deduplication window answers the first outcome ([`crate::change::submit`]). Without
+/// a stream it is not used.
 pub fn change(
     state: &AppState,
     slot: &CampaignSlot,
     request: &BudgetChangeRequest,
     key_id: &str,
     now_ms: i64,
+    idempotency_key: Option<&str>,
 ) -> Result<BudgetChangeBody, ApiError> {
     check_request(request)?;
     if state.stream().is_some() {
         let change = crate::change::budget_change_of(request);
-        return match crate::change::submit(state, &slot.id, change, key_id)? {
+        return match crate::change::submit(state, &slot.id, change, key_id, idempotency_key)? {
             crate::change::Applied::Budget(body) => Ok(body),
             other => Err(ApiError::internal(format!(
                 "a budget change applied as {other:?}"

@@ -1,6 +1,7 @@
 //! State changes on a shared stream: one mechanism for every change of a campaign's
 //! state (revisions, pause, resume, archive, budget changes) and of the API keys (made,
-//! revoked). The format and the rules are in docs/scale-out.md ("State changes").
+//! revoked), spend reports and platform result imports. The format and the rules are
+//! in docs/scale-out.md ("State changes").
 //!
 //! Without a stream nothing here runs: each route calls the function that applies the
 //! change on this server, as always. With one, the route checks the request, then
@@ -47,11 +48,13 @@ use tla_store::KeyRow;
 /// How long a route waits for its own learner to apply a change it published.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Outcomes kept for the routes waiting on them (the oldest are dropped beyond this).
-const OUTCOMES_KEPT: usize = 1024;
+/// Outcomes kept for the routes waiting on them and for retries the stream absorbed
+/// (the oldest are dropped beyond this): several of the largest batches of spend
+/// reports (one record each).
+const OUTCOMES_KEPT: usize = 65_536;
 
 /// What applying a change did.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Applied {
     /// A pause, resume or archive: the campaign as it now stands.
     Campaign(Arc<CampaignSlot>),
@@ -61,6 +64,10 @@ pub enum Applied {
     Budget(BudgetChangeBody),
     /// A key stored or revoked.
     Key,
+    /// A spend report: stored, or a duplicate or conflict of the first copy of its id.
+    Spend(tla_store::SpendReportOutcome),
+    /// A platform results import stored and learned.
+    Results(crate::wire::ResultOutcome),
     /// Applied before a crash (recognised on re-applying); nothing done again.
     Already,
 }
@@ -105,25 +112,83 @@ fn outcomes(
 /// Publishes `change` of campaign `campaign_id` (empty for a key) asked by `key_id`,
 /// waits until this server's learner has applied it, and answers its outcome. Call it
 /// only with a stream. Blocking: on a blocking thread of the server's runtime.
+///
+/// With an `idempotency_key` (a revision or a budget change) the change is published
+/// under the message id it names ([`ChangeRecord::message_id`]): a retry the stream
+/// absorbs (within its deduplication window) answers the first request's outcome when
+/// it asks the same change, and 409 `idempotency_key_reused` when it asks another.
 pub fn submit(
     state: &AppState,
     campaign_id: &str,
     change: Change,
     key_id: &str,
+    idempotency_key: Option<&str>,
 ) -> Result<Applied, ApiError> {
+    let asked = change.clone();
+    let submitted = submit_all(state, campaign_id, vec![change], key_id, idempotency_key)?
+        .pop()
+        .ok_or_else(|| ApiError::internal("a change submitted without its outcome"))?;
+    if let (true, Some(key)) = (submitted.duplicate, idempotency_key) {
+        let first = state
+            .stream()
+            .and_then(|stream| stream.change_at(submitted.seq));
+        if first.is_some_and(|first| first.change != asked) {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!(
+                    "Idempotency-Key {} was sent with another change of campaign {campaign_id} (stream sequence {}); a retry sends the same change with the same key, a new change a new key",
+                    crate::error::quoted(key),
+                    submitted.seq
+                ),
+            ));
+        }
+    }
+    submitted.outcome
+}
+
+/// One change published by [`submit_all`] and what applying it did.
+#[derive(Debug)]
+pub struct Submitted {
+    /// Its stream sequence (the first copy's, for a repeat the stream absorbed).
+    pub seq: u64,
+    /// The stream absorbed it as a repeat of the message at `seq`.
+    pub duplicate: bool,
+    /// The outcome decided when the record at `seq` was applied.
+    pub outcome: Result<Applied, ApiError>,
+}
+
+/// Publishes `changes` of campaign `campaign_id` in order (each under its message id,
+/// if it has one), waits until this server's learner has applied them all, and answers
+/// each one's outcome. Call it only with a stream. Blocking.
+pub fn submit_all(
+    state: &AppState,
+    campaign_id: &str,
+    changes: Vec<Change>,
+    key_id: &str,
+    idempotency_key: Option<&str>,
+) -> Result<Vec<Submitted>, ApiError> {
     let stream = state
         .stream()
         .ok_or_else(|| ApiError::internal("a change submitted without a stream"))?;
-    let seq = stream.publish_change(ChangeRecord {
-        campaign_id: campaign_id.to_owned(),
-        change,
-        key_id: key_id.to_owned(),
-        at_ms: state.clock().now_ms(),
-    })?;
+    let at_ms = state.clock().now_ms();
+    let records = changes
+        .into_iter()
+        .map(|change| ChangeRecord {
+            campaign_id: campaign_id.to_owned(),
+            change,
+            key_id: key_id.to_owned(),
+            at_ms,
+            idempotency_key: idempotency_key.map(str::to_owned),
+        })
+        .collect();
+    let acks = stream.publish_changes(records)?;
+    let Some(last) = acks.iter().map(|&(seq, _)| seq).max() else {
+        return Ok(Vec::new());
+    };
     state.wake_learner();
     let mut applied = state.change_applier().applied.subscribe();
     let reached = tokio::runtime::Handle::current().block_on(async {
-        tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|&through| through >= seq))
+        tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|&through| through >= last))
             .await
             .is_ok_and(|seen| seen.is_ok())
     });
@@ -131,18 +196,28 @@ pub fn submit(
         return Err(ApiError::new(
             ErrorCode::StreamUnavailable,
             format!(
-                "the change is on the stream (sequence {seq}) but this server has not applied it within {APPLY_TIMEOUT:?}; it takes effect on every server when applied"
+                "the change is on the stream (sequence {last}) but this server has not applied it within {APPLY_TIMEOUT:?}; it takes effect on every server when applied"
             ),
         ));
     }
-    outcomes(state).remove(&seq).unwrap_or_else(|| {
-        Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!(
-                "the change at stream sequence {seq} was applied, but its outcome is no longer kept here; read the campaign to see it"
-            ),
-        ))
-    })
+    let kept = outcomes(state);
+    Ok(acks
+        .into_iter()
+        .map(|(seq, duplicate)| Submitted {
+            seq,
+            duplicate,
+            outcome: match kept.get(&seq) {
+                Some(Ok(applied)) => Ok(applied.clone()),
+                Some(Err(error)) => Err(error.repeated()),
+                None => Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "the change at stream sequence {seq} was applied, but its outcome is no longer kept here; read the campaign to see it"
+                    ),
+                )),
+            },
+        })
+        .collect())
 }
 
 /// The sequence of the next change record of the stream this server has not applied.
@@ -157,12 +232,12 @@ pub(crate) fn next_seq(state: &AppState) -> Option<u64> {
 /// `None` when there is none, or when it failed for a reason that may pass (a store
 /// error), so the next learner step retries it. Called by the learner step with the
 /// learner's lock held.
-pub(crate) fn apply_next(state: &AppState) -> Option<u64> {
+pub(crate) fn apply_next(state: &AppState, rng: &mut rand_pcg::Pcg64Mcg) -> Option<u64> {
     let stream = state.stream()?;
     let applier = state.change_applier();
     let through = applier.through.load(Ordering::SeqCst);
     let (seq, record) = stream.changes_after(through, 1).pop()?;
-    let outcome = apply(state, seq, &record);
+    let outcome = apply(state, seq, &record, rng);
     if let Err(error) = &outcome {
         if error.status().is_server_error() {
             tracing::error!(
@@ -190,8 +265,13 @@ pub(crate) fn apply_next(state: &AppState) -> Option<u64> {
 }
 
 /// Applies one change record at stream sequence `seq` through the functions a single
-/// server uses.
-fn apply(state: &AppState, seq: u64, record: &ChangeRecord) -> Result<Applied, ApiError> {
+/// server uses (`rng`: the learner's, for a rebuild).
+fn apply(
+    state: &AppState,
+    seq: u64,
+    record: &ChangeRecord,
+    rng: &mut rand_pcg::Pcg64Mcg,
+) -> Result<Applied, ApiError> {
     let (key_id, at_ms) = (record.key_id.as_str(), record.at_ms);
     match &record.change {
         Change::KeyCreated {
@@ -269,6 +349,41 @@ fn apply(state: &AppState, seq: u64, record: &ChangeRecord) -> Result<Applied, A
                 return Ok(Applied::Already);
             }
             budget::apply(state, &slot, &request, key_id, at_ms).map(Applied::Budget)
+        }
+        Change::SpendReport {
+            report_id,
+            segment,
+            start_ms,
+            end_ms,
+            amount_bits,
+            impressions,
+        } => {
+            let slot = state.campaign(&record.campaign_id)?;
+            let report = tla_store::NewSpendReport {
+                campaign_id: slot.id.clone(),
+                report_id: report_id.clone(),
+                segment: *segment,
+                start_ms: *start_ms,
+                end_ms: *end_ms,
+                amount: f64::from_bits(*amount_bits),
+                impressions: *impressions,
+                key_id: key_id.to_owned(),
+                at_ms,
+            };
+            crate::spend::store(state, &slot, vec![report])?
+                .pop()
+                .map(Applied::Spend)
+                .ok_or_else(|| ApiError::internal("a spend report stored without its outcome"))
+        }
+        Change::ResultImport { rows } => {
+            let slot = state.campaign(&record.campaign_id)?;
+            let rows = rows
+                .iter()
+                .map(crate::stream_log::ResultRow::to_new)
+                .collect();
+            // Learned right after this record, on every server alike.
+            crate::platform::store_import(state, &slot, rows, key_id, at_ms, seq, rng)
+                .map(Applied::Results)
         }
     }
 }
@@ -348,6 +463,7 @@ pub(crate) fn share_keys(state: &AppState) {
                 change,
                 key_id: String::new(),
                 at_ms: state.clock().now_ms(),
+                idempotency_key: None,
             });
             match published {
                 Ok(seq) => tracing::info!(key = %key.id, seq, "key shared on the stream"),

@@ -354,6 +354,12 @@ impl ApiError {
         }
     }
 
+    /// The same code and message again (an internal error's cause is not copied): the
+    /// answer to a retry of a request whose outcome is kept.
+    pub fn repeated(&self) -> Self {
+        Self::new(self.code, self.message.clone())
+    }
+
     /// `bad_request`: the request is malformed or a field is invalid.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)

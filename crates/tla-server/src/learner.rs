@@ -293,7 +293,7 @@ pub fn step(state: &AppState, force_snapshot: bool) {
         }
         // The models stand at the change's place: the applied sequence moves to it.
         state.set_applied_seq(caught_up.last_seq);
-        let Some(seq) = crate::change::apply_next(state) else {
+        let Some(seq) = crate::change::apply_next(state, &mut learner.rng) else {
             break;
         };
         caught_up.last_seq = caught_up.last_seq.max(seq);

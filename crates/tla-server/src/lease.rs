@@ -111,7 +111,8 @@ pub struct LeaseBook {
 /// The book's view of one campaign, for `/healthz`.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BookView {
-    /// Cost events of the campaign in the stream so far.
+    /// Spend of the campaign in the stream so far: cost events (as corrected), spend
+    /// reports and platform results in force.
     pub spent_counted: f64,
     /// The sum of the active leases (at the stream time of the last ask).
     pub active: f64,
@@ -164,6 +165,13 @@ impl LeaseBook {
     /// The stream sequence through which cost events are counted.
     pub fn costs_counted_through(&self) -> u64 {
         self.costs_counted_through
+    }
+
+    /// Spend of `campaign_id` not in cost events moved from `old` to `new`: a spend
+    /// report (0 to its amount) or a platform result's period (its spend before and
+    /// after a re-import), counted at its record's place in the stream.
+    pub fn note_spend(&mut self, campaign_id: &str, old: f64, new: f64) {
+        self.note_cost(campaign_id, old, new);
     }
 
     /// A cost of `campaign_id` moved from `old` to `new` (0 to its value when it is

@@ -10,6 +10,9 @@
 //! - [`import`] checks a batch of a platform's results row by row (each refusal with
 //!   its index, code and reason; a batch with any refusal stores nothing) and stores it
 //!   in one transaction ([`tla_store::Store::import_results`]) under the learner's lock.
+//!   With a stream the checked rows are published as a `result_import` change and
+//!   every server's learner stores and learns them at the record's place
+//!   ([`store_import`], docs/scale-out.md, *State changes*).
 //!   New rows are learned at once ([`learn_import`], through
 //!   `tla_core::engine::Engine::learn_results`); a row that replaces a stored one makes
 //!   the engine be rebuilt ([`crate::correction::rebuild`]), so the old numbers are
@@ -549,7 +552,7 @@ pub fn import(
             }),
         }
     }
-    let mut outcome = ResultOutcome {
+    let outcome = ResultOutcome {
         inserted: 0,
         replaced: 0,
         unchanged: 0,
@@ -560,9 +563,57 @@ pub fn import(
     if !outcome.rejected.is_empty() || dry_run || rows.is_empty() {
         return Ok(outcome);
     }
+    if state.stream().is_some() {
+        // Every server stores and learns the rows at the record's place.
+        let change = crate::stream_log::Change::ResultImport {
+            rows: rows.iter().map(crate::stream_log::ResultRow::of).collect(),
+        };
+        return match crate::change::submit(state, &slot.id, change, key_id, None)? {
+            crate::change::Applied::Results(outcome) => Ok(outcome),
+            other => Err(ApiError::internal(format!(
+                "a results import applied as {other:?}"
+            ))),
+        };
+    }
     // No event is applied meanwhile: the import's place in the log is the learner's.
     let mut learner = state.learner_state();
     let after_seq = state.applied_seq();
+    let at_ms = state.clock().now_ms();
+    store_import(
+        state,
+        slot,
+        rows,
+        key_id,
+        at_ms,
+        after_seq,
+        &mut learner.rng,
+    )
+}
+
+/// Stores checked result rows of campaign `slot` as one import taken after event
+/// `after_seq` and brings the model in line: new rows learned at once
+/// ([`learn_import`]), replaced ones by a rebuild of the engine with `rng`; the pacing
+/// learns their costs and spend. The caller holds the learner's lock (the route of a
+/// single server; the learner applying a stream's `result_import` record, with
+/// `after_seq` the record's sequence). Blocking.
+pub(crate) fn store_import(
+    state: &AppState,
+    slot: &CampaignSlot,
+    rows: Vec<NewResult>,
+    key_id: &str,
+    at_ms: i64,
+    after_seq: u64,
+    rng: &mut rand_pcg::Pcg64Mcg,
+) -> Result<ResultOutcome, ApiError> {
+    let store = state.store();
+    let mut outcome = ResultOutcome {
+        inserted: 0,
+        replaced: 0,
+        unchanged: 0,
+        dry_run: false,
+        rejected: Vec::new(),
+        rebuild: None,
+    };
     let engine_revision = slot.engine().revision();
     let stored = store.import_results(&ResultImport {
         campaign_id: slot.id.clone(),
@@ -570,7 +621,7 @@ pub fn import(
         engine_revision,
         rows,
         key_id: key_id.to_owned(),
-        at_ms: state.clock().now_ms(),
+        at_ms,
     })?;
     outcome.inserted = stored.inserted;
     outcome.replaced = stored.replaced;
@@ -581,14 +632,8 @@ pub fn import(
     if stored.replaced > 0 {
         // The engine learned the rows replaced: rebuild it without them.
         let now_ms = state.clock().now_ms();
-        let (engine, rebuilt) = crate::correction::rebuild(
-            slot,
-            store,
-            state.log().as_ref(),
-            after_seq,
-            &mut learner.rng,
-            now_ms,
-        )?;
+        let (engine, rebuilt) =
+            crate::correction::rebuild(slot, store, state.log().as_ref(), after_seq, rng, now_ms)?;
         slot.replace_engine(engine);
         outcome.rebuild = Some(rebuilt);
     } else {

@@ -210,18 +210,24 @@ pub struct Revised {
 /// server applies it, in stream order ([`crate::change`]); else it is applied here,
 /// under the learner's lock, in force after the sequence the learner has applied
 /// ([`revise_at`]). Blocking.
+///
+/// With a stream, an `idempotency_key` (the request's `Idempotency-Key`) names the
+/// revision on the stream (`revise/<campaign>/<key>`): a retry within the stream's
+/// deduplication window answers the first outcome ([`crate::change::submit`]). Without
+/// a stream it is not used.
 pub fn revise(
     state: &AppState,
     slot: &CampaignSlot,
     next: Campaign,
     reason: Option<String>,
     key_id: &str,
+    idempotency_key: Option<&str>,
 ) -> Result<Revised, ApiError> {
     crate::state::refuse_archived(slot, "revised")?;
     if state.stream().is_some() {
         let spec_json = serde_json::to_string(next.spec()).map_err(ApiError::internal)?;
         let change = crate::stream_log::Change::Revise { spec_json, reason };
-        return match crate::change::submit(state, &slot.id, change, key_id)? {
+        return match crate::change::submit(state, &slot.id, change, key_id, idempotency_key)? {
             crate::change::Applied::Revised(revised) => Ok(revised),
             other => Err(ApiError::internal(format!(
                 "a revision applied as {other:?}"

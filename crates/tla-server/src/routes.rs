@@ -3,6 +3,7 @@
 //! [`crate::error`].
 
 use crate::auth::Scope;
+use crate::campaign::CampaignSlot;
 use crate::connections::BodyTimeout;
 use crate::decision_id::DecisionClaims;
 use crate::decision_id::SKIPPED_VERSION;
@@ -16,9 +17,9 @@ use crate::pacing::Paced;
 use crate::state::AppState;
 use crate::wire::{
     BudgetChangeOutcome, BudgetChangeRequest, CampaignBody, CampaignList, CorrectionRequest,
-    DecisionBody, DecisionList, DecisionOut, Health, HealthStatus, IngestOutcome, RevisionBody,
-    RevisionList, RevisionOutcome, SkipBody, SkippedDecision, SpendOutcome, StorageHealth,
-    StorageStatus, VersionBody,
+    DecisionBody, DecisionList, DecisionOut, Health, HealthStatus, IngestOutcome,
+    RejectedSpendReport, RevisionBody, RevisionList, RevisionOutcome, SkipBody, SkippedDecision,
+    SpendOutcome, StorageHealth, StorageStatus, VersionBody,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -427,7 +428,9 @@ pub struct ReviseQuery {
 /// [`crate::revise`]).
 #[utoipa::path(put, path = "/v1/campaigns/{id}/spec",
     summary = "replace a running campaign's spec: revision n+1; options and segments matched by name, what was learned kept; refused with revision_refused when it removes a served option (retire it: `retired = true`), changes the components, the objective or the ask (scope admin)",
-    params(("id" = String, Path, description = "campaign id"), ReviseQuery),
+    params(("id" = String, Path, description = "campaign id"), ReviseQuery,
+        ("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters (a UUID, say). On a server of a shared stream (--event-log) it names the revision on the stream: a retry with the same key within the stream's deduplication window (120 s) answers the first request's outcome instead of revising again; the same key with another spec or reason is refused (409 idempotency_key_reused). A single server does not use it")),
     request_body(description = "the whole new spec, docs/spec.md: TOML (`curl -X PUT --data-binary @spec.toml -H 'Content-Type: application/toml'`) or JSON", content(
         (Object = "application/json"), (String = "application/toml"))),
     responses((status = 200, description = "revised: the new revision is in force", body = RevisionOutcome),
@@ -453,11 +456,19 @@ pub async fn revise(
             crate::correction::MAX_REASON_LEN
         )));
     }
+    let idempotency_key = idempotency_key(&headers)?;
     let slot = state.campaign(&id)?;
     let bytes = body(bytes)?;
     let next = parse_spec(&headers, &bytes)?;
     let outcome = tokio::task::spawn_blocking(move || {
-        let revised = crate::revise::revise(&state, &slot, next, reason, &key_id)?;
+        let revised = crate::revise::revise(
+            &state,
+            &slot,
+            next,
+            reason,
+            &key_id,
+            idempotency_key.as_deref(),
+        )?;
         Ok::<_, ApiError>(RevisionOutcome {
             summary: revised.summary,
             revision: RevisionBody {
@@ -537,7 +548,9 @@ async fn set_paused(
 /// (see [`crate::budget`]).
 #[utoipa::path(patch, path = "/v1/campaigns/{id}/budget",
     summary = "change a running campaign's budget and daily cap; audited, refused below what was spent, history never rewritten (scope admin)",
-    params(("id" = String, Path, description = "campaign id")),
+    params(("id" = String, Path, description = "campaign id"),
+        ("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters (a UUID, say). On a server of a shared stream (--event-log) it names the change on the stream: a retry with the same key within the stream's deduplication window (120 s) answers the first request's outcome instead of changing again; the same key with another change is refused (409 idempotency_key_reused). A single server does not use it")),
     request_body = BudgetChangeRequest,
     responses((status = 200, description = "recorded and in force", body = BudgetChangeOutcome),
         BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, StorageFull))]
@@ -548,18 +561,20 @@ pub async fn change_budget(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let key_id = authorize_key(&state, &headers, Scope::Admin)?;
+    let idempotency_key = idempotency_key(&headers)?;
     let slot = state.campaign(&id)?;
     crate::state::refuse_archived(&slot, "given a new budget")?;
     let bytes = body(bytes)?;
     let request: BudgetChangeRequest = json_body(&bytes)?;
     let now = state.clock().now_ms();
     let outcome = tokio::task::spawn_blocking(move || {
-        crate::budget::change(&state, &slot, &request, &key_id, now).map(|change| {
-            BudgetChangeOutcome {
+        let idempotency_key = idempotency_key.as_deref();
+        crate::budget::change(&state, &slot, &request, &key_id, now, idempotency_key).map(
+            |change| BudgetChangeOutcome {
                 change,
                 campaign: CampaignBody::new(&slot),
-            }
-        })
+            },
+        )
     })
     .await??;
     Ok(Json(outcome))
@@ -1039,26 +1054,28 @@ pub async fn report_spend(
     }
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     if !good.is_empty() {
-        let store = state.store().clone();
+        let state2 = state.clone();
         let (good, stored) = tokio::task::spawn_blocking(move || {
-            let outcomes = store.append_spend_reports(&good);
+            let outcomes = store_spend_reports(&state2, &slot, &good, &key_id);
             (good, outcomes)
         })
         .await?;
         for ((outcome, report), index) in stored?.into_iter().zip(good).zip(good_index) {
             match outcome {
-                SpendReportOutcome::Appended { id } => {
-                    accepted += 1;
-                    crate::learner::learn_spend_report(&slot, &report.stored_as(id));
-                }
-                SpendReportOutcome::Duplicate { .. } => duplicates += 1,
-                SpendReportOutcome::Conflict { id } => {
+                Ok(SpendReportOutcome::Appended { .. }) => accepted += 1,
+                Ok(SpendReportOutcome::Duplicate { .. }) => duplicates += 1,
+                Ok(SpendReportOutcome::Conflict { id }) => {
                     let rejection = crate::spend::SpendRejection::IdConflict {
                         report_id: report.report_id,
                         id,
                     };
                     rejected.push(rejection.to_batch_item(index));
                 }
+                Err(error) => rejected.push(RejectedSpendReport {
+                    index,
+                    code: error.code().as_str(),
+                    error: error.message().to_owned(),
+                }),
             }
         }
         rejected.sort_by_key(|item| item.index);
@@ -1072,6 +1089,50 @@ pub async fn report_spend(
         duplicates,
         rejected,
     }))
+}
+
+/// Stores the checked spend reports `good` of campaign `slot` ([`crate::spend::store`]),
+/// or with a stream publishes each as a `spend_report` change and answers what every
+/// server's learner did with it at its place (a repeat the stream absorbed is a
+/// duplicate or a conflict of the stored first copy). Blocking.
+fn store_spend_reports(
+    state: &AppState,
+    slot: &CampaignSlot,
+    good: &[tla_store::NewSpendReport],
+    key_id: &str,
+) -> Result<Vec<Result<SpendReportOutcome, ApiError>>, ApiError> {
+    if state.stream().is_none() {
+        let stored = crate::spend::store(state, slot, good.to_vec())?;
+        return Ok(stored.into_iter().map(Ok).collect());
+    }
+    let changes = good
+        .iter()
+        .map(crate::stream_log::Change::spend_report)
+        .collect();
+    let submitted = crate::change::submit_all(state, &slot.id, changes, key_id, None)?;
+    submitted
+        .into_iter()
+        .zip(good)
+        .map(|(submitted, report)| {
+            if submitted.duplicate {
+                return crate::spend::repeat_outcome(state, report)?
+                    .map(Ok)
+                    .ok_or_else(|| {
+                        ApiError::internal(format!(
+                            "spend report {} is on the stream (sequence {}) but not stored here",
+                            report.report_id, submitted.seq
+                        ))
+                    });
+            }
+            Ok(match submitted.outcome {
+                Ok(crate::change::Applied::Spend(outcome)) => Ok(outcome),
+                Ok(other) => Err(ApiError::internal(format!(
+                    "a spend report applied as {other:?}"
+                ))),
+                Err(error) => Err(error),
+            })
+        })
+        .collect()
 }
 
 /// `POST /v1/campaigns/{id}/corrections`: retract a stored event or give it a new

@@ -9,16 +9,23 @@
 //! A `report_id` names one report of its campaign: an exact repeat is a duplicate,
 //! the same id with another content is refused (`report_id_conflict`). Stored spend is
 //! never rewritten. What a stored report teaches the campaign's learner goes through
-//! [`crate::learner::learn_spend_report`].
+//! [`crate::learner::learn_spend_report`]; [`store`] is the one path from checked
+//! reports to the store and the learner.
+//!
+//! On a shared stream each good report is published as a change record (kind
+//! `spend_report`, message id `spend/<campaign>/<report id>`) and every server's
+//! learner stores it through [`store`] at its place in the stream, so the first copy
+//! of an id wins on every server alike (docs/scale-out.md, *State changes*).
 
 use crate::campaign::CampaignSlot;
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 use crate::wire::RejectedSpendReport;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tla_core::spec::{AMOUNT_LIMIT, MAX_FLIGHT_DAYS};
 use tla_core::timestamp::{DAY_MS, parse_rfc3339};
-use tla_store::NewSpendReport;
+use tla_store::{NewSpendReport, SpendReportOutcome, StoreError};
 use utoipa::ToSchema;
 
 /// Longest `report_id` accepted, characters (as for an `event_id`).
@@ -249,4 +256,44 @@ pub fn check_raw_report(
         key_id: key_id.to_owned(),
         at_ms: now_ms,
     })
+}
+
+/// Stores checked reports of campaign `slot` in one durable transaction and teaches
+/// its learner each one stored now ([`crate::learner::learn_spend_report`]); what
+/// storing each did. The one path for the route of a single server and for the
+/// learner applying a stream's `spend_report` record. Blocking.
+pub fn store(
+    state: &AppState,
+    slot: &CampaignSlot,
+    reports: Vec<NewSpendReport>,
+) -> Result<Vec<SpendReportOutcome>, StoreError> {
+    let outcomes = state.store().append_spend_reports(&reports)?;
+    for (outcome, report) in outcomes.iter().zip(reports) {
+        if let SpendReportOutcome::Appended { id } = *outcome {
+            crate::learner::learn_spend_report(slot, &report.stored_as(id));
+        }
+    }
+    Ok(outcomes)
+}
+
+/// What a report the stream absorbed as a repeat of its id's first copy is: a
+/// duplicate of the stored report when it is an exact repeat
+/// ([`NewSpendReport::is_exact_repeat_of`], the store's rule), else a conflict.
+/// `None` when the first copy is not stored here (it was refused when applied).
+pub fn repeat_outcome(
+    state: &AppState,
+    report: &NewSpendReport,
+) -> Result<Option<SpendReportOutcome>, StoreError> {
+    Ok(state
+        .store()
+        .spend_reports(&report.campaign_id)?
+        .into_iter()
+        .find(|stored| stored.report_id == report.report_id)
+        .map(|stored| {
+            if report.is_exact_repeat_of(&stored) {
+                SpendReportOutcome::Duplicate { id: stored.id }
+            } else {
+                SpendReportOutcome::Conflict { id: stored.id }
+            }
+        }))
 }

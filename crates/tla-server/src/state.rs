@@ -597,7 +597,7 @@ impl AppState {
         change: crate::stream_log::Change,
         key_id: &str,
     ) -> Result<Arc<CampaignSlot>, ApiError> {
-        match crate::change::submit(self, id, change, key_id)? {
+        match crate::change::submit(self, id, change, key_id, None)? {
             crate::change::Applied::Campaign(slot) => Ok(slot),
             crate::change::Applied::Already => self.campaign(id),
             other => Err(ApiError::internal(format!(

@@ -28,7 +28,7 @@
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::{FutureExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -226,6 +226,10 @@ pub struct ChangeRecord {
     pub key_id: String,
     /// When it was asked, ms since the Unix epoch (the time every server records).
     pub at_ms: i64,
+    /// The `Idempotency-Key` the request was sent with (a revision or a budget change),
+    /// which names it on the stream: see [`ChangeRecord::message_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// The state changes that travel through the stream, tagged by `kind`. Amounts are
@@ -278,15 +282,127 @@ pub enum Change {
         /// The key's public id.
         id: String,
     },
+    /// `POST /v1/campaigns/{id}/spend`: one spend report, stored by every server
+    /// (the first copy of a report id wins). Message id `spend/<campaign>/<report id>`.
+    SpendReport {
+        /// See [`tla_store::NewSpendReport::report_id`].
+        report_id: String,
+        /// See [`tla_store::NewSpendReport::segment`].
+        segment: u32,
+        /// See [`tla_store::NewSpendReport::start_ms`].
+        start_ms: i64,
+        /// See [`tla_store::NewSpendReport::end_ms`].
+        end_ms: i64,
+        /// `f64::to_bits` of [`tla_store::NewSpendReport::amount`].
+        amount_bits: u64,
+        /// See [`tla_store::NewSpendReport::impressions`].
+        impressions: Option<u64>,
+    },
+    /// `POST /v1/campaigns/{id}/results` (not a dry run): the rows of a platform's
+    /// results as checked by the server that took them (ads resolved to their
+    /// segment, revision and version), stored and learned by every server at this
+    /// record's place.
+    ResultImport {
+        /// The rows, in the order sent.
+        rows: Vec<ResultRow>,
+    },
+}
+
+/// One checked row of a platform's results ([`tla_store::NewResult`]) as the stream
+/// holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// See [`tla_store::NewResult::ad_name`].
+    pub ad_name: String,
+    /// See [`tla_store::NewResult::segment`].
+    pub segment: u32,
+    /// See [`tla_store::NewResult::revision`].
+    pub revision: u32,
+    /// See [`tla_store::NewResult::version`].
+    pub version: u64,
+    /// See [`tla_store::NewResult::start_ms`].
+    pub start_ms: i64,
+    /// See [`tla_store::NewResult::end_ms`].
+    pub end_ms: i64,
+    /// See [`tla_store::NewResult::impressions`].
+    pub impressions: u64,
+    /// See [`tla_store::NewResult::clicks`].
+    pub clicks: u64,
+    /// See [`tla_store::NewResult::conversions`].
+    pub conversions: u64,
+    /// `f64::to_bits` of [`tla_store::NewResult::value`].
+    pub value_bits: u64,
+    /// `f64::to_bits` of [`tla_store::NewResult::spend`].
+    pub spend_bits: u64,
+}
+
+impl ResultRow {
+    /// The row as the stream holds it.
+    pub fn of(row: &tla_store::NewResult) -> ResultRow {
+        ResultRow {
+            ad_name: row.ad_name.clone(),
+            segment: row.segment,
+            revision: row.revision,
+            version: row.version,
+            start_ms: row.start_ms,
+            end_ms: row.end_ms,
+            impressions: row.impressions,
+            clicks: row.clicks,
+            conversions: row.conversions,
+            value_bits: row.value.to_bits(),
+            spend_bits: row.spend.to_bits(),
+        }
+    }
+
+    /// The row to store.
+    pub fn to_new(&self) -> tla_store::NewResult {
+        tla_store::NewResult {
+            ad_name: self.ad_name.clone(),
+            segment: self.segment,
+            revision: self.revision,
+            version: self.version,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            impressions: self.impressions,
+            clicks: self.clicks,
+            conversions: self.conversions,
+            value: f64::from_bits(self.value_bits),
+            spend: f64::from_bits(self.spend_bits),
+        }
+    }
 }
 
 impl Change {
-    /// The message id the change is published with, when it has one: a change that
-    /// is its own identity (a key made or revoked) is absorbed when repeated.
+    /// The [`Change::SpendReport`] of a checked report.
+    pub fn spend_report(report: &tla_store::NewSpendReport) -> Change {
+        Change::SpendReport {
+            report_id: report.report_id.clone(),
+            segment: report.segment,
+            start_ms: report.start_ms,
+            end_ms: report.end_ms,
+            amount_bits: report.amount.to_bits(),
+            impressions: report.impressions,
+        }
+    }
+}
+
+impl ChangeRecord {
+    /// The message id the change is published with, when it has one, so the stream's
+    /// deduplication absorbs a repeat within its window: a change that is its own
+    /// identity (a key made or revoked: `key/<id>`, `key-revoked/<id>`; a spend
+    /// report: `spend/<campaign>/<report id>`), and a revision or budget change sent
+    /// with an `Idempotency-Key` (`revise/<campaign>/<key>`, `budget/<campaign>/<key>`).
+    /// Campaign ids hold no `/`.
     pub fn message_id(&self) -> Option<String> {
-        match self {
-            Change::KeyCreated { id, .. } => Some(format!("key/{id}")),
-            Change::KeyRevoked { id } => Some(format!("key-revoked/{id}")),
+        let campaign = &self.campaign_id;
+        match (&self.change, &self.idempotency_key) {
+            (Change::KeyCreated { id, .. }, _) => Some(format!("key/{id}")),
+            (Change::KeyRevoked { id }, _) => Some(format!("key-revoked/{id}")),
+            (Change::SpendReport { report_id, .. }, _) => {
+                Some(format!("spend/{campaign}/{report_id}"))
+            }
+            (Change::Revise { .. }, Some(key)) => Some(format!("revise/{campaign}/{key}")),
+            (Change::Budget { .. }, Some(key)) => Some(format!("budget/{campaign}/{key}")),
             _ => None,
         }
     }
@@ -408,6 +524,13 @@ pub struct Mirror {
     changes: Vec<(u64, ChangeRecord)>,
     /// The keys the stream holds: id to whether a record revoked it.
     keys: HashMap<String, bool>,
+    /// The spend reports the stream holds, `(campaign, report id)`: the first copy of
+    /// an id is counted by the lease book, a later one is not (it is a duplicate or a
+    /// conflict for every server's store alike).
+    spend_reports: HashSet<(String, String)>,
+    /// The platform results in force, `(campaign, ad name, segment, start, end)` to
+    /// their spend: a re-import of a period replaces its spend in the lease book.
+    result_spend: HashMap<(String, String, u32, i64, i64), f64>,
     /// The `secret_check` of the stream's genesis, once applied (it stays known here
     /// after the stream purged its first records).
     genesis_check: Option<String>,
@@ -451,6 +574,8 @@ impl Mirror {
             leases: crate::lease::LeaseBook::default(),
             changes: Vec::new(),
             keys: HashMap::new(),
+            spend_reports: HashSet::new(),
+            result_spend: HashMap::new(),
         };
         for (seq, payload) in mirror.store.mirror_records()? {
             mirror.apply(seq, &payload);
@@ -614,6 +739,32 @@ impl Mirror {
                     }
                     Change::KeyRevoked { id } => {
                         self.keys.insert(id.clone(), true);
+                    }
+                    // Spend not in cost events counts against the leases' budget too.
+                    Change::SpendReport {
+                        report_id,
+                        amount_bits,
+                        ..
+                    } => {
+                        let id = (change.campaign_id.clone(), report_id.clone());
+                        if self.spend_reports.insert(id) {
+                            let amount = f64::from_bits(*amount_bits);
+                            self.leases.note_spend(&change.campaign_id, 0.0, amount);
+                        }
+                    }
+                    Change::ResultImport { rows } => {
+                        for row in rows {
+                            let spend = f64::from_bits(row.spend_bits);
+                            let key = (
+                                change.campaign_id.clone(),
+                                row.ad_name.clone(),
+                                row.segment,
+                                row.start_ms,
+                                row.end_ms,
+                            );
+                            let old = self.result_spend.insert(key, spend).unwrap_or(0.0);
+                            self.leases.note_spend(&change.campaign_id, old, spend);
+                        }
                     }
                     _ => {}
                 }
@@ -1461,11 +1612,36 @@ impl JetStreamEventLog {
     /// this server's mirror has it; its stream sequence (the original's, for a repeat
     /// the stream absorbed).
     pub fn publish_change(&self, change: ChangeRecord) -> Result<u64, StoreError> {
-        let id = change.change.message_id();
-        let acks = self.publish(vec![(id, Record::Change(change).to_bytes())])?;
-        let (seq, _) = acks[0];
-        self.wait_mirrored(seq, CALL_TIMEOUT)?;
-        Ok(seq)
+        Ok(self.publish_changes(vec![change])?[0].0)
+    }
+
+    /// Publishes state changes in order (each with its message id, if it has one) and
+    /// waits until this server's mirror has them all; the `(sequence, duplicate)` of
+    /// each (for a repeat the stream absorbed, the original's sequence and `true`).
+    pub fn publish_changes(
+        &self,
+        changes: Vec<ChangeRecord>,
+    ) -> Result<Vec<(u64, bool)>, StoreError> {
+        let records = changes
+            .into_iter()
+            .map(|change| (change.message_id(), Record::Change(change).to_bytes()))
+            .collect();
+        let acks = self.publish(records)?;
+        if let Some(&(last, _)) = acks.iter().max_by_key(|(seq, _)| *seq) {
+            self.wait_mirrored(last, CALL_TIMEOUT)?;
+        }
+        Ok(acks)
+    }
+
+    /// The change record at stream sequence `seq`, if the mirror holds one there.
+    pub fn change_at(&self, seq: u64) -> Option<ChangeRecord> {
+        let mirror = self.lock();
+        let at = mirror.changes.partition_point(|(s, _)| *s < seq);
+        mirror
+            .changes
+            .get(at)
+            .filter(|(s, _)| *s == seq)
+            .map(|(_, change)| change.clone())
     }
 
     /// The change records after sequence `after`, in stream order (at most `limit`).
@@ -1701,6 +1877,7 @@ mod tests {
                 change,
                 key_id: "k".into(),
                 at_ms: 1,
+                idempotency_key: None,
             })
             .to_bytes()
         };

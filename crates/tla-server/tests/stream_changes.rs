@@ -227,7 +227,7 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
         let state = state.clone();
         runtime.spawn_blocking(move || {
             let slot = state.campaign(ID).unwrap();
-            tla_server::revise::revise(&state, &slot, spec(Some(headline)), None, "k")
+            tla_server::revise::revise(&state, &slot, spec(Some(headline)), None, "k", None)
                 .map(|revised| revised.revision.number)
         })
     };
@@ -265,15 +265,21 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
     let (revised, archived, resumed) = runtime
         .block_on(runtime.spawn_blocking(move || {
             let slot = state.campaign(ID).unwrap();
-            let revised =
-                tla_server::revise::revise(&state, &slot, spec(Some("kingfisher")), None, "k")
-                    .map(|r| r.revision.number);
+            let revised = tla_server::revise::revise(
+                &state,
+                &slot,
+                spec(Some("kingfisher")),
+                None,
+                "k",
+                None,
+            )
+            .map(|r| r.revision.number);
             send(&state, "a4", 40);
             // Revision 5 removes the new headline, served by no event before it: taken.
             // Events for decisions served it under revision 4 arrive after it (outside
             // the campaign now). A server that learned them before applying revision 5
             // would refuse it (a served option removed) and part from the others.
-            let removed = tla_server::revise::revise(&state, &slot, spec(None), None, "k")
+            let removed = tla_server::revise::revise(&state, &slot, spec(None), None, "k", None)
                 .map(|r| r.revision.number);
             assert_eq!(removed.unwrap(), 5);
             send_served_under(&state, 4, "kingfisher", 10);

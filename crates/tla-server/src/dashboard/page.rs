@@ -811,7 +811,7 @@ pub fn apply_control(
                 daily_cap,
                 reason: reason.to_owned(),
             };
-            crate::budget::change(state, &slot, &request, key_id, state.clock().now_ms())?;
+            crate::budget::change(state, &slot, &request, key_id, state.clock().now_ms(), None)?;
         }
         "option" | "end" => {
             let mut spec = slot.current().campaign.spec().clone();
@@ -868,7 +868,7 @@ pub fn apply_control(
                 .validate()
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             let reason = (!reason.is_empty()).then(|| reason.to_owned());
-            crate::revise::revise(state, &slot, next, reason, key_id)?;
+            crate::revise::revise(state, &slot, next, reason, key_id, None)?;
         }
         other => {
             return Err(ApiError::not_found(format!(
