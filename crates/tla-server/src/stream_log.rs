@@ -1916,6 +1916,118 @@ mod tests {
     }
 
     #[test]
+    fn reported_and_imported_spend_is_counted_once_first_copy_first() {
+        let store = tla_store::Store::open_in_memory().unwrap();
+        let mut mirror = Mirror::load(store.clone(), "s").unwrap();
+        let change = |change: Change, key: Option<&str>| {
+            Record::Change(ChangeRecord {
+                campaign_id: "c".into(),
+                change,
+                key_id: "k".into(),
+                at_ms: 1,
+                idempotency_key: key.map(str::to_owned),
+            })
+        };
+        let report = |id: &str, amount: f64| {
+            change(
+                Change::spend_report(&tla_store::NewSpendReport {
+                    campaign_id: "c".into(),
+                    report_id: id.into(),
+                    segment: 0,
+                    start_ms: 0,
+                    end_ms: 10,
+                    amount,
+                    impressions: None,
+                    key_id: "k".into(),
+                    at_ms: 1,
+                }),
+                None,
+            )
+        };
+        let row = |ad: &str, spend: f64| ResultRow {
+            ad_name: ad.into(),
+            segment: 1,
+            revision: 1,
+            version: 2,
+            start_ms: 0,
+            end_ms: 10,
+            impressions: 100,
+            clicks: 1,
+            conversions: 1,
+            value_bits: 5.0f64.to_bits(),
+            spend_bits: spend.to_bits(),
+        };
+        let import = |rows: Vec<ResultRow>| change(Change::ResultImport { rows }, None);
+        // After the dedup window a report id comes again (the same, then another
+        // amount): counted once, as first sent.
+        apply(&mut mirror, 1, &report("r1", 30.0).to_bytes());
+        apply(&mut mirror, 2, &report("r1", 30.0).to_bytes());
+        apply(&mut mirror, 3, &report("r1", 99.0).to_bytes());
+        apply(&mut mirror, 4, &report("r2", 0.5).to_bytes());
+        assert_eq!(mirror.leases.view("c").spent_counted, 30.5);
+        // An import, then a re-import replacing one ad's period: the new spend in place
+        // of the old.
+        apply(
+            &mut mirror,
+            5,
+            &import(vec![row("a", 10.0), row("b", 4.0)]).to_bytes(),
+        );
+        apply(&mut mirror, 6, &import(vec![row("a", 12.0)]).to_bytes());
+        assert_eq!(mirror.leases.view("c").spent_counted, 30.5 + 12.0 + 4.0);
+        // A restart applies the records again: the same count.
+        let again = Mirror::load(store, "s").unwrap();
+        assert_eq!(again.leases.view("c"), mirror.leases.view("c"));
+        // Message ids: a report by its id; a revision or budget change by its key only.
+        let ids: Vec<Option<String>> = [
+            report("r1", 1.0),
+            change(
+                Change::Revise {
+                    spec_json: "{}".into(),
+                    reason: None,
+                },
+                Some("k1"),
+            ),
+            change(
+                Change::Revise {
+                    spec_json: "{}".into(),
+                    reason: None,
+                },
+                None,
+            ),
+            change(
+                Change::Budget {
+                    budget_bits: None,
+                    sets_daily_cap: false,
+                    daily_cap_bits: None,
+                    reason: "r".into(),
+                },
+                Some("k2"),
+            ),
+            import(vec![]),
+        ]
+        .into_iter()
+        .map(|record| match record {
+            Record::Change(change) => change.message_id(),
+            _ => unreachable!(),
+        })
+        .collect();
+        assert_eq!(
+            ids,
+            [
+                Some("spend/c/r1".to_owned()),
+                Some("revise/c/k1".to_owned()),
+                None,
+                Some("budget/c/k2".to_owned()),
+                None
+            ]
+        );
+        // A record without the key (written before it existed) still decodes.
+        let old = r#"{"type":"change","campaign_id":"c","change":{"kind":"pause"},"key_id":"k","at_ms":1}"#;
+        let decoded: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(decoded, change(Change::Pause, None));
+    }
+
+    #[test]
     fn a_mirror_loaded_from_its_file_is_the_mirror_that_wrote_it() {
         let store = tla_store::Store::open_in_memory().unwrap();
         let mut first = Mirror::load(store.clone(), "s").unwrap();
