@@ -114,7 +114,8 @@ fn spec_with_flight(budget: f64) -> String {
     )
 }
 
-/// Sends a request to `state`'s router; the status and the JSON body.
+/// Sends a request to `state`'s router with `headers` (the content type among them);
+/// the status and the JSON body.
 fn call(
     runtime: &tokio::runtime::Runtime,
     state: &AppState,
@@ -122,14 +123,12 @@ fn call(
     uri: &str,
     token: &str,
     headers: &[(&str, &str)],
-    content_type: &str,
     body: String,
 ) -> (StatusCode, Value) {
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, content_type);
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -154,14 +153,15 @@ fn json_call(
     headers: &[(&str, &str)],
     body: Value,
 ) -> (StatusCode, Value) {
+    let mut headers = headers.to_vec();
+    headers.push(("content-type", "application/json"));
     call(
         runtime,
         state,
         method,
         uri,
         token,
-        headers,
-        "application/json",
+        &headers,
         body.to_string(),
     )
 }
@@ -181,8 +181,7 @@ fn create(
         "POST",
         "/v1/campaigns",
         token,
-        &[],
-        "application/toml",
+        &[("content-type", "application/toml")],
         spec,
     );
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -544,8 +543,10 @@ fn a_retried_revision_or_budget_change_with_the_same_key_applies_once() {
             "PUT",
             &spec_uri,
             &token,
-            &[("Idempotency-Key", key)],
-            "application/toml",
+            &[
+                ("Idempotency-Key", key),
+                ("content-type", "application/toml"),
+            ],
             body.to_owned(),
         )
     };
