@@ -68,6 +68,8 @@ pub enum Applied {
     Spend(tla_store::SpendReportOutcome),
     /// A platform results import stored and learned.
     Results(crate::wire::ResultOutcome),
+    /// A plan stored (or, applied again after a crash, found stored).
+    Plan(tla_store::StoredPlan),
     /// Applied before a crash (recognised on re-applying); nothing done again.
     Already,
 }
@@ -374,6 +376,23 @@ fn apply(
                 .pop()
                 .map(Applied::Spend)
                 .ok_or_else(|| ApiError::internal("a spend report stored without its outcome"))
+        }
+        Change::Plan { .. } => {
+            let slot = state.campaign(&record.campaign_id)?;
+            let plan = record
+                .change
+                .to_plan(&slot.id, key_id, at_ms)
+                .ok_or_else(|| ApiError::internal("a plan without its fields"))?;
+            // Applied again after a crash: the plan stored then.
+            let stored = state.store().plans(&slot.id)?.into_iter().find(|stored| {
+                stored.at_ms == at_ms
+                    && stored.key_id == key_id
+                    && stored.plan_json == plan.plan_json
+            });
+            match stored {
+                Some(stored) => Ok(Applied::Plan(stored)),
+                None => Ok(Applied::Plan(state.store().save_plan(&plan)?)),
+            }
         }
         Change::ResultImport { rows } => {
             let slot = state.campaign(&record.campaign_id)?;

@@ -5,6 +5,9 @@
 //!   lock, with the learner's random stream), prices the period's budget (given, or
 //!   [`period_budget`] from the flight in force) and stores it with each ad's share,
 //!   the propensity of the plan's decision distribution ([`tla_store::Store::save_plan`]).
+//!   With a stream the drawn plan is published as a `plan` change and every server
+//!   stores it when its learner applies it, so plans are numbered in stream order and
+//!   any server takes the results of any plan's ads.
 //! - [`export`] gives a stored plan's rows (all, or only what changed since the plan
 //!   before it) and [`csv`] writes them for a bulk-upload sheet.
 //! - [`import`] checks a batch of a platform's results row by row (each refusal with
@@ -169,7 +172,7 @@ pub fn make(
             })
         })
         .collect();
-    let stored = store.save_plan(&NewPlan {
+    let plan = NewPlan {
         campaign_id: slot.id.clone(),
         revision: drawn.revision,
         start_ms,
@@ -179,8 +182,22 @@ pub fn make(
         ads,
         key_id: key_id.to_owned(),
         at_ms: state.clock().now_ms(),
-    })?;
-    drop(learner);
+    };
+    let stored = if state.stream().is_some() {
+        // Every server stores it, numbered in stream order: the learner applies it.
+        drop(learner);
+        let change = crate::stream_log::Change::plan(&plan);
+        match crate::change::submit(state, &slot.id, change, key_id, None)? {
+            crate::change::Applied::Plan(stored) => stored,
+            other => {
+                return Err(ApiError::internal(format!("a plan applied as {other:?}")));
+            }
+        }
+    } else {
+        let stored = store.save_plan(&plan)?;
+        drop(learner);
+        stored
+    };
     tracing::info!(campaign = %slot.id, plan = stored.plan_id, key = %key_id, "plan made");
     body(slot, &stored, &drawn)
 }

@@ -306,6 +306,36 @@ pub enum Change {
         /// The rows, in the order sent.
         rows: Vec<ResultRow>,
     },
+    /// `POST /v1/campaigns/{id}/plans`: a plan drawn by the server that took the
+    /// request, stored by every server (plans are numbered in stream order), so a
+    /// platform's results for its ads are taken by any server.
+    Plan {
+        /// See [`tla_store::NewPlan::revision`].
+        revision: u32,
+        /// See [`tla_store::NewPlan::start_ms`].
+        start_ms: i64,
+        /// See [`tla_store::NewPlan::end_ms`].
+        end_ms: i64,
+        /// `f64::to_bits` of [`tla_store::NewPlan::budget`].
+        budget_bits: u64,
+        /// See [`tla_store::NewPlan::plan_json`].
+        plan_json: String,
+        /// Its ads.
+        ads: Vec<PlanAdRow>,
+    },
+}
+
+/// One ad of a plan ([`tla_store::PlanAd`]) as the stream holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanAdRow {
+    /// See [`tla_store::PlanAd::segment`].
+    pub segment: u32,
+    /// See [`tla_store::PlanAd::ad_name`].
+    pub ad_name: String,
+    /// See [`tla_store::PlanAd::version`].
+    pub version: u64,
+    /// `f64::to_bits` of [`tla_store::PlanAd::share`].
+    pub share_bits: u64,
 }
 
 /// One checked row of a platform's results ([`tla_store::NewResult`]) as the stream
@@ -373,6 +403,67 @@ impl ResultRow {
 }
 
 impl Change {
+    /// The [`Change::Plan`] of a plan to store.
+    pub fn plan(plan: &tla_store::NewPlan) -> Change {
+        Change::Plan {
+            revision: plan.revision,
+            start_ms: plan.start_ms,
+            end_ms: plan.end_ms,
+            budget_bits: plan.budget.to_bits(),
+            plan_json: plan.plan_json.clone(),
+            ads: plan
+                .ads
+                .iter()
+                .map(|ad| PlanAdRow {
+                    segment: ad.segment,
+                    ad_name: ad.ad_name.clone(),
+                    version: ad.version,
+                    share_bits: ad.share.to_bits(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The plan a [`Change::Plan`] of campaign `campaign_id` carries, asked by
+    /// `key_id` at `at_ms` (`None` for another change).
+    pub fn to_plan(
+        &self,
+        campaign_id: &str,
+        key_id: &str,
+        at_ms: i64,
+    ) -> Option<tla_store::NewPlan> {
+        let Change::Plan {
+            revision,
+            start_ms,
+            end_ms,
+            budget_bits,
+            plan_json,
+            ads,
+        } = self
+        else {
+            return None;
+        };
+        Some(tla_store::NewPlan {
+            campaign_id: campaign_id.to_owned(),
+            revision: *revision,
+            start_ms: *start_ms,
+            end_ms: *end_ms,
+            budget: f64::from_bits(*budget_bits),
+            plan_json: plan_json.clone(),
+            ads: ads
+                .iter()
+                .map(|ad| tla_store::PlanAd {
+                    segment: ad.segment,
+                    ad_name: ad.ad_name.clone(),
+                    version: ad.version,
+                    share: f64::from_bits(ad.share_bits),
+                })
+                .collect(),
+            key_id: key_id.to_owned(),
+            at_ms,
+        })
+    }
+
     /// The [`Change::SpendReport`] of a checked report.
     pub fn spend_report(report: &tla_store::NewSpendReport) -> Change {
         Change::SpendReport {

@@ -5,10 +5,10 @@
 //!   what A was told was spent, B's lease book counts it, and both store the same
 //!   reports. The same batch re-sent to B is absorbed (duplicates), a report id with
 //!   another amount is refused (`report_id_conflict`) on both.
-//! - A platform results import on A is stored and learned by B at the same place: the
-//!   models hash the same at the same sequence, and B holds no plan (the import does
-//!   not need one where it is applied); a re-import that replaces a period rebuilds
-//!   both alike; a dry run publishes nothing.
+//! - A plan made on A is stored by B as the same plan 1; a platform results import on
+//!   A is stored and learned by B at the same place: the models hash the same at the
+//!   same sequence; a re-import sent to B that replaces a period rebuilds both alike;
+//!   a dry run publishes nothing.
 //! - A revision or a budget change retried with the same `Idempotency-Key` (on the
 //!   other server) applies once and answers the first outcome; the same key with
 //!   another change is refused (`idempotency_key_reused`).
@@ -455,7 +455,17 @@ fn a_results_import_on_one_server_changes_every_model_alike() {
     assert_eq!(body["inserted"].as_u64(), Some(rows.len() as u64), "{body}");
     let imported = settle(&[&a.state, &b.state], &id);
     assert_ne!(imported.2, before.2, "the import changed the model");
-    assert!(store_b.plans(&id).unwrap().is_empty(), "B holds no plan");
+    // Both hold the plan, as plan 1.
+    let plans = |store: &Store| {
+        store
+            .plans(&id)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.plan_id, p.plan_json))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(plans(&store_b).len(), 1);
+    assert_eq!(plans(&store_a), plans(&store_b));
     assert_eq!(
         store_b.results_spend(&id).unwrap(),
         20.0 * rows.len() as f64
@@ -469,8 +479,9 @@ fn a_results_import_on_one_server_changes_every_model_alike() {
         assert_eq!(book.spent_counted, 20.0 * rows.len() as f64, "{book:?}");
     }
 
-    // A re-import replacing one period's row: both rebuild without the old numbers and
-    // agree again; the lease book counts the new spend in place of the old.
+    // A re-import on B (of the ads of A's plan) replacing one period's row: both
+    // rebuild without the old numbers and agree again; the lease book counts the new
+    // spend in place of the old.
     let mut replaced = rows.clone();
     replaced[0]["conversions"] = json!(5);
     replaced[0]["clicks"] = json!(10);
@@ -478,7 +489,7 @@ fn a_results_import_on_one_server_changes_every_model_alike() {
     replaced[0]["spend"] = json!(35.0);
     let (status, body) = json_call(
         runtime,
-        &a.state,
+        &b.state,
         "POST",
         &results,
         &token,
