@@ -67,7 +67,7 @@ pub fn change(
             ))),
         };
     }
-    apply(state, slot, request, key_id, now_ms)
+    apply(state, slot, request, key_id, now_ms, u64::MAX)
 }
 
 /// The checks of a request that need no campaign state: a reason, something to change.
@@ -87,14 +87,17 @@ fn check_request(request: &BudgetChangeRequest) -> Result<(), ApiError> {
 }
 
 /// Checks, records and applies a budget change at `now_ms`: the one place a change is
-/// applied, here or from the stream. Changes of one campaign are serialized (the
-/// flight's lock is held from the check to the swap). Blocking.
+/// applied, here or from the stream. The spend it must not go below counts the cost
+/// events up to sequence `spent_through` (`u64::MAX`: all; from the stream: the
+/// change's own sequence). Changes of one campaign are serialized (the flight's lock
+/// is held from the check to the swap). Blocking.
 pub(crate) fn apply(
     state: &AppState,
     slot: &CampaignSlot,
     request: &BudgetChangeRequest,
     key_id: &str,
     now_ms: i64,
+    spent_through: u64,
 ) -> Result<BudgetChangeBody, ApiError> {
     check_request(request)?;
     crate::state::refuse_archived(slot, "given a new budget")?;
@@ -129,7 +132,7 @@ pub(crate) fn apply(
             .transpose()
             .map_err(invalid)?,
     };
-    let spent = crate::report::stored_spend(slot, state.store())?;
+    let spent = crate::report::stored_spend_through(slot, state.store(), spent_through)?;
     if new_budget < spent.total() {
         return Err(ApiError::new(
             ErrorCode::BudgetBelowSpent,

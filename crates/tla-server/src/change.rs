@@ -350,7 +350,8 @@ fn apply(
             if repeated {
                 return Ok(Applied::Already);
             }
-            budget::apply(state, &slot, &request, key_id, at_ms).map(Applied::Budget)
+            // Against the costs before the change's place in the stream.
+            budget::apply(state, &slot, &request, key_id, at_ms, seq).map(Applied::Budget)
         }
         Change::SpendReport {
             report_id,

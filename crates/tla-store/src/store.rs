@@ -546,6 +546,19 @@ impl Store {
         campaign_id: &str,
         kind: EventKind,
     ) -> Result<HashMap<String, f64>, StoreError> {
+        self.value_by_decision_through(campaign_id, kind, u64::MAX)
+    }
+
+    /// [`Store::value_by_decision`] of the events up to sequence `through` only (a
+    /// server of a stream checks a budget change against the costs before the change's
+    /// place in the stream, though its mirror may hold later ones).
+    pub fn value_by_decision_through(
+        &self,
+        campaign_id: &str,
+        kind: EventKind,
+        through: u64,
+    ) -> Result<HashMap<String, f64>, StoreError> {
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
         let mut sums: HashMap<String, f64> = HashMap::new();
         let mut after: i64 = 0;
         loop {
@@ -566,7 +579,10 @@ impl Store {
                 break;
             };
             let full = page.len() == EVENT_PAGE;
-            for (_, decision_id, value) in page {
+            for (seq, decision_id, value) in page {
+                if seq > through {
+                    return Ok(sums);
+                }
                 *sums.entry(decision_id).or_default() += value;
             }
             if !full {

@@ -1202,6 +1202,16 @@ fn value_by_decision_reads_past_one_page() {
     assert_eq!(sums.len(), 3);
     assert_eq!(sums.values().sum::<f64>(), 10_000.0);
     assert_eq!(sums["d0"], 3_334.0);
+    // Up to a sequence only, past the first page too: campaign a's events are the odd
+    // sequences 1, 3, ..., so through 16_001 holds 8,001 of them.
+    let through = store
+        .value_by_decision_through("a", EventKind::Conversion, 16_001)
+        .unwrap();
+    assert_eq!(through.values().sum::<f64>(), 8_001.0);
+    let none = store
+        .value_by_decision_through("a", EventKind::Conversion, 0)
+        .unwrap();
+    assert!(none.is_empty());
 }
 
 #[test]
