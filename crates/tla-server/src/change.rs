@@ -118,7 +118,9 @@ fn outcomes(
 /// With an `idempotency_key` (a revision or a budget change) the change is published
 /// under the message id it names ([`ChangeRecord::message_id`]): a retry the stream
 /// absorbs (within its deduplication window) answers the first request's outcome when
-/// it asks the same change, and 409 `idempotency_key_reused` when it asks another.
+/// it asks the same change, and 409 `idempotency_key_reused` when it asks another; a
+/// retry stored after the window is applied as a repeat of the first copy by every
+/// server alike ([`apply_next`]), with the same answers.
 pub fn submit(
     state: &AppState,
     campaign_id: &str,
@@ -126,23 +128,22 @@ pub fn submit(
     key_id: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Applied, ApiError> {
-    let asked = change.clone();
+    let record = ChangeRecord {
+        campaign_id: campaign_id.to_owned(),
+        change: change.clone(),
+        key_id: key_id.to_owned(),
+        at_ms: 0,
+        idempotency_key: idempotency_key.map(str::to_owned),
+    };
     let submitted = submit_all(state, campaign_id, vec![change], key_id, idempotency_key)?
         .pop()
         .ok_or_else(|| ApiError::internal("a change submitted without its outcome"))?;
-    if let (true, Some(key)) = (submitted.duplicate, idempotency_key) {
+    if submitted.duplicate && idempotency_key.is_some() {
         let first = state
             .stream()
             .and_then(|stream| stream.change_at(submitted.seq));
-        if first.is_some_and(|first| first.change != asked) {
-            return Err(ApiError::new(
-                ErrorCode::IdempotencyKeyReused,
-                format!(
-                    "Idempotency-Key {} was sent with another change of campaign {campaign_id} (stream sequence {}); a retry sends the same change with the same key, a new change a new key",
-                    crate::error::quoted(key),
-                    submitted.seq
-                ),
-            ));
+        if first.is_some_and(|first| first.change != record.change) {
+            return Err(key_reused(&record, submitted.seq));
         }
     }
     submitted.outcome
@@ -211,12 +212,7 @@ pub fn submit_all(
             outcome: match kept.get(&seq) {
                 Some(Ok(applied)) => Ok(applied.clone()),
                 Some(Err(error)) => Err(error.repeated()),
-                None => Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "the change at stream sequence {seq} was applied, but its outcome is no longer kept here; read the campaign to see it"
-                    ),
-                )),
+                None => Err(not_kept(seq)),
             },
         })
         .collect())
@@ -239,7 +235,11 @@ pub(crate) fn apply_next(state: &AppState, rng: &mut rand_pcg::Pcg64Mcg) -> Opti
     let applier = state.change_applier();
     let through = applier.through.load(Ordering::SeqCst);
     let (seq, record) = stream.changes_after(through, 1).pop()?;
-    let outcome = apply(state, seq, &record, rng);
+    let outcome = match stream.first_copy_of(seq) {
+        // A retry stored after the window: the first copy's outcome, nothing applied.
+        Some(first) => repeat(state, first, &record),
+        None => apply(state, seq, &record, rng),
+    };
     if let Err(error) = &outcome {
         if error.status().is_server_error() {
             tracing::error!(
@@ -264,6 +264,48 @@ pub(crate) fn apply_next(state: &AppState, rng: &mut rand_pcg::Pcg64Mcg) -> Opti
     }
     applier.applied.send_replace(seq);
     Some(seq)
+}
+
+/// The outcome of `record`, a later copy of the keyed change first stored at `first`:
+/// the first copy's outcome when it asks the same change (`conflict` when that outcome
+/// is no longer kept), 409 `idempotency_key_reused` when it asks another. Every server
+/// decides it alike; nothing is applied.
+fn repeat(state: &AppState, first: u64, record: &ChangeRecord) -> Result<Applied, ApiError> {
+    let same = state
+        .stream()
+        .and_then(|stream| stream.change_at(first))
+        .is_some_and(|original| original.change == record.change);
+    if !same {
+        return Err(key_reused(record, first));
+    }
+    match outcomes(state).get(&first) {
+        Some(Ok(applied)) => Ok(applied.clone()),
+        Some(Err(error)) => Err(error.repeated()),
+        None => Err(not_kept(first)),
+    }
+}
+
+/// 409 `idempotency_key_reused`: `record`'s key was sent with another change, first
+/// stored at `first`.
+fn key_reused(record: &ChangeRecord, first: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::IdempotencyKeyReused,
+        format!(
+            "Idempotency-Key {} was sent with another change of campaign {} (stream sequence {first}); a retry sends the same change with the same key, a new change a new key",
+            crate::error::quoted(record.idempotency_key.as_deref().unwrap_or_default()),
+            record.campaign_id,
+        ),
+    )
+}
+
+/// 409 `conflict`: the outcome of the change at `seq` is no longer kept here.
+fn not_kept(seq: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!(
+            "the change at stream sequence {seq} was applied, but its outcome is no longer kept here; read the campaign to see it"
+        ),
+    )
 }
 
 /// Applies one change record at stream sequence `seq` through the functions a single

@@ -622,6 +622,12 @@ pub struct Mirror {
     /// The platform results in force, `(campaign, ad name, segment, start, end)` to
     /// their spend: a re-import of a period replaces its spend in the lease book.
     result_spend: HashMap<(String, String, u32, i64, i64), f64>,
+    /// Changes sent with an `Idempotency-Key`: message id to the sequence of its first
+    /// copy.
+    keyed_changes: HashMap<String, u64>,
+    /// A later copy of a keyed change (stored after the deduplication window) to its
+    /// first copy's sequence: applied as a repeat, never again.
+    repeated_changes: HashMap<u64, u64>,
     /// The `secret_check` of the stream's genesis, once applied (it stays known here
     /// after the stream purged its first records).
     genesis_check: Option<String>,
@@ -667,6 +673,8 @@ impl Mirror {
             keys: HashMap::new(),
             spend_reports: HashSet::new(),
             result_spend: HashMap::new(),
+            keyed_changes: HashMap::new(),
+            repeated_changes: HashMap::new(),
         };
         for (seq, payload) in mirror.store.mirror_records()? {
             mirror.apply(seq, &payload);
@@ -858,6 +866,16 @@ impl Mirror {
                         }
                     }
                     _ => {}
+                }
+                // The first copy of a keyed change wins, whenever a retry came.
+                if let Some(id) = change
+                    .message_id()
+                    .filter(|_| change.idempotency_key.is_some())
+                {
+                    let first = *self.keyed_changes.entry(id).or_insert(seq);
+                    if first != seq {
+                        self.repeated_changes.insert(seq, first);
+                    }
                 }
                 self.changes.push((seq, change));
             }
@@ -1746,6 +1764,13 @@ impl JetStreamEventLog {
     /// `read_after` answers events up to the next one.
     pub fn set_changes_through(&self, seq: u64) {
         self.changes_through.store(seq, Ordering::SeqCst);
+    }
+
+    /// When the change record at `seq` is a later copy of a change sent with the same
+    /// `Idempotency-Key` (stored after the deduplication window), its first copy's
+    /// sequence.
+    pub fn first_copy_of(&self, seq: u64) -> Option<u64> {
+        self.lock().repeated_changes.get(&seq).copied()
     }
 
     /// The keys the stream holds: id to whether it is revoked.

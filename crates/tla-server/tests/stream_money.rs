@@ -11,7 +11,8 @@
 //!   a dry run publishes nothing.
 //! - A revision or a budget change retried with the same `Idempotency-Key` (on the
 //!   other server) applies once and answers the first outcome; the same key with
-//!   another change is refused (`idempotency_key_reused`).
+//!   another change is refused (`idempotency_key_reused`); copies stored after the
+//!   deduplication window revise nothing on any server.
 //!
 //! nats-server comes from scripts/nats-deps.sh; without it the tests are skipped with
 //! a message, unless `CI` is set. The NATS node is killed by pid.
@@ -580,6 +581,56 @@ fn a_retried_revision_or_budget_change_with_the_same_key_applies_once() {
     let (status, body) = put(&a.state, "rev-2", &spec);
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["revision"]["revision"], 3, "{body}");
+
+    // A retry stored after the stream's deduplication window (published here without a
+    // message id, as the stream stores a repeat after 120 s): every server takes it as a
+    // repeat of the first copy and revises nothing, the same change or another alike.
+    let first = a
+        .state
+        .stream()
+        .unwrap()
+        .changes_after(0, 100)
+        .into_iter()
+        .find(|(_, record)| record.idempotency_key.as_deref() == Some("rev-1"))
+        .expect("the keyed revision is on the stream")
+        .1;
+    let mut other = first.clone();
+    if let tla_server::stream_log::Change::Revise { reason, .. } = &mut other.change {
+        *reason = Some("another".into());
+    }
+    let late: Vec<u64> = runtime.block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{}", fixture.port))
+            .await
+            .unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let mut seqs = Vec::new();
+        for record in [first.clone(), other] {
+            let bytes =
+                serde_json::to_vec(&tla_server::stream_log::Record::Change(record)).unwrap();
+            let ack = jetstream
+                .publish(settings.subject(), bytes.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            seqs.push(ack.sequence);
+        }
+        seqs
+    });
+    settle(&[&a.state, &b.state], &id);
+    for state in [&a.state, &b.state] {
+        assert_eq!(state.campaign(&id).unwrap().revisions().len(), 3);
+        let stream = state.stream().unwrap();
+        let first_seq = stream
+            .changes_after(0, 100)
+            .into_iter()
+            .find(|(_, record)| record == &first)
+            .unwrap()
+            .0;
+        for seq in &late {
+            assert_eq!(stream.first_copy_of(*seq), Some(first_seq));
+        }
+    }
 
     // A budget change retried with its key: one change on every server.
     let budget = format!("/v1/campaigns/{id}/budget");
