@@ -235,35 +235,134 @@ pub(crate) fn apply_next(state: &AppState, rng: &mut rand_pcg::Pcg64Mcg) -> Opti
     let applier = state.change_applier();
     let through = applier.through.load(Ordering::SeqCst);
     let (seq, record) = stream.changes_after(through, 1).pop()?;
-    let outcome = match stream.first_copy_of(seq) {
+    let applied = match stream.first_copy_of(seq) {
         // A retry stored after the window: the first copy's outcome, nothing applied.
-        Some(first) => repeat(state, first, &record),
-        None => apply(state, seq, &record, rng),
+        Some(first) => vec![(seq, repeat(state, first, &record))],
+        None if matches!(record.change, Change::SpendReport { .. }) => {
+            apply_spend_reports(state, spend_run(state, seq, record))
+        }
+        None => vec![(seq, apply(state, seq, &record, rng))],
     };
-    if let Err(error) = &outcome {
-        if error.status().is_server_error() {
-            tracing::error!(
-                seq,
-                ?error,
-                "applying a change from the stream failed; the next learner step retries"
-            );
-            return None;
+    for (seq, outcome) in &applied {
+        if let Err(error) = outcome {
+            if error.status().is_server_error() {
+                tracing::error!(
+                    seq,
+                    ?error,
+                    "applying a change from the stream failed; the next learner step retries"
+                );
+                return None;
+            }
         }
     }
-    if let Err(error) = state.store().set_stream_changes_through(seq) {
-        tracing::warn!(seq, %error, "recording the changes applied failed; a restart re-applies the last ones");
+    let last = applied.last().map_or(seq, |(seq, _)| *seq);
+    if let Err(error) = state.store().set_stream_changes_through(last) {
+        tracing::warn!(last, %error, "recording the changes applied failed; a restart re-applies the last ones");
     }
-    applier.through.store(seq, Ordering::SeqCst);
-    stream.set_changes_through(seq);
+    applier.through.store(last, Ordering::SeqCst);
+    stream.set_changes_through(last);
     {
         let mut kept = outcomes(state);
-        kept.insert(seq, outcome);
+        kept.extend(applied);
         while kept.len() > OUTCOMES_KEPT {
             kept.pop_first();
         }
     }
-    applier.applied.send_replace(seq);
-    Some(seq)
+    applier.applied.send_replace(last);
+    Some(last)
+}
+
+/// Spend report records applied in one store transaction at most (a batch of the
+/// largest size sent to `POST /v1/campaigns/{id}/spend` is 10,000 records).
+const SPEND_RUN: usize = 4_096;
+
+/// The spend report record at `seq` and the spend report records of its campaign that
+/// follow it with no other change and no event between (at most [`SPEND_RUN`]): what
+/// one request's batch publishes. Applying them together changes nothing a later
+/// record sees (a spend report teaches no model), so every server ends alike whatever
+/// runs it formed; it saves a durable transaction per report.
+fn spend_run(state: &AppState, seq: u64, first: ChangeRecord) -> Vec<(u64, ChangeRecord)> {
+    let Some(stream) = state.stream() else {
+        return vec![(seq, first)];
+    };
+    let mut run = Vec::new();
+    let campaign = first.campaign_id.clone();
+    run.push((seq, first));
+    let next_event = stream.next_event_after(seq);
+    for (next, record) in stream.changes_after(seq, SPEND_RUN - 1) {
+        let same = record.campaign_id == campaign
+            && matches!(record.change, Change::SpendReport { .. })
+            && next_event.is_none_or(|event| next < event);
+        if !same {
+            break;
+        }
+        run.push((next, record));
+    }
+    run
+}
+
+/// Applies spend report records (of one campaign) in one store transaction through
+/// [`crate::spend::store`]; each record's outcome.
+fn apply_spend_reports(
+    state: &AppState,
+    run: Vec<(u64, ChangeRecord)>,
+) -> Vec<(u64, Result<Applied, ApiError>)> {
+    let Some(campaign_id) = run.first().map(|(_, record)| record.campaign_id.clone()) else {
+        return Vec::new();
+    };
+    let slot = match state.campaign(&campaign_id) {
+        Ok(slot) => slot,
+        Err(error) => {
+            return run
+                .into_iter()
+                .map(|(seq, _)| (seq, Err(error.repeated())))
+                .collect();
+        }
+    };
+    let reports: Vec<tla_store::NewSpendReport> = run
+        .iter()
+        .filter_map(|(_, record)| spend_report_of(&slot.id, record))
+        .collect();
+    match crate::spend::store(state, &slot, reports) {
+        Ok(stored) => run
+            .into_iter()
+            .zip(stored)
+            .map(|((seq, _), outcome)| (seq, Ok(Applied::Spend(outcome))))
+            .collect(),
+        Err(error) => {
+            let error = ApiError::from(error);
+            run.into_iter()
+                .map(|(seq, _)| (seq, Err(error.repeated())))
+                .collect()
+        }
+    }
+}
+
+/// The report a [`Change::SpendReport`] of campaign `campaign_id` carries (`None` for
+/// another change).
+fn spend_report_of(campaign_id: &str, record: &ChangeRecord) -> Option<tla_store::NewSpendReport> {
+    let Change::SpendReport {
+        report_id,
+        segment,
+        start_ms,
+        end_ms,
+        amount_bits,
+        impressions,
+    } = &record.change
+    else {
+        return None;
+    };
+    Some(tla_store::NewSpendReport {
+        campaign_id: campaign_id.to_owned(),
+        report_id: report_id.clone(),
+        segment: *segment,
+        start_ms: *start_ms,
+        end_ms: *end_ms,
+        amount: f64::from_bits(*amount_bits),
+        impressions: *impressions,
+        key_id: record.key_id.clone(),
+        at_ms: record.at_ms,
+    })
 }
 
 /// The outcome of `record`, a later copy of the keyed change first stored at `first`:
@@ -395,30 +494,18 @@ fn apply(
             // Against the costs before the change's place in the stream.
             budget::apply(state, &slot, &request, key_id, at_ms, seq).map(Applied::Budget)
         }
-        Change::SpendReport {
-            report_id,
-            segment,
-            start_ms,
-            end_ms,
-            amount_bits,
-            impressions,
-        } => {
-            let slot = state.campaign(&record.campaign_id)?;
-            let report = tla_store::NewSpendReport {
-                campaign_id: slot.id.clone(),
-                report_id: report_id.clone(),
-                segment: *segment,
-                start_ms: *start_ms,
-                end_ms: *end_ms,
-                amount: f64::from_bits(*amount_bits),
-                impressions: *impressions,
-                key_id: key_id.to_owned(),
-                at_ms,
-            };
-            crate::spend::store(state, &slot, vec![report])?
+        Change::SpendReport { .. } => {
+            // Applied in runs by `apply_next`; one alone the same way.
+            apply_spend_reports(state, vec![(seq, record.clone())])
                 .pop()
-                .map(Applied::Spend)
-                .ok_or_else(|| ApiError::internal("a spend report stored without its outcome"))
+                .map_or_else(
+                    || {
+                        Err(ApiError::internal(
+                            "a spend report applied without its outcome",
+                        ))
+                    },
+                    |(_, outcome)| outcome,
+                )
         }
         Change::Plan { .. } => {
             let slot = state.campaign(&record.campaign_id)?;

@@ -1766,6 +1766,15 @@ impl JetStreamEventLog {
         self.changes_through.store(seq, Ordering::SeqCst);
     }
 
+    /// The sequence of the first event the mirror holds after `after`; on a read error,
+    /// `after + 1` (the caller then takes the safe path).
+    pub fn next_event_after(&self, after: u64) -> Option<u64> {
+        match self.lock().read_after(after, 1) {
+            Ok(events) => events.first().map(|event| event.seq),
+            Err(_) => Some(after + 1),
+        }
+    }
+
     /// When the change record at `seq` is a later copy of a change sent with the same
     /// `Idempotency-Key` (stored after the deduplication window), its first copy's
     /// sequence.

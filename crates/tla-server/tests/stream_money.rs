@@ -669,3 +669,78 @@ fn a_retried_revision_or_budget_change_with_the_same_key_applies_once() {
         stop(runtime, server);
     }
 }
+
+/// A batch of 5,000 spend reports on two servers with data directories on disk: the
+/// learner applies the records of one request in runs (one durable transaction per
+/// run, `change::spend_run`), so the batch is answered well within the 10 s a route
+/// waits for its learner (one transaction per record took 10.6 s and answered 503).
+#[test]
+fn a_large_batch_of_spend_reports_is_applied_in_runs() {
+    let Some(fixture) = stream_fixture("stream-money-batch", "tla_money_batch") else {
+        return;
+    };
+    let StreamFixture {
+        runtime, settings, ..
+    } = &fixture;
+    let dirs: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| std::env::temp_dir().join(format!("tla-money-batch-{}-{i}", std::process::id())))
+        .collect();
+    let on_disk = |dir: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(dir);
+        let (memory, token) = store_with_key();
+        let store = Store::open(dir).unwrap();
+        for key in memory.keys().unwrap() {
+            store.insert_key(&key).unwrap();
+        }
+        (store, token)
+    };
+    let ((store_a, token), (store_b, _)) = (on_disk(&dirs[0]), on_disk(&dirs[1]));
+    let (a, b) = (
+        open(runtime, settings, &store_a),
+        open(runtime, settings, &store_b),
+    );
+    let id = create(
+        runtime,
+        &a.state,
+        &[&a.state, &b.state],
+        &token,
+        spec_with_flight(1e9),
+    );
+    let day = now_ms() - now_ms() % DAY_MS;
+    let n = 5_000;
+    let batch: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"report_id": format!("r{i}"), "segment": "new-visitors",
+                   "start": rfc3339(day - DAY_MS), "end": rfc3339(day), "amount": 1.0})
+        })
+        .collect();
+    let started = Instant::now();
+    let (status, body) = json_call(
+        runtime,
+        &a.state,
+        "POST",
+        &format!("/v1/campaigns/{id}/spend"),
+        &token,
+        &[],
+        json!({ "reports": batch }),
+    );
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"].as_u64(), Some(n), "{body}");
+    eprintln!("a batch of {n} spend reports on disk answered in {took:.2} s");
+    settle(&[&a.state, &b.state], &id);
+    assert_eq!(reports(&store_b, &id).len(), n as usize);
+    assert_eq!(reports(&store_a, &id), reports(&store_b, &id));
+    for state in [&a.state, &b.state] {
+        assert_eq!(
+            state.stream().unwrap().lease_book(&id).spent_counted,
+            n as f64
+        );
+    }
+    for server in [a, b] {
+        stop(runtime, server);
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
