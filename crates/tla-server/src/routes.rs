@@ -378,7 +378,7 @@ pub async fn get_campaign(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/pause", summary = "stop serving decisions (scope admin)",
     params(("id" = String, Path, description = "campaign id")),
     responses((status = 200, description = "the campaign", body = CampaignBody),
-        Unauthorized, Forbidden, NotFound, Conflict, StorageFull))]
+        Unauthorized, Forbidden, NotFound, Conflict, Unavailable, StorageFull))]
 pub async fn pause(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -391,7 +391,7 @@ pub async fn pause(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/resume", summary = "serve decisions again (scope admin)",
     params(("id" = String, Path, description = "campaign id")),
     responses((status = 200, description = "the campaign", body = CampaignBody),
-        Unauthorized, Forbidden, NotFound, Conflict, StorageFull))]
+        Unauthorized, Forbidden, NotFound, Conflict, Unavailable, StorageFull))]
 pub async fn resume(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -405,7 +405,7 @@ pub async fn resume(
     summary = "archive instead of delete: stop serving for good, keep the history and the report, leave the default list (scope admin)",
     params(("id" = String, Path, description = "campaign id")),
     responses((status = 200, description = "the campaign, archived", body = CampaignBody),
-        Unauthorized, Forbidden, NotFound, StorageFull))]
+        Unauthorized, Forbidden, NotFound, Unavailable, StorageFull))]
 pub async fn archive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -434,7 +434,7 @@ pub struct ReviseQuery {
     request_body(description = "the whole new spec, docs/spec.md: TOML (`curl -X PUT --data-binary @spec.toml -H 'Content-Type: application/toml'`) or JSON", content(
         (Object = "application/json"), (String = "application/toml"))),
     responses((status = 200, description = "revised: the new revision is in force", body = RevisionOutcome),
-        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, UnsupportedMedia, StorageFull))]
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, UnsupportedMedia, Unavailable, StorageFull))]
 pub async fn revise(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -553,7 +553,7 @@ async fn set_paused(
         description = "1 to 255 visible ASCII characters (a UUID, say). On a server of a shared stream (--event-log) it names the change on the stream: a retry with the same key within the stream's deduplication window (120 s) answers the first request's outcome instead of changing again; the same key with another change is refused (409 idempotency_key_reused). A single server does not use it")),
     request_body = BudgetChangeRequest,
     responses((status = 200, description = "recorded and in force", body = BudgetChangeOutcome),
-        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, StorageFull))]
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, Unavailable, StorageFull))]
 pub async fn change_budget(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1212,7 +1212,7 @@ pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
     params(("id" = String, Path, description = "campaign id")),
     request_body = crate::wire::PlanRequestBody,
     responses((status = 200, description = "the plan as stored", body = crate::wire::PlanBody),
-        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, StorageFull))]
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, Unavailable, StorageFull))]
 pub async fn make_plan(
     State(state): State<AppState>,
     headers: HeaderMap,
