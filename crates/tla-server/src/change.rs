@@ -1,7 +1,7 @@
 //! State changes on a shared stream: one mechanism for every change of a campaign's
 //! state (revisions, pause, resume, archive, budget changes) and of the API keys (made,
-//! revoked), spend reports and platform result imports. The format and the rules are
-//! in docs/scale-out.md ("State changes").
+//! revoked), spend reports, plans and platform result imports. The format and the
+//! rules are in docs/scale-out.md ("State changes").
 //!
 //! Without a stream nothing here runs: each route calls the function that applies the
 //! change on this server, as always. With one, the route checks the request, then
@@ -9,7 +9,8 @@
 //! applied it; the answer is the outcome decided then. Every server's learner applies
 //! the change records in stream order ([`apply_next`]), through the same functions a
 //! single server calls ([`crate::revise::revise_at`], [`AppState::set_paused_at`],
-//! [`AppState::archive_at`], [`crate::budget::apply`]), so an outcome that depends on
+//! [`AppState::archive_at`], [`crate::budget::apply`], [`crate::spend::store`],
+//! `Store::save_plan`, [`crate::platform::store_import`]), so an outcome that depends on
 //! state (a revision's base, a pause of an archived campaign, a budget below what was
 //! spent) is decided at the record's place in the stream, alike on every server.
 //!
