@@ -1080,39 +1080,13 @@ impl EventLog for SqliteEventLog {
             }
             Standing::Open { value } => value,
         };
-        let event_seq = to_sql_int("event_seq", event.seq)?;
-        transaction
-            .prepare_cached(
-                "INSERT INTO corrections (campaign_id, event_id, event_seq, event_kind, decision_id, \
-                 action, old_value, new_value, reason, key_id, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    event.campaign_id,
-                    event.event_id,
-                    event_seq,
-                    event.kind.as_str(),
-                    event.decision_id,
-                    correction.action.as_str(),
-                    old_value,
-                    match correction.action {
-                        CorrectionAction::Retract => None,
-                        CorrectionAction::Correct { value } => Some(value),
-                    },
-                    correction.reason,
-                    correction.key_id,
-                    correction.at_ms,
-                ])
-            })
-            .map_err(StoreError::sqlite("recording a correction"))?;
-        let id = from_sql_int("corrections", "id", transaction.last_insert_rowid())?;
+        let mut stored = StoredCorrection::of(0, &event, old_value, correction);
+        insert_correction(&transaction, None, &stored)?;
+        stored.id = from_sql_int("corrections", "id", transaction.last_insert_rowid())?;
         transaction
             .commit()
             .map_err(StoreError::sqlite("committing a correction"))?;
-        Ok(CorrectionOutcome::Recorded(StoredCorrection::of(
-            id, &event, old_value, correction,
-        )))
+        Ok(CorrectionOutcome::Recorded(stored))
     }
 
     fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError> {
@@ -1136,6 +1110,42 @@ const FIND_EVENT_SQL: &str = select_events!("WHERE campaign_id = ?1 AND event_id
 /// The columns of a correction, in [`RawCorrection::from_row`]'s order.
 const SELECT_CORRECTIONS: &str = "SELECT id, campaign_id, event_id, event_seq, event_kind, decision_id, \
      action, old_value, new_value, reason, key_id, at_ms FROM corrections";
+
+/// Writes `correction` into the `corrections` table: numbered by SQLite when `id` is
+/// `None` (a single server's log), else under `id` (a stream's mirror, whose ids are
+/// given in stream order), where a row already holding `id` is kept and nothing is
+/// written (a batch written again after a restart). Returns the rows written (0 or 1).
+pub(crate) fn insert_correction(
+    connection: &Connection,
+    id: Option<u64>,
+    correction: &StoredCorrection,
+) -> Result<usize, StoreError> {
+    let id = id.map(|id| to_sql_int("id", id)).transpose()?;
+    let event_seq = to_sql_int("event_seq", correction.event_seq)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO corrections (id, campaign_id, event_id, event_seq, event_kind, decision_id, \
+             action, old_value, new_value, reason, key_id, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                id,
+                correction.campaign_id,
+                correction.event_id,
+                event_seq,
+                correction.event_kind.as_str(),
+                correction.decision_id,
+                correction.action.as_str(),
+                correction.old_value,
+                correction.new_value(),
+                correction.reason,
+                correction.key_id,
+                correction.at_ms,
+            ])
+        })
+        .map_err(StoreError::sqlite("recording a correction"))
+}
 
 struct RawCorrection {
     id: i64,
