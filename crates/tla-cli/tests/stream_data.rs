@@ -362,5 +362,190 @@ fn a_stream_servers_data_directory_reports_its_corrections_and_merges_its_decisi
             option_values(&reports[0])
         );
     }
+
+    // The two servers' decision logs, merged into one.
+    let export_decisions = |data: &[&Path], format: &str, out: &Path| {
+        let mut args = vec!["export".to_string()];
+        for dir in data {
+            args.push("--data".into());
+            args.push(dir.to_str().unwrap().into());
+        }
+        for arg in [
+            "--campaign",
+            &campaign,
+            "--what",
+            "decisions",
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ] {
+            args.push(arg.into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tla(&args)
+    };
+    let csv_rows = |path: &Path| -> Vec<csv::StringRecord> {
+        let mut reader = csv::Reader::from_path(path).unwrap();
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            [
+                "decision_id",
+                "campaign_id",
+                "segment",
+                "version",
+                "propensity",
+                "model_version",
+                "at_ms",
+                "model_seq"
+            ]
+        );
+        reader.records().map(Result::unwrap).collect()
+    };
+    // Each server's own log: server 1's holds the decisions of server 0 it restored.
+    let mut single = Vec::new();
+    for dir in &dirs {
+        let out = root.0.join("single.csv");
+        stdout_of(
+            &export_decisions(&[dir], "csv", &out),
+            "tla export --what decisions",
+        );
+        single.push(csv_rows(&out).len());
+    }
+    let merged_csv = root.0.join("merged.csv");
+    let out = export_decisions(&[&dirs[0], &dirs[1]], "csv", &merged_csv);
+    stdout_of(&out, "tla export --what decisions over both directories");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let merged = csv_rows(&merged_csv);
+    assert_eq!(merged.len(), decided.len(), "{said}");
+    assert!(
+        single[0] + single[1] > merged.len(),
+        "no decision was in both logs ({single:?}), so the merge was not put to the test"
+    );
+    let mut seen = HashSet::new();
+    let mut previous: Option<(i64, String)> = None;
+    for row in &merged {
+        let id = row[0].to_string();
+        assert!(seen.insert(id.clone()), "decision {id} twice in the merge");
+        let propensity: f64 = row[4].parse().unwrap();
+        let got = decided
+            .get(&id)
+            .unwrap_or_else(|| panic!("decision {id} in the merge, but no client got it"));
+        assert_eq!(
+            propensity.to_bits(),
+            got.to_bits(),
+            "decision {id}: {propensity} against {got}"
+        );
+        let model_seq: u64 = row[7].parse().unwrap();
+        assert_eq!(Some(model_seq), tla_server::decision_id::model_seq_of(&id));
+        let key = (row[6].parse::<i64>().unwrap(), id);
+        assert!(
+            previous.as_ref().is_none_or(|p| *p < key),
+            "out of order at {key:?}"
+        );
+        previous = Some(key);
+    }
+    // Parquet carries the same rows and the model seq column.
+    let merged_parquet = root.0.join("merged.parquet");
+    stdout_of(
+        &export_decisions(&[&dirs[1], &dirs[0]], "parquet", &merged_parquet),
+        "tla export --what decisions --format parquet over both directories",
+    );
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&merged_parquet).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut parquet_rows = 0;
+    for batch in reader {
+        let batch = batch.unwrap();
+        assert_eq!(batch.schema().field(7).name(), "model_seq");
+        parquet_rows += batch.num_rows();
+    }
+    assert_eq!(parquet_rows, decided.len());
+
+    // Refused: a directory twice, one that mirrors no stream, another stream, another
+    // secret, two different rows under one decision id, a merge of something else.
+    let genesis = |secret: &str| {
+        serde_json::to_vec(&tla_server::stream_log::Record::Genesis {
+            format: tla_server::stream_log::STREAM_FORMAT,
+            secret_check: tla_server::stream_log::secret_check(secret.as_bytes()),
+        })
+        .unwrap()
+    };
+    let made = |name: &str, stream: Option<(&str, &str)>| {
+        let dir = root.0.join(name);
+        let store = tla_store::Store::open(&dir).unwrap();
+        let row = tla_store::Store::open_read_only(&dirs[0])
+            .unwrap()
+            .campaign(&campaign)
+            .unwrap()
+            .unwrap();
+        store.insert_campaign(&row).unwrap();
+        if let Some((stream, secret)) = stream {
+            let batch = tla_store::MirrorBatch {
+                records: vec![(1, genesis(secret))],
+                ..Default::default()
+            };
+            store.write_mirror(stream, &batch, 1).unwrap();
+        }
+        (dir, store)
+    };
+    let (sqlite, _) = made("sqlite", None);
+    let (other_stream, _) = made("other-stream", Some(("tla_other", SECRET)));
+    let (other_secret, _) = made("other-secret", Some((STREAM, "another-secret-0123456789")));
+    let (conflict, store) = made("conflict", Some((STREAM, SECRET)));
+    let mut changed = tla_store::Store::open_read_only(&dirs[0])
+        .unwrap()
+        .decisions(&campaign, 0, 1)
+        .unwrap()[0]
+        .1
+        .clone();
+    changed.propensity = changed.propensity / 2.0;
+    store.append_decisions(&[changed.clone()]).unwrap();
+    drop(store);
+    let out_file = root.0.join("refused.csv");
+    for (data, expected) in [
+        (vec![&dirs[0], &dirs[0]], "is given twice".to_string()),
+        (vec![&dirs[0], &sqlite], "mirrors none".to_string()),
+        (
+            vec![&dirs[0], &other_stream],
+            "stream \"tla_data\" and".to_string(),
+        ),
+        (
+            vec![&dirs[1], &other_secret],
+            "different decision-id secrets".to_string(),
+        ),
+        (
+            vec![&dirs[0], &dirs[1], &conflict],
+            format!("decision {} differs between", changed.decision_id),
+        ),
+    ] {
+        let data: Vec<&Path> = data.iter().map(|d| d.as_path()).collect();
+        let out = export_decisions(&data, "csv", &out_file);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{data:?} was merged");
+        assert!(said.contains(&expected), "{data:?}: {said}");
+    }
+    let out = tla(&[
+        "export",
+        "--data",
+        dirs[0].to_str().unwrap(),
+        "--data",
+        dirs[1].to_str().unwrap(),
+        "--campaign",
+        &campaign,
+        "--what",
+        "events",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only --what decisions merges"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(nats);
 }

@@ -359,6 +359,17 @@ pub fn secret_check(secret: &[u8]) -> String {
     hex(&hasher.finalize())
 }
 
+/// The `secret_check` of a stream's genesis record given as its bytes (a mirror's
+/// first record, `Store::first_mirror_record`), or `None` when the bytes are not a
+/// genesis: how the offline tools tell whether two data directories mirror streams of
+/// the same secret without knowing it.
+pub fn genesis_secret_check(payload: &[u8]) -> Option<String> {
+    match serde_json::from_slice(payload).ok()? {
+        Record::Genesis { secret_check, .. } => Some(secret_check),
+        _ => None,
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -1904,5 +1915,15 @@ mod tests {
         assert_eq!(secret_check(b"a"), secret_check(b"a"));
         assert_ne!(secret_check(b"a"), secret_check(b"b"));
         assert_eq!(secret_check(b"a").len(), 64);
+        let genesis = Record::Genesis {
+            format: STREAM_FORMAT,
+            secret_check: secret_check(b"a"),
+        };
+        assert_eq!(
+            genesis_secret_check(&genesis.to_bytes()),
+            Some(secret_check(b"a"))
+        );
+        assert_eq!(genesis_secret_check(b"not json"), None);
+        assert_eq!(genesis_secret_check(&bytes(&event("c", "e1", 1.0))), None);
     }
 }

@@ -152,6 +152,23 @@ impl Store {
             .collect()
     }
 
+    /// The mirror's first record other than an event (on a stream, its genesis: the
+    /// record that names the stream's secret), or `None` when it holds none.
+    pub fn first_mirror_record(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .database
+            .general()
+            .prepare_cached("SELECT seq, payload FROM stream_records ORDER BY seq LIMIT 1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("reading the mirror's first record"))?;
+        row.map(|(seq, payload)| Ok((from_sql_int("stream_records", "seq", seq)?, payload)))
+            .transpose()
+    }
+
     /// How many stored events have `seq > after`.
     pub fn events_after(&self, after: u64) -> Result<u64, StoreError> {
         let after = to_sql_int("seq", after)?;
@@ -207,6 +224,10 @@ mod tests {
         assert_eq!(log.read_after(0, 10).unwrap(), batch.events);
         assert_eq!(log.last_seq().unwrap(), 5);
         assert_eq!(store.mirror_records().unwrap(), batch.records);
+        assert_eq!(
+            store.first_mirror_record().unwrap(),
+            Some((1, b"genesis".to_vec()))
+        );
         assert_eq!(store.events_after(2).unwrap(), 1);
         // A second copy of an id is refused, and nothing of its batch is written.
         let again = MirrorBatch {
