@@ -1156,9 +1156,38 @@ const SELECT_CORRECTIONS: &str = "SELECT id, campaign_id, event_id, event_seq, e
 
 /// Writes `correction` into the `corrections` table: numbered by SQLite when `id` is
 /// `None` (a single server's log), else under `id` (a stream's mirror, whose ids are
-/// given in stream order), where a row already holding `id` is kept and nothing is
-/// written (a batch written again after a restart). Returns the rows written (0 or 1).
+/// given in stream order). A row already holding `id` is kept and nothing is written
+/// when it is the same correction (a batch written again after a restart); a different
+/// one is refused (the table is not this stream's). Returns the rows written (0 or 1).
 pub(crate) fn insert_correction(
+    connection: &Connection,
+    id: Option<u64>,
+    correction: &StoredCorrection,
+) -> Result<usize, StoreError> {
+    let written = insert_correction_row(connection, id, correction)?;
+    if let (0, Some(id)) = (written, id) {
+        let key = to_sql_int("id", id)?;
+        let stored = connection
+            .prepare_cached(&format!("{SELECT_CORRECTIONS} WHERE id = ?1"))
+            .and_then(|mut statement| statement.query_row([key], RawCorrection::from_row))
+            .map_err(StoreError::sqlite("reading a stored correction"))?
+            .decode()?;
+        if stored
+            != (StoredCorrection {
+                id,
+                ..correction.clone()
+            })
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "correction {id} of the file is {stored:?}, but the stream's correction {id} is \
+                 {correction:?}: the file's corrections are not this stream's"
+            )));
+        }
+    }
+    Ok(written)
+}
+
+fn insert_correction_row(
     connection: &Connection,
     id: Option<u64>,
     correction: &StoredCorrection,

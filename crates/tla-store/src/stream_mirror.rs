@@ -278,7 +278,18 @@ mod tests {
             ..MirrorBatch::default()
         };
         store.write_mirror("s", &again, 4).unwrap();
-        assert_eq!(log.corrections("c").unwrap(), vec![first, second]);
+        assert_eq!(
+            log.corrections("c").unwrap(),
+            vec![first.clone(), second.clone()]
+        );
+        // Another correction under a stored id: the file is not this stream's.
+        let other = MirrorBatch {
+            corrections: vec![fix(2, CorrectionAction::Retract, 99)],
+            ..MirrorBatch::default()
+        };
+        let error = store.write_mirror("s", &other, 5).unwrap_err();
+        assert!(error.to_string().contains("not this stream's"), "{error}");
+        assert_eq!(store.mirror_position().unwrap().unwrap().mirrored_seq, 4);
         assert_eq!(log.corrections("other").unwrap(), vec![]);
         // What the single server's log decides from the table: a retraction is final.
         let outcome = log
