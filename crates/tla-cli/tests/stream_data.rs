@@ -502,7 +502,7 @@ fn a_stream_servers_data_directory_reports_its_corrections_and_merges_its_decisi
         .unwrap()[0]
         .1
         .clone();
-    changed.propensity = changed.propensity / 2.0;
+    changed.propensity /= 2.0;
     store.append_decisions(&[changed.clone()]).unwrap();
     drop(store);
     let out_file = root.0.join("refused.csv");

@@ -325,7 +325,10 @@ mod tests {
         }
     }
 
-    fn merge(runs: Vec<Vec<DecisionRow>>) -> anyhow::Result<(Vec<(String, usize)>, Vec<u64>)> {
+    /// The ids merged, each with the run it was taken from.
+    type Taken = Vec<(String, usize)>;
+
+    fn merge(runs: Vec<Vec<DecisionRow>>) -> anyhow::Result<(Taken, Vec<u64>)> {
         let mut merger = Merger::new(
             runs.into_iter()
                 .enumerate()
