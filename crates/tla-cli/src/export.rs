@@ -1,7 +1,9 @@
 //! `tla export`: a campaign's decisions or events from a data directory, as CSV or
 //! Parquet, streamed page by page (never the whole log in memory); or one table of the
-//! campaign's report (see `report`).
+//! campaign's report (see `report`); or the decisions of several data directories (the
+//! servers of one stream) merged into one decision log (see `merge`).
 
+mod merge;
 mod report;
 
 use crate::csv_text::spreadsheet_safe as safe;
@@ -21,7 +23,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tla_core::report::ReportSettings;
 use tla_core::spec::CampaignSpec;
-use tla_store::{DATABASE_FILE_NAME, DecisionRow, EventLog, Store, StoredEvent};
+use tla_store::{CampaignRow, DATABASE_FILE_NAME, DecisionRow, EventLog, Store, StoredEvent};
 
 /// Rows read from the store per page (and written per Parquet record batch).
 pub const PAGE: usize = 8_192;
@@ -83,7 +85,10 @@ pub enum Format {
     long_about = "Export a campaign's decisions or events from a data directory to CSV or \
 Parquet, readable by pandas and DuckDB. Segments are written by name (from the campaign's spec). \
 Columns are listed in docs/import-export.md.\n\ndecisions: decision_id, campaign_id, segment, \
-version, propensity, model_version, at_ms\nevents: seq, event_id, decision_id, type, value, \
+version, propensity, model_version, at_ms, model_seq. With --data repeated (the data directories \
+of the servers on one stream), the servers' decision logs merged into one: each decision once, \
+ordered by time then id; directories of different streams or secrets, or two different rows \
+under one decision id, are refused.\nevents: seq, event_id, decision_id, type, value, \
 segment, version, decided_at_ms, at_ms, amount_known\n\nreport-options, report-segments, report-leaders, \
 report-versions: one table of the campaign report (the report `tla report` prints, built the same \
 way: the campaigns are rebuilt from the data directory, so stop the server or use a copy), one \
@@ -93,9 +98,10 @@ leaders also carry p_best and expected_loss; every table ends with conversions_a
 and value_learned. --draws sets the Monte Carlo draws."
 )]
 pub struct ExportArgs {
-    /// The data directory (holding tla.db).
-    #[arg(long)]
-    pub data: PathBuf,
+    /// The data directory (holding tla.db). With --what decisions it may be repeated:
+    /// the data directories of the servers of one stream, merged into one decision log.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
     /// The campaign id.
     #[arg(long)]
     pub campaign: String,
@@ -114,8 +120,9 @@ pub struct ExportArgs {
     pub draws: Option<usize>,
 }
 
-/// Column names of the decisions export, in order.
-pub const DECISION_COLUMNS: [&str; 7] = [
+/// Column names of the decisions export, in order (`model_seq` last, so the older
+/// columns keep their positions).
+pub const DECISION_COLUMNS: [&str; 8] = [
     "decision_id",
     "campaign_id",
     "segment",
@@ -123,6 +130,7 @@ pub const DECISION_COLUMNS: [&str; 7] = [
     "propensity",
     "model_version",
     "at_ms",
+    "model_seq",
 ];
 
 /// Column names of the events export, in order.
@@ -140,19 +148,46 @@ pub const EVENT_COLUMNS: [&str; 10] = [
 ];
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let database = args.data.join(DATABASE_FILE_NAME);
-    if !database.is_file() {
-        bail!(
-            "{} holds no {DATABASE_FILE_NAME}: not a TLA data directory",
-            args.data.display()
+    let start = std::time::Instant::now();
+    if args.data.len() > 1 {
+        if args.what != What::Decisions {
+            bail!(
+                "--data is given {} times; only --what decisions merges several data directories \
+                 (the servers of one stream); --what {} reads one",
+                args.data.len(),
+                clap::ValueEnum::to_possible_value(&args.what)
+                    .map_or_else(String::new, |v| v.get_name().to_owned())
+            );
+        }
+        if args.draws.is_some() {
+            bail!("--draws is for the report tables (--what report-...); decisions have no draws");
+        }
+        let merged = merge::export(&args)?;
+        eprintln!(
+            "wrote {} decisions of campaign {} to {} ({:.2} s), merged from {} data directories \
+             of stream {:?}: {} rows read ({}), {} distinct",
+            merged.written,
+            args.campaign,
+            args.out.display(),
+            start.elapsed().as_secs_f64(),
+            args.data.len(),
+            merged.stream,
+            merged.read.iter().sum::<u64>(),
+            merged
+                .read
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" + "),
+            merged.written,
         );
+        return Ok(());
     }
-    let store = Store::open_read_only(&args.data)
-        .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
+    let data = &args.data[0];
+    let store = open_data(data)?;
     let campaign = store
         .campaign(&args.campaign)?
-        .with_context(|| format!("no campaign {:?} in {}", args.campaign, args.data.display()))?;
-    let start = std::time::Instant::now();
+        .with_context(|| format!("no campaign {:?} in {}", args.campaign, data.display()))?;
     let rows = if let Some(table) = args.what.report_table() {
         export_report(store, &args, table)?
     } else {
@@ -161,21 +196,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 "--draws is for the report tables (--what report-...); decisions and events have no draws"
             );
         }
-        let spec = CampaignSpec::from_json_str(&campaign.spec_json)
-            .with_context(|| format!("the stored spec of campaign {:?}", args.campaign))?;
-        // The segment names of each revision: a decision's segment is an index of the
-        // spec of the revision it was served under.
-        let mut segments: Vec<Vec<String>> =
-            vec![spec.segments.iter().map(|s| s.name.clone()).collect()];
-        for revision in store.revisions(&args.campaign)? {
-            let spec = CampaignSpec::from_json_str(&revision.spec_json).with_context(|| {
-                format!(
-                    "the stored spec of revision {} of campaign {:?}",
-                    revision.revision, args.campaign
-                )
-            })?;
-            segments.push(spec.segments.iter().map(|s| s.name.clone()).collect());
-        }
+        let segments = segment_names(&store, &campaign)?;
         match args.what {
             What::Decisions => export_decisions(&store, &args, &segments)?,
             _ => export_events(&store, &args, &segments)?,
@@ -189,6 +210,37 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Opens the data directory `data` read-only; a directory without `tla.db` is refused.
+fn open_data(data: &Path) -> anyhow::Result<Store> {
+    if !data.join(DATABASE_FILE_NAME).is_file() {
+        bail!(
+            "{} holds no {DATABASE_FILE_NAME}: not a TLA data directory",
+            data.display()
+        );
+    }
+    Store::open_read_only(data)
+        .with_context(|| format!("cannot open data directory {}", data.display()))
+}
+
+/// The segment names of each revision of `campaign` (`[r - 1]` holds revision `r`'s):
+/// a decision's segment is an index of the spec of the revision it was served under.
+fn segment_names(store: &Store, campaign: &CampaignRow) -> anyhow::Result<Vec<Vec<String>>> {
+    let spec = CampaignSpec::from_json_str(&campaign.spec_json)
+        .with_context(|| format!("the stored spec of campaign {:?}", campaign.id))?;
+    let mut segments: Vec<Vec<String>> =
+        vec![spec.segments.iter().map(|s| s.name.clone()).collect()];
+    for revision in store.revisions(&campaign.id)? {
+        let spec = CampaignSpec::from_json_str(&revision.spec_json).with_context(|| {
+            format!(
+                "the stored spec of revision {} of campaign {:?}",
+                revision.revision, campaign.id
+            )
+        })?;
+        segments.push(spec.segments.iter().map(|s| s.name.clone()).collect());
+    }
+    Ok(segments)
 }
 
 /// Builds the campaign's report as `tla report` does and writes one of its tables.
@@ -208,7 +260,8 @@ fn export_report(
         ..ReportSettings::default()
     };
     let replayed = crate::report::replay_campaigns(&store)?;
-    let built = crate::report::report_of(&store, &replayed, &args.campaign, &settings, &args.data)?;
+    let built =
+        crate::report::report_of(&store, &replayed, &args.campaign, &settings, &args.data[0])?;
     Ok(report::write(&built, table, args.format, &args.out)? as u64)
 }
 
@@ -300,6 +353,7 @@ fn decision_schema() -> Schema {
         Field::new("propensity", DataType::Float64, false),
         Field::new("model_version", DataType::UInt64, false),
         Field::new("at_ms", DataType::Int64, false),
+        Field::new("model_seq", DataType::UInt64, false),
     ])
 }
 
@@ -323,7 +377,7 @@ fn export_decisions(
     args: &ExportArgs,
     segments: &[Vec<String>],
 ) -> anyhow::Result<u64> {
-    let mut sink = Sink::create(&args.out, args.format, &DECISION_COLUMNS, decision_schema())?;
+    let mut sink = DecisionSink::create(&args.out, args.format)?;
     let mut after = 0;
     let mut total = 0u64;
     loop {
@@ -333,73 +387,105 @@ fn export_decisions(
         };
         after = *last;
         total += page.len() as u64;
-        let rows: Vec<&DecisionRow> = page.iter().map(|(_, d)| d).collect();
-        write_decisions(&mut sink, &rows, segments)?;
+        let rows: Vec<(&DecisionRow, &[Vec<String>])> =
+            page.iter().map(|(_, d)| (d, segments)).collect();
+        sink.write(&rows)?;
     }
     sink.finish(&args.out)?;
     Ok(total)
 }
 
-fn write_decisions(
-    sink: &mut Sink,
-    rows: &[&DecisionRow],
-    segments: &[Vec<String>],
-) -> anyhow::Result<()> {
-    match sink {
-        Sink::Csv(writer) => {
-            for d in rows {
-                let segment = segment_name(
-                    segments,
-                    d.revision,
-                    d.segment,
-                    &format!("decision {}", d.decision_id),
-                )?;
-                writer.write_record([
-                    safe(&d.decision_id).as_ref(),
-                    safe(&d.campaign_id).as_ref(),
-                    safe(segment).as_ref(),
-                    &d.version.to_string(),
-                    &format!("{:?}", d.propensity),
-                    &d.model_version.to_string(),
-                    &d.at_ms.to_string(),
-                ])?;
-            }
-        }
-        Sink::Parquet(writer, schema) => {
-            let mut decision_id = StringBuilder::new();
-            let mut campaign_id = StringBuilder::new();
-            let mut segment = StringBuilder::new();
-            let mut version = UInt64Builder::with_capacity(rows.len());
-            let mut propensity = Float64Builder::with_capacity(rows.len());
-            let mut model_version = UInt64Builder::with_capacity(rows.len());
-            let mut at_ms = Int64Builder::with_capacity(rows.len());
-            for d in rows {
-                decision_id.append_value(&d.decision_id);
-                campaign_id.append_value(&d.campaign_id);
-                segment.append_value(segment_name(
-                    segments,
-                    d.revision,
-                    d.segment,
-                    &format!("decision {}", d.decision_id),
-                )?);
-                version.append_value(d.version);
-                propensity.append_value(d.propensity);
-                model_version.append_value(d.model_version);
-                at_ms.append_value(d.at_ms);
-            }
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(decision_id.finish()),
-                Arc::new(campaign_id.finish()),
-                Arc::new(segment.finish()),
-                Arc::new(version.finish()),
-                Arc::new(propensity.finish()),
-                Arc::new(model_version.finish()),
-                Arc::new(at_ms.finish()),
-            ];
-            writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
-        }
+/// The model seq a decision's id carries (`tla_server::decision_id`, layout 4; 0 for
+/// ids made before it), for the `model_seq` column.
+fn model_seq(d: &DecisionRow) -> anyhow::Result<u64> {
+    tla_server::decision_id::model_seq_of(&d.decision_id).with_context(|| {
+        format!(
+            "decision {:?} of the decision log is not a decision id TLA issues",
+            d.decision_id
+        )
+    })
+}
+
+/// Where decision rows go, in the decisions export's columns.
+struct DecisionSink(Sink);
+
+impl DecisionSink {
+    fn create(path: &Path, format: Format) -> anyhow::Result<DecisionSink> {
+        Ok(DecisionSink(Sink::create(
+            path,
+            format,
+            &DECISION_COLUMNS,
+            decision_schema(),
+        )?))
     }
-    Ok(())
+
+    fn finish(self, path: &Path) -> anyhow::Result<()> {
+        self.0.finish(path)
+    }
+
+    /// Writes `rows`, each with the segment names of its campaign's revisions (see
+    /// [`segment_names`]; merged rows come from different data directories).
+    fn write(&mut self, rows: &[(&DecisionRow, &[Vec<String>])]) -> anyhow::Result<()> {
+        match &mut self.0 {
+            Sink::Csv(writer) => {
+                for (d, segments) in rows {
+                    let segment = segment_name(
+                        segments,
+                        d.revision,
+                        d.segment,
+                        &format!("decision {}", d.decision_id),
+                    )?;
+                    writer.write_record([
+                        safe(&d.decision_id).as_ref(),
+                        safe(&d.campaign_id).as_ref(),
+                        safe(segment).as_ref(),
+                        &d.version.to_string(),
+                        &format!("{:?}", d.propensity),
+                        &d.model_version.to_string(),
+                        &d.at_ms.to_string(),
+                        &model_seq(d)?.to_string(),
+                    ])?;
+                }
+            }
+            Sink::Parquet(writer, schema) => {
+                let mut decision_id = StringBuilder::new();
+                let mut campaign_id = StringBuilder::new();
+                let mut segment = StringBuilder::new();
+                let mut version = UInt64Builder::with_capacity(rows.len());
+                let mut propensity = Float64Builder::with_capacity(rows.len());
+                let mut model_version = UInt64Builder::with_capacity(rows.len());
+                let mut at_ms = Int64Builder::with_capacity(rows.len());
+                let mut seq = UInt64Builder::with_capacity(rows.len());
+                for (d, segments) in rows {
+                    decision_id.append_value(&d.decision_id);
+                    campaign_id.append_value(&d.campaign_id);
+                    segment.append_value(segment_name(
+                        segments,
+                        d.revision,
+                        d.segment,
+                        &format!("decision {}", d.decision_id),
+                    )?);
+                    version.append_value(d.version);
+                    propensity.append_value(d.propensity);
+                    model_version.append_value(d.model_version);
+                    at_ms.append_value(d.at_ms);
+                    seq.append_value(model_seq(d)?);
+                }
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(decision_id.finish()),
+                    Arc::new(campaign_id.finish()),
+                    Arc::new(segment.finish()),
+                    Arc::new(version.finish()),
+                    Arc::new(propensity.finish()),
+                    Arc::new(model_version.finish()),
+                    Arc::new(at_ms.finish()),
+                    Arc::new(seq.finish()),
+                ];
+                writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Below this share of the event log, a campaign's events are exported through the

@@ -281,7 +281,8 @@ async fn export_join_evaluate_round_trip() {
             "version",
             "propensity",
             "model_version",
-            "at_ms"
+            "at_ms",
+            "model_seq"
         ]
     );
     let mut rows = Vec::new();

@@ -566,6 +566,17 @@ pub fn secret_check(secret: &[u8]) -> String {
     hex(&hasher.finalize())
 }
 
+/// The `secret_check` of a stream's genesis record given as its bytes (a mirror's
+/// first record, `Store::first_mirror_record`), or `None` when the bytes are not a
+/// genesis: how the offline tools tell whether two data directories mirror streams of
+/// the same secret without knowing it.
+pub fn genesis_secret_check(payload: &[u8]) -> Option<String> {
+    match serde_json::from_slice(payload).ok()? {
+        Record::Genesis { secret_check, .. } => Some(secret_check),
+        _ => None,
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -581,7 +592,10 @@ fn message_id(campaign_id: &str, event_id: &str) -> String {
 /// record by its sequence. Events are written to the file batch by batch
 /// ([`Mirror::flush`], with the position in the same transaction); every other record
 /// is written as its bytes and, at the next start, applied again into memory
-/// ([`Mirror::load`]), so a restart reads the stream only after the position.
+/// ([`Mirror::load`]), so a restart reads the stream only after the position. Each
+/// correction recorded is also written, in the same transaction, into the file's
+/// `corrections` table under its id (its place among the stream's corrections), where
+/// the reports and the offline tools (`tla report --data`, `tla export`) read it.
 #[derive(Debug)]
 pub struct Mirror {
     /// The server's SQLite file, where the events and the position are kept.
@@ -681,6 +695,19 @@ impl Mirror {
         }
         mirror.correction_outcomes.clear();
         mirror.reloading = false;
+        if let Some(position) = &position {
+            // A file written before the mirror kept its corrections in `corrections`
+            // gets them now (rows already there are kept), at the same position.
+            if !mirror.corrections.is_empty() {
+                let batch = tla_store::MirrorBatch {
+                    corrections: mirror.corrections.clone(),
+                    ..tla_store::MirrorBatch::default()
+                };
+                mirror
+                    .store
+                    .write_mirror(stream, &batch, position.mirrored_seq)?;
+            }
+        }
         mirror.applied = position.map_or(0, |p| p.mirrored_seq);
         Ok(mirror)
     }
@@ -905,6 +932,9 @@ impl Mirror {
             correction,
         );
         self.corrections.push(stored.clone());
+        if !self.reloading {
+            self.batch.corrections.push(stored.clone());
+        }
         CorrectionOutcome::Recorded(stored)
     }
 
@@ -2224,6 +2254,35 @@ mod tests {
             again.outcome_of(&event("c", "e1", 5.0), 9, false),
             Some(AppendOutcome::Duplicate { seq: 3 })
         );
+        // The corrections recorded are in the file's `corrections` table too, where a
+        // single server's are (reports and the offline tools read them there).
+        assert_eq!(
+            store.event_log().corrections("c").unwrap(),
+            first.corrections
+        );
+        // A correction applied and lost before its batch was written comes back once,
+        // under the same id, when the restart applies the stream again.
+        again.flush().unwrap();
+        let correction = retract("e3");
+        again.apply(11, &correction);
+        let written = store.event_log().corrections("c").unwrap();
+        let mut lost = Mirror::load(store.clone(), "s").unwrap();
+        assert_eq!(store.event_log().corrections("c").unwrap(), written);
+        assert_eq!(lost.applied, 10);
+        lost.apply(11, &correction);
+        lost.flush().unwrap();
+        assert_eq!(
+            store.event_log().corrections("c").unwrap(),
+            lost.corrections
+        );
+        assert_eq!(lost.corrections, again.corrections);
+        let ids: Vec<u64> = lost.corrections.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(
+            Mirror::load(store.clone(), "s").unwrap().corrections,
+            lost.corrections
+        );
+        assert_eq!(store.event_log().corrections("c").unwrap().len(), 2);
 
         // Another stream, or a data directory with its own SQLite log, is refused.
         let error = Mirror::load(store, "other").unwrap_err();
@@ -2270,5 +2329,15 @@ mod tests {
         assert_eq!(secret_check(b"a"), secret_check(b"a"));
         assert_ne!(secret_check(b"a"), secret_check(b"b"));
         assert_eq!(secret_check(b"a").len(), 64);
+        let genesis = Record::Genesis {
+            format: STREAM_FORMAT,
+            secret_check: secret_check(b"a"),
+        };
+        assert_eq!(
+            genesis_secret_check(&genesis.to_bytes()),
+            Some(secret_check(b"a"))
+        );
+        assert_eq!(genesis_secret_check(b"not json"), None);
+        assert_eq!(genesis_secret_check(&bytes(&event("c", "e1", 1.0))), None);
     }
 }

@@ -404,6 +404,38 @@ impl Store {
         self.decision_page(campaign_id, after_rowid, limit, true)
     }
 
+    /// A campaign's served decisions (skips left out) in the order of their time, then
+    /// their id, after the decision `after` (its time and id; `None`: from the first),
+    /// at most `limit`: read through the `decisions_by_time` index, so several data
+    /// directories' logs can be merged page by page in one order (`tla export` with
+    /// several `--data`). Pass the last row's time and id back to read the next page.
+    pub fn decisions_by_time(
+        &self,
+        campaign_id: &str,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let connection = self.database.general();
+        // Two statements rather than `?2 IS NULL OR ...`: each is one index range.
+        let (sql, at_ms, id) = match after {
+            None => (DECISIONS_BY_TIME_FIRST_SQL, None, None),
+            Some((at_ms, id)) => (DECISIONS_BY_TIME_AFTER_SQL, Some(at_ms), Some(id)),
+        };
+        let mut statement = connection
+            .prepare_cached(sql)
+            .map_err(StoreError::sqlite("reading decisions by time"))?;
+        let rows = |row: &rusqlite::Row<'_>| RawDecision::from_row(row, 0);
+        let raw = match (at_ms, id) {
+            (Some(at_ms), Some(id)) => {
+                statement.query_map(params![campaign_id, sql_limit(limit), at_ms, id], rows)
+            }
+            _ => statement.query_map(params![campaign_id, sql_limit(limit)], rows),
+        }
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(StoreError::sqlite("reading decisions by time"))?;
+        raw.into_iter().map(RawDecision::decode).collect()
+    }
+
     /// One page of a campaign's decision log: its skips or its served decisions.
     fn decision_page(
         &self,
@@ -1096,39 +1128,13 @@ impl EventLog for SqliteEventLog {
             }
             Standing::Open { value } => value,
         };
-        let event_seq = to_sql_int("event_seq", event.seq)?;
-        transaction
-            .prepare_cached(
-                "INSERT INTO corrections (campaign_id, event_id, event_seq, event_kind, decision_id, \
-                 action, old_value, new_value, reason, key_id, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    event.campaign_id,
-                    event.event_id,
-                    event_seq,
-                    event.kind.as_str(),
-                    event.decision_id,
-                    correction.action.as_str(),
-                    old_value,
-                    match correction.action {
-                        CorrectionAction::Retract => None,
-                        CorrectionAction::Correct { value } => Some(value),
-                    },
-                    correction.reason,
-                    correction.key_id,
-                    correction.at_ms,
-                ])
-            })
-            .map_err(StoreError::sqlite("recording a correction"))?;
-        let id = from_sql_int("corrections", "id", transaction.last_insert_rowid())?;
+        let mut stored = StoredCorrection::of(0, &event, old_value, correction);
+        insert_correction(&transaction, None, &stored)?;
+        stored.id = from_sql_int("corrections", "id", transaction.last_insert_rowid())?;
         transaction
             .commit()
             .map_err(StoreError::sqlite("committing a correction"))?;
-        Ok(CorrectionOutcome::Recorded(StoredCorrection::of(
-            id, &event, old_value, correction,
-        )))
+        Ok(CorrectionOutcome::Recorded(stored))
     }
 
     fn corrections(&self, campaign_id: &str) -> Result<Vec<StoredCorrection>, StoreError> {
@@ -1149,9 +1155,85 @@ impl EventLog for SqliteEventLog {
 /// One event by its id, through the `UNIQUE (campaign_id, event_id)` index.
 const FIND_EVENT_SQL: &str = select_events!("WHERE campaign_id = ?1 AND event_id = ?2");
 
+/// [`Store::decisions_by_time`]'s first page: `?1` the campaign, `?2` the limit.
+const DECISIONS_BY_TIME_FIRST_SQL: &str = "SELECT decision_id, campaign_id, segment, version, propensity, \
+     model_version, at_ms, skip, revision, held_out FROM decisions \
+     WHERE campaign_id = ?1 AND skip IS NULL ORDER BY at_ms, decision_id LIMIT ?2";
+
+/// [`Store::decisions_by_time`]'s next pages: after the decision of time `?3` and id `?4`.
+const DECISIONS_BY_TIME_AFTER_SQL: &str = "SELECT decision_id, campaign_id, segment, version, propensity, \
+     model_version, at_ms, skip, revision, held_out FROM decisions \
+     WHERE campaign_id = ?1 AND skip IS NULL AND (at_ms, decision_id) > (?3, ?4) \
+     ORDER BY at_ms, decision_id LIMIT ?2";
+
 /// The columns of a correction, in [`RawCorrection::from_row`]'s order.
 const SELECT_CORRECTIONS: &str = "SELECT id, campaign_id, event_id, event_seq, event_kind, decision_id, \
      action, old_value, new_value, reason, key_id, at_ms FROM corrections";
+
+/// Writes `correction` into the `corrections` table: numbered by SQLite when `id` is
+/// `None` (a single server's log), else under `id` (a stream's mirror, whose ids are
+/// given in stream order). A row already holding `id` is kept and nothing is written
+/// when it is the same correction (a batch written again after a restart); a different
+/// one is refused (the table is not this stream's). Returns the rows written (0 or 1).
+pub(crate) fn insert_correction(
+    connection: &Connection,
+    id: Option<u64>,
+    correction: &StoredCorrection,
+) -> Result<usize, StoreError> {
+    let written = insert_correction_row(connection, id, correction)?;
+    if let (0, Some(id)) = (written, id) {
+        let key = to_sql_int("id", id)?;
+        let stored = connection
+            .prepare_cached(&format!("{SELECT_CORRECTIONS} WHERE id = ?1"))
+            .and_then(|mut statement| statement.query_row([key], RawCorrection::from_row))
+            .map_err(StoreError::sqlite("reading a stored correction"))?
+            .decode()?;
+        if stored
+            != (StoredCorrection {
+                id,
+                ..correction.clone()
+            })
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "correction {id} of the file is {stored:?}, but the stream's correction {id} is \
+                 {correction:?}: the file's corrections are not this stream's"
+            )));
+        }
+    }
+    Ok(written)
+}
+
+fn insert_correction_row(
+    connection: &Connection,
+    id: Option<u64>,
+    correction: &StoredCorrection,
+) -> Result<usize, StoreError> {
+    let id = id.map(|id| to_sql_int("id", id)).transpose()?;
+    let event_seq = to_sql_int("event_seq", correction.event_seq)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO corrections (id, campaign_id, event_id, event_seq, event_kind, decision_id, \
+             action, old_value, new_value, reason, key_id, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                id,
+                correction.campaign_id,
+                correction.event_id,
+                event_seq,
+                correction.event_kind.as_str(),
+                correction.decision_id,
+                correction.action.as_str(),
+                correction.old_value,
+                correction.new_value(),
+                correction.reason,
+                correction.key_id,
+                correction.at_ms,
+            ])
+        })
+        .map_err(StoreError::sqlite("recording a correction"))
+}
 
 struct RawCorrection {
     id: i64,
@@ -1645,6 +1727,41 @@ mod tests {
                 ],
                 "{sql}"
             );
+        }
+    }
+
+    #[test]
+    fn decisions_by_time_are_index_ranges_without_a_sort() {
+        let store = Store::open_in_memory().unwrap();
+        let connection = store.database.general();
+        for (sql, expected) in [
+            (
+                DECISIONS_BY_TIME_FIRST_SQL,
+                "SEARCH decisions USING INDEX decisions_by_time (campaign_id=?)",
+            ),
+            (
+                DECISIONS_BY_TIME_AFTER_SQL,
+                "SEARCH decisions USING INDEX decisions_by_time (campaign_id=? AND (at_ms,decision_id)>(?,?))",
+            ),
+        ] {
+            let mut statement = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let parameters: Vec<rusqlite::types::Value> = vec![
+                "c".to_owned().into(),
+                10_i64.into(),
+                0_i64.into(),
+                "d".to_owned().into(),
+            ];
+            let count = statement.parameter_count();
+            let plan: Vec<String> = statement
+                .query_map(rusqlite::params_from_iter(&parameters[..count]), |row| {
+                    row.get(3)
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(plan, [expected], "{sql}");
         }
     }
 

@@ -2,16 +2,19 @@
 //! reads the stream only after the last sequence it mirrored (docs/scale-out.md,
 //! *Cold start*). The stream's events go into `events` with their stream sequences as
 //! `seq` (its `UNIQUE (campaign_id, event_id)` is the index the first-copy rule needs);
-//! every other record goes into `stream_records` as its raw bytes; the position into
-//! `stream_mirror`. [`Store::write_mirror`] writes one batch and the position in one
-//! transaction, so the position never covers rows that are not there.
+//! every other record goes into `stream_records` as its raw bytes; each correction as
+//! applied (its effect and old value decided in stream order) also into `corrections`,
+//! where reports and the offline tools read a single server's corrections; the position
+//! into `stream_mirror`. [`Store::write_mirror`] writes one batch and the position in
+//! one transaction, so the position never covers rows that are not there.
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use crate::correction::StoredCorrection;
 use crate::error::{StoreError, from_sql_int, to_sql_int};
 use crate::event_log::StoredEvent;
 use crate::group_commit::INSERT_EVENT;
-use crate::store::Store;
+use crate::store::{Store, insert_correction};
 
 /// Where a data directory's mirror of a stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +32,16 @@ pub struct MirrorBatch {
     pub events: Vec<StoredEvent>,
     /// Every other record: its stream sequence and its bytes as received.
     pub records: Vec<(u64, Vec<u8>)>,
+    /// The corrections recorded by the batch's correction records, numbered in stream
+    /// order across all campaigns (`id` from 1): written into `corrections` under
+    /// their ids, a row already holding an id is kept (written again after a restart).
+    pub corrections: Vec<StoredCorrection>,
 }
 
 impl MirrorBatch {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.records.is_empty()
+        self.events.is_empty() && self.records.is_empty() && self.corrections.is_empty()
     }
 }
 
@@ -62,7 +69,9 @@ impl Store {
 
     /// Writes a batch of the stream `stream` and the new position `mirrored_seq` in one
     /// transaction (durable on return, `synchronous = FULL`). An event whose id is
-    /// stored already is refused: the caller applies the first-copy rule before.
+    /// stored already is refused: the caller applies the first-copy rule before. A
+    /// correction whose id is stored already is skipped (the same correction: its id
+    /// is its place among the stream's corrections).
     pub fn write_mirror(
         &self,
         stream: &str,
@@ -111,6 +120,9 @@ impl Store {
                     .map_err(StoreError::sqlite("writing the mirror's records"))?;
             }
         }
+        for correction in &batch.corrections {
+            insert_correction(&transaction, Some(correction.id), correction)?;
+        }
         transaction
             .execute(
                 "INSERT INTO stream_mirror (stream, mirrored_seq) VALUES (?1, ?2) \
@@ -140,6 +152,23 @@ impl Store {
             .collect()
     }
 
+    /// The mirror's first record other than an event (on a stream, its genesis: the
+    /// record that names the stream's secret), or `None` when it holds none.
+    pub fn first_mirror_record(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .database
+            .general()
+            .prepare_cached("SELECT seq, payload FROM stream_records ORDER BY seq LIMIT 1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("reading the mirror's first record"))?;
+        row.map(|(seq, payload)| Ok((from_sql_int("stream_records", "seq", seq)?, payload)))
+            .transpose()
+    }
+
     /// How many stored events have `seq > after`.
     pub fn events_after(&self, after: u64) -> Result<u64, StoreError> {
         let after = to_sql_int("seq", after)?;
@@ -156,7 +185,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EventKind, EventLog};
+    use crate::{CorrectionAction, EventKind, EventLog, NewCorrection};
 
     fn stored(seq: u64, id: &str) -> StoredEvent {
         StoredEvent {
@@ -181,6 +210,7 @@ mod tests {
         let batch = MirrorBatch {
             events: vec![stored(2, "e1"), stored(5, "e2")],
             records: vec![(1, b"genesis".to_vec()), (3, b"other".to_vec())],
+            corrections: Vec::new(),
         };
         store.write_mirror("s", &batch, 6).unwrap();
         assert_eq!(
@@ -194,16 +224,87 @@ mod tests {
         assert_eq!(log.read_after(0, 10).unwrap(), batch.events);
         assert_eq!(log.last_seq().unwrap(), 5);
         assert_eq!(store.mirror_records().unwrap(), batch.records);
+        assert_eq!(
+            store.first_mirror_record().unwrap(),
+            Some((1, b"genesis".to_vec()))
+        );
         assert_eq!(store.events_after(2).unwrap(), 1);
         // A second copy of an id is refused, and nothing of its batch is written.
         let again = MirrorBatch {
             events: vec![stored(7, "e3"), stored(8, "e1")],
             records: vec![(9, b"x".to_vec())],
+            corrections: Vec::new(),
         };
         let error = store.write_mirror("s", &again, 9).unwrap_err();
         assert!(error.to_string().contains("first copy"), "{error}");
         assert_eq!(store.mirror_position().unwrap().unwrap().mirrored_seq, 6);
         assert_eq!(log.last_seq().unwrap(), 5);
         assert_eq!(store.mirror_records().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn corrections_are_written_under_their_ids_once_with_their_position() {
+        let store = Store::open_in_memory().unwrap();
+        let event = stored(2, "e1");
+        let fix = |id, action, at_ms| {
+            StoredCorrection::of(
+                id,
+                &event,
+                Some(0.1 + 0.2),
+                &NewCorrection {
+                    campaign_id: "c".into(),
+                    event_id: "e1".into(),
+                    action,
+                    reason: "typo".into(),
+                    key_id: "k".into(),
+                    at_ms,
+                },
+            )
+        };
+        let first = fix(1, CorrectionAction::Correct { value: 3.5 }, 10);
+        let batch = MirrorBatch {
+            events: vec![event.clone()],
+            records: vec![(3, b"correction".to_vec())],
+            corrections: vec![first.clone()],
+        };
+        store.write_mirror("s", &batch, 3).unwrap();
+        let log = store.event_log();
+        assert_eq!(log.corrections("c").unwrap(), vec![first.clone()]);
+        // Written again (a restart that applies the batch again): still one row, the
+        // first; a later correction is added under its own id.
+        let second = fix(2, CorrectionAction::Retract, 11);
+        let again = MirrorBatch {
+            corrections: vec![first.clone(), second.clone()],
+            ..MirrorBatch::default()
+        };
+        store.write_mirror("s", &again, 4).unwrap();
+        assert_eq!(
+            log.corrections("c").unwrap(),
+            vec![first.clone(), second.clone()]
+        );
+        // Another correction under a stored id: the file is not this stream's.
+        let other = MirrorBatch {
+            corrections: vec![fix(2, CorrectionAction::Retract, 99)],
+            ..MirrorBatch::default()
+        };
+        let error = store.write_mirror("s", &other, 5).unwrap_err();
+        assert!(error.to_string().contains("not this stream's"), "{error}");
+        assert_eq!(store.mirror_position().unwrap().unwrap().mirrored_seq, 4);
+        assert_eq!(log.corrections("other").unwrap(), vec![]);
+        // What the single server's log decides from the table: a retraction is final.
+        let outcome = log
+            .append_correction(&NewCorrection {
+                campaign_id: "c".into(),
+                event_id: "e1".into(),
+                action: CorrectionAction::Correct { value: 1.0 },
+                reason: "late".into(),
+                key_id: "k".into(),
+                at_ms: 12,
+            })
+            .unwrap();
+        assert!(
+            matches!(outcome, crate::CorrectionOutcome::AlreadyRetracted(ref c) if c.id == 2),
+            "{outcome:?}"
+        );
     }
 }

@@ -1739,3 +1739,42 @@ fn a_version_10_file_gets_the_dashboard_tables_and_keeps_its_data() {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
 }
+
+/// `decisions_by_time` pages a campaign's served decisions in (time, id) order, skips
+/// and other campaigns left out, whatever order they were written in.
+#[test]
+fn decisions_by_time_page_in_time_then_id_order() {
+    let store = Store::open_in_memory().unwrap();
+    store.insert_campaign(&campaign("a", 1)).unwrap();
+    store.insert_campaign(&campaign("b", 1)).unwrap();
+    let at = |id: &str, campaign: &str, at_ms: i64| DecisionRow {
+        at_ms,
+        ..decision(id, campaign)
+    };
+    let skip = DecisionRow {
+        skip: Some("budget".into()),
+        version: 0,
+        ..at("s", "a", 2)
+    };
+    store
+        .append_decisions(&[
+            at("d3", "a", 3),
+            at("d2b", "a", 2),
+            at("x", "b", 2),
+            skip,
+            at("d2a", "a", 2),
+            at("d1", "a", 1),
+        ])
+        .unwrap();
+    let mut read = Vec::new();
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = store
+            .decisions_by_time("a", after.as_ref().map(|(t, id)| (*t, id.as_str())), 2)
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.at_ms, last.decision_id.clone()));
+        read.extend(page.into_iter().map(|d| d.decision_id));
+    }
+    assert_eq!(read, ["d1", "d2a", "d2b", "d3"]);
+}
