@@ -563,7 +563,10 @@ pub async fn change_budget(
     let key_id = authorize_key(&state, &headers, Scope::Admin)?;
     let idempotency_key = idempotency_key(&headers)?;
     let slot = state.campaign(&id)?;
-    crate::state::refuse_archived(&slot, "given a new budget")?;
+    // A keyed retry answers its first outcome, archived since or not (`budget::apply`).
+    if idempotency_key.is_none() {
+        crate::state::refuse_archived(&slot, "given a new budget")?;
+    }
     let bytes = body(bytes)?;
     let request: BudgetChangeRequest = json_body(&bytes)?;
     let now = state.clock().now_ms();
