@@ -430,8 +430,7 @@ impl Revision {
                 let before = revision
                     .old_option(component, option)
                     .map(|old| retired(current, component, old));
-                let name =
-                    || revision.new_option_name(OptionRef { component, option });
+                let name = || revision.new_option_name(OptionRef { component, option });
                 match (before, now) {
                     (Some(false), true) | (None, true) => summary.retired_options.push(name()),
                     (Some(true), false) => summary.restored_options.push(name()),

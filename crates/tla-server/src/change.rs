@@ -198,10 +198,7 @@ pub(crate) fn stored_outcome(
         },
         Change::Budget { .. } => match state.store().budget_change_by_key(&slot.id, key)? {
             Some((made, stored)) => (
-                Some((
-                    stored,
-                    Applied::Budget(BudgetChangeBody::new(&made.change)),
-                )),
+                Some((stored, Applied::Budget(BudgetChangeBody::new(&made.change)))),
                 "budget change",
             ),
             None => (None, "budget change"),

@@ -313,13 +313,13 @@ pub(crate) fn revise_at(
         .map_err(|error| ApiError::new(ErrorCode::RevisionRefused, error.to_string()))?;
     state.store().append_revision(
         &RevisionRow {
-        campaign_id: slot.id.clone(),
-        revision: number,
-        spec_json,
-        from_seq,
-        reason: reason.clone(),
-        key_id: key_id.to_owned(),
-        at_ms,
+            campaign_id: slot.id.clone(),
+            revision: number,
+            spec_json,
+            from_seq,
+            reason: reason.clone(),
+            key_id: key_id.to_owned(),
+            at_ms,
         },
         key.as_ref(),
     )?;

@@ -241,7 +241,9 @@ impl Store {
                     })
                     .optional()
             })
-            .map_err(StoreError::sqlite("reading a revision by its Idempotency-Key"))?;
+            .map_err(StoreError::sqlite(
+                "reading a revision by its Idempotency-Key",
+            ))?;
         let Some((revision, key, digest)) = found else {
             return Ok(None);
         };

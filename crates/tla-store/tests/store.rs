@@ -1618,7 +1618,10 @@ fn a_keyed_revision_or_budget_change_is_stored_once_per_campaign_and_found_after
     );
     assert_eq!(store.revision_by_key("a", "r2").unwrap(), None);
     let (found, found_key) = store.budget_change_by_key("a", "b1").unwrap().unwrap();
-    assert_eq!((found.id, found.change, found_key), (1, change("a"), key("b1", 7)));
+    assert_eq!(
+        (found.id, found.change, found_key),
+        (1, change("a"), key("b1", 7))
+    );
     assert_eq!(store.budget_change_by_key("b", "b1").unwrap(), None);
 }
 
