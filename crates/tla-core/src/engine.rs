@@ -352,7 +352,7 @@ impl Engine {
         }
         let mut policy = settings.revise(&self.policy, &revision, design, next.availability(), rng);
         policy.base_mut().mark_built_at(Some(now_millis));
-        let summary = self.summary_of(&revision, next);
+        let summary = revision.summary(&self.campaign, next);
         self.policy = policy;
         self.settings = settings;
         self.segment_counts = segment_counts;
@@ -366,54 +366,6 @@ impl Engine {
             revision: self.revision,
             ..summary
         })
-    }
-
-    /// What `revision` to `next` changes, by name (the revision number left 0).
-    fn summary_of(&self, revision: &Revision, next: &Campaign) -> RevisionSummary {
-        let retired = |campaign: &Campaign, component: usize, option: u32| {
-            campaign.spec().components[component].options[option as usize].retired
-        };
-        let mut summary = RevisionSummary {
-            added_options: revision
-                .added_options()
-                .iter()
-                .map(|&o| revision.new_option_name(o))
-                .collect(),
-            removed_options: revision
-                .removed_options()
-                .iter()
-                .map(|&o| revision.old_option_name(o))
-                .collect(),
-            added_segments: revision
-                .added_segments()
-                .into_iter()
-                .map(|s| revision.new_segment_name(s).to_owned())
-                .collect(),
-            removed_segments: revision
-                .removed_segments()
-                .into_iter()
-                .map(|s| revision.old_segment_name(s).to_owned())
-                .collect(),
-            pins: next.spec().pins.len(),
-            ..RevisionSummary::default()
-        };
-        let space = &next.design().space;
-        for component in 0..space.components() {
-            for option in 0..space.option_count(component) {
-                let now = retired(next, component, option);
-                let before = revision
-                    .old_option(component, option)
-                    .map(|old| retired(&self.campaign, component, old));
-                let name =
-                    || revision.new_option_name(crate::space::OptionRef { component, option });
-                match (before, now) {
-                    (Some(false), true) | (None, true) => summary.retired_options.push(name()),
-                    (Some(true), false) => summary.restored_options.push(name()),
-                    _ => {}
-                }
-            }
-        }
-        summary
     }
 
     /// Chooses a version for an impression of `segment`, with its exact propensity.

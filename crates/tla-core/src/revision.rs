@@ -391,6 +391,56 @@ impl Revision {
             .then(|| self.new_space.encode(&mapped))
     }
 
+    /// What this revision from `current` to `next` changes, by name (the revision
+    /// number left 0): what [`crate::engine::Engine::revise`] answers, and what a
+    /// service answers again for a revision made before.
+    pub fn summary(&self, current: &Campaign, next: &Campaign) -> RevisionSummary {
+        let revision = self;
+        let retired = |campaign: &Campaign, component: usize, option: u32| {
+            campaign.spec().components[component].options[option as usize].retired
+        };
+        let mut summary = RevisionSummary {
+            added_options: revision
+                .added_options()
+                .iter()
+                .map(|&o| revision.new_option_name(o))
+                .collect(),
+            removed_options: revision
+                .removed_options()
+                .iter()
+                .map(|&o| revision.old_option_name(o))
+                .collect(),
+            added_segments: revision
+                .added_segments()
+                .into_iter()
+                .map(|s| revision.new_segment_name(s).to_owned())
+                .collect(),
+            removed_segments: revision
+                .removed_segments()
+                .into_iter()
+                .map(|s| revision.old_segment_name(s).to_owned())
+                .collect(),
+            pins: next.spec().pins.len(),
+            ..RevisionSummary::default()
+        };
+        let space = &next.design().space;
+        for component in 0..space.components() {
+            for option in 0..space.option_count(component) {
+                let now = retired(next, component, option);
+                let before = revision
+                    .old_option(component, option)
+                    .map(|old| retired(current, component, old));
+                let name = || revision.new_option_name(OptionRef { component, option });
+                match (before, now) {
+                    (Some(false), true) | (None, true) => summary.retired_options.push(name()),
+                    (Some(true), false) => summary.restored_options.push(name()),
+                    _ => {}
+                }
+            }
+        }
+        summary
+    }
+
     /// The old position of new option `option` of `component`, or `None` for a new
     /// option.
     pub fn old_option(&self, component: usize, option: u32) -> Option<u32> {

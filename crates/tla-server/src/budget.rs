@@ -45,10 +45,11 @@ pub fn in_force(
 /// decided when every server applies it, in stream order ([`crate::change`]); else it
 /// is applied here ([`apply`]). Blocking.
 ///
-/// With a stream, an `idempotency_key` (the request's `Idempotency-Key`) names the
-/// change on the stream (`budget/<campaign>/<key>`): a retry within the stream's
-/// deduplication window answers the first outcome ([`crate::change::submit`]). Without
-/// a stream it is not used.
+/// An `idempotency_key` (the request's `Idempotency-Key`) is stored with the change it
+/// makes: a retry with it answers that change and makes none, the same key with another
+/// request is refused (409 `idempotency_key_reused`; [`crate::change::stored_outcome`]).
+/// With a stream it also names the change on the stream (`budget/<campaign>/<key>`),
+/// and every server stores it.
 pub fn change(
     state: &AppState,
     slot: &CampaignSlot,
@@ -67,7 +68,15 @@ pub fn change(
             ))),
         };
     }
-    apply(state, slot, request, key_id, now_ms, u64::MAX)
+    apply(
+        state,
+        slot,
+        request,
+        key_id,
+        now_ms,
+        u64::MAX,
+        idempotency_key,
+    )
 }
 
 /// The checks of a request that need no campaign state: a reason, something to change.
@@ -90,7 +99,10 @@ fn check_request(request: &BudgetChangeRequest) -> Result<(), ApiError> {
 /// applied, here or from the stream. The spend it must not go below counts the cost
 /// events up to sequence `spent_through` (`u64::MAX`: all; from the stream: the
 /// change's own sequence). Changes of one campaign are serialized (the flight's lock
-/// is held from the check to the swap). Blocking.
+/// is held from the check to the swap). With an `idempotency_key` that made a change of
+/// the campaign before, answers that change and changes nothing (one with another
+/// request: 409 `idempotency_key_reused`); else the key is stored with the change.
+/// Blocking.
 pub(crate) fn apply(
     state: &AppState,
     slot: &CampaignSlot,
@@ -98,13 +110,32 @@ pub(crate) fn apply(
     key_id: &str,
     now_ms: i64,
     spent_through: u64,
+    idempotency_key: Option<&str>,
 ) -> Result<BudgetChangeBody, ApiError> {
     check_request(request)?;
-    crate::state::refuse_archived(slot, "given a new budget")?;
     let mut flight = slot
         .flight_lock()
         .write()
         .unwrap_or_else(PoisonError::into_inner);
+    let key = match idempotency_key {
+        Some(key) => {
+            let change = crate::change::budget_change_of(request);
+            if let Some(applied) = crate::change::stored_outcome(state, slot, &change, key)? {
+                return match applied {
+                    crate::change::Applied::Budget(body) => Ok(body),
+                    other => Err(ApiError::internal(format!(
+                        "a stored budget change answered as {other:?}"
+                    ))),
+                };
+            }
+            Some(tla_store::ChangeKey {
+                key: key.to_owned(),
+                request_digest: crate::change::request_digest(&change)?,
+            })
+        }
+        None => None,
+    };
+    crate::state::refuse_archived(slot, "given a new budget")?;
     let Some(current) = *flight else {
         return Err(ApiError::new(
             ErrorCode::NoFlight,
@@ -159,7 +190,7 @@ pub(crate) fn apply(
         key_id: key_id.to_owned(),
         at_ms: now_ms,
     };
-    state.store().append_budget_change(&change)?;
+    state.store().append_budget_change(&change, key.as_ref())?;
     *flight = Some(current.with_budget(new_budget, new_daily_cap));
     crate::metrics::Metrics::add(&state.metrics().budget_changes, 1);
     Ok(BudgetChangeBody::new(&change))

@@ -139,15 +139,98 @@ pub fn submit(
     let submitted = submit_all(state, campaign_id, vec![change], key_id, idempotency_key)?
         .pop()
         .ok_or_else(|| ApiError::internal("a change submitted without its outcome"))?;
-    if submitted.duplicate && idempotency_key.is_some() {
+    let Some(key) = idempotency_key else {
+        return submitted.outcome;
+    };
+    if submitted.duplicate {
         let first = state
             .stream()
             .and_then(|stream| stream.change_at(submitted.seq));
         if first.is_some_and(|first| first.change != record.change) {
-            return Err(key_reused(&record, submitted.seq));
+            return Err(key_reused(
+                campaign_id,
+                key,
+                &format!("stream sequence {}", submitted.seq),
+            ));
         }
     }
-    submitted.outcome
+    match submitted.outcome {
+        // No longer kept here (evicted, or this server restarted): the change the key
+        // made, as stored.
+        Err(error) if error.code() == ErrorCode::Conflict => {
+            let slot = state.campaign(campaign_id)?;
+            stored_outcome(state, &slot, &record.change, key)?.ok_or(error)
+        }
+        outcome => outcome,
+    }
+}
+
+/// A digest (SHA-256) of a keyed request: of the change as the stream carries it
+/// ([`Change`] as JSON), so a server with a stream and one without compare a retry
+/// alike. Stored with the row the change made ([`tla_store::ChangeKey`]).
+pub(crate) fn request_digest(change: &Change) -> Result<[u8; 32], ApiError> {
+    use sha2::Digest as _;
+    let json = serde_json::to_vec(change).map_err(ApiError::internal)?;
+    Ok(sha2::Sha256::digest(&json).into())
+}
+
+/// The one rule for an `Idempotency-Key` of a revision or a budget change of campaign
+/// `slot`: when `key` made such a change before (stored with it, so after a restart
+/// too), its outcome as made when `change` is the same request (its revision, with
+/// the summary answered then; its budget change), 409 `idempotency_key_reused` when it
+/// is another; `None` when the key made none. Called under the lock that orders the
+/// campaign's changes of that kind ([`crate::revise::revise_at`],
+/// [`budget::apply`]), and for a retry whose first outcome is no longer kept.
+pub(crate) fn stored_outcome(
+    state: &AppState,
+    slot: &CampaignSlot,
+    change: &Change,
+    key: &str,
+) -> Result<Option<Applied>, ApiError> {
+    let digest = request_digest(change)?;
+    let (found, what) = match change {
+        Change::Revise { .. } => match state.store().revision_by_key(&slot.id, key)? {
+            Some((number, stored)) => (
+                Some((stored, Applied::Revised(stored_revision(slot, number)?))),
+                "revision",
+            ),
+            None => (None, "revision"),
+        },
+        Change::Budget { .. } => match state.store().budget_change_by_key(&slot.id, key)? {
+            Some((made, stored)) => (
+                Some((stored, Applied::Budget(BudgetChangeBody::new(&made.change)))),
+                "budget change",
+            ),
+            None => (None, "budget change"),
+        },
+        _ => return Ok(None),
+    };
+    match found {
+        None => Ok(None),
+        Some((stored, applied)) if stored.request_digest == digest => Ok(Some(applied)),
+        Some(_) => Err(key_reused(&slot.id, key, &format!("an earlier {what}"))),
+    }
+}
+
+/// Revision `number` of `slot` as [`crate::revise::revise_at`] answered it: the
+/// revision and the summary of what it changed from the one before.
+fn stored_revision(slot: &CampaignSlot, number: u32) -> Result<Revised, ApiError> {
+    let missing = || {
+        ApiError::internal(format!(
+            "campaign {} has revision {number} stored but not loaded",
+            slot.id
+        ))
+    };
+    let revision = slot.revision(number).ok_or_else(missing)?;
+    let previous = slot
+        .revision(number.saturating_sub(1))
+        .ok_or_else(missing)?;
+    let from_previous = revision.from_previous.as_ref().ok_or_else(missing)?;
+    let summary = tla_core::revision::RevisionSummary {
+        revision: number,
+        ..from_previous.summary(&previous.campaign, &revision.campaign)
+    };
+    Ok(Revised { summary, revision })
 }
 
 /// One change published by [`submit_all`] and what applying it did.
@@ -375,30 +458,40 @@ fn repeat(state: &AppState, first: u64, record: &ChangeRecord) -> Result<Applied
         .stream()
         .and_then(|stream| stream.change_at(first))
         .is_some_and(|original| original.change == record.change);
+    let key = record.idempotency_key.as_deref().unwrap_or_default();
     if !same {
-        return Err(key_reused(record, first));
+        return Err(key_reused(
+            &record.campaign_id,
+            key,
+            &format!("stream sequence {first}"),
+        ));
     }
     match outcomes(state).get(&first) {
-        Some(Ok(applied)) => Ok(applied.clone()),
-        Some(Err(error)) => Err(error.repeated()),
-        None => Err(not_kept(first)),
+        Some(Ok(applied)) => return Ok(applied.clone()),
+        Some(Err(error)) => return Err(error.repeated()),
+        None => {}
     }
+    // The change the key made, as every server stored it (`None`: the first copy was
+    // refused, so nothing was stored).
+    let slot = state.campaign(&record.campaign_id)?;
+    stored_outcome(state, &slot, &record.change, key)?.ok_or_else(|| not_kept(first))
 }
 
-/// 409 `idempotency_key_reused`: `record`'s key was sent with another change, first
-/// stored at `first`.
-fn key_reused(record: &ChangeRecord, first: u64) -> ApiError {
+/// 409 `idempotency_key_reused`: Idempotency-Key `key` was sent with another change of
+/// campaign `campaign_id`, first made at `first` (where, in words).
+fn key_reused(campaign_id: &str, key: &str, first: &str) -> ApiError {
     ApiError::new(
         ErrorCode::IdempotencyKeyReused,
         format!(
-            "Idempotency-Key {} was sent with another change of campaign {} (stream sequence {first}); a retry sends the same change with the same key, a new change a new key",
-            crate::error::quoted(record.idempotency_key.as_deref().unwrap_or_default()),
-            record.campaign_id,
+            "Idempotency-Key {} was sent with another change of campaign {campaign_id} ({first}); a retry sends the same change with the same key, a new change a new key",
+            crate::error::quoted(key),
         ),
     )
 }
 
-/// 409 `conflict`: the outcome of the change at `seq` is no longer kept here.
+/// 409 `conflict`: the outcome of the change at `seq` is no longer kept here (a keyed
+/// revision or budget change that was made answers its stored outcome instead:
+/// [`stored_outcome`]).
 fn not_kept(seq: u64) -> ApiError {
     ApiError::new(
         ErrorCode::Conflict,
@@ -462,8 +555,17 @@ fn apply(
             let next = tla_core::spec::CampaignSpec::from_json_str(spec_json)
                 .and_then(|spec| spec.validate())
                 .map_err(|e| ApiError::new(ErrorCode::RevisionRefused, e.to_string()))?;
-            crate::revise::revise_at(state, &slot, next, reason.clone(), key_id, seq, at_ms)
-                .map(Applied::Revised)
+            crate::revise::revise_at(
+                state,
+                &slot,
+                next,
+                reason.clone(),
+                key_id,
+                seq,
+                at_ms,
+                record.idempotency_key.as_deref(),
+            )
+            .map(Applied::Revised)
         }
         Change::Pause | Change::Resume => state
             .set_paused_at(
@@ -493,7 +595,8 @@ fn apply(
                 return Ok(Applied::Already);
             }
             // Against the costs before the change's place in the stream.
-            budget::apply(state, &slot, &request, key_id, at_ms, seq).map(Applied::Budget)
+            let key = record.idempotency_key.as_deref();
+            budget::apply(state, &slot, &request, key_id, at_ms, seq, key).map(Applied::Budget)
         }
         Change::SpendReport { .. } => {
             // Applied in runs by `apply_next`; one alone the same way.

@@ -211,10 +211,11 @@ pub struct Revised {
 /// under the learner's lock, in force after the sequence the learner has applied
 /// ([`revise_at`]). Blocking.
 ///
-/// With a stream, an `idempotency_key` (the request's `Idempotency-Key`) names the
-/// revision on the stream (`revise/<campaign>/<key>`): a retry within the stream's
-/// deduplication window answers the first outcome ([`crate::change::submit`]). Without
-/// a stream it is not used.
+/// An `idempotency_key` (the request's `Idempotency-Key`) is stored with the revision
+/// it makes: a retry with it answers that revision and makes none, the same key with
+/// another spec or reason is refused (409 `idempotency_key_reused`;
+/// [`crate::change::stored_outcome`]). With a stream it also names the revision on the
+/// stream (`revise/<campaign>/<key>`), and every server stores it.
 pub fn revise(
     state: &AppState,
     slot: &CampaignSlot,
@@ -223,7 +224,10 @@ pub fn revise(
     key_id: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Revised, ApiError> {
-    crate::state::refuse_archived(slot, "revised")?;
+    // A keyed retry answers its first outcome, archived since or not (`revise_at`).
+    if idempotency_key.is_none() {
+        crate::state::refuse_archived(slot, "revised")?;
+    }
     if state.stream().is_some() {
         let spec_json = serde_json::to_string(next.spec()).map_err(ApiError::internal)?;
         let change = crate::stream_log::Change::Revise { spec_json, reason };
@@ -245,6 +249,7 @@ pub fn revise(
         key_id,
         state.applied_seq(),
         at_ms,
+        idempotency_key,
     )
 }
 
@@ -254,7 +259,10 @@ pub fn revise(
 /// `check_service_rules`), the revision is recorded durably with the sequence it takes
 /// effect after, the snapshots it outdates are deleted, and the revised engine and the
 /// revision are swapped in together under the engine's write lock. A refused revision
-/// changes nothing. Blocking.
+/// changes nothing. With an `idempotency_key` that made a revision of the campaign
+/// before, answers that revision and changes nothing (one with another request: 409
+/// `idempotency_key_reused`); else the key is stored with the revision. Blocking.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn revise_at(
     state: &AppState,
     slot: &CampaignSlot,
@@ -263,7 +271,30 @@ pub(crate) fn revise_at(
     key_id: &str,
     from_seq: u64,
     at_ms: i64,
+    idempotency_key: Option<&str>,
 ) -> Result<Revised, ApiError> {
+    let spec_json = serde_json::to_string(next.spec()).map_err(ApiError::internal)?;
+    let key = match idempotency_key {
+        Some(key) => {
+            let change = crate::stream_log::Change::Revise {
+                spec_json: spec_json.clone(),
+                reason: reason.clone(),
+            };
+            if let Some(applied) = crate::change::stored_outcome(state, slot, &change, key)? {
+                return match applied {
+                    crate::change::Applied::Revised(revised) => Ok(revised),
+                    other => Err(ApiError::internal(format!(
+                        "a stored revision answered as {other:?}"
+                    ))),
+                };
+            }
+            Some(tla_store::ChangeKey {
+                key: key.to_owned(),
+                request_digest: crate::change::request_digest(&change)?,
+            })
+        }
+        None => None,
+    };
     crate::state::refuse_archived(slot, "revised")?;
     let current = slot.current();
     check_service_rules(&current.campaign, &next)?;
@@ -280,16 +311,18 @@ pub(crate) fn revise_at(
             at_ms.max(0) as u64,
         )
         .map_err(|error| ApiError::new(ErrorCode::RevisionRefused, error.to_string()))?;
-    let spec_json = serde_json::to_string(next.spec()).map_err(ApiError::internal)?;
-    state.store().append_revision(&RevisionRow {
-        campaign_id: slot.id.clone(),
-        revision: number,
-        spec_json,
-        from_seq,
-        reason: reason.clone(),
-        key_id: key_id.to_owned(),
-        at_ms,
-    })?;
+    state.store().append_revision(
+        &RevisionRow {
+            campaign_id: slot.id.clone(),
+            revision: number,
+            spec_json,
+            from_seq,
+            reason: reason.clone(),
+            key_id: key_id.to_owned(),
+            at_ms,
+        },
+        key.as_ref(),
+    )?;
     // Snapshots covering `from_seq` were taken under the revision before.
     if let Err(error) = state.store().delete_snapshots_covering(&slot.id, from_seq) {
         tracing::warn!(campaign = %slot.id, %error, "deleting the snapshots a revision outdated failed; a restart checks each snapshot's revision");

@@ -430,7 +430,7 @@ pub struct ReviseQuery {
     summary = "replace a running campaign's spec: revision n+1; options and segments matched by name, what was learned kept; refused with revision_refused when it removes a served option (retire it: `retired = true`), changes the components, the objective or the ask (scope admin)",
     params(("id" = String, Path, description = "campaign id"), ReviseQuery,
         ("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 visible ASCII characters (a UUID, say). On a server of a shared stream (--event-log) it names the revision on the stream: a retry with the same key within the stream's deduplication window (120 s) answers the first request's outcome instead of revising again; the same key with another spec or reason is refused (409 idempotency_key_reused). A single server does not use it")),
+        description = "1 to 255 visible ASCII characters (a UUID, say), stored with the revision it makes: a retry with the same key, the same spec and the same reason answers that revision (200, the same revision and summary; the campaign as it now stands) and revises nothing, on any server of a shared stream and after a restart; the same key with another spec or reason is refused (409 idempotency_key_reused). A request that was refused stored nothing: its retry is decided again")),
     request_body(description = "the whole new spec, docs/spec.md: TOML (`curl -X PUT --data-binary @spec.toml -H 'Content-Type: application/toml'`) or JSON", content(
         (Object = "application/json"), (String = "application/toml"))),
     responses((status = 200, description = "revised: the new revision is in force", body = RevisionOutcome),
@@ -550,7 +550,7 @@ async fn set_paused(
     summary = "change a running campaign's budget and daily cap; audited, refused below what was spent, history never rewritten (scope admin)",
     params(("id" = String, Path, description = "campaign id"),
         ("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 visible ASCII characters (a UUID, say). On a server of a shared stream (--event-log) it names the change on the stream: a retry with the same key within the stream's deduplication window (120 s) answers the first request's outcome instead of changing again; the same key with another change is refused (409 idempotency_key_reused). A single server does not use it")),
+        description = "1 to 255 visible ASCII characters (a UUID, say), stored with the change it makes: a retry with the same key and the same body answers that change (200, the same change; the campaign as it now stands) and changes nothing, on any server of a shared stream and after a restart; the same key with another body is refused (409 idempotency_key_reused). A request that was refused stored nothing: its retry is decided again")),
     request_body = BudgetChangeRequest,
     responses((status = 200, description = "recorded and in force", body = BudgetChangeOutcome),
         BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, Unavailable, StorageFull))]
@@ -563,7 +563,10 @@ pub async fn change_budget(
     let key_id = authorize_key(&state, &headers, Scope::Admin)?;
     let idempotency_key = idempotency_key(&headers)?;
     let slot = state.campaign(&id)?;
-    crate::state::refuse_archived(&slot, "given a new budget")?;
+    // A keyed retry answers its first outcome, archived since or not (`budget::apply`).
+    if idempotency_key.is_none() {
+        crate::state::refuse_archived(&slot, "given a new budget")?;
+    }
     let bytes = body(bytes)?;
     let request: BudgetChangeRequest = json_body(&bytes)?;
     let now = state.clock().now_ms();

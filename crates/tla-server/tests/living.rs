@@ -301,6 +301,95 @@ async fn a_retried_create_with_its_idempotency_key_makes_one_campaign() {
     assert_eq!(body["id"], first["id"]);
 }
 
+/// A revision and a budget change sent with an `Idempotency-Key` to a single server:
+/// a retry answers the first outcome and changes nothing, after a restart too (the key
+/// is stored with the row it made); the same key with another request is refused.
+#[tokio::test]
+async fn a_retried_revision_or_budget_change_with_its_key_is_made_once() {
+    let api = api();
+    let day = 86_400_000;
+    let spec = format!(
+        "{SPEC}\n[flight]\nbudget = 100.0\nstart = \"{}\"\nend = \"{}\"\n",
+        tla_core::timestamp::format_rfc3339(START_MS - day),
+        tla_core::timestamp::format_rfc3339(START_MS + 10 * day)
+    );
+    let (status, body) = api.create(&spec, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let revised = with_new_headline(&spec);
+    async fn put(api: &Api, id: &str, spec: &str, key: &str, reason: &str) -> (StatusCode, Value) {
+        let headers = [
+            ("content-type", "application/toml"),
+            ("idempotency-key", key),
+        ];
+        let uri = format!("/v1/campaigns/{id}/spec?reason={reason}");
+        api.call("PUT", &uri, &api.admin, &headers, spec.into())
+            .await
+    }
+    async fn patch(api: &Api, id: &str, key: &str, budget: f64) -> (StatusCode, Value) {
+        let headers = [
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        let body = json!({"budget": budget, "reason": "more"}).to_string();
+        let uri = format!("/v1/campaigns/{id}/budget");
+        api.call("PATCH", &uri, &api.admin, &headers, body).await
+    }
+
+    let (status, first) = put(&api, &id, &revised, "rev-1", "new").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["revision"]["revision"], 2, "{first}");
+    api.clock.advance(5_000);
+    let (status, retry) = put(&api, &id, &revised, "rev-1", "new").await;
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(retry, first);
+    let (status, body) = put(&api, &id, &revised, "rev-1", "another").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        "another change",
+    );
+    assert_eq!(api.store.revisions(&id).unwrap().len(), 1);
+
+    let (status, first_change) = patch(&api, &id, "budget-1", 150.0).await;
+    assert_eq!(status, StatusCode::OK, "{first_change}");
+    api.clock.advance(5_000);
+    let (status, retry) = patch(&api, &id, "budget-1", 150.0).await;
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(retry, first_change);
+    let (status, body) = patch(&api, &id, "budget-1", 170.0).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        "another change",
+    );
+    // Another key is another change.
+    let (status, body) = patch(&api, &id, "budget-2", 170.0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(api.store.budget_changes(&id).unwrap().len(), 2);
+
+    // After a restart the keys still answer their first outcome, nothing made again.
+    let restarted = Api {
+        state: open(&api.store, &api.clock),
+        ..api
+    };
+    let (status, retry) = put(&restarted, &id, &revised, "rev-1", "new").await;
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(retry["revision"], first["revision"]);
+    assert_eq!(retry["summary"], first["summary"]);
+    let (status, retry) = patch(&restarted, &id, "budget-1", 150.0).await;
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(retry["change"], first_change["change"]);
+    // The budget in force is the last change's, not the retried one's.
+    assert_eq!(retry["campaign"]["flight"]["budget"], 170.0, "{retry}");
+    assert_eq!(restarted.store.revisions(&id).unwrap().len(), 1);
+    assert_eq!(restarted.store.budget_changes(&id).unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn a_spec_sent_as_curl_d_sends_it_is_refused_with_how_to_send_it() {
     let api = api();

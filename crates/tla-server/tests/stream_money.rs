@@ -12,7 +12,8 @@
 //! - A revision or a budget change retried with the same `Idempotency-Key` (on the
 //!   other server) applies once and answers the first outcome; the same key with
 //!   another change is refused (`idempotency_key_reused`); copies stored after the
-//!   deduplication window revise nothing on any server.
+//!   deduplication window revise nothing on any server; a retry to a restarted server
+//!   (which keeps no outcome) answers the stored first outcome.
 //!
 //! nats-server comes from scripts/nats-deps.sh; without it the tests are skipped with
 //! a message, unless `CI` is set. The NATS node is killed by pid.
@@ -664,6 +665,28 @@ fn a_retried_revision_or_budget_change_with_the_same_key_applies_once() {
             .map(|r| r.revision)
             .collect();
         assert_eq!(numbers, [2, 3]);
+    }
+
+    // B restarts, so it keeps no outcome: a retry there (the stream absorbs it) answers
+    // the revision and the budget change each key made, as stored, not 409 `conflict`.
+    let first_revision = put(&a.state, "rev-1", &revised).1;
+    stop(runtime, b);
+    let b = open(runtime, settings, &store_b);
+    let (status, retry) = put(&b.state, "rev-1", &revised);
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(retry["revision"], first_revision["revision"], "{retry}");
+    assert_eq!(retry["summary"], first_revision["summary"], "{retry}");
+    assert_eq!(retry["revision"]["revision"], 2, "{retry}");
+    let (status, retry) = patch(&b.state, "budget-1", 150.0);
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(retry["change"], first["change"], "{retry}");
+    let (status, body) = patch(&b.state, "budget-1", 170.0);
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused", "{body}");
+    settle(&[&a.state, &b.state], &id);
+    for store in [&store_a, &store_b] {
+        assert_eq!(store.budget_changes(&id).unwrap().len(), 1);
+        assert_eq!(store.revisions(&id).unwrap().len(), 2);
     }
     for server in [a, b] {
         stop(runtime, server);

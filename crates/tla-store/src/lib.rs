@@ -90,7 +90,7 @@ pub use event_log::{
     AppendOutcome, EventContent, EventKind, EventLog, MemoryEventLog, NewEvent, StoredEvent,
     is_exact_repeat, validate_event,
 };
-pub use living::{CreateOnce, IdempotencyRow, RevisionRow};
+pub use living::{ChangeKey, CreateOnce, IdempotencyRow, RevisionRow};
 pub use money::{
     NewBudgetChange, NewSpendReport, SpendReportOutcome, StoredBudgetChange, StoredSpendReport,
     validate_budget_change, validate_spend_report,

@@ -1,5 +1,6 @@
 //! What a living campaign adds to the store: the revisions of its spec, and the
-//! idempotency keys of campaign creations (schema version 8, `docs/storage.md`).
+//! idempotency keys of campaign creations (schema version 8, `docs/storage.md`) and of
+//! revisions and budget changes (schema version 13: [`ChangeKey`]).
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -42,6 +43,59 @@ pub struct IdempotencyRow {
     pub key_id: String,
     /// When, milliseconds since the Unix epoch.
     pub at_ms: i64,
+}
+
+/// The `Idempotency-Key` a revision or a budget change was asked with, stored with the
+/// row it made (one row per campaign and key), and a digest of the request: a retry
+/// with the key answers that row when its digest is the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeKey {
+    /// The key the client sent.
+    pub key: String,
+    /// A digest (SHA-256) of the request, computed by the server.
+    pub request_digest: [u8; 32],
+}
+
+impl ChangeKey {
+    /// Reads the columns `idempotency_key`, `request_digest` of a row of `table`
+    /// (`None` when no key was stored).
+    pub(crate) fn from_columns(
+        table: &'static str,
+        key: Option<String>,
+        digest: Option<Vec<u8>>,
+    ) -> Result<Option<Self>, StoreError> {
+        let (Some(key), Some(digest)) = (key, digest) else {
+            return Ok(None);
+        };
+        let request_digest =
+            <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| StoreError::Corrupt {
+                table,
+                detail: format!("key {key:?} has a digest of {} bytes", digest.len()),
+            })?;
+        Ok(Some(Self {
+            key,
+            request_digest,
+        }))
+    }
+}
+
+/// Maps a unique-index violation of an `Idempotency-Key` to [`StoreError::Conflict`].
+pub(crate) fn key_conflict(
+    what: &'static str,
+    campaign_id: &str,
+    key: Option<&ChangeKey>,
+) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |error| match (&error, key) {
+        (rusqlite::Error::SqliteFailure(failure, _), Some(key))
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(format!(
+                "campaign {campaign_id:?} already has a {what} made with Idempotency-Key {:?}",
+                key.key
+            ))
+        }
+        _ => StoreError::sqlite(what)(error),
+    }
 }
 
 /// The outcome of [`Store::insert_campaign_once`].
@@ -122,16 +176,22 @@ impl Store {
         Ok(CreateOnce::Created)
     }
 
-    /// Records a revision of a campaign's spec, durably. A revision number already
-    /// stored for the campaign is a [`StoreError::Conflict`].
-    pub fn append_revision(&self, revision: &RevisionRow) -> Result<(), StoreError> {
+    /// Records a revision of a campaign's spec, durably, with the `Idempotency-Key` it
+    /// was asked with, if any. A revision number already stored for the campaign, or a
+    /// key already stored for it, is a [`StoreError::Conflict`].
+    pub fn append_revision(
+        &self,
+        revision: &RevisionRow,
+        key: Option<&ChangeKey>,
+    ) -> Result<(), StoreError> {
         let from_seq = to_sql_int("from_seq", revision.from_seq)?;
         let inserted = self
             .database
             .general()
             .prepare_cached(
-                "INSERT INTO revisions (campaign_id, revision, spec_json, from_seq, reason, key_id, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (campaign_id, revision) DO NOTHING",
+                "INSERT INTO revisions (campaign_id, revision, spec_json, from_seq, reason, key_id, at_ms, \
+                 idempotency_key, request_digest) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (campaign_id, revision) DO NOTHING",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
@@ -142,9 +202,11 @@ impl Store {
                     revision.reason,
                     revision.key_id,
                     revision.at_ms,
+                    key.map(|key| key.key.as_str()),
+                    key.map(|key| key.request_digest.as_slice()),
                 ])
             })
-            .map_err(StoreError::sqlite("recording a revision"))?;
+            .map_err(key_conflict("revision", &revision.campaign_id, key))?;
         if inserted == 0 {
             return Err(StoreError::Conflict(format!(
                 "campaign {:?} already has a revision {}",
@@ -152,6 +214,44 @@ impl Store {
             )));
         }
         Ok(())
+    }
+
+    /// The revision of campaign `campaign_id` made with `Idempotency-Key` `key`, and the
+    /// key with its request digest; `None` when no revision of it was made with that key.
+    pub fn revision_by_key(
+        &self,
+        campaign_id: &str,
+        key: &str,
+    ) -> Result<Option<(u32, ChangeKey)>, StoreError> {
+        let found = self
+            .database
+            .general()
+            .prepare_cached(
+                "SELECT revision, idempotency_key, request_digest FROM revisions \
+                 WHERE campaign_id = ?1 AND idempotency_key = ?2",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![campaign_id, key], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, Option<String>>(1)?,
+                            row.get::<_, Option<Vec<u8>>>(2)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .map_err(StoreError::sqlite(
+                "reading a revision by its Idempotency-Key",
+            ))?;
+        let Some((revision, key, digest)) = found else {
+            return Ok(None);
+        };
+        let revision = u32::try_from(revision).map_err(|_| StoreError::Corrupt {
+            table: "revisions",
+            detail: format!("revision {revision} is not in 0..=4294967295"),
+        })?;
+        Ok(ChangeKey::from_columns("revisions", key, digest)?.map(|key| (revision, key)))
     }
 
     /// Every stored revision of a campaign (revision 2 on), in order.
@@ -249,10 +349,10 @@ mod tests {
             key_id: "k".into(),
             at_ms: 5,
         };
-        store.append_revision(&row(3)).unwrap();
-        store.append_revision(&row(2)).unwrap();
+        store.append_revision(&row(3), None).unwrap();
+        store.append_revision(&row(2), None).unwrap();
         assert!(matches!(
-            store.append_revision(&row(2)),
+            store.append_revision(&row(2), None),
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(store.revisions("c").unwrap(), vec![row(2), row(3)]);

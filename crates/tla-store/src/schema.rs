@@ -14,7 +14,7 @@ use crate::error::StoreError;
 
 /// The schema version this build writes and reads. Files of an older version are
 /// migrated when opened (see `MIGRATIONS` in this module and `docs/storage.md`).
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// How long a connection waits for another connection's write lock before failing
 /// with "database is locked". Writes are short, so this is only reached when
@@ -343,9 +343,26 @@ CREATE TABLE stream_mirror (
 ) STRICT;
 ";
 
+/// Schema version 13: the `Idempotency-Key` of a revision or a budget change is stored
+/// with the row it made (`idempotency_key`, null when none was sent) and a digest
+/// (SHA-256) of the request it came with (`request_digest`), so a retry with the key
+/// answers that row, after a restart too; a partial unique index keeps one row per
+/// campaign and key (docs/storage.md).
+const MIGRATION_V13: &str = "
+ALTER TABLE revisions ADD COLUMN idempotency_key TEXT;
+ALTER TABLE revisions ADD COLUMN request_digest BLOB;
+CREATE UNIQUE INDEX revisions_by_idempotency_key ON revisions (campaign_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+ALTER TABLE budget_changes ADD COLUMN idempotency_key TEXT;
+ALTER TABLE budget_changes ADD COLUMN request_digest BLOB;
+CREATE UNIQUE INDEX budget_changes_by_idempotency_key ON budget_changes (campaign_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes a file from version `i + 1` to
 /// version `i + 2`. A new file gets [`SCHEMA_V1`] and then every migration.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     MIGRATION_V2,
     MIGRATION_V3,
     MIGRATION_V4,
@@ -357,6 +374,7 @@ const MIGRATIONS: [&str; 11] = [
     MIGRATION_V10,
     MIGRATION_V11,
     MIGRATION_V12,
+    MIGRATION_V13,
 ];
 
 /// Opens a connection to the database file with a busy timeout. Writes nothing and
@@ -592,13 +610,15 @@ mod tests {
             indexes,
             [
                 "budget_changes_by_campaign",
+                "budget_changes_by_idempotency_key",
                 "control_audits_by_campaign",
                 "corrections_by_event",
                 "decisions_by_campaign",
                 "decisions_by_time",
                 "events_by_campaign_kind",
                 "plan_ads_by_name",
-                "platform_results_by_import"
+                "platform_results_by_import",
+                "revisions_by_idempotency_key"
             ]
         );
         // A second call is a no-op.

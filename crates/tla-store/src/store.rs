@@ -720,20 +720,23 @@ impl Store {
         raw.into_iter().map(RawSpendReport::decode).collect()
     }
 
-    /// Records a change of a campaign's budget and daily cap, durably; returns it with
-    /// its position. Refused with [`StoreError::InvalidInput`] when an amount fails
-    /// [`validate_budget_change`]. The server checks the budget rules first.
+    /// Records a change of a campaign's budget and daily cap, durably, with the
+    /// `Idempotency-Key` it was asked with, if any; returns it with its position.
+    /// Refused with [`StoreError::InvalidInput`] when an amount fails
+    /// [`validate_budget_change`], with [`StoreError::Conflict`] when the key is already
+    /// stored for the campaign. The server checks the budget rules first.
     pub fn append_budget_change(
         &self,
         change: &NewBudgetChange,
+        key: Option<&crate::living::ChangeKey>,
     ) -> Result<StoredBudgetChange, StoreError> {
         validate_budget_change(change)?;
         let connection = self.database.general();
         connection
             .prepare_cached(
                 "INSERT INTO budget_changes (campaign_id, old_budget, new_budget, old_daily_cap, \
-                 new_daily_cap, spent, reason, key_id, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 new_daily_cap, spent, reason, key_id, at_ms, idempotency_key, request_digest) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
@@ -746,14 +749,70 @@ impl Store {
                     change.reason,
                     change.key_id,
                     change.at_ms,
+                    key.map(|key| key.key.as_str()),
+                    key.map(|key| key.request_digest.as_slice()),
                 ])
             })
-            .map_err(StoreError::sqlite("recording a budget change"))?;
+            .map_err(crate::living::key_conflict(
+                "budget change",
+                &change.campaign_id,
+                key,
+            ))?;
         let id = from_sql_int("budget_changes", "id", connection.last_insert_rowid())?;
         Ok(StoredBudgetChange {
             id,
             change: change.clone(),
         })
+    }
+
+    /// The budget change of campaign `campaign_id` made with `Idempotency-Key` `key`,
+    /// and the key with its request digest; `None` when none was made with that key.
+    pub fn budget_change_by_key(
+        &self,
+        campaign_id: &str,
+        key: &str,
+    ) -> Result<Option<(StoredBudgetChange, crate::living::ChangeKey)>, StoreError> {
+        let found = self
+            .database
+            .general()
+            .prepare_cached(
+                "SELECT id, campaign_id, old_budget, new_budget, old_daily_cap, new_daily_cap, \
+                 spent, reason, key_id, at_ms, idempotency_key, request_digest FROM budget_changes \
+                 WHERE campaign_id = ?1 AND idempotency_key = ?2",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![campaign_id, key], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            NewBudgetChange {
+                                campaign_id: row.get(1)?,
+                                old_budget: row.get(2)?,
+                                new_budget: row.get(3)?,
+                                old_daily_cap: row.get(4)?,
+                                new_daily_cap: row.get(5)?,
+                                spent: row.get(6)?,
+                                reason: row.get(7)?,
+                                key_id: row.get(8)?,
+                                at_ms: row.get(9)?,
+                            },
+                            row.get::<_, Option<String>>(10)?,
+                            row.get::<_, Option<Vec<u8>>>(11)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .map_err(StoreError::sqlite(
+                "reading a budget change by its Idempotency-Key",
+            ))?;
+        let Some((id, change, key, digest)) = found else {
+            return Ok(None);
+        };
+        let id = from_sql_int("budget_changes", "id", id)?;
+        Ok(
+            crate::living::ChangeKey::from_columns("budget_changes", key, digest)?
+                .map(|key| (StoredBudgetChange { id, change }, key)),
+        )
     }
 
     /// Every budget change of a campaign, oldest first; the last one is in force.

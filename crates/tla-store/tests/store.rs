@@ -1255,7 +1255,7 @@ fn a_version_1_file_is_migrated_on_open_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 12);
+    assert_eq!(SCHEMA_VERSION, 13);
     let indexes: i64 = connection
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
@@ -1527,7 +1527,7 @@ fn budget_changes_are_recorded_in_order_with_their_audit() {
         key_id: "0123456789ab".into(),
         at_ms: 1_796_200_000_000,
     };
-    let first = store.append_budget_change(&change).unwrap();
+    let first = store.append_budget_change(&change, None).unwrap();
     let second_change = NewBudgetChange {
         old_budget: 30_000.0,
         new_budget: 20_000.0,
@@ -1535,7 +1535,7 @@ fn budget_changes_are_recorded_in_order_with_their_audit() {
         new_daily_cap: Some(800.0),
         ..change.clone()
     };
-    let second = store.append_budget_change(&second_change).unwrap();
+    let second = store.append_budget_change(&second_change, None).unwrap();
     assert_eq!((first.id, second.id), (1, 2));
     assert_eq!(store.budget_changes("a").unwrap(), [first, second]);
     assert!(store.budget_changes("b").unwrap().is_empty());
@@ -1543,9 +1543,86 @@ fn budget_changes_are_recorded_in_order_with_their_audit() {
         new_budget: f64::INFINITY,
         ..change
     };
-    let error = store.append_budget_change(&bad).unwrap_err();
+    let error = store.append_budget_change(&bad, None).unwrap_err();
     assert!(error.to_string().contains("new_budget"), "{error}");
     assert_eq!(store.budget_changes("a").unwrap().len(), 2);
+}
+
+#[test]
+fn a_keyed_revision_or_budget_change_is_stored_once_per_campaign_and_found_after_a_restart() {
+    let dir = TempDir::new("change-keys");
+    let key = |key: &str, digest: u8| tla_store::ChangeKey {
+        key: key.into(),
+        request_digest: [digest; 32],
+    };
+    let revision = |campaign: &str, number| tla_store::RevisionRow {
+        campaign_id: campaign.into(),
+        revision: number,
+        spec_json: "{}".into(),
+        from_seq: 3,
+        reason: None,
+        key_id: "k".into(),
+        at_ms: 9,
+    };
+    let change = |campaign: &str| NewBudgetChange {
+        campaign_id: campaign.into(),
+        old_budget: 100.0,
+        new_budget: 200.0,
+        old_daily_cap: None,
+        new_daily_cap: Some(20.0),
+        spent: 1.5,
+        reason: "more".into(),
+        key_id: "k".into(),
+        at_ms: 9,
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .append_revision(&revision("a", 2), Some(&key("r1", 1)))
+            .unwrap();
+        // Another revision without a key, and the same key on another campaign.
+        store.append_revision(&revision("a", 3), None).unwrap();
+        store
+            .append_revision(&revision("b", 2), Some(&key("r1", 2)))
+            .unwrap();
+        // The same key again for campaign a: refused, nothing written.
+        let error = store
+            .append_revision(&revision("a", 4), Some(&key("r1", 1)))
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+        assert!(error.to_string().contains("r1"), "{error}");
+        assert_eq!(store.revisions("a").unwrap().len(), 2);
+
+        let first = store
+            .append_budget_change(&change("a"), Some(&key("b1", 7)))
+            .unwrap();
+        store.append_budget_change(&change("a"), None).unwrap();
+        let error = store
+            .append_budget_change(&change("a"), Some(&key("b1", 8)))
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+        assert_eq!(store.budget_changes("a").unwrap().len(), 2);
+        assert_eq!(
+            store.budget_change_by_key("a", "b1").unwrap(),
+            Some((first, key("b1", 7)))
+        );
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.revision_by_key("a", "r1").unwrap(),
+        Some((2, key("r1", 1)))
+    );
+    assert_eq!(
+        store.revision_by_key("b", "r1").unwrap(),
+        Some((2, key("r1", 2)))
+    );
+    assert_eq!(store.revision_by_key("a", "r2").unwrap(), None);
+    let (found, found_key) = store.budget_change_by_key("a", "b1").unwrap().unwrap();
+    assert_eq!(
+        (found.id, found.change, found_key),
+        (1, change("a"), key("b1", 7))
+    );
+    assert_eq!(store.budget_change_by_key("b", "b1").unwrap(), None);
 }
 
 #[test]
@@ -1623,7 +1700,7 @@ fn a_version_7_file_gets_revisions_and_its_decisions_read_as_revision_one() {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 7;",
+                "DROP INDEX budget_changes_by_idempotency_key; ALTER TABLE budget_changes DROP COLUMN idempotency_key; ALTER TABLE budget_changes DROP COLUMN request_digest; DROP TABLE revisions; DROP TABLE idempotency_keys; ALTER TABLE decisions DROP COLUMN revision; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 7;",
             )
             .unwrap();
     }
@@ -1640,7 +1717,7 @@ fn a_version_7_file_gets_revisions_and_its_decisions_read_as_revision_one() {
         key_id: "k".into(),
         at_ms: 2,
     };
-    store.append_revision(&revision).unwrap();
+    store.append_revision(&revision, None).unwrap();
     assert_eq!(store.revisions("a").unwrap(), [revision]);
 }
 
@@ -1657,7 +1734,7 @@ fn a_version_8_file_gets_held_out_and_its_decisions_read_as_not_held_out() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 8;")
+            .execute_batch("DROP INDEX budget_changes_by_idempotency_key; ALTER TABLE budget_changes DROP COLUMN idempotency_key; ALTER TABLE budget_changes DROP COLUMN request_digest; DROP INDEX revisions_by_idempotency_key; ALTER TABLE revisions DROP COLUMN idempotency_key; ALTER TABLE revisions DROP COLUMN request_digest; ALTER TABLE decisions DROP COLUMN held_out; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 8;")
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
@@ -1685,7 +1762,7 @@ fn a_version_9_file_gets_the_platform_tables_and_keeps_its_data() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 9;")
+            .execute_batch("DROP INDEX budget_changes_by_idempotency_key; ALTER TABLE budget_changes DROP COLUMN idempotency_key; ALTER TABLE budget_changes DROP COLUMN request_digest; DROP INDEX revisions_by_idempotency_key; ALTER TABLE revisions DROP COLUMN idempotency_key; ALTER TABLE revisions DROP COLUMN request_digest; DROP TABLE plans; DROP TABLE plan_ads; DROP TABLE result_imports; DROP TABLE platform_results; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 9;")
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
@@ -1705,7 +1782,7 @@ fn a_version_11_file_gets_the_stream_mirror_tables_and_keeps_its_data() {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 11;",
+                "DROP INDEX budget_changes_by_idempotency_key; ALTER TABLE budget_changes DROP COLUMN idempotency_key; ALTER TABLE budget_changes DROP COLUMN request_digest; DROP INDEX revisions_by_idempotency_key; ALTER TABLE revisions DROP COLUMN idempotency_key; ALTER TABLE revisions DROP COLUMN request_digest; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 11;",
             )
             .unwrap();
     }
@@ -1713,6 +1790,47 @@ fn a_version_11_file_gets_the_stream_mirror_tables_and_keeps_its_data() {
     assert_eq!(store.campaigns().unwrap(), [campaign("a", 1)]);
     assert_eq!(store.mirror_position().unwrap(), None);
     assert!(store.mirror_records().unwrap().is_empty());
+}
+
+/// Version 12 to 13: revisions and budget changes stored before have no key; keyed
+/// ones are stored and found after.
+#[test]
+fn a_version_12_file_gets_the_change_keys_and_keeps_its_rows() {
+    let dir = TempDir::new("migrate-v12");
+    let change = NewBudgetChange {
+        campaign_id: "a".into(),
+        old_budget: 100.0,
+        new_budget: 200.0,
+        old_daily_cap: None,
+        new_daily_cap: None,
+        spent: 0.0,
+        reason: "more".into(),
+        key_id: "k".into(),
+        at_ms: 9,
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_campaign(&campaign("a", 1)).unwrap();
+        store.append_budget_change(&change, None).unwrap();
+    }
+    {
+        let connection = rusqlite::Connection::open(dir.database()).unwrap();
+        connection
+            .execute_batch("DROP INDEX budget_changes_by_idempotency_key; ALTER TABLE budget_changes DROP COLUMN idempotency_key; ALTER TABLE budget_changes DROP COLUMN request_digest; DROP INDEX revisions_by_idempotency_key; ALTER TABLE revisions DROP COLUMN idempotency_key; ALTER TABLE revisions DROP COLUMN request_digest; PRAGMA user_version = 12;")
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.budget_changes("a").unwrap().len(), 1);
+    assert_eq!(store.budget_change_by_key("a", "x").unwrap(), None);
+    let key = tla_store::ChangeKey {
+        key: "x".into(),
+        request_digest: [3; 32],
+    };
+    let second = store.append_budget_change(&change, Some(&key)).unwrap();
+    assert_eq!(
+        store.budget_change_by_key("a", "x").unwrap(),
+        Some((second, key))
+    );
 }
 
 #[test]
@@ -1725,7 +1843,7 @@ fn a_version_10_file_gets_the_dashboard_tables_and_keeps_its_data() {
     {
         let connection = rusqlite::Connection::open(dir.database()).unwrap();
         connection
-            .execute_batch("DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 10;")
+            .execute_batch("DROP INDEX budget_changes_by_idempotency_key; ALTER TABLE budget_changes DROP COLUMN idempotency_key; ALTER TABLE budget_changes DROP COLUMN request_digest; DROP INDEX revisions_by_idempotency_key; ALTER TABLE revisions DROP COLUMN idempotency_key; ALTER TABLE revisions DROP COLUMN request_digest; DROP TABLE rollups; DROP TABLE rollup_state; DROP TABLE control_audits; DROP TABLE stream_records; DROP TABLE stream_mirror; PRAGMA user_version = 10;")
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
