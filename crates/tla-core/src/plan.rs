@@ -862,9 +862,12 @@ pub enum ResultError {
 /// `floor((j + 0.5) n / c)` of `n`), the results interleaved in proportion (impression
 /// `i` of a result of `n` at position `(i + 0.5) / n`; ties in the results' order). A
 /// conversion's own amount is not reported: each of the `c` conversions of a result
-/// with value `V` carries the mean amount `V / c` (unknown when `V` is 0), which keeps
-/// the value model's expected amount `exp(mean + σ²/2)` on the reported mean. Spend is
-/// not an event here. `learn(segment, version, feedback)` is called for each event.
+/// carries the mean amount ([`AdResult::mean_amount`]) for the counts, but the value
+/// model must not learn it `c` times (that would teach it a spread of 0 between the
+/// gifts): it learns each result's mean once, as one observation of the mean of `c`
+/// amounts ([`crate::model::value::ValueModel::observe_mean_at`]), as
+/// [`Engine::learn_results`] does. Spend is not an event here. `learn(segment,
+/// version, feedback)` is called for each event.
 pub fn for_each_event(results: &[AdResult], mut learn: impl FnMut(usize, u64, Feedback)) {
     use std::cmp::Reverse;
     // Per result: the next impression, and the clicks and conversions given so far.
@@ -887,7 +890,7 @@ pub fn for_each_event(results: &[AdResult], mut learn: impl FnMut(usize, u64, Fe
             *clicks += 1;
             learn(segment, version, Feedback::Click);
         }
-        let amount = (result.value > 0.0).then(|| result.value / result.conversions as f64);
+        let amount = result.mean_amount();
         while *conversions < result.conversions && due(*conversions, result.conversions) {
             *conversions += 1;
             learn(segment, version, Feedback::Conversion { amount });
@@ -900,6 +903,12 @@ pub fn for_each_event(results: &[AdResult], mut learn: impl FnMut(usize, u64, Fe
 }
 
 impl AdResult {
+    /// The mean amount of the result's conversions, `V / c` (`None` without
+    /// conversions or with a value of 0: amounts unknown).
+    pub fn mean_amount(&self) -> Option<f64> {
+        (self.value > 0.0 && self.conversions > 0).then(|| self.value / self.conversions as f64)
+    }
+
     /// Checks the numbers (not whether the segment and version are the campaign's:
     /// [`Engine::learn_results`] does).
     pub fn check(&self) -> Result<(), ResultError> {
