@@ -82,6 +82,14 @@ pub struct PlanSettings {
     /// most draws.
     #[cfg_attr(feature = "serde", serde(default = "default_option_repeat"))]
     pub option_repeat: f64,
+    /// Whether the draws' scale follows the flight left (`docs/platform.md`, *The
+    /// spread of a plan's draws*): `σ = σ_end + (1 − σ_end) · f`, `f` the share of the
+    /// flight's traffic after the period ([`PlanRequest::flight_left`]) and `σ_end`
+    /// [`PlanSettings::draw_scale`] (else the decision tables' scale): the posterior's
+    /// own spread while all the flight is ahead, the exploiting scale for the last
+    /// plan. `false`, or a request without `flight_left`: the scale `σ_end` throughout.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub draw_scale_schedule: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -105,6 +113,7 @@ impl Default for PlanSettings {
             draw_scale: None,
             ad_exploration_share: None,
             option_repeat: DEFAULT_OPTION_REPEAT,
+            draw_scale_schedule: false,
         }
     }
 }
@@ -136,6 +145,11 @@ pub struct PlanRequest<'a> {
     /// ([`PlanModel::segment_shares`]) are not the campaign's: what a plan without a
     /// traffic forecast splits by. `None`: the model's.
     pub segment_shares: Option<&'a [f64]>,
+    /// The share of the flight's traffic after this period, in [0, 1]: what the
+    /// period's report can still be used on, which
+    /// [`PlanSettings::draw_scale_schedule`] follows. `None`: not known (the flight's
+    /// end or its traffic shape).
+    pub flight_left: Option<f64>,
 }
 
 impl<'a> PlanRequest<'a> {
@@ -151,6 +165,21 @@ impl<'a> PlanRequest<'a> {
             costs: None,
             traffic: None,
             segment_shares: None,
+            flight_left: None,
+        }
+    }
+
+    /// The scale the plan's draws are drawn at: [`PlanSettings::draw_scale`], or with
+    /// [`PlanSettings::draw_scale_schedule`] and a known [`PlanRequest::flight_left`]
+    /// `f`, `σ_end + (1 − σ_end) · f` with `σ_end` that scale, else `tables_scale` (the
+    /// model's decision tables' scale; `None`: the model has none, and no schedule).
+    pub fn draw_scale(&self, tables_scale: Option<f64>) -> Option<f64> {
+        let end = self.settings.draw_scale;
+        match self.flight_left {
+            Some(f) if self.settings.draw_scale_schedule => {
+                end.or(tables_scale).map(|end| end + (1.0 - end) * f)
+            }
+            _ => end,
         }
     }
 }
@@ -251,6 +280,9 @@ pub enum PlanError {
     /// The ads' exploration share is outside [0, 1].
     #[error("ad_exploration_share: {0} is not accepted; accepted: a number in [0, 1]")]
     AdExplorationShare(f64),
+    /// The share of the flight left is outside [0, 1].
+    #[error("flight_left: {0} is not accepted; accepted: a share of the flight in [0, 1]")]
+    FlightLeft(f64),
     /// The discount of a repeated option is outside (0, 1].
     #[error("option_repeat: {0} is not accepted; accepted: a number above 0 and at most 1")]
     OptionRepeat(f64),
@@ -320,6 +352,9 @@ pub trait PlanModel {
         draws: usize,
         draw_scale: Option<f64>,
     ) -> Vec<DecisionTable>;
+    /// The scale of the posterior spread the model's decision tables draw at (`None`:
+    /// the model has no such scale).
+    fn tables_draw_scale(&self) -> Option<f64>;
     /// How many versions `segment` may run.
     fn available(&self, segment: usize) -> u64;
     /// A version drawn uniformly from those `segment` may run.
@@ -346,6 +381,9 @@ impl PlanModel for Engine {
         draw_scale: Option<f64>,
     ) -> Vec<DecisionTable> {
         Engine::draw_tables_of(self, rng, now_millis, draws, draw_scale)
+    }
+    fn tables_draw_scale(&self) -> Option<f64> {
+        Some(self.sampler().draw_scale())
     }
     fn available(&self, segment: usize) -> u64 {
         self.campaign().availability().count(segment)
@@ -388,12 +426,17 @@ pub fn make_plan_with<M: PlanModel + ?Sized, R: Rng + ?Sized>(
     if !(request.budget.is_finite() && request.budget >= 0.0) {
         return Err(PlanError::Budget(request.budget));
     }
+    if let Some(f) = request.flight_left {
+        if !(0.0..=1.0).contains(&f) {
+            return Err(PlanError::FlightLeft(f));
+        }
+    }
     let segments = engine.segments();
     let tables = engine.draw_tables(
         rng,
         u64::try_from(request.start_ms).unwrap_or(0),
         settings.draws,
-        settings.draw_scale,
+        request.draw_scale(engine.tables_draw_scale()),
     );
     let buy = |s: usize, price: f64| {
         let table = &tables[s];
@@ -1055,6 +1098,57 @@ mod tests {
                 }]
             );
         }
+    }
+
+    /// With the schedule, a plan draws at `σ_end + (1 − σ_end) f`: the same plan, draw
+    /// for draw, as a plan at that fixed scale; without the flight left known, at
+    /// `σ_end`. A share of the flight outside [0, 1] is refused.
+    #[test]
+    fn a_scheduled_draw_scale_follows_the_flight_left() {
+        let mut engine = engine(1);
+        teach(&mut engine, 3_000);
+        let tables = engine.sampler().draw_scale();
+        let plan = |settings: PlanSettings, flight_left: Option<f64>| {
+            let request = PlanRequest {
+                settings,
+                flight_left,
+                ..PlanRequest::new(0, 86_400_000, 300.0)
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            make_plan(&engine, &request, &mut rng)
+        };
+        let fixed = |scale: f64| {
+            plan(
+                PlanSettings {
+                    draw_scale: Some(scale),
+                    ..PlanSettings::default()
+                },
+                None,
+            )
+            .unwrap()
+        };
+        let scheduled = PlanSettings {
+            draw_scale_schedule: true,
+            ..PlanSettings::default()
+        };
+        assert_eq!(plan(scheduled, Some(1.0)).unwrap(), fixed(1.0));
+        assert_eq!(plan(scheduled, Some(0.0)).unwrap(), fixed(tables));
+        assert_eq!(plan(scheduled, None).unwrap(), fixed(tables));
+        let half = tables + (1.0 - tables) * 0.5;
+        assert_eq!(plan(scheduled, Some(0.5)).unwrap(), fixed(half));
+        assert_ne!(fixed(half), fixed(tables));
+        let to_low = PlanSettings {
+            draw_scale: Some(0.2),
+            ..scheduled
+        };
+        assert_eq!(plan(to_low, Some(0.25)).unwrap(), fixed(0.4));
+        // Without the schedule the flight left changes nothing.
+        assert_eq!(
+            plan(PlanSettings::default(), Some(1.0)).unwrap(),
+            fixed(tables)
+        );
+        let refused = plan(scheduled, Some(1.5)).unwrap_err().to_string();
+        assert!(refused.starts_with("flight_left: 1.5"), "{refused}");
     }
 
     #[test]

@@ -550,6 +550,13 @@ impl tla_core::plan::PlanModel for AnyPolicy {
         }
     }
 
+    fn tables_draw_scale(&self) -> Option<f64> {
+        match &self.kind {
+            PolicyKind::FactorizedTs(policy) => Some(policy.base().sampler().draw_scale()),
+            PolicyKind::Uniform(_) | PolicyKind::IndependentTs(_) => None,
+        }
+    }
+
     fn available(&self, _segment: usize) -> u64 {
         self.known_space().allowed_count()
     }

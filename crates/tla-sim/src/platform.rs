@@ -221,6 +221,17 @@ impl PlatformLearner {
         total
     }
 
+    /// The share of the flight's traffic after `end` (by the flight's hourly traffic
+    /// shape): what a report at `end` can still be used on.
+    fn flight_left_after(&self, end: i64) -> f64 {
+        let whole = self.weight(0, self.length_ms);
+        if whole > 0.0 {
+            (self.weight(end, self.length_ms) / whole).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+
     /// The platform's buy probability for `segment` now: the ad set's budget left over
     /// what its opportunities left in the period would cost.
     fn buy_probability_now(&self, segment: usize) -> f64 {
@@ -273,6 +284,7 @@ impl PlatformLearner {
             costs: (self.costs.observations() > 0.0).then_some(&self.costs),
             traffic: (traffic.seen() > 0.0).then_some(&*traffic),
             segment_shares: Some(&self.segment_shares),
+            flight_left: Some(self.flight_left_after(end)),
             ..PlanRequest::new(start, end, budget)
         };
         let plan = self

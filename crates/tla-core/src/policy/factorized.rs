@@ -788,6 +788,11 @@ impl FactorizedSampler {
         self.draw_scale = scale;
     }
 
+    /// The scale of the posterior spread the decision tables draw at.
+    pub fn draw_scale(&self) -> f64 {
+        self.draw_scale
+    }
+
     /// The version with the highest posterior-mean objective for a segment: the argmax
     /// of a draw with no spread (`rng` only feeds random restarts of coordinate ascent).
     pub fn posterior_mean_best<R: Rng + ?Sized>(&mut self, segment: usize, rng: &mut R) -> u64 {
