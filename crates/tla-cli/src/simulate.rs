@@ -190,10 +190,11 @@ pub struct SimulateArgs {
     /// (1: the K versions with most draws; below 1: ads that differ in their options).
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_OPTION_REPEAT)]
     pub plan_option_repeat: f64,
-    /// With --mode plan: the plans' draw scale follows the flight left, from 1 (the
-    /// posterior's spread) while all of it is ahead to --plan-draw-scale (else
-    /// --draw-scale) for the last plan (`docs/platform.md`).
-    #[arg(long)]
+    /// With --mode plan: whether the plans' draw scale follows the flight left, from 1
+    /// (the posterior's spread) while all of it is ahead to --plan-draw-scale (else
+    /// --draw-scale) for the last plan (`docs/platform.md`); false: --plan-draw-scale
+    /// (else --draw-scale) throughout.
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_DRAW_SCALE_SCHEDULE, action = clap::ArgAction::Set)]
     pub plan_draw_scale_schedule: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]

@@ -40,6 +40,9 @@ pub const DEFAULT_MIN_EXPLORATION_SHARE: f64 = 0.1;
 pub const DEFAULT_MAX_BUDGET_MOVE: f64 = 0.5;
 /// Default number of posterior draws per ad set a plan is drawn from (`M`).
 pub const DEFAULT_PLAN_DRAWS: usize = 64;
+/// Whether a plan's draw scale follows the flight left by default
+/// ([`PlanSettings::draw_scale_schedule`]; `docs/platform.md`, *Measured*).
+pub const DEFAULT_DRAW_SCALE_SCHEDULE: bool = true;
 /// Default discount of an option already in an ad set's batch ([`PlanSettings::option_repeat`];
 /// 1: none).
 pub const DEFAULT_OPTION_REPEAT: f64 = 1.0;
@@ -88,13 +91,18 @@ pub struct PlanSettings {
     /// [`PlanSettings::draw_scale`] (else the decision tables' scale): the posterior's
     /// own spread while all the flight is ahead, the exploiting scale for the last
     /// plan. `false`, or a request without `flight_left`: the scale `σ_end` throughout.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default = "default_draw_scale_schedule"))]
     pub draw_scale_schedule: bool,
 }
 
 #[cfg(feature = "serde")]
 fn default_option_repeat() -> f64 {
     DEFAULT_OPTION_REPEAT
+}
+
+#[cfg(feature = "serde")]
+fn default_draw_scale_schedule() -> bool {
+    DEFAULT_DRAW_SCALE_SCHEDULE
 }
 
 #[cfg(feature = "serde")]
@@ -113,7 +121,7 @@ impl Default for PlanSettings {
             draw_scale: None,
             ad_exploration_share: None,
             option_repeat: DEFAULT_OPTION_REPEAT,
-            draw_scale_schedule: false,
+            draw_scale_schedule: DEFAULT_DRAW_SCALE_SCHEDULE,
         }
     }
 }
@@ -1143,10 +1151,11 @@ mod tests {
         };
         assert_eq!(plan(to_low, Some(0.25)).unwrap(), fixed(0.4));
         // Without the schedule the flight left changes nothing.
-        assert_eq!(
-            plan(PlanSettings::default(), Some(1.0)).unwrap(),
-            fixed(tables)
-        );
+        let unscheduled = PlanSettings {
+            draw_scale_schedule: false,
+            ..PlanSettings::default()
+        };
+        assert_eq!(plan(unscheduled, Some(1.0)).unwrap(), fixed(tables));
         let refused = plan(scheduled, Some(1.5)).unwrap_err().to_string();
         assert!(refused.starts_with("flight_left: 1.5"), "{refused}");
     }
