@@ -190,6 +190,12 @@ pub struct SimulateArgs {
     /// (1: the K versions with most draws; below 1: ads that differ in their options).
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_OPTION_REPEAT)]
     pub plan_option_repeat: f64,
+    /// With --mode plan: whether the plans' draw scale follows the flight left, from 1
+    /// (the posterior's spread) while all of it is ahead to --plan-draw-scale (else
+    /// --draw-scale) for the last plan (`docs/platform.md`); false: --plan-draw-scale
+    /// (else --draw-scale) throughout.
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_DRAW_SCALE_SCHEDULE, action = clap::ArgAction::Set)]
+    pub plan_draw_scale_schedule: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -500,6 +506,7 @@ fn run_plan(
             min_exploration_share: args.plan_exploration,
             ad_exploration_share: args.plan_ad_exploration,
             option_repeat: args.plan_option_repeat,
+            draw_scale_schedule: args.plan_draw_scale_schedule,
             ..PlatformRun::new(args.plan_every, args.ads_per_segment).settings
         },
         ..PlatformRun::new(args.plan_every, args.ads_per_segment)
@@ -538,6 +545,7 @@ fn run_plan(
         value["plan_exploration"] = args.plan_exploration.into();
         value["plan_ad_exploration"] = args.plan_ad_exploration.into();
         value["plan_option_repeat"] = args.plan_option_repeat.into();
+        value["plan_draw_scale_schedule"] = args.plan_draw_scale_schedule.into();
         value["interactions"] = serde_json::Value::String(args.interactions.clone());
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();

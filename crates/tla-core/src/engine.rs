@@ -450,6 +450,20 @@ impl Engine {
         feedback: Feedback,
         at_millis: Option<u64>,
     ) {
+        self.learn_event_of(segment, version, feedback, at_millis, true);
+    }
+
+    /// [`Engine::learn_event`]; with `amount_to_model` false a conversion's amount is
+    /// counted but not learned by the value model (a platform's mean amount, which
+    /// [`Engine::learn_results`] teaches once per result).
+    fn learn_event_of(
+        &mut self,
+        segment: usize,
+        version: u64,
+        feedback: Feedback,
+        at_millis: Option<u64>,
+        amount_to_model: bool,
+    ) {
         // What the value model learns from, read before it learns: the amount, at most
         // the campaign's max_value, after the model's heavy-tail cap.
         let (learned, model_amount) = match feedback {
@@ -477,7 +491,7 @@ impl Engine {
         self.events += 1;
         let model_feedback = match model_amount {
             Some(amount) => Feedback::Conversion {
-                amount: Some(amount),
+                amount: Some(amount).filter(|_| amount_to_model),
             },
             None => feedback,
         };
@@ -596,8 +610,10 @@ impl Engine {
 
     /// Learns the aggregates an ad platform reports, per (ad set = segment, ad =
     /// version), as it would learn the same events one by one (`docs/platform.md`):
-    /// the events of [`crate::plan::for_each_event`], all at `at_millis`, then the
-    /// spend, counted as one cost event per result.
+    /// the events of [`crate::plan::for_each_event`], all at `at_millis`, each result's
+    /// mean amount once as the mean of its conversions' amounts
+    /// ([`crate::model::value::ValueModel::observe_mean_at`]), then the spend, counted
+    /// as one cost event per result.
     /// Every result is checked first ([`AdResult::check`], its segment and version in
     /// the campaign); on a refusal nothing is learned.
     pub fn learn_results(
@@ -622,8 +638,19 @@ impl Engine {
             }
         }
         crate::plan::for_each_event(results, |segment, version, feedback| {
-            self.learn_event(segment, version, feedback, Some(at_millis));
+            self.learn_event_of(segment, version, feedback, Some(at_millis), false);
         });
+        for result in results {
+            if let Some(mean) = result.mean_amount() {
+                self.policy.base_mut().sampler_mut().observe_mean_amount_at(
+                    result.segment,
+                    result.version,
+                    mean.min(self.max_value),
+                    result.conversions,
+                    at_millis,
+                );
+            }
+        }
         for result in results {
             if result.spend > 0.0 {
                 self.learn_event(

@@ -40,6 +40,9 @@ pub const DEFAULT_MIN_EXPLORATION_SHARE: f64 = 0.1;
 pub const DEFAULT_MAX_BUDGET_MOVE: f64 = 0.5;
 /// Default number of posterior draws per ad set a plan is drawn from (`M`).
 pub const DEFAULT_PLAN_DRAWS: usize = 64;
+/// Whether a plan's draw scale follows the flight left by default
+/// ([`PlanSettings::draw_scale_schedule`]; `docs/platform.md`, *Measured*).
+pub const DEFAULT_DRAW_SCALE_SCHEDULE: bool = true;
 /// Default discount of an option already in an ad set's batch ([`PlanSettings::option_repeat`];
 /// 1: none).
 pub const DEFAULT_OPTION_REPEAT: f64 = 1.0;
@@ -82,11 +85,24 @@ pub struct PlanSettings {
     /// most draws.
     #[cfg_attr(feature = "serde", serde(default = "default_option_repeat"))]
     pub option_repeat: f64,
+    /// Whether the draws' scale follows the flight left (`docs/platform.md`, *The
+    /// spread of a plan's draws*): `σ = σ_end + (1 − σ_end) · f`, `f` the share of the
+    /// flight's traffic after the period ([`PlanRequest::flight_left`]) and `σ_end`
+    /// [`PlanSettings::draw_scale`] (else the decision tables' scale): the posterior's
+    /// own spread while all the flight is ahead, the exploiting scale for the last
+    /// plan. `false`, or a request without `flight_left`: the scale `σ_end` throughout.
+    #[cfg_attr(feature = "serde", serde(default = "default_draw_scale_schedule"))]
+    pub draw_scale_schedule: bool,
 }
 
 #[cfg(feature = "serde")]
 fn default_option_repeat() -> f64 {
     DEFAULT_OPTION_REPEAT
+}
+
+#[cfg(feature = "serde")]
+fn default_draw_scale_schedule() -> bool {
+    DEFAULT_DRAW_SCALE_SCHEDULE
 }
 
 #[cfg(feature = "serde")]
@@ -105,6 +121,7 @@ impl Default for PlanSettings {
             draw_scale: None,
             ad_exploration_share: None,
             option_repeat: DEFAULT_OPTION_REPEAT,
+            draw_scale_schedule: DEFAULT_DRAW_SCALE_SCHEDULE,
         }
     }
 }
@@ -136,6 +153,11 @@ pub struct PlanRequest<'a> {
     /// ([`PlanModel::segment_shares`]) are not the campaign's: what a plan without a
     /// traffic forecast splits by. `None`: the model's.
     pub segment_shares: Option<&'a [f64]>,
+    /// The share of the flight's traffic after this period, in [0, 1]: what the
+    /// period's report can still be used on, which
+    /// [`PlanSettings::draw_scale_schedule`] follows. `None`: not known (the flight's
+    /// end or its traffic shape).
+    pub flight_left: Option<f64>,
 }
 
 impl<'a> PlanRequest<'a> {
@@ -151,6 +173,21 @@ impl<'a> PlanRequest<'a> {
             costs: None,
             traffic: None,
             segment_shares: None,
+            flight_left: None,
+        }
+    }
+
+    /// The scale the plan's draws are drawn at: [`PlanSettings::draw_scale`], or with
+    /// [`PlanSettings::draw_scale_schedule`] and a known [`PlanRequest::flight_left`]
+    /// `f`, `σ_end + (1 − σ_end) · f` with `σ_end` that scale, else `tables_scale` (the
+    /// model's decision tables' scale; `None`: the model has none, and no schedule).
+    pub fn draw_scale(&self, tables_scale: Option<f64>) -> Option<f64> {
+        let end = self.settings.draw_scale;
+        match self.flight_left {
+            Some(f) if self.settings.draw_scale_schedule => {
+                end.or(tables_scale).map(|end| end + (1.0 - end) * f)
+            }
+            _ => end,
         }
     }
 }
@@ -251,6 +288,9 @@ pub enum PlanError {
     /// The ads' exploration share is outside [0, 1].
     #[error("ad_exploration_share: {0} is not accepted; accepted: a number in [0, 1]")]
     AdExplorationShare(f64),
+    /// The share of the flight left is outside [0, 1].
+    #[error("flight_left: {0} is not accepted; accepted: a share of the flight in [0, 1]")]
+    FlightLeft(f64),
     /// The discount of a repeated option is outside (0, 1].
     #[error("option_repeat: {0} is not accepted; accepted: a number above 0 and at most 1")]
     OptionRepeat(f64),
@@ -320,6 +360,9 @@ pub trait PlanModel {
         draws: usize,
         draw_scale: Option<f64>,
     ) -> Vec<DecisionTable>;
+    /// The scale of the posterior spread the model's decision tables draw at (`None`:
+    /// the model has no such scale).
+    fn tables_draw_scale(&self) -> Option<f64>;
     /// How many versions `segment` may run.
     fn available(&self, segment: usize) -> u64;
     /// A version drawn uniformly from those `segment` may run.
@@ -346,6 +389,9 @@ impl PlanModel for Engine {
         draw_scale: Option<f64>,
     ) -> Vec<DecisionTable> {
         Engine::draw_tables_of(self, rng, now_millis, draws, draw_scale)
+    }
+    fn tables_draw_scale(&self) -> Option<f64> {
+        Some(self.sampler().draw_scale())
     }
     fn available(&self, segment: usize) -> u64 {
         self.campaign().availability().count(segment)
@@ -388,12 +434,17 @@ pub fn make_plan_with<M: PlanModel + ?Sized, R: Rng + ?Sized>(
     if !(request.budget.is_finite() && request.budget >= 0.0) {
         return Err(PlanError::Budget(request.budget));
     }
+    if let Some(f) = request.flight_left {
+        if !(0.0..=1.0).contains(&f) {
+            return Err(PlanError::FlightLeft(f));
+        }
+    }
     let segments = engine.segments();
     let tables = engine.draw_tables(
         rng,
         u64::try_from(request.start_ms).unwrap_or(0),
         settings.draws,
-        settings.draw_scale,
+        request.draw_scale(engine.tables_draw_scale()),
     );
     let buy = |s: usize, price: f64| {
         let table = &tables[s];
@@ -862,9 +913,12 @@ pub enum ResultError {
 /// `floor((j + 0.5) n / c)` of `n`), the results interleaved in proportion (impression
 /// `i` of a result of `n` at position `(i + 0.5) / n`; ties in the results' order). A
 /// conversion's own amount is not reported: each of the `c` conversions of a result
-/// with value `V` carries the mean amount `V / c` (unknown when `V` is 0), which keeps
-/// the value model's expected amount `exp(mean + σ²/2)` on the reported mean. Spend is
-/// not an event here. `learn(segment, version, feedback)` is called for each event.
+/// carries the mean amount ([`AdResult::mean_amount`]) for the counts, but the value
+/// model must not learn it `c` times (that would teach it a spread of 0 between the
+/// gifts): it learns each result's mean once, as one observation of the mean of `c`
+/// amounts ([`crate::model::value::ValueModel::observe_mean_at`]), as
+/// [`Engine::learn_results`] does. Spend is not an event here. `learn(segment,
+/// version, feedback)` is called for each event.
 pub fn for_each_event(results: &[AdResult], mut learn: impl FnMut(usize, u64, Feedback)) {
     use std::cmp::Reverse;
     // Per result: the next impression, and the clicks and conversions given so far.
@@ -887,7 +941,7 @@ pub fn for_each_event(results: &[AdResult], mut learn: impl FnMut(usize, u64, Fe
             *clicks += 1;
             learn(segment, version, Feedback::Click);
         }
-        let amount = (result.value > 0.0).then(|| result.value / result.conversions as f64);
+        let amount = result.mean_amount();
         while *conversions < result.conversions && due(*conversions, result.conversions) {
             *conversions += 1;
             learn(segment, version, Feedback::Conversion { amount });
@@ -900,6 +954,12 @@ pub fn for_each_event(results: &[AdResult], mut learn: impl FnMut(usize, u64, Fe
 }
 
 impl AdResult {
+    /// The mean amount of the result's conversions, `V / c` (`None` without
+    /// conversions or with a value of 0: amounts unknown).
+    pub fn mean_amount(&self) -> Option<f64> {
+        (self.value > 0.0 && self.conversions > 0).then(|| self.value / self.conversions as f64)
+    }
+
     /// Checks the numbers (not whether the segment and version are the campaign's:
     /// [`Engine::learn_results`] does).
     pub fn check(&self) -> Result<(), ResultError> {
@@ -1046,6 +1106,58 @@ mod tests {
                 }]
             );
         }
+    }
+
+    /// With the schedule, a plan draws at `σ_end + (1 − σ_end) f`: the same plan, draw
+    /// for draw, as a plan at that fixed scale; without the flight left known, at
+    /// `σ_end`. A share of the flight outside [0, 1] is refused.
+    #[test]
+    fn a_scheduled_draw_scale_follows_the_flight_left() {
+        let mut engine = engine(1);
+        teach(&mut engine, 3_000);
+        let tables = engine.sampler().draw_scale();
+        let plan = |settings: PlanSettings, flight_left: Option<f64>| {
+            let request = PlanRequest {
+                settings,
+                flight_left,
+                ..PlanRequest::new(0, 86_400_000, 300.0)
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            make_plan(&engine, &request, &mut rng)
+        };
+        let fixed = |scale: f64| {
+            plan(
+                PlanSettings {
+                    draw_scale: Some(scale),
+                    ..PlanSettings::default()
+                },
+                None,
+            )
+            .unwrap()
+        };
+        let scheduled = PlanSettings {
+            draw_scale_schedule: true,
+            ..PlanSettings::default()
+        };
+        assert_eq!(plan(scheduled, Some(1.0)).unwrap(), fixed(1.0));
+        assert_eq!(plan(scheduled, Some(0.0)).unwrap(), fixed(tables));
+        assert_eq!(plan(scheduled, None).unwrap(), fixed(tables));
+        let half = tables + (1.0 - tables) * 0.5;
+        assert_eq!(plan(scheduled, Some(0.5)).unwrap(), fixed(half));
+        assert_ne!(fixed(half), fixed(tables));
+        let to_low = PlanSettings {
+            draw_scale: Some(0.2),
+            ..scheduled
+        };
+        assert_eq!(plan(to_low, Some(0.25)).unwrap(), fixed(0.4));
+        // Without the schedule the flight left changes nothing.
+        let unscheduled = PlanSettings {
+            draw_scale_schedule: false,
+            ..PlanSettings::default()
+        };
+        assert_eq!(plan(unscheduled, Some(1.0)).unwrap(), fixed(tables));
+        let refused = plan(scheduled, Some(1.5)).unwrap_err().to_string();
+        assert!(refused.starts_with("flight_left: 1.5"), "{refused}");
     }
 
     #[test]

@@ -550,6 +550,13 @@ impl tla_core::plan::PlanModel for AnyPolicy {
         }
     }
 
+    fn tables_draw_scale(&self) -> Option<f64> {
+        match &self.kind {
+            PolicyKind::FactorizedTs(policy) => Some(policy.base().sampler().draw_scale()),
+            PolicyKind::Uniform(_) | PolicyKind::IndependentTs(_) => None,
+        }
+    }
+
     fn available(&self, _segment: usize) -> u64 {
         self.known_space().allowed_count()
     }
@@ -571,6 +578,71 @@ impl AnyPolicy {
         match &self.view {
             Some(view) => &view.design().space,
             None => &self.design.space,
+        }
+    }
+
+    /// Learns a platform's aggregates (in the world's versions), all at `at_millis`, as
+    /// [`tla_core::engine::Engine::learn_results`] does: one outcome per impression
+    /// ([`tla_core::plan::for_each_event`]; a conversion marks the impression it
+    /// follows) and, for the factorized model, each result's mean amount once as the
+    /// mean of its conversions' amounts (`FactorizedSampler::observe_mean_amount_at`).
+    /// The independent model keeps sums of amounts, which the mean on each conversion
+    /// adds up exactly.
+    ///
+    /// # Panics
+    /// If a result's version holds an option the policy does not know.
+    pub fn learn_results_at(&mut self, results: &[tla_core::plan::AdResult], at_millis: u64) {
+        use tla_core::engine::Feedback;
+        let means_apart = matches!(self.kind, PolicyKind::FactorizedTs(_));
+        let mut pending: Option<Outcome> = None;
+        tla_core::plan::for_each_event(results, |segment, version, feedback| match feedback {
+            Feedback::Impression => {
+                if let Some(outcome) = pending.take() {
+                    self.observe_at(&outcome, at_millis);
+                }
+                pending = Some(Outcome {
+                    segment,
+                    version,
+                    clicked: false,
+                    converted: false,
+                    value: 0.0,
+                });
+            }
+            Feedback::Conversion { amount } => {
+                if let Some(outcome) = pending.as_mut() {
+                    outcome.clicked = true;
+                    outcome.converted = true;
+                    outcome.value = if means_apart {
+                        0.0
+                    } else {
+                        amount.unwrap_or(0.0)
+                    };
+                }
+            }
+            _ => {}
+        });
+        if let Some(outcome) = pending {
+            self.observe_at(&outcome, at_millis);
+        }
+        if !means_apart {
+            return;
+        }
+        for result in results {
+            let Some(mean) = result.mean_amount() else {
+                continue;
+            };
+            let version = self
+                .to_policy(result.version)
+                .expect("a result of a version the policy served");
+            if let PolicyKind::FactorizedTs(policy) = &mut self.kind {
+                policy.base_mut().sampler_mut().observe_mean_amount_at(
+                    result.segment,
+                    version,
+                    mean,
+                    result.conversions,
+                    at_millis,
+                );
+            }
         }
     }
 

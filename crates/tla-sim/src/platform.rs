@@ -15,7 +15,8 @@
 //!   (`q_s` times the delivered share; the skip `1 − q_s`);
 //! - **learning** buffers the answers as aggregates per (ad set, ad) and, when the
 //!   period ends, the campaign imports them: the model learns them as the events one by
-//!   one ([`tla_core::plan::for_each_event`]), the cost model learns the spend per
+//!   one, each ad's mean amount once ([`crate::AnyPolicy::learn_results_at`]), the cost
+//!   model learns the spend per
 //!   (segment, hour) as spend reports, and the next plan is made
 //!   ([`crate::AnyPolicy::make_plan`]) with the period's share of the budget left.
 //!
@@ -35,8 +36,8 @@ use rand_pcg::Pcg64Mcg;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use tla_core::pacing::{CostModel, HOUR_MS, HOURS, PacingMode, Traffic, hour_of};
-use tla_core::plan::{AdResult, Plan, PlanRequest, PlanSettings, for_each_event};
-use tla_core::policy::{Choice, Decision, Gate, Outcome, Policy};
+use tla_core::plan::{AdResult, Plan, PlanRequest, PlanSettings};
+use tla_core::policy::{Choice, Decision, Gate};
 
 /// Default log-scale noise of the platform's delivered shares around the plan's, per
 /// ad per period.
@@ -220,6 +221,17 @@ impl PlatformLearner {
         total
     }
 
+    /// The share of the flight's traffic after `end` (by the flight's hourly traffic
+    /// shape): what a report at `end` can still be used on.
+    fn flight_left_after(&self, end: i64) -> f64 {
+        let whole = self.weight(0, self.length_ms);
+        if whole > 0.0 {
+            (self.weight(end, self.length_ms) / whole).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+
     /// The platform's buy probability for `segment` now: the ad set's budget left over
     /// what its opportunities left in the period would cost.
     fn buy_probability_now(&self, segment: usize) -> f64 {
@@ -248,34 +260,7 @@ impl PlatformLearner {
     fn next_period<R: Rng + ?Sized>(&mut self, rng: &mut R) {
         let at = u64::try_from(self.period_end_ms.max(0)).unwrap_or(0);
         let results: Vec<AdResult> = std::mem::take(&mut self.results).into_values().collect();
-        let policy = &mut self.policy;
-        // One outcome per impression, a conversion marking the impression it follows.
-        let mut pending: Option<Outcome> = None;
-        for_each_event(&results, |segment, version, feedback| match feedback {
-            tla_core::engine::Feedback::Impression => {
-                if let Some(outcome) = pending.take() {
-                    policy.observe_at(&outcome, at);
-                }
-                pending = Some(Outcome {
-                    segment,
-                    version,
-                    clicked: false,
-                    converted: false,
-                    value: 0.0,
-                });
-            }
-            tla_core::engine::Feedback::Conversion { amount } => {
-                if let Some(outcome) = pending.as_mut() {
-                    outcome.clicked = true;
-                    outcome.converted = true;
-                    outcome.value = amount.unwrap_or(0.0);
-                }
-            }
-            _ => {}
-        });
-        if let Some(outcome) = pending {
-            self.policy.observe_at(&outcome, at);
-        }
+        self.policy.learn_results_at(&results, at);
         self.model_version += results.iter().map(|r| r.impressions).sum::<u64>();
         for ((segment, hour), (impressions, spend)) in std::mem::take(&mut self.hourly) {
             self.costs.observe_total(segment, hour, impressions, spend);
@@ -299,6 +284,7 @@ impl PlatformLearner {
             costs: (self.costs.observations() > 0.0).then_some(&self.costs),
             traffic: (traffic.seen() > 0.0).then_some(&*traffic),
             segment_shares: Some(&self.segment_shares),
+            flight_left: Some(self.flight_left_after(end)),
             ..PlanRequest::new(start, end, budget)
         };
         let plan = self

@@ -290,6 +290,54 @@ impl ValueModel {
         self.observations += 1;
     }
 
+    /// Learns the mean `mean_amount` (positive, finite) of `count` donations of
+    /// (segment, ask option) made at `at_millis`, whose single amounts are not known:
+    /// what an ad platform reports (`docs/platform.md`, *learning from aggregates*).
+    ///
+    /// One donation (`count` 1) is [`Self::observe_at`]. The mean of `c > 1` log-normal
+    /// amounts of log-mean `μ` and spread `σ` is taken as log-normal (Fenton-Wilkinson:
+    /// the same mean and variance) with spread `s_c² = ln(1 + (e^{σ²} − 1) / c)` and
+    /// log-mean `μ + σ²/2 − s_c²/2`; so `ln(mean) − σ²/2 + s_c²/2` is one observation of
+    /// `μ` with noise variance `s_c²` (about `σ²/c`; exactly `σ²` at `c = 1`), learned by
+    /// one step of the module's Huber-type Kalman step with `S = s_c² + Σ x_i² s_i²`.
+    /// `σ²` is the model's current estimate: the spread between single gifts is not in
+    /// a mean, so the noise belief is left as it is (one donation teaches it, as ever).
+    pub fn observe_mean_at(
+        &mut self,
+        segment: usize,
+        ask_option: Option<usize>,
+        mean_amount: f64,
+        count: u64,
+        at_millis: u64,
+    ) {
+        debug_assert!(mean_amount > 0.0 && mean_amount.is_finite() && count > 0);
+        if count <= 1 {
+            self.observe_at(segment, ask_option, mean_amount, at_millis);
+            return;
+        }
+        self.now_millis = self.now_millis.max(at_millis);
+        let (features, n) = self.features(segment, ask_option);
+        if self.clock.is_on() {
+            for &(i, _) in &features[..n] {
+                self.clock
+                    .bring_up_to_date(i, at_millis, &mut self.weights[i], self.priors[i]);
+            }
+        }
+        let noise = self.noise_variance();
+        let mean_noise = mean_log_variance(noise, count);
+        let (predicted, total) = self.predictive(segment, ask_option);
+        let total = total - noise + mean_noise;
+        let y = mean_amount.ln() - 0.5 * noise + 0.5 * mean_noise;
+        let residual = self.clipped_residual(y, predicted, total);
+        for &(i, x) in &features[..n] {
+            let belief = &mut self.weights[i];
+            let gain = x * belief.variance / total;
+            belief.mean += gain * residual;
+            belief.variance -= gain * x * belief.variance;
+        }
+        self.observations += count;
+    }
+
     /// Posterior mean of `E[amount | conversion]` for (segment, ask option).
     pub fn expected_amount(&self, segment: usize, ask_option: Option<usize>) -> f64 {
         let (features, n) = self.features(segment, ask_option);
@@ -457,6 +505,13 @@ impl ValueModel {
     }
 }
 
+/// The log-variance of the mean of `count` independent log-normal amounts of log-variance
+/// `noise`, by matching the mean's mean and variance (Fenton-Wilkinson):
+/// `ln(1 + (e^noise − 1) / count)`; `noise` itself at `count` 1.
+pub fn mean_log_variance(noise: f64, count: u64) -> f64 {
+    (noise.exp_m1() / count.max(1) as f64).ln_1p()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +541,66 @@ mod tests {
         }
         model.observe(0, Some(0), outlier);
         model
+    }
+
+    #[test]
+    fn the_mean_of_one_donation_is_that_donation() {
+        let mut single = ValueModel::new(&design(), ValuePrior::default());
+        let mut mean = single.clone();
+        single.observe_at(0, Some(1), 30.0, 5);
+        mean.observe_mean_at(0, Some(1), 30.0, 1, 5);
+        assert_eq!(single.weights, mean.weights);
+        assert_eq!(single.noise_scale, mean.noise_scale);
+        assert_eq!(mean_log_variance(0.81, 1), 0.81);
+        // The mean of many amounts varies about 1/c as much on the log scale.
+        let v = mean_log_variance(0.36, 100);
+        assert!((v / 0.0036 - 1.0).abs() < 0.25, "{v}");
+    }
+
+    /// Means of `c` amounts, learned once each, against the same means learned `c`
+    /// times as if every gift had been the mean: the expected amount lands on the truth
+    /// either way, but only the honest step keeps the posterior as wide as `n` means of
+    /// `c` gifts justify and the noise belief where it was.
+    #[test]
+    fn a_mean_of_many_amounts_is_one_observation_not_many_copies() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let prior = ValuePrior::default();
+        let mut honest = ValueModel::new(&design(), prior);
+        let mut copies = honest.clone();
+        let noise_before = honest.noise_variance();
+        let (sigma, c) = (0.9f64, 20u64);
+        // Every ask's true expected amount is 25.
+        let mu = 25f64.ln() - sigma * sigma / 2.0;
+        for i in 0..60 {
+            let ask = i % 3;
+            let total: f64 = (0..c)
+                .map(|_| {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    (mu + sigma * z).exp()
+                })
+                .sum();
+            let mean = total / c as f64;
+            honest.observe_mean_at(0, Some(ask), mean, c, 0);
+            for _ in 0..c {
+                copies.observe_at(0, Some(ask), mean, 0);
+            }
+        }
+        assert_eq!(honest.noise_variance(), noise_before);
+        assert!(copies.noise_variance() < 0.25 * noise_before);
+        for ask in 0..3 {
+            let amount = honest.expected_amount(0, Some(ask));
+            assert!((amount / 25.0 - 1.0).abs() < 0.15, "ask {ask}: {amount}");
+        }
+        let spread = |m: &ValueModel| m.predictive(0, Some(0)).1 - m.noise_variance();
+        assert!(
+            spread(&honest) > 2.0 * spread(&copies),
+            "{} against {}",
+            spread(&honest),
+            spread(&copies)
+        );
+        assert_eq!(honest.observations(), copies.observations());
     }
 
     #[test]

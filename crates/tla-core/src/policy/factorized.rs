@@ -312,6 +312,30 @@ impl FactorizedSampler {
         Some(value.learned_amount(segment, ask, amount))
     }
 
+    /// Learns the mean amount of `count` conversions of `version` in `segment` at
+    /// `at_millis`, their single amounts unknown ([`ValueModel::observe_mean_at`]);
+    /// nothing without a value model or for a mean it does not learn (not positive and
+    /// finite, or no conversions). The conversions themselves are learned as outcomes.
+    pub fn observe_mean_amount_at(
+        &mut self,
+        segment: usize,
+        version: u64,
+        mean_amount: f64,
+        count: u64,
+        at_millis: u64,
+    ) {
+        let Some(value) = self.value.as_mut() else {
+            return;
+        };
+        if !(mean_amount > 0.0 && mean_amount.is_finite() && count > 0) {
+            return;
+        }
+        let ask = self
+            .ask_component
+            .map(|k| self.space.option_of(version, k) as usize);
+        value.observe_mean_at(segment, ask, mean_amount, count, at_millis);
+    }
+
     /// How each block of components is searched, with its components.
     pub fn block_searches(&self) -> Vec<(Vec<usize>, BlockSearch)> {
         self.blocks
@@ -762,6 +786,11 @@ impl FactorizedSampler {
     /// the sampler at its own scale ([`crate::plan::PlanSettings::draw_scale`]).
     pub fn set_draw_scale(&mut self, scale: f64) {
         self.draw_scale = scale;
+    }
+
+    /// The scale of the posterior spread the decision tables draw at.
+    pub fn draw_scale(&self) -> f64 {
+        self.draw_scale
     }
 
     /// The version with the highest posterior-mean objective for a segment: the argmax
