@@ -192,6 +192,24 @@ impl<'a> PlanRequest<'a> {
     }
 }
 
+/// The share of a flight `[flight_start_ms, flight_end_ms)` after a period ending at
+/// `period_end_ms`, by time: [`PlanRequest::flight_left`] for a planner that knows the
+/// flight's dates but not how its traffic falls within them (the service; the
+/// simulated platform weighs by its traffic instead). In [0, 1]: 1 for a period ending
+/// before the flight starts, 0 for one ending at or after its end. `None` for a flight
+/// that does not end after it starts.
+pub fn flight_left_by_time(
+    flight_start_ms: i64,
+    flight_end_ms: i64,
+    period_end_ms: i64,
+) -> Option<f64> {
+    let length = flight_end_ms
+        .checked_sub(flight_start_ms)
+        .filter(|&l| l > 0)?;
+    let after = flight_end_ms.saturating_sub(period_end_ms.max(flight_start_ms));
+    Some((after as f64 / length as f64).clamp(0.0, 1.0))
+}
+
 /// A period's plan: per ad set (segment), its budget and its ads.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -1106,6 +1124,19 @@ mod tests {
                 }]
             );
         }
+    }
+
+    #[test]
+    fn the_flight_left_by_time_is_the_share_of_the_flight_after_the_period() {
+        let day = 86_400_000;
+        // A 14-day flight: after the first day 13/14 is left, after the last none.
+        assert_eq!(flight_left_by_time(0, 14 * day, day), Some(13.0 / 14.0));
+        assert_eq!(flight_left_by_time(0, 14 * day, 14 * day), Some(0.0));
+        assert_eq!(flight_left_by_time(0, 14 * day, 20 * day), Some(0.0));
+        // A period ending before the flight starts leaves all of it.
+        assert_eq!(flight_left_by_time(day, 3 * day, 0), Some(1.0));
+        assert_eq!(flight_left_by_time(day, day, 0), None);
+        assert_eq!(flight_left_by_time(2 * day, day, 0), None);
     }
 
     /// With the schedule, a plan draws at `σ_end + (1 − σ_end) f`: the same plan, draw
