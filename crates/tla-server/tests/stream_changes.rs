@@ -11,54 +11,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::nats::{StreamFixture, stream_fixture};
 use tla_core::spec::CampaignSpec;
-use tla_server::clock::SystemClock;
-use tla_server::state::{AppState, ServerConfig};
-use tla_server::stream_log::{JetStreamEventLog, StreamSettings};
-use tla_store::{EventKind, EventLog, NewEvent, Store};
+use tla_server::state::AppState;
+use tla_store::{EventKind, NewEvent, Store};
 
 const SECRET: &[u8] = b"stream-changes-test-secret-0123456789";
 const SPEC: &str = include_str!("../../../examples/small.toml");
 const ID: &str = "c_00000000c0de";
-
-/// One server: its state and its learner's task.
-struct Server {
-    state: AppState,
-    learner: tokio::task::JoinHandle<()>,
-}
-
-fn open(runtime: &tokio::runtime::Runtime, settings: &StreamSettings, store: &Store) -> Server {
-    let stream = Arc::new(
-        JetStreamEventLog::open(
-            settings.clone(),
-            SECRET,
-            runtime.handle().clone(),
-            store.clone(),
-        )
-        .expect("the stream opens"),
-    );
-    stream.set_changes_through(store.stream_changes_through().unwrap());
-    let log: Arc<dyn EventLog> = stream.clone();
-    let state = AppState::open(
-        store.clone(),
-        log,
-        Arc::new(SystemClock),
-        SECRET,
-        ServerConfig::default(),
-    )
-    .expect("the state opens");
-    state.attach_stream(stream);
-    let learner = runtime.spawn(tla_server::learner::run(state.clone()));
-    Server { state, learner }
-}
-
-fn stop(runtime: &tokio::runtime::Runtime, server: Server) {
-    server.state.begin_close();
-    runtime.block_on(server.learner).unwrap();
-}
 
 fn spec(extra_headline: Option<&str>) -> tla_core::spec::Campaign {
     let mut text = SPEC.to_string();
@@ -210,8 +171,8 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
         Store::open_in_memory().unwrap(),
         Store::open_in_memory().unwrap(),
     );
-    let a = open(runtime, settings, &store_a);
-    let b = open(runtime, settings, &store_b);
+    let a = support::nats::open(runtime, settings, &store_a, SECRET);
+    let b = support::nats::open(runtime, settings, &store_b, SECRET);
 
     // The campaign, made on A, reaches B; events from both.
     let slot = a.state.create_campaign(spec(None), ID.into()).unwrap();
@@ -259,7 +220,7 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
     };
     assert!(paused.is_paused());
     settle(&[&a.state, &b.state]);
-    stop(runtime, b);
+    support::nats::stop(runtime, b);
     send(&a.state, "a3", 40);
     let state = a.state.clone();
     let (revised, archived, resumed) = runtime
@@ -296,9 +257,9 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
 
     // B restarts on its data directory; C joins on an empty one: both catch up with
     // every change at its place.
-    let b = open(runtime, settings, &store_b);
+    let b = support::nats::open(runtime, settings, &store_b, SECRET);
     let store_c = Store::open_in_memory().unwrap();
-    let c = open(runtime, settings, &store_c);
+    let c = support::nats::open(runtime, settings, &store_c, SECRET);
     let views = settle(&[&a.state, &b.state, &c.state]);
     let (revisions, paused, archived, applied, model) = &views[0];
     assert_eq!(revisions.len(), 5, "{revisions:?}");
@@ -321,6 +282,6 @@ fn changes_on_two_servers_are_decided_in_stream_order_and_every_server_agrees() 
     assert_eq!(audit(&store_a), audit(&store_b));
     assert_eq!(audit(&store_a), audit(&store_c));
     for server in [a, b, c] {
-        stop(runtime, server);
+        support::nats::stop(runtime, server);
     }
 }

@@ -26,25 +26,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::nats::{StreamFixture, stream_fixture};
 use tla_server::auth::new_key;
-use tla_server::clock::SystemClock;
-use tla_server::state::{AppState, ServerConfig};
-use tla_server::stream_log::{JetStreamEventLog, StreamSettings};
-use tla_store::{EventLog, KeyRow, Store};
+use tla_server::state::AppState;
+use tla_store::{KeyRow, Store};
 use tower::ServiceExt;
 
 const SECRET: &[u8] = b"stream-money-test-secret-0123456789";
 const SPEC: &str = include_str!("../../../examples/small.toml");
 const DAY_MS: i64 = 86_400_000;
-
-/// One server: its state and its learner's task.
-struct Server {
-    state: AppState,
-    learner: tokio::task::JoinHandle<()>,
-}
 
 /// A store holding the admin key every server of a test shares; its token.
 fn store_with_key() -> (Store, String) {
@@ -63,36 +54,6 @@ fn store_with_key() -> (Store, String) {
         })
         .unwrap();
     (store, key.token)
-}
-
-fn open(runtime: &tokio::runtime::Runtime, settings: &StreamSettings, store: &Store) -> Server {
-    let stream = Arc::new(
-        JetStreamEventLog::open(
-            settings.clone(),
-            SECRET,
-            runtime.handle().clone(),
-            store.clone(),
-        )
-        .expect("the stream opens"),
-    );
-    stream.set_changes_through(store.stream_changes_through().unwrap());
-    let log: Arc<dyn EventLog> = stream.clone();
-    let state = AppState::open(
-        store.clone(),
-        log,
-        Arc::new(SystemClock),
-        SECRET,
-        ServerConfig::default(),
-    )
-    .expect("the state opens");
-    state.attach_stream(stream);
-    let learner = runtime.spawn(tla_server::learner::run(state.clone()));
-    Server { state, learner }
-}
-
-fn stop(runtime: &tokio::runtime::Runtime, server: Server) {
-    server.state.begin_close();
-    runtime.block_on(server.learner).unwrap();
 }
 
 fn now_ms() -> i64 {
@@ -269,8 +230,8 @@ fn a_spend_report_on_one_server_counts_on_every_server() {
     } = &fixture;
     let ((store_a, token), (store_b, _)) = (store_with_key(), store_with_key());
     let (a, b) = (
-        open(runtime, settings, &store_a),
-        open(runtime, settings, &store_b),
+        support::nats::open(runtime, settings, &store_a, SECRET),
+        support::nats::open(runtime, settings, &store_b, SECRET),
     );
     let id = create(
         runtime,
@@ -365,7 +326,7 @@ fn a_spend_report_on_one_server_counts_on_every_server() {
     );
 
     for server in [a, b] {
-        stop(runtime, server);
+        support::nats::stop(runtime, server);
     }
 }
 
@@ -379,8 +340,8 @@ fn a_results_import_on_one_server_changes_every_model_alike() {
     } = &fixture;
     let ((store_a, token), (store_b, _)) = (store_with_key(), store_with_key());
     let (a, b) = (
-        open(runtime, settings, &store_a),
-        open(runtime, settings, &store_b),
+        support::nats::open(runtime, settings, &store_a, SECRET),
+        support::nats::open(runtime, settings, &store_b, SECRET),
     );
     let id = create(
         runtime,
@@ -514,11 +475,11 @@ fn a_results_import_on_one_server_changes_every_model_alike() {
     }
 
     // B restarts on its data directory: the same model at the same place.
-    stop(runtime, b);
-    let b = open(runtime, settings, &store_b);
+    support::nats::stop(runtime, b);
+    let b = support::nats::open(runtime, settings, &store_b, SECRET);
     assert_eq!(settle(&[&a.state, &b.state], &id), again);
     for server in [a, b] {
-        stop(runtime, server);
+        support::nats::stop(runtime, server);
     }
 }
 
@@ -532,8 +493,8 @@ fn a_retried_revision_or_budget_change_with_the_same_key_applies_once() {
     } = &fixture;
     let ((store_a, token), (store_b, _)) = (store_with_key(), store_with_key());
     let (a, b) = (
-        open(runtime, settings, &store_a),
-        open(runtime, settings, &store_b),
+        support::nats::open(runtime, settings, &store_a, SECRET),
+        support::nats::open(runtime, settings, &store_b, SECRET),
     );
     let spec = spec_with_flight(100.0);
     let id = create(
@@ -670,8 +631,8 @@ fn a_retried_revision_or_budget_change_with_the_same_key_applies_once() {
     // B restarts, so it keeps no outcome: a retry there (the stream absorbs it) answers
     // the revision and the budget change each key made, as stored, not 409 `conflict`.
     let first_revision = put(&a.state, "rev-1", &revised).1;
-    stop(runtime, b);
-    let b = open(runtime, settings, &store_b);
+    support::nats::stop(runtime, b);
+    let b = support::nats::open(runtime, settings, &store_b, SECRET);
     let (status, retry) = put(&b.state, "rev-1", &revised);
     assert_eq!(status, StatusCode::OK, "{retry}");
     assert_eq!(retry["revision"], first_revision["revision"], "{retry}");
@@ -689,7 +650,7 @@ fn a_retried_revision_or_budget_change_with_the_same_key_applies_once() {
         assert_eq!(store.revisions(&id).unwrap().len(), 2);
     }
     for server in [a, b] {
-        stop(runtime, server);
+        support::nats::stop(runtime, server);
     }
 }
 
@@ -719,8 +680,8 @@ fn a_large_batch_of_spend_reports_is_applied_in_runs() {
     };
     let ((store_a, token), (store_b, _)) = (on_disk(&dirs[0]), on_disk(&dirs[1]));
     let (a, b) = (
-        open(runtime, settings, &store_a),
-        open(runtime, settings, &store_b),
+        support::nats::open(runtime, settings, &store_a, SECRET),
+        support::nats::open(runtime, settings, &store_b, SECRET),
     );
     let id = create(
         runtime,
@@ -761,7 +722,7 @@ fn a_large_batch_of_spend_reports_is_applied_in_runs() {
         );
     }
     for server in [a, b] {
-        stop(runtime, server);
+        support::nats::stop(runtime, server);
     }
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);

@@ -785,17 +785,7 @@ impl Store {
                     .query_row(params![campaign_id, key], |row| {
                         Ok((
                             row.get::<_, i64>(0)?,
-                            NewBudgetChange {
-                                campaign_id: row.get(1)?,
-                                old_budget: row.get(2)?,
-                                new_budget: row.get(3)?,
-                                old_daily_cap: row.get(4)?,
-                                new_daily_cap: row.get(5)?,
-                                spent: row.get(6)?,
-                                reason: row.get(7)?,
-                                key_id: row.get(8)?,
-                                at_ms: row.get(9)?,
-                            },
+                            budget_change_of(row)?,
                             row.get::<_, Option<String>>(10)?,
                             row.get::<_, Option<Vec<u8>>>(11)?,
                         ))
@@ -827,20 +817,7 @@ impl Store {
             .map_err(StoreError::sqlite("reading budget changes"))?;
         let raw = statement
             .query_map(params![campaign_id], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    NewBudgetChange {
-                        campaign_id: row.get(1)?,
-                        old_budget: row.get(2)?,
-                        new_budget: row.get(3)?,
-                        old_daily_cap: row.get(4)?,
-                        new_daily_cap: row.get(5)?,
-                        spent: row.get(6)?,
-                        reason: row.get(7)?,
-                        key_id: row.get(8)?,
-                        at_ms: row.get(9)?,
-                    },
-                ))
+                Ok((row.get::<_, i64>(0)?, budget_change_of(row)?))
             })
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(StoreError::sqlite("reading budget changes"))?;
@@ -1743,6 +1720,22 @@ pub(crate) fn insert_campaign_row(
         )));
     }
     Ok(())
+}
+
+/// A budget change from a row whose columns 1 to 9 are `campaign_id, old_budget,
+/// new_budget, old_daily_cap, new_daily_cap, spent, reason, key_id, at_ms`.
+fn budget_change_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<NewBudgetChange> {
+    Ok(NewBudgetChange {
+        campaign_id: row.get(1)?,
+        old_budget: row.get(2)?,
+        new_budget: row.get(3)?,
+        old_daily_cap: row.get(4)?,
+        new_daily_cap: row.get(5)?,
+        spent: row.get(6)?,
+        reason: row.get(7)?,
+        key_id: row.get(8)?,
+        at_ms: row.get(9)?,
+    })
 }
 
 #[cfg(test)]

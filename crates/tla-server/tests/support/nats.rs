@@ -1,5 +1,5 @@
 //! A single-node NATS server with JetStream on loopback for the stream tests
-//! (stream_log.rs, stream_changes.rs), on a port below the kernel's ephemeral range (so
+//! (stream_log.rs, stream_changes.rs, stream_money.rs), and a server on it ([`open`], [`stop`]), on a port below the kernel's ephemeral range (so
 //! no outgoing connection holds it), killed by its pid and its store removed when
 //! dropped.
 
@@ -95,4 +95,50 @@ pub fn stream_fixture(name: &str, stream: &str) -> Option<StreamFixture> {
         port,
         _nats: nats,
     })
+}
+
+/// One server on a stream: its state and its learner's task.
+pub struct Server {
+    pub state: tla_server::state::AppState,
+    pub learner: tokio::task::JoinHandle<()>,
+}
+
+/// Opens a server on the stream `settings` names over `store`, with the signing
+/// secret `secret`, as `tla serve --event-log` does: the stream from the changes the
+/// store applied, the state, and its learner on `runtime`.
+pub fn open(
+    runtime: &tokio::runtime::Runtime,
+    settings: &tla_server::stream_log::StreamSettings,
+    store: &tla_store::Store,
+    secret: &[u8],
+) -> Server {
+    use std::sync::Arc;
+    let stream = Arc::new(
+        tla_server::stream_log::JetStreamEventLog::open(
+            settings.clone(),
+            secret,
+            runtime.handle().clone(),
+            store.clone(),
+        )
+        .expect("the stream opens"),
+    );
+    stream.set_changes_through(store.stream_changes_through().unwrap());
+    let log: Arc<dyn tla_store::EventLog> = stream.clone();
+    let state = tla_server::state::AppState::open(
+        store.clone(),
+        log,
+        Arc::new(tla_server::clock::SystemClock),
+        secret,
+        tla_server::state::ServerConfig::default(),
+    )
+    .expect("the state opens");
+    state.attach_stream(stream);
+    let learner = runtime.spawn(tla_server::learner::run(state.clone()));
+    Server { state, learner }
+}
+
+/// Closes `server` and waits for its learner to finish.
+pub fn stop(runtime: &tokio::runtime::Runtime, server: Server) {
+    server.state.begin_close();
+    runtime.block_on(server.learner).unwrap();
 }
