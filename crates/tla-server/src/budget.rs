@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::wire::{BudgetChangeBody, BudgetChangeRequest};
 use std::sync::PoisonError;
 use tla_core::spec::{FlightPlan, check_budget, check_daily_cap};
-use tla_store::{NewBudgetChange, Store, StoreError};
+use tla_store::{EventLog, NewBudgetChange, Store, StoreError};
 
 /// Longest `reason` accepted, characters (as for a correction).
 pub const MAX_REASON_LEN: usize = crate::correction::MAX_REASON_LEN;
@@ -97,8 +97,8 @@ fn check_request(request: &BudgetChangeRequest) -> Result<(), ApiError> {
 
 /// Checks, records and applies a budget change at `now_ms`: the one place a change is
 /// applied, here or from the stream. The spend it must not go below counts the cost
-/// events up to sequence `spent_through` (`u64::MAX`: all; from the stream: the
-/// change's own sequence). Changes of one campaign are serialized (the flight's lock
+/// events and their corrections up to sequence `spent_through` (`u64::MAX`: all; from
+/// the stream: the change's own sequence). Changes of one campaign are serialized (the flight's lock
 /// is held from the check to the swap). With an `idempotency_key` that made a change of
 /// the campaign before, answers that change and changes nothing (one with another
 /// request: 409 `idempotency_key_reused`); else the key is stored with the change.
@@ -163,7 +163,15 @@ pub(crate) fn apply(
             .transpose()
             .map_err(invalid)?,
     };
-    let spent = crate::report::stored_spend_through(slot, state.store(), spent_through)?;
+    // From the stream: the corrections before the change's place, as for the costs.
+    let corrections = match state.stream() {
+        Some(stream) if spent_through < u64::MAX => {
+            stream.corrections_through(&slot.id, spent_through)
+        }
+        _ => state.store().event_log().corrections(&slot.id)?,
+    };
+    let spent =
+        crate::report::stored_spend_through(slot, state.store(), spent_through, &corrections)?;
     if new_budget < spent.total() {
         return Err(ApiError::new(
             ErrorCode::BudgetBelowSpent,

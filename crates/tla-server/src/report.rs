@@ -202,24 +202,24 @@ impl StoredSpend {
 /// store's `(campaign, kind)` index, as corrected, the spend reports and the platform
 /// results in force.
 pub fn stored_spend(slot: &CampaignSlot, store: &Store) -> Result<StoredSpend, StoreError> {
-    stored_spend_through(slot, store, u64::MAX)
+    let corrections = store.event_log().corrections(&slot.id)?;
+    stored_spend_through(slot, store, u64::MAX, &corrections)
 }
 
-/// [`stored_spend`] counting the cost events up to sequence `through` only: a server
-/// of a stream checks a budget change against the costs before the change's place
-/// (its spend reports and platform results are stored in stream order by the learner
-/// that applies the change, so the store holds exactly those before it).
+/// [`stored_spend`] counting the cost events up to sequence `through` only, as
+/// `corrections` correct them: a server of a stream checks a budget change against
+/// the costs and the corrections before the change's place
+/// (`JetStreamEventLog::corrections_through`; its spend reports and platform results
+/// are stored in stream order by the learner that applies the change, so the store
+/// holds exactly those before it).
 pub fn stored_spend_through(
     slot: &CampaignSlot,
     store: &Store,
     through: u64,
+    corrections: &[StoredCorrection],
 ) -> Result<StoredSpend, StoreError> {
     let mut costs = store.value_by_decision_through(&slot.id, EventKind::Cost, through)?;
-    correct_sums(
-        &mut costs,
-        &store.event_log().corrections(&slot.id)?,
-        EventKind::Cost,
-    );
+    correct_sums(&mut costs, corrections, EventKind::Cost);
     let reports_by_segment = reported_by_segment(slot, store)?;
     Ok(StoredSpend {
         // Folds from +0: an empty `sum` of floats is -0.

@@ -430,7 +430,7 @@ pub struct ReviseQuery {
     summary = "replace a running campaign's spec: revision n+1; options and segments matched by name, what was learned kept; refused with revision_refused when it removes a served option (retire it: `retired = true`), changes the components, the objective or the ask (scope admin)",
     params(("id" = String, Path, description = "campaign id"), ReviseQuery,
         ("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 visible ASCII characters (a UUID, say), stored with the revision it makes: a retry with the same key, the same spec and the same reason answers that revision (200, the same revision and summary; the campaign as it now stands) and revises nothing, on any server of a shared stream and after a restart; the same key with another spec or reason is refused (409 idempotency_key_reused). A request that was refused stored nothing: its retry is decided again")),
+        description = "1 to 255 visible ASCII characters (a UUID, say), stored with the revision it makes: a retry with the same key, the same spec and the same reason answers that revision (200, the same revision and summary; the campaign as it now stands) and revises nothing, on any server of a shared stream and after a restart; the same key with another spec or reason is refused (409 idempotency_key_reused). A request that was refused stored nothing: on a single server its retry is decided again; on a shared stream it answers the first refusal, or 409 conflict where that is no longer kept")),
     request_body(description = "the whole new spec, docs/spec.md: TOML (`curl -X PUT --data-binary @spec.toml -H 'Content-Type: application/toml'`) or JSON", content(
         (Object = "application/json"), (String = "application/toml"))),
     responses((status = 200, description = "revised: the new revision is in force", body = RevisionOutcome),
@@ -550,7 +550,7 @@ async fn set_paused(
     summary = "change a running campaign's budget and daily cap; audited, refused below what was spent, history never rewritten (scope admin)",
     params(("id" = String, Path, description = "campaign id"),
         ("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 visible ASCII characters (a UUID, say), stored with the change it makes: a retry with the same key and the same body answers that change (200, the same change; the campaign as it now stands) and changes nothing, on any server of a shared stream and after a restart; the same key with another body is refused (409 idempotency_key_reused). A request that was refused stored nothing: its retry is decided again")),
+        description = "1 to 255 visible ASCII characters (a UUID, say), stored with the change it makes: a retry with the same key and the same body answers that change (200, the same change; the campaign as it now stands) and changes nothing, on any server of a shared stream and after a restart; the same key with another body is refused (409 idempotency_key_reused). A request that was refused stored nothing: on a single server its retry is decided again; on a shared stream it answers the first refusal, or 409 conflict where that is no longer kept")),
     request_body = BudgetChangeRequest,
     responses((status = 200, description = "recorded and in force", body = BudgetChangeOutcome),
         BadRequest, Unauthorized, Forbidden, NotFound, BodyTimedOut, Conflict, TooLarge, Internal, Unavailable, StorageFull))]
@@ -1113,19 +1113,28 @@ fn store_spend_reports(
         .map(crate::stream_log::Change::spend_report)
         .collect();
     let submitted = crate::change::submit_all(state, &slot.id, changes, key_id, None)?;
+    // The stored first copies, read once for all the repeats of the request.
+    let mut first_copies = None;
     submitted
         .into_iter()
         .zip(good)
         .map(|(submitted, report)| {
             if submitted.duplicate {
-                return crate::spend::repeat_outcome(state, report)?
-                    .map(Ok)
-                    .ok_or_else(|| {
-                        ApiError::internal(format!(
-                            "spend report {} is on the stream (sequence {}) but not stored here",
-                            report.report_id, submitted.seq
-                        ))
-                    });
+                if first_copies.is_none() {
+                    first_copies = Some(crate::spend::stored_by_id(state, &slot.id)?);
+                }
+                let first = first_copies
+                    .as_ref()
+                    .and_then(|stored| stored.get(&report.report_id));
+                return match (first, submitted.outcome) {
+                    (Some(first), _) => Ok(Ok(crate::spend::repeat_outcome(report, first))),
+                    // The first copy was refused where it was applied: its refusal.
+                    (None, Err(error)) => Ok(Err(error)),
+                    (None, Ok(_)) => Err(ApiError::internal(format!(
+                        "spend report {} is on the stream (sequence {}) but not stored here",
+                        report.report_id, submitted.seq
+                    ))),
+                };
             }
             Ok(match submitted.outcome {
                 Ok(crate::change::Applied::Spend(outcome)) => Ok(outcome),

@@ -23,9 +23,10 @@ use crate::state::AppState;
 use crate::wire::RejectedSpendReport;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use tla_core::spec::{AMOUNT_LIMIT, MAX_FLIGHT_DAYS};
 use tla_core::timestamp::{DAY_MS, parse_rfc3339};
-use tla_store::{NewSpendReport, SpendReportOutcome, StoreError};
+use tla_store::{NewSpendReport, SpendReportOutcome, StoreError, StoredSpendReport};
 use utoipa::ToSchema;
 
 /// Longest `report_id` accepted, characters (as for an `event_id`).
@@ -276,24 +277,28 @@ pub fn store(
     Ok(outcomes)
 }
 
-/// What a report the stream absorbed as a repeat of its id's first copy is: a
-/// duplicate of the stored report when it is an exact repeat
-/// ([`NewSpendReport::is_exact_repeat_of`], the store's rule), else a conflict.
-/// `None` when the first copy is not stored here (it was refused when applied).
-pub fn repeat_outcome(
+/// The stored spend reports of campaign `campaign_id` by report id: what the reports
+/// of a request the stream absorbed as repeats are answered from ([`repeat_outcome`]),
+/// read once per request.
+pub fn stored_by_id(
     state: &AppState,
-    report: &NewSpendReport,
-) -> Result<Option<SpendReportOutcome>, StoreError> {
+    campaign_id: &str,
+) -> Result<HashMap<String, StoredSpendReport>, StoreError> {
     Ok(state
         .store()
-        .spend_reports(&report.campaign_id)?
+        .spend_reports(campaign_id)?
         .into_iter()
-        .find(|stored| stored.report_id == report.report_id)
-        .map(|stored| {
-            if report.is_exact_repeat_of(&stored) {
-                SpendReportOutcome::Duplicate { id: stored.id }
-            } else {
-                SpendReportOutcome::Conflict { id: stored.id }
-            }
-        }))
+        .map(|stored| (stored.report_id.clone(), stored))
+        .collect())
+}
+
+/// What a report the stream absorbed as a repeat of its id's first copy `stored` is: a
+/// duplicate of it when it is an exact repeat ([`NewSpendReport::is_exact_repeat_of`],
+/// the store's rule), else a conflict.
+pub fn repeat_outcome(report: &NewSpendReport, stored: &StoredSpendReport) -> SpendReportOutcome {
+    if report.is_exact_repeat_of(stored) {
+        SpendReportOutcome::Duplicate { id: stored.id }
+    } else {
+        SpendReportOutcome::Conflict { id: stored.id }
+    }
 }

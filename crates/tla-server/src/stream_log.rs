@@ -613,6 +613,8 @@ pub struct Mirror {
     last_event_seq: u64,
     /// Every correction recorded, in stream order (`id` = index + 1).
     corrections: Vec<StoredCorrection>,
+    /// The stream sequence of each of `corrections`' records (ascending, by index).
+    correction_seqs: Vec<u64>,
     /// What each correction record did, by its stream sequence.
     correction_outcomes: HashMap<u64, CorrectionOutcome>,
     /// Campaigns created through the stream, in stream order (first record of an id).
@@ -676,6 +678,7 @@ impl Mirror {
             reloading: true,
             last_event_seq,
             corrections: Vec::new(),
+            correction_seqs: Vec::new(),
             correction_outcomes: HashMap::new(),
             campaigns: Vec::new(),
             applied: 0,
@@ -932,10 +935,22 @@ impl Mirror {
             correction,
         );
         self.corrections.push(stored.clone());
+        self.correction_seqs.push(seq);
         if !self.reloading {
             self.batch.corrections.push(stored.clone());
         }
         CorrectionOutcome::Recorded(stored)
+    }
+
+    /// The corrections of campaign `campaign_id` recorded at stream sequences up to
+    /// `through`, in stream order.
+    fn corrections_through(&self, campaign_id: &str, through: u64) -> Vec<StoredCorrection> {
+        let upto = self.correction_seqs.partition_point(|&seq| seq <= through);
+        self.corrections[..upto]
+            .iter()
+            .filter(|c| c.campaign_id == campaign_id)
+            .cloned()
+            .collect()
     }
 
     /// The first copy of an event id: in the batch being applied, else in the file.
@@ -1772,6 +1787,13 @@ impl JetStreamEventLog {
         Ok(acks)
     }
 
+    /// The corrections of campaign `campaign_id` recorded at stream sequences up to
+    /// `through`, in stream order: what a state change at `through` sees (the mirror
+    /// may have read further than the learner applying the change).
+    pub fn corrections_through(&self, campaign_id: &str, through: u64) -> Vec<StoredCorrection> {
+        self.lock().corrections_through(campaign_id, through)
+    }
+
     /// The change record at stream sequence `seq`, if the mirror holds one there.
     pub fn change_at(&self, seq: u64) -> Option<ChangeRecord> {
         let mirror = self.lock();
@@ -1954,6 +1976,18 @@ mod tests {
             CorrectionOutcome::UnknownEvent
         );
         assert_eq!(mirror.corrections.len(), 2);
+        // What a state change at each place sees: the corrections before it only.
+        let ids = |through| -> Vec<u64> {
+            mirror
+                .corrections_through("c", through)
+                .iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        assert_eq!(ids(1), Vec::<u64>::new());
+        assert_eq!(ids(2), vec![1]);
+        assert_eq!(ids(4), vec![1, 2]);
+        assert_eq!(mirror.corrections_through("other", 9), vec![]);
     }
 
     // --- Spend leases ---
