@@ -117,23 +117,16 @@ pub(crate) fn apply(
         .flight_lock()
         .write()
         .unwrap_or_else(PoisonError::into_inner);
-    let key = match idempotency_key {
-        Some(key) => {
-            let change = crate::change::budget_change_of(request);
-            if let Some(applied) = crate::change::stored_outcome(state, slot, &change, key)? {
-                return match applied {
-                    crate::change::Applied::Budget(body) => Ok(body),
-                    other => Err(ApiError::internal(format!(
-                        "a stored budget change answered as {other:?}"
-                    ))),
-                };
-            }
-            Some(tla_store::ChangeKey {
-                key: key.to_owned(),
-                request_digest: crate::change::request_digest(&change)?,
-            })
+    let key = match crate::change::keyed(state, slot, idempotency_key, || {
+        crate::change::budget_change_of(request)
+    })? {
+        crate::change::Keyed::Made(crate::change::Applied::Budget(body)) => return Ok(body),
+        crate::change::Keyed::Made(other) => {
+            return Err(ApiError::internal(format!(
+                "a stored budget change answered as {other:?}"
+            )));
         }
-        None => None,
+        crate::change::Keyed::Make(key) => key,
     };
     crate::state::refuse_archived(slot, "given a new budget")?;
     let Some(current) = *flight else {

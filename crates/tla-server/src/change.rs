@@ -212,6 +212,36 @@ pub(crate) fn stored_outcome(
     }
 }
 
+/// What an `Idempotency-Key` of a revision or a budget change asks for.
+pub(crate) enum Keyed {
+    /// The key made this change before: its outcome ([`stored_outcome`]).
+    Made(Applied),
+    /// Make the change, storing this key with it (`None`: no key sent).
+    Make(Option<tla_store::ChangeKey>),
+}
+
+/// [`stored_outcome`] for a request with `key` (none: [`Keyed::Make`] without a key),
+/// and otherwise the key and digest to store with the change `change()` makes: the
+/// check [`crate::revise::revise_at`] and [`budget::apply`] both begin with.
+pub(crate) fn keyed(
+    state: &AppState,
+    slot: &CampaignSlot,
+    key: Option<&str>,
+    change: impl FnOnce() -> Change,
+) -> Result<Keyed, ApiError> {
+    let Some(key) = key else {
+        return Ok(Keyed::Make(None));
+    };
+    let change = change();
+    if let Some(applied) = stored_outcome(state, slot, &change, key)? {
+        return Ok(Keyed::Made(applied));
+    }
+    Ok(Keyed::Make(Some(tla_store::ChangeKey {
+        key: key.to_owned(),
+        request_digest: request_digest(&change)?,
+    })))
+}
+
 /// Revision `number` of `slot` as [`crate::revise::revise_at`] answered it: the
 /// revision and the summary of what it changed from the one before.
 fn stored_revision(slot: &CampaignSlot, number: u32) -> Result<Revised, ApiError> {

@@ -274,26 +274,19 @@ pub(crate) fn revise_at(
     idempotency_key: Option<&str>,
 ) -> Result<Revised, ApiError> {
     let spec_json = serde_json::to_string(next.spec()).map_err(ApiError::internal)?;
-    let key = match idempotency_key {
-        Some(key) => {
-            let change = crate::stream_log::Change::Revise {
-                spec_json: spec_json.clone(),
-                reason: reason.clone(),
-            };
-            if let Some(applied) = crate::change::stored_outcome(state, slot, &change, key)? {
-                return match applied {
-                    crate::change::Applied::Revised(revised) => Ok(revised),
-                    other => Err(ApiError::internal(format!(
-                        "a stored revision answered as {other:?}"
-                    ))),
-                };
-            }
-            Some(tla_store::ChangeKey {
-                key: key.to_owned(),
-                request_digest: crate::change::request_digest(&change)?,
-            })
+    let key = match crate::change::keyed(state, slot, idempotency_key, || {
+        crate::stream_log::Change::Revise {
+            spec_json: spec_json.clone(),
+            reason: reason.clone(),
         }
-        None => None,
+    })? {
+        crate::change::Keyed::Made(crate::change::Applied::Revised(revised)) => return Ok(revised),
+        crate::change::Keyed::Made(other) => {
+            return Err(ApiError::internal(format!(
+                "a stored revision answered as {other:?}"
+            )));
+        }
+        crate::change::Keyed::Make(key) => key,
     };
     crate::state::refuse_archived(slot, "revised")?;
     let current = slot.current();
