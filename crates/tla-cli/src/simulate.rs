@@ -196,6 +196,11 @@ pub struct SimulateArgs {
     /// (else --draw-scale) throughout.
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_DRAW_SCALE_SCHEDULE, action = clap::ArgAction::Set)]
     pub plan_draw_scale_schedule: bool,
+    /// With --mode plan: whether the money rule's draws (the ad sets' budgets) follow
+    /// the flight left as the versions' do; false: the budgets are priced at
+    /// --plan-draw-scale (else --draw-scale), the pacer's scale (`docs/platform.md`).
+    #[arg(long, default_value_t = tla_core::plan::DEFAULT_BUDGET_DRAW_SCALE_SCHEDULE, action = clap::ArgAction::Set)]
+    pub plan_budget_draw_scale_schedule: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -507,6 +512,7 @@ fn run_plan(
             ad_exploration_share: args.plan_ad_exploration,
             option_repeat: args.plan_option_repeat,
             draw_scale_schedule: args.plan_draw_scale_schedule,
+            budget_draw_scale_schedule: args.plan_budget_draw_scale_schedule,
             ..PlatformRun::new(args.plan_every, args.ads_per_segment).settings
         },
         ..PlatformRun::new(args.plan_every, args.ads_per_segment)
@@ -546,6 +552,7 @@ fn run_plan(
         value["plan_ad_exploration"] = args.plan_ad_exploration.into();
         value["plan_option_repeat"] = args.plan_option_repeat.into();
         value["plan_draw_scale_schedule"] = args.plan_draw_scale_schedule.into();
+        value["plan_budget_draw_scale_schedule"] = args.plan_budget_draw_scale_schedule.into();
         value["interactions"] = serde_json::Value::String(args.interactions.clone());
         value["epsilon"] = args.epsilon.into();
         value["draws"] = args.draws.into();

@@ -14,7 +14,9 @@
 //!   are filled with versions drawn uniformly from those available to the segment.
 //! - **Budgets** by the money rule of the pacer ([`crate::pacing::solve_price`]): the
 //!   price of money `λ` at which the expected spend over the period's forecast traffic
-//!   matches the period's budget; an ad set's budget is its part of that spend. Then a
+//!   matches the period's budget; an ad set's budget is its part of that spend, priced
+//!   with draws at the exploiting scale while the versions' draws may follow the flight
+//!   left ([`PlanSettings::budget_draw_scale_schedule`]). Then a
 //!   floor (each ad set at least the exploration share's part of an even split) and a
 //!   limit on how fast a budget moves from the previous plan, with the budgets still
 //!   summing to the request.
@@ -43,6 +45,10 @@ pub const DEFAULT_PLAN_DRAWS: usize = 64;
 /// Whether a plan's draw scale follows the flight left by default
 /// ([`PlanSettings::draw_scale_schedule`]; `docs/platform.md`, *Measured*).
 pub const DEFAULT_DRAW_SCALE_SCHEDULE: bool = true;
+/// Whether the money rule's draws follow the flight left too by default
+/// ([`PlanSettings::budget_draw_scale_schedule`]; `docs/platform.md`, *Measured*): no,
+/// the budgets are priced at the exploiting scale.
+pub const DEFAULT_BUDGET_DRAW_SCALE_SCHEDULE: bool = false;
 /// Default discount of an option already in an ad set's batch ([`PlanSettings::option_repeat`];
 /// 1: none).
 pub const DEFAULT_OPTION_REPEAT: f64 = 1.0;
@@ -93,6 +99,16 @@ pub struct PlanSettings {
     /// plan. `false`, or a request without `flight_left`: the scale `σ_end` throughout.
     #[cfg_attr(feature = "serde", serde(default = "default_draw_scale_schedule"))]
     pub draw_scale_schedule: bool,
+    /// Whether the money rule's draws (the price of money and the ad sets' budgets)
+    /// follow the flight left as the versions' do (`docs/platform.md`, *Budgets priced at
+    /// the exploiting scale*). `false` (the default): the budgets are priced with their
+    /// own draws at `σ_end`, the pacer's scale, and only the versions explore at the
+    /// scheduled scale. Without the schedule both are at `σ_end`, from one set of draws.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default = "default_budget_draw_scale_schedule")
+    )]
+    pub budget_draw_scale_schedule: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -103,6 +119,11 @@ fn default_option_repeat() -> f64 {
 #[cfg(feature = "serde")]
 fn default_draw_scale_schedule() -> bool {
     DEFAULT_DRAW_SCALE_SCHEDULE
+}
+
+#[cfg(feature = "serde")]
+fn default_budget_draw_scale_schedule() -> bool {
+    DEFAULT_BUDGET_DRAW_SCALE_SCHEDULE
 }
 
 #[cfg(feature = "serde")]
@@ -122,6 +143,7 @@ impl Default for PlanSettings {
             ad_exploration_share: None,
             option_repeat: DEFAULT_OPTION_REPEAT,
             draw_scale_schedule: DEFAULT_DRAW_SCALE_SCHEDULE,
+            budget_draw_scale_schedule: DEFAULT_BUDGET_DRAW_SCALE_SCHEDULE,
         }
     }
 }
@@ -189,6 +211,20 @@ impl<'a> PlanRequest<'a> {
             }
             _ => end,
         }
+    }
+
+    /// The scale the money rule's draws are drawn at, if they are not the versions'
+    /// ([`PlanRequest::draw_scale`]): `σ_end` ([`PlanSettings::draw_scale`], else
+    /// `tables_scale`) when the versions' draws follow the flight left to another scale
+    /// and [`PlanSettings::budget_draw_scale_schedule`] is off. `None`: the money rule
+    /// prices with the versions' draws.
+    pub fn budget_draw_scale(&self, tables_scale: Option<f64>) -> Option<f64> {
+        if self.settings.budget_draw_scale_schedule {
+            return None;
+        }
+        let end = self.settings.draw_scale.or(tables_scale)?;
+        let versions = self.draw_scale(tables_scale).or(tables_scale)?;
+        (versions != end).then_some(end)
     }
 }
 
@@ -458,14 +494,21 @@ pub fn make_plan_with<M: PlanModel + ?Sized, R: Rng + ?Sized>(
         }
     }
     let segments = engine.segments();
+    let now = u64::try_from(request.start_ms).unwrap_or(0);
     let tables = engine.draw_tables(
         rng,
-        u64::try_from(request.start_ms).unwrap_or(0),
+        now,
         settings.draws,
         request.draw_scale(engine.tables_draw_scale()),
     );
+    // The money rule's own draws at the exploiting scale, when the versions' explore at
+    // another (`PlanSettings::budget_draw_scale_schedule`).
+    let priced = request
+        .budget_draw_scale(engine.tables_draw_scale())
+        .map(|scale| engine.draw_tables(rng, now, settings.draws, Some(scale)));
+    let priced = priced.as_deref().unwrap_or(&tables);
     let buy = |s: usize, price: f64| {
-        let table = &tables[s];
+        let table = &priced[s];
         1.0 - table.draws_at_or_below(price) as f64 / table.draws() as f64
     };
     let cells = period_cells(engine, request, segments);
@@ -1139,9 +1182,9 @@ mod tests {
         assert_eq!(flight_left_by_time(2 * day, day, 0), None);
     }
 
-    /// With the schedule, a plan draws at `σ_end + (1 − σ_end) f`: the same plan, draw
-    /// for draw, as a plan at that fixed scale; without the flight left known, at
-    /// `σ_end`. A share of the flight outside [0, 1] is refused.
+    /// With the schedule (the budgets' too), a plan draws at `σ_end + (1 − σ_end) f`:
+    /// the same plan, draw for draw, as a plan at that fixed scale; without the flight
+    /// left known, at `σ_end`. A share of the flight outside [0, 1] is refused.
     #[test]
     fn a_scheduled_draw_scale_follows_the_flight_left() {
         let mut engine = engine(1);
@@ -1168,6 +1211,7 @@ mod tests {
         };
         let scheduled = PlanSettings {
             draw_scale_schedule: true,
+            budget_draw_scale_schedule: true,
             ..PlanSettings::default()
         };
         assert_eq!(plan(scheduled, Some(1.0)).unwrap(), fixed(1.0));
@@ -1189,6 +1233,112 @@ mod tests {
         assert_eq!(plan(unscheduled, Some(1.0)).unwrap(), fixed(tables));
         let refused = plan(scheduled, Some(1.5)).unwrap_err().to_string();
         assert!(refused.starts_with("flight_left: 1.5"), "{refused}");
+    }
+
+    /// An engine that records the scales its draws are asked at.
+    struct Recording<'a> {
+        engine: &'a Engine,
+        scales: std::cell::RefCell<Vec<Option<f64>>>,
+    }
+
+    impl PlanModel for Recording<'_> {
+        fn segments(&self) -> usize {
+            PlanModel::segments(self.engine)
+        }
+        fn revision(&self) -> u32 {
+            PlanModel::revision(self.engine)
+        }
+        fn segment_shares(&self) -> Vec<f64> {
+            PlanModel::segment_shares(self.engine)
+        }
+        fn draw_tables<R: Rng + ?Sized>(
+            &self,
+            rng: &mut R,
+            now_millis: u64,
+            draws: usize,
+            draw_scale: Option<f64>,
+        ) -> Vec<DecisionTable> {
+            self.scales.borrow_mut().push(draw_scale);
+            PlanModel::draw_tables(self.engine, rng, now_millis, draws, draw_scale)
+        }
+        fn tables_draw_scale(&self) -> Option<f64> {
+            PlanModel::tables_draw_scale(self.engine)
+        }
+        fn available(&self, segment: usize) -> u64 {
+            PlanModel::available(self.engine, segment)
+        }
+        fn sample_available<R: Rng + ?Sized>(&self, segment: usize, rng: &mut R) -> u64 {
+            PlanModel::sample_available(self.engine, segment, rng)
+        }
+        fn options_into(&self, version: u64, out: &mut Vec<u32>) {
+            PlanModel::options_into(self.engine, version, out);
+        }
+    }
+
+    /// By default the versions' draws follow the flight left and the money rule prices
+    /// with its own draws at `σ_end`, from the same random stream after the versions'
+    /// draws; with `budget_draw_scale_schedule` it prices with the versions' draws. One
+    /// set of draws when the scales agree.
+    #[test]
+    fn the_budgets_are_priced_at_the_exploiting_scale_while_the_versions_explore() {
+        let mut engine = engine(1);
+        teach(&mut engine, 3_000);
+        let tables = engine.sampler().draw_scale();
+        let half = tables + (1.0 - tables) * 0.5;
+        // Without a traffic forecast or costs the cells are the segments' shares at a
+        // cost of 1: a budget of 0.3 buys less than everything, so the price is above 0.
+        let request = |settings: PlanSettings, flight_left: Option<f64>| PlanRequest {
+            settings,
+            flight_left,
+            ..PlanRequest::new(0, 86_400_000, 0.3)
+        };
+        let plan = |settings: PlanSettings, flight_left: Option<f64>| {
+            let model = Recording {
+                engine: &engine,
+                scales: std::cell::RefCell::new(Vec::new()),
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            let plan = make_plan_with(&model, &request(settings, flight_left), &mut rng).unwrap();
+            (plan, model.scales.into_inner())
+        };
+        // The price the money rule solves for over a set of draws.
+        let price = |tables: &[DecisionTable]| {
+            let segments = PlanModel::segments(&engine);
+            let cells = period_cells(&engine, &request(PlanSettings::default(), None), segments);
+            let buy = |s: usize, price: f64| {
+                1.0 - tables[s].draws_at_or_below(price) as f64 / tables[s].draws() as f64
+            };
+            solve_price(&cells, 0.3, 0.0, &buy)
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let versions = engine.draw_tables_of(&mut rng, 0, DEFAULT_PLAN_DRAWS, Some(half));
+        let at_end = engine.draw_tables_of(&mut rng, 0, DEFAULT_PLAN_DRAWS, Some(tables));
+
+        let (default, scales) = plan(PlanSettings::default(), Some(0.5));
+        assert_eq!(scales, vec![Some(half), Some(tables)]);
+        assert!(default.price_of_money > 0.0);
+        assert_eq!(default.price_of_money, price(&at_end));
+        let on_schedule = PlanSettings {
+            budget_draw_scale_schedule: true,
+            ..PlanSettings::default()
+        };
+        let (scheduled, scales) = plan(on_schedule, Some(0.5));
+        assert_eq!(scales, vec![Some(half)]);
+        assert_eq!(scheduled.price_of_money, price(&versions));
+        // The wider draws sample higher best values, so they price higher.
+        assert!(scheduled.price_of_money > default.price_of_money);
+        // Without the schedule, for the last plan (nothing left: the same scale) or
+        // without the flight left known, one set of draws.
+        let unscheduled = PlanSettings {
+            draw_scale_schedule: false,
+            ..PlanSettings::default()
+        };
+        assert_eq!(plan(unscheduled, Some(0.5)).1, vec![None]);
+        assert_eq!(
+            plan(PlanSettings::default(), Some(0.0)).1,
+            vec![Some(tables)]
+        );
+        assert_eq!(plan(PlanSettings::default(), None).1, vec![None]);
     }
 
     #[test]
