@@ -197,8 +197,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_DRAW_SCALE_SCHEDULE, action = clap::ArgAction::Set)]
     pub plan_draw_scale_schedule: bool,
     /// With --mode plan: whether the money rule's draws (the ad sets' budgets) follow
-    /// the flight left as the versions' do; false: the budgets are priced at
-    /// --plan-draw-scale (else --draw-scale), the pacer's scale (`docs/platform.md`).
+    /// the flight left as the versions' do; false: the budgets are priced with their own
+    /// draws at --plan-draw-scale (else --draw-scale, the pacer's scale;
+    /// `docs/platform.md`).
     #[arg(long, default_value_t = tla_core::plan::DEFAULT_BUDGET_DRAW_SCALE_SCHEDULE, action = clap::ArgAction::Set)]
     pub plan_budget_draw_scale_schedule: bool,
     /// Print one JSON object instead of a table.

@@ -70,8 +70,10 @@ pub struct PlanSettings {
     /// Minimum return: a version's draws count for the plan only where their sampled
     /// value is at least this many times the expected cost (the pacer's `min_roas`).
     pub min_roas: Option<f64>,
-    /// `M`: posterior draws per ad set the plan's versions, shares and price are drawn
-    /// from (at least 1; `docs/platform.md`, *Versions*).
+    /// `M`: posterior draws per ad set the plan's versions and shares are drawn from,
+    /// and the money rule's price and budgets (from a second set of `M` when
+    /// [`PlanSettings::budget_draw_scale_schedule`] gives them another scale; at least
+    /// 1; `docs/platform.md`, *Versions*).
     #[cfg_attr(feature = "serde", serde(default = "default_plan_draws"))]
     pub draws: usize,
     /// Scale of the posterior spread in the plan's draws (positive; 1: Thompson
@@ -217,11 +219,13 @@ impl<'a> PlanRequest<'a> {
     /// ([`PlanRequest::draw_scale`]): `σ_end` ([`PlanSettings::draw_scale`], else
     /// `tables_scale`) when the versions' draws follow the flight left to another scale
     /// and [`PlanSettings::budget_draw_scale_schedule`] is off. `None`: the money rule
-    /// prices with the versions' draws.
+    /// prices with the versions' draws (also for a model without a scale, `tables_scale`
+    /// `None`, whose draws no scale changes).
     pub fn budget_draw_scale(&self, tables_scale: Option<f64>) -> Option<f64> {
         if self.settings.budget_draw_scale_schedule {
             return None;
         }
+        tables_scale?;
         let end = self.settings.draw_scale.or(tables_scale)?;
         let versions = self.draw_scale(tables_scale).or(tables_scale)?;
         (versions != end).then_some(end)
@@ -1239,6 +1243,8 @@ mod tests {
     struct Recording<'a> {
         engine: &'a Engine,
         scales: std::cell::RefCell<Vec<Option<f64>>>,
+        /// Whether it stands for a model without a draw scale.
+        scaleless: bool,
     }
 
     impl PlanModel for Recording<'_> {
@@ -1262,6 +1268,9 @@ mod tests {
             PlanModel::draw_tables(self.engine, rng, now_millis, draws, draw_scale)
         }
         fn tables_draw_scale(&self) -> Option<f64> {
+            if self.scaleless {
+                return None;
+            }
             PlanModel::tables_draw_scale(self.engine)
         }
         fn available(&self, segment: usize) -> u64 {
@@ -1292,14 +1301,18 @@ mod tests {
             flight_left,
             ..PlanRequest::new(0, 86_400_000, 0.3)
         };
-        let plan = |settings: PlanSettings, flight_left: Option<f64>| {
+        let recorded = |settings: PlanSettings, flight_left: Option<f64>, scaleless: bool| {
             let model = Recording {
                 engine: &engine,
                 scales: std::cell::RefCell::new(Vec::new()),
+                scaleless,
             };
             let mut rng = rand::rngs::StdRng::seed_from_u64(9);
             let plan = make_plan_with(&model, &request(settings, flight_left), &mut rng).unwrap();
             (plan, model.scales.into_inner())
+        };
+        let plan = |settings: PlanSettings, flight_left: Option<f64>| {
+            recorded(settings, flight_left, false)
         };
         // The price the money rule solves for over a set of draws.
         let price = |tables: &[DecisionTable]| {
@@ -1318,6 +1331,24 @@ mod tests {
         assert_eq!(scales, vec![Some(half), Some(tables)]);
         assert!(default.price_of_money > 0.0);
         assert_eq!(default.price_of_money, price(&at_end));
+        // The ads from the versions' draws, at that price (each ad set's mean cost is 1
+        // here), from the same stream after both sets of draws.
+        check_shares(
+            &default,
+            DEFAULT_ADS_PER_SEGMENT,
+            DEFAULT_MIN_EXPLORATION_SHARE,
+        );
+        for (s, set) in default.ad_sets.iter().enumerate() {
+            let ads = choose_ads(
+                &engine,
+                &versions[s],
+                s,
+                default.price_of_money,
+                &PlanSettings::default(),
+                &mut rng,
+            );
+            assert_eq!(set.ads, ads);
+        }
         let on_schedule = PlanSettings {
             budget_draw_scale_schedule: true,
             ..PlanSettings::default()
@@ -1339,6 +1370,16 @@ mod tests {
             vec![Some(tables)]
         );
         assert_eq!(plan(PlanSettings::default(), None).1, vec![None]);
+        // A model without a draw scale: one set, whatever the settings' scale.
+        let own_scale = PlanSettings {
+            draw_scale: Some(0.8),
+            ..PlanSettings::default()
+        };
+        assert_eq!(recorded(own_scale, Some(0.5), true).1, vec![Some(0.9)]);
+        assert_eq!(
+            recorded(own_scale, Some(0.5), false).1,
+            vec![Some(0.9), Some(0.8)]
+        );
     }
 
     #[test]

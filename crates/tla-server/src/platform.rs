@@ -145,8 +145,9 @@ pub fn make(
             .as_ref()
             .filter(|previous| previous.revision == engine.revision());
         plan_request.settings = settings;
-        // The draw scale follows the flight left (`PlanSettings::draw_scale_schedule`),
-        // by time: the server knows the flight's dates, not its traffic's shape.
+        // The versions' draw scale follows the flight left
+        // (`PlanSettings::draw_scale_schedule`; the budgets are priced at the exploiting
+        // scale), by time: the server knows the flight's dates, not its traffic's shape.
         plan_request.flight_left = slot
             .flight()
             .and_then(|flight| plan::flight_left_by_time(flight.start_ms, flight.end_ms, end_ms));
