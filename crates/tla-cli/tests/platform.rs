@@ -43,6 +43,8 @@ fn plan_mode_prints_its_fields_beside_the_budget_scores() {
     assert_eq!(value["plan_draws"], 64);
     assert!(value["plan_draw_scale"].is_null(), "the tables' scale");
     assert_eq!(value["plan_exploration"], 0.1);
+    assert_eq!(value["plan_draw_scale_schedule"], true);
+    assert_eq!(value["plan_budget_draw_scale_schedule"], false);
     for field in [
         "pct_of_budget_oracle",
         "spend",
@@ -53,6 +55,27 @@ fn plan_mode_prints_its_fields_beside_the_budget_scores() {
         assert!(value[field].is_number(), "{field}: {value}");
     }
     assert!(value["spend"].as_f64().unwrap() <= value["budget"].as_f64().unwrap() * 1.001);
+    // The budgets' draws on the schedule too, as plans drew before.
+    let out = simulate(&[
+        "--world",
+        "worlds/flight-small.json",
+        "--budget",
+        "auto",
+        "--mode",
+        "plan",
+        "--impressions",
+        "2000",
+        "--plan-budget-draw-scale-schedule",
+        "true",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["plan_budget_draw_scale_schedule"], true);
     // The per-impression default says its mode too.
     let out = simulate(&[
         "--world",
