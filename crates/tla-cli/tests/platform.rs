@@ -12,9 +12,20 @@ fn simulate(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `simulate` with `args`, which must succeed, and its JSON.
+fn simulate_json(args: &[&str]) -> serde_json::Value {
+    let out = simulate(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn plan_mode_prints_its_fields_beside_the_budget_scores() {
-    let out = simulate(&[
+    let value = simulate_json(&[
         "--world",
         "worlds/flight-small.json",
         "--budget",
@@ -29,12 +40,6 @@ fn plan_mode_prints_its_fields_beside_the_budget_scores() {
         "20000",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["mode"], "plan");
     assert_eq!(value["plan_every_hours"], 12.0);
     assert_eq!(value["ads_per_segment"], 4);
@@ -56,7 +61,7 @@ fn plan_mode_prints_its_fields_beside_the_budget_scores() {
     }
     assert!(value["spend"].as_f64().unwrap() <= value["budget"].as_f64().unwrap() * 1.001);
     // The budgets' draws on the schedule too, as plans drew before.
-    let out = simulate(&[
+    let value = simulate_json(&[
         "--world",
         "worlds/flight-small.json",
         "--budget",
@@ -69,15 +74,9 @@ fn plan_mode_prints_its_fields_beside_the_budget_scores() {
         "true",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["plan_budget_draw_scale_schedule"], true);
     // The per-impression default says its mode too.
-    let out = simulate(&[
+    let value = simulate_json(&[
         "--world",
         "worlds/flight-small.json",
         "--budget",
@@ -86,12 +85,6 @@ fn plan_mode_prints_its_fields_beside_the_budget_scores() {
         "2000",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["mode"], "impression");
     assert!(value.get("plans").is_none());
     // The table names the mode.
